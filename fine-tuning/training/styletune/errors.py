@@ -1,0 +1,13 @@
+"""Errors a user can fix. Scripts print them as one `error: ...` line, never a traceback."""
+
+
+class UserError(Exception):
+    """Something in the user's input or config is wrong; the message names the fix."""
+
+
+class ConfigError(UserError):
+    """The YAML is missing a key or holds a value the pipeline cannot use."""
+
+
+class InputError(UserError):
+    """A manuscript or chunk file cannot be used as it is."""

@@ -1,0 +1,22 @@
+"""Where things live: every relative path in the YAML resolves against fine-tuning/."""
+from pathlib import Path
+
+TRAINING_DIR = Path(__file__).resolve().parent.parent
+FINE_TUNING_DIR = TRAINING_DIR.parent
+REPO_DIR = FINE_TUNING_DIR.parent
+CONFIG_DIR = FINE_TUNING_DIR / "configs"
+
+
+def resolve(path) -> Path:
+    """Resolve a path from the YAML against fine-tuning/, whatever the working directory."""
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else (FINE_TUNING_DIR / p).resolve()
+
+
+def shown(path) -> str:
+    """A path as the user should read it: relative to the repository when inside it."""
+    p = Path(path).resolve()
+    try:
+        return str(p.relative_to(REPO_DIR))
+    except ValueError:
+        return str(p)

@@ -1,0 +1,140 @@
+"""Sentence boundaries a cut may use, from nltk Punkt plus guards for fiction.
+
+Punkt comes pretrained for English when nltk's `punkt_tab` data is installed;
+otherwise it is trained on the author's own chunks (no download), which also
+teaches it their abbreviations. Punkt alone still splits "Dr. | Watson" before
+a capitalised name, so titles and initials get a guard of their own, and three
+rules specific to fiction decide which boundaries are usable:
+- never inside an open quotation (a speech that runs on);
+- never before a lower-case word (`"Where?" | she asked.` is one sentence);
+- a boundary that separates a speech from its tag (`"Stop!" | Fenn shouted.`)
+  is used only when no cleaner boundary is in range.
+"""
+import re
+from dataclasses import dataclass
+
+from nltk.tokenize.punkt import PunktSentenceTokenizer, PunktTrainer
+
+# Lower-case, without the final period. Missing a real sentence end here only
+# removes one candidate cut, so the list errs on the generous side.
+GUARDED_ABBREVIATIONS = {
+    "mr", "mrs", "ms", "mssrs", "messrs", "dr", "drs", "st", "ste", "prof", "capt", "cpt",
+    "col", "gen", "lt", "sgt", "cmdr", "adm", "maj", "rev", "revd", "hon", "fr", "sr", "jr",
+    "mt", "no", "nos", "vs", "etc", "e.g", "i.e", "a.m", "p.m", "cf", "viz", "vol", "ch",
+    "pp", "fig", "approx", "dept", "est", "inc", "ltd", "co", "esq", "gov", "pres", "sen",
+    "rep", "supt", "insp", "det", "u.s", "u.k",
+}
+SPEECH_VERBS = {
+    "said", "says", "asked", "asks", "replied", "answered", "shouted", "cried", "called",
+    "whispered", "muttered", "murmured", "added", "snapped", "yelled", "told", "sighed",
+    "exclaimed", "continued", "insisted", "repeated", "screamed", "laughed", "breathed",
+    "began", "went", "agreed", "protested", "demanded", "admitted", "observed", "remarked",
+    "returned", "rejoined", "retorted", "groaned", "hissed", "growled", "pleaded", "warned",
+}
+_SENTENCE_END = re.compile(r"[.!?…]['\"’”)\]*_]*$")
+_WORD_BEFORE = re.compile(r"([\w.]+)[.!?…]?['\"’”)\]*_]*$")
+_TAG_MAX_WORDS = 8
+
+
+@dataclass(frozen=True)
+class Boundary:
+    end: int    # prefix = text[:end]
+    start: int  # completion = text[start:]; text[end:start] is whitespace only
+    tier: int   # 0 clean, 1 separates a speech from its tag (last resort)
+
+
+def paragraph_spans(text: str):
+    """(start, end) of each paragraph: blank-line separated, or one per line when
+    the text has no blank lines at all."""
+    sep = "\n\n" if "\n\n" in text else "\n"
+    spans, pos = [], 0
+    for part in text.split(sep):
+        if part.strip():
+            lead = len(part) - len(part.lstrip())
+            spans.append((pos + lead, pos + len(part.rstrip())))
+        pos += len(part) + len(sep)
+    return spans
+
+
+def build_punkt(texts):
+    """(tokenizer, description): pretrained English Punkt if installed, else trained here."""
+    try:
+        from nltk.tokenize.punkt import PunktTokenizer
+        tokenizer = PunktTokenizer("english")
+        source = "nltk Punkt, pretrained English model"
+    except (LookupError, ImportError, OSError):
+        trainer = PunktTrainer()
+        trainer.INCLUDE_ALL_COLLOCS = True
+        trainer.train("\n\n".join(texts), finalize=True)
+        tokenizer = PunktSentenceTokenizer(trainer.get_params())
+        source = f"nltk Punkt trained on the author's {len(texts)} chunk(s)"
+    tokenizer._params.abbrev_types.update(a for a in GUARDED_ABBREVIATIONS)
+    return tokenizer, source
+
+
+def _guarded(sentence: str) -> bool:
+    """True when the sentence ends on a title, abbreviation or initial, not a real end."""
+    m = _WORD_BEFORE.search(sentence)
+    if not m:
+        return False
+    word = m.group(1).lower().rstrip(".")
+    return word in GUARDED_ABBREVIATIONS or (len(word) == 1 and word.isalpha()
+                                              and sentence.rstrip().endswith("."))
+
+
+_QUOTE_EVENTS = (
+    re.compile(r"(“)|(”)"),
+    # single quotes: an opening mark starts the paragraph or follows a space or
+    # dash; a closing mark ends a word and is followed by a space or punctuation
+    # (so the apostrophe in "don’t" is neither)
+    re.compile(r"((?:^|(?<=[\s(—–-]))[‘'](?=\S))|((?<=\S)[’'](?=$|[\s,.;:!?—–)]))"),
+)
+
+
+def _quote_depth(segment: str) -> int:
+    """How many quotations are open at the end of `segment` (which starts a paragraph).
+
+    Every style is tracked at once (curly, straight and single quotes), since a
+    book may nest one in another; a stray apostrophe can only forbid a cut, never
+    allow one inside a speech.
+    """
+    depth = segment.count('"') % 2
+    for pattern in _QUOTE_EVENTS:
+        level = 0
+        for m in pattern.finditer(segment):
+            level = level + 1 if m.group(1) else max(0, level - 1)
+        depth += level
+    return depth
+
+
+def _is_speech_tag(sentence_before: str, sentence_after: str) -> bool:
+    """`"Stop!" | Fenn shouted.`: a quote ending in ?/! followed by a short tag."""
+    if not re.search(r"[?!…—,][’”\"']+\s*$", sentence_before):
+        return False
+    words = re.findall(r"[\w’']+", sentence_after)
+    return len(words) <= _TAG_MAX_WORDS and any(w.lower() in SPEECH_VERBS for w in words)
+
+
+def boundaries(text: str, punkt):
+    """Every boundary a cut may use, in text order."""
+    found = []
+    paragraphs = paragraph_spans(text)
+    for i, (p_start, p_end) in enumerate(paragraphs):
+        spans = list(punkt.span_tokenize(text[p_start:p_end]))
+        spans = [(p_start + a, p_start + b) for a, b in spans]
+        for (a, b), nxt in zip(spans, spans[1:] + [None]):
+            sentence = text[a:b]
+            if not _SENTENCE_END.search(sentence) or _guarded(sentence):
+                continue
+            if _quote_depth(text[p_start:b]) > 0:
+                continue
+            if nxt is None:  # paragraph end: the next paragraph starts the completion
+                if i + 1 < len(paragraphs):
+                    found.append(Boundary(b, paragraphs[i + 1][0], 0))
+                continue
+            following = text[nxt[0]:nxt[1]]
+            if following[:1].islower():
+                continue
+            tier = 1 if _is_speech_tag(sentence, following) else 0
+            found.append(Boundary(b, nxt[0], tier))
+    return found

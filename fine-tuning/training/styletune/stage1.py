@@ -1,0 +1,121 @@
+"""Stage 1: curated chunk files -> train/validation JSONL, manifest and report."""
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import paths
+from .chunks import discover, load_chunks
+from .errors import InputError
+from .examples import count_rendered, cut_chunk
+from .fileio import sha256_bytes
+from .sentences import build_punkt
+from .split import choose_validation_groups
+from .tokens import load_counter
+
+
+@dataclass
+class Stage1Result:
+    config: object
+    book_dir: Path
+    chunks: list
+    train: list
+    validation: list
+    skipped: list                  # [(file, reason)]
+    tokenizer: str
+    exact: bool
+    splitter: str
+    overlong_skipped: list = field(default_factory=list)
+
+    @property
+    def examples(self):
+        return self.train + self.validation
+
+    def exceptions(self):
+        """Cuts a person should look at: out of the ratio range, or beside a speech tag."""
+        out = []
+        for e in self.examples:
+            if not e.in_range:
+                out.append((e.chunk.name, f"no sentence boundary gives a prefix in range: "
+                                          f"nearest used, prefix {e.ratio:.1%}"))
+            elif e.cut.tier:
+                out.append((e.chunk.name, "cut between a speech and its tag "
+                                          "(no cleaner boundary in range)"))
+        return out
+
+
+def _overlong_message(examples, seq_len) -> str:
+    lines = [f"{len(examples)} example(s) longer than sequence_len = {seq_len} tokens "
+             "(Axolotl would drop or truncate them without a word):"]
+    lines += [f"  {e.chunk.name}: {e.total_tokens} tokens" for e in examples]
+    lines.append("Fix: split each at a scene break into parts named like chunk_013a_... and "
+                 "chunk_013b_... (move the original into backup/), raise sequence_len, or "
+                 "rerun with --skip-overlong to leave them out (listed in the report).")
+    return "\n".join(lines)
+
+
+def prepare(config, book_dir=None, skip_overlong=False, progress=None) -> Stage1Result:
+    """Read, cut, count and split. Writes nothing."""
+    s = config.pipeline
+    book_dir = Path(book_dir).resolve() if book_dir else s.book_dir
+    found, skipped = discover(book_dir, s.chunk_glob)
+    chunks, empty = load_chunks(found, exclude=set(s.exclude_chunks))
+    skipped += empty
+    if not chunks:
+        raise InputError(f"every chunk file in {book_dir} is empty or excluded: nothing to train on")
+    counter = load_counter(config)
+    punkt, splitter = build_punkt([c.text for c in chunks])
+    held_out = choose_validation_groups(chunks, s.validation_share, s.seed, s.validation_chunks)
+    train, validation = [], []
+    for chunk in (progress(chunks) if progress else chunks):
+        val = chunk.group in held_out
+        # Validation keeps one fixed cut per chunk, so its loss is comparable across runs.
+        cuts = cut_chunk(chunk, punkt, counter, s.prefix_ratio, s.seed,
+                         k=1 if val else s.cuts_per_chunk)
+        (validation if val else train).extend(cuts)
+    count_rendered(train + validation, counter)
+    overlong = [e for e in train + validation if e.total_tokens > config.sequence_len]
+    if overlong and not skip_overlong:
+        raise InputError(_overlong_message(overlong, config.sequence_len))
+    dropped = {id(e) for e in overlong}
+    train = [e for e in train if id(e) not in dropped]
+    validation = [e for e in validation if id(e) not in dropped]
+    return Stage1Result(config, book_dir, chunks, train, validation, skipped,
+                        counter.description, counter.exact, splitter, overlong)
+
+
+def jsonl_bytes(examples) -> bytes:
+    lines = [json.dumps({"messages": e.messages()}, ensure_ascii=False) for e in examples]
+    return ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
+
+
+def provenance(e, split) -> dict:
+    return {
+        "split": split,
+        "chunk": e.chunk.name,
+        "chunk_sha256": e.chunk.sha256,
+        "cut_char": e.cut.end,
+        "completion_char": e.cut.start,
+        "prefix_ratio": round(e.ratio, 4),
+        "prefix_tokens": e.prefix_tokens,
+        "completion_tokens": e.completion_tokens,
+        "total_tokens": e.total_tokens,
+    }
+
+
+def manifest(result: Stage1Result, outputs: dict) -> dict:
+    """What went in, what came out, with hashes: later stages use it to detect stale data."""
+    cfg = result.config
+    return {
+        "stage": 1,
+        "config": paths.shown(cfg.path),
+        "config_sha256": cfg.sha256(),
+        "book_dir": paths.shown(result.book_dir),
+        "tokenizer": result.tokenizer,
+        "token_counts_exact": result.exact,
+        "sentence_splitter": result.splitter,
+        "sequence_len": cfg.sequence_len,
+        "inputs": [{"file": c.name, "sha256": c.sha256} for c in result.chunks],
+        "outputs": {paths.shown(p): sha256_bytes(b) for p, b in outputs.items()},
+        "examples": [provenance(e, "train") for e in result.train]
+                    + [provenance(e, "validation") for e in result.validation],
+    }

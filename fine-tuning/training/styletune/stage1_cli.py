@@ -1,0 +1,79 @@
+"""What 1_prepare_data.py prints and writes."""
+import json
+import textwrap
+
+from tqdm import tqdm
+
+from . import paths, report
+from .config import load_config
+from .errors import UserError
+from .fileio import write_atomic
+from .stage1 import jsonl_bytes, manifest, prepare
+
+
+def planned_outputs(result) -> dict:
+    cfg = result.config
+    rep = report.report_dict(result)
+    outputs = {
+        cfg.train_path: jsonl_bytes(result.train),
+        cfg.validation_path: jsonl_bytes(result.validation),
+    }
+    rdir = cfg.pipeline.report_dir
+    outputs[rdir / "stage1_report.json"] = (json.dumps(rep, indent=2, ensure_ascii=False) + "\n").encode()
+    outputs[rdir / "stage1_report.md"] = report.markdown(rep).encode()
+    outputs[rdir / "stage1_lengths.png"] = report.histogram_png(result)
+    man = manifest(result, outputs)
+    outputs[cfg.train_path.with_suffix(".manifest.json")] = \
+        (json.dumps(man, indent=2, ensure_ascii=False) + "\n").encode()
+    return outputs
+
+
+def write_outputs(outputs: dict, force: bool) -> list:
+    """Write every output or none: refuse first if any would overwrite different content."""
+    changed = [p for p, data in outputs.items() if not p.exists() or p.read_bytes() != data]
+    clobber = [p for p in changed if p.exists()]
+    if clobber and not force:
+        raise UserError("these outputs exist and would change: "
+                        + ", ".join(paths.shown(p) for p in clobber)
+                        + ". Rerun with --force to replace them.")
+    for path in changed:
+        write_atomic(path, outputs[path])
+    return changed
+
+
+def preview(examples, n):
+    for e in examples[:n]:
+        print(f"\n--- {e.chunk.name}: prefix {e.prefix_tokens} tokens ({e.ratio:.1%}), "
+              f"completion {e.completion_tokens}, example {e.total_tokens} ---")
+        print(textwrap.indent(e.prefix, "  "))
+        print("  ✂ ──────── cut: the model writes from here ────────")
+        rest = e.completion
+        print(textwrap.indent(rest[:400] + (" [...]" if len(rest) > 400 else ""), "  "))
+
+
+def run(args) -> int:
+    cfg = load_config(args.config)
+    print(f"config: {paths.shown(cfg.path)}")
+    result = prepare(cfg, book_dir=args.book, skip_overlong=args.skip_overlong,
+                     progress=lambda xs: tqdm(xs, desc="cutting chunks", unit="chunk",
+                                              disable=None, leave=False))
+    rep = report.report_dict(result)
+    print(f"book: {rep['book_dir']}  ({len(result.chunks)} chunk files)")
+    print(f"tokens: {rep['tokenizer']}")
+    print(f"sentences: {rep['sentence_splitter']}")
+    for line in report.markdown(rep).splitlines()[7:]:
+        print(line)
+    if args.preview:
+        preview(result.examples, args.preview)
+    outputs = planned_outputs(result)
+    if args.dry_run:
+        print("\ndry run: nothing written. Would write:")
+        for p in outputs:
+            print(f"  {paths.shown(p)}")
+        return 0
+    changed = write_outputs(outputs, args.force)
+    print()
+    for p in outputs:
+        print(f"{'wrote' if p in changed else 'unchanged'}: {paths.shown(p)}")
+    print("\nnext: read the report, then stage 2 trains on these files (see README.md)")
+    return 0

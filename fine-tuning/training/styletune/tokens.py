@@ -1,0 +1,154 @@
+"""Exact token counts: each example rendered with the chat template the config
+names and tokenised with the base model's tokenizer, as Axolotl will see it.
+
+Two exact paths: the Hugging Face tokenizer of `base_model` (a local folder or
+the Hugging Face cache), or Meta's `original/tokenizer.model` for Llama 3 read
+with tiktoken. An estimate (4 characters a token) only when the config opts in,
+and then every figure is labelled "approximate".
+"""
+import importlib.util
+from pathlib import Path
+
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from .errors import ConfigError
+
+LLAMA3_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|"
+                  r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+LLAMA3_NAMED_SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|reserved_special_token_0|>",
+                         "<|reserved_special_token_1|>", "<|finetune_right_pad_id|>",
+                         "<|reserved_special_token_2|>", "<|start_header_id|>",
+                         "<|end_header_id|>", "<|eom_id|>", "<|eot_id|>", "<|python_tag|>"]
+LLAMA3_SPECIAL_COUNT = 256
+
+
+def axolotl_template(name: str) -> str:
+    """The Jinja source of one of Axolotl's named chat templates, read from its
+    package files (importing axolotl itself takes seconds)."""
+    spec = importlib.util.find_spec("axolotl")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("axolotl is not installed in this environment: run `make install`")
+    path = Path(spec.submodule_search_locations[0]) / "utils" / "chat_templates" / "templates" / f"{name}.jinja"
+    if not path.is_file():
+        raise ConfigError(f"chat_template: {name!r} is not one of Axolotl's templates "
+                          f"(no {path.name} in {path.parent})")
+    return path.read_text(encoding="utf-8")
+
+
+class Counter:
+    """Renders conversations and counts tokens; subclasses supply the tokenizer."""
+    exact = True
+    description = ""
+
+    def __init__(self, template_source: str, bos_token: str):
+        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+        self._template = env.from_string(template_source)
+        self.bos_token = bos_token
+
+    def render(self, messages) -> str:
+        return self._template.render(messages=messages, bos_token=self.bos_token,
+                                     add_generation_prompt=False)
+
+    def count_texts(self, texts) -> list[int]:
+        raise NotImplementedError
+
+    def count_example(self, messages) -> int:
+        return self.count_rendered([self.render(messages)])[0]
+
+    def count_rendered(self, rendered) -> list[int]:
+        """Tokens of fully rendered conversations, special tokens included."""
+        raise NotImplementedError
+
+
+class HFCounter(Counter):
+    def __init__(self, tokenizer, template_source, label):
+        super().__init__(template_source, tokenizer.bos_token or "")
+        self.tok = tokenizer
+        self.description = label
+
+    def count_texts(self, texts):
+        return [len(ids) for ids in self.tok(list(texts), add_special_tokens=False)["input_ids"]]
+
+    # The template writes the special tokens itself; the tokenizer must not add more.
+    count_rendered = count_texts
+
+
+class TiktokenCounter(Counter):
+    def __init__(self, bpe_path: Path, template_source: str):
+        import tiktoken
+        from tiktoken.load import load_tiktoken_bpe
+
+        ranks = load_tiktoken_bpe(str(bpe_path))
+        n = len(ranks)
+        names = LLAMA3_NAMED_SPECIALS + [f"<|reserved_special_token_{i}|>"
+                                         for i in range(3, LLAMA3_SPECIAL_COUNT - 8)]
+        self.enc = tiktoken.Encoding(name=Path(bpe_path).name, pat_str=LLAMA3_PATTERN,
+                                     mergeable_ranks=ranks,
+                                     special_tokens={t: n + i for i, t in enumerate(names)})
+        super().__init__(template_source, "<|begin_of_text|>")
+        self.description = f"tiktoken BPE {bpe_path} (Llama 3 special tokens), exact"
+
+    def count_texts(self, texts):
+        return [len(ids) for ids in self.enc.encode_ordinary_batch(list(texts))]
+
+    def count_rendered(self, rendered):
+        return [len(ids) for ids in self.enc.encode_batch(list(rendered), allowed_special="all")]
+
+
+class ApproxCounter(Counter):
+    exact = False
+
+    def __init__(self, template_source):
+        super().__init__(template_source, "<s>")
+        self.description = "APPROXIMATE: 4 characters per token (no tokenizer loaded)"
+
+    def count_texts(self, texts):
+        return [max(1, round(len(t) / 4)) for t in texts]
+
+    count_rendered = count_texts
+
+
+def _template_source(config, tokenizer=None) -> str:
+    if config.data.get("chat_template_jinja"):
+        return config.data["chat_template_jinja"]
+    name = config.chat_template
+    if name == "tokenizer_default":
+        if tokenizer is None or not getattr(tokenizer, "chat_template", None):
+            raise ConfigError("chat_template: tokenizer_default needs the base model's tokenizer "
+                              "and a chat template in it; name one of Axolotl's templates instead")
+        return tokenizer.chat_template
+    return axolotl_template(name)
+
+
+def _load_hf_tokenizer(base_model: str):
+    from transformers import AutoTokenizer
+    return AutoTokenizer.from_pretrained(base_model)
+
+
+def _how_to_get_tokenizer(base_model, err) -> str:
+    return (f"cannot load the tokenizer of base_model {base_model!r} ({type(err).__name__}: "
+            f"{str(err).splitlines()[0][:200]}). Token counts must be exact, so fix one of: "
+            "(1) for a gated model such as Llama 3.1, accept its licence on the model's "
+            "Hugging Face page, then run `hf auth login` with a token of that account; "
+            "(2) point base_model at a local folder holding tokenizer.json; "
+            "(3) set style_pipeline.tiktoken_bpe to Meta's original/tokenizer.model; "
+            "(4) set style_pipeline.allow_approximate_tokens: true for an estimate.")
+
+
+def load_counter(config) -> Counter:
+    """The most exact counter this machine can build for the config."""
+    settings = config.pipeline
+    base = config.base_model
+    try:
+        tok = _load_hf_tokenizer(base)
+    except Exception as err:  # gated, offline, missing: every cause ends in the same advice
+        if settings.tiktoken_bpe:
+            if not settings.tiktoken_bpe.is_file():
+                raise ConfigError(f"style_pipeline.tiktoken_bpe: no file at {settings.tiktoken_bpe}")
+            return TiktokenCounter(settings.tiktoken_bpe, _template_source(config))
+        if settings.allow_approximate_tokens:
+            return ApproxCounter(_template_source(config))
+        raise ConfigError(_how_to_get_tokenizer(base, err)) from None
+    label = f"{Path(base).name if Path(base).exists() else base} tokenizer + " \
+            f"'{config.chat_template}' chat template, exact"
+    return HFCounter(tok, _template_source(config, tok), label)
