@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .errors import InputError
 from .fileio import normalise, read_text, sha256_bytes
+from .sentences import paragraph_spans
 
 DOCUMENT_SUFFIXES = {".docx", ".doc", ".odt", ".rtf", ".pdf", ".pages"}
 _CHUNK_ID = re.compile(r"^chunk_(\d+)([a-z]*)", re.IGNORECASE)
@@ -90,7 +91,7 @@ def load_chunks(paths, exclude=()):
 
 
 def _paragraph_set(text: str):
-    return {p.strip() for p in text.split("\n") if len(p.strip()) >= _MIN_SHARED_PARAGRAPH_CHARS}
+    return {text[a:b] for a, b in paragraph_spans(text) if b - a >= _MIN_SHARED_PARAGRAPH_CHARS}
 
 
 def check_no_duplicates(chunks) -> None:
@@ -98,19 +99,18 @@ def check_no_duplicates(chunks) -> None:
     owners = {}
     for chunk in chunks:
         for para in _paragraph_set(chunk.text):
-            owners.setdefault(para, []).append(chunk)
+            owners.setdefault(para, []).append(chunk.name)
     for chunk in chunks:
         mine = _paragraph_set(chunk.text)
-        if not mine:
-            continue
-        shared = {}
+        shared_chars, others = 0, set()
         for para in mine:
-            for other in owners[para]:
-                if other is not chunk:
-                    shared[other.name] = shared.get(other.name, 0) + len(para)
-        for other_name, chars in shared.items():
-            if chars >= 0.5 * sum(len(p) for p in mine):
-                raise InputError(
-                    f"the same text is in two chunk files: {chunk.name} and {other_name} "
-                    f"(most of {chunk.name} also appears in {other_name}). If one is the original "
-                    "of split parts, move it into backup/; if one is a copy, delete it.")
+            holders = [name for name in owners[para] if name != chunk.name]
+            if holders:
+                shared_chars += len(para)
+                others.update(holders)
+        if mine and shared_chars >= 0.5 * sum(len(p) for p in mine):
+            raise InputError(
+                f"the same text is in more than one chunk file: {chunk.name} and "
+                f"{', '.join(sorted(others, key=natural_key))} (most of {chunk.name} appears in "
+                "them too). If one is the original of split parts, move it into backup/; "
+                "if one is a copy, delete it.")

@@ -1,0 +1,97 @@
+import os
+
+import pytest
+import yaml
+
+from conftest import FT, MAIN_CONFIG, REHEARSAL_CONFIG
+from styletune.config import effective_yaml, load_config, merge
+from styletune.errors import ConfigError
+
+# What a CPU and the 135M model force the rehearsal to change, and nothing else.
+REHEARSAL_MAY_CHANGE = {
+    "base_model", "chat_template", "special_tokens", "datasets", "test_datasets",
+    "dataset_prepared_path", "output_dir", "bf16", "tf32", "optimizer",
+    "lora_mlp_kernel", "lora_qkv_kernel", "lora_o_kernel", "style_pipeline",
+}
+
+
+def test_main_config_names_the_writers_files():
+    cfg = load_config(MAIN_CONFIG)
+    assert cfg.train_path == FT / "data" / "processed" / "visions_training.jsonl"
+    assert cfg.validation_path == FT / "data" / "processed" / "validation.jsonl"
+    assert cfg.data["base_model"] == "meta-llama/Llama-3.1-8B-Instruct"
+    assert cfg.sequence_len == 4096
+    assert cfg.pipeline.prefix_ratio == (0.05, 0.10)
+
+
+def test_relative_paths_resolve_against_fine_tuning_from_any_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(MAIN_CONFIG)
+    assert cfg.pipeline.book_dir == FT / "data" / "raw" / "the_quiet_orbit"
+    assert cfg.output_dir.is_relative_to(FT)
+    # a config path relative to fine-tuning/ also works from elsewhere
+    assert load_config("configs/cpu_rehearsal.yaml").path == REHEARSAL_CONFIG
+
+
+def test_rehearsal_differs_from_main_only_where_it_must():
+    main, rehearsal = load_config(MAIN_CONFIG).data, load_config(REHEARSAL_CONFIG).data
+    changed = {k for k in set(main) | set(rehearsal) if main.get(k) != rehearsal.get(k)}
+    assert changed <= REHEARSAL_MAY_CHANGE, changed - REHEARSAL_MAY_CHANGE
+    # the dataset entries keep every training setting; only the file moves
+    for key in ("datasets", "test_datasets"):
+        m, r = dict(main[key][0]), dict(rehearsal[key][0])
+        assert m.pop("path") != r.pop("path")
+        assert m == r
+    assert rehearsal["sequence_len"] == main["sequence_len"]
+    assert rehearsal["lora_r"] == main["lora_r"]
+
+
+def test_merge_rules():
+    base = {"a": {"x": 1, "y": 2}, "l": [{"p": 1, "q": 2}, {"p": 3}], "s": [1, 2]}
+    over = {"a": {"y": 5}, "l": [{"p": 9}], "s": [7]}
+    assert merge(base, over) == {"a": {"x": 1, "y": 5}, "l": [{"p": 9, "q": 2}, {"p": 3}], "s": [7]}
+
+
+def test_effective_yaml_has_no_extends_and_round_trips():
+    text = effective_yaml(load_config(REHEARSAL_CONFIG))
+    data = yaml.safe_load(text)
+    assert "extends" not in data and data["chat_template"] == "chatml"
+    assert data["learning_rate"] == load_config(MAIN_CONFIG).data["learning_rate"]
+
+
+@pytest.mark.parametrize("block, message", [
+    ({"prefix_ratio": [0.2, 0.1]}, "prefix_ratio"),
+    ({"prefix_ration": [0.05, 0.1]}, "unknown key"),
+    ({"cuts_per_chunk": 0}, "cuts_per_chunk"),
+])
+def test_bad_pipeline_values_are_named(tmp_path, block, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"extends": str(MAIN_CONFIG), "style_pipeline": block}))
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
+
+
+def test_missing_config_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="config not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+@pytest.mark.slow
+def test_axolotl_validates_the_main_config_unchanged():
+    """Axolotl's own schema accepts the writer's YAML as it is on disk."""
+    from axolotl.utils.config import validate_config
+    from axolotl.utils.dict import DictDefault
+
+    raw = yaml.safe_load(MAIN_CONFIG.read_text())
+    out = validate_config(DictDefault(raw))
+    assert out["adapter"] == "qlora" and out["load_in_4bit"] is True
+    assert str(out["chat_template"].value) == "llama3"
+    assert out["datasets"][0]["roles_to_train"] == ["assistant"]
+    assert out["datasets"][0]["train_on_eos"] == "turn"
+    assert out["bnb_config_kwargs"]["bnb_4bit_quant_type"] == "nf4"
+    assert out["sequence_len"] == 4096
+    assert os.path.basename(out["test_datasets"][0]["path"]) == "validation.jsonl"

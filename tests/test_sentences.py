@@ -1,0 +1,71 @@
+"""Where a prompt may end: Punkt plus the guards fiction needs."""
+import pytest
+
+from styletune.sentences import boundaries, build_punkt, paragraph_spans
+
+
+def cuts(text):
+    punkt, _ = build_punkt([text])
+    return [(text[:b.end], text[b.start:], b.tier) for b in boundaries(text, punkt)]
+
+
+def prefixes(text):
+    return [p for p, _, _ in cuts(text)]
+
+
+@pytest.mark.parametrize("title", ["Dr.", "Mr.", "Mrs.", "St.", "Capt.", "Prof."])
+def test_never_after_a_title(title):
+    text = f"The ship was cold. They called for {title} Watson at once. Nobody came."
+    assert not any(p.endswith(title) for p in prefixes(text))
+    assert any(p.endswith("at once.") for p in prefixes(text))
+
+
+def test_never_after_an_initial_or_common_abbreviation():
+    text = "He met J. Smith at 5 a.m. Then they left, e.g. Smith did. Later it rained."
+    for p in prefixes(text):
+        assert not p.endswith(("J.", "a.m.", "e.g."))
+
+
+def test_never_inside_an_open_quotation():
+    text = ("“I will tell you. It was cold. It was dark,” he said. The room was silent.\n\n"
+            "“We went out. There was nothing there.\n\n“Nothing at all. Then the light came.”\n\n"
+            "Nobody answered him.")
+    ps = prefixes(text)
+    assert all(not p.endswith(("I will tell you.", "It was cold.", "We went out.",
+                               "nothing there.", "Nothing at all.")) for p in ps)
+    assert any(p.endswith("he said.") for p in ps)
+
+
+def test_single_quote_dialogue_and_apostrophes():
+    text = "‘Don’t. It’s late. We go,’ she said. Then they left. The twins’ room was cold. It was."
+    ps = prefixes(text)
+    assert not any(p.endswith(("Don’t.", "It’s late.")) for p in ps)
+    assert any(p.endswith("she said.") for p in ps) and any(p.endswith("room was cold.") for p in ps)
+
+
+def test_never_before_a_lower_case_dialogue_tag():
+    text = "The door opened. “Where is it?” she asked. Fenn pointed."
+    assert not any(p.endswith("Where is it?”") for p in prefixes(text))
+
+
+def test_speech_tag_split_is_a_last_resort():
+    text = "It was late. “Stop!” Fenn shouted. The door closed."
+    tiers = {p.split()[-1]: t for p, _, t in cuts(text)}
+    assert tiers["“Stop!”"] == 1 and tiers["late."] == 0 and tiers["shouted."] == 0
+
+
+def test_cut_conserves_text_and_whitespace_only_between():
+    text = "One line here.\nSecond paragraph, no blank lines. Third sentence.\nLast one."
+    for prefix, completion, _ in cuts(text):
+        gap = text[len(prefix):len(text) - len(completion)]
+        assert prefix + gap + completion == text and gap.strip() == ""
+
+
+def test_paragraph_styles():
+    assert len(paragraph_spans("a\nb\nc")) == 3          # one paragraph per line
+    assert len(paragraph_spans("a\nb\n\nc")) == 2        # blank-line separated, hard wrapped
+
+
+def test_no_cut_after_the_last_sentence_or_a_scene_break_line():
+    text = "First scene ends.\n\n* * *\n\nSecond scene ends."
+    assert prefixes(text) == ["First scene ends."]

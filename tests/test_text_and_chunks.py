@@ -1,0 +1,121 @@
+"""Reading chunk files: encodings, line endings, which files count, order, duplicates."""
+import pytest
+
+from styletune.chunks import discover, load_chunks, natural_key
+from styletune.errors import InputError
+from styletune.fileio import normalise, read_text, write_atomic
+
+PROSE = ("“Where is it?” she asked — and then, *quietly*, ‘nowhere.’\n\n* * *\n\n"
+         "He said, \"It's late.\" Dr. Marrow nodded.")
+
+
+def test_bom_and_crlf_decode_to_the_same_text(tmp_path):
+    plain, bommed = tmp_path / "a.txt", tmp_path / "b.txt"
+    plain.write_bytes(PROSE.encode())
+    bommed.write_bytes(b"\xef\xbb\xbf" + PROSE.replace("\n", "\r\n").encode())
+    assert normalise(read_text(plain)) == normalise(read_text(bommed)) == PROSE
+
+
+def test_normalise_changes_only_whitespace():
+    messy = "  First line.   \r\n\r\n\r\n\r\nSecond — *kept*.\t\r\n“Quote,” ‘single’.\n\n\n"
+    out = normalise(messy)
+    assert out == "First line.\n\nSecond — *kept*.\n“Quote,” ‘single’."
+    assert out.split() == messy.split()
+
+
+def test_undecodable_bytes_name_file_and_offset(tmp_path):
+    bad = tmp_path / "chunk_001_x.txt"
+    bad.write_bytes(b"Good text. Then \x93smart quotes\x94 from Windows.")
+    with pytest.raises(InputError, match=r"chunk_001_x.txt: not valid UTF-8 at byte 16 .*iconv"):
+        read_text(bad)
+
+
+def test_binary_file_is_refused(tmp_path):
+    binary = tmp_path / "chunk_002_x.txt"
+    binary.write_bytes(b"PK\x03\x04\x00\x00binary")
+    with pytest.raises(InputError, match="chunk_002_x.txt: looks like a binary file"):
+        read_text(binary)
+
+
+def test_write_atomic_leaves_no_temporary_files(tmp_path):
+    target = tmp_path / "sub" / "out.jsonl"
+    write_atomic(target, b"one\n")
+    write_atomic(target, b"two\n")
+    assert target.read_bytes() == b"two\n"
+    assert [p.name for p in target.parent.iterdir()] == ["out.jsonl"]
+
+
+def _book(tmp_path, files):
+    book = tmp_path / "book"
+    book.mkdir()
+    for name, text in files.items():
+        path = book / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return book
+
+
+def test_only_chunk_files_are_used_in_natural_order_and_the_rest_is_listed(tmp_path):
+    book = _book(tmp_path, {
+        "chunk_014_c.txt": "Fourteen. It ends.",
+        "chunk_013b_b.txt": "Thirteen b. It ends.",
+        "chunk_013a_a.txt": "Thirteen a. It ends.",
+        "chunk_100_z.txt": "Hundred. It ends.",
+        "chunk_99_y.txt": "Ninety-nine. It ends.",
+        "README.md": "notes",
+        "CURATION_REPORT.md": "report",
+        "metadata.json": "{}",
+        "novel_full_manuscript.txt": "everything",
+        "draft.docx": b"PK\x03\x04",
+        ".DS_Store": b"\x00\x01",
+        "backup/chunk_013_original.txt": "Thirteen a. It ends.\n\nThirteen b. It ends.",
+    })
+    found, skipped = discover(book, "chunk_*.txt")
+    assert [p.name for p in found] == ["chunk_013a_a.txt", "chunk_013b_b.txt", "chunk_014_c.txt",
+                                       "chunk_99_y.txt", "chunk_100_z.txt"]
+    reasons = dict(skipped)
+    assert set(reasons) == {"README.md", "CURATION_REPORT.md", "metadata.json",
+                            "novel_full_manuscript.txt", "draft.docx", ".DS_Store", "backup/"}
+    assert reasons[".DS_Store"] == "hidden file"
+    assert "originals" in reasons["backup/"]
+
+
+def test_a_chunk_saved_as_docx_is_an_error_not_a_silent_skip(tmp_path):
+    book = _book(tmp_path, {"chunk_001_a.txt": "One. Two.", "chunk_002_b.docx": b"PK\x03\x04"})
+    with pytest.raises(InputError, match=r"chunk_002_b.docx: a chunk saved as a .docx.*Save it as plain"):
+        discover(book, "chunk_*.txt")
+
+
+def test_missing_or_empty_book_folder(tmp_path):
+    with pytest.raises(InputError, match="no book folder"):
+        discover(tmp_path / "nope", "chunk_*.txt")
+    with pytest.raises(InputError, match="no chunk files matching"):
+        discover(_book(tmp_path, {"notes.md": "x"}), "chunk_*.txt")
+
+
+def test_empty_chunk_is_skipped_with_a_reason(tmp_path):
+    book = _book(tmp_path, {"chunk_001_a.txt": "One sentence. Another one.", "chunk_002_b.txt": " \r\n\n"})
+    chunks, skipped = load_chunks(discover(book, "chunk_*.txt")[0])
+    assert [c.name for c in chunks] == ["chunk_001_a.txt"]
+    assert skipped[0][0] == "chunk_002_b.txt" and "EMPTY" in skipped[0][1]
+
+
+def test_original_beside_its_parts_is_an_error_naming_both(tmp_path):
+    a = "The long paragraph of the first half goes on for quite a while, more than eighty characters."
+    b = "The second half has a paragraph of its own, also longer than the eighty character floor here."
+    book = _book(tmp_path, {"chunk_013_orig.txt": f"{a}\n\n{b}", "chunk_013a_x.txt": a,
+                            "chunk_013b_y.txt": b})
+    with pytest.raises(InputError, match=r"chunk_013_orig.txt and chunk_013a_x.txt, chunk_013b_y.txt"):
+        load_chunks(discover(book, "chunk_*.txt")[0])
+
+
+def test_short_repeated_lines_are_not_duplicates(tmp_path):
+    book = _book(tmp_path, {"chunk_001_a.txt": "“Yes.”\n\nShe went home. It rained.",
+                            "chunk_002_b.txt": "“Yes.”\n\nHe stayed out. It snowed."})
+    chunks, _ = load_chunks(discover(book, "chunk_*.txt")[0])
+    assert len(chunks) == 2
+
+
+def test_natural_key_orders_parts():
+    names = ["chunk_10.txt", "chunk_9b.txt", "chunk_9a.txt", "chunk_009.txt"]
+    assert sorted(names, key=natural_key)[-1] == "chunk_10.txt"
