@@ -1,0 +1,201 @@
+"""Stage 1 end to end on the sample book with the real SmolLM2 tokenizer."""
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import FT, REHEARSAL_CONFIG, SAMPLE_BOOK
+from styletune.config import load_config
+from styletune.errors import ConfigError, InputError
+from styletune.stage1 import prepare
+from styletune.stage1_cli import planned_outputs, write_outputs
+
+SCRIPT = FT / "training" / "1_prepare_data.py"
+
+
+def _load_script():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("prepare_data_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+STAGE1 = _load_script()
+
+
+@pytest.fixture
+def run_script(capsys):
+    """Run the script's main() in-process (the subprocess test below covers the real entry)."""
+    def run(*args):
+        code = STAGE1.main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, out, err)
+    return run
+
+
+@pytest.fixture(scope="module")
+def sample_result(tmp_path_factory):
+    from conftest import write_config
+    return prepare(load_config(write_config(tmp_path_factory.mktemp("s1"))))
+
+
+def test_sample_book_examples(sample_result):
+    r = sample_result
+    assert len(r.chunks) == 10
+    assert len(r.train) + len(r.validation) == 10 and len(r.validation) == 1
+    assert {name for name, _ in r.skipped} >= {"backup/", "metadata.json",
+                                                "the_quiet_orbit_full_manuscript.txt"}
+    for e in r.examples:
+        roles = [m["role"] for m in e.messages()]
+        assert roles == ["user", "assistant"]          # no system message
+        assert e.prefix and e.completion
+        assert e.prefix.rstrip() == e.prefix and e.completion.lstrip() == e.completion
+        # conservation: prefix + whitespace + completion is the chunk exactly
+        gap = e.chunk.text[e.cut.end:e.cut.start]
+        assert e.prefix + gap + e.completion == e.chunk.text and gap.strip() == ""
+        assert 0.05 <= e.ratio <= 0.10 or not e.in_range
+    exceptions = dict(r.exceptions())
+    out_of_range = {e.chunk.name for e in r.examples if not e.in_range}
+    assert out_of_range <= set(exceptions)
+    assert sum(e.in_range for e in r.examples) >= 8
+
+
+def test_counts_are_exact_for_the_rendered_conversation(sample_result, smol_counter):
+    for e in sample_result.examples:
+        rendered = smol_counter.render(e.messages())
+        assert "<|im_start|>system" not in rendered
+        assert rendered.startswith("<|im_start|>user\n" + e.prefix + "<|im_end|>")
+        ids = smol_counter.tok(rendered, add_special_tokens=False)["input_ids"]
+        assert e.total_tokens == len(ids)
+        assert e.prefix_tokens == len(smol_counter.tok(e.prefix, add_special_tokens=False)["input_ids"])
+
+
+def test_parts_of_one_chunk_stay_on_one_side(make_config):
+    for seed in range(6):
+        r = prepare(load_config(make_config({"seed": seed, "validation_share": 0.3})))
+        sides = {e.chunk.name: s for s, group in (("t", r.train), ("v", r.validation)) for e in group}
+        assert sides["chunk_006a_the_last_burn.txt"] == sides["chunk_006b_into_the_cistern.txt"]
+        assert len(r.validation) >= 2
+
+
+def test_explicit_validation_list_overrides(make_config):
+    r = prepare(load_config(make_config({"validation_chunks": ["chunk_009_the_quiet_orbit.txt"]})))
+    assert [e.chunk.name for e in r.validation] == ["chunk_009_the_quiet_orbit.txt"]
+    with pytest.raises(ConfigError, match="chunk_999"):
+        prepare(load_config(make_config({"validation_chunks": ["chunk_999.txt"]})))
+
+
+def test_several_cuts_per_chunk_give_different_prefixes(make_config):
+    r = prepare(load_config(make_config({"cuts_per_chunk": 3})))
+    by_chunk = {}
+    for e in r.train:
+        by_chunk.setdefault(e.chunk.name, []).append(e.cut.end)
+    assert any(len(set(v)) == 3 for v in by_chunk.values())
+    assert all(len(set(v)) == len(v) for v in by_chunk.values())
+    assert len(r.validation) == 1  # validation keeps one fixed cut
+
+
+def test_length_gate_names_the_chunk_and_the_fix(make_config):
+    cfg = load_config(make_config(sequence_len=3000))
+    with pytest.raises(InputError) as err:
+        prepare(cfg)
+    msg = str(err.value)
+    assert "chunk_004_the_long_walk.txt" in msg and "sequence_len = 3000" in msg
+    assert "chunk_013a" in msg and "backup/" in msg
+    r = prepare(cfg, skip_overlong=True)
+    assert [e.chunk.name for e in r.overlong_skipped] == ["chunk_004_the_long_walk.txt"]
+    assert all(e.total_tokens <= 3000 for e in r.examples)
+
+
+def test_outputs_rerun_identical_dry_run_writes_nothing_and_force(make_config, tmp_path, run_script):
+    cfg_path = make_config()
+    out = tmp_path / "out"
+    dry = run_script("--config", cfg_path, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "dry run: nothing written" in dry.stdout and not out.exists()
+
+    first = run_script("--config", cfg_path, "--preview", "1")
+    assert first.returncode == 0, first.stderr
+    assert "✂" in first.stdout and "| chunks |" in first.stdout
+    files = sorted(p for p in out.rglob("*") if p.is_file())
+    names = {p.name for p in files}
+    assert names == {"train.jsonl", "val.jsonl", "train.manifest.json", "stage1_report.json",
+                     "stage1_report.md", "stage1_lengths.png"}
+    before = {p: p.read_bytes() for p in files}
+    again = run_script("--config", cfg_path)
+    assert again.returncode == 0 and "unchanged:" in again.stdout and "wrote:" not in again.stdout
+    assert {p: p.read_bytes() for p in files} == before
+
+    # a different seed changes the cuts: refused without --force, done with it
+    data = yaml.safe_load(cfg_path.read_text())
+    data["style_pipeline"]["seed"] = 7
+    cfg_path.write_text(yaml.safe_dump(data))
+    refused = run_script("--config", cfg_path)
+    assert refused.returncode == 2 and "--force" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert {p: p.read_bytes() for p in files} == before
+    forced = run_script("--config", cfg_path, "--force")
+    assert forced.returncode == 0 and (out / "train.jsonl").read_bytes() != before[out / "train.jsonl"]
+
+
+def test_jsonl_rows_and_manifest(make_config, tmp_path):
+    cfg = load_config(make_config())
+    result = prepare(cfg)
+    outputs = planned_outputs(result)
+    write_outputs(outputs, force=False)
+    rows = [json.loads(line) for line in cfg.train_path.read_text().splitlines()]
+    assert len(rows) == len(result.train)
+    assert all(list(row) == ["messages"] for row in rows)       # provenance is not in the rows
+    manifest = json.loads(cfg.train_path.with_suffix(".manifest.json").read_text())
+    assert len(manifest["inputs"]) == 10 and manifest["token_counts_exact"] is True
+    assert {e["chunk"] for e in manifest["examples"]} == {c.name for c in result.chunks}
+    assert manifest["config_sha256"] == cfg.sha256()
+    report = json.loads((tmp_path / "out" / "report" / "stage1_report.json").read_text())
+    assert report["summary"]["chunks"] == 10
+    assert set(report["summary"]) == {"chunks", "training_examples", "validation_examples",
+                                      "max_tokens", "average_tokens", "over_3000", "over_4000",
+                                      "over_sequence_len_4096"}
+    png = (tmp_path / "out" / "report" / "stage1_lengths.png").read_bytes()
+    assert png.startswith(b"\x89PNG")
+
+
+def test_bad_inputs_give_one_line_errors_not_tracebacks(make_config, book_copy, run_script):
+    (book_copy / "chunk_010_bad.txt").write_bytes(b"Fine start. \xff\xfe broken")
+    res = run_script("--config", make_config(), "--book", book_copy)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "chunk_010_bad.txt: not valid UTF-8 at byte 12" in res.stderr
+
+    (book_copy / "chunk_010_bad.txt").write_text("a chunk with no sentence end at all\n\nnor here")
+    res = run_script("--config", make_config(), "--book", book_copy)
+    assert res.returncode == 2 and "chunk_010_bad.txt: no sentence end" in res.stderr
+
+
+def test_tokenizer_that_cannot_load_says_what_to_do(make_config):
+    cfg = load_config(make_config(base_model="meta-llama/Llama-3.1-8B-Instruct"))
+    with pytest.raises(ConfigError) as err:
+        prepare(cfg)
+    msg = str(err.value)
+    assert "hf auth login" in msg and "tiktoken_bpe" in msg and "allow_approximate_tokens" in msg
+
+
+def test_approximate_counts_are_opt_in_and_labelled(make_config, tmp_path, run_script):
+    cfg_path = make_config({"allow_approximate_tokens": True}, base_model="no/such-model")
+    res = run_script("--config", cfg_path)
+    assert res.returncode == 0, res.stderr
+    assert "APPROXIMATE" in res.stdout
+    md = (tmp_path / "out" / "report" / "stage1_report.md").read_text()
+    assert "APPROXIMATE" in md and "(APPROXIMATE)" in md
+
+
+def test_help_and_default_config_from_another_directory(tmp_path):
+    res = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True,
+                         cwd=tmp_path)
+    assert res.returncode == 0 and "--dry-run" in res.stdout and "--preview" in res.stdout
+    res = subprocess.run([sys.executable, str(SCRIPT), "--config", str(REHEARSAL_CONFIG),
+                          "--dry-run"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "fine-tuning/data/processed/rehearsal/training.jsonl" in res.stdout
+    assert SAMPLE_BOOK.name in res.stdout
