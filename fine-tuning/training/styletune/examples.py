@@ -43,32 +43,50 @@ def _targets(rng, k, lo, hi):
     return [lo + (j + rng.random()) / k * (hi - lo) for j in range(k)]
 
 
+def _distance(ratio, lo, hi):
+    return max(lo - ratio, ratio - hi, 0.0)
+
+
 def cut_chunk(chunk, punkt, counter, ratio_range, seed, k=1):
-    """Choose up to k cuts of one chunk. Same inputs and seed, same cuts."""
+    """Choose up to k cuts of one chunk. Same inputs and seed, same cuts.
+
+    Preference: a clean boundary in range, then a speech/tag boundary in range,
+    then the nearest boundary outside any quotation, and only when the chunk has
+    none of those, a boundary inside a quotation.
+    """
     lo, hi = ratio_range
     text = chunk.text
     found = boundaries(text, punkt)
     if not found:
         raise InputError(f"{chunk.path}: no sentence end where a prompt could stop (no '.', '!' "
-                         "or '?' outside a quotation before the last paragraph). Add the missing "
-                         "punctuation, or merge this chunk with its neighbour.")
+                         "or '?' before the last paragraph). Add the missing punctuation, or "
+                         "merge this chunk with its neighbour.")
     limit = max(hi * _SEARCH_SPAN * len(text), found[0].end)
-    found = [b for b in found if b.end <= limit]
+    reach = [b for b in found if b.end <= limit]
     total = counter.count_texts([text])[0]
-    prefix_counts = counter.count_texts([text[:b.end] for b in found])
+    approx = list(zip(reach, counter.count_texts([text[:b.end] for b in reach])))
+    for tiers in ((0, 1), (2,)):
+        cands = [(b, p) for b, p in approx if b.tier in tiers]
+        if cands:
+            return _choose(chunk, cands, total, counter, lo, hi, seed, k)
+    # only quotation boundaries beyond the search span: the first one
+    return _choose(chunk, approx[:1], total, counter, lo, hi, seed, 1)
+
+
+def _choose(chunk, cands, total, counter, lo, hi, seed, k):
+    text = chunk.text
     # Tokens can merge across the cut, so p + c differs from the whole by a token
     # or two: count completions exactly for every boundary near the range.
-    near = [(b, p) for b, p in zip(found, prefix_counts) if lo - _MARGIN <= p / total <= hi + _MARGIN]
+    near = [(b, p) for b, p in cands if _distance(p / total, lo, hi) <= _MARGIN]
     if not near:  # nothing in reach: the nearest boundary, reported as an exception
-        near = [min(zip(found, prefix_counts), key=lambda s: max(lo - s[1] / total, s[1] / total - hi))]
-        k = 1
+        near, k = [min(cands, key=lambda s: _distance(s[1] / total, lo, hi))], 1
     completions = counter.count_texts([text[b.start:] for b, _ in near])
     scored = [Example(chunk, b, p, c, lo <= p / (p + c) <= hi) for (b, p), c in zip(near, completions)]
     in_range = [e for e in scored if e.in_range]
     best_tier = min((e.cut.tier for e in in_range), default=None)
     pool = [e for e in in_range if e.cut.tier == best_tier]
     if not pool:
-        pool = [min(scored, key=lambda e: max(lo - e.ratio, e.ratio - hi))]
+        return [min(scored, key=lambda e: _distance(e.ratio, lo, hi))]
     rng = random.Random(f"{seed}:{chunk.name}")
     chosen = []
     for target in _targets(rng, min(k, len(pool)), lo, hi):

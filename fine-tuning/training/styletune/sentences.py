@@ -4,11 +4,13 @@ Punkt comes pretrained for English when nltk's `punkt_tab` data is installed;
 otherwise it is trained on the author's own chunks (no download), which also
 teaches it their abbreviations. Punkt alone still splits "Dr. | Watson" before
 a capitalised name, so titles and initials get a guard of their own, and three
-rules specific to fiction decide which boundaries are usable:
-- never inside an open quotation (a speech that runs on);
+rules specific to fiction rank the boundaries:
 - never before a lower-case word (`"Where?" | she asked.` is one sentence);
 - a boundary that separates a speech from its tag (`"Stop!" | Fenn shouted.`)
-  is used only when no cleaner boundary is in range.
+  is used only when no cleaner boundary is in range (tier 1);
+- a boundary inside an open quotation (a speech that runs on) only when the
+  chunk has no other boundary at all, e.g. a chunk that is one long quoted
+  letter (tier 2); the report lists it.
 """
 import re
 from dataclasses import dataclass
@@ -40,7 +42,7 @@ _TAG_MAX_WORDS = 8
 class Boundary:
     end: int    # prefix = text[:end]
     start: int  # completion = text[start:]; text[end:start] is whitespace only
-    tier: int   # 0 clean, 1 separates a speech from its tag (last resort)
+    tier: int   # 0 clean; 1 separates a speech from its tag; 2 inside an open quotation
 
 
 def paragraph_spans(text: str):
@@ -126,15 +128,14 @@ def boundaries(text: str, punkt):
             sentence = text[a:b]
             if not _SENTENCE_END.search(sentence) or _guarded(sentence):
                 continue
-            if _quote_depth(text[p_start:b]) > 0:
-                continue
+            quoted = _quote_depth(text[p_start:b]) > 0
             if nxt is None:  # paragraph end: the next paragraph starts the completion
                 if i + 1 < len(paragraphs):
-                    found.append(Boundary(b, paragraphs[i + 1][0], 0))
+                    found.append(Boundary(b, paragraphs[i + 1][0], 2 if quoted else 0))
                 continue
             following = text[nxt[0]:nxt[1]]
             if following[:1].islower():
                 continue
-            tier = 1 if _is_speech_tag(sentence, following) else 0
+            tier = 2 if quoted else 1 if _is_speech_tag(sentence, following) else 0
             found.append(Boundary(b, nxt[0], tier))
     return found

@@ -37,9 +37,12 @@ class Stage1Result:
             if not e.in_range:
                 out.append((e.chunk.name, f"no sentence boundary gives a prefix in range: "
                                           f"nearest used, prefix {e.ratio:.1%}"))
-            elif e.cut.tier:
+            if e.cut.tier == 1:
                 out.append((e.chunk.name, "cut between a speech and its tag "
                                           "(no cleaner boundary in range)"))
+            elif e.cut.tier == 2:
+                out.append((e.chunk.name, "cut inside an open quotation "
+                                          "(the chunk has no sentence end outside one)"))
         return out
 
 

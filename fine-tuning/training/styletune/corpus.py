@@ -1,0 +1,46 @@
+"""Public-domain novels as test and benchmark input: Gutenberg wrapper removed,
+cut into chunk files of roughly equal size at paragraph breaks."""
+import re
+from pathlib import Path
+
+from .fileio import normalise, read_text
+from .sentences import paragraph_spans
+
+_START = re.compile(r"^\*\*\* ?START OF (THE|THIS) PROJECT GUTENBERG.*$", re.MULTILINE)
+_END = re.compile(r"^\*\*\* ?END OF (THE|THIS) PROJECT GUTENBERG.*$", re.MULTILINE)
+
+
+def gutenberg_body(text: str) -> tuple[str, bool]:
+    """The book without Project Gutenberg's header and licence; (text, whether stripped)."""
+    start, end = _START.search(text), _END.search(text)
+    if not start or not end:
+        return text, False
+    return text[start.end():end.start()], True
+
+
+def paragraph_chunks(text: str, max_chars: int) -> list[str]:
+    """Group whole paragraphs into chunks of at most max_chars (a longer paragraph
+    stands alone). Joined with blank lines, the chunks give back the text."""
+    chunks, current, size = [], [], 0
+    for a, b in paragraph_spans(text):
+        para = text[a:b]
+        if current and size + len(para) > max_chars:
+            chunks.append("\n\n".join(current))
+            current, size = [], 0
+        current.append(para)
+        size += len(para) + 2
+    if current:
+        chunks.append("\n\n".join(current))
+    return chunks
+
+
+def write_novel_as_chunks(novel: Path, dest: Path, max_chars: int = 8000) -> list[Path]:
+    """Write chunk_NNN_<novel>.txt files for one novel (about 2,000 tokens each by default)."""
+    body, _ = gutenberg_body(normalise(read_text(novel)))
+    dest.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, chunk in enumerate(paragraph_chunks(normalise(body), max_chars), 1):
+        path = dest / f"chunk_{i:03d}_{novel.stem[:20]}.txt"
+        path.write_text(chunk + "\n", encoding="utf-8")
+        paths.append(path)
+    return paths

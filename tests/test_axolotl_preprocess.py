@@ -1,0 +1,73 @@
+"""Axolotl itself reads stage 1's files through the config: real `axolotl preprocess`
+on CPU with the small model, offline. Its token counts must equal ours, and only
+the assistant's tokens (plus the end-of-turn token) may carry labels."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import FT
+from styletune.config import effective_yaml, load_config
+from styletune.stage1 import prepare
+from styletune.stage1_cli import planned_outputs, write_outputs
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def preprocessed(tmp_path_factory):
+    from conftest import write_config
+    tmp = tmp_path_factory.mktemp("axo")
+    cfg = load_config(write_config(tmp))
+    result = prepare(cfg)
+    write_outputs(planned_outputs(result), force=False)
+    axo_cfg = tmp / "axolotl.yaml"
+    axo_cfg.write_text(effective_yaml(cfg))
+    axolotl = Path(sys.executable).with_name("axolotl")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "AXOLOTL_DO_NOT_TRACK": "1"}
+    # Axolotl resolves relative paths against the working directory: run it from fine-tuning/.
+    proc = subprocess.run([str(axolotl), "preprocess", str(axo_cfg)], cwd=FT, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    from datasets import load_from_disk
+    prepared = Path(cfg.data["dataset_prepared_path"])
+    sets = [load_from_disk(str(d)) for d in sorted(prepared.iterdir()) if d.is_dir()]
+    return cfg, result, sets, proc.stdout + proc.stderr
+
+
+def test_axolotl_accepts_the_config_and_keeps_every_example(preprocessed):
+    cfg, result, sets, _ = preprocessed
+    sizes = sorted(len(s) for s in sets)
+    assert sizes == sorted([len(result.train), len(result.validation)])
+
+
+def test_our_token_counts_equal_axolotls(preprocessed):
+    _, result, sets, _ = preprocessed
+    theirs = sorted(len(row["input_ids"]) for s in sets for row in s)
+    ours = sorted(e.total_tokens for e in result.examples)
+    assert theirs == ours
+
+
+def test_only_the_continuation_and_its_end_token_are_labelled(preprocessed, smol_counter):
+    _, result, sets, _ = preprocessed
+    tok = smol_counter.tok
+    completions = {e.completion for e in result.examples}
+    for s in sets:
+        for row in s:
+            labelled = [t for t, lab in zip(row["input_ids"], row["labels"]) if lab != -100]
+            text = tok.decode(labelled)
+            assert text.endswith("<|im_end|>")
+            assert text[: -len("<|im_end|>")] in completions
+            full = tok.decode(row["input_ids"])
+            assert "<|im_start|>system" not in full
+            assert full.startswith("<|im_start|>user\n")
+
+
+def test_no_tracker_or_hub_connection_attempted(preprocessed):
+    log = preprocessed[3].lower()
+    for word in ("posthog", "wandb: ", "connection error", "max retries", "resolve host"):
+        assert word not in log
