@@ -35,7 +35,7 @@ from styletune.privacy import disable_telemetry  # noqa: E402
 DEFAULT_CONFIG = paths.CONFIG_DIR / "qlora_style_transfer.yaml"
 
 
-def parse_args(argv=None):
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 epilog="Details: see the module docstring and README.md.")
     p.add_argument("--config", default=str(DEFAULT_CONFIG),
@@ -49,7 +49,11 @@ def parse_args(argv=None):
     p.add_argument("--skip-overlong", action="store_true",
                    help="leave out examples longer than sequence_len (listed in the report) "
                         "instead of stopping")
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv=None):
+    return build_parser().parse_args(argv)
 
 
 def main(argv=None) -> int:

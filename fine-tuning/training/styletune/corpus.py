@@ -34,13 +34,14 @@ def paragraph_chunks(text: str, max_chars: int) -> list[str]:
     return chunks
 
 
-def write_novel_as_chunks(novel: Path, dest: Path, max_chars: int = 8000) -> list[Path]:
-    """Write chunk_NNN_<novel>.txt files for one novel (about 2,000 tokens each by default)."""
+def write_novel_as_chunks(novel: Path, dest: Path, max_chars: int = 8000, first: int = 1) -> list[Path]:
+    """Write chunk_NNN_<novel>.txt files for one novel (about 2,000 tokens each by
+    default), numbered from `first` so several novels can share one folder."""
     body, _ = gutenberg_body(normalise(read_text(novel)))
     dest.mkdir(parents=True, exist_ok=True)
     paths = []
-    for i, chunk in enumerate(paragraph_chunks(normalise(body), max_chars), 1):
-        path = dest / f"chunk_{i:03d}_{novel.stem[:20]}.txt"
+    for i, chunk in enumerate(paragraph_chunks(normalise(body), max_chars), first):
+        path = dest / f"chunk_{i:04d}_{novel.stem[:20]}.txt"
         path.write_text(chunk + "\n", encoding="utf-8")
         paths.append(path)
     return paths

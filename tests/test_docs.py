@@ -1,0 +1,65 @@
+"""The agent file and the README name only scripts, flags and paths that exist
+(or, for scripts, that the README's pipeline table marks as planned)."""
+import re
+
+from conftest import FT, REPO
+
+AGENT = REPO / ".github" / "agents" / "fine-tuning-trainer.md"
+README = REPO / "README.md"
+GENERATED = ("fine-tuning/data/processed/",)
+
+
+def planned_scripts():
+    rows = [line for line in README.read_text().splitlines() if line.startswith("| ") and "planned" in line]
+    return {m for row in rows for m in re.findall(r"`(\d_[\w]+\.(?:py|sh))", row)}
+
+
+def backticked(path):
+    return re.findall(r"`([^`]+)`", path.read_text())
+
+
+def test_agent_file_front_matter():
+    text = AGENT.read_text()
+    front = text.split("---")[1]
+    for key in ("name: fine-tuning-trainer", "description:", "tools:"):
+        assert key in front
+
+
+def test_named_paths_exist():
+    for doc in (AGENT, README):
+        for token in backticked(doc):
+            for path in re.findall(r"(fine-tuning/[\w./-]+|\.github/[\w./-]+)", token):
+                if path.startswith(GENERATED) or "<" in token:
+                    continue
+                assert (REPO / path.rstrip(".")).exists(), f"{doc.name} names {path}"
+
+
+def test_named_scripts_exist_or_are_planned():
+    scripts = {p.name for p in (FT / "training").iterdir()}
+    planned = planned_scripts()
+    assert "2_train_lora.sh" in planned or "2_train_lora.sh" in scripts
+    for doc in (AGENT, README):
+        for name in set(re.findall(r"\b(\d_\w+\.(?:py|sh))", doc.read_text())):
+            assert name in scripts or name in planned, f"{doc.name} names {name}"
+
+
+def test_named_flags_exist():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("stage1_script", FT / "training" / "1_prepare_data.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    options = set(module.build_parser()._option_string_actions)
+    planned = planned_scripts()
+    for doc in (AGENT, README):
+        for line in doc.read_text().splitlines():
+            if any(name in line for name in planned):
+                continue  # flags of a stage not built yet
+            for flag in re.findall(r"(?<![\w-])(--[a-z][a-z-]+)", line):
+                assert flag in options, f"{doc.name} names {flag}, which 1_prepare_data.py lacks"
+
+
+def test_make_targets_exist():
+    makefile = (REPO / "Makefile").read_text()
+    for doc in (AGENT, README):
+        for target in set(re.findall(r"`make (\w+)", doc.read_text())):
+            assert re.search(rf"^{target}:", makefile, re.MULTILINE), target
