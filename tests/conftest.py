@@ -66,3 +66,10 @@ def smol_counter():
     from styletune.config import load_config
     from styletune.tokens import load_counter
     return load_counter(load_config(REHEARSAL_CONFIG))
+
+
+@pytest.fixture(scope="session")
+def hf_tokenizer():
+    """transformers' own tokenizer for the small model: the reference our counts must match."""
+    from transformers import AutoTokenizer
+    return AutoTokenizer.from_pretrained(SMOL)

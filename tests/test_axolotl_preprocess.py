@@ -52,9 +52,9 @@ def test_our_token_counts_equal_axolotls(preprocessed):
     assert theirs == ours
 
 
-def test_only_the_continuation_and_its_end_token_are_labelled(preprocessed, smol_counter):
+def test_only_the_continuation_and_its_end_token_are_labelled(preprocessed, hf_tokenizer):
     _, result, sets, _ = preprocessed
-    tok = smol_counter.tok
+    tok = hf_tokenizer
     completions = {e.completion for e in result.examples}
     for s in sets:
         for row in s:

@@ -63,14 +63,15 @@ def test_sample_book_examples(sample_result):
     assert sum(e.in_range for e in r.examples) >= 8
 
 
-def test_counts_are_exact_for_the_rendered_conversation(sample_result, smol_counter):
+def test_counts_are_exact_for_the_rendered_conversation(sample_result, smol_counter, hf_tokenizer):
     for e in sample_result.examples:
         rendered = smol_counter.render(e.messages())
         assert "<|im_start|>system" not in rendered
         assert rendered.startswith("<|im_start|>user\n" + e.prefix + "<|im_end|>")
-        ids = smol_counter.tok(rendered, add_special_tokens=False)["input_ids"]
+        ids = hf_tokenizer(rendered, add_special_tokens=False)["input_ids"]
         assert e.total_tokens == len(ids)
-        assert e.prefix_tokens == len(smol_counter.tok(e.prefix, add_special_tokens=False)["input_ids"])
+        assert e.prefix_tokens == len(hf_tokenizer(e.prefix, add_special_tokens=False)["input_ids"])
+        assert e.completion_tokens == len(hf_tokenizer(e.completion, add_special_tokens=False)["input_ids"])
 
 
 def test_parts_of_one_chunk_stay_on_one_side(make_config):

@@ -1,4 +1,5 @@
 """Prefix-completion examples: where each chunk is cut, and the exact counts."""
+import bisect
 import random
 from dataclasses import dataclass
 
@@ -8,7 +9,6 @@ from .sentences import Boundary, boundaries
 # Candidates beyond this multiple of the upper ratio (in characters) cannot be in
 # range; skipping them keeps counting cheap on long chunks.
 _SEARCH_SPAN = 2.0
-_MARGIN = 0.01
 
 
 @dataclass
@@ -47,52 +47,56 @@ def _distance(ratio, lo, hi):
     return max(lo - ratio, ratio - hi, 0.0)
 
 
-def cut_chunk(chunk, punkt, counter, ratio_range, seed, k=1):
-    """Choose up to k cuts of one chunk. Same inputs and seed, same cuts.
-
-    Preference: a clean boundary in range, then a speech/tag boundary in range,
-    then the nearest boundary outside any quotation, and only when the chunk has
-    none of those, a boundary inside a quotation.
-    """
-    lo, hi = ratio_range
-    text = chunk.text
-    found = boundaries(text, punkt)
+def _boundaries_or_error(chunk, punkt, until):
+    found = boundaries(chunk.text, punkt, until)
     if not found:
         raise InputError(f"{chunk.path}: no sentence end where a prompt could stop (no '.', '!' "
                          "or '?' before the last paragraph). Add the missing punctuation, or "
                          "merge this chunk with its neighbour.")
-    limit = max(hi * _SEARCH_SPAN * len(text), found[0].end)
-    reach = [b for b in found if b.end <= limit]
-    total = counter.count_texts([text])[0]
-    approx = list(zip(reach, counter.count_texts([text[:b.end] for b in reach])))
-    for tiers in ((0, 1), (2,)):
-        cands = [(b, p) for b, p in approx if b.tier in tiers]
-        if cands:
-            return _choose(chunk, cands, total, counter, lo, hi, seed, k)
-    # only quotation boundaries beyond the search span: the first one
-    return _choose(chunk, approx[:1], total, counter, lo, hi, seed, 1)
+    return found
 
 
-def _choose(chunk, cands, total, counter, lo, hi, seed, k):
-    text = chunk.text
-    # Tokens can merge across the cut, so p + c differs from the whole by a token
-    # or two: count completions exactly for every boundary near the range.
-    near = [(b, p) for b, p in cands if _distance(p / total, lo, hi) <= _MARGIN]
-    if not near:  # nothing in reach: the nearest boundary, reported as an exception
-        near, k = [min(cands, key=lambda s: _distance(s[1] / total, lo, hi))], 1
-    completions = counter.count_texts([text[b.start:] for b, _ in near])
-    scored = [Example(chunk, b, p, c, lo <= p / (p + c) <= hi) for (b, p), c in zip(near, completions)]
-    in_range = [e for e in scored if e.in_range]
-    best_tier = min((e.cut.tier for e in in_range), default=None)
-    pool = [e for e in in_range if e.cut.tier == best_tier]
-    if not pool:
-        return [min(scored, key=lambda e: _distance(e.ratio, lo, hi))]
+def _pick(chunk, cands, total, lo, hi, seed, k):
+    """Choose up to k (boundary, prefix_tokens) from one chunk's candidates.
+
+    Preference: a clean boundary in range, then a speech/tag boundary in range,
+    then the nearest boundary outside any quotation, and only when the chunk has
+    none of those, a boundary inside a quotation. Ratios here use the chunk's
+    whole token count; the exact ratio is computed once the completion is counted.
+    """
+    ratio = lambda c: c[1] / total  # noqa: E731
+    outside = [c for c in cands if c[0].tier < 2]
+    cands = outside or cands
+    in_range = [c for c in cands if lo <= ratio(c) <= hi]
+    if not in_range:  # the nearest boundary, reported as an exception
+        return [min(cands, key=lambda c: (_distance(ratio(c), lo, hi), c[0].end))]
+    best = min(c[0].tier for c in in_range)
+    pool = [c for c in in_range if c[0].tier == best]
     rng = random.Random(f"{seed}:{chunk.name}")
     chosen = []
     for target in _targets(rng, min(k, len(pool)), lo, hi):
-        left = [e for e in pool if e not in chosen]
-        chosen.append(min(left, key=lambda e: (abs(e.ratio - target), e.cut.end)))
-    return sorted(chosen, key=lambda e: e.cut.end)
+        left = [c for c in pool if c not in chosen]
+        chosen.append(min(left, key=lambda c: (abs(ratio(c) - target), c[0].end)))
+    return sorted(chosen, key=lambda c: c[0].end)
+
+
+def cut_chunks(chunks, punkt, counter, ratio_range, seed, cuts_for):
+    """Cut every chunk; `cuts_for(chunk)` says how many cuts it gets. Same inputs
+    and seed, same cuts. Cut points are ranked from one tokenisation of each
+    chunk, then the chosen prefixes and completions are counted exactly; every
+    call is batched over all chunks (the tokenizer spreads a batch over the cores)."""
+    lo, hi = ratio_range
+    all_ends = counter.token_ends([c.text for c in chunks])
+    picks = []
+    for chunk, ends in zip(chunks, all_ends):
+        # Only boundaries in the first stretch of a chunk can give a prefix in range.
+        found = _boundaries_or_error(chunk, punkt, until=int(hi * _SEARCH_SPAN * len(chunk.text)))
+        cands = [(b, bisect.bisect_right(ends, b.end)) for b in found]
+        picks += [(chunk, b) for b, _ in _pick(chunk, cands, len(ends), lo, hi, seed, cuts_for(chunk))]
+    prefixes = counter.count_texts([chunk.text[:b.end] for chunk, b in picks])
+    completions = counter.count_texts([chunk.text[b.start:] for chunk, b in picks])
+    return [Example(chunk, b, p, c, lo <= p / (p + c) <= hi)
+            for (chunk, b), p, c in zip(picks, prefixes, completions)]
 
 
 def count_rendered(examples, counter) -> None:

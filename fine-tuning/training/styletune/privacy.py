@@ -8,7 +8,6 @@ TRACKERS_OFF = {
     "WANDB_MODE": "disabled",
     "WANDB_DISABLED": "true",
     "DISABLE_MLFLOW_INTEGRATION": "TRUE",
-    "TOKENIZERS_PARALLELISM": "false",
 }
 
 

@@ -12,6 +12,7 @@ rules specific to fiction rank the boundaries:
   chunk has no other boundary at all, e.g. a chunk that is one long quoted
   letter (tier 2); the report lists it.
 """
+import bisect
 import re
 from dataclasses import dataclass
 
@@ -58,6 +59,20 @@ def paragraph_spans(text: str):
     return spans
 
 
+# Punkt learns abbreviations from frequencies: a novel's worth of text is plenty,
+# and training time grows with the text, so longer inputs train on a sample.
+PUNKT_TRAIN_CHARS = 1_000_000
+
+
+def _training_sample(texts):
+    """Whole texts spread evenly through the book, up to PUNKT_TRAIN_CHARS."""
+    total = sum(len(t) for t in texts)
+    if total <= PUNKT_TRAIN_CHARS:
+        return texts
+    step = total / PUNKT_TRAIN_CHARS
+    return [t for i, t in enumerate(texts) if int(i / step) != int((i - 1) / step) or i == 0]
+
+
 def build_punkt(texts):
     """(tokenizer, description): pretrained English Punkt if installed, else trained here."""
     try:
@@ -65,11 +80,13 @@ def build_punkt(texts):
         tokenizer = PunktTokenizer("english")
         source = "nltk Punkt, pretrained English model"
     except (LookupError, ImportError, OSError):
+        sample = _training_sample(texts)
         trainer = PunktTrainer()
         trainer.INCLUDE_ALL_COLLOCS = True
-        trainer.train("\n\n".join(texts), finalize=True)
+        trainer.train("\n\n".join(sample), finalize=True)
         tokenizer = PunktSentenceTokenizer(trainer.get_params())
-        source = f"nltk Punkt trained on the author's {len(texts)} chunk(s)"
+        source = f"nltk Punkt trained on the author's {len(sample)} chunk(s)" + \
+            (f" (an even sample of {len(texts)})" if len(sample) < len(texts) else "")
     tokenizer._params.abbrev_types.update(a for a in GUARDED_ABBREVIATIONS)
     return tokenizer, source
 
@@ -93,20 +110,32 @@ _QUOTE_EVENTS = (
 )
 
 
-def _quote_depth(segment: str) -> int:
-    """How many quotations are open at the end of `segment` (which starts a paragraph).
+def _quote_depths(paragraph: str):
+    """(positions, depths): how many quotations are open after each quote mark.
 
     Every style is tracked at once (curly, straight and single quotes), since a
     book may nest one in another; a stray apostrophe can only forbid a cut, never
-    allow one inside a speech.
+    allow one inside a speech. Each paragraph starts with none open.
     """
-    depth = segment.count('"') % 2
-    for pattern in _QUOTE_EVENTS:
-        level = 0
-        for m in pattern.finditer(segment):
-            level = level + 1 if m.group(1) else max(0, level - 1)
-        depth += level
-    return depth
+    events = [(m.end(), "straight", 1) for m in re.finditer('"', paragraph)]
+    for name, pattern in zip(("curly", "single"), _QUOTE_EVENTS):
+        events += [(m.end(), name, 1 if m.group(1) else -1) for m in pattern.finditer(paragraph)]
+    levels = {"straight": 0, "curly": 0, "single": 0}
+    positions, depths = [], []
+    for pos, name, delta in sorted(events):
+        if name == "straight":
+            levels[name] ^= 1
+        else:
+            levels[name] = max(0, levels[name] + delta)
+        positions.append(pos)
+        depths.append(sum(levels.values()))
+    return positions, depths
+
+
+def _depth_at(quotes, offset: int) -> int:
+    positions, depths = quotes
+    i = bisect.bisect_right(positions, offset)
+    return depths[i - 1] if i else 0
 
 
 def _is_speech_tag(sentence_before: str, sentence_after: str) -> bool:
@@ -117,18 +146,22 @@ def _is_speech_tag(sentence_before: str, sentence_after: str) -> bool:
     return len(words) <= _TAG_MAX_WORDS and any(w.lower() in SPEECH_VERBS for w in words)
 
 
-def boundaries(text: str, punkt):
-    """Every boundary a cut may use, in text order."""
+def boundaries(text: str, punkt, until: int | None = None):
+    """Every boundary a cut may use, in text order; with `until`, stop at the first
+    paragraph starting past it (once one boundary is found): a prompt is short."""
     found = []
     paragraphs = paragraph_spans(text)
     for i, (p_start, p_end) in enumerate(paragraphs):
+        if until is not None and p_start > until and found:
+            break
+        quotes = _quote_depths(text[p_start:p_end])
         spans = list(punkt.span_tokenize(text[p_start:p_end]))
         spans = [(p_start + a, p_start + b) for a, b in spans]
         for (a, b), nxt in zip(spans, spans[1:] + [None]):
             sentence = text[a:b]
             if not _SENTENCE_END.search(sentence) or _guarded(sentence):
                 continue
-            quoted = _quote_depth(text[p_start:b]) > 0
+            quoted = _depth_at(quotes, b - p_start) > 0
             if nxt is None:  # paragraph end: the next paragraph starts the completion
                 if i + 1 < len(paragraphs):
                     found.append(Boundary(b, paragraphs[i + 1][0], 2 if quoted else 0))

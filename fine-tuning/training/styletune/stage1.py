@@ -6,7 +6,7 @@ from pathlib import Path
 from . import paths
 from .chunks import discover, load_chunks
 from .errors import InputError
-from .examples import count_rendered, cut_chunk
+from .examples import count_rendered, cut_chunks
 from .fileio import sha256_bytes
 from .sentences import build_punkt
 from .split import choose_validation_groups
@@ -56,7 +56,7 @@ def _overlong_message(examples, seq_len) -> str:
     return "\n".join(lines)
 
 
-def prepare(config, book_dir=None, skip_overlong=False, progress=None) -> Stage1Result:
+def prepare(config, book_dir=None, skip_overlong=False) -> Stage1Result:
     """Read, cut, count and split. Writes nothing."""
     s = config.pipeline
     book_dir = Path(book_dir).resolve() if book_dir else s.book_dir
@@ -68,14 +68,12 @@ def prepare(config, book_dir=None, skip_overlong=False, progress=None) -> Stage1
     counter = load_counter(config)
     punkt, splitter = build_punkt([c.text for c in chunks])
     held_out = choose_validation_groups(chunks, s.validation_share, s.seed, s.validation_chunks)
-    train, validation = [], []
-    for chunk in (progress(chunks) if progress else chunks):
-        val = chunk.group in held_out
-        # Validation keeps one fixed cut per chunk, so its loss is comparable across runs.
-        cuts = cut_chunk(chunk, punkt, counter, s.prefix_ratio, s.seed,
-                         k=1 if val else s.cuts_per_chunk)
-        (validation if val else train).extend(cuts)
-    count_rendered(train + validation, counter)
+    # Validation keeps one fixed cut per chunk, so its loss is comparable across runs.
+    examples = cut_chunks(chunks, punkt, counter, s.prefix_ratio, s.seed,
+                          lambda c: 1 if c.group in held_out else s.cuts_per_chunk)
+    train = [e for e in examples if e.chunk.group not in held_out]
+    validation = [e for e in examples if e.chunk.group in held_out]
+    count_rendered(examples, counter)
     overlong = [e for e in train + validation if e.total_tokens > config.sequence_len]
     if overlong and not skip_overlong:
         raise InputError(_overlong_message(overlong, config.sequence_len))

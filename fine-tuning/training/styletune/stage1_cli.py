@@ -2,8 +2,6 @@
 import json
 import textwrap
 
-from tqdm import tqdm
-
 from . import paths, report
 from .config import load_config
 from .errors import UserError
@@ -54,9 +52,7 @@ def preview(examples, n):
 def run(args) -> int:
     cfg = load_config(args.config)
     print(f"config: {paths.shown(cfg.path)}")
-    result = prepare(cfg, book_dir=args.book, skip_overlong=args.skip_overlong,
-                     progress=lambda xs: tqdm(xs, desc="cutting chunks", unit="chunk",
-                                              disable=None, leave=False))
+    result = prepare(cfg, book_dir=args.book, skip_overlong=args.skip_overlong)
     rep = report.report_dict(result)
     print(f"book: {rep['book_dir']}  ({len(result.chunks)} chunk files)")
     print(f"tokens: {rep['tokenizer']}")

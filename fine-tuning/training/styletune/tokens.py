@@ -52,6 +52,12 @@ class Counter:
     def count_texts(self, texts) -> list[int]:
         raise NotImplementedError
 
+    def token_ends(self, texts) -> list[list[int]]:
+        """For each text, the character offset where each of its tokens ends: the
+        tokens before a cut at c are those ending at or before c (used to rank cut
+        points; the chosen cut is then counted exactly)."""
+        raise NotImplementedError
+
     def count_example(self, messages) -> int:
         return self.count_rendered([self.render(messages)])[0]
 
@@ -61,13 +67,20 @@ class Counter:
 
 
 class HFCounter(Counter):
-    def __init__(self, tokenizer, template_source, label):
-        super().__init__(template_source, tokenizer.bos_token or "")
+    """The base model's own tokenizer.json, run by the `tokenizers` library that
+    transformers wraps (same encoding, without transformers' 8-second import)."""
+
+    def __init__(self, tokenizer, bos_token, template_source, label):
+        super().__init__(template_source, bos_token)
         self.tok = tokenizer
         self.description = label
 
     def count_texts(self, texts):
-        return [len(ids) for ids in self.tok(list(texts), add_special_tokens=False)["input_ids"]]
+        return [len(e.ids) for e in self.tok.encode_batch_fast(list(texts), add_special_tokens=False)]
+
+    def token_ends(self, texts):
+        return [[end for _, end in e.offsets]
+                for e in self.tok.encode_batch(list(texts), add_special_tokens=False)]
 
     # The template writes the special tokens itself; the tokenizer must not add more.
     count_rendered = count_texts
@@ -91,6 +104,13 @@ class TiktokenCounter(Counter):
     def count_texts(self, texts):
         return [len(ids) for ids in self.enc.encode_ordinary_batch(list(texts))]
 
+    def token_ends(self, texts):
+        out = []
+        for text, ids in zip(texts, self.enc.encode_ordinary_batch(list(texts))):
+            starts = self.enc.decode_with_offsets(ids)[1]
+            out.append(starts[1:] + [len(text)])
+        return out
+
     def count_rendered(self, rendered):
         return [len(ids) for ids in self.enc.encode_batch(list(rendered), allowed_special="all")]
 
@@ -105,29 +125,66 @@ class ApproxCounter(Counter):
     def count_texts(self, texts):
         return [max(1, round(len(t) / 4)) for t in texts]
 
+    def token_ends(self, texts):
+        return [list(range(4, len(t), 4)) + [len(t)] for t in texts]
+
     count_rendered = count_texts
 
 
-def _template_source(config, tokenizer=None) -> str:
+def _template_source(config, default_template=None) -> str:
     if config.data.get("chat_template_jinja"):
         return config.data["chat_template_jinja"]
     name = config.chat_template
     if name == "tokenizer_default":
-        if tokenizer is None or not getattr(tokenizer, "chat_template", None):
-            raise ConfigError("chat_template: tokenizer_default needs the base model's tokenizer "
-                              "and a chat template in it; name one of Axolotl's templates instead")
-        return tokenizer.chat_template
+        if not default_template:
+            raise ConfigError("chat_template: tokenizer_default needs a chat template in the base "
+                              "model's tokenizer files; name one of Axolotl's templates instead")
+        return default_template
     return axolotl_template(name)
 
 
+def _token_text(value) -> str:
+    return value.get("content", "") if isinstance(value, dict) else (value or "")
+
+
+def _tokenizer_files(base_model: str):
+    """tokenizer.json, tokenizer_config.json and chat_template.jinja (None where
+    absent): from a local folder, else from the Hugging Face cache or Hub
+    (the one download stage 1 may make, of the model the user named)."""
+    names = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
+    folder = Path(base_model)
+    if folder.is_dir():
+        return [folder / n if (folder / n).is_file() else None for n in names]
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+
+    found = [hf_hub_download(base_model, names[0])]
+    for name in names[1:]:
+        try:
+            found.append(hf_hub_download(base_model, name))
+        except (EntryNotFoundError, LocalEntryNotFoundError):
+            found.append(None)
+    return found
+
+
 def _load_hf_tokenizer(base_model: str):
-    from transformers import AutoTokenizer
-    return AutoTokenizer.from_pretrained(base_model)
+    """(tokenizer, bos_token, the tokenizer's own chat template or None)."""
+    import json
+
+    from tokenizers import Tokenizer
+
+    tok_json, tok_config, jinja = _tokenizer_files(base_model)
+    if tok_json is None:
+        raise FileNotFoundError(f"no tokenizer.json in {base_model}")
+    meta = json.loads(Path(tok_config).read_text(encoding="utf-8")) if tok_config else {}
+    template = Path(jinja).read_text(encoding="utf-8") if jinja else meta.get("chat_template")
+    return Tokenizer.from_file(str(tok_json)), _token_text(meta.get("bos_token")), template
 
 
 def _how_to_get_tokenizer(base_model, err) -> str:
     return (f"cannot load the tokenizer of base_model {base_model!r} ({type(err).__name__}: "
-            f"{str(err).splitlines()[0][:200]}). Token counts must be exact, so fix one of: "
+            f"{str(err).splitlines()[0][:200] if str(err) else 'no details'}). Token counts must "
+            "be exact, so fix one of: "
             "(1) for a gated model such as Llama 3.1, accept its licence on the model's "
             "Hugging Face page, then run `hf auth login` with a token of that account; "
             "(2) point base_model at a local folder holding tokenizer.json; "
@@ -140,7 +197,7 @@ def load_counter(config) -> Counter:
     settings = config.pipeline
     base = config.base_model
     try:
-        tok = _load_hf_tokenizer(base)
+        tok, bos, default_template = _load_hf_tokenizer(base)
     except Exception as err:  # gated, offline, missing: every cause ends in the same advice
         if settings.tiktoken_bpe:
             if not settings.tiktoken_bpe.is_file():
@@ -151,4 +208,4 @@ def load_counter(config) -> Counter:
         raise ConfigError(_how_to_get_tokenizer(base, err)) from None
     label = f"{Path(base).name if Path(base).exists() else base} tokenizer + " \
             f"'{config.chat_template}' chat template, exact"
-    return HFCounter(tok, _template_source(config, tok), label)
+    return HFCounter(tok, bos, _template_source(config, default_template), label)
