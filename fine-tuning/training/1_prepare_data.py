@@ -67,6 +67,10 @@ def main(argv=None) -> int:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: every output file is whole (old or new version); rerun to finish",
+              file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -86,18 +86,23 @@ def histogram_png(result) -> bytes:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     seq = result.config.sequence_len
     fig, ax = plt.subplots(figsize=(7, 3.6), dpi=100)
     series = [[e.total_tokens for e in result.train], [e.total_tokens for e in result.validation]]
-    ax.hist(series, bins=20, stacked=True, label=["training", "validation"],
+    top = max([seq] + series[0] + series[1]) * 1.05
+    bins = [top * i / 40 for i in range(41)]
+    ax.hist(series, bins=bins, stacked=True, label=[f"training ({len(series[0])})",
+                                                    f"validation ({len(series[1])})"],
             color=["#4c72b0", "#dd8452"])
     ax.axvline(seq, color="#c44e52", linestyle="--", label=f"sequence_len = {seq}")
     unit = "tokens" if result.exact else "tokens (approximate)"
     ax.set_xlabel(f"example length, {unit}")
     ax.set_ylabel("examples")
     ax.set_title("Stage 1: example lengths")
-    ax.set_xlim(0, max([seq] + series[0] + series[1]) * 1.05)
+    ax.set_xlim(0, top)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     buf = io.BytesIO()

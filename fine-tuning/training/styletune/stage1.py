@@ -56,17 +56,21 @@ def _overlong_message(examples, seq_len) -> str:
     return "\n".join(lines)
 
 
-def prepare(config, book_dir=None, skip_overlong=False) -> Stage1Result:
-    """Read, cut, count and split. Writes nothing."""
+def prepare(config, book_dir=None, skip_overlong=False, say=lambda message: None) -> Stage1Result:
+    """Read, cut, count and split. Writes nothing; `say` reports each phase."""
     s = config.pipeline
     book_dir = Path(book_dir).resolve() if book_dir else s.book_dir
     found, skipped = discover(book_dir, s.chunk_glob)
+    say(f"reading {len(found)} chunk files")
     chunks, empty = load_chunks(found, exclude=set(s.exclude_chunks))
     skipped += empty
     if not chunks:
         raise InputError(f"every chunk file in {book_dir} is empty or excluded: nothing to train on")
+    say(f"loading the tokenizer of {paths.shown(config.base_model) if Path(config.base_model).exists() else config.base_model}")
     counter = load_counter(config)
+    say("learning sentence boundaries")
     punkt, splitter = build_punkt([c.text for c in chunks])
+    say("choosing cut points and counting tokens")
     held_out = choose_validation_groups(chunks, s.validation_share, s.seed, s.validation_chunks)
     # Validation keeps one fixed cut per chunk, so its loss is comparable across runs.
     examples = cut_chunks(chunks, punkt, counter, s.prefix_ratio, s.seed,

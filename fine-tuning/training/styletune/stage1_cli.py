@@ -1,5 +1,6 @@
 """What 1_prepare_data.py prints and writes."""
 import json
+import sys
 import textwrap
 
 from . import paths, report
@@ -52,7 +53,8 @@ def preview(examples, n):
 def run(args) -> int:
     cfg = load_config(args.config)
     print(f"config: {paths.shown(cfg.path)}")
-    result = prepare(cfg, book_dir=args.book, skip_overlong=args.skip_overlong)
+    result = prepare(cfg, book_dir=args.book, skip_overlong=args.skip_overlong,
+                     say=lambda message: print(f"... {message}", file=sys.stderr, flush=True))
     rep = report.report_dict(result)
     print(f"book: {rep['book_dir']}  ({len(result.chunks)} chunk files)")
     print(f"tokens: {rep['tokenizer']}")
