@@ -66,7 +66,8 @@ def prepare(config, book_dir=None, skip_overlong=False, say=lambda message: None
     skipped += empty
     if not chunks:
         raise InputError(f"every chunk file in {book_dir} is empty or excluded: nothing to train on")
-    say(f"loading the tokenizer of {paths.shown(config.base_model) if Path(config.base_model).exists() else config.base_model}")
+    base = config.base_model
+    say(f"loading the tokenizer of {paths.shown(base) if Path(base).exists() else base}")
     counter = load_counter(config)
     say("learning sentence boundaries")
     punkt, splitter = build_punkt([c.text for c in chunks])
