@@ -200,3 +200,24 @@ def test_help_and_default_config_from_another_directory(tmp_path):
     assert res.returncode == 0, res.stderr
     assert "fine-tuning/data/processed/rehearsal/training.jsonl" in res.stdout
     assert SAMPLE_BOOK.name in res.stdout
+
+
+def test_hub_id_loads_from_the_hugging_face_cache_offline(make_config, monkeypatch, tmp_path):
+    """The writer's path: base_model is a Hub id whose tokenizer sits in the HF cache."""
+    import shutil
+
+    import huggingface_hub.constants
+
+    from conftest import SMOL
+    repo = tmp_path / "hub" / "models--acme--novel-model"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(SMOL / name, snapshot / name)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    from_hub = prepare(load_config(make_config(base_model="acme/novel-model")))
+    local = prepare(load_config(make_config()))
+    assert "acme/novel-model tokenizer" in from_hub.tokenizer
+    assert [e.total_tokens for e in from_hub.examples] == [e.total_tokens for e in local.examples]

@@ -206,6 +206,17 @@ def load_counter(config) -> Counter:
         if settings.allow_approximate_tokens:
             return ApproxCounter(_template_source(config))
         raise ConfigError(_how_to_get_tokenizer(base, err)) from None
+    _add_config_tokens(tok, config)
     label = f"{Path(base).name if Path(base).exists() else base} tokenizer + " \
             f"'{config.chat_template}' chat template, exact"
     return HFCounter(tok, bos, _template_source(config, default_template), label)
+
+
+def _add_config_tokens(tok, config) -> None:
+    """Axolotl adds the config's `special_tokens` and `tokens` to the tokenizer before
+    it tokenises; a string the base vocabulary lacks then counts as one token."""
+    from tokenizers import AddedToken
+
+    special = [v for v in (config.data.get("special_tokens") or {}).values() if isinstance(v, str)]
+    extra = [t for t in config.data.get("tokens") or [] if isinstance(t, str)]
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in special + extra])
