@@ -61,12 +61,28 @@ def test_effective_yaml_has_no_extends_and_round_trips():
 
 @pytest.mark.parametrize("block, message", [
     ({"prefix_ratio": [0.2, 0.1]}, "prefix_ratio"),
+    ({"prefix_ratio": 0.1}, "prefix_ratio` must be two shares"),
     ({"prefix_ration": [0.05, 0.1]}, "unknown key"),
     ({"cuts_per_chunk": 0}, "cuts_per_chunk"),
+    ({"validation_chunks": "chunk_002_x.txt"}, "validation_chunks` must be a list"),
+    ({"seed": "forty-two"}, "seed` must be a whole number"),
+    ({"allow_approximate_tokens": "yes"}, "true or false"),
 ])
 def test_bad_pipeline_values_are_named(tmp_path, block, message):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump({"extends": str(MAIN_CONFIG), "style_pipeline": block}))
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
+
+
+@pytest.mark.parametrize("top, message", [
+    ({"sequence_len": "four thousand"}, "sequence_len` must be a whole number"),
+    ({"datasets": {"path": "x.jsonl"}}, "datasets` must be a list"),
+    ({"test_datasets": "validation.jsonl"}, "test_datasets` must be a list"),
+])
+def test_bad_axolotl_keys_fail_on_load(tmp_path, top, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"extends": str(MAIN_CONFIG), **top}))
     with pytest.raises(ConfigError, match=message):
         load_config(path)
 

@@ -63,8 +63,19 @@ def test_cut_conserves_text_and_whitespace_only_between():
 
 
 def test_paragraph_styles():
-    assert len(paragraph_spans("a\nb\nc")) == 3          # one paragraph per line
-    assert len(paragraph_spans("a\nb\n\nc")) == 2        # blank-line separated, hard wrapped
+    assert len(paragraph_spans("One.\nTwo.\nThree.")) == 3          # one paragraph per line
+    assert len(paragraph_spans("One\ntwo.\n\nThree\nfour.")) == 2  # hard wrapped, blank-line separated
+    # one paragraph per line with a blank line at a scene break: still one per line
+    mixed = "He left.\nShe said, \"Fine. Go then.\n\"Go.\"\n\n* * *\n\nMorning came."
+    assert [mixed[a:b] for a, b in paragraph_spans(mixed)][:3] == [
+        "He left.", 'She said, "Fine. Go then.', '"Go."']
+
+
+def test_quotes_reset_at_each_line_of_one_paragraph_per_line_text():
+    text = "He left.\nShe said, \"Fine. Go then.\n\"Go now.\" He went.\n\nIt rained. It stopped."
+    tiers = {p.split("\n")[-1]: t for p, _, t in cuts(text)}
+    assert tiers['She said, "Fine.'] == 2          # inside her speech
+    assert tiers['"Go now." He went.'] == 0
 
 
 def test_no_cut_after_the_last_sentence_or_a_scene_break_line():

@@ -173,6 +173,28 @@ def test_bad_inputs_give_one_line_errors_not_tracebacks(make_config, book_copy, 
     res = run_script("--config", make_config(), "--book", book_copy)
     assert res.returncode == 2 and "chunk_010_bad.txt: no sentence end" in res.stderr
 
+    (book_copy / "chunk_010_bad.txt").write_text("\n\n")
+    res = run_script("--config", make_config(), "--book", book_copy, "--dry-run")
+    assert res.returncode == 0
+    assert "warning: chunk_010_bad.txt: EMPTY" in res.stderr
+
+
+def test_a_template_that_cannot_render_is_a_config_error(make_config):
+    cfg = load_config(make_config(chat_template_jinja="{{ raise_exception('system turn required') }}"))
+    with pytest.raises(ConfigError, match="system turn required"):
+        prepare(cfg)
+
+
+def test_empty_validation_set_is_an_error(make_config):
+    with pytest.raises(InputError, match="no validation examples"):
+        prepare(load_config(make_config({"validation_share": 0.0})))
+
+
+def test_book_path_relative_to_fine_tuning(make_config, monkeypatch, tmp_path):
+    monkeypatch.chdir(REHEARSAL_CONFIG.parent.parent.parent)   # the repository root
+    r = prepare(load_config(make_config()), book_dir="data/raw/the_quiet_orbit")
+    assert r.book_dir == SAMPLE_BOOK
+
 
 def test_tokenizer_that_cannot_load_says_what_to_do(make_config):
     cfg = load_config(make_config(base_model="meta-llama/Llama-3.1-8B-Instruct"))

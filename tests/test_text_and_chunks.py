@@ -26,8 +26,24 @@ def test_normalise_changes_only_whitespace():
 def test_undecodable_bytes_name_file_and_offset(tmp_path):
     bad = tmp_path / "chunk_001_x.txt"
     bad.write_bytes(b"Good text. Then \x93smart quotes\x94 from Windows.")
-    with pytest.raises(InputError, match=r"chunk_001_x.txt: not valid UTF-8 at byte 16 .*iconv"):
+    with pytest.raises(InputError, match=r"chunk_001_x.txt: not valid UTF-8 at byte 16, line 1 .*iconv"):
         read_text(bad)
+
+
+def test_utf16_is_named_as_such(tmp_path):
+    notepad = tmp_path / "chunk_003_x.txt"
+    notepad.write_bytes("It was late.".encode("utf-16"))
+    with pytest.raises(InputError, match="chunk_003_x.txt: saved as UTF-16"):
+        read_text(notepad)
+
+
+def test_outputs_get_ordinary_permissions(tmp_path):
+    import os
+    target = tmp_path / "out.jsonl"
+    write_atomic(target, b"x\n")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~mask
 
 
 def test_binary_file_is_refused(tmp_path):

@@ -16,13 +16,14 @@ Tokens are counted exactly, as Axolotl sees them: the rendered chat template
 with the base model's tokenizer. An example longer than `sequence_len` is an error.
 
 Run     python fine-tuning/training/1_prepare_data.py                # main config
-        python fine-tuning/training/1_prepare_data.py --config fine-tuning/configs/cpu_rehearsal.yaml
+        python fine-tuning/training/1_prepare_data.py --config configs/cpu_rehearsal.yaml
         ... --book data/raw/my_novel   --dry-run   --preview 2   --force
+        (--config and --book may be relative to the current folder or to fine-tuning/)
 
 Output (sample book, rehearsal config):
         | chunks | training examples | validation examples | max tokens | average tokens | ...
         |--------|-------------------|---------------------|------------|----------------| ...
-        | 10     | 9                 | 1                   | 3318       | 1768           | ...
+        | 10     | 9                 | 1                   | 3336       | 1707           | ...
 """
 import argparse
 import sys
@@ -36,8 +37,9 @@ DEFAULT_CONFIG = paths.CONFIG_DIR / "qlora_style_transfer.yaml"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                epilog="Details: see the module docstring and README.md.")
+    p = argparse.ArgumentParser(description=__doc__.split("\nRun ")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="How to read the report: README.md, 'Reading the report'.")
     p.add_argument("--config", default=str(DEFAULT_CONFIG),
                    help="the shared YAML (default: configs/qlora_style_transfer.yaml)")
     p.add_argument("--book", help="book folder of chunk files (overrides style_pipeline.book_dir)")

@@ -85,6 +85,7 @@ class Config:
     pipeline: Pipeline = field(init=False)
 
     def __post_init__(self):
+        _check_axolotl_keys(self.path, self.data)
         self.pipeline = _parse_pipeline(self.path, self.data.get(PIPELINE_KEY) or {})
 
     def _require(self, key):
@@ -93,10 +94,7 @@ class Config:
         return self.data[key]
 
     def _dataset_path(self, key) -> Path:
-        entries = self._require(key)
-        if not entries or "path" not in entries[0]:
-            raise ConfigError(f"{self.path}: `{key}[0].path` must name the JSONL file stage 1 writes")
-        return paths.resolve(entries[0]["path"])
+        return paths.resolve(self.data[key][0]["path"])  # shape checked on load
 
     @property
     def train_path(self) -> Path:
@@ -108,12 +106,12 @@ class Config:
 
     @property
     def sequence_len(self) -> int:
-        return int(self._require("sequence_len"))
+        return self.data["sequence_len"]
 
     @property
     def base_model(self) -> str:
         """A local folder (resolved against fine-tuning/) when one exists, else the Hub id."""
-        name = str(self._require("base_model"))
+        name = self.data["base_model"]
         local = paths.resolve(name)
         return str(local) if local.exists() else name
 
@@ -130,41 +128,78 @@ class Config:
         return hashlib.sha256(effective_yaml(self).encode()).hexdigest()
 
 
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _is_str_list(v) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+# key: (test, what the value must be)
+_PIPELINE_TYPES = {
+    "book_dir": (lambda v: isinstance(v, str), "a folder path"),
+    "chunk_glob": (lambda v: isinstance(v, str), "a file pattern such as \"chunk_*.txt\""),
+    "prefix_ratio": (lambda v: isinstance(v, list) and len(v) == 2 and all(map(_is_number, v))
+                     and 0 < v[0] <= v[1] < 1, "two shares with 0 < low <= high < 1, e.g. [0.05, 0.10]"),
+    "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool), "a whole number"),
+    "cuts_per_chunk": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+                       "a whole number, 1 or more"),
+    "validation_share": (lambda v: _is_number(v) and 0 <= v < 1, "a share in [0, 1), e.g. 0.10"),
+    "validation_chunks": (_is_str_list, "a list of chunk file names"),
+    "exclude_chunks": (_is_str_list, "a list of chunk file names"),
+    "tiktoken_bpe": (lambda v: v is None or isinstance(v, str), "a file path or null"),
+    "allow_approximate_tokens": (lambda v: isinstance(v, bool), "true or false"),
+    "report_dir": (lambda v: isinstance(v, str), "a folder path"),
+}
+
+
 def _parse_pipeline(path, block) -> Pipeline:
+    if not isinstance(block, dict):
+        raise ConfigError(f"{path}: `{PIPELINE_KEY}` must be a mapping of keys")
     unknown = set(block) - set(PIPELINE_DEFAULTS)
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) in `{PIPELINE_KEY}`: {', '.join(sorted(unknown))}")
     s = {**PIPELINE_DEFAULTS, **block}
-    lo, hi = (float(x) for x in s["prefix_ratio"])
-    if not 0 < lo <= hi < 1:
-        raise ConfigError(f"{path}: `{PIPELINE_KEY}.prefix_ratio` must be two shares with "
-                          f"0 < low <= high < 1, e.g. [0.05, 0.10]; got {s['prefix_ratio']}")
-    if not 0 <= float(s["validation_share"]) < 1:
-        raise ConfigError(f"{path}: `{PIPELINE_KEY}.validation_share` must be in [0, 1)")
-    if int(s["cuts_per_chunk"]) < 1:
-        raise ConfigError(f"{path}: `{PIPELINE_KEY}.cuts_per_chunk` must be 1 or more")
+    for key, (ok, what) in _PIPELINE_TYPES.items():
+        if not ok(s[key]):
+            raise ConfigError(f"{path}: `{PIPELINE_KEY}.{key}` must be {what}; got {s[key]!r}")
     return Pipeline(
         book_dir=paths.resolve(s["book_dir"]),
-        chunk_glob=str(s["chunk_glob"]),
-        prefix_ratio=(lo, hi),
-        seed=int(s["seed"]),
-        cuts_per_chunk=int(s["cuts_per_chunk"]),
+        chunk_glob=s["chunk_glob"],
+        prefix_ratio=(float(s["prefix_ratio"][0]), float(s["prefix_ratio"][1])),
+        seed=s["seed"],
+        cuts_per_chunk=s["cuts_per_chunk"],
         validation_share=float(s["validation_share"]),
-        validation_chunks=list(s["validation_chunks"] or []),
-        exclude_chunks=list(s["exclude_chunks"] or []),
+        validation_chunks=s["validation_chunks"],
+        exclude_chunks=s["exclude_chunks"],
         tiktoken_bpe=paths.resolve(s["tiktoken_bpe"]) if s["tiktoken_bpe"] else None,
-        allow_approximate_tokens=bool(s["allow_approximate_tokens"]),
+        allow_approximate_tokens=s["allow_approximate_tokens"],
         report_dir=paths.resolve(s["report_dir"]),
     )
+
+
+def _check_axolotl_keys(path, data) -> None:
+    """The Axolotl keys the pipeline reads, checked up front so a typo fails in a
+    second, not after every chunk has been cut."""
+    for key in ("datasets", "test_datasets"):
+        entries = data.get(key)
+        if not (isinstance(entries, list) and entries and isinstance(entries[0], dict)
+                and isinstance(entries[0].get("path"), str)):
+            raise ConfigError(f"{path}: `{key}` must be a list whose first item has a `path:` "
+                              f"(the JSONL file stage 1 writes); got {entries!r}")
+    seq = data.get("sequence_len")
+    if not (isinstance(seq, int) and not isinstance(seq, bool) and seq > 0):
+        raise ConfigError(f"{path}: `sequence_len` must be a whole number of tokens, e.g. 4096; "
+                          f"got {seq!r}")
+    if not isinstance(data.get("base_model"), str):
+        raise ConfigError(f"{path}: `base_model` must name a Hugging Face model or a local folder")
 
 
 def load_config(path) -> Config:
     """Load a config given on the command line (relative to the current directory,
     or failing that to fine-tuning/, so `--config configs/x.yaml` works from both)."""
-    path = Path(path).expanduser()
-    if not path.exists() and paths.resolve(path).exists():
-        path = paths.resolve(path)
-    path = path.resolve()
+    path = paths.resolve_cli(path)
     return Config(path=path, data=_read_yaml(path))
 
 

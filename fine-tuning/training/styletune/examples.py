@@ -33,7 +33,10 @@ class Example:
         return self.prefix_tokens / (self.prefix_tokens + self.completion_tokens)
 
     def messages(self):
-        """No system message: Continue supplies one at inference."""
+        """The author's text only, no system message (the design: a system prompt is
+        set in the editor at inference, and the serving template must render the
+        same turns). The whitespace at the cut belongs to neither turn; the
+        manifest keeps both offsets, so nothing of the chunk is lost."""
         return [{"role": "user", "content": self.prefix},
                 {"role": "assistant", "content": self.completion}]
 

@@ -11,6 +11,15 @@ _BLANK_RUNS = re.compile(r"\n{3,}")
 _TRAILING_SPACE = re.compile(r"[ \t]+\n")
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -18,16 +27,21 @@ def sha256_bytes(data: bytes) -> str:
 def read_text(path: Path) -> str:
     """Decode a text file as UTF-8 (with or without BOM); a clear error otherwise."""
     data = Path(path).read_bytes()
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise InputError(f"{path}: saved as UTF-16 (Notepad's 'Unicode'). Re-save it as UTF-8 "
+                         f"(e.g. `iconv -f utf-16 -t utf-8 '{path}' > fixed.txt`, then replace the file).")
     if b"\x00" in data:
         raise InputError(f"{path}: looks like a binary file (it contains NUL bytes). "
                          "Save it as plain UTF-8 text (.txt) or move it out of the folder.")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
+        line = data[:err.start].count(b"\n") + 1
         raise InputError(
-            f"{path}: not valid UTF-8 at byte {err.start} (byte 0x{data[err.start]:02x}). "
-            "Re-save it as UTF-8 (e.g. `iconv -f cp1252 -t utf-8 IN > OUT`, or your "
-            "editor's 'Save with encoding: UTF-8')."
+            f"{path}: not valid UTF-8 at byte {err.start}, line {line} (byte 0x{data[err.start]:02x}; "
+            "probably saved as Windows-1252). Re-save it as UTF-8: your editor's 'Save with "
+            f"encoding: UTF-8', or `iconv -f cp1252 -t utf-8 '{path}' > fixed.txt`, then "
+            "replace the file."
         ) from None
 
 
@@ -52,6 +66,7 @@ def write_atomic(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it private; give it normal permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -20,3 +20,13 @@ def shown(path) -> str:
         return str(p.relative_to(REPO_DIR))
     except ValueError:
         return str(p)
+
+
+def resolve_cli(path) -> Path:
+    """A path typed on the command line: relative to the current directory, or
+    failing that to fine-tuning/ (so `configs/x.yaml` and `data/raw/book` work
+    from the repository root as well as from fine-tuning/)."""
+    p = Path(path).expanduser()
+    if not p.exists() and resolve(p).exists():
+        return resolve(p)
+    return p.resolve()

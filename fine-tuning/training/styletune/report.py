@@ -49,9 +49,7 @@ def _table(rows, header) -> str:
 
 
 def markdown(report: dict) -> str:
-    label = "" if report["token_counts_exact"] else " (APPROXIMATE)"
-    s = report["summary"]
-    out = [
+    header = [
         "# Stage 1 report: training data",
         "",
         f"- Book: `{report['book_dir']}`  ",
@@ -59,6 +57,15 @@ def markdown(report: dict) -> str:
         f"- Tokens: {report['tokenizer']}  ",
         f"- Sentences: {report['sentence_splitter']}",
         "",
+    ]
+    return "\n".join(header) + "\n" + markdown_body(report)
+
+
+def markdown_body(report: dict) -> str:
+    """The summary table and the lists: what the terminal shows too."""
+    label = "" if report["token_counts_exact"] else " (APPROXIMATE)"
+    s = report["summary"]
+    out = [
         _table([[v for v in s.values()]], [k.replace("_", " ") + (label if "tokens" in k else "")
                                            for k in s]),
         "",

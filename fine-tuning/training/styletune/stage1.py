@@ -30,6 +30,10 @@ class Stage1Result:
     def examples(self):
         return self.train + self.validation
 
+    def warnings(self):
+        """Things the writer must hear about on the terminal, not only in the report."""
+        return [f"{name}: {reason}" for name, reason in self.skipped if reason.startswith("EMPTY")]
+
     def exceptions(self):
         """Cuts a person should look at: out of the ratio range, or beside a speech tag."""
         out = []
@@ -59,7 +63,7 @@ def _overlong_message(examples, seq_len) -> str:
 def prepare(config, book_dir=None, skip_overlong=False, say=lambda message: None) -> Stage1Result:
     """Read, cut, count and split. Writes nothing; `say` reports each phase."""
     s = config.pipeline
-    book_dir = Path(book_dir).resolve() if book_dir else s.book_dir
+    book_dir = paths.resolve_cli(book_dir) if book_dir else s.book_dir
     found, skipped = discover(book_dir, s.chunk_glob)
     say(f"reading {len(found)} chunk files")
     chunks, empty = load_chunks(found, exclude=set(s.exclude_chunks))
@@ -85,6 +89,12 @@ def prepare(config, book_dir=None, skip_overlong=False, say=lambda message: None
     dropped = {id(e) for e in overlong}
     train = [e for e in train if id(e) not in dropped]
     validation = [e for e in validation if id(e) not in dropped]
+    if not validation:
+        raise InputError(
+            f"no validation examples: with {len({c.group for c in chunks})} chunk group(s) and "
+            f"validation_share {s.validation_share}, no chunk is held out, and Axolotl's "
+            "`test_datasets` would point at an empty file. Set style_pipeline.validation_share "
+            "above 0, list style_pipeline.validation_chunks, or add chunks (two at least).")
     return Stage1Result(config, book_dir, chunks, train, validation, skipped,
                         counter.description, counter.exact, splitter, overlong)
 

@@ -59,8 +59,9 @@ def run(args) -> int:
     print(f"book: {rep['book_dir']}  ({len(result.chunks)} chunk files)")
     print(f"tokens: {rep['tokenizer']}")
     print(f"sentences: {rep['sentence_splitter']}")
-    for line in report.markdown(rep).splitlines()[7:]:
-        print(line)
+    print(report.markdown_body(rep))
+    for warning in result.warnings():
+        print(f"warning: {warning}", file=sys.stderr)
     if args.preview:
         preview(result.examples, args.preview)
     outputs = planned_outputs(result)
@@ -73,5 +74,6 @@ def run(args) -> int:
     print()
     for p in outputs:
         print(f"{'wrote' if p in changed else 'unchanged'}: {paths.shown(p)}")
-    print("\nnext: read the report, then stage 2 trains on these files (see README.md)")
+    print(f"\nnext: read {paths.shown(cfg.pipeline.report_dir / 'stage1_report.md')} and look at "
+          "every exception listed; training (stage 2) is the next stage (see README.md).")
     return 0

@@ -9,6 +9,9 @@ and then every figure is labelled "approximate".
 import importlib.util
 from pathlib import Path
 
+from datetime import datetime
+
+from jinja2 import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from .errors import ConfigError
@@ -20,6 +23,13 @@ LLAMA3_NAMED_SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|reserved_spe
                          "<|reserved_special_token_2|>", "<|start_header_id|>",
                          "<|end_header_id|>", "<|eom_id|>", "<|eot_id|>", "<|python_tag|>"]
 LLAMA3_SPECIAL_COUNT = 256
+LLAMA3_TEMPLATE_TOKENS = {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>",
+                          "pad_token": "<|finetune_right_pad_id|>"}
+SPECIAL_TOKEN_NAMES = ("bos_token", "eos_token", "pad_token", "unk_token")
+
+
+def _raise_template_error(message):
+    raise TemplateError(message)
 
 
 def axolotl_template(name: str) -> str:
@@ -40,14 +50,24 @@ class Counter:
     exact = True
     description = ""
 
-    def __init__(self, template_source: str, bos_token: str):
+    def __init__(self, template_source: str, special_tokens: dict):
+        # The same Jinja settings and helpers transformers gives chat templates.
         env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-        self._template = env.from_string(template_source)
-        self.bos_token = bos_token
+        env.globals["raise_exception"] = _raise_template_error
+        env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+        try:
+            self._template = env.from_string(template_source)
+        except TemplateError as err:
+            raise ConfigError(f"the chat template does not parse: {err}") from None
+        self.special_tokens = special_tokens
 
     def render(self, messages) -> str:
-        return self._template.render(messages=messages, bos_token=self.bos_token,
-                                     add_generation_prompt=False)
+        try:
+            return self._template.render(messages=messages, add_generation_prompt=False,
+                                         **self.special_tokens)
+        except TemplateError as err:
+            raise ConfigError(f"the chat template cannot render a user/assistant conversation "
+                              f"without a system message: {err}. Choose another chat_template.") from None
 
     def count_texts(self, texts) -> list[int]:
         raise NotImplementedError
@@ -70,8 +90,8 @@ class HFCounter(Counter):
     """The base model's own tokenizer.json, run by the `tokenizers` library that
     transformers wraps (same encoding, without transformers' 8-second import)."""
 
-    def __init__(self, tokenizer, bos_token, template_source, label):
-        super().__init__(template_source, bos_token)
+    def __init__(self, tokenizer, special_tokens, template_source, label):
+        super().__init__(template_source, special_tokens)
         self.tok = tokenizer
         self.description = label
 
@@ -98,7 +118,7 @@ class TiktokenCounter(Counter):
         self.enc = tiktoken.Encoding(name=Path(bpe_path).name, pat_str=LLAMA3_PATTERN,
                                      mergeable_ranks=ranks,
                                      special_tokens={t: n + i for i, t in enumerate(names)})
-        super().__init__(template_source, "<|begin_of_text|>")
+        super().__init__(template_source, LLAMA3_TEMPLATE_TOKENS)
         self.description = f"tiktoken BPE {bpe_path} (Llama 3 special tokens), exact"
 
     def count_texts(self, texts):
@@ -119,7 +139,7 @@ class ApproxCounter(Counter):
     exact = False
 
     def __init__(self, template_source):
-        super().__init__(template_source, "<s>")
+        super().__init__(template_source, {"bos_token": "<s>", "eos_token": "</s>"})
         self.description = "APPROXIMATE: 4 characters per token (no tokenizer loaded)"
 
     def count_texts(self, texts):
@@ -168,7 +188,7 @@ def _tokenizer_files(base_model: str):
 
 
 def _load_hf_tokenizer(base_model: str):
-    """(tokenizer, bos_token, the tokenizer's own chat template or None)."""
+    """(tokenizer, its special tokens by name, its own chat template or None)."""
     import json
 
     from tokenizers import Tokenizer
@@ -178,7 +198,8 @@ def _load_hf_tokenizer(base_model: str):
         raise FileNotFoundError(f"no tokenizer.json in {base_model}")
     meta = json.loads(Path(tok_config).read_text(encoding="utf-8")) if tok_config else {}
     template = Path(jinja).read_text(encoding="utf-8") if jinja else meta.get("chat_template")
-    return Tokenizer.from_file(str(tok_json)), _token_text(meta.get("bos_token")), template
+    specials = {name: _token_text(meta.get(name)) for name in SPECIAL_TOKEN_NAMES}
+    return Tokenizer.from_file(str(tok_json)), specials, template
 
 
 def _how_to_get_tokenizer(base_model, err) -> str:
@@ -194,10 +215,17 @@ def _how_to_get_tokenizer(base_model, err) -> str:
 
 def load_counter(config) -> Counter:
     """The most exact counter this machine can build for the config."""
+    counter = _build_counter(config)
+    # Fail now, not after every chunk is cut, if the template cannot render our examples.
+    counter.render([{"role": "user", "content": "A."}, {"role": "assistant", "content": "B."}])
+    return counter
+
+
+def _build_counter(config) -> Counter:
     settings = config.pipeline
     base = config.base_model
     try:
-        tok, bos, default_template = _load_hf_tokenizer(base)
+        tok, specials, default_template = _load_hf_tokenizer(base)
     except Exception as err:  # gated, offline, missing: every cause ends in the same advice
         if settings.tiktoken_bpe:
             if not settings.tiktoken_bpe.is_file():
@@ -207,9 +235,12 @@ def load_counter(config) -> Counter:
             return ApproxCounter(_template_source(config))
         raise ConfigError(_how_to_get_tokenizer(base, err)) from None
     _add_config_tokens(tok, config)
+    # Axolotl sets the config's special tokens on the tokenizer: the template sees those.
+    specials.update({k: v for k, v in (config.data.get("special_tokens") or {}).items()
+                     if k in SPECIAL_TOKEN_NAMES and isinstance(v, str)})
     label = f"{Path(base).name if Path(base).exists() else base} tokenizer + " \
             f"'{config.chat_template}' chat template, exact"
-    return HFCounter(tok, bos, _template_source(config, default_template), label)
+    return HFCounter(tok, specials, _template_source(config, default_template), label)
 
 
 def _add_config_tokens(tok, config) -> None:
