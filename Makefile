@@ -1,4 +1,4 @@
-# make demo   - stage 1 on the embedded sample book with the small local model
+# make demo   - stages 1-2 on the embedded sample book with the small local model, on CPU
 # make test   - the test suite (CPU; GPU tests skip and say so)
 # make install / make model - the virtual environment / the rehearsal model
 VENV ?= $(HOME)/.venvs/finetune
@@ -33,6 +33,10 @@ $(MODEL): $(STAMP) fine-tuning/training/prepare_rehearsal_model.py
 demo: $(MODEL)
 	$(OFFLINE) $(PY) fine-tuning/training/1_prepare_data.py \
 		--config fine-tuning/configs/cpu_rehearsal.yaml --force --preview 1
+	# a fresh rehearsal adapter each time (stage 2 refuses to mix runs without --resume)
+	rm -rf fine-tuning/outputs/rehearsal/adapter
+	$(OFFLINE) VENV=$(VENV) fine-tuning/training/2_train_lora.sh \
+		--config fine-tuning/configs/cpu_rehearsal.yaml
 
 test: $(MODEL)
 	$(OFFLINE) $(PY) -m pytest tests

@@ -40,6 +40,7 @@ def write_config(tmp_path: Path, pipeline=None, **top) -> Path:
         "dataset_prepared_path": str(out / "prepared"),
         "output_dir": str(out / "adapter"),
         "style_pipeline": {"report_dir": str(out / "report"), "book_dir": str(SAMPLE_BOOK),
+                           "log_dir": str(out / "logs"),
                            **(pipeline or {})},
         **top,
     }

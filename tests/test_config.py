@@ -12,6 +12,9 @@ REHEARSAL_MAY_CHANGE = {
     "base_model", "chat_template", "special_tokens", "datasets", "test_datasets",
     "dataset_prepared_path", "output_dir", "bf16", "tf32", "optimizer",
     "lora_mlp_kernel", "lora_qkv_kernel", "lora_o_kernel", "style_pipeline",
+    # few steps on CPU, evaluated and saved at the last one
+    "max_steps", "gradient_accumulation_steps", "eval_strategy", "save_strategy",
+    "eval_steps", "save_steps",
 }
 
 
@@ -111,3 +114,25 @@ def test_axolotl_validates_the_main_config_unchanged():
     assert out["bnb_config_kwargs"]["bnb_4bit_quant_type"] == "nf4"
     assert out["sequence_len"] == 4096
     assert os.path.basename(out["test_datasets"][0]["path"]) == "validation.jsonl"
+
+
+def test_main_config_training_choices():
+    """What issue 4 asks of the YAML, as the file states it."""
+    d = load_config(MAIN_CONFIG).data
+    assert d["bnb_config_kwargs"] == {"bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": True,
+                                      "llm_int8_has_fp16_weight": False}
+    assert d["adapter"] == "qlora" and d["load_in_4bit"] and d["lora_target_linear"]
+    assert d["lora_alpha"] == 2 * d["lora_r"] and 0 < d["lora_dropout"] <= 0.1
+    assert d["chat_template"] == "llama3"
+    assert d["special_tokens"]["eos_token"] == "<|eot_id|>"
+    for ds in d["datasets"] + d["test_datasets"]:
+        assert ds["roles_to_train"] == ["assistant"] and ds["train_on_eos"] == "turn"
+    assert "val_set_size" not in d
+    assert d["eval_strategy"] == d["save_strategy"] == "epoch"
+    assert d["load_best_model_at_end"] and d["metric_for_best_model"] == "eval_loss"
+    assert d["sample_packing"] is False           # reasoned in the comment
+    assert d["attn_implementation"] == "sdpa" and d["gradient_checkpointing"]
+    assert d["optimizer"] == "paged_adamw_8bit" and d["lr_scheduler"] == "cosine"
+    assert 0 < d["warmup_ratio"] <= 0.2
+    assert d["bf16"] == "auto"
+    assert not d["use_wandb"] and not d["use_mlflow"] and not d["use_comet"]

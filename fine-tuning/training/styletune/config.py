@@ -28,6 +28,8 @@ PIPELINE_DEFAULTS = {
     "tiktoken_bpe": None,
     "allow_approximate_tokens": False,
     "report_dir": "data/processed",
+    "train_device": "cuda",
+    "log_dir": "logs",
 }
 
 
@@ -76,6 +78,8 @@ class Pipeline:
     tiktoken_bpe: Path | None
     allow_approximate_tokens: bool
     report_dir: Path
+    train_device: str
+    log_dir: Path
 
 
 @dataclass
@@ -151,6 +155,8 @@ _PIPELINE_TYPES = {
     "tiktoken_bpe": (lambda v: v is None or isinstance(v, str), "a file path or null"),
     "allow_approximate_tokens": (lambda v: isinstance(v, bool), "true or false"),
     "report_dir": (lambda v: isinstance(v, str), "a folder path"),
+    "train_device": (lambda v: v in ("cuda", "cpu"), "cuda or cpu"),
+    "log_dir": (lambda v: isinstance(v, str), "a folder path"),
 }
 
 
@@ -176,6 +182,8 @@ def _parse_pipeline(path, block) -> Pipeline:
         tiktoken_bpe=paths.resolve(s["tiktoken_bpe"]) if s["tiktoken_bpe"] else None,
         allow_approximate_tokens=s["allow_approximate_tokens"],
         report_dir=paths.resolve(s["report_dir"]),
+        train_device=s["train_device"],
+        log_dir=paths.resolve(s["log_dir"]),
     )
 
 

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Stage 2: train the LoRA adapter with Axolotl (QLoRA on Llama-3.1-8B-Instruct).
+#
+# Usage: fine-tuning/training/2_train_lora.sh [--config FILE] [--dry-run] [--resume] [-- AXOLOTL_ARGS...]
+#
+#   --config FILE  the shared YAML (default: fine-tuning/configs/qlora_style_transfer.yaml;
+#                  fine-tuning/configs/cpu_rehearsal.yaml rehearses the whole path on CPU)
+#   --dry-run      preflight checks and `axolotl preprocess` only; no training
+#   --resume       continue from the newest checkpoint-N in output_dir after an interruption
+#   -h, --help     this text
+#   anything else  passed to `axolotl train` (its own overrides, e.g. --learning-rate 1e-4)
+#
+# Reads:  stage 1's JSONL and manifest, the config, the base model.
+# Writes: the adapter and checkpoints in the config's output_dir, logs in fine-tuning/logs/.
+# Exit:   0 trained (or dry run passed), 2 usage or config error, 3 a preflight check
+#         failed (the message says what to fix), other: Axolotl failed (see the log).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+FT="$(dirname "$HERE")"
+VENV="${VENV:-$HOME/.venvs/finetune}"
+CONFIG="$FT/configs/qlora_style_transfer.yaml"
+DRY_RUN=0
+RESUME=0
+PASS=()
+
+usage() { sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -h|--help) usage; exit 0 ;;
+    --config) [ $# -ge 2 ] || { echo "error: --config needs a file" >&2; exit 2; }; CONFIG="$2"; shift 2 ;;
+    --config=*) CONFIG="${1#--config=}"; shift ;;
+    --dry-run) DRY_RUN=1; shift ;;
+    --resume) RESUME=1; shift ;;
+    --) shift; PASS+=("$@"); break ;;
+    *) PASS+=("$1"); shift ;;
+  esac
+done
+
+if [ ! -x "$VENV/bin/python" ] || [ ! -x "$VENV/bin/axolotl" ]; then
+  echo "preflight failed: no virtual environment with Axolotl at $VENV: run \`make install\` (or set VENV=...)" >&2
+  exit 3
+fi
+# Axolotl starts `accelerate` from PATH; and nothing about this run leaves the machine.
+export PATH="$VENV/bin:$PATH"
+export AXOLOTL_DO_NOT_TRACK=1 DO_NOT_TRACK=1 HF_HUB_DISABLE_TELEMETRY=1 WANDB_MODE=disabled WANDB_DISABLED=true
+
+SETTINGS="$(mktemp)"
+trap 'rm -f "$SETTINGS"' EXIT
+RESUME_FLAG=()
+[ "$RESUME" = 1 ] && RESUME_FLAG=(--resume)
+PYTHONPATH="$HERE" "$VENV/bin/python" -m styletune.train_prep --config "$CONFIG" \
+  --env-out "$SETTINGS" "${RESUME_FLAG[@]}"
+# shellcheck disable=SC1090
+source "$SETTINGS"
+[ -n "$LOCAL_MODEL" ] && export HF_HUB_OFFLINE=1
+
+mkdir -p "$LOG_DIR"
+LOG="$LOG_DIR/train_$(date +%Y%m%d_%H%M%S).log"
+echo "log: $LOG"
+# Axolotl resolves the config's relative paths against its working directory.
+cd "$FT"
+
+echo "== axolotl preprocess"
+axolotl preprocess "$AXOLOTL_CONFIG" 2>&1 | tee -a "$LOG"
+if [ "$DRY_RUN" = 1 ]; then
+  echo "dry run: preflight and preprocess passed; nothing trained."
+  exit 0
+fi
+
+echo "== axolotl train"
+EXTRA=()
+[ -n "$RESUME_FROM" ] && EXTRA=(--resume-from-checkpoint "$RESUME_FROM") && echo "resuming from $RESUME_FROM"
+set +e
+axolotl train "$AXOLOTL_CONFIG" "${EXTRA[@]}" "${PASS[@]}" 2>&1 | tee -a "$LOG"
+status=${PIPESTATUS[0]}
+set -e
+if [ "$status" -ne 0 ] || [ ! -f "$OUTPUT_DIR/adapter_model.safetensors" ]; then
+  echo "training failed (exit $status): read $LOG; rerun with --resume to continue from the newest checkpoint" >&2
+  exit $(( status == 0 ? 1 : status ))
+fi
+echo
+echo "adapter: $OUTPUT_DIR"
+echo "log:     $LOG"
+echo "next:    merge it into the base model (stage 3, 3_merge_adapter.py --auto; see README.md)"

@@ -1,0 +1,150 @@
+"""Stage 2: preflight failures name the fix; a real Axolotl QLoRA run on CPU
+(SmolLM2-135M, the rehearsal config) trains, saves, and can learn. Training runs
+inside a network namespace with no connection out, when the machine allows it."""
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import FT, SAMPLE_BOOK
+from styletune import train_prep
+from styletune.config import load_config
+from styletune.stage1 import prepare
+from styletune.stage1_cli import planned_outputs, write_outputs
+
+SCRIPT = FT / "training" / "2_train_lora.sh"
+
+
+def stage1(cfg_path, **kw):
+    result = prepare(load_config(cfg_path), **kw)
+    write_outputs(planned_outputs(result), force=True)
+    return result
+
+
+def preflight(cfg_path, tmp_path, *extra):
+    return train_prep.main(["--config", str(cfg_path), "--env-out", str(tmp_path / "env"), *extra])
+
+
+def test_missing_data_says_run_stage_1(make_config, tmp_path, capsys):
+    assert preflight(make_config(), tmp_path) == 3
+    assert "run 1_prepare_data.py" in capsys.readouterr().err
+
+
+def test_stale_data_is_refused(make_config, book_copy, tmp_path, capsys):
+    cfg = make_config({"book_dir": str(book_copy)})
+    stage1(cfg)
+    chunk = book_copy / "chunk_003_the_archive_chapel.txt"
+    chunk.write_text(chunk.read_text() + "\nA sentence added later.\n")
+    assert preflight(cfg, tmp_path) == 3
+    assert "stale data: chunk_003_the_archive_chapel.txt changed" in capsys.readouterr().err
+
+
+def test_over_long_example_is_refused(make_config, tmp_path, capsys):
+    stage1(make_config())
+    data = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    data["sequence_len"] = 2000
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(data))
+    assert preflight(tmp_path / "config.yaml", tmp_path) == 3
+    assert "over sequence_len 2000" in capsys.readouterr().err
+
+
+def test_main_config_needs_a_gpu(make_config, tmp_path, capsys):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the no-GPU message cannot be shown here")
+    stage1(make_config())
+    assert preflight(make_config({"train_device": "cuda"}), tmp_path) == 3
+    err = capsys.readouterr().err
+    assert "no NVIDIA GPU visible" in err and "cpu_rehearsal.yaml" in err
+
+
+def test_resume_needs_a_checkpoint_and_picks_the_highest_step(make_config, tmp_path, capsys):
+    stage1(make_config())
+    assert preflight(make_config(), tmp_path, "--resume") == 3
+    assert "no checkpoint-N folder" in capsys.readouterr().err
+    out = tmp_path / "out" / "adapter"
+    for step in (9, 10, 2):
+        (out / f"checkpoint-{step}").mkdir(parents=True)
+    assert train_prep.newest_checkpoint(out).name == "checkpoint-10"
+    assert preflight(make_config(), tmp_path) == 3           # would mix two runs
+    assert "add --resume" in capsys.readouterr().err
+    assert preflight(make_config(), tmp_path, "--resume") == 0
+    assert "checkpoint-10" in (tmp_path / "env").read_text()
+
+
+def test_plan_counts_steps(make_config):
+    stage1(make_config())
+    cfg = load_config(make_config())
+    manifest = train_prep.check_data(cfg)
+    plan = train_prep.plan(cfg, manifest)
+    assert plan["training examples"] == 9 and plan["optimizer steps"] == 3   # max_steps
+    main = load_config(make_config(max_steps=None, gradient_accumulation_steps=4))
+    assert train_prep.plan(main, manifest)["optimizer steps"] == 3 * 3       # ceil(9/4) x 3 epochs
+
+
+def _netless():
+    """`unshare --net` (root only): the run cannot reach any network at all."""
+    if shutil.which("unshare") and subprocess.run(["unshare", "--net", "true"]).returncode == 0:
+        return ["unshare", "--net"]
+    return []
+
+
+def run_training(cfg_path, *args):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([*_netless(), "bash", str(SCRIPT), "--config", str(cfg_path), *args],
+                          capture_output=True, text=True, env=env, timeout=1500)
+
+
+def lora_b_norm(folder: Path) -> float:
+    from safetensors.torch import load_file
+    weights = load_file(str(folder / "adapter_model.safetensors"))
+    return sum(float(t.float().norm()) for k, t in weights.items() if "lora_B" in k)
+
+
+NO_NETWORK_WORDS = ("posthog", "connection error", "max retries", "resolve host",
+                    "error verifying huggingface token",
+                    "network is unreachable", "connectionerror")
+
+
+@pytest.mark.slow
+def test_rehearsal_trains_saves_and_changes_the_adapter(make_config, tmp_path):
+    cfg = make_config()
+    stage1(cfg)
+    proc = run_training(cfg)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-4000:]
+    adapter = tmp_path / "out" / "adapter"
+    assert f"adapter: {adapter}" in proc.stdout
+    # LoRA's B matrices start at zero: any norm means training moved them.
+    assert lora_b_norm(adapter) > 0
+    state = json.loads((adapter / "checkpoint-3" / "trainer_state.json").read_text())
+    assert state["best_model_checkpoint"].endswith("checkpoint-3")
+    assert any("eval_loss" in entry for entry in state["log_history"])
+    for word in NO_NETWORK_WORDS:
+        assert word not in log.lower(), word
+
+
+@pytest.mark.slow
+def test_loss_falls_on_a_handful_of_examples_repeated(make_config, tmp_path):
+    """The pipeline can learn: 4 short passages seen again and again."""
+    paras = [p for p in (SAMPLE_BOOK / "chunk_001_prologue_the_silence.txt").read_text().split("\n\n")
+             if 250 < len(p) < 700][:5]
+    book = tmp_path / "tiny_book"
+    book.mkdir()
+    for i, para in enumerate(paras, 1):
+        (book / f"chunk_{i:03d}_p.txt").write_text(para + "\n")
+    cfg = make_config({"book_dir": str(book), "validation_chunks": [f"chunk_005_p.txt"]})
+    stage1(cfg)
+    proc = run_training(cfg, "--max-steps", "16", "--num-epochs", "4", "--learning-rate", "0.002",
+                        "--eval-steps", "16", "--save-steps", "16")
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-4000:]
+    losses = [float(x) for x in re.findall(r"'loss': '([0-9.]+)'", log)]
+    assert len(losses) >= 12, losses
+    first, last = sum(losses[:4]) / 4, sum(losses[-4:]) / 4
+    assert last < 0.6 * first, losses
