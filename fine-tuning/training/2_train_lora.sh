@@ -13,7 +13,8 @@
 # Reads:  stage 1's JSONL and manifest, the config, the base model.
 # Writes: the adapter and checkpoints in the config's output_dir, logs in fine-tuning/logs/.
 # Exit:   0 trained (or dry run passed), 2 usage or config error, 3 a preflight check
-#         failed (the message says what to fix), other: Axolotl failed (see the log).
+#         failed (the message says what to fix), 4 preprocessing failed, other: training
+#         failed (see the log).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -24,7 +25,7 @@ DRY_RUN=0
 RESUME=0
 PASS=()
 
-usage() { sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -63,7 +64,10 @@ echo "log: $LOG"
 cd "$FT"
 
 echo "== axolotl preprocess"
-axolotl preprocess "$AXOLOTL_CONFIG" 2>&1 | tee -a "$LOG"
+if ! axolotl preprocess "$AXOLOTL_CONFIG" 2>&1 | tee -a "$LOG"; then
+  echo "axolotl preprocess failed: read $LOG (the first error above names the cause)" >&2
+  exit 4
+fi
 if [ "$DRY_RUN" = 1 ]; then
   echo "dry run: preflight and preprocess passed; nothing trained."
   exit 0
