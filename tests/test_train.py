@@ -145,6 +145,7 @@ def test_loss_falls_on_a_handful_of_examples_repeated(make_config, tmp_path):
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-4000:]
     losses = [float(x) for x in re.findall(r"'loss': '([0-9.]+)'", log)]
+    print("training losses:", losses)
     assert len(losses) >= 12, losses
     first, last = sum(losses[:4]) / 4, sum(losses[-4:]) / 4
     assert last < 0.6 * first, losses

@@ -74,6 +74,7 @@ def run(args) -> int:
     print()
     for p in outputs:
         print(f"{'wrote' if p in changed else 'unchanged'}: {paths.shown(p)}")
-    print(f"\nnext: read {paths.shown(cfg.pipeline.report_dir / 'stage1_report.md')} and look at "
-          "every exception listed; training (stage 2) is the next stage (see README.md).")
+    print(f"\nnext: read {paths.shown(cfg.pipeline.report_dir / 'stage1_report.md')} (look at every "
+          f"exception listed), then train:\n  fine-tuning/training/2_train_lora.sh --config "
+          f"{paths.shown(cfg.path)}")
     return 0
