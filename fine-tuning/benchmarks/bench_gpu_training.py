@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""Benchmark: stage 2 on the writer's shape of run, on a GPU, with no download.
+
+Builds a model with random weights shaped like Llama-3.1-8B-Instruct (hidden
+4096, 32 layers, 8 KV heads, MLP 14336, vocabulary 128256; ~16 GB in bf16 on
+disk), a book of 40 chunks of about 2,300 tokens from a public-domain novel
+(the writer's 36 + 4 examples), runs stage 1 and then `2_train_lora.sh` with the
+main config (only the model, its tokenizer-driven keys and the file locations
+overridden) for --steps optimiser steps, and prints tokens/s, peak GPU memory
+and the projected time for the full 36 x 3-epoch run.
+
+Targets (issue 4, on an H100 standing in for the RTX 5090): >= 3,000 tokens/s,
+peak memory <= 20 GB, full run <= 5 minutes.
+
+Run:    python fine-tuning/benchmarks/bench_gpu_training.py [--steps 12]
+        python fine-tuning/benchmarks/bench_gpu_training.py --shape tiny --cpu
+        (a smoke run of the same path on CPU with a 2-layer model, minutes)
+Output: tokens/s: median 3,412 (steps 3-12) | peak GPU memory: 14.2 GiB |
+        full run (36 examples x 3 epochs, 248,400 tokens): ~1.2 min
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+FT = HERE.parent
+sys.path.insert(0, str(FT / "training"))
+from styletune.config import load_config  # noqa: E402
+from styletune.corpus import gutenberg_body, paragraph_chunks  # noqa: E402
+from styletune.fileio import normalise, read_text  # noqa: E402
+from styletune.stage1 import prepare  # noqa: E402
+from styletune.stage1_cli import planned_outputs, write_outputs  # noqa: E402
+
+SMOL = FT / "models" / "SmolLM2-135M-Instruct"
+NOVEL = FT.parent.parent / "shared" / "corpus" / "wells_the_war_of_the_worlds.txt"
+SHAPES = {
+    "llama-3.1-8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+                         num_attention_heads=32, num_key_value_heads=8, vocab_size=128256),
+    "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                 num_attention_heads=4, num_key_value_heads=2, vocab_size=49152),
+}
+WRITER = {"train": 36, "validation": 4, "epochs": 3}
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--steps", type=int, default=12, help="optimiser steps to time")
+    p.add_argument("--shape", choices=SHAPES, default="llama-3.1-8b")
+    p.add_argument("--cpu", action="store_true", help="smoke run on CPU (use with --shape tiny)")
+    p.add_argument("--chars-per-chunk", type=int, default=9500, help="~2,300 tokens of prose")
+    p.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    return p.parse_args()
+
+
+def random_model(dest: Path, shape: dict) -> Path:
+    """A Llama with random weights and SmolLM2's tokenizer (ids stay below its
+    49,152-token vocabulary, so any vocabulary size works)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(**shape, max_position_embeddings=8192, rope_theta=500000.0,
+                         bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)
+    torch.manual_seed(0)
+    torch.set_default_dtype(torch.bfloat16)  # build in bf16: half the RAM of fp32 for 8B
+    try:
+        model = LlamaForCausalLM(config)
+    finally:
+        torch.set_default_dtype(torch.float32)
+    model.save_pretrained(dest, safe_serialization=True)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(SMOL / name, dest / name)
+    return dest
+
+
+def writer_sized_book(dest: Path, chars: int) -> None:
+    body, _ = gutenberg_body(normalise(read_text(NOVEL)))
+    chunks = paragraph_chunks(normalise(body), chars)
+    chunks = [c for c in chunks if len(c) > 0.8 * chars][:WRITER["train"] + WRITER["validation"]]
+    dest.mkdir(parents=True)
+    for i, text in enumerate(chunks, 1):
+        (dest / f"chunk_{i:03d}_bench.txt").write_text(text + "\n", encoding="utf-8")
+
+
+def bench_config(tmp: Path, model: Path, args) -> Path:
+    base = FT / "configs" / ("cpu_rehearsal.yaml" if args.cpu else "qlora_style_transfer.yaml")
+    out = tmp / "out"
+    data = {
+        "extends": str(base),
+        "base_model": str(model),
+        # SmolLM2's tokenizer: ChatML's turn tokens exist in it, Llama 3's do not
+        "chat_template": "chatml",
+        "special_tokens": {"pad_token": "<|im_end|>", "eos_token": "<|im_end|>"},
+        "datasets": [{"path": str(out / "train.jsonl")}],
+        "test_datasets": [{"path": str(out / "val.jsonl")}],
+        "dataset_prepared_path": str(out / "prepared"),
+        "output_dir": str(out / "adapter"),
+        "max_steps": args.steps,
+        "eval_strategy": "no", "save_strategy": "no", "load_best_model_at_end": False,
+        "eval_steps": None, "save_steps": None,
+        "style_pipeline": {"book_dir": str(tmp / "book"), "report_dir": str(out / "report"),
+                           "log_dir": str(out / "logs"), "validation_share": 0.1},
+    }
+    path = tmp / "bench.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def main():
+    args = parse_args()
+    import torch
+    if not args.cpu and not torch.cuda.is_available():
+        print("no GPU here: this benchmark needs one (a smoke run of the same path on CPU: "
+              "--shape tiny --cpu)")
+        return 0
+    if not (SMOL / "tokenizer.json").is_file():
+        sys.exit(f"no {SMOL}: run `make model` first")
+    tmp = Path(tempfile.mkdtemp(prefix="bench_gpu_"))
+    try:
+        print(f"building a random {args.shape} model in {tmp} ...", flush=True)
+        model = random_model(tmp / "model", SHAPES[args.shape])
+        writer_sized_book(tmp / "book", args.chars_per_chunk)
+        cfg_path = bench_config(tmp, model, args)
+        result = prepare(load_config(cfg_path))
+        write_outputs(planned_outputs(result), force=True)
+        lengths = [e.total_tokens for e in result.train]
+        print(f"data: {len(result.train)} training examples, median {statistics.median(lengths)} "
+              f"tokens (max {max(lengths)})", flush=True)
+        env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+        proc = subprocess.run(["bash", str(FT / "training" / "2_train_lora.sh"), "--config",
+                               str(cfg_path)], capture_output=True, text=True, env=env)
+        log = proc.stdout + proc.stderr
+        if proc.returncode != 0:
+            print(log[-3000:])
+            sys.exit(f"training failed (exit {proc.returncode})")
+        rates = [float(x) for x in re.findall(r"'tokens/train_per_sec_per_gpu': '([0-9.]+)'", log)]
+        memory = [float(x) for x in re.findall(r"'memory/max_allocated \(GiB\)': '([0-9.]+)'", log)]
+        rate = statistics.median(rates[1:] or rates)
+        full = sum(lengths) / len(lengths) * WRITER["train"] * WRITER["epochs"]
+        device = "CPU" if args.cpu else torch.cuda.get_device_name(0)
+        print(f"device: {device} | shape: {args.shape} | steps: {args.steps}")
+        print(f"tokens/s: median {rate:,.0f} (per-step figures: {', '.join(f'{r:,.0f}' for r in rates)})")
+        print(f"peak GPU memory: {max(memory, default=0):.1f} GiB" if not args.cpu else
+              "peak GPU memory: n/a on CPU")
+        print(f"full run ({WRITER['train']} examples x {WRITER['epochs']} epochs, {full:,.0f} tokens): "
+              f"~{full / rate / 60:.1f} min")
+        print(json.dumps({"device": device, "tokens_per_s": rate, "peak_gib": max(memory, default=0),
+                          "full_run_min": full / rate / 60}))
+    finally:
+        if args.keep:
+            print(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
