@@ -12,6 +12,7 @@ import argparse
 import json
 import math
 import re
+import shlex
 import shutil
 import sys
 from importlib import metadata
@@ -217,7 +218,8 @@ def run(args) -> int:
     offline = "1" if Path(cfg.base_model).is_dir() else ""
     settings = {"AXOLOTL_CONFIG": axolotl_cfg, "OUTPUT_DIR": cfg.output_dir,
                 "RESUME_FROM": resume or "", "LOG_DIR": log_dir, "LOCAL_MODEL": offline}
-    write_atomic(Path(args.env_out), "".join(f"{k}='{v}'\n" for k, v in settings.items()).encode())
+    write_atomic(Path(args.env_out),
+                 "".join(f"{k}={shlex.quote(str(v))}\n" for k, v in settings.items()).encode())
     return 0
 
 
