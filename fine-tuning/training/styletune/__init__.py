@@ -1,0 +1,13 @@
+"""The shared logic of the numbered stage scripts beside this package.
+
+config      the one YAML (and the rehearsal overlay), paths resolved against fine-tuning/
+chunks      which files of a book folder are chunks, read without changing a word
+sentences   where a prompt may end (Punkt plus fiction's guards)
+tokens      exact token counts, as Axolotl will see each example
+examples    the prefix/completion cut of each chunk
+split       train/validation by chunk group
+stage1      stage 1 end to end (stage1_cli: what the script prints and writes)
+report      stage 1's tables and histogram
+train_prep  stage 2's preflight checks and plan
+corpus      public-domain novels as benchmark and test input
+"""
