@@ -50,6 +50,8 @@ def test_named_flags_exist():
     spec.loader.exec_module(module)
     options = set(module.build_parser()._option_string_actions)
     train_usage = (FT / "training" / "2_train_lora.sh").read_text().split("set -euo")[0]
+    bench_flags = {f for p in (FT / "benchmarks").glob("*.py")
+                   for f in re.findall(r'add_argument\("(--[a-z-]+)"', p.read_text())}
     planned = planned_scripts()
     for doc in (AGENT, README):
         for line in doc.read_text().splitlines():
@@ -58,7 +60,8 @@ def test_named_flags_exist():
             for flag in re.findall(r"(?<![\w-])(--[a-z][a-z-]+)", line):
                 if flag in ("--learning-rate", "--no-deps"):
                     continue  # Axolotl's and pip's own
-                assert flag in options or flag in train_usage, f"{doc.name} names {flag}, which no stage script has"
+                assert flag in options or flag in train_usage or flag in bench_flags, \
+                    f"{doc.name} names {flag}, which no stage or benchmark script has"
 
 
 def test_make_targets_exist():
