@@ -30,6 +30,15 @@ def pytest_configure(config):
         pytest.exit(f"no rehearsal model at {SMOL}: run `make model` (make test does it)", 2)
 
 
+def load_script(path: Path):
+    """A numbered stage script as a module, so tests call its main() and parser."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(path.stem.lstrip("0123456789_"), path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def write_config(tmp_path: Path, pipeline=None, **top) -> Path:
     """A rehearsal config whose outputs all land in tmp_path."""
     out = tmp_path / "out"

@@ -2,7 +2,7 @@
 (or, for scripts, that the README's pipeline table marks as planned)."""
 import re
 
-from conftest import FT, REPO
+from conftest import FT, REPO, load_script
 
 AGENT = REPO / ".github" / "agents" / "fine-tuning-trainer.md"
 README = REPO / "README.md"
@@ -44,11 +44,7 @@ def test_named_scripts_exist_or_are_planned():
 
 
 def test_named_flags_exist():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("stage1_script", FT / "training" / "1_prepare_data.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    options = set(module.build_parser()._option_string_actions)
+    options = set(load_script(FT / "training" / "1_prepare_data.py").build_parser()._option_string_actions)
     train_usage = (FT / "training" / "2_train_lora.sh").read_text().split("set -euo")[0]
     bench_flags = {f for p in (FT / "benchmarks").glob("*.py")
                    for f in re.findall(r'add_argument\("(--[a-z-]+)"', p.read_text())}

@@ -6,7 +6,7 @@ import sys
 import pytest
 import yaml
 
-from conftest import FT, REHEARSAL_CONFIG, SAMPLE_BOOK
+from conftest import FT, REHEARSAL_CONFIG, SAMPLE_BOOK, load_script
 from styletune.config import load_config
 from styletune.errors import ConfigError, InputError
 from styletune.stage1 import prepare
@@ -15,15 +15,7 @@ from styletune.stage1_cli import planned_outputs, write_outputs
 SCRIPT = FT / "training" / "1_prepare_data.py"
 
 
-def _load_script():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("prepare_data_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-STAGE1 = _load_script()
+STAGE1 = load_script(SCRIPT)
 
 
 @pytest.fixture

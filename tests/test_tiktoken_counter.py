@@ -36,5 +36,5 @@ def test_llama3_layout_and_exact_counts(tmp_path):
     assert len(specials) == 7
     plain = [piece for piece in SPECIALS.split(rendered) if piece]
     expected = len(specials) + sum(counter.count_texts(plain))
-    assert counter.count_example(messages) == expected
+    assert counter.count_rendered([rendered]) == [expected]
     assert counter.count_texts(["the thing"]) == [len(enc.encode_ordinary("the thing"))]

@@ -78,9 +78,6 @@ class Counter:
         points; the chosen cut is then counted exactly)."""
         raise NotImplementedError
 
-    def count_example(self, messages) -> int:
-        return self.count_rendered([self.render(messages)])[0]
-
     def count_rendered(self, rendered) -> list[int]:
         """Tokens of fully rendered conversations, special tokens included."""
         raise NotImplementedError

@@ -125,6 +125,11 @@ def newest_checkpoint(output_dir: Path):
     return max(steps)[1] if steps else None
 
 
+# Throughputs for the time estimate: CPU measured here (SmolLM2-135M, QLoRA, 2 cores);
+# GPU the target for an 8B QLoRA on one card, not yet measured on a 5090.
+TOKENS_PER_SECOND = {"cpu": 40, "cuda": 3000}
+
+
 def plan(cfg, manifest) -> dict:
     d = cfg.data
     examples = [e for e in manifest["examples"] if e["split"] == "train"]
@@ -146,11 +151,6 @@ def plan(cfg, manifest) -> dict:
             "estimated peak GPU memory": (f"~{memory:.0f} GiB (rough)" if memory else
                                           "n/a" if device == "cpu" else "unknown until downloaded"),
             "estimated time": f"~{minutes:.0f} min at {TOKENS_PER_SECOND[device]} tokens/s (rough)"}
-
-
-# Throughputs for the time estimate: CPU measured here (SmolLM2-135M, QLoRA, 2 cores);
-# GPU the target for an 8B QLoRA on one card, not yet measured on a 5090.
-TOKENS_PER_SECOND = {"cpu": 40, "cuda": 3000}
 
 
 def _model_shape(cfg):
@@ -192,15 +192,13 @@ def run(args) -> int:
     cfg = load_config(args.config)
     device = cfg.pipeline.train_device
     print(f"config: {paths.shown(cfg.path)}")
-    checks = [("packages", lambda: ", ".join(check_packages())),
-              ("device", lambda: check_gpu(device)),
-              ("data", lambda: f"{paths.shown(cfg.train_path)} and {paths.shown(cfg.validation_path)}"
-                               f" match the chunks"),
-              ("base model", lambda: check_base_model(cfg)),
-              ("disk", lambda: check_disk(cfg, 1 if device == "cpu" else 5))]
+    print(f"  ok  packages: {', '.join(check_packages())}")
+    print(f"  ok  device: {check_gpu(device)}")
     manifest = check_data(cfg)
-    for name, check in checks:
-        print(f"  ok  {name}: {check()}")
+    print(f"  ok  data: {paths.shown(cfg.train_path)} and {paths.shown(cfg.validation_path)} "
+          "match the chunks")
+    print(f"  ok  base model: {check_base_model(cfg)}")
+    print(f"  ok  disk: {check_disk(cfg, 1 if device == 'cpu' else 5)}")
     print("plan:")
     for key, value in plan(cfg, manifest).items():
         print(f"  {key}: {value}")
