@@ -7,6 +7,7 @@ dataset's path); any other value replaces. `effective_yaml()` writes the merged
 result for Axolotl, which knows nothing of `extends:`.
 """
 import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +31,16 @@ PIPELINE_DEFAULTS = {
     "report_dir": "data/processed",
     "train_device": "cuda",
     "log_dir": "logs",
+    "merged_dir": "outputs/merged",
+    "merged_dtype": "bfloat16",
+    "serve_dir": "outputs/serve",
+    "serve_model_name": "my-voice",
+    "system_prompt_file": "configs/prompts/scifi_writer.md",
+    "serve_context_length": 8192,
+    "sampling": {"temperature": 0.8, "top_p": 0.95, "min_p": 0.05,
+                 "repeat_penalty": 1.05, "max_tokens": 400},
 }
+SAMPLING_KEYS = ("temperature", "top_p", "min_p", "repeat_penalty", "max_tokens")
 
 
 def merge(base, overlay):
@@ -80,6 +90,13 @@ class Pipeline:
     report_dir: Path
     train_device: str
     log_dir: Path
+    merged_dir: Path
+    merged_dtype: str
+    serve_dir: Path
+    serve_model_name: str
+    system_prompt_file: Path
+    serve_context_length: int
+    sampling: dict
 
 
 @dataclass
@@ -157,6 +174,19 @@ _PIPELINE_TYPES = {
     "report_dir": (lambda v: isinstance(v, str), "a folder path"),
     "train_device": (lambda v: v in ("cuda", "cpu"), "cuda or cpu"),
     "log_dir": (lambda v: isinstance(v, str), "a folder path"),
+    "merged_dir": (lambda v: isinstance(v, str), "a folder path"),
+    "merged_dtype": (lambda v: v in ("bfloat16", "float16", "float32"),
+                     "bfloat16, float16 or float32"),
+    "serve_dir": (lambda v: isinstance(v, str), "a folder path"),
+    # Ollama model names: lower case, digits, - _ . (and one :tag)
+    "serve_model_name": (lambda v: isinstance(v, str) and re.fullmatch(r"[a-z0-9][a-z0-9._-]*(:[a-z0-9._-]+)?", v),
+                         "a lower-case name such as my-voice (letters, digits, - _ .)"),
+    "system_prompt_file": (lambda v: isinstance(v, str), "a file path"),
+    "serve_context_length": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 512,
+                             "a whole number of tokens, 512 or more"),
+    "sampling": (lambda v: isinstance(v, dict) and set(v) <= set(SAMPLING_KEYS)
+                 and all(map(_is_number, v.values())),
+                 f"a mapping with numbers for some of {', '.join(SAMPLING_KEYS)}"),
 }
 
 
@@ -184,6 +214,13 @@ def _parse_pipeline(path, block) -> Pipeline:
         report_dir=paths.resolve(s["report_dir"]),
         train_device=s["train_device"],
         log_dir=paths.resolve(s["log_dir"]),
+        merged_dir=paths.resolve(s["merged_dir"]),
+        merged_dtype=s["merged_dtype"],
+        serve_dir=paths.resolve(s["serve_dir"]),
+        serve_model_name=s["serve_model_name"],
+        system_prompt_file=paths.resolve(s["system_prompt_file"]),
+        serve_context_length=s["serve_context_length"],
+        sampling={**PIPELINE_DEFAULTS["sampling"], **s["sampling"]},
     )
 
 
