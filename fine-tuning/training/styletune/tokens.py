@@ -248,3 +248,11 @@ def _add_config_tokens(tok, config) -> None:
     special = [v for v in (config.data.get("special_tokens") or {}).values() if isinstance(v, str)]
     extra = [t for t in config.data.get("tokens") or [] if isinstance(t, str)]
     tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in special + extra])
+
+
+def training_template(config) -> str:
+    """The Jinja source of the chat template training rendered (for stages 3 and 5)."""
+    default = None
+    if config.chat_template == "tokenizer_default":
+        default = _load_hf_tokenizer(config.base_model)[2]
+    return _template_source(config, default)

@@ -153,7 +153,7 @@ def plan(cfg, manifest) -> dict:
             "estimated time": f"~{minutes:.0f} min at {TOKENS_PER_SECOND[device]} tokens/s (rough)"}
 
 
-def _model_shape(cfg):
+def model_shape(cfg):
     """The base model's config.json, if it is local or cached (None otherwise)."""
     base = cfg.base_model
     path = Path(base) / "config.json"
@@ -168,7 +168,7 @@ def estimate_memory_gib(cfg) -> float | None:
     """Rough peak GPU memory for QLoRA with gradient checkpointing: 4-bit weights,
     fp32 logits and their gradient for one row, one saved activation per layer,
     plus CUDA context and LoRA state."""
-    shape = _model_shape(cfg)
+    shape = model_shape(cfg)
     if shape is None:
         return None
     h, layers, vocab = shape["hidden_size"], shape["num_hidden_layers"], shape["vocab_size"]

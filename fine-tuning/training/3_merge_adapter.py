@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""Stage 3: merge the trained LoRA adapter into the base model, and prove the merge.
+
+Reads   the config's `base_model` and `output_dir` (where stage 2 saved the
+        adapter and its checkpoint-N/ folders); the validation file, for probe text.
+Writes  `style_pipeline.merged_dir` (default outputs/merged/): safetensors
+        shards, the tokenizer, chat_template.jinja (the template training
+        rendered), generation_config.json (the turn's end token as EOS, the
+        config's sampling defaults) and merge_manifest.json (base, adapter,
+        checkpoint step, validation loss, merge method, verification figures).
+
+--auto picks the adapter: the final adapter in output_dir; else the best
+checkpoint by validation loss, when training recorded one; else the newest
+checkpoint-N by step number. It prints which and why.
+
+QLoRA trained the adapter against NF4-rounded base weights, so the base is
+loaded in NF4 exactly as training loaded it, dequantised, and the adapter added
+(what Axolotl's merge-lora calls NF4 simulation). Before anything is replaced,
+the merged folder is reloaded and its logits compared with base + adapter on a
+few validation sequences; it must reproduce the adapter's effect (error at most
+half the effect, or within the saved dtype's rounding noise). Then a short
+greedy continuation is printed. A GPU is used when one has room; otherwise CPU.
+
+Run     python fine-tuning/training/3_merge_adapter.py --auto
+        python fine-tuning/training/3_merge_adapter.py --auto --config configs/cpu_rehearsal.yaml
+        ... --adapter outputs/qlora-style-transfer/checkpoint-18   --output DIR
+        ... --dry-run   --force   --device cpu
+
+Output (rehearsal config, CPU):
+        adapter: outputs/rehearsal/adapter
+          why: the final adapter training saved in output_dir (training recorded checkpoint-3 as best ...)
+          step 3, validation loss 3.4628
+        ...
+        verify: mean |merged - (base + adapter)| = 1.1e-05 (max 1.3e-04); the adapter's own effect = 1.2e-01; ...
+        sample (greedy, 40 tokens): "..."
+        wrote fine-tuning/outputs/rehearsal/merged (0.5 GiB)
+"""
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from styletune import paths  # noqa: E402
+from styletune.privacy import disable_telemetry  # noqa: E402
+
+DEFAULT_CONFIG = paths.CONFIG_DIR / "qlora_style_transfer.yaml"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\nRun ")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default=str(DEFAULT_CONFIG),
+                   help="the shared YAML (default: configs/qlora_style_transfer.yaml)")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--auto", action="store_true",
+                       help="find the adapter in the config's output_dir (see above)")
+    which.add_argument("--adapter", metavar="PATH", help="merge this adapter folder instead")
+    p.add_argument("--output", metavar="DIR", help="merged folder (default: style_pipeline.merged_dir)")
+    p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
+                   help="where to merge (default: a GPU with room, else CPU)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="choose the adapter and check disk and memory; load and write nothing")
+    p.add_argument("--force", action="store_true", help="replace an existing merged folder")
+    return p
+
+
+def parse_args(argv=None):
+    return build_parser().parse_args(argv)
+
+
+def run(args) -> int:
+    from styletune import merge
+    from styletune.config import load_config
+
+    cfg = load_config(paths.resolve_cli(args.config))
+    choice = (merge.choose_adapter(cfg.output_dir) if args.auto
+              else merge.adapter_by_hand(paths.resolve_cli(args.adapter)))
+    merge.check_adapter_base(cfg, choice)
+    out = paths.resolve_cli(args.output) if args.output else cfg.pipeline.merged_dir
+    print(f"config: {paths.shown(cfg.path)}")
+    print(f"adapter: {paths.shown(choice.path)}\n  why: {choice.reason}")
+    loss = f", validation loss {choice.eval_loss:.4f}" if choice.eval_loss is not None else ""
+    print(f"  step {choice.step if choice.step is not None else 'unknown'}{loss}")
+    print(f"base model: {cfg.data['base_model']}")
+    print("method: " + ("QLoRA - NF4 base as in training, dequantised, adapter added"
+                        if merge.is_qlora(cfg) else "LoRA - adapter added to the unquantised base"))
+    params = merge.parameter_count(cfg)
+    device, why = merge.pick_device(args.device, params)
+    dtype = merge.compute_dtype(device, params)
+    print(f"device: {device} ({why}); compute {dtype}, saved as {cfg.pipeline.merged_dtype}")
+    for line in merge.check_resources(cfg, out, device, dtype, params):
+        print(f"  ok  {line}")
+    if out.exists() and not args.force:
+        raise merge.MergeError(f"{paths.shown(out)} already exists: add --force to replace it "
+                               "(the old folder stays until the new one is verified)")
+    print(f"output: {paths.shown(out)}")
+    if args.dry_run:
+        print("dry run: nothing loaded or written")
+        return 0
+    merge.merge(cfg, choice, out, device, dtype)
+    size = sum(p.stat().st_size for p in out.iterdir()) / 2**30
+    print(f"wrote {paths.shown(out)} ({size:.1f} GiB)")
+    print(f"next: python fine-tuning/training/5_configure_continue.py --config {paths.shown(cfg.path)}")
+    return 0
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    disable_telemetry()
+    from styletune.errors import UserError
+    try:
+        return run(args)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: the previous merged folder (if any) is untouched", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

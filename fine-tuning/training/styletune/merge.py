@@ -1,0 +1,424 @@
+"""Stage 3: choose the adapter, merge it into the base the way training saw the
+base, verify the merged folder against base + adapter, and write it.
+
+A QLoRA adapter learned to correct the NF4-rounded base, not the original
+bf16 weights. So the base is loaded exactly as Axolotl loads it for training
+(bitsandbytes NF4, double quantisation, the config's `bnb_config_kwargs`),
+dequantised, and the adapter is added to that: the equivalent of Axolotl's
+`merge-lora` with NF4 simulation, done with the same bitsandbytes code that
+trained, on GPU or CPU. A plain LoRA config (no `load_in_4bit`) merges into the
+unquantised base.
+"""
+import json
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import paths
+from .errors import UserError
+
+CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+ADAPTER_FILE = "adapter_model.safetensors"
+MANIFEST = "merge_manifest.json"
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+# The merge must reproduce the adapter's effect on the logits: the mean
+# |merged - (base + adapter)| may be at most this share of the mean
+# |(base + adapter) - base| (a merge that dropped or swapped the adapter scores
+# about 1.0 or more) ...
+EFFECT_SHARE = 0.5
+# ... or, for an adapter whose effect is below the storage dtype's own rounding
+# noise, at most that noise (measured: ~1e-4 in float32, ~0.03 in bfloat16 for
+# SmolLM2-135M).
+NOISE_FLOOR = {"float32": 1e-3, "bfloat16": 0.05, "float16": 0.05}
+PROBE_TOKENS = 128
+SAMPLE_TOKENS = 40
+
+
+class MergeError(UserError):
+    """Stage 3 cannot go on; the message says why and what to do."""
+
+
+@dataclass
+class AdapterChoice:
+    path: Path
+    reason: str
+    step: int | None = None
+    eval_loss: float | None = None
+
+
+def _steps(output_dir: Path) -> list[tuple[int, Path]]:
+    """checkpoint-N folders holding an adapter, by step number (not name order or mtime)."""
+    found = [(int(m.group(1)), p) for p in output_dir.glob("checkpoint-*")
+             if p.is_dir() and (m := CHECKPOINT.match(p.name)) and (p / ADAPTER_FILE).is_file()]
+    return sorted(found)
+
+
+def _trainer_state(folder: Path) -> dict:
+    path = folder / "trainer_state.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def _eval_loss_at(state: dict, step: int | None):
+    losses = [e["eval_loss"] for e in state.get("log_history", [])
+              if "eval_loss" in e and e.get("step") == step]
+    return losses[-1] if losses else None
+
+
+def choose_adapter(output_dir: Path) -> AdapterChoice:
+    """The final adapter; else the best checkpoint by validation loss, when training
+    recorded one; else the newest checkpoint by step number."""
+    if not output_dir.is_dir():
+        raise MergeError(f"no training output at {paths.shown(output_dir)}: run 2_train_lora.sh "
+                         "first, or name an adapter with --adapter PATH")
+    steps = _steps(output_dir)
+    state = _trainer_state(steps[-1][1]) if steps else {}
+    best = state.get("best_model_checkpoint")
+    best_dir = output_dir / Path(best).name if best else None
+    best_step = state.get("best_global_step")
+    final = output_dir / ADAPTER_FILE
+    newest_ckpt_time = (steps[-1][1] / ADAPTER_FILE).stat().st_mtime if steps else 0
+    if final.is_file() and final.stat().st_mtime >= newest_ckpt_time - 1:
+        reason = "the final adapter training saved in output_dir"
+        step = state.get("global_step")
+        if best_dir is not None:
+            # load_best_model_at_end reloads the best checkpoint before the final save
+            reason += f" (training recorded {best_dir.name} as best by validation loss)"
+            step = best_step
+        return AdapterChoice(output_dir, reason, step, state.get("best_metric") or
+                             _eval_loss_at(state, step))
+    note = (" (the final adapter in output_dir is older than the newest checkpoint, so it "
+            "belongs to an earlier run)" if final.is_file() else "")
+    if best_dir is not None and (best_dir / ADAPTER_FILE).is_file():
+        return AdapterChoice(best_dir, "the best checkpoint by validation loss" + note,
+                             best_step, state.get("best_metric"))
+    if steps:
+        step, path = steps[-1]
+        return AdapterChoice(path, "the newest checkpoint by step number (no validation loss "
+                             "recorded)" + note, step, _eval_loss_at(state, step))
+    raise MergeError(f"no adapter in {paths.shown(output_dir)} (no {ADAPTER_FILE}, no "
+                     "checkpoint-N/): run 2_train_lora.sh first, or name one with --adapter PATH")
+
+
+def adapter_by_hand(path: Path) -> AdapterChoice:
+    if not (path / "adapter_config.json").is_file() or not (path / ADAPTER_FILE).is_file():
+        raise MergeError(f"--adapter {paths.shown(path)}: no adapter_config.json and "
+                         f"{ADAPTER_FILE} there; name a training output folder or a checkpoint-N in it")
+    m = CHECKPOINT.match(path.name)
+    step = int(m.group(1)) if m else None
+    return AdapterChoice(path, "named with --adapter", step,
+                         _eval_loss_at(_trainer_state(path), step) if step else None)
+
+
+def check_adapter_base(cfg, choice: AdapterChoice) -> None:
+    """An adapter only fits the base it was trained on."""
+    meta = json.loads((choice.path / "adapter_config.json").read_text(encoding="utf-8"))
+    trained_on = str(meta.get("base_model_name_or_path") or "")
+    if trained_on and Path(trained_on).name != Path(cfg.base_model).name:
+        raise MergeError(f"the adapter in {paths.shown(choice.path)} was trained on {trained_on!r}, "
+                         f"but the config's base_model is {cfg.data['base_model']!r}: use the "
+                         "config that trained it")
+
+
+# --- resources --------------------------------------------------------------------
+
+def parameter_count(cfg) -> int | None:
+    """Parameters of the base model, from its config.json (None if not local or cached)."""
+    from .train_prep import model_shape
+    shape = model_shape(cfg)
+    if shape is None:
+        return None
+    h, layers, vocab = shape["hidden_size"], shape["num_hidden_layers"], shape["vocab_size"]
+    inter = shape.get("intermediate_size", 4 * h)
+    heads = shape.get("num_attention_heads", 1)
+    kv = shape.get("num_key_value_heads", heads)
+    attn = 2 * h * h + 2 * h * (h * kv // heads)
+    embeddings = vocab * h * (1 if shape.get("tie_word_embeddings") else 2)
+    return embeddings + layers * (attn + 3 * h * inter)
+
+
+def _gib(n_bytes: float) -> float:
+    return n_bytes / 2**30
+
+
+def available_ram_gib() -> float:
+    import psutil
+    return _gib(psutil.virtual_memory().available)
+
+
+def pick_device(requested: str, params: int | None) -> tuple[str, str]:
+    """(device, why). A GPU is used when present with room for the model in bf16."""
+    import torch
+    if requested == "cpu":
+        return "cpu", "asked for with --device cpu"
+    if not torch.cuda.is_available():
+        if requested == "cuda":
+            raise MergeError("--device cuda: no CUDA GPU is visible to PyTorch; use --device cpu")
+        return "cpu", "no CUDA GPU"
+    free, _ = torch.cuda.mem_get_info()
+    need = (params or 0) * 2 * 1.2 + 2 * 2**30
+    if free < need and requested == "auto":
+        return "cpu", f"the GPU has {_gib(free):.1f} GiB free, the merge needs ~{_gib(need):.0f}"
+    return "cuda", torch.cuda.get_device_name(0)
+
+
+def compute_dtype(device: str, params: int | None) -> str:
+    """bf16 on a GPU; fp32 on CPU when RAM allows (exact, and CPU bf16 is slow), else bf16."""
+    if device == "cuda":
+        return "bfloat16"
+    if params is None or params * 4 * 1.5 < available_ram_gib() * 2**30:
+        return "float32"
+    return "bfloat16"
+
+
+def check_resources(cfg, out: Path, device: str, dtype: str, params: int | None) -> list[str]:
+    """Lines for the plan; raises when disk or RAM is short."""
+    save_bytes = DTYPE_BYTES[cfg.pipeline.merged_dtype]
+    lines = []
+    out.parent.mkdir(parents=True, exist_ok=True)
+    free_disk = _gib(shutil.disk_usage(out.parent).free)
+    if params:
+        need_disk = _gib(params * save_bytes) * 1.05
+        if free_disk < need_disk:
+            raise MergeError(f"only {free_disk:.1f} GiB free at {paths.shown(out.parent)}; the merged "
+                             f"model needs ~{need_disk:.1f} GiB ({cfg.pipeline.merged_dtype}): free some space "
+                             "or set style_pipeline.merged_dir elsewhere")
+        lines.append(f"disk: {free_disk:.0f} GiB free, merged model ~{need_disk:.1f} GiB")
+        if device == "cpu":
+            need_ram = _gib(params * DTYPE_BYTES[dtype]) * 1.5
+            ram = available_ram_gib()
+            if ram < need_ram:
+                raise MergeError(f"{ram:.1f} GiB of RAM available, the merge on CPU needs "
+                                 f"~{need_ram:.0f} GiB: close other programs or merge on a GPU")
+            lines.append(f"RAM: {ram:.0f} GiB available, merge needs ~{need_ram:.1f} GiB")
+    else:
+        lines.append(f"disk: {free_disk:.0f} GiB free (model size unknown until downloaded; "
+                     "an 8B model needs ~16 GiB in bf16)")
+    return lines
+
+
+# --- loading and merging ------------------------------------------------------------
+
+def is_qlora(cfg) -> bool:
+    return bool(cfg.data.get("load_in_4bit")) or cfg.data.get("adapter") == "qlora"
+
+
+def training_bnb_config(cfg, dtype):
+    """The BitsAndBytesConfig Axolotl builds for QLoRA training (loaders/model.py)."""
+    import torch
+    from transformers import BitsAndBytesConfig
+    kwargs = {"load_in_4bit": True, "llm_int8_threshold": 6.0, "llm_int8_has_fp16_weight": False,
+              "bnb_4bit_compute_dtype": dtype, "bnb_4bit_use_double_quant": True,
+              "bnb_4bit_quant_type": "nf4", "bnb_4bit_quant_storage": torch.bfloat16}
+    kwargs.update(cfg.data.get("bnb_config_kwargs") or {})
+    return BitsAndBytesConfig(**kwargs)
+
+
+def load_training_base(cfg, device: str, dtype_name: str, quantized: bool):
+    """The base as training saw it: NF4 for QLoRA (bitsandbytes), else unquantised."""
+    import torch
+    from transformers import AutoModelForCausalLM
+    dtype = getattr(torch, dtype_name)
+    kwargs = {"dtype": dtype, "device_map": device}
+    if quantized:
+        kwargs["quantization_config"] = training_bnb_config(cfg, dtype)
+    model = AutoModelForCausalLM.from_pretrained(cfg.base_model, **kwargs)
+    model.eval()
+    return model
+
+
+def load_tokenizer(cfg, adapter: Path):
+    """The tokenizer training saved beside the adapter (with the config's special
+    tokens), else the base model's; carrying the chat template training rendered."""
+    from transformers import AutoTokenizer
+    from .tokens import training_template
+    source = next((p for p in (adapter, adapter.parent) if (p / "tokenizer.json").is_file()),
+                  cfg.base_model)
+    tok = AutoTokenizer.from_pretrained(str(source))
+    for name, value in (cfg.data.get("special_tokens") or {}).items():
+        setattr(tok, name, value)
+    tok.chat_template = training_template(cfg)
+    return tok
+
+
+def _probe_texts(cfg) -> list[list[dict]]:
+    """A few conversations in the training format: validation examples when stage 1 wrote them."""
+    convs = []
+    if cfg.validation_path.is_file():
+        for line in cfg.validation_path.read_text(encoding="utf-8").splitlines()[:3]:
+            convs.append(json.loads(line)["messages"])
+    if not convs:
+        convs = [[{"role": "user", "content": "The station turned slowly above the clouds."},
+                  {"role": "assistant", "content": "Nobody aboard had slept for two days, and "
+                   "the captain had stopped pretending that she would."}]]
+    return convs
+
+
+def probe_ids(tok, cfg) -> list:
+    """Token ids of the probe conversations, rendered as in training, cut to PROBE_TOKENS."""
+    import torch
+    out = []
+    for conv in _probe_texts(cfg):
+        ids = tok.apply_chat_template(conv, tokenize=True, return_dict=False)
+        ids = ids["input_ids"] if isinstance(ids, dict) else ids
+        out.append(torch.tensor([list(ids)[:PROBE_TOKENS]]))
+    return out
+
+
+def logits_of(model, probes) -> list:
+    import torch
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        return [model(ids.to(device)).logits.float().cpu() for ids in probes]
+
+
+def attach_adapter(model, adapter: Path):
+    from peft import PeftModel
+    peft_model = PeftModel.from_pretrained(model, str(adapter))
+    peft_model.eval()
+    return peft_model
+
+
+@dataclass
+class Verdict:
+    mean_abs_diff: float
+    max_abs_diff: float
+    adapter_effect: float
+    top1_agreement: float
+    tolerance: float
+    passed: bool = field(init=False)
+
+    def __post_init__(self):
+        self.passed = self.mean_abs_diff <= self.tolerance
+
+    def line(self) -> str:
+        return (f"mean |merged - (base + adapter)| = {self.mean_abs_diff:.2e} "
+                f"(max {self.max_abs_diff:.2e}); the adapter's own effect = {self.adapter_effect:.2e}; "
+                f"tolerance {self.tolerance:.2e}; top-1 token agreement {self.top1_agreement:.1%}")
+
+
+def compare_logits(merged, reference, base, saved_dtype: str) -> Verdict:
+    """How closely the merged model reproduces base + adapter, against the adapter's effect."""
+    import torch
+    m, r, b = (torch.cat([x.flatten(0, 1) for x in xs]) for xs in (merged, reference, base))
+    effect = (r - b).abs().mean().item()
+    return Verdict(mean_abs_diff=(m - r).abs().mean().item(), max_abs_diff=(m - r).abs().max().item(),
+                   adapter_effect=effect,
+                   top1_agreement=(m.argmax(-1) == r.argmax(-1)).float().mean().item(),
+                   tolerance=max(EFFECT_SHARE * effect, NOISE_FLOOR[saved_dtype]))
+
+
+def greedy_sample(model, tok, cfg) -> str:
+    """A short greedy continuation of the first probe prompt (the user turn only)."""
+    import torch
+    prompt = [_probe_texts(cfg)[0][0]]
+    ids = tok.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=False)
+    ids = ids["input_ids"] if isinstance(ids, dict) else ids
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        out = model.generate(torch.tensor([list(ids)], device=device), max_new_tokens=SAMPLE_TOKENS,
+                             do_sample=False, pad_token_id=tok.pad_token_id)
+    return tok.decode(out[0, len(ids):], skip_special_tokens=True)
+
+
+def generation_config(cfg, tok, base_model: str):
+    """The base's generation defaults, with the turn's end token first among the EOS
+    ids (generation stops where training taught a passage to end) and the config's sampling."""
+    from transformers import GenerationConfig
+    try:
+        gen = GenerationConfig.from_pretrained(base_model)
+    except OSError:
+        gen = GenerationConfig()
+    end = tok.convert_tokens_to_ids(tok.eos_token)
+    others = gen.eos_token_id if isinstance(gen.eos_token_id, list) else \
+        [gen.eos_token_id] if gen.eos_token_id is not None else []
+    gen.eos_token_id = [end] + [i for i in others if i != end]
+    gen.pad_token_id = tok.pad_token_id
+    s = cfg.pipeline.sampling
+    gen.do_sample, gen.temperature, gen.top_p = True, s["temperature"], s["top_p"]
+    return gen
+
+
+def folder_hashes(folder: Path) -> dict:
+    from .fileio import sha256_bytes
+    return {p.name: sha256_bytes(p.read_bytes()) for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def merge(cfg, choice: AdapterChoice, out: Path, device: str, dtype: str, say=print) -> dict:
+    """Merge into out.partial, verify it, then move it into place. Returns the manifest."""
+    import gc
+
+    import torch
+    quantized = is_qlora(cfg)
+    tok = load_tokenizer(cfg, choice.path)
+    probes = probe_ids(tok, cfg)
+    saved = cfg.pipeline.merged_dtype
+
+    t0 = time.time()
+    say("loading the base as training saw it" + (" (NF4, bitsandbytes)" if quantized else ""))
+    base = load_training_base(cfg, device, dtype, quantized)
+    base_logits = logits_of(base, probes)
+    with_adapter = attach_adapter(base, choice.path)
+    ref_logits = logits_of(with_adapter, probes)
+    del base, with_adapter
+    gc.collect()
+
+    say("merging")
+    base = load_training_base(cfg, device, dtype, quantized)
+    if quantized:
+        base = base.dequantize()  # the NF4-rounded weights, in the compute dtype
+    merged = attach_adapter(base, choice.path).merge_and_unload()
+    merged = merged.to(getattr(torch, saved))
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    merged.save_pretrained(partial, max_shard_size="5GB")
+    tok.save_pretrained(partial)
+    generation_config(cfg, tok, cfg.base_model).save_pretrained(partial)
+    del base, merged
+    gc.collect()
+
+    say("verifying the merged folder")
+    from transformers import AutoModelForCausalLM
+    reloaded = AutoModelForCausalLM.from_pretrained(str(partial), dtype=getattr(torch, dtype),
+                                                    device_map=device)
+    reloaded.eval()
+    verdict = compare_logits(logits_of(reloaded, probes), ref_logits, base_logits, saved)
+    sample = greedy_sample(reloaded, tok, cfg)
+    del reloaded
+    gc.collect()
+
+    manifest = {
+        "base_model": cfg.data["base_model"],
+        "adapter": paths.shown(choice.path), "adapter_choice": choice.reason,
+        "checkpoint_step": choice.step, "validation_loss": choice.eval_loss,
+        "adapter_sha256": folder_hashes(choice.path).get(ADAPTER_FILE),
+        "merge_method": ("QLoRA: base loaded in NF4 as in training (bitsandbytes), dequantised, "
+                         "adapter added" if quantized else "LoRA: adapter added to the unquantised base"),
+        "chat_template": cfg.chat_template, "eos_token": tok.eos_token,
+        "saved_dtype": saved, "compute_dtype": dtype, "device": device,
+        "verification": {**verdict.__dict__, "probe_sequences": len(probes),
+                         "probe_tokens": sum(p.shape[1] for p in probes)},
+        "config": paths.shown(cfg.path), "config_sha256": cfg.sha256(),
+    }
+    from .fileio import write_atomic
+    write_atomic(partial / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
+    say(f"verify: {verdict.line()}")
+    if not verdict.passed:
+        raise MergeError(f"the merged model does not reproduce base + adapter (see above); it is "
+                         f"left in {paths.shown(partial)} for inspection, nothing was replaced. "
+                         "Check that the config is the one that trained this adapter")
+    say(f'sample (greedy, {SAMPLE_TOKENS} tokens): "{sample.strip()}"')
+    _move_into_place(partial, out)
+    say(f"took {time.time() - t0:.0f} s")
+    return manifest
+
+
+def _move_into_place(partial: Path, out: Path) -> None:
+    """The old folder is removed only after the new one is complete and verified."""
+    old = out.with_name(out.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        out.rename(old)
+    partial.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
