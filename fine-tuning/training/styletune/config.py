@@ -39,6 +39,8 @@ PIPELINE_DEFAULTS = {
     "serve_context_length": 8192,
     "sampling": {"temperature": 0.8, "top_p": 0.95, "min_p": 0.05,
                  "repeat_penalty": 1.05, "max_tokens": 400},
+    "segment_min_tokens": 600,
+    "segment_max_tokens": 3000,
 }
 SAMPLING_KEYS = ("temperature", "top_p", "min_p", "repeat_penalty", "max_tokens")
 
@@ -97,6 +99,8 @@ class Pipeline:
     system_prompt_file: Path
     serve_context_length: int
     sampling: dict
+    segment_min_tokens: int
+    segment_max_tokens: int
 
 
 @dataclass
@@ -187,6 +191,10 @@ _PIPELINE_TYPES = {
     "sampling": (lambda v: isinstance(v, dict) and set(v) <= set(SAMPLING_KEYS)
                  and all(map(_is_number, v.values())),
                  f"a mapping with numbers for some of {', '.join(SAMPLING_KEYS)}"),
+    "segment_min_tokens": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+                           "a whole number of tokens, 0 or more"),
+    "segment_max_tokens": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 200,
+                           "a whole number of tokens, 200 or more (and under sequence_len)"),
 }
 
 
@@ -200,6 +208,9 @@ def _parse_pipeline(path, block) -> Pipeline:
     for key, (ok, what) in _PIPELINE_TYPES.items():
         if not ok(s[key]):
             raise ConfigError(f"{path}: `{PIPELINE_KEY}.{key}` must be {what}; got {s[key]!r}")
+    if s["segment_min_tokens"] >= s["segment_max_tokens"]:
+        raise ConfigError(f"{path}: `{PIPELINE_KEY}.segment_min_tokens` ({s['segment_min_tokens']}) "
+                          f"must be below segment_max_tokens ({s['segment_max_tokens']})")
     return Pipeline(
         book_dir=paths.resolve(s["book_dir"]),
         chunk_glob=s["chunk_glob"],
@@ -221,6 +232,8 @@ def _parse_pipeline(path, block) -> Pipeline:
         system_prompt_file=paths.resolve(s["system_prompt_file"]),
         serve_context_length=s["serve_context_length"],
         sampling={**PIPELINE_DEFAULTS["sampling"], **s["sampling"]},
+        segment_min_tokens=s["segment_min_tokens"],
+        segment_max_tokens=s["segment_max_tokens"],
     )
 
 

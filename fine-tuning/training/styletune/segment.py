@@ -1,0 +1,449 @@
+"""Stage 0: a whole manuscript -> its structure (front matter, chapters, scenes,
+paragraphs) -> chunks that fit the token budget, cut only at chapter and scene
+boundaries (a scene too long for the budget is cut by `split_chunks` at its best
+paragraph boundary).
+
+Nothing of the author's text is changed or lost: every chunk is an exact slice
+of the manuscript body, and the text between chunks (headings, scene-break
+marks, blank lines, front matter) is kept verbatim in the manifest, so
+`rebuild()` gives the body back byte for byte.
+"""
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .corpus import gutenberg_body
+from .errors import InputError
+from .fileio import read_text
+from .sentences import _is_hard_wrapped, paragraph_spans
+
+MANUSCRIPT_SUFFIXES = {".txt", ".md", ".markdown", ".text", ".docx"}
+# Text before the first heading with this many words or fewer (and no heading
+# before it) is front matter: title page, contents, epigraph. More is an opening
+# chapter without a heading, and becomes chunks.
+FRONT_MATTER_MAX_WORDS = 400
+# Prose between two headings shorter than this is heading matter (a part's
+# subtitle or epigraph): kept in the manifest, listed in the report, not a chunk.
+HEADING_MATTER_MAX_WORDS = 50
+
+_NUMBER_WORDS = ("one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|"
+                 "fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty")
+_ORDINALS = ("first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|eleventh|twelfth|"
+             "thirteenth|fourteenth|fifteenth|sixteenth|seventeenth|eighteenth|nineteenth|"
+             "twentieth|last|final")
+_KEYWORD_HEADING = re.compile(
+    rf"^(chapter|chap\.|book|part|volume|vol\.|act|canto|letter|section|stave)\b[\s.:—–-]*"
+    rf"(\d+|[ivxlcdm]+\b|(?:{_NUMBER_WORDS})\b|the\s+(?:{_ORDINALS})\b|(?:{_ORDINALS})\b)",
+    re.IGNORECASE)
+_NAMED_HEADING = re.compile(r"^(prologue|epilogue|preface|foreword|afterword|interlude|"
+                            r"introduction|coda|postscript|appendix)\b", re.IGNORECASE)
+_NUMBER_HEADING = re.compile(r"^([IVXLCDM]+|\d{1,3})\.?$")
+_ORDINAL_HEADING = re.compile(rf"^((?:{_ORDINALS})|\d+(?:st|nd|rd|th))\s+\w+", re.IGNORECASE)
+_MARKDOWN_HEADING = re.compile(r"^#{1,6}\s+\S")
+_PAGE_MARKER = re.compile(r"^\[?\d{1,4}[)\]]$")
+_SCENE_GLYPHS = re.compile(r"^[^\w\s]{1,3}(\s*[^\w\s]{1,3}){0,6}$")
+_TERMINAL = re.compile(r"[.!?,;:…'\"’”)\]—–-]$")
+_QUOTE_START = re.compile(r"^['\"‘“(\[_]")
+
+
+@dataclass
+class Manuscript:
+    path: Path
+    body: str                 # the text chunks are cut from (LF line ends)
+    gutenberg_stripped: bool
+
+
+def read_manuscript(path) -> Manuscript:
+    """A .txt/.md/.docx manuscript, with Project Gutenberg's wrapper removed when present."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"no manuscript at {path}: give the path of your .txt, .md or .docx file")
+    suffix = path.suffix.lower()
+    if suffix not in MANUSCRIPT_SUFFIXES:
+        raise InputError(f"{path}: a {suffix or 'suffix-less'} file; stage 0 reads .txt, .md or "
+                         ".docx. Save the manuscript in one of those formats (plain text as UTF-8).")
+    if suffix == ".docx":
+        from .docx_reader import read_docx
+        text = read_docx(path)
+    else:
+        text = read_text(path)
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = "\n".join(line.rstrip() for line in text.split("\n"))
+    body, stripped = gutenberg_body(text)
+    if stripped:  # the line Gutenberg puts just before its END marker
+        body = re.sub(r"\n\s*End of (?:the )?Project Gutenberg[^\n]*\s*$", "", body.rstrip(),
+                      flags=re.IGNORECASE)
+    body = body.strip("\n")
+    if not re.search(r"\w", body):
+        raise InputError(f"{path}: the manuscript is empty (no words{' between the Project Gutenberg markers' if stripped else ''}). "
+                         "Check you gave the right file and that it was saved with its text.")
+    return Manuscript(path, body, stripped)
+
+
+@dataclass
+class Para:
+    start: int
+    end: int
+    gap: int          # blank lines before it
+    indent: int       # leading spaces of its first line (a centred line has many)
+    kind: str = "text"   # text | heading | break | marker
+    heading_kind: str = ""
+
+
+@dataclass
+class Section:
+    """A run of paragraphs between two boundaries (a scene)."""
+    chapter: int               # 0: front matter / no chapter
+    chapter_title: str
+    paras: list                # [Para] of kind text/marker
+    reason: str                # why it starts here
+
+    @property
+    def start(self):
+        return self.paras[0].start
+
+    @property
+    def end(self):
+        return self.paras[-1].end
+
+
+@dataclass
+class Structure:
+    text: str
+    hard_wrapped: bool
+    one_per_line: bool
+    sections: list             # [Section]
+    chapters: list             # [(number, title)]
+    front_matter: tuple | None  # (start, end, words) or None
+    heading_matter: list = field(default_factory=list)  # [(chapter title, words)]
+    notes: list = field(default_factory=list)
+
+    @property
+    def has_scene_breaks(self):
+        return any(s.reason.startswith("scene break") for s in self.sections)
+
+
+def _words(s: str) -> int:
+    return len(re.findall(r"[\w’']+", s))
+
+
+def _is_prose(s: str) -> bool:
+    letters = [c for c in s if c.isalpha()]
+    return bool(letters) and sum(c.islower() for c in letters) >= 0.5 * len(letters)
+
+
+def _is_caps_line(line: str) -> bool:
+    letters = [c for c in line if c.isalpha()]
+    return (len(letters) >= 2 and all(c.isupper() for c in letters if c.isalpha())
+            and not _QUOTE_START.match(line) and not line.endswith(("!", "?")))
+
+
+def _is_title_case(line: str) -> bool:
+    words = re.findall(r"[A-Za-z’']+", line)
+    long = [w for w in words if len(w) >= 4]
+    return bool(words) and words[0][0].isupper() and \
+        (not long or sum(w[0].isupper() for w in long) >= 0.6 * len(long))
+
+
+def heading_kind(line: str, gap: int, indent: int, first: bool, loose_gap: int) -> str:
+    """What makes `line` (one stripped line, alone in its paragraph) a heading, or ''.
+
+    Strong shapes (Chapter 1, CHAPTER IV., BOOK ONE, IV., Prologue, Seventh memory -
+    Mother, # Title) count wherever they stand alone; a short capitalised line only
+    when set apart (extra blank lines before it, centred, or the first line)."""
+    if len(line) > 80 or _words(line) > 12 or _QUOTE_START.match(line):
+        return ""
+    if _MARKDOWN_HEADING.match(line):
+        return "markdown"
+    if _KEYWORD_HEADING.match(line) or _NAMED_HEADING.match(line) and _words(line) <= 8:
+        return "keyword"
+    if _NUMBER_HEADING.match(line):
+        return "number"
+    set_apart = gap >= loose_gap or first  # centring alone marks inscriptions too
+    if _ORDINAL_HEADING.match(line) and _words(line) <= 8 and not line.endswith((".", ",", ";")):
+        return "ordinal"
+    if _is_caps_line(line) and _words(line) <= 10 and set_apart:
+        return "caps"
+    if set_apart and _words(line) <= 8 and not _TERMINAL.search(line) and _is_title_case(line):
+        return "title"
+    return ""
+
+
+def _title_line(line: str) -> bool:
+    """A line that may follow a heading line as its title ('THE EVE OF THE WAR.')."""
+    return len(line) <= 80 and _words(line) <= 12 and (_is_caps_line(line) or _is_title_case(line)) \
+        and not line.endswith((",", ";"))
+
+
+def _classify(text: str, spans, hard_wrapped: bool):
+    paras = []
+    prev_end = 0
+    for i, (a, b) in enumerate(spans):
+        gap = max(0, text.count("\n", prev_end, a) - 1) if i else 0
+        line_start = text.rfind("\n", 0, a) + 1
+        paras.append(Para(a, b, gap, a - line_start))
+        prev_end = b
+    # The usual gap between paragraphs: blank-line style (1) or one per line (0).
+    gaps = sorted(p.gap for p in paras[1:]) or [1]
+    usual = gaps[len(gaps) // 2]
+    loose_gap = usual + 1
+    for i, p in enumerate(paras):
+        block = text[p.start:p.end]
+        lines = [ln.strip() for ln in block.split("\n")]
+        first_line = lines[0]
+        if _PAGE_MARKER.match(block.strip()):
+            p.kind = "marker"
+            continue
+        if len(lines) == 1 and _SCENE_GLYPHS.match(first_line):
+            p.kind = "break"
+            continue
+        if len(lines) > 4 or not all(_title_line(ln) or ln == first_line for ln in lines[1:]):
+            continue
+        kind = heading_kind(first_line, p.gap, p.indent, i == 0, loose_gap)
+        if kind and (len(lines) == 1 or kind != "title"):
+            p.kind, p.heading_kind = "heading", kind
+    # One paragraph per line: a title line right under a numbered heading belongs to it.
+    for prev, p in zip(paras, paras[1:]):
+        if (prev.kind == "heading" and prev.heading_kind in ("number", "keyword") and p.kind == "text"
+                and p.gap <= usual and _title_line(text[p.start:p.end].strip())
+                and not _is_prose(text[p.start:p.end])):
+            p.kind, p.heading_kind = "heading", "title"
+    return paras, usual
+
+
+def _slug_title(text: str) -> str:
+    return " ".join(text.split())
+
+
+def analyse(text: str) -> Structure:
+    """Chapters, scenes and paragraphs of a manuscript body."""
+    hard = _is_hard_wrapped(text)
+    spans = paragraph_spans(text)
+    paras, usual = _classify(text, spans, hard)
+    one_per_line = usual == 0
+    scene_gap = usual + 1  # one blank line in one-per-line text, two in blank-line text
+    # Extra blank lines count as a scene break only where the writer uses them
+    # sparingly; where every other gap is wide, they are just layout.
+    wide = sum(p.gap >= scene_gap for p in paras[1:] if p.kind == "text")
+    gap_breaks = wide <= max(3, 0.2 * len(paras))
+
+    sections, chapters, heading_matter, notes = [], [], [], []
+    pending_headings, current, reason = [], [], "start of the manuscript"
+    chapter_no, chapter_title = 0, ""
+    strong_chapters = set()
+
+    def close(next_reason):
+        nonlocal current
+        if current:
+            sections.append(Section(chapter_no, chapter_title, current, reason))
+        current = []
+        return next_reason
+
+    i = 0
+    while i < len(paras):
+        p = paras[i]
+        if p.kind == "heading":
+            # A run of headings (and short matter between them) is one chapter label.
+            group, matter = [], []
+            j = i
+            while j < len(paras):
+                q = paras[j]
+                if q.kind == "heading":
+                    group.append(q)
+                    j += 1
+                    continue
+                if q.kind in ("marker", "break"):
+                    j += 1
+                    continue
+                # short non-prose or tiny prose between headings: heading matter
+                k = j
+                while k < len(paras) and paras[k].kind not in ("heading",):
+                    k += 1
+                stretch = [r for r in paras[j:k] if r.kind == "text"]
+                words = sum(_words(text[r.start:r.end]) for r in stretch)
+                prose = any(_is_prose(text[r.start:r.end]) for r in stretch)
+                if k < len(paras) and (not prose or words <= HEADING_MATTER_MAX_WORDS):
+                    if prose:
+                        matter.append(words)
+                    j = k
+                    continue
+                break
+            close(None)
+            # the label: the headings after the last stretch of non-heading matter
+            label_paras = []
+            for q in reversed(paras[i:j]):
+                if q.kind != "heading":
+                    if label_paras:
+                        break
+                    continue
+                label_paras.insert(0, q)
+            label = " / ".join(_slug_title(text[q.start:q.end]) for q in label_paras)
+            is_book_title = len(group) == 1 and group[0].heading_kind == "title" and i == 0 \
+                and not chapters
+            if j >= len(paras):
+                notes.append(f"headings at the end with no text after them: {label}")
+            if not is_book_title:
+                chapter_no += 1
+                if any(q.heading_kind not in ("caps", "title") for q in label_paras):
+                    strong_chapters.add(chapter_no)
+                chapter_title = label
+                chapters.append((chapter_no, label))
+                reason = f"chapter heading: {label}"
+            else:
+                reason = f"after the title: {label}"
+            for w in matter:
+                heading_matter.append((label, w))
+            i = j
+            continue
+        if p.kind == "break":
+            reason = close(f"scene break: {text[p.start:p.end].strip()}")
+            i += 1
+            continue
+        if p.kind == "text" and gap_breaks and current and p.gap >= scene_gap:
+            reason = close(f"scene break: {p.gap} blank line(s)")
+        current.append(p)
+        i += 1
+    close(None)
+
+    # Front matter: what comes before the first chapter with a chapter-shaped
+    # heading (before any heading when there are only capitalised titles), if short.
+    front = None
+    strong = [n for n, _ in chapters if n in strong_chapters]
+    first_real = strong[0] if strong else (1 if chapters else None)
+    if first_real is not None:
+        before = [s for s in sections if s.chapter < first_real]
+        words = sum(_words(text[q.start:q.end]) for s in before for q in s.paras)
+        if before and words <= FRONT_MATTER_MAX_WORDS:
+            front = (before[0].start, before[-1].end, words)
+            sections = sections[len(before):]
+    return Structure(text, hard, one_per_line, sections, chapters, front, heading_matter, notes)
+
+
+def rebuild(body_slices, separators) -> str:
+    """The body from its chunks and the text between them: sep0 + c1 + sep1 + ... + cN + sepN."""
+    out = [separators[0]]
+    for chunk, sep in zip(body_slices, separators[1:]):
+        out += [chunk, sep]
+    return "".join(out)
+
+
+# --- chunks ---------------------------------------------------------------------
+
+@dataclass
+class PlannedChunk:
+    start: int
+    end: int
+    chapter: int
+    chapter_title: str
+    reason: str           # why it starts where it does
+    est_tokens: int = 0
+    name: str = ""
+    tokens: int = 0       # exact, as stage 1 counts the rendered example
+    words: int = 0
+
+
+def _slug(text: str, words: int = 4) -> str:
+    found = re.findall(r"[a-z0-9]+", text.lower().replace("’", "").replace("'", ""))
+    drop = {"chapter", "book", "part", "the", "a", "an"}
+    keep = [w for w in found if w not in drop and not re.fullmatch(r"[ivxlcdm]+|\d+", w)] or found
+    return "_".join(keep[:words])[:40].strip("_") or "untitled"
+
+
+def _group_scenes(sizes, min_tokens, max_tokens):
+    """Consecutive scenes of one chapter into chunks: each scene its own chunk,
+    except that a scene under min_tokens joins a neighbour when the two fit
+    max_tokens. Returns [(first, last)] scene indices."""
+    n = len(sizes)
+    best = [0.0] + [float("inf")] * n
+    prev = [0] * (n + 1)
+    for j in range(1, n + 1):
+        total = 0
+        for i in range(j, 0, -1):
+            total += sizes[i - 1]
+            if total > max_tokens and i < j:
+                break
+            cost = best[i - 1] - 1 + (5 if total < min_tokens else 0)
+            if cost < best[j]:
+                best[j], prev[j] = cost, i
+    groups, j = [], n
+    while j > 0:
+        groups.append((prev[j] - 1, j - 1))
+        j = prev[j] - 1
+    return list(reversed(groups))
+
+
+def plan_chunks(structure: Structure, counter, min_tokens: int, max_tokens: int, punkt=None):
+    """Chunks for the whole book: scenes grouped within each chapter, a group over
+    max_tokens cut at its best paragraph boundaries (sentence ends only inside a
+    paragraph that alone is over the budget). Returns (chunks, notes)."""
+    from .split_chunks import Measure, candidates, plan, sentence_candidates, units
+
+    text = structure.text
+    measure = Measure(counter, text, margin=8)
+    chunks, notes = [], []
+    by_chapter = {}
+    for s in structure.sections:
+        by_chapter.setdefault(s.chapter, []).append(s)
+    for chapter, sections in by_chapter.items():
+        sizes = [measure.tokens(s.start, s.end) for s in sections]
+        for first, last in _group_scenes(sizes, min_tokens, max_tokens):
+            a, b = sections[first].start, sections[last].end
+            reason = sections[first].reason
+            if first < last:
+                reason += f" (+{last - first} short scene(s) joined)"
+            pieces = [(a, b, reason)]
+            if measure.tokens(a, b) > max_tokens:
+                pieces = _split_group(text, a, b, reason, measure, max_tokens, min_tokens,
+                                      punkt, notes, candidates, plan, sentence_candidates, units)
+            for pa, pb, why in pieces:
+                chunks.append(PlannedChunk(pa, pb, chapter, sections[first].chapter_title, why,
+                                           measure.tokens(pa, pb) - 8))
+    return chunks, notes
+
+
+def _split_group(text, a, b, reason, measure, max_tokens, min_tokens, punkt, notes,
+                 candidates, plan, sentence_candidates, units):
+    piece = text[a:b]
+    cands = [c for c in candidates(piece)]
+    tokens = lambda x, y: measure.tokens(a + x, a + y)  # noqa: E731
+    cuts = plan(len(piece), cands, tokens, limit=max_tokens, min_part=min_tokens)
+    if cuts is None:
+        # some paragraph alone is over the budget: add sentence ends inside those
+        extra = []
+        for ua, ub, _ in units(piece):
+            if tokens(ua, ub) > max_tokens:
+                if punkt is None:
+                    from .sentences import build_punkt
+                    punkt, _ = build_punkt([text])
+                extra += sentence_candidates(piece, punkt, ua, ub)
+        cuts = plan(len(piece), cands + extra, tokens, limit=max_tokens, min_part=min_tokens)
+        if cuts is None:
+            raise InputError(f"cannot cut the passage starting '{' '.join(piece.split()[:8])}...' "
+                             f"into parts of at most {max_tokens} tokens: a single sentence is longer. "
+                             "Add sentence punctuation there, or raise style_pipeline.segment_max_tokens.")
+        inside = sum(c.inside_paragraph for c in cuts)
+        if inside:
+            notes.append(f"LAST RESORT: {inside} cut(s) at a sentence end inside a paragraph longer "
+                         f"than the budget ('{' '.join(piece.split()[:6])}...')")
+    bounds = [0] + [c.offset for c in cuts] + [len(piece)]
+    whys = [reason] + ["; ".join(c.signals) for c in cuts]
+    out = []
+    for (x, y), why in zip(zip(bounds, bounds[1:]), whys):
+        seg = piece[x:y]
+        lead = len(seg) - len(seg.lstrip())
+        out.append((a + x + lead, a + x + len(seg.rstrip()), why if x == 0 else f"cut to fit the budget: {why}"))
+    return out
+
+
+def name_chunks(chunks, structure: Structure) -> None:
+    """chunk_NNN_<chapter>_<slug>.txt: the chapter's number and, for a chapter's
+    first chunk, its title's words; otherwise the chunk's opening words."""
+    width = max(3, len(str(len(chunks))))
+    seen = set()
+    for i, c in enumerate(chunks, 1):
+        chapter = f"ch{c.chapter:02d}_" if structure.chapters else ""
+        title = c.chapter_title.split(" / ")[-1] if c.chapter_title else ""
+        first_of_chapter = c.chapter and c.chapter not in seen and title
+        seen.add(c.chapter)
+        slug = _slug(title) if first_of_chapter else _slug(structure.text[c.start:c.end])
+        c.name = f"chunk_{i:0{width}d}_{chapter}{slug}.txt"
