@@ -336,7 +336,7 @@ def generation_config(cfg, tok, base_model: str):
     gen.eos_token_id = [end] + [i for i in others if i != end]
     gen.pad_token_id = tok.pad_token_id
     s = cfg.pipeline.sampling
-    gen.do_sample, gen.temperature, gen.top_p = True, s["temperature"], s["top_p"]
+    gen.do_sample, gen.temperature, gen.top_p, gen.min_p = True, s["temperature"], s["top_p"], s["min_p"]
     return gen
 
 

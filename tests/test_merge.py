@@ -1,0 +1,189 @@
+"""Stage 3 on CPU: which adapter --auto picks, and a real merge of a real LoRA
+adapter into a tiny random Llama (NF4 as in training, verified, rerun-safe).
+The SmolLM2 rehearsal adapter is merged in tests/test_train.py, after it trains."""
+import json
+import os
+import shutil
+import time
+
+import pytest
+
+from conftest import FT, SMOL, load_script
+from styletune import merge
+from styletune.config import load_config
+
+SCRIPT = load_script(FT / "training" / "3_merge_adapter.py")
+
+
+def fake_adapter(folder, mtime=None):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "adapter_config.json").write_text("{}")
+    (folder / merge.ADAPTER_FILE).write_bytes(b"x")
+    if mtime:
+        os.utime(folder / merge.ADAPTER_FILE, (mtime, mtime))
+
+
+def trainer_state(folder, step, best=None, evals=()):
+    history = [{"step": s, "eval_loss": loss} for s, loss in evals]
+    state = {"global_step": step, "log_history": history}
+    if best:
+        state.update(best_model_checkpoint=f"somewhere/else/{best}",
+                     best_global_step=int(best.split("-")[1]),
+                     best_metric=min(loss for _, loss in evals))
+    (folder / "trainer_state.json").write_text(json.dumps(state))
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    """checkpoint-2 (best by eval loss) and checkpoint-10: name order is not step order."""
+    out = tmp_path / "adapter"
+    now = time.time()
+    fake_adapter(out / "checkpoint-2", now - 100)
+    fake_adapter(out / "checkpoint-10", now - 50)
+    trainer_state(out / "checkpoint-10", 10, best="checkpoint-2", evals=[(2, 1.5), (10, 1.9)])
+    return out
+
+
+def test_auto_prefers_the_final_adapter_and_says_it_holds_the_best(run_dir):
+    fake_adapter(run_dir)
+    choice = merge.choose_adapter(run_dir)
+    assert choice.path == run_dir
+    assert "checkpoint-2 as best" in choice.reason
+    assert (choice.step, choice.eval_loss) == (2, 1.5)
+
+
+def test_auto_without_a_final_adapter_takes_the_best_checkpoint(run_dir):
+    choice = merge.choose_adapter(run_dir)
+    assert choice.path == run_dir / "checkpoint-2"
+    assert choice.reason.startswith("the best checkpoint by validation loss")
+    assert choice.eval_loss == 1.5
+
+
+def test_auto_with_a_stale_final_adapter_says_so(run_dir):
+    fake_adapter(run_dir, time.time() - 1000)
+    choice = merge.choose_adapter(run_dir)
+    assert choice.path == run_dir / "checkpoint-2"
+    assert "older than the newest checkpoint" in choice.reason
+
+
+def test_auto_without_validation_takes_the_highest_step_not_the_last_name(run_dir):
+    trainer_state(run_dir / "checkpoint-10", 10)
+    choice = merge.choose_adapter(run_dir)
+    assert choice.path == run_dir / "checkpoint-10"
+    assert choice.step == 10 and "newest checkpoint by step number" in choice.reason
+
+
+def test_no_adapter_names_stage_2(tmp_path, capsys):
+    with pytest.raises(merge.MergeError, match="run 2_train_lora.sh first"):
+        merge.choose_adapter(tmp_path / "nothing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(merge.MergeError, match="no adapter in"):
+        merge.choose_adapter(tmp_path / "empty")
+
+
+# --- a real merge: tiny random Llama, real PEFT adapter --------------------------------
+
+def build_tiny_base(folder):
+    """A 2-layer Llama with SmolLM2's tokenizer (so templates and ids are real)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=49152, hidden_size=64, intermediate_size=128,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=512, tie_word_embeddings=True,
+                         bos_token_id=1, eos_token_id=2)
+    model = LlamaForCausalLM(config).to(torch.bfloat16)
+    model.save_pretrained(folder)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(SMOL / name, folder / name)
+
+
+def build_adapter(base_dir, folder, seed):
+    """A LoRA adapter with random A and B (as if trained), saved by PEFT."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(str(base_dir))
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj",
+                                                         "gate_proj", "up_proj", "down_proj"],
+                      init_lora_weights=False)
+    peft_model = get_peft_model(model, lora)
+    peft_model.save_pretrained(folder)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    build_tiny_base(root / "base")
+    build_adapter(root / "base", root / "adapter", seed=1)
+    build_adapter(root / "base", root / "other_adapter", seed=2)
+    return root
+
+
+def tiny_config(make_config, tiny, tmp_path, **pipeline):
+    return make_config({"merged_dir": str(tmp_path / "merged"), **pipeline},
+                       base_model=str(tiny / "base"), output_dir=str(tiny / "adapter"))
+
+
+def test_tiny_merge_verifies_writes_and_reruns_identically(make_config, tiny, tmp_path, capsys):
+    cfg = tiny_config(make_config, tiny, tmp_path)
+    assert SCRIPT.main(["--config", str(cfg), "--auto"]) == 0
+    out = capsys.readouterr().out
+    merged = tmp_path / "merged"
+    assert "method: QLoRA - NF4 base as in training" in out
+    assert "verify: mean |merged - (base + adapter)|" in out and "sample (greedy" in out
+    names = {p.name for p in merged.iterdir()}
+    assert {"model.safetensors", "config.json", "tokenizer.json", "chat_template.jinja",
+            "generation_config.json", merge.MANIFEST} <= names
+    manifest = json.loads((merged / merge.MANIFEST).read_text())
+    v = manifest["verification"]
+    assert v["passed"] and v["mean_abs_diff"] <= 1e-3 < v["adapter_effect"]
+    assert manifest["merge_method"].startswith("QLoRA")
+    assert manifest["saved_dtype"] == "float32"
+    gen = json.loads((merged / "generation_config.json").read_text())
+    assert gen["eos_token_id"][0] == 2                  # <|im_end|>, the turn's end in chatml
+    assert "quantization_config" not in json.loads((merged / "config.json").read_text())
+    # The template training rendered travels with the model.
+    assert "<|im_start|>" in (merged / "chat_template.jinja").read_text()
+
+    before = merge.folder_hashes(merged)
+    assert SCRIPT.main(["--config", str(cfg), "--auto"]) == 2
+    assert "already exists: add --force" in capsys.readouterr().err
+    assert SCRIPT.main(["--config", str(cfg), "--auto", "--force"]) == 0
+    assert merge.folder_hashes(merged) == before
+    assert not merged.with_name("merged.partial").exists()
+
+
+def test_the_logits_check_fails_for_the_wrong_adapter(make_config, tiny, tmp_path):
+    cfg = load_config(tiny_config(make_config, tiny, tmp_path))
+    tok = merge.load_tokenizer(cfg, tiny / "adapter")
+    probes = merge.probe_ids(tok, cfg)
+    base = merge.load_training_base(cfg, "cpu", "float32", quantized=True)
+    base_logits = merge.logits_of(base, probes)
+    right = merge.logits_of(merge.attach_adapter(base, tiny / "adapter"), probes)
+    base = merge.load_training_base(cfg, "cpu", "float32", quantized=True)
+    wrong = merge.logits_of(merge.attach_adapter(base, tiny / "other_adapter"), probes)
+    assert merge.compare_logits(right, right, base_logits, "float32").passed
+    assert not merge.compare_logits(wrong, right, base_logits, "float32").passed
+    # a merge that lost the adapter altogether
+    assert not merge.compare_logits(base_logits, right, base_logits, "bfloat16").passed
+
+
+def test_adapter_for_another_base_is_refused(make_config, tiny, tmp_path, capsys):
+    cfg = tiny_config(make_config, tiny, tmp_path)
+    assert SCRIPT.main(["--config", str(cfg), "--adapter", str(FT / "outputs" / "nowhere")]) == 2
+    assert "no adapter_config.json" in capsys.readouterr().err
+    meta = json.loads((tiny / "adapter" / "adapter_config.json").read_text())
+    other = tmp_path / "foreign"
+    shutil.copytree(tiny / "adapter", other)
+    (other / "adapter_config.json").write_text(json.dumps({**meta, "base_model_name_or_path": "x/Other-7B"}))
+    assert SCRIPT.main(["--config", str(cfg), "--adapter", str(other)]) == 2
+    assert "was trained on 'x/Other-7B'" in capsys.readouterr().err
+
+
+def test_dry_run_writes_nothing(make_config, tiny, tmp_path, capsys):
+    cfg = tiny_config(make_config, tiny, tmp_path)
+    assert SCRIPT.main(["--config", str(cfg), "--auto", "--dry-run"]) == 0
+    assert "dry run: nothing loaded or written" in capsys.readouterr().out
+    assert not (tmp_path / "merged").exists()
