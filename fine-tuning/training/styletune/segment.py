@@ -175,7 +175,29 @@ def _title_line(line: str) -> bool:
         and not line.endswith((",", ";"))
 
 
+def _split_heading_lines(text: str, spans):
+    """A block whose first line is a chapter-shaped heading and whose next lines are
+    prose (`# Chapter 1` straight above its text) is two paragraphs."""
+    out = []
+    for a, b in spans:
+        first_end = text.find("\n", a, b)
+        line = text[a:first_end].strip() if first_end != -1 else ""
+        if first_end != -1 and len(line) <= 80 and (
+                _MARKDOWN_HEADING.match(line) or _KEYWORD_HEADING.match(line)
+                or _NUMBER_HEADING.match(line)):
+            rest = [ln.strip() for ln in text[first_end + 1:b].split("\n")]
+            if not all(_title_line(ln) for ln in rest):
+                nxt = first_end + 1
+                while text[nxt] in " \t":
+                    nxt += 1
+                out += [(a, a + len(text[a:first_end].rstrip())), (nxt, b)]
+                continue
+        out.append((a, b))
+    return out
+
+
 def _classify(text: str, spans, hard_wrapped: bool):
+    spans = _split_heading_lines(text, spans)
     paras = []
     prev_end = 0
     for i, (a, b) in enumerate(spans):

@@ -50,12 +50,16 @@ class Stage1Result:
         return out
 
 
-def _overlong_message(examples, seq_len) -> str:
+def _overlong_message(examples, seq_len, config=None, book_dir=None) -> str:
     lines = [f"{len(examples)} example(s) longer than sequence_len = {seq_len} tokens "
              "(Axolotl would drop or truncate them without a word):"]
     lines += [f"  {e.chunk.name}: {e.total_tokens} tokens" for e in examples]
-    lines.append("Fix: split each at a scene break into parts named like chunk_013a_... and "
-                 "chunk_013b_... (move the original into backup/), raise sequence_len, or "
+    command = "python fine-tuning/training/split_oversized_chunks.py"
+    if config is not None:
+        command += f" --config {paths.shown(config.path)} --book {paths.shown(book_dir)}"
+    lines.append(f"Fix: split each at its scene breaks with\n  {command} --dry-run\n"
+                 "(look at the cuts, then run it without --dry-run: parts chunk_013a_..., "
+                 "chunk_013b_..., original into backup/), raise sequence_len, or "
                  "rerun with --skip-overlong to leave them out (listed in the report).")
     return "\n".join(lines)
 
@@ -85,7 +89,7 @@ def prepare(config, book_dir=None, skip_overlong=False, say=lambda message: None
     count_rendered(examples, counter)
     overlong = [e for e in train + validation if e.total_tokens > config.sequence_len]
     if overlong and not skip_overlong:
-        raise InputError(_overlong_message(overlong, config.sequence_len))
+        raise InputError(_overlong_message(overlong, config.sequence_len, config, book_dir))
     dropped = {id(e) for e in overlong}
     train = [e for e in train if id(e) not in dropped]
     validation = [e for e in validation if id(e) not in dropped]

@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""Split chunk files whose stage-1 example is longer than sequence_len at their
+best scene boundaries (stage 1 names this command when it finds one).
+
+Reads   the chunk files of a book folder (style_pipeline.book_dir or --book), and
+        counts each one's example exactly as stage 1 does.
+Writes  for each chunk over the limit: parts named like the original with a
+        letter (chunk_006_x.txt -> chunk_006a_x.txt, chunk_006b_x.txt), cut at a
+        scene break if there is one, else at the paragraph boundary with the
+        strongest narrative signals (time jump, new place, new people, dialogue
+        to narration, point of view), more than two parts when needed, never
+        inside a paragraph unless one paragraph alone is too long. The parts
+        together are the original byte for byte; the original moves into
+        backup/ (an existing backup is never overwritten). Parts already split
+        (006a) are left alone, so a rerun changes nothing.
+
+Run     python fine-tuning/training/split_oversized_chunks.py --dry-run   # show the cuts
+        python fine-tuning/training/split_oversized_chunks.py             # apply them
+        ... --config configs/cpu_rehearsal.yaml  --book data/raw/my_book  --limit 3000
+
+Output  chunk_004_the_long_walk.txt: 3291 tokens -> 2 parts
+          cut at character 6803: scene break '* * *'
+        | original chunk | words | split into | words | description |
+        | chunk_004_the_long_walk.txt | 2436 | chunk_004a_the_long_walk.txt | 1301 | They met in ... |
+"""
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from styletune import paths  # noqa: E402
+from styletune.privacy import disable_telemetry  # noqa: E402
+
+DEFAULT_CONFIG = paths.CONFIG_DIR / "qlora_style_transfer.yaml"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\nRun ")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default=str(DEFAULT_CONFIG),
+                   help="the shared YAML (default: configs/qlora_style_transfer.yaml)")
+    p.add_argument("--book", help="book folder of chunk files (overrides style_pipeline.book_dir)")
+    p.add_argument("--limit", type=int,
+                   help="tokens per example a part may have (default: sequence_len)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="show each proposed cut with its context and signals; write nothing")
+    return p
+
+
+def parse_args(argv=None):
+    return build_parser().parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    disable_telemetry()
+    from styletune.errors import UserError
+    from styletune.split_cli import run
+
+    try:
+        return run(args)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: every file written is whole; rerun to finish", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,271 @@
+"""Stage 0 (manuscript -> chunks) and the oversized-chunk splitter: structure found
+in real and generated books, every word conserved, budgets kept, reruns safe, bad
+input refused with one line."""
+import json
+import random
+
+import pytest
+
+from conftest import CORPUS, FT, SAMPLE_BOOK, load_script
+from styletune.segment import analyse, read_manuscript, rebuild
+from styletune.split_chunks import candidates, plan, units
+
+STAGE0 = load_script(FT / "training" / "0_segment_manuscript.py")
+SPLIT = load_script(FT / "training" / "split_oversized_chunks.py")
+MANUSCRIPT = SAMPLE_BOOK / "the_quiet_orbit_full_manuscript.txt"
+
+
+def chunk_files(folder):
+    return sorted(folder.glob("chunk_*.txt"))
+
+
+def assert_conserved(out_dir, body):
+    """The chunk files and the manifest's separators give the manuscript body back."""
+    manifest = json.loads((out_dir / "segment_manifest.json").read_text(encoding="utf-8"))
+    texts = [(out_dir / c["file"]).read_text(encoding="utf-8")[:-1] for c in manifest["chunks"]]
+    assert rebuild(texts, manifest["separators"]) == body
+    return manifest
+
+
+# --- structure -------------------------------------------------------------------
+
+@pytest.mark.parametrize("novel, chapters, first, last", [
+    ("wells_the_war_of_the_worlds.txt", 27, "I. THE EVE OF THE WAR.", "X. THE EPILOGUE."),
+    ("stevenson_jekyll_and_hyde.txt", 10, "STORY OF THE DOOR", "HENRY JEKYLL'S FULL STATEMENT"),
+    ("doyle_a_study_in_scarlet.txt", 14, "CHAPTER I. MR. SHERLOCK HOLMES.", "CHAPTER VII. THE CONCLUSION."),
+])
+def test_chapter_headings_of_real_novels(novel, chapters, first, last):
+    ms = read_manuscript(CORPUS / novel)
+    assert ms.gutenberg_stripped and "PROJECT GUTENBERG" not in ms.body.upper()[-3000:]
+    titles = [t for _, t in analyse(ms.body).chapters]
+    real = [t for t in titles if "CHAPTER" in t or novel.startswith(("wells", "stevenson"))]
+    assert len(real) == chapters, titles
+    assert real[0].endswith(first) and real[-1].startswith(last)
+
+
+def test_heading_styles_and_scene_breaks_in_one_paragraph_per_line_text():
+    filler = " ".join(["The nets hung drying on the wall while the gulls argued overhead."] * 6)
+    text = "\n".join([
+        "# The Salt Road", "",
+        "Prologue",
+        "'Where are you going?' she asked.",
+        "'Out,' said Tom. 'Don't wait up.'",
+        filler,
+        "CHAPTER IV.",
+        "The harbour was empty that morning. " + filler,
+        "* * *",
+        "Later, the boats came back. " + filler,
+        "Seventh memory - Mother",
+        "My mother kept bees. " + filler,
+        "§",
+        filler,
+        "Chapter 1",
+        "It rained for a week. " + filler,
+    ])
+    st = analyse(text)
+    assert st.one_per_line
+    assert [t for _, t in st.chapters] == ["# The Salt Road / Prologue", "CHAPTER IV.",
+                                           "Seventh memory - Mother", "Chapter 1"]
+    reasons = [s.reason for s in st.sections]
+    assert reasons == ["chapter heading: # The Salt Road / Prologue", "chapter heading: CHAPTER IV.",
+                       "scene break: * * *", "chapter heading: Seventh memory - Mother",
+                       "scene break: §", "chapter heading: Chapter 1"]
+
+
+def test_book_one_then_numeral_and_title_line():
+    prose = "No one would have believed in the last years of the\nnineteenth century that this world was being watched\nkeenly and closely. " * 8
+    text = ("BOOK ONE\nTHE COMING\n\n\n\nI.\nTHE EVE.\n\n\n" + prose
+            + "\n\nIt was so.\n\n\n\n\nII.\nTHE STAR.\n\n\nThen came the\nnight. " + prose)
+    st = analyse(text)
+    assert [t for _, t in st.chapters] == ["BOOK ONE THE COMING / I. THE EVE.", "II. THE STAR."]
+
+
+# --- stage 0 end to end -------------------------------------------------------------
+
+def test_sample_manuscript_into_a_scratch_folder(tmp_path, make_config, capsys):
+    cfg = make_config()
+    out = tmp_path / "segmented"
+    assert STAGE0.main([str(MANUSCRIPT), "--config", str(cfg), "--out", str(out)]) == 0
+    files = chunk_files(out)
+    assert 6 <= len(files) <= 14
+    manifest = assert_conserved(out, read_manuscript(MANUSCRIPT).body)
+    assert all(200 <= c["tokens"] <= 3000 for c in manifest["chunks"])
+    assert (out / "segment_report.md").read_text().count("| chunk_") == len(files)
+    # a rerun gives identical files and needs no --force
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert STAGE0.main([str(MANUSCRIPT), "--config", str(cfg), "--out", str(out)]) == 0
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    # stage 1 takes the folder as it is
+    stage1 = load_script(FT / "training" / "1_prepare_data.py")
+    assert stage1.main(["--config", str(cfg), "--book", str(out), "--dry-run"]) == 0
+
+
+def test_refuses_a_folder_of_hand_curated_chunks(book_copy, make_config, capsys):
+    before = {p.name: p.read_bytes() for p in book_copy.rglob("*") if p.is_file()}
+    code = STAGE0.main([str(MANUSCRIPT), "--config", str(make_config()), "--out", str(book_copy)])
+    err = capsys.readouterr().err
+    assert code == 2 and "already holds chunk files" in err and "--force" in err
+    assert "Traceback" not in err
+    assert {p.name: p.read_bytes() for p in book_copy.rglob("*") if p.is_file()} == before
+
+
+def test_force_moves_old_chunks_into_backup(book_copy, make_config):
+    old = {p.name for p in chunk_files(book_copy)}
+    assert STAGE0.main([str(MANUSCRIPT), "--config", str(make_config()), "--out", str(book_copy),
+                        "--force"]) == 0
+    assert old <= {p.name for p in (book_copy / "backup").iterdir()}
+
+
+def test_generated_novel_one_paragraph_per_line_never_crosses_a_chapter(tmp_path, make_config):
+    rng = random.Random(3)
+    words = "the sea wind house road lamp bread salt rope night morning boat".split()
+    lines = []
+    for ch in range(1, 5):
+        lines.append(f"Chapter {ch}")
+        for scene in range(3):
+            if scene:
+                lines.append("***")
+            for _ in range(rng.randint(4, 30)):
+                if rng.random() < 0.4:
+                    lines.append(f"'{' '.join(rng.choices(words, k=8)).capitalize()},' said Ann. "
+                                 f"'Don't you {rng.choice(words)}?'")
+                else:
+                    lines.append(" ".join(rng.choices(words, k=60)).capitalize() + ".")
+    src = tmp_path / "novel.md"
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    cfg = make_config({"segment_max_tokens": 1200, "segment_min_tokens": 300})
+    assert STAGE0.main([str(src), "--config", str(cfg), "--out", str(out)]) == 0
+    manifest = assert_conserved(out, read_manuscript(src).body)
+    for c in manifest["chunks"]:
+        text = (out / c["file"]).read_text(encoding="utf-8")
+        assert "Chapter " not in text and "***" not in text
+        assert c["tokens"] <= 1200
+        assert c["file"].startswith("chunk_") and "_ch0" in c["file"]
+
+
+# --- bad input ----------------------------------------------------------------------
+
+def test_empty_manuscript(tmp_path, make_config, capsys):
+    src = tmp_path / "empty.txt"
+    src.write_text("\n\n  \n", encoding="utf-8")
+    assert STAGE0.main([str(src), "--config", str(make_config()), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "empty" in err and str(src) in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_docx_that_is_not_a_word_file(tmp_path, make_config, capsys):
+    src = tmp_path / "novel.docx"
+    src.write_text("just text, renamed", encoding="utf-8")
+    assert STAGE0.main([str(src), "--config", str(make_config()), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "not a Word .docx file" in err and "Save As" in err and "Traceback" not in err
+
+
+def test_docx_keeps_italics_and_headings(tmp_path):
+    import docx
+    doc = docx.Document()
+    doc.add_heading("Chapter 1", level=1)
+    p = doc.add_paragraph("She read ")
+    p.add_run("The Odyssey").italic = True
+    p.add_run(" twice.")
+    doc.add_paragraph("It took all winter.")
+    doc.add_paragraph("Nobody asked her why.")
+    doc.add_paragraph("")
+    doc.add_paragraph("Morning came.")
+    src = tmp_path / "novel.docx"
+    doc.save(src)
+    body = read_manuscript(src).body
+    assert body == ("# Chapter 1\nShe read *The Odyssey* twice.\nIt took all winter.\n"
+                    "Nobody asked her why.\n\nMorning came.")
+    st = analyse(body)
+    assert [t for _, t in st.chapters] == ["# Chapter 1"]
+    assert [s.reason for s in st.sections][1] == "scene break: 1 blank line(s)"
+
+
+def test_no_headings_no_breaks_falls_back_to_paragraph_scoring(tmp_path, make_config, capsys):
+    rng = random.Random(5)
+    words = "harbour lamp bread salt rope gull tide net mast oar cabin deck".split()
+    paras = [" ".join(rng.choices(words, k=70)).capitalize() + "." for _ in range(40)]
+    paras[20] = "That night the storm came in from the north. " + paras[20]
+    src = tmp_path / "plain.txt"
+    src.write_text("\n\n".join(paras) + "\n", encoding="utf-8")
+    cfg = make_config({"segment_max_tokens": 2000, "segment_min_tokens": 200})
+    out = tmp_path / "o"
+    assert STAGE0.main([str(src), "--config", str(cfg), "--out", str(out)]) == 0
+    assert "no chapter headings and no scene breaks" in capsys.readouterr().out
+    manifest = assert_conserved(out, read_manuscript(src).body)
+    assert len(manifest["chunks"]) >= 2 and all(c["tokens"] <= 2000 for c in manifest["chunks"])
+
+
+def test_single_huge_paragraph_is_cut_at_sentence_ends_as_a_last_resort(tmp_path, make_config, capsys):
+    rng = random.Random(9)
+    words = "stone river bell window orchard candle letter winter field".split()
+    sentences = [" ".join(rng.choices(words, k=19)).capitalize() + "." for _ in range(1050)]
+    src = tmp_path / "one.txt"
+    src.write_text(" ".join(sentences) + "\n", encoding="utf-8")  # ~20,000 words, one paragraph
+    out = tmp_path / "o"
+    assert STAGE0.main([str(src), "--config", str(make_config()), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "LAST RESORT" in printed and "inside a paragraph" in printed
+    manifest = assert_conserved(out, read_manuscript(src).body)
+    for c in manifest["chunks"]:
+        assert c["tokens"] <= 3000
+        assert (out / c["file"]).read_text().rstrip().endswith(".")
+
+
+# --- the splitter -------------------------------------------------------------------
+
+def test_split_dry_run_then_apply_then_rerun(book_copy, make_config, capsys):
+    cfg = str(make_config())
+    original = (book_copy / "chunk_004_the_long_walk.txt").read_bytes()
+    before = {p.name: p.read_bytes() for p in book_copy.rglob("*") if p.is_file()}
+    args = ["--config", cfg, "--book", str(book_copy), "--limit", "3000"]
+    assert SPLIT.main(args + ["--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "scene break '* * *'" in out and "✂" in out and "| original chunk |" in out
+    assert {p.name: p.read_bytes() for p in book_copy.rglob("*") if p.is_file()} == before
+    assert SPLIT.main(args) == 0
+    parts = sorted(book_copy.glob("chunk_004?_*.txt"))
+    assert [p.name for p in parts] == ["chunk_004a_the_long_walk.txt", "chunk_004b_the_long_walk.txt"]
+    assert b"".join(p.read_bytes() for p in parts) == original
+    assert (book_copy / "backup" / "chunk_004_the_long_walk.txt").read_bytes() == original
+    assert not (book_copy / "chunk_004_the_long_walk.txt").exists()
+    after = {p.name: p.read_bytes() for p in book_copy.rglob("*") if p.is_file()}
+    assert SPLIT.main(args) == 0  # already split: nothing to do
+    assert "nothing to split" in capsys.readouterr().out
+    assert {p.name: p.read_bytes() for p in book_copy.rglob("*") if p.is_file()} == after
+
+
+def test_split_never_overwrites_a_backup(book_copy, make_config, capsys):
+    (book_copy / "backup" / "chunk_004_the_long_walk.txt").write_text("an older copy")
+    before = {p.name: p.read_bytes() for p in book_copy.rglob("*") if p.is_file()}
+    code = SPLIT.main(["--config", str(make_config()), "--book", str(book_copy), "--limit", "3000"])
+    err = capsys.readouterr().err
+    assert code == 2 and "never overwritten" in err and "nothing was changed" in err
+    assert {p.name: p.read_bytes() for p in book_copy.rglob("*") if p.is_file()} == before
+
+
+def test_stage1_names_the_split_command(book_copy, make_config, capsys):
+    stage1 = load_script(FT / "training" / "1_prepare_data.py")
+    assert stage1.main(["--config", str(make_config(sequence_len=3000)), "--book", str(book_copy),
+                        "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "split_oversized_chunks.py" in err and "--dry-run" in err and str(book_copy.name) in err
+
+
+def test_splitter_finds_a_removed_chapter_heading():
+    """Two chapters of A Study in Scarlet joined without their heading: one cut, on the seam."""
+    ms = read_manuscript(CORPUS / "doyle_a_study_in_scarlet.txt")
+    st = analyse(ms.body)
+    spans = {}
+    for s in st.sections:
+        a, b = spans.get(s.chapter, (s.start, s.end))
+        spans[s.chapter] = (min(a, s.start), max(b, s.end))
+    n = [k for k, t in st.chapters if t.endswith("THE SCIENCE OF DEDUCTION.")][0]
+    first, second = ms.body[slice(*spans[n - 1])], ms.body[slice(*spans[n])]
+    text = first + "\n\n" + second
+    cut = plan(len(text), candidates(text), lambda a, b: 0, n_parts=2)
+    assert len(cut) == 1 and cut[0].offset == len(first) + 2
+    assert len(units(text)) > 50
