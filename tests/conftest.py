@@ -83,3 +83,62 @@ def hf_tokenizer():
     """transformers' own tokenizer for the small model: the reference our counts must match."""
     from transformers import AutoTokenizer
     return AutoTokenizer.from_pretrained(SMOL)
+
+
+def llama_like_model(dest: Path) -> Path:
+    """SmolLM2 with a tokenizer that, like Llama 3's, adds a BOS token itself: with
+    the `llama3` template (which writes bos_token too) and an end-of-turn token the
+    vocabulary lacks (Axolotl adds it), a double BOS or a miscounted added token
+    would show up as a count that differs from Axolotl's."""
+    from tokenizers import Tokenizer
+    from tokenizers.processors import TemplateProcessing
+
+    dest.mkdir()
+    for f in SMOL.iterdir():
+        if f.name == "model.safetensors":
+            (dest / f.name).symlink_to(f)
+        else:
+            shutil.copy(f, dest / f.name)
+    tok = Tokenizer.from_file(str(dest / "tokenizer.json"))
+    tok.post_processor = TemplateProcessing(single="<|im_start|> $A", pair="<|im_start|> $A $B",
+                                            special_tokens=[("<|im_start|>", 1)])
+    tok.save(str(dest / "tokenizer.json"))
+    return dest
+
+
+def build_tiny_base(folder):
+    """A 2-layer Llama with SmolLM2's tokenizer (so templates and ids are real)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=49152, hidden_size=64, intermediate_size=128,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=512, tie_word_embeddings=True,
+                         bos_token_id=1, eos_token_id=2)
+    model = LlamaForCausalLM(config).to(torch.bfloat16)
+    model.save_pretrained(folder)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(SMOL / name, folder / name)
+
+
+def build_adapter(base_dir, folder, seed):
+    """A LoRA adapter with random A and B (as if trained), saved by PEFT."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(str(base_dir))
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj",
+                                                         "gate_proj", "up_proj", "down_proj"],
+                      init_lora_weights=False)
+    peft_model = get_peft_model(model, lora)
+    peft_model.save_pretrained(folder)
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    build_tiny_base(root / "base")
+    build_adapter(root / "base", root / "adapter", seed=1)
+    build_adapter(root / "base", root / "other_adapter", seed=2)
+    return root

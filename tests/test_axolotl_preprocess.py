@@ -2,7 +2,6 @@
 on CPU with the small model, offline. Its token counts must equal ours, and only
 the assistant's tokens (plus the end-of-turn token) may carry labels."""
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,33 +9,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import FT, SMOL
+from conftest import FT, llama_like_model
 from styletune.config import effective_yaml, load_config
 from styletune.stage1 import prepare
 from styletune.stage1_cli import planned_outputs, write_outputs
 
 pytestmark = pytest.mark.slow
-
-
-def llama_like_model(dest: Path) -> Path:
-    """SmolLM2 with a tokenizer that, like Llama 3's, adds a BOS token itself: with
-    the `llama3` template (which writes bos_token too) and an end-of-turn token the
-    vocabulary lacks (Axolotl adds it), a double BOS or a miscounted added token
-    would show up as a count that differs from Axolotl's."""
-    from tokenizers import Tokenizer
-    from tokenizers.processors import TemplateProcessing
-
-    dest.mkdir()
-    for f in SMOL.iterdir():
-        if f.name == "model.safetensors":
-            (dest / f.name).symlink_to(f)
-        else:
-            shutil.copy(f, dest / f.name)
-    tok = Tokenizer.from_file(str(dest / "tokenizer.json"))
-    tok.post_processor = TemplateProcessing(single="<|im_start|> $A", pair="<|im_start|> $A $B",
-                                            special_tokens=[("<|im_start|>", 1)])
-    tok.save(str(dest / "tokenizer.json"))
-    return dest
 
 
 SETUPS = {

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import FT, SMOL, load_script
+from conftest import FT, load_script
 from styletune import merge
 from styletune.config import load_config
 
@@ -82,44 +82,6 @@ def test_no_adapter_names_stage_2(tmp_path, capsys):
 
 
 # --- a real merge: tiny random Llama, real PEFT adapter --------------------------------
-
-def build_tiny_base(folder):
-    """A 2-layer Llama with SmolLM2's tokenizer (so templates and ids are real)."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=49152, hidden_size=64, intermediate_size=128,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=512, tie_word_embeddings=True,
-                         bos_token_id=1, eos_token_id=2)
-    model = LlamaForCausalLM(config).to(torch.bfloat16)
-    model.save_pretrained(folder)
-    for name in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copy(SMOL / name, folder / name)
-
-
-def build_adapter(base_dir, folder, seed):
-    """A LoRA adapter with random A and B (as if trained), saved by PEFT."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_pretrained(str(base_dir))
-    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj",
-                                                         "gate_proj", "up_proj", "down_proj"],
-                      init_lora_weights=False)
-    peft_model = get_peft_model(model, lora)
-    peft_model.save_pretrained(folder)
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny")
-    build_tiny_base(root / "base")
-    build_adapter(root / "base", root / "adapter", seed=1)
-    build_adapter(root / "base", root / "other_adapter", seed=2)
-    return root
-
 
 def tiny_config(make_config, tiny, tmp_path, **pipeline):
     return make_config({"merged_dir": str(tmp_path / "merged"), **pipeline},

@@ -236,8 +236,9 @@ def load_tokenizer(cfg, adapter: Path):
     source = next((p for p in (adapter, adapter.parent) if (p / "tokenizer.json").is_file()),
                   cfg.base_model)
     tok = AutoTokenizer.from_pretrained(str(source))
-    for name, value in (cfg.data.get("special_tokens") or {}).items():
-        setattr(tok, name, value)
+    # As Axolotl does before training: a token the vocabulary lacks is added.
+    tok.add_special_tokens({k: v for k, v in (cfg.data.get("special_tokens") or {}).items()
+                            if isinstance(v, str)})
     tok.chat_template = training_template(cfg)
     return tok
 

@@ -1,0 +1,202 @@
+"""Stage 5: the files that put the model in Continue, and template parity: what
+Ollama (its TEMPLATE, evaluated by a port of Go's text/template and Ollama's
+collation) and vLLM (the merged folder's chat_template.jinja) render must be
+what Axolotl rendered in training, text and token ids."""
+import json
+import re
+
+import pytest
+import yaml
+
+from conftest import FT, SAMPLE_BOOK, load_script, llama_like_model
+from styletune import merge, serving
+from styletune.config import load_config
+from styletune.gotemplate import render_ollama
+
+SCRIPT = load_script(FT / "training" / "5_configure_continue.py")
+MERGE = load_script(FT / "training" / "3_merge_adapter.py")
+
+PASSAGE = (SAMPLE_BOOK / "chunk_002_the_infirmary.txt").read_text(encoding="utf-8").split("\n\n")
+CONVERSATIONS = {
+    "user only (the training format)": [{"role": "user", "content": PASSAGE[0]}],
+    "system + user": [{"role": "system", "content": "You continue the author's novel."},
+                      {"role": "user", "content": PASSAGE[1]}],
+    "multi-turn": [{"role": "system", "content": "Continue the manuscript."},
+                   {"role": "user", "content": PASSAGE[0]},
+                   {"role": "assistant", "content": PASSAGE[1] + "\n\n" + PASSAGE[2]},
+                   {"role": "user", "content": "“Again,” she said. ‘Once more — from the top.’"}],
+}
+
+
+def test_go_template_port_matches_ollamas_own_test_case():
+    # Ollama's template_test.go, TestExecuteWithMessages, "chatml" / "messages".
+    template = ("\n{{- range $index, $_ := .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}"
+                "<|im_end|>\n{{ end }}<|im_start|>assistant\n")
+    messages = [{"role": "system", "content": "You are a helpful assistant!"},
+                {"role": "user", "content": "Hello friend!"},
+                {"role": "assistant", "content": "Hello human!"},
+                {"role": "user", "content": "What is your name?"}]
+    assert render_ollama(template, messages) == (
+        "<|im_start|>system\nYou are a helpful assistant!<|im_end|>\n<|im_start|>user\nHello friend!"
+        "<|im_end|>\n<|im_start|>assistant\nHello human!<|im_end|>\n<|im_start|>user\n"
+        "What is your name?<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_go_template_port_trim_markers_conditionals_and_collation():
+    assert render_ollama("a  \n{{- .System -}}  \n b", [{"role": "system", "content": "S"}]) == "aSb"
+    assert render_ollama("{{ if .System }}yes{{ else }}no{{ end }}", [{"role": "user", "content": "u"}]) == "no"
+    # Ollama merges consecutive messages of one role with a blank line
+    two_users = [{"role": "user", "content": "A"}, {"role": "user", "content": "B"}]
+    assert render_ollama("{{ range .Messages }}[{{ .Content }}]{{ end }}", two_users) == "[A\n\nB]"
+    with pytest.raises(ValueError, match="not supported"):
+        render_ollama('{{ if eq .Role "user" }}x{{ end }}', two_users)
+
+
+def axolotl_rendering(tok, name, conversation):
+    """Axolotl's template, applied the way Axolotl's chat_template strategy applies it."""
+    from axolotl.utils.chat_templates import get_chat_template
+    template = get_chat_template(name)
+    text = tok.apply_chat_template(conversation, chat_template=template, tokenize=False,
+                                   add_generation_prompt=True)
+    ids = tok.apply_chat_template(conversation, chat_template=template, tokenize=True,
+                                  add_generation_prompt=True, return_dict=False)
+    return text, list(ids["input_ids"] if isinstance(ids, dict) else ids)
+
+
+def modelfile_template(path):
+    return re.search(r'^TEMPLATE """(.*?)"""$', path.read_text(), re.S | re.M).group(1)
+
+
+@pytest.fixture(scope="module", params=["chatml", "llama3"])
+def served(request, tmp_path_factory, tiny):
+    """A merged tiny model (tokenizer and template as for chatml/SmolLM2 or a
+    Llama-3-like tokenizer that adds BOS itself) and stage 5's files for it."""
+    from conftest import write_config
+    tmp = tmp_path_factory.mktemp(request.param)
+    top = {"base_model": str(tiny / "base"), "output_dir": str(tiny / "adapter")}
+    if request.param == "llama3":
+        base = llama_like_model(tmp / "llama_like")
+        for f in (tiny / "base").iterdir():
+            if f.name.startswith(("model", "config")):
+                (base / f.name).unlink(missing_ok=True)
+                (base / f.name).symlink_to(f)
+        top = {"base_model": str(base), "output_dir": str(tiny / "adapter"), "chat_template": "llama3",
+               "special_tokens": {"pad_token": "<|im_end|>", "eos_token": "<|eot_id|>"}}
+    cfg_path = write_config(tmp, {"merged_dir": str(tmp / "merged"), "serve_dir": str(tmp / "serve"),
+                                  "merged_dtype": "bfloat16"}, **top)
+    cfg = load_config(cfg_path)
+    if request.param == "llama3":
+        # What stage 3 writes for rendering (tokenizer, template, manifest): the
+        # tiny adapter was trained on another vocabulary, so no weights are merged.
+        tok = merge.load_tokenizer(cfg, tmp / "no_adapter")
+        tok.save_pretrained(tmp / "merged")
+        (tmp / "merged" / merge.MANIFEST).write_text(json.dumps({"chat_template": "llama3",
+                                                                 "eos_token": tok.eos_token}))
+    else:
+        assert MERGE.main(["--config", str(cfg_path), "--auto"]) == 0
+    assert SCRIPT.main(["--config", str(cfg_path)]) == 0
+    from transformers import AutoTokenizer
+    return request.param, cfg, AutoTokenizer.from_pretrained(str(tmp / "merged"))
+
+
+@pytest.mark.parametrize("case", list(CONVERSATIONS))
+def test_ollama_and_vllm_render_what_training_rendered(served, case):
+    name, cfg, tok = served
+    conversation = CONVERSATIONS[case]
+    train_text, train_ids = axolotl_rendering(tok, name, conversation)
+
+    # Ollama: the Modelfile's TEMPLATE; its tokenizer adds BOS where the model wants one.
+    ollama_text = render_ollama(modelfile_template(cfg.pipeline.serve_dir / "Modelfile"), conversation)
+    ollama_ids = tok(ollama_text, add_special_tokens=True)["input_ids"]
+    bos = tok.bos_token if name == "llama3" else ""
+    assert bos + ollama_text == train_text
+    assert ollama_ids == train_ids
+
+    # vLLM: the merged folder's chat_template.jinja, prompt tokenised without added specials.
+    jinja = (cfg.pipeline.merged_dir / "chat_template.jinja").read_text()
+    vllm_text = tok.apply_chat_template(conversation, chat_template=jinja, tokenize=False,
+                                        add_generation_prompt=True)
+    assert vllm_text == train_text
+    assert tok(vllm_text, add_special_tokens=False)["input_ids"] == train_ids
+    assert f"--chat-template {cfg.pipeline.merged_dir / 'chat_template.jinja'}" in \
+        (cfg.pipeline.serve_dir / "SERVE.md").read_text()
+
+
+def test_llama3_ollama_cannot_trim_edge_whitespace(served):
+    """Go templates have no trim: where the writer's text ends in whitespace, Ollama
+    sends it and Axolotl's llama3 template (and so vLLM) strips it. The only difference."""
+    name, cfg, tok = served
+    conversation = [{"role": "user", "content": PASSAGE[0] + "\n"}]
+    train_text, _ = axolotl_rendering(tok, name, conversation)
+    ollama_text = render_ollama(modelfile_template(cfg.pipeline.serve_dir / "Modelfile"), conversation)
+    stripped = render_ollama(modelfile_template(cfg.pipeline.serve_dir / "Modelfile"),
+                             [{"role": "user", "content": PASSAGE[0]}])
+    if name == "llama3":
+        assert tok.bos_token + ollama_text != train_text
+        assert tok.bos_token + stripped == train_text
+    else:  # chatml does not trim either: identical
+        assert ollama_text == train_text
+
+
+def test_files_name_the_model_stop_tokens_and_sampling(served):
+    name, cfg, tok = served
+    serve = cfg.pipeline.serve_dir
+    modelfile = (serve / "Modelfile").read_text()
+    assert f"FROM {cfg.pipeline.merged_dir}\n" in modelfile
+    assert f'PARAMETER stop "{tok.eos_token}"' in modelfile
+    assert f"PARAMETER num_ctx {cfg.pipeline.serve_context_length}" in modelfile
+    assert "PARAMETER temperature 0.8" in modelfile
+    continue_cfg = yaml.safe_load((serve / "continue" / "config.yaml").read_text())
+    assert continue_cfg["schema"] == "v1"
+    (entry,) = continue_cfg["models"]
+    assert entry["provider"] == "ollama" and entry["model"] == cfg.pipeline.serve_model_name
+    assert entry["defaultCompletionOptions"]["stop"][0] == tok.eos_token
+    assert entry["chatOptions"]["baseSystemMessage"]          # Continue's coding prompt replaced
+    assert "{{{prefix}}}" in entry["promptTemplates"]["autocomplete"]
+    rules = (serve / "continue" / "rules" / "scifi_writer.md").read_text()
+    assert rules == (FT / "configs" / "prompts" / "scifi_writer.md").read_text()
+    assert f"ollama create {cfg.pipeline.serve_model_name} -f {serve / 'Modelfile'}" in \
+        (serve / "SERVE.md").read_text()
+
+
+def test_install_merges_into_an_existing_continue_config_with_a_backup(served, tmp_path, capsys):
+    name, cfg, tok = served
+    home = tmp_path / ".continue"
+    home.mkdir()
+    original = ("# my settings\nname: Mine\nversion: 1.0.0\nschema: v1\nmodels:\n"
+                "  - name: Other\n    provider: openai\n    model: gpt-4o\n"
+                "rules:\n  - Be brief\n")
+    (home / "config.yaml").write_text(original)
+    args = ["--config", str(cfg.path), "--install", "--continue-dir", str(home)]
+    assert SCRIPT.main(args + ["--force"]) == 0
+    merged = yaml.safe_load((home / "config.yaml").read_text())
+    assert [m["name"] for m in merged["models"]] == ["Other", f"{cfg.pipeline.serve_model_name} (your voice)"]
+    assert merged["rules"] == ["Be brief"] and merged["name"] == "Mine"
+    (backup,) = home.glob("config.yaml.bak-*")
+    assert backup.read_text() == original
+    assert (home / "rules" / "scifi_writer.md").is_file()
+    # rerun: same entry replaced, not duplicated; nothing to back up
+    assert SCRIPT.main(args) == 0
+    assert len(yaml.safe_load((home / "config.yaml").read_text())["models"]) == 2
+    assert len(list(home.glob("config.yaml.bak-*"))) == 1
+    assert "unchanged" in capsys.readouterr().out
+
+
+def test_broken_continue_config_is_left_alone(served, tmp_path, capsys):
+    name, cfg, tok = served
+    home = tmp_path / ".continue"
+    home.mkdir()
+    (home / "config.yaml").write_text("models: [unclosed\n")
+    assert SCRIPT.main(["--config", str(cfg.path), "--install", "--continue-dir", str(home)]) == 2
+    assert "not valid YAML" in capsys.readouterr().err
+    assert (home / "config.yaml").read_text() == "models: [unclosed\n"
+    assert not list(home.glob("*.bak-*"))
+
+
+def test_stage_5_needs_a_merged_model_and_explains_gguf(make_config, tmp_path, capsys, monkeypatch):
+    cfg = make_config({"merged_dir": str(tmp_path / "none"), "serve_dir": str(tmp_path / "serve")})
+    assert SCRIPT.main(["--config", str(cfg)]) == 2
+    assert "run 3_merge_adapter.py --auto first" in capsys.readouterr().err
+    monkeypatch.delenv("LLAMA_CPP_DIR", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert serving.find_gguf_converter() is None
