@@ -10,4 +10,8 @@ stage1      stage 1 end to end (stage1_cli: what the script prints and writes)
 report      stage 1's tables and histogram
 train_prep  stage 2's preflight checks and plan
 corpus      public-domain novels as benchmark and test input
+segment     stage 0: a manuscript's chapters, scenes and paragraphs, and its chunks (segment_cli: the script)
+docx_reader a Word manuscript as text (italics as *...*, heading styles as #)
+split_chunks  scored paragraph cuts that make a passage fit, with stage 1's exact example count
+split_cli   split_oversized_chunks.py: a/b parts, original into backup/
 """
