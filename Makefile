@@ -1,4 +1,4 @@
-# make demo   - stages 1-2 on the embedded sample book with the small local model, on CPU
+# make demo   - every built stage on the embedded sample book with the small local model, on CPU
 # make test   - the test suite (CPU; GPU tests skip and say so)
 # make install / make model - the virtual environment / the rehearsal model
 VENV ?= $(HOME)/.venvs/finetune
@@ -37,6 +37,13 @@ demo: $(MODEL)
 	rm -rf fine-tuning/outputs/rehearsal/adapter
 	$(OFFLINE) VENV=$(VENV) fine-tuning/training/2_train_lora.sh \
 		--config fine-tuning/configs/cpu_rehearsal.yaml
+	$(OFFLINE) $(PY) fine-tuning/training/3_merge_adapter.py --auto --force \
+		--config fine-tuning/configs/cpu_rehearsal.yaml
+	$(OFFLINE) $(PY) fine-tuning/training/5_configure_continue.py --force \
+		--config fine-tuning/configs/cpu_rehearsal.yaml
+	@echo
+	@echo "demo done. Merged model: fine-tuning/outputs/rehearsal/merged/"
+	@echo "Ollama Modelfile, Continue config and serve commands: fine-tuning/outputs/rehearsal/serve/ (see SERVE.md there)"
 
 test: $(MODEL)
 	$(OFFLINE) $(PY) -m pytest tests
