@@ -83,6 +83,11 @@ def test_no_adapter_names_stage_2(tmp_path, capsys):
 
 # --- a real merge: tiny random Llama, real PEFT adapter --------------------------------
 
+def folder_hashes(folder):
+    from styletune.fileio import sha256_bytes
+    return {p.name: sha256_bytes(p.read_bytes()) for p in sorted(folder.iterdir())}
+
+
 def tiny_config(make_config, tiny, tmp_path, **pipeline):
     return make_config({"merged_dir": str(tmp_path / "merged"), **pipeline},
                        base_model=str(tiny / "base"), output_dir=str(tiny / "adapter"))
@@ -109,11 +114,11 @@ def test_tiny_merge_verifies_writes_and_reruns_identically(make_config, tiny, tm
     # The template training rendered travels with the model.
     assert "<|im_start|>" in (merged / "chat_template.jinja").read_text()
 
-    before = merge.folder_hashes(merged)
+    before = folder_hashes(merged)
     assert SCRIPT.main(["--config", str(cfg), "--auto"]) == 2
     assert "already exists: add --force" in capsys.readouterr().err
     assert SCRIPT.main(["--config", str(cfg), "--auto", "--force"]) == 0
-    assert merge.folder_hashes(merged) == before
+    assert folder_hashes(merged) == before
     assert not merged.with_name("merged.partial").exists()
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from . import paths
 from .errors import UserError
+from .fileio import sha256_bytes, write_atomic
 
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 ADAPTER_FILE = "adapter_model.safetensors"
@@ -341,11 +342,6 @@ def generation_config(cfg, tok, base_model: str):
     return gen
 
 
-def folder_hashes(folder: Path) -> dict:
-    from .fileio import sha256_bytes
-    return {p.name: sha256_bytes(p.read_bytes()) for p in sorted(folder.iterdir()) if p.is_file()}
-
-
 def merge(cfg, choice: AdapterChoice, out: Path, device: str, dtype: str, say=print) -> dict:
     """Merge into out.partial, verify it, then move it into place. Returns the manifest."""
     import gc
@@ -393,7 +389,7 @@ def merge(cfg, choice: AdapterChoice, out: Path, device: str, dtype: str, say=pr
         "base_model": cfg.data["base_model"],
         "adapter": paths.shown(choice.path), "adapter_choice": choice.reason,
         "checkpoint_step": choice.step, "validation_loss": choice.eval_loss,
-        "adapter_sha256": folder_hashes(choice.path).get(ADAPTER_FILE),
+        "adapter_sha256": sha256_bytes((choice.path / ADAPTER_FILE).read_bytes()),
         "merge_method": ("QLoRA: base loaded in NF4 as in training (bitsandbytes), dequantised, "
                          "adapter added" if quantized else "LoRA: adapter added to the unquantised base"),
         "chat_template": cfg.chat_template, "eos_token": tok.eos_token,
@@ -402,7 +398,6 @@ def merge(cfg, choice: AdapterChoice, out: Path, device: str, dtype: str, say=pr
                          "probe_tokens": sum(p.shape[1] for p in probes)},
         "config": paths.shown(cfg.path), "config_sha256": cfg.sha256(),
     }
-    from .fileio import write_atomic
     write_atomic(partial / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
     say(f"verify: {verdict.line()}")
     if not verdict.passed:
