@@ -41,8 +41,14 @@ PIPELINE_DEFAULTS = {
                  "repeat_penalty": 1.05, "max_tokens": 400},
     "segment_min_tokens": 600,
     "segment_max_tokens": 3000,
+    "evaluation": {"report_dir": "outputs/style_report", "generation_tokens": 200,
+                   "prompts_per_chunk": 8, "prompt_words": 120, "train_prompts": 8,
+                   "train_examples_for_gap": 3, "mfw": 300, "segment_words": 500,
+                   "bootstrap": 1000, "seed": 42, "ppl_ratio_target": 0.8,
+                   "overfit_gap": 1.5, "memorisation_margin": 0.02},
 }
 SAMPLING_KEYS = ("temperature", "top_p", "min_p", "repeat_penalty", "max_tokens")
+EVALUATION_KEYS = tuple(PIPELINE_DEFAULTS["evaluation"])
 
 
 def merge(base, overlay):
@@ -99,6 +105,7 @@ class Pipeline:
     system_prompt_file: Path
     serve_context_length: int
     sampling: dict
+    evaluation: dict
     segment_min_tokens: int
     segment_max_tokens: int
 
@@ -191,6 +198,10 @@ _PIPELINE_TYPES = {
     "sampling": (lambda v: isinstance(v, dict) and set(v) <= set(SAMPLING_KEYS)
                  and all(map(_is_number, v.values())),
                  f"a mapping with numbers for some of {', '.join(SAMPLING_KEYS)}"),
+    "evaluation": (lambda v: isinstance(v, dict) and set(v) <= set(EVALUATION_KEYS)
+                   and all(_is_number(x) for k, x in v.items() if k != "report_dir")
+                   and isinstance(v.get("report_dir", ""), str),
+                   f"a mapping with some of {', '.join(EVALUATION_KEYS)} (numbers; report_dir a path)"),
     "segment_min_tokens": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
                            "a whole number of tokens, 0 or more"),
     "segment_max_tokens": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 200,
@@ -232,6 +243,9 @@ def _parse_pipeline(path, block) -> Pipeline:
         system_prompt_file=paths.resolve(s["system_prompt_file"]),
         serve_context_length=s["serve_context_length"],
         sampling={**PIPELINE_DEFAULTS["sampling"], **s["sampling"]},
+        evaluation={**PIPELINE_DEFAULTS["evaluation"], **s["evaluation"],
+                    "report_dir": paths.resolve(s["evaluation"].get(
+                        "report_dir", PIPELINE_DEFAULTS["evaluation"]["report_dir"]))},
         segment_min_tokens=s["segment_min_tokens"],
         segment_max_tokens=s["segment_max_tokens"],
     )
