@@ -31,6 +31,11 @@ $(MODEL): $(STAMP) fine-tuning/training/prepare_rehearsal_model.py
 	$(OFFLINE) $(PY) fine-tuning/training/prepare_rehearsal_model.py --force
 
 demo: $(MODEL)
+	# stage 0 cuts the sample manuscript into a scratch folder (the curated chunks stay as they are)
+	rm -rf fine-tuning/outputs/rehearsal/segmented
+	$(OFFLINE) $(PY) fine-tuning/training/0_segment_manuscript.py \
+		fine-tuning/data/raw/the_quiet_orbit/the_quiet_orbit_full_manuscript.txt \
+		--config fine-tuning/configs/cpu_rehearsal.yaml --out fine-tuning/outputs/rehearsal/segmented
 	$(OFFLINE) $(PY) fine-tuning/training/1_prepare_data.py \
 		--config fine-tuning/configs/cpu_rehearsal.yaml --force --preview 1
 	# a fresh rehearsal adapter each time (stage 2 refuses to mix runs without --resume)
@@ -42,7 +47,8 @@ demo: $(MODEL)
 	$(OFFLINE) $(PY) fine-tuning/training/5_configure_continue.py --force \
 		--config fine-tuning/configs/cpu_rehearsal.yaml
 	@echo
-	@echo "demo done. Merged model: fine-tuning/outputs/rehearsal/merged/"
+	@echo "demo done. Stage 0's chunks of the manuscript: fine-tuning/outputs/rehearsal/segmented/"
+	@echo "Merged model: fine-tuning/outputs/rehearsal/merged/"
 	@echo "Ollama Modelfile, Continue config and serve commands: fine-tuning/outputs/rehearsal/serve/ (see SERVE.md there)"
 
 test: $(MODEL)

@@ -49,7 +49,9 @@ def write_config(tmp_path: Path, pipeline=None, **top) -> Path:
         "dataset_prepared_path": str(out / "prepared"),
         "output_dir": str(out / "adapter"),
         "style_pipeline": {"report_dir": str(out / "report"), "book_dir": str(SAMPLE_BOOK),
-                           "log_dir": str(out / "logs"),
+                           "log_dir": str(out / "logs"), "merged_dir": str(out / "merged"),
+                           "serve_dir": str(out / "serve"),
+                           "evaluation": {"report_dir": str(out / "style_report")},
                            **(pipeline or {})},
         **top,
     }
