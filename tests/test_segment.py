@@ -269,3 +269,40 @@ def test_splitter_finds_a_removed_chapter_heading():
     cut = plan(len(text), candidates(text), lambda a, b: 0, n_parts=2)
     assert len(cut) == 1 and cut[0].offset == len(first) + 2
     assert len(units(text)) > 50
+
+
+def test_textiling_depth_finds_a_change_of_subject_without_other_cues():
+    """Two subjects, no time phrase, no capitals, no dialogue: the lexical signals alone
+    put the cut where the vocabulary changes."""
+    sea = ["The fishermen mended nets on the harbour wall while gulls circled the boats.",
+           "Tides pulled the boats against the harbour ropes, and the nets dried in salt wind.",
+           "Old fishermen counted the catch beside the boats and cursed the gulls and tides."]
+    farm = ["Wheat stood high in the valley fields, and the farmer walked the furrows with his dog.",
+            "Barley and wheat ripened under the orchard hill; the farmer's plough rusted in the barn.",
+            "The dog chased crows across the wheat fields until the farmer whistled from the barn."]
+    paras = [sea[i % 3] + " " + sea[(i + 1) % 3] for i in range(6)] + \
+            [farm[i % 3] + " " + farm[(i + 1) % 3] for i in range(6)]
+    text = "\n\n".join(paras)
+    cut = plan(len(text), candidates(text), lambda a, b: 0, n_parts=2)
+    assert cut[0].offset == text.index(paras[6])
+    assert any("vocabulary" in s for s in cut[0].signals)
+
+
+def test_opening_cues_continuation_dialogue_and_headings():
+    """A paragraph opening with 'He' or with a line of dialogue continues the scene; a
+    paragraph in capitals only is a title left in the text."""
+    filler = "The road ran on between the hedges and the light failed slowly over the hills."
+    text = "\n\n".join([filler, "He stopped at the gate. " + filler, "“Who is there?” " + filler,
+                        "OLIVER WALKS TO LONDON.", "The town was quiet. " + filler])
+    feats = {text[c.offset:c.offset + 6]: c.features for c in candidates(text)}
+    assert feats["He sto"]["anaphoric_opening"] == 1.0
+    assert feats["“Who i"]["opens_dialogue"] == 1.0
+    assert feats["OLIVER"]["heading_like"] == 1.0 and feats["The to"]["heading_like"] == 0.0
+    scores = {text[c.offset:c.offset + 6]: c.score for c in candidates(text)}
+    assert scores["OLIVER"] > max(scores["He sto"], scores["“Who i"])
+
+
+def test_stemming_strips_common_suffixes():
+    from styletune.split_chunks import _stem
+    assert _stem("watched") == _stem("watching") == _stem("watches") == "watch"
+    assert _stem("sea") == "sea"

@@ -7,10 +7,16 @@ A boundary's score adds up narrative signals, each named in the dry run:
 - an explicit scene break (`* * *`, `#`, `~`, extra blank lines) between the paragraphs;
 - a time jump or a new place at the start of the next paragraph ("That night",
   "The next morning", "At the station");
-- a change of vocabulary and of the people named (the words of the few
-  hundred words before and after have little in common: a new scene);
+- a change of vocabulary: TextTiling depth scores (content words, stop words out,
+  crude suffix-stripping stems, blocks of 8 and 20 sentences either side, smoothed)
+  and the dissimilarity of the few hundred words either side;
 - a shift between dialogue and narration, or between first- and third-person narration;
-- a chapter-opening typographic habit (`THE papers next day...`: first word in capitals).
+- a chapter-opening typographic habit (`THE papers next day...`: first word in
+  capitals), or a paragraph in capitals only (a title left in the text);
+- the shape of the paragraphs: a long opening after short ones; against a cut, a
+  next paragraph that opens with dialogue or with a word pointing back ("He",
+  "But", "This"). Weights in WEIGHTS, tuned on development novels only; nothing
+  about where the boundary lies in the passage is scored.
 A cut never falls inside a paragraph, after one that stops mid-sentence, or
 before one that starts in lower case. Only when a single paragraph is longer
 than the limit does a cut fall at a sentence end inside it (the last resort,
@@ -25,48 +31,38 @@ from dataclasses import dataclass, field
 from .sentences import boundaries, paragraph_spans
 
 SCENE_BREAK_SCORE = 100.0
-# Signal weights (tuned on the four novels outside the quality benchmark).
-W_LEXICAL = 6.0
-W_NAMES = 2.0
-W_TIME = 2.5
-W_PLACE = 1.0
-W_DIALOGUE = 1.0
-W_POV = 1.5
-W_CAPS_OPENING = 6.0
-W_CLOSING = 0.5
 LEXICAL_WINDOW_WORDS = 400
+TILING_SENTENCES = (8, 20)      # TextTiling block sizes, in sentences either side
 
-_STOP = set("""a about above after again against all am an and any are as at be because been
-before being below between both but by can could did do does doing down during each few for
-from further had has have having he her here hers herself him himself his how i if in into is
-it its itself just me more most my myself no nor not now of off on once only or other our ours
-out over own same she should so some such than that the their theirs them themselves then there
-these they this those through to too under until up very was we were what when where which
-while who whom why will with would you your yours yourself said says one upon into shall may
-might must us ye thee thou thy mr mrs miss dr sir""".split())
-_WORD = re.compile(r"[a-z][a-z’']+")
-_NAME = re.compile(r"(?<=[a-z,;] )([A-Z][a-z]{2,})")
-_TIME_NOUNS = (r"(?:morning|evening|night|afternoon|day|days|week|weeks|month|months|year|years|"
-               r"hour|hours|dawn|daybreak|dusk|sunset|sunrise|noon|midnight|twilight|autumn|"
-               r"winter|spring|summer|sunday|monday|tuesday|wednesday|thursday|friday|saturday|"
-               r"o’clock|o'clock|fortnight|time)")
-_WEEKDAY = r"(?:sunday|monday|tuesday|wednesday|thursday|friday|saturday)"
-# A time phrase in the first few words: "That night", "On the sixth day", "A week
-# afterwards", "Saturday lives in my memory", "It was late in the afternoon".
-_TIME = re.compile(
-    rf"^\W*(?:\w+\W+){{0,3}}?(?:that|this|next|following|early|late|later|by|at|on|one|a|few|"
-    rf"some|several|each|every|during|until|till|towards?|after|before|\d+|two|three|four|five|"
-    rf"six|seven|ten|nearly|in)\s+(?:\w+\s+){{0,2}}?{_TIME_NOUNS}\b"
-    rf"|^\W*{_WEEKDAY}\b|^\W*it was (?:late|early|nearly|past|not until|on|in|at)\b",
-    re.IGNORECASE)
-_TIME_WORDS = re.compile(r"^\W*(meanwhile|afterwards|later|next day|time ran on|"
-                         r"(?:when|after|as soon as) (?:i|we|he|she|they) (?:had|got|reached|"
-                         r"returned|came|awoke|woke|parted|left))\b", re.IGNORECASE)
-_PLACE = re.compile(r"^\W*(?:at|in|inside|outside|back at|back in|on board|aboard|across|"
-                    r"beyond)\s+(?:the|a|an|his|her|their|my|our)?\s*[A-Z][A-Za-z’']+")
-_CAPS_OPENING = 6.0
-W_CLOSING = 0.5
-LEXICAL_WINDOW_WORDS = 400
+# Signal weights: a linear score over the features below, tuned (coordinate search
+# from hand-set starting weights, exact seam share) on the chapter seams of the four
+# development novels (Austen, Dickens, Stoker, Wilde) only; the benchmark's three test
+# novels are never used for tuning. caps_opening is a fixed prior (no development
+# novel has the habit). A weight of 0 marks a signal measured and found no help on
+# the development set; it is still computed and shown in `Candidate.features`. A feature is a number
+# about the text on either side of one paragraph boundary; nothing about where in
+# the passage the boundary lies.
+WEIGHTS = {
+    "tiling_short": 2.5,      # TextTiling depth, short blocks (content words, stemmed)
+    "tiling_long": 2.5,       # TextTiling depth, long blocks
+    "lexical": 1.0,           # depth of the word-window dissimilarity
+    "names": 0.0,             # the people named change
+    "time": 2.0,              # a time phrase opens the next paragraph
+    "place": 1.0,             # a place phrase opens it
+    "dialogue": 0.0,          # dialogue <-> narration
+    "pov": 1.0,               # first <-> third person
+    "caps_opening": 6.0,      # "THE papers next day...": a chapter-opening habit
+    "opening_length": 0.5,    # the next paragraph is long for its neighbourhood
+    "closing_length": -0.5,    # the previous paragraph is short for its neighbourhood
+    "ends_dialogue": 0.5,     # the previous paragraph is a line of dialogue
+    "opens_dialogue": -4.0,    # the next paragraph opens with dialogue
+    "narration_restart": -1.0, # dialogue before, a narrative paragraph after
+    "anaphoric_opening": -2.0, # "He", "She", "But", "This": continues the last thought
+    "retrospective": 0.0,     # "I have already said", "It was ...", "After ...": a new start
+    "full_name": 0.0,         # a full name (two capitalised words) early in the paragraph
+    "dated_entry": 0.0,       # a diary or letter header ("_5 May._--", "Letter, ...")
+    "heading_like": 5.0,      # the next paragraph is all capitals (a title left in)
+}
 
 _STOP = set("""a about above after again against all am an and any are as at be because been
 before being below between both but by can could did do does doing down during each few for
@@ -96,7 +92,28 @@ _PLACE = re.compile(r"^\W*(?:at|in|inside|outside|back at|back in|on board|aboar
 # "THE papers", "I CONFESS", "A FORTNIGHT later", "MR. UTTERSON the lawyer"
 _CAPS_OPENING = re.compile(r"^(?:[A-Z][A-Z’']+|[AI]\s+[A-Z][A-Z’']+)(?:[.,]?\s+[A-Z][A-Z’'.]+)*[.,]?\s+[a-z]")
 _DIALOGUE = re.compile(r"[\"“”‘’']")
+_OPENS_QUOTE = re.compile(r"^[\"“‘'_]*[\"“‘']")
 _ENDS_SENTENCE = re.compile(r"[.!?…]['\"’”)\]*_]*$|[—–-]['\"’”]$|[’”\"]$")
+# A first word that points back at the last paragraph: a continuation, not a start.
+_ANAPHORIC = re.compile(r"^\W*(?:he|she|it|they|him|her|his|its|their|this|these|those|that|"
+                        r"such|but|and|yet|so|or|nor|then|there|here|thus|still|however|"
+                        r"again|also|besides|moreover|nevertheless|presently)\b(?!\s+(?:was|is)\s+"
+                        r"(?:on|in|at|the|a|not|while|late|early|nearly|past)\b)", re.IGNORECASE)
+# A sentence that (re)starts a narrative after a pause, from the development
+# novels' chapter openings ("It was long past noon", "When Oliver awoke", "One
+# afternoon, a month later", "For the next eight or ten months", "As soon as they
+# were gone") and the retrospective "I have already said ...".
+_RETROSPECTIVE = re.compile(
+    r"^[\W_]*(?:it was|when|one (?:morning|evening|day|night|afternoon)|for (?:the|some) "
+    r"|as soon as|i have already|of all)\b", re.IGNORECASE)
+# A paragraph in capitals only: a chapter title or summary left in the text.
+_HEADING_LIKE = re.compile(r"^[^a-z]{3,400}$")
+_FULL_NAME = re.compile(r"\b(?:(?:Mr|Mrs|Miss|Dr|Lord|Lady|Sir|Captain|Colonel)\.?\s+)?"
+                        r"[A-Z][a-z]+\s+[A-Z][a-z]{2,}\b")
+_DATED = re.compile(r"^[\W_]*(?:\d{1,2}(?:st|nd|rd|th)?\s+[A-Z][a-z]+|[A-Z][a-z]+\s+\d{1,2}"
+                    r"(?:st|nd|rd|th)?|letter\b|telegram\b|memorandum\b|[A-Z][A-Za-z. ]{2,40}"
+                    r"(?:’s|'s) (?:journal|diary))", re.IGNORECASE)
+_SENTENCE_END = re.compile(r"(?<=[.!?…])['\"’”)\]]*\s+(?=[\"“‘'A-Z_])")
 
 
 @dataclass
@@ -105,10 +122,28 @@ class Candidate:
     score: float
     signals: list = field(default_factory=list)
     inside_paragraph: bool = False
+    features: dict = field(default_factory=dict)
 
 
 def _words(text):
     return [w for w in _WORD.findall(text.lower()) if w not in _STOP and len(w) > 2]
+
+
+_SUFFIXES = ("ingly", "edly", "ement", "ments", "ment", "ness", "ings", "ing", "ies", "ied",
+             "ers", "ed", "es", "er", "ly", "s")
+
+
+def _stem(word):
+    """Crude suffix stripping: 'watched', 'watching', 'watches' -> 'watch'."""
+    word = word.replace("’", "'").split("'")[0]
+    for suf in _SUFFIXES:
+        if word.endswith(suf) and len(word) - len(suf) >= 3:
+            return word[:-len(suf)]
+    return word
+
+
+def _content_stems(text):
+    return [_stem(w) for w in _words(text)]
 
 
 def _cosine(a: Counter, b: Counter) -> float:
@@ -126,6 +161,43 @@ def _first_person_share(words):
     first = sum(w in ("i", "me", "my", "we", "our", "us") for w in words)
     third = sum(w in ("he", "she", "him", "her", "his", "they", "them") for w in words)
     return first / max(1, first + third)
+
+
+def _depths(values):
+    """TextTiling depth of each gap's dissimilarity: how far it stands above the
+    lowest point on each side, climbing while the values fall (a valley of
+    similarity between two hills, in the original's terms)."""
+    out = []
+    for i, v in enumerate(values):
+        left = v
+        for j in range(i - 1, -1, -1):
+            if values[j] > left:
+                break
+            left = values[j]
+        right = v
+        for j in range(i + 1, len(values)):
+            if values[j] > right:
+                break
+            right = values[j]
+        out.append((v - left) + (v - right))
+    return out
+
+
+def _smooth(values, width=1):
+    return [sum(values[max(0, i - width):i + width + 1]) / len(values[max(0, i - width):i + width + 1])
+            for i in range(len(values))]
+
+
+def _tiling(sent_stems, sent_of_para, size):
+    """Dissimilarity (1 - cosine) of the `size` sentences before and after each
+    paragraph boundary, smoothed, then its depth."""
+    dis = []
+    for i in range(1, len(sent_of_para)):
+        k = sent_of_para[i]
+        before = Counter(w for ws in sent_stems[max(0, k - size):k] for w in ws)
+        after = Counter(w for ws in sent_stems[k:k + size] for w in ws)
+        dis.append(1.0 - _cosine(before, after))
+    return _depths(_smooth(dis))
 
 
 _PAGE_MARKER = re.compile(r"^\[?\d{1,4}[)\]]$")
@@ -149,6 +221,15 @@ def units(text):
     return out
 
 
+def _local_ratio(values, i, width=6):
+    """log of values[i] over the median of its neighbourhood (itself excluded)."""
+    around = values[max(0, i - width):i] + values[i + 1:i + 1 + width]
+    if not around:
+        return 0.0
+    med = sorted(around)[len(around) // 2]
+    return math.log((values[i] + 1) / (med + 1))
+
+
 def candidates(text, scene_gap=None):
     """Every paragraph boundary where a part may start, scored."""
     paras = units(text)
@@ -157,13 +238,22 @@ def candidates(text, scene_gap=None):
     if scene_gap is None:
         gaps = sorted(text.count("\n", paras[i - 1][1], paras[i][0]) for i in range(1, len(paras)))
         scene_gap = gaps[len(gaps) // 2] + 1
-    words_per = [_words(text[a:b]) for a, b, _ in paras]
-    raw_per = [re.findall(r"[a-z’']+", text[a:b].lower()) for a, b, _ in paras]
+    ptexts = [text[a:b].strip() for a, b, _ in paras]
+    words_per = [_words(t) for t in ptexts]
+    raw_per = [re.findall(r"[a-z’']+", t.lower()) for t in ptexts]
+    lengths = [len(w) for w in raw_per]
     cum = [0]
     for w in words_per:
         cum.append(cum[-1] + len(w))
+    # sentences, for TextTiling blocks
+    sent_stems, sent_of_para = [], []
+    for t in ptexts:
+        sent_of_para.append(len(sent_stems))
+        sent_stems += [_content_stems(s) for s in _SENTENCE_END.split(t)]
+    tiling = {size: _tiling(sent_stems, sent_of_para, size) for size in TILING_SENTENCES}
     # names: capitalised words not at a sentence start
-    names_per = [set(_NAME.findall(text[a:b])) for a, b, _ in paras]
+    names_per = [set(_NAME.findall(t)) for t in ptexts]
+    dialogue_per = [bool(_OPENS_QUOTE.match(t)) for t in ptexts]
     out = []
     lexical = []
     for i in range(1, len(paras)):
@@ -177,20 +267,19 @@ def candidates(text, scene_gap=None):
         before = Counter(w for ws in words_per[max(0, lo - 1):i] for w in ws)
         after = Counter(w for ws in words_per[i:hi + 1] for w in ws)
         lexical.append(1.0 - _cosine(before, after))
-    # depth relative to the neighbourhood, so a general drift does not dominate
     for i in range(1, len(paras)):
         a, b, glyph = paras[i]
-        prev_a, prev_b, prev_glyph = paras[i - 1]
-        prev_text, para = text[prev_a:prev_b].strip(), text[a:b].strip()
-        signals, score = [], 0.0
+        prev_glyph = paras[i - 1][2]
+        prev_text, para = ptexts[i - 1], ptexts[i]
+        signals, base = [], 0.0
         if glyph:
             continue  # a cut goes after the scene-break line, not before it
-        gap = text.count("\n", prev_b, a)
+        gap = text.count("\n", paras[i - 1][1], a)
         if prev_glyph:
-            score += SCENE_BREAK_SCORE
+            base += SCENE_BREAK_SCORE
             signals.append(f"scene break '{prev_text}'")
         elif gap >= scene_gap + 1:
-            score += SCENE_BREAK_SCORE
+            base += SCENE_BREAK_SCORE
             signals.append(f"scene break ({gap - 1} blank lines)")
         if para[:1].islower():
             continue
@@ -198,44 +287,61 @@ def candidates(text, scene_gap=None):
         signed = last_line.isupper() and len(last_line) < 40  # a letter's signature
         if not prev_glyph and not signed and not _ENDS_SENTENCE.search(prev_text):
             continue
+        f = {}
+        # lexical cohesion: depth relative to the neighbourhood, so a general drift
+        # does not dominate
         lex = lexical[i - 1]
         local = lexical[max(0, i - 1 - 6):i - 1 + 7]
-        depth = lex - sorted(local)[len(local) // 2]
-        if depth > 0:
-            score += W_LEXICAL * depth
-            if depth > 0.08:
-                signals.append(f"vocabulary changes ({lex:.2f})")
+        f["lexical"] = max(0.0, lex - sorted(local)[len(local) // 2])
+        f["tiling_short"] = tiling[TILING_SENTENCES[0]][i - 1]
+        f["tiling_long"] = tiling[TILING_SENTENCES[1]][i - 1]
         names_before = set().union(*names_per[max(0, i - 4):i])
         names_after = set().union(*names_per[i:i + 4])
-        if names_before or names_after:
-            shared = len(names_before & names_after) / max(1, len(names_before | names_after))
-            score += W_NAMES * (1 - shared) * 0.5
-            new = sorted(names_after - names_before)[:3]
-            if shared < 0.2 and new:
-                signals.append("people change (" + ", ".join(new) + ")")
+        shared = (len(names_before & names_after) / max(1, len(names_before | names_after))
+                  if names_before or names_after else 1.0)
+        f["names"] = (1 - shared) * 0.5
         opening = para[:80]
-        if _TIME.search(opening[:60]) or _TIME_WORDS.search(opening):
-            score += W_TIME
-            signals.append(f"time jump ('{' '.join(para.split()[:4])}...')")
-        elif _PLACE.search(opening):
-            score += W_PLACE
-            signals.append(f"new place ('{' '.join(para.split()[:4])}...')")
-        d_before = _dialogue_share(" ".join(text[x:y] for x, y, _ in paras[max(0, i - 3):i]))
-        d_after = _dialogue_share(" ".join(text[x:y] for x, y, _ in paras[i:i + 3]))
-        if abs(d_before - d_after) > 0.5:
-            score += W_DIALOGUE * abs(d_before - d_after)
-            signals.append("dialogue to narration" if d_before > d_after else "narration to dialogue")
+        f["time"] = float(bool(_TIME.search(opening[:60]) or _TIME_WORDS.search(opening)))
+        f["place"] = float(not f["time"] and bool(_PLACE.search(opening)))
+        d_before = _dialogue_share(" ".join(ptexts[max(0, i - 3):i]))
+        d_after = _dialogue_share(" ".join(ptexts[i:i + 3]))
+        f["dialogue"] = abs(d_before - d_after) if abs(d_before - d_after) > 0.5 else 0.0
         pov_b = _first_person_share([w for ws in raw_per[max(0, i - 4):i] for w in ws])
         pov_a = _first_person_share([w for ws in raw_per[i:i + 4] for w in ws])
-        if abs(pov_a - pov_b) > 0.5:
-            score += W_POV * abs(pov_a - pov_b)
+        f["pov"] = abs(pov_a - pov_b) if abs(pov_a - pov_b) > 0.5 else 0.0
+        f["caps_opening"] = float(bool(_CAPS_OPENING.match(para) and not _CAPS_OPENING.match(prev_text)))
+        f["opening_length"] = max(0.0, _local_ratio(lengths, i))
+        f["closing_length"] = max(0.0, -_local_ratio(lengths, i - 1))
+        f["ends_dialogue"] = float(dialogue_per[i - 1])
+        f["opens_dialogue"] = float(dialogue_per[i])
+        f["narration_restart"] = float(dialogue_per[i - 1] and not dialogue_per[i])
+        f["anaphoric_opening"] = float(bool(_ANAPHORIC.match(para)))
+        f["retrospective"] = float(bool(_RETROSPECTIVE.match(para)))
+        f["full_name"] = float(bool(_FULL_NAME.search(para[:200])))
+        f["dated_entry"] = float(bool(_DATED.match(para[:60])))
+        f["heading_like"] = float(bool(_HEADING_LIKE.match(para)) and any(c.isalpha() for c in para)
+                                  and not _HEADING_LIKE.match(prev_text))
+        score = base + sum(WEIGHTS[k] * v for k, v in f.items())
+        if max(f["tiling_short"], f["tiling_long"]) > 0.15 or f["lexical"] > 0.08:
+            signals.append(f"vocabulary changes ({lex:.2f})")
+        new = sorted(names_after - names_before)[:3]
+        if shared < 0.2 and new:
+            signals.append("people change (" + ", ".join(new) + ")")
+        if f["time"]:
+            signals.append(f"time jump ('{' '.join(para.split()[:4])}...')")
+        elif f["place"]:
+            signals.append(f"new place ('{' '.join(para.split()[:4])}...')")
+        if f["dialogue"]:
+            signals.append("dialogue to narration" if d_before > d_after else "narration to dialogue")
+        if f["pov"]:
             signals.append("point of view changes")
-        if _CAPS_OPENING.match(para) and not _CAPS_OPENING.match(prev_text):
-            score += W_CAPS_OPENING
+        if f["caps_opening"]:
             signals.append("opens with a word in capitals (a chapter-opening habit)")
-        if len(prev_text) < 200 and not _DIALOGUE.search(prev_text[:2]):
-            score += W_CLOSING
-        out.append(Candidate(a, score, signals or ["paragraph boundary"]))
+        if f["retrospective"] and WEIGHTS["retrospective"] > 0:
+            signals.append(f"a narrative (re)start ('{' '.join(para.split()[:4])}...')")
+        if f["dated_entry"] and WEIGHTS["dated_entry"] > 0:
+            signals.append("a dated entry or letter begins")
+        out.append(Candidate(a, score, signals or ["paragraph boundary"], features=f))
     return out
 
 
