@@ -11,13 +11,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import FT, SAMPLE_BOOK
+from conftest import FT, SAMPLE_BOOK, load_script
 from styletune import train_prep
 from styletune.config import load_config
 from styletune.stage1 import prepare
 from styletune.stage1_cli import planned_outputs, write_outputs
 
 SCRIPT = FT / "training" / "2_train_lora.sh"
+MERGE = load_script(FT / "training" / "3_merge_adapter.py")
 
 
 def stage1(cfg_path, **kw):
@@ -128,6 +129,12 @@ def test_rehearsal_trains_saves_and_changes_the_adapter(make_config, tmp_path):
     for word in NO_NETWORK_WORDS:
         assert word not in log.lower(), word
 
+    # Stage 3 on the rehearsal adapter: --auto finds it, the merge reproduces it.
+    assert MERGE.main(["--config", str(cfg), "--auto"]) == 0
+    manifest = json.loads((tmp_path / "out" / "merged" / "merge_manifest.json").read_text())
+    assert manifest["checkpoint_step"] == 3 and manifest["validation_loss"] == state["best_metric"]
+    assert manifest["verification"]["passed"]
+
 
 @pytest.mark.slow
 def test_loss_falls_on_a_handful_of_examples_repeated(make_config, tmp_path):
@@ -149,3 +156,23 @@ def test_loss_falls_on_a_handful_of_examples_repeated(make_config, tmp_path):
     assert len(losses) >= 12, losses
     first, last = sum(losses[:4]) / 4, sum(losses[-4:]) / 4
     assert last < 0.6 * first, losses
+
+    # Merged in bf16 (as for the 8B model), the model keeps what it learned.
+    merged_cfg = make_config({"book_dir": str(book), "validation_chunks": ["chunk_005_p.txt"],
+                              "merged_dtype": "bfloat16"})
+    assert MERGE.main(["--config", str(merged_cfg), "--auto"]) == 0
+    merged = tmp_path / "out" / "merged"
+    assert json.loads((merged / "merge_manifest.json").read_text())["verification"]["passed"]
+    base_loss, merged_loss = (passage_loss(m, paras[0]) for m in (FT / "models" / "SmolLM2-135M-Instruct", merged))
+    print(f"loss on a training passage: base {base_loss:.2f}, merged {merged_loss:.2f}")
+    assert merged_loss < 0.7 * base_loss
+
+
+def passage_loss(model_dir, text):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
+    ids = tok(text, return_tensors="pt").input_ids
+    with torch.no_grad():
+        return model(ids, labels=ids).loss.item()

@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""Stage 4: did the style transfer? The base and the tuned model on held-out text.
+
+Reads   stage 1's validation and training files, the base model (`base_model`)
+        and the tuned model: the merged folder from stage 3
+        (`style_pipeline.merged_dir`), or base + adapter with --adapter PATH.
+Writes  into `style_pipeline.evaluation.report_dir` (default outputs/style_report/):
+          style_report.md     one table: each measure for base, tuned and the
+                              author's own held-out text, with intervals and a verdict
+          style_report.json   every figure, the settings, the prompts and continuations
+          style_report.png    perplexity, Cosine Delta, sentence lengths, style shares
+          continuations.md    every prompt with both models' continuations and the author's
+
+Measures (thresholds are fixed in the config's `evaluation:` block before the run):
+  1. perplexity of the author's held-out completions in the training format
+     (block-bootstrap intervals; the tuned/base ratio paired), and the
+     train/validation gap (overfitting);
+  2. continuations of each validation prefix and of later windows in the same
+     chunks, same sampling and seed for both models;
+  3. style distance to the author's training text: Cosine Delta over the most
+     frequent words, a character n-gram classifier (author vs base-model text),
+     sentence length, dialogue share, punctuation, MATTR on equal-length samples;
+  4. health: repetition, copying from the training text (against the author's
+     own rate), whether continuations end at a sentence end.
+Nothing is downloaded: both models are the ones the config names.
+
+Run     python fine-tuning/training/4_evaluate_style.py
+        python fine-tuning/training/4_evaluate_style.py --config configs/cpu_rehearsal.yaml
+        ... --adapter outputs/qlora-style-transfer/checkpoint-18   --device cpu   --force   --dry-run
+
+Output (rehearsal config, CPU; a 3-step adapter, so expect "same"):
+        | measure | base | tuned | author (held out) | verdict |
+        | held-out perplexity (lower is better) | 26.1 [...] | 25.4 [...] | - | ... |
+        ...
+        wrote fine-tuning/outputs/rehearsal/style_report/style_report.md (+ .json, .png, continuations.md)
+"""
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from styletune import paths  # noqa: E402
+from styletune.privacy import disable_telemetry  # noqa: E402
+
+DEFAULT_CONFIG = paths.CONFIG_DIR / "qlora_style_transfer.yaml"
+REPORT_FILES = ("style_report.md", "style_report.json", "style_report.png", "continuations.md")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\nRun ")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default=str(DEFAULT_CONFIG),
+                   help="the shared YAML (default: configs/qlora_style_transfer.yaml)")
+    p.add_argument("--model", metavar="DIR", help="tuned model folder (default: style_pipeline.merged_dir)")
+    p.add_argument("--adapter", metavar="PATH", help="compare base + this adapter instead of a merged folder")
+    p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
+                   help="default: a GPU with room, else CPU")
+    p.add_argument("--dry-run", action="store_true", help="check the inputs and show the plan; load nothing")
+    p.add_argument("--force", action="store_true", help="replace an earlier report")
+    return p
+
+
+def parse_args(argv=None):
+    return build_parser().parse_args(argv)
+
+
+def run(args) -> int:
+    from styletune import evaluate, merge, style_report
+    from styletune.config import load_config
+    from styletune.fileio import write_atomic
+
+    cfg = load_config(paths.resolve_cli(args.config))
+    ev = cfg.pipeline.evaluation
+    tuned = paths.resolve_cli(args.model) if args.model else cfg.pipeline.merged_dir
+    adapter = paths.resolve_cli(args.adapter) if args.adapter else None
+    out = ev["report_dir"]
+    existing = [out / f for f in REPORT_FILES if (out / f).exists()]
+    evaluate.read_conversations(cfg.validation_path, "validation data")
+    params = merge.parameter_count(cfg)
+    device, why = merge.pick_device(args.device, params)
+    dtype = merge.compute_dtype(device, params)
+    print(f"config: {paths.shown(cfg.path)}\nbase: {cfg.data['base_model']}\n"
+          f"tuned: {paths.shown(adapter or tuned)}\ndevice: {device} ({why})\nreport: {paths.shown(out)}")
+    if existing and not args.force:
+        raise evaluate.EvaluationError(f"a report is already in {paths.shown(out)}: add --force to replace it")
+    if args.dry_run:
+        print("dry run: nothing loaded or written")
+        return 0
+    report = evaluate.evaluate(cfg, tuned, adapter, device, dtype)
+    prompts = [evaluate.Prompt(**p) for p in report["prompts"]]
+    files = {"style_report.md": style_report.markdown(report).encode(),
+             "style_report.json": style_report.json_bytes(report),
+             "style_report.png": style_report.png(report),
+             "continuations.md": style_report.continuations_markdown(prompts, report["continuations"]).encode()}
+    for name, data in files.items():
+        write_atomic(out / name, data)
+    print()
+    print(files["style_report.md"].decode())
+    print(f"wrote {paths.shown(out / 'style_report.md')} (+ .json, .png, continuations.md)")
+    return 0
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    disable_telemetry()
+    from styletune.errors import UserError
+    try:
+        return run(args)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

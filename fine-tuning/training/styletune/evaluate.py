@@ -1,0 +1,257 @@
+"""Stage 4: the base and the tuned model on held-out text, same prompts, same
+decoding, fixed seeds; the measurements go to styletune.style_report.
+
+Perplexity is computed on the assistant turns (the completions) in the training
+format, as training's loss was. Intervals come from a block bootstrap over
+64-token blocks (tokens next to each other are not independent; blocks keep most
+of that dependence), paired between the two models because both read the same
+tokens.
+"""
+import gc
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import paths
+from .errors import UserError
+
+BLOCK_TOKENS = 64
+
+
+class EvaluationError(UserError):
+    """Stage 4 cannot go on; the message says why and what to do."""
+
+
+@dataclass
+class Prompt:
+    chunk: str        # which validation example it comes from
+    kind: str         # "example" (the training-format prefix) or "window" (a later cut)
+    text: str         # the user turn
+    truth: str        # the author's own continuation, as long as a generation
+
+
+def read_conversations(path: Path, what: str) -> list:
+    if not path.is_file():
+        raise EvaluationError(f"no {what} at {paths.shown(path)}: run 1_prepare_data.py first")
+    return [json.loads(line)["messages"] for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip()]
+
+
+def _words_until(text: str, n_words: int) -> str:
+    """The start of text holding about n_words words, cut after a whole word."""
+    count, inside = 0, False
+    for i, ch in enumerate(text):
+        if ch.isspace():
+            if inside:
+                count += 1
+                if count >= n_words:
+                    return text[:i]
+            inside = False
+        else:
+            inside = True
+    return text
+
+
+def validation_prompts(conversations, punkt, ev: dict, chunk_names) -> list[Prompt]:
+    """Each validation example's own prefix, then windows of ~prompt_words words
+    ending at later sentence ends of its completion, spread evenly over it."""
+    from .sentences import boundaries
+    truth_words = max(10, int(ev["generation_tokens"] * 0.75))
+    prompts = []
+    for conv, name in zip(conversations, chunk_names):
+        user, completion = conv[0]["content"], conv[1]["content"]
+        prompts.append(Prompt(name, "example", user, _words_until(completion, truth_words)))
+        cuts = boundaries(completion, punkt)
+        room = [b for b in cuts if len(completion[:b.end].split()) >= ev["prompt_words"]
+                and len(completion[b.start:].split()) >= truth_words]
+        wanted = int(ev["prompts_per_chunk"]) - 1
+        for b in [room[int(i * len(room) / wanted)] for i in range(wanted)] if room and wanted else []:
+            starts = [c.start for c in cuts if len(completion[c.start:b.end].split()) <= ev["prompt_words"]]
+            start = starts[0] if starts and starts[0] < b.end else 0
+            prompts.append(Prompt(name, "window", completion[start:b.end],
+                                  _words_until(completion[b.start:], truth_words)))
+    return prompts
+
+
+# --- models ----------------------------------------------------------------------------
+
+def load_model(path: str, device: str, dtype: str, adapter: Path | None = None):
+    import torch
+    from transformers import AutoModelForCausalLM
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), device_map=device)
+    if adapter is not None:
+        from peft import PeftModel
+        model = PeftModel.from_pretrained(model, str(adapter))
+    model.eval()
+    return model
+
+
+def free(model) -> None:
+    import torch
+    del model
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _ids(tok, messages, generation_prompt: bool) -> list[int]:
+    out = tok.apply_chat_template(messages, tokenize=True, add_generation_prompt=generation_prompt,
+                                  return_dict=False)
+    return list(out["input_ids"] if isinstance(out, dict) else out)
+
+
+def completion_token_nll(model, tok, conversation) -> np.ndarray:
+    """NLL of each token of the assistant turn and its end-of-turn token, as trained."""
+    import torch
+    full = _ids(tok, conversation, False)
+    start = len(_ids(tok, conversation[:1], True))
+    assert full[:start] == _ids(tok, conversation[:1], True), "prompt tokens differ inside the full rendering"
+    end = max(i for i, t in enumerate(full) if t == tok.eos_token_id) + 1
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        logits = model(torch.tensor([full[:end]], device=device)).logits[0].float()
+    logp = torch.log_softmax(logits[start - 1:end - 1], dim=-1)
+    target = torch.tensor(full[start:end], device=device)
+    return (-logp.gather(1, target[:, None])[:, 0]).cpu().numpy()
+
+
+def _blocks(nll_lists) -> np.ndarray:
+    """(sum of NLL, token count) per 64-token block, every example cut into blocks."""
+    out = []
+    for nll in nll_lists:
+        for i in range(0, len(nll), BLOCK_TOKENS):
+            out.append((float(nll[i:i + BLOCK_TOKENS].sum()), len(nll[i:i + BLOCK_TOKENS])))
+    return np.array(out)
+
+
+def perplexity(nll_lists, n_boot: int, seed: int) -> dict:
+    blocks = _blocks(nll_lists)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(blocks), (n_boot, len(blocks)))
+    boot = np.exp(blocks[idx, 0].sum(1) / blocks[idx, 1].sum(1))
+    return {"ppl": math.exp(blocks[:, 0].sum() / blocks[:, 1].sum()),
+            "ci": [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))],
+            "tokens": int(blocks[:, 1].sum()),
+            "per_example": [math.exp(float(n.mean())) for n in nll_lists]}
+
+
+def perplexity_ratio(tuned_nll, base_nll, n_boot: int, seed: int) -> dict:
+    """tuned / base perplexity, bootstrapped over the same blocks for both (paired)."""
+    t, b = _blocks(tuned_nll), _blocks(base_nll)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(t), (n_boot, len(t)))
+    boot = np.exp((t[idx, 0].sum(1) - b[idx, 0].sum(1)) / t[idx, 1].sum(1))
+    return {"ratio": math.exp((t[:, 0].sum() - b[:, 0].sum()) / t[:, 1].sum()),
+            "ci": [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))]}
+
+
+def generate(model, tok, prompts, ev: dict, sampling: dict, progress=None) -> list[dict]:
+    """One continuation per prompt; prompt i is seeded seed + i for every model."""
+    import torch
+    device = next(model.parameters()).device
+    eos = model.generation_config.eos_token_id
+    eos = set(eos if isinstance(eos, list) else [eos]) | {tok.eos_token_id}
+    out = []
+    for i, prompt in enumerate(prompts):
+        ids = _ids(tok, [{"role": "user", "content": prompt.text}], True)
+        torch.manual_seed(int(ev["seed"]) + i)
+        with torch.no_grad():
+            gen = model.generate(torch.tensor([ids], device=device), do_sample=True,
+                                 temperature=sampling["temperature"], top_p=sampling["top_p"],
+                                 min_p=sampling["min_p"], repetition_penalty=sampling["repeat_penalty"],
+                                 max_new_tokens=int(ev["generation_tokens"]),
+                                 eos_token_id=sorted(eos), pad_token_id=tok.pad_token_id)
+        new = gen[0, len(ids):].tolist()
+        out.append({"text": tok.decode(new, skip_special_tokens=True).strip(),
+                    "tokens": len(new), "stopped": any(t in eos for t in new)})
+        if progress:
+            progress()
+    return out
+
+
+def measure_model(model, tok, val, train_for_gap, prompts, other_prompts, ev, sampling, bar):
+    """Everything stage 4 needs from one model, so only one model is loaded at a time."""
+    result = {"val_nll": [completion_token_nll(model, tok, c) for c in val],
+              "train_nll": [completion_token_nll(model, tok, c) for c in train_for_gap]}
+    bar.set_description("continuations")
+    result["continuations"] = generate(model, tok, prompts, ev, sampling, lambda: bar.update(1))
+    if other_prompts:
+        result["other"] = generate(model, tok, other_prompts, ev, sampling, lambda: bar.update(1))
+    return result
+
+
+def _chunk_names(cfg, split: str, count: int) -> list[str]:
+    manifest = cfg.train_path.with_suffix(".manifest.json")
+    if manifest.is_file():
+        names = [e["chunk"] for e in json.loads(manifest.read_text())["examples"] if e["split"] == split]
+        if len(names) == count:
+            return names
+    return [f"{split} example {i + 1}" for i in range(count)]
+
+
+def evaluate(cfg, tuned_dir: Path | None, adapter: Path | None, device: str, dtype: str, say=print) -> dict:
+    """Both models on the validation set; returns the report (without the PNG)."""
+    from tqdm import tqdm
+    from transformers import AutoTokenizer
+
+    from . import style_report
+    from .merge import load_tokenizer
+    from .sentences import build_punkt
+
+    ev, sampling = cfg.pipeline.evaluation, cfg.pipeline.sampling
+    train = read_conversations(cfg.train_path, "training data")
+    val = read_conversations(cfg.validation_path, "validation data")
+    if adapter is None and not (tuned_dir / "config.json").is_file():
+        raise EvaluationError(f"no merged model at {paths.shown(tuned_dir)}: run 3_merge_adapter.py "
+                              "--auto first, or compare base + adapter with --adapter PATH")
+    tok = load_tokenizer(cfg, adapter) if adapter else AutoTokenizer.from_pretrained(str(tuned_dir))
+    texts = [c[0]["content"] + "\n\n" + c[1]["content"] for c in train]
+    punkt, _ = build_punkt(texts)
+    prompts = validation_prompts(val, punkt, ev, _chunk_names(cfg, "validation", len(val)))
+    other_prompts = [Prompt("train", "example", c[0]["content"], "") for c in train[:int(ev["train_prompts"])]]
+    gap_set = train[:int(ev["train_examples_for_gap"])]
+    say(f"{len(val)} validation example(s), {len(prompts)} prompts, "
+        f"{int(ev['generation_tokens'])} tokens each; device {device}, {dtype}")
+
+    runs = {}
+    for name in ("base", "tuned"):
+        say(f"{name} model: loading")
+        if name == "base":
+            model = load_model(cfg.base_model, device, dtype)
+        else:
+            model = load_model(cfg.base_model if adapter else str(tuned_dir), device, dtype, adapter)
+        total = len(prompts) + (len(other_prompts) if name == "base" else 0)
+        with tqdm(total=total, desc="perplexity", unit="prompt", leave=False) as bar:
+            runs[name] = measure_model(model, tok, val, gap_set, prompts,
+                                       other_prompts if name == "base" else [], ev, sampling, bar)
+        free(model)
+
+    n_boot, seed = int(ev["bootstrap"]), int(ev["seed"])
+    ppl = {n: perplexity(runs[n]["val_nll"], n_boot, seed) for n in runs}
+    ppl.update({f"{n}_train": perplexity(runs[n]["train_nll"], n_boot, seed) for n in runs})
+    ppl["ratio"] = perplexity_ratio(runs["tuned"]["val_nll"], runs["base"]["val_nll"], n_boot, seed)
+    ppl["verdicts"] = style_report.perplexity_verdicts(ppl, ev)
+
+    say("style measures")
+    pools = {"base": [c["text"] for c in runs["base"]["continuations"]],
+             "tuned": [c["text"] for c in runs["tuned"]["continuations"]],
+             "author": [p.truth for p in prompts]}
+    reference = "\n\n".join(texts)
+    style = style_report.style_figures(reference, pools, [c["text"] for c in runs["base"]["other"]],
+                                       texts, ev)
+    health = style_report.health(pools, {n: runs[n]["continuations"] for n in runs}, reference, ev)
+    return {
+        "base_model": cfg.data["base_model"],
+        "tuned_model": paths.shown(adapter) if adapter else paths.shown(tuned_dir),
+        "config": paths.shown(cfg.path), "config_sha256": cfg.sha256(),
+        "settings": {**{k: v for k, v in ev.items() if k != "report_dir"}, "sampling": sampling},
+        "counts": {"validation_examples": len(val), "prompts": len(prompts),
+                   "generation_tokens": int(ev["generation_tokens"]),
+                   "reference_words": len(reference.split())},
+        "perplexity": ppl, "style": style, "health": health,
+        "prompts": [p.__dict__ for p in prompts],
+        "continuations": {n: runs[n]["continuations"] for n in runs},
+    }

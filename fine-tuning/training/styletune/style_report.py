@@ -1,0 +1,261 @@
+"""Stage 4's figures, verdicts and report files (Markdown, JSON, PNG).
+
+Three pools of held-out text are scored the same way: the base model's
+continuations, the tuned model's, and the author's own continuations of the
+same prompts (the floor: what the author's text scores against the author's
+training text). The author's training chunks are the reference.
+
+Verdicts compare intervals: "better" or "worse" only when the 95% intervals
+(or the bootstrap interval of the difference) exclude a tie; otherwise "same".
+"""
+import io
+import json
+
+import numpy as np
+
+from . import stylometry as sm
+
+POOLS = ("base", "tuned", "author")
+COLOURS = {"base": "#8c8c8c", "tuned": "#2b6cb0", "author": "#c05621"}
+
+
+def compare(tuned_ci, base_ci, higher_is_better=False) -> str:
+    """'tuned better/worse' only when the two 95% intervals do not overlap."""
+    if tuned_ci[1] < base_ci[0]:
+        return "tuned worse" if higher_is_better else "tuned better"
+    if tuned_ci[0] > base_ci[1]:
+        return "tuned better" if higher_is_better else "tuned worse"
+    return "same (intervals overlap)"
+
+
+def _gap_verdict(diff_ci) -> str:
+    """diff = |tuned - author| - |base - author|: below zero, tuned is closer."""
+    if diff_ci[1] < 0:
+        return "tuned closer to the author"
+    if diff_ci[0] > 0:
+        return "base closer to the author"
+    return "same (interval of the difference includes 0)"
+
+
+def closeness(metric, pools: dict, n_boot: int, seed: int) -> dict:
+    """A pooled-text metric for each pool, and whether tuned or base is closer to the
+    author's value, bootstrapped over continuations (resampled within each pool)."""
+    values = {name: metric(" ".join(texts)) for name, texts in pools.items()}
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(n_boot):
+        sample = {n: " ".join(pools[n][i] for i in rng.integers(0, len(pools[n]), len(pools[n])))
+                  for n in ("base", "tuned")}
+        diffs.append(abs(metric(sample["tuned"]) - values["author"])
+                     - abs(metric(sample["base"]) - values["author"]))
+    ci = [float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))]
+    return {**{k: float(v) for k, v in values.items()}, "gap_difference_ci": ci,
+            "verdict": _gap_verdict(ci)}
+
+
+def _equal_length(pools: dict) -> tuple[dict, int]:
+    """Each pool as its first n word tokens (n the smallest pool's), for the
+    word-based measures that depend on length (Delta, MATTR)."""
+    tokens = {name: sm.words(" ".join(t)) for name, t in pools.items()}
+    n = min(len(t) for t in tokens.values())
+    return {name: [" ".join(t[:n])] for name, t in tokens.items()}, n
+
+
+def style_figures(reference: str, pools: dict, other_texts: list, author_texts: list, ev: dict) -> dict:
+    """Cosine Delta, the classifier and the style profile of each pool. Pools are cut
+    to the same number of words first: a pooled distance shrinks as a sample grows."""
+    seed, n_boot = int(ev["seed"]), int(ev["bootstrap"])
+    equal, n_words = _equal_length(pools)
+    segment = min(int(ev["segment_words"]), n_words)
+    other = " ".join(other_texts)
+    # Base-model text from training prompts steadies the z-scores without being scored.
+    background = {"base, training prompts": other} if len(other.split()) >= segment else None
+    delta = sm.cosine_delta(reference, {n: equal[n][0] for n in POOLS}, mfw=int(ev["mfw"]),
+                            segment_words=segment, seed=seed, n_boot=n_boot, background=background)
+    attribution = sm.char_ngram_attribution(author_texts, other_texts, pools, seed=seed)
+    piece = max(10, int(np.median([len(t.split()) for t in pools["author"]])))
+    try:
+        classifier = sm.char_ngram_holdout_accuracy(author_texts, other_texts, seed=seed, piece_words=piece)
+    except ValueError as err:  # too little base-model text to hold some out
+        classifier = {"error": str(err)}
+    window = min(500, max(50, n_words // 2))
+    profiles = {n: sm.style_profile(" ".join(t), window=window) for n, t in pools.items()}
+    return {
+        "cosine_delta": {**delta, "segment_words": segment,
+                         "verdict": compare(delta["tuned"]["ci"], delta["base"]["ci"])},
+        "attribution": {**attribution, "classifier": classifier,
+                        "verdict": compare(attribution["tuned"]["ci"], attribution["base"]["ci"],
+                                           higher_is_better=True)},
+        "sentence_length": closeness(lambda t: np.mean([len(sm.words(x)) for x in sm.sentences(t)] or [0]),
+                                     pools, n_boot, seed),
+        "dialogue_share": closeness(sm.dialogue_share, pools, n_boot, seed),
+        "mattr": {**{n: sm.mattr(sm.words(equal[n][0]), window) for n in POOLS},
+                  "window": window, "words_per_pool": n_words},
+        "profiles": {n: {k: v for k, v in p.items() if k != "sentence_lengths"} for n, p in profiles.items()},
+        "sentence_lengths": {n: p["sentence_lengths"] for n, p in profiles.items()},
+    }
+
+
+def health(pools: dict, continuations: dict, training_text: str, ev: dict) -> dict:
+    out = {}
+    for name, texts in pools.items():
+        memo = [sm.memorisation(t, training_text) for t in texts]
+        out[name] = {**sm.repetition(" ".join(texts)),
+                     "copied_8gram_share": float(np.mean([m["copied_ngram_share"] for m in memo])),
+                     "longest_overlap_words": int(max(m["longest_overlap_words"] for m in memo)),
+                     "ends_cleanly": float(np.mean([sm.ends_cleanly(t) for t in texts]))}
+        if name in continuations:
+            out[name]["stopped_before_limit"] = float(np.mean([c["stopped"] for c in continuations[name]]))
+    floor = out["author"]["copied_8gram_share"] + ev["memorisation_margin"]
+    out["memorisation_verdict"] = ("ok: no more copying than the author's own held-out text"
+                                   if out["tuned"]["copied_8gram_share"] <= floor else
+                                   "MEMORISING: the tuned model copies training text more than the author does")
+    return out
+
+
+def perplexity_verdicts(ppl: dict, ev: dict) -> dict:
+    ratio = ppl["ratio"]
+    verdict = ("tuned better" if ratio["ci"][1] < 1 else "tuned worse" if ratio["ci"][0] > 1
+               else "same (interval includes 1)")
+    target = "met" if ratio["ratio"] <= ev["ppl_ratio_target"] else "not met"
+    base_gap = ppl["base"]["ppl"] / ppl["base_train"]["ppl"]
+    tuned_gap = ppl["tuned"]["ppl"] / ppl["tuned_train"]["ppl"]
+    overfit = tuned_gap > ev["overfit_gap"] * base_gap
+    return {"verdict": verdict, "target": f"ratio <= {ev['ppl_ratio_target']}: {target}",
+            "train_validation_gap": {"base": base_gap, "tuned": tuned_gap,
+                                     "overfitting": bool(overfit)}}
+
+
+# --- files ----------------------------------------------------------------------------
+
+def _fmt_ci(ci) -> str:
+    return f"[{ci[0]:.3g}, {ci[1]:.3g}]"
+
+
+def _classifier_line(clf: dict) -> str:
+    if "accuracy" not in clf:
+        return f"Classifier check: not possible ({clf['error']})."
+    return (f"Classifier check: on pieces it did not train on, it tells the author's text from the base "
+            f"model's {clf['accuracy']:.0%} of the time {_fmt_ci(clf['ci'])} ({clf['n_test']} pieces); "
+            "near 50%, the attribution row says little.")
+
+
+def _delta_line(delta: dict) -> str:
+    words = delta["author"]["words"]
+    short = any(delta[n].get("short_sample") for n in POOLS)
+    return (f"Cosine Delta: {words} words per pool in {delta['segment_words']}-word segments"
+            + (" - SHORT: Delta is reliable from about 2,500-5,000 words a sample (Eder 2015); "
+               "raise prompts_per_chunk or generation_tokens for a firmer figure." if short else "."))
+
+
+def markdown(report: dict) -> str:
+    p, s, h = report["perplexity"], report["style"], report["health"]
+    rows = [
+        ("held-out perplexity (lower is better)", f"{p['base']['ppl']:.2f} {_fmt_ci(p['base']['ci'])}",
+         f"{p['tuned']['ppl']:.2f} {_fmt_ci(p['tuned']['ci'])}", "-",
+         f"{p['verdicts']['verdict']}; tuned/base {p['ratio']['ratio']:.3f} {_fmt_ci(p['ratio']['ci'])}, "
+         f"target {p['verdicts']['target']}"),
+        ("Cosine Delta to the author (lower is closer)",
+         *(f"{s['cosine_delta'][n]['delta']:.3f} {_fmt_ci(s['cosine_delta'][n]['ci'])}" for n in POOLS),
+         s["cosine_delta"]["verdict"]),
+        ("char n-gram classifier: share labelled the author's",
+         *(f"{s['attribution'][n]['author_share']:.2f} {_fmt_ci(s['attribution'][n]['ci'])}" for n in POOLS),
+         s["attribution"]["verdict"]),
+        ("mean sentence length (words)", *(f"{s['sentence_length'][n]:.1f}" for n in POOLS),
+         s["sentence_length"]["verdict"]),
+        ("dialogue share of words", *(f"{s['dialogue_share'][n]:.2f}" for n in POOLS),
+         s["dialogue_share"]["verdict"]),
+        (f"MATTR (window {s['mattr']['window']}, {s['mattr']['words_per_pool']} words each)",
+         *(f"{s['mattr'][n]:.3f}" for n in POOLS), "closer to the author's is better"),
+        ("repeated 4-gram share", *(f"{h[n]['repeated_4gram_share']:.3f}" for n in POOLS),
+         "tuned should not exceed base or the author"),
+        ("distinct-2", *(f"{h[n]['distinct_2']:.3f}" for n in POOLS), ""),
+        ("copied training 8-grams", *(f"{h[n]['copied_8gram_share']:.3f}" for n in POOLS),
+         h["memorisation_verdict"]),
+        ("longest verbatim overlap with training (words)",
+         *(str(h[n]["longest_overlap_words"]) for n in POOLS), ""),
+        ("ends at a sentence end", *(f"{h[n]['ends_cleanly']:.0%}" for n in POOLS), ""),
+    ]
+    gap = p["verdicts"]["train_validation_gap"]
+    lines = [f"# Style report: {report['tuned_model']} vs {report['base_model']}", "",
+             f"Validation examples: {report['counts']['validation_examples']}; prompts: "
+             f"{report['counts']['prompts']} ({report['counts']['generation_tokens']} tokens generated "
+             f"each, same sampling and seed for both models); author reference: "
+             f"{report['counts']['reference_words']} words of training text.", "",
+             "| measure | base | tuned | author (held out) | verdict |", "|---|---|---|---|---|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    lines += ["", f"Train/validation perplexity ratio: base {gap['base']:.2f}, tuned {gap['tuned']:.2f}"
+              + (" - OVERFITTING: the tuned model fits training text much better than held-out text."
+                 if gap["overfitting"] else " (no sign of overfitting)."), "",
+              _classifier_line(s["attribution"]["classifier"]), "",
+              _delta_line(s["cosine_delta"]), "",
+              "Intervals are 95% bootstrap intervals. Continuations: `continuations.md`. "
+              "Every figure: `style_report.json`. How to read this: README.md, 'Reading the style report'."]
+    return "\n".join(lines) + "\n"
+
+
+def _bar(ax, x, value, ci, colour):
+    """A bar with its 95% interval drawn as a line (a bootstrap interval need not
+    contain the point estimate: Delta's leans towards 1)."""
+    ax.bar(x, value, color=colour)
+    ax.vlines(x, ci[0], ci[1], color="black", linewidth=1.5)
+    ax.hlines(ci, x - 0.1, x + 0.1, color="black", linewidth=1.5)
+
+
+def png(report: dict) -> bytes:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    p, s = report["perplexity"], report["style"]
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8))
+    ax = axes[0, 0]
+    for i, n in enumerate(("base", "tuned")):
+        _bar(ax, i, p[n]["ppl"], p[n]["ci"], COLOURS[n])
+    ax.set_xticks([0, 1], ["base", "tuned"])
+    ax.set_title("held-out perplexity of the author's text (lower = expects it more)")
+    ax = axes[0, 1]
+    for i, n in enumerate(POOLS):
+        _bar(ax, i, s["cosine_delta"][n]["delta"], s["cosine_delta"][n]["ci"], COLOURS[n])
+    ax.set_xticks(range(3), ["base", "tuned", "author (held out)"])
+    ax.set_title("Cosine Delta to the author's training text (lower = closer)")
+    ax = axes[1, 0]
+    top = max([max(v) for v in s["sentence_lengths"].values() if v] + [10])
+    bins = np.linspace(0, min(top, 80), 21)
+    for n in POOLS:
+        if s["sentence_lengths"][n]:
+            ax.hist(s["sentence_lengths"][n], bins=bins, histtype="step", density=True, linewidth=2,
+                    color=COLOURS[n], label=n)
+    ax.legend()
+    ax.set_xlabel("words per sentence")
+    ax.set_title("sentence lengths")
+    ax = axes[1, 1]
+    names = ["labelled author's", "dialogue share", "MATTR"]
+    width = 0.26
+    for i, n in enumerate(POOLS):
+        vals = [s["attribution"][n]["author_share"], s["dialogue_share"][n], s["mattr"][n]]
+        ax.bar(np.arange(3) + (i - 1) * width, vals, width, color=COLOURS[n], label=n)
+    ax.set_xticks(range(3), names)
+    ax.set_ylim(0, 1)
+    ax.legend()
+    ax.set_title("style shares (closer to the author's bar is better)")
+    fig.suptitle(f"{report['tuned_model']} vs base - {report['counts']['prompts']} held-out prompts")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def continuations_markdown(prompts, continuations: dict) -> str:
+    parts = ["# Continuations (same prompt, same seed for both models)", ""]
+    for i, prompt in enumerate(prompts):
+        parts += [f"## {i + 1}. {prompt.chunk} ({prompt.kind})", "", "**Prompt (end):** ..."
+                  + prompt.text[-400:], ""]
+        for name in ("base", "tuned"):
+            parts += [f"**{name}:** {continuations[name][i]['text']}", ""]
+        parts += [f"**author:** {prompt.truth}", ""]
+    return "\n".join(parts)
+
+
+def json_bytes(report: dict) -> bytes:
+    return (json.dumps(report, indent=2, ensure_ascii=False, default=float) + "\n").encode()

@@ -1,0 +1,130 @@
+"""Stage 4: perplexity on the completions only, prompts from held-out chunks, the
+verdict rules, and the script end to end on a tiny random model and on the
+small real model (very short generations). The text metrics themselves are
+tested in test_stylometry.py."""
+import json
+
+import numpy as np
+import pytest
+
+from conftest import FT, SAMPLE_BOOK, SMOL, build_adapter, load_script
+from styletune import evaluate, style_report
+from styletune.config import load_config
+from styletune.sentences import build_punkt
+from styletune.stage1 import prepare
+from styletune.stage1_cli import planned_outputs, write_outputs
+
+SCRIPT = load_script(FT / "training" / "4_evaluate_style.py")
+MERGE = load_script(FT / "training" / "3_merge_adapter.py")
+QUICK = {"generation_tokens": 12, "prompts_per_chunk": 2, "prompt_words": 40, "train_prompts": 3,
+         "train_examples_for_gap": 2, "segment_words": 20, "bootstrap": 50, "mfw": 50}
+
+
+def test_perplexity_counts_only_the_completion_and_its_end_token(tiny):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from styletune.tokens import axolotl_template
+    tok = AutoTokenizer.from_pretrained(str(tiny / "base"))
+    tok.chat_template = axolotl_template("chatml")
+    tok.eos_token = "<|im_end|>"
+    model = AutoModelForCausalLM.from_pretrained(str(tiny / "base"), dtype=torch.float32)
+    conv = [{"role": "user", "content": "The station turned."},
+            {"role": "assistant", "content": "Nobody slept."}]
+    nll = evaluate.completion_token_nll(model, tok, conv)
+    completion = tok("Nobody slept.", add_special_tokens=False)["input_ids"]
+    assert len(nll) == len(completion) + 1              # + <|im_end|>
+    full = tok.apply_chat_template(conv, tokenize=True, return_dict=False)
+    full = list(full["input_ids"] if isinstance(full, dict) else full)
+    start = len(full) - len(completion) - 2             # "Nobody slept." <|im_end|> "\n"
+    with torch.no_grad():
+        logp = torch.log_softmax(model(torch.tensor([full])).logits[0].float(), -1)
+    by_hand = [-logp[i - 1, full[i]].item() for i in range(start, start + len(completion) + 1)]
+    assert np.allclose(nll, by_hand, atol=1e-4)
+
+
+def test_perplexity_intervals_and_the_paired_ratio():
+    rng = np.random.default_rng(0)
+    nll = [rng.exponential(2.0, 300), rng.exponential(2.0, 200)]
+    ppl = evaluate.perplexity(nll, 500, 1)
+    assert ppl["ci"][0] < ppl["ppl"] < ppl["ci"][1]
+    assert ppl["ppl"] == pytest.approx(np.exp(np.concatenate(nll).mean()))
+    same = evaluate.perplexity_ratio(nll, nll, 500, 1)
+    assert same["ratio"] == pytest.approx(1.0) and same["ci"] == pytest.approx([1.0, 1.0])
+    better = evaluate.perplexity_ratio([n * 0.5 for n in nll], nll, 500, 1)
+    assert better["ci"][1] < 1
+
+
+def test_prompts_are_the_example_prefix_then_later_windows_ending_at_sentence_ends():
+    text = (SAMPLE_BOOK / "chunk_002_the_infirmary.txt").read_text(encoding="utf-8")
+    conv = [{"role": "user", "content": "An opening line."}, {"role": "assistant", "content": text}]
+    punkt, _ = build_punkt([text])
+    ev = {"generation_tokens": 40, "prompts_per_chunk": 4, "prompt_words": 30}
+    prompts = evaluate.validation_prompts([conv], punkt, ev, ["chunk_009.txt"])
+    assert [p.kind for p in prompts] == ["example", "window", "window", "window"]
+    assert prompts[0].text == "An opening line."
+    for p in prompts[1:]:
+        assert p.text.rstrip("”’\"'")[-1] in ".!?…" and len(p.text.split()) <= 30
+        assert text.index(p.text) + len(p.text) < text.index(p.truth)   # the truth follows the prompt
+        assert len(p.truth.split()) == 30                                # 0.75 x 40 tokens
+
+
+def test_verdicts_need_separate_intervals():
+    assert style_report.compare([1, 2], [3, 4]) == "tuned better"
+    assert style_report.compare([1, 2], [3, 4], higher_is_better=True) == "tuned worse"
+    assert style_report.compare([1, 3.5], [3, 4]).startswith("same")
+    pools = {"author": ["A long sentence with many words in it here."] * 5,
+             "base": ["Short. Short. Short."] * 5,
+             "tuned": ["A long sentence with many words in it too."] * 5}
+    mean_length = lambda t: float(np.mean([len(s.split()) for s in t.split(".") if s.strip()]))  # noqa: E731
+    result = style_report.closeness(mean_length, pools, 100, 0)
+    assert result["verdict"] == "tuned closer to the author"
+
+
+def stage1_for(cfg_path):
+    result = prepare(load_config(cfg_path))
+    write_outputs(planned_outputs(result), force=True)
+
+
+def check_report(folder):
+    report = json.loads((folder / "style_report.json").read_text())
+    for key in ("perplexity", "style", "health", "prompts", "continuations", "settings", "counts"):
+        assert key in report, key
+    for name in ("base", "tuned"):
+        assert report["perplexity"][name]["ppl"] > 0
+        assert len(report["continuations"][name]) == report["counts"]["prompts"]
+    for name in ("base", "tuned", "author"):
+        assert "delta" in report["style"]["cosine_delta"][name]
+        assert "copied_8gram_share" in report["health"][name]
+    md = (folder / "style_report.md").read_text()
+    assert "| held-out perplexity" in md and "Cosine Delta" in md and "verdict" in md
+    assert (folder / "style_report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "**author:**" in (folder / "continuations.md").read_text()
+    return report
+
+
+def test_end_to_end_on_a_tiny_random_model(make_config, tiny, tmp_path, capsys):
+    cfg = make_config({"evaluation": {**QUICK, "report_dir": str(tmp_path / "report")}},
+                      base_model=str(tiny / "base"), output_dir=str(tiny / "adapter"))
+    stage1_for(cfg)
+    assert SCRIPT.main(["--config", str(cfg)]) == 2
+    assert "run 3_merge_adapter.py --auto first" in capsys.readouterr().err
+    assert MERGE.main(["--config", str(cfg), "--auto"]) == 0
+    assert SCRIPT.main(["--config", str(cfg), "--dry-run"]) == 0
+    assert not (tmp_path / "report").exists()
+    assert SCRIPT.main(["--config", str(cfg)]) == 0
+    report = check_report(tmp_path / "report")
+    assert report["counts"]["validation_examples"] == 1
+    assert SCRIPT.main(["--config", str(cfg)]) == 2                      # no silent overwrite
+    assert "--force" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_end_to_end_on_the_small_real_model_with_an_adapter(make_config, tmp_path):
+    """SmolLM2-135M-Instruct and a real PEFT adapter, compared unmerged (--adapter)."""
+    build_adapter(SMOL, tmp_path / "adapter", seed=3)
+    cfg = make_config({"evaluation": {**QUICK, "report_dir": str(tmp_path / "report")}})
+    stage1_for(cfg)
+    assert SCRIPT.main(["--config", str(cfg), "--adapter", str(tmp_path / "adapter")]) == 0
+    report = check_report(tmp_path / "report")
+    # a random adapter moves the model: the two models' perplexities differ
+    assert report["perplexity"]["ratio"]["ratio"] != pytest.approx(1.0, abs=1e-3)
