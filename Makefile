@@ -44,11 +44,14 @@ demo: $(MODEL)
 		--config fine-tuning/configs/cpu_rehearsal.yaml
 	$(OFFLINE) $(PY) fine-tuning/training/3_merge_adapter.py --auto --force \
 		--config fine-tuning/configs/cpu_rehearsal.yaml
+	$(OFFLINE) $(PY) fine-tuning/training/4_evaluate_style.py --force \
+		--config fine-tuning/configs/cpu_rehearsal.yaml
 	$(OFFLINE) $(PY) fine-tuning/training/5_configure_continue.py --force \
 		--config fine-tuning/configs/cpu_rehearsal.yaml
 	@echo
 	@echo "demo done. Stage 0's chunks of the manuscript: fine-tuning/outputs/rehearsal/segmented/"
 	@echo "Merged model: fine-tuning/outputs/rehearsal/merged/"
+	@echo "Style report: fine-tuning/outputs/rehearsal/style_report/style_report.md (+ .png, continuations.md)"
 	@echo "Ollama Modelfile, Continue config and serve commands: fine-tuning/outputs/rehearsal/serve/ (see SERVE.md there)"
 
 test: $(MODEL)
