@@ -14,4 +14,10 @@ segment     stage 0: a manuscript's chapters, scenes and paragraphs, and its chu
 docx_reader a Word manuscript as text (italics as *...*, heading styles as #)
 split_chunks  scored paragraph cuts that make a passage fit, with stage 1's exact example count
 split_cli   split_oversized_chunks.py: a/b parts, original into backup/
+merge       stage 3: which adapter, the merge into the NF4 base training saw, the logits check
+evaluate    stage 4: perplexity of held-out completions and continuations from both models
+stylometry  stage 4's text measures: Cosine Delta, char n-gram attribution, style profile, repetition, copying
+style_report  stage 4's verdicts and report files (md, json, png)
+serving     stage 5: Ollama Modelfile, vLLM command, Continue entry and rules, --install
+gotemplate  a port of the Go text/template subset Ollama TEMPLATEs use, for parity tests
 """
