@@ -72,7 +72,7 @@ def write_config(work: Path, args, validation: list[str] | None) -> Path:
                 "serve_dir": str(work / "serve"), "segment_max_tokens": args.max_tokens,
                 "segment_min_tokens": args.max_tokens // 3,
                 "evaluation": {"report_dir": str(work / "style_report"), "generation_tokens": 100,
-                               "prompts_per_chunk": 8, "prompt_words": 80, "train_prompts": 16,
+                               "prompts_per_chunk": 4, "prompt_words": 80, "train_prompts": 16,
                                "segment_words": 500, "bootstrap": 1000}}
     if validation is not None:
         pipeline["validation_chunks"] = validation
