@@ -114,6 +114,8 @@ def test_end_to_end_on_a_tiny_random_model(make_config, tiny, tmp_path, capsys):
     assert SCRIPT.main(["--config", str(cfg)]) == 0
     report = check_report(tmp_path / "report")
     assert report["counts"]["validation_examples"] == 1
+    # a handful of words a pool: Delta is reported, but no verdict is claimed
+    assert report["style"]["cosine_delta"]["verdict"].startswith("no verdict")
     assert SCRIPT.main(["--config", str(cfg)]) == 2                      # no silent overwrite
     assert "--force" in capsys.readouterr().err
 

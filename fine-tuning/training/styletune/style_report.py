@@ -16,6 +16,11 @@ import numpy as np
 from . import stylometry as sm
 
 POOLS = ("base", "tuned", "author")
+# Continuations are pooled as separate paragraphs: an unfinished last sentence
+# must not run on into the next continuation's first.
+PARAGRAPH = "\n\n"
+# Fewer segments than this per pool give a bootstrap interval that means nothing.
+MIN_SEGMENTS = 5
 COLOURS = {"base": "#8c8c8c", "tuned": "#2b6cb0", "author": "#c05621"}
 
 
@@ -40,11 +45,11 @@ def _gap_verdict(diff_ci) -> str:
 def closeness(metric, pools: dict, n_boot: int, seed: int) -> dict:
     """A pooled-text metric for each pool, and whether tuned or base is closer to the
     author's value, bootstrapped over continuations (resampled within each pool)."""
-    values = {name: metric(" ".join(texts)) for name, texts in pools.items()}
+    values = {name: metric(PARAGRAPH.join(texts)) for name, texts in pools.items()}
     rng = np.random.default_rng(seed)
     diffs = []
     for _ in range(n_boot):
-        sample = {n: " ".join(pools[n][i] for i in rng.integers(0, len(pools[n]), len(pools[n])))
+        sample = {n: PARAGRAPH.join(pools[n][i] for i in rng.integers(0, len(pools[n]), len(pools[n])))
                   for n in ("base", "tuned")}
         diffs.append(abs(metric(sample["tuned"]) - values["author"])
                      - abs(metric(sample["base"]) - values["author"]))
@@ -59,6 +64,13 @@ def _equal_length(pools: dict) -> tuple[dict, int]:
     tokens = {name: sm.words(" ".join(t)) for name, t in pools.items()}
     n = min(len(t) for t in tokens.values())
     return {name: [" ".join(t[:n])] for name, t in tokens.items()}, n
+
+
+def _delta_verdict(delta: dict) -> str:
+    fewest = min(delta[n]["segments"] for n in POOLS)
+    if fewest < MIN_SEGMENTS:
+        return f"no verdict: {fewest} segment(s) a pool, {MIN_SEGMENTS} needed for an interval"
+    return compare(delta["tuned"]["ci"], delta["base"]["ci"])
 
 
 def style_figures(reference: str, pools: dict, other_texts: list, author_texts: list, ev: dict) -> dict:
@@ -79,10 +91,9 @@ def style_figures(reference: str, pools: dict, other_texts: list, author_texts: 
     except ValueError as err:  # too little base-model text to hold some out
         classifier = {"error": str(err)}
     window = min(500, max(50, n_words // 2))
-    profiles = {n: sm.style_profile(" ".join(t), window=window) for n, t in pools.items()}
+    profiles = {n: sm.style_profile(PARAGRAPH.join(t), window=window) for n, t in pools.items()}
     return {
-        "cosine_delta": {**delta, "segment_words": segment,
-                         "verdict": compare(delta["tuned"]["ci"], delta["base"]["ci"])},
+        "cosine_delta": {**delta, "segment_words": segment, "verdict": _delta_verdict(delta)},
         "attribution": {**attribution, "classifier": classifier,
                         "verdict": compare(attribution["tuned"]["ci"], attribution["base"]["ci"],
                                            higher_is_better=True)},
@@ -100,7 +111,7 @@ def health(pools: dict, continuations: dict, training_text: str, ev: dict) -> di
     out = {}
     for name, texts in pools.items():
         memo = [sm.memorisation(t, training_text) for t in texts]
-        out[name] = {**sm.repetition(" ".join(texts)),
+        out[name] = {**sm.repetition(PARAGRAPH.join(texts)),
                      "copied_8gram_share": float(np.mean([m["copied_ngram_share"] for m in memo])),
                      "longest_overlap_words": int(max(m["longest_overlap_words"] for m in memo)),
                      "ends_cleanly": float(np.mean([sm.ends_cleanly(t) for t in texts]))}
