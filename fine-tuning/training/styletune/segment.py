@@ -371,18 +371,22 @@ def _slug(text: str, words: int = 4) -> str:
     return "_".join(keep[:words])[:40].strip("_") or "untitled"
 
 
-def _group_scenes(sizes, min_tokens, max_tokens):
+def _group_scenes(sizes, min_tokens, max_tokens, hard_limit=None):
     """Consecutive scenes of one chapter into chunks: each scene its own chunk,
     except that a scene under min_tokens joins a neighbour when the two fit
-    max_tokens. Returns [(first, last)] scene indices."""
+    max_tokens, or, when no neighbour leaves room, hard_limit (sequence_len): the
+    budget is soft, and a one-paragraph scene alone cannot even be cut into a
+    prompt and a completion. Returns [(first, last)] scene indices."""
     n = len(sizes)
+    hard_limit = max(hard_limit or max_tokens, max_tokens)
     best = [0.0] + [float("inf")] * n
     prev = [0] * (n + 1)
     for j in range(1, n + 1):
         total = 0
         for i in range(j, 0, -1):
             total += sizes[i - 1]
-            if total > max_tokens and i < j:
+            short = min(sizes[i - 1:j]) < min_tokens
+            if i < j and total > (hard_limit if short else max_tokens):
                 break
             cost = best[i - 1] - 1 + (5 if total < min_tokens else 0)
             if cost < best[j]:
@@ -394,7 +398,8 @@ def _group_scenes(sizes, min_tokens, max_tokens):
     return list(reversed(groups))
 
 
-def plan_chunks(structure: Structure, counter, min_tokens: int, max_tokens: int, punkt=None):
+def plan_chunks(structure: Structure, counter, min_tokens: int, max_tokens: int, punkt=None,
+                hard_limit=None):
     """Chunks for the whole book: scenes grouped within each chapter, a group over
     max_tokens cut at its best paragraph boundaries (sentence ends only inside a
     paragraph that alone is over the budget). Returns (chunks, notes)."""
@@ -408,13 +413,15 @@ def plan_chunks(structure: Structure, counter, min_tokens: int, max_tokens: int,
         by_chapter.setdefault(s.chapter, []).append(s)
     for chapter, sections in by_chapter.items():
         sizes = [measure.tokens(s.start, s.end) for s in sections]
-        for first, last in _group_scenes(sizes, min_tokens, max_tokens):
+        for first, last in _group_scenes(sizes, min_tokens, max_tokens, hard_limit):
             a, b = sections[first].start, sections[last].end
             reason = sections[first].reason
             if first < last:
                 reason += f" (+{last - first} short scene(s) joined)"
             pieces = [(a, b, reason)]
-            if measure.tokens(a, b) > max_tokens:
+            size = measure.tokens(a, b)
+            # a join made to absorb a short scene may use the room up to hard_limit
+            if size > max_tokens and not (first < last and hard_limit and size <= hard_limit):
                 pieces = _split_group(text, a, b, reason, measure, max_tokens, min_tokens,
                                       punkt, notes, candidates, plan, sentence_candidates, units)
             for pa, pb, why in pieces:

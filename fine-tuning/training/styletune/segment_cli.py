@@ -31,7 +31,8 @@ def segment(cfg, manuscript_path, say=lambda m: None):
     say("loading the tokenizer")
     counter = load_counter(cfg)
     say("planning chunks")
-    chunks, notes = plan_chunks(structure, counter, s.segment_min_tokens, s.segment_max_tokens)
+    chunks, notes = plan_chunks(structure, counter, s.segment_min_tokens, s.segment_max_tokens,
+                               hard_limit=cfg.sequence_len - 16)
     name_chunks(chunks, structure)
     say("counting every chunk's example exactly, as stage 1 will")
     texts = [(c.name, ms.body[c.start:c.end]) for c in chunks]
