@@ -31,8 +31,10 @@ Output (rehearsal config, CPU):
           why: the final adapter training saved in output_dir (training recorded checkpoint-3 as best ...)
           step 3, validation loss 3.4628
         ...
-        verify: mean |merged - (base + adapter)| = 1.1e-05 (max 1.3e-04); the adapter's own effect = 1.2e-01; ...
-        sample (greedy, 40 tokens): "..."
+        verify: mean |merged - (base + adapter)| = 7.63e-06 (max 2.23e-04); the adapter's own
+          effect = 1.89e-01; tolerance 9.45e-02; top-1 token agreement 100.0%
+        sample (greedy, 40 tokens): "The next day, the captain and the galley were in the
+          infirmary, which was where she went when she did not know what else to do. ..."
         wrote fine-tuning/outputs/rehearsal/merged (0.5 GiB)
 """
 import argparse
