@@ -16,6 +16,7 @@ non-overlapping intervals; copying from the training text no higher than
 Wells's own rate. Prints the wall time of each stage. Tens of minutes on 2 cores.
 
 Run:    python fine-tuning/benchmarks/bench_style_transfer.py [--epochs 2] [--work DIR]
+        python fine-tuning/benchmarks/bench_style_transfer.py --work DIR --evaluate-only
 Output: stage 0 (segment): 9 s ... stage 2 (train): 31 min ...
         perplexity tuned/base 0.71 [0.69, 0.73] (target <= 0.8): met
         ...
@@ -50,6 +51,8 @@ def parse_args():
                    help="stage 0's token budget per chunk (short rows train fast on CPU)")
     p.add_argument("--held-out", type=float, default=0.10, help="share of chunks held out, from the end")
     p.add_argument("--work", help="working folder (default: a new temporary folder, kept)")
+    p.add_argument("--evaluate-only", action="store_true",
+                   help="rerun only stage 4 on an earlier run's --work folder (its model and data)")
     return p.parse_args()
 
 
@@ -102,18 +105,22 @@ def held_out_chunks(folder: Path, share: float) -> list[str]:
     return held
 
 
+def _ci(ci) -> str:
+    return f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
 def summary(report: dict) -> list[str]:
     p, d, h = report["perplexity"], report["style"]["cosine_delta"], report["health"]
     ratio = p["ratio"]
     delta_met = d["tuned"]["ci"][1] < d["base"]["ci"][0]
     return [
-        f"held-out perplexity: base {p['base']['ppl']:.2f} {p['base']['ci']}, tuned {p['tuned']['ppl']:.2f} "
-        f"{p['tuned']['ci']}",
-        f"perplexity tuned/base {ratio['ratio']:.3f} {ratio['ci']} (target <= 0.8): "
+        f"held-out perplexity: base {p['base']['ppl']:.2f} {_ci(p['base']['ci'])}, tuned {p['tuned']['ppl']:.2f} "
+        f"{_ci(p['tuned']['ci'])}",
+        f"perplexity tuned/base {ratio['ratio']:.3f} {_ci(ratio['ci'])} (target <= 0.8): "
         + ("met" if ratio["ratio"] <= 0.8 else "NOT met"),
-        f"Cosine Delta to Wells: base {d['base']['delta']:.3f} {d['base']['ci']}, tuned "
-        f"{d['tuned']['delta']:.3f} {d['tuned']['ci']}, Wells held out {d['author']['delta']:.3f} "
-        f"{d['author']['ci']} ({d['author']['words']} words each) (target: tuned below base, intervals apart): "
+        f"Cosine Delta to Wells: base {d['base']['delta']:.3f} {_ci(d['base']['ci'])}, tuned "
+        f"{d['tuned']['delta']:.3f} {_ci(d['tuned']['ci'])}, Wells held out {d['author']['delta']:.3f} "
+        f"{_ci(d['author']['ci'])} ({d['author']['words']} words each) (target: tuned below base, intervals apart): "
         + ("met" if delta_met else "NOT met"),
         f"copied training 8-grams: tuned {h['tuned']['copied_8gram_share']:.4f}, Wells's own "
         f"{h['author']['copied_8gram_share']:.4f}, base {h['base']['copied_8gram_share']:.4f} "
@@ -131,6 +138,14 @@ def main():
     print(f"working folder: {work} (log: {log})", flush=True)
     times = {}
     py = sys.executable
+    if args.evaluate_only:
+        cfg = work / "bench.yaml"
+        if not args.work or not cfg.is_file():
+            sys.exit("--evaluate-only needs --work pointing at an earlier run's folder")
+        run_stage("stage 4 (evaluate)", [py, TRAINING / "4_evaluate_style.py", "--config", cfg, "--force"],
+                  times, log)
+        print_summary(work, times)
+        return
     cfg = write_config(work, args, None)
     run_stage("stage 0 (segment)", [py, TRAINING / "0_segment_manuscript.py", NOVEL, "--config", cfg,
                                     "--out", work / "chunks", "--force"], times, log)
@@ -144,6 +159,10 @@ def main():
               times, log)
     run_stage("stage 4 (evaluate)", [py, TRAINING / "4_evaluate_style.py", "--config", cfg, "--force"],
               times, log)
+    print_summary(work, times)
+
+
+def print_summary(work: Path, times: dict) -> None:
     report = json.loads((work / "style_report" / "style_report.json").read_text())
     print()
     for line in summary(report):

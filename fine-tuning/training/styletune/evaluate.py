@@ -63,16 +63,21 @@ def validation_prompts(conversations, punkt, ev: dict, chunk_names) -> list[Prom
     prompts = []
     for conv, name in zip(conversations, chunk_names):
         user, completion = conv[0]["content"], conv[1]["content"]
-        prompts.append(Prompt(name, "example", user, _words_until(completion, truth_words)))
+        first_truth = _words_until(completion, truth_words)
+        prompts.append(Prompt(name, "example", user, first_truth))
         cuts = boundaries(completion, punkt)
         room = [b for b in cuts if len(completion[:b.end].split()) >= ev["prompt_words"]
                 and len(completion[b.start:].split()) >= truth_words]
         wanted = int(ev["prompts_per_chunk"]) - 1
+        truth_end = len(first_truth)  # the author's continuations must not overlap each other
         for b in [room[int(i * len(room) / wanted)] for i in range(wanted)] if room and wanted else []:
+            if b.start < truth_end:
+                continue
             starts = [c.start for c in cuts if len(completion[c.start:b.end].split()) <= ev["prompt_words"]]
             start = starts[0] if starts and starts[0] < b.end else 0
-            prompts.append(Prompt(name, "window", completion[start:b.end],
-                                  _words_until(completion[b.start:], truth_words)))
+            truth = _words_until(completion[b.start:], truth_words)
+            prompts.append(Prompt(name, "window", completion[start:b.end], truth))
+            truth_end = b.start + len(truth)
     return prompts
 
 
