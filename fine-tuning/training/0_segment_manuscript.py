@@ -30,19 +30,13 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from styletune import paths  # noqa: E402
-from styletune.privacy import disable_telemetry  # noqa: E402
+from styletune import cli, paths  # noqa: E402
 
-DEFAULT_CONFIG = paths.CONFIG_DIR / "qlora_style_transfer.yaml"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\nRun ")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="Too-long chunk files later: split_oversized_chunks.py")
+    p = cli.parser(__doc__, epilog="Too-long chunk files later: split_oversized_chunks.py")
     p.add_argument("manuscript", help="the whole manuscript (.txt, .md or .docx)")
-    p.add_argument("--config", default=str(DEFAULT_CONFIG),
-                   help="the shared YAML (default: configs/qlora_style_transfer.yaml)")
     p.add_argument("--out", help="folder for the chunk files (default: style_pipeline.book_dir)")
     p.add_argument("--dry-run", action="store_true",
                    help="find the structure, plan and count the chunks; write nothing")
@@ -57,19 +51,8 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    disable_telemetry()
-    from styletune.errors import UserError
     from styletune.segment_cli import run
-
-    try:
-        return run(args)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: every file written is whole; rerun to finish", file=sys.stderr)
-        return 130
+    return cli.run_main(run, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -30,18 +30,12 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from styletune import paths  # noqa: E402
-from styletune.privacy import disable_telemetry  # noqa: E402
+from styletune import cli, paths  # noqa: E402
 
-DEFAULT_CONFIG = paths.CONFIG_DIR / "qlora_style_transfer.yaml"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\nRun ")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="How to read the report: README.md, 'Reading the report'.")
-    p.add_argument("--config", default=str(DEFAULT_CONFIG),
-                   help="the shared YAML (default: configs/qlora_style_transfer.yaml)")
+    p = cli.parser(__doc__, epilog="How to read the report: README.md, 'Reading the report'.")
     p.add_argument("--book", help="book folder of chunk files (overrides style_pipeline.book_dir)")
     p.add_argument("--dry-run", action="store_true",
                    help="read, cut and count, show what would be written; write nothing")
@@ -59,20 +53,9 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    disable_telemetry()
-    from styletune.errors import UserError
     from styletune.stage1_cli import run
-
-    try:
-        return run(args)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: every output file is whole (old or new version); rerun to finish",
-              file=sys.stderr)
-        return 130
+    return cli.run_main(run, parse_args(argv),
+                        "interrupted: every output file is whole (old or new version); rerun to finish")
 
 
 if __name__ == "__main__":

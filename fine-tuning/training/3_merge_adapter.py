@@ -42,17 +42,12 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from styletune import paths  # noqa: E402
-from styletune.privacy import disable_telemetry  # noqa: E402
+from styletune import cli, paths  # noqa: E402
 
-DEFAULT_CONFIG = paths.CONFIG_DIR / "qlora_style_transfer.yaml"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\nRun ")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default=str(DEFAULT_CONFIG),
-                   help="the shared YAML (default: configs/qlora_style_transfer.yaml)")
+    p = cli.parser(__doc__)
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--auto", action="store_true",
                        help="find the adapter in the config's output_dir (see above)")
@@ -86,9 +81,7 @@ def run(args) -> int:
     print(f"base model: {cfg.data['base_model']}")
     print("method: " + ("QLoRA - NF4 base as in training, dequantised, adapter added"
                         if merge.is_qlora(cfg) else "LoRA - adapter added to the unquantised base"))
-    params = merge.parameter_count(cfg)
-    device, why = merge.pick_device(args.device, params)
-    dtype = merge.compute_dtype(device, params)
+    device, why, dtype, params = merge.placement(cfg, args.device)
     print(f"device: {device} ({why}); compute {dtype}, saved as {cfg.pipeline.merged_dtype}")
     for line in merge.check_resources(cfg, out, device, dtype, params):
         print(f"  ok  {line}")
@@ -107,17 +100,8 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    disable_telemetry()
-    from styletune.errors import UserError
-    try:
-        return run(args)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: the previous merged folder (if any) is untouched", file=sys.stderr)
-        return 130
+    return cli.run_main(run, parse_args(argv),
+                        "interrupted: the previous merged folder (if any) is untouched")
 
 
 if __name__ == "__main__":

@@ -40,18 +40,13 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from styletune import paths  # noqa: E402
-from styletune.privacy import disable_telemetry  # noqa: E402
+from styletune import cli, paths  # noqa: E402
 
-DEFAULT_CONFIG = paths.CONFIG_DIR / "qlora_style_transfer.yaml"
 REPORT_FILES = ("style_report.md", "style_report.json", "style_report.png", "continuations.md")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\nRun ")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default=str(DEFAULT_CONFIG),
-                   help="the shared YAML (default: configs/qlora_style_transfer.yaml)")
+    p = cli.parser(__doc__)
     p.add_argument("--model", metavar="DIR", help="tuned model folder (default: style_pipeline.merged_dir)")
     p.add_argument("--adapter", metavar="PATH", help="compare base + this adapter instead of a merged folder")
     p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
@@ -77,9 +72,7 @@ def run(args) -> int:
     out = ev["report_dir"]
     existing = [out / f for f in REPORT_FILES if (out / f).exists()]
     evaluate.read_conversations(cfg.validation_path, "validation data")
-    params = merge.parameter_count(cfg)
-    device, why = merge.pick_device(args.device, params)
-    dtype = merge.compute_dtype(device, params)
+    device, why, dtype, _ = merge.placement(cfg, args.device)
     print(f"config: {paths.shown(cfg.path)}\nbase: {cfg.data['base_model']}\n"
           f"tuned: {paths.shown(adapter or tuned)}\ndevice: {device} ({why})\nreport: {paths.shown(out)}")
     if existing and not args.force:
@@ -102,14 +95,8 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    disable_telemetry()
-    from styletune.errors import UserError
-    try:
-        return run(args)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return cli.run_main(run, parse_args(argv),
+                        "interrupted: an earlier report (if any) is untouched")
 
 
 if __name__ == "__main__":

@@ -28,17 +28,12 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from styletune import paths  # noqa: E402
-from styletune.privacy import disable_telemetry  # noqa: E402
+from styletune import cli, paths  # noqa: E402
 
-DEFAULT_CONFIG = paths.CONFIG_DIR / "qlora_style_transfer.yaml"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\nRun ")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default=str(DEFAULT_CONFIG),
-                   help="the shared YAML (default: configs/qlora_style_transfer.yaml)")
+    p = cli.parser(__doc__)
     p.add_argument("--book", help="book folder of chunk files (overrides style_pipeline.book_dir)")
     p.add_argument("--limit", type=int,
                    help="tokens per example a part may have (default: sequence_len)")
@@ -52,19 +47,8 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    disable_telemetry()
-    from styletune.errors import UserError
     from styletune.split_cli import run
-
-    try:
-        return run(args)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: every file written is whole; rerun to finish", file=sys.stderr)
-        return 130
+    return cli.run_main(run, parse_args(argv))
 
 
 if __name__ == "__main__":

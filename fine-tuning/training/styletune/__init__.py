@@ -1,5 +1,6 @@
 """The shared logic of the numbered stage scripts beside this package.
 
+cli         each script's parser (--config) and its one-line errors
 config      the one YAML (and the rehearsal overlay), paths resolved against fine-tuning/
 chunks      which files of a book folder are chunks, read without changing a word
 sentences   where a prompt may end (Punkt plus fiction's guards)

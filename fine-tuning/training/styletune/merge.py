@@ -173,6 +173,13 @@ def compute_dtype(device: str, params: int | None) -> str:
     return "bfloat16"
 
 
+def placement(cfg, requested: str) -> tuple[str, str, str, int | None]:
+    """(device, why, compute dtype, parameter count) for loading the config's model."""
+    params = parameter_count(cfg)
+    device, why = pick_device(requested, params)
+    return device, why, compute_dtype(device, params), params
+
+
 def check_resources(cfg, out: Path, device: str, dtype: str, params: int | None) -> list[str]:
     """Lines for the plan; raises when disk or RAM is short."""
     save_bytes = DTYPE_BYTES[cfg.pipeline.merged_dtype]

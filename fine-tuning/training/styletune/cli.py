@@ -1,0 +1,32 @@
+"""What every stage script shares: its parser with --config, and how it ends:
+a problem the user can fix is one `error: ...` line and exit 2, never a traceback."""
+import argparse
+import sys
+
+from . import paths
+from .errors import UserError
+from .privacy import disable_telemetry
+
+DEFAULT_CONFIG = paths.CONFIG_DIR / "qlora_style_transfer.yaml"
+
+
+def parser(doc: str, **kwargs) -> argparse.ArgumentParser:
+    """A parser described by the script's docstring (up to its "Run" section), with --config."""
+    p = argparse.ArgumentParser(description=doc.split("\nRun ")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
+    p.add_argument("--config", default=str(DEFAULT_CONFIG),
+                   help="the shared YAML (default: configs/qlora_style_transfer.yaml)")
+    return p
+
+
+def run_main(run, args, interrupted: str = "interrupted: every file written is whole; rerun to finish") -> int:
+    """Run a stage with trackers off; a UserError is one line on stderr (exit 2)."""
+    disable_telemetry()
+    try:
+        return run(args)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(interrupted, file=sys.stderr)
+        return 130
