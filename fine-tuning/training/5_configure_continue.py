@@ -62,6 +62,7 @@ def parse_args(argv=None):
 def run(args) -> int:
     from styletune import serving
     from styletune.config import load_config
+    from styletune.fileio import write_outputs
 
     cfg = load_config(paths.resolve_cli(args.config))
     model_dir = paths.resolve_cli(args.model) if args.model else cfg.pipeline.merged_dir
@@ -71,7 +72,6 @@ def run(args) -> int:
         raise serving.ServeError(serving.GGUF_HELP)
     eos = plan.entry["defaultCompletionOptions"]["stop"][0]
     print(f"model: {paths.shown(model_dir)} ({cfg.chat_template} template, EOS {eos})")
-    changed = plan.changed()
     if args.dry_run:
         for path in plan.files.values():
             print(f"would write {paths.shown(path)}")
@@ -79,12 +79,9 @@ def run(args) -> int:
             print(f"would merge the model entry into {Path(args.continue_dir).expanduser() / 'config.yaml'}")
         print("dry run: nothing written")
         return 0
-    if changed and not args.force:
-        raise serving.ServeError("these files exist and would change: "
-                                 + ", ".join(paths.shown(p) for p in changed) + "; add --force")
-    plan.write()
+    written = write_outputs(plan.outputs(), args.force)
     for path in plan.files.values():
-        print(f"wrote {paths.shown(path)}")
+        print(f"{'wrote' if path in written else 'unchanged'} {paths.shown(path)}")
     if converter:
         dest = cfg.pipeline.serve_dir / f"{cfg.pipeline.serve_model_name}.{args.gguf}.gguf"
         serving.export_gguf(converter, model_dir, dest, args.gguf)

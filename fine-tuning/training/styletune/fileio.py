@@ -5,7 +5,8 @@ import re
 import tempfile
 from pathlib import Path
 
-from .errors import InputError
+from . import paths
+from .errors import InputError, UserError
 
 _BLANK_RUNS = re.compile(r"\n{3,}")
 _TRAILING_SPACE = re.compile(r"[ \t]+\n")
@@ -71,3 +72,16 @@ def write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_outputs(outputs: dict, force: bool) -> list:
+    """Write every output or none: refuse first if any would overwrite different content."""
+    changed = [p for p, data in outputs.items() if not p.exists() or p.read_bytes() != data]
+    clobber = [p for p in changed if p.exists()]
+    if clobber and not force:
+        raise UserError("these outputs exist and would change: "
+                        + ", ".join(paths.shown(p) for p in clobber)
+                        + ". Rerun with --force to replace them.")
+    for path in changed:
+        write_atomic(path, outputs[path])
+    return changed

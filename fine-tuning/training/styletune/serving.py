@@ -240,13 +240,9 @@ class Plan:
         self.commands = {"ollama": ollama_create_command(cfg, self.files["Modelfile"], quantize),
                          "vllm": vllm_command(cfg, model_dir)}
 
-    def changed(self) -> list[Path]:
-        return [self.files[k] for k, text in self.contents.items()
-                if self.files[k].exists() and self.files[k].read_text(encoding="utf-8") != text]
-
-    def write(self) -> None:
-        for key, text in self.contents.items():
-            write_atomic(self.files[key], text.encode("utf-8"))
+    def outputs(self) -> dict:
+        """{path: bytes}, for fileio.write_outputs."""
+        return {self.files[k]: text.encode("utf-8") for k, text in self.contents.items()}
 
 
 # --- installing into the writer's Continue folder ------------------------------------

@@ -6,7 +6,7 @@ import textwrap
 from . import paths, report
 from .config import load_config
 from .errors import UserError
-from .fileio import write_atomic
+from .fileio import write_outputs  # noqa: F401 (stage 1's callers and tests)
 from .stage1 import jsonl_bytes, manifest, prepare
 
 
@@ -25,19 +25,6 @@ def planned_outputs(result) -> dict:
     outputs[cfg.train_path.with_suffix(".manifest.json")] = \
         (json.dumps(man, indent=2, ensure_ascii=False) + "\n").encode()
     return outputs
-
-
-def write_outputs(outputs: dict, force: bool) -> list:
-    """Write every output or none: refuse first if any would overwrite different content."""
-    changed = [p for p, data in outputs.items() if not p.exists() or p.read_bytes() != data]
-    clobber = [p for p in changed if p.exists()]
-    if clobber and not force:
-        raise UserError("these outputs exist and would change: "
-                        + ", ".join(paths.shown(p) for p in clobber)
-                        + ". Rerun with --force to replace them.")
-    for path in changed:
-        write_atomic(path, outputs[path])
-    return changed
 
 
 def preview(examples, n):
