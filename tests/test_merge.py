@@ -105,7 +105,9 @@ def test_tiny_merge_verifies_writes_and_reruns_identically(make_config, tiny, tm
             "generation_config.json", merge.MANIFEST} <= names
     manifest = json.loads((merged / merge.MANIFEST).read_text())
     v = manifest["verification"]
-    assert v["passed"] and v["mean_abs_diff"] <= 1e-3 < v["adapter_effect"]
+    # fp32 on CPU (1e-3); bf16 compute where a GPU takes the merge (0.05)
+    floor = merge.noise_floor(manifest["saved_dtype"], manifest["compute_dtype"])
+    assert v["passed"] and v["mean_abs_diff"] <= floor < v["adapter_effect"]
     assert manifest["merge_method"].startswith("QLoRA")
     assert manifest["saved_dtype"] == "float32"
     gen = json.loads((merged / "generation_config.json").read_text())

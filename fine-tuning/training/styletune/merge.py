@@ -29,9 +29,10 @@ DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 # |(base + adapter) - base| (a merge that dropped or swapped the adapter scores
 # about 1.0 or more) ...
 EFFECT_SHARE = 0.5
-# ... or, for an adapter whose effect is below the storage dtype's own rounding
-# noise, at most that noise (measured: ~1e-4 in float32, ~0.03 in bfloat16 for
-# SmolLM2-135M).
+# ... or, for an adapter whose effect is below the rounding noise of the dtypes the
+# merge was computed and saved in (the coarser of the two), at most that noise
+# (measured: ~1e-4 in float32, ~0.03 in bfloat16 for SmolLM2-135M; a tiny model
+# merged with bf16 compute on an H200 and saved in float32: 2.5e-3).
 NOISE_FLOOR = {"float32": 1e-3, "bfloat16": 0.05, "float16": 0.05}
 PROBE_TOKENS = 128
 SAMPLE_TOKENS = 40
@@ -307,7 +308,12 @@ class Verdict:
                 f"tolerance {self.tolerance:.2e}; top-1 token agreement {self.top1_agreement:.1%}")
 
 
-def compare_logits(merged, reference, base, saved_dtype: str) -> Verdict:
+def noise_floor(saved_dtype: str, compute_dtype: str) -> float:
+    """The rounding noise a correct merge may show: that of the coarser dtype."""
+    return max(NOISE_FLOOR[saved_dtype], NOISE_FLOOR[compute_dtype])
+
+
+def compare_logits(merged, reference, base, saved_dtype: str, compute_dtype: str = "float32") -> Verdict:
     """How closely the merged model reproduces base + adapter, against the adapter's effect."""
     import torch
     m, r, b = (torch.cat([x.flatten(0, 1) for x in xs]) for xs in (merged, reference, base))
@@ -315,7 +321,7 @@ def compare_logits(merged, reference, base, saved_dtype: str) -> Verdict:
     return Verdict(mean_abs_diff=(m - r).abs().mean().item(), max_abs_diff=(m - r).abs().max().item(),
                    adapter_effect=effect,
                    top1_agreement=(m.argmax(-1) == r.argmax(-1)).float().mean().item(),
-                   tolerance=max(EFFECT_SHARE * effect, NOISE_FLOOR[saved_dtype]))
+                   tolerance=max(EFFECT_SHARE * effect, noise_floor(saved_dtype, compute_dtype)))
 
 
 def greedy_sample(model, tok, cfg) -> str:
@@ -387,7 +393,7 @@ def merge(cfg, choice: AdapterChoice, out: Path, device: str, dtype: str, say=pr
     reloaded = AutoModelForCausalLM.from_pretrained(str(partial), dtype=getattr(torch, dtype),
                                                     device_map=device)
     reloaded.eval()
-    verdict = compare_logits(logits_of(reloaded, probes), ref_logits, base_logits, saved)
+    verdict = compare_logits(logits_of(reloaded, probes), ref_logits, base_logits, saved, dtype)
     sample = greedy_sample(reloaded, tok, cfg)
     del reloaded
     gc.collect()
