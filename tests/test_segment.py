@@ -241,6 +241,46 @@ def test_split_dry_run_then_apply_then_rerun(book_copy, make_config, capsys):
     assert {p.name: p.read_bytes() for p in book_copy.rglob("*") if p.is_file()} == after
 
 
+def test_split_lists_other_places_and_takes_the_writers_choice(book_copy, make_config, capsys):
+    cfg = str(make_config())
+    original = (book_copy / "chunk_004_the_long_walk.txt").read_bytes()
+    args = ["--config", cfg, "--book", str(book_copy), "--limit", "3000"]
+    assert SPLIT.main(args + ["--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "or instead: --cut-before 'The suits smelled of other people.'" in out
+    # the writer picks the earlier scene break instead of the proposed one
+    assert SPLIT.main(args + ["--cut-before", "The suits   smelled\nof other"]) == 0
+    out = capsys.readouterr().out
+    assert "your choice (--cut-before)" in out
+    a, b = (book_copy / "chunk_004a_the_long_walk.txt"), (book_copy / "chunk_004b_the_long_walk.txt")
+    assert b.read_text().startswith("The suits smelled of other people.")
+    assert a.read_bytes() + b.read_bytes() == original
+    assert (book_copy / "backup" / "chunk_004_the_long_walk.txt").read_bytes() == original
+
+
+@pytest.mark.parametrize("opening, message", [
+    ("the horn", "inside a paragraph of chunk_004_the_long_walk.txt"),
+    ("Ilse", "2 paragraphs begin with it"),
+    ("words in no chunk at all", "no chunk over the limit contains it"),
+    ("They met in the captain", "is the first paragraph of chunk_004_the_long_walk.txt"),
+])
+def test_split_refuses_a_cut_it_cannot_make_and_changes_nothing(book_copy, make_config, capsys,
+                                                                opening, message):
+    before = {p.name: p.read_bytes() for p in book_copy.rglob("*") if p.is_file()}
+    code = SPLIT.main(["--config", str(make_config()), "--book", str(book_copy), "--limit", "3000",
+                       "--cut-before", opening])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
+    assert {p.name: p.read_bytes() for p in book_copy.rglob("*") if p.is_file()} == before
+
+
+def test_split_says_when_the_writers_parts_are_still_too_long(book_copy, make_config, capsys):
+    code = SPLIT.main(["--config", str(make_config()), "--book", str(book_copy), "--limit", "1500",
+                       "--cut-before", "The suits smelled", "--dry-run"])
+    err = capsys.readouterr().err
+    assert code == 2 and "chunk_004b_the_long_walk.txt is still" in err and "over the 1500 limit" in err
+
+
 def test_split_never_overwrites_a_backup(book_copy, make_config, capsys):
     (book_copy / "backup" / "chunk_004_the_long_walk.txt").write_text("an older copy")
     before = {p.name: p.read_bytes() for p in book_copy.rglob("*") if p.is_file()}

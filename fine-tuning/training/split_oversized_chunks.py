@@ -13,13 +13,19 @@ Writes  for each chunk over the limit: parts named like the original with a
         together are the original byte for byte; the original moves into
         backup/ (an existing backup is never overwritten). Parts already split
         (006a) are left alone, so a rerun changes nothing.
+        The dry run also lists, under each cut, the next-best places that fit;
+        --cut-before "first words of a paragraph" puts the cut there instead
+        (the proposal is right about half the time on chapter seams that have no
+        typographic cue: read it before applying).
 
 Run     python fine-tuning/training/split_oversized_chunks.py --dry-run   # show the cuts
         python fine-tuning/training/split_oversized_chunks.py             # apply them
         ... --config configs/cpu_rehearsal.yaml  --book data/raw/my_book  --limit 3000
+        ... --cut-before "The next morning the rain"                      # your cut instead
 
 Output  chunk_004_the_long_walk.txt: 3291 tokens -> 2 parts
           cut at character 6803: scene break '* * *'
+            or instead: --cut-before 'By noon the road had' (time jump ...)
         | original chunk | words | split into | words | description |
         | chunk_004_the_long_walk.txt | 2436 | chunk_004a_the_long_walk.txt | 1301 | They met in ... |
 """
@@ -38,7 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int,
                    help="tokens per example a part may have (default: sequence_len)")
     p.add_argument("--dry-run", action="store_true",
-                   help="show each proposed cut with its context and signals; write nothing")
+                   help="show each proposed cut with its context, signals and the next-best "
+                        "places; write nothing")
+    p.add_argument("--cut-before", action="append", metavar="TEXT",
+                   help="the first words of a paragraph that should start a new part, your "
+                        "choice instead of the proposed cut (repeat for more cuts; the chunk "
+                        "is the one whose paragraph starts so)")
     return p
 
 

@@ -2,6 +2,7 @@
 example is over the limit, cut at their best scene boundaries into a/b/... parts,
 the original moved into backup/."""
 import re
+import shlex
 import sys
 
 from . import paths
@@ -10,7 +11,8 @@ from .config import load_config
 from .errors import InputError
 from .fileio import read_text, write_atomic
 from .sentences import build_punkt
-from .split_chunks import Measure, candidates, example_tokens, plan, sentence_candidates, units
+from .split_chunks import (Candidate, Measure, candidates, example_tokens, plan,
+                           sentence_candidates, units)
 from .tokens import load_counter
 
 _ID = re.compile(r"^(chunk_\d+)([a-z]*)(.*)$", re.IGNORECASE)
@@ -34,6 +36,71 @@ def propose(text, counter, limit, punkt, margin=8, min_part=0):
                  for c in sentence_candidates(text, punkt, a, b)]
         cuts = plan(len(text), cands + extra, measure.tokens, limit=limit, min_part=min_part)
     return cuts
+
+
+def alternatives(text, cuts, counter, limit, k=3):
+    """For each chosen cut, the next-best paragraph boundaries that would fit in its
+    place (estimated count): what the writer can pick instead with --cut-before."""
+    measure = Measure(counter, text, margin=8)
+    offsets = [0] + [c.offset for c in cuts] + [len(text)]
+    out = []
+    for i, cut in enumerate(cuts, 1):
+        lo, hi = offsets[i - 1], offsets[i + 1]
+        fits = [c for c in candidates(text) if lo < c.offset < hi and c.offset != cut.offset
+                and measure.tokens(lo, c.offset) <= limit and measure.tokens(c.offset, hi) <= limit]
+        out.append(sorted(fits, key=lambda c: -c.score)[:k])
+    return out
+
+
+def _squash(text):
+    return " ".join(text.split())
+
+
+def writer_cuts(chunks, openings):
+    """{chunk name: [Candidate]} from --cut-before: each opening must be the start of
+    exactly one paragraph among `chunks` (whitespace and line wrapping ignored)."""
+    found = {}
+    for opening in openings:
+        want = _squash(opening)
+        hits = [(chunk, a) for chunk, raw in chunks for a, _, _ in units(raw)
+                if _squash(raw[a:a + 4 * len(want) + 40]).startswith(want)]
+        if not want or len(hits) != 1:
+            inside = [chunk.name for chunk, raw in chunks if want and want in _squash(raw)]
+            why = (f"{len(hits)} paragraphs begin with it: add words until one does" if len(hits) > 1 else
+                   f"it is inside a paragraph of {inside[0]}, and a cut never falls inside one"
+                   if inside else "no chunk over the limit contains it")
+            raise InputError(f"--cut-before {opening!r}: {why}. Give the first words of the "
+                             "paragraph that should start a new part, as they are in the file; "
+                             "nothing was changed.")
+        chunk, a = hits[0]
+        if a == 0:
+            raise InputError(f"--cut-before {opening!r} is the first paragraph of {chunk.name}: "
+                             "a part must start later in the chunk")
+        found.setdefault(chunk.name, []).append(Candidate(a, 0.0, ["your choice (--cut-before)"]))
+    return {name: sorted(c, key=lambda c: c.offset) for name, c in found.items()}
+
+
+def counted_parts(cfg, counter, others, name, raw, cuts):
+    """[(part name, text, tokens as stage 1 counts them)] for `raw` cut at `cuts`."""
+    bounds = [0] + [c.offset for c in cuts] + [len(raw)]
+    texts = [raw[a:b] for a, b in zip(bounds, bounds[1:])]
+    names = part_names(name, len(texts))
+    exact = example_tokens(cfg, counter, others + list(zip(names, texts)))
+    return list(zip(names, texts, [exact.get(n, 0) for n in names]))
+
+
+def proposed_parts(cfg, counter, others, chunk, raw, limit, punkt):
+    """The best cuts whose parts all fit, counted exactly; a safety margin on the
+    estimate grows until they do."""
+    for margin in (8, 32, 96):
+        cuts = propose(raw, counter, limit, punkt, margin=margin)
+        if cuts is None:
+            raise InputError(f"{chunk.path}: cannot be cut into parts of at most {limit} tokens "
+                             "(a single sentence is longer). Add punctuation or raise --limit.")
+        parts = counted_parts(cfg, counter, others, chunk.name, raw, cuts)
+        if all(t <= limit for _, _, t in parts):
+            return cuts, parts
+    raise InputError(f"{chunk.path}: no cut found whose parts all fit {limit} tokens")
 
 
 def _context(text, offset, lines=3):
@@ -61,28 +128,26 @@ def run(args) -> int:
         print("no chunk is over the limit: nothing to split")
         return 0
     plans, left_alone = [], []
+    todo = []
     for chunk in oversized:
         m = _ID.match(chunk.name)
         if m and m.group(2):
             left_alone.append(chunk)
-            continue
-        raw = read_text(chunk.path)  # the file's own text, so the parts rebuild it exactly
-        parts = None
-        for margin in (8, 32, 96):
-            cuts = propose(raw, counter, limit, punkt, margin=margin)
-            if cuts is None:
-                raise InputError(f"{chunk.path}: cannot be cut into parts of at most {limit} tokens "
-                                 "(a single sentence is longer). Add punctuation or raise --limit.")
-            bounds = [0] + [c.offset for c in cuts] + [len(raw)]
-            texts = [raw[a:b] for a, b in zip(bounds, bounds[1:])]
-            names = part_names(chunk.name, len(texts))
-            others = [(c.name, c.text) for c in chunks if c is not chunk]
-            exact = example_tokens(cfg, counter, others + list(zip(names, texts)))
-            if all(exact.get(n, 0) <= limit for n in names):
-                parts = list(zip(names, texts, [exact.get(n, 0) for n in names]))
-                break
-        if parts is None:
-            raise InputError(f"{chunk.path}: no cut found whose parts all fit {limit} tokens")
+        else:  # the file's own text, so the parts rebuild it exactly
+            todo.append((chunk, read_text(chunk.path)))
+    chosen = writer_cuts(todo, args.cut_before or [])
+    others_of = lambda chunk: [(c.name, c.text) for c in chunks if c is not chunk]  # noqa: E731
+    for chunk, raw in todo:
+        if chunk.name in chosen:
+            cuts = chosen[chunk.name]
+            parts = counted_parts(cfg, counter, others_of(chunk), chunk.name, raw, cuts)
+            over = [(n, t) for n, _, t in parts if t > limit]
+            if over:
+                raise InputError(f"{chunk.name}: with the cuts you chose, {over[0][0]} is still "
+                                 f"{over[0][1]} tokens, over the {limit} limit. Add another "
+                                 "--cut-before inside it (a dry run without --cut-before lists places that fit).")
+        else:
+            cuts, parts = proposed_parts(cfg, counter, others_of(chunk), chunk, raw, limit, punkt)
         assert "".join(t for _, t, _ in parts) == raw  # conservation
         plans.append((chunk, raw, cuts, parts))
     for chunk in left_alone:
@@ -90,9 +155,13 @@ def run(args) -> int:
               "split it by hand or raise the limit")
     for chunk, raw, cuts, parts in plans:
         print(f"\n{chunk.name}: {sizes[chunk.name]} tokens -> {len(parts)} parts")
-        for cut in cuts:
+        mine = chunk.name in chosen
+        for cut, others in zip(cuts, [[]] * len(cuts) if mine else alternatives(raw, cuts, counter, limit)):
             print(f"  cut at character {cut.offset}: {'; '.join(cut.signals)}")
             print("\n".join(_context(raw, cut.offset)))
+            for alt in others:
+                print(f"    or instead: --cut-before {shlex.quote(' '.join(raw[alt.offset:].split()[:6]))} "
+                      f"({'; '.join(alt.signals)})")
     print("\n| original chunk | words | split into | words | description |\n|---|---|---|---|---|")
     for chunk, raw, cuts, parts in plans:
         for i, (name, text, tokens) in enumerate(parts):
