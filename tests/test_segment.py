@@ -197,7 +197,10 @@ def test_no_headings_no_breaks_falls_back_to_paragraph_scoring(tmp_path, make_co
     cfg = make_config({"segment_max_tokens": 2000, "segment_min_tokens": 200})
     out = tmp_path / "o"
     assert STAGE0.main([str(src), "--config", str(cfg), "--out", str(out)]) == 0
-    assert "no chapter headings and no scene breaks" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "no chapter headings and no scene breaks" in printed
+    assert "start at a cut made inside a scene to fit the budget" in printed
+    assert "start at a cut made inside a scene" in (out / "segment_report.md").read_text()
     manifest = assert_conserved(out, read_manuscript(src).body)
     assert len(manifest["chunks"]) >= 2 and all(c["tokens"] <= 2000 for c in manifest["chunks"])
 

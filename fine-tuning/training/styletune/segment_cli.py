@@ -55,6 +55,14 @@ def segment(cfg, manuscript_path, say=lambda m: None):
         notes.append(f"{words} word(s) between headings under '{title}' (a subtitle or note) are "
                      "not a chunk; kept in the manifest")
     notes += structure.notes
+    guessed = [c.name for c in chunks if c.reason.startswith("cut to fit the budget")
+               and "scene break" not in c.reason]
+    if guessed:
+        notes.append(f"{len(guessed)} chunk(s) start at a cut made inside a scene to fit the budget "
+                     f"({', '.join(guessed[:3])}{', ...' if len(guessed) > 3 else ''}): the place is "
+                     "the splitter's best guess, so read those openings. Where your scene really "
+                     "turns elsewhere, put a scene-break line (* * *) there in the manuscript and "
+                     "rerun with --force.")
     return ms, structure, chunks, notes
 
 
