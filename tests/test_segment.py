@@ -266,15 +266,34 @@ def test_split_lists_other_places_and_takes_the_writers_choice(book_copy, make_c
     ("Ilse", "2 paragraphs begin with it"),
     ("words in no chunk at all", "no chunk over the limit contains it"),
     ("They met in the captain", "is the first paragraph of chunk_004_the_long_walk.txt"),
+    (["The suits smelled", "The suits smelled of other"], "another --cut-before already names"),
 ])
 def test_split_refuses_a_cut_it_cannot_make_and_changes_nothing(book_copy, make_config, capsys,
                                                                 opening, message):
     before = {p.name: p.read_bytes() for p in book_copy.rglob("*") if p.is_file()}
-    code = SPLIT.main(["--config", str(make_config()), "--book", str(book_copy), "--limit", "3000",
-                       "--cut-before", opening])
+    openings = opening if isinstance(opening, list) else [opening]
+    code = SPLIT.main(["--config", str(make_config()), "--book", str(book_copy), "--limit", "3000"]
+                      + [x for o in openings for x in ("--cut-before", o)])
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err
     assert {p.name: p.read_bytes() for p in book_copy.rglob("*") if p.is_file()} == before
+
+
+def test_suggested_cut_text_names_one_paragraph_only():
+    from styletune.split_cli import cut_before_text
+    raw = ("The ship was quiet that night and it was cold.\n\nIt drifted.\n\n"
+           "The ship was quiet that night and it was warm. Nobody slept.\n\nEnd.")
+    second = raw.index("The ship was quiet that night and it was warm.")
+    assert cut_before_text(raw, second) == "The ship was quiet that night and it was warm."
+    assert cut_before_text(raw, raw.index("It drifted.")) == "It drifted."  # its own words only
+    assert cut_before_text(raw, raw.index("End.")) == "End."
+
+
+def test_split_with_nothing_over_the_limit_says_cut_before_was_not_used(book_copy, make_config,
+                                                                        capsys):
+    assert SPLIT.main(["--config", str(make_config()), "--book", str(book_copy), "--limit", "4096",
+                       "--cut-before", "The suits smelled"]) == 0
+    assert "--cut-before only splits chunks over the limit" in capsys.readouterr().out
 
 
 def test_split_says_when_the_writers_parts_are_still_too_long(book_copy, make_config, capsys):

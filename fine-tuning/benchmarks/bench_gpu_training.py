@@ -86,6 +86,9 @@ def random_model(dest: Path, shape: dict) -> Path:
     finally:
         torch.set_default_dtype(torch.float32)
     model.save_pretrained(dest, safe_serialization=True)
+    del model  # free the GPU for the training process (the cache too)
+    if device == "cuda":
+        torch.cuda.empty_cache()
     for name in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy(SMOL / name, dest / name)
     return dest

@@ -56,14 +56,29 @@ def _squash(text):
     return " ".join(text.split())
 
 
+def _starts(raw, want):
+    """Offsets of the paragraphs of `raw` that begin with `want` (whitespace squashed)."""
+    return [a for a, _, _ in units(raw) if _squash(raw[a:a + 4 * len(want) + 40]).startswith(want)]
+
+
+def cut_before_text(raw, offset, words=6):
+    """The paragraph's first words, enough of them that no other paragraph of the
+    chunk starts the same way: what to pass to --cut-before for this place."""
+    end = next((b for a, b, _ in units(raw) if a == offset), len(raw))
+    split = raw[offset:end].split()
+    n = min(words, len(split))
+    while n < min(len(split), 40) and len(_starts(raw, " ".join(split[:n]))) > 1:
+        n += 1
+    return " ".join(split[:n])
+
+
 def writer_cuts(chunks, openings):
     """{chunk name: [Candidate]} from --cut-before: each opening must be the start of
     exactly one paragraph among `chunks` (whitespace and line wrapping ignored)."""
     found = {}
     for opening in openings:
         want = _squash(opening)
-        hits = [(chunk, a) for chunk, raw in chunks for a, _, _ in units(raw)
-                if _squash(raw[a:a + 4 * len(want) + 40]).startswith(want)]
+        hits = [(chunk, a) for chunk, raw in chunks for a in _starts(raw, want)] if want else []
         if not want or len(hits) != 1:
             inside = [chunk.name for chunk, raw in chunks if want and want in _squash(raw)]
             why = (f"{len(hits)} paragraphs begin with it: add words until one does" if len(hits) > 1 else
@@ -76,6 +91,9 @@ def writer_cuts(chunks, openings):
         if a == 0:
             raise InputError(f"--cut-before {opening!r} is the first paragraph of {chunk.name}: "
                              "a part must start later in the chunk")
+        if any(c.offset == a for c in found.get(chunk.name, [])):
+            raise InputError(f"--cut-before {opening!r} names a paragraph another --cut-before "
+                             "already names: give each cut once; nothing was changed.")
         found.setdefault(chunk.name, []).append(Candidate(a, 0.0, ["your choice (--cut-before)"]))
     return {name: sorted(c, key=lambda c: c.offset) for name, c in found.items()}
 
@@ -125,7 +143,8 @@ def run(args) -> int:
     sizes = example_tokens(cfg, counter, [(c.name, c.text) for c in chunks], punkt)
     oversized = [c for c in chunks if sizes.get(c.name, 0) > limit]
     if not oversized:
-        print("no chunk is over the limit: nothing to split")
+        print("no chunk is over the limit: nothing to split"
+              + (" (--cut-before only splits chunks over the limit)" if args.cut_before else ""))
         return 0
     plans, left_alone = [], []
     todo = []
@@ -160,7 +179,7 @@ def run(args) -> int:
             print(f"  cut at character {cut.offset}: {'; '.join(cut.signals)}")
             print("\n".join(_context(raw, cut.offset)))
             for alt in others:
-                print(f"    or instead: --cut-before {shlex.quote(' '.join(raw[alt.offset:].split()[:6]))} "
+                print(f"    or instead: --cut-before {shlex.quote(cut_before_text(raw, alt.offset))} "
                       f"({'; '.join(alt.signals)})")
     print("\n| original chunk | words | split into | words | description |\n|---|---|---|---|---|")
     for chunk, raw, cuts, parts in plans:
