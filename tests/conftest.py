@@ -14,15 +14,15 @@ sys.path.insert(0, str(FT / "training"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from styletune.privacy import disable_telemetry  # noqa: E402
+from styletune.startup import PLAIN_PATH_ENV, prepare  # noqa: E402
 
-disable_telemetry()
+prepare()
 
 MAIN_CONFIG = FT / "configs" / "qlora_style_transfer.yaml"
 REHEARSAL_CONFIG = FT / "configs" / "cpu_rehearsal.yaml"
 SAMPLE_BOOK = FT / "data" / "raw" / "the_quiet_orbit"
 SMOL = FT / "models" / "SmolLM2-135M-Instruct"
-CORPUS = REPO.parent / "shared" / "corpus"
+CORPUS = FT / "data" / "corpus"
 
 
 def pytest_configure(config):
@@ -63,6 +63,24 @@ def write_config(tmp_path: Path, pipeline=None, **top) -> Path:
 @pytest.fixture
 def make_config(tmp_path):
     return lambda pipeline=None, **top: write_config(tmp_path, pipeline, **top)
+
+
+@pytest.fixture(params=["fused", "plain"])
+def bnb_cpu_path(request, monkeypatch):
+    """Each of bitsandbytes' CPU paths for 4-bit layers in turn: "fused", as a CPU
+    with AVX512-BF16 takes it (skipped on a CPU without); "plain", with the feature
+    hidden from bitsandbytes in this process and in every process the test starts."""
+    from styletune.bnb_cpu import fused_cpu_path_available
+    if request.param == "fused" and not fused_cpu_path_available():
+        pytest.skip("this CPU lacks AVX512-BF16 (`lscpu | grep avx512_bf16`), so bitsandbytes "
+                    "has no fused path to test here; the 'plain' run covers this machine")
+    if request.param == "plain":
+        from bitsandbytes import functional
+        from bitsandbytes.nn import modules
+        monkeypatch.setattr(modules, "has_avx512bf16", lambda: False)
+        monkeypatch.setattr(functional, "has_avx512bf16", lambda: False)
+        monkeypatch.setenv(PLAIN_PATH_ENV, "plain")
+    return request.param
 
 
 @pytest.fixture

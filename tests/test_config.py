@@ -15,6 +15,8 @@ REHEARSAL_MAY_CHANGE = {
     # few steps on CPU, evaluated and saved at the last one
     "max_steps", "gradient_accumulation_steps", "eval_strategy", "save_strategy",
     "eval_steps", "save_steps",
+    # CPU only: 4-bit layers kept trainable on AVX512-BF16 CPUs; no pinned memory
+    "plugins", "dataloader_pin_memory",
 }
 
 
@@ -136,3 +138,17 @@ def test_main_config_training_choices():
     assert 0 < d["warmup_ratio"] <= 0.2
     assert d["bf16"] == "auto"
     assert not d["use_wandb"] and not d["use_mlflow"] and not d["use_comet"]
+
+
+def test_a_missing_rehearsal_model_names_make_model(make_config, tmp_path, monkeypatch):
+    from styletune import paths
+    cfg = load_config(make_config())
+    cfg.data["base_model"] = str(paths.REHEARSAL_MODEL) + "-not-built"
+    with pytest.raises(ConfigError, match="no model folder at"):
+        cfg.base_model
+    monkeypatch.setattr(paths, "REHEARSAL_MODEL", tmp_path / "SmolLM2-135M-Instruct")
+    cfg.data["base_model"] = str(paths.REHEARSAL_MODEL)
+    with pytest.raises(ConfigError, match="run `make model`"):
+        cfg.base_model
+    cfg.data["base_model"] = "meta-llama/Llama-3.1-8B-Instruct"
+    assert cfg.base_model == "meta-llama/Llama-3.1-8B-Instruct"   # a Hub id stays one

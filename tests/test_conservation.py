@@ -84,3 +84,8 @@ def test_generated_text_boundaries_conserve_and_respect_titles():
             assert prefix + gap + completion == text and gap.strip() == ""
             last = prefix.split()[-1].strip("*“”‘’\"").lower().rstrip(".")
             assert last not in GUARDED_ABBREVIATIONS, prefix[-40:]
+
+
+def test_the_novels_travel_with_the_project():
+    """The corpus is in the clone (fine-tuning/data/corpus), so nothing above skips for want of it."""
+    assert len(NOVELS) == 7, NOVELS

@@ -1,5 +1,5 @@
 """Style metrics on texts whose right answer is known: hand-made ones, and real
-novels from ../shared/corpus (Austen as the author, Dickens, Doyle and Wells as others)."""
+novels from fine-tuning/data/corpus (Austen as the author, Dickens, Doyle and Wells as others)."""
 import functools
 import time
 

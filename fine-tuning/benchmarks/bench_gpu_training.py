@@ -43,7 +43,7 @@ from styletune.stage1 import prepare  # noqa: E402
 from styletune.stage1_cli import planned_outputs, write_outputs  # noqa: E402
 
 SMOL = FT / "models" / "SmolLM2-135M-Instruct"
-NOVEL = FT.parent.parent / "shared" / "corpus" / "stoker_dracula.txt"  # long enough for 40 chunks
+NOVEL = FT / "data" / "corpus" / "stoker_dracula.txt"  # long enough for 40 chunks
 SHAPES = {
     "llama-3.1-8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
                          num_attention_heads=32, num_key_value_heads=8, vocab_size=128256),

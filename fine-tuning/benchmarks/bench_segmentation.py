@@ -40,7 +40,7 @@ from styletune.errors import InputError  # noqa: E402
 from styletune.segment import analyse, read_manuscript  # noqa: E402
 from styletune.split_chunks import candidates, plan, units  # noqa: E402
 
-CORPUS = FT.parent.parent / "shared" / "corpus"
+CORPUS = FT / "data" / "corpus"
 NOVELS = ("wells_the_war_of_the_worlds.txt", "stevenson_jekyll_and_hyde.txt",
           "doyle_a_study_in_scarlet.txt")
 # The development set: signal weights are tuned on these, never on NOVELS.

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark: stage 1 over all seven novels in ../shared/corpus, beside Axolotl's
+"""Benchmark: stage 1 over all seven novels in fine-tuning/data/corpus, beside Axolotl's
 own tokenisation of the same data.
 
 The novels (about 670k words) are cut into ~2,000-token chunk files in a
@@ -27,7 +27,7 @@ FT = HERE.parent
 sys.path.insert(0, str(FT / "training"))
 from styletune.corpus import write_novel_as_chunks  # noqa: E402
 
-CORPUS = FT.parent.parent / "shared" / "corpus"
+CORPUS = FT / "data" / "corpus"
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "AXOLOTL_DO_NOT_TRACK": "1", "WANDB_MODE": "disabled"}
 
 

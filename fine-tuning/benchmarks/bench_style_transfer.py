@@ -2,7 +2,7 @@
 """Reference benchmark: does the pipeline transfer an author's style? Every stage,
 end to end, on CPU with the real small model and a real novel.
 
-The War of the Worlds (../shared/corpus) goes through stage 0 (chunks at chapter
+The War of the Worlds (fine-tuning/data/corpus) goes through stage 0 (chunks at chapter
 and scene boundaries); the chunks of its last chapters are held out (about 10%);
 stage 1 builds the examples; stage 2 trains a LoRA adapter on
 SmolLM2-135M-Instruct (plain LoRA in fp32: on a 135M model the 4-bit rounding
@@ -36,7 +36,7 @@ import yaml
 HERE = Path(__file__).resolve().parent
 FT = HERE.parent
 TRAINING = FT / "training"
-NOVEL = FT.parent.parent / "shared" / "corpus" / "wells_the_war_of_the_worlds.txt"
+NOVEL = FT / "data" / "corpus" / "wells_the_war_of_the_worlds.txt"
 VENV = Path(sys.prefix)  # the virtual environment running this script
 OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
            "HF_HUB_DISABLE_TELEMETRY": "1", "AXOLOTL_DO_NOT_TRACK": "1", "DO_NOT_TRACK": "1",

@@ -60,8 +60,12 @@ source "$SETTINGS"
 mkdir -p "$LOG_DIR"
 LOG="$LOG_DIR/train_$(date +%Y%m%d_%H%M%S).log"
 echo "log: $LOG"
-# Axolotl resolves the config's relative paths against its working directory.
+# Axolotl resolves the config's relative paths against its working directory. Its
+# processes start as the stage scripts do (startup/sitecustomize.py: trackers off,
+# no hub code, known-harmless warnings hidden), and import the rehearsal config's
+# plugin (styletune.axolotl_plugin) from here.
 cd "$FT"
+export PYTHONPATH="$HERE/startup:$HERE${PYTHONPATH:+:$PYTHONPATH}"
 
 echo "== axolotl preprocess"
 if ! axolotl preprocess "$AXOLOTL_CONFIG" 2>&1 | tee -a "$LOG"; then

@@ -16,9 +16,10 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from styletune.paths import FINE_TUNING_DIR  # noqa: E402
+from styletune.paths import REHEARSAL_MODEL  # noqa: E402
+from styletune.startup import prepare  # noqa: E402
 
-DEFAULT_OUT = FINE_TUNING_DIR / "models" / "SmolLM2-135M-Instruct"
+DEFAULT_OUT = REHEARSAL_MODEL
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
@@ -60,6 +61,9 @@ def convert(gguf: Path, out: Path) -> int:
     # <|im_end|> (id 2, as config.json says), so set it the way the original release does.
     tokenizer.eos_token = "<|im_end|>"
     tokenizer.pad_token = "<|im_end|>"
+    # Decoding must give back the text as written: the clean-up would strip spaces before
+    # punctuation (transformers warns that it corrupts BPE output).
+    tokenizer.clean_up_tokenization_spaces = False
     tmp = out.with_name(out.name + ".partial")
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
@@ -72,6 +76,7 @@ def convert(gguf: Path, out: Path) -> int:
 
 
 def main(argv=None):
+    prepare()
     args = parse_args(argv)
     out = args.output.resolve()
     if (out / "config.json").exists() and not args.force:

@@ -15,6 +15,9 @@ segment     stage 0: a manuscript's chapters, scenes and paragraphs, and its chu
 docx_reader a Word manuscript as text (italics as *...*, heading styles as #)
 split_chunks  scored paragraph cuts that make a passage fit, with stage 1's exact example count
 split_cli   split_oversized_chunks.py: a/b parts, original into backup/
+bnb_cpu     4-bit layers on a CPU with AVX512-BF16: kept on bitsandbytes' trainable path
+axolotl_plugin  the rehearsal config's Axolotl plugin that applies bnb_cpu in training
+startup     what every process sets up first (trackers off, no hub code, quiet known warnings)
 merge       stage 3: which adapter, the merge into the NF4 base training saw, the logits check
 evaluate    stage 4: perplexity of held-out completions and continuations from both models
 stylometry  stage 4's text measures: Cosine Delta, char n-gram attribution, style profile, repetition, copying

@@ -5,7 +5,7 @@ import sys
 
 from . import paths
 from .errors import UserError
-from .privacy import disable_telemetry
+from .startup import prepare
 
 DEFAULT_CONFIG = paths.CONFIG_DIR / "qlora_style_transfer.yaml"
 
@@ -20,8 +20,9 @@ def parser(doc: str, **kwargs) -> argparse.ArgumentParser:
 
 
 def run_main(run, args, interrupted: str = "interrupted: every file written is whole; rerun to finish") -> int:
-    """Run a stage with trackers off; a UserError is one line on stderr (exit 2)."""
-    disable_telemetry()
+    """Run a stage as every process of the pipeline starts (startup.py: trackers off,
+    no hub code, known-harmless warnings hidden); a UserError is one line on stderr (exit 2)."""
+    prepare()
     try:
         return run(args)
     except UserError as err:

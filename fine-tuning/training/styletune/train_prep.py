@@ -22,7 +22,7 @@ from . import paths
 from .config import effective_yaml, load_config
 from .errors import UserError
 from .fileio import sha256_bytes, write_atomic
-from .privacy import disable_telemetry
+from .startup import prepare
 
 PINNED = ("torch", "axolotl", "transformers", "peft", "bitsandbytes", "accelerate")
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -222,7 +222,7 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
-    disable_telemetry()
+    prepare()
     p = argparse.ArgumentParser(description="Stage 2 preflight and plan (run by 2_train_lora.sh)")
     p.add_argument("--config", required=True)
     p.add_argument("--env-out", required=True, help="shell file to write settings to")
