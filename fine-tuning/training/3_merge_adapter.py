@@ -18,8 +18,10 @@ loaded in NF4 exactly as training loaded it, dequantised, and the adapter added
 (what Axolotl's merge-lora calls NF4 simulation). Before anything is replaced,
 the merged folder is reloaded and its logits compared with base + adapter on a
 few validation sequences; it must reproduce the adapter's effect (error at most
-half the effect, or within the saved dtype's rounding noise). Then a short
-greedy continuation is printed. A GPU is used when one has room; otherwise CPU.
+half the effect), and that effect must stand at least 4x above this merge's
+rounding noise, measured as the base alone through both routes (the 4-bit
+forward, and the dequantised weights in merged_dtype). Then a short greedy
+continuation is printed. A GPU is used when one has room; otherwise CPU.
 
 Run     python fine-tuning/training/3_merge_adapter.py --auto
         python fine-tuning/training/3_merge_adapter.py --auto --config configs/cpu_rehearsal.yaml
