@@ -1,6 +1,8 @@
 # make demo   - every built stage on the embedded sample book with the small local model, on CPU
 # make test   - the test suite (CPU; GPU tests skip and say so)
 # make install / make model - the virtual environment / the rehearsal model
+# make llama-server - llama.cpp's server and GGUF converter, built once per venv (~6-12 min)
+# make continue-js  - Continue's own npm packages, for the tests that read stage 5's files as Continue does
 # make lock   - refresh constraints.txt (every package pinned) from a brand-new install
 VENV ?= $(HOME)/.venvs/finetune
 PYTHON ?= python3
@@ -8,11 +10,13 @@ PY := $(VENV)/bin/python
 REQ_HASH := $(shell cat requirements.txt constraints.txt | sha256sum | cut -c1-12)
 STAMP := $(VENV)/.installed-$(REQ_HASH)
 MODEL := fine-tuning/models/SmolLM2-135M-Instruct/config.json
+LLAMA_SERVER := $(VENV)/llama.cpp/bin/llama-server
+CONTINUE_JS := $(VENV)/continue-js/node_modules/.package-lock.json
 # Nothing in the demo or the tests may reach a model hub or a tracker.
 OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
 	HF_HUB_DISABLE_TELEMETRY=1 AXOLOTL_DO_NOT_TRACK=1 DO_NOT_TRACK=1 WANDB_MODE=disabled
 
-.PHONY: install model demo test lock clean-outputs
+.PHONY: install model llama-server continue-js demo test lock clean-outputs
 
 install: $(STAMP)
 
@@ -31,7 +35,21 @@ model: $(MODEL)
 $(MODEL): $(STAMP) fine-tuning/training/prepare_rehearsal_model.py
 	$(OFFLINE) $(PY) fine-tuning/training/prepare_rehearsal_model.py --force
 
-demo: $(MODEL)
+llama-server: $(LLAMA_SERVER)
+
+$(LLAMA_SERVER): fine-tuning/training/build_llama_server.sh | $(STAMP)
+	PY=$(PY) fine-tuning/training/build_llama_server.sh $(VENV)/llama.cpp
+	touch $@
+
+continue-js: $(CONTINUE_JS)
+
+$(CONTINUE_JS): tests/continue_js/package.json tests/continue_js/package-lock.json
+	@command -v npm >/dev/null || { echo "npm is needed for the tests' Continue checks (Debian: apt-get install nodejs npm)"; exit 1; }
+	mkdir -p $(VENV)/continue-js
+	cp tests/continue_js/package.json tests/continue_js/package-lock.json $(VENV)/continue-js/
+	cd $(VENV)/continue-js && npm ci --no-audit --no-fund --silent
+
+demo: $(MODEL) $(LLAMA_SERVER)
 	# stage 0 cuts the sample manuscript into a scratch folder (the curated chunks stay as they are)
 	rm -rf fine-tuning/outputs/rehearsal/segmented
 	$(OFFLINE) $(PY) fine-tuning/training/0_segment_manuscript.py \
@@ -47,15 +65,17 @@ demo: $(MODEL)
 		--config fine-tuning/configs/cpu_rehearsal.yaml
 	$(OFFLINE) $(PY) fine-tuning/training/4_evaluate_style.py --force \
 		--config fine-tuning/configs/cpu_rehearsal.yaml
-	$(OFFLINE) $(PY) fine-tuning/training/5_configure_continue.py --force \
+	# llama-server: writes the GGUF and checks it in a real server (loads, tokenises and
+	# renders as training did, stops at the end of a turn)
+	$(OFFLINE) $(PY) fine-tuning/training/5_configure_continue.py --force --backend llamacpp \
 		--config fine-tuning/configs/cpu_rehearsal.yaml
 	@echo
 	@echo "demo done. Stage 0's chunks of the manuscript: fine-tuning/outputs/rehearsal/segmented/"
 	@echo "Merged model: fine-tuning/outputs/rehearsal/merged/"
 	@echo "Style report: fine-tuning/outputs/rehearsal/style_report/style_report.md (+ .png, continuations.md)"
-	@echo "Ollama Modelfile, Continue config and serve commands: fine-tuning/outputs/rehearsal/serve/ (see SERVE.md there)"
+	@echo "GGUF, llama-server command, Continue config, Ollama Modelfile: fine-tuning/outputs/rehearsal/serve/ (see SERVE.md there)"
 
-test: $(MODEL)
+test: $(MODEL) $(LLAMA_SERVER) $(CONTINUE_JS)
 	$(OFFLINE) $(PY) -m pytest tests
 
 LOCK_VENV ?= /tmp/styletune-lock-venv

@@ -9,7 +9,7 @@ from styletune.errors import ConfigError
 
 # What a CPU and the 135M model force the rehearsal to change, and nothing else.
 REHEARSAL_MAY_CHANGE = {
-    "base_model", "chat_template", "special_tokens", "datasets", "test_datasets",
+    "base_model", "chat_template", "chat_template_jinja", "special_tokens", "datasets", "test_datasets",
     "dataset_prepared_path", "output_dir", "bf16", "tf32", "optimizer",
     "lora_mlp_kernel", "lora_qkv_kernel", "lora_o_kernel", "style_pipeline",
     # few steps on CPU, evaluated and saved at the last one
@@ -125,7 +125,10 @@ def test_main_config_training_choices():
                                       "llm_int8_has_fp16_weight": False}
     assert d["adapter"] == "qlora" and d["load_in_4bit"] and d["lora_target_linear"]
     assert d["lora_alpha"] == 2 * d["lora_r"] and 0 < d["lora_dropout"] <= 0.1
-    assert d["chat_template"] == "llama3"
+    # Axolotl's llama3 template, minus its trim: the whitespace at the cut stays in the example
+    from styletune.tokens import axolotl_template
+    assert d["chat_template"] == "jinja" and load_config(MAIN_CONFIG).template_family == "llama3"
+    assert d["chat_template_jinja"] == axolotl_template("llama3").replace(" | trim %}", " %}")
     assert d["special_tokens"]["eos_token"] == "<|eot_id|>"
     for ds in d["datasets"] + d["test_datasets"]:
         assert ds["roles_to_train"] == ["assistant"] and ds["train_on_eos"] == "turn"

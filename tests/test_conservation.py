@@ -1,6 +1,7 @@
 """No word lost: for every chunk, prefix + completion give back the normalised
-chunk exactly (only the whitespace at the cut sits between them), over all seven
-public-domain novels and over generated text."""
+chunk exactly, the whitespace at the cut included (a space opens the completion,
+a paragraph break ends the prompt), over all seven public-domain novels and over
+generated text."""
 import random
 
 import pytest
@@ -17,9 +18,16 @@ NOVELS = sorted(CORPUS.glob("*.txt"))
 
 def assert_conserved(example):
     text = example.chunk.text
+    assert example.prefix + example.completion == text
+    assert example.prefix.strip() and example.completion.strip()
     gap = text[example.cut.end:example.cut.start]
-    assert example.prefix + gap + example.completion == text
-    assert gap.strip() == "" and example.prefix and example.completion
+    assert gap.strip() == ""
+    if "\n" in gap:   # a paragraph break ends the prompt, the completion starts with a word
+        assert example.prefix.endswith(gap) and not example.completion[0].isspace()
+    else:             # a space (or none) opens the completion, as it must follow "said,"
+        assert example.completion.startswith(gap) and not example.prefix[-1].isspace()
+    user = example.messages()[0]["content"]
+    assert user == example.header + example.prefix
 
 
 @pytest.mark.slow

@@ -64,8 +64,10 @@ def test_prompts_are_the_example_prefix_then_later_windows_ending_at_sentence_en
     assert prompts[0].text == "An opening line."
     truths = [(text.index(p.truth), text.index(p.truth) + len(p.truth)) for p in prompts]
     for p in prompts[1:]:
-        assert p.text.rstrip("”’\"'")[-1] in ".!?…" and len(p.text.split()) <= 30
-        assert text.index(p.text) + len(p.text) < text.index(p.truth)   # the truth follows the prompt
+        assert p.text.rstrip().rstrip("”’\"'")[-1] in ".!?…" and len(p.text.split()) <= 30
+        # the truth starts where the prompt ends, the whitespace at the cut in one of them
+        assert text.index(p.text) + len(p.text) == text.index(p.truth)
+        assert p.text[-1].isspace() != p.truth[0].isspace()
         assert len(p.truth.split()) == 30                                # 0.75 x 40 tokens
     # the author's continuations never overlap: each piece of held-out text counts once
     assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(truths, truths[1:]))

@@ -52,10 +52,10 @@ def test_go_template_port_trim_markers_conditionals_and_collation():
         render_ollama('{{ if eq .Role "user" }}x{{ end }}', two_users)
 
 
-def axolotl_rendering(tok, name, conversation):
+def axolotl_rendering(tok, cfg, conversation):
     """Axolotl's template, applied the way Axolotl's chat_template strategy applies it."""
     from axolotl.utils.chat_templates import get_chat_template
-    template = get_chat_template(name)
+    template = get_chat_template(cfg.chat_template, jinja_template=cfg.data.get("chat_template_jinja"))
     text = tok.apply_chat_template(conversation, chat_template=template, tokenize=False,
                                    add_generation_prompt=True)
     ids = tok.apply_chat_template(conversation, chat_template=template, tokenize=True,
@@ -69,8 +69,9 @@ def modelfile_template(path):
 
 @pytest.fixture(scope="module", params=["chatml", "llama3"])
 def served(request, tmp_path_factory, tiny):
-    """A merged tiny model (tokenizer and template as for chatml/SmolLM2 or a
-    Llama-3-like tokenizer that adds BOS itself) and stage 5's files for it."""
+    """A merged tiny model (tokenizer and template as for chatml/SmolLM2, or a
+    Llama-3-like tokenizer that adds BOS itself with the main config's untrimmed
+    llama3 template) and stage 5's files for it."""
     from conftest import write_config
     tmp = tmp_path_factory.mktemp(request.param)
     top = {"base_model": str(tiny / "base"), "output_dir": str(tiny / "adapter")}
@@ -80,7 +81,9 @@ def served(request, tmp_path_factory, tiny):
             if f.name.startswith(("model", "config")):
                 (base / f.name).unlink(missing_ok=True)
                 (base / f.name).symlink_to(f)
-        top = {"base_model": str(base), "output_dir": str(tiny / "adapter"), "chat_template": "llama3",
+        main = load_config(FT / "configs" / "qlora_style_transfer.yaml").data
+        top = {"base_model": str(base), "output_dir": str(tiny / "adapter"), "chat_template": "jinja",
+               "chat_template_jinja": main["chat_template_jinja"],
                "special_tokens": {"pad_token": "<|im_end|>", "eos_token": "<|eot_id|>"}}
     cfg_path = write_config(tmp, {"merged_dir": str(tmp / "merged"), "serve_dir": str(tmp / "serve"),
                                   "merged_dtype": "bfloat16"}, **top)
@@ -90,7 +93,7 @@ def served(request, tmp_path_factory, tiny):
         # tiny adapter was trained on another vocabulary, so no weights are merged.
         tok = merge.load_tokenizer(cfg, tmp / "no_adapter")
         tok.save_pretrained(tmp / "merged")
-        (tmp / "merged" / merge.MANIFEST).write_text(json.dumps({"chat_template": "llama3",
+        (tmp / "merged" / merge.MANIFEST).write_text(json.dumps({"chat_template": "jinja",
                                                                  "eos_token": tok.eos_token}))
     else:
         assert MERGE.main(["--config", str(cfg_path), "--auto"]) == 0
@@ -103,7 +106,7 @@ def served(request, tmp_path_factory, tiny):
 def test_ollama_and_vllm_render_what_training_rendered(served, case):
     name, cfg, tok = served
     conversation = CONVERSATIONS[case]
-    train_text, train_ids = axolotl_rendering(tok, name, conversation)
+    train_text, train_ids = axolotl_rendering(tok, cfg, conversation)
 
     # Ollama: the Modelfile's TEMPLATE; its tokenizer adds BOS where the model wants one.
     ollama_text = render_ollama(modelfile_template(cfg.pipeline.serve_dir / "Modelfile"), conversation)
@@ -119,23 +122,23 @@ def test_ollama_and_vllm_render_what_training_rendered(served, case):
     assert vllm_text == train_text
     assert tok(vllm_text, add_special_tokens=False)["input_ids"] == train_ids
     assert f"--chat-template {cfg.pipeline.merged_dir / 'chat_template.jinja'}" in \
-        (cfg.pipeline.serve_dir / "SERVE.md").read_text()
+        serving.vllm_command(cfg, cfg.pipeline.merged_dir)
 
 
-def test_llama3_ollama_cannot_trim_edge_whitespace(served):
-    """Go templates have no trim: where the writer's text ends in whitespace, Ollama
-    sends it and Axolotl's llama3 template (and so vLLM) strips it. The only difference."""
+def test_whitespace_at_the_turn_edges_reaches_the_model_as_trained(served):
+    """Stage 1 ends a prompt with a paragraph break, or starts a completion with a
+    space. Training (the untrimmed llama3 template, or chatml), Ollama and vLLM
+    all keep that whitespace, so the model sees in the editor what it learned."""
     name, cfg, tok = served
-    conversation = [{"role": "user", "content": PASSAGE[0] + "\n"}]
-    train_text, _ = axolotl_rendering(tok, name, conversation)
+    conversation = [{"role": "user", "content": "\n book/chapter_02.md\n" + PASSAGE[0] + "\n\n"},
+                    {"role": "assistant", "content": " " + PASSAGE[1]}]
+    train_text, train_ids = axolotl_rendering(tok, cfg, conversation)
+    assert conversation[0]["content"] in train_text and conversation[1]["content"] in train_text
     ollama_text = render_ollama(modelfile_template(cfg.pipeline.serve_dir / "Modelfile"), conversation)
-    stripped = render_ollama(modelfile_template(cfg.pipeline.serve_dir / "Modelfile"),
-                             [{"role": "user", "content": PASSAGE[0]}])
-    if name == "llama3":
-        assert tok.bos_token + ollama_text != train_text
-        assert tok.bos_token + stripped == train_text
-    else:  # chatml does not trim either: identical
-        assert ollama_text == train_text
+    assert (tok.bos_token if name == "llama3" else "") + ollama_text == train_text
+    jinja = (cfg.pipeline.merged_dir / "chat_template.jinja").read_text()
+    assert tok.apply_chat_template(conversation, chat_template=jinja, tokenize=False,
+                                   add_generation_prompt=True) == train_text
 
 
 def test_files_name_the_model_stop_tokens_and_sampling(served):
@@ -150,9 +153,13 @@ def test_files_name_the_model_stop_tokens_and_sampling(served):
     assert continue_cfg["schema"] == "v1"
     (entry,) = continue_cfg["models"]
     assert entry["provider"] == "ollama" and entry["model"] == cfg.pipeline.serve_model_name
+    assert entry["roles"] == ["chat", "autocomplete"]         # no edit/apply: code prompts
     assert entry["defaultCompletionOptions"]["stop"][0] == tok.eos_token
-    assert entry["chatOptions"]["baseSystemMessage"]          # Continue's coding prompt replaced
+    # Continue's coding prompts replaced in every mode
+    assert set(entry["chatOptions"].values()) == {serving.BASE_SYSTEM_MESSAGE}
+    assert len(entry["chatOptions"]) == 3
     assert "{{{prefix}}}" in entry["promptTemplates"]["autocomplete"]
+    assert entry["autocompleteOptions"]["transform"] is False
     rules = (serve / "continue" / "rules" / "scifi_writer.md").read_text()
     assert rules == (FT / "configs" / "prompts" / "scifi_writer.md").read_text()
     assert f"ollama create {cfg.pipeline.serve_model_name} -f {serve / 'Modelfile'}" in \
@@ -197,6 +204,23 @@ def test_stage_5_needs_a_merged_model_and_explains_gguf(make_config, tmp_path, c
     cfg = make_config({"merged_dir": str(tmp_path / "none"), "serve_dir": str(tmp_path / "serve")})
     assert SCRIPT.main(["--config", str(cfg)]) == 2
     assert "run 3_merge_adapter.py --auto first" in capsys.readouterr().err
+    from styletune import llamacpp
     monkeypatch.delenv("LLAMA_CPP_DIR", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))
-    assert serving.find_gguf_converter() is None
+    monkeypatch.setattr(llamacpp.sys, "prefix", str(tmp_path))
+    assert llamacpp.find_converter() is None and llamacpp.find_server() is None
+
+
+@pytest.mark.parametrize("backend", serving.BACKENDS)
+def test_each_backend_registers_chat_and_autocomplete_only_where_measured(served, backend):
+    name, cfg, tok = served
+    entries = serving.continue_models(cfg, tok.eos_token, backend)
+    roles = [r for e in entries for r in e["roles"]]
+    assert sorted(roles) == (["chat"] if backend == "vllm" else ["autocomplete", "chat"])
+    assert not {"edit", "apply"} & set(roles)
+    for e in entries:
+        if "autocomplete" in e["roles"]:
+            assert e["promptTemplates"]["autocomplete"] == serving.AUTOCOMPLETE[cfg.template_family]
+            assert e["provider"] == ("ollama" if backend == "ollama" else "llama.cpp")
+        else:
+            assert "promptTemplates" not in e and "autocompleteOptions" not in e

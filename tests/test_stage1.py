@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from conftest import FT, REHEARSAL_CONFIG, SAMPLE_BOOK, load_script
+from test_conservation import assert_conserved
 from styletune.config import load_config
 from styletune.errors import ConfigError, InputError
 from styletune.stage1 import prepare
@@ -43,11 +44,7 @@ def test_sample_book_examples(sample_result):
     for e in r.examples:
         roles = [m["role"] for m in e.messages()]
         assert roles == ["user", "assistant"]          # no system message
-        assert e.prefix and e.completion
-        assert e.prefix.rstrip() == e.prefix and e.completion.lstrip() == e.completion
-        # conservation: prefix + whitespace + completion is the chunk exactly
-        gap = e.chunk.text[e.cut.end:e.cut.start]
-        assert e.prefix + gap + e.completion == e.chunk.text and gap.strip() == ""
+        assert_conserved(e)
         assert 0.05 <= e.ratio <= 0.10 or not e.in_range
     exceptions = dict(r.exceptions())
     out_of_range = {e.chunk.name for e in r.examples if not e.in_range}
@@ -59,7 +56,7 @@ def test_counts_are_exact_for_the_rendered_conversation(sample_result, smol_coun
     for e in sample_result.examples:
         rendered = smol_counter.render(e.messages())
         assert "<|im_start|>system" not in rendered
-        assert rendered.startswith("<|im_start|>user\n" + e.prefix + "<|im_end|>")
+        assert rendered.startswith("<|im_start|>user\n" + e.header + e.prefix + "<|im_end|>")
         ids = hf_tokenizer(rendered, add_special_tokens=False)["input_ids"]
         assert e.total_tokens == len(ids)
         assert e.prefix_tokens == len(hf_tokenizer(e.prefix, add_special_tokens=False)["input_ids"])
@@ -172,7 +169,8 @@ def test_bad_inputs_give_one_line_errors_not_tracebacks(make_config, book_copy, 
 
 
 def test_a_template_that_cannot_render_is_a_config_error(make_config):
-    cfg = load_config(make_config(chat_template_jinja="{{ raise_exception('system turn required') }}"))
+    cfg = load_config(make_config(chat_template="jinja",
+                                  chat_template_jinja="{{ raise_exception('system turn required') }}"))
     with pytest.raises(ConfigError, match="system turn required"):
         prepare(cfg)
 
@@ -235,3 +233,19 @@ def test_hub_id_loads_from_the_hugging_face_cache_offline(make_config, monkeypat
     local = prepare(load_config(make_config()))
     assert "acme/novel-model tokenizer" in from_hub.tokenizer
     assert [e.total_tokens for e in from_hub.examples] == [e.total_tokens for e in local.examples]
+
+
+def test_half_the_examples_start_with_continues_autocomplete_header(sample_result):
+    """editor_header_share 0.5: Continue's path line (Markdown and .txt forms) before
+    the text, on the same examples every run; the rest are the text alone (chat)."""
+    examples = sample_result.examples
+    headers = [e.header for e in examples]
+    assert sum(map(bool, headers)) == round(0.5 * len(examples))
+    md = [h for h in headers if h.endswith(".md\n")]
+    txt = [h for h in headers if h.endswith(".txt\n")]
+    assert md and txt and len(md) + len(txt) == sum(map(bool, headers))
+    for e in examples:
+        if e.header:
+            stem = f"{e.chunk.path.parent.name}/{e.chunk.path.stem}"
+            assert e.header in (f"\n {stem}.md\n", f"\n// {stem}.txt\n")
+            assert e.messages()[0]["content"] == e.header + e.prefix

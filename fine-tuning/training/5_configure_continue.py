@@ -1,47 +1,58 @@
 #!/usr/bin/env python3
-"""Stage 5: put the merged model in VS Code through Continue.dev (served by Ollama or vLLM).
+"""Stage 5: put the merged model in VS Code through Continue.dev (served by Ollama,
+llama.cpp's llama-server or vLLM).
 
 Reads   the merged folder from stage 3 (`style_pipeline.merged_dir`, with its
-        merge_manifest.json) and the system prompt file
-        (`style_pipeline.system_prompt_file`, default configs/prompts/scifi_writer.md).
+        merge_manifest.json), the system prompt file (`style_pipeline.system_prompt_file`,
+        default configs/prompts/scifi_writer.md), and one validation example from stage 1
+        (to check a GGUF).
 Writes  into `style_pipeline.serve_dir` (default outputs/serve/):
-          Modelfile                  FROM the merged folder, a TEMPLATE that renders
-                                     exactly what training rendered, stop tokens,
+          Modelfile                  for Ollama: FROM the merged folder, a TEMPLATE that
+                                     renders exactly what training rendered, stop tokens,
                                      context length, sampling defaults for fiction
-          continue/config.yaml       a Continue config with the model entry (provider,
-                                     model, apiBase, roles, context length, completion
-                                     options, a system message that does not fight the style)
+          continue/config.yaml       Continue's model entries for the chosen server: chat
+                                     (all three modes' system messages replaced) and, for
+                                     Ollama and llama.cpp, autocomplete in the training format
+                                     with options for prose
           continue/rules/<prompt>.md the writer's system prompt as a Continue rules file
-          SERVE.md                   the `ollama create` and `vllm serve` commands, step by step
-        With --install, also merges the entry into ~/.continue/config.yaml (other
+          SERVE.md                   how to start the server and use the model, step by step
+          <name>.<type>.gguf         with --backend llamacpp or --gguf: the GGUF, checked in a
+                                     real llama-server (loads, tokenises a training example as
+                                     training did, renders chat as training did, stops at the
+                                     end of a turn) where `make llama-server` built one
+        With --install, also merges the entries into ~/.continue/config.yaml (other
         models and settings kept, a timestamped backup first) and adds the rules file.
         Nothing outside serve_dir changes without --install.
 
 Run     python fine-tuning/training/5_configure_continue.py
         python fine-tuning/training/5_configure_continue.py --config configs/cpu_rehearsal.yaml
-        ... --backend vllm   --quantize q4_K_M   --install [--continue-dir DIR]
-        ... --gguf (needs llama.cpp's converter)   --dry-run   --force
+        ... --backend llamacpp [--gguf q8_0|bf16]   --backend vllm   --quantize q4_K_M
+        ... --install [--continue-dir DIR]   --dry-run   --force
 
-Output (rehearsal config):
+Output (rehearsal config, --backend llamacpp):
         model: fine-tuning/outputs/rehearsal/merged (chatml template, EOS <|im_end|>)
         wrote fine-tuning/outputs/rehearsal/serve/Modelfile
         ...
-        next:  ollama create my-voice-rehearsal -f .../serve/Modelfile
+        wrote fine-tuning/outputs/rehearsal/serve/my-voice-rehearsal.q8_0.gguf
+        checked: loads in llama-server (145 MB)
+        checked: tokenises a training example as training did (... tokens, identical)
+        ...
+        next:  llama-server -m .../my-voice-rehearsal.q8_0.gguf --jinja ...
 """
 import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from styletune import cli, paths  # noqa: E402
+from styletune import cli, llamacpp, paths  # noqa: E402
 
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = cli.parser(__doc__)
     p.add_argument("--model", metavar="DIR", help="merged folder (default: style_pipeline.merged_dir)")
-    p.add_argument("--backend", choices=("ollama", "vllm"), default="ollama",
-                   help="which server the Continue entry talks to (default: ollama)")
+    p.add_argument("--backend", choices=("ollama", "llamacpp", "vllm"), default="ollama",
+                   help="which server the Continue entries talk to (default: ollama)")
     p.add_argument("--quantize", choices=("q8_0", "q4_K_M", "q4_K_S"),
                    help="let `ollama create` quantise (default: keep the merged dtype)")
     p.add_argument("--install", action="store_true",
@@ -49,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--continue-dir", default="~/.continue", metavar="DIR",
                    help="Continue's folder for --install (default: ~/.continue)")
     p.add_argument("--gguf", choices=("bf16", "q8_0"), metavar="TYPE",
-                   help="also write a GGUF file with llama.cpp's converter (bf16 or q8_0)")
+                   help="write a GGUF file with llama.cpp's converter, bf16 or q8_0 "
+                        "(--backend llamacpp: always, q8_0 unless given)")
     p.add_argument("--dry-run", action="store_true", help="show what would be written; write nothing")
     p.add_argument("--force", action="store_true", help="overwrite files in serve_dir that differ")
     return p
@@ -66,33 +78,48 @@ def run(args) -> int:
 
     cfg = load_config(paths.resolve_cli(args.config))
     model_dir = paths.resolve_cli(args.model) if args.model else cfg.pipeline.merged_dir
-    plan = serving.Plan(cfg, model_dir, args.backend, args.quantize)
-    converter = serving.find_gguf_converter() if args.gguf else None
-    if args.gguf and converter is None:
-        raise serving.ServeError(serving.GGUF_HELP)
-    eos = plan.entry["defaultCompletionOptions"]["stop"][0]
+    gguf_type = args.gguf or ("q8_0" if args.backend == "llamacpp" else None)
+    plan = serving.Plan(cfg, model_dir, args.backend, args.quantize, gguf_type or "q8_0")
+    if gguf_type and llamacpp.find_converter() is None:
+        raise llamacpp.LlamaCppError(llamacpp.BUILD_HELP)
+    eos = plan.entries[0]["defaultCompletionOptions"]["stop"][0]
     print(f"model: {paths.shown(model_dir)} ({cfg.chat_template} template, EOS {eos})")
     if args.dry_run:
-        for path in plan.files.values():
+        for path in list(plan.files.values()) + ([plan.gguf] if gguf_type else []):
             print(f"would write {paths.shown(path)}")
         if args.install:
-            print(f"would merge the model entry into {Path(args.continue_dir).expanduser() / 'config.yaml'}")
+            print(f"would merge the model entries into {Path(args.continue_dir).expanduser() / 'config.yaml'}")
         print("dry run: nothing written")
         return 0
     written = write_outputs(plan.outputs(), args.force)
     for path in plan.files.values():
         print(f"{'wrote' if path in written else 'unchanged'} {paths.shown(path)}")
-    if converter:
-        dest = cfg.pipeline.serve_dir / f"{cfg.pipeline.serve_model_name}.{args.gguf}.gguf"
-        serving.export_gguf(converter, model_dir, dest, args.gguf)
-        print(f"wrote {paths.shown(dest)}")
+    if gguf_type:
+        write_gguf(cfg, model_dir, plan.gguf, gguf_type)
     if args.install:
         for line in serving.install(plan, Path(args.continue_dir).expanduser(), cfg):
             print(line)
         print("note: comments in config.yaml are not kept by the merge; the backup has them")
-    print(f"next:  {plan.commands['ollama'] if args.backend == 'ollama' else plan.commands['vllm']}")
+    print(f"next:  {plan.commands[args.backend]}")
     print(f"       then see {paths.shown(plan.files['SERVE.md'])}")
     return 0
+
+
+def write_gguf(cfg, model_dir: Path, dest: Path, outtype: str) -> None:
+    """Convert, then prove the GGUF serves the training format in a real llama-server."""
+    from styletune import merge
+
+    llamacpp.convert(model_dir, dest, outtype)
+    print(f"wrote {paths.shown(dest)}")
+    if llamacpp.find_server() is None:
+        print("warning: the GGUF was not checked: no llama-server here (`make llama-server` builds one)")
+        return
+    tok = merge.load_tokenizer(cfg, model_dir)
+    conversation = merge.probe_conversations(cfg)[0]
+    text = tok.apply_chat_template(conversation, tokenize=False)
+    ids = tok.apply_chat_template(conversation, tokenize=True, return_dict=False)
+    for line in llamacpp.check_gguf(dest, tok, conversation, text, list(ids)):
+        print(f"checked: {line}")
 
 
 def main(argv=None) -> int:

@@ -67,12 +67,33 @@ def convert(gguf: Path, out: Path) -> int:
     tmp = out.with_name(out.name + ".partial")
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
+    restore_smollm_pretokenizer(tmp / "tokenizer.json")
     cfg_path = tmp / "config.json"
     cfg = json.loads(cfg_path.read_text())
     cfg.pop("quantization_config", None)
     cfg_path.write_text(json.dumps(cfg, indent=2) + "\n")
     tmp.rename(out)
     return sum(p.numel() for p in model.parameters())
+
+
+def restore_smollm_pretokenizer(path: Path) -> None:
+    """Make tokenizer.json split text as SmolLM2's own release does (and as the GGUF
+    says: tokenizer.ggml.pre = smollm): digits one by one, then GPT-2 byte-level BPE.
+    transformers rebuilds a GGUF tokenizer with SentencePiece leftovers (byte_fallback,
+    a \u2581 decoder) and no digit split; llama.cpp's converter then takes the folder
+    for SentencePiece, and a GGUF made from it cannot serve a request. With this,
+    the converter recognises SmolLM2's pre-tokenizer by its hash, and llama.cpp
+    tokenises exactly as training does (tests/test_llama_server.py)."""
+    import json
+
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["model"].update(byte_fallback=False, fuse_unk=False)
+    data["normalizer"] = None
+    byte_level = {"add_prefix_space": False, "trim_offsets": True, "use_regex": True}
+    data["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
+        {"type": "Digits", "individual_digits": True}, {"type": "ByteLevel", **byte_level}]}
+    data["decoder"] = {"type": "ByteLevel", **byte_level}
+    path.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
 
 
 def main(argv=None):

@@ -24,6 +24,7 @@ PIPELINE_DEFAULTS = {
     "seed": 42,
     "cuts_per_chunk": 1,
     "validation_share": 0.10,
+    "editor_header_share": 0.5,
     "validation_chunks": [],
     "exclude_chunks": [],
     "tiktoken_bpe": None,
@@ -91,6 +92,7 @@ class Pipeline:
     seed: int
     cuts_per_chunk: int
     validation_share: float
+    editor_header_share: float
     validation_chunks: list
     exclude_chunks: list
     tiktoken_bpe: Path | None
@@ -159,6 +161,20 @@ class Config:
         return str(self.data.get("chat_template", "tokenizer_default"))
 
     @property
+    def template_family(self) -> str:
+        """"chatml" or "llama3" where training renders that format: Axolotl's template
+        of that name, or a `jinja` one built on it (the main config's untrimmed
+        llama3). Stage 5 picks the serving templates by it; tests/test_serving.py
+        proves they render what training rendered."""
+        if self.chat_template != "jinja":
+            return self.chat_template
+        source = str(self.data.get("chat_template_jinja") or "")
+        for family, marker in (("llama3", "<|start_header_id|>"), ("chatml", "<|im_start|>")):
+            if marker in source:
+                return family
+        return "jinja"
+
+    @property
     def output_dir(self) -> Path:
         return paths.resolve(self._require("output_dir"))
 
@@ -185,6 +201,7 @@ _PIPELINE_TYPES = {
     "cuts_per_chunk": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
                        "a whole number, 1 or more"),
     "validation_share": (lambda v: _is_number(v) and 0 <= v < 1, "a share in [0, 1), e.g. 0.10"),
+    "editor_header_share": (lambda v: _is_number(v) and 0 <= v <= 1, "a share in [0, 1], e.g. 0.5"),
     "validation_chunks": (_is_str_list, "a list of chunk file names"),
     "exclude_chunks": (_is_str_list, "a list of chunk file names"),
     "tiktoken_bpe": (lambda v: v is None or isinstance(v, str), "a file path or null"),
@@ -236,6 +253,7 @@ def _parse_pipeline(path, block) -> Pipeline:
         seed=s["seed"],
         cuts_per_chunk=s["cuts_per_chunk"],
         validation_share=float(s["validation_share"]),
+        editor_header_share=float(s["editor_header_share"]),
         validation_chunks=s["validation_chunks"],
         exclude_chunks=s["exclude_chunks"],
         tiktoken_bpe=paths.resolve(s["tiktoken_bpe"]) if s["tiktoken_bpe"] else None,

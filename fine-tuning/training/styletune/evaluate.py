@@ -58,6 +58,7 @@ def _words_until(text: str, n_words: int) -> str:
 def validation_prompts(conversations, punkt, ev: dict, chunk_names) -> list[Prompt]:
     """Each validation example's own prefix, then windows of ~prompt_words words
     ending at later sentence ends of its completion, spread evenly over it."""
+    from .examples import join_offset
     from .sentences import boundaries
     truth_words = max(10, int(ev["generation_tokens"] * 0.75))
     prompts = []
@@ -67,17 +68,18 @@ def validation_prompts(conversations, punkt, ev: dict, chunk_names) -> list[Prom
         prompts.append(Prompt(name, "example", user, first_truth))
         cuts = boundaries(completion, punkt)
         room = [b for b in cuts if len(completion[:b.end].split()) >= ev["prompt_words"]
-                and len(completion[b.start:].split()) >= truth_words]
+                and len(completion[b.end:].split()) >= truth_words]
         wanted = int(ev["prompts_per_chunk"]) - 1
         truth_end = len(first_truth)  # the author's continuations must not overlap each other
         for b in [room[int(i * len(room) / wanted)] for i in range(wanted)] if room and wanted else []:
-            if b.start < truth_end:
+            join = join_offset(completion, b)  # the turns meet where training's do
+            if join < truth_end:
                 continue
             starts = [c.start for c in cuts if len(completion[c.start:b.end].split()) <= ev["prompt_words"]]
             start = starts[0] if starts and starts[0] < b.end else 0
-            truth = _words_until(completion[b.start:], truth_words)
-            prompts.append(Prompt(name, "window", completion[start:b.end], truth))
-            truth_end = b.start + len(truth)
+            truth = _words_until(completion[join:], truth_words)
+            prompts.append(Prompt(name, "window", completion[start:join], truth))
+            truth_end = join + len(truth)
     return prompts
 
 

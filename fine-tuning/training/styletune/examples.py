@@ -19,14 +19,19 @@ class Example:
     completion_tokens: int
     in_range: bool
     total_tokens: int = 0  # the rendered conversation, special tokens included
+    header: str = ""       # Continue's file-path line, on the examples that teach autocomplete
+
+    @property
+    def join(self) -> int:
+        return join_offset(self.chunk.text, self.cut)
 
     @property
     def prefix(self) -> str:
-        return self.chunk.text[:self.cut.end]
+        return self.chunk.text[:self.join]
 
     @property
     def completion(self) -> str:
-        return self.chunk.text[self.cut.start:]
+        return self.chunk.text[self.join:]
 
     @property
     def ratio(self) -> float:
@@ -35,10 +40,44 @@ class Example:
     def messages(self):
         """The author's text only, no system message (the design: a system prompt is
         set in the editor at inference, and the serving template must render the
-        same turns). The whitespace at the cut belongs to neither turn; the
-        manifest keeps both offsets, so nothing of the chunk is lost."""
-        return [{"role": "user", "content": self.prefix},
+        same turns). prefix + completion is the chunk, every character; the user
+        turn may start with Continue's header line (see editor_header)."""
+        return [{"role": "user", "content": self.header + self.prefix},
                 {"role": "assistant", "content": self.completion}]
+
+
+def editor_header(example, form: str) -> str:
+    """What Continue's autocomplete puts before the text of the file being written
+    (core/autocomplete/templating/formatting.ts, formatSnippets, with no snippets):
+    a blank line, the file's last two path parts behind the language's comment
+    mark, a newline. Markdown's mark is empty; a .txt file is taken for TypeScript."""
+    path = f"{example.chunk.path.parent.name}/{example.chunk.path.stem}"
+    return {"md": f"\n {path}.md\n", "txt": f"\n// {path}.txt\n"}[form]
+
+
+def add_editor_headers(examples, share: float) -> None:
+    """Give `share` of the examples Continue's autocomplete header, so the model
+    learns to continue the text after it as well as text alone (the chat route).
+    Chosen by position in a fixed order, alternating Markdown and .txt forms:
+    the same examples every run."""
+    ordered = sorted(examples, key=lambda e: (e.chunk.name, e.cut.end))
+    taken = 0
+    for i, example in enumerate(ordered):
+        if taken < round(share * (i + 1)):
+            example.header = editor_header(example, ("md", "txt")[taken % 2])
+            taken += 1
+
+
+def join_offset(text: str, cut: Boundary) -> int:
+    """Where the user turn ends and the assistant turn begins. The editor joins the
+    completion straight onto the writer's text, so the whitespace at the cut must be
+    in one of the turns, and in the one the tokenizer would give it in running text:
+    a space belongs to the next word (the completion starts " “Alan…", as it must
+    after "Haji said,"); a paragraph break ends the prompt (a writer who pressed
+    Enter twice sends it). Either way prefix + completion is the chunk, exactly, and
+    no token straddles the turns."""
+    gap = text[cut.end:cut.start]
+    return cut.start if "\n" in gap else cut.end
 
 
 def _targets(rng, k, lo, hi):
@@ -96,8 +135,9 @@ def cut_chunks(chunks, punkt, counter, ratio_range, seed, cuts_for):
         found = _boundaries_or_error(chunk, punkt, until=int(hi * _SEARCH_SPAN * len(chunk.text)))
         cands = [(b, bisect.bisect_right(ends, b.end)) for b in found]
         picks += [(chunk, b) for b, _ in _pick(chunk, cands, len(ends), lo, hi, seed, cuts_for(chunk))]
-    prefixes = counter.count_texts([chunk.text[:b.end] for chunk, b in picks])
-    completions = counter.count_texts([chunk.text[b.start:] for chunk, b in picks])
+    joins = [join_offset(chunk.text, b) for chunk, b in picks]
+    prefixes = counter.count_texts([chunk.text[:j] for (chunk, _), j in zip(picks, joins)])
+    completions = counter.count_texts([chunk.text[j:] for (chunk, _), j in zip(picks, joins)])
     return [Example(chunk, b, p, c, lo <= p / (p + c) <= hi)
             for (chunk, b), p, c in zip(picks, prefixes, completions)]
 

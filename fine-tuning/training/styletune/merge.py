@@ -258,7 +258,7 @@ def load_tokenizer(cfg, adapter: Path):
     return tok
 
 
-def _probe_texts(cfg) -> list[list[dict]]:
+def probe_conversations(cfg) -> list[list[dict]]:
     """A few conversations in the training format: validation examples when stage 1 wrote them."""
     convs = []
     if cfg.validation_path.is_file():
@@ -275,7 +275,7 @@ def probe_ids(tok, cfg) -> list:
     """Token ids of the probe conversations, rendered as in training, cut to PROBE_TOKENS."""
     import torch
     out = []
-    for conv in _probe_texts(cfg):
+    for conv in probe_conversations(cfg):
         ids = tok.apply_chat_template(conv, tokenize=True, return_dict=False)
         ids = ids["input_ids"] if isinstance(ids, dict) else ids
         out.append(torch.tensor([list(ids)[:PROBE_TOKENS]]))
@@ -384,7 +384,7 @@ def route_noise(base_logits, dequantised_logits, compute_dtype: str) -> float:
 def greedy_sample(model, tok, cfg) -> str:
     """A short greedy continuation of the first probe prompt (the user turn only)."""
     import torch
-    prompt = [_probe_texts(cfg)[0][0]]
+    prompt = [probe_conversations(cfg)[0][0]]
     ids = tok.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=False)
     ids = ids["input_ids"] if isinstance(ids, dict) else ids
     device = next(model.parameters()).device

@@ -1,7 +1,14 @@
 """Stage 5: the files that put the merged model in the writer's editor: an Ollama
-Modelfile whose TEMPLATE renders what training rendered, the vLLM command with
-the training chat template, and a Continue model entry plus a rules file with
-the writer's system prompt.
+Modelfile whose TEMPLATE renders what training rendered, the llama-server and vLLM
+commands (both serve the training chat template), and Continue model entries plus
+a rules file with the writer's system prompt.
+
+How Continue reaches the model (read in Continue's source, commit d0a3c0b6):
+- Chat (Chat mode): messages = [system: chatOptions.baseSystemMessage + rules,
+  user: the writer's text]; the server renders them with its template.
+- Autocomplete: Continue renders promptTemplates.autocomplete (Handlebars) with
+  {{{prefix}}} = a blank line, the file's path line, then the text before the
+  cursor, and sends the result raw. Stage 1 trains on that header too.
 
 Ollama's TEMPLATE is Go text/template, not Jinja, so it is written by hand per
 training template and tested for parity with Axolotl's rendering (text and
@@ -10,8 +17,6 @@ TEMPLATE leaves it out where the Jinja writes it.
 """
 import json
 import shutil
-import subprocess
-import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -32,8 +37,8 @@ OLLAMA_TEMPLATES = {
 }
 # Where a new turn would begin: generation must stop before it as well as at the end token.
 TURN_STARTS = {"chatml": ["<|im_start|>"], "llama3": ["<|start_header_id|>"]}
-# Continue's autocomplete sends Ollama a raw prompt: the training format, with the
-# text before the cursor as the user turn (Continue fills {{{prefix}}}).
+# Continue's autocomplete sends a raw prompt: the training format, with its prefix
+# (header line + text before the cursor) as the user turn. The server adds BOS.
 AUTOCOMPLETE = {
     "chatml": "<|im_start|>user\n{{{prefix}}}<|im_end|>\n<|im_start|>assistant\n",
     "llama3": ("<|start_header_id|>user<|end_header_id|>\n\n{{{prefix}}}<|eot_id|>"
@@ -43,6 +48,23 @@ BASE_SYSTEM_MESSAGE = ("Continue the author's manuscript in the author's own voi
                        "Write only the prose that comes next.")
 OLLAMA_URL = "http://localhost:11434"
 VLLM_URL = "http://localhost:8000/v1"
+LLAMACPP_URL = "http://127.0.0.1:8080"
+BACKENDS = ("ollama", "llamacpp", "vllm")
+# Continue's autocomplete is built for code; these make it serve prose.
+AUTOCOMPLETE_OPTIONS = {
+    # Off: the code filters (stop at a blank line, drop lines that look like paths or
+    # comments, cut at 2.5 x modelTimeout) and single-line guesses. On: whole paragraphs.
+    "transform": False,
+    "modelTimeout": 10000,      # ms; Continue's 150 assumes a code model answering in a blink
+    "debounceDelay": 600,       # ms after the last keystroke; a writer pauses to think
+    "maxPromptTokens": 1024,
+    "prefixPercentage": 0.5,    # up to ~500 tokens of the text before the cursor (training: 100-300)
+    # No snippets of other files before the text: only the one path line stays, which
+    # Continue always sends and stage 1 trains on.
+    "useRecentlyEdited": False, "useRecentlyOpened": False, "useImports": False,
+    "experimental_includeClipboard": False, "experimental_includeRecentlyVisitedRanges": False,
+    "experimental_includeRecentlyEditedRanges": False, "experimental_includeDiff": False,
+}
 QUANTIZE_LEVELS = ("q8_0", "q4_K_M", "q4_K_S")
 
 
@@ -76,15 +98,15 @@ def merged_model_info(cfg, model_dir: Path) -> dict:
 
 
 def ollama_template(cfg) -> str:
-    if cfg.chat_template not in OLLAMA_TEMPLATES:
+    if cfg.template_family not in OLLAMA_TEMPLATES:
         raise ServeError(f"no Ollama TEMPLATE is written for chat_template {cfg.chat_template!r} "
                          f"(there are: {', '.join(OLLAMA_TEMPLATES)}); serve with vLLM, which reads "
                          "the merged folder's chat_template.jinja")
-    return OLLAMA_TEMPLATES[cfg.chat_template]
+    return OLLAMA_TEMPLATES[cfg.template_family]
 
 
 def stop_tokens(cfg, eos_token: str) -> list[str]:
-    return [eos_token] + [t for t in TURN_STARTS.get(cfg.chat_template, []) if t != eos_token]
+    return [eos_token] + [t for t in TURN_STARTS.get(cfg.template_family, []) if t != eos_token]
 
 
 def modelfile(cfg, model_dir: Path, eos_token: str) -> str:
@@ -118,28 +140,54 @@ def vllm_command(cfg, model_dir: Path) -> str:
             f"--max-model-len {cfg.pipeline.serve_context_length} --generation-config auto")
 
 
-def continue_model(cfg, eos_token: str, backend: str) -> dict:
-    """One entry for the `models:` list of Continue's config.yaml."""
+def _chat_entry(cfg, eos_token: str, provider: str, api_base: str) -> dict:
     s, p = cfg.pipeline.sampling, cfg.pipeline
-    entry = {"name": f"{p.serve_model_name} (your voice)",
-             "provider": "ollama" if backend == "ollama" else "openai",
-             "model": p.serve_model_name,
-             "apiBase": OLLAMA_URL if backend == "ollama" else VLLM_URL,
-             "roles": ["chat", "edit", "apply", "autocomplete"],
-             "defaultCompletionOptions": {"contextLength": p.serve_context_length,
-                                          "maxTokens": int(s["max_tokens"]),
-                                          "temperature": s["temperature"], "topP": s["top_p"],
-                                          "stop": stop_tokens(cfg, eos_token)},
-             # Continue's default system message is about code; this one does not fight the style.
-             "chatOptions": {"baseSystemMessage": BASE_SYSTEM_MESSAGE}}
-    if backend == "ollama" and cfg.chat_template in AUTOCOMPLETE:
-        entry["promptTemplates"] = {"autocomplete": AUTOCOMPLETE[cfg.chat_template]}
-    return entry
+    return {"name": f"{p.serve_model_name} (your voice)",
+            "provider": provider, "model": p.serve_model_name, "apiBase": api_base,
+            "roles": ["chat"],
+            "defaultCompletionOptions": {"contextLength": p.serve_context_length,
+                                         "maxTokens": int(s["max_tokens"]),
+                                         "temperature": s["temperature"], "topP": s["top_p"],
+                                         "stop": stop_tokens(cfg, eos_token)},
+            # Continue's own system messages are about code and tools, one per mode;
+            # each is replaced (the writer's rules file is added to it).
+            "chatOptions": {"baseSystemMessage": BASE_SYSTEM_MESSAGE,
+                            "baseAgentSystemMessage": BASE_SYSTEM_MESSAGE,
+                            "basePlanSystemMessage": BASE_SYSTEM_MESSAGE}}
+
+
+def _with_autocomplete(cfg, entry: dict) -> dict:
+    if cfg.template_family not in AUTOCOMPLETE:
+        return entry
+    return {**entry, "roles": entry["roles"] + ["autocomplete"],
+            "promptTemplates": {"autocomplete": AUTOCOMPLETE[cfg.template_family]},
+            "autocompleteOptions": dict(AUTOCOMPLETE_OPTIONS)}
+
+
+def continue_models(cfg, eos_token: str, backend: str) -> list[dict]:
+    """The entries for the `models:` list of Continue's config.yaml. Roles: chat and
+    autocomplete only (edit and apply send code-editing instructions the model was
+    never trained on)."""
+    if backend == "ollama":
+        return [_with_autocomplete(cfg, _chat_entry(cfg, eos_token, "ollama", OLLAMA_URL))]
+    if backend == "llamacpp":
+        # Chat through llama-server's OpenAI endpoint, which renders the GGUF's own
+        # template (training's); Continue's llama.cpp provider would use its own
+        # templates instead. Autocomplete through the llama.cpp provider's raw /completion.
+        chat = _chat_entry(cfg, eos_token, "openai", LLAMACPP_URL + "/v1")
+        auto = _with_autocomplete(cfg, {**chat, "name": f"{cfg.pipeline.serve_model_name} "
+                                        "(your voice, autocomplete)", "provider": "llama.cpp",
+                                        "apiBase": LLAMACPP_URL + "/", "roles": []})
+        auto.pop("chatOptions")
+        return [chat, auto] if auto["roles"] else [chat]
+    # vLLM: chat only. Its autocomplete route (Continue's openai provider, /completions)
+    # was not run here, so it is not offered.
+    return [_chat_entry(cfg, eos_token, "openai", VLLM_URL)]
 
 
 def continue_config(cfg, eos_token: str, backend: str) -> dict:
     return {"name": f"{cfg.pipeline.serve_model_name} writing", "version": "0.0.1", "schema": "v1",
-            "models": [continue_model(cfg, eos_token, backend)]}
+            "models": continue_models(cfg, eos_token, backend)}
 
 
 def rules_name(cfg) -> str:
@@ -154,74 +202,74 @@ def system_prompt(cfg) -> str:
     return path.read_text(encoding="utf-8")
 
 
-def find_gguf_converter() -> Path | None:
-    """llama.cpp's convert_hf_to_gguf.py: $LLAMA_CPP_DIR, or on PATH."""
-    import os
-    root = os.environ.get("LLAMA_CPP_DIR")
-    if root and (Path(root) / "convert_hf_to_gguf.py").is_file():
-        return Path(root) / "convert_hf_to_gguf.py"
-    found = shutil.which("convert_hf_to_gguf.py") or shutil.which("convert-hf-to-gguf")
-    return Path(found) if found else None
+def gguf_path(cfg, outtype: str) -> Path:
+    return cfg.pipeline.serve_dir / f"{cfg.pipeline.serve_model_name}.{outtype}.gguf"
 
 
-GGUF_HELP = ("--gguf needs llama.cpp's converter, which was not found: clone "
-             "https://github.com/ggml-org/llama.cpp, `pip install -r requirements.txt` there, and set "
-             "LLAMA_CPP_DIR to the clone (or put convert_hf_to_gguf.py on PATH). A GGUF is optional: "
-             "`ollama create` imports the merged safetensors folder directly.")
+def llama_server_command(cfg, gguf: Path) -> str:
+    # --jinja: the chat endpoint renders the GGUF's own template, which is training's.
+    return (f"llama-server -m {gguf} --jinja --host 127.0.0.1 --port 8080 "
+            f"-c {cfg.pipeline.serve_context_length} -ngl 99 --alias {cfg.pipeline.serve_model_name}")
 
 
-def export_gguf(converter: Path, model_dir: Path, dest: Path, outtype: str) -> None:
-    cmd = [sys.executable, str(converter), str(model_dir), "--outfile", str(dest), "--outtype", outtype]
-    proc = subprocess.run(cmd)
-    if proc.returncode != 0:
-        raise ServeError(f"llama.cpp's converter failed (exit {proc.returncode}): {' '.join(cmd)}")
+SERVERS = {
+    "ollama": "Ollama (imports the safetensors folder: about 16 GB for an 8B model in bf16; "
+              "`--quantize q8_0` / `q4_K_M` give 8.5 / 4.9 GB)",
+    "llamacpp": "llama.cpp's llama-server (the GGUF this script wrote; `make llama-server` "
+                "built it for this machine, or use a CUDA build of llama.cpp on the GPU machine)",
+    "vllm": f"vLLM (OpenAI-compatible endpoint at {VLLM_URL}; the training chat template)",
+}
 
 
-def instructions(cfg, files: dict, model_dir: Path, quantize: str | None, backend: str) -> str:
+def instructions(cfg, files: dict, model_dir: Path, backend: str, commands: dict) -> str:
     p = cfg.pipeline
-    create = ollama_create_command(cfg, files["Modelfile"], quantize)
+    autocomplete = backend != "vllm" and cfg.template_family in AUTOCOMPLETE
+    others = " or ".join(f"`--backend {b}`" for b in BACKENDS if b != backend)
+    write = ["- **Chat**, in Continue's *Chat* mode (the mode menu under the input box; "
+             "Agent and Plan add tools the model was not trained for): paste or type the last "
+             "paragraph or two of your scene, nothing else. The model carries on from the "
+             "last word, starting with the space or paragraph break it needs. What reaches "
+             "the model: the system message below plus your rules file, then your text."]
+    if autocomplete:
+        write.append("- **Autocomplete**, in a Markdown (`.md`) or text file: stop typing and the "
+                     "continuation appears at the cursor as grey text; Tab accepts it. Continue "
+                     "sends a line with the file's path, then up to ~500 tokens before the "
+                     "cursor, in the training format (stage 1 trained on that path line too).")
+    else:
+        write.append("- Autocomplete is not set up for this server (see the README).")
     return f"""# Serving {p.serve_model_name} in VS Code through Continue
 
 Written by `5_configure_continue.py` for the merged model in `{model_dir}`.
 
-## 1. Serve the model (one of the two)
+## 1. Serve the model
 
-Ollama (simplest; imports the safetensors folder, about 16 GB for an 8B model in
-bf16, or pass `--quantize q8_0` / `q4_K_M` for 8.5 / 4.9 GB):
+{SERVERS[backend]}:
 
-    {create}
-    ollama run {p.serve_model_name} "The station turned slowly above the clouds."
+    {commands[backend]}
 
-vLLM (OpenAI-compatible endpoint at {VLLM_URL}; uses the training chat template):
-
-    {vllm_command(cfg, model_dir)}
+Other servers: rerun stage 5 with {others}.
 
 ## 2. Point Continue at it
 
-Copy the model entry from `{files['continue/config.yaml'].name}` into the `models:`
+Copy the model entries from `{files['continue/config.yaml'].name}` into the `models:`
 list of `~/.continue/config.yaml`, and `{files['rules'].name}` into `~/.continue/rules/`;
 or let the script do both, with a backup of your config first:
 
-    python fine-tuning/training/5_configure_continue.py --config {paths.shown(cfg.path)} --install
-
-The entry targets {'Ollama' if backend == 'ollama' else 'vLLM'}; rerun with
-`--backend {'vllm' if backend == 'ollama' else 'ollama'}` for the other server.
+    python fine-tuning/training/5_configure_continue.py --config {paths.shown(cfg.path)} --backend {backend} --install
 
 ## 3. Write
 
-- Chat: paste the last paragraph or two of your scene as the message, nothing else;
-  the model carries on from where it stops (that is what it was trained on).
-- Autocomplete: type in a Markdown or text file; the text before the cursor is sent
-  in the training format.
-- The rules file carries the system prompt; edit `{paths.shown(cfg.pipeline.system_prompt_file)}`
-  and rerun this script to change it.
+{chr(10).join(write)}
+
+System message (all three modes): "{BASE_SYSTEM_MESSAGE}"
+Rules file: `{paths.shown(cfg.pipeline.system_prompt_file)}`; edit it and rerun this script.
 """
 
 
 class Plan:
     """The files stage 5 writes, by name, with their contents."""
 
-    def __init__(self, cfg, model_dir: Path, backend: str, quantize: str | None):
+    def __init__(self, cfg, model_dir: Path, backend: str, quantize: str | None, gguf_type: str):
         info = merged_model_info(cfg, model_dir)
         eos = info["eos_token"]
         out = cfg.pipeline.serve_dir
@@ -229,16 +277,17 @@ class Plan:
                       "continue/config.yaml": out / "continue" / "config.yaml",
                       "rules": out / "continue" / "rules" / rules_name(cfg),
                       "SERVE.md": out / "SERVE.md"}
-        config_yaml = dump_yaml(continue_config(cfg, eos, backend))
+        self.gguf = gguf_path(cfg, gguf_type)
+        self.commands = {"ollama": ollama_create_command(cfg, self.files["Modelfile"], quantize),
+                         "llamacpp": llama_server_command(cfg, self.gguf),
+                         "vllm": vllm_command(cfg, model_dir)}
+        self.entries = continue_models(cfg, eos, backend)
         self.contents = {
             "Modelfile": modelfile(cfg, model_dir, eos),
-            "continue/config.yaml": config_yaml,
+            "continue/config.yaml": dump_yaml(continue_config(cfg, eos, backend)),
             "rules": system_prompt(cfg),
-            "SERVE.md": instructions(cfg, self.files, model_dir, quantize, backend),
+            "SERVE.md": instructions(cfg, self.files, model_dir, backend, self.commands),
         }
-        self.entry = continue_model(cfg, eos, backend)
-        self.commands = {"ollama": ollama_create_command(cfg, self.files["Modelfile"], quantize),
-                         "vllm": vllm_command(cfg, model_dir)}
 
     def outputs(self) -> dict:
         """{path: bytes}, for fileio.write_outputs."""
@@ -274,13 +323,14 @@ def install(plan: Plan, continue_dir: Path, cfg) -> list[str]:
             raise ServeError(f"{config_path}: expected a mapping at the top level; nothing was changed")
     else:
         current = {"name": "Local config", "version": "0.0.1", "schema": "v1"}
+    names = {entry["name"] for entry in plan.entries}
     models = [m for m in current.get("models") or [] if not
-              (isinstance(m, dict) and m.get("name") == plan.entry["name"])]
+              (isinstance(m, dict) and m.get("name") in names)]
     replaced = len(models) < len(current.get("models") or [])
-    current["models"] = models + [plan.entry]
+    current["models"] = models + plan.entries
     new_text = dump_yaml(current)
     rules_path = continue_dir / "rules" / plan.files["rules"].name
-    for path, text, what in ((config_path, new_text, "model entry " + ("replaced" if replaced else "added")),
+    for path, text, what in ((config_path, new_text, "model entries " + ("replaced" if replaced else "added")),
                              (rules_path, plan.contents["rules"], "rules file")):
         if path.exists() and path.read_text(encoding="utf-8") == text:
             done.append(f"unchanged {path} ({what} already there)")

@@ -6,7 +6,7 @@ from pathlib import Path
 from . import paths
 from .chunks import discover, load_chunks
 from .errors import InputError
-from .examples import count_rendered, cut_chunks
+from .examples import add_editor_headers, count_rendered, cut_chunks
 from .fileio import sha256_bytes
 from .sentences import build_punkt
 from .split import choose_validation_groups
@@ -86,6 +86,7 @@ def prepare(config, book_dir=None, skip_overlong=False, say=lambda message: None
                           lambda c: 1 if c.group in held_out else s.cuts_per_chunk)
     train = [e for e in examples if e.chunk.group not in held_out]
     validation = [e for e in examples if e.chunk.group in held_out]
+    add_editor_headers(examples, s.editor_header_share)
     count_rendered(examples, counter)
     overlong = [e for e in train + validation if e.total_tokens > config.sequence_len]
     if overlong and not skip_overlong:
@@ -113,8 +114,8 @@ def provenance(e, split) -> dict:
         "split": split,
         "chunk": e.chunk.name,
         "chunk_sha256": e.chunk.sha256,
-        "cut_char": e.cut.end,
-        "completion_char": e.cut.start,
+        "completion_char": e.join,
+        "editor_header": e.header,
         "prefix_ratio": round(e.ratio, 4),
         "prefix_tokens": e.prefix_tokens,
         "completion_tokens": e.completion_tokens,

@@ -149,7 +149,9 @@ class ApproxCounter(Counter):
 
 
 def _template_source(config, default_template=None) -> str:
-    if config.data.get("chat_template_jinja"):
+    if config.chat_template == "jinja":
+        if not config.data.get("chat_template_jinja"):
+            raise ConfigError("chat_template: jinja needs the template in chat_template_jinja")
         return config.data["chat_template_jinja"]
     name = config.chat_template
     if name == "tokenizer_default":

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Build llama.cpp's llama-server (and keep its GGUF converter beside it) from the
+# llama.cpp source that PyPI's llama-cpp-python sdist vendors. Used by stage 5's
+# --gguf and --backend llamacpp, and by the real-server tests (make test).
+#
+#   fine-tuning/training/build_llama_server.sh DEST
+#
+# DEST (make uses $VENV/llama.cpp) receives:
+#   DEST/bin/llama-server           the server, built for this machine's CPU
+#   DEST/src/convert_hf_to_gguf.py  the converter, with gguf-py beside it
+#   DEST/VERSION                    the sdist it came from
+# The build takes about 12 minutes on 2 cores; it happens once per DEST.
+# PyPI is the only place it reads from; nothing else is downloaded, at build or run time.
+set -euo pipefail
+
+VERSION="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"   # pinned: its llama.cpp is the one tested
+DEST="${1:?usage: build_llama_server.sh DEST}"
+PY="${PY:-python3}"
+JOBS="${JOBS:-$(nproc)}"
+
+if [ -x "$DEST/bin/llama-server" ] && [ "$(cat "$DEST/VERSION" 2>/dev/null)" = "$VERSION" ]; then
+  echo "llama-server $VERSION already built in $DEST"
+  exit 0
+fi
+for tool in cmake c++; do
+  command -v "$tool" >/dev/null || { echo "error: $tool is needed to build llama-server (Debian: apt-get install cmake g++)" >&2; exit 1; }
+done
+
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+"$PY" -m pip download --quiet --no-deps --no-binary :all: "llama-cpp-python==$VERSION" -d "$WORK"
+tar xzf "$WORK/llama_cpp_python-$VERSION.tar.gz" -C "$WORK"
+SRC="$WORK/llama_cpp_python-$VERSION/vendor/llama.cpp"
+
+echo "building llama-server from llama-cpp-python $VERSION's llama.cpp (about 12 min on 2 cores)"
+# No curl: the server never fetches a model; static: the binary needs nothing beside it.
+cmake -S "$SRC" -B "$WORK/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON \
+  -DLLAMA_CURL=OFF -DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_TESTS=OFF \
+  -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=ON >"$WORK/cmake.log" \
+  || { tail -30 "$WORK/cmake.log" >&2; exit 1; }
+cmake --build "$WORK/build" --target llama-server -j "$JOBS" >"$WORK/build.log" 2>&1 \
+  || { tail -40 "$WORK/build.log" >&2; exit 1; }
+
+# Install atomically: a half-copied DEST is never taken for a finished one.
+STAGE="$DEST.partial"
+rm -rf "$STAGE"
+mkdir -p "$STAGE/bin" "$STAGE/src"
+cp "$WORK/build/bin/llama-server" "$STAGE/bin/"
+# The converter script imports its `conversion` package and the `gguf` package beside it.
+cp "$SRC/convert_hf_to_gguf.py" "$STAGE/src/"
+cp -r "$SRC/conversion" "$SRC/gguf-py" "$STAGE/src/"
+echo "$VERSION" > "$STAGE/VERSION"
+rm -rf "$DEST"
+mv "$STAGE" "$DEST"
+echo "built $DEST/bin/llama-server"

@@ -1,0 +1,193 @@
+"""llama.cpp: the GGUF converter and `llama-server`, as stage 5 and the tests use them.
+
+Both come from the llama.cpp source that PyPI's llama-cpp-python sdist vendors,
+built once per virtual environment by build_llama_server.sh (`make llama-server`)
+into <venv>/llama.cpp/. $LLAMA_CPP_DIR (a llama.cpp checkout with a build) or PATH
+may supply them instead.
+
+`Server` starts llama-server on a free loopback port for one GGUF and asks it what
+it does with text: /tokenize, /apply-template (the prompt its chat endpoint would
+feed the model) and /completion. `check_gguf` uses it to prove a new GGUF loads,
+tokenises a training example exactly as training did, renders chat as training
+did, and stops at the end-of-turn token.
+"""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from .errors import UserError
+
+BUILD_HELP = ("llama.cpp's tools are not built in this environment: run `make llama-server` "
+              "(builds llama-server and its GGUF converter from PyPI's llama-cpp-python source, "
+              "about 12 minutes on 2 cores, once), or set LLAMA_CPP_DIR to a llama.cpp checkout "
+              "with a build.")
+
+
+class LlamaCppError(UserError):
+    """llama.cpp's converter or server failed; the message says what and how to fix it."""
+
+
+def _roots() -> list[Path]:
+    roots = [Path(sys.prefix) / "llama.cpp"]
+    if os.environ.get("LLAMA_CPP_DIR"):
+        roots.insert(0, Path(os.environ["LLAMA_CPP_DIR"]))
+    return roots
+
+
+def find_converter() -> Path | None:
+    for root in _roots():
+        for candidate in (root / "src" / "convert_hf_to_gguf.py", root / "convert_hf_to_gguf.py"):
+            if candidate.is_file():
+                return candidate
+    found = shutil.which("convert_hf_to_gguf.py")
+    return Path(found) if found else None
+
+
+def find_server() -> Path | None:
+    for root in _roots():
+        for candidate in (root / "bin" / "llama-server", root / "build" / "bin" / "llama-server"):
+            if candidate.is_file() and os.access(candidate, os.X_OK):
+                return candidate
+    found = shutil.which("llama-server")
+    return Path(found) if found else None
+
+
+def convert(model_dir: Path, dest: Path, outtype: str) -> None:
+    """The merged safetensors folder -> one GGUF file (written beside, then renamed)."""
+    converter = find_converter()
+    if converter is None:
+        raise LlamaCppError(BUILD_HELP)
+    partial = dest.with_name(dest.name + ".partial")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        filter(None, [str(converter.parent / "gguf-py"), str(converter.parent),
+                      os.environ.get("PYTHONPATH")])))
+    cmd = [sys.executable, str(converter), str(model_dir), "--outfile", str(partial),
+           "--outtype", outtype]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        partial.unlink(missing_ok=True)
+        tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
+        raise LlamaCppError(f"llama.cpp's converter failed on {model_dir} (exit {proc.returncode}):\n"
+                            f"{tail}")
+    partial.replace(dest)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """llama-server for one GGUF on 127.0.0.1, started on enter and stopped on exit."""
+
+    def __init__(self, gguf: Path, context: int = 4096, binary: Path | None = None, log: Path | None = None):
+        self.binary = binary or find_server()
+        if self.binary is None:
+            raise LlamaCppError(BUILD_HELP)
+        self.gguf, self.context, self.port = gguf, context, _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log or gguf.with_suffix(".server.log")
+
+    def command(self) -> list[str]:
+        # --jinja: the chat endpoint renders the GGUF's own template (training's).
+        return [str(self.binary), "-m", str(self.gguf), "--host", "127.0.0.1", "--port", str(self.port),
+                "-c", str(self.context), "--jinja", "-t", "2", "--no-webui"]
+
+    def __enter__(self):
+        self._log = open(self.log, "w")
+        self.proc = subprocess.Popen(self.command(), stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise LlamaCppError(f"llama-server exited (code {self.proc.returncode}) loading "
+                                    f"{self.gguf.name}: {self._tail()}")
+            try:
+                if self.get("/health").get("status") == "ok":
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.2)
+        self.__exit__()
+        raise LlamaCppError(f"llama-server did not come up in 120 s: {self._tail()}")
+
+    def __exit__(self, *exc):
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self._log.close()
+
+    def _tail(self) -> str:
+        self._log.flush()
+        return " | ".join(self.log.read_text(errors="replace").strip().splitlines()[-3:])
+
+    def get(self, path: str) -> dict:
+        with urllib.request.urlopen(self.url + path, timeout=30) as resp:
+            return json.loads(resp.read())
+
+    def post(self, path: str, body: dict) -> dict:
+        req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=300) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as err:
+            raise LlamaCppError(f"llama-server {path}: HTTP {err.code}: {err.read()[:300]!r}") from None
+
+    def tokenize(self, text: str, specials: bool = True) -> list[int]:
+        """Token ids as the server tokenises a prompt (special tokens parsed; no BOS added)."""
+        return self.post("/tokenize", {"content": text, "add_special": False,
+                                       "parse_special": specials})["tokens"]
+
+    def apply_template(self, messages: list[dict]) -> str:
+        """The prompt /v1/chat/completions would feed the model for these messages."""
+        return self.post("/apply-template", {"messages": messages})["prompt"]
+
+    def complete(self, prompt: str, **options) -> dict:
+        """/completion, as Continue's llama.cpp provider calls it (stream off)."""
+        return self.post("/completion", {"prompt": prompt, "stream": False, **options})
+
+
+def check_gguf(gguf: Path, tokenizer, conversation: list[dict], training_text: str,
+               training_ids: list[int]) -> list[str]:
+    """Prove a GGUF serves the training format: it loads; it tokenises one training
+    example exactly as training did; its chat template renders the example's prompt
+    as training did; it stops at the end-of-turn token. Returns what was checked."""
+    eos_id = tokenizer.convert_tokens_to_ids(tokenizer.eos_token)
+    with Server(gguf) as server:
+        bos = [tokenizer.bos_token_id] if training_ids[:1] == [tokenizer.bos_token_id] and \
+            not training_text.startswith(tokenizer.bos_token or "\0") else []
+        ids = bos + server.tokenize(training_text)
+        if ids != training_ids:
+            first = next((i for i, (a, b) in enumerate(zip(ids, training_ids)) if a != b),
+                         min(len(ids), len(training_ids)))
+            raise LlamaCppError(
+                f"{gguf.name} tokenises the training example differently from training "
+                f"({len(ids)} against {len(training_ids)} tokens; first difference at token {first}: "
+                f"{tokenizer.decode(training_ids[max(0, first - 3):first + 3])!r}). llama.cpp's "
+                "converter chose another pre-tokenizer for this tokenizer: look for "
+                "'tokenizer.ggml.pre' in the converter's output.")
+        prompt = server.apply_template(conversation[:1])
+        rendered_prompt = tokenizer.apply_chat_template(conversation[:1], tokenize=False,
+                                                        add_generation_prompt=True)
+        unbos = lambda t: t.removeprefix(tokenizer.bos_token or "\0")  # noqa: E731
+        if unbos(prompt) != unbos(rendered_prompt):
+            raise LlamaCppError(f"{gguf.name}'s chat template renders the prompt differently from "
+                                f"training: {prompt[:120]!r} against {rendered_prompt[:120]!r}")
+        # Push the end-of-turn token to the top: the server must stop there, with nothing shown.
+        out = server.complete(prompt, n_predict=8, logit_bias=[[eos_id, 100.0]], temperature=0)
+        if out.get("stop_type") != "eos" or out.get("content"):
+            raise LlamaCppError(f"{gguf.name} does not stop at {tokenizer.eos_token!r}: "
+                                f"stop_type {out.get('stop_type')!r}, text {out.get('content')!r}")
+    return [f"loads in llama-server ({gguf.stat().st_size / 1e6:.0f} MB)",
+            f"tokenises a training example as training did ({len(training_ids)} tokens, identical)",
+            "its chat template renders the prompt as training did",
+            f"stops at {tokenizer.eos_token}"]
