@@ -55,8 +55,8 @@ def test_named_flags_exist():
             if any(name in line for name in planned):
                 continue  # flags of a stage not built yet
             for flag in re.findall(r"(?<![\w-])(--[a-z][a-z-]+)", line):
-                if flag in ("--learning-rate", "--no-deps", "--chat-template"):
-                    continue  # Axolotl's, pip's and vLLM's own
+                if flag in ("--learning-rate", "--no-deps", "--chat-template", "--jinja"):
+                    continue  # Axolotl's, pip's, vLLM's and llama-server's own
                 assert flag in options or flag in train_usage or flag in bench_flags, \
                     f"{doc.name} names {flag}, which no stage or benchmark script has"
 
@@ -64,7 +64,7 @@ def test_named_flags_exist():
 def test_make_targets_exist():
     makefile = (REPO / "Makefile").read_text()
     for doc in (AGENT, README):
-        for target in set(re.findall(r"`make (\w+)", doc.read_text())):
+        for target in set(re.findall(r"`make ([\w-]+)", doc.read_text())):
             assert re.search(rf"^{target}:", makefile, re.MULTILINE), target
 
 

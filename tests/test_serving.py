@@ -4,6 +4,9 @@ collation) and vLLM (the merged folder's chat_template.jinja) render must be
 what Axolotl rendered in training, text and token ids."""
 import json
 import re
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -11,7 +14,7 @@ import yaml
 from conftest import FT, SAMPLE_BOOK, load_script, llama_like_model
 from styletune import merge, serving
 from styletune.config import load_config
-from styletune.gotemplate import render_ollama
+from styletune.gotemplate import collate, render_ollama
 
 SCRIPT = load_script(FT / "training" / "5_configure_continue.py")
 MERGE = load_script(FT / "training" / "3_merge_adapter.py")
@@ -224,3 +227,27 @@ def test_each_backend_registers_chat_and_autocomplete_only_where_measured(served
             assert e["provider"] == ("ollama" if backend == "ollama" else "llama.cpp")
         else:
             assert "promptTemplates" not in e and "autocompleteOptions" not in e
+
+
+GO = shutil.which("go")
+GO_RENDER = Path(__file__).parent / "go_template" / "render.go"
+
+
+@pytest.mark.skipif(not GO, reason="Go is not installed here (Debian: apt-get install golang-go; "
+                    ".ci/run installs it); the Python port of text/template covered these cases")
+@pytest.mark.parametrize("case", list(CONVERSATIONS) + ["edge whitespace"])
+def test_gos_own_text_template_renders_the_modelfile_as_training_did(served, case, tmp_path):
+    """Ollama's engine itself, Go's text/template, on the Modelfile's TEMPLATE."""
+    name, cfg, tok = served
+    conversation = CONVERSATIONS.get(case) or [
+        {"role": "user", "content": "\n// book/chapter_02.txt\n" + PASSAGE[0] + "\n\n"}]
+    _, collated = collate(conversation)
+    request = json.dumps({"template": modelfile_template(cfg.pipeline.serve_dir / "Modelfile"),
+                          "messages": [{"role": m["Role"], "content": m["Content"]} for m in collated]})
+    go = subprocess.run([GO, "run", str(GO_RENDER)], input=request, capture_output=True, text=True,
+                        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "GOFLAGS": "-mod=mod",
+                             "GO111MODULE": "off", "GOCACHE": str(tmp_path / "gocache")})
+    assert go.returncode == 0, go.stderr
+    train_text, _ = axolotl_rendering(tok, cfg, conversation)
+    assert go.stdout == render_ollama(modelfile_template(cfg.pipeline.serve_dir / "Modelfile"), conversation)
+    assert (tok.bos_token if name == "llama3" else "") + go.stdout == train_text

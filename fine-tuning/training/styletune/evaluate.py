@@ -19,6 +19,11 @@ from . import paths
 from .errors import UserError
 
 BLOCK_TOKENS = 64
+# The writer's own test of the editor route: typed in the editor, it ends mid-sentence,
+# as writers' prompts do, and needs a continuation that starts with a space.
+SEED_PROMPT = ("Haji and Alan walked along the street. It was night, Alan was worried about "
+               "his future. Haji said,")
+JOIN_CLASSES = ("text", "space", "newline", "end")
 
 
 class EvaluationError(UserError):
@@ -81,6 +86,36 @@ def validation_prompts(conversations, punkt, ev: dict, chunk_names) -> list[Prom
             prompts.append(Prompt(name, "window", completion[start:join], truth))
             truth_end = join + len(truth)
     return prompts
+
+
+def mid_sentence_prompts(conversations, ev: dict, chunk_names) -> list[Prompt]:
+    """Prompts that stop inside a sentence, after a comma ("... Haji said,"), where
+    training's prompts all stop at sentence ends: windows of ~prompt_words words from
+    each validation completion; the truth starts with the space the join needs."""
+    import re
+    truth_words = max(10, int(ev["generation_tokens"] * 0.75))
+    wanted = int(ev["prompts_per_chunk"])
+    prompts = []
+    for conv, name in zip(conversations, chunk_names):
+        completion = conv[1]["content"]
+        starts = [m.start() for m in re.finditer(r"\S+", completion)]
+        room = [m.end() for m in re.finditer(r",(?= \S)", completion)
+                if len(completion[:m.end()].split()) > ev["prompt_words"]
+                and len(completion[m.end():].split()) >= truth_words]
+        last = 0
+        for comma in [room[int(i * len(room) / wanted)] for i in range(wanted)] if room else []:
+            if comma < last:
+                continue
+            first_word = len(completion[:comma].split()) - int(ev["prompt_words"])
+            truth = _words_until(completion[comma:], truth_words)
+            prompts.append(Prompt(name, "mid-sentence", completion[starts[first_word]:comma], truth))
+            last = comma + len(truth)
+    return prompts
+
+
+def join_class(text: str) -> str:
+    """How a continuation must begin to join the prompt: with a word, a space, a line break."""
+    return "newline" if text[:1] in ("\n", "\r") else "space" if text[:1].isspace() else "text"
 
 
 # --- models ----------------------------------------------------------------------------
@@ -172,14 +207,39 @@ def generate(model, tok, prompts, ev: dict, sampling: dict, progress=None) -> li
                                  max_new_tokens=int(ev["generation_tokens"]),
                                  eos_token_id=sorted(eos), pad_token_id=tok.pad_token_id)
         new = gen[0, len(ids):].tolist()
-        out.append({"text": tok.decode(new, skip_special_tokens=True).strip(),
-                    "tokens": len(new), "stopped": any(t in eos for t in new)})
+        raw = tok.decode(new, skip_special_tokens=True)
+        # "text" for the style measures; "raw" as the editor would insert it, leading space and all
+        out.append({"text": raw.strip(), "raw": raw, "tokens": len(new),
+                    "stopped": any(t in eos for t in new)})
         if progress:
             progress()
     return out
 
 
-def measure_model(model, tok, val, train_for_gap, prompts, other_prompts, ev, sampling, bar):
+def first_token_classes(tok) -> np.ndarray:
+    """join_class of every token's text (special tokens: "end"), as indices into JOIN_CLASSES."""
+    texts = tok.batch_decode([[i] for i in range(len(tok))])
+    special = set(tok.all_special_ids)
+    return np.array([3 if i in special else JOIN_CLASSES.index(join_class(t)) for i, t in enumerate(texts)])
+
+
+def join_probabilities(model, tok, prompts, classes: np.ndarray) -> list[float]:
+    """For each prompt, the probability that the model's first token begins the way the
+    author's continuation does (a space after "said,", a word after a paragraph break)."""
+    import torch
+    device = next(model.parameters()).device
+    out = []
+    for prompt in prompts:
+        ids = _ids(tok, [{"role": "user", "content": prompt.text}], True)
+        with torch.no_grad():
+            logits = model(torch.tensor([ids], device=device)).logits[0, -1].float()
+        probs = torch.softmax(logits, -1).cpu().numpy()[:len(classes)]
+        out.append(float(probs[classes == JOIN_CLASSES.index(join_class(prompt.truth))].sum()))
+    return out
+
+
+def measure_model(model, tok, val, train_for_gap, prompts, other_prompts, ev, sampling, bar,
+                  join_prompts=(), classes=None):
     """Everything stage 4 needs from one model, so only one model is loaded at a time."""
     result = {"val_nll": [completion_token_nll(model, tok, c) for c in val],
               "train_nll": [completion_token_nll(model, tok, c) for c in train_for_gap]}
@@ -187,7 +247,22 @@ def measure_model(model, tok, val, train_for_gap, prompts, other_prompts, ev, sa
     result["continuations"] = generate(model, tok, prompts, ev, sampling, lambda: bar.update(1))
     if other_prompts:
         result["other"] = generate(model, tok, other_prompts, ev, sampling, lambda: bar.update(1))
+    bar.set_description("joins")
+    result["join"] = join_probabilities(model, tok, join_prompts, classes)
+    seed = Prompt("writer", "seed", SEED_PROMPT, " ")
+    result["seed"] = generate(model, tok, [seed], ev, sampling)[0]
     return result
+
+
+def joins_summary(join_prompts, runs) -> dict:
+    """Mean probability of the right first character, per kind of prompt and model."""
+    kinds = {"sentence end": ("example", "window"), "mid-sentence": ("mid-sentence",), "seed": ("seed",)}
+    out = {}
+    for label, members in kinds.items():
+        idx = [i for i, p in enumerate(join_prompts) if p.kind in members]
+        out[label] = {"prompts": len(idx), **{n: float(np.mean([runs[n]["join"][i] for i in idx]))
+                                             if idx else None for n in runs}}
+    return out
 
 
 def _chunk_names(cfg, split: str, count: int) -> list[str]:
@@ -219,6 +294,9 @@ def evaluate(cfg, tuned_dir: Path | None, adapter: Path | None, device: str, dty
     punkt, _ = build_punkt(texts)
     prompts = validation_prompts(val, punkt, ev, _chunk_names(cfg, "validation", len(val)))
     other_prompts = [Prompt("train", "example", c[0]["content"], "") for c in train[:int(ev["train_prompts"])]]
+    mid = mid_sentence_prompts(val, ev, _chunk_names(cfg, "validation", len(val)))
+    join_prompts = prompts + mid + [Prompt("writer", "seed", SEED_PROMPT, " ")]
+    classes = first_token_classes(tok)
     gap_set = train[:int(ev["train_examples_for_gap"])]
     say(f"{len(val)} validation example(s), {len(prompts)} prompts, "
         f"{int(ev['generation_tokens'])} tokens each; device {device}, {dtype}")
@@ -233,7 +311,8 @@ def evaluate(cfg, tuned_dir: Path | None, adapter: Path | None, device: str, dty
         total = len(prompts) + (len(other_prompts) if name == "base" else 0)
         with tqdm(total=total, desc="perplexity", unit="prompt", leave=False) as bar:
             runs[name] = measure_model(model, tok, val, gap_set, prompts,
-                                       other_prompts if name == "base" else [], ev, sampling, bar)
+                                       other_prompts if name == "base" else [], ev, sampling, bar,
+                                       join_prompts, classes)
         free(model)
 
     n_boot, seed = int(ev["bootstrap"]), int(ev["seed"])
@@ -259,6 +338,8 @@ def evaluate(cfg, tuned_dir: Path | None, adapter: Path | None, device: str, dty
                    "generation_tokens": int(ev["generation_tokens"]),
                    "reference_words": len(reference.split())},
         "perplexity": ppl, "style": style, "health": health,
+        "joins": joins_summary(join_prompts, runs),
+        "seed_prompt": {"prompt": SEED_PROMPT, **{n: runs[n]["seed"]["raw"] for n in runs}},
         "prompts": [p.__dict__ for p in prompts],
         "continuations": {n: runs[n]["continuations"] for n in runs},
     }

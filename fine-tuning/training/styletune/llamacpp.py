@@ -156,6 +156,7 @@ class Server:
         return self.post("/completion", {"prompt": prompt, "stream": False, **options})
 
 
+
 def check_gguf(gguf: Path, tokenizer, conversation: list[dict], training_text: str,
                training_ids: list[int]) -> list[str]:
     """Prove a GGUF serves the training format: it loads; it tokenises one training

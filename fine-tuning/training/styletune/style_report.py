@@ -200,9 +200,26 @@ def markdown(report: dict) -> str:
                  if gap["overfitting"] else " (no sign of overfitting)."), "",
               _classifier_line(s["attribution"]["classifier"]), "",
               _delta_line(s["cosine_delta"]), "",
+              *joins_lines(report), "",
               "Intervals are 95% bootstrap intervals. Continuations: `continuations.md`. "
               "Every figure: `style_report.json`. How to read this: README.md, 'Reading the style report'."]
     return "\n".join(lines) + "\n"
+
+
+def joins_lines(report: dict) -> list[str]:
+    """How continuations join the prompt in the editor: the chance the first token
+    starts as the author's text does, by kind of prompt; and the writer's own prompt."""
+    joins, seed = report["joins"], report["seed_prompt"]
+    lines = ["Joins (the editor inserts the continuation right after the prompt): probability "
+             "that the first token starts as the author's text does (a space after \"said,\", "
+             "a word after a paragraph break).", "",
+             "| prompts | n | base | tuned |", "|---|---|---|---|"]
+    for kind, row in joins.items():
+        if row["prompts"]:
+            lines.append(f"| {kind} | {row['prompts']} | {row['base']:.2f} | {row['tuned']:.2f} |")
+    lines += ["", "The writer's prompt, continued as the editor would show it:", ""]
+    lines += [f"- {name}: `{'...' + seed['prompt'][-40:] + seed[name][:120]!r}`" for name in ("base", "tuned")]
+    return lines
 
 
 def _bar(ax, x, value, ci, colour):
