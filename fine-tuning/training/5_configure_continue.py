@@ -35,8 +35,8 @@ Output (rehearsal config, --backend llamacpp):
         ...
         wrote fine-tuning/outputs/rehearsal/serve/my-voice-rehearsal.q8_0.gguf
         checked: loads in llama-server (145 MB)
-        checked: tokenises a training example as training did (... tokens, identical)
-        ...
+        checked: tokenises a training example as training did (1728 tokens)
+        ... (chat and autocomplete prompts, the end-of-turn stop)
         next:  llama-server -m .../my-voice-rehearsal.q8_0.gguf --jinja ...
 """
 import argparse
@@ -107,7 +107,7 @@ def run(args) -> int:
 
 def write_gguf(cfg, model_dir: Path, dest: Path, outtype: str) -> None:
     """Convert, then prove the GGUF serves the training format in a real llama-server."""
-    from styletune import merge
+    from styletune import merge, serving
 
     llamacpp.convert(model_dir, dest, outtype)
     print(f"wrote {paths.shown(dest)}")
@@ -116,9 +116,8 @@ def write_gguf(cfg, model_dir: Path, dest: Path, outtype: str) -> None:
         return
     tok = merge.load_tokenizer(cfg, model_dir)
     conversation = merge.probe_conversations(cfg)[0]
-    text = tok.apply_chat_template(conversation, tokenize=False)
-    ids = tok.apply_chat_template(conversation, tokenize=True, return_dict=False)
-    for line in llamacpp.check_gguf(dest, tok, conversation, text, list(ids)):
+    template = serving.AUTOCOMPLETE.get(cfg.template_family)
+    for line in llamacpp.check_gguf(dest, tok, conversation, template):
         print(f"checked: {line}")
 
 

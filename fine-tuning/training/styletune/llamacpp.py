@@ -142,10 +142,11 @@ class Server:
         except urllib.error.HTTPError as err:
             raise LlamaCppError(f"llama-server {path}: HTTP {err.code}: {err.read()[:300]!r}") from None
 
-    def tokenize(self, text: str, specials: bool = True) -> list[int]:
-        """Token ids as the server tokenises a prompt (special tokens parsed; no BOS added)."""
-        return self.post("/tokenize", {"content": text, "add_special": False,
-                                       "parse_special": specials})["tokens"]
+    def tokenize(self, text: str, as_prompt: bool = False) -> list[int]:
+        """Token ids of text, special tokens parsed. as_prompt: as /completion tokenises a
+        prompt, with the BOS the model's metadata asks for added in front."""
+        return self.post("/tokenize", {"content": text, "add_special": as_prompt,
+                                       "parse_special": True})["tokens"]
 
     def apply_template(self, messages: list[dict]) -> str:
         """The prompt /v1/chat/completions would feed the model for these messages."""
@@ -157,38 +158,55 @@ class Server:
 
 
 
-def check_gguf(gguf: Path, tokenizer, conversation: list[dict], training_text: str,
-               training_ids: list[int]) -> list[str]:
-    """Prove a GGUF serves the training format: it loads; it tokenises one training
-    example exactly as training did; its chat template renders the example's prompt
-    as training did; it stops at the end-of-turn token. Returns what was checked."""
-    eos_id = tokenizer.convert_tokens_to_ids(tokenizer.eos_token)
+def check_gguf(gguf: Path, tokenizer, conversation: list[dict], autocomplete_template: str | None) -> list[str]:
+    """Prove a GGUF serves the training format, in a real llama-server: it loads; it
+    tokenises a training example exactly as training did; chat (its template, one
+    BOS) feeds the model the example's prompt tokens; an autocomplete prompt (the
+    raw template with the example's user turn, BOS added by the server) does too;
+    and it stops at the end-of-turn token. Returns what was checked."""
+    text = tokenizer.apply_chat_template(conversation, tokenize=False)
+    trained = _ids(tokenizer.apply_chat_template(conversation, tokenize=True, return_dict=False))
+    prompt_text = tokenizer.apply_chat_template(conversation[:1], tokenize=False, add_generation_prompt=True)
+    prompt_ids = _ids(tokenizer.apply_chat_template(conversation[:1], tokenize=True,
+                                                    add_generation_prompt=True, return_dict=False))
+    done = []
     with Server(gguf) as server:
-        bos = [tokenizer.bos_token_id] if training_ids[:1] == [tokenizer.bos_token_id] and \
-            not training_text.startswith(tokenizer.bos_token or "\0") else []
-        ids = bos + server.tokenize(training_text)
-        if ids != training_ids:
-            first = next((i for i, (a, b) in enumerate(zip(ids, training_ids)) if a != b),
-                         min(len(ids), len(training_ids)))
-            raise LlamaCppError(
-                f"{gguf.name} tokenises the training example differently from training "
-                f"({len(ids)} against {len(training_ids)} tokens; first difference at token {first}: "
-                f"{tokenizer.decode(training_ids[max(0, first - 3):first + 3])!r}). llama.cpp's "
-                "converter chose another pre-tokenizer for this tokenizer: look for "
-                "'tokenizer.ggml.pre' in the converter's output.")
-        prompt = server.apply_template(conversation[:1])
-        rendered_prompt = tokenizer.apply_chat_template(conversation[:1], tokenize=False,
-                                                        add_generation_prompt=True)
-        unbos = lambda t: t.removeprefix(tokenizer.bos_token or "\0")  # noqa: E731
-        if unbos(prompt) != unbos(rendered_prompt):
-            raise LlamaCppError(f"{gguf.name}'s chat template renders the prompt differently from "
-                                f"training: {prompt[:120]!r} against {rendered_prompt[:120]!r}")
+        done.append(f"loads in llama-server ({gguf.stat().st_size / 1e6:.0f} MB)")
+        _same(tokenizer, server.tokenize(text), trained, gguf, "tokenises the training example")
+        done.append(f"tokenises a training example as training did ({len(trained)} tokens)")
+        # The server leaves the template's BOS out of the text and adds it as it tokenises.
+        rendered = server.apply_template(conversation[:1])
+        _same(tokenizer, server.tokenize(rendered, as_prompt=True), prompt_ids, gguf, "renders the chat prompt")
+        fed = server.post("/v1/chat/completions", {"messages": conversation[:1], "max_tokens": 1})
+        if fed["usage"]["prompt_tokens"] != len(prompt_ids):
+            raise LlamaCppError(f"{gguf.name}: chat feeds the model {fed['usage']['prompt_tokens']} prompt "
+                                f"tokens, training's prompt has {len(prompt_ids)} (a BOS added twice?)")
+        done.append(f"chat feeds the model training's prompt ({len(prompt_ids)} tokens)")
+        if autocomplete_template:
+            raw = autocomplete_template.replace("{{{prefix}}}", conversation[0]["content"])
+            _same(tokenizer, server.tokenize(raw, as_prompt=True), prompt_ids, gguf,
+                  "tokenises the autocomplete prompt")
+            done.append("autocomplete's raw prompt is training's prompt, token for token")
         # Push the end-of-turn token to the top: the server must stop there, with nothing shown.
-        out = server.complete(prompt, n_predict=8, logit_bias=[[eos_id, 100.0]], temperature=0)
+        eos_id = tokenizer.convert_tokens_to_ids(tokenizer.eos_token)
+        out = server.complete(prompt_text, n_predict=8, logit_bias=[[eos_id, 100.0]], temperature=0)
         if out.get("stop_type") != "eos" or out.get("content"):
             raise LlamaCppError(f"{gguf.name} does not stop at {tokenizer.eos_token!r}: "
                                 f"stop_type {out.get('stop_type')!r}, text {out.get('content')!r}")
-    return [f"loads in llama-server ({gguf.stat().st_size / 1e6:.0f} MB)",
-            f"tokenises a training example as training did ({len(training_ids)} tokens, identical)",
-            "its chat template renders the prompt as training did",
-            f"stops at {tokenizer.eos_token}"]
+        done.append(f"stops at {tokenizer.eos_token}")
+    return done
+
+
+def _ids(out) -> list[int]:
+    return list(out["input_ids"] if isinstance(out, dict) else out)
+
+
+def _same(tokenizer, served: list[int], trained: list[int], gguf: Path, what: str) -> None:
+    if served == trained:
+        return
+    first = next((i for i, (a, b) in enumerate(zip(served, trained)) if a != b), min(len(served), len(trained)))
+    raise LlamaCppError(
+        f"{gguf.name} {what} differently from training ({len(served)} against {len(trained)} tokens; "
+        f"first difference at token {first}, near {tokenizer.decode(trained[max(0, first - 3):first + 3])!r}). "
+        "If the converter chose another pre-tokenizer, its output names it ('tokenizer.ggml.pre'); "
+        "do not serve this GGUF.")

@@ -69,7 +69,11 @@ QUANTIZE_LEVELS = ("q8_0", "q4_K_M", "q4_K_S")
 
 
 class _Dumper(yaml.SafeDumper):
-    """Multi-line strings (the autocomplete template) as readable literal blocks."""
+    """Multi-line strings (the autocomplete template) as readable literal blocks;
+    shared values written out in full (no &anchors a writer would have to follow)."""
+
+    def ignore_aliases(self, data):
+        return True
 
 
 _Dumper.add_representer(str, lambda dumper, text: dumper.represent_scalar(

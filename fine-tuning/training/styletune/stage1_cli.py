@@ -31,8 +31,12 @@ def preview(examples, n):
     for e in examples[:n]:
         print(f"\n--- {e.chunk.name}: prefix {e.prefix_tokens} tokens ({e.ratio:.1%}), "
               f"completion {e.completion_tokens}, example {e.total_tokens} ---")
+        if e.header:
+            print(f"  [user turn opens with Continue's autocomplete path line: {e.header!r}]")
         print(textwrap.indent(e.prefix, "  "))
-        print("  ✂ ──────── cut: the model writes from here ────────")
+        opens = {" ": "a space", "\n": "a line break"}.get(e.completion[:1], "a word: the prompt ends "
+                                                           "with the paragraph break")
+        print(f"  ✂ ──────── cut: the model writes from here, starting with {opens} ────────")
         rest = e.completion
         print(textwrap.indent(rest[:400] + (" [...]" if len(rest) > 400 else ""), "  "))
 

@@ -1,5 +1,5 @@
 // What Continue itself does with stage 5's files, run with Continue's own npm
-// packages (installed by `make continue-js`, pinned in tests/continue_js/package.json):
+// packages (installed by `make test-npm`, pinned in tests/npm/package.json):
 //
 //   node continue_tools.cjs validate CONFIG.yaml
 //       parseConfigYaml + validateConfigYaml from @continuedev/config-yaml; prints JSON
