@@ -19,7 +19,10 @@ pytestmark = pytest.mark.slow
 
 SETUPS = {
     "chatml": {},
-    "llama3-like": {"chat_template": "llama3",
+    # the main config's template: Axolotl's llama3 without its trim
+    "llama3-like": {"chat_template": "jinja",
+                    "chat_template_jinja": load_config(FT / "configs" / "qlora_style_transfer.yaml")
+                    .data["chat_template_jinja"],
                     "special_tokens": {"pad_token": "<|im_end|>", "eos_token": "<|eot_id|>"},
                     # Axolotl insists, since the new token needs a trainable embedding
                     "lora_modules_to_save": ["embed_tokens", "lm_head"]},
@@ -75,10 +78,12 @@ def test_only_the_continuation_and_its_end_token_are_labelled(preprocessed):
             labelled = [t for t, lab in zip(row["input_ids"], row["labels"]) if lab != -100]
             text = tok.decode(labelled)
             assert text.endswith(end)
-            assert text[: -len(end)].strip() in completions
+            # exactly a completion: its opening space (or word) is learnt, nothing more
+            assert text[: -len(end)] in completions
             full = tok.decode(row["input_ids"])
             assert "system" not in full.split("user")[0]     # no system block before the user turn
             assert full.count("user") >= 1 and full.index("user") < 40
+    assert any(c.startswith(" ") for c in completions) and any(e.header for e in result.examples)
 
 
 def test_no_tracker_or_hub_connection_attempted(preprocessed):

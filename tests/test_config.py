@@ -110,7 +110,7 @@ def test_axolotl_validates_the_main_config_unchanged():
     raw = yaml.safe_load(MAIN_CONFIG.read_text())
     out = validate_config(DictDefault(raw))
     assert out["adapter"] == "qlora" and out["load_in_4bit"] is True
-    assert str(out["chat_template"].value) == "llama3"
+    assert str(out["chat_template"].value) == "jinja" and "<|start_header_id|>" in out["chat_template_jinja"]
     assert out["datasets"][0]["roles_to_train"] == ["assistant"]
     assert out["datasets"][0]["train_on_eos"] == "turn"
     assert out["bnb_config_kwargs"]["bnb_4bit_quant_type"] == "nf4"

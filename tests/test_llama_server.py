@@ -51,7 +51,7 @@ def route(tmp_path_factory):
     build_adapter(cfg.base_model, cfg.output_dir, seed=3)
     assert MERGE.main(["--config", str(cfg_path), "--auto", "--force"]) == 0
     checked = subprocess.run([sys.executable, str(FT / "training" / "5_configure_continue.py"),
-                              "--config", str(cfg_path), "--backend", "llamacpp"],
+                              "--config", str(cfg_path), "--backend", "llamacpp", "--try", SEED_PROMPT],
                              capture_output=True, text=True)
     assert checked.returncode == 0, checked.stderr
     gguf = serving.gguf_path(cfg, "q8_0")
@@ -85,6 +85,14 @@ def test_stage_5_wrote_a_gguf_that_serves_the_training_format(route):
     # SmolLM2's own pre-tokenizer, recognised by the converter (not SentencePiece's "llama")
     assert meta["tokenizer.ggml.model"] == "gpt2" and meta["tokenizer.ggml.pre"] == "smollm"
     assert meta["tokenizer.chat_template"] == (route["cfg"].pipeline.merged_dir / "chat_template.jinja").read_text()
+
+
+def test_stage_5_tries_the_writers_text_on_both_routes(route):
+    out = route["stage5_out"]
+    for name in ("autocomplete", "chat"):
+        assert f"\n{name} (as Continue sends it; ⟨⟩ marks what the model wrote):\n  ...{SEED_PROMPT[-80:]}⟨" in out
+    assert cp.autocomplete_prefix(SEED_PROMPT, "book/chapter.md") == \
+        "\n book/chapter.md\n" + SEED_PROMPT   # the path line stage 5 and stage 1 use is Continue's
 
 
 def test_the_server_tokenises_every_training_example_as_training_did(route):

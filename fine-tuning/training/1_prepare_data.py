@@ -12,6 +12,10 @@ Writes  where the config's `datasets[0].path` and `test_datasets[0].path` point
 
 Each example: {"messages": [{"role": "user", "content": <first 5-10% of the
 chunk, cut at a sentence end>}, {"role": "assistant", "content": <the rest>}]}.
+The two turns hold every character of the chunk: a space at the cut opens the
+completion, a paragraph break ends the prompt. `editor_header_share` of the
+examples (default half) start the user turn with the path line Continue's
+autocomplete sends before the text, so both editor routes see the training format.
 Tokens are counted exactly, as Axolotl sees them: the rendered chat template
 with the base model's tokenizer. An example longer than `sequence_len` is an error.
 

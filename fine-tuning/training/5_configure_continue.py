@@ -28,6 +28,7 @@ Run     python fine-tuning/training/5_configure_continue.py
         python fine-tuning/training/5_configure_continue.py --config configs/cpu_rehearsal.yaml
         ... --backend llamacpp [--gguf q8_0|bf16]   --backend vllm   --quantize q4_K_M
         ... --install [--continue-dir DIR]   --dry-run   --force
+        ... --backend llamacpp --try "Haji and Alan walked along the street. ... Haji said,"
 
 Output (rehearsal config, --backend llamacpp):
         model: fine-tuning/outputs/rehearsal/merged (chatml template, EOS <|im_end|>)
@@ -62,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gguf", choices=("bf16", "q8_0"), metavar="TYPE",
                    help="write a GGUF file with llama.cpp's converter, bf16 or q8_0 "
                         "(--backend llamacpp: always, q8_0 unless given)")
+    p.add_argument("--try", dest="try_text", metavar="TEXT",
+                   help="with a GGUF: send TEXT (the end of a scene) through each route as Continue "
+                        "sends it, and print the continuations joined to it")
     p.add_argument("--dry-run", action="store_true", help="show what would be written; write nothing")
     p.add_argument("--force", action="store_true", help="overwrite files in serve_dir that differ")
     return p
@@ -96,6 +100,10 @@ def run(args) -> int:
         print(f"{'wrote' if path in written else 'unchanged'} {paths.shown(path)}")
     if gguf_type:
         write_gguf(cfg, model_dir, plan.gguf, gguf_type)
+        if args.try_text:
+            try_routes(cfg, model_dir, plan, args.try_text)
+    elif args.try_text:
+        raise serving.ServeError("--try needs a GGUF to serve: add --backend llamacpp or --gguf q8_0")
     if args.install:
         for line in serving.install(plan, Path(args.continue_dir).expanduser(), cfg):
             print(line)
@@ -106,19 +114,37 @@ def run(args) -> int:
 
 
 def write_gguf(cfg, model_dir: Path, dest: Path, outtype: str) -> None:
-    """Convert, then prove the GGUF serves the training format in a real llama-server."""
+    """Convert, then prove the GGUF serves the training format in a real llama-server;
+    only a GGUF that passed (or could not be checked, said so) lands at dest."""
     from styletune import merge, serving
 
-    llamacpp.convert(model_dir, dest, outtype)
+    unchecked = dest.with_name(dest.name + ".unchecked")
+    llamacpp.convert(model_dir, unchecked, outtype)
+    try:
+        if llamacpp.find_server() is None:
+            print("warning: the GGUF was not checked: no llama-server here (`make llama-server` builds one)")
+        else:
+            tok = merge.load_tokenizer(cfg, model_dir)
+            conversation = merge.probe_conversations(cfg)[0]
+            template = serving.AUTOCOMPLETE.get(cfg.template_family)
+            for line in llamacpp.check_gguf(unchecked, tok, conversation, template):
+                print(f"checked: {line}")
+    except BaseException:
+        unchecked.unlink(missing_ok=True)
+        raise
+    unchecked.replace(dest)
     print(f"wrote {paths.shown(dest)}")
-    if llamacpp.find_server() is None:
-        print("warning: the GGUF was not checked: no llama-server here (`make llama-server` builds one)")
-        return
+
+
+def try_routes(cfg, model_dir: Path, plan, text: str) -> None:
+    from styletune import merge, serving
+
     tok = merge.load_tokenizer(cfg, model_dir)
-    conversation = merge.probe_conversations(cfg)[0]
-    template = serving.AUTOCOMPLETE.get(cfg.template_family)
-    for line in llamacpp.check_gguf(dest, tok, conversation, template):
-        print(f"checked: {line}")
+    system = serving.BASE_SYSTEM_MESSAGE + "\n\n" + plan.contents["rules"].split("---", 2)[-1].strip()
+    entries = serving.continue_models(cfg, tok.eos_token, "llamacpp")
+    for route, continuation in llamacpp.try_routes(plan.gguf, tok, entries, system, text).items():
+        print(f"\n{route} (as Continue sends it; ⟨⟩ marks what the model wrote):\n"
+              f"  ...{text[-80:]}⟨{continuation}⟩")
 
 
 def main(argv=None) -> int:

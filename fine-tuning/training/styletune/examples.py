@@ -46,13 +46,18 @@ class Example:
                 {"role": "assistant", "content": self.completion}]
 
 
-def editor_header(example, form: str) -> str:
+def continue_path_line(path: str) -> str:
     """What Continue's autocomplete puts before the text of the file being written
     (core/autocomplete/templating/formatting.ts, formatSnippets, with no snippets):
     a blank line, the file's last two path parts behind the language's comment
     mark, a newline. Markdown's mark is empty; a .txt file is taken for TypeScript."""
-    path = f"{example.chunk.path.parent.name}/{example.chunk.path.stem}"
-    return {"md": f"\n {path}.md\n", "txt": f"\n// {path}.txt\n"}[form]
+    mark = "" if path.endswith(".md") else "//"
+    return f"\n{mark} {'/'.join(path.split('/')[-2:])}\n"
+
+
+def editor_header(example, form: str) -> str:
+    """Continue's path line for the example's chunk, as if it were a .md or .txt file."""
+    return continue_path_line(f"{example.chunk.path.parent.name}/{example.chunk.path.stem}.{form}")
 
 
 def add_editor_headers(examples, share: float) -> None:

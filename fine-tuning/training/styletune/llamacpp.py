@@ -85,7 +85,8 @@ def _free_port() -> int:
 
 
 class Server:
-    """llama-server for one GGUF on 127.0.0.1, started on enter and stopped on exit."""
+    """llama-server for one GGUF on 127.0.0.1, started on enter and stopped on exit;
+    its log goes beside the GGUF (<name>.server.log)."""
 
     def __init__(self, gguf: Path, context: int = 4096, binary: Path | None = None, log: Path | None = None):
         self.binary = binary or find_server()
@@ -93,7 +94,7 @@ class Server:
             raise LlamaCppError(BUILD_HELP)
         self.gguf, self.context, self.port = gguf, context, _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log or gguf.with_suffix(".server.log")
+        self.log = log or gguf.with_name(gguf.name.removesuffix(".unchecked") + ".server.log")
 
     def command(self) -> list[str]:
         # --jinja: the chat endpoint renders the GGUF's own template (training's).
@@ -210,3 +211,32 @@ def _same(tokenizer, served: list[int], trained: list[int], gguf: Path, what: st
         f"first difference at token {first}, near {tokenizer.decode(trained[max(0, first - 3):first + 3])!r}). "
         "If the converter chose another pre-tokenizer, its output names it ('tokenizer.ggml.pre'); "
         "do not serve this GGUF.")
+
+
+# What Continue's autocomplete sends as `stop` (getStopTokens' commonStops, pinned commit
+# d0a3c0b6; tests/continue_port.py): it replaces the model's own stop list.
+AUTOCOMPLETE_STOPS = ["/src/", "#- coding: utf-8", "```"]
+
+
+def try_routes(gguf: Path, tokenizer, entries: list[dict], system: str, text: str,
+               path: str = "book/chapter.md", max_tokens: int = 120, seed: int = 0) -> dict:
+    """The writer's text, sent as Continue sends it on each route this server offers:
+    autocomplete (the path line + text in the raw template, /completion) and chat
+    (system message + text, /v1/chat/completions). Returns {route: continuation}."""
+    from .examples import continue_path_line
+    out = {}
+    with Server(gguf) as server:
+        for entry in entries:
+            opts = entry["defaultCompletionOptions"]
+            sampling = {"temperature": opts["temperature"], "top_p": opts["topP"], "seed": seed}
+            if "autocomplete" in entry["roles"]:
+                prompt = entry["promptTemplates"]["autocomplete"].replace(
+                    "{{{prefix}}}", continue_path_line(path) + text)
+                reply = server.complete(prompt, n_predict=max_tokens, stop=AUTOCOMPLETE_STOPS, **sampling)
+                out["autocomplete"] = reply["content"]
+            if "chat" in entry["roles"]:
+                messages = [{"role": "system", "content": system}, {"role": "user", "content": text}]
+                reply = server.post("/v1/chat/completions", {"messages": messages, "max_tokens": max_tokens,
+                                                             "stop": opts["stop"], **sampling})
+                out["chat"] = reply["choices"][0]["message"]["content"]
+    return out

@@ -20,6 +20,13 @@ def summary(result) -> dict:
     }
 
 
+def joins(examples) -> dict:
+    """How the turns meet, and how many examples carry Continue's path line."""
+    return {"completion_opens_with_space": sum(e.completion[:1] == " " for e in examples),
+            "prompt_ends_with_paragraph_break": sum(e.prefix.endswith("\n") for e in examples),
+            "continue_path_line": sum(bool(e.header) for e in examples)}
+
+
 def report_dict(result) -> dict:
     ratios = [e.ratio for e in result.examples]
     lo, hi = result.config.pipeline.prefix_ratio
@@ -33,6 +40,7 @@ def report_dict(result) -> dict:
         "summary": summary(result),
         "prefix_ratio_target": [lo, hi],
         "prefix_ratio_observed": [round(min(ratios), 4), round(max(ratios), 4)] if ratios else None,
+        "joins": joins(result.examples),
         "validation_chunks": sorted({e.chunk.name for e in result.validation}),
         "skipped": [{"file": f, "reason": r} for f, r in result.skipped],
         "skipped_overlong": [{"file": e.chunk.name, "tokens": e.total_tokens}
@@ -75,6 +83,11 @@ def markdown_body(report: dict) -> str:
            if report["prefix_ratio_observed"] else "none."),
         "",
         "Validation chunks: " + (", ".join(f"`{c}`" for c in report["validation_chunks"]) or "none"),
+        "",
+        f"Joins: {report['joins']['completion_opens_with_space']} completion(s) open with the space at "
+        f"the cut, {report['joins']['prompt_ends_with_paragraph_break']} prompt(s) end with the "
+        f"paragraph break; {report['joins']['continue_path_line']} user turn(s) start with Continue's "
+        "autocomplete path line.",
         "",
     ]
     for title, rows, header in (
