@@ -66,8 +66,9 @@ demo: $(MODEL) $(LLAMA_SERVER)
 	$(OFFLINE) $(PY) fine-tuning/training/4_evaluate_style.py --force \
 		--config fine-tuning/configs/cpu_rehearsal.yaml
 	# llama-server: writes the GGUF and checks it in a real server (loads, tokenises and
-	# renders as training did, stops at the end of a turn)
+	# renders as training did, stops at the end of a turn), then sends the writer's prompt through both routes
 	$(OFFLINE) $(PY) fine-tuning/training/5_configure_continue.py --force --backend llamacpp \
+		--try "Haji and Alan walked along the street. It was night, Alan was worried about his future. Haji said," \
 		--config fine-tuning/configs/cpu_rehearsal.yaml
 	@echo
 	@echo "demo done. Stage 0's chunks of the manuscript: fine-tuning/outputs/rehearsal/segmented/"

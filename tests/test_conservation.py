@@ -24,8 +24,9 @@ def assert_conserved(example):
     assert gap.strip() == ""
     if "\n" in gap:   # a paragraph break ends the prompt, the completion starts with a word
         assert example.prefix.endswith(gap) and not example.completion[0].isspace()
-    else:             # a space (or none) opens the completion, as it must follow "said,"
-        assert example.completion.startswith(gap) and not example.prefix[-1].isspace()
+    else:             # a space opens the completion ("said," + " “…") or ends the prompt (typed)
+        assert example.completion.startswith(gap) != example.prefix.endswith(gap)
+        assert not (example.prefix[-1].isspace() and example.completion[0].isspace())
     user = example.messages()[0]["content"]
     assert user == example.header + example.prefix
 

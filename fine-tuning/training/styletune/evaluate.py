@@ -256,7 +256,9 @@ def measure_model(model, tok, val, train_for_gap, prompts, other_prompts, ev, sa
 
 def joins_summary(join_prompts, runs) -> dict:
     """Mean probability of the right first character, per kind of prompt and model."""
-    kinds = {"sentence end": ("example", "window"), "mid-sentence": ("mid-sentence",), "seed": ("seed",)}
+    kinds = {"sentence end": ("example", "window"), "mid-sentence": ("mid-sentence",),
+             "mid-sentence, space typed": ("mid-sentence, space typed",), "seed": ("seed",),
+             "seed, space typed": ("seed, space typed",)}
     out = {}
     for label, members in kinds.items():
         idx = [i for i, p in enumerate(join_prompts) if p.kind in members]
@@ -295,7 +297,10 @@ def evaluate(cfg, tuned_dir: Path | None, adapter: Path | None, device: str, dty
     prompts = validation_prompts(val, punkt, ev, _chunk_names(cfg, "validation", len(val)))
     other_prompts = [Prompt("train", "example", c[0]["content"], "") for c in train[:int(ev["train_prompts"])]]
     mid = mid_sentence_prompts(val, ev, _chunk_names(cfg, "validation", len(val)))
-    join_prompts = prompts + mid + [Prompt("writer", "seed", SEED_PROMPT, " ")]
+    # the same prompts with the space typed before the pause: now a word must come first
+    typed = [Prompt(p.chunk, p.kind + ", space typed", p.text + " ", p.truth[1:]) for p in mid]
+    join_prompts = prompts + mid + typed + [Prompt("writer", "seed", SEED_PROMPT, " "),
+                                            Prompt("writer", "seed, space typed", SEED_PROMPT + " ", "“")]
     classes = first_token_classes(tok)
     gap_set = train[:int(ev["train_examples_for_gap"])]
     say(f"{len(val)} validation example(s), {len(prompts)} prompts, "

@@ -1,6 +1,7 @@
 """Prefix-completion examples: where each chunk is cut, and the exact counts."""
 import bisect
 import random
+import zlib
 from dataclasses import dataclass
 
 from .errors import InputError
@@ -76,13 +77,17 @@ def add_editor_headers(examples, share: float) -> None:
 def join_offset(text: str, cut: Boundary) -> int:
     """Where the user turn ends and the assistant turn begins. The editor joins the
     completion straight onto the writer's text, so the whitespace at the cut must be
-    in one of the turns, and in the one the tokenizer would give it in running text:
-    a space belongs to the next word (the completion starts " “Alan…", as it must
-    after "Haji said,"); a paragraph break ends the prompt (a writer who pressed
-    Enter twice sends it). Either way prefix + completion is the chunk, exactly, and
-    no token straddles the turns."""
+    in one of the turns, and in one the tokenizer would give it to in running text.
+    A paragraph break ends the prompt (a writer who pressed Enter twice sends it).
+    A space opens the completion on half the cuts (" “Alan…", as must follow a
+    writer who stopped at "Haji said,") and ends the prompt on the other half (a
+    writer who typed the space before pausing); which half is fixed by the text
+    at the cut, so reruns give the same files. Either way prefix + completion is
+    the chunk, exactly, and no token straddles the turns."""
     gap = text[cut.end:cut.start]
-    return cut.start if "\n" in gap else cut.end
+    if "\n" in gap or not gap:
+        return cut.start
+    return cut.start if zlib.crc32(text[max(0, cut.end - 64):cut.start].encode()) % 2 else cut.end
 
 
 def _targets(rng, k, lo, hi):

@@ -212,11 +212,11 @@ def joins_lines(report: dict) -> list[str]:
     joins, seed = report["joins"], report["seed_prompt"]
     lines = ["Joins (the editor inserts the continuation right after the prompt): probability "
              "that the first token starts as the author's text does (a space after \"said,\", "
-             "a word after a paragraph break).", "",
+             "a word after a paragraph break or after a space the writer typed).", "",
              "| prompts | n | base | tuned |", "|---|---|---|---|"]
     for kind, row in joins.items():
         if row["prompts"]:
-            lines.append(f"| {kind} | {row['prompts']} | {row['base']:.2f} | {row['tuned']:.2f} |")
+            lines.append(f"| {kind} | {row['prompts']} | {row['base']:.1%} | {row['tuned']:.1%} |")
     lines += ["", "The writer's prompt, continued as the editor would show it:", ""]
     lines += [f"- {name}: `{'...' + seed['prompt'][-40:] + seed[name][:120]!r}`" for name in ("base", "tuned")]
     return lines
