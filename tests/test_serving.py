@@ -207,6 +207,8 @@ def test_stage_5_needs_a_merged_model_and_explains_gguf(make_config, tmp_path, c
     cfg = make_config({"merged_dir": str(tmp_path / "none"), "serve_dir": str(tmp_path / "serve")})
     assert SCRIPT.main(["--config", str(cfg)]) == 2
     assert "run 3_merge_adapter.py --auto first" in capsys.readouterr().err
+    assert SCRIPT.main(["--config", str(cfg), "--try", "Haji said,"]) == 2
+    assert "--try needs a GGUF to serve" in capsys.readouterr().err
     from styletune import llamacpp
     monkeypatch.delenv("LLAMA_CPP_DIR", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))

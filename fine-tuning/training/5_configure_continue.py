@@ -83,6 +83,8 @@ def run(args) -> int:
     cfg = load_config(paths.resolve_cli(args.config))
     model_dir = paths.resolve_cli(args.model) if args.model else cfg.pipeline.merged_dir
     gguf_type = args.gguf or ("q8_0" if args.backend == "llamacpp" else None)
+    if args.try_text and not gguf_type:
+        raise serving.ServeError("--try needs a GGUF to serve: add --backend llamacpp or --gguf q8_0")
     plan = serving.Plan(cfg, model_dir, args.backend, args.quantize, gguf_type or "q8_0")
     if gguf_type and llamacpp.find_converter() is None:
         raise llamacpp.LlamaCppError(llamacpp.BUILD_HELP)
@@ -102,8 +104,6 @@ def run(args) -> int:
         write_gguf(cfg, model_dir, plan.gguf, gguf_type)
         if args.try_text:
             try_routes(cfg, model_dir, plan, args.try_text)
-    elif args.try_text:
-        raise serving.ServeError("--try needs a GGUF to serve: add --backend llamacpp or --gguf q8_0")
     if args.install:
         for line in serving.install(plan, Path(args.continue_dir).expanduser(), cfg):
             print(line)
