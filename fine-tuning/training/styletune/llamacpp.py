@@ -25,7 +25,7 @@ from .errors import UserError
 
 BUILD_HELP = ("llama.cpp's tools are not built in this environment: run `make llama-server` "
               "(builds llama-server and its GGUF converter from PyPI's llama-cpp-python source, "
-              "about 12 minutes on 2 cores, once), or set LLAMA_CPP_DIR to a llama.cpp checkout "
+              "6-7 minutes on 2 cores, once), or set LLAMA_CPP_DIR to a llama.cpp checkout "
               "with a build.")
 
 
