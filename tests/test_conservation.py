@@ -22,7 +22,7 @@ def assert_conserved(example):
     assert example.prefix.strip() and example.completion.strip()
     gap = text[example.cut.end:example.cut.start]
     assert gap.strip() == ""
-    if "\n" in gap:   # a paragraph break ends the prompt, the completion starts with a word
+    if "\n" in gap or not gap:   # a paragraph break ends the prompt; the completion starts with a word
         assert example.prefix.endswith(gap) and not example.completion[0].isspace()
     else:             # a space opens the completion ("said," + " “…") or ends the prompt (typed)
         assert example.completion.startswith(gap) != example.prefix.endswith(gap)
