@@ -88,6 +88,7 @@ def test_stage_5_wrote_a_gguf_that_serves_the_training_format(route):
 
 
 def test_stage_5_tries_the_writers_text_on_both_routes(route):
+    assert llamacpp.AUTOCOMPLETE_STOPS == cp.AUTOCOMPLETE_STOPS   # --try sends Continue's stops
     out = route["stage5_out"]
     for name in ("autocomplete", "chat"):
         assert f"\n{name} (as Continue sends it; ⟨⟩ marks what the model wrote):\n  ...{SEED_PROMPT[-80:]}⟨" in out

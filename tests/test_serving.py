@@ -253,3 +253,15 @@ def test_gos_own_text_template_renders_the_modelfile_as_training_did(served, cas
     train_text, _ = axolotl_rendering(tok, cfg, conversation)
     assert go.stdout == render_ollama(modelfile_template(cfg.pipeline.serve_dir / "Modelfile"), conversation)
     assert (tok.bos_token if name == "llama3" else "") + go.stdout == train_text
+
+
+def test_llamacpp_backend_without_a_build_says_how_to_get_one(served, monkeypatch, tmp_path, capsys):
+    from styletune import llamacpp
+    name, cfg, tok = served
+    monkeypatch.delenv("LLAMA_CPP_DIR", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(llamacpp.sys, "prefix", str(tmp_path))
+    before = sorted(p.name for p in cfg.pipeline.serve_dir.rglob("*"))
+    assert SCRIPT.main(["--config", str(cfg.path), "--backend", "llamacpp", "--force"]) == 2
+    assert "make llama-server" in capsys.readouterr().err
+    assert sorted(p.name for p in cfg.pipeline.serve_dir.rglob("*")) == before   # nothing written
