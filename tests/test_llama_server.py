@@ -19,14 +19,13 @@ import continue_port as cp
 from conftest import FT, SAMPLE_BOOK, build_adapter, load_script, write_config
 from styletune import llamacpp, merge, serving
 from styletune.config import load_config
+from styletune.evaluate import SEED_PROMPT
 
 STAGE1 = load_script(FT / "training" / "1_prepare_data.py")
 MERGE = load_script(FT / "training" / "3_merge_adapter.py")
 STAGE5 = load_script(FT / "training" / "5_configure_continue.py")
 TEST_NPM = Path(sys.prefix) / "test-npm" / "node_modules"
 TOOLS = Path(__file__).parent / "npm" / "continue_tools.cjs"
-SEED_PROMPT = ("Haji and Alan walked along the street. It was night, Alan was worried about "
-               "his future. Haji said,")
 
 
 def run_continue_js(*args, stdin=None) -> dict:

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -107,16 +108,19 @@ class Server:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                tail = self._tail()
+                self._log.close()
                 raise LlamaCppError(f"llama-server exited (code {self.proc.returncode}) loading "
-                                    f"{self.gguf.name}: {self._tail()}")
+                                    f"{self.gguf.name}: {tail}")
             try:
                 if self.get("/health").get("status") == "ok":
                     return self
             except OSError:
                 pass
             time.sleep(0.2)
+        tail = self._tail()
         self.__exit__()
-        raise LlamaCppError(f"llama-server did not come up in 120 s: {self._tail()}")
+        raise LlamaCppError(f"llama-server did not come up in 120 s: {tail}")
 
     def __exit__(self, *exc):
         self.proc.terminate()
