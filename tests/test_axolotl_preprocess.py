@@ -7,12 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
-
 from conftest import FT, llama_like_model
 from styletune.config import effective_yaml, load_config
-from styletune.stage1 import prepare
-from styletune.stage1_cli import planned_outputs, write_outputs
+from styletune.data.prepare import planned_outputs, prepare
+from styletune.fileio import write_outputs
 
 pytestmark = pytest.mark.slow
 

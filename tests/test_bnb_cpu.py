@@ -3,8 +3,7 @@ guard, an evaluation leaves a QLoRA model exactly as trainable as before it, on
 either path; without it, on a CPU with AVX512-BF16, it does not (the bug the guard
 exists for: fine-tuning/benchmarks/diagnose_bnb_cpu_paths.py measures it)."""
 import pytest
-
-from styletune import bnb_cpu
+from styletune.train import bnb_cpu
 
 
 def qlora_model(base_dir, guard: bool):

@@ -2,7 +2,6 @@ import os
 
 import pytest
 import yaml
-
 from conftest import FT, MAIN_CONFIG, REHEARSAL_CONFIG
 from styletune.config import effective_yaml, load_config, merge
 from styletune.errors import ConfigError
@@ -126,7 +125,7 @@ def test_main_config_training_choices():
     assert d["adapter"] == "qlora" and d["load_in_4bit"] and d["lora_target_linear"]
     assert d["lora_alpha"] == 2 * d["lora_r"] and 0 < d["lora_dropout"] <= 0.1
     # Axolotl's llama3 template, minus its trim: the whitespace at the cut stays in the example
-    from styletune.tokens import axolotl_template
+    from styletune.data.tokens import axolotl_template
     assert d["chat_template"] == "jinja" and load_config(MAIN_CONFIG).template_family == "llama3"
     assert d["chat_template_jinja"] == axolotl_template("llama3").replace(" | trim %}", " %}")
     assert d["special_tokens"]["eos_token"] == "<|eot_id|>"

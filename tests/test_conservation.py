@@ -5,13 +5,12 @@ generated text."""
 import random
 
 import pytest
-
 from conftest import CORPUS
+from corpus_chunks import paragraph_chunks, write_novel_as_chunks
 from styletune.config import load_config
-from styletune.corpus import paragraph_chunks, write_novel_as_chunks
+from styletune.data.prepare import prepare
 from styletune.fileio import normalise
-from styletune.sentences import GUARDED_ABBREVIATIONS, boundaries, build_punkt
-from styletune.stage1 import prepare
+from styletune.text.sentences import GUARDED_ABBREVIATIONS, boundaries, build_punkt
 
 NOVELS = sorted(CORPUS.glob("*.txt"))
 

@@ -69,7 +69,7 @@ def test_make_targets_exist():
 
 
 def test_output_dir_named_in_the_agent_file_is_the_configs():
-    from styletune.config import load_config
     from conftest import MAIN_CONFIG
+    from styletune.config import load_config
     out = load_config(MAIN_CONFIG).output_dir.relative_to(REPO)
     assert f"`{out}`" in AGENT.read_text()

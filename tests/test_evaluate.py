@@ -6,13 +6,13 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import FT, SAMPLE_BOOK, SMOL, build_adapter, load_script
-from styletune import evaluate, style_report
 from styletune.config import load_config
-from styletune.sentences import build_punkt
-from styletune.stage1 import prepare
-from styletune.stage1_cli import planned_outputs, write_outputs
+from styletune.data.prepare import planned_outputs, prepare
+from styletune.eval import evaluate
+from styletune.eval import report as style_report
+from styletune.fileio import write_outputs
+from styletune.text.sentences import build_punkt
 
 SCRIPT = load_script(FT / "training" / "4_evaluate_style.py")
 MERGE = load_script(FT / "training" / "3_merge_adapter.py")
@@ -22,8 +22,8 @@ QUICK = {"generation_tokens": 12, "prompts_per_chunk": 2, "prompt_words": 40, "t
 
 def test_perplexity_counts_only_the_completion_and_its_end_token(tiny):
     import torch
+    from styletune.data.tokens import axolotl_template
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from styletune.tokens import axolotl_template
     tok = AutoTokenizer.from_pretrained(str(tiny / "base"))
     tok.chat_template = axolotl_template("chatml")
     tok.eos_token = "<|im_end|>"

@@ -12,14 +12,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import continue_port as cp
 import pytest
 import yaml
-
-import continue_port as cp
 from conftest import FT, SAMPLE_BOOK, build_adapter, load_script, write_config
-from styletune import llamacpp, merge, serving
 from styletune.config import load_config
-from styletune.evaluate import SEED_PROMPT
+from styletune.deploy import llamacpp
+from styletune.deploy import serve as serving
+from styletune.eval.evaluate import SEED_PROMPT
+from styletune.train import merge
 
 STAGE1 = load_script(FT / "training" / "1_prepare_data.py")
 MERGE = load_script(FT / "training" / "3_merge_adapter.py")
@@ -164,7 +165,7 @@ def test_the_seed_prompt_is_continued_in_place_on_both_routes(route, capsys):
     autocomplete goes through the llama.cpp provider's /completion, chat through
     the OpenAI endpoint. Both stop by themselves; what they return is inserted
     after the writer's text as Continue inserts it."""
-    tok, server = route["tok"], route["server"]
+    server = route["server"]
     auto = route["entries"]["autocomplete"]
     prompt = run_continue_js("render", stdin=json.dumps({
         "template": auto["promptTemplates"]["autocomplete"],

@@ -7,10 +7,9 @@ import shutil
 import time
 
 import pytest
-
 from conftest import FT, load_script
-from styletune import merge
 from styletune.config import load_config
+from styletune.train import merge
 
 SCRIPT = load_script(FT / "training" / "3_merge_adapter.py")
 

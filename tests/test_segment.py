@@ -5,10 +5,9 @@ import json
 import random
 
 import pytest
-
 from conftest import CORPUS, FT, SAMPLE_BOOK, load_script
-from styletune.segment import analyse, read_manuscript, rebuild
-from styletune.split_chunks import candidates, plan, units
+from styletune.data.manuscript import analyse, read_manuscript, rebuild
+from styletune.data.seams import candidates, plan, units
 
 STAGE0 = load_script(FT / "training" / "0_segment_manuscript.py")
 SPLIT = load_script(FT / "training" / "split_oversized_chunks.py")
@@ -280,7 +279,7 @@ def test_split_refuses_a_cut_it_cannot_make_and_changes_nothing(book_copy, make_
 
 
 def test_suggested_cut_text_names_one_paragraph_only():
-    from styletune.split_cli import cut_before_text
+    from styletune.data.split_oversized import cut_before_text
     raw = ("The ship was quiet that night and it was cold.\n\nIt drifted.\n\n"
            "The ship was quiet that night and it was warm. Nobody slept.\n\nEnd.")
     second = raw.index("The ship was quiet that night and it was warm.")
@@ -368,7 +367,7 @@ def test_opening_cues_continuation_dialogue_and_headings():
 
 
 def test_stemming_strips_common_suffixes():
-    from styletune.split_chunks import _stem
+    from styletune.data.seams import _stem
     assert _stem("watched") == _stem("watching") == _stem("watches") == "watch"
     assert _stem("sea") == "sea"
 

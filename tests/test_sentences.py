@@ -1,7 +1,6 @@
 """Where a prompt may end: Punkt plus the guards fiction needs."""
 import pytest
-
-from styletune.sentences import boundaries, build_punkt, paragraph_spans
+from styletune.text.sentences import boundaries, build_punkt, paragraph_spans
 
 
 def cuts(text):

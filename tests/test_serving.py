@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from conftest import FT, SAMPLE_BOOK, load_script, llama_like_model
-from styletune import merge, serving
+from conftest import FT, SAMPLE_BOOK, llama_like_model, load_script
+from gotemplate import collate, render_ollama
 from styletune.config import load_config
-from styletune.gotemplate import collate, render_ollama
+from styletune.deploy import serve as serving
+from styletune.train import merge
 
 SCRIPT = load_script(FT / "training" / "5_configure_continue.py")
 MERGE = load_script(FT / "training" / "3_merge_adapter.py")
@@ -209,7 +209,7 @@ def test_stage_5_needs_a_merged_model_and_explains_gguf(make_config, tmp_path, c
     assert "run 3_merge_adapter.py --auto first" in capsys.readouterr().err
     assert SCRIPT.main(["--config", str(cfg), "--try", "Haji said,"]) == 2
     assert "--try needs a GGUF to serve" in capsys.readouterr().err
-    from styletune import llamacpp
+    from styletune.deploy import llamacpp
     monkeypatch.delenv("LLAMA_CPP_DIR", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setattr(llamacpp.sys, "prefix", str(tmp_path))
@@ -256,7 +256,7 @@ def test_gos_own_text_template_renders_the_modelfile_as_training_did(served, cas
 
 
 def test_llamacpp_backend_without_a_build_says_how_to_get_one(served, monkeypatch, tmp_path, capsys):
-    from styletune import llamacpp
+    from styletune.deploy import llamacpp
     name, cfg, tok = served
     monkeypatch.delenv("LLAMA_CPP_DIR", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))

@@ -5,13 +5,12 @@ import sys
 
 import pytest
 import yaml
-
 from conftest import FT, REHEARSAL_CONFIG, SAMPLE_BOOK, load_script
-from test_conservation import assert_conserved
 from styletune.config import load_config
+from styletune.data.prepare import planned_outputs, prepare
 from styletune.errors import ConfigError, InputError
-from styletune.stage1 import prepare
-from styletune.stage1_cli import planned_outputs, write_outputs
+from styletune.fileio import write_outputs
+from test_conservation import assert_conserved
 
 SCRIPT = FT / "training" / "1_prepare_data.py"
 
@@ -219,7 +218,6 @@ def test_hub_id_loads_from_the_hugging_face_cache_offline(make_config, monkeypat
     import shutil
 
     import huggingface_hub.constants
-
     from conftest import SMOL
     repo = tmp_path / "hub" / "models--acme--novel-model"
     snapshot = repo / "snapshots" / ("0" * 40)

@@ -3,7 +3,6 @@ hub, and only the known-harmless warnings hidden."""
 import logging
 
 import pytest
-
 from styletune import startup
 
 

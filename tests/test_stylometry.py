@@ -6,10 +6,9 @@ import time
 import numpy as np
 import pytest
 from conftest import CORPUS
-
-from styletune import stylometry as st
-from styletune.corpus import gutenberg_body
+from styletune.eval import stylometry as st
 from styletune.fileio import normalise, read_text
+from styletune.text.gutenberg import gutenberg_body
 
 
 def novel(name: str) -> str:

@@ -1,7 +1,6 @@
 """Reading chunk files: encodings, line endings, which files count, order, duplicates."""
 import pytest
-
-from styletune.chunks import discover, load_chunks, natural_key
+from styletune.data.chunks import discover, load_chunks, natural_key
 from styletune.errors import InputError
 from styletune.fileio import normalise, read_text, write_atomic
 

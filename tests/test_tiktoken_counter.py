@@ -7,7 +7,7 @@ them counted as ordinary text."""
 import base64
 import re
 
-from styletune.tokens import TiktokenCounter, axolotl_template
+from styletune.data.tokens import TiktokenCounter, axolotl_template
 
 SPECIALS = re.compile(r"<\|[a-z_0-9]+\|>")
 

@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import FT, SAMPLE_BOOK, load_script
-from styletune import train_prep
 from styletune.config import load_config
-from styletune.stage1 import prepare
-from styletune.stage1_cli import planned_outputs, write_outputs
+from styletune.data.prepare import planned_outputs, prepare
+from styletune.fileio import write_outputs
+from styletune.train import preflight
 
 SCRIPT = FT / "training" / "2_train_lora.sh"
 MERGE = load_script(FT / "training" / "3_merge_adapter.py")
+PREFLIGHT = load_script(FT / "training" / "train_preflight.py")
 
 
 def stage1(cfg_path, **kw):
@@ -27,12 +27,12 @@ def stage1(cfg_path, **kw):
     return result
 
 
-def preflight(cfg_path, tmp_path, *extra):
-    return train_prep.main(["--config", str(cfg_path), "--env-out", str(tmp_path / "env"), *extra])
+def run_preflight(cfg_path, tmp_path, *extra):
+    return PREFLIGHT.main(["--config", str(cfg_path), "--env-out", str(tmp_path / "env"), *extra])
 
 
 def test_missing_data_says_run_stage_1(make_config, tmp_path, capsys):
-    assert preflight(make_config(), tmp_path) == 3
+    assert run_preflight(make_config(), tmp_path) == 3
     assert "run 1_prepare_data.py" in capsys.readouterr().err
 
 
@@ -41,7 +41,7 @@ def test_stale_data_is_refused(make_config, book_copy, tmp_path, capsys):
     stage1(cfg)
     chunk = book_copy / "chunk_003_the_archive_chapel.txt"
     chunk.write_text(chunk.read_text() + "\nA sentence added later.\n")
-    assert preflight(cfg, tmp_path) == 3
+    assert run_preflight(cfg, tmp_path) == 3
     assert "stale data: chunk_003_the_archive_chapel.txt changed" in capsys.readouterr().err
 
 
@@ -50,7 +50,7 @@ def test_over_long_example_is_refused(make_config, tmp_path, capsys):
     data = yaml.safe_load((tmp_path / "config.yaml").read_text())
     data["sequence_len"] = 2000
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(data))
-    assert preflight(tmp_path / "config.yaml", tmp_path) == 3
+    assert run_preflight(tmp_path / "config.yaml", tmp_path) == 3
     assert "over sequence_len 2000" in capsys.readouterr().err
 
 
@@ -59,33 +59,33 @@ def test_main_config_needs_a_gpu(make_config, tmp_path, capsys):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU: the no-GPU message cannot be shown here")
     stage1(make_config())
-    assert preflight(make_config({"train_device": "cuda"}), tmp_path) == 3
+    assert run_preflight(make_config({"train_device": "cuda"}), tmp_path) == 3
     err = capsys.readouterr().err
     assert "no NVIDIA GPU visible" in err and "cpu_rehearsal.yaml" in err
 
 
 def test_resume_needs_a_checkpoint_and_picks_the_highest_step(make_config, tmp_path, capsys):
     stage1(make_config())
-    assert preflight(make_config(), tmp_path, "--resume") == 3
+    assert run_preflight(make_config(), tmp_path, "--resume") == 3
     assert "no checkpoint-N folder" in capsys.readouterr().err
     out = tmp_path / "out" / "adapter"
     for step in (9, 10, 2):
         (out / f"checkpoint-{step}").mkdir(parents=True)
-    assert train_prep.newest_checkpoint(out).name == "checkpoint-10"
-    assert preflight(make_config(), tmp_path) == 3           # would mix two runs
+    assert preflight.newest_checkpoint(out).name == "checkpoint-10"
+    assert run_preflight(make_config(), tmp_path) == 3           # would mix two runs
     assert "add --resume" in capsys.readouterr().err
-    assert preflight(make_config(), tmp_path, "--resume") == 0
+    assert run_preflight(make_config(), tmp_path, "--resume") == 0
     assert "checkpoint-10" in (tmp_path / "env").read_text()
 
 
 def test_plan_counts_steps(make_config):
     stage1(make_config())
     cfg = load_config(make_config())
-    manifest = train_prep.check_data(cfg)
-    plan = train_prep.plan(cfg, manifest)
+    manifest = preflight.check_data(cfg)
+    plan = preflight.plan(cfg, manifest)
     assert plan["training examples"] == 9 and plan["optimizer steps"] == 3   # max_steps
     main = load_config(make_config(max_steps=None, gradient_accumulation_steps=4))
-    assert train_prep.plan(main, manifest)["optimizer steps"] == 3 * 3       # ceil(9/4) x 3 epochs
+    assert preflight.plan(main, manifest)["optimizer steps"] == 3 * 3       # ceil(9/4) x 3 epochs
 
 
 def _netless():
@@ -146,7 +146,7 @@ def test_loss_falls_on_a_handful_of_examples_repeated(make_config, tmp_path, bnb
     book.mkdir()
     for i, para in enumerate(paras, 1):
         (book / f"chunk_{i:03d}_p.txt").write_text(para + "\n")
-    cfg = make_config({"book_dir": str(book), "validation_chunks": [f"chunk_005_p.txt"]})
+    cfg = make_config({"book_dir": str(book), "validation_chunks": ["chunk_005_p.txt"]})
     stage1(cfg)
     proc = run_training(cfg, "--max-steps", "16", "--num-epochs", "4", "--learning-rate", "0.002",
                         "--eval-steps", "16", "--save-steps", "16")

@@ -33,14 +33,16 @@ from pathlib import Path
 
 import yaml
 
+from styletune.config import load_config
+from styletune.data.prepare import planned_outputs, prepare
+from styletune.fileio import normalise, read_text, write_outputs
+from styletune.text.gutenberg import gutenberg_body
+
 HERE = Path(__file__).resolve().parent
 FT = HERE.parent
-sys.path.insert(0, str(FT / "training"))
-from styletune.config import load_config  # noqa: E402
-from styletune.corpus import gutenberg_body, paragraph_chunks  # noqa: E402
-from styletune.fileio import normalise, read_text  # noqa: E402
-from styletune.stage1 import prepare  # noqa: E402
-from styletune.stage1_cli import planned_outputs, write_outputs  # noqa: E402
+
+sys.path.insert(0, str(FT.parent / "tests"))  # the corpus_chunks helper the tests use
+from corpus_chunks import paragraph_chunks  # noqa: E402
 
 SMOL = FT / "models" / "SmolLM2-135M-Instruct"
 NOVEL = FT / "data" / "corpus" / "stoker_dracula.txt"  # long enough for 40 chunks

@@ -28,17 +28,15 @@ Output (test set): wells_the_war_of_the_worlds: 26 pairs, exact 0 (0%), within o
 import argparse
 import os
 import re
-import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 FT = HERE.parent
-sys.path.insert(0, str(FT / "training"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from styletune.data.manuscript import analyse, read_manuscript  # noqa: E402
+from styletune.data.seams import candidates, plan, units  # noqa: E402
 from styletune.errors import InputError  # noqa: E402
-from styletune.segment import analyse, read_manuscript  # noqa: E402
-from styletune.split_chunks import candidates, plan, units  # noqa: E402
 
 CORPUS = FT / "data" / "corpus"
 NOVELS = ("wells_the_war_of_the_worlds.txt", "stevenson_jekyll_and_hyde.txt",
@@ -102,7 +100,7 @@ def seam_distances(path, verbose=False):
 
 
 def novel_chunks(path, cfg):
-    from styletune.segment_cli import segment
+    from styletune.data.segment import segment
     ms, structure, chunks, notes = segment(cfg, path)
     headings = [m.start(1) for m in _HEADING_LINE.finditer(ms.body)]
     crossing = sum(any(c.start < h < c.end for h in headings) for c in chunks)

@@ -35,9 +35,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 FT = HERE.parent
-sys.path.insert(0, str(FT / "training"))
-from styletune import bnb_cpu  # noqa: E402
 from styletune.startup import prepare  # noqa: E402
+from styletune.train import bnb_cpu  # noqa: E402
 
 TEXT = ("The station turned slowly above the clouds. Nobody aboard had slept for two days, "
         "and the captain had stopped pretending that she would. In the archive chapel the "
@@ -97,7 +96,6 @@ def grad_report(fresh: dict, after: dict) -> str:
 
 
 def diagnose(model_dir, guard: bool) -> None:
-    import torch
     label = "with the guard" if guard else "bitsandbytes as it is"
     print(f"\n== {label}")
     model = load(model_dir, guard)

@@ -27,11 +27,12 @@ Output (the sample book's manuscript, rehearsal config):
 """
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from styletune import cli, paths  # noqa: E402
-
+try:
+    from styletune import cli
+except ModuleNotFoundError:  # a Python without `make install`'s environment
+    sys.exit("error: this Python lacks the styletune package: run `make install`, then use "
+             "~/.venvs/finetune/bin/python (or activate that venv)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,8 +52,8 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
-    from styletune.segment_cli import run
-    return cli.run_main(run, parse_args(argv))
+    from styletune.data import segment
+    return cli.run_main(segment.run, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -31,11 +31,12 @@ Output (sample book, rehearsal config):
 """
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from styletune import cli, paths  # noqa: E402
-
+try:
+    from styletune import cli
+except ModuleNotFoundError:  # a Python without `make install`'s environment
+    sys.exit("error: this Python lacks the styletune package: run `make install`, then use "
+             "~/.venvs/finetune/bin/python (or activate that venv)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,8 +58,8 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
-    from styletune.stage1_cli import run
-    return cli.run_main(run, parse_args(argv),
+    from styletune.data import prepare
+    return cli.run_main(prepare.run, parse_args(argv),
                         "interrupted: every output file is whole (old or new version); rerun to finish")
 
 

@@ -51,7 +51,7 @@ SETTINGS="$(mktemp)"
 trap 'rm -f "$SETTINGS"' EXIT
 RESUME_FLAG=()
 [ "$RESUME" = 1 ] && RESUME_FLAG=(--resume)
-PYTHONPATH="$HERE" "$VENV/bin/python" -m styletune.train_prep --config "$CONFIG" \
+"$VENV/bin/python" "$HERE/train_preflight.py" --config "$CONFIG" \
   --env-out "$SETTINGS" "${RESUME_FLAG[@]}"
 # shellcheck disable=SC1090
 source "$SETTINGS"
@@ -62,10 +62,10 @@ LOG="$LOG_DIR/train_$(date +%Y%m%d_%H%M%S).log"
 echo "log: $LOG"
 # Axolotl resolves the config's relative paths against its working directory. Its
 # processes start as the stage scripts do (startup/sitecustomize.py: trackers off,
-# no hub code, known-harmless warnings hidden), and import the rehearsal config's
-# plugin (styletune.axolotl_plugin) from here.
+# no hub code, known-harmless warnings hidden); the rehearsal config's plugin
+# (styletune.train.axolotl_plugin) comes from the package `make install` installed.
 cd "$FT"
-export PYTHONPATH="$HERE/startup:$HERE${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH="$HERE/startup${PYTHONPATH:+:$PYTHONPATH}"
 
 echo "== axolotl preprocess"
 if ! axolotl preprocess "$AXOLOTL_CONFIG" 2>&1 | tee -a "$LOG"; then

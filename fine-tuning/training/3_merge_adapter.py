@@ -42,11 +42,12 @@ Output (rehearsal config, CPU):
 """
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from styletune import cli, paths  # noqa: E402
-
+try:
+    from styletune import cli
+except ModuleNotFoundError:  # a Python without `make install`'s environment
+    sys.exit("error: this Python lacks the styletune package: run `make install`, then use "
+             "~/.venvs/finetune/bin/python (or activate that venv)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,42 +69,10 @@ def parse_args(argv=None):
     return build_parser().parse_args(argv)
 
 
-def run(args) -> int:
-    from styletune import merge
-    from styletune.config import load_config
-
-    cfg = load_config(paths.resolve_cli(args.config))
-    choice = (merge.choose_adapter(cfg.output_dir) if args.auto
-              else merge.adapter_by_hand(paths.resolve_cli(args.adapter)))
-    merge.check_adapter_base(cfg, choice)
-    out = paths.resolve_cli(args.output) if args.output else cfg.pipeline.merged_dir
-    print(f"config: {paths.shown(cfg.path)}")
-    print(f"adapter: {paths.shown(choice.path)}\n  why: {choice.reason}")
-    loss = f", validation loss {choice.eval_loss:.4f}" if choice.eval_loss is not None else ""
-    print(f"  step {choice.step if choice.step is not None else 'unknown'}{loss}")
-    print(f"base model: {cfg.data['base_model']}")
-    print("method: " + ("QLoRA - NF4 base as in training, dequantised, adapter added"
-                        if merge.is_qlora(cfg) else "LoRA - adapter added to the unquantised base"))
-    device, why, dtype, params = merge.placement(cfg, args.device)
-    print(f"device: {device} ({why}); compute {dtype}, saved as {cfg.pipeline.merged_dtype}")
-    for line in merge.check_resources(cfg, out, device, dtype, params):
-        print(f"  ok  {line}")
-    if out.exists() and not args.force:
-        raise merge.MergeError(f"{paths.shown(out)} already exists: add --force to replace it "
-                               "(the old folder stays until the new one is verified)")
-    print(f"output: {paths.shown(out)}")
-    if args.dry_run:
-        print("dry run: nothing loaded or written")
-        return 0
-    merge.merge(cfg, choice, out, device, dtype)
-    size = sum(p.stat().st_size for p in out.iterdir()) / 2**30
-    print(f"wrote {paths.shown(out)} ({size:.1f} GiB)")
-    print(f"next: python fine-tuning/training/5_configure_continue.py --config {paths.shown(cfg.path)}")
-    return 0
-
 
 def main(argv=None) -> int:
-    return cli.run_main(run, parse_args(argv),
+    from styletune.train import merge
+    return cli.run_main(merge.run, parse_args(argv),
                         "interrupted: the previous merged folder (if any) is untouched")
 
 

@@ -37,12 +37,12 @@ Output (rehearsal config, CPU; a 3-step QLoRA adapter on a 135M model: no verdic
 """
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from styletune import cli, paths  # noqa: E402
-
-REPORT_FILES = ("style_report.md", "style_report.json", "style_report.png", "continuations.md")
+try:
+    from styletune import cli
+except ModuleNotFoundError:  # a Python without `make install`'s environment
+    sys.exit("error: this Python lacks the styletune package: run `make install`, then use "
+             "~/.venvs/finetune/bin/python (or activate that venv)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,42 +60,10 @@ def parse_args(argv=None):
     return build_parser().parse_args(argv)
 
 
-def run(args) -> int:
-    from styletune import evaluate, merge, style_report
-    from styletune.config import load_config
-    from styletune.fileio import write_atomic
-
-    cfg = load_config(paths.resolve_cli(args.config))
-    ev = cfg.pipeline.evaluation
-    tuned = paths.resolve_cli(args.model) if args.model else cfg.pipeline.merged_dir
-    adapter = paths.resolve_cli(args.adapter) if args.adapter else None
-    out = ev["report_dir"]
-    existing = [out / f for f in REPORT_FILES if (out / f).exists()]
-    evaluate.read_conversations(cfg.validation_path, "validation data")
-    device, why, dtype, _ = merge.placement(cfg, args.device)
-    print(f"config: {paths.shown(cfg.path)}\nbase: {cfg.data['base_model']}\n"
-          f"tuned: {paths.shown(adapter or tuned)}\ndevice: {device} ({why})\nreport: {paths.shown(out)}")
-    if existing and not args.force:
-        raise evaluate.EvaluationError(f"a report is already in {paths.shown(out)}: add --force to replace it")
-    if args.dry_run:
-        print("dry run: nothing loaded or written")
-        return 0
-    report = evaluate.evaluate(cfg, tuned, adapter, device, dtype)
-    prompts = [evaluate.Prompt(**p) for p in report["prompts"]]
-    files = {"style_report.md": style_report.markdown(report).encode(),
-             "style_report.json": style_report.json_bytes(report),
-             "style_report.png": style_report.png(report),
-             "continuations.md": style_report.continuations_markdown(prompts, report["continuations"]).encode()}
-    for name, data in files.items():
-        write_atomic(out / name, data)
-    print()
-    print(files["style_report.md"].decode())
-    print(f"wrote {paths.shown(out / 'style_report.md')} (+ .json, .png, continuations.md)")
-    return 0
-
 
 def main(argv=None) -> int:
-    return cli.run_main(run, parse_args(argv),
+    from styletune.eval import evaluate
+    return cli.run_main(evaluate.run, parse_args(argv),
                         "interrupted: an earlier report (if any) is untouched")
 
 

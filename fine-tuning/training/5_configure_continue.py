@@ -42,11 +42,12 @@ Output (rehearsal config, --backend llamacpp):
 """
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from styletune import cli, llamacpp, paths  # noqa: E402
-
+try:
+    from styletune import cli
+except ModuleNotFoundError:  # a Python without `make install`'s environment
+    sys.exit("error: this Python lacks the styletune package: run `make install`, then use "
+             "~/.venvs/finetune/bin/python (or activate that venv)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,80 +76,10 @@ def parse_args(argv=None):
     return build_parser().parse_args(argv)
 
 
-def run(args) -> int:
-    from styletune import serving
-    from styletune.config import load_config
-    from styletune.fileio import write_outputs
-
-    cfg = load_config(paths.resolve_cli(args.config))
-    model_dir = paths.resolve_cli(args.model) if args.model else cfg.pipeline.merged_dir
-    gguf_type = args.gguf or ("q8_0" if args.backend == "llamacpp" else None)
-    if args.try_text and not gguf_type:
-        raise serving.ServeError("--try needs a GGUF to serve: add --backend llamacpp or --gguf q8_0")
-    plan = serving.Plan(cfg, model_dir, args.backend, args.quantize, gguf_type or "q8_0")
-    if gguf_type and llamacpp.find_converter() is None:
-        raise llamacpp.LlamaCppError(llamacpp.BUILD_HELP)
-    eos = plan.entries[0]["defaultCompletionOptions"]["stop"][0]
-    print(f"model: {paths.shown(model_dir)} ({cfg.chat_template} template, EOS {eos})")
-    if args.dry_run:
-        for path in list(plan.files.values()) + ([plan.gguf] if gguf_type else []):
-            print(f"would write {paths.shown(path)}")
-        if args.install:
-            print(f"would merge the model entries into {Path(args.continue_dir).expanduser() / 'config.yaml'}")
-        print("dry run: nothing written")
-        return 0
-    written = write_outputs(plan.outputs(), args.force)
-    for path in plan.files.values():
-        print(f"{'wrote' if path in written else 'unchanged'} {paths.shown(path)}")
-    if gguf_type:
-        write_gguf(cfg, model_dir, plan.gguf, gguf_type)
-        if args.try_text:
-            try_routes(cfg, model_dir, plan, args.try_text)
-    if args.install:
-        for line in serving.install(plan, Path(args.continue_dir).expanduser(), cfg):
-            print(line)
-        print("note: comments in config.yaml are not kept by the merge; the backup has them")
-    print(f"next:  {plan.commands[args.backend]}")
-    print(f"       then see {paths.shown(plan.files['SERVE.md'])}")
-    return 0
-
-
-def write_gguf(cfg, model_dir: Path, dest: Path, outtype: str) -> None:
-    """Convert, then prove the GGUF serves the training format in a real llama-server;
-    only a GGUF that passed (or could not be checked, said so) lands at dest."""
-    from styletune import merge, serving
-
-    unchecked = dest.with_name(dest.name + ".unchecked")
-    llamacpp.convert(model_dir, unchecked, outtype)
-    try:
-        if llamacpp.find_server() is None:
-            print("warning: the GGUF was not checked: no llama-server here (`make llama-server` builds one)")
-        else:
-            tok = merge.load_tokenizer(cfg, model_dir)
-            conversation = merge.probe_conversations(cfg)[0]
-            template = serving.AUTOCOMPLETE.get(cfg.template_family)
-            for line in llamacpp.check_gguf(unchecked, tok, conversation, template):
-                print(f"checked: {line}")
-    except BaseException:
-        unchecked.unlink(missing_ok=True)
-        raise
-    unchecked.replace(dest)
-    print(f"wrote {paths.shown(dest)}")
-
-
-def try_routes(cfg, model_dir: Path, plan, text: str) -> None:
-    from styletune import merge, serving
-
-    tok = merge.load_tokenizer(cfg, model_dir)
-    system = serving.BASE_SYSTEM_MESSAGE + "\n\n" + plan.contents["rules"].split("---", 2)[-1].strip()
-    entries = serving.continue_models(cfg, tok.eos_token, "llamacpp")
-    for route, continuation in llamacpp.try_routes(plan.gguf, tok, entries, system, text).items():
-        print(f"\n{route} (as Continue sends it; ⟨⟩ marks what the model wrote):\n"
-              f"  ...{text[-80:]}⟨{continuation}⟩")
-
 
 def main(argv=None) -> int:
-    return cli.run_main(run, parse_args(argv))
+    from styletune.deploy import serve
+    return cli.run_main(serve.run, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -32,11 +32,12 @@ Output  chunk_004_the_long_walk.txt: 3291 tokens -> 2 parts
 """
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from styletune import cli, paths  # noqa: E402
-
+try:
+    from styletune import cli
+except ModuleNotFoundError:  # a Python without `make install`'s environment
+    sys.exit("error: this Python lacks the styletune package: run `make install`, then use "
+             "~/.venvs/finetune/bin/python (or activate that venv)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,8 +60,8 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
-    from styletune.split_cli import run
-    return cli.run_main(run, parse_args(argv))
+    from styletune.data import split_oversized
+    return cli.run_main(split_oversized.run, parse_args(argv))
 
 
 if __name__ == "__main__":

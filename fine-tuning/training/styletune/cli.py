@@ -3,9 +3,9 @@ a problem the user can fix is one `error: ...` line and exit 2, never a tracebac
 import argparse
 import sys
 
-from . import paths
-from .errors import UserError
-from .startup import prepare
+from styletune import paths
+from styletune.errors import UserError
+from styletune.startup import prepare
 
 DEFAULT_CONFIG = paths.CONFIG_DIR / "qlora_style_transfer.yaml"
 
@@ -26,8 +26,8 @@ def run_main(run, args, interrupted: str = "interrupted: every file written is w
     try:
         return run(args)
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        print(f"{err.label}: {err}", file=sys.stderr)
+        return err.exit_code
     except KeyboardInterrupt:
         print(interrupted, file=sys.stderr)
         return 130

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import yaml
 
-from . import paths
-from .errors import ConfigError
+from styletune import paths
+from styletune.errors import ConfigError
 
 PIPELINE_KEY = "style_pipeline"
 PIPELINE_DEFAULTS = {

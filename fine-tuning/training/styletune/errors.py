@@ -2,7 +2,10 @@
 
 
 class UserError(Exception):
-    """Something in the user's input or config is wrong; the message names the fix."""
+    """Something in the user's input or config is wrong; the message names the fix.
+    cli.run_main prints `<label>: <message>` and exits with `exit_code`."""
+    label = "error"
+    exit_code = 2
 
 
 class ConfigError(UserError):

@@ -5,8 +5,8 @@ import re
 import tempfile
 from pathlib import Path
 
-from . import paths
-from .errors import InputError, UserError
+from styletune import paths
+from styletune.errors import InputError, UserError
 
 _BLANK_RUNS = re.compile(r"\n{3,}")
 _TRAILING_SPACE = re.compile(r"[ \t]+\n")

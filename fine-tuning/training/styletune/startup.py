@@ -20,7 +20,7 @@ import re
 import sys
 import warnings
 
-from .privacy import disable_telemetry
+from styletune.privacy import disable_telemetry
 
 PLAIN_PATH_ENV = "STYLETUNE_BNB_CPU_PATH"
 

@@ -1,7 +1,7 @@
 """Train/validation split by chunk group: deterministic, spread across the book."""
 import random
 
-from .errors import ConfigError
+from styletune.errors import ConfigError
 
 
 def choose_validation_groups(chunks, share, seed, explicit=()):

@@ -12,10 +12,12 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .corpus import gutenberg_body
-from .errors import InputError
-from .fileio import read_text
-from .sentences import _is_hard_wrapped, paragraph_spans
+from styletune.data.seams import Measure, candidates, plan, sentence_candidates, units
+from styletune.errors import InputError
+from styletune.fileio import read_text
+from styletune.text.docx import read_docx
+from styletune.text.gutenberg import gutenberg_body
+from styletune.text.sentences import _is_hard_wrapped, build_punkt, paragraph_spans
 
 MANUSCRIPT_SUFFIXES = {".txt", ".md", ".markdown", ".text", ".docx"}
 # Text before the first heading with this many words or fewer (and no heading
@@ -63,7 +65,6 @@ def read_manuscript(path) -> Manuscript:
         raise InputError(f"{path}: a {suffix or 'suffix-less'} file; stage 0 reads .txt, .md or "
                          ".docx. Save the manuscript in one of those formats (plain text as UTF-8).")
     if suffix == ".docx":
-        from .docx_reader import read_docx
         text = read_docx(path)
     else:
         text = read_text(path)
@@ -250,7 +251,7 @@ def analyse(text: str) -> Structure:
     gap_breaks = wide <= max(3, 0.2 * len(paras))
 
     sections, chapters, heading_matter, notes = [], [], [], []
-    pending_headings, current, reason = [], [], "start of the manuscript"
+    current, reason = [], "start of the manuscript"
     chapter_no, chapter_title = 0, ""
     strong_chapters = set()
 
@@ -403,7 +404,6 @@ def plan_chunks(structure: Structure, counter, min_tokens: int, max_tokens: int,
     """Chunks for the whole book: scenes grouped within each chapter, a group over
     max_tokens cut at its best paragraph boundaries (sentence ends only inside a
     paragraph that alone is over the budget). Returns (chunks, notes)."""
-    from .split_chunks import Measure, candidates, plan, sentence_candidates, units
 
     text = structure.text
     measure = Measure(counter, text, margin=8)
@@ -442,7 +442,6 @@ def _split_group(text, a, b, reason, measure, max_tokens, min_tokens, punkt, not
         for ua, ub, _ in units(piece):
             if tokens(ua, ub) > max_tokens:
                 if punkt is None:
-                    from .sentences import build_punkt
                     punkt, _ = build_punkt([text])
                 extra += sentence_candidates(piece, punkt, ua, ub)
         cuts = plan(len(piece), cands + extra, tokens, limit=max_tokens, min_part=min_tokens)

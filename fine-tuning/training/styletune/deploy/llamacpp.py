@@ -22,7 +22,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from .errors import UserError
+from styletune.data.examples import continue_path_line
+from styletune.errors import UserError
 
 BUILD_HELP = ("llama.cpp's tools are not built in this environment: run `make llama-server` "
               "(builds llama-server and its GGUF converter from PyPI's llama-cpp-python source, "
@@ -227,7 +228,6 @@ def try_routes(gguf: Path, tokenizer, entries: list[dict], system: str, text: st
     """The writer's text, sent as Continue sends it on each route this server offers:
     autocomplete (the path line + text in the raw template, /completion) and chat
     (system message + text, /v1/chat/completions). Returns {route: continuation}."""
-    from .examples import continue_path_line
     out = {}
     with Server(gguf) as server:
         for entry in entries:

@@ -1,5 +1,5 @@
 """Stage 4: the base and the tuned model on held-out text, same prompts, same
-decoding, fixed seeds; the measurements go to styletune.style_report.
+decoding, fixed seeds; the measurements go to styletune.eval.report.
 
 Perplexity is computed on the assistant turns (the completions) in the training
 format, as training's loss was. Intervals come from a block bootstrap over
@@ -15,8 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
-from . import paths
-from .errors import UserError
+from styletune import paths
+from styletune.config import load_config
+from styletune.data.examples import join_offset
+from styletune.errors import UserError
+from styletune.eval import report as style_report
+from styletune.fileio import write_atomic
+from styletune.text.sentences import boundaries, build_punkt
+from styletune.train import merge
+from styletune.train.merge import load_tokenizer
 
 BLOCK_TOKENS = 64
 # The writer's own test of the editor route: typed in the editor, it ends mid-sentence,
@@ -63,8 +70,6 @@ def _words_until(text: str, n_words: int) -> str:
 def validation_prompts(conversations, punkt, ev: dict, chunk_names) -> list[Prompt]:
     """Each validation example's own prefix, then windows of ~prompt_words words
     ending at later sentence ends of its completion, spread evenly over it."""
-    from .examples import join_offset
-    from .sentences import boundaries
     truth_words = max(10, int(ev["generation_tokens"] * 0.75))
     prompts = []
     for conv, name in zip(conversations, chunk_names):
@@ -281,9 +286,6 @@ def evaluate(cfg, tuned_dir: Path | None, adapter: Path | None, device: str, dty
     from tqdm import tqdm
     from transformers import AutoTokenizer
 
-    from . import style_report
-    from .merge import load_tokenizer
-    from .sentences import build_punkt
 
     ev, sampling = cfg.pipeline.evaluation, cfg.pipeline.sampling
     train = read_conversations(cfg.train_path, "training data")
@@ -348,3 +350,36 @@ def evaluate(cfg, tuned_dir: Path | None, adapter: Path | None, device: str, dty
         "prompts": [p.__dict__ for p in prompts],
         "continuations": {n: runs[n]["continuations"] for n in runs},
     }
+
+
+REPORT_FILES = ("style_report.md", "style_report.json", "style_report.png", "continuations.md")
+
+# What the stage script runs (its parser is in fine-tuning/training/4_evaluate_style.py).
+def run(args) -> int:
+    cfg = load_config(paths.resolve_cli(args.config))
+    ev = cfg.pipeline.evaluation
+    tuned = paths.resolve_cli(args.model) if args.model else cfg.pipeline.merged_dir
+    adapter = paths.resolve_cli(args.adapter) if args.adapter else None
+    out = ev["report_dir"]
+    existing = [out / f for f in REPORT_FILES if (out / f).exists()]
+    read_conversations(cfg.validation_path, "validation data")
+    device, why, dtype, _ = merge.placement(cfg, args.device)
+    print(f"config: {paths.shown(cfg.path)}\nbase: {cfg.data['base_model']}\n"
+          f"tuned: {paths.shown(adapter or tuned)}\ndevice: {device} ({why})\nreport: {paths.shown(out)}")
+    if existing and not args.force:
+        raise EvaluationError(f"a report is already in {paths.shown(out)}: add --force to replace it")
+    if args.dry_run:
+        print("dry run: nothing loaded or written")
+        return 0
+    report = evaluate(cfg, tuned, adapter, device, dtype)
+    prompts = [Prompt(**p) for p in report["prompts"]]
+    files = {"style_report.md": style_report.markdown(report).encode(),
+             "style_report.json": style_report.json_bytes(report),
+             "style_report.png": style_report.png(report),
+             "continuations.md": style_report.continuations_markdown(prompts, report["continuations"]).encode()}
+    for name, data in files.items():
+        write_atomic(out / name, data)
+    print()
+    print(files["style_report.md"].decode())
+    print(f"wrote {paths.shown(out / 'style_report.md')} (+ .json, .png, continuations.md)")
+    return 0

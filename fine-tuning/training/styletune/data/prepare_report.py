@@ -2,7 +2,7 @@
 import io
 import statistics
 
-from . import paths
+from styletune import paths
 
 
 def summary(result) -> dict:

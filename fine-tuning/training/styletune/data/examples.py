@@ -4,8 +4,8 @@ import random
 import zlib
 from dataclasses import dataclass
 
-from .errors import InputError
-from .sentences import Boundary, boundaries
+from styletune.errors import InputError
+from styletune.text.sentences import Boundary, boundaries
 
 # Candidates beyond this multiple of the upper ratio (in characters) cannot be in
 # range; skipping them keeps counting cheap on long chunks.

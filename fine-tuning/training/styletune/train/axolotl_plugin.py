@@ -8,7 +8,7 @@ import logging
 
 from axolotl.integrations.base import BasePlugin
 
-from .bnb_cpu import fused_cpu_path_available, keep_4bit_layers_trainable
+from styletune.train.bnb_cpu import fused_cpu_path_available, keep_4bit_layers_trainable
 
 LOG = logging.getLogger(__name__)
 

@@ -3,14 +3,14 @@ import json
 import shutil
 import sys
 
-from . import paths
-from .chunks import natural_key
-from .config import load_config
-from .errors import ConfigError, InputError, UserError
-from .fileio import sha256_bytes, write_atomic
-from .segment import analyse, name_chunks, plan_chunks, read_manuscript, rebuild
-from .split_chunks import example_tokens
-from .tokens import load_counter
+from styletune import paths
+from styletune.config import load_config
+from styletune.data.chunks import natural_key
+from styletune.data.manuscript import analyse, name_chunks, plan_chunks, read_manuscript, rebuild
+from styletune.data.seams import example_tokens
+from styletune.data.tokens import load_counter
+from styletune.errors import ConfigError, InputError, UserError
+from styletune.fileio import sha256_bytes, write_atomic
 
 
 def _words(text):
@@ -167,7 +167,7 @@ def run(args) -> int:
     for note in notes:
         print(f"note: {note}")
     print()
-    print(f"| chunk | words | tokens | starts here because |\n|---|---|---|---|")
+    print("| chunk | words | tokens | starts here because |\n|---|---|---|---|")
     for c in chunks:
         print(f"| {c.name} | {c.words} | {c.tokens} | {c.reason[:90]} |")
     outputs = planned_outputs(cfg, ms, structure, chunks, notes, out_dir)

@@ -8,7 +8,7 @@ Tokens
     (`don't`, `o'clock`); the curly ’ is read as ' so "don’t" and "don't" are one
     word. Quote marks, dashes and the underscores/asterisks of italics are not
     words. `sentences`: a fast regex splitter (not the Punkt one in
-    `styletune.sentences`, which is built to find cut points and trains a model):
+    `styletune.text.sentences`, which is built to find cut points and trains a model):
     a sentence ends after . ! ? … and any closing quotes or brackets, when what
     follows is not a lower-case word (`"Where?" she asked.` is one sentence), never
     after a title or abbreviation from `sentences.GUARDED_ABBREVIATIONS` or a
@@ -104,7 +104,7 @@ from collections import Counter
 
 import numpy as np
 
-from .sentences import GUARDED_ABBREVIATIONS, paragraph_spans
+from styletune.text.sentences import GUARDED_ABBREVIATIONS, paragraph_spans
 
 # ---------------------------------------------------------------- tokens
 

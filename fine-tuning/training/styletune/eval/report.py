@@ -13,7 +13,7 @@ import json
 
 import numpy as np
 
-from . import stylometry as sm
+from styletune.eval import stylometry as sm
 
 POOLS = ("base", "tuned", "author")
 # Continuations are pooled as separate paragraphs: an unfinished last sentence

@@ -17,10 +17,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import paths
-from .bnb_cpu import keep_4bit_layers_trainable
-from .errors import UserError
-from .fileio import sha256_bytes, write_atomic
+from styletune import paths
+from styletune.config import load_config
+from styletune.data.tokens import training_template
+from styletune.errors import UserError
+from styletune.fileio import sha256_bytes, write_atomic
+from styletune.train.bnb_cpu import keep_4bit_layers_trainable
+from styletune.train.preflight import model_shape
 
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 ADAPTER_FILE = "adapter_model.safetensors"
@@ -130,7 +133,6 @@ def check_adapter_base(cfg, choice: AdapterChoice) -> None:
 
 def parameter_count(cfg) -> int | None:
     """Parameters of the base model, from its config.json (None if not local or cached)."""
-    from .train_prep import model_shape
     shape = model_shape(cfg)
     if shape is None:
         return None
@@ -247,7 +249,6 @@ def load_tokenizer(cfg, adapter: Path):
     """The tokenizer training saved beside the adapter (with the config's special
     tokens), else the base model's; carrying the chat template training rendered."""
     from transformers import AutoTokenizer
-    from .tokens import training_template
     source = next((p for p in (adapter, adapter.parent) if (p / "tokenizer.json").is_file()),
                   cfg.base_model)
     tok = AutoTokenizer.from_pretrained(str(source))
@@ -355,7 +356,7 @@ class Verdict:
                 "config is the one that trained this adapter")
 
 
-def _flat(logits) -> "torch.Tensor":
+def _flat(logits):
     import torch
     return torch.cat([x.flatten(0, 1) for x in logits])
 
@@ -489,3 +490,35 @@ def _move_into_place(partial: Path, out: Path) -> None:
         out.rename(old)
     partial.rename(out)
     shutil.rmtree(old, ignore_errors=True)
+
+
+# What the stage script runs (its parser is in fine-tuning/training/3_merge_adapter.py).
+def run(args) -> int:
+    cfg = load_config(paths.resolve_cli(args.config))
+    choice = (choose_adapter(cfg.output_dir) if args.auto
+              else adapter_by_hand(paths.resolve_cli(args.adapter)))
+    check_adapter_base(cfg, choice)
+    out = paths.resolve_cli(args.output) if args.output else cfg.pipeline.merged_dir
+    print(f"config: {paths.shown(cfg.path)}")
+    print(f"adapter: {paths.shown(choice.path)}\n  why: {choice.reason}")
+    loss = f", validation loss {choice.eval_loss:.4f}" if choice.eval_loss is not None else ""
+    print(f"  step {choice.step if choice.step is not None else 'unknown'}{loss}")
+    print(f"base model: {cfg.data['base_model']}")
+    print("method: " + ("QLoRA - NF4 base as in training, dequantised, adapter added"
+                        if is_qlora(cfg) else "LoRA - adapter added to the unquantised base"))
+    device, why, dtype, params = placement(cfg, args.device)
+    print(f"device: {device} ({why}); compute {dtype}, saved as {cfg.pipeline.merged_dtype}")
+    for line in check_resources(cfg, out, device, dtype, params):
+        print(f"  ok  {line}")
+    if out.exists() and not args.force:
+        raise MergeError(f"{paths.shown(out)} already exists: add --force to replace it "
+                               "(the old folder stays until the new one is verified)")
+    print(f"output: {paths.shown(out)}")
+    if args.dry_run:
+        print("dry run: nothing loaded or written")
+        return 0
+    merge(cfg, choice, out, device, dtype)
+    size = sum(p.stat().st_size for p in out.iterdir()) / 2**30
+    print(f"wrote {paths.shown(out)} ({size:.1f} GiB)")
+    print(f"next: python fine-tuning/training/5_configure_continue.py --config {paths.shown(cfg.path)}")
+    return 0

@@ -28,7 +28,10 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from .sentences import boundaries, paragraph_spans
+from styletune.data.chunks import Chunk
+from styletune.data.examples import count_rendered, cut_chunks
+from styletune.fileio import normalise
+from styletune.text.sentences import boundaries, build_punkt, paragraph_spans
 
 SCENE_BREAK_SCORE = 100.0
 LEXICAL_WINDOW_WORDS = 400
@@ -378,7 +381,6 @@ def plan(text_len, cands, tokens, limit=None, n_parts=None, min_part=0):
     points = [Candidate(0, 0.0)] + cands
     n = len(points)
     end = text_len
-    INF = (math.inf, 0.0)
 
     def part_ok(a, b):
         return limit is None or tokens(a, b) <= limit
@@ -422,10 +424,6 @@ def example_tokens(config, counter, named_texts, punkt=None) -> dict:
     set of chunk texts) and the same rendered count, special tokens included."""
     from pathlib import Path
 
-    from .chunks import Chunk
-    from .examples import count_rendered, cut_chunks
-    from .fileio import normalise
-    from .sentences import build_punkt
 
     chunks = [Chunk(Path(name), normalise(text), "") for name, text in named_texts]
     chunks = [c for c in chunks if c.text]

@@ -1,6 +1,6 @@
 """Stage 2's checks and plan, run by 2_train_lora.sh before Axolotl starts.
 
-    python -m styletune.train_prep --config CONFIG --env-out FILE [--resume]
+    python fine-tuning/training/train_preflight.py --config CONFIG --env-out FILE [--resume]
 
 Checks each thing a training run needs and stops at the first that is missing,
 with one line saying what and how to fix it (exit 3); prints the plan; writes
@@ -8,7 +8,6 @@ the merged config Axolotl reads (the rehearsal config `extends:` the main one)
 and a small shell file of settings for the script (AXOLOTL_CONFIG, OUTPUT_DIR,
 RESUME_FROM, LOG_DIR).
 """
-import argparse
 import json
 import math
 import re
@@ -18,11 +17,10 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from . import paths
-from .config import effective_yaml, load_config
-from .errors import UserError
-from .fileio import sha256_bytes, write_atomic
-from .startup import prepare
+from styletune import paths
+from styletune.config import effective_yaml, load_config
+from styletune.errors import UserError
+from styletune.fileio import sha256_bytes, write_atomic
 
 PINNED = ("torch", "axolotl", "transformers", "peft", "bitsandbytes", "accelerate")
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -30,6 +28,8 @@ CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 class PreflightError(UserError):
     """A training prerequisite is missing; the message is one line with the fix."""
+    label = "preflight failed"
+    exit_code = 3
 
 
 def check_packages() -> list:
@@ -219,24 +219,3 @@ def run(args) -> int:
     write_atomic(Path(args.env_out),
                  "".join(f"{k}={shlex.quote(str(v))}\n" for k, v in settings.items()).encode())
     return 0
-
-
-def main(argv=None) -> int:
-    prepare()
-    p = argparse.ArgumentParser(description="Stage 2 preflight and plan (run by 2_train_lora.sh)")
-    p.add_argument("--config", required=True)
-    p.add_argument("--env-out", required=True, help="shell file to write settings to")
-    p.add_argument("--resume", action="store_true")
-    args = p.parse_args(argv)
-    try:
-        return run(args)
-    except PreflightError as err:
-        print(f"preflight failed: {err}", file=sys.stderr)
-        return 3
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -4,9 +4,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import InputError
-from .fileio import normalise, read_text, sha256_bytes
-from .sentences import paragraph_spans
+from styletune.errors import InputError
+from styletune.fileio import normalise, read_text, sha256_bytes
+from styletune.text.sentences import paragraph_spans
 
 DOCUMENT_SUFFIXES = {".docx", ".doc", ".odt", ".rtf", ".pdf", ".pages"}
 _CHUNK_ID = re.compile(r"^chunk_(\d+)([a-z]*)", re.IGNORECASE)

@@ -4,7 +4,7 @@ blank lines (a writer's scene-break gap)."""
 import zipfile
 from pathlib import Path
 
-from .errors import InputError
+from styletune.errors import InputError
 
 
 def _heading_level(paragraph) -> int:

@@ -7,14 +7,13 @@ with tiktoken. An estimate (4 characters a token) only when the config opts in,
 and then every figure is labelled "approximate".
 """
 import importlib.util
-from pathlib import Path
-
 from datetime import datetime
+from pathlib import Path
 
 from jinja2 import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .errors import ConfigError
+from styletune.errors import ConfigError
 
 LLAMA3_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|"
                   r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")

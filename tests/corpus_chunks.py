@@ -1,21 +1,10 @@
-"""Public-domain novels as test and benchmark input: Gutenberg wrapper removed,
-cut into chunk files of roughly equal size at paragraph breaks."""
-import re
+"""Public-domain novels as test and benchmark input: cut into chunk files of
+roughly equal size at paragraph breaks (the benchmarks import this too)."""
 from pathlib import Path
 
-from .fileio import normalise, read_text
-from .sentences import paragraph_spans
-
-_START = re.compile(r"^\*\*\* ?START OF (THE|THIS) PROJECT GUTENBERG.*$", re.MULTILINE)
-_END = re.compile(r"^\*\*\* ?END OF (THE|THIS) PROJECT GUTENBERG.*$", re.MULTILINE)
-
-
-def gutenberg_body(text: str) -> tuple[str, bool]:
-    """The book without Project Gutenberg's header and licence; (text, whether stripped)."""
-    start, end = _START.search(text), _END.search(text)
-    if not start or not end:
-        return text, False
-    return text[start.end():end.start()], True
+from styletune.fileio import normalise, read_text
+from styletune.text.gutenberg import gutenberg_body
+from styletune.text.sentences import paragraph_spans
 
 
 def paragraph_chunks(text: str, max_chars: int) -> list[str]:

@@ -5,15 +5,14 @@ import re
 import shlex
 import sys
 
-from . import paths
-from .chunks import discover, load_chunks
-from .config import load_config
-from .errors import InputError
-from .fileio import read_text, write_atomic
-from .sentences import build_punkt
-from .split_chunks import (Candidate, Measure, candidates, example_tokens, plan,
-                           sentence_candidates, units)
-from .tokens import load_counter
+from styletune import paths
+from styletune.config import load_config
+from styletune.data.chunks import discover, load_chunks
+from styletune.data.seams import Candidate, Measure, candidates, example_tokens, plan, sentence_candidates, units
+from styletune.data.tokens import load_counter
+from styletune.errors import InputError
+from styletune.fileio import read_text, write_atomic
+from styletune.text.sentences import build_punkt
 
 _ID = re.compile(r"^(chunk_\d+)([a-z]*)(.*)$", re.IGNORECASE)
 

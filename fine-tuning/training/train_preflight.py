@@ -1,0 +1,42 @@
+#!/usr/bin/env python3
+"""Stage 2's Python half: the checks and plan 2_train_lora.sh runs before Axolotl starts.
+
+Reads   the config, stage 1's files and manifest, the installed packages, the
+        base model (local folder or Hugging Face cache), the GPU(s), the disk.
+Writes  the merged config Axolotl reads (fine-tuning/logs/<name>.axolotl.yaml) and
+        --env-out, a small shell file of settings for the bash script
+        (AXOLOTL_CONFIG, OUTPUT_DIR, RESUME_FROM, LOG_DIR, LOCAL_MODEL).
+Exit    0 ready, 2 usage or config error, 3 a check failed (one line: what and the fix).
+
+Run     python fine-tuning/training/train_preflight.py --config CONFIG --env-out FILE [--resume]
+        (2_train_lora.sh runs it; a writer runs 2_train_lora.sh --dry-run instead)
+"""
+import argparse
+import sys
+
+try:
+    from styletune import cli
+except ModuleNotFoundError:  # a Python without `make install`'s environment
+    sys.exit("error: this Python lacks the styletune package: run `make install`, then use "
+             "~/.venvs/finetune/bin/python (or activate that venv)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = cli.parser(__doc__)
+    p.add_argument("--env-out", required=True, help="shell file to write the settings to")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the newest checkpoint-N in output_dir")
+    return p
+
+
+def parse_args(argv=None):
+    return build_parser().parse_args(argv)
+
+
+def main(argv=None) -> int:
+    from styletune.train import preflight
+    return cli.run_main(preflight.run, parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
