@@ -279,7 +279,7 @@ def test_split_refuses_a_cut_it_cannot_make_and_changes_nothing(book_copy, make_
 
 
 def test_suggested_cut_text_names_one_paragraph_only():
-    from styletune.data.split_oversized import cut_before_text
+    from styletune.data.seams import cut_before_text
     raw = ("The ship was quiet that night and it was cold.\n\nIt drifted.\n\n"
            "The ship was quiet that night and it was warm. Nobody slept.\n\nEnd.")
     second = raw.index("The ship was quiet that night and it was warm.")
@@ -312,9 +312,10 @@ def test_split_never_overwrites_a_backup(book_copy, make_config, capsys):
 
 
 def test_stage1_names_the_split_command(book_copy, make_config, capsys):
+    from styletune.data.prepare import OVERLONG_EXIT
     stage1 = load_script(FT / "training" / "1_prepare_data.py")
     assert stage1.main(["--config", str(make_config(sequence_len=3000)), "--book", str(book_copy),
-                        "--dry-run"]) == 2
+                        "--dry-run"]) == OVERLONG_EXIT
     err = capsys.readouterr().err
     assert "split_oversized_chunks.py" in err and "--dry-run" in err and str(book_copy.name) in err
 
@@ -389,3 +390,51 @@ def test_a_one_paragraph_scene_after_a_full_one_joins_it_within_sequence_len(tmp
     assert "gas-lamps were lighted" in (out / first["file"]).read_text(encoding="utf-8")
     assert 1300 < first["tokens"] <= 2048
 
+
+
+def _one_long_paragraph(novel, words=18_600):
+    """`words` words of a novel's running text (dialogue included) as one paragraph:
+    ordinary sentences, no blank line, a few quotations that seem to run on."""
+    text = (CORPUS / novel).read_text(encoding="utf-8")
+    paragraph = " ".join(text[len(text) // 3:].split()[:words])
+    return paragraph[:paragraph.rindex(". ") + 1] + "\n"  # ends on a sentence end
+
+
+def test_split_cuts_one_huge_paragraph_at_sentence_ends(book_copy, make_config, capsys):
+    """An 18,600-word chunk that is one paragraph of ordinary sentences: cut at
+    sentence ends (a quotation that seems to run on, rather than a false 'a single
+    sentence is longer'), every part within the limit, the parts the file exactly."""
+    from styletune.text.patterns import ENDS_SENTENCE
+    chunk = book_copy / "chunk_010_one_paragraph.txt"
+    chunk.write_text(_one_long_paragraph("dickens_oliver_twist.txt"), encoding="utf-8")
+    original = chunk.read_bytes()
+    args = ["--config", str(make_config()), "--book", str(book_copy)]
+    assert SPLIT.main(args) == 0
+    captured = capsys.readouterr()
+    assert "single sentence" not in captured.out + captured.err
+    assert "sentence end inside a quotation that seems to run on" in captured.out
+    parts = sorted(book_copy.glob("chunk_010?_one_paragraph.txt"))
+    assert len(parts) >= 5 and b"".join(p.read_bytes() for p in parts) == original
+    for part in parts:
+        assert ENDS_SENTENCE.search(part.read_text(encoding="utf-8").rstrip()), part.name
+    assert SPLIT.main(args) == 0  # every part now fits the limit
+    assert "nothing to split" in capsys.readouterr().out
+
+
+def test_a_passage_no_cut_can_shorten_is_named_truthfully():
+    """A run-on sentence over the limit inside a long paragraph: the message names
+    that passage, not the paragraph's ordinary sentences."""
+    from styletune.data.seams import cut_to_fit
+    from styletune.errors import InputError
+    from styletune.text.sentences import build_punkt
+    ordinary = "The boat came in at dusk. " * 40
+    run_on = "and then the tide " * 300
+    text = ordinary + "Then it went on " + run_on + "until it stopped. " + ordinary
+    punkt, _ = build_punkt([text])
+    with pytest.raises(InputError) as err:
+        cut_to_fit(text, lambda a, b: (b - a) // 4, 1000, punkt, where="chunk_x.txt: ")
+    message = str(err.value)
+    assert message.startswith("chunk_x.txt: cannot be cut into parts of at most 1000 tokens: "
+                              "the passage starting 'Then it went on and then the tide...'")
+    assert "no paragraph break or sentence end where a cut may fall" in message
+    assert "single sentence" not in message

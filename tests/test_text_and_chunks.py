@@ -134,3 +134,30 @@ def test_short_repeated_lines_are_not_duplicates(tmp_path):
 def test_natural_key_orders_parts():
     names = ["chunk_10.txt", "chunk_9b.txt", "chunk_9a.txt", "chunk_009.txt"]
     assert sorted(names, key=natural_key)[-1] == "chunk_10.txt"
+
+
+REPEATED = ("The cat sat on the mat. " * 2500).strip()
+
+
+def test_a_sentence_repeated_thousands_of_times_still_ends_sentences():
+    """Punkt trained on a chunk that repeats one sentence must not learn its last word
+    as an abbreviation ('mat.'): every repeat is a sentence end a cut may use."""
+    from conftest import SAMPLE_BOOK
+    from styletune.text.sentences import boundaries, build_punkt
+    book = [p.read_text(encoding="utf-8") for p in sorted(SAMPLE_BOOK.glob("chunk_*.txt"))]
+    punkt, _ = build_punkt(book + [REPEATED])
+    found = boundaries(REPEATED, punkt)
+    assert len(found) == 2499 and all(REPEATED[:b.end].endswith("mat.") for b in found)
+
+
+def test_stage1_on_a_chunk_of_one_repeated_sentence_names_the_real_problem(book_copy, make_config,
+                                                                            capsys):
+    """2,500 repeats are far over sequence_len: stage 1 says so and names the splitter,
+    instead of a false 'no sentence end'."""
+    from conftest import FT, load_script
+    (book_copy / "chunk_010_repeated.txt").write_text(REPEATED + "\n", encoding="utf-8")
+    stage1 = load_script(FT / "training" / "1_prepare_data.py")
+    assert stage1.main(["--config", str(make_config()), "--book", str(book_copy), "--dry-run"]) != 0
+    err = capsys.readouterr().err
+    assert "no sentence end" not in err
+    assert "chunk_010_repeated.txt" in err and "split_oversized_chunks.py" in err

@@ -7,8 +7,8 @@ Reads   the chunk files of a book folder (style_pipeline.book_dir or --book), an
 Writes  for each chunk over the limit: parts named like the original with a
         letter (chunk_006_x.txt -> chunk_006a_x.txt, chunk_006b_x.txt), cut at a
         scene break if there is one, else at the paragraph boundary with the
-        strongest narrative signals (time jump, new place, new people, dialogue
-        to narration, point of view), more than two parts when needed, never
+        strongest narrative signals (time jump, new place, change of vocabulary,
+        point of view), more than two parts when needed, never
         inside a paragraph unless one paragraph alone is too long. The parts
         together are the original byte for byte; the original moves into
         backup/ (an existing backup is never overwritten). Parts already split

@@ -12,12 +12,14 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from styletune.data.seams import Measure, candidates, plan, sentence_candidates, units
+from styletune.data.seams import Measure, cut_to_fit
 from styletune.errors import InputError
 from styletune.fileio import read_text
 from styletune.text.docx import read_docx
 from styletune.text.gutenberg import gutenberg_body
-from styletune.text.sentences import _is_hard_wrapped, build_punkt, paragraph_spans
+from styletune.text.sentences import build_punkt
+from styletune.text.paragraphs import is_hard_wrapped, paragraph_spans
+from styletune.text.patterns import is_page_marker, is_scene_break
 
 MANUSCRIPT_SUFFIXES = {".txt", ".md", ".markdown", ".text", ".docx"}
 # Text before the first heading with this many words or fewer (and no heading
@@ -42,8 +44,6 @@ _NAMED_HEADING = re.compile(r"^(prologue|epilogue|preface|foreword|afterword|int
 _NUMBER_HEADING = re.compile(r"^([IVXLCDM]+|\d{1,3})\.?$")
 _ORDINAL_HEADING = re.compile(rf"^((?:{_ORDINALS})|\d+(?:st|nd|rd|th))\s+\w+", re.IGNORECASE)
 _MARKDOWN_HEADING = re.compile(r"^#{1,6}\s+\S")
-_PAGE_MARKER = re.compile(r"^\[?\d{1,4}[)\]]$")
-_SCENE_GLYPHS = re.compile(r"^[^\w\s]{1,3}(\s*[^\w\s]{1,3}){0,6}$")
 _TERMINAL = re.compile(r"[.!?,;:…'\"’”)\]—–-]$")
 _QUOTE_START = re.compile(r"^['\"‘“(\[_]")
 
@@ -86,7 +86,6 @@ class Para:
     start: int
     end: int
     gap: int          # blank lines before it
-    indent: int       # leading spaces of its first line (a centred line has many)
     kind: str = "text"   # text | heading | break | marker
     heading_kind: str = ""
 
@@ -146,7 +145,7 @@ def _is_title_case(line: str) -> bool:
         (not long or sum(w[0].isupper() for w in long) >= 0.6 * len(long))
 
 
-def heading_kind(line: str, gap: int, indent: int, first: bool, loose_gap: int) -> str:
+def heading_kind(line: str, gap: int, first: bool, loose_gap: int) -> str:
     """What makes `line` (one stripped line, alone in its paragraph) a heading, or ''.
 
     Strong shapes (Chapter 1, CHAPTER IV., BOOK ONE, IV., Prologue, Seventh memory -
@@ -160,7 +159,8 @@ def heading_kind(line: str, gap: int, indent: int, first: bool, loose_gap: int) 
         return "keyword"
     if _NUMBER_HEADING.match(line):
         return "number"
-    set_apart = gap >= loose_gap or first  # centring alone marks inscriptions too
+    # Centring is not a sign: it marks inscriptions and letters' closings too.
+    set_apart = gap >= loose_gap or first
     if _ORDINAL_HEADING.match(line) and _words(line) <= 8 and not line.endswith((".", ",", ";")):
         return "ordinal"
     if _is_caps_line(line) and _words(line) <= 10 and set_apart:
@@ -197,14 +197,13 @@ def _split_heading_lines(text: str, spans):
     return out
 
 
-def _classify(text: str, spans, hard_wrapped: bool):
+def _classify(text: str, spans):
     spans = _split_heading_lines(text, spans)
     paras = []
     prev_end = 0
     for i, (a, b) in enumerate(spans):
         gap = max(0, text.count("\n", prev_end, a) - 1) if i else 0
-        line_start = text.rfind("\n", 0, a) + 1
-        paras.append(Para(a, b, gap, a - line_start))
+        paras.append(Para(a, b, gap))
         prev_end = b
     # The usual gap between paragraphs: blank-line style (1) or one per line (0).
     gaps = sorted(p.gap for p in paras[1:]) or [1]
@@ -214,15 +213,15 @@ def _classify(text: str, spans, hard_wrapped: bool):
         block = text[p.start:p.end]
         lines = [ln.strip() for ln in block.split("\n")]
         first_line = lines[0]
-        if _PAGE_MARKER.match(block.strip()):
+        if is_page_marker(block):
             p.kind = "marker"
             continue
-        if len(lines) == 1 and _SCENE_GLYPHS.match(first_line):
+        if len(lines) == 1 and is_scene_break(first_line):
             p.kind = "break"
             continue
         if len(lines) > 4 or not all(_title_line(ln) or ln == first_line for ln in lines[1:]):
             continue
-        kind = heading_kind(first_line, p.gap, p.indent, i == 0, loose_gap)
+        kind = heading_kind(first_line, p.gap, i == 0, loose_gap)
         if kind and (len(lines) == 1 or kind != "title"):
             p.kind, p.heading_kind = "heading", kind
     # One paragraph per line: a title line right under a numbered heading belongs to it.
@@ -240,9 +239,8 @@ def _slug_title(text: str) -> str:
 
 def analyse(text: str) -> Structure:
     """Chapters, scenes and paragraphs of a manuscript body."""
-    hard = _is_hard_wrapped(text)
-    spans = paragraph_spans(text)
-    paras, usual = _classify(text, spans, hard)
+    hard = is_hard_wrapped(text)
+    paras, usual = _classify(text, paragraph_spans(text))
     one_per_line = usual == 0
     scene_gap = usual + 1  # one blank line in one-per-line text, two in blank-line text
     # Extra blank lines count as a scene break only where the writer uses them
@@ -359,7 +357,6 @@ class PlannedChunk:
     chapter: int
     chapter_title: str
     reason: str           # why it starts where it does
-    est_tokens: int = 0
     name: str = ""
     tokens: int = 0       # exact, as stage 1 counts the rendered example
     words: int = 0
@@ -404,7 +401,6 @@ def plan_chunks(structure: Structure, counter, min_tokens: int, max_tokens: int,
     """Chunks for the whole book: scenes grouped within each chapter, a group over
     max_tokens cut at its best paragraph boundaries (sentence ends only inside a
     paragraph that alone is over the budget). Returns (chunks, notes)."""
-
     text = structure.text
     measure = Measure(counter, text, margin=8)
     chunks, notes = [], []
@@ -423,36 +419,22 @@ def plan_chunks(structure: Structure, counter, min_tokens: int, max_tokens: int,
             # a join made to absorb a short scene may use the room up to hard_limit
             if size > max_tokens and not (first < last and hard_limit and size <= hard_limit):
                 pieces = _split_group(text, a, b, reason, measure, max_tokens, min_tokens,
-                                      punkt, notes, candidates, plan, sentence_candidates, units)
+                                      punkt, notes)
             for pa, pb, why in pieces:
-                chunks.append(PlannedChunk(pa, pb, chapter, sections[first].chapter_title, why,
-                                           measure.tokens(pa, pb) - 8))
+                chunks.append(PlannedChunk(pa, pb, chapter, sections[first].chapter_title, why))
     return chunks, notes
 
 
-def _split_group(text, a, b, reason, measure, max_tokens, min_tokens, punkt, notes,
-                 candidates, plan, sentence_candidates, units):
+def _split_group(text, a, b, reason, measure, max_tokens, min_tokens, punkt, notes):
+    """A group of scenes over the budget -> [(start, end, reason)], cut where seams.cut_to_fit says."""
     piece = text[a:b]
-    cands = [c for c in candidates(piece)]
-    tokens = lambda x, y: measure.tokens(a + x, a + y)  # noqa: E731
-    cuts = plan(len(piece), cands, tokens, limit=max_tokens, min_part=min_tokens)
-    if cuts is None:
-        # some paragraph alone is over the budget: add sentence ends inside those
-        extra = []
-        for ua, ub, _ in units(piece):
-            if tokens(ua, ub) > max_tokens:
-                if punkt is None:
-                    punkt, _ = build_punkt([text])
-                extra += sentence_candidates(piece, punkt, ua, ub)
-        cuts = plan(len(piece), cands + extra, tokens, limit=max_tokens, min_part=min_tokens)
-        if cuts is None:
-            raise InputError(f"cannot cut the passage starting '{' '.join(piece.split()[:8])}...' "
-                             f"into parts of at most {max_tokens} tokens: a single sentence is longer. "
-                             "Add sentence punctuation there, or raise style_pipeline.segment_max_tokens.")
-        inside = sum(c.inside_paragraph for c in cuts)
-        if inside:
-            notes.append(f"LAST RESORT: {inside} cut(s) at a sentence end inside a paragraph longer "
-                         f"than the budget ('{' '.join(piece.split()[:6])}...')")
+    cuts = cut_to_fit(piece, lambda x, y: measure.tokens(a + x, a + y), max_tokens,
+                      punkt or (lambda: build_punkt([text])[0]), min_part=min_tokens,
+                      fix="raise style_pipeline.segment_max_tokens")
+    inside = sum(c.inside_paragraph for c in cuts)
+    if inside:
+        notes.append(f"LAST RESORT: {inside} cut(s) at a sentence end inside a paragraph longer "
+                     f"than the budget ('{' '.join(piece.split()[:6])}...')")
     bounds = [0] + [c.offset for c in cuts] + [len(piece)]
     whys = [reason] + ["; ".join(c.signals) for c in cuts]
     out = []

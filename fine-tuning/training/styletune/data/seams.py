@@ -10,7 +10,7 @@ A boundary's score adds up narrative signals, each named in the dry run:
 - a change of vocabulary: TextTiling depth scores (content words, stop words out,
   crude suffix-stripping stems, blocks of 8 and 20 sentences either side, smoothed)
   and the dissimilarity of the few hundred words either side;
-- a shift between dialogue and narration, or between first- and third-person narration;
+- a shift between first- and third-person narration;
 - a chapter-opening typographic habit (`THE papers next day...`: first word in
   capitals), or a paragraph in capitals only (a title left in the text);
 - the shape of the paragraphs: a long opening after short ones; against a cut, a
@@ -20,18 +20,27 @@ A boundary's score adds up narrative signals, each named in the dry run:
 A cut never falls inside a paragraph, after one that stops mid-sentence, or
 before one that starts in lower case. Only when a single paragraph is longer
 than the limit does a cut fall at a sentence end inside it (the last resort,
-said so wherever it happens).
+said so wherever it happens): a clean one where that gives parts that fit, else
+one between a speech and its tag, else one inside a quotation that seems to run
+on (a stray quote mark makes the rest of a paragraph look quoted).
+
+Also here: the choice among the scored places (`plan`, `cut_to_fit`, `propose`,
+`alternatives`) and the writer's own choice (`writer_cuts`, `cut_before_text`).
 """
 import bisect
 import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from styletune.data.chunks import Chunk
 from styletune.data.examples import count_rendered, cut_chunks
+from styletune.errors import InputError
 from styletune.fileio import normalise
-from styletune.text.sentences import boundaries, build_punkt, paragraph_spans
+from styletune.text.paragraphs import paragraph_spans
+from styletune.text.patterns import CLOSERS, is_page_marker, is_scene_break
+from styletune.text.sentences import boundaries, build_punkt, paragraph_sentences
 
 SCENE_BREAK_SCORE = 100.0
 LEXICAL_WINDOW_WORDS = 400
@@ -41,18 +50,17 @@ TILING_SENTENCES = (8, 20)      # TextTiling block sizes, in sentences either si
 # from hand-set starting weights, exact seam share) on the chapter seams of the four
 # development novels (Austen, Dickens, Stoker, Wilde) only; the benchmark's three test
 # novels are never used for tuning. caps_opening is a fixed prior (no development
-# novel has the habit). A weight of 0 marks a signal measured and found no help on
-# the development set; it is still computed and shown in `Candidate.features`. A feature is a number
-# about the text on either side of one paragraph boundary; nothing about where in
-# the passage the boundary lies.
+# novel has the habit). Signals measured and found no help there (weight 0: the
+# people named changing, dialogue to narration, a narrative restart such as "It
+# was ...", a full name early on, a dated diary or letter header) are no longer
+# computed. A feature is a number about the text on either side of one paragraph
+# boundary; nothing about where in the passage the boundary lies.
 WEIGHTS = {
     "tiling_short": 2.5,      # TextTiling depth, short blocks (content words, stemmed)
     "tiling_long": 2.5,       # TextTiling depth, long blocks
     "lexical": 1.0,           # depth of the word-window dissimilarity
-    "names": 0.0,             # the people named change
     "time": 2.0,              # a time phrase opens the next paragraph
     "place": 1.0,             # a place phrase opens it
-    "dialogue": 0.0,          # dialogue <-> narration
     "pov": 1.0,               # first <-> third person
     "caps_opening": 6.0,      # "THE papers next day...": a chapter-opening habit
     "opening_length": 0.5,    # the next paragraph is long for its neighbourhood
@@ -61,9 +69,6 @@ WEIGHTS = {
     "opens_dialogue": -4.0,    # the next paragraph opens with dialogue
     "narration_restart": -1.0, # dialogue before, a narrative paragraph after
     "anaphoric_opening": -2.0, # "He", "She", "But", "This": continues the last thought
-    "retrospective": 0.0,     # "I have already said", "It was ...", "After ...": a new start
-    "full_name": 0.0,         # a full name (two capitalised words) early in the paragraph
-    "dated_entry": 0.0,       # a diary or letter header ("_5 May._--", "Letter, ...")
     "heading_like": 5.0,      # the next paragraph is all capitals (a title left in)
 }
 
@@ -76,7 +81,6 @@ these they this those through to too under until up very was we were what when w
 while who whom why will with would you your yours yourself said says one upon into shall may
 might must us ye thee thou thy mr mrs miss dr sir""".split())
 _WORD = re.compile(r"[a-z][a-z’']+")
-_NAME = re.compile(r"(?<=[a-z,;] )([A-Z][a-z]{2,})")
 _TIME = re.compile(
     r"^\W*(?:\w+\W+){0,5}?(that|the next|next|the following|this|one|each|every|early|late|"
     r"later|by|at|on|in|towards?|during|until|till|about|some|a few|several|two|three|four|"
@@ -94,30 +98,17 @@ _PLACE = re.compile(r"^\W*(?:at|in|inside|outside|back at|back in|on board|aboar
                     r"beyond)\s+(?:the|a|an|his|her|their|my|our)?\s*[A-Za-z’']+", re.IGNORECASE)
 # "THE papers", "I CONFESS", "A FORTNIGHT later", "MR. UTTERSON the lawyer"
 _CAPS_OPENING = re.compile(r"^(?:[A-Z][A-Z’']+|[AI]\s+[A-Z][A-Z’']+)(?:[.,]?\s+[A-Z][A-Z’'.]+)*[.,]?\s+[a-z]")
-_DIALOGUE = re.compile(r"[\"“”‘’']")
 _OPENS_QUOTE = re.compile(r"^[\"“‘'_]*[\"“‘']")
-_ENDS_SENTENCE = re.compile(r"[.!?…]['\"’”)\]*_]*$|[—–-]['\"’”]$|[’”\"]$")
+# A paragraph that ends so may be followed by a cut: a sentence end, a speech broken
+# off ("Wait—”) or a closing quote after a speech without final punctuation.
+_PARAGRAPH_MAY_END = re.compile(rf"[.!?…]{CLOSERS}*$|[—–-]['\"’”]$|[’”\"]$")
 # A first word that points back at the last paragraph: a continuation, not a start.
 _ANAPHORIC = re.compile(r"^\W*(?:he|she|it|they|him|her|his|its|their|this|these|those|that|"
                         r"such|but|and|yet|so|or|nor|then|there|here|thus|still|however|"
                         r"again|also|besides|moreover|nevertheless|presently)\b(?!\s+(?:was|is)\s+"
                         r"(?:on|in|at|the|a|not|while|late|early|nearly|past)\b)", re.IGNORECASE)
-# A sentence that (re)starts a narrative after a pause, from the development
-# novels' chapter openings ("It was long past noon", "When Oliver awoke", "One
-# afternoon, a month later", "For the next eight or ten months", "As soon as they
-# were gone") and the retrospective "I have already said ...".
-_RETROSPECTIVE = re.compile(
-    r"^[\W_]*(?:it was|when|one (?:morning|evening|day|night|afternoon)|for (?:the|some) "
-    r"|as soon as|i have already|of all)\b", re.IGNORECASE)
 # A paragraph in capitals only: a chapter title or summary left in the text.
 _HEADING_LIKE = re.compile(r"^[^a-z]{3,400}$")
-_FULL_NAME = re.compile(r"\b(?:(?:Mr|Mrs|Miss|Dr|Lord|Lady|Sir|Captain|Colonel)\.?\s+)?"
-                        r"[A-Z][a-z]+\s+[A-Z][a-z]{2,}\b")
-_DATED = re.compile(r"^[\W_]*(?:\d{1,2}(?:st|nd|rd|th)?\s+[A-Z][a-z]+|[A-Z][a-z]+\s+\d{1,2}"
-                    r"(?:st|nd|rd|th)?|letter\b|telegram\b|memorandum\b|[A-Z][A-Za-z. ]{2,40}"
-                    r"(?:’s|'s) (?:journal|diary))", re.IGNORECASE)
-_SENTENCE_END = re.compile(r"(?<=[.!?…])['\"’”)\]]*\s+(?=[\"“‘'A-Z_])")
-
 
 @dataclass
 class Candidate:
@@ -126,6 +117,7 @@ class Candidate:
     signals: list = field(default_factory=list)
     inside_paragraph: bool = False
     features: dict = field(default_factory=dict)
+    tier: int = 0               # a sentence end's: 0 clean, 1 speech | tag, 2 inside a quotation
 
 
 def _words(text):
@@ -154,10 +146,6 @@ def _cosine(a: Counter, b: Counter) -> float:
         return 0.0
     dot = sum(v * b.get(k, 0) for k, v in a.items())
     return dot / math.sqrt(sum(v * v for v in a.values()) * sum(v * v for v in b.values()))
-
-
-def _dialogue_share(text):
-    return min(1.0, len(_DIALOGUE.findall(text)) / max(1, len(text) / 120))
 
 
 def _first_person_share(words):
@@ -203,10 +191,6 @@ def _tiling(sent_stems, sent_of_para, size):
     return _depths(_smooth(dis))
 
 
-_PAGE_MARKER = re.compile(r"^\[?\d{1,4}[)\]]$")
-_SCENE_GLYPHS = re.compile(r"^[^\w\s]{1,3}(\s*[^\w\s]{1,3}){0,6}$")
-
-
 def units(text):
     """Paragraphs that can start a part: (start, end, is_scene_break_glyph). A page
     number line ('12)') goes with the paragraph after it."""
@@ -214,10 +198,10 @@ def units(text):
     out, pending = [], None
     for a, b in spans:
         para = text[a:b].strip()
-        if _PAGE_MARKER.match(para):
+        if is_page_marker(para):
             pending = pending if pending is not None else a
             continue
-        out.append((pending if pending is not None else a, b, bool(_SCENE_GLYPHS.match(para))))
+        out.append((pending if pending is not None else a, b, is_scene_break(para)))
         pending = None
     if pending is not None and out:
         out[-1] = (out[-1][0], len(text.rstrip()), out[-1][2])
@@ -252,10 +236,8 @@ def candidates(text, scene_gap=None):
     sent_stems, sent_of_para = [], []
     for t in ptexts:
         sent_of_para.append(len(sent_stems))
-        sent_stems += [_content_stems(s) for s in _SENTENCE_END.split(t)]
+        sent_stems += [_content_stems(s) for s in paragraph_sentences(t)]
     tiling = {size: _tiling(sent_stems, sent_of_para, size) for size in TILING_SENTENCES}
-    # names: capitalised words not at a sentence start
-    names_per = [set(_NAME.findall(t)) for t in ptexts]
     dialogue_per = [bool(_OPENS_QUOTE.match(t)) for t in ptexts]
     out = []
     lexical = []
@@ -288,7 +270,7 @@ def candidates(text, scene_gap=None):
             continue
         last_line = prev_text.rsplit("\n", 1)[-1].strip()
         signed = last_line.isupper() and len(last_line) < 40  # a letter's signature
-        if not prev_glyph and not signed and not _ENDS_SENTENCE.search(prev_text):
+        if not prev_glyph and not signed and not _PARAGRAPH_MAY_END.search(prev_text):
             continue
         f = {}
         # lexical cohesion: depth relative to the neighbourhood, so a general drift
@@ -298,17 +280,9 @@ def candidates(text, scene_gap=None):
         f["lexical"] = max(0.0, lex - sorted(local)[len(local) // 2])
         f["tiling_short"] = tiling[TILING_SENTENCES[0]][i - 1]
         f["tiling_long"] = tiling[TILING_SENTENCES[1]][i - 1]
-        names_before = set().union(*names_per[max(0, i - 4):i])
-        names_after = set().union(*names_per[i:i + 4])
-        shared = (len(names_before & names_after) / max(1, len(names_before | names_after))
-                  if names_before or names_after else 1.0)
-        f["names"] = (1 - shared) * 0.5
         opening = para[:80]
         f["time"] = float(bool(_TIME.search(opening[:60]) or _TIME_WORDS.search(opening)))
         f["place"] = float(not f["time"] and bool(_PLACE.search(opening)))
-        d_before = _dialogue_share(" ".join(ptexts[max(0, i - 3):i]))
-        d_after = _dialogue_share(" ".join(ptexts[i:i + 3]))
-        f["dialogue"] = abs(d_before - d_after) if abs(d_before - d_after) > 0.5 else 0.0
         pov_b = _first_person_share([w for ws in raw_per[max(0, i - 4):i] for w in ws])
         pov_a = _first_person_share([w for ws in raw_per[i:i + 4] for w in ws])
         f["pov"] = abs(pov_a - pov_b) if abs(pov_a - pov_b) > 0.5 else 0.0
@@ -319,44 +293,37 @@ def candidates(text, scene_gap=None):
         f["opens_dialogue"] = float(dialogue_per[i])
         f["narration_restart"] = float(dialogue_per[i - 1] and not dialogue_per[i])
         f["anaphoric_opening"] = float(bool(_ANAPHORIC.match(para)))
-        f["retrospective"] = float(bool(_RETROSPECTIVE.match(para)))
-        f["full_name"] = float(bool(_FULL_NAME.search(para[:200])))
-        f["dated_entry"] = float(bool(_DATED.match(para[:60])))
         f["heading_like"] = float(bool(_HEADING_LIKE.match(para)) and any(c.isalpha() for c in para)
                                   and not _HEADING_LIKE.match(prev_text))
         score = base + sum(WEIGHTS[k] * v for k, v in f.items())
         if max(f["tiling_short"], f["tiling_long"]) > 0.15 or f["lexical"] > 0.08:
             signals.append(f"vocabulary changes ({lex:.2f})")
-        new = sorted(names_after - names_before)[:3]
-        if shared < 0.2 and new:
-            signals.append("people change (" + ", ".join(new) + ")")
         if f["time"]:
             signals.append(f"time jump ('{' '.join(para.split()[:4])}...')")
         elif f["place"]:
             signals.append(f"new place ('{' '.join(para.split()[:4])}...')")
-        if f["dialogue"]:
-            signals.append("dialogue to narration" if d_before > d_after else "narration to dialogue")
         if f["pov"]:
             signals.append("point of view changes")
         if f["caps_opening"]:
             signals.append("opens with a word in capitals (a chapter-opening habit)")
-        if f["retrospective"] and WEIGHTS["retrospective"] > 0:
-            signals.append(f"a narrative (re)start ('{' '.join(para.split()[:4])}...')")
-        if f["dated_entry"] and WEIGHTS["dated_entry"] > 0:
-            signals.append("a dated entry or letter begins")
         out.append(Candidate(a, score, signals or ["paragraph boundary"], features=f))
     return out
 
 
+# What a cut at a sentence end inside a paragraph is called, by Boundary.tier.
+_INSIDE_PARAGRAPH = {
+    0: "sentence end inside a paragraph",
+    1: "sentence end between a speech and its tag, inside a paragraph",
+    2: "sentence end inside a quotation that seems to run on, inside a paragraph",
+}
+
+
 def sentence_candidates(text, punkt, start, end):
-    """Last resort inside one paragraph: sentence ends (clean ones first)."""
-    out = []
-    for b in boundaries(text[start:end], punkt):
-        if b.tier == 0:
-            out.append(Candidate(start + b.start, 0.0, ["sentence end inside a paragraph "
-                                                         "(last resort: the paragraph alone is over the limit)"],
-                                 inside_paragraph=True))
-    return out
+    """Last resort inside one paragraph: its sentence ends, each with its tier."""
+    return [Candidate(start + b.start, 0.0, [f"{_INSIDE_PARAGRAPH[b.tier]} (last resort: the "
+                                             "paragraph alone is over the limit)"],
+                      inside_paragraph=True, tier=b.tier)
+            for b in boundaries(text[start:end], punkt)]
 
 
 class Measure:
@@ -422,9 +389,6 @@ def example_tokens(config, counter, named_texts, punkt=None) -> dict:
     """{name: the longest rendered example stage 1 makes of that text}: the same
     cut choice (prefix ratio, seed, cuts per chunk, Punkt trained on the same
     set of chunk texts) and the same rendered count, special tokens included."""
-    from pathlib import Path
-
-
     chunks = [Chunk(Path(name), normalise(text), "") for name, text in named_texts]
     chunks = [c for c in chunks if c.text]
     if not chunks:
@@ -439,3 +403,125 @@ def example_tokens(config, counter, named_texts, punkt=None) -> dict:
     for e in examples:
         out[e.chunk.name] = max(out.get(e.chunk.name, 0), e.total_tokens)
     return out
+
+
+# --- choosing the cuts ---------------------------------------------------------------
+
+def cut_to_fit(text, tokens, limit, punkt, min_part=0, fix="raise the limit", where=""):
+    """[Candidate] cuts so that every part of `text` fits `limit` (tokens(a, b) <= limit).
+
+    Paragraph boundaries first. Only when some paragraph alone is over the limit,
+    sentence ends inside it, the cleanest tier that makes parts fit (a clean end,
+    then one between a speech and its tag, then one inside a quotation: a stray
+    quote mark can make the rest of a long paragraph look quoted). `punkt` may be
+    a function that builds it, called only then. Raises InputError, naming the
+    stretch that no cut can shorten, when no plan fits; `where` starts the message
+    (the file) and `fix` ends it."""
+    cands = candidates(text)
+    cuts = plan(len(text), cands, tokens, limit=limit, min_part=min_part)
+    if cuts is not None:
+        return cuts
+    inside = _sentence_ends_in_long_paragraphs(text, tokens, limit, punkt)
+    allowed = cands
+    for tier in sorted(_INSIDE_PARAGRAPH):
+        allowed = cands + [c for c in inside if c.tier <= tier]
+        cuts = plan(len(text), allowed, tokens, limit=limit, min_part=min_part)
+        if cuts is not None:
+            return cuts
+    raise InputError(_no_fit_message(text, allowed, tokens, limit, fix, where))
+
+
+def _sentence_ends_in_long_paragraphs(text, tokens, limit, punkt):
+    long_paragraphs = [(a, b) for a, b, _ in units(text) if tokens(a, b) > limit]
+    if long_paragraphs and callable(punkt):
+        punkt = punkt()
+    return [c for a, b in long_paragraphs for c in sentence_candidates(text, punkt, a, b)]
+
+
+def _no_fit_message(text, allowed, tokens, limit, fix, where):
+    """The first stretch between two places a cut may use that is over the limit
+    alone: what the writer must change (no plan exists exactly when there is one)."""
+    offsets = [0] + sorted(c.offset for c in allowed) + [len(text)]
+    a, b = next(((a, b) for a, b in zip(offsets, offsets[1:]) if tokens(a, b) > limit),
+                (0, len(text)))
+    opening = " ".join(text[a:b].split()[:8])
+    return (f"{where}cannot be cut into parts of at most {limit} tokens: the passage starting "
+            f"'{opening}...' is {tokens(a, b)} tokens with no paragraph break or sentence end "
+            "where a cut may fall (none before a lower-case word or after a title such as "
+            f"'Mr.'). Add a paragraph break or sentence punctuation in it, or {fix}.")
+
+
+def propose(text, counter, limit, punkt, margin=8, min_part=0, where=""):
+    """[Candidate] cuts so that every part's estimated example fits `limit`."""
+    measure = Measure(counter, text, margin=margin)
+    return cut_to_fit(text, measure.tokens, limit, punkt, min_part=min_part,
+                      fix="raise --limit", where=where)
+
+
+def alternatives(text, cuts, counter, limit, k=3):
+    """For each chosen cut, the next-best paragraph boundaries that would fit in its
+    place (estimated count): what the writer can pick instead with --cut-before."""
+    measure = Measure(counter, text, margin=8)
+    offsets = [0] + [c.offset for c in cuts] + [len(text)]
+    scored = candidates(text)
+    out = []
+    for i, cut in enumerate(cuts, 1):
+        lo, hi = offsets[i - 1], offsets[i + 1]
+        fits = [c for c in scored if lo < c.offset < hi and c.offset != cut.offset
+                and measure.tokens(lo, c.offset) <= limit and measure.tokens(c.offset, hi) <= limit]
+        out.append(sorted(fits, key=lambda c: -c.score)[:k])
+    return out
+
+
+# --- the writer's choice (--cut-before) ----------------------------------------------
+
+def _squash(text):
+    return " ".join(text.split())
+
+
+def _starts(raw, want):
+    """Offsets of the paragraphs of `raw` that begin with `want` (whitespace squashed)."""
+    return [a for a, _, _ in units(raw) if _squash(raw[a:a + 4 * len(want) + 40]).startswith(want)]
+
+
+def cut_before_text(raw, offset, words=6):
+    """The paragraph's first words, enough of them that no other paragraph of the
+    chunk starts the same way: what to pass to --cut-before for this place."""
+    end = next((b for a, b, _ in units(raw) if a == offset), len(raw))
+    split = raw[offset:end].split()
+    n = min(words, len(split))
+    while n < min(len(split), 40) and len(_starts(raw, " ".join(split[:n]))) > 1:
+        n += 1
+    return " ".join(split[:n])
+
+
+def writer_cuts(chunks, openings):
+    """{chunk name: [Candidate]} from --cut-before: each opening must be the start of
+    exactly one paragraph among `chunks` ([(chunk, raw text)]; whitespace and line
+    wrapping ignored)."""
+    found = {}
+    for opening in openings:
+        chunk, a = _the_one_paragraph(chunks, opening)
+        if a == 0:
+            raise InputError(f"--cut-before {opening!r} is the first paragraph of {chunk.name}: "
+                             "a part must start later in the chunk")
+        if any(c.offset == a for c in found.get(chunk.name, [])):
+            raise InputError(f"--cut-before {opening!r} names a paragraph another --cut-before "
+                             "already names: give each cut once; nothing was changed.")
+        found.setdefault(chunk.name, []).append(Candidate(a, 0.0, ["your choice (--cut-before)"]))
+    return {name: sorted(c, key=lambda c: c.offset) for name, c in found.items()}
+
+
+def _the_one_paragraph(chunks, opening):
+    """(chunk, offset) of the one paragraph that begins with `opening`, or InputError."""
+    want = _squash(opening)
+    hits = [(chunk, a) for chunk, raw in chunks for a in _starts(raw, want)] if want else []
+    if len(hits) == 1:
+        return hits[0]
+    inside = [chunk.name for chunk, raw in chunks if want and want in _squash(raw)]
+    why = (f"{len(hits)} paragraphs begin with it: add words until one does" if len(hits) > 1 else
+           f"it is inside a paragraph of {inside[0]}, and a cut never falls inside one"
+           if inside else "no chunk over the limit contains it")
+    raise InputError(f"--cut-before {opening!r}: {why}. Give the first words of the "
+                     "paragraph that should start a new part, as they are in the file; "
+                     "nothing was changed.")

@@ -98,7 +98,10 @@ def markdown(ms, structure, chunks, notes, cfg) -> str:
 def planned_outputs(cfg, ms, structure, chunks, notes, out_dir) -> dict:
     body = ms.body
     seps = separators(body, chunks)
-    assert rebuild([body[c.start:c.end] for c in chunks], seps) == body  # conservation
+    if rebuild([body[c.start:c.end] for c in chunks], seps) != body:
+        raise RuntimeError(f"bug: the chunks planned for {ms.path} and the text between them do "
+                           "not rebuild the manuscript byte for byte; nothing was written. "
+                           "Please report it with the manuscript.")
     outputs = {out_dir / c.name: (body[c.start:c.end] + "\n").encode("utf-8") for c in chunks}
     manifest = {
         "stage": 0,

@@ -8,7 +8,7 @@ import sys
 from styletune import paths
 from styletune.config import load_config
 from styletune.data.chunks import discover, load_chunks
-from styletune.data.seams import Candidate, Measure, candidates, example_tokens, plan, sentence_candidates, units
+from styletune.data.seams import alternatives, cut_before_text, example_tokens, propose, writer_cuts
 from styletune.data.tokens import load_counter
 from styletune.errors import InputError
 from styletune.fileio import read_text, write_atomic
@@ -25,82 +25,14 @@ def part_names(name, n):
     return [f"{m.group(1)}{chr(97 + i)}{m.group(3)}" for i in range(n)]
 
 
-def propose(text, counter, limit, punkt, margin=8, min_part=0):
-    """[Candidate] cuts so that every part's estimated example fits `limit`."""
-    measure = Measure(counter, text, margin=margin)
-    cands = candidates(text)
-    cuts = plan(len(text), cands, measure.tokens, limit=limit, min_part=min_part)
-    if cuts is None:
-        extra = [c for a, b, _ in units(text) if measure.tokens(a, b) > limit
-                 for c in sentence_candidates(text, punkt, a, b)]
-        cuts = plan(len(text), cands + extra, measure.tokens, limit=limit, min_part=min_part)
-    return cuts
-
-
-def alternatives(text, cuts, counter, limit, k=3):
-    """For each chosen cut, the next-best paragraph boundaries that would fit in its
-    place (estimated count): what the writer can pick instead with --cut-before."""
-    measure = Measure(counter, text, margin=8)
-    offsets = [0] + [c.offset for c in cuts] + [len(text)]
-    out = []
-    for i, cut in enumerate(cuts, 1):
-        lo, hi = offsets[i - 1], offsets[i + 1]
-        fits = [c for c in candidates(text) if lo < c.offset < hi and c.offset != cut.offset
-                and measure.tokens(lo, c.offset) <= limit and measure.tokens(c.offset, hi) <= limit]
-        out.append(sorted(fits, key=lambda c: -c.score)[:k])
-    return out
-
-
-def _squash(text):
-    return " ".join(text.split())
-
-
-def _starts(raw, want):
-    """Offsets of the paragraphs of `raw` that begin with `want` (whitespace squashed)."""
-    return [a for a, _, _ in units(raw) if _squash(raw[a:a + 4 * len(want) + 40]).startswith(want)]
-
-
-def cut_before_text(raw, offset, words=6):
-    """The paragraph's first words, enough of them that no other paragraph of the
-    chunk starts the same way: what to pass to --cut-before for this place."""
-    end = next((b for a, b, _ in units(raw) if a == offset), len(raw))
-    split = raw[offset:end].split()
-    n = min(words, len(split))
-    while n < min(len(split), 40) and len(_starts(raw, " ".join(split[:n]))) > 1:
-        n += 1
-    return " ".join(split[:n])
-
-
-def writer_cuts(chunks, openings):
-    """{chunk name: [Candidate]} from --cut-before: each opening must be the start of
-    exactly one paragraph among `chunks` (whitespace and line wrapping ignored)."""
-    found = {}
-    for opening in openings:
-        want = _squash(opening)
-        hits = [(chunk, a) for chunk, raw in chunks for a in _starts(raw, want)] if want else []
-        if not want or len(hits) != 1:
-            inside = [chunk.name for chunk, raw in chunks if want and want in _squash(raw)]
-            why = (f"{len(hits)} paragraphs begin with it: add words until one does" if len(hits) > 1 else
-                   f"it is inside a paragraph of {inside[0]}, and a cut never falls inside one"
-                   if inside else "no chunk over the limit contains it")
-            raise InputError(f"--cut-before {opening!r}: {why}. Give the first words of the "
-                             "paragraph that should start a new part, as they are in the file; "
-                             "nothing was changed.")
-        chunk, a = hits[0]
-        if a == 0:
-            raise InputError(f"--cut-before {opening!r} is the first paragraph of {chunk.name}: "
-                             "a part must start later in the chunk")
-        if any(c.offset == a for c in found.get(chunk.name, [])):
-            raise InputError(f"--cut-before {opening!r} names a paragraph another --cut-before "
-                             "already names: give each cut once; nothing was changed.")
-        found.setdefault(chunk.name, []).append(Candidate(a, 0.0, ["your choice (--cut-before)"]))
-    return {name: sorted(c, key=lambda c: c.offset) for name, c in found.items()}
-
-
 def counted_parts(cfg, counter, others, name, raw, cuts):
     """[(part name, text, tokens as stage 1 counts them)] for `raw` cut at `cuts`."""
     bounds = [0] + [c.offset for c in cuts] + [len(raw)]
     texts = [raw[a:b] for a, b in zip(bounds, bounds[1:])]
+    if "".join(texts) != raw:  # the parts are written in place of the file
+        raise RuntimeError(f"bug: the parts of {name} would not rebuild it byte for byte "
+                           f"(cuts at {[c.offset for c in cuts]}); nothing was changed. "
+                           "Please report it with the chunk file.")
     names = part_names(name, len(texts))
     exact = example_tokens(cfg, counter, others + list(zip(names, texts)))
     return list(zip(names, texts, [exact.get(n, 0) for n in names]))
@@ -110,14 +42,13 @@ def proposed_parts(cfg, counter, others, chunk, raw, limit, punkt):
     """The best cuts whose parts all fit, counted exactly; a safety margin on the
     estimate grows until they do."""
     for margin in (8, 32, 96):
-        cuts = propose(raw, counter, limit, punkt, margin=margin)
-        if cuts is None:
-            raise InputError(f"{chunk.path}: cannot be cut into parts of at most {limit} tokens "
-                             "(a single sentence is longer). Add punctuation or raise --limit.")
+        cuts = propose(raw, counter, limit, punkt, margin=margin, where=f"{chunk.path}: ")
         parts = counted_parts(cfg, counter, others, chunk.name, raw, cuts)
         if all(t <= limit for _, _, t in parts):
             return cuts, parts
-    raise InputError(f"{chunk.path}: no cut found whose parts all fit {limit} tokens")
+    raise InputError(f"{chunk.path}: no cut found whose parts all fit {limit} tokens as stage 1 "
+                     "counts them. Choose the cuts yourself with --cut-before (a dry run lists "
+                     "places), or raise --limit.")
 
 
 def _context(text, offset, lines=3):
@@ -166,7 +97,6 @@ def run(args) -> int:
                                  "--cut-before inside it (a dry run without --cut-before lists places that fit).")
         else:
             cuts, parts = proposed_parts(cfg, counter, others_of(chunk), chunk, raw, limit, punkt)
-        assert "".join(t for _, t, _ in parts) == raw  # conservation
         plans.append((chunk, raw, cuts, parts))
     for chunk in left_alone:
         print(f"left alone: {chunk.name} ({sizes[chunk.name]} tokens) is already a split part; "

@@ -7,9 +7,9 @@ Tokens
     `words`: lower-cased runs of letters and digits with internal apostrophes
     (`don't`, `o'clock`); the curly ’ is read as ' so "don’t" and "don't" are one
     word. Quote marks, dashes and the underscores/asterisks of italics are not
-    words. `sentences`: a fast regex splitter (not the Punkt one in
-    `styletune.text.sentences`, which is built to find cut points and trains a model):
-    a sentence ends after . ! ? … and any closing quotes or brackets, when what
+    words. `sentences`: the fast regex splitter of `styletune.text.sentences` (not
+    its Punkt one, which is built to find cut points and trains a model): a
+    sentence ends after . ! ? … and any closing quotes or brackets, when what
     follows is not a lower-case word (`"Where?" she asked.` is one sentence), never
     after a title or abbreviation from `sentences.GUARDED_ABBREVIATIONS` or a
     single capital initial; a paragraph break always ends one. Good enough for
@@ -75,7 +75,7 @@ Character n-gram attribution (`char_ngram_attribution`)
 Profile (`style_profile`)
     Sentence lengths (words per sentence), dialogue share (words inside
     quotation marks: curly and straight double quotes, and single quotes told
-    apart from apostrophes by context, see `quoted_spans`), punctuation per 1,000
+    apart from apostrophes by context, see `styletune.text.quotes.quoted_spans`), punctuation per 1,000
     words, and MATTR (Covington & McFall 2010: the mean type-token ratio over all
     windows of `window` words, which unlike plain TTR does not fall as the text
     grows). MATTR needs at least `window` words; below that, plain TTR is
@@ -104,7 +104,9 @@ from collections import Counter
 
 import numpy as np
 
-from styletune.text.sentences import GUARDED_ABBREVIATIONS, paragraph_spans
+from styletune.text.patterns import ENDS_SENTENCE
+from styletune.text.quotes import merged_spans, quoted_spans
+from styletune.text.sentences import ends_on_abbreviation, sentences
 
 # ---------------------------------------------------------------- tokens
 
@@ -114,48 +116,6 @@ _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
 def words(text: str) -> list[str]:
     """Lower-cased word tokens; curly ’ inside a word is read as '."""
     return [m.group().lower().replace("’", "'") for m in _WORD.finditer(text)]
-
-
-# A candidate sentence end: terminal punctuation, closers, then whitespace.
-_END_CANDIDATE = re.compile(r"([.!?…]+)([\"'”’)\]*_]*)(?=\s|$)")
-_WORD_BEFORE_DOT = re.compile(r"(?<!['’])([\w.]+)$")  # the s of Paul’s is no initial
-
-
-def _is_abbreviation_end(before: str, punct: str) -> bool:
-    """True when a single '.' closes a title, abbreviation or initial, not a sentence."""
-    if punct != ".":
-        return False
-    m = _WORD_BEFORE_DOT.search(before)
-    if not m:
-        return False
-    word = m.group(1).lower()
-    # "I." is the pronoun ("said I."), not an initial
-    return word in GUARDED_ABBREVIATIONS or (len(word) == 1 and word.isalpha() and word != "i")
-
-
-def _sentence_ends(paragraph: str) -> list[int]:
-    ends = []
-    for m in _END_CANDIDATE.finditer(paragraph):
-        rest = paragraph[m.end():].lstrip()
-        if rest and rest[0].islower():
-            continue  # "Where?" she asked. / wait... perhaps
-        if _is_abbreviation_end(paragraph[:m.start()], m.group(1)):
-            continue
-        ends.append(m.end())
-    return ends
-
-
-def sentences(text: str) -> list[str]:
-    """Sentences of `text` (regex splitter; see the module docstring), stripped."""
-    out = []
-    for a, b in paragraph_spans(text):
-        paragraph, start = text[a:b], 0
-        for end in _sentence_ends(paragraph) + [len(paragraph)]:
-            piece = paragraph[start:end].strip()
-            if piece:
-                out.append(piece)
-            start = end
-    return out
 
 
 # ---------------------------------------------------------------- bootstrap
@@ -404,113 +364,9 @@ def _split_texts(texts: list[str], test_share: float, rng) -> tuple[list[str], l
 
 # ---------------------------------------------------------------- dialogue
 
-# Words that begin with an elision apostrophe in fiction ('tis, 'em): such a mark
-# is not an opening quote.
-ELISIONS = {"tis", "twas", "twere", "twill", "twould", "em", "un", "cause", "ere", "ave", "im",
-            "er", "ow", "appen", "arf", "bout", "n", "round", "til", "till", "nough", "pon", "s"}
-_DEFINITE_CLOSER_BEFORE = set(".,!?;:—–-…")
-_OPENER_BEFORE = set("([{—–-\"“”")
-
-
-def _double_quote_spans(paragraph: str) -> tuple[list[tuple[int, int]], int]:
-    """Spans inside “ ” or straight " (alternating); one left open runs to the paragraph
-    end (a speech continued in the next paragraph). Returns (spans, marks used)."""
-    spans, marks, open_at = [], 0, None
-    for i, ch in enumerate(paragraph):
-        if ch == "“" or (ch == '"' and open_at is None):
-            if open_at is None:
-                open_at, marks = i, marks + 1
-        elif ch in '”"' and open_at is not None:
-            spans.append((open_at, i + 1))
-            open_at, marks = None, marks + 1
-    if open_at is not None:
-        spans.append((open_at, len(paragraph)))
-    return spans, marks
-
-
-def _single_quote_marks(paragraph: str) -> list[tuple[int, str]]:
-    """(position, 'open' | 'close' | 'close?') for single quote marks that may be quotes.
-
-    Between two letters (don’t, o’clock) is an apostrophe. An opener follows a space
-    or dash and precedes a non-space, and does not start an elision ('tis). A closer
-    follows a non-space and precedes a space or punctuation: after punctuation it is
-    certain ('close'), after a letter it may be a plural possessive ('close?': the
-    Smiths’ dog)."""
-    marks = []
-    for i, ch in enumerate(paragraph):
-        if ch not in "‘’'":
-            continue
-        before = paragraph[i - 1] if i else " "
-        after = paragraph[i + 1] if i + 1 < len(paragraph) else " "
-        if before.isalnum() and after.isalnum():
-            continue
-        if (before.isspace() or before in _OPENER_BEFORE) and not after.isspace():
-            following = re.match(r"[^\W_]+", paragraph[i + 1:])
-            if ch != "’" and not (following and following.group().lower() in ELISIONS):
-                marks.append((i, "open"))
-        elif not before.isspace() and (after.isspace() or not after.isalnum()) and ch != "‘":
-            marks.append((i, "close" if before in _DEFINITE_CLOSER_BEFORE else "close?"))
-    return marks
-
-
-def _single_quote_spans(paragraph: str) -> tuple[list[tuple[int, int]], int]:
-    """Pair single-quote openers with closers. An uncertain closer ('close?') closes
-    only when no certain closer follows before the next opener; otherwise it is an
-    apostrophe (‘the Smiths’ dog,’ she said)."""
-    marks = _single_quote_marks(paragraph)
-    spans, used, open_at = [], 0, None
-    for k, (pos, kind) in enumerate(marks):
-        if kind == "open":
-            if open_at is None:
-                open_at, used = pos, used + 1
-            continue
-        if open_at is None:
-            continue
-        if kind == "close?" and _certain_closer_follows(marks, k):
-            continue
-        spans.append((open_at, pos + 1))
-        open_at, used = None, used + 1
-    if open_at is not None:
-        spans.append((open_at, len(paragraph)))
-    return spans, used
-
-
-def _certain_closer_follows(marks, k: int) -> bool:
-    for _, kind in marks[k + 1:]:
-        if kind == "open":
-            return False
-        if kind == "close":
-            return True
-    return False
-
-
-def quoted_spans(text: str) -> tuple[list[tuple[int, int]], int]:
-    """(spans of text inside quotation marks, number of quote marks used), paragraph by
-    paragraph: double quotes (curly or straight) and single quotes told apart from
-    apostrophes (see _single_quote_marks); a quotation left open ends with its paragraph."""
-    spans, marks = [], 0
-    for a, b in paragraph_spans(text):
-        for finder in (_double_quote_spans, _single_quote_spans):
-            found, used = finder(text[a:b])
-            spans += [(a + s, a + e) for s, e in found]
-            marks += used
-    return sorted(spans), marks
-
-
-def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """The union of spans (a single-quoted span inside a double-quoted one) as disjoint spans."""
-    merged = []
-    for start, end in sorted(spans):
-        if merged and start <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
-        else:
-            merged.append((start, end))
-    return merged
-
-
 def dialogue_share(text: str) -> float:
     """Share of words inside quotation marks."""
-    spans = _merged(quoted_spans(text)[0])
+    spans = merged_spans(quoted_spans(text)[0])
     span_starts = [s for s, _ in spans]
     starts = [m.start() for m in _WORD.finditer(text)]
     if not starts:
@@ -691,15 +547,9 @@ def memorisation(text: str, training_text: str, n: int = 8) -> dict:
 
 # ---------------------------------------------------------------- endings
 
-_CLEAN_END = re.compile(r"[.!?…][\"'”’)\]*_]*$")
-
-
 def ends_cleanly(text: str) -> bool:
     """True when the text, whitespace stripped, ends on . ! ? or … (then optionally
     closing quotes or brackets), and not on a title such as "Mr."."""
     text = text.strip()
-    m = _CLEAN_END.search(text)
-    if not m:
-        return False
-    core = text[:m.start()]
-    return not _is_abbreviation_end(core, text[m.start()])
+    m = ENDS_SENTENCE.search(text)
+    return bool(m) and not ends_on_abbreviation(text[:m.start()], text[m.start()])

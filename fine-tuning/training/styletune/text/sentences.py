@@ -11,12 +11,20 @@ rules specific to fiction rank the boundaries:
 - a boundary inside an open quotation (a speech that runs on) only when the
   chunk has no other boundary at all, e.g. a chunk that is one long quoted
   letter (tier 2); the report lists it.
+
+`sentences` / `paragraph_sentences` are a second, fast splitter for statistics
+(the stylometry's sentence lengths, the seam scorer's TextTiling blocks): a
+regex, no model, deterministic; the same abbreviation guard, the same rule
+about a lower-case word. Good for counting sentences, not for cutting text.
 """
-import bisect
 import re
 from dataclasses import dataclass
 
 from nltk.tokenize.punkt import PunktSentenceTokenizer, PunktTrainer
+
+from styletune.text.paragraphs import paragraph_spans
+from styletune.text.patterns import CLOSERS, ENDS_SENTENCE
+from styletune.text.quotes import depth_at, quote_depths
 
 # Lower-case, without the final period. Missing a real sentence end here only
 # removes one candidate cut, so the list errs on the generous side.
@@ -34,8 +42,12 @@ SPEECH_VERBS = {
     "began", "went", "agreed", "protested", "demanded", "admitted", "observed", "remarked",
     "returned", "rejoined", "retorted", "groaned", "hissed", "growled", "pleaded", "warned",
 }
-_SENTENCE_END = re.compile(r"[.!?…]['\"’”)\]*_]*$")
-_WORD_BEFORE = re.compile(r"([\w.]+)[.!?…]?['\"’”)\]*_]*$")
+# The final punctuation of a sentence, its closers after it: "cold." / "Stop!”"
+_FINAL_PUNCTUATION = re.compile(rf"([.!?…]+){CLOSERS}*$")
+# A candidate sentence end inside a paragraph: terminal punctuation, closers, then whitespace.
+_END_CANDIDATE = re.compile(rf"([.!?…]+)({CLOSERS}*)(?=\s|$)")
+# The word a final "." closes; the s of "Paul’s." is no initial.
+_WORD_BEFORE_DOT = re.compile(r"(?<!['’])([\w.]+)$")
 _TAG_MAX_WORDS = 8
 
 
@@ -44,34 +56,6 @@ class Boundary:
     end: int    # prefix = text[:end]
     start: int  # completion = text[start:]; text[end:start] is whitespace only
     tier: int   # 0 clean; 1 separates a speech from its tag; 2 inside an open quotation
-
-
-_LINE_ENDS_SENTENCE = re.compile(r"[.!?…:;\-—–'\"’”)\]*_]\s*$")
-
-
-def _is_hard_wrapped(text: str) -> bool:
-    """True when blank-line blocks are paragraphs whose lines were wrapped by hand
-    (Project Gutenberg, typewriter-era files): most lines inside a block then stop
-    mid-sentence, while in one-paragraph-per-line text they end a paragraph."""
-    inner = [line for block in text.split("\n\n") for line in block.strip().split("\n")[:-1]]
-    if not inner:
-        return False
-    ended = sum(bool(_LINE_ENDS_SENTENCE.search(line)) for line in inner)
-    return ended < 0.5 * len(inner)
-
-
-def paragraph_spans(text: str):
-    """(start, end) of each paragraph: every non-blank line, unless the text is
-    hard-wrapped, when a paragraph is a block between blank lines. A blank line in
-    one-paragraph-per-line text (a scene break) is just an empty line."""
-    sep = "\n\n" if _is_hard_wrapped(text) else "\n"
-    spans, pos = [], 0
-    for part in text.split(sep):
-        if part.strip():
-            lead = len(part) - len(part.lstrip())
-            spans.append((pos + lead, pos + len(part.rstrip())))
-        pos += len(part) + len(sep)
-    return spans
 
 
 # Punkt learns abbreviations from frequencies: a novel's worth of text is plenty,
@@ -88,6 +72,33 @@ def _training_sample(texts):
     return [t for i, t in enumerate(texts) if int(i / step) != int((i - 1) / step) or i == 0]
 
 
+# A rough sentence end, to find repeats in the training text (Punkt decides the real ones).
+_ROUGH_END = re.compile(rf"[.!?…]{CLOSERS}*\s+")
+
+
+def _without_repeats(text: str) -> str:
+    """The text with every sentence that repeats an earlier one left out.
+
+    Punkt counts how often a word carries a period: a sentence repeated a thousand
+    times ("The cat sat on the mat. " * 2500, a chorus, a test pattern) teaches it
+    that "mat." is an abbreviation, and even two copies teach it that "The" after
+    it is a capital mid-sentence; then it finds no sentence end in the chunk at
+    all. A repeat is no new evidence. An author's own abbreviation keeps its
+    evidence: the rough pieces cut here end at the abbreviation's period, so they
+    carry the words before it ("at the Fifth Ave. "), which vary."""
+    pieces, start = [], 0
+    for m in _ROUGH_END.finditer(text):
+        pieces.append(text[start:m.end()])
+        start = m.end()
+    pieces.append(text[start:])
+    seen, kept = set(), []
+    for piece in pieces:
+        if piece.strip() not in seen:
+            seen.add(piece.strip())
+            kept.append(piece)
+    return "".join(kept)
+
+
 def build_punkt(texts):
     """(tokenizer, description): pretrained English Punkt if installed, else trained here."""
     try:
@@ -98,7 +109,7 @@ def build_punkt(texts):
         sample = _training_sample(texts)
         trainer = PunktTrainer()
         trainer.INCLUDE_ALL_COLLOCS = True
-        trainer.train("\n\n".join(sample), finalize=True)
+        trainer.train("\n\n".join(_without_repeats(t) for t in sample), finalize=True)
         tokenizer = PunktSentenceTokenizer(trainer.get_params())
         source = f"nltk Punkt trained on the author's {len(sample)} chunk(s)" + \
             (f" (an even sample of {len(texts)})" if len(sample) < len(texts) else "")
@@ -106,51 +117,54 @@ def build_punkt(texts):
     return tokenizer, source
 
 
-def _guarded(sentence: str) -> bool:
-    """True when the sentence ends on a title, abbreviation or initial, not a real end."""
-    m = _WORD_BEFORE.search(sentence)
+def ends_on_abbreviation(before: str, punct: str) -> bool:
+    """True when `punct` after `before` closes a title, abbreviation or initial, not a
+    sentence. Only a single '.' can: an ellipsis or a '!' ends a sentence even after
+    "etc". "I." is the pronoun ("said I."), not an initial."""
+    if punct != ".":
+        return False
+    m = _WORD_BEFORE_DOT.search(before)
     if not m:
         return False
     word = m.group(1).lower().rstrip(".")
-    return word in GUARDED_ABBREVIATIONS or (len(word) == 1 and word.isalpha()
-                                              and sentence.rstrip().endswith("."))
+    return word in GUARDED_ABBREVIATIONS or (len(word) == 1 and word.isalpha() and word != "i")
 
 
-_QUOTE_EVENTS = (
-    re.compile(r"(“)|(”)"),
-    # single quotes: an opening mark starts the paragraph or follows a space or
-    # dash; a closing mark ends a word and is followed by a space or punctuation
-    # (so the apostrophe in "don’t" is neither)
-    re.compile(r"((?:^|(?<=[\s(—–-]))[‘'](?=\S))|((?<=\S)[’'](?=$|[\s,.;:!?—–)]))"),
-)
+def _guarded(sentence: str) -> bool:
+    """True when the sentence ends on a title, abbreviation or initial, not a real end."""
+    m = _FINAL_PUNCTUATION.search(sentence.rstrip())
+    return bool(m) and ends_on_abbreviation(sentence.rstrip()[:m.start()], m.group(1))
 
 
-def _quote_depths(paragraph: str):
-    """(positions, depths): how many quotations are open after each quote mark.
-
-    Every style is tracked at once (curly, straight and single quotes), since a
-    book may nest one in another; a stray apostrophe can only forbid a cut, never
-    allow one inside a speech. Each paragraph starts with none open.
-    """
-    events = [(m.end(), "straight", 1) for m in re.finditer('"', paragraph)]
-    for name, pattern in zip(("curly", "single"), _QUOTE_EVENTS):
-        events += [(m.end(), name, 1 if m.group(1) else -1) for m in pattern.finditer(paragraph)]
-    levels = {"straight": 0, "curly": 0, "single": 0}
-    positions, depths = [], []
-    for pos, name, delta in sorted(events):
-        if name == "straight":
-            levels[name] ^= 1
-        else:
-            levels[name] = max(0, levels[name] + delta)
-        positions.append(pos)
-        depths.append(sum(levels.values()))
-    return positions, depths
+def sentence_ends(paragraph: str) -> list[int]:
+    """Offsets where the regex splitter ends a sentence inside one paragraph: after
+    . ! ? … and any closers, unless a lower-case word follows (`"Where?" she asked.`,
+    `wait... perhaps`) or the '.' closes an abbreviation or initial."""
+    ends = []
+    for m in _END_CANDIDATE.finditer(paragraph):
+        rest = paragraph[m.end():].lstrip()
+        if rest and rest[0].islower():
+            continue
+        if ends_on_abbreviation(paragraph[:m.start()], m.group(1)):
+            continue
+        ends.append(m.end())
+    return ends
 
 
-def _depth_at(quotes, offset: int) -> int:
-    positions, depths = quotes
-    i = bisect.bisect_right(positions, offset)
-    return depths[i - 1] if i else 0
+def paragraph_sentences(paragraph: str) -> list[str]:
+    """The sentences of one paragraph (regex splitter), stripped, none empty."""
+    out, start = [], 0
+    for end in sentence_ends(paragraph) + [len(paragraph)]:
+        piece = paragraph[start:end].strip()
+        if piece:
+            out.append(piece)
+        start = end
+    return out
+
+
+def sentences(text: str) -> list[str]:
+    """The sentences of `text` (regex splitter); a paragraph break always ends one."""
+    return [s for a, b in paragraph_spans(text) for s in paragraph_sentences(text[a:b])]
 
 
 def _is_speech_tag(sentence_before: str, sentence_after: str) -> bool:
@@ -169,14 +183,14 @@ def boundaries(text: str, punkt, until: int | None = None):
     for i, (p_start, p_end) in enumerate(paragraphs):
         if until is not None and p_start > until and found:
             break
-        quotes = _quote_depths(text[p_start:p_end])
+        quotes = quote_depths(text[p_start:p_end])
         spans = list(punkt.span_tokenize(text[p_start:p_end]))
         spans = [(p_start + a, p_start + b) for a, b in spans]
         for (a, b), nxt in zip(spans, spans[1:] + [None]):
             sentence = text[a:b]
-            if not _SENTENCE_END.search(sentence) or _guarded(sentence):
+            if not ENDS_SENTENCE.search(sentence) or _guarded(sentence):
                 continue
-            quoted = _depth_at(quotes, b - p_start) > 0
+            quoted = depth_at(quotes, b - p_start) > 0
             if nxt is None:  # paragraph end: the next paragraph starts the completion
                 if i + 1 < len(paragraphs):
                     found.append(Boundary(b, paragraphs[i + 1][0], 2 if quoted else 0))
