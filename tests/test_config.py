@@ -1,10 +1,13 @@
 import os
+import re
 
 import pytest
 import yaml
 from conftest import FT, MAIN_CONFIG, REHEARSAL_CONFIG
+from pydantic import BaseModel
 from styletune.config import effective_yaml, load_config, merge
 from styletune.errors import ConfigError
+from styletune.settings import StylePipeline
 
 # What a CPU and the 135M model force the rehearsal to change, and nothing else.
 REHEARSAL_MAY_CHANGE = {
@@ -64,19 +67,46 @@ def test_effective_yaml_has_no_extends_and_round_trips():
 
 
 @pytest.mark.parametrize("block, message", [
-    ({"prefix_ratio": [0.2, 0.1]}, "prefix_ratio"),
+    ({"prefix_ratio": [0.2, 0.1]}, "prefix_ratio` must be two shares"),
     ({"prefix_ratio": 0.1}, "prefix_ratio` must be two shares"),
-    ({"prefix_ration": [0.05, 0.1]}, "unknown key"),
-    ({"cuts_per_chunk": 0}, "cuts_per_chunk"),
-    ({"validation_chunks": "chunk_002_x.txt"}, "validation_chunks` must be a list"),
-    ({"seed": "forty-two"}, "seed` must be a whole number"),
+    ({"prefix_ration": [0.05, 0.1]}, "unknown key `style_pipeline.prefix_ration`; did you mean prefix_ratio"),
+    ({"evaluation": {"mfww": 3}}, "unknown key `style_pipeline.evaluation.mfww`"),
+    ({"cuts_per_chunk": 0}, "cuts_per_chunk` must be 1 or more; got 0"),
+    ({"validation_chunks": "chunk_002_x.txt"}, "validation_chunks` must be a list; got 'chunk_002_x.txt'"),
+    ({"validation_chunks": ["a.txt", 3]}, r"validation_chunks\[1\]` must be a valid string"),
+    ({"seed": "forty-two"}, "seed` must be a whole number; got 'forty-two'"),
+    ({"seed": True}, "seed` must be a whole number"),
     ({"allow_approximate_tokens": "yes"}, "true or false"),
+    ({"train_device": "gpu"}, "train_device` must be 'cuda' or 'cpu'"),
+    ({"book_dir": 3}, "book_dir` must be a path"),
+    ({"sampling": {"top_p": 2}}, "sampling.top_p` must be less than or equal to 1; got 2"),
+    ({"evaluation": "fast"}, "evaluation` must be a mapping of keys"),
+    ({"segment_min_tokens": 3000}, "segment_min_tokens \\(3000\\) must be below segment_max_tokens"),
 ])
 def test_bad_pipeline_values_are_named(tmp_path, block, message):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump({"extends": str(MAIN_CONFIG), "style_pipeline": block}))
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigError, match=message) as err:
         load_config(path)
+    assert "\n" not in str(err.value)   # one line, never pydantic's dump
+
+
+def test_no_training_prompts_is_refused_before_stage_4(make_config):
+    """Stage 4's classifier needs base-model continuations of training prompts as its
+    "not the author" class; with none it would crash after loading both models."""
+    with pytest.raises(ConfigError, match="train_prompts` must be 1 or more: .*not the author"):
+        load_config(make_config({"evaluation": {"train_prompts": 0}}))
+    assert load_config(make_config({"evaluation": {"train_prompts": 1}})).pipeline.evaluation["train_prompts"] == 1
+
+
+def test_settings_defaults_fill_in_and_paths_resolve(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"extends": str(MAIN_CONFIG), "style_pipeline": None}))
+    p = load_config(path).pipeline
+    assert p.merged_dir == FT / "outputs" / "merged" and p.tiktoken_bpe is None
+    assert p.evaluation["report_dir"] == FT / "outputs" / "style_report"
+    assert p.evaluation["train_prompts"] == 8 and p.sampling["max_tokens"] == 400
+    assert p.prefix_ratio == (0.05, 0.10) and isinstance(p.validation_share, float)
 
 
 @pytest.mark.parametrize("top, message", [
@@ -154,3 +184,93 @@ def test_a_missing_rehearsal_model_names_make_model(make_config, tmp_path, monke
         cfg.base_model
     cfg.data["base_model"] = "meta-llama/Llama-3.1-8B-Instruct"
     assert cfg.base_model == "meta-llama/Llama-3.1-8B-Instruct"   # a Hub id stays one
+
+
+# --- the YAML's comments: every key documented, style_pipeline as settings.py defines it ---
+
+KEY_LINE = re.compile(r"^( *)(- )?([A-Za-z_]\w*):")
+# Keys settings.py defines that the main config deliberately leaves out (none today).
+NOT_IN_MAIN_CONFIG = set()
+
+
+def comments_by_key(text) -> dict:
+    """Each key's path (("style_pipeline", "seed"), ...) -> the comment that documents
+    it, or None: the comment directly above the key, or the comment above its group
+    of keys when that comment names it."""
+    lines, out, parents = text.splitlines(), {}, []
+    for i, line in enumerate(lines):
+        m = KEY_LINE.match(line)
+        if not m:
+            continue
+        indent, key = len(m.group(1)) + len(m.group(2) or ""), m.group(3)
+        while parents and parents[-1][0] >= indent:
+            parents.pop()
+        out[tuple(k for _, k in parents) + (key,)] = _comment_above(lines[:i], indent, key)
+        parents.append((indent, key))
+    return out
+
+
+def _comment_above(above, indent, key):
+    comment, sibling_between = [], False
+    for prev in reversed(above):
+        depth = len(prev) - len(prev.lstrip())
+        if not prev.strip() or depth < indent:
+            break
+        if prev.lstrip().startswith("#") and depth == indent:
+            comment.insert(0, prev.strip().lstrip("# "))
+        elif comment:
+            break
+        else:
+            sibling_between |= depth == indent
+    text = " ".join(comment)
+    return text if comment and (not sibling_between or re.search(rf"\b{key}\b", text)) else None
+
+
+def settings_fields(model, prefix=("style_pipeline",)):
+    """path -> pydantic field, for every key the settings define (sections included)."""
+    out = {}
+    for name, info in model.model_fields.items():
+        out[prefix + (name,)] = info
+        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+            out |= settings_fields(info.annotation, prefix + (name,))
+    return out
+
+
+def stated_default(comment):
+    """The value after "default " in a comment, read as YAML (None if none is stated)."""
+    m = re.search(r"\bdefault (\[[^\]]*\]|\"[^\"]*\"|[^\s,;]+?)(?=[.,;]?(\s|$))", comment)
+    return yaml.safe_load(m.group(1)) if m else None
+
+
+def test_every_top_level_key_of_the_main_config_has_a_comment():
+    """The README promises every key is commented (what, why, default)."""
+    found = comments_by_key(MAIN_CONFIG.read_text())
+    bare = [path[0] for path, comment in found.items() if len(path) == 1 and comment is None]
+    assert not bare, f"no comment above (or naming) these keys: {bare}"
+
+
+def test_style_pipeline_comments_match_the_settings():
+    """Every key settings.py defines is in the main config with a comment, and every
+    setting's comment states the default settings.py gives it."""
+    found = {p: c for p, c in comments_by_key(MAIN_CONFIG.read_text()).items()
+             if p[0] == "style_pipeline" and len(p) > 1}
+    fields = settings_fields(StylePipeline)
+    assert set(fields) - NOT_IN_MAIN_CONFIG == set(found), "keys differ between settings.py and the YAML"
+    for path, comment in found.items():
+        key = ".".join(path)
+        assert comment, f"{key}: no comment"
+        if path[-1] not in ("sampling", "evaluation"):   # sections: their keys state defaults
+            assert "default " in comment, f"{key}: the comment states no default"
+            assert stated_default(comment) == fields[path].default, f"{key}: the comment's default " \
+                f"{stated_default(comment)!r} is not settings.py's {fields[path].default!r}"
+
+
+def test_the_comment_checks_can_fail():
+    """The checks above catch a key without a comment and a wrong default."""
+    text = "# int, default 3. Documented.\na: 3\nb: 4\n# int, default 5. c, and d too.\nc: 1\nd: 2\n"
+    assert comments_by_key(text) == {("a",): "int, default 3. Documented.", ("b",): None,
+                                     ("c",): "int, default 5. c, and d too.",
+                                     ("d",): "int, default 5. c, and d too."}
+    assert stated_default("str, default data/processed. Stage 1.") == "data/processed"
+    assert stated_default("float, default 0.10. Share.") == 0.10
+    assert stated_default("[float, float], default [0.05, 0.10]. The") == [0.05, 0.10]

@@ -1,4 +1,5 @@
 """The one YAML that drives every stage: loading, the `extends:` overlay, and path resolution.
+The `style_pipeline:` keys are defined once, in settings.py; this module reports their errors.
 
 A config may start with `extends: other.yaml` and override only what differs
 (the CPU rehearsal config does). Mappings merge key by key; a list of mappings
@@ -6,51 +7,20 @@ merges item by item (so `datasets: [{path: x}]` changes only the first
 dataset's path); any other value replaces. `effective_yaml()` writes the merged
 result for Axolotl, which knows nothing of `extends:`.
 """
+import difflib
 import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from pydantic import ValidationError
 
 from styletune import paths
 from styletune.errors import ConfigError
+from styletune.settings import StylePipeline
 
 PIPELINE_KEY = "style_pipeline"
-PIPELINE_DEFAULTS = {
-    "book_dir": "data/raw/the_quiet_orbit",
-    "chunk_glob": "chunk_*.txt",
-    "prefix_ratio": [0.05, 0.10],
-    "seed": 42,
-    "cuts_per_chunk": 1,
-    "validation_share": 0.10,
-    "editor_header_share": 0.5,
-    "validation_chunks": [],
-    "exclude_chunks": [],
-    "tiktoken_bpe": None,
-    "allow_approximate_tokens": False,
-    "report_dir": "data/processed",
-    "train_device": "cuda",
-    "log_dir": "logs",
-    "merged_dir": "outputs/merged",
-    "merged_dtype": "bfloat16",
-    "serve_dir": "outputs/serve",
-    "serve_model_name": "my-voice",
-    "system_prompt_file": "configs/prompts/scifi_writer.md",
-    "serve_context_length": 8192,
-    "sampling": {"temperature": 0.8, "top_p": 0.95, "min_p": 0.05,
-                 "repeat_penalty": 1.05, "max_tokens": 400},
-    "segment_min_tokens": 600,
-    "segment_max_tokens": 3000,
-    "evaluation": {"report_dir": "outputs/style_report", "generation_tokens": 200,
-                   "prompts_per_chunk": 8, "prompt_words": 120, "train_prompts": 8,
-                   "train_examples_for_gap": 3, "mfw": 300, "segment_words": 500,
-                   "bootstrap": 1000, "seed": 42, "ppl_ratio_target": 0.8,
-                   "overfit_gap": 1.5, "memorisation_margin": 0.02},
-}
-SAMPLING_KEYS = ("temperature", "top_p", "min_p", "repeat_penalty", "max_tokens")
-EVALUATION_KEYS = tuple(PIPELINE_DEFAULTS["evaluation"])
-
 
 def merge(base, overlay):
     """Deep-merge overlay onto base (see module docstring for the rules)."""
@@ -84,39 +54,10 @@ def _read_yaml(path: Path, chain=()) -> dict:
 
 
 @dataclass
-class Pipeline:
-    """The `style_pipeline:` block, validated."""
-    book_dir: Path
-    chunk_glob: str
-    prefix_ratio: tuple
-    seed: int
-    cuts_per_chunk: int
-    validation_share: float
-    editor_header_share: float
-    validation_chunks: list
-    exclude_chunks: list
-    tiktoken_bpe: Path | None
-    allow_approximate_tokens: bool
-    report_dir: Path
-    train_device: str
-    log_dir: Path
-    merged_dir: Path
-    merged_dtype: str
-    serve_dir: Path
-    serve_model_name: str
-    system_prompt_file: Path
-    serve_context_length: int
-    sampling: dict
-    evaluation: dict
-    segment_min_tokens: int
-    segment_max_tokens: int
-
-
-@dataclass
 class Config:
     path: Path
     data: dict
-    pipeline: Pipeline = field(init=False)
+    pipeline: StylePipeline = field(init=False)
 
     def __post_init__(self):
         _check_axolotl_keys(self.path, self.data)
@@ -183,97 +124,45 @@ class Config:
         return hashlib.sha256(effective_yaml(self).encode()).hexdigest()
 
 
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _is_str_list(v) -> bool:
-    return isinstance(v, list) and all(isinstance(x, str) for x in v)
-
-
-# key: (test, what the value must be)
-_PIPELINE_TYPES = {
-    "book_dir": (lambda v: isinstance(v, str), "a folder path"),
-    "chunk_glob": (lambda v: isinstance(v, str), "a file pattern such as \"chunk_*.txt\""),
-    "prefix_ratio": (lambda v: isinstance(v, list) and len(v) == 2 and all(map(_is_number, v))
-                     and 0 < v[0] <= v[1] < 1, "two shares with 0 < low <= high < 1, e.g. [0.05, 0.10]"),
-    "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool), "a whole number"),
-    "cuts_per_chunk": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
-                       "a whole number, 1 or more"),
-    "validation_share": (lambda v: _is_number(v) and 0 <= v < 1, "a share in [0, 1), e.g. 0.10"),
-    "editor_header_share": (lambda v: _is_number(v) and 0 <= v <= 1, "a share in [0, 1], e.g. 0.5"),
-    "validation_chunks": (_is_str_list, "a list of chunk file names"),
-    "exclude_chunks": (_is_str_list, "a list of chunk file names"),
-    "tiktoken_bpe": (lambda v: v is None or isinstance(v, str), "a file path or null"),
-    "allow_approximate_tokens": (lambda v: isinstance(v, bool), "true or false"),
-    "report_dir": (lambda v: isinstance(v, str), "a folder path"),
-    "train_device": (lambda v: v in ("cuda", "cpu"), "cuda or cpu"),
-    "log_dir": (lambda v: isinstance(v, str), "a folder path"),
-    "merged_dir": (lambda v: isinstance(v, str), "a folder path"),
-    "merged_dtype": (lambda v: v in ("bfloat16", "float16", "float32"),
-                     "bfloat16, float16 or float32"),
-    "serve_dir": (lambda v: isinstance(v, str), "a folder path"),
-    # Ollama model names: lower case, digits, - _ . (and one :tag)
-    "serve_model_name": (lambda v: isinstance(v, str) and re.fullmatch(r"[a-z0-9][a-z0-9._-]*(:[a-z0-9._-]+)?", v),
-                         "a lower-case name such as my-voice (letters, digits, - _ .)"),
-    "system_prompt_file": (lambda v: isinstance(v, str), "a file path"),
-    "serve_context_length": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 512,
-                             "a whole number of tokens, 512 or more"),
-    "sampling": (lambda v: isinstance(v, dict) and set(v) <= set(SAMPLING_KEYS)
-                 and all(map(_is_number, v.values())),
-                 f"a mapping with numbers for some of {', '.join(SAMPLING_KEYS)}"),
-    "evaluation": (lambda v: isinstance(v, dict) and set(v) <= set(EVALUATION_KEYS)
-                   and all(_is_number(x) for k, x in v.items() if k != "report_dir")
-                   and isinstance(v.get("report_dir", ""), str),
-                   f"a mapping with some of {', '.join(EVALUATION_KEYS)} (numbers; report_dir a path)"),
-    "segment_min_tokens": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
-                           "a whole number of tokens, 0 or more"),
-    "segment_max_tokens": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 200,
-                           "a whole number of tokens, 200 or more (and under sequence_len)"),
-}
-
-
-def _parse_pipeline(path, block) -> Pipeline:
+def _parse_pipeline(path, block) -> StylePipeline:
     if not isinstance(block, dict):
         raise ConfigError(f"{path}: `{PIPELINE_KEY}` must be a mapping of keys")
-    unknown = set(block) - set(PIPELINE_DEFAULTS)
-    if unknown:
-        raise ConfigError(f"{path}: unknown key(s) in `{PIPELINE_KEY}`: {', '.join(sorted(unknown))}")
-    s = {**PIPELINE_DEFAULTS, **block}
-    for key, (ok, what) in _PIPELINE_TYPES.items():
-        if not ok(s[key]):
-            raise ConfigError(f"{path}: `{PIPELINE_KEY}.{key}` must be {what}; got {s[key]!r}")
-    if s["segment_min_tokens"] >= s["segment_max_tokens"]:
-        raise ConfigError(f"{path}: `{PIPELINE_KEY}.segment_min_tokens` ({s['segment_min_tokens']}) "
-                          f"must be below segment_max_tokens ({s['segment_max_tokens']})")
-    return Pipeline(
-        book_dir=paths.resolve(s["book_dir"]),
-        chunk_glob=s["chunk_glob"],
-        prefix_ratio=(float(s["prefix_ratio"][0]), float(s["prefix_ratio"][1])),
-        seed=s["seed"],
-        cuts_per_chunk=s["cuts_per_chunk"],
-        validation_share=float(s["validation_share"]),
-        editor_header_share=float(s["editor_header_share"]),
-        validation_chunks=s["validation_chunks"],
-        exclude_chunks=s["exclude_chunks"],
-        tiktoken_bpe=paths.resolve(s["tiktoken_bpe"]) if s["tiktoken_bpe"] else None,
-        allow_approximate_tokens=s["allow_approximate_tokens"],
-        report_dir=paths.resolve(s["report_dir"]),
-        train_device=s["train_device"],
-        log_dir=paths.resolve(s["log_dir"]),
-        merged_dir=paths.resolve(s["merged_dir"]),
-        merged_dtype=s["merged_dtype"],
-        serve_dir=paths.resolve(s["serve_dir"]),
-        serve_model_name=s["serve_model_name"],
-        system_prompt_file=paths.resolve(s["system_prompt_file"]),
-        serve_context_length=s["serve_context_length"],
-        sampling={**PIPELINE_DEFAULTS["sampling"], **s["sampling"]},
-        evaluation={**PIPELINE_DEFAULTS["evaluation"], **s["evaluation"],
-                    "report_dir": paths.resolve(s["evaluation"].get(
-                        "report_dir", PIPELINE_DEFAULTS["evaluation"]["report_dir"]))},
-        segment_min_tokens=s["segment_min_tokens"],
-        segment_max_tokens=s["segment_max_tokens"],
-    )
+    try:
+        return StylePipeline.model_validate(block)
+    except ValidationError as err:
+        errors = err.errors()
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise ConfigError(f"{path}: {_explain(errors[0])}{more}") from None
+
+
+# pydantic's wording where a writer would not recognise it
+_PLAIN_REASONS = {"model_type": "must be a mapping of keys", "bool_type": "must be true or false",
+                  "int_type": "must be a whole number", "list_type": "must be a list"}
+
+
+def _explain(error) -> str:
+    """One pydantic error as one line: the key, what is allowed, the value given."""
+    key = ".".join([PIPELINE_KEY] + [f"[{p}]" if isinstance(p, int) else p for p in error["loc"]])
+    key = key.replace(".[", "[")
+    if error["type"] == "extra_forbidden":
+        *section, name = error["loc"]
+        known = _section_model(section).model_fields
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"did you mean {close[0]}?" if close else f"known keys: {', '.join(known)}"
+        return f"unknown key `{key}`; {hint}"
+    reason = _PLAIN_REASONS.get(error["type"]) or error["msg"].removeprefix("Value error, ")
+    reason = re.sub(r"^(Input|String|List) should", "must", reason)
+    if not error["loc"]:  # a rule across keys: the message names them
+        return f"`{PIPELINE_KEY}`: {reason}"
+    return f"`{key}` {reason}; got {error['input']!r}"
+
+
+def _section_model(section):
+    """The model a key's section is defined by (the block itself, or evaluation/sampling)."""
+    model = StylePipeline
+    for name in section:
+        model = model.model_fields[name].annotation
+    return model
 
 
 def _check_axolotl_keys(path, data) -> None:

@@ -1,0 +1,133 @@
+"""The `style_pipeline:` block of the YAML: every key once, with its type, default and meaning.
+
+config.py validates the block with `StylePipeline` and hands the stages the result
+(`cfg.pipeline`). The YAML's comments document the same keys for the writer;
+tests/test_config.py checks that they name every key here and state its default.
+"""
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from styletune import paths
+
+
+def _resolve(value):
+    if not isinstance(value, (str, Path)):
+        raise ValueError("must be a path")
+    return paths.resolve(value)
+
+
+# How a key is marked as a path: written as a string, resolved against fine-tuning/ on load.
+ConfigPath = Annotated[Path, BeforeValidator(_resolve)]
+
+
+def at_least(low, why=""):
+    """A lower bound whose message says what is allowed and, where it helps, why."""
+    def check(value):
+        if value < low:
+            raise ValueError(f"must be {low} or more" + (f": {why}" if why else ""))
+        return value
+    return AfterValidator(check)
+
+
+Count = Annotated[int, at_least(1)]
+
+
+def _shares(value):
+    """[low, high] as a tuple: YAML has no tuples, and the stages unpack two numbers."""
+    ok = (isinstance(value, list) and len(value) == 2
+          and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in value)
+          and 0 < value[0] <= value[1] < 1)
+    if not ok:
+        raise ValueError("must be two shares with 0 < low <= high < 1, e.g. [0.05, 0.10]")
+    return (float(value[0]), float(value[1]))
+
+
+def _ollama_name(value):
+    # Ollama model names: lower case, digits, - _ . (and one :tag)
+    if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*(:[a-z0-9._-]+)?", value):
+        raise ValueError("must be a lower-case name such as my-voice (letters, digits, - _ .)")
+    return value
+
+
+# Sections stay plain dicts after validation: the stages index them
+# (`ev["report_dir"]`) and stage 4 writes them into its JSON report.
+KeptAsDict = AfterValidator(lambda section: section.model_dump())
+
+
+class Section(BaseModel):
+    # strict: YAML's `"8"` or `yes` is not a number; unknown keys are typos;
+    # defaults are validated too, so default paths resolve like written ones.
+    model_config = ConfigDict(strict=True, extra="forbid", validate_default=True)
+
+
+class Sampling(Section):
+    """Sampling when serving and in stage 4's continuations."""
+    temperature: float = Field(0.8, gt=0, description="warm enough to vary word choice")
+    top_p: float = Field(0.95, gt=0, le=1, description="nucleus: smallest token set with this probability")
+    min_p: float = Field(0.05, ge=0, lt=1, description="drop tokens below this share of the top token's probability")
+    repeat_penalty: float = Field(1.05, gt=0, description="above 1 discourages repeating tokens")
+    max_tokens: Count = Field(400, description="most tokens per reply")
+
+
+class Evaluation(Section):
+    """Stage 4: how base and tuned models are compared on the validation chunks."""
+    report_dir: ConfigPath = Field("outputs/style_report", description="style report folder")
+    generation_tokens: Count = Field(200, description="tokens generated per prompt by each model")
+    prompts_per_chunk: Count = Field(8, description="prompts per validation chunk")
+    prompt_words: Count = Field(120, description="words in each later prompt window")
+    train_prompts: Annotated[int, at_least(
+        1, "stage 4's classifier needs the base model's continuations of training prompts "
+           "as its \"not the author\" class")] = Field(
+        8, description="training prompts the base model continues for the classifier")
+    train_examples_for_gap: Count = Field(3, description="training examples in the train/validation perplexity gap")
+    mfw: Count = Field(300, description="most frequent words for Cosine Delta")
+    segment_words: Count = Field(500, description="words per segment for the distance bootstraps")
+    bootstrap: Count = Field(1000, description="bootstrap resamples per confidence interval")
+    seed: int = Field(42, description="seeds generation and the bootstraps")
+    ppl_ratio_target: float = Field(0.8, gt=0, description="target: tuned/base held-out perplexity at most this")
+    overfit_gap: float = Field(1.5, gt=0, description="overfitting: tuned val/train ratio over this x the base's")
+    memorisation_margin: float = Field(0.02, ge=0, le=1, description="copied 8-gram share allowed over the author's own")
+
+
+class StylePipeline(Section):
+    """The pipeline's own keys (Axolotl ignores the block)."""
+    book_dir: ConfigPath = Field("data/raw/the_quiet_orbit", description="folder of curated chunk files")
+    chunk_glob: str = Field("chunk_*.txt", min_length=1, description="which files in book_dir are chunks")
+    prefix_ratio: Annotated[tuple[float, float], BeforeValidator(_shares)] = Field(
+        [0.05, 0.10], description="prompt share of each example, in tokens: [low, high]")
+    seed: int = Field(42, description="seeds the cut points and the validation choice")
+    cuts_per_chunk: Count = Field(1, description="cut points per training chunk")
+    validation_share: float = Field(0.10, ge=0, lt=1, description="share of chunks held out for validation")
+    editor_header_share: float = Field(0.5, ge=0, le=1, description="share of prompts with the editor's file header")
+    validation_chunks: list[str] = Field([], description="chunk files to hold out instead of the share")
+    exclude_chunks: list[str] = Field([], description="chunk files left out of both sets")
+    tiktoken_bpe: ConfigPath | None = Field(None, description="Meta's tokenizer.model, for exact counts offline")
+    allow_approximate_tokens: bool = Field(False, description="count 4 chars/token when no tokenizer loads")
+    report_dir: ConfigPath = Field("data/processed", description="stage 1's report folder")
+    train_device: Literal["cuda", "cpu"] = Field("cuda", description="where stage 2 trains")
+    log_dir: ConfigPath = Field("logs", description="stage 2's logs and merged config")
+    merged_dir: ConfigPath = Field("outputs/merged", description="stage 3's merged model")
+    merged_dtype: Literal["bfloat16", "float16", "float32"] = Field(
+        "bfloat16", description="dtype of the merged weights")
+    serve_dir: ConfigPath = Field("outputs/serve", description="stage 5's Modelfile, Continue config, commands")
+    serve_model_name: Annotated[str, AfterValidator(_ollama_name)] = Field(
+        "my-voice", description="the model's name in Ollama and Continue")
+    system_prompt_file: ConfigPath = Field("configs/prompts/scifi_writer.md",
+                                           description="the system prompt (a Continue rules file)")
+    serve_context_length: Annotated[int, at_least(512)] = Field(8192, description="context window when serving")
+    sampling: Annotated[Sampling, KeptAsDict] = Field({}, description="sampling defaults when serving")
+    segment_max_tokens: Annotated[int, at_least(200)] = Field(
+        3000, description="stage 0: most tokens per chunk's rendered example (under sequence_len)")
+    segment_min_tokens: Annotated[int, at_least(0)] = Field(
+        600, description="stage 0: a shorter scene joins a neighbour")
+    evaluation: Annotated[Evaluation, KeptAsDict] = Field({}, description="stage 4's settings and thresholds")
+
+    @model_validator(mode="after")
+    def _segment_bounds(self):
+        if self.segment_min_tokens >= self.segment_max_tokens:
+            raise ValueError(f"segment_min_tokens ({self.segment_min_tokens}) must be below "
+                             f"segment_max_tokens ({self.segment_max_tokens})")
+        return self
