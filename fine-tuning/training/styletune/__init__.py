@@ -1,27 +1,40 @@
-"""The shared logic of the numbered stage scripts beside this package.
+"""The pipeline's package: one module per job, grouped by stage. Each script in
+fine-tuning/training/ is a parser plus one call into the module named below.
 
-cli         each script's parser (--config) and its one-line errors
-config      the one YAML (and the rehearsal overlay), paths resolved against fine-tuning/
-chunks      which files of a book folder are chunks, read without changing a word
-sentences   where a prompt may end (Punkt plus fiction's guards)
-tokens      exact token counts, as Axolotl will see each example
-examples    the prefix/completion cut of each chunk
-split       train/validation by chunk group
-stage1      stage 1 end to end (stage1_cli: what the script prints and writes)
-report      stage 1's tables and histogram
-train_prep  stage 2's preflight checks and plan
-corpus      public-domain novels as benchmark and test input
-segment     stage 0: a manuscript's chapters, scenes and paragraphs, and its chunks (segment_cli: the script)
-docx_reader a Word manuscript as text (italics as *...*, heading styles as #)
-split_chunks  scored paragraph cuts that make a passage fit, with stage 1's exact example count
-split_cli   split_oversized_chunks.py: a/b parts, original into backup/
-bnb_cpu     4-bit layers on a CPU with AVX512-BF16: kept on bitsandbytes' trainable path
-axolotl_plugin  the rehearsal config's Axolotl plugin that applies bnb_cpu in training
-startup     what every process sets up first (trackers off, no hub code, quiet known warnings)
-merge       stage 3: which adapter, the merge into the NF4 base training saw, the logits check
-evaluate    stage 4: perplexity of held-out completions and continuations from both models
-stylometry  stage 4's text measures: Cosine Delta, char n-gram attribution, style profile, repetition, copying
-style_report  stage 4's verdicts and report files (md, json, png)
-serving     stage 5: Ollama Modelfile, vLLM command, Continue entry and rules, --install
-gotemplate  a port of the Go text/template subset Ollama TEMPLATEs use, for parity tests
+text/       one text layer, shared by every stage that reads prose
+  patterns    page markers, scene-break lines, sentence-end punctuation
+  paragraphs  paragraph spans (blank-line or one-per-line), hard-wrapped text
+  sentences   where a sentence ends (Punkt plus fiction's guards), a plain splitter
+  quotes      quotation depth at a cut, quoted spans for dialogue measures
+  gutenberg   Project Gutenberg's header and licence, removed
+  docx        a Word manuscript as text (italics as *...*, heading styles as #)
+data/       stages 0 and 1: from manuscript to training examples
+  manuscript  a manuscript's chapters, scenes and paragraphs, and its chunk plan
+  segment     stage 0 (0_segment_manuscript.py): prints and writes the chunks
+  seams       where a passage too long for one example may be cut, scored
+  split_oversized  split_oversized_chunks.py: a/b parts, original into backup/
+  chunks      which files of a book folder are chunks, read without changing a word
+  examples    the prefix/completion cut of each chunk, Continue's path line
+  holdout     train/validation by chunk group
+  tokens      exact token counts, as Axolotl will see each example
+  prepare     stage 1 (1_prepare_data.py); prepare_report: its tables and histogram
+train/      stages 2 and 3: the adapter
+  preflight   stage 2's checks and plan (train_preflight.py, run by 2_train_lora.sh)
+  merge       stage 3 (3_merge_adapter.py): the adapter, the NF4 merge, the logits check
+  bnb_cpu     4-bit layers on a CPU with AVX512-BF16 kept on the trainable path
+  axolotl_plugin  the rehearsal config's Axolotl plugin that applies bnb_cpu
+eval/       stage 4 (4_evaluate_style.py)
+  evaluate    perplexity of held-out completions, continuations from both models
+  stylometry  text measures: Cosine Delta, n-gram attribution, style profile, copying
+  report      verdicts and the report files (md, json, png)
+deploy/     stage 5 (5_configure_continue.py)
+  serve       Ollama Modelfile, Continue entries and rules, SERVE.md, --install
+  llamacpp    the GGUF converter and llama-server, and the GGUF's checks
+book        stages 0-5 in order for one book (book_to_editor.py, make book)
+config      the one YAML (extends:, merge, Axolotl's keys); settings: every
+            style_pipeline key once, with type, default and meaning
+cli         each script's --config and its one-line errors; errors: the error types
+fileio      the author's files read without changing a word, outputs written atomically
+paths       every relative path in the YAML resolves against fine-tuning/
+startup     what every process sets up first (privacy: trackers off; no hub code)
 """

@@ -56,6 +56,15 @@ class Stage1Result:
         return out
 
 
+OVERLONG_EXIT = 5
+
+
+class OverlongError(InputError):
+    """A chunk's example is longer than sequence_len: the writer decides where to cut it
+    (book.py shows the splitter's proposal on this exit code)."""
+    exit_code = OVERLONG_EXIT
+
+
 def _overlong_message(examples, seq_len, config=None, book_dir=None) -> str:
     lines = [f"{len(examples)} example(s) longer than sequence_len = {seq_len} tokens "
              "(Axolotl would drop or truncate them without a word):"]
@@ -96,7 +105,7 @@ def prepare(config, book_dir=None, skip_overlong=False, say=lambda message: None
     count_rendered(examples, counter)
     overlong = [e for e in train + validation if e.total_tokens > config.sequence_len]
     if overlong and not skip_overlong:
-        raise InputError(_overlong_message(overlong, config.sequence_len, config, book_dir))
+        raise OverlongError(_overlong_message(overlong, config.sequence_len, config, book_dir))
     dropped = {id(e) for e in overlong}
     train = [e for e in train if id(e) not in dropped]
     validation = [e for e in validation if id(e) not in dropped]

@@ -1,0 +1,55 @@
+#!/usr/bin/env python3
+"""Your book, from manuscript to your editor: stages 0-5 in order (`make book` runs this).
+
+Reads   BOOK: a whole manuscript (.txt, .md or .docx), which stage 0 cuts into chunk
+        files in data/raw/<manuscript name>/, or a folder of chunk files you curated
+        (stage 0 is then skipped). The config (default: the main one, the 8B on a GPU).
+Writes  what each stage writes (see each script's --help), and
+        <output_dir>/../book_manifest.json: each stage's input and output hashes, so a
+        rerun skips every stage whose inputs and outputs are unchanged ("fresh").
+Stops   (exit 3) where you must decide or act, saying what to do and how to go on:
+        - a chunk is too long for one example: the splitter's proposed cuts are shown;
+        - no GPU and the config trains on one (rehearse on CPU with the CPU config).
+        A stage that fails stops the run with its own message and exit code.
+
+Run     make book BOOK=~/novel/manuscript.docx
+        python fine-tuning/training/book_to_editor.py ~/novel/manuscript.docx
+        ... --config configs/cpu_rehearsal.yaml   (the whole path on CPU, small model)
+        ... --backend llamacpp   --dry-run        (which stages would run or be skipped)
+
+Output  === stage 0: cut the manuscript into chunk files
+        ...
+        === stage 1: make the training examples: fresh (inputs and outputs unchanged), skipped
+"""
+import argparse
+import sys
+
+try:
+    from styletune import cli
+except ModuleNotFoundError:  # a Python without `make install`'s environment
+    sys.exit("error: this Python lacks the styletune package: run `make install`, then use "
+             "~/.venvs/finetune/bin/python (or activate that venv)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = cli.parser(__doc__)
+    p.add_argument("book", help="the manuscript (.txt, .md, .docx) or a folder of chunk files")
+    p.add_argument("--backend", choices=("ollama", "llamacpp", "vllm"), default="ollama",
+                   help="the server stage 5 sets Continue up for (default: ollama)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="say which stages would run and which are fresh; run nothing")
+    return p
+
+
+def parse_args(argv=None):
+    return build_parser().parse_args(argv)
+
+
+def main(argv=None) -> int:
+    from styletune import book
+    return cli.run_main(book.run, parse_args(argv),
+                        "interrupted: every stage finished so far is recorded; run it again to go on")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

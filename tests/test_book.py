@@ -1,0 +1,108 @@
+"""make book (book_to_editor.py): stages in order on the writer's book, a stop where
+the writer decides, and fresh stages skipped by their recorded hashes."""
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+from conftest import FT, SAMPLE_BOOK
+
+from styletune.book import Hashes, check_book
+from styletune.errors import UserError
+
+SCRIPT = FT / "training" / "book_to_editor.py"
+MANUSCRIPT = SAMPLE_BOOK / "the_quiet_orbit_full_manuscript.txt"
+
+
+def run_book(book, config, *extra):
+    done = subprocess.run([sys.executable, str(SCRIPT), str(book), "--config", str(config), *extra],
+                          capture_output=True, text=True)
+    return done.returncode, done.stdout + done.stderr
+
+
+def gpu_config(make_config, tmp_path, **top):
+    """The rehearsal config, but training on a GPU, with chunk folders under tmp_path."""
+    return make_config({"train_device": "cuda", "book_dir": str(tmp_path / "raw" / "sample")}, **top)
+
+
+def cuda_present():
+    import torch
+    return torch.cuda.is_available()
+
+
+@pytest.mark.slow
+def test_manuscript_runs_stages_0_and_1_then_stops_without_a_gpu_and_a_rerun_skips_them(make_config, tmp_path):
+    if cuda_present():
+        pytest.skip("this machine has a GPU, so stage 2 would train instead of stopping")
+    config = gpu_config(make_config, tmp_path)
+    code, out = run_book(MANUSCRIPT, config)
+    assert code == 3, out
+    assert "=== stage 0: cut the manuscript into chunk files" in out
+    assert "=== stage 1: make the training examples" in out
+    assert "stopped before stage 2: no GPU here" in out and "cpu_rehearsal.yaml" in out
+    chunks = sorted((tmp_path / "raw" / "the_quiet_orbit_full_manuscript").glob("chunk_*.txt"))
+    assert len(chunks) >= 5
+    assert (tmp_path / "out" / "train.jsonl").stat().st_size > 0
+    record = json.loads((tmp_path / "out" / "book_manifest.json").read_text())
+    assert set(record["stages"]) == {"0", "1"}
+
+    code, out = run_book(MANUSCRIPT, config)
+    assert code == 3, out
+    assert "stage 0: cut the manuscript into chunk files: fresh" in out
+    assert "stage 1: make the training examples: fresh" in out
+
+    # the writer edits one word of a chunk: stage 0 never recuts over it; stage 1 reruns
+    edited = chunks[1].read_text().replace(" the ", " a ", 1)
+    chunks[1].write_text(edited)
+    code, out = run_book(MANUSCRIPT, config)
+    assert code == 3, out
+    assert "were edited after stage 0 wrote them: used as they are" in out
+    assert "=== stage 1: make the training examples\n" in out
+    assert chunks[1].read_text() == edited
+
+    # and if the manuscript changes too, it stops rather than choose between them
+    changed = tmp_path / MANUSCRIPT.name
+    changed.write_text(MANUSCRIPT.read_text().replace("Haji", "Hadji", 1))
+    code, out = run_book(changed, config)
+    assert code == 3, out
+    assert "Recutting would replace those edits" in out
+    assert chunks[1].read_text() == edited
+
+
+@pytest.mark.slow
+def test_a_chunk_too_long_stops_with_the_splitters_proposal(make_config, tmp_path):
+    book = tmp_path / "book"
+    shutil.copytree(SAMPLE_BOOK, book)
+    config = gpu_config(make_config, tmp_path, sequence_len=1024)
+    code, out = run_book(book, config)
+    assert code == 3, out
+    assert "=== stage 0" not in out                    # a chunk folder: no stage 0
+    assert "the splitter's proposal (nothing written yet)" in out
+    assert "cut at character" in out                   # the dry run's own lines
+    assert f"split_oversized_chunks.py --config {config} --book {book}" in out
+    assert "stopped: a chunk is too long" in out
+    assert not (book / "backup" / "chunk_001_prologue_awakening.txt").exists()   # nothing split
+
+
+def test_a_book_that_is_not_there_or_not_a_manuscript_is_one_clear_error(tmp_path):
+    with pytest.raises(UserError, match="does not exist: give a manuscript"):
+        check_book(tmp_path / "missing.docx")
+    pdf = tmp_path / "novel.pdf"
+    pdf.write_bytes(b"%PDF-1.7")
+    with pytest.raises(UserError, match=r"novel.pdf: a manuscript must be .txt, .md or .docx"):
+        check_book(pdf)
+    code, out = run_book(pdf, FT / "configs" / "cpu_rehearsal.yaml")
+    assert code == 2 and out.startswith("error: ") and "Traceback" not in out
+
+
+def test_hashes_follow_content_and_reuse_a_recorded_hash_only_for_the_same_size_and_mtime(tmp_path):
+    folder = tmp_path / "f"
+    folder.mkdir()
+    (folder / "a.txt").write_text("one")
+    first = Hashes({})
+    digest = first.path(folder)
+    assert Hashes(first.seen).path(folder) == digest
+    (folder / "a.txt").write_text("two")                # new content and mtime: rehashed
+    assert Hashes(first.seen).path(folder) != digest
+    assert Hashes({}).path(tmp_path / "nothing") is None
