@@ -9,9 +9,18 @@ README = REPO / "README.md"
 GENERATED = ("fine-tuning/data/processed/", "fine-tuning/outputs/", "fine-tuning/logs")
 
 
+def pipeline_table() -> dict:
+    """The README's pipeline table: {stage number: (script, status cell)}."""
+    rows = {}
+    for line in README.read_text().splitlines():
+        m = re.match(r"\| (\d) \| `(\d_\w+\.(?:py|sh))[^|]*\|.*\| ([^|]+) \|$", line)
+        if m:
+            rows[int(m.group(1))] = (m.group(2), m.group(3))
+    return rows
+
+
 def planned_scripts():
-    rows = [line for line in README.read_text().splitlines() if line.startswith("| ") and "planned" in line]
-    return {m for row in rows for m in re.findall(r"`(\d_[\w]+\.(?:py|sh))", row)}
+    return {script for script, status in pipeline_table().values() if "planned" in status.lower()}
 
 
 def backticked(path):
@@ -34,10 +43,22 @@ def test_named_paths_exist():
                 assert (REPO / path.rstrip(".")).exists(), f"{doc.name} names {path}"
 
 
+def test_pipeline_table_lists_every_stage_and_its_status_is_true():
+    """Read from the table, not assumed: a reworded table must fail here rather
+    than leave the checks below with nothing to exempt or compare."""
+    table = pipeline_table()
+    assert sorted(table) == [0, 1, 2, 3, 4, 5], table
+    scripts = {p.name for p in (FT / "training").iterdir()}
+    for stage, (script, status) in table.items():
+        if "planned" in status.lower():
+            assert script not in scripts, f"stage {stage}: {script} exists but is marked planned"
+        else:
+            assert script in scripts, f"stage {stage}: {script} is marked {status.strip()} but does not exist"
+
+
 def test_named_scripts_exist_or_are_planned():
     scripts = {p.name for p in (FT / "training").iterdir()}
     planned = planned_scripts()
-    assert "2_train_lora.sh" in planned or "2_train_lora.sh" in scripts
     for doc in (AGENT, README):
         for name in set(re.findall(r"\b(\d_\w+\.(?:py|sh))", doc.read_text())):
             assert name in scripts or name in planned, f"{doc.name} names {name}"
@@ -46,7 +67,7 @@ def test_named_scripts_exist_or_are_planned():
 def test_named_flags_exist():
     options = {flag for script in (FT / "training").glob("*.py") if "def build_parser" in script.read_text()
                for flag in load_script(script).build_parser()._option_string_actions}
-    train_usage = (FT / "training" / "2_train_lora.sh").read_text().split("set -euo")[0]
+    train_usage = script_flags()["2_train_lora.sh"]  # flags, not the text: "--re" is no flag
     bench_flags = {f for p in (FT / "benchmarks").glob("*.py")
                    for f in re.findall(r'add_argument\("(--[a-z-]+)"', p.read_text())}
     planned = planned_scripts()
@@ -59,6 +80,33 @@ def test_named_flags_exist():
                     continue  # Axolotl's, pip's, vLLM's and llama-server's own
                 assert flag in options or flag in train_usage or flag in bench_flags, \
                     f"{doc.name} names {flag}, which no stage or benchmark script has"
+
+
+def script_flags() -> dict:
+    """{script name: its flags}: the stage scripts' parsers, 2_train_lora.sh's usage text."""
+    flags = {script.name: set(load_script(script).build_parser()._option_string_actions)
+             for script in (FT / "training").glob("*.py") if "def build_parser" in script.read_text()}
+    usage = (FT / "training" / "2_train_lora.sh").read_text().split("set -euo")[0]
+    flags["2_train_lora.sh"] = set(re.findall(r"--[a-z][a-z-]+", usage))
+    return flags
+
+
+def test_a_command_shown_uses_its_own_scripts_flags():
+    """`3_merge_adapter.py --backend` would pass the check above (another script has
+    --backend); a command in backticks must use flags of the script it runs."""
+    flags = script_flags()
+    checked = 0
+    for doc in (AGENT, README):
+        for token in backticked(doc):
+            m = re.search(r"([\w]+\.(?:py|sh))\b(.*)", token)
+            if not m or m.group(1) not in flags:
+                continue
+            for flag in re.findall(r"(?<![\w-])(--[a-z][a-z-]+)", m.group(2)):
+                if flag in ("--learning-rate",):  # passed through to axolotl train
+                    continue
+                assert flag in flags[m.group(1)], f"{doc.name}: `{token}`: {m.group(1)} has no {flag}"
+                checked += 1
+    assert checked > 10  # the docs show commands with flags: a regex that found none is broken
 
 
 def test_make_targets_exist():

@@ -156,3 +156,24 @@ def test_join_classes_of_a_real_tokenizer(hf_tokenizer):
         ["space", "text", "newline"]
     assert evaluate.JOIN_CLASSES[classes[hf_tokenizer.eos_token_id]] == "end"
     assert [evaluate.join_class(t) for t in (" “Alan", "The", "\n\nThe")] == ["space", "text", "newline"]
+
+
+CONV = [{"role": "user", "content": "The station turned."},
+        {"role": "assistant", "content": "Nobody slept."}]
+# The generation prompt opens the assistant turn with "bot", the conversation with "assistant".
+PROMPT_NOT_A_PREFIX = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n"
+                       "{% endfor %}{% if add_generation_prompt %}<|im_start|>bot\n{% endif %}")
+NO_END_OF_TURN = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}\n{% endfor %}"
+                  "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+@pytest.mark.parametrize("template, fix", [(PROMPT_NOT_A_PREFIX, "choose a chat_template"),
+                                           (NO_END_OF_TURN, "special_tokens.eos_token")])
+def test_a_template_perplexity_cannot_follow_is_refused_with_the_fix(template, fix):
+    """Checked in every run (not an assert, which `python -O` drops): scores of
+    shifted tokens would be silently wrong."""
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(SMOL)
+    tok.chat_template, tok.eos_token = template, "<|im_end|>"
+    with pytest.raises(evaluate.EvaluationError, match=fix):
+        evaluate.completion_token_nll(None, tok, CONV)  # refused before the model is needed

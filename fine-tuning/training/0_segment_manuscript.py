@@ -47,13 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse_args(argv=None):
-    return build_parser().parse_args(argv)
-
-
 def main(argv=None) -> int:
     from styletune.data import segment
-    return cli.run_main(segment.run, parse_args(argv))
+    return cli.run_main(segment.run, build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,9 @@ autocomplete sends before the text, so both editor routes see the training forma
 Tokens are counted exactly, as Axolotl sees them: the rendered chat template
 with the base model's tokenizer. An example longer than `sequence_len` is an error.
 
+Exit    0 written (or dry run), 2 a problem the message names the fix for, 5 an example
+        longer than sequence_len (the message names split_oversized_chunks.py).
+
 Run     python fine-tuning/training/1_prepare_data.py                # main config
         python fine-tuning/training/1_prepare_data.py --config configs/cpu_rehearsal.yaml
         ... --book data/raw/my_novel   --dry-run   --preview 2   --force
@@ -53,13 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse_args(argv=None):
-    return build_parser().parse_args(argv)
-
-
 def main(argv=None) -> int:
     from styletune.data import prepare
-    return cli.run_main(prepare.run, parse_args(argv),
+    return cli.run_main(prepare.run, build_parser().parse_args(argv),
                         "interrupted: every output file is whole (old or new version); rerun to finish")
 
 

@@ -65,14 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse_args(argv=None):
-    return build_parser().parse_args(argv)
-
-
 
 def main(argv=None) -> int:
     from styletune.train import merge
-    return cli.run_main(merge.run, parse_args(argv),
+    return cli.run_main(merge.run, build_parser().parse_args(argv),
                         "interrupted: the previous merged folder (if any) is untouched")
 
 

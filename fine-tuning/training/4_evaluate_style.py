@@ -56,14 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse_args(argv=None):
-    return build_parser().parse_args(argv)
-
-
 
 def main(argv=None) -> int:
     from styletune.eval import evaluate
-    return cli.run_main(evaluate.run, parse_args(argv),
+    return cli.run_main(evaluate.run, build_parser().parse_args(argv),
                         "interrupted: an earlier report (if any) is untouched")
 
 

@@ -51,11 +51,12 @@ except ModuleNotFoundError:  # a Python without `make install`'s environment
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from styletune.deploy.serve import BACKENDS, QUANTIZE_LEVELS
     p = cli.parser(__doc__)
     p.add_argument("--model", metavar="DIR", help="merged folder (default: style_pipeline.merged_dir)")
-    p.add_argument("--backend", choices=("ollama", "llamacpp", "vllm"), default="ollama",
+    p.add_argument("--backend", choices=BACKENDS, default="ollama",
                    help="which server the Continue entries talk to (default: ollama)")
-    p.add_argument("--quantize", choices=("q8_0", "q4_K_M", "q4_K_S"),
+    p.add_argument("--quantize", choices=QUANTIZE_LEVELS,
                    help="let `ollama create` quantise (default: keep the merged dtype)")
     p.add_argument("--install", action="store_true",
                    help="also merge the entry and rules into your Continue folder (backup first)")
@@ -72,14 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse_args(argv=None):
-    return build_parser().parse_args(argv)
-
-
-
 def main(argv=None) -> int:
     from styletune.deploy import serve
-    return cli.run_main(serve.run, parse_args(argv))
+    return cli.run_main(serve.run, build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -41,13 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse_args(argv=None):
-    return build_parser().parse_args(argv)
-
-
 def main(argv=None) -> int:
     from styletune import book
-    return cli.run_main(book.run, parse_args(argv),
+    return cli.run_main(book.run, build_parser().parse_args(argv),
                         "interrupted: every stage finished so far is recorded; run it again to go on")
 
 

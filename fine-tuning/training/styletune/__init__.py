@@ -21,6 +21,8 @@ data/       stages 0 and 1: from manuscript to training examples
 train/      stages 2 and 3: the adapter
   preflight   stage 2's checks and plan (train_preflight.py, run by 2_train_lora.sh)
   merge       stage 3 (3_merge_adapter.py): the adapter, the NF4 merge, the logits check
+  checkpoints Axolotl's checkpoint-N folders, newest and by step
+  model_size  a model's shape and parameter count (GQA, tied embeddings), for memory plans
   bnb_cpu     4-bit layers on a CPU with AVX512-BF16 kept on the trainable path
   axolotl_plugin  the rehearsal config's Axolotl plugin that applies bnb_cpu
 eval/       stage 4 (4_evaluate_style.py)

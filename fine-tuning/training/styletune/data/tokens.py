@@ -7,6 +7,7 @@ with tiktoken. An estimate (4 characters a token) only when the config opts in,
 and then every figure is labelled "approximate".
 """
 import importlib.util
+import json
 from datetime import datetime
 from pathlib import Path
 
@@ -25,6 +26,21 @@ LLAMA3_SPECIAL_COUNT = 256
 LLAMA3_TEMPLATE_TOKENS = {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>",
                           "pad_token": "<|finetune_right_pad_id|>"}
 SPECIAL_TOKEN_NAMES = ("bos_token", "eos_token", "pad_token", "unk_token")
+
+
+class TokenizerFileError(ValueError):
+    """A tokenizer.json the `tokenizers` library cannot read."""
+
+
+def _tokenizer_unavailable() -> tuple:
+    """What loading a tokenizer raises when it cannot be had, as opposed to a bug:
+    OSError for a missing file or folder and every Hub refusal (GatedRepoError,
+    RepositoryNotFoundError, RevisionNotFoundError are HTTP errors that are OSErrors;
+    LocalEntryNotFoundError when offline and not cached; OfflineModeIsEnabled);
+    HFValidationError for a name that cannot be a repo id; and an unreadable
+    tokenizer file. Anything else is a bug and must show as one."""
+    from huggingface_hub.errors import HFValidationError
+    return (OSError, HFValidationError, json.JSONDecodeError, UnicodeDecodeError, TokenizerFileError)
 
 
 def _raise_template_error(message):
@@ -176,7 +192,14 @@ def _tokenizer_files(base_model: str):
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
-    found = [hf_hub_download(base_model, names[0])]
+    try:
+        found = [hf_hub_download(base_model, names[0])]
+    except RuntimeError as err:
+        # huggingface_hub 1.x, after a failed connection, closes its HTTP client and
+        # then retries on it: with no network the download ends in this RuntimeError.
+        if "client has been closed" not in str(err):
+            raise
+        raise ConnectionError(f"cannot reach the Hugging Face Hub to download {base_model}") from err
     for name in names[1:]:
         try:
             found.append(hf_hub_download(base_model, name))
@@ -187,8 +210,6 @@ def _tokenizer_files(base_model: str):
 
 def _load_hf_tokenizer(base_model: str):
     """(tokenizer, its special tokens by name, its own chat template or None)."""
-    import json
-
     from tokenizers import Tokenizer
 
     tok_json, tok_config, jinja = _tokenizer_files(base_model)
@@ -197,7 +218,11 @@ def _load_hf_tokenizer(base_model: str):
     meta = json.loads(Path(tok_config).read_text(encoding="utf-8")) if tok_config else {}
     template = Path(jinja).read_text(encoding="utf-8") if jinja else meta.get("chat_template")
     specials = {name: _token_text(meta.get(name)) for name in SPECIAL_TOKEN_NAMES}
-    return Tokenizer.from_file(str(tok_json)), specials, template
+    try:
+        tokenizer = Tokenizer.from_file(str(tok_json))
+    except Exception as err:  # the Rust library raises a bare Exception for any file it cannot read
+        raise TokenizerFileError(f"{tok_json} is not a tokenizer the `tokenizers` library can read: {err}") from err
+    return tokenizer, specials, template
 
 
 def _how_to_get_tokenizer(base_model, err) -> str:
@@ -224,7 +249,7 @@ def _build_counter(config) -> Counter:
     base = config.base_model
     try:
         tok, specials, default_template = _load_hf_tokenizer(base)
-    except Exception as err:  # gated, offline, missing: every cause ends in the same advice
+    except _tokenizer_unavailable() as err:  # gated, offline, missing: the same advice
         if settings.tiktoken_bpe:
             if not settings.tiktoken_bpe.is_file():
                 raise ConfigError(f"style_pipeline.tiktoken_bpe: no file at {settings.tiktoken_bpe}")

@@ -150,13 +150,29 @@ def _ids(tok, messages, generation_prompt: bool) -> list[int]:
     return list(out["input_ids"] if isinstance(out, dict) else out)
 
 
+def _completion_span(tok, conversation, full: list[int]) -> tuple[int, int]:
+    """[start, end) of the assistant turn and its end-of-turn token in `full`. The
+    prompt (user turn + generation prompt) must render as a prefix of the whole
+    conversation, or the scores would belong to shifted tokens."""
+    prompt = _ids(tok, conversation[:1], True)
+    if full[:len(prompt)] != prompt:
+        raise EvaluationError("the chat template renders the prompt (user turn + generation "
+                              "prompt) differently inside the whole conversation, so the "
+                              "completion's tokens cannot be found: choose a chat_template whose "
+                              "generation prompt is what it writes before an assistant turn")
+    ends = [i for i, t in enumerate(full) if t == tok.eos_token_id]
+    if not ends or ends[-1] < len(prompt):
+        raise EvaluationError(f"the chat template writes no end-of-turn token ({tok.eos_token!r}) "
+                              "after the assistant turn: set special_tokens.eos_token in the config "
+                              "to the token the template ends a turn with")
+    return len(prompt), ends[-1] + 1
+
+
 def completion_token_nll(model, tok, conversation) -> np.ndarray:
     """NLL of each token of the assistant turn and its end-of-turn token, as trained."""
     import torch
     full = _ids(tok, conversation, False)
-    start = len(_ids(tok, conversation[:1], True))
-    assert full[:start] == _ids(tok, conversation[:1], True), "prompt tokens differ inside the full rendering"
-    end = max(i for i, t in enumerate(full) if t == tok.eos_token_id) + 1
+    start, end = _completion_span(tok, conversation, full)
     device = next(model.parameters()).device
     with torch.no_grad():
         logits = model(torch.tensor([full[:end]], device=device)).logits[0].float()

@@ -10,7 +10,6 @@ trained, on GPU or CPU. A plain LoRA config (no `load_in_4bit`) merges into the
 unquantised base.
 """
 import json
-import re
 import shutil
 import time
 from contextlib import contextmanager
@@ -23,9 +22,9 @@ from styletune.data.tokens import training_template
 from styletune.errors import UserError
 from styletune.fileio import sha256_bytes, write_atomic
 from styletune.train.bnb_cpu import keep_4bit_layers_trainable
-from styletune.train.preflight import model_shape
+from styletune.train.checkpoints import checkpoint_step, checkpoints
+from styletune.train.model_size import model_shape, parameter_count
 
-CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 ADAPTER_FILE = "adapter_model.safetensors"
 MANIFEST = "merge_manifest.json"
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
@@ -56,13 +55,6 @@ class AdapterChoice:
     eval_loss: float | None = None
 
 
-def _steps(output_dir: Path) -> list[tuple[int, Path]]:
-    """checkpoint-N folders holding an adapter, by step number (not name order or mtime)."""
-    found = [(int(m.group(1)), p) for p in output_dir.glob("checkpoint-*")
-             if p.is_dir() and (m := CHECKPOINT.match(p.name)) and (p / ADAPTER_FILE).is_file()]
-    return sorted(found)
-
-
 def _trainer_state(folder: Path) -> dict:
     path = folder / "trainer_state.json"
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
@@ -80,7 +72,7 @@ def choose_adapter(output_dir: Path) -> AdapterChoice:
     if not output_dir.is_dir():
         raise MergeError(f"no training output at {paths.shown(output_dir)}: run 2_train_lora.sh "
                          "first, or name an adapter with --adapter PATH")
-    steps = _steps(output_dir)
+    steps = checkpoints(output_dir, holding=ADAPTER_FILE)
     state = _trainer_state(steps[-1][1]) if steps else {}
     best = state.get("best_model_checkpoint")
     best_dir = output_dir / Path(best).name if best else None
@@ -113,10 +105,9 @@ def adapter_by_hand(path: Path) -> AdapterChoice:
     if not (path / "adapter_config.json").is_file() or not (path / ADAPTER_FILE).is_file():
         raise MergeError(f"--adapter {paths.shown(path)}: no adapter_config.json and "
                          f"{ADAPTER_FILE} there; name a training output folder or a checkpoint-N in it")
-    m = CHECKPOINT.match(path.name)
-    step = int(m.group(1)) if m else None
+    step = checkpoint_step(path)
     return AdapterChoice(path, "named with --adapter", step,
-                         _eval_loss_at(_trainer_state(path), step) if step else None)
+                         _eval_loss_at(_trainer_state(path), step) if step is not None else None)
 
 
 def check_adapter_base(cfg, choice: AdapterChoice) -> None:
@@ -131,18 +122,10 @@ def check_adapter_base(cfg, choice: AdapterChoice) -> None:
 
 # --- resources --------------------------------------------------------------------
 
-def parameter_count(cfg) -> int | None:
+def base_parameter_count(cfg) -> int | None:
     """Parameters of the base model, from its config.json (None if not local or cached)."""
     shape = model_shape(cfg)
-    if shape is None:
-        return None
-    h, layers, vocab = shape["hidden_size"], shape["num_hidden_layers"], shape["vocab_size"]
-    inter = shape.get("intermediate_size", 4 * h)
-    heads = shape.get("num_attention_heads", 1)
-    kv = shape.get("num_key_value_heads", heads)
-    attn = 2 * h * h + 2 * h * (h * kv // heads)
-    embeddings = vocab * h * (1 if shape.get("tie_word_embeddings") else 2)
-    return embeddings + layers * (attn + 3 * h * inter)
+    return parameter_count(shape) if shape is not None else None
 
 
 def _gib(n_bytes: float) -> float:
@@ -181,7 +164,7 @@ def compute_dtype(device: str, params: int | None) -> str:
 
 def placement(cfg, requested: str) -> tuple[str, str, str, int | None]:
     """(device, why, compute dtype, parameter count) for loading the config's model."""
-    params = parameter_count(cfg)
+    params = base_parameter_count(cfg)
     device, why = pick_device(requested, params)
     return device, why, compute_dtype(device, params), params
 

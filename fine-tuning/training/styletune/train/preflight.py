@@ -21,9 +21,10 @@ from styletune import paths
 from styletune.config import effective_yaml, load_config
 from styletune.errors import UserError
 from styletune.fileio import sha256_bytes, write_atomic
+from styletune.train.checkpoints import newest_checkpoint
+from styletune.train.model_size import model_shape, parameter_count
 
 PINNED = ("torch", "axolotl", "transformers", "peft", "bitsandbytes", "accelerate")
-CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
 class PreflightError(UserError):
@@ -118,13 +119,6 @@ def check_base_model(cfg) -> str:
                          "a local folder")
 
 
-def newest_checkpoint(output_dir: Path):
-    """The checkpoint with the highest step number (not the last by name or time)."""
-    steps = [(int(m.group(1)), p) for p in output_dir.glob("checkpoint-*")
-             if p.is_dir() and (m := CHECKPOINT.match(p.name))]
-    return max(steps)[1] if steps else None
-
-
 # Throughputs for the time estimate: CPU measured here (SmolLM2-135M, QLoRA, 2 cores);
 # GPU the issue's target for an 8B QLoRA on one card, not yet measured on a 5090.
 TOKENS_PER_SECOND = {"cpu": 40, "cuda": 3000}
@@ -153,17 +147,6 @@ def plan(cfg, manifest) -> dict:
             "estimated time": f"~{minutes:.0f} min at {TOKENS_PER_SECOND[device]} tokens/s (rough)"}
 
 
-def model_shape(cfg):
-    """The base model's config.json, if it is local or cached (None otherwise)."""
-    base = cfg.base_model
-    path = Path(base) / "config.json"
-    if not path.is_file():
-        from huggingface_hub import try_to_load_from_cache
-        cached = try_to_load_from_cache(base, "config.json")
-        path = Path(cached) if isinstance(cached, str) else None
-    return json.loads(path.read_text()) if path else None
-
-
 def estimate_memory_gib(cfg) -> float | None:
     """Rough peak GPU memory for QLoRA with gradient checkpointing: 4-bit weights,
     fp32 logits and their gradient for one row, one saved activation per layer,
@@ -172,8 +155,7 @@ def estimate_memory_gib(cfg) -> float | None:
     if shape is None:
         return None
     h, layers, vocab = shape["hidden_size"], shape["num_hidden_layers"], shape["vocab_size"]
-    inter = shape.get("intermediate_size", 4 * h)
-    params = vocab * h * 2 + layers * (4 * h * h + 3 * h * inter)
+    params = parameter_count(shape)
     seq = cfg.sequence_len * cfg.data.get("micro_batch_size", 1)
     gib = 2 ** 30
     return params * 0.56 / gib + seq * vocab * 8 / gib + layers * seq * h * 2 * 4 / gib + 1.5

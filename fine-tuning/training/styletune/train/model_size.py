@@ -1,0 +1,35 @@
+"""The base model's shape (its config.json) and its parameter count, for the
+memory, disk and device estimates of stages 2 and 3, read before any weights
+are loaded."""
+import json
+from pathlib import Path
+
+
+def model_shape(cfg) -> dict | None:
+    """The base model's config.json, if it is local or cached (None otherwise)."""
+    base = cfg.base_model
+    path = Path(base) / "config.json"
+    if not path.is_file():
+        from huggingface_hub import try_to_load_from_cache
+        cached = try_to_load_from_cache(base, "config.json")
+        path = Path(cached) if isinstance(cached, str) else None
+    return json.loads(path.read_text()) if path else None
+
+
+def parameter_count(shape: dict) -> int:
+    """Parameters of a Llama-style decoder from its config.json: per layer q and o
+    (all heads), k and v (num_key_value_heads only: grouped-query attention), the
+    gated MLP (gate, up, down) and two RMSNorms; then the embeddings, the final
+    norm, and lm_head only when it is not tied to the embeddings."""
+    h, vocab, inter = shape["hidden_size"], shape["vocab_size"], shape["intermediate_size"]
+    heads = shape["num_attention_heads"]
+    kv_heads = shape.get("num_key_value_heads") or heads
+    head_dim = shape.get("head_dim") or h // heads
+    q_width, kv_width = heads * head_dim, kv_heads * head_dim
+    attention = h * q_width + 2 * h * kv_width + q_width * h
+    if shape.get("attention_bias"):
+        attention += q_width + 2 * kv_width + h
+    mlp = 3 * h * inter + (2 * inter + h if shape.get("mlp_bias") else 0)
+    layer = attention + mlp + 2 * h
+    embeddings = vocab * h * (1 if shape.get("tie_word_embeddings", False) else 2)
+    return shape["num_hidden_layers"] * layer + h + embeddings
