@@ -22,6 +22,9 @@ from styletune.deploy import serve as serving
 from styletune.eval.evaluate import SEED_PROMPT
 from styletune.train import merge
 
+# A real llama-server per route, models converted to GGUF: minutes, so not in make test-fast.
+pytestmark = pytest.mark.slow
+
 STAGE1 = load_script(FT / "training" / "1_prepare_data.py")
 MERGE = load_script(FT / "training" / "3_merge_adapter.py")
 STAGE5 = load_script(FT / "training" / "5_configure_continue.py")
