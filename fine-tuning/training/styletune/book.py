@@ -232,8 +232,8 @@ def move_stale_adapter(cfg: Config) -> None:
     if out.exists() and any(out.iterdir()):
         aside = out.with_name(f"{out.name}.stale-{time.strftime('%Y%m%d-%H%M%S')}")
         out.rename(aside)
-        print(f"note: the adapter in {paths.shown(out)} was trained on other data or settings; "
-              f"kept as {paths.shown(aside)}")
+        print(f"note: the adapter in {paths.shown(out)} is not recorded as trained on this data "
+              f"with these settings (or was trained outside make book); kept as {paths.shown(aside)}")
 
 
 def run(args) -> int:
