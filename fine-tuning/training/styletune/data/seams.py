@@ -360,15 +360,11 @@ def plan(text_len, cands, tokens, limit=None, n_parts=None, min_part=0):
     best = [dict() for _ in range(max_parts + 1)]
     best[1][0] = (0.0, None)
     for k in range(1, max_parts + 1):
-        for j, (val, _) in sorted(best[k].items()):
-            if k == max_parts:
-                continue
+        for j, (val, _) in sorted(best[k].items()) if k < max_parts else ():
             for t in range(j + 1, n):
                 a, b = points[j].offset, points[t].offset
                 if not part_ok(a, b):
-                    if limit is not None and tokens(a, b) > limit:
-                        break
-                    continue
+                    break                  # a part only grows as its end moves on
                 v = val - points[t].score + part_cost(a, b)
                 if t not in best[k + 1] or v < best[k + 1][t][0]:
                     best[k + 1][t] = (v, j)
