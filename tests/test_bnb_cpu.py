@@ -1,4 +1,4 @@
-"""bitsandbytes' two CPU paths for 4-bit layers (styletune/bnb_cpu.py): with the
+"""bitsandbytes' two CPU paths for 4-bit layers (styletune/train/bnb_cpu.py): with the
 guard, an evaluation leaves a QLoRA model exactly as trainable as before it, on
 either path; without it, on a CPU with AVX512-BF16, it does not (the bug the guard
 exists for: fine-tuning/benchmarks/diagnose_bnb_cpu_paths.py measures it)."""

@@ -140,7 +140,7 @@ def test_rehearsal_trains_saves_and_changes_the_adapter(make_config, tmp_path, b
 @pytest.mark.slow
 def test_loss_falls_on_a_handful_of_examples_repeated(make_config, tmp_path, bnb_cpu_path):
     """The pipeline can learn: 4 short passages seen again and again (an evaluation
-    at the start, as Axolotl runs one, must not stop it: see styletune/bnb_cpu.py)."""
+    at the start, as Axolotl runs one, must not stop it: see styletune/train/bnb_cpu.py)."""
     paras = [p for p in (SAMPLE_BOOK / "chunk_001_prologue_the_silence.txt").read_text().split("\n\n")
              if 250 < len(p) < 700][:5]
     book = tmp_path / "tiny_book"

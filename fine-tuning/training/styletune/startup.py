@@ -6,7 +6,7 @@ fine-tuning/training/startup/sitecustomize.py (2_train_lora.sh puts it on PYTHON
 - no code fetched from a model hub: on a CPU with AVX512-BF16, importing
   bitsandbytes 0.50 tries to download a kernel (`kernels-community/
   quantization-bitsandbytes`) and run it. That is refused; bitsandbytes then
-  uses the kernel it ships, and the pipeline keeps 4-bit layers off that path anyway (bnb_cpu.py);
+  uses the kernel it ships, and the pipeline keeps 4-bit layers off that path anyway (train/bnb_cpu.py);
 - warnings known to be harmless are hidden, each with the reason below, so what
   is left on screen deserves a look;
 - STYLETUNE_BNB_CPU_PATH=plain hides AVX512-BF16 from bitsandbytes, as on a CPU

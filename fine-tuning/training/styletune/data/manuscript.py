@@ -1,6 +1,6 @@
 """Stage 0: a whole manuscript -> its structure (front matter, chapters, scenes,
 paragraphs) -> chunks that fit the token budget, cut only at chapter and scene
-boundaries (a scene too long for the budget is cut by `split_chunks` at its best
+boundaries (a scene too long for the budget is cut by `seams` at its best
 paragraph boundary).
 
 Nothing of the author's text is changed or lost: every chunk is an exact slice
