@@ -7,8 +7,7 @@ import sys
 
 import pytest
 from conftest import FT, SAMPLE_BOOK
-
-from styletune.book import Hashes, check_book
+from styletune.book import Files, Hashes, check_book
 from styletune.errors import UserError
 
 SCRIPT = FT / "training" / "book_to_editor.py"
@@ -40,11 +39,11 @@ def test_manuscript_runs_stages_0_and_1_then_stops_without_a_gpu_and_a_rerun_ski
     assert code == 3, out
     assert "=== stage 0: cut the manuscript into chunk files" in out
     assert "=== stage 1: make the training examples" in out
-    assert "stopped before stage 2: no GPU here" in out and "cpu_rehearsal.yaml" in out
+    assert "stopped before training: no GPU here" in out and "cpu_rehearsal.yaml" in out
     chunks = sorted((tmp_path / "raw" / "the_quiet_orbit_full_manuscript").glob("chunk_*.txt"))
     assert len(chunks) >= 5
     assert (tmp_path / "out" / "train.jsonl").stat().st_size > 0
-    record = json.loads((tmp_path / "out" / "book_manifest.json").read_text())
+    record = json.loads((tmp_path / "out" / "book_manifest.config.json").read_text())
     assert set(record["stages"]) == {"0", "1"}
 
     code, out = run_book(MANUSCRIPT, config)
@@ -66,8 +65,44 @@ def test_manuscript_runs_stages_0_and_1_then_stops_without_a_gpu_and_a_rerun_ski
     changed.write_text(MANUSCRIPT.read_text().replace("Haji", "Hadji", 1))
     code, out = run_book(changed, config)
     assert code == 3, out
-    assert "Recutting would replace those edits" in out
+    assert "recutting would replace those edits" in out
     assert chunks[1].read_text() == edited
+
+
+@pytest.mark.slow
+def test_a_manuscript_beside_its_chunks_is_recut_when_revised_and_a_new_name_gets_its_own_folder(
+        make_config, tmp_path):
+    if cuda_present():
+        pytest.skip("this machine has a GPU, so stage 2 would train instead of stopping")
+    config = gpu_config(make_config, tmp_path)
+    folder = tmp_path / "raw" / "novel"
+    folder.mkdir(parents=True)
+    manuscript = folder / "novel.txt"                  # the writer keeps it beside the chunks
+    manuscript.write_text(MANUSCRIPT.read_text())
+    assert run_book(manuscript, config)[0] == 3
+    first = {p.name: p.read_text() for p in folder.glob("chunk_*.txt")}
+
+    manuscript.write_text(MANUSCRIPT.read_text().replace("Haji", "Hadji"))   # a revision
+    code, out = run_book(manuscript, config)
+    assert code == 3 and "stopped before training" in out, out
+    assert "=== stage 0: cut the manuscript into chunk files\n" in out
+    assert "Hadji" in "".join(p.read_text() for p in folder.glob("chunk_*.txt"))
+
+    renamed = tmp_path / "novel_v2.txt"
+    renamed.write_text(manuscript.read_text())
+    code, out = run_book(renamed, config)
+    assert code == 3 and "=== stage 0: cut the manuscript into chunk files\n" in out, out
+    assert len(list((tmp_path / "raw" / "novel_v2").glob("chunk_*.txt"))) == len(first)
+
+    # a folder of chunk files make book did not write is never written into
+    theirs = tmp_path / "raw" / "theirs"
+    shutil.copytree(SAMPLE_BOOK, theirs)
+    before = {p.name: p.read_bytes() for p in theirs.iterdir() if p.is_file()}
+    their_manuscript = tmp_path / "theirs.txt"
+    their_manuscript.write_text(MANUSCRIPT.read_text())
+    code, out = run_book(their_manuscript, config)
+    assert code == 3 and "already holds chunk files that make book did not write" in out, out
+    assert {p.name: p.read_bytes() for p in theirs.iterdir() if p.is_file()} == before
 
 
 @pytest.mark.slow
@@ -99,10 +134,18 @@ def test_a_book_that_is_not_there_or_not_a_manuscript_is_one_clear_error(tmp_pat
 def test_hashes_follow_content_and_reuse_a_recorded_hash_only_for_the_same_size_and_mtime(tmp_path):
     folder = tmp_path / "f"
     folder.mkdir()
-    (folder / "a.txt").write_text("one")
+    (folder / "chunk_001.txt").write_text("one")
     first = Hashes({})
-    digest = first.path(folder)
-    assert Hashes(first.seen).path(folder) == digest
-    (folder / "a.txt").write_text("two")                # new content and mtime: rehashed
-    assert Hashes(first.seen).path(folder) != digest
-    assert Hashes({}).path(tmp_path / "nothing") is None
+    digest = first.files(Files(folder))
+    assert Hashes(first.seen).files(Files(folder)) == digest
+    (folder / "chunk_001.txt").write_text("two")        # new content and mtime: rehashed
+    assert Hashes(first.seen).files(Files(folder)) != digest
+    assert Hashes({}).files(Files(tmp_path / "nothing")) is None
+    # with patterns, only the matching files of the folder count (not a manuscript beside them)
+    chunks = Files(folder, ("chunk_*.txt",))
+    before = Hashes({}).files(chunks)
+    (folder / "manuscript.docx").write_bytes(b"PK")
+    (folder / "backup").mkdir()
+    (folder / "backup" / "chunk_001.txt").write_text("old")
+    assert Hashes({}).files(chunks) == before
+    assert Hashes({}).files(Files(folder)) != before

@@ -32,7 +32,6 @@ import tempfile
 from pathlib import Path
 
 import yaml
-
 from styletune.config import load_config
 from styletune.data.prepare import planned_outputs, prepare
 from styletune.fileio import normalise, read_text, write_outputs

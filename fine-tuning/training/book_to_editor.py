@@ -34,7 +34,8 @@ except ModuleNotFoundError:  # a Python without `make install`'s environment
 def build_parser() -> argparse.ArgumentParser:
     p = cli.parser(__doc__)
     p.add_argument("book", help="the manuscript (.txt, .md, .docx) or a folder of chunk files")
-    p.add_argument("--backend", choices=("ollama", "llamacpp", "vllm"), default="ollama",
+    from styletune.deploy.serve import BACKENDS
+    p.add_argument("--backend", choices=BACKENDS, default="ollama",
                    help="the server stage 5 sets Continue up for (default: ollama)")
     p.add_argument("--dry-run", action="store_true",
                    help="say which stages would run and which are fresh; run nothing")

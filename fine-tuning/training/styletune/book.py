@@ -2,16 +2,22 @@
 own script (the same commands the README gives), stopping where the writer must
 decide, skipping a stage whose outputs are fresh.
 
-Fresh means: the stage ran from here before, and its inputs (files and the part of
-the config it reads) and its outputs still hash as they did then. The hashes live
-in one manifest per config, `<output_dir>/../book_manifest.json`; a file whose size
-and modification time are unchanged keeps its recorded hash (as make and git do),
-so a 16 GB merged folder is hashed once. A stage that reruns and writes identical
-files leaves the next stage fresh: the chain is by content, not by time.
+Fresh means: the stage ran from here before, and its inputs (the files it reads and
+the config keys it reads) and its outputs still hash as they did then. The hashes
+live in one manifest per config, `<output_dir>/../book_manifest.<config name>.json`;
+a file whose size and modification time are unchanged keeps its recorded hash (as
+make and git do), so a 16 GB merged folder is hashed once. A stage that reruns and
+writes identical files leaves the next stage fresh: the chain is by content.
+
+The writer's text wins: chunk files edited after stage 0 wrote them are never recut
+over, and a folder of chunks make book did not write is never written into.
+An interrupted training run resumes from its newest checkpoint when the data and
+settings are the ones it started with.
 
 Where it stops (exit 3, the message says what to do and the command to go on):
 - a chunk too long for `sequence_len`: the splitter's dry run is shown;
-- no GPU and a config that trains on one: rehearse with the CPU config instead.
+- no GPU and a config that trains on one: rehearse with the CPU config instead;
+- a chunk folder that is not make book's own, or edited chunks and a new manuscript.
 """
 import hashlib
 import json
@@ -24,26 +30,46 @@ from pathlib import Path
 
 from styletune import paths
 from styletune.config import Config, load_config
+from styletune.data.manuscript import MANUSCRIPT_SUFFIXES
 from styletune.data.prepare import OVERLONG_EXIT
 from styletune.errors import UserError
 from styletune.fileio import write_atomic
+from styletune.train.checkpoints import newest_checkpoint
 
 STOPPED_FOR_WRITER = 3
-MANUSCRIPT_SUFFIXES = (".txt", ".md", ".docx")
 TRAINING = paths.TRAINING_DIR
+STAGE0_FILES = ("segment_manifest.json", "segment_report.md")
+# The config keys each stage reads (besides the files it reads).
+TEXT_KEYS = ("base_model", "sequence_len", "chat_template", "chat_template_jinja", "special_tokens", "tokens")
+SEGMENT_KEYS = ("segment_min_tokens", "segment_max_tokens", "chunk_glob", "tiktoken_bpe",
+                "allow_approximate_tokens")
+EXAMPLE_KEYS = ("prefix_ratio", "seed", "cuts_per_chunk", "validation_share", "validation_chunks",
+                "editor_header_share", "exclude_chunks", "report_dir")
 
 
 class BookError(UserError):
     """The book or its config cannot be run as given."""
 
 
+@dataclass(frozen=True)
+class Files:
+    """What a stage reads or writes: a file, a whole folder, or a folder's files
+    matching `patterns` (not below it: a backup/ or the manuscript beside the chunks
+    are not the chunks)."""
+    path: Path
+    patterns: tuple = ()
+
+    def key(self) -> str:
+        return str(self.path) + ("" if not self.patterns else " [" + ", ".join(self.patterns) + "]")
+
+
 @dataclass
 class Stage:
     number: str
     name: str
-    inputs: list            # paths the stage reads
-    settings: dict          # the part of the config it reads
-    outputs: list           # paths it writes
+    inputs: list            # [Files] the stage reads
+    settings: dict          # the config keys it reads
+    outputs: list           # [Files] it writes
     command: list           # argv
 
 
@@ -54,38 +80,47 @@ def chunk_folder(cfg: Config, manuscript: Path) -> Path:
     return cfg.pipeline.book_dir.parent / slug
 
 
+def picked(mapping: dict, keys) -> dict:
+    return {k: mapping.get(k) for k in keys}
+
+
 def stages(cfg: Config, book: Path, backend: str) -> list:
     """The stages to run for this book, in order (no stage 0 for a chunk folder)."""
     py, config = sys.executable, ["--config", str(cfg.path)]
-    axolotl_keys = {k: v for k, v in cfg.data.items() if k != "style_pipeline"}
     pipeline = cfg.data.get("style_pipeline", {})
-    text_settings = {"pipeline": {k: v for k, v in pipeline.items() if k != "evaluation"},
-                     **{k: cfg.data.get(k) for k in ("base_model", "sequence_len", "chat_template",
-                                                     "chat_template_jinja")}}
+    axolotl_keys = {k: v for k, v in cfg.data.items() if k != "style_pipeline"}
+    segment = {**picked(cfg.data, TEXT_KEYS), **picked(pipeline, SEGMENT_KEYS)}
+    examples = {**segment, **picked(pipeline, EXAMPLE_KEYS),
+                **picked(cfg.data, ("datasets", "test_datasets"))}
+    glob = cfg.pipeline.chunk_glob
     chunks = chunk_folder(cfg, book) if book.is_file() else book
-    data = [cfg.train_path, cfg.validation_path]
+    data = [Files(cfg.train_path), Files(cfg.validation_path)]
+    report = cfg.pipeline.report_dir
+    merged = Files(cfg.pipeline.merged_dir)
     found = []
     if book.is_file():
-        found.append(Stage("0", "cut the manuscript into chunk files", [book], text_settings, [chunks],
+        found.append(Stage("0", "cut the manuscript into chunk files", [Files(book)], segment,
+                           [Files(chunks, (glob, *STAGE0_FILES))],
                            [py, TRAINING / "0_segment_manuscript.py", book, "--out", chunks, *config]))
     found += [
-        Stage("1", "make the training examples", [chunks], text_settings,
-              data + [cfg.train_path.with_suffix(".manifest.json")],
+        Stage("1", "make the training examples", [Files(chunks, (glob,))], examples,
+              data + [Files(cfg.train_path.with_suffix(".manifest.json")),
+                      Files(report, ("stage1_report.*", "stage1_lengths.png"))],
               [py, TRAINING / "1_prepare_data.py", "--book", chunks, "--force", *config]),
         Stage("2", "train the LoRA adapter", data,
-              {"axolotl": axolotl_keys, "train_device": pipeline.get("train_device")}, [cfg.output_dir],
-              [TRAINING / "2_train_lora.sh", *config]),
-        Stage("3", "merge the adapter into the base model", [cfg.output_dir],
-              {"axolotl": axolotl_keys, "merged": {k: v for k, v in pipeline.items() if k.startswith("merged")}},
-              [cfg.pipeline.merged_dir],
-              [py, TRAINING / "3_merge_adapter.py", "--auto", "--force", *config]),
-        Stage("4", "measure the style transfer", [cfg.pipeline.merged_dir, *data],
-              {"base_model": cfg.data.get("base_model"), "evaluation": pipeline.get("evaluation")},
-              [cfg.pipeline.evaluation["report_dir"]],
+              {"axolotl": axolotl_keys, "train_device": pipeline.get("train_device")},
+              [Files(cfg.output_dir)], [TRAINING / "2_train_lora.sh", *config]),
+        Stage("3", "merge the adapter into the base model", [Files(cfg.output_dir)],
+              {"axolotl": axolotl_keys, **picked(pipeline, ("merged_dtype", "sampling"))},
+              [merged], [py, TRAINING / "3_merge_adapter.py", "--auto", "--force", *config]),
+        Stage("4", "measure the style transfer", [merged, *data],
+              {**picked(cfg.data, ("base_model",)), **picked(pipeline, ("evaluation", "sampling"))},
+              [Files(cfg.pipeline.evaluation["report_dir"])],
               [py, TRAINING / "4_evaluate_style.py", "--force", *config]),
-        Stage("5", f"set up Continue ({backend})", [cfg.pipeline.merged_dir, cfg.pipeline.system_prompt_file],
-              {"pipeline": pipeline, "template": cfg.data.get("chat_template_jinja"), "backend": backend},
-              [cfg.pipeline.serve_dir],
+        Stage("5", f"set up Continue ({backend})", [merged, Files(cfg.pipeline.system_prompt_file)],
+              {"pipeline": {k: v for k, v in pipeline.items() if k != "evaluation"},
+               **picked(cfg.data, TEXT_KEYS), "backend": backend},
+              [Files(cfg.pipeline.serve_dir)],
               [py, TRAINING / "5_configure_continue.py", "--force", "--backend", backend, *config]),
     ]
     return found
@@ -107,24 +142,27 @@ class Hashes:
         self.seen[key] = stamp + [digest]
         return digest
 
-    def path(self, path: Path) -> str | None:
-        """A file's hash, a folder's (its files' names and hashes), None when missing."""
+    def files(self, files: Files) -> str | None:
+        """A file's hash, or a folder's (its files' names and hashes); None when missing."""
+        path = files.path
         if path.is_file():
             return self.file(path)
         if not path.is_dir():
             return None
+        found = ({f for pattern in files.patterns for f in path.glob(pattern)} if files.patterns
+                 else set(path.rglob("*")))
         h = hashlib.sha256()
-        for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        for f in sorted(p for p in found if p.is_file()):
             h.update(f"{f.relative_to(path).as_posix()}\0{self.file(f)}\n".encode())
         return h.hexdigest()
 
     def state(self, stage: Stage) -> dict:
-        return {"inputs": {str(p): self.path(Path(p)) for p in stage.inputs},
+        return {"inputs": {f.key(): self.files(f) for f in stage.inputs},
                 "settings": hashlib.sha256(json.dumps(stage.settings, sort_keys=True, default=str)
                                            .encode()).hexdigest()}
 
     def outputs(self, stage: Stage) -> dict:
-        return {str(p): self.path(Path(p)) for p in stage.outputs}
+        return {f.key(): self.files(f) for f in stage.outputs}
 
 
 def _sha256_file(path: Path) -> str:
@@ -135,22 +173,24 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-# --- the run ------------------------------------------------------------------
+# --- the record ---------------------------------------------------------------
 
 def manifest_path(cfg: Config) -> Path:
-    return cfg.output_dir.parent / "book_manifest.json"
+    return cfg.output_dir.parent / f"book_manifest.{cfg.path.stem}.json"
 
 
 def read_manifest(path: Path) -> dict:
     try:
-        return json.loads(path.read_text())
+        record = json.loads(path.read_text())
     except (FileNotFoundError, json.JSONDecodeError):
-        return {"stages": {}, "files": {}}
+        record = {}
+    return {"stages": {}, "started": {}, "files": {}, **record}
 
 
-def write_manifest(path: Path, stage_records: dict, hashes: Hashes) -> None:
+def write_manifest(path: Path, manifest: dict, hashes: Hashes) -> None:
     files = {k: v for k, v in {**hashes.known, **hashes.seen}.items() if Path(k).exists()}
-    write_atomic(path, (json.dumps({"stages": stage_records, "files": files}, indent=1) + "\n").encode())
+    record = {"stages": manifest["stages"], "started": manifest["started"], "files": files}
+    write_atomic(path, (json.dumps(record, indent=1) + "\n").encode())
 
 
 def is_fresh(record: dict | None, state: dict, outputs: dict) -> bool:
@@ -158,6 +198,8 @@ def is_fresh(record: dict | None, state: dict, outputs: dict) -> bool:
             and record["settings"] == state["settings"] and record["outputs"] == outputs
             and None not in outputs.values())
 
+
+# --- where the writer decides -------------------------------------------------
 
 def check_book(book: Path) -> Path:
     book = paths.resolve_cli(book)
@@ -184,31 +226,26 @@ def gpu_missing(cfg: Config) -> str | None:
             "  make book BOOK=... CONFIG=fine-tuning/configs/cpu_rehearsal.yaml")
 
 
-def shown_command(argv: list) -> str:
-    """The command as a writer would type it from the repository root."""
-    return " ".join("python" if a == sys.executable else paths.shown(a) if isinstance(a, Path) else a
-                    for a in argv)
-
-
-def chunks_edited(manifest: dict, stage: Stage, state: dict, hashes: Hashes) -> str | None:
-    """The writer's text wins: chunk files edited since stage 0 wrote them are never
-    recut over. Returns what to say (skipped, or stopped) or None when they are as written."""
+def stage0_plan(manifest: dict, stage: Stage, state: dict, outputs: dict, glob: str) -> str:
+    """What to do about stage 0 when it is not fresh: "run", "force" (recut our own
+    unedited chunks), "keep" (the writer edited them since) or a message to stop on."""
+    folder = stage.outputs[0].path
+    if not any(folder.glob(glob)):
+        return "run"
     record = manifest["stages"].get("0")
-    if record is None or hashes.outputs(stage) == record["outputs"]:
-        return None
-    folder = paths.shown(stage.outputs[0])
+    ours = record is not None and record["outputs"].keys() == outputs.keys()
+    if not ours:
+        return (f"{paths.shown(folder)} already holds chunk files that make book did not write. "
+                f"To use them as they are: make book BOOK={paths.shown(folder)}. To cut this manuscript "
+                "afresh: move that folder away (or rename the manuscript), then run the same command again.")
+    if outputs == record["outputs"]:
+        return "force"
     if state == {k: record[k] for k in ("inputs", "settings")}:
-        return (f"the chunk files in {folder} were edited after stage 0 wrote them: used as they "
-                "are (stage 0 is not rerun, so the edits stay)")
-    return (f"stopped: the manuscript (or the config) changed, and so did the chunk files in {folder} "
-            "since stage 0 wrote them. Recutting would replace those edits. Either give the chunk "
-            f"folder as BOOK (make book BOOK={folder}) to keep the edits, or move that folder away "
-            "to cut the new manuscript afresh.")
-
-
-def run_stage(stage: Stage) -> int:
-    print(f"\n=== stage {stage.number}: {stage.name}\n$ {shown_command(stage.command)}", flush=True)
-    return subprocess.run([str(a) for a in stage.command], cwd=paths.REPO_DIR).returncode
+        return "keep"
+    return (f"the manuscript (or the config) changed, and so did the chunk files in {paths.shown(folder)} "
+            "since stage 0 wrote them; recutting would replace those edits.\n"
+            f"  To keep the edits: make book BOOK={paths.shown(folder)}\n"
+            "  To cut the new manuscript afresh: move that folder away, then run the same command again.")
 
 
 def show_splitter(cfg: Config, chunks: Path) -> None:
@@ -216,64 +253,92 @@ def show_splitter(cfg: Config, chunks: Path) -> None:
     split = [sys.executable, str(TRAINING / "split_oversized_chunks.py"),
              "--config", str(cfg.path), "--book", str(chunks)]
     print("\n=== the splitter's proposal (nothing written yet)", flush=True)
-    subprocess.run(split + ["--dry-run"], cwd=paths.REPO_DIR)
+    proposed = subprocess.run(split + ["--dry-run"], cwd=paths.REPO_DIR).returncode == 0
     shown = f"python fine-tuning/training/split_oversized_chunks.py --config {paths.shown(cfg.path)} " \
             f"--book {paths.shown(chunks)}"
-    print(f"\nstopped: a chunk is too long for one example, and where to cut it is yours to decide.\n"
-          f"Read the proposal above, then apply it:\n  {shown}\n"
-          f"or choose your own cut:\n  {shown} --cut-before \"first words of a paragraph\"\n"
-          "then run the same `make book` again: the stages already done are skipped.")
+    if proposed:
+        print(f"\nstopped: a chunk is too long for one example, and where to cut it is yours to decide.\n"
+              f"Read the proposal above, then apply it:\n  {shown}\n"
+              f"or choose your own cut:\n  {shown} --cut-before \"first words of a paragraph\"")
+    else:
+        print(f"\nstopped: a chunk is too long for one example, and the splitter found no cut that fits "
+              f"(its message above says why). Choose the cut yourself:\n  {shown} --cut-before "
+              "\"first words of a paragraph\"\nor add a paragraph break or scene-break line in the chunk.")
+    print("Then run the same `make book` again: the stages already done are skipped.")
 
 
-def move_stale_adapter(cfg: Config) -> None:
-    """Stage 2 refuses to mix two runs in output_dir; an adapter trained on other data
-    is kept, renamed, rather than deleted (it cost hours)."""
+def prepare_training(cfg: Config, stage: Stage, manifest: dict, state: dict) -> None:
+    """Resume an interrupted run of the same data and settings; otherwise keep an
+    adapter trained on something else aside (stage 2 refuses to mix two runs)."""
     out = cfg.output_dir
-    if out.exists() and any(out.iterdir()):
+    if manifest["started"].get("2") == state and out.is_dir() and newest_checkpoint(out):
+        stage.command.append("--resume")
+        print(f"note: resuming the interrupted training in {paths.shown(out)} (same data and settings)")
+    elif out.exists() and any(out.iterdir()):
         aside = out.with_name(f"{out.name}.stale-{time.strftime('%Y%m%d-%H%M%S')}")
         out.rename(aside)
         print(f"note: the adapter in {paths.shown(out)} is not recorded as trained on this data "
               f"with these settings (or was trained outside make book); kept as {paths.shown(aside)}")
+    manifest["started"]["2"] = state
+
+
+# --- the run ------------------------------------------------------------------
+
+def shown_command(argv: list) -> str:
+    """The command as a writer would type it from the repository root."""
+    return " ".join("python" if a == sys.executable else paths.shown(a) if isinstance(a, Path) else a
+                    for a in argv)
+
+
+def run_stage(stage: Stage) -> int:
+    print(f"\n=== stage {stage.number}: {stage.name}\n$ {shown_command(stage.command)}", flush=True)
+    return subprocess.run([str(a) for a in stage.command], cwd=paths.REPO_DIR).returncode
 
 
 def run(args) -> int:
-    cfg = load_config(paths.resolve_cli(args.config))
+    cfg = load_config(args.config)
     book = check_book(Path(args.book))
     record_file = manifest_path(cfg)
     manifest = read_manifest(record_file)
-    hashes = Hashes(manifest.get("files", {}))
+    hashes = Hashes(manifest["files"])
     print(f"book: {paths.shown(book)}\nconfig: {paths.shown(cfg.path)}\nrecord: {paths.shown(record_file)}")
     for stage in stages(cfg, book, args.backend):
-        key = stage.number
-        state = hashes.state(stage)
-        if is_fresh(manifest["stages"].get(key), state, hashes.outputs(stage)):
-            print(f"\n=== stage {stage.number}: {stage.name}: fresh (inputs and outputs unchanged), skipped")
+        state, outputs = hashes.state(stage), hashes.outputs(stage)
+        title = f"\n=== stage {stage.number}: {stage.name}"
+        if is_fresh(manifest["stages"].get(stage.number), state, outputs):
+            print(f"{title}: fresh (inputs and outputs unchanged), skipped")
             continue
-        if stage.number == "0" and (edited := chunks_edited(manifest, stage, state, hashes)):
-            print(f"\n=== stage {stage.number}: {stage.name}: {edited}")
-            if "stopped" in edited:
+        if stage.number == "0":
+            plan = stage0_plan(manifest, stage, state, outputs, cfg.pipeline.chunk_glob)
+            if plan == "keep":
+                print(f"{title}: the chunk files were edited after stage 0 wrote them: used as they "
+                      "are (stage 0 is not rerun, so the edits stay)")
+                continue
+            if plan not in ("run", "force"):
+                print(f"{title}: stopped: {plan}")
                 return STOPPED_FOR_WRITER
-            continue
+            if plan == "force":
+                stage.command.append("--force")     # our own unedited chunks
+        if stage.number == "2" and (why := gpu_missing(cfg)):
+            print(f"{title}: {'would stop' if args.dry_run else 'stopped'} before training: {why}")
+            return 0 if args.dry_run else STOPPED_FOR_WRITER
         if args.dry_run:
-            print(f"\n=== stage {stage.number}: {stage.name}: would run\n  {shown_command(stage.command)}")
+            print(f"{title}: would run\n  {shown_command(stage.command)}")
             continue
         if stage.number == "2":
-            if (why := gpu_missing(cfg)):
-                print(f"\nstopped before stage 2: {why}")
-                return STOPPED_FOR_WRITER
-            move_stale_adapter(cfg)
-        if stage.number == "0" and "0" in manifest["stages"]:
-            stage.command.append("--force")    # our own unedited chunks (chunks_edited said so)
+            prepare_training(cfg, stage, manifest, state)
+            write_manifest(record_file, manifest, hashes)
         code = run_stage(stage)
         if code == OVERLONG_EXIT:
-            show_splitter(cfg, stage.inputs[0])
+            show_splitter(cfg, stage.inputs[0].path)
             return STOPPED_FOR_WRITER
         if code != 0:
             print(f"\nstopped: stage {stage.number} failed (exit {code}); its message above says why. "
                   "Fix it and run the same command again.", file=sys.stderr)
             return code
-        manifest["stages"][key] = {**hashes.state(stage), "outputs": hashes.outputs(stage)}
-        write_manifest(record_file, manifest["stages"], hashes)
+        manifest["stages"][stage.number] = {**hashes.state(stage), "outputs": hashes.outputs(stage)}
+        manifest["started"].pop(stage.number, None)
+        write_manifest(record_file, manifest, hashes)
     print("\nbook done" + (" (dry run: nothing run)" if args.dry_run else "") +
           f". In your editor: {paths.shown(cfg.pipeline.serve_dir / 'SERVE.md')}")
     return 0

@@ -6,10 +6,11 @@ from pathlib import Path
 
 from styletune.errors import InputError
 from styletune.fileio import normalise, read_text, sha256_bytes
-from styletune.text.sentences import paragraph_spans
+from styletune.text.paragraphs import paragraph_spans
 
 DOCUMENT_SUFFIXES = {".docx", ".doc", ".odt", ".rtf", ".pdf", ".pages"}
-_CHUNK_ID = re.compile(r"^chunk_(\d+)([a-z]*)", re.IGNORECASE)
+# chunk_013b_the_long_walk.txt: (chunk_013)(013)(b)(_the_long_walk.txt); the splitter names parts by it
+CHUNK_NAME = re.compile(r"^(chunk_(\d+))([a-z]*)(.*)$", re.IGNORECASE)
 # Shared paragraphs shorter than this are ordinary repetition (a refrain, "Yes."),
 # not a duplicated file.
 _MIN_SHARED_PARAGRAPH_CHARS = 80
@@ -28,8 +29,8 @@ class Chunk:
     @property
     def group(self) -> str:
         """Parts of one original (013a, 013b) share a group and a side of the split."""
-        m = _CHUNK_ID.match(self.name)
-        return f"chunk_{int(m.group(1)):03d}" if m else self.path.stem
+        m = CHUNK_NAME.match(self.name)
+        return f"chunk_{int(m.group(2)):03d}" if m else self.path.stem
 
 
 def natural_key(name: str):

@@ -17,9 +17,9 @@ from styletune.errors import InputError
 from styletune.fileio import read_text
 from styletune.text.docx import read_docx
 from styletune.text.gutenberg import gutenberg_body
-from styletune.text.sentences import build_punkt
 from styletune.text.paragraphs import is_hard_wrapped, paragraph_spans
 from styletune.text.patterns import is_page_marker, is_scene_break
+from styletune.text.sentences import build_punkt
 
 MANUSCRIPT_SUFFIXES = {".txt", ".md", ".markdown", ".text", ".docx"}
 # Text before the first heading with this many words or fewer (and no heading

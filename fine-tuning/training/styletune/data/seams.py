@@ -51,9 +51,10 @@ TILING_SENTENCES = (8, 20)      # TextTiling block sizes, in sentences either si
 # development novels (Austen, Dickens, Stoker, Wilde) only; the benchmark's three test
 # novels are never used for tuning. caps_opening is a fixed prior (no development
 # novel has the habit). Signals measured and found no help there (weight 0: the
-# people named changing, dialogue to narration, a narrative restart such as "It
-# was ...", a full name early on, a dated diary or letter header) are no longer
-# computed. A feature is a number about the text on either side of one paragraph
+# people named changing, the share of dialogue changing across the boundary, a
+# retrospective opening such as "It was ...", a full name early on, a dated diary or
+# letter header) are no longer computed; narration_restart below is the dialogue
+# signal that did help. A feature is a number about the text on either side of one paragraph
 # boundary; nothing about where in the passage the boundary lies.
 WEIGHTS = {
     "tiling_short": 2.5,      # TextTiling depth, short blocks (content words, stemmed)

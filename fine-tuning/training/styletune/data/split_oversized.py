@@ -1,28 +1,25 @@
 """What split_oversized_chunks.py prints and writes: chunk files whose stage-1
 example is over the limit, cut at their best scene boundaries into a/b/... parts,
 the original moved into backup/."""
-import re
 import shlex
 import sys
 
 from styletune import paths
 from styletune.config import load_config
-from styletune.data.chunks import discover, load_chunks
+from styletune.data.chunks import CHUNK_NAME, discover, load_chunks
 from styletune.data.seams import alternatives, cut_before_text, example_tokens, propose, writer_cuts
 from styletune.data.tokens import load_counter
 from styletune.errors import InputError
 from styletune.fileio import read_text, write_atomic
 from styletune.text.sentences import build_punkt
 
-_ID = re.compile(r"^(chunk_\d+)([a-z]*)(.*)$", re.IGNORECASE)
-
 
 def part_names(name, n):
-    m = _ID.match(name)
+    m = CHUNK_NAME.match(name)
     if not m:
         stem, dot, ext = name.rpartition(".")
         return [f"{stem}_{chr(97 + i)}.{ext}" for i in range(n)]
-    return [f"{m.group(1)}{chr(97 + i)}{m.group(3)}" for i in range(n)]
+    return [f"{m.group(1)}{chr(97 + i)}{m.group(4)}" for i in range(n)]
 
 
 def counted_parts(cfg, counter, others, name, raw, cuts):
@@ -79,8 +76,8 @@ def run(args) -> int:
     plans, left_alone = [], []
     todo = []
     for chunk in oversized:
-        m = _ID.match(chunk.name)
-        if m and m.group(2):
+        m = CHUNK_NAME.match(chunk.name)
+        if m and m.group(3):
             left_alone.append(chunk)
         else:  # the file's own text, so the parts rebuild it exactly
             todo.append((chunk, read_text(chunk.path)))

@@ -21,7 +21,7 @@ def parameter_count(shape: dict) -> int:
     (all heads), k and v (num_key_value_heads only: grouped-query attention), the
     gated MLP (gate, up, down) and two RMSNorms; then the embeddings, the final
     norm, and lm_head only when it is not tied to the embeddings."""
-    h, vocab, inter = shape["hidden_size"], shape["vocab_size"], shape["intermediate_size"]
+    h, inter = shape["hidden_size"], shape["intermediate_size"]
     heads = shape["num_attention_heads"]
     kv_heads = shape.get("num_key_value_heads") or heads
     head_dim = shape.get("head_dim") or h // heads
@@ -31,5 +31,11 @@ def parameter_count(shape: dict) -> int:
         attention += q_width + 2 * kv_width + h
     mlp = 3 * h * inter + (2 * inter + h if shape.get("mlp_bias") else 0)
     layer = attention + mlp + 2 * h
-    embeddings = vocab * h * (1 if shape.get("tie_word_embeddings", False) else 2)
-    return shape["num_hidden_layers"] * layer + h + embeddings
+    return shape["num_hidden_layers"] * layer + h + embedding_parameter_count(shape)
+
+
+def embedding_parameter_count(shape: dict) -> int:
+    """The input embeddings, plus lm_head when it is not tied to them: bitsandbytes
+    leaves both in 16 bits when the rest is quantised to 4."""
+    tied = shape.get("tie_word_embeddings", False)
+    return shape["vocab_size"] * shape["hidden_size"] * (1 if tied else 2)

@@ -22,7 +22,7 @@ from styletune.config import effective_yaml, load_config
 from styletune.errors import UserError
 from styletune.fileio import sha256_bytes, write_atomic
 from styletune.train.checkpoints import newest_checkpoint
-from styletune.train.model_size import model_shape, parameter_count
+from styletune.train.model_size import embedding_parameter_count, model_shape, parameter_count
 
 PINNED = ("torch", "axolotl", "transformers", "peft", "bitsandbytes", "accelerate")
 
@@ -120,7 +120,8 @@ def check_base_model(cfg) -> str:
 
 
 # Throughputs for the time estimate: CPU measured here (SmolLM2-135M, QLoRA, 2 cores);
-# GPU the issue's target for an 8B QLoRA on one card, not yet measured on a 5090.
+# GPU a planning figure for the 8B on one RTX 5090, not measured on one: an H200 ran
+# 4,398 tokens/s (bench_gpu_training.py), and a 5090 has about half its memory bandwidth.
 TOKENS_PER_SECOND = {"cpu": 40, "cuda": 3000}
 
 
@@ -148,17 +149,20 @@ def plan(cfg, manifest) -> dict:
 
 
 def estimate_memory_gib(cfg) -> float | None:
-    """Rough peak GPU memory for QLoRA with gradient checkpointing: 4-bit weights,
-    fp32 logits and their gradient for one row, one saved activation per layer,
-    plus CUDA context and LoRA state."""
+    """Rough peak GPU memory for QLoRA with gradient checkpointing: 4-bit linear
+    weights (NF4 with double quantisation, ~0.56 bytes each with their scales),
+    16-bit embeddings and lm_head (bitsandbytes leaves them unquantised), fp32
+    logits and their gradient for one row, one saved activation per layer, plus
+    CUDA context and LoRA state."""
     shape = model_shape(cfg)
     if shape is None:
         return None
     h, layers, vocab = shape["hidden_size"], shape["num_hidden_layers"], shape["vocab_size"]
-    params = parameter_count(shape)
+    params, embeddings = parameter_count(shape), embedding_parameter_count(shape)
     seq = cfg.sequence_len * cfg.data.get("micro_batch_size", 1)
     gib = 2 ** 30
-    return params * 0.56 / gib + seq * vocab * 8 / gib + layers * seq * h * 2 * 4 / gib + 1.5
+    weights = (params - embeddings) * 0.56 + embeddings * 2
+    return weights / gib + seq * vocab * 8 / gib + layers * seq * h * 2 * 4 / gib + 1.5
 
 
 def check_disk(cfg, need_gb: float) -> str:
