@@ -21,9 +21,9 @@ Run     python fine-tuning/training/0_segment_manuscript.py MANUSCRIPT --out dat
 Output (the sample book's manuscript, rehearsal config):
         structure: 0 chapter(s), 8 scene(s), paragraphs separated by blank lines
         | chunk | words | tokens | starts here because |
-        | chunk_001_afterwards_when_consortiums_inquiry.txt | 1822 | 2452 | after the title: The Quiet Orbit |
-        | chunk_002_captain_came_in_at.txt | 1359 | 1867 | scene break: * * * |
-        | chunk_003_nine_days_said_haji.txt | 969 | 1331 | cut to fit the budget: people change (Haji); ... |
+        | chunk_001_afterwards_when_consortiums_inquiry.txt | 1828 | 2452 | after the title: The Quiet Orbit |
+        | chunk_002_captain_came_in_at.txt | 555 | 769 | scene break: * * * |
+        | chunk_003_by_evening_of_first.txt | 1775 | 2430 | cut to fit the budget: time jump ('By the evening of...') |
 """
 import argparse
 import sys

@@ -18,7 +18,7 @@ from styletune.fileio import read_text
 from styletune.text.docx import read_docx
 from styletune.text.gutenberg import gutenberg_body
 from styletune.text.paragraphs import is_hard_wrapped, paragraph_spans
-from styletune.text.patterns import is_page_marker, is_scene_break
+from styletune.text.patterns import is_page_marker, is_scene_break, word_count
 from styletune.text.sentences import build_punkt
 
 MANUSCRIPT_SUFFIXES = {".txt", ".md", ".markdown", ".text", ".docx"}
@@ -123,10 +123,6 @@ class Structure:
         return any(s.reason.startswith("scene break") for s in self.sections)
 
 
-def _words(s: str) -> int:
-    return len(re.findall(r"[\w’']+", s))
-
-
 def _is_prose(s: str) -> bool:
     letters = [c for c in s if c.isalpha()]
     return bool(letters) and sum(c.islower() for c in letters) >= 0.5 * len(letters)
@@ -151,28 +147,28 @@ def heading_kind(line: str, gap: int, first: bool, loose_gap: int) -> str:
     Strong shapes (Chapter 1, CHAPTER IV., BOOK ONE, IV., Prologue, Seventh memory -
     Mother, # Title) count wherever they stand alone; a short capitalised line only
     when set apart (extra blank lines before it, centred, or the first line)."""
-    if len(line) > 80 or _words(line) > 12 or _QUOTE_START.match(line):
+    if len(line) > 80 or word_count(line) > 12 or _QUOTE_START.match(line):
         return ""
     if _MARKDOWN_HEADING.match(line):
         return "markdown"
-    if _KEYWORD_HEADING.match(line) or _NAMED_HEADING.match(line) and _words(line) <= 8:
+    if _KEYWORD_HEADING.match(line) or _NAMED_HEADING.match(line) and word_count(line) <= 8:
         return "keyword"
     if _NUMBER_HEADING.match(line):
         return "number"
     # Centring is not a sign: it marks inscriptions and letters' closings too.
     set_apart = gap >= loose_gap or first
-    if _ORDINAL_HEADING.match(line) and _words(line) <= 8 and not line.endswith((".", ",", ";")):
+    if _ORDINAL_HEADING.match(line) and word_count(line) <= 8 and not line.endswith((".", ",", ";")):
         return "ordinal"
-    if _is_caps_line(line) and _words(line) <= 10 and set_apart:
+    if _is_caps_line(line) and word_count(line) <= 10 and set_apart:
         return "caps"
-    if set_apart and _words(line) <= 8 and not _TERMINAL.search(line) and _is_title_case(line):
+    if set_apart and word_count(line) <= 8 and not _TERMINAL.search(line) and _is_title_case(line):
         return "title"
     return ""
 
 
 def _title_line(line: str) -> bool:
     """A line that may follow a heading line as its title ('THE EVE OF THE WAR.')."""
-    return len(line) <= 80 and _words(line) <= 12 and (_is_caps_line(line) or _is_title_case(line)) \
+    return len(line) <= 80 and word_count(line) <= 12 and (_is_caps_line(line) or _is_title_case(line)) \
         and not line.endswith((",", ";"))
 
 
@@ -281,7 +277,7 @@ def analyse(text: str) -> Structure:
                 while k < len(paras) and paras[k].kind not in ("heading",):
                     k += 1
                 stretch = [r for r in paras[j:k] if r.kind == "text"]
-                words = sum(_words(text[r.start:r.end]) for r in stretch)
+                words = sum(word_count(text[r.start:r.end]) for r in stretch)
                 prose = any(_is_prose(text[r.start:r.end]) for r in stretch)
                 if k < len(paras) and (not prose or words <= HEADING_MATTER_MAX_WORDS):
                     if prose:
@@ -333,7 +329,7 @@ def analyse(text: str) -> Structure:
     first_real = strong[0] if strong else (1 if chapters else None)
     if first_real is not None:
         before = [s for s in sections if s.chapter < first_real]
-        words = sum(_words(text[q.start:q.end]) for s in before for q in s.paras)
+        words = sum(word_count(text[q.start:q.end]) for s in before for q in s.paras)
         if before and words <= FRONT_MATTER_MAX_WORDS:
             front = (before[0].start, before[-1].end, words)
             sections = sections[len(before):]

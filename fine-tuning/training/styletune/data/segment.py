@@ -11,10 +11,7 @@ from styletune.data.seams import example_tokens
 from styletune.data.tokens import load_counter
 from styletune.errors import ConfigError, InputError, UserError
 from styletune.fileio import sha256_bytes, write_atomic
-
-
-def _words(text):
-    return len(text.split())
+from styletune.text.patterns import word_count
 
 
 def segment(cfg, manuscript_path, say=lambda m: None):
@@ -39,7 +36,7 @@ def segment(cfg, manuscript_path, say=lambda m: None):
     exact = example_tokens(cfg, counter, texts)
     for c in chunks:
         c.tokens = exact.get(c.name, 0)
-        c.words = _words(ms.body[c.start:c.end])
+        c.words = word_count(ms.body[c.start:c.end])
     over = [c for c in chunks if c.tokens > cfg.sequence_len]
     if over:  # the search estimate missed by more than its margin: say so, do not write
         raise InputError("chunks over sequence_len after segmentation: "
@@ -162,7 +159,7 @@ def run(args) -> int:
     ms, structure, chunks, notes = segment(
         cfg, paths.resolve_cli(args.manuscript),
         say=lambda m: print(f"... {m}", file=sys.stderr, flush=True))
-    print(f"manuscript: {paths.shown(ms.path)} ({_words(ms.body):,} words)")
+    print(f"manuscript: {paths.shown(ms.path)} ({word_count(ms.body):,} words)")
     if ms.gutenberg_stripped:
         print("Project Gutenberg header and licence found and removed")
     print(f"structure: {len(structure.chapters)} chapter(s), {len(structure.sections)} scene(s), "

@@ -11,6 +11,7 @@ from styletune.data.seams import alternatives, cut_before_text, example_tokens, 
 from styletune.data.tokens import load_counter
 from styletune.errors import InputError
 from styletune.fileio import read_text, write_atomic
+from styletune.text.patterns import word_count
 from styletune.text.sentences import build_punkt
 
 
@@ -111,8 +112,8 @@ def run(args) -> int:
     for chunk, raw, cuts, parts in plans:
         for i, (name, text, tokens) in enumerate(parts):
             opening = " ".join(text.split()[:10])
-            print(f"| {chunk.name if i == 0 else ''} | {len(raw.split()) if i == 0 else ''} | {name} | "
-                  f"{len(text.split())} | {opening}... ({tokens} tokens) |")
+            print(f"| {chunk.name if i == 0 else ''} | {word_count(raw) if i == 0 else ''} | {name} | "
+                  f"{word_count(text)} | {opening}... ({tokens} tokens) |")
     if args.dry_run:
         print("\ndry run: nothing written")
         return 0

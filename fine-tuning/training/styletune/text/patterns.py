@@ -9,11 +9,21 @@ import re
 CLOSERS = r"['\"’”)\]*_]"
 # Text (stripped) that ends on a sentence end: "cold." / "Stop!”" / "_Finis._"
 ENDS_SENTENCE = re.compile(rf"[.!?…]{CLOSERS}*$")
+# The same end with its whole run of marks captured ("?!", "..."), for the guards
+# that ask whether the word before it is a title or an abbreviation.
+FINAL_PUNCTUATION = re.compile(rf"([.!?…]+){CLOSERS}*$")
+# A word, for the word counts the reports show: letters and digits with inner
+# apostrophes ("didn’t" is one word; "time—and" is two).
+WORD = re.compile(r"[\w’']+")
 # A line that is only a page number: "12)", "[12]".
 PAGE_MARKER = re.compile(r"^\[?\d{1,4}[)\]]$")
 # A scene-break line: one to seven groups of up to three marks, no letters or
 # digits ("* * *", "#", "~", "§", "***", "— — —").
 SCENE_GLYPHS = re.compile(r"^[^\w\s]{1,3}(\s*[^\w\s]{1,3}){0,6}$")
+
+
+def word_count(text: str) -> int:
+    return len(WORD.findall(text))
 
 
 def is_page_marker(line: str) -> bool:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from nltk.tokenize.punkt import PunktSentenceTokenizer, PunktTrainer
 
 from styletune.text.paragraphs import paragraph_spans
-from styletune.text.patterns import CLOSERS, ENDS_SENTENCE
+from styletune.text.patterns import CLOSERS, ENDS_SENTENCE, FINAL_PUNCTUATION
 from styletune.text.quotes import depth_at, quote_depths
 
 # Lower-case, without the final period. Missing a real sentence end here only
@@ -43,7 +43,6 @@ SPEECH_VERBS = {
     "returned", "rejoined", "retorted", "groaned", "hissed", "growled", "pleaded", "warned",
 }
 # The final punctuation of a sentence, its closers after it: "cold." / "Stop!”"
-_FINAL_PUNCTUATION = re.compile(rf"([.!?…]+){CLOSERS}*$")
 # A candidate sentence end inside a paragraph: terminal punctuation, closers, then whitespace.
 _END_CANDIDATE = re.compile(rf"([.!?…]+)({CLOSERS}*)(?=\s|$)")
 # The word a final "." closes; the s of "Paul’s." is no initial.
@@ -132,7 +131,7 @@ def ends_on_abbreviation(before: str, punct: str) -> bool:
 
 def _guarded(sentence: str) -> bool:
     """True when the sentence ends on a title, abbreviation or initial, not a real end."""
-    m = _FINAL_PUNCTUATION.search(sentence.rstrip())
+    m = FINAL_PUNCTUATION.search(sentence.rstrip())
     return bool(m) and ends_on_abbreviation(sentence.rstrip()[:m.start()], m.group(1))
 
 
