@@ -115,6 +115,23 @@ def test_force_moves_old_chunks_into_backup(book_copy, make_config):
     assert old <= {p.name for p in (book_copy / "backup").iterdir()}
 
 
+def test_a_recut_backs_up_every_chunk_it_replaces_and_keeps_each_earlier_version(tmp_path, make_config):
+    out, config = tmp_path / "chunks", make_config()
+    revised = tmp_path / "revised.txt"
+    assert STAGE0.main([str(MANUSCRIPT), "--config", str(config), "--out", str(out)]) == 0
+    earlier = []
+    for name in ("Hadji", "Haaji"):                    # two revisions, each recut over the last
+        earlier.append({p.read_bytes() for p in chunk_files(out)})
+        revised.write_text(MANUSCRIPT.read_text().replace("Haji", name))
+        assert STAGE0.main([str(revised), "--config", str(config), "--out", str(out), "--force"]) == 0
+        assert any(name in p.read_text() for p in chunk_files(out))
+    now = {p.read_bytes() for p in chunk_files(out)}
+    kept = {p.read_bytes() for p in (out / "backup").iterdir()}
+    for version in earlier:                           # every replaced chunk, as it was
+        assert version - now and version - now <= kept
+    assert any(".2." in p.name for p in (out / "backup").iterdir())   # a name backed up twice
+
+
 def test_generated_novel_one_paragraph_per_line_never_crosses_a_chapter(tmp_path, make_config):
     rng = random.Random(3)
     words = "the sea wind house road lamp bread salt rope night morning boat".split()

@@ -42,8 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true",
                    help="find the structure, plan and count the chunks; write nothing")
     p.add_argument("--force", action="store_true",
-                   help="write into a folder that holds other chunk files (those not rewritten "
-                        "move into backup/)")
+                   help="write into a folder that holds other chunk files (every old chunk file "
+                        "it replaces or leaves out moves into backup/ first)")
     return p
 
 

@@ -2,6 +2,7 @@
 import json
 import shutil
 import sys
+from pathlib import Path
 
 from styletune import paths
 from styletune.config import load_config
@@ -124,9 +125,19 @@ def planned_outputs(cfg, ms, structure, chunks, notes, out_dir) -> dict:
     return outputs
 
 
+def free_backup_path(backup: Path, name: str) -> Path:
+    """backup/<name>, or backup/<stem>.2<suffix>, .3, ... when an older backup holds
+    that name: each recut of a revised manuscript keeps every earlier version."""
+    backup.mkdir(exist_ok=True)
+    stem, suffix = Path(name).stem, Path(name).suffix
+    candidates = (backup / (name if n == 1 else f"{stem}.{n}{suffix}") for n in range(1, 10_000))
+    return next(c for c in candidates if not c.exists())
+
+
 def write_outputs(outputs, out_dir, glob, force):
-    """Refuse to touch a folder holding other chunk files unless --force; then the
-    old chunk files this run does not rewrite move into backup/ (never overwriting)."""
+    """Refuse to touch a folder holding other chunk files unless --force; then every
+    old chunk file this run replaces or does not rewrite moves into backup/ first
+    (never overwriting a backup), so no version of the writer's text is lost."""
     existing = sorted(out_dir.glob(glob), key=lambda p: natural_key(p.name)) if out_dir.is_dir() else []
     stale = [p for p in existing if p not in outputs]
     differ = [p for p in existing if p in outputs and p.read_bytes() != outputs[p]]
@@ -136,20 +147,15 @@ def write_outputs(outputs, out_dir, glob, force):
         raise UserError(f"{paths.shown(out_dir)} already holds chunk files or reports this run "
                         f"would replace or leave beside its own ({names}"
                         f"{', ...' if len(stale + differ + others) > 5 else ''}). Give another "
-                        "folder with --out, or rerun with --force (old chunk files not rewritten "
-                        "move into backup/).")
-    backup = out_dir / "backup"
-    clash = [p for p in stale if (backup / p.name).exists()]
-    if clash:
-        raise InputError(f"{paths.shown(backup)} already holds {clash[0].name}: move it away first; "
-                         "nothing was changed")
+                        "folder with --out, or rerun with --force (every old chunk file it replaces "
+                        "or leaves out moves into backup/ first).")
+    kept = stale + differ
+    for p in kept:
+        shutil.move(str(p), str(free_backup_path(out_dir / "backup", p.name)))
     changed = [p for p, data in outputs.items() if not p.exists() or p.read_bytes() != data]
     for p in changed:
         write_atomic(p, outputs[p])
-    for p in stale:
-        backup.mkdir(exist_ok=True)
-        shutil.move(str(p), str(backup / p.name))
-    return changed, stale
+    return changed, kept
 
 
 def run(args) -> int:
