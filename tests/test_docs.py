@@ -1,7 +1,10 @@
 """The agent file and the README name only scripts, flags and paths that exist
 (or, for scripts, that the README's pipeline table marks as planned)."""
 import re
+import subprocess
+import sys
 
+import pytest
 from conftest import FT, REPO, load_script
 
 AGENT = REPO / ".github" / "agents" / "fine-tuning-trainer.md"
@@ -121,3 +124,15 @@ def test_output_dir_named_in_the_agent_file_is_the_configs():
     from styletune.config import load_config
     out = load_config(MAIN_CONFIG).output_dir.relative_to(REPO)
     assert f"`{out}`" in AGENT.read_text()
+
+
+@pytest.mark.parametrize("script", ["1_prepare_data.py", "5_configure_continue.py", "book_to_editor.py"])
+def test_a_python_without_the_packages_gets_one_line_naming_make_install(script):
+    """`-S` leaves site-packages out, as the system Python a writer may type lacks them:
+    the script still finds styletune beside it, then says in one line what to do."""
+    done = subprocess.run([sys.executable, "-S", str(FT / "training" / script), "--help"],
+                          capture_output=True, text=True)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.startswith("error: this Python (") and "lacks the package" in done.stderr
+    assert "run `make install`" in done.stderr and "Traceback" not in done.stderr
+    assert done.stderr.count("\n") == 1

@@ -33,11 +33,7 @@ Output  chunk_004_the_long_walk.txt: 3291 tokens -> 2 parts
 import argparse
 import sys
 
-try:
-    from styletune import cli
-except ModuleNotFoundError:  # a Python without `make install`'s environment
-    sys.exit("error: this Python lacks the styletune package: run `make install`, then use "
-             "~/.venvs/finetune/bin/python (or activate that venv)")
+from styletune import cli  # beside this script; cli turns a missing package into one line
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,6 +8,21 @@ from styletune.errors import UserError
 from styletune.startup import prepare
 
 DEFAULT_CONFIG = paths.CONFIG_DIR / "qlora_style_transfer.yaml"
+INSTALL_HINT = "run `make install`, then use ~/.venvs/finetune/bin/python (or activate that venv)"
+
+
+def _one_line_for_a_missing_package(kind, err, tb):
+    """The scripts import styletune from beside them, so any Python gets this far; one
+    without the pipeline's packages (pydantic, torch, ...) then says so in one line,
+    wherever the import happens (building a parser, loading the config, a stage)."""
+    if issubclass(kind, ModuleNotFoundError) and err.name and not err.name.startswith("styletune"):
+        print(f"error: this Python ({sys.executable}) lacks the package {err.name!r}: {INSTALL_HINT}",
+              file=sys.stderr)
+    else:
+        sys.__excepthook__(kind, err, tb)
+
+
+sys.excepthook = _one_line_for_a_missing_package
 
 
 def parser(doc: str, **kwargs) -> argparse.ArgumentParser:
