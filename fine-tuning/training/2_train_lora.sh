@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
 # Stage 2: train the LoRA adapter with Axolotl (QLoRA on Llama-3.1-8B-Instruct).
 #
-# Usage: fine-tuning/training/2_train_lora.sh [--config FILE] [--dry-run] [--resume] [-- AXOLOTL_ARGS...]
+# Usage: fine-tuning/training/2_train_lora.sh [--config FILE] [--gpus N] [--dry-run] [--resume] [-- AXOLOTL_ARGS...]
 #
 #   --config FILE  the shared YAML (default: fine-tuning/configs/qlora_style_transfer.yaml;
-#                  fine-tuning/configs/cpu_rehearsal.yaml rehearses the whole path on CPU)
+#                  configs/multi_gpu.yaml shards it over several GPUs with FSDP,
+#                  configs/llama31_70b.yaml trains Llama 3.1 70B,
+#                  configs/cpu_rehearsal.yaml rehearses the whole path on CPU)
+#   --gpus N       train on N GPUs, one process each (default: every visible GPU);
+#                  with the CPU rehearsal config, N CPU processes. Several processes
+#                  start through Axolotl's own launcher: axolotl train CONFIG
+#                  --launcher torchrun -- --standalone --nproc_per_node N
 #   --dry-run      preflight checks and `axolotl preprocess` only; no training
-#   --resume       continue from the newest checkpoint-N in output_dir after an interruption
+#   --resume       continue from the newest checkpoint-N in output_dir after an
+#                  interruption (with the same number of GPUs)
 #   -h, --help     this text
 #   anything else  passed to `axolotl train` (its own overrides, e.g. --learning-rate 1e-4)
 #
@@ -23,9 +30,10 @@ VENV="${VENV:-$HOME/.venvs/finetune}"
 CONFIG="$FT/configs/qlora_style_transfer.yaml"
 DRY_RUN=0
 RESUME=0
+GPUS=()
 PASS=()
 
-usage() { sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -34,6 +42,8 @@ while [ $# -gt 0 ]; do
     --config=*) CONFIG="${1#--config=}"; shift ;;
     --dry-run) DRY_RUN=1; shift ;;
     --resume) RESUME=1; shift ;;
+    --gpus) [ $# -ge 2 ] || { echo "error: --gpus needs a number" >&2; exit 2; }; GPUS=(--gpus "$2"); shift 2 ;;
+    --gpus=*) GPUS=(--gpus "${1#--gpus=}"); shift ;;
     --) shift; PASS+=("$@"); break ;;
     *) PASS+=("$1"); shift ;;
   esac
@@ -52,10 +62,11 @@ trap 'rm -f "$SETTINGS"' EXIT
 RESUME_FLAG=()
 [ "$RESUME" = 1 ] && RESUME_FLAG=(--resume)
 "$VENV/bin/python" "$HERE/train_preflight.py" --config "$CONFIG" \
-  --env-out "$SETTINGS" "${RESUME_FLAG[@]}"
+  --env-out "$SETTINGS" "${RESUME_FLAG[@]}" "${GPUS[@]}"
 # shellcheck disable=SC1090
 source "$SETTINGS"
 [ -n "$LOCAL_MODEL" ] && export HF_HUB_OFFLINE=1
+[ -n "$ACCELERATE_USE_CPU" ] && export ACCELERATE_USE_CPU
 
 mkdir -p "$LOG_DIR"
 LOG="$LOG_DIR/train_$(date +%Y%m%d_%H%M%S).log"
@@ -77,11 +88,11 @@ if [ "$DRY_RUN" = 1 ]; then
   exit 0
 fi
 
-echo "== axolotl train"
+echo "== axolotl train ($PROCESSES process(es): axolotl train ... ${LAUNCH[*]})"
 EXTRA=()
 [ -n "$RESUME_FROM" ] && EXTRA=(--resume-from-checkpoint "$RESUME_FROM") && echo "resuming from $RESUME_FROM"
 set +e
-axolotl train "$AXOLOTL_CONFIG" "${EXTRA[@]}" "${PASS[@]}" 2>&1 | tee -a "$LOG"
+axolotl train "$AXOLOTL_CONFIG" "${EXTRA[@]}" "${PASS[@]}" "${LAUNCH[@]}" 2>&1 | tee -a "$LOG"
 status=${PIPESTATUS[0]}
 set -e
 if [ "$status" -ne 0 ] || [ ! -f "$OUTPUT_DIR/adapter_model.safetensors" ]; then

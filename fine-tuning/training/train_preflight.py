@@ -5,10 +5,11 @@ Reads   the config, stage 1's files and manifest, the installed packages, the
         base model (local folder or Hugging Face cache), the GPU(s), the disk.
 Writes  the merged config Axolotl reads (fine-tuning/logs/<name>.axolotl.yaml) and
         --env-out, a small shell file of settings for the bash script
-        (AXOLOTL_CONFIG, OUTPUT_DIR, RESUME_FROM, LOG_DIR, LOCAL_MODEL).
+        (AXOLOTL_CONFIG, OUTPUT_DIR, RESUME_FROM, LOG_DIR, LOCAL_MODEL, ACCELERATE_USE_CPU,
+        PROCESSES, and LAUNCH: Axolotl's launcher arguments for that many processes).
 Exit    0 ready, 2 usage or config error, 3 a check failed (one line: what and the fix).
 
-Run     python fine-tuning/training/train_preflight.py --config CONFIG --env-out FILE [--resume]
+Run     python fine-tuning/training/train_preflight.py --config CONFIG --env-out FILE [--resume] [--gpus N]
         (2_train_lora.sh runs it; a writer runs 2_train_lora.sh --dry-run instead)
 """
 import argparse
@@ -22,6 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env-out", required=True, help="shell file to write the settings to")
     p.add_argument("--resume", action="store_true",
                    help="continue from the newest checkpoint-N in output_dir")
+    p.add_argument("--gpus", type=int, metavar="N",
+                   help="train on N GPUs (default: every visible GPU); with the CPU rehearsal "
+                        "config, N CPU processes")
     return p
 
 

@@ -1,11 +1,20 @@
-"""An Axolotl plugin (config key `plugins:`) for QLoRA on a CPU: every 4-bit layer
-stays on bitsandbytes' trainable path, also after an evaluation (see bnb_cpu).
+"""An Axolotl plugin (config key `plugins:`) for QLoRA on a CPU, used by the
+rehearsal config:
 
-Axolotl imports it by name, so `styletune` must be importable in Axolotl's
-process: 2_train_lora.sh puts fine-tuning/training on PYTHONPATH.
+- every 4-bit layer stays on bitsandbytes' trainable path, also after an
+  evaluation (see bnb_cpu);
+- with several CPU processes (2_train_lora.sh --gpus N), each process's model is
+  placed on the CPU. Axolotl 0.19 pins each process of a distributed run to the
+  accelerator numbered LOCAL_RANK (utils/config/__init__.py, normalize_config:
+  `device_map = {"": LOCAL_RANK}`), and a machine with no GPU has none, so
+  loading would fail with "Cannot access accelerator device when none is available".
+
+Axolotl imports it by name in every training process: `make install` installs the
+styletune package into the environment Axolotl runs in.
 """
 import logging
 
+import torch
 from axolotl.integrations.base import BasePlugin
 
 from styletune.train.bnb_cpu import fused_cpu_path_available, keep_4bit_layers_trainable
@@ -13,10 +22,27 @@ from styletune.train.bnb_cpu import fused_cpu_path_available, keep_4bit_layers_t
 LOG = logging.getLogger(__name__)
 
 
-class KeepQLoRATrainableOnCPU(BasePlugin):
-    """Runs after Axolotl builds the model, before the adapter and the trainer."""
+def place_on_cpu_when_distributed(cfg) -> bool:
+    """On a machine without a GPU, a distributed run's model goes to the CPU."""
+    if torch.cuda.is_available() or cfg.world_size in (None, 1):
+        return False
+    cfg.device_map = "cpu"
+    return True
+
+
+class QLoRAOnCPU(BasePlugin):
+
+    def load_datasets(self, cfg, preprocess=False):
+        # The one hook Axolotl calls in every process after it has settled the
+        # config (normalize_config) and before it loads the model (cli/train.py);
+        # returning None leaves the data to Axolotl's own loading.
+        if not preprocess and place_on_cpu_when_distributed(cfg):
+            LOG.info("styletune: process %s of %s loads its model on the CPU", cfg.local_rank,
+                     cfg.world_size)
+        return None
 
     def post_model_build(self, cfg, model):
+        """After Axolotl builds the model, before the adapter and the trainer."""
         layers = keep_4bit_layers_trainable(model)
         if layers and fused_cpu_path_available():
             LOG.info("styletune: %d 4-bit layers kept off bitsandbytes' fused AVX512-BF16 "

@@ -1,12 +1,16 @@
 """Stage 2's checks and plan, run by 2_train_lora.sh before Axolotl starts.
 
-    python fine-tuning/training/train_preflight.py --config CONFIG --env-out FILE [--resume]
+    python fine-tuning/training/train_preflight.py --config CONFIG --env-out FILE [--resume] [--gpus N]
 
 Checks each thing a training run needs and stops at the first that is missing,
-with one line saying what and how to fix it (exit 3); prints the plan; writes
-the merged config Axolotl reads (the rehearsal config `extends:` the main one)
-and a small shell file of settings for the script (AXOLOTL_CONFIG, OUTPUT_DIR,
-RESUME_FROM, LOG_DIR).
+with one line saying what and how to fix it (exit 3): the packages, the GPUs (how
+many, the same architecture on all, free memory on each against the plan), the
+data, the base model, the disk, the checkpoints. Prints the plan, with memory per
+GPU and time labelled as estimates. Writes the merged config Axolotl reads (an
+overlay `extends:` the main config; on several GPUs, with the gradient accumulation
+that keeps the config's batch) and a small shell file of settings for the script:
+AXOLOTL_CONFIG, OUTPUT_DIR, RESUME_FROM, LOG_DIR, LOCAL_MODEL, ACCELERATE_USE_CPU,
+PROCESSES, and LAUNCH, Axolotl's own launcher arguments (gpu_plan.launch_arguments).
 """
 import json
 import math
@@ -14,6 +18,7 @@ import re
 import shlex
 import shutil
 import sys
+from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
 
@@ -21,9 +26,11 @@ from styletune import paths
 from styletune.config import effective_yaml, load_config
 from styletune.errors import UserError
 from styletune.fileio import sha256_bytes, write_atomic
+from styletune.train import gpu_plan
 from styletune.train.checkpoints import newest_checkpoint
-from styletune.train.model_size import embedding_parameter_count, model_shape, parameter_count
+from styletune.train.model_size import model_shape, parameter_count
 
+CPU_PLUGIN = "styletune.train.axolotl_plugin.QLoRAOnCPU"
 PINNED = ("torch", "axolotl", "transformers", "peft", "bitsandbytes", "accelerate")
 
 
@@ -51,30 +58,83 @@ def check_packages() -> list:
     return lines
 
 
-def check_gpu(device: str) -> str:
-    """An NVIDIA GPU the installed torch can drive, or CPU when the config says so."""
+def processes_for(device: str, requested: int | None) -> int:
+    """How many training processes: --gpus N, else every visible GPU (one on CPU)."""
+    import torch
+
+    if requested is not None and requested < 1:
+        raise PreflightError(f"--gpus {requested}: give a number of GPUs, 1 or more")
+    if device == "cpu":
+        return requested or 1
+    visible = torch.cuda.device_count()
+    if visible and requested and requested > visible:   # none at all: check_gpus says so
+        raise PreflightError(f"--gpus {requested}, but PyTorch sees {visible} GPU(s): use --gpus "
+                             f"{max(visible, 1)} or fewer (CUDA_VISIBLE_DEVICES limits which it sees)")
+    return requested or max(visible, 1)
+
+
+def check_gpus(device: str, processes: int) -> list[dict]:
+    """The GPUs the run will use: NVIDIA, the same architecture on all, each one
+    drivable by the installed torch and bitsandbytes. [] on the CPU rehearsal."""
     import torch
 
     if device == "cpu":
-        return "CPU (rehearsal config: no GPU used)"
+        return []
     if not torch.cuda.is_available():
         raise PreflightError(
             "no NVIDIA GPU visible to PyTorch (torch " + torch.__version__ + "). Train on the GPU "
             "machine; to rehearse on this one use --config configs/cpu_rehearsal.yaml")
-    major, minor = torch.cuda.get_device_capability(0)
-    arch = f"sm_{major}{minor}"
-    if arch not in torch.cuda.get_arch_list():
+    gpus = []
+    for index in range(processes):
+        major, minor = torch.cuda.get_device_capability(index)
+        free, total = torch.cuda.mem_get_info(index)
+        gpus.append({"index": index, "name": torch.cuda.get_device_name(index),
+                     "arch": f"sm_{major}{minor}", "free_gib": free / 2**30, "total_gib": total / 2**30})
+    archs = sorted({g["arch"] for g in gpus})
+    if len(archs) > 1:
+        listing = ", ".join(f"GPU {g['index']} {g['name']} ({g['arch']})" for g in gpus)
+        raise PreflightError(f"the GPUs differ in architecture ({listing}): FSDP and DDP need the "
+                             "same kind of GPU in every process; limit the run to one kind with "
+                             "CUDA_VISIBLE_DEVICES and --gpus")
+    if archs[0] not in torch.cuda.get_arch_list():
         raise PreflightError(
-            f"{torch.cuda.get_device_name(0)} is {arch}, but this torch build ({torch.__version__}, "
+            f"{gpus[0]['name']} is {archs[0]}, but this torch build ({torch.__version__}, "
             f"CUDA {torch.version.cuda}) has kernels only for {', '.join(torch.cuda.get_arch_list())}: "
             "install a PyTorch build with CUDA 12.8 or newer (`pip install torch==2.13.0` from PyPI)")
-    free, total = torch.cuda.mem_get_info(0)
     import bitsandbytes.cextension as bnb_ext
     if not isinstance(bnb_ext.lib, bnb_ext.CudaBNBNativeLibrary):
         raise PreflightError("bitsandbytes could not load its CUDA library: reinstall it "
                              "(`make install`); it needs 0.45.3+ for an RTX 50-series card")
-    return (f"{torch.cuda.get_device_name(0)} ({arch}), {free / 2**30:.1f} of "
-            f"{total / 2**30:.1f} GiB free, torch {torch.__version__} CUDA {torch.version.cuda}")
+    return gpus
+
+
+def describe_gpus(gpus: list[dict]) -> str:
+    import torch
+
+    if not gpus:
+        return "CPU (rehearsal config: no GPU used)"
+    first = gpus[0]
+    frees = ", ".join(f"{g['free_gib']:.1f}" for g in gpus)
+    count = f"{len(gpus)} x " if len(gpus) > 1 else ""
+    return (f"{count}{first['name']} ({first['arch']}), {frees} of {first['total_gib']:.1f} GiB free, "
+            f"torch {torch.__version__} CUDA {torch.version.cuda}")
+
+
+def check_distributed_config(cfg, processes: int) -> None:
+    """What Axolotl cannot do with this config and this many processes, said before it starts."""
+    if cfg.pipeline.train_device != "cpu" or processes == 1:
+        return
+    if gpu_plan.strategy(cfg.data, processes).startswith("fsdp"):
+        # Axolotl 0.19 builds FSDP2's device mesh on "cuda" (utils/distributed.py), and
+        # accelerate's CPU state has no FSDP at all (FSDP1 trains as DDP, then fails to save).
+        raise PreflightError("FSDP needs GPUs: Axolotl and accelerate have no FSDP on a CPU. "
+                             "Rehearse the multi-process path with configs/cpu_rehearsal.yaml "
+                             "--gpus 2 (DDP), and train the FSDP configs on the GPU machine")
+    plugins = cfg.data.get("plugins") or []
+    if CPU_PLUGIN not in plugins:
+        raise PreflightError(f"several CPU processes need the plugin {CPU_PLUGIN} in `plugins:` "
+                             "(configs/cpu_rehearsal.yaml has it): it places each process's "
+                             "model on the CPU, where Axolotl would pick a GPU")
 
 
 def check_data(cfg) -> dict:
@@ -96,7 +156,7 @@ def check_data(cfg) -> dict:
         if not chunk.is_file() or sha256_bytes(chunk.read_bytes()) != entry["sha256"]:
             raise PreflightError(f"stale data: {entry['file']} changed after stage 1 ran: rerun "
                                  "1_prepare_data.py (with --force)")
-    longest = max(e["total_tokens"] for e in manifest["examples"])
+    longest = longest_example(manifest)
     if longest > cfg.sequence_len:
         raise PreflightError(f"an example has {longest} tokens, over sequence_len "
                              f"{cfg.sequence_len}: rerun 1_prepare_data.py, which names the chunk")
@@ -119,50 +179,78 @@ def check_base_model(cfg) -> str:
                          "a local folder")
 
 
-# Throughputs for the time estimate: CPU measured here (SmolLM2-135M, QLoRA, 2 cores);
-# GPU a planning figure for the 8B on one RTX 5090, not measured on one: an H200 ran
-# 4,398 tokens/s (bench_gpu_training.py), and a 5090 has about half its memory bandwidth.
-TOKENS_PER_SECOND = {"cpu": 40, "cuda": 3000}
-
-
-def plan(cfg, manifest) -> dict:
+def plan(cfg, manifest, processes: int = 1) -> dict:
+    """The run in figures: examples, batch, steps, tokens, memory per GPU, time.
+    Memory and time are estimates (gpu_plan), labelled so."""
     d = cfg.data
     examples = [e for e in manifest["examples"] if e["split"] == "train"]
-    batch = d.get("micro_batch_size", 1) * d.get("gradient_accumulation_steps", 1)
-    steps = math.ceil(len(examples) / batch) * d.get("num_epochs", 1)
-    if d.get("max_steps"):
-        steps = min(steps, d["max_steps"])
-    tokens = sum(e["total_tokens"] for e in examples) * d.get("num_epochs", 1)
-    if d.get("max_steps"):
-        tokens = round(tokens * steps / (math.ceil(len(examples) / batch) * d.get("num_epochs", 1)))
+    micro, accumulation = d.get("micro_batch_size", 1), d.get("gradient_accumulation_steps", 1)
+    batch = micro * accumulation * processes
+    epochs = d.get("num_epochs", 1)
+    steps_per_epoch = math.ceil(len(examples) / batch)
+    steps = min(steps_per_epoch * epochs, d.get("max_steps") or steps_per_epoch * epochs)
+    tokens = round(sum(e["total_tokens"] for e in examples) * epochs * steps / (steps_per_epoch * epochs))
     device = cfg.pipeline.train_device
-    memory = estimate_memory_gib(cfg) if device == "cuda" else None
-    minutes = tokens / TOKENS_PER_SECOND[device] / 60
-    return {"training examples": len(examples),
-            "validation examples": len(manifest["examples"]) - len(examples),
-            "epochs": d.get("num_epochs", 1), "micro-batch": d.get("micro_batch_size", 1),
-            "gradient accumulation": d.get("gradient_accumulation_steps", 1),
-            "optimizer steps": steps, "training tokens": tokens,
-            "estimated peak GPU memory": (f"~{memory:.0f} GiB (rough)" if memory else
-                                          "n/a" if device == "cpu" else "unknown until downloaded"),
-            "estimated time": f"~{minutes:.0f} min at {TOKENS_PER_SECOND[device]} tokens/s (rough)"}
+    shape = model_shape(cfg) if device == "cuda" else None
+    params = parameter_count(shape) if shape else None
+    speed = gpu_plan.tokens_per_second(device, params, processes)
+    where = f"{processes} GPUs" if processes > 1 and device == "cuda" else \
+        f"{processes} CPU processes" if processes > 1 else "1 GPU" if device == "cuda" else "CPU"
+    out = {"training examples": len(examples),
+           "validation examples": len(manifest["examples"]) - len(examples),
+           "processes": f"{processes} ({gpu_plan.strategy(d, processes)})",
+           "epochs": epochs,
+           "batch": f"{micro} example(s) x {accumulation} accumulation step(s) x {processes} "
+                    f"process(es) = {batch}",
+           "optimizer steps": steps, "training tokens": tokens}
+    if device == "cuda":
+        mem = gpu_plan.memory_plan(shape, d, processes, longest_example(manifest)) if shape else None
+        out["estimated peak memory per GPU"] = (
+            f"~{mem.need_per_gpu_gib:.0f} GiB (training {mem.per_gpu_gib:.1f}, loading "
+            f"{mem.load_peak_gib:.1f}; an estimate, not measured)" if mem else "unknown until downloaded")
+        if mem and mem.cpu_ram_gib:
+            out["estimated CPU RAM for the run"] = f"~{mem.cpu_ram_gib:.0f} GiB (an estimate)"
+    note = "" if device == "cpu" else "; an estimate, not measured on this GPU"
+    out["estimated time"] = (f"~{tokens / speed / 60:.0f} min at ~{speed:,.0f} tokens/s on {where}"
+                             f"{note}")
+    return out
 
 
-def estimate_memory_gib(cfg) -> float | None:
-    """Rough peak GPU memory for QLoRA with gradient checkpointing: 4-bit linear
-    weights (NF4 with double quantisation, ~0.56 bytes each with their scales),
-    16-bit embeddings and lm_head (bitsandbytes leaves them unquantised), fp32
-    logits and their gradient for one row, one saved activation per layer, plus
-    CUDA context and LoRA state."""
+def longest_example(manifest) -> int:
+    return max(e["total_tokens"] for e in manifest["examples"])
+
+
+def check_memory(cfg, manifest, gpus: list[dict], processes: int) -> str | None:
+    """Each GPU's free memory against the plan; None when the model's size is not known yet."""
     shape = model_shape(cfg)
-    if shape is None:
+    if not gpus or shape is None:
         return None
-    h, layers, vocab = shape["hidden_size"], shape["num_hidden_layers"], shape["vocab_size"]
-    params, embeddings = parameter_count(shape), embedding_parameter_count(shape)
-    seq = cfg.sequence_len * cfg.data.get("micro_batch_size", 1)
-    gib = 2 ** 30
-    weights = (params - embeddings) * 0.56 + embeddings * 2
-    return weights / gib + seq * vocab * 8 / gib + layers * seq * h * 2 * 4 / gib + 1.5
+    return check_memory_for(shape, cfg, gpus, processes, longest_example(manifest))
+
+
+def check_memory_for(shape: dict, cfg, gpus: list[dict], processes: int, tokens: int) -> str:
+    mem = gpu_plan.memory_plan(shape, cfg.data, processes, tokens)
+    short = [g for g in gpus if g["free_gib"] < mem.need_per_gpu_gib]
+    if short:
+        g = short[0]
+        raise PreflightError(
+            f"GPU {g['index']} ({g['name']}) has {g['free_gib']:.1f} GiB free; the plan needs "
+            f"~{mem.need_per_gpu_gib:.0f} GiB per GPU on {processes} ({mem.strategy}): "
+            + memory_fix(cfg, mem))
+    return f"~{mem.need_per_gpu_gib:.0f} GiB per GPU planned (an estimate); the least free is " \
+           f"{min(g['free_gib'] for g in gpus):.1f} GiB"
+
+
+def memory_fix(cfg, mem) -> str:
+    fsdp = cfg.data.get("fsdp_config") or {}
+    if not mem.strategy.startswith("fsdp"):
+        return "shard the model over several GPUs with --config configs/multi_gpu.yaml"
+    if mem.load_peak_gib > mem.per_gpu_gib and not fsdp.get("cpu_ram_efficient_loading"):
+        return ("every GPU loads the whole 4-bit model before FSDP shards it; use bigger GPUs, "
+                "or configs/llama31_70b.yaml's loading (FSDP1, cpu_ram_efficient_loading)")
+    if not fsdp.get("offload_params"):
+        return "use more GPUs, or set fsdp_config.offload_params: true (weights wait in CPU RAM)"
+    return "use more GPUs, or lower sequence_len (stage 1 must then be rerun)"
 
 
 def check_disk(cfg, need_gb: float) -> str:
@@ -174,34 +262,80 @@ def check_disk(cfg, need_gb: float) -> str:
     return f"{free:.0f} GiB free"
 
 
+RUN_RECORD = "styletune_run.json"
+
+
+def check_resume(cfg, resume: bool, processes: int) -> Path | None:
+    """The checkpoint to resume from (None for a fresh run); a resumed run keeps the
+    process count it started with, since the batch and the data order depend on it."""
+    newest = newest_checkpoint(cfg.output_dir)
+    if resume and newest is None:
+        raise PreflightError(f"--resume: no checkpoint-N folder in {paths.shown(cfg.output_dir)}; "
+                             "start without --resume")
+    if not resume and newest is not None:
+        raise PreflightError(f"{paths.shown(cfg.output_dir)} already holds checkpoints: add --resume "
+                             "to continue that run, or move the folder away to start afresh")
+    record = cfg.output_dir / RUN_RECORD
+    if resume and record.is_file():
+        before = json.loads(record.read_text())["processes"]
+        if before != processes:
+            raise PreflightError(f"--resume: that run trained on {before} process(es), this one would "
+                                 f"use {processes}: add --gpus {before}")
+    return newest if resume else None
+
+
+def axolotl_data(cfg, processes: int) -> dict:
+    """The merged config as Axolotl gets it; on several processes, with the gradient
+    accumulation that keeps the config's global batch (gpu_plan.accumulation_for)."""
+    data = dict(cfg.data)
+    if processes > 1:
+        data["gradient_accumulation_steps"] = gpu_plan.accumulation_for(
+            data.get("gradient_accumulation_steps", 1), processes)
+    return data
+
+
+def environment(cfg, processes: int) -> dict:
+    """Settings for 2_train_lora.sh: where things are, and how to launch."""
+    # A local base model needs no Hub at all: say so, and Axolotl skips its token check.
+    offline = "1" if Path(cfg.base_model).is_dir() else ""
+    # The CPU rehearsal: transformers then sets up CPU processes (gloo) for the Trainer.
+    cpu = "true" if cfg.pipeline.train_device == "cpu" else ""
+    return {"OUTPUT_DIR": cfg.output_dir, "LOG_DIR": cfg.pipeline.log_dir, "LOCAL_MODEL": offline,
+            "ACCELERATE_USE_CPU": cpu, "PROCESSES": processes}
+
+
+def shell_settings(settings: dict, launch: list[str]) -> bytes:
+    lines = [f"{k}={shlex.quote(str(v))}" for k, v in settings.items()]
+    lines.append("LAUNCH=(" + " ".join(shlex.quote(a) for a in launch) + ")")
+    return ("\n".join(lines) + "\n").encode()
+
+
 def run(args) -> int:
     cfg = load_config(args.config)
     device = cfg.pipeline.train_device
     print(f"config: {paths.shown(cfg.path)}")
     print(f"  ok  packages: {', '.join(check_packages())}")
-    print(f"  ok  device: {check_gpu(device)}")
+    processes = processes_for(device, args.gpus)
+    check_distributed_config(cfg, processes)
+    gpus = check_gpus(device, processes)
+    print(f"  ok  device: {describe_gpus(gpus)}")
     manifest = check_data(cfg)
     print(f"  ok  data: {paths.shown(cfg.train_path)} and {paths.shown(cfg.validation_path)} "
           "match the chunks")
     print(f"  ok  base model: {check_base_model(cfg)}")
+    memory = check_memory(cfg, manifest, gpus, processes)
+    if memory:
+        print(f"  ok  GPU memory: {memory}")
     print(f"  ok  disk: {check_disk(cfg, 1 if device == 'cpu' else 5)}")
+    resume = check_resume(cfg, args.resume, processes)
+    data = axolotl_data(cfg, processes)
     print("plan:")
-    for key, value in plan(cfg, manifest).items():
+    for key, value in plan(replace(cfg, data=data), manifest, processes).items():
         print(f"  {key}: {value}")
-    log_dir = cfg.pipeline.log_dir
-    axolotl_cfg = log_dir / f"{cfg.path.stem}.axolotl.yaml"
-    write_atomic(axolotl_cfg, effective_yaml(cfg).encode())
-    resume = newest_checkpoint(cfg.output_dir) if args.resume else None
-    if args.resume and resume is None:
-        raise PreflightError(f"--resume: no checkpoint-N folder in {paths.shown(cfg.output_dir)}; "
-                             "start without --resume")
-    if not args.resume and newest_checkpoint(cfg.output_dir) is not None:
-        raise PreflightError(f"{paths.shown(cfg.output_dir)} already holds checkpoints: add --resume "
-                             "to continue that run, or move the folder away to start afresh")
-    # A local base model needs no Hub at all: say so, and Axolotl skips its token check.
-    offline = "1" if Path(cfg.base_model).is_dir() else ""
-    settings = {"AXOLOTL_CONFIG": axolotl_cfg, "OUTPUT_DIR": cfg.output_dir,
-                "RESUME_FROM": resume or "", "LOG_DIR": log_dir, "LOCAL_MODEL": offline}
-    write_atomic(Path(args.env_out),
-                 "".join(f"{k}={shlex.quote(str(v))}\n" for k, v in settings.items()).encode())
+    axolotl_cfg = cfg.pipeline.log_dir / f"{cfg.path.stem}.axolotl.yaml"
+    write_atomic(axolotl_cfg, effective_yaml(replace(cfg, data=data)).encode())
+    write_atomic(cfg.output_dir / RUN_RECORD, (json.dumps({"processes": processes}) + "\n").encode())
+    settings = {"AXOLOTL_CONFIG": axolotl_cfg, "RESUME_FROM": resume or "",
+                **environment(cfg, processes)}
+    write_atomic(Path(args.env_out), shell_settings(settings, gpu_plan.launch_arguments(processes)))
     return 0

@@ -1,0 +1,46 @@
+#!/usr/bin/env python3
+"""The memory plan for Llama 3.1 8B and 70B per GPU count: the README's table in
+"Bigger models and more GPUs". Estimates from the models' shapes (styletune/train/
+gpu_plan.py), not measurements; stage 2's preflight prints the same figures for
+the writer's own config and checks them against each GPU's free memory.
+
+    python fine-tuning/benchmarks/plan_gpus.py
+"""
+from pathlib import Path
+
+from styletune.config import load_config
+from styletune.train import gpu_plan
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+ROWS = [("Llama 3.1 8B, configs/qlora_style_transfer.yaml (1 GPU) and multi_gpu.yaml",
+         gpu_plan.LLAMA31_8B, ["qlora_style_transfer.yaml", "multi_gpu.yaml"]),
+        ("Llama 3.1 70B, configs/llama31_70b.yaml", gpu_plan.LLAMA31_70B, ["llama31_70b.yaml"]),
+        ("Llama 3.1 70B, configs/llama31_70b.yaml with fsdp_config.offload_params: true",
+         gpu_plan.LLAMA31_70B, ["llama31_70b.yaml", "offload"])]
+
+
+def config_data(names: list[str]) -> tuple[dict, int]:
+    data = load_config(CONFIGS / names[0]).data
+    if "offload" in names:
+        data = {**data, "fsdp_config": {**data["fsdp_config"], "offload_params": True}}
+    return data, gpu_plan.TABLE_EXAMPLE_TOKENS
+
+
+def table() -> str:
+    out = []
+    for title, shape, names in ROWS:
+        out.append(f"{title}; examples up to {gpu_plan.TABLE_EXAMPLE_TOKENS:,} tokens, micro-batch 1:\n")
+        if len(names) == 2 and "offload" not in names:
+            single, seq = config_data(names[:1])
+            multi, _ = config_data(names[1:])
+            rows = gpu_plan.plan_table(shape, single, seq, counts=(1,))
+            rows += gpu_plan.plan_table(shape, multi, seq, counts=(2, 4, 8))[2:]
+        else:
+            data, seq = config_data(names)
+            rows = gpu_plan.plan_table(shape, data, seq)
+        out.append("\n".join(rows) + "\n")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    print(table())

@@ -1,0 +1,158 @@
+"""How a QLoRA run spreads over GPUs: the strategy the config asks Axolotl for,
+the memory each GPU and the CPU need, the time, and the launch arguments.
+
+Every figure here is an estimate from the model's shape, not a measurement; the
+preflight and the README label them so. `fine-tuning/benchmarks/plan_gpus.py`
+prints the table for Llama 3.1 8B and 70B.
+
+Memory per GPU, in the terms of a QLoRA run with gradient checkpointing:
+  weights      4-bit linear layers (NF4 with double quantisation, ~0.56 bytes each
+               with their scales) plus 16-bit embeddings and lm_head
+               (bitsandbytes leaves them unquantised)
+  LoRA state   the adapter's fp32 weights, gradients and two AdamW moments (16 bytes
+               per LoRA parameter)
+  activations  fp32 logits and their gradient for the longest example, and per
+               layer the bf16 input gradient checkpointing keeps, doubled for the
+               layer being recomputed (4 bytes per layer, token and hidden unit)
+  overhead     CUDA context and allocator slack, 1.5 GiB
+DDP keeps everything on every GPU. FSDP keeps 1/N of the weights and the LoRA
+state, plus the two layers it has gathered (the running one and the next),
+and the activations stay whole on each GPU. With offload_params the sharded
+weights live in CPU RAM instead.
+
+Calibration: for the 8B on one GPU with examples of ~2,300 tokens these terms give
+11.0 GiB; bench_gpu_training.py measured 10.2 GiB on an H200 (README). Everything
+else (FSDP, 70B) is the same arithmetic, not measured.
+"""
+import math
+from dataclasses import dataclass
+
+GIB = 2 ** 30
+NF4_BYTES = 0.56
+LORA_STATE_BYTES = 16
+OVERHEAD_GIB = 1.5
+# One safetensors file of the checkpoint, read at a time by the sharded loader.
+CHECKPOINT_SHARD_GIB = 5.0
+# Training throughput of the 8B on one RTX 5090, a planning figure: an H200 ran
+# 4,398 tokens/s (bench_gpu_training.py), and a 5090 has about a quarter of its
+# dense bf16 throughput on the spec sheets, so ~1,000-1,500 (README). Other sizes
+# scale by parameter count; N GPUs multiply it by N, an upper bound, since this
+# figure does not count the time FSDP spends gathering weights.
+CUDA_TOKENS_PER_SECOND_8B = 1200
+# The longest example stage 0 makes (segment_max_tokens), for the README's table.
+TABLE_EXAMPLE_TOKENS = 3000
+CPU_TOKENS_PER_SECOND = 40          # measured: SmolLM2-135M, QLoRA, 2 cores
+LLAMA31_8B_PARAMETERS = 8_030_261_248
+
+# Llama 3.1's shapes (config.json of meta-llama/Llama-3.1-{8B,70B}-Instruct), for
+# the README's table and the tests; the preflight reads the real config.json.
+LLAMA31_8B = {"hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
+              "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 128256,
+              "tie_word_embeddings": False}
+LLAMA31_70B = {"hidden_size": 8192, "intermediate_size": 28672, "num_hidden_layers": 80,
+               "num_attention_heads": 64, "num_key_value_heads": 8, "vocab_size": 128256,
+               "tie_word_embeddings": False}
+
+
+def strategy(data: dict, processes: int) -> str:
+    """What Axolotl will do with this config and this many processes."""
+    if data.get("fsdp_config") or data.get("fsdp"):
+        version = str(data.get("fsdp_version") or (data.get("fsdp_config") or {}).get("fsdp_version") or 1)
+        return f"fsdp{version}"
+    if data.get("deepspeed"):
+        return "deepspeed"
+    return "ddp" if processes > 1 else "single"
+
+
+def lora_parameters(shape: dict, rank: int) -> int:
+    """LoRA weights on every linear layer of a Llama decoder (lora_target_linear)."""
+    h, inter = shape["hidden_size"], shape["intermediate_size"]
+    heads = shape["num_attention_heads"]
+    head_dim = shape.get("head_dim") or h // heads
+    q, kv = heads * head_dim, (shape.get("num_key_value_heads") or heads) * head_dim
+    widths = [(h, q), (h, kv), (h, kv), (q, h), (h, inter), (h, inter), (inter, h)]
+    return shape["num_hidden_layers"] * rank * sum(a + b for a, b in widths)
+
+
+@dataclass
+class MemoryPlan:
+    strategy: str
+    processes: int
+    per_gpu_gib: float        # the most one GPU holds during training
+    load_peak_gib: float      # the most one GPU holds while the model loads
+    cpu_ram_gib: float        # CPU RAM the run needs beyond the usual
+    weights_gib: float        # the whole 4-bit model
+
+    @property
+    def need_per_gpu_gib(self) -> float:
+        return max(self.per_gpu_gib, self.load_peak_gib)
+
+
+def memory_plan(shape: dict, data: dict, processes: int, example_tokens: int) -> MemoryPlan:
+    """Per-GPU and CPU memory for this config on `processes` GPUs, for examples of at
+    most `example_tokens` (see the module docstring). Without sample packing, a batch
+    is padded only to its longest example."""
+    from styletune.train.model_size import embedding_parameter_count, parameter_count
+    params, embeddings = parameter_count(shape), embedding_parameter_count(shape)
+    layers, h, vocab = shape["num_hidden_layers"], shape["hidden_size"], shape["vocab_size"]
+    weights = ((params - embeddings) * NF4_BYTES + embeddings * 2) / GIB
+    layer = (params - embeddings) * NF4_BYTES / layers / GIB
+    lora = lora_parameters(shape, int(data.get("lora_r") or 8)) * LORA_STATE_BYTES / GIB
+    rows = example_tokens * int(data.get("micro_batch_size") or 1)
+    activations = (rows * vocab * 8 + layers * rows * h * 4) / GIB
+    how = strategy(data, processes)
+    fsdp = (data.get("fsdp_config") or {})
+    if not how.startswith("fsdp"):
+        per_gpu = weights + lora + activations + OVERHEAD_GIB
+        return MemoryPlan(how, processes, per_gpu, weights + OVERHEAD_GIB, 0.0, weights)
+    offload = bool(fsdp.get("offload_params"))
+    resident = 2 * layer + (0 if offload else weights / processes)
+    per_gpu = resident + lora / processes + activations + OVERHEAD_GIB
+    # Without cpu_ram_efficient_loading every GPU loads the whole 4-bit model first;
+    # with it, process 0 builds it in CPU RAM one checkpoint file at a time.
+    efficient = bool(fsdp.get("cpu_ram_efficient_loading"))
+    load_peak = (2 * layer if efficient else weights) + OVERHEAD_GIB
+    # FULL_STATE_DICT checkpoints gather the whole model in process 0's CPU RAM.
+    cpu = weights + (CHECKPOINT_SHARD_GIB if efficient else 0)
+    return MemoryPlan(how, processes, per_gpu, load_peak, cpu, weights)
+
+
+def tokens_per_second(device: str, params: int | None, processes: int) -> float:
+    if device == "cpu":
+        return CPU_TOKENS_PER_SECOND * processes
+    per_gpu = CUDA_TOKENS_PER_SECOND_8B * LLAMA31_8B_PARAMETERS / (params or LLAMA31_8B_PARAMETERS)
+    return per_gpu * processes
+
+
+def accumulation_for(steps: int, processes: int) -> int:
+    """Gradient accumulation that keeps the config's global batch on `processes`
+    GPUs, each taking its own micro-batch per step (at least 1)."""
+    return max(1, round(steps / processes))
+
+
+def launch_arguments(processes: int) -> list[str]:
+    """Axolotl's own launcher arguments (`axolotl train CONFIG ...` then these).
+
+    One process: Axolotl's default, `accelerate launch`, held to one process (on a
+    machine with several GPUs accelerate would otherwise take them all).
+    Several: `torchrun`, which Axolotl also documents (`--launcher torchrun`). It
+    reads no configuration file, so a writer's old accelerate settings cannot change
+    the run, and it starts several CPU processes too: the CPU test runs the command
+    a GPU machine gets. `--standalone` finds a free local port for the processes
+    to meet on, so two runs never collide."""
+    if processes == 1:
+        return ["--launcher", "accelerate", "--", "--num_processes", "1"]
+    return ["--launcher", "torchrun", "--", "--standalone", "--nproc_per_node", str(processes)]
+
+
+def plan_table(shape: dict, data: dict, example_tokens: int, counts=(1, 2, 4, 8)) -> list[str]:
+    """Markdown rows: GPU count, strategy, per-GPU memory, load peak, CPU RAM, throughput."""
+    from styletune.train.model_size import parameter_count
+    rows = ["| GPUs | strategy | per GPU, training | per GPU, loading | CPU RAM | tokens/s (5090-class) |",
+            "|---:|---|---:|---:|---:|---:|"]
+    for n in counts:
+        p = memory_plan(shape, data, n, example_tokens)
+        tps = tokens_per_second("cuda", parameter_count(shape), n)
+        rows.append(f"| {n} | {p.strategy} | {p.per_gpu_gib:.1f} GiB | {p.load_peak_gib:.1f} GiB | "
+                    f"{p.cpu_ram_gib:.0f} GiB | ~{math.floor(tps):,} |")
+    return rows

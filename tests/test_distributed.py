@@ -1,0 +1,269 @@
+"""Beyond one GPU: the overlays pass Axolotl's own config validation, stage 2 builds
+the launch Axolotl's own CLI turns into torchrun, the preflight refuses what cannot
+run, the memory plan's figures, and a real two-process run on CPU through Axolotl's
+distributed path (DDP over gloo), resumed, then merged by stage 3.
+
+FSDP itself cannot run on a CPU with Axolotl 0.19 and accelerate 1.13:
+test_fsdp_is_refused_on_cpu_with_the_reason says why and what to do instead."""
+import copy
+import json
+import os
+import re
+
+import pytest
+import yaml
+from conftest import FT, load_script
+from styletune.config import load_config
+from styletune.train import gpu_plan, preflight
+from styletune.train.model_size import parameter_count
+from test_train import MERGE, run_preflight, run_training, stage1
+
+MULTI_GPU = FT / "configs" / "multi_gpu.yaml"
+LLAMA_70B = FT / "configs" / "llama31_70b.yaml"
+# What Axolotl's own capability probe (cli/config.py gpu_capabilities) reports on
+# a machine with two RTX 5090s.
+TWO_5090S = {"bf16": True, "fp8": False, "tf32": True, "n_gpu": 2, "compute_capability": "sm_120"}
+TORCH = {"torch_version": "2.13.0"}
+
+
+def axolotl_validated(config_path, **changes):
+    """The merged overlay, less the pipeline's own block, through Axolotl's validate_config."""
+    from axolotl.utils.config import validate_config
+    from axolotl.utils.dict import DictDefault
+    data = copy.deepcopy(load_config(config_path).data)
+    data.pop("style_pipeline")
+    for key, value in changes.items():
+        data[key] = {**data[key], **value} if isinstance(value, dict) else value
+    return validate_config(DictDefault(data), capabilities=TWO_5090S, env_capabilities=TORCH)
+
+
+# --- the overlays ------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_the_multi_gpu_overlay_passes_axolotls_validation_as_fsdp2_qlora():
+    out = axolotl_validated(MULTI_GPU)
+    assert out.adapter == "qlora" and out.load_in_4bit is True
+    assert str(out.fsdp_version) == "2"
+    fsdp = out.fsdp_config
+    assert fsdp.auto_wrap_policy == "TRANSFORMER_BASED_WRAP"
+    assert fsdp.transformer_layer_cls_to_wrap == "LlamaDecoderLayer"
+    assert fsdp.activation_checkpointing is True and out.gradient_checkpointing is False
+    assert fsdp.cpu_ram_efficient_loading is False and fsdp.state_dict_type == "FULL_STATE_DICT"
+    assert out.optimizer == "adamw_torch_fused"
+    # everything else is the main config's
+    assert out.base_model == "meta-llama/Llama-3.1-8B-Instruct" and out.lora_r == 16
+    assert out.datasets[0]["roles_to_train"] == ["assistant"]
+
+
+@pytest.mark.slow
+def test_axolotl_refuses_what_the_overlay_comments_say_it_refuses():
+    """The comments' reasons are Axolotl's: 4-bit FSDP2 with cpu_ram_efficient_loading,
+    and a bitsandbytes 8-bit optimiser under FSDP2."""
+    with pytest.raises(ValueError, match="cpu_ram_efficient_loading"):
+        axolotl_validated(MULTI_GPU, fsdp_config={"cpu_ram_efficient_loading": True})
+    with pytest.raises(ValueError, match="FSDP2 not compatible with adamw_bnb_8bit"):
+        axolotl_validated(MULTI_GPU, optimizer="adamw_bnb_8bit")
+
+
+@pytest.mark.slow
+def test_the_70b_overlay_passes_axolotls_validation_with_sharded_4bit_loading():
+    out = axolotl_validated(LLAMA_70B)
+    assert out.base_model == "meta-llama/Llama-3.1-70B-Instruct"
+    assert str(out.fsdp_version) == "1" and out.qlora_sharded_model_loading is True
+    fsdp = out.fsdp_config
+    assert fsdp.cpu_ram_efficient_loading is True and fsdp.sync_module_states is True
+    assert fsdp.offload_params is False and fsdp.state_dict_type == "FULL_STATE_DICT"
+    assert out.optimizer == "adamw_torch_fused" and out.lora_r == 16
+    cfg = load_config(LLAMA_70B)
+    assert cfg.pipeline.merged_dir.name == "merged-70b" and cfg.output_dir.name.endswith("70b")
+    assert cfg.train_path == load_config(MULTI_GPU).train_path      # stage 1's data, shared
+
+
+def test_every_key_the_overlays_set_has_a_comment():
+    from test_config import comments_by_key
+    for overlay in (MULTI_GPU, LLAMA_70B):
+        found = comments_by_key(overlay.read_text())
+        bare = [".".join(p) for p, c in found.items() if c is None and p[0] != "extends"]
+        assert not bare, f"{overlay.name}: no comment above (or naming) {bare}"
+
+
+# --- the launch --------------------------------------------------------------------
+
+def test_launch_arguments_for_one_and_several_processes():
+    assert gpu_plan.launch_arguments(1) == ["--launcher", "accelerate", "--", "--num_processes", "1"]
+    assert gpu_plan.launch_arguments(4) == ["--launcher", "torchrun", "--", "--standalone",
+                                            "--nproc_per_node", "4"]
+
+
+@pytest.mark.parametrize("processes, command", [
+    (1, ["accelerate", "launch", "--num_processes", "1", "-m", "axolotl.cli.train"]),
+    (2, ["torchrun", "--standalone", "--nproc_per_node", "2", "-m", "axolotl.cli.train"]),
+])
+def test_axolotls_cli_turns_the_launch_arguments_into_its_launcher(processes, command, tmp_path,
+                                                                   monkeypatch):
+    """What `axolotl train CONFIG <overrides> <launch arguments>` executes, captured at
+    the exec Axolotl's CLI ends with (the one call replaced: it would start training)."""
+    from axolotl.cli.main import cli
+    from click.testing import CliRunner
+    config = tmp_path / "c.yaml"
+    config.write_text("base_model: x\n")
+    executed = []
+
+    def capture(file, args, env):
+        executed.append(args)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(os, "execvpe", capture)
+    args = ["train", str(config), "--learning-rate", "0.0001", *gpu_plan.launch_arguments(processes)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert len(executed) == 1
+    # then Axolotl's own defaults for its other options (--debug=False, ...)
+    assert executed[0][:len(command) + 2] == command + [str(config), "--learning-rate=0.0001"]
+
+
+def test_accumulation_keeps_the_configs_batch():
+    assert [gpu_plan.accumulation_for(4, n) for n in (1, 2, 3, 4, 8)] == [4, 2, 1, 1, 1]
+
+
+def test_the_preflight_writes_the_launch_and_the_scaled_batch(make_config, tmp_path, capsys):
+    cfg = make_config(gradient_accumulation_steps=4)
+    stage1(cfg)
+    assert run_preflight(cfg, tmp_path, "--gpus", "2") == 0
+    out = capsys.readouterr().out
+    assert "processes: 2 (ddp)" in out
+    assert "batch: 1 example(s) x 2 accumulation step(s) x 2 process(es) = 4" in out
+    env = (tmp_path / "env").read_text()
+    assert "LAUNCH=(--launcher torchrun -- --standalone --nproc_per_node 2)" in env
+    assert "ACCELERATE_USE_CPU=true" in env and "PROCESSES=2" in env
+    axolotl_yaml = yaml.safe_load((tmp_path / "out" / "logs" / "config.axolotl.yaml").read_text())
+    assert axolotl_yaml["gradient_accumulation_steps"] == 2
+    assert yaml.safe_load(cfg.read_text())["gradient_accumulation_steps"] == 4   # the writer's file untouched
+
+
+@pytest.mark.parametrize("top, pipeline, args, message", [
+    ({}, {}, ["--gpus", "0"], "--gpus 0: give a number of GPUs, 1 or more"),
+    ({}, {"train_device": "cuda"}, ["--gpus", "2"], "no NVIDIA GPU visible to PyTorch"),
+    ({"plugins": []}, {}, ["--gpus", "2"], "need the plugin styletune.train.axolotl_plugin.QLoRAOnCPU"),
+])
+def test_the_preflight_refuses_what_cannot_run(make_config, tmp_path, capsys, top, pipeline, args,
+                                                message):
+    cfg = make_config(pipeline, **top)
+    stage1(cfg)
+    assert run_preflight(cfg, tmp_path, *args) == 3
+    assert message in capsys.readouterr().err
+
+
+def test_fsdp_is_refused_on_cpu_with_the_reason(make_config, tmp_path, capsys):
+    """Measured with Axolotl 0.19: FSDP2 on CPU dies building its device mesh on
+    "cuda" (axolotl/utils/distributed.py build_parallelism_config); FSDP1 trains as
+    plain DDP (accelerate's CPU state has no FSDP plugin) and then fails to save
+    (axolotl/train.py save_trained_model reads fsdp_plugin). So the preflight says so."""
+    fsdp = yaml.safe_load(MULTI_GPU.read_text())
+    cfg = make_config(fsdp_version=2, fsdp_config=fsdp["fsdp_config"])
+    stage1(cfg)
+    assert run_preflight(cfg, tmp_path, "--gpus", "2") == 3
+    assert "FSDP needs GPUs" in capsys.readouterr().err
+
+
+# --- the memory plan ---------------------------------------------------------------
+
+def test_parameter_counts_of_llama_31():
+    assert parameter_count(gpu_plan.LLAMA31_8B) == gpu_plan.LLAMA31_8B_PARAMETERS
+    assert parameter_count(gpu_plan.LLAMA31_70B) == 70_553_706_496     # Meta's model card: 70.6B
+
+
+def test_memory_plan_for_8b_and_70b():
+    main = load_config(FT / "configs" / "qlora_style_transfer.yaml").data
+    multi = load_config(MULTI_GPU).data
+    big = load_config(LLAMA_70B).data
+    one = gpu_plan.memory_plan(gpu_plan.LLAMA31_8B, main, 1, 3000)
+    assert one.strategy == "single" and 5.5 < one.weights_gib < 5.8
+    assert one.need_per_gpu_gib < 32                                       # one RTX 5090
+    fsdp8 = gpu_plan.memory_plan(gpu_plan.LLAMA31_8B, multi, 4, 3000)
+    assert fsdp8.strategy == "fsdp2" and fsdp8.per_gpu_gib < one.per_gpu_gib
+    assert fsdp8.load_peak_gib == pytest.approx(one.weights_gib + gpu_plan.OVERHEAD_GIB)
+
+    # 70B: the 4-bit model is ~40 GiB. FSDP2 would load all of it on every GPU...
+    fsdp2_70b = gpu_plan.memory_plan(gpu_plan.LLAMA31_70B, multi, 2, 3000)
+    assert 39 < fsdp2_70b.weights_gib < 41 and fsdp2_70b.need_per_gpu_gib > 32
+    # ...the overlay's sharded loading does not: 4 x 32 GB fits, 2 x 32 GB needs offload.
+    four = gpu_plan.memory_plan(gpu_plan.LLAMA31_70B, big, 4, 3000)
+    two = gpu_plan.memory_plan(gpu_plan.LLAMA31_70B, big, 2, 3000)
+    assert four.strategy == "fsdp1" and four.need_per_gpu_gib < 30
+    assert two.need_per_gpu_gib > 30
+    offloaded = copy.deepcopy(big)
+    offloaded["fsdp_config"]["offload_params"] = True
+    assert gpu_plan.memory_plan(gpu_plan.LLAMA31_70B, offloaded, 2, 3000).need_per_gpu_gib < 20
+    assert gpu_plan.memory_plan(gpu_plan.LLAMA31_70B, big, 1, 3000).need_per_gpu_gib < 80
+    assert two.cpu_ram_gib > two.weights_gib                              # process 0 builds it in RAM
+
+
+def test_the_plan_table_script_prints_both_models():
+    script = load_script(FT / "benchmarks" / "plan_gpus.py")
+    text = script.table()
+    assert "Llama 3.1 8B" in text and "Llama 3.1 70B" in text
+    assert re.search(r"\| 4 \| fsdp1 \| \d+\.\d GiB", text)
+
+
+# --- the real thing: two CPU processes through Axolotl's distributed path ----------
+
+@pytest.mark.slow
+def test_two_cpu_processes_train_resume_and_merge(make_config, tmp_path):
+    """Stage 2 with --gpus 2 on the rehearsal config: torchrun starts two Axolotl
+    processes (DDP over gloo), each step takes one example per process, and only
+    process 0 logs and saves. Then --resume continues the distributed run for one
+    more step, and stage 3 merges the adapter."""
+    cfg = make_config()
+    result = stage1(cfg)
+    n_train = len(result.train)
+    proc = run_training(cfg, "--gpus", "2")
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-4000:]
+    assert "--launcher torchrun -- --standalone --nproc_per_node 2" in log
+    assert '"world_size": 2' in log
+    losses = re.findall(r"'loss': '([0-9.]+)'", log)
+    assert len(losses) == 3, losses                               # logged once per step, by process 0
+    epoch = float(re.findall(r"'train_runtime'.*?'epoch': '([0-9.]+)'", log)[-1])
+    assert epoch == pytest.approx(3 * 2 / n_train, abs=0.01)      # 2 examples a step, not 1
+    adapter = tmp_path / "out" / "adapter"
+    assert json.loads((adapter / "styletune_run.json").read_text()) == {"processes": 2}
+    assert {p.name for p in (adapter / "checkpoint-3").glob("rng_state_*.pth")} == \
+        {"rng_state_0.pth", "rng_state_1.pth"}
+
+    # A resume must keep the process count...
+    assert run_preflight(cfg, tmp_path, "--resume", "--gpus", "1") == 3
+    # ...and with it, continues the distributed run.
+    proc = run_training(cfg, "--resume", "--gpus", "2", "--max-steps", "4", "--save-steps", "4",
+                        "--eval-steps", "4")
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-4000:]
+    assert f"resuming from {adapter / 'checkpoint-3'}" in log
+    assert (adapter / "checkpoint-4").is_dir()
+
+    assert MERGE.main(["--config", str(cfg), "--auto"]) == 0
+    manifest = json.loads((tmp_path / "out" / "merged" / "merge_manifest.json").read_text())
+    assert manifest["checkpoint_step"] == 4 and manifest["verification"]["passed"]
+
+
+def test_the_plugin_places_a_distributed_cpu_run_on_the_cpu():
+    from axolotl.utils.dict import DictDefault
+    from styletune.train.axolotl_plugin import place_on_cpu_when_distributed
+    one = DictDefault({"world_size": 1, "device_map": "auto"})
+    assert not place_on_cpu_when_distributed(one) and one.device_map == "auto"
+    two = DictDefault({"world_size": 2, "device_map": {"": 1}})          # what Axolotl sets
+    assert place_on_cpu_when_distributed(two) and two.device_map == "cpu"
+
+
+def test_preflight_memory_check_names_the_gpu_and_the_fix(make_config):
+    """check_memory against GPUs as the preflight lists them (no GPU here: the list
+    is what check_gpus returns on a machine with two 32 GB cards, 20 GiB free each)."""
+    cfg = load_config(LLAMA_70B)
+    gpus = [{"index": i, "name": "NVIDIA GeForce RTX 5090", "arch": "sm_120", "free_gib": 20.0,
+             "total_gib": 31.4} for i in range(2)]
+    shape = gpu_plan.LLAMA31_70B
+    need = gpu_plan.memory_plan(shape, cfg.data, 2, 3000).need_per_gpu_gib
+    with pytest.raises(preflight.PreflightError, match="offload_params: true") as err:
+        preflight.check_memory_for(shape, cfg, gpus, 2, 3000)
+    assert f"GPU 0 (NVIDIA GeForce RTX 5090) has 20.0 GiB free; the plan needs ~{need:.0f} GiB" \
+        in str(err.value)
