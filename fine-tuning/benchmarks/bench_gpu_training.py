@@ -13,8 +13,11 @@ Targets (issue 4, on an H100 standing in for the RTX 5090): >= 3,000 tokens/s,
 peak memory <= 20 GB, full run <= 5 minutes.
 
 Run:    python fine-tuning/benchmarks/bench_gpu_training.py [--steps 12]
-        python fine-tuning/benchmarks/bench_gpu_training.py --shape tiny --cpu
-        (a smoke run of the same path on CPU with a 2-layer model, minutes)
+        python fine-tuning/benchmarks/bench_gpu_training.py --config configs/multi_gpu.yaml --gpus 1
+        (the FSDP overlay in one process: shows that config trains; --gpus N on N GPUs)
+        python fine-tuning/benchmarks/bench_gpu_training.py --shape tiny --cpu [--gpus 2]
+        (a smoke run of the same path on CPU with a 2-layer model, minutes; --gpus 2
+        runs two CPU processes through Axolotl's distributed path)
 Output (NVIDIA H200, 2026-11-26):
         tokens/s: median 4,398 (per-step figures: 4,601, 4,351, ...)
         peak GPU memory: 10.2 GiB
@@ -62,6 +65,9 @@ def parse_args():
     p.add_argument("--cpu", action="store_true", help="smoke run on CPU (use with --shape tiny)")
     p.add_argument("--chars-per-chunk", type=int, default=9500, help="~2,300 tokens of prose")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    p.add_argument("--config", help="the config the benchmark extends, relative to fine-tuning/ "
+                                    "(default: the main config; with --cpu, the rehearsal one)")
+    p.add_argument("--gpus", type=int, help="processes, passed to 2_train_lora.sh --gpus")
     args = p.parse_args()
     if args.steps < 2:
         p.error("--steps must be at least 2 (the first step is warm-up and is not timed)")
@@ -105,7 +111,8 @@ def writer_sized_book(dest: Path, chars: int) -> None:
 
 
 def bench_config(tmp: Path, model: Path, args) -> Path:
-    base = FT / "configs" / ("cpu_rehearsal.yaml" if args.cpu else "qlora_style_transfer.yaml")
+    base = FT / (args.config or "configs/" + ("cpu_rehearsal.yaml" if args.cpu
+                                               else "qlora_style_transfer.yaml"))
     out = tmp / "out"
     data = {
         "extends": str(base),
@@ -149,8 +156,9 @@ def main():
         print(f"data: {len(result.train)} training examples, median {statistics.median(lengths)} "
               f"tokens (max {max(lengths)})", flush=True)
         env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+        gpus = ["--gpus", str(args.gpus)] if args.gpus else []
         proc = subprocess.run(["bash", str(FT / "training" / "2_train_lora.sh"), "--config",
-                               str(cfg_path)], capture_output=True, text=True, env=env)
+                               str(cfg_path), *gpus], capture_output=True, text=True, env=env)
         log = proc.stdout + proc.stderr
         if proc.returncode != 0:
             print(log[-3000:])
@@ -160,7 +168,9 @@ def main():
         rate = statistics.median(rates[1:] or rates)
         full = sum(lengths) / len(lengths) * WRITER["train"] * WRITER["epochs"]
         device = "CPU" if args.cpu else torch.cuda.get_device_name(0)
-        print(f"device: {device} | shape: {args.shape} | steps: {args.steps}")
+        config = args.config or "the main config"
+        print(f"device: {device} | shape: {args.shape} | steps: {args.steps} | config: {config} | "
+              f"processes: {args.gpus or 'default'}")
         print(f"tokens/s: median {rate:,.0f} (per-step figures: {', '.join(f'{r:,.0f}' for r in rates)})")
         print(f"peak GPU memory: {max(memory, default=0):.1f} GiB" if not args.cpu else
               "peak GPU memory: n/a on CPU")

@@ -20,18 +20,21 @@ data/       stages 0 and 1: from manuscript to training examples
   prepare     stage 1 (1_prepare_data.py); prepare_report: its tables and histogram
 train/      stages 2 and 3: the adapter
   preflight   stage 2's checks and plan (train_preflight.py, run by 2_train_lora.sh)
+  gpu_plan    memory per GPU for 1-8 GPUs (DDP, FSDP), time, Axolotl's launch arguments
   merge       stage 3 (3_merge_adapter.py): the adapter, the NF4 merge, the logits check
+  merge_streamed  the same merge shard by shard, for a model the RAM cannot hold
   checkpoints Axolotl's checkpoint-N folders, newest and by step
   model_size  a model's shape and parameter count (GQA, tied embeddings), for memory plans
   bnb_cpu     4-bit layers on a CPU with AVX512-BF16 kept on the trainable path
-  axolotl_plugin  the rehearsal config's Axolotl plugin that applies bnb_cpu
+  axolotl_plugin  the rehearsal config's Axolotl plugin: bnb_cpu, and CPU processes
 eval/       stage 4 (4_evaluate_style.py)
   evaluate    perplexity of held-out completions, continuations from both models
   stylometry  text measures: Cosine Delta, n-gram attribution, style profile, copying
   report      verdicts and the report files (md, json, png)
 deploy/     stage 5 (5_configure_continue.py)
   serve       Ollama Modelfile, Continue entries and rules, SERVE.md, --install
-  llamacpp    the GGUF converter and llama-server, and the GGUF's checks
+  llamacpp    the GGUF converter, quantiser and llama-server, and the GGUF's checks
+  fit         which quantisation fits which card (file size + KV cache + runtime)
 book        stages 0-5 in order for one book (book_to_editor.py, make book)
 config      the one YAML (extends:, merge, Axolotl's keys); settings: every
             style_pipeline key once, with type, default and meaning

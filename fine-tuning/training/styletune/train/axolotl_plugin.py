@@ -8,11 +8,17 @@ rehearsal config:
   accelerator numbered LOCAL_RANK (utils/config/__init__.py, normalize_config:
   `device_map = {"": LOCAL_RANK}`), and a machine with no GPU has none, so
   loading would fail with "Cannot access accelerator device when none is available".
+  A resumed run of several CPU processes then meets a second snag: transformers
+  5.16 (trainer.py, _load_optimizer_and_scheduler) loads the optimiser state with
+  map_location = the process's device, "cpu:0", a location torch.load cannot
+  restore. The plugin teaches torch.load that "cpu:N" is the CPU, through torch's
+  own hook for storage locations (torch.serialization.register_package).
 
 Axolotl imports it by name in every training process: `make install` installs the
 styletune package into the environment Axolotl runs in.
 """
 import logging
+import re
 
 import torch
 from axolotl.integrations.base import BasePlugin
@@ -27,7 +33,17 @@ def place_on_cpu_when_distributed(cfg) -> bool:
     if torch.cuda.is_available() or cfg.world_size in (None, 1):
         return False
     cfg.device_map = "cpu"
+    torch.serialization.register_package(100, _no_tag, _restore_indexed_cpu)
     return True
+
+
+def _no_tag(_storage):
+    return None       # saving is left to torch's own taggers
+
+
+def _restore_indexed_cpu(storage, location: str):
+    """torch.load's map_location "cpu:0" (a CPU process's device) means the CPU."""
+    return storage if re.fullmatch(r"cpu:\d+", location) else None
 
 
 class QLoRAOnCPU(BasePlugin):

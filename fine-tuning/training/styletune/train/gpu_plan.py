@@ -11,9 +11,10 @@ Memory per GPU, in the terms of a QLoRA run with gradient checkpointing:
                (bitsandbytes leaves them unquantised)
   LoRA state   the adapter's fp32 weights, gradients and two AdamW moments (16 bytes
                per LoRA parameter)
-  activations  fp32 logits and their gradient for the longest example, and per
-               layer the bf16 input gradient checkpointing keeps, doubled for the
-               layer being recomputed (4 bytes per layer, token and hidden unit)
+  activations  fp32 logits and their gradient for the longest example, and 4 bytes
+               per layer, token and hidden unit: the bf16 input gradient
+               checkpointing keeps of each layer, twice over, as headroom for the
+               layer being recomputed (calibrated below)
   overhead     CUDA context and allocator slack, 1.5 GiB
 DDP keeps everything on every GPU. FSDP keeps 1/N of the weights and the LoRA
 state, plus the two layers it has gathered (the running one and the next),
@@ -42,7 +43,6 @@ CUDA_TOKENS_PER_SECOND_8B = 1200
 # The longest example stage 0 makes (segment_max_tokens), for the README's table.
 TABLE_EXAMPLE_TOKENS = 3000
 CPU_TOKENS_PER_SECOND = 40          # measured: SmolLM2-135M, QLoRA, 2 cores
-LLAMA31_8B_PARAMETERS = 8_030_261_248
 
 # Llama 3.1's shapes (config.json of meta-llama/Llama-3.1-{8B,70B}-Instruct), for
 # the README's table and the tests; the preflight reads the real config.json.
@@ -52,6 +52,16 @@ LLAMA31_8B = {"hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layer
 LLAMA31_70B = {"hidden_size": 8192, "intermediate_size": 28672, "num_hidden_layers": 80,
                "num_attention_heads": 64, "num_key_value_heads": 8, "vocab_size": 128256,
                "tie_word_embeddings": False}
+
+# So the preflight can price a run before a 141 GB download, not after it.
+KNOWN_SHAPES = {"meta-llama/Llama-3.1-8B-Instruct": LLAMA31_8B,
+                "meta-llama/Llama-3.1-70B-Instruct": LLAMA31_70B}
+
+
+def shape_of(cfg) -> dict | None:
+    """The base model's config.json when local or cached, else Llama 3.1's known shape."""
+    from styletune.train.model_size import model_shape
+    return model_shape(cfg) or KNOWN_SHAPES.get(str(cfg.data.get("base_model")))
 
 
 def strategy(data: dict, processes: int) -> str:
@@ -120,14 +130,18 @@ def memory_plan(shape: dict, data: dict, processes: int, example_tokens: int) ->
 def tokens_per_second(device: str, params: int | None, processes: int) -> float:
     if device == "cpu":
         return CPU_TOKENS_PER_SECOND * processes
-    per_gpu = CUDA_TOKENS_PER_SECOND_8B * LLAMA31_8B_PARAMETERS / (params or LLAMA31_8B_PARAMETERS)
+    from styletune.train.model_size import parameter_count
+    eight_b = parameter_count(LLAMA31_8B)
+    per_gpu = CUDA_TOKENS_PER_SECOND_8B * eight_b / (params or eight_b)
     return per_gpu * processes
 
 
 def accumulation_for(steps: int, processes: int) -> int:
     """Gradient accumulation that keeps the config's global batch on `processes`
-    GPUs, each taking its own micro-batch per step (at least 1)."""
-    return max(1, round(steps / processes))
+    GPUs, each taking its own micro-batch per step: exactly when the GPU count
+    divides the batch, else the nearest batch that can be made (halves round up);
+    at least 1 step, so more GPUs than the batch make the batch the GPU count."""
+    return max(1, (2 * steps + processes) // (2 * processes))
 
 
 def launch_arguments(processes: int) -> list[str]:

@@ -28,7 +28,7 @@ from styletune.errors import UserError
 from styletune.fileio import sha256_bytes, write_atomic
 from styletune.train import gpu_plan
 from styletune.train.checkpoints import newest_checkpoint
-from styletune.train.model_size import model_shape, parameter_count
+from styletune.train.model_size import parameter_count
 
 CPU_PLUGIN = "styletune.train.axolotl_plugin.QLoRAOnCPU"
 PINNED = ("torch", "axolotl", "transformers", "peft", "bitsandbytes", "accelerate")
@@ -122,7 +122,7 @@ def describe_gpus(gpus: list[dict]) -> str:
 
 def check_distributed_config(cfg, processes: int) -> None:
     """What Axolotl cannot do with this config and this many processes, said before it starts."""
-    if cfg.pipeline.train_device != "cpu" or processes == 1:
+    if cfg.pipeline.train_device != "cpu":
         return
     if gpu_plan.strategy(cfg.data, processes).startswith("fsdp"):
         # Axolotl 0.19 builds FSDP2's device mesh on "cuda" (utils/distributed.py), and
@@ -130,6 +130,8 @@ def check_distributed_config(cfg, processes: int) -> None:
         raise PreflightError("FSDP needs GPUs: Axolotl and accelerate have no FSDP on a CPU. "
                              "Rehearse the multi-process path with configs/cpu_rehearsal.yaml "
                              "--gpus 2 (DDP), and train the FSDP configs on the GPU machine")
+    if processes == 1:
+        return
     plugins = cfg.data.get("plugins") or []
     if CPU_PLUGIN not in plugins:
         raise PreflightError(f"several CPU processes need the plugin {CPU_PLUGIN} in `plugins:` "
@@ -172,7 +174,9 @@ def check_base_model(cfg) -> str:
     if isinstance(try_to_load_from_cache(base, "config.json"), str):
         return f"{base} (in the Hugging Face cache)"
     if get_token():
-        return (f"{base} (will download, about 16 GB; the token's account must have accepted "
+        shape = gpu_plan.shape_of(cfg)
+        size = f"about {parameter_count(shape) * 2 / 1e9:.0f} GB" if shape else "size unknown"
+        return (f"{base} (will download, {size}; the token's account must have accepted "
                 "the model's licence on its Hugging Face page)")
     raise PreflightError(f"{base} is not downloaded and no Hugging Face token is set: accept the "
                          "licence on the model's page, run `hf auth login`, or set base_model to "
@@ -191,7 +195,7 @@ def plan(cfg, manifest, processes: int = 1) -> dict:
     steps = min(steps_per_epoch * epochs, d.get("max_steps") or steps_per_epoch * epochs)
     tokens = round(sum(e["total_tokens"] for e in examples) * epochs * steps / (steps_per_epoch * epochs))
     device = cfg.pipeline.train_device
-    shape = model_shape(cfg) if device == "cuda" else None
+    shape = gpu_plan.shape_of(cfg) if device == "cuda" else None
     params = parameter_count(shape) if shape else None
     speed = gpu_plan.tokens_per_second(device, params, processes)
     where = f"{processes} GPUs" if processes > 1 and device == "cuda" else \
@@ -222,7 +226,7 @@ def longest_example(manifest) -> int:
 
 def check_memory(cfg, manifest, gpus: list[dict], processes: int) -> str | None:
     """Each GPU's free memory against the plan; None when the model's size is not known yet."""
-    shape = model_shape(cfg)
+    shape = gpu_plan.shape_of(cfg)
     if not gpus or shape is None:
         return None
     return check_memory_for(shape, cfg, gpus, processes, longest_example(manifest))
@@ -237,6 +241,7 @@ def check_memory_for(shape: dict, cfg, gpus: list[dict], processes: int, tokens:
             f"GPU {g['index']} ({g['name']}) has {g['free_gib']:.1f} GiB free; the plan needs "
             f"~{mem.need_per_gpu_gib:.0f} GiB per GPU on {processes} ({mem.strategy}): "
             + memory_fix(cfg, mem))
+    check_cpu_ram(mem)
     return f"~{mem.need_per_gpu_gib:.0f} GiB per GPU planned (an estimate); the least free is " \
            f"{min(g['free_gib'] for g in gpus):.1f} GiB"
 
@@ -253,13 +258,51 @@ def memory_fix(cfg, mem) -> str:
     return "use more GPUs, or lower sequence_len (stage 1 must then be rerun)"
 
 
-def check_disk(cfg, need_gb: float) -> str:
+def checkpoint_gib(cfg) -> float:
+    """Disk for the checkpoints a run keeps (save_total_limit, plus the final adapter):
+    per checkpoint the LoRA weights and their AdamW state, ~16 bytes a parameter."""
+    shape = gpu_plan.shape_of(cfg)
+    if shape is None:
+        return 5.0
+    lora = gpu_plan.lora_parameters(shape, int(cfg.data.get("lora_r") or 8))
+    kept = int(cfg.data.get("save_total_limit") or 3) + 1
+    return lora * gpu_plan.LORA_STATE_BYTES * kept / 2**30
+
+
+def check_disk(cfg) -> str:
+    need = 1.0 if cfg.pipeline.train_device == "cpu" else max(5.0, checkpoint_gib(cfg))
     cfg.output_dir.parent.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(cfg.output_dir.parent).free / 2**30
-    if free < need_gb:
+    if free < need:
         raise PreflightError(f"only {free:.1f} GiB free at {paths.shown(cfg.output_dir.parent)}; "
-                             f"checkpoints need about {need_gb:.0f} GiB: free some space")
-    return f"{free:.0f} GiB free"
+                             f"checkpoints need about {need:.0f} GiB: free some space")
+    return f"{free:.0f} GiB free, checkpoints need ~{need:.0f} GiB"
+
+
+def check_download_room(cfg) -> None:
+    """A model still to download must fit in the Hugging Face cache (the 70B: ~141 GB)."""
+    from huggingface_hub import constants, try_to_load_from_cache
+    shape = gpu_plan.shape_of(cfg)
+    base = cfg.base_model
+    if Path(base).is_dir() or shape is None or isinstance(try_to_load_from_cache(base, "config.json"), str):
+        return
+    cache = Path(constants.HF_HUB_CACHE)
+    cache.mkdir(parents=True, exist_ok=True)
+    need = parameter_count(shape) * 2 / 2**30 * 1.02
+    free = shutil.disk_usage(cache).free / 2**30
+    if free < need:
+        raise PreflightError(f"{base} needs ~{need:.0f} GiB to download, and {cache} has {free:.0f} GiB "
+                             "free: free some space, or set HF_HOME to a bigger disk")
+
+
+def check_cpu_ram(mem) -> None:
+    """The sharded loader and the checkpoints' gather hold the 4-bit model in CPU RAM."""
+    import psutil
+    available = psutil.virtual_memory().available / 2**30
+    if mem.cpu_ram_gib > available:
+        raise PreflightError(f"the run needs ~{mem.cpu_ram_gib:.0f} GiB of CPU RAM (process 0 holds the "
+                             f"whole 4-bit model) and {available:.0f} GiB is available: close other "
+                             "programs, or use a machine with more RAM")
 
 
 RUN_RECORD = "styletune_run.json"
@@ -277,11 +320,19 @@ def check_resume(cfg, resume: bool, processes: int) -> Path | None:
                              "to continue that run, or move the folder away to start afresh")
     record = cfg.output_dir / RUN_RECORD
     if resume and record.is_file():
-        before = json.loads(record.read_text())["processes"]
+        try:
+            before = json.loads(record.read_text())["processes"]
+        except (ValueError, KeyError, TypeError):
+            raise PreflightError(f"{paths.shown(record)} is damaged: delete it, and give --resume "
+                                 "the --gpus N the run started with") from None
         if before != processes:
             raise PreflightError(f"--resume: that run trained on {before} process(es), this one would "
                                  f"use {processes}: add --gpus {before}")
     return newest if resume else None
+
+
+def batch_of(data: dict, processes: int) -> int:
+    return data.get("micro_batch_size", 1) * data.get("gradient_accumulation_steps", 1) * processes
 
 
 def axolotl_data(cfg, processes: int) -> dict:
@@ -326,12 +377,16 @@ def run(args) -> int:
     memory = check_memory(cfg, manifest, gpus, processes)
     if memory:
         print(f"  ok  GPU memory: {memory}")
-    print(f"  ok  disk: {check_disk(cfg, 1 if device == 'cpu' else 5)}")
+    check_download_room(cfg)
+    print(f"  ok  disk: {check_disk(cfg)}")
     resume = check_resume(cfg, args.resume, processes)
     data = axolotl_data(cfg, processes)
     print("plan:")
     for key, value in plan(replace(cfg, data=data), manifest, processes).items():
         print(f"  {key}: {value}")
+    if batch_of(data, processes) != batch_of(cfg.data, 1):
+        print(f"  note: the config's batch of {batch_of(cfg.data, 1)} becomes {batch_of(data, processes)} "
+              f"on {processes} processes (each takes its own example a step)")
     axolotl_cfg = cfg.pipeline.log_dir / f"{cfg.path.stem}.axolotl.yaml"
     write_atomic(axolotl_cfg, effective_yaml(replace(cfg, data=data)).encode())
     write_atomic(cfg.output_dir / RUN_RECORD, (json.dumps({"processes": processes}) + "\n").encode())
