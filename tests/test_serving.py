@@ -214,6 +214,7 @@ def test_stage_5_needs_a_merged_model_and_explains_gguf(make_config, tmp_path, c
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setattr(llamacpp.sys, "prefix", str(tmp_path))
     assert llamacpp.find_converter() is None and llamacpp.find_server() is None
+    assert llamacpp.find_quantizer() is None
 
 
 @pytest.mark.parametrize("backend", serving.BACKENDS)
@@ -265,3 +266,35 @@ def test_llamacpp_backend_without_a_build_says_how_to_get_one(served, monkeypatc
     assert SCRIPT.main(["--config", str(cfg.path), "--backend", "llamacpp", "--force"]) == 2
     assert "make llama-server" in capsys.readouterr().err
     assert sorted(p.name for p in cfg.pipeline.serve_dir.rglob("*")) == before   # nothing written
+
+
+def test_a_k_quant_without_llama_quantize_is_one_line_naming_make_llama_server(served, monkeypatch,
+                                                                              tmp_path, capsys):
+    """LLAMA_CPP_DIR: a llama.cpp checkout with its converter script and nothing built
+    (the venv's build and PATH out of reach). q8_0 needs only the converter; q4_K_M
+    needs llama-quantize too, and says so before anything is written."""
+    from styletune.deploy import llamacpp
+    name, cfg, tok = served
+    checkout = tmp_path / "llama.cpp"
+    checkout.mkdir()
+    (checkout / "convert_hf_to_gguf.py").write_text("# llama.cpp's converter script\n")
+    monkeypatch.setenv("LLAMA_CPP_DIR", str(checkout))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(llamacpp.sys, "prefix", str(tmp_path))
+    assert llamacpp.find_converter() == checkout / "convert_hf_to_gguf.py"
+    assert llamacpp.find_quantizer() is None
+    assert llamacpp.missing_tools("q8_0") is None
+    before = {p: p.read_bytes() for p in cfg.pipeline.serve_dir.rglob("*") if p.is_file()}
+    for gguf_type in ("q4_K_M", "q2_K", "q6_K"):
+        for backend in (["--backend", "llamacpp"], []):
+            args = ["--config", str(cfg.path), *backend, "--gguf", gguf_type, "--force"]
+            assert SCRIPT.main(args) == 2
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1, err
+            assert err.startswith("error: llama.cpp's quantiser (llama-quantize) is not built in this "
+                                  "environment: run `make llama-server`")
+            assert "--gguf q8_0 or bf16" in err
+    assert {p: p.read_bytes() for p in cfg.pipeline.serve_dir.rglob("*") if p.is_file()} == before
+    with pytest.raises(llamacpp.LlamaCppError, match="make llama-server"):
+        llamacpp.quantize(tmp_path / "model.bf16.gguf", tmp_path / "model.q4_K_M.gguf", "q4_K_M")
+    assert not list(tmp_path.glob("model*"))

@@ -23,10 +23,20 @@ rounding noise, measured as the base alone through both routes (the 4-bit
 forward, and the dequantised weights in merged_dtype). Then a short greedy
 continuation is printed. A GPU is used when one has room; otherwise CPU.
 
+A base too big for this machine's memory (Llama-3.1-70B: ~131 GiB in bf16) is merged
+shard by shard instead, automatically (the plan says which route and why; --streamed
+forces it): each weight training quantised goes through the same NF4 round trip, the
+adapter is added, and the shard is written before the next is read, so the peak is one
+shard plus one layer. As such a model cannot be loaded for the logit check, a sample
+of merged weights (the adapter's in the first, middle and last layers) is recomputed
+independently, with bitsandbytes and PEFT, and compared; when the model does fit, the
+logit check runs too. merge_manifest.json says which route and which checks ran. Only
+plain LoRA merges this way: modules_to_save, DoRA or new embeddings are refused.
+
 Run     python fine-tuning/training/3_merge_adapter.py --auto
         python fine-tuning/training/3_merge_adapter.py --auto --config configs/cpu_rehearsal.yaml
         ... --adapter outputs/qlora-style-transfer/checkpoint-18   --output DIR
-        ... --dry-run   --force   --device cpu
+        ... --dry-run   --force   --device cpu   --streamed
 
 Output (rehearsal config, CPU):
         adapter: outputs/rehearsal/adapter
@@ -55,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", metavar="DIR", help="merged folder (default: style_pipeline.merged_dir)")
     p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
                    help="where to merge (default: a GPU with room, else CPU)")
+    p.add_argument("--streamed", action="store_true",
+                   help="merge shard by shard even when the whole model fits (chosen by itself when not)")
     p.add_argument("--dry-run", action="store_true",
                    help="choose the adapter and check disk and memory; load and write nothing")
     p.add_argument("--force", action="store_true", help="replace an existing merged folder")

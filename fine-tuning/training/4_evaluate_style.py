@@ -24,6 +24,16 @@ Measures (thresholds are fixed in the config's `evaluation:` block before the ru
      own rate), whether continuations end at a sentence end.
 Nothing is downloaded: both models are the ones the config names.
 
+Where each model loads (--device; the plan says which and why, and each load says
+where it went, "sharded over 4 GPUs (80 layers)"):
+  auto  (default) one GPU when the model fits there (bf16); a model too big for one
+        (Llama-3.1-70B: ~160 GiB with room to run) is spread over every visible GPU,
+        then CPU RAM (slow), by accelerate (device_map="auto"); without a GPU, the CPU.
+  cuda  GPUs only: one GPU when the model fits there, else every visible GPU, each up
+        to its free memory and never CPU RAM; an error when even all of them cannot
+        hold the model.
+  cpu   the CPU (float32 when RAM allows, else bf16).
+
 Run     python fine-tuning/training/4_evaluate_style.py
         python fine-tuning/training/4_evaluate_style.py --config configs/cpu_rehearsal.yaml
         ... --adapter outputs/qlora-style-transfer/checkpoint-18   --device cpu   --force   --dry-run
@@ -46,7 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", metavar="DIR", help="tuned model folder (default: style_pipeline.merged_dir)")
     p.add_argument("--adapter", metavar="PATH", help="compare base + this adapter instead of a merged folder")
     p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
-                   help="default: a GPU with room, else CPU")
+                   help="auto (default): one GPU when the model fits there, else every visible GPU, "
+                        "then CPU RAM; CPU without a GPU. cuda: GPUs only (one, else all of them; "
+                        "an error when they cannot hold it, never CPU RAM). cpu: the CPU")
     p.add_argument("--dry-run", action="store_true", help="check the inputs and show the plan; load nothing")
     p.add_argument("--force", action="store_true", help="replace an earlier report")
     return p

@@ -16,24 +16,48 @@ Writes  into `style_pipeline.serve_dir` (default outputs/serve/):
                                      with options for prose
           continue/rules/<prompt>.md the writer's system prompt as a Continue rules file
           SERVE.md                   how to start the server and use the model, step by step
-          <name>.<type>.gguf         with --backend llamacpp or --gguf: the GGUF, checked in a
-                                     real llama-server (loads, tokenises a training example as
+          <name>.<type>.gguf         with --backend llamacpp or --gguf: the GGUF (bf16 and q8_0
+                                     from llama.cpp's converter; q6_K, q5_K_M, q4_K_M, q4_K_S,
+                                     q3_K_M and q2_K from a temporary bf16 GGUF, removed after,
+                                     through llama.cpp's llama-quantize), checked in a real
+                                     llama-server (loads, tokenises a training example as
                                      training did, renders chat as training did, stops at the
                                      end of a turn) where `make llama-server` built one
+        Prints (and writes into SERVE.md) which GGUF type fits which card: for the merged
+        model's shape (its config.json) and each type, the file size (llama.cpp's bits per
+        weight), the f16 KV cache at serve_context_length and ~1 GiB runtime, against
+        cards of 16, 24, 32 (RTX 5090), 48 and 80 GB; estimates from file sizes, not
+        measured VRAM. It marks the largest type that fits one 32 GB RTX 5090, and warns,
+        naming what does fit, when the chosen export does not (the llama-server command
+        then has the estimated -ngl N, not 99), and when that type is q2_K: a large loss
+        of quality (llama.cpp's measure), where q4_K_M with -ngl N, a bigger card or two,
+        or the 8B keep it.
         With --install, also merges the entries into ~/.continue/config.yaml (other
         models and settings kept, a timestamped backup first) and adds the rules file.
         Nothing outside serve_dir changes without --install.
 
 Run     python fine-tuning/training/5_configure_continue.py
         python fine-tuning/training/5_configure_continue.py --config configs/cpu_rehearsal.yaml
-        ... --backend llamacpp [--gguf q8_0|bf16]   --backend vllm   --quantize q4_K_M
+        ... --backend llamacpp [--gguf q8_0|bf16|q6_K|q5_K_M|q4_K_M|q4_K_S|q3_K_M|q2_K]
+        ... --backend vllm
+        ... --quantize q8_0|q4_K_M|q4_K_S   (Ollama's own quantiser, at `ollama create`)
         ... --install [--continue-dir DIR]   --dry-run   --force
         ... --backend llamacpp --try "Haji and Alan walked along the street. ... Haji said,"
 
 Output (rehearsal config, --backend llamacpp):
         model: fine-tuning/outputs/rehearsal/merged (chatml template, EOS <|im_end|>)
+        which GGUF fits which card (estimates from file sizes, not measured VRAM; this export: q8_0):
+        135M parameters, 8192-token context: KV cache 0.18 GiB (f16), runtime ~1 GiB
+        | type | bits/weight | file GiB | total GiB | 16 GB | 24 GB | 32 GB | 48 GB | 80 GB |
+        |---|---|---|---|---|---|---|---|---|
+        | bf16 * | 16.00 | 0.25 | 1.43 | fits | fits | fits | fits | fits |
+        ... (q8_0, q6_K, q5_K_M, q4_K_M, q4_K_S, q3_K_M, q2_K)
+        * the largest type that fits one 32 GB card (RTX 5090)
         wrote fine-tuning/outputs/rehearsal/serve/Modelfile
         ...
+        converted with llama.cpp's converter to q8_0 (145 MB)
+          (--gguf q4_K_M: converted with llama.cpp's converter to bf16 (271 MB, temporary,
+           removed), then: quantised with llama-quantize to q4_K_M (105 MB))
         wrote fine-tuning/outputs/rehearsal/serve/my-voice-rehearsal.q8_0.gguf
         checked: loads in llama-server (145 MB)
         checked: tokenises a training example as training did (1728 tokens)
@@ -46,7 +70,14 @@ import sys
 from styletune import cli  # beside this script; cli turns a missing package into one line
 
 
+def gguf_type(text: str) -> str:
+    """A GGUF type as llama.cpp spells it (q4_K_M), however it was typed (Q4_K_M, q4_k_m)."""
+    from styletune.deploy.llamacpp import GGUF_TYPES
+    return next((t for t in GGUF_TYPES if t.lower() == text.lower()), text)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from styletune.deploy.llamacpp import GGUF_TYPES
     from styletune.deploy.serve import BACKENDS, QUANTIZE_LEVELS
     p = cli.parser(__doc__)
     p.add_argument("--model", metavar="DIR", help="merged folder (default: style_pipeline.merged_dir)")
@@ -58,9 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also merge the entry and rules into your Continue folder (backup first)")
     p.add_argument("--continue-dir", default="~/.continue", metavar="DIR",
                    help="Continue's folder for --install (default: ~/.continue)")
-    p.add_argument("--gguf", choices=("bf16", "q8_0"), metavar="TYPE",
-                   help="write a GGUF file with llama.cpp's converter, bf16 or q8_0 "
-                        "(--backend llamacpp: always, q8_0 unless given)")
+    p.add_argument("--gguf", type=gguf_type, choices=GGUF_TYPES, metavar="TYPE",
+                   help=f"write a GGUF for llama-server, one of {', '.join(GGUF_TYPES)}: bf16 and "
+                        "q8_0 from llama.cpp's converter, the others through a temporary bf16 GGUF "
+                        "and llama.cpp's llama-quantize (--backend llamacpp: always, q8_0 unless "
+                        "given). The table stage 5 prints says which fits which card.")
     p.add_argument("--try", dest="try_text", metavar="TEXT",
                    help="with a GGUF: send TEXT (the end of a scene) through each route as Continue "
                         "sends it, and print the continuations joined to it")

@@ -1,9 +1,14 @@
-"""llama.cpp: the GGUF converter and `llama-server`, as stage 5 and the tests use them.
+"""llama.cpp: the GGUF converter, `llama-quantize` and `llama-server`, as stage 5 and
+the tests use them.
 
-Both come from the llama.cpp source that PyPI's llama-cpp-python sdist vendors,
+All three come from the llama.cpp source that PyPI's llama-cpp-python sdist vendors,
 built once per virtual environment by build_llama_server.sh (`make llama-server`)
 into <venv>/llama.cpp/. $LLAMA_CPP_DIR (a llama.cpp checkout with a build) or PATH
 may supply them instead.
+
+`export` writes a GGUF of any type in GGUF_TYPES: bf16 and q8_0 straight from the
+converter; the k-quants (q6_K ... q2_K) as llama.cpp makes them, a 16-bit GGUF from
+the converter (temporary, removed after) put through llama-quantize.
 
 `Server` starts llama-server on a free loopback port for one GGUF and asks it what
 it does with text: /tokenize, /apply-template (the prompt its chat endpoint would
@@ -26,13 +31,24 @@ from styletune.data.examples import continue_path_line
 from styletune.errors import UserError
 
 BUILD_HELP = ("llama.cpp's tools are not built in this environment: run `make llama-server` "
-              "(builds llama-server and its GGUF converter from PyPI's llama-cpp-python source, "
-              "6-7 minutes on 2 cores, once), or set LLAMA_CPP_DIR to a llama.cpp checkout "
-              "with a build.")
+              "(builds llama-server, llama-quantize and the GGUF converter from PyPI's "
+              "llama-cpp-python source, 6-7 minutes on 2 cores, once), or set LLAMA_CPP_DIR "
+              "to a llama.cpp checkout with a build.")
+QUANTIZE_HELP = ("llama.cpp's quantiser (llama-quantize) is not built in this environment: run "
+                 "`make llama-server` (it builds llama-quantize beside the server: 11 minutes on 2 "
+                 "busy cores, once), set LLAMA_CPP_DIR to a llama.cpp checkout with a build, or choose "
+                 "--gguf q8_0 or bf16, which need only the converter.")
+
+# convert_hf_to_gguf's --outtype: straight from the merged safetensors.
+CONVERTER_TYPES = ("bf16", "q8_0")
+# llama-quantize's types (tools/quantize/quantize.cpp), from a 16-bit GGUF; its
+# i-quants (iq2_xs ...) are left out: they want an importance matrix to be any good.
+QUANTIZER_TYPES = ("q6_K", "q5_K_M", "q4_K_M", "q4_K_S", "q3_K_M", "q2_K")
+GGUF_TYPES = CONVERTER_TYPES + QUANTIZER_TYPES
 
 
 class LlamaCppError(UserError):
-    """llama.cpp's converter or server failed; the message says what and how to fix it."""
+    """llama.cpp's converter, quantiser or server failed; the message says what and how to fix it."""
 
 
 def _roots() -> list[Path]:
@@ -51,13 +67,39 @@ def find_converter() -> Path | None:
     return Path(found) if found else None
 
 
-def find_server() -> Path | None:
+def _find_binary(name: str) -> Path | None:
     for root in _roots():
-        for candidate in (root / "bin" / "llama-server", root / "build" / "bin" / "llama-server"):
+        for candidate in (root / "bin" / name, root / "build" / "bin" / name):
             if candidate.is_file() and os.access(candidate, os.X_OK):
                 return candidate
-    found = shutil.which("llama-server")
+    found = shutil.which(name)
     return Path(found) if found else None
+
+
+def find_server() -> Path | None:
+    return _find_binary("llama-server")
+
+
+def find_quantizer() -> Path | None:
+    return _find_binary("llama-quantize")
+
+
+def missing_tools(gguf_type: str) -> str | None:
+    """What stops a GGUF of this type being written here, as one line; None if nothing."""
+    if find_converter() is None:
+        return BUILD_HELP
+    if gguf_type in QUANTIZER_TYPES and find_quantizer() is None:
+        return QUANTIZE_HELP
+    return None
+
+
+def _run_leaving_nothing(cmd: list[str], partial: Path, **kw) -> subprocess.CompletedProcess:
+    """Run a tool that writes partial; interrupted (Ctrl-C), it leaves no half file behind."""
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, **kw)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def convert(model_dir: Path, dest: Path, outtype: str) -> None:
@@ -71,13 +113,50 @@ def convert(model_dir: Path, dest: Path, outtype: str) -> None:
                       os.environ.get("PYTHONPATH")])))
     cmd = [sys.executable, str(converter), str(model_dir), "--outfile", str(partial),
            "--outtype", outtype]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    proc = _run_leaving_nothing(cmd, partial, env=env)
     if proc.returncode != 0:
         partial.unlink(missing_ok=True)
         tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
         raise LlamaCppError(f"llama.cpp's converter failed on {model_dir} (exit {proc.returncode}):\n"
                             f"{tail}")
     partial.replace(dest)
+
+
+def quantize(source: Path, dest: Path, gguf_type: str) -> None:
+    """A 16-bit GGUF -> one of QUANTIZER_TYPES with llama-quantize (written beside, then renamed)."""
+    quantizer = find_quantizer()
+    if quantizer is None:
+        raise LlamaCppError(QUANTIZE_HELP)
+    partial = dest.with_name(dest.name + ".partial")
+    proc = _run_leaving_nothing([str(quantizer), str(source), str(partial), gguf_type.upper()], partial)
+    if proc.returncode != 0:
+        partial.unlink(missing_ok=True)
+        tail = "\n".join((proc.stderr + proc.stdout).strip().splitlines()[-5:])
+        raise LlamaCppError(f"llama-quantize failed on {source.name} -> {gguf_type} "
+                            f"(exit {proc.returncode}):\n{tail}")
+    partial.replace(dest)
+
+
+def export(model_dir: Path, dest: Path, gguf_type: str) -> list[str]:
+    """The merged folder -> a GGUF of gguf_type at dest. The k-quants go through a
+    bf16 GGUF beside dest, removed whatever happens. Returns what was done."""
+    if gguf_type in CONVERTER_TYPES:
+        convert(model_dir, dest, gguf_type)
+        return [f"converted with llama.cpp's converter to {gguf_type} ({dest.stat().st_size / 1e6:.0f} MB)"]
+    if gguf_type not in QUANTIZER_TYPES:
+        raise LlamaCppError(f"no GGUF type {gguf_type!r}: choose one of {', '.join(GGUF_TYPES)}")
+    missing = missing_tools(gguf_type)
+    if missing:
+        raise LlamaCppError(missing)
+    sixteen = dest.with_name(dest.name + ".bf16")
+    try:
+        convert(model_dir, sixteen, "bf16")
+        size16 = sixteen.stat().st_size
+        quantize(sixteen, dest, gguf_type)
+    finally:
+        sixteen.unlink(missing_ok=True)
+    return [f"converted with llama.cpp's converter to bf16 ({size16 / 1e6:.0f} MB, temporary, removed)",
+            f"quantised with llama-quantize to {gguf_type} ({dest.stat().st_size / 1e6:.0f} MB)"]
 
 
 def _free_port() -> int:

@@ -14,6 +14,13 @@ Ollama's TEMPLATE is Go text/template, not Jinja, so it is written by hand per
 training template and tested for parity with Axolotl's rendering (text and
 token ids; tests/test_serving.py). Ollama's tokenizer adds BOS itself, so the
 TEMPLATE leaves it out where the Jinja writes it.
+
+Which export fits the writer's card: deploy/fit.py estimates, for the merged model
+and each GGUF type, the file, the KV cache at serve_context_length and the runtime
+against cards of 16-80 GB; stage 5 prints that table, writes it into SERVE.md, and
+warns, with what does fit, when the chosen export needs more than one 32 GB RTX 5090
+(the llama-server command then carries fit's estimated -ngl), and when the type that
+fits is q2_K, a large loss of quality.
 """
 import json
 import shutil
@@ -24,7 +31,7 @@ import yaml
 
 from styletune import paths
 from styletune.config import load_config
-from styletune.deploy import llamacpp
+from styletune.deploy import fit, llamacpp
 from styletune.errors import UserError
 from styletune.fileio import write_atomic, write_outputs
 from styletune.train import merge
@@ -68,6 +75,11 @@ AUTOCOMPLETE_OPTIONS = {
     "experimental_includeClipboard": False, "experimental_includeRecentlyVisitedRanges": False,
     "experimental_includeRecentlyEditedRanges": False, "experimental_includeDiff": False,
 }
+# What `ollama create --quantize` accepts (case-insensitive), read in Ollama's source
+# (github.com/ollama/ollama, commit fb30760, 2026-08-21): server/create.go upper-cases
+# the level and calls fs/ggml/type.go's ParseFileType, which takes F32, F16, BF16,
+# Q8_0, Q4_K_S and Q4_K_M (alias Q4_K) and refuses every other level; F32/F16/BF16
+# are not quantisations. Smaller types (q3_K_M, q2_K): --backend llamacpp --gguf.
 QUANTIZE_LEVELS = ("q8_0", "q4_K_M", "q4_K_S")
 
 
@@ -213,10 +225,24 @@ def gguf_path(cfg, outtype: str) -> Path:
     return cfg.pipeline.serve_dir / f"{cfg.pipeline.serve_model_name}.{outtype}.gguf"
 
 
-def llama_server_command(cfg, gguf: Path) -> str:
+def llama_server_command(cfg, gguf: Path, ngl: int | None = None) -> str:
+    """ngl: the layers on the GPU, fit.server_layers' estimate when the GGUF does not
+    fit one RTX 5090; None: all of them (99)."""
     # --jinja: the chat endpoint renders the GGUF's own template, which is training's.
     return (f"llama-server -m {gguf} --jinja --host 127.0.0.1 --port 8080 "
-            f"-c {cfg.pipeline.serve_context_length} -ngl 99 --alias {cfg.pipeline.serve_model_name}")
+            f"-c {cfg.pipeline.serve_context_length} -ngl {99 if ngl is None else ngl} "
+            f"--alias {cfg.pipeline.serve_model_name}")
+
+
+def layers_note(table: fit.FitTable | None, gguf_type: str) -> str:
+    """What the -ngl of llama_server_command means, for SERVE.md."""
+    ngl = fit.server_layers(table, gguf_type) if table else None
+    if ngl is None:
+        return "`-ngl 99` puts every layer on the GPU."
+    return (f"`-ngl {ngl}` is an estimate (the table below): about {ngl} of "
+            f"{table.row(gguf_type).layers} layers on one {fit.WRITER_CARD}, the rest in CPU RAM "
+            f"(slower). Lower it if the server runs out of GPU memory; on a card with room, "
+            f"`-ngl 99` puts all layers on it.")
 
 
 SERVERS = {
@@ -228,7 +254,33 @@ SERVERS = {
 }
 
 
-def instructions(cfg, files: dict, model_dir: Path, backend: str, commands: dict) -> str:
+def export_type(backend: str, quantize: str | None, gguf_type: str | None) -> str:
+    """The type the chosen server serves: the GGUF for llama.cpp, Ollama's --quantize
+    level, else the merged weights in 16 bits (Ollama's import, vLLM)."""
+    if backend == "llamacpp":
+        return gguf_type or "q8_0"
+    if backend == "ollama" and quantize:
+        return quantize
+    return "bf16"
+
+
+def fit_section(cfg, table: fit.FitTable | None, chosen: str) -> str:
+    """SERVE.md's "which GGUF fits which card", with the warning when chosen does not fit."""
+    if table is None:
+        return ("No estimate: the merged folder's config.json is missing or is not a Llama-style "
+                "decoder's.\n")
+    text = (f"Estimates from file sizes, not measured VRAM: the GGUF's size (llama.cpp's bits per "
+            f"weight for each type), the f16 KV cache at `serve_context_length` "
+            f"({cfg.pipeline.serve_context_length} tokens) and ~{fit.RUNTIME_GIB:g} GiB runtime. "
+            f"This export: **{chosen}**.\n\n{fit.format_table(table, markdown=True)}\n")
+    warning = fit.advice(table, chosen)
+    if warning:
+        text += "\n**Warning:** " + "\n\n".join(warning) + "\n"
+    return text + "\nAnother type: rerun stage 5 with `--backend llamacpp --gguf TYPE`.\n"
+
+
+def instructions(cfg, files: dict, model_dir: Path, backend: str, commands: dict,
+                 fits: str = "", server_note: str = "") -> str:
     p = cfg.pipeline
     autocomplete = backend != "vllm" and cfg.template_family in AUTOCOMPLETE
     others = " or ".join(f"`--backend {b}`" for b in BACKENDS if b != backend)
@@ -253,7 +305,7 @@ Written by `5_configure_continue.py` for the merged model in `{model_dir}`.
 {SERVERS[backend]}:
 
     {commands[backend]}
-
+{chr(10) + server_note + chr(10) if server_note else ""}
 Other servers: rerun stage 5 with {others}.
 
 ## 2. Point Continue at it
@@ -270,7 +322,10 @@ or let the script do both, with a backup of your config first:
 
 System message (all three modes): "{BASE_SYSTEM_MESSAGE}"
 Rules file: `{paths.shown(cfg.pipeline.system_prompt_file)}`; edit it and rerun this script.
-"""
+
+## Which GGUF fits which card
+
+{fits}"""
 
 
 class Plan:
@@ -285,15 +340,20 @@ class Plan:
                       "rules": out / "continue" / "rules" / rules_name(cfg),
                       "SERVE.md": out / "SERVE.md"}
         self.gguf = gguf_path(cfg, gguf_type)
+        self.fit = fit.model_table(model_dir, cfg.pipeline.serve_context_length)
+        self.export_type = export_type(backend, quantize, gguf_type)
+        self.gpu_layers = fit.server_layers(self.fit, gguf_type) if self.fit else None
         self.commands = {"ollama": ollama_create_command(cfg, self.files["Modelfile"], quantize),
-                         "llamacpp": llama_server_command(cfg, self.gguf),
+                         "llamacpp": llama_server_command(cfg, self.gguf, self.gpu_layers),
                          "vllm": vllm_command(cfg, model_dir)}
         self.entries = continue_models(cfg, eos, backend)
         self.contents = {
             "Modelfile": modelfile(cfg, model_dir, eos),
             "continue/config.yaml": dump_yaml(continue_config(cfg, eos, backend)),
             "rules": system_prompt(cfg),
-            "SERVE.md": instructions(cfg, self.files, model_dir, backend, self.commands),
+            "SERVE.md": instructions(cfg, self.files, model_dir, backend, self.commands,
+                                     fit_section(cfg, self.fit, self.export_type),
+                                     layers_note(self.fit, gguf_type) if backend == "llamacpp" else ""),
         }
 
     def outputs(self) -> dict:
@@ -357,13 +417,19 @@ def run(args) -> int:
     if args.try_text and not gguf_type:
         raise ServeError("--try needs a GGUF to serve: add --backend llamacpp or --gguf q8_0")
     plan = Plan(cfg, model_dir, args.backend, args.quantize, gguf_type or "q8_0")
-    if gguf_type and llamacpp.find_converter() is None:
-        raise llamacpp.LlamaCppError(llamacpp.BUILD_HELP)
+    if gguf_type:
+        check_disk(plan, gguf_type)         # first: it needs no tools, and building them takes minutes
+        missing = llamacpp.missing_tools(gguf_type)
+        if missing:
+            raise llamacpp.LlamaCppError(missing)
     eos = plan.entries[0]["defaultCompletionOptions"]["stop"][0]
     print(f"model: {paths.shown(model_dir)} ({cfg.chat_template} template, EOS {eos})")
+    print_fit(plan)
     if args.dry_run:
         for path in list(plan.files.values()) + ([plan.gguf] if gguf_type else []):
-            print(f"would write {paths.shown(path)}")
+            via = (" (through a temporary bf16 GGUF and llama-quantize)"
+                   if path == plan.gguf and gguf_type in llamacpp.QUANTIZER_TYPES else "")
+            print(f"would write {paths.shown(path)}{via}")
         if args.install:
             print(f"would merge the model entries into {Path(args.continue_dir).expanduser() / 'config.yaml'}")
         print("dry run: nothing written")
@@ -380,15 +446,52 @@ def run(args) -> int:
             print(line)
         print("note: comments in config.yaml are not kept by the merge; the backup has them")
     print(f"next:  {plan.commands[args.backend]}")
+    if args.backend == "llamacpp" and plan.gpu_layers is not None:
+        print(f"       (-ngl {plan.gpu_layers}: an estimate of the layers one {fit.WRITER_CARD} holds; "
+              "-ngl 99 puts all layers on a card that has room)")
     print(f"       then see {paths.shown(plan.files['SERVE.md'])}")
     return 0
 
 
+def print_fit(plan) -> None:
+    """The fit table on the terminal, and the warning when this export needs more than one 5090."""
+    if plan.fit is None:
+        print("fit: no estimate of which GGUF fits which card (the merged config.json is "
+              "missing or not a Llama-style decoder's)")
+        return
+    print(f"which GGUF fits which card (estimates from file sizes, not measured VRAM; "
+          f"this export: {plan.export_type}):")
+    print(fit.format_table(plan.fit))
+    for line in fit.advice(plan.fit, plan.export_type):
+        print(f"warning: {line}")
+
+
+def check_disk(plan, gguf_type: str) -> None:
+    """Room in serve_dir for the GGUF (and, for a k-quant, the bf16 GGUF it is made from)."""
+    if plan.fit is None:
+        return
+    need = plan.fit.row(gguf_type).file_bytes
+    if gguf_type in llamacpp.QUANTIZER_TYPES:
+        need += plan.fit.row("bf16").file_bytes
+    folder = plan.gguf.parent
+    while not folder.exists():
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free
+    if free < need:
+        raise ServeError(f"{paths.shown(plan.gguf.parent)} has {free / fit.GIB:.1f} GiB free; the {gguf_type} "
+                         f"GGUF needs ~{need / fit.GIB:.1f} GiB"
+                         + (" (with the bf16 GGUF it is quantised from, removed after)"
+                            if gguf_type in llamacpp.QUANTIZER_TYPES else "")
+                         + ": free some space, or set style_pipeline.serve_dir to a larger disk")
+
+
 def write_gguf(cfg, model_dir: Path, dest: Path, outtype: str) -> None:
-    """Convert, then prove the GGUF serves the training format in a real llama-server;
-    only a GGUF that passed (or could not be checked, said so) lands at dest."""
+    """Convert (and for a k-quant, quantise), then prove the GGUF serves the training
+    format in a real llama-server; only a GGUF that passed (or could not be checked,
+    said so) lands at dest."""
     unchecked = dest.with_name(dest.name + ".unchecked")
-    llamacpp.convert(model_dir, unchecked, outtype)
+    for line in llamacpp.export(model_dir, unchecked, outtype):
+        print(line)
     try:
         if llamacpp.find_server() is None:
             print("warning: the GGUF was not checked: no llama-server here (`make llama-server` builds one)")

@@ -24,6 +24,7 @@ from styletune.fileio import write_atomic
 from styletune.text.sentences import boundaries, build_punkt
 from styletune.train import merge
 from styletune.train.merge import load_tokenizer
+from styletune.train.model_size import bf16_run_bytes, cpu_compute_dtype, gpu_bytes_needed
 
 BLOCK_TOKENS = 64
 # The writer's own test of the editor route: typed in the editor, it ends mid-sentence,
@@ -125,10 +126,100 @@ def join_class(text: str) -> str:
 
 # --- models ----------------------------------------------------------------------------
 
-def load_model(path: str, device: str, dtype: str, adapter: Path | None = None):
+@dataclass
+class Placement:
+    """Where stage 4 loads each model: `device_map` as from_pretrained takes it ("cuda",
+    "cpu", or "auto": accelerate spreads the layers over the GPUs, and then CPU RAM unless
+    `max_memory` names the GPUs only)."""
+    device_map: str
+    dtype: str
+    why: str
+    max_memory: dict | None = None      # {GPU index: bytes}; no "cpu" key: nothing spills into RAM
+
+
+def choose_placement(params: int | None, gpus: list[tuple[str, int]], ram_bytes: int,
+                     requested: str = "auto") -> Placement:
+    """Where each model loads. `gpus`: (name, free bytes) of each visible GPU, first the one a
+    plain "cuda" uses. The same arithmetic as stage 3 (model_size: bf16 weights + a fifth,
+    + 2 GiB for CUDA; float32 on CPU when RAM allows).
+      auto  one GPU when the model fits there; else every visible GPU, then CPU RAM
+            (device_map="auto"); the CPU without a GPU.
+      cuda  GPUs only: one GPU when the model fits there; else every visible GPU, each up
+            to its free memory and never CPU RAM; refused when even all of them cannot hold it.
+      cpu   the CPU."""
+    gib = merge._gib
+    if requested == "cpu" or not gpus:
+        if requested == "cuda":
+            raise EvaluationError("--device cuda: no CUDA GPU is visible to PyTorch; use --device cpu")
+        if params and bf16_run_bytes(params) > ram_bytes:
+            raise EvaluationError(f"the model needs ~{gib(bf16_run_bytes(params)):.0f} GiB of RAM even in "
+                                  f"bf16, {gib(ram_bytes):.0f} GiB available: run stage 4 where GPUs can hold it")
+        return Placement("cpu", cpu_compute_dtype(params, ram_bytes),
+                         "asked for with --device cpu" if requested == "cpu" else "no CUDA GPU")
+    need, (name, free) = gpu_bytes_needed(params or 0), gpus[0]
+    if need <= free:
+        return Placement("cuda", "bfloat16", f"{name}: {gib(free):.0f} GiB free, the model needs ~{gib(need):.0f}")
+    together = sum(f for _, f in gpus)
+    spread = f"{len(gpus)} GPUs" if len(gpus) > 1 else "the GPU"
+    if need <= together:
+        only = requested == "cuda"
+        return Placement("auto", "bfloat16", f"sharded over {spread}{' only (--device cuda)' if only else ''}: "
+                                             f"the model needs ~{gib(need):.0f} GiB, one GPU has {gib(free):.0f}, "
+                                             f"together {gib(together):.0f}",
+                         max_memory={i: f for i, (_, f) in enumerate(gpus)} if only else None)
+    if requested == "cuda":
+        raise EvaluationError(f"--device cuda: the model needs ~{gib(need):.0f} GiB of GPU memory, the "
+                              f"{len(gpus)} visible GPU(s) have {gib(together):.0f} GiB free together: use "
+                              "--device auto to put the rest in CPU RAM (slow), or run stage 4 on a machine "
+                              "with more GPU memory")
+    if need <= together + 0.8 * ram_bytes:
+        return Placement("auto", "bfloat16", f"sharded over {spread} and CPU RAM (slow: the layers in RAM "
+                                             f"cross to a GPU at every step): the model needs ~{gib(need):.0f} "
+                                             f"GiB, the GPUs have {gib(together):.0f}")
+    raise EvaluationError(f"the model needs ~{gib(need):.0f} GiB; the GPUs have {gib(together):.0f} GiB free and "
+                          f"RAM {gib(ram_bytes):.0f} GiB: run stage 4 on a machine with more GPU memory")
+
+
+def visible_gpus() -> list[tuple[str, int]]:
+    """(name, free bytes) of each GPU PyTorch sees."""
+    import torch
+    if not torch.cuda.is_available():
+        return []
+    return [(torch.cuda.get_device_name(i), torch.cuda.mem_get_info(i)[0])
+            for i in range(torch.cuda.device_count())]
+
+
+def placement_for(cfg, requested: str) -> Placement:
+    import psutil
+    return choose_placement(merge.base_parameter_count(cfg), visible_gpus(),
+                            psutil.virtual_memory().available, requested)
+
+
+def where_loaded(model) -> str:
+    """Where from_pretrained put the model, from accelerate's device map when it made one."""
+    device_map = getattr(model, "hf_device_map", None)
+    if not device_map or len(set(device_map.values())) == 1:
+        device = next(model.parameters()).device
+        return "on one GPU" if device.type == "cuda" else f"on {device.type.upper()}"
+    return describe_device_map(device_map)
+
+
+def describe_device_map(device_map: dict) -> str:
+    """"sharded over 4 GPUs" (and "and CPU RAM", "and disk") from an hf_device_map."""
+    places = set(device_map.values())
+    gpus = {p for p in places if isinstance(p, int) or str(p).startswith("cuda")}
+    parts = [f"{len(gpus)} GPU{'s' if len(gpus) != 1 else ''}"] if gpus else []
+    parts += [name for key, name in (("cpu", "CPU RAM"), ("disk", "disk")) if key in places]
+    layers = sum(1 for k in device_map if ".layers." in k)
+    return "sharded over " + " and ".join(parts) + (f" ({layers} layers)" if layers else "")
+
+
+def load_model(path: str, placement: Placement, adapter: Path | None = None):
     import torch
     from transformers import AutoModelForCausalLM
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), device_map=device)
+    extra = {"max_memory": placement.max_memory} if placement.max_memory else {}
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, placement.dtype),
+                                                 device_map=placement.device_map, **extra)
     if adapter is not None:
         from peft import PeftModel
         model = PeftModel.from_pretrained(model, str(adapter))
@@ -177,7 +268,8 @@ def completion_token_nll(model, tok, conversation) -> np.ndarray:
     with torch.no_grad():
         logits = model(torch.tensor([full[:end]], device=device)).logits[0].float()
     logp = torch.log_softmax(logits[start - 1:end - 1], dim=-1)
-    target = torch.tensor(full[start:end], device=device)
+    # sharded over GPUs, the logits come from the last one, not the inputs' device
+    target = torch.tensor(full[start:end], device=logp.device)
     return (-logp.gather(1, target[:, None])[:, 0]).cpu().numpy()
 
 
@@ -297,7 +389,7 @@ def _chunk_names(cfg, split: str, count: int) -> list[str]:
     return [f"{split} example {i + 1}" for i in range(count)]
 
 
-def evaluate(cfg, tuned_dir: Path | None, adapter: Path | None, device: str, dtype: str, say=print) -> dict:
+def evaluate(cfg, tuned_dir: Path | None, adapter: Path | None, placement: Placement, say=print) -> dict:
     """Both models on the validation set; returns the report (without the PNG)."""
     from tqdm import tqdm
     from transformers import AutoTokenizer
@@ -322,15 +414,16 @@ def evaluate(cfg, tuned_dir: Path | None, adapter: Path | None, device: str, dty
     classes = first_token_classes(tok)
     gap_set = train[:int(ev["train_examples_for_gap"])]
     say(f"{len(val)} validation example(s), {len(prompts)} prompts, "
-        f"{int(ev['generation_tokens'])} tokens each; device {device}, {dtype}")
+        f"{int(ev['generation_tokens'])} tokens each; device_map {placement.device_map}, {placement.dtype}")
 
     runs = {}
     for name in ("base", "tuned"):
         say(f"{name} model: loading")
         if name == "base":
-            model = load_model(cfg.base_model, device, dtype)
+            model = load_model(cfg.base_model, placement)
         else:
-            model = load_model(cfg.base_model if adapter else str(tuned_dir), device, dtype, adapter)
+            model = load_model(cfg.base_model if adapter else str(tuned_dir), placement, adapter)
+        say(f"{name} model: loaded {where_loaded(model)}")
         total = len(prompts) + (len(other_prompts) if name == "base" else 0)
         with tqdm(total=total, desc="perplexity", unit="prompt", leave=False) as bar:
             runs[name] = measure_model(model, tok, val, gap_set, prompts,
@@ -379,15 +472,16 @@ def run(args) -> int:
     out = ev["report_dir"]
     existing = [out / f for f in REPORT_FILES if (out / f).exists()]
     read_conversations(cfg.validation_path, "validation data")
-    device, why, dtype, _ = merge.placement(cfg, args.device)
+    placement = placement_for(cfg, args.device)
     print(f"config: {paths.shown(cfg.path)}\nbase: {cfg.data['base_model']}\n"
-          f"tuned: {paths.shown(adapter or tuned)}\ndevice: {device} ({why})\nreport: {paths.shown(out)}")
+          f"tuned: {paths.shown(adapter or tuned)}\ndevice: {placement.device_map} ({placement.why}); "
+          f"{placement.dtype}\nreport: {paths.shown(out)}")
     if existing and not args.force:
         raise EvaluationError(f"a report is already in {paths.shown(out)}: add --force to replace it")
     if args.dry_run:
         print("dry run: nothing loaded or written")
         return 0
-    report = evaluate(cfg, tuned, adapter, device, dtype)
+    report = evaluate(cfg, tuned, adapter, placement)
     prompts = [Prompt(**p) for p in report["prompts"]]
     files = {"style_report.md": style_report.markdown(report).encode(),
              "style_report.json": style_report.json_bytes(report),

@@ -8,6 +8,10 @@ dequantised, and the adapter is added to that: the equivalent of Axolotl's
 `merge-lora` with NF4 simulation, done with the same bitsandbytes code that
 trained, on GPU or CPU. A plain LoRA config (no `load_in_4bit`) merges into the
 unquantised base.
+
+That merge holds the whole model. When it does not fit (Llama-3.1-70B: ~131 GiB in
+bf16), or with --streamed, merge_streamed.py does the same arithmetic shard by shard;
+choose_route decides and says why.
 """
 import json
 import shutil
@@ -23,11 +27,15 @@ from styletune.errors import UserError
 from styletune.fileio import sha256_bytes, write_atomic
 from styletune.train.bnb_cpu import keep_4bit_layers_trainable
 from styletune.train.checkpoints import checkpoint_step, checkpoints
-from styletune.train.model_size import model_shape, parameter_count
+from styletune.train.model_size import cpu_compute_dtype, gpu_bytes_needed, model_shape, parameter_count
 
 ADAPTER_FILE = "adapter_model.safetensors"
 MANIFEST = "merge_manifest.json"
-DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+# Bytes per value, by the dtype names safetensors headers use; dtype_bytes also takes the
+# torch names merged_dtype and the compute dtype use.
+DTYPE_BYTES = {"F64": 8, "F32": 4, "BF16": 2, "F16": 2, "I64": 8, "I32": 4, "I16": 2,
+               "I8": 1, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
+SAFETENSORS_NAMES = {"float32": "F32", "bfloat16": "BF16", "float16": "F16"}
 # The merge must reproduce the adapter's effect on the logits: the mean
 # |merged - (base + adapter)| may be at most this share of the mean
 # |(base + adapter) - base| (a merge that dropped or swapped the adapter scores
@@ -122,6 +130,11 @@ def check_adapter_base(cfg, choice: AdapterChoice) -> None:
 
 # --- resources --------------------------------------------------------------------
 
+def dtype_bytes(dtype: str) -> int:
+    """Bytes per value of a torch dtype name ("bfloat16") or a safetensors one ("BF16")."""
+    return DTYPE_BYTES[SAFETENSORS_NAMES.get(dtype, dtype)]
+
+
 def base_parameter_count(cfg) -> int | None:
     """Parameters of the base model, from its config.json (None if not local or cached)."""
     shape = model_shape(cfg)
@@ -147,7 +160,7 @@ def pick_device(requested: str, params: int | None) -> tuple[str, str]:
             raise MergeError("--device cuda: no CUDA GPU is visible to PyTorch; use --device cpu")
         return "cpu", "no CUDA GPU"
     free, _ = torch.cuda.mem_get_info()
-    need = (params or 0) * 2 * 1.2 + 2 * 2**30
+    need = gpu_bytes_needed(params or 0)
     if free < need and requested == "auto":
         return "cpu", f"the GPU has {_gib(free):.1f} GiB free, the merge needs ~{_gib(need):.0f}"
     return "cuda", torch.cuda.get_device_name(0)
@@ -157,9 +170,7 @@ def compute_dtype(device: str, params: int | None) -> str:
     """bf16 on a GPU; fp32 on CPU when RAM allows (exact, and CPU bf16 is slow), else bf16."""
     if device == "cuda":
         return "bfloat16"
-    if params is None or params * 4 * 1.5 < available_ram_gib() * 2**30:
-        return "float32"
-    return "bfloat16"
+    return cpu_compute_dtype(params, available_ram_gib() * 2**30)
 
 
 def placement(cfg, requested: str) -> tuple[str, str, str, int | None]:
@@ -169,11 +180,74 @@ def placement(cfg, requested: str) -> tuple[str, str, str, int | None]:
     return device, why, compute_dtype(device, params), params
 
 
-def check_resources(cfg, out: Path, device: str, dtype: str, params: int | None) -> list[str]:
+def in_memory_ram_gib(params: int, dtype: str) -> float:
+    """RAM the in-memory merge on CPU needs: the whole base in the compute dtype, plus half
+    again for the copy PEFT's merge and save_pretrained make of one layer at a time and the
+    libraries."""
+    return _gib(params * dtype_bytes(dtype)) * 1.5
+
+
+@dataclass
+class Route:
+    """How stage 3 merges: in memory (the whole base loaded, PEFT merges) or streamed
+    (shard by shard, merge_streamed.py)."""
+    streamed: bool
+    fits: bool          # the whole model loads here, so the end-to-end logit check can run
+    why: str
+    device: str = "cpu"
+    device_why: str = ""
+    dtype: str = "float32"
+    params: int | None = None
+
+
+def decide_route(params: int | None, device: str, dtype: str, ram_gib: float, force_streamed: bool) -> Route:
+    """In memory when the whole model fits (on the GPU pick_device chose, or in RAM), streamed
+    when it does not or when asked for. The device fields are filled in by choose_route."""
+    need = in_memory_ram_gib(params, dtype) if params and device == "cpu" else 0.0
+    fits = need <= ram_gib
+    if device == "cuda":
+        room = "the whole model fits on the GPU"
+    elif params:
+        room = f"the in-memory merge needs ~{need:.1f} GiB of RAM, {ram_gib:.1f} GiB available"
+    else:
+        room = "model size unknown until downloaded"
+    if force_streamed:
+        return Route(True, fits, "streamed, shard by shard: asked for with --streamed (" + room + ")")
+    if fits:
+        return Route(False, True, "in memory (" + room + ")")
+    return Route(True, False, "streamed, shard by shard: " + room)
+
+
+def streamed_device(requested: str) -> tuple[str, str, str]:
+    """(device, why, compute dtype) for the streamed merge's per-weight work: it needs only a
+    layer's room, so any visible GPU will do (bitsandbytes quantises far faster there);
+    bf16 there, as the in-memory merge on a GPU, float32 on CPU (a layer at a time affords it)."""
+    import torch
+    if requested != "cpu" and torch.cuda.is_available():
+        return "cuda", torch.cuda.get_device_name(0) + ", one layer at a time", "bfloat16"
+    return "cpu", "asked for with --device cpu" if requested == "cpu" else "no CUDA GPU", "float32"
+
+
+def choose_route(cfg, requested: str, force_streamed: bool) -> Route:
+    device, why, dtype, params = placement(cfg, requested)
+    route = decide_route(params, device, dtype, available_ram_gib(), force_streamed)
+    if route.streamed and not route.fits:
+        device, why, dtype = streamed_device(requested)
+    # a streamed merge of a model that fits runs where the whole model loads, so that the
+    # logit check compares like with like
+    route.device, route.device_why, route.dtype, route.params = device, why, dtype, params
+    return route
+
+
+def check_resources(cfg, out: Path, route: Route) -> list[str]:
     """Lines for the plan; raises when disk or RAM is short."""
-    save_bytes = DTYPE_BYTES[cfg.pipeline.merged_dtype]
-    lines = []
     out.parent.mkdir(parents=True, exist_ok=True)
+    if route.streamed:
+        from styletune.train import merge_streamed
+        return merge_streamed.resource_lines(merge_streamed.base_shards(cfg.base_model), out,
+                                             cfg.pipeline.merged_dtype)
+    save_bytes = dtype_bytes(cfg.pipeline.merged_dtype)
+    params, lines = route.params, []
     free_disk = _gib(shutil.disk_usage(out.parent).free)
     if params:
         need_disk = _gib(params * save_bytes) * 1.05
@@ -182,8 +256,8 @@ def check_resources(cfg, out: Path, device: str, dtype: str, params: int | None)
                              f"model needs ~{need_disk:.1f} GiB ({cfg.pipeline.merged_dtype}): free some space "
                              "or set style_pipeline.merged_dir elsewhere")
         lines.append(f"disk: {free_disk:.0f} GiB free, merged model ~{need_disk:.1f} GiB")
-        if device == "cpu":
-            need_ram = _gib(params * DTYPE_BYTES[dtype]) * 1.5
+        if route.device == "cpu":
+            need_ram = in_memory_ram_gib(params, route.dtype)
             ram = available_ram_gib()
             if ram < need_ram:
                 raise MergeError(f"{ram:.1f} GiB of RAM available, the merge on CPU needs "
@@ -396,8 +470,108 @@ def generation_config(cfg, tok, base_model: str):
     return gen
 
 
+def reference_logits(cfg, choice: AdapterChoice, device: str, dtype: str, quantized: bool, probes):
+    """(base, base + adapter) logits on the probes, the base loaded as training saw it."""
+    import gc
+    base = load_training_base(cfg, device, dtype, quantized)
+    base_logits = logits_of(base, probes)
+    with_adapter = attach_adapter(base, choice.path)
+    ref_logits = logits_of(with_adapter, probes)
+    del base, with_adapter
+    gc.collect()
+    return base_logits, ref_logits
+
+
+def dequantised_base(cfg, device: str, dtype: str, quantized: bool):
+    base = load_training_base(cfg, device, dtype, quantized)
+    return base.dequantize() if quantized else base  # the NF4-rounded weights, in the compute dtype
+
+
+def rounding_floor(dequantised, base_logits, probes, saved: str, dtype: str) -> float:
+    """The merge's own rounding noise: the base alone, dequantised and saved in merged_dtype."""
+    with weights_as_saved(dequantised, saved):
+        return route_noise(base_logits, logits_of(dequantised, probes), dtype)
+
+
+def dequantised_floor(cfg, device: str, dtype: str, quantized: bool, probes, base_logits, saved: str) -> float:
+    """rounding_floor on a base loaded for the purpose and freed after (the streamed route)."""
+    import gc
+    base = dequantised_base(cfg, device, dtype, quantized)
+    floor = rounding_floor(base, base_logits, probes, saved, dtype)
+    del base
+    gc.collect()
+    return floor
+
+
+def fresh_partial(out: Path) -> Path:
+    """The folder the merge writes into; it replaces `out` only once verified."""
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    return partial
+
+
+def save_tokenizer_and_generation(cfg, tok, partial: Path) -> None:
+    tok.save_pretrained(partial)
+    generation_config(cfg, tok, cfg.base_model).save_pretrained(partial)
+
+
+def check_reloaded(cfg, partial: Path, probes, ref_logits, base_logits, floor: float, device: str,
+                   dtype: str, tok) -> tuple[Verdict, str]:
+    """The merged folder loaded back whole: its logits against base + adapter, and a greedy sample."""
+    import gc
+
+    import torch
+    from transformers import AutoModelForCausalLM
+    reloaded = AutoModelForCausalLM.from_pretrained(str(partial), dtype=getattr(torch, dtype),
+                                                    device_map=device)
+    reloaded.eval()
+    verdict = compare_logits(logits_of(reloaded, probes), ref_logits, base_logits, floor)
+    sample = greedy_sample(reloaded, tok, cfg)
+    del reloaded
+    gc.collect()
+    return verdict, sample
+
+
+def probe_counts(probes) -> dict:
+    return {"probe_sequences": len(probes), "probe_tokens": sum(p.shape[1] for p in probes)}
+
+
+def method_of(quantized: bool) -> str:
+    return ("QLoRA: base loaded in NF4 as in training (bitsandbytes), dequantised, adapter added"
+            if quantized else "LoRA: adapter added to the unquantised base")
+
+
+def manifest_for(cfg, choice: AdapterChoice, tok, dtype: str, device: str, verification: dict,
+                 route: str) -> dict:
+    return {
+        "base_model": cfg.data["base_model"],
+        "adapter": paths.shown(choice.path), "adapter_choice": choice.reason,
+        "checkpoint_step": choice.step, "validation_loss": choice.eval_loss,
+        "adapter_sha256": sha256_bytes((choice.path / ADAPTER_FILE).read_bytes()),
+        "merge_method": method_of(is_qlora(cfg)), "merge_route": route,
+        "chat_template": cfg.chat_template, "eos_token": tok.eos_token,
+        "saved_dtype": cfg.pipeline.merged_dtype, "compute_dtype": dtype, "device": device,
+        "verification": verification,
+        "config": paths.shown(cfg.path), "config_sha256": cfg.sha256(),
+    }
+
+
+def finish(partial: Path, out: Path, manifest: dict, failure: str | None, sample: str | None,
+           t0: float, say) -> None:
+    """Write the manifest; move the folder into place only when the verification passed."""
+    write_atomic(partial / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
+    if failure:
+        raise MergeError(f"{failure}. The merged folder is left in {paths.shown(partial)} for "
+                         "inspection; nothing was replaced")
+    if sample is not None:
+        say(f'sample (greedy, {SAMPLE_TOKENS} tokens): "{sample.strip()}"')
+    _move_into_place(partial, out)
+    say(f"took {time.time() - t0:.0f} s")
+
+
 def merge(cfg, choice: AdapterChoice, out: Path, device: str, dtype: str, say=print) -> dict:
-    """Merge into out.partial, verify it, then move it into place. Returns the manifest."""
+    """Merge in memory into out.partial, verify it, then move it into place. Returns the manifest."""
     import gc
 
     import torch
@@ -408,60 +582,27 @@ def merge(cfg, choice: AdapterChoice, out: Path, device: str, dtype: str, say=pr
 
     t0 = time.time()
     say("loading the base as training saw it" + (" (NF4, bitsandbytes)" if quantized else ""))
-    base = load_training_base(cfg, device, dtype, quantized)
-    base_logits = logits_of(base, probes)
-    with_adapter = attach_adapter(base, choice.path)
-    ref_logits = logits_of(with_adapter, probes)
-    del base, with_adapter
-    gc.collect()
+    base_logits, ref_logits = reference_logits(cfg, choice, device, dtype, quantized, probes)
 
     say("merging")
-    base = load_training_base(cfg, device, dtype, quantized)
-    if quantized:
-        base = base.dequantize()  # the NF4-rounded weights, in the compute dtype
-    with weights_as_saved(base, saved):
-        floor = route_noise(base_logits, logits_of(base, probes), dtype)
+    base = dequantised_base(cfg, device, dtype, quantized)
+    floor = rounding_floor(base, base_logits, probes, saved, dtype)
     merged = attach_adapter(base, choice.path).merge_and_unload()
     merged = merged.to(getattr(torch, saved))
-    partial = out.with_name(out.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
+    partial = fresh_partial(out)
     merged.save_pretrained(partial, max_shard_size="5GB")
-    tok.save_pretrained(partial)
-    generation_config(cfg, tok, cfg.base_model).save_pretrained(partial)
+    save_tokenizer_and_generation(cfg, tok, partial)
     del base, merged
     gc.collect()
 
     say("verifying the merged folder")
-    from transformers import AutoModelForCausalLM
-    reloaded = AutoModelForCausalLM.from_pretrained(str(partial), dtype=getattr(torch, dtype),
-                                                    device_map=device)
-    reloaded.eval()
-    verdict = compare_logits(logits_of(reloaded, probes), ref_logits, base_logits, floor)
-    sample = greedy_sample(reloaded, tok, cfg)
-    del reloaded
-    gc.collect()
-
-    manifest = {
-        "base_model": cfg.data["base_model"],
-        "adapter": paths.shown(choice.path), "adapter_choice": choice.reason,
-        "checkpoint_step": choice.step, "validation_loss": choice.eval_loss,
-        "adapter_sha256": sha256_bytes((choice.path / ADAPTER_FILE).read_bytes()),
-        "merge_method": ("QLoRA: base loaded in NF4 as in training (bitsandbytes), dequantised, "
-                         "adapter added" if quantized else "LoRA: adapter added to the unquantised base"),
-        "chat_template": cfg.chat_template, "eos_token": tok.eos_token,
-        "saved_dtype": saved, "compute_dtype": dtype, "device": device,
-        "verification": {**verdict.__dict__, "probe_sequences": len(probes),
-                         "probe_tokens": sum(p.shape[1] for p in probes)},
-        "config": paths.shown(cfg.path), "config_sha256": cfg.sha256(),
-    }
-    write_atomic(partial / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
+    verdict, sample = check_reloaded(cfg, partial, probes, ref_logits, base_logits, floor, device, dtype, tok)
     say(f"verify: {verdict.line()}")
-    if not verdict.passed:
-        raise MergeError(f"{verdict.failure(saved)}. The merged folder is left in "
-                         f"{paths.shown(partial)} for inspection; nothing was replaced")
-    say(f'sample (greedy, {SAMPLE_TOKENS} tokens): "{sample.strip()}"')
-    _move_into_place(partial, out)
-    say(f"took {time.time() - t0:.0f} s")
+    verification = {**verdict.__dict__, **probe_counts(probes),
+                    "method": "logits: the merged folder reloaded whole against base + adapter"}
+    manifest = manifest_for(cfg, choice, tok, dtype, device, verification,
+                            route="in memory: the whole base loaded, merged by PEFT")
+    finish(partial, out, manifest, None if verdict.passed else verdict.failure(saved), sample, t0, say)
     return manifest
 
 
@@ -489,9 +630,16 @@ def run(args) -> int:
     print(f"base model: {cfg.data['base_model']}")
     print("method: " + ("QLoRA - NF4 base as in training, dequantised, adapter added"
                         if is_qlora(cfg) else "LoRA - adapter added to the unquantised base"))
-    device, why, dtype, params = placement(cfg, args.device)
-    print(f"device: {device} ({why}); compute {dtype}, saved as {cfg.pipeline.merged_dtype}")
-    for line in check_resources(cfg, out, device, dtype, params):
+    route = choose_route(cfg, args.device, args.streamed)
+    print(f"route: {route.why}")
+    print(f"device: {route.device} ({route.device_why}); compute {route.dtype}, "
+          f"saved as {cfg.pipeline.merged_dtype}")
+    if route.streamed:
+        from styletune.train import merge_streamed
+        merge_streamed.check_adapter(choice.path)
+        print("verify: " + ("the logits of the whole merged model, and " if route.fits else "")
+              + "a sample of merged weights (first, middle and last layer)")
+    for line in check_resources(cfg, out, route):
         print(f"  ok  {line}")
     if out.exists() and not args.force:
         raise MergeError(f"{paths.shown(out)} already exists: add --force to replace it "
@@ -500,7 +648,10 @@ def run(args) -> int:
     if args.dry_run:
         print("dry run: nothing loaded or written")
         return 0
-    merge(cfg, choice, out, device, dtype)
+    if route.streamed:
+        merge_streamed.merge_streamed(cfg, choice, out, route.device, route.dtype, full_check=route.fits)
+    else:
+        merge(cfg, choice, out, route.device, route.dtype)
     size = sum(p.stat().st_size for p in out.iterdir()) / 2**30
     print(f"wrote {paths.shown(out)} ({size:.1f} GiB)")
     print(f"next: python fine-tuning/training/5_configure_continue.py --config {paths.shown(cfg.path)}")

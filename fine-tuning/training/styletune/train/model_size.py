@@ -39,3 +39,32 @@ def embedding_parameter_count(shape: dict) -> int:
     leaves both in 16 bits when the rest is quantised to 4."""
     tied = shape.get("tie_word_embeddings", False)
     return shape["vocab_size"] * shape["hidden_size"] * (1 if tied else 2)
+
+
+# --- where a model fits: shared by stage 3 (merge.pick_device, compute_dtype) and
+# stage 4 (evaluate.choose_placement) -----------------------------------------------
+
+# A model in bf16 takes its weights plus a fifth for activations and the KV cache;
+# on a GPU, 2 GiB more for CUDA itself.
+RUN_OVERHEAD = 1.2
+CUDA_RESERVE_BYTES = 2 * 2**30
+# float32 on CPU: the weights plus half again for the libraries and a layer's copies.
+FLOAT32_RAM_OVERHEAD = 1.5
+
+
+def bf16_run_bytes(params: int) -> float:
+    """Memory a model of `params` parameters needs to run in bf16 (weights + a fifth)."""
+    return params * 2 * RUN_OVERHEAD
+
+
+def gpu_bytes_needed(params: int) -> float:
+    """GPU memory for the model in bf16: bf16_run_bytes plus CUDA's own 2 GiB."""
+    return bf16_run_bytes(params) + CUDA_RESERVE_BYTES
+
+
+def cpu_compute_dtype(params: int | None, ram_bytes: float) -> str:
+    """The dtype on CPU: float32 when RAM allows (exact, and CPU bf16 is slow), else
+    bfloat16; float32 when the size is unknown."""
+    if params is None or params * 4 * FLOAT32_RAM_OVERHEAD < ram_bytes:
+        return "float32"
+    return "bfloat16"
