@@ -350,3 +350,17 @@ def test_a_damaged_run_record_is_named(make_config, tmp_path, capsys):
     (adapter / "styletune_run.json").write_text("{")
     assert run_preflight(cfg, tmp_path, "--resume") == 3
     assert "styletune_run.json is damaged" in capsys.readouterr().err
+
+
+def test_gpus_of_two_architectures_are_refused(monkeypatch):
+    """No GPU here: torch.cuda's device queries answer as on a machine with an RTX 5090
+    (sm_120) and an RTX 4090 (sm_89); check_gpus's own logic runs unchanged."""
+    import torch
+    cards = [("NVIDIA GeForce RTX 5090", (12, 0)), ("NVIDIA GeForce RTX 4090", (8, 9))]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda i: cards[i][1])
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i: cards[i][0])
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda i: (20 * 2**30, 32 * 2**30))
+    with pytest.raises(preflight.PreflightError, match=r"the GPUs differ in architecture \(GPU 0 "
+                       r"NVIDIA GeForce RTX 5090 \(sm_120\), GPU 1 NVIDIA GeForce RTX 4090 \(sm_89\)\)"):
+        preflight.check_gpus("cuda", 2)
