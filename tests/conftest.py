@@ -124,19 +124,28 @@ def llama_like_model(dest: Path) -> Path:
     return dest
 
 
-def build_tiny_base(folder):
-    """A 2-layer Llama with SmolLM2's tokenizer (so templates and ids are real)."""
+def build_tiny_base(folder, layers=2, tied=True, max_shard_size=None):
+    """A small Llama with SmolLM2's tokenizer (so templates and ids are real); with
+    max_shard_size, saved in several shards with an index, as big models are."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=49152, hidden_size=64, intermediate_size=128,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=512, tie_word_embeddings=True,
+                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=512, tie_word_embeddings=tied,
                          bos_token_id=1, eos_token_id=2)
     model = LlamaForCausalLM(config).to(torch.bfloat16)
-    model.save_pretrained(folder)
+    model.save_pretrained(folder, **({"max_shard_size": max_shard_size} if max_shard_size else {}))
     for name in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy(SMOL / name, folder / name)
+
+
+def base_with_two_adapters(root, **base):
+    """root/base (build_tiny_base(**base)), root/adapter and root/other_adapter."""
+    build_tiny_base(root / "base", **base)
+    build_adapter(root / "base", root / "adapter", seed=1)
+    build_adapter(root / "base", root / "other_adapter", seed=2)
+    return root
 
 
 def build_adapter(base_dir, folder, seed):
@@ -155,8 +164,4 @@ def build_adapter(base_dir, folder, seed):
 
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny")
-    build_tiny_base(root / "base")
-    build_adapter(root / "base", root / "adapter", seed=1)
-    build_adapter(root / "base", root / "other_adapter", seed=2)
-    return root
+    return base_with_two_adapters(tmp_path_factory.mktemp("tiny"))

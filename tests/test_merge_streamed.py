@@ -6,7 +6,7 @@ import json
 import shutil
 
 import pytest
-from conftest import FT, SMOL, build_adapter, load_script
+from conftest import FT, SMOL, base_with_two_adapters, build_adapter, load_script
 from styletune.config import load_config
 from styletune.train import merge, merge_streamed
 from styletune.train.gpu_plan import LLAMA31_8B, LLAMA31_70B
@@ -103,27 +103,11 @@ def test_streamed_merge_in_bfloat16_matches_the_in_memory_merge(make_config, smo
 
 # --- several shards: a tiny random Llama saved in small pieces ---------------------------
 
-def build_sharded_base(folder, layers=4, max_shard_size="120KB"):
-    """A 4-layer Llama with SmolLM2's tokenizer, saved in several shards, with an index."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=49152, hidden_size=64, intermediate_size=128,
-                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=512, tie_word_embeddings=False,
-                         bos_token_id=1, eos_token_id=2)
-    LlamaForCausalLM(config).to(torch.bfloat16).save_pretrained(folder, max_shard_size=max_shard_size)
-    for name in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copy(SMOL / name, folder / name)
-
-
 @pytest.fixture(scope="module")
 def sharded(tmp_path_factory):
-    root = tmp_path_factory.mktemp("sharded")
-    build_sharded_base(root / "base")
-    build_adapter(root / "base", root / "adapter", seed=1)
-    build_adapter(root / "base", root / "other_adapter", seed=2)
-    return root
+    """A 4-layer Llama saved in several shards with an index, and two adapters."""
+    return base_with_two_adapters(tmp_path_factory.mktemp("sharded"), layers=4, tied=False,
+                                  max_shard_size="120KB")
 
 
 def sharded_config(make_config, sharded, tmp_path, adapter="adapter", **pipeline):
