@@ -1,4 +1,4 @@
-# make book BOOK=<manuscript or chunk folder> [CONFIG=...] [BACKEND=ollama|llamacpp|vllm]
+# make book BOOK=<manuscript or chunk folder> [CONFIG=...] [BACKEND=ollama|llamacpp|vllm] [REVIEW=stop]
 #             - your book through stages 0-5; stops where you decide; skips fresh stages
 # make demo   - every built stage on the embedded sample book with the small local model, on CPU
 # make test   - the lint and the whole test suite (CPU; GPU tests skip and say so)
@@ -88,7 +88,8 @@ CONFIG ?= fine-tuning/configs/qlora_style_transfer.yaml
 BACKEND ?= ollama
 book: $(STAMP)
 	@test -n "$(BOOK)" || { echo "usage: make book BOOK=<manuscript .txt/.md/.docx, or a folder of chunk files> [CONFIG=fine-tuning/configs/cpu_rehearsal.yaml]"; exit 2; }
-	VENV=$(VENV) $(PY) fine-tuning/training/book_to_editor.py "$(BOOK)" --config "$(CONFIG)" --backend $(BACKEND)
+	VENV=$(VENV) $(PY) fine-tuning/training/book_to_editor.py "$(BOOK)" --config "$(CONFIG)" --backend $(BACKEND) \
+		$(if $(filter stop,$(REVIEW)),--stop-for-review)
 
 # pyflakes and pycodestyle's error rules, import order (pyproject.toml): zero findings
 lint: $(STAMP)

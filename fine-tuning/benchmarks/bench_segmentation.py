@@ -1,155 +1,302 @@
 #!/usr/bin/env python3
-"""Benchmark: how well the splitter finds a scene change, and what stage 0 makes
-of whole novels.
+"""Benchmark: where stage 0 cuts a novel, against where its author put the seams,
+with today's chunker and the one before it (commit BASELINE_COMMIT) in the same run.
 
-1. Chapter seams. For every pair of consecutive chapters of The War of the
-   Worlds, Jekyll and Hyde and A Study in Scarlet, the two chapters' text is
-   joined with an ordinary paragraph break (heading and its extra blank lines
-   removed; a page-number line left at the end of the first chapter removed
-   too), and the splitter is asked for exactly one cut. Exact: the cut is on the
-   seam; within one: at most one paragraph off (page-number lines not counted).
-2. Whole novels through stage 0 (rehearsal config: SmolLM2 tokenizer, budget
-   style_pipeline.segment_max_tokens): chunks, their token range, and how many
-   cross a chapter heading found by an independent pattern (a capitalised
-   heading line after two or more blank lines).
+For each corpus novel, its known seams are its chapter headings and scene-break
+lines (seam_training.labelled_novel). Two conditions:
+- unmarked: the headings and scene-break lines removed, the scenes joined by
+  ordinary paragraph breaks. Every seam must be found from the text alone.
+- marked: the novel as it is, through stage 0 (headings and marks found first).
+Both chunkers aim at the same lengths: the target is the median length of the
+novel's own seam-to-seam chunks (as when a writer has cut some chunks by hand),
+minimum 500 tokens; the maximum is sequence_len (4096) or the longest reference
+chunk if longer, so the reference chunking is always possible. The old chunker runs
+as it shipped: its budget 3000, its minimum 600 (it has no target).
 
-The signal weights are tuned on the development novels (Austen, Dickens, Stoker,
-Wilde: `--dev`); the three novels above are the held-out test set (default).
-`--all` runs both.
+Figures per novel and per set: boundary precision, recall and F1 within one
+paragraph; Pk and WindowDiff (paragraphs as units, k = half the mean reference
+chunk); chunk count; median length over the target; the share within [0.5, 1.5] x
+target; the shortest and longest chunk. The seam model used on a novel is trained
+on the other six only (leave one out); the chunker's three settings were tuned on
+the development novels (--tune searches them there). Also: stage 0's time on a
+200,000-word manuscript (two novels joined), and how many review decisions a
+scripted writer needs to reach each novel's reference chunking (--review).
 
-Run:    python fine-tuning/benchmarks/bench_segmentation.py [--dev | --all] [--verbose]
-Output (test set): wells_the_war_of_the_worlds: 26 pairs, exact 0 (0%), within one paragraph 3 (12%)
-        stevenson_jekyll_and_hyde: 9 pairs, exact 9 (100%), within one paragraph 9 (100%)
-        doyle_a_study_in_scarlet: 13 pairs, exact 13 (100%), within one paragraph 13 (100%)
-        test set (held out): all 48 pairs: exact 22 (46%), within one paragraph 25 (52%) (target: 80% exact)
-        wells_the_war_of_the_worlds: 27 chapters, 41 chunks, 253-2981 tokens (median 2031),
-        0 cross a chapter heading (target 0); 2.1 s
+Run:    python fine-tuning/benchmarks/bench_segmentation.py [--dev | --all] [--review] [--tune]
 """
 import argparse
+import itertools
 import os
-import re
+import statistics
+import subprocess
+import sys
 import time
+import types
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-FT = HERE.parent
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-from styletune.data.manuscript import analyse, read_manuscript  # noqa: E402
-from styletune.data.seams import candidates, plan, units  # noqa: E402
-from styletune.errors import InputError  # noqa: E402
+from styletune import paths  # noqa: E402
+from styletune.config import load_config  # noqa: E402
+from styletune.data import seam_model  # noqa: E402
+from styletune.data.manuscript import analyse, plan_chunks, read_manuscript  # noqa: E402
+from styletune.data.seam_model import SeamModel, units  # noqa: E402
+from styletune.data.seam_training import fit, labelled_novel, novel_weights, rows  # noqa: E402
+from styletune.data.seams import Lengths, Measure  # noqa: E402
+from styletune.data.tokens import load_counter  # noqa: E402
 
-CORPUS = FT / "data" / "corpus"
-NOVELS = ("wells_the_war_of_the_worlds.txt", "stevenson_jekyll_and_hyde.txt",
-          "doyle_a_study_in_scarlet.txt")
-# The development set: signal weights are tuned on these, never on NOVELS.
-DEV_NOVELS = ("austen_pride_and_prejudice.txt", "dickens_oliver_twist.txt",
-              "stoker_dracula.txt", "wilde_the_picture_of_dorian_gray.txt")
-_CHAPTERISH = re.compile(r"CHAPTER|^[IVXLC]+\.|/ [IVXLC]+\.")
-_PAGE_MARKER_END = re.compile(r"\n+\[?\d{1,4}[)\]]$")
-_PAGE_MARKER = re.compile(r"^\[?\d{1,4}[)\]]$")
-# An independent heading finder for the crossing check: a short line in capitals
-# (or CHAPTER ...) after at least two blank lines.
-_HEADING_LINE = re.compile(r"\n\n\n+[ \t]*((?:CHAPTER|BOOK|PART) [^\n]+|[IVXLC]+\.|"
-                           r"[A-Z][A-Z .,'’-]{3,60})[ \t]*\n")
+CORPUS = paths.FINE_TUNING_DIR / "data" / "corpus"
+TEST_NOVELS = ("wells_the_war_of_the_worlds", "stevenson_jekyll_and_hyde", "doyle_a_study_in_scarlet")
+DEV_NOVELS = ("austen_pride_and_prejudice", "dickens_oliver_twist", "stoker_dracula",
+              "wilde_the_picture_of_dorian_gray")
+BASELINE_COMMIT = "481a036"   # the chunker before the seam model and the length cost
+MINIMUM = 500
 
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--corpus", type=Path, default=CORPUS)
-    p.add_argument("--verbose", action="store_true", help="print every miss")
-    p.add_argument("--skip-novels", action="store_true", help="only the chapter-seam test")
-    p.add_argument("--dev", action="store_true",
-                   help="the development novels (Austen, Dickens, Stoker, Wilde) instead "
-                        "of the held-out test novels")
-    p.add_argument("--all", action="store_true", help="both sets, dev first")
+    p.add_argument("--dev", action="store_true", help="the development novels instead of the test novels")
+    p.add_argument("--all", action="store_true", help="both sets")
+    p.add_argument("--review", action="store_true", help="also count the scripted review's decisions")
+    p.add_argument("--tune", action="store_true",
+                   help="search the chunker's settings on the development novels (unmarked F1)")
+    p.add_argument("--no-baseline", action="store_true", help="skip the old chunker")
     return p.parse_args()
 
 
-def chapters(body):
-    """[(title, (start, end))] of the book's real chapters (those with a chapter-shaped
-    heading when the book has them; Jekyll's are capitalised titles)."""
-    st = analyse(body)
-    spans = {}
-    for s in st.sections:
-        if s.chapter:
-            a, b = spans.get(s.chapter, (s.start, s.end))
-            spans[s.chapter] = (min(a, s.start), max(b, s.end))
-    titles = dict(st.chapters)
-    strong = [n for n in spans if _CHAPTERISH.search(titles[n])]
-    keep = strong if len(strong) >= 3 else sorted(spans)
-    return [(titles[n], spans[n]) for n in sorted(keep)]
+# --- the old chunker, from git ----------------------------------------------------------
+
+def baseline_chunker():
+    """plan_chunks of commit BASELINE_COMMIT (its seams.py and manuscript.py, read from git)."""
+    def source(rel):
+        return subprocess.run(["git", "-C", str(paths.REPO_DIR), "show", f"{BASELINE_COMMIT}:{rel}"],
+                              capture_output=True, text=True, check=True).stdout
+    pkg = "fine-tuning/training/styletune/data/"
+    seams = types.ModuleType("baseline_seams")
+    exec(compile(source(pkg + "seams.py"), "baseline_seams.py", "exec"), seams.__dict__)
+    sys.modules["baseline_seams"] = seams
+    ms = types.ModuleType("baseline_manuscript")
+    code = source(pkg + "manuscript.py").replace("from styletune.data.seams import", "from baseline_seams import")
+    exec(compile(code, "baseline_manuscript.py", "exec"), ms.__dict__)
+    return ms
 
 
-def seam_distances(path, verbose=False):
-    body = read_manuscript(path).body
-    chs = chapters(body)
-    out = []
-    for (_, (a1, a2)), (title, (b1, b2)) in zip(chs, chs[1:]):
-        first = _PAGE_MARKER_END.sub("", body[a1:a2]).rstrip()
-        text = first + "\n\n" + body[b1:b2]
-        truth = len(first) + 2
-        cut = plan(len(text), candidates(text), lambda a, b: 0, n_parts=2)
-        offset = cut[0].offset if cut else 0
-        starts = [a for a, b, _ in units(text) if not _PAGE_MARKER.match(text[a:b].strip())]
-        dist = abs(sum(s < offset for s in starts) - sum(s < truth for s in starts))
-        out.append(dist)
-        if verbose and dist:
-            print(f"  miss before '{title[:40]}' ({dist} paragraphs off): cut at "
-                  f"{text[offset:offset + 50]!r}  ({'; '.join(cut[0].signals)})")
+# --- measures ---------------------------------------------------------------------------
+
+def para_index(text):
+    starts = [a for a, _, _ in units(text)]
+    return lambda offset: sum(s <= offset for s in starts) - 1, len(starts)
+
+
+def boundary_scores(pred, ref, ignore=(), within=1):
+    """(true positives, predicted, reference) matching one to one within `within` paragraphs;
+    predictions at an ignored place count for nothing."""
+    pred = [p for p in pred if p not in ignore]
+    free, tp = sorted(pred), 0
+    for r in sorted(ref):
+        near = [p for p in free if abs(p - r) <= within]
+        if near:
+            free.remove(min(near, key=lambda p: abs(p - r)))
+            tp += 1
+    return tp, len(pred), len(ref)
+
+
+def pk_windowdiff(pred, ref, n):
+    """Pk and WindowDiff over n paragraphs, boundaries as paragraph indices (a boundary
+    at i: paragraph i starts a chunk)."""
+    ref_set, pred_set = set(ref), set(pred)
+    k = max(2, round(n / (len(ref_set) + 1) / 2))
+    pk = wd = 0
+    for i in range(n - k):
+        r = sum(1 for j in range(i + 1, i + k + 1) if j in ref_set)
+        p = sum(1 for j in range(i + 1, i + k + 1) if j in pred_set)
+        pk += (r > 0) != (p > 0)
+        wd += r != p
+    return pk / max(1, n - k), wd / max(1, n - k)
+
+
+def f1(tp, npred, nref):
+    prec, rec = tp / max(1, npred), tp / max(1, nref)
+    return 2 * prec * rec / max(1e-9, prec + rec)
+
+
+# --- one novel, one chunker -------------------------------------------------------------
+
+def reference(novel, text, cues):
+    """(seam offsets, ignored offsets) in `text` (the cue-less text, or the body)."""
+    if not cues:
+        return novel.seams, novel.unsure
+    st = analyse(text)
+    seams, unsure = [], set()
+    for s in st.sections[1:]:
+        if s.reason.startswith("chapter heading") or (s.reason.startswith("scene break")
+                                                     and "blank line" not in s.reason):
+            seams.append(s.start)
+        else:
+            unsure.add(s.start)
+    return seams, unsure
+
+
+def run_chunker(kind, text, counter, lengths, old=None):
+    st = analyse(text)
+    if kind == "new":
+        chunks, _, _ = plan_chunks(st, counter, lengths)
+    else:
+        chunks, _ = old.plan_chunks(st, counter, 600, 3000, hard_limit=4096 - 16)
+    return chunks
+
+
+def measure_one(kind, novel, text, cues, counter, old=None):
+    seams, unsure = reference(novel, text, cues)
+    measure = Measure(counter, text)
+    bounds = [0] + sorted(seams) + [len(text)]
+    ref_lengths = [measure.tokens(a, b) for a, b in zip(bounds, bounds[1:])]
+    target = int(statistics.median(ref_lengths))
+    lengths = Lengths(target, MINIMUM, max(4096, max(ref_lengths) + 100),
+                      seam_model.model().data["length_weight"])
+    start = time.perf_counter()
+    chunks = run_chunker(kind, text, counter, lengths, old)
+    seconds = time.perf_counter() - start
+    index, n = para_index(text)
+    pred = [index(c.start) for c in chunks[1:]]
+    ref = [index(o) for o in seams]
+    ignore = {index(o) for o in unsure}
+    tokens = [measure.tokens(c.start, c.end) for c in chunks]
+    pk, wd = pk_windowdiff(pred, ref, n)
+    return {"tp_pred_ref": boundary_scores(pred, ref, ignore), "pk": pk, "wd": wd,
+            "chunks": len(chunks), "ref_chunks": len(seams) + 1, "target": target,
+            "median_ratio": statistics.median(tokens) / target,
+            "in_band": sum(0.5 * target <= t <= 1.5 * target for t in tokens) / len(tokens),
+            "shortest": min(tokens), "longest": max(tokens), "seconds": seconds,
+            "under_min": sum(t < MINIMUM for t in tokens)}
+
+
+def summary(results):
+    tp, npred, nref = (sum(r["tp_pred_ref"][i] for r in results) for i in range(3))
+    return {"f1": f1(tp, npred, nref), "precision": tp / max(1, npred), "recall": tp / max(1, nref),
+            "pk": statistics.mean(r["pk"] for r in results),
+            "wd": statistics.mean(r["wd"] for r in results),
+            "chunks": sum(r["chunks"] for r in results), "ref_chunks": sum(r["ref_chunks"] for r in results),
+            "median_ratio": statistics.median(r["median_ratio"] for r in results),
+            "in_band": statistics.mean(r["in_band"] for r in results),
+            "shortest": min(r["shortest"] for r in results), "longest": max(r["longest"] for r in results),
+            "under_min": sum(r["under_min"] for r in results)}
+
+
+# --- the leave-one-out models -----------------------------------------------------------
+
+class Models:
+    """Each novel's seam model trained on the other six (rows computed once per novel)."""
+
+    def __init__(self, novels):
+        self.novels = novels
+        self.rows = {n.name: rows(n) for n in novels}
+
+    def without(self, name, chunker):
+        import numpy as np
+        others = [n.name for n in self.novels if n.name != name]
+        x = np.vstack([self.rows[o][0] for o in others])
+        y = np.concatenate([self.rows[o][1] for o in others])
+        return SeamModel(fit(x, y, chunker, others, novel_weights([self.rows[o][1] for o in others])))
+
+
+def use(model):
+    seam_model._MODEL = model   # the chunker reads the module's model
+
+
+def evaluate(names, novels, models, chunker, counter, conditions, old):
+    bodies = {n.name: read_manuscript(CORPUS / f"{n.name}.txt").body for n in novels}
+    by_name = {n.name: n for n in novels}
+    out = {}
+    for name in names:
+        use(models.without(name, chunker))
+        for cues in conditions:
+            text = bodies[name] if cues else by_name[name].text
+            for kind in (["new"] + (["old"] if old else [])):
+                out[(name, cues, kind)] = measure_one(kind, by_name[name], text, cues, counter, old)
     return out
 
 
-def novel_chunks(path, cfg):
+def table(results, names, label, conditions, kinds):
+    print(f"\n### {label}\n")
+    print("| condition | chunker | F1 | precision | recall | Pk | WindowDiff | chunks (reference) "
+          "| median / target | in 0.5-1.5x | shortest | longest | under 500 |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for cues in conditions:
+        for kind in kinds:
+            s = summary([results[(n, cues, kind)] for n in names])
+            print(f"| {'marked' if cues else 'unmarked'} | {'today' if kind == 'new' else BASELINE_COMMIT} "
+                  f"| {s['f1']:.2f} | {s['precision']:.2f} | {s['recall']:.2f} | {s['pk']:.2f} | "
+                  f"{s['wd']:.2f} | {s['chunks']} ({s['ref_chunks']}) | {s['median_ratio']:.2f} | "
+                  f"{s['in_band']:.0%} | {s['shortest']} | {s['longest']} | {s['under_min']} |")
+
+
+def per_novel(results, names, conditions):
+    for cues in conditions:
+        for name in names:
+            r = results[(name, cues, "new")]
+            tp, npred, nref = r["tp_pred_ref"]
+            print(f"  {'marked' if cues else 'unmarked'} {name}: F1 {f1(tp, npred, nref):.2f} "
+                  f"({tp}/{npred} predicted, {nref} seams), {r['chunks']} chunks vs {r['ref_chunks']}, "
+                  f"target {r['target']}, {r['seconds']:.1f} s")
+
+
+def tune(novels, models, counter):
+    print("tuning on the development novels (unmarked F1, leave-one-out models)")
+    best = None
+    for weight, offset in itertools.product((2.0, 4.0, 8.0), (1.0, 2.0, 3.0, 4.0)):
+        chunker = {"length_weight": weight, "mark_score": 8.0, "seam_offset": offset}
+        res = evaluate(DEV_NOVELS, novels, models, chunker, counter, [False], None)
+        s = summary(list(res.values()))
+        print(f"  length_weight {weight}, seam_offset {offset}: F1 {s['f1']:.3f}, "
+              f"median/target {s['median_ratio']:.2f}")
+        if best is None or s["f1"] > best[0]:
+            best = (s["f1"], chunker)
+    print(f"best: {best[1]} (F1 {best[0]:.3f})")
+
+
+def timing(counter, cfg):
+    """Stage 0's planning on a ~200,000-word manuscript: two novels joined."""
     from styletune.data.segment import segment
-    ms, structure, chunks, notes = segment(cfg, path)
-    headings = [m.start(1) for m in _HEADING_LINE.finditer(ms.body)]
-    crossing = sum(any(c.start < h < c.end for h in headings) for c in chunks)
-    return chunks, crossing, len(structure.chapters)
-
-
-def seam_report(label, names, corpus, verbose, target):
-    total = []
-    for name in names:
-        d = seam_distances(corpus / name, verbose)
-        total += d
-        print(f"{Path(name).stem}: {len(d)} pairs, exact {sum(x == 0 for x in d)} "
-              f"({sum(x == 0 for x in d) / len(d):.0%}), within one paragraph "
-              f"{sum(x <= 1 for x in d)} ({sum(x <= 1 for x in d) / len(d):.0%})")
-    print(f"{label}: all {len(total)} pairs: exact {sum(x == 0 for x in total)} "
-          f"({sum(x == 0 for x in total) / len(total):.0%}), within one paragraph "
-          f"{sum(x <= 1 for x in total)} ({sum(x <= 1 for x in total) / len(total):.0%})"
-          + (" (target: 80% exact)" if target else ""))
+    work = Path(os.environ.get("TMPDIR", "/tmp")) / "bench_segmentation_200k.txt"
+    texts = [read_manuscript(CORPUS / f"{n}.txt").body for n in ("dickens_oliver_twist", "wells_the_war_of_the_worlds")]
+    work.write_text("\n\n\n".join(texts) + "\n", encoding="utf-8")
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        seg = segment(cfg, work)
+        ms, chunks = seg.ms, seg.chunks
+        times.append(time.perf_counter() - start)
+    words = len(ms.body.split())
+    print(f"\nstage 0 on a {words:,}-word manuscript: median {statistics.median(times):.1f} s of 3 runs "
+          f"({len(chunks)} chunks; target: at most 30 s on 2 cores)")
 
 
 def main():
     args = parse_args()
+    cfg = load_config(paths.CONFIG_DIR / "cpu_rehearsal.yaml")
+    counter = load_counter(cfg)
+    print("... labelling the corpus and computing features", file=sys.stderr, flush=True)
+    novels = [labelled_novel(p) for p in sorted(CORPUS.glob("*.txt"))]
+    models = Models(novels)
+    shipped = seam_model.model().data
+    chunker = {k: shipped[k] for k in ("length_weight", "mark_score", "seam_offset")}
+    if args.tune:
+        tune(novels, models, counter)
+        return
+    old = None if args.no_baseline else baseline_chunker()
     sets = []
     if args.dev or args.all:
-        sets.append(("dev set (tuning)", DEV_NOVELS, False))
+        sets.append(("development novels (chunker settings tuned here)", DEV_NOVELS))
     if not args.dev or args.all:
-        sets.append(("test set (held out)", NOVELS, True))
-    print("1. One cut in two joined chapters (heading removed)")
-    for label, names, target in sets:
-        print(f"-- {label}")
-        seam_report(label, names, args.corpus, args.verbose, target)
-    if args.skip_novels:
-        return
-    from styletune.config import load_config
-    cfg = load_config(FT / "configs" / "cpu_rehearsal.yaml")
-    print(f"\n2. Whole novels through stage 0 (SmolLM2 tokenizer, budget "
-          f"{cfg.pipeline.segment_max_tokens} tokens, scenes under "
-          f"{cfg.pipeline.segment_min_tokens} joined)")
-    for name in [n for _, names, _ in sets for n in names]:
-        start = time.perf_counter()
-        try:
-            chunks, crossing, n_chapters = novel_chunks(args.corpus / name, cfg)
-        except InputError as e:
-            print(f"{Path(name).stem}: stage 0 refused it: {e}")
-            continue
-        tokens = [c.tokens for c in chunks]
-        print(f"{Path(name).stem}: {n_chapters} chapters, {len(chunks)} chunks, "
-              f"{min(tokens)}-{max(tokens)} tokens (median {sorted(tokens)[len(tokens) // 2]}), "
-              f"{crossing} cross a chapter heading (target 0); {time.perf_counter() - start:.1f} s")
+        sets.append(("held-out test novels", TEST_NOVELS))
+    conditions = [False, True]
+    print(f"tokenizer: {counter.description}; chunker settings: {chunker}")
+    for label, names in sets:
+        results = evaluate(names, novels, models, chunker, counter, conditions, old)
+        table(results, names, label, conditions, ["new"] + (["old"] if old else []))
+        per_novel(results, names, conditions)
+    use(SeamModel(shipped))
+    timing(counter, cfg)
 
 
 if __name__ == "__main__":

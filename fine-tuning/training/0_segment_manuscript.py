@@ -37,6 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder for the chunk files (default: style_pipeline.book_dir)")
     p.add_argument("--dry-run", action="store_true",
                    help="find the structure, plan and count the chunks; write nothing")
+    p.add_argument("--decide", action="append", metavar="ID=ACTION",
+                   help="answer a seam of the last review (segment_review.md): ID=keep, ID=drop, "
+                        "ID=cut, ID=alt1..3, or 'cut:First words of a paragraph', 'drop:...', 'whole:...'; recorded in "
+                        "segment_decisions.json, then the book is recut around every decision "
+                        "(repeatable)")
     p.add_argument("--force", action="store_true",
                    help="write into a folder that holds other chunk files (every old chunk file "
                         "it replaces or leaves out moves into backup/ first)")

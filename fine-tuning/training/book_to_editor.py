@@ -9,6 +9,7 @@ Writes  what each stage writes (see each script's --help), and
         rerun skips every stage whose inputs and outputs are unchanged ("fresh").
 Stops   (exit 3) where you must decide or act, saying what to do and how to go on:
         - a chunk is too long for one example: the splitter's proposed cuts are shown;
+        - with --stop-for-review: stage 0's review lists cuts for you to decide;
         - no GPU and the config trains on one (rehearse on CPU with the CPU config).
         A stage that fails stops the run with its own message and exit code.
 
@@ -33,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     from styletune.deploy.serve import BACKENDS
     p.add_argument("--backend", choices=BACKENDS, default="ollama",
                    help="the server stage 5 sets Continue up for (default: ollama)")
+    p.add_argument("--stop-for-review", action="store_true",
+                   help="stop after stage 0 when its review lists seams to decide (make book REVIEW=stop)")
     p.add_argument("--dry-run", action="store_true",
                    help="say which stages would run and which are fresh; run nothing")
     return p

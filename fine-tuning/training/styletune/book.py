@@ -38,13 +38,14 @@ from styletune.train.checkpoints import newest_checkpoint
 
 STOPPED_FOR_WRITER = 3
 TRAINING = paths.TRAINING_DIR
-STAGE0_FILES = ("segment_manifest.json", "segment_report.md")
+STAGE0_FILES = ("segment_manifest.json", "segment_report.md", "segment_review.*", "segment_decisions.json")
 # The config keys each stage reads (besides the files it reads).
 TEXT_KEYS = ("base_model", "sequence_len", "chat_template", "chat_template_jinja", "special_tokens", "tokens")
-SEGMENT_KEYS = ("segment_min_tokens", "segment_max_tokens", "chunk_glob", "tiktoken_bpe",
-                "allow_approximate_tokens")
 EXAMPLE_KEYS = ("prefix_ratio", "seed", "cuts_per_chunk", "validation_share", "validation_chunks",
                 "editor_header_share", "exclude_chunks", "report_dir")
+# Stage 0 sizes chunks with stage 1's example builder, so it reads the example keys too.
+SEGMENT_KEYS = ("segment_min_tokens", "chunk_target_tokens", "chunk_glob", "tiktoken_bpe",
+                "allow_approximate_tokens", *EXAMPLE_KEYS)
 
 
 class BookError(UserError):
@@ -232,6 +233,8 @@ def stage0_plan(manifest: dict, stage: Stage, state: dict, outputs: dict, glob: 
     folder = stage.outputs[0].path
     if not any(folder.glob(glob)):
         return "run"
+    if stage0_wrote(folder, glob):
+        return "force"      # stage 0's own files as it wrote them (a --decide recut included)
     record = manifest["stages"].get("0")
     ours = record is not None and record["outputs"].keys() == outputs.keys()
     if not ours:
@@ -246,6 +249,25 @@ def stage0_plan(manifest: dict, stage: Stage, state: dict, outputs: dict, glob: 
             "since stage 0 wrote them; recutting would replace those edits.\n"
             f"  To keep the edits: make book BOOK={paths.shown(folder)}\n"
             "  To cut the new manuscript afresh: move that folder away, then run the same command again.")
+
+
+def stage0_wrote(folder: Path, glob: str) -> bool:
+    """Every chunk file in `folder` is one stage 0 wrote there, unedited (its manifest's hashes)."""
+    try:
+        record = json.loads((folder / "segment_manifest.json").read_text(encoding="utf-8"))
+        written = {c["file"]: c["sha256"] for c in record["chunks"]}
+    except (FileNotFoundError, ValueError, KeyError):
+        return False
+    found = [f for f in folder.glob(glob) if f.is_file()]
+    return bool(found) and all(written.get(f.name) == _sha256_file(f) for f in found)
+
+
+def review_waiting(folder: Path) -> int:
+    """How many seams stage 0's last review lists for the writer."""
+    try:
+        return len(json.loads((folder / "segment_review.json").read_text(encoding="utf-8"))["seams"])
+    except (FileNotFoundError, ValueError, KeyError):
+        return 0
 
 
 def show_splitter(cfg: Config, chunks: Path) -> None:
@@ -339,6 +361,15 @@ def run(args) -> int:
         manifest["stages"][stage.number] = {**hashes.state(stage), "outputs": hashes.outputs(stage)}
         manifest["started"].pop(stage.number, None)
         write_manifest(record_file, manifest, hashes)
+        if stage.number == "0" and (waiting := review_waiting(stage.outputs[0].path)):
+            folder = paths.shown(stage.outputs[0].path)
+            print(f"\nreview: {waiting} seam(s) in {folder}/segment_review.md are the tool's guesses "
+                  "(cuts with no mark, marks left uncut). Going on with them; to decide yourself, "
+                  "answer each with stage 0's --decide (the review shows the command), then run "
+                  "the same `make book` again.")
+            if getattr(args, "stop_for_review", False):
+                print("stopped for the review (--stop-for-review)")
+                return STOPPED_FOR_WRITER
     print("\nbook done" + (" (dry run: nothing run)" if args.dry_run else "") +
           f". In your editor: {paths.shown(cfg.pipeline.serve_dir / 'SERVE.md')}")
     return 0

@@ -85,3 +85,12 @@ def write_outputs(outputs: dict, force: bool) -> list:
     for path in changed:
         write_atomic(path, outputs[path])
     return changed
+
+
+def free_backup_path(backup: Path, name: str) -> Path:
+    """backup/<name>, or backup/<stem>.2<suffix>, .3, ... when an older backup holds
+    that name: each recut of a revised manuscript keeps every earlier version."""
+    backup.mkdir(exist_ok=True)
+    stem, suffix = Path(name).stem, Path(name).suffix
+    candidates = (backup / (name if n == 1 else f"{stem}.{n}{suffix}") for n in range(1, 10_000))
+    return next(c for c in candidates if not c.exists())

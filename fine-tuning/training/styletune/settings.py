@@ -119,15 +119,16 @@ class StylePipeline(Section):
                                            description="the system prompt (a Continue rules file)")
     serve_context_length: Annotated[int, at_least(512)] = Field(8192, description="context window when serving")
     sampling: Annotated[Sampling, KeptAsDict] = Field({}, description="sampling defaults when serving")
-    segment_max_tokens: Annotated[int, at_least(200)] = Field(
-        3000, description="stage 0: most tokens per chunk's rendered example (under sequence_len)")
+    chunk_target_tokens: Annotated[int, at_least(200)] | None = Field(
+        None, description="stage 0 and the splitter: the chunk length aimed at, in example tokens "
+                          "(null: the median of chunks you cut by hand, else 55% of sequence_len)")
     segment_min_tokens: Annotated[int, at_least(0)] = Field(
-        600, description="stage 0: a shorter scene joins a neighbour")
+        500, description="stage 0 and the splitter: no shorter chunk unless a whole chapter is")
     evaluation: Annotated[Evaluation, KeptAsDict] = Field({}, description="stage 4's settings and thresholds")
 
     @model_validator(mode="after")
     def _segment_bounds(self):
-        if self.segment_min_tokens >= self.segment_max_tokens:
+        if self.chunk_target_tokens is not None and self.segment_min_tokens >= self.chunk_target_tokens:
             raise ValueError(f"segment_min_tokens ({self.segment_min_tokens}) must be below "
-                             f"segment_max_tokens ({self.segment_max_tokens})")
+                             f"chunk_target_tokens ({self.chunk_target_tokens})")
         return self

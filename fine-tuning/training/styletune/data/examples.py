@@ -2,8 +2,9 @@
 import bisect
 import random
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from styletune.data.holdout import choose_validation_groups
 from styletune.errors import InputError
 from styletune.text.sentences import Boundary, boundaries
 
@@ -157,3 +158,40 @@ def count_rendered(examples, counter) -> None:
     rendered = [counter.render(e.messages()) for e in examples]
     for example, n in zip(examples, counter.count_rendered(rendered)):
         example.total_tokens = n
+
+
+def build_examples(chunks, punkt, counter, settings):
+    """Stage 1's examples of `chunks`, cut, given their editor headers and counted
+    as the trainer sees them. The one builder: stage 1 trains on what it returns,
+    and stage 0 and the splitter size chunks with it (`longest_example`).
+    Returns (examples, the chunk groups held out for validation)."""
+    s = settings
+    held_out = choose_validation_groups(chunks, s.validation_share, s.seed, s.validation_chunks)
+    # Validation keeps one fixed cut per chunk, so its loss is comparable across runs.
+    examples = cut_chunks(chunks, punkt, counter, s.prefix_ratio, s.seed,
+                          lambda c: 1 if c.group in held_out else s.cuts_per_chunk)
+    add_editor_headers(examples, s.editor_header_share)
+    count_rendered(examples, counter)
+    return examples, held_out
+
+
+def longest_example(chunks, punkt, counter, settings) -> dict:
+    """{chunk name: the most tokens any example of it can have in stage 1}: the
+    examples `build_examples` makes, each counted as built and, when the book
+    gives some examples Continue's path line, with the longer of its two forms
+    too. Which example gets a header depends on every chunk's name and order, so
+    a chunk not yet named or a recut book may get one: this bound holds for any
+    of them, and stage 1's own count never exceeds it."""
+    names = {c.name for c in chunks}
+    if not set(settings.validation_chunks) <= names:  # stage 0's new names: the share decides
+        settings = settings.model_copy(update={"validation_chunks": []})
+    examples, _ = build_examples(chunks, punkt, counter, settings)
+    out = {}
+    for e in examples:
+        out[e.chunk.name] = max(out.get(e.chunk.name, 0), e.total_tokens)
+    if settings.editor_header_share > 0:
+        headed = [replace(e, header=editor_header(e, form)) for e in examples for form in ("md", "txt")]
+        count_rendered(headed, counter)
+        for e in headed:
+            out[e.chunk.name] = max(out[e.chunk.name], e.total_tokens)
+    return out

@@ -9,7 +9,7 @@ marks, blank lines, front matter) is kept verbatim in the manifest, so
 `rebuild()` gives the body back byte for byte.
 """
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from styletune.data.seams import Measure, cut_to_fit
@@ -365,80 +365,67 @@ def _slug(text: str, words: int = 4) -> str:
     return "_".join(keep[:words])[:40].strip("_") or "untitled"
 
 
-def _group_scenes(sizes, min_tokens, max_tokens, hard_limit=None):
-    """Consecutive scenes of one chapter into chunks: each scene its own chunk,
-    except that a scene under min_tokens joins a neighbour when the two fit
-    max_tokens, or, when no neighbour leaves room, hard_limit (sequence_len): the
-    budget is soft, and a one-paragraph scene alone cannot even be cut into a
-    prompt and a completion. Returns [(first, last)] scene indices."""
-    n = len(sizes)
-    hard_limit = max(hard_limit or max_tokens, max_tokens)
-    best = [0.0] + [float("inf")] * n
-    prev = [0] * (n + 1)
-    for j in range(1, n + 1):
-        total = 0
-        for i in range(j, 0, -1):
-            total += sizes[i - 1]
-            short = min(sizes[i - 1:j]) < min_tokens
-            if i < j and total > (hard_limit if short else max_tokens):
-                break
-            cost = best[i - 1] - 1 + (5 if total < min_tokens else 0)
-            if cost < best[j]:
-                best[j], prev[j] = cost, i
-    groups, j = [], n
-    while j > 0:
-        groups.append((prev[j] - 1, j - 1))
-        j = prev[j] - 1
-    return list(reversed(groups))
-
-
-def plan_chunks(structure: Structure, counter, min_tokens: int, max_tokens: int, punkt=None,
-                hard_limit=None):
-    """Chunks for the whole book: scenes grouped within each chapter, a group over
-    max_tokens cut at its best paragraph boundaries (sentence ends only inside a
-    paragraph that alone is over the budget). Returns (chunks, notes)."""
-    text = structure.text
-    measure = Measure(counter, text, margin=8)
-    chunks, notes = [], []
-    by_chapter = {}
+def chapters_of(structure: Structure):
+    """{chapter number: [Section]} in book order (0: text before any chapter)."""
+    out = {}
     for s in structure.sections:
-        by_chapter.setdefault(s.chapter, []).append(s)
-    for chapter, sections in by_chapter.items():
-        sizes = [measure.tokens(s.start, s.end) for s in sections]
-        for first, last in _group_scenes(sizes, min_tokens, max_tokens, hard_limit):
-            a, b = sections[first].start, sections[last].end
-            reason = sections[first].reason
-            if first < last:
-                reason += f" (+{last - first} short scene(s) joined)"
-            pieces = [(a, b, reason)]
-            size = measure.tokens(a, b)
-            # a join made to absorb a short scene may use the room up to hard_limit
-            if size > max_tokens and not (first < last and hard_limit and size <= hard_limit):
-                pieces = _split_group(text, a, b, reason, measure, max_tokens, min_tokens,
-                                      punkt, notes)
-            for pa, pb, why in pieces:
-                chunks.append(PlannedChunk(pa, pb, chapter, sections[first].chapter_title, why))
-    return chunks, notes
-
-
-def _split_group(text, a, b, reason, measure, max_tokens, min_tokens, punkt, notes):
-    """A group of scenes over the budget -> [(start, end, reason)], cut where seams.cut_to_fit says."""
-    piece = text[a:b]
-    cuts = cut_to_fit(piece, lambda x, y: measure.tokens(a + x, a + y), max_tokens,
-                      punkt or (lambda: build_punkt([text])[0]), min_part=min_tokens,
-                      fix="raise style_pipeline.segment_max_tokens")
-    inside = sum(c.inside_paragraph for c in cuts)
-    if inside:
-        notes.append(f"LAST RESORT: {inside} cut(s) at a sentence end inside a paragraph longer "
-                     f"than the budget ('{' '.join(piece.split()[:6])}...')")
-    bounds = [0] + [c.offset for c in cuts] + [len(piece)]
-    whys = [reason] + ["; ".join(c.signals) for c in cuts]
-    out = []
-    for (x, y), why in zip(zip(bounds, bounds[1:]), whys):
-        seg = piece[x:y]
-        lead = len(seg) - len(seg.lstrip())
-        out.append((a + x + lead, a + x + len(seg.rstrip()), why if x == 0 else f"cut to fit the budget: {why}"))
+        out.setdefault(s.chapter, []).append(s)
     return out
+
+
+def _trimmed(text, x, y):
+    """[x, y) without the whitespace around it and without a scene-break line at its
+    end: the line stays between the chunks, in the manifest's separators."""
+    seg = text[x:y]
+    x += len(seg) - len(seg.lstrip())
+    seg = text[x:y].rstrip()
+    while "\n" in seg and is_scene_break(seg.rsplit("\n", 1)[1]):
+        seg = seg[:seg.rfind("\n")].rstrip()
+    return x, x + len(seg)
+
+
+def plan_chunks(structure: Structure, counter, lengths, punkt=None, margin=24,
+                forced=(), forbidden=(), extra=()):
+    """Chunks for the whole book: every chapter heading starts one; inside a
+    chapter, `seams.cut_to_fit` chooses the cuts (scene-break marks first, seam
+    model elsewhere, lengths near the target). `forced`, `forbidden` and `extra`
+    are the writer's decisions as offsets in the body (`extra`: [Candidate] places
+    that are not paragraph starts the model scores). Returns (chunks, notes, seams):
+    seams are the (Candidate, places considered, chapter span) of each cut, for the review."""
+    text = structure.text
+    measure = Measure(counter, text, margin=margin)
+    lazy_punkt = punkt or (lambda: build_punkt([text])[0])
+    chunks, notes, seams = [], [], []
+    for chapter, sections in chapters_of(structure).items():
+        a, b = sections[0].start, sections[-1].end
+        piece = text[a:b]
+        rel = lambda offsets: {o - a for o in offsets if a < o < b}  # noqa: E731
+        marks = {s.start - a: s.reason.removeprefix("scene break: ") for s in sections[1:]}
+        cuts, places = cut_to_fit(
+            piece, lambda x, y: measure.tokens(a + x, a + y), lengths, lazy_punkt, marks=marks,
+            forced=rel(forced), forbidden=rel(forbidden),
+            extra=[replace(c, offset=c.offset - a) for c in extra if a < c.offset < b],
+            fix="raise sequence_len", where=f"chapter '{sections[0].chapter_title or 'opening'}': ")
+        inside = sum(c.inside_paragraph for c in cuts)
+        if inside:
+            notes.append(f"LAST RESORT: {inside} cut(s) at a sentence end inside a paragraph longer "
+                         f"than sequence_len ('{' '.join(piece.split()[:6])}...')")
+        bounds = [0] + [c.offset for c in cuts] + [len(piece)]
+        for n, (x, y) in enumerate(zip(bounds, bounds[1:])):
+            start, end = _trimmed(text, a + x, a + y)
+            reason = sections[0].reason if n == 0 else _cut_reason(cuts[n - 1])
+            chunks.append(PlannedChunk(start, end, chapter, sections[0].chapter_title, reason))
+        seams += [(replace(c, offset=c.offset + a), [replace(p, offset=p.offset + a) for p in places],
+                   (a, b)) for c in cuts]
+        seams += [(replace(p, offset=p.offset + a), [replace(q, offset=q.offset + a) for q in places],
+                   (a, b)) for p in places if p.mark and p not in cuts]
+    return chunks, notes, seams
+
+
+def _cut_reason(cut) -> str:
+    if cut.mark:
+        return f"scene break: {cut.mark}"
+    return "seam: " + "; ".join(cut.signals)
 
 
 def name_chunks(chunks, structure: Structure) -> None:

@@ -11,8 +11,7 @@ from styletune import paths
 from styletune.config import load_config
 from styletune.data import prepare_report as report
 from styletune.data.chunks import discover, load_chunks
-from styletune.data.examples import add_editor_headers, count_rendered, cut_chunks
-from styletune.data.holdout import choose_validation_groups
+from styletune.data.examples import build_examples
 from styletune.data.tokens import load_counter
 from styletune.errors import InputError
 from styletune.fileio import sha256_bytes, write_outputs
@@ -95,14 +94,9 @@ def prepare(config, book_dir=None, skip_overlong=False, say=lambda message: None
     say("learning sentence boundaries")
     punkt, splitter = build_punkt([c.text for c in chunks])
     say("choosing cut points and counting tokens")
-    held_out = choose_validation_groups(chunks, s.validation_share, s.seed, s.validation_chunks)
-    # Validation keeps one fixed cut per chunk, so its loss is comparable across runs.
-    examples = cut_chunks(chunks, punkt, counter, s.prefix_ratio, s.seed,
-                          lambda c: 1 if c.group in held_out else s.cuts_per_chunk)
+    examples, held_out = build_examples(chunks, punkt, counter, s)
     train = [e for e in examples if e.chunk.group not in held_out]
     validation = [e for e in examples if e.chunk.group in held_out]
-    add_editor_headers(examples, s.editor_header_share)
-    count_rendered(examples, counter)
     overlong = [e for e in train + validation if e.total_tokens > config.sequence_len]
     if overlong and not skip_overlong:
         raise OverlongError(_overlong_message(overlong, config.sequence_len, config, book_dir))

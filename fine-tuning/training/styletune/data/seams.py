@@ -1,330 +1,53 @@
-"""Where a passage too long for one example should be cut: scene breaks first,
-then the paragraph boundaries that read most like a scene change, so that every
-part fits. Used by stage 0 for scenes over the budget and by
-`split_oversized_chunks.py` for chunk files stage 1 finds too long.
+"""Where a book or a chunk is cut: the chunker both stage 0 and the splitter use.
 
-A boundary's score adds up narrative signals, each named in the dry run:
-- an explicit scene break (`* * *`, `#`, `~`, extra blank lines) between the paragraphs;
-- a time jump or a new place at the start of the next paragraph ("That night",
-  "The next morning", "At the station");
-- a change of vocabulary: TextTiling depth scores (content words, stop words out,
-  crude suffix-stripping stems, blocks of 8 and 20 sentences either side, smoothed)
-  and the dissimilarity of the few hundred words either side;
-- a shift between first- and third-person narration;
-- a chapter-opening typographic habit (`THE papers next day...`: first word in
-  capitals), or a paragraph in capitals only (a title left in the text);
-- the shape of the paragraphs: a long opening after short ones; against a cut, a
-  next paragraph that opens with dialogue or with a word pointing back ("He",
-  "But", "This"). Weights in WEIGHTS, tuned on development novels only; nothing
-  about where the boundary lies in the passage is scored.
-A cut never falls inside a paragraph, after one that stops mid-sentence, or
-before one that starts in lower case. Only when a single paragraph is longer
-than the limit does a cut fall at a sentence end inside it (the last resort,
-said so wherever it happens): a clean one where that gives parts that fit, else
-one between a speech and its tag, else one inside a quotation that seems to run
-on (a stray quote mark makes the rest of a paragraph look quoted).
+`candidates` (seam_model) scores every paragraph start; `plan` then chooses the
+cuts by dynamic programming, maximising the seams' scores minus a length cost:
+- a chunk's example must fit `Lengths.maximum` (stage 1's limit, counted by the
+  same example builder as stage 1, `examples.longest_example`);
+- a chunk under `Lengths.minimum` costs so much that only a whole chapter that
+  short, or the writer's own cut, makes one;
+- between those, `weight * ln(tokens / target)^2`: lengths near the target;
+- cuts the writer decided (`forced`) are made, places they refused (`forbidden`)
+  are not.
+A scene-break mark scores the model's `mark_score`, high enough that it is cut
+unless the scenes on both sides are short. A cut never falls inside a paragraph,
+after one that stops mid-sentence, or before one that starts in lower case. Only
+when a single paragraph is longer than the limit does a cut fall at a sentence end
+inside it (the last resort, said so wherever it happens): a clean one where that
+gives parts that fit, else one between a speech and its tag, else one inside a
+quotation that seems to run on.
 
-Also here: the choice among the scored places (`plan`, `cut_to_fit`, `propose`,
-`alternatives`) and the writer's own choice (`writer_cuts`, `cut_before_text`).
+Also here: the nearest alternatives to a cut (`alternatives`) and the writer's own
+choice of a place (`writer_cuts`, `cut_before_text`).
 """
 import bisect
 import math
-import re
-from collections import Counter
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
-from styletune.data.chunks import Chunk
-from styletune.data.examples import count_rendered, cut_chunks
+from styletune.data.seam_model import Candidate, candidates, units
 from styletune.errors import InputError
-from styletune.fileio import normalise
-from styletune.text.paragraphs import paragraph_spans
-from styletune.text.patterns import CLOSERS, is_page_marker, is_scene_break
-from styletune.text.sentences import boundaries, build_punkt, paragraph_sentences
+from styletune.text.sentences import boundaries
 
-SCENE_BREAK_SCORE = 100.0
-LEXICAL_WINDOW_WORDS = 400
-TILING_SENTENCES = (8, 20)      # TextTiling block sizes, in sentences either side
-
-# Signal weights: a linear score over the features below, tuned (coordinate search
-# from hand-set starting weights, exact seam share) on the chapter seams of the four
-# development novels (Austen, Dickens, Stoker, Wilde) only; the benchmark's three test
-# novels are never used for tuning. caps_opening is a fixed prior (no development
-# novel has the habit). Signals measured and found no help there (weight 0: the
-# people named changing, the share of dialogue changing across the boundary, a
-# retrospective opening such as "It was ...", a full name early on, a dated diary or
-# letter header) are no longer computed; narration_restart below is the dialogue
-# signal that did help. A feature is a number about the text on either side of one paragraph
-# boundary; nothing about where in the passage the boundary lies.
-WEIGHTS = {
-    "tiling_short": 2.5,      # TextTiling depth, short blocks (content words, stemmed)
-    "tiling_long": 2.5,       # TextTiling depth, long blocks
-    "lexical": 1.0,           # depth of the word-window dissimilarity
-    "time": 2.0,              # a time phrase opens the next paragraph
-    "place": 1.0,             # a place phrase opens it
-    "pov": 1.0,               # first <-> third person
-    "caps_opening": 6.0,      # "THE papers next day...": a chapter-opening habit
-    "opening_length": 0.5,    # the next paragraph is long for its neighbourhood
-    "closing_length": -0.5,    # the previous paragraph is short for its neighbourhood
-    "ends_dialogue": 0.5,     # the previous paragraph is a line of dialogue
-    "opens_dialogue": -4.0,    # the next paragraph opens with dialogue
-    "narration_restart": -1.0, # dialogue before, a narrative paragraph after
-    "anaphoric_opening": -2.0, # "He", "She", "But", "This": continues the last thought
-    "heading_like": 5.0,      # the next paragraph is all capitals (a title left in)
-}
-
-_STOP = set("""a about above after again against all am an and any are as at be because been
-before being below between both but by can could did do does doing down during each few for
-from further had has have having he her here hers herself him himself his how i if in into is
-it its itself just me more most my myself no nor not now of off on once only or other our ours
-out over own same she should so some such than that the their theirs them themselves then there
-these they this those through to too under until up very was we were what when where which
-while who whom why will with would you your yours yourself said says one upon into shall may
-might must us ye thee thou thy mr mrs miss dr sir""".split())
-_WORD = re.compile(r"[a-z][a-z’']+")
-_TIME = re.compile(
-    r"^\W*(?:\w+\W+){0,5}?(that|the next|next|the following|this|one|each|every|early|late|"
-    r"later|by|at|on|in|towards?|during|until|till|about|some|a few|several|two|three|four|"
-    r"five|ten|many)?\W*(morning|evening|night|afternoon|day|days|week|weeks|month|months|year|"
-    r"years|hour|hours|minutes|dawn|daybreak|dusk|sunset|sunrise|noon|midnight|twilight|"
-    r"autumn|winter|spring|summer|sunday|monday|tuesday|wednesday|thursday|friday|saturday|"
-    r"january|february|march|april|may|june|july|august|september|october|november|december|"
-    r"o’clock|o'clock|time)\b", re.IGNORECASE)
-_TIME_WORDS = re.compile(r"^\W*(meanwhile|afterwards|later|next day|the next|that night|"
-                         r"that evening|that morning|the following|time ran on|it was (?:late|"
-                         r"early|nearly|past|not until)|nearly a|a (?:week|month|year|fortnight)|"
-                         r"some (?:days|weeks|months|years|time)|(?:when|after) (?:i|we|he|she|they) "
-                         r"(?:had|got|reached|returned|came|awoke|woke))", re.IGNORECASE)
-_PLACE = re.compile(r"^\W*(?:at|in|inside|outside|back at|back in|on board|aboard|across|"
-                    r"beyond)\s+(?:the|a|an|his|her|their|my|our)?\s*[A-Za-z’']+", re.IGNORECASE)
-# "THE papers", "I CONFESS", "A FORTNIGHT later", "MR. UTTERSON the lawyer"
-_CAPS_OPENING = re.compile(r"^(?:[A-Z][A-Z’']+|[AI]\s+[A-Z][A-Z’']+)(?:[.,]?\s+[A-Z][A-Z’'.]+)*[.,]?\s+[a-z]")
-_OPENS_QUOTE = re.compile(r"^[\"“‘'_]*[\"“‘']")
-# A paragraph that ends so may be followed by a cut: a sentence end, a speech broken
-# off ("Wait—”) or a closing quote after a speech without final punctuation.
-_PARAGRAPH_MAY_END = re.compile(rf"[.!?…]{CLOSERS}*$|[—–-]['\"’”]$|[’”\"]$")
-# A first word that points back at the last paragraph: a continuation, not a start.
-_ANAPHORIC = re.compile(r"^\W*(?:he|she|it|they|him|her|his|its|their|this|these|those|that|"
-                        r"such|but|and|yet|so|or|nor|then|there|here|thus|still|however|"
-                        r"again|also|besides|moreover|nevertheless|presently)\b(?!\s+(?:was|is)\s+"
-                        r"(?:on|in|at|the|a|not|while|late|early|nearly|past)\b)", re.IGNORECASE)
-# A paragraph in capitals only: a chapter title or summary left in the text.
-_HEADING_LIKE = re.compile(r"^[^a-z]{3,400}$")
-
-@dataclass
-class Candidate:
-    offset: int                 # the part after the cut starts here
-    score: float
-    signals: list = field(default_factory=list)
-    inside_paragraph: bool = False
-    features: dict = field(default_factory=dict)
-    tier: int = 0               # a sentence end's: 0 clean, 1 speech | tag, 2 inside a quotation
+# A chunk under the minimum: allowed only when nothing else fits (a short chapter)
+# or the writer asked for the cut.
+SHORT_COST = 1000.0
+# A sentence end inside a paragraph: used only when no paragraph boundary fits.
+INSIDE_PARAGRAPH_SCORE = -50.0
 
 
-def _words(text):
-    return [w for w in _WORD.findall(text.lower()) if w not in _STOP and len(w) > 2]
+@dataclass(frozen=True)
+class Lengths:
+    """What the chunker aims at, in tokens of the rendered example."""
+    target: int
+    minimum: int
+    maximum: int
+    weight: float = 4.0       # the length cost's scale (seam_model.json's length_weight)
 
-
-_SUFFIXES = ("ingly", "edly", "ement", "ments", "ment", "ness", "ings", "ing", "ies", "ied",
-             "ers", "ed", "es", "er", "ly", "s")
-
-
-def _stem(word):
-    """Crude suffix stripping: 'watched', 'watching', 'watches' -> 'watch'."""
-    word = word.replace("’", "'").split("'")[0]
-    for suf in _SUFFIXES:
-        if word.endswith(suf) and len(word) - len(suf) >= 3:
-            return word[:-len(suf)]
-    return word
-
-
-def _content_stems(text):
-    return [_stem(w) for w in _words(text)]
-
-
-def _cosine(a: Counter, b: Counter) -> float:
-    if not a or not b:
-        return 0.0
-    dot = sum(v * b.get(k, 0) for k, v in a.items())
-    return dot / math.sqrt(sum(v * v for v in a.values()) * sum(v * v for v in b.values()))
-
-
-def _first_person_share(words):
-    first = sum(w in ("i", "me", "my", "we", "our", "us") for w in words)
-    third = sum(w in ("he", "she", "him", "her", "his", "they", "them") for w in words)
-    return first / max(1, first + third)
-
-
-def _depths(values):
-    """TextTiling depth of each gap's dissimilarity: how far it stands above the
-    lowest point on each side, climbing while the values fall (a valley of
-    similarity between two hills, in the original's terms)."""
-    out = []
-    for i, v in enumerate(values):
-        left = v
-        for j in range(i - 1, -1, -1):
-            if values[j] > left:
-                break
-            left = values[j]
-        right = v
-        for j in range(i + 1, len(values)):
-            if values[j] > right:
-                break
-            right = values[j]
-        out.append((v - left) + (v - right))
-    return out
-
-
-def _smooth(values, width=1):
-    return [sum(values[max(0, i - width):i + width + 1]) / len(values[max(0, i - width):i + width + 1])
-            for i in range(len(values))]
-
-
-def _tiling(sent_stems, sent_of_para, size):
-    """Dissimilarity (1 - cosine) of the `size` sentences before and after each
-    paragraph boundary, smoothed, then its depth."""
-    dis = []
-    for i in range(1, len(sent_of_para)):
-        k = sent_of_para[i]
-        before = Counter(w for ws in sent_stems[max(0, k - size):k] for w in ws)
-        after = Counter(w for ws in sent_stems[k:k + size] for w in ws)
-        dis.append(1.0 - _cosine(before, after))
-    return _depths(_smooth(dis))
-
-
-def units(text):
-    """Paragraphs that can start a part: (start, end, is_scene_break_glyph). A page
-    number line ('12)') goes with the paragraph after it."""
-    spans = paragraph_spans(text)
-    out, pending = [], None
-    for a, b in spans:
-        para = text[a:b].strip()
-        if is_page_marker(para):
-            pending = pending if pending is not None else a
-            continue
-        out.append((pending if pending is not None else a, b, is_scene_break(para)))
-        pending = None
-    if pending is not None and out:
-        out[-1] = (out[-1][0], len(text.rstrip()), out[-1][2])
-    return out
-
-
-def _local_ratio(values, i, width=6):
-    """log of values[i] over the median of its neighbourhood (itself excluded)."""
-    around = values[max(0, i - width):i] + values[i + 1:i + 1 + width]
-    if not around:
-        return 0.0
-    med = sorted(around)[len(around) // 2]
-    return math.log((values[i] + 1) / (med + 1))
-
-
-def candidates(text, scene_gap=None):
-    """Every paragraph boundary where a part may start, scored."""
-    paras = units(text)
-    if len(paras) < 2:
-        return []
-    if scene_gap is None:
-        gaps = sorted(text.count("\n", paras[i - 1][1], paras[i][0]) for i in range(1, len(paras)))
-        scene_gap = gaps[len(gaps) // 2] + 1
-    ptexts = [text[a:b].strip() for a, b, _ in paras]
-    words_per = [_words(t) for t in ptexts]
-    raw_per = [re.findall(r"[a-z’']+", t.lower()) for t in ptexts]
-    lengths = [len(w) for w in raw_per]
-    cum = [0]
-    for w in words_per:
-        cum.append(cum[-1] + len(w))
-    # sentences, for TextTiling blocks
-    sent_stems, sent_of_para = [], []
-    for t in ptexts:
-        sent_of_para.append(len(sent_stems))
-        sent_stems += [_content_stems(s) for s in paragraph_sentences(t)]
-    tiling = {size: _tiling(sent_stems, sent_of_para, size) for size in TILING_SENTENCES}
-    dialogue_per = [bool(_OPENS_QUOTE.match(t)) for t in ptexts]
-    out = []
-    lexical = []
-    for i in range(1, len(paras)):
-        # windows of about LEXICAL_WINDOW_WORDS content words either side
-        lo = i
-        while lo > 0 and cum[i] - cum[lo - 1] <= LEXICAL_WINDOW_WORDS:
-            lo -= 1
-        hi = i
-        while hi < len(paras) and cum[hi + 1] - cum[i] <= LEXICAL_WINDOW_WORDS:
-            hi += 1
-        before = Counter(w for ws in words_per[max(0, lo - 1):i] for w in ws)
-        after = Counter(w for ws in words_per[i:hi + 1] for w in ws)
-        lexical.append(1.0 - _cosine(before, after))
-    for i in range(1, len(paras)):
-        a, b, glyph = paras[i]
-        prev_glyph = paras[i - 1][2]
-        prev_text, para = ptexts[i - 1], ptexts[i]
-        signals, base = [], 0.0
-        if glyph:
-            continue  # a cut goes after the scene-break line, not before it
-        gap = text.count("\n", paras[i - 1][1], a)
-        if prev_glyph:
-            base += SCENE_BREAK_SCORE
-            signals.append(f"scene break '{prev_text}'")
-        elif gap >= scene_gap + 1:
-            base += SCENE_BREAK_SCORE
-            signals.append(f"scene break ({gap - 1} blank lines)")
-        if para[:1].islower():
-            continue
-        last_line = prev_text.rsplit("\n", 1)[-1].strip()
-        signed = last_line.isupper() and len(last_line) < 40  # a letter's signature
-        if not prev_glyph and not signed and not _PARAGRAPH_MAY_END.search(prev_text):
-            continue
-        f = {}
-        # lexical cohesion: depth relative to the neighbourhood, so a general drift
-        # does not dominate
-        lex = lexical[i - 1]
-        local = lexical[max(0, i - 1 - 6):i - 1 + 7]
-        f["lexical"] = max(0.0, lex - sorted(local)[len(local) // 2])
-        f["tiling_short"] = tiling[TILING_SENTENCES[0]][i - 1]
-        f["tiling_long"] = tiling[TILING_SENTENCES[1]][i - 1]
-        opening = para[:80]
-        f["time"] = float(bool(_TIME.search(opening[:60]) or _TIME_WORDS.search(opening)))
-        f["place"] = float(not f["time"] and bool(_PLACE.search(opening)))
-        pov_b = _first_person_share([w for ws in raw_per[max(0, i - 4):i] for w in ws])
-        pov_a = _first_person_share([w for ws in raw_per[i:i + 4] for w in ws])
-        f["pov"] = abs(pov_a - pov_b) if abs(pov_a - pov_b) > 0.5 else 0.0
-        f["caps_opening"] = float(bool(_CAPS_OPENING.match(para) and not _CAPS_OPENING.match(prev_text)))
-        f["opening_length"] = max(0.0, _local_ratio(lengths, i))
-        f["closing_length"] = max(0.0, -_local_ratio(lengths, i - 1))
-        f["ends_dialogue"] = float(dialogue_per[i - 1])
-        f["opens_dialogue"] = float(dialogue_per[i])
-        f["narration_restart"] = float(dialogue_per[i - 1] and not dialogue_per[i])
-        f["anaphoric_opening"] = float(bool(_ANAPHORIC.match(para)))
-        f["heading_like"] = float(bool(_HEADING_LIKE.match(para)) and any(c.isalpha() for c in para)
-                                  and not _HEADING_LIKE.match(prev_text))
-        score = base + sum(WEIGHTS[k] * v for k, v in f.items())
-        if max(f["tiling_short"], f["tiling_long"]) > 0.15 or f["lexical"] > 0.08:
-            signals.append(f"vocabulary changes ({lex:.2f})")
-        if f["time"]:
-            signals.append(f"time jump ('{' '.join(para.split()[:4])}...')")
-        elif f["place"]:
-            signals.append(f"new place ('{' '.join(para.split()[:4])}...')")
-        if f["pov"]:
-            signals.append("point of view changes")
-        if f["caps_opening"]:
-            signals.append("opens with a word in capitals (a chapter-opening habit)")
-        out.append(Candidate(a, score, signals or ["paragraph boundary"], features=f))
-    return out
-
-
-# What a cut at a sentence end inside a paragraph is called, by Boundary.tier.
-_INSIDE_PARAGRAPH = {
-    0: "sentence end inside a paragraph",
-    1: "sentence end between a speech and its tag, inside a paragraph",
-    2: "sentence end inside a quotation that seems to run on, inside a paragraph",
-}
-
-
-def sentence_candidates(text, punkt, start, end):
-    """Last resort inside one paragraph: its sentence ends, each with its tier."""
-    return [Candidate(start + b.start, 0.0, [f"{_INSIDE_PARAGRAPH[b.tier]} (last resort: the "
-                                             "paragraph alone is over the limit)"],
-                      inside_paragraph=True, tier=b.tier)
-            for b in boundaries(text[start:end], punkt)]
+    def cost(self, tokens):
+        if tokens > self.maximum:
+            return math.inf
+        short = SHORT_COST if tokens < self.minimum else 0.0
+        return short + self.weight * math.log(max(tokens, 1) / self.target) ** 2
 
 
 class Measure:
@@ -341,91 +64,85 @@ class Measure:
         return bisect.bisect_right(self.ends, b) - bisect.bisect_right(self.ends, a) + self.overhead
 
 
-def plan(text_len, cands, tokens, limit=None, n_parts=None, min_part=0):
-    """Choose cuts: each part fits `limit` (tokens(a, b) <= limit), as few parts as
-    possible (or exactly n_parts), the highest total score among those; a part
-    under min_part tokens costs a penalty. Returns [Candidate] or None if no plan fits."""
-    cands = sorted(cands, key=lambda c: c.offset)
-    points = [Candidate(0, 0.0)] + cands
-    n = len(points)
-    end = text_len
-
-    def part_ok(a, b):
-        return limit is None or tokens(a, b) <= limit
-
-    def part_cost(a, b):
-        return 10.0 if min_part and tokens(a, b) < min_part else 0.0
-
-    max_parts = n_parts or n
-    # best[k][j]: (negative score, prev) for k parts whose last starts at points[j]
-    best = [dict() for _ in range(max_parts + 1)]
-    best[1][0] = (0.0, None)
-    for k in range(1, max_parts + 1):
-        for j, (val, _) in sorted(best[k].items()) if k < max_parts else ():
-            for t in range(j + 1, n):
-                a, b = points[j].offset, points[t].offset
-                if not part_ok(a, b):
-                    break                  # a part only grows as its end moves on
-                v = val - points[t].score + part_cost(a, b)
-                if t not in best[k + 1] or v < best[k + 1][t][0]:
-                    best[k + 1][t] = (v, j)
-        finals = [(val + part_cost(points[j].offset, end), j) for j, (val, _) in best[k].items()
-                  if part_ok(points[j].offset, end)]
-        if finals and (n_parts is None or k == n_parts):
-            _, j = min(finals)
-            chosen, kk = [], k
-            while j is not None and j != 0:
-                chosen.append(points[j])
-                j = best[kk][j][1]
-                kk -= 1
-            return list(reversed(chosen))
-    return None
+# What a cut at a sentence end inside a paragraph is called, by Boundary.tier.
+_INSIDE_PARAGRAPH = {
+    0: "sentence end inside a paragraph",
+    1: "sentence end between a speech and its tag, inside a paragraph",
+    2: "sentence end inside a quotation that seems to run on, inside a paragraph",
+}
 
 
-def example_tokens(config, counter, named_texts, punkt=None) -> dict:
-    """{name: the longest rendered example stage 1 makes of that text}: the same
-    cut choice (prefix ratio, seed, cuts per chunk, Punkt trained on the same
-    set of chunk texts) and the same rendered count, special tokens included."""
-    chunks = [Chunk(Path(name), normalise(text), "") for name, text in named_texts]
-    chunks = [c for c in chunks if c.text]
-    if not chunks:
-        return {}
-    if punkt is None:
-        punkt, _ = build_punkt([c.text for c in chunks])
-    s = config.pipeline
-    examples = cut_chunks(chunks, punkt, counter, s.prefix_ratio, s.seed,
-                          lambda c: s.cuts_per_chunk)
-    count_rendered(examples, counter)
-    out = {}
-    for e in examples:
-        out[e.chunk.name] = max(out.get(e.chunk.name, 0), e.total_tokens)
-    return out
+def sentence_candidates(text, punkt, start, end):
+    """Last resort inside one paragraph: its sentence ends, each with its tier."""
+    return [Candidate(start + b.start, INSIDE_PARAGRAPH_SCORE - 10 * b.tier, [f"{_INSIDE_PARAGRAPH[b.tier]} (last resort: the "
+                                             "paragraph alone is over the limit)"],
+                      inside_paragraph=True, tier=b.tier)
+            for b in boundaries(text[start:end], punkt)]
 
 
 # --- choosing the cuts ---------------------------------------------------------------
 
-def cut_to_fit(text, tokens, limit, punkt, min_part=0, fix="raise the limit", where=""):
-    """[Candidate] cuts so that every part of `text` fits `limit` (tokens(a, b) <= limit).
+def plan(text_len, cands, tokens, lengths: Lengths, forced=(), forbidden=()):
+    """The cuts ([Candidate], in order) that maximise the chosen seams' scores
+    minus every part's length cost (`tokens(a, b)` counts the part [a, b)), with
+    every `forced` offset cut and no `forbidden` one; None when no plan keeps every
+    part within lengths.maximum."""
+    forced, forbidden = set(forced), set(forbidden)
+    usable = {}
+    for c in cands:      # one place per offset: the model's, where the writer's repeats it
+        if c.offset not in forbidden and 0 < c.offset < text_len and c.offset not in usable:
+            usable[c.offset] = c
+    points = [Candidate(0, 0.0)] + [usable[o] for o in sorted(usable)] + [Candidate(text_len, 0.0)]
+    n = len(points)
+    best, prev = [-math.inf] * n, [None] * n
+    best[0] = 0.0
+    for j in range(1, n):
+        end_score = points[j].score if j < n - 1 else 0.0
+        for i in range(j - 1, -1, -1):
+            cost = lengths.cost(tokens(points[i].offset, points[j].offset))
+            if cost == math.inf:
+                break                   # a part only grows as its start moves back
+            value = best[i] + end_score - cost
+            if value > best[j]:
+                best[j], prev[j] = value, i
+            if points[i].offset in forced:
+                break                   # a part may not swallow a forced cut
+    if best[-1] == -math.inf:
+        return None
+    chosen, j = [], prev[n - 1]
+    while j:
+        chosen.append(points[j])
+        j = prev[j]
+    chosen.reverse()
+    if not forced <= {c.offset for c in chosen}:
+        return None
+    return chosen
 
-    Paragraph boundaries first. Only when some paragraph alone is over the limit,
-    sentence ends inside it, the cleanest tier that makes parts fit (a clean end,
-    then one between a speech and its tag, then one inside a quotation: a stray
-    quote mark can make the rest of a long paragraph look quoted). `punkt` may be
-    a function that builds it, called only then. Raises InputError, naming the
-    stretch that no cut can shorten, when no plan fits; `where` starts the message
-    (the file) and `fix` ends it."""
-    cands = candidates(text)
-    cuts = plan(len(text), cands, tokens, limit=limit, min_part=min_part)
+
+def cut_to_fit(text, tokens, lengths: Lengths, punkt, marks=None, forced=(), forbidden=(),
+               extra=(), fix="raise the limit", where=""):
+    """(cuts, the places considered): [Candidate] cuts of `text` chosen by `plan`,
+    every part within lengths.maximum (tokens(a, b) counts a part).
+
+    Paragraph boundaries first (`extra` adds the writer's own places). Only when
+    some paragraph alone is over the limit, sentence ends inside it, the cleanest
+    tier that makes parts fit (a clean end, then one between a speech and its tag,
+    then one inside a quotation: a stray quote mark can make the rest of a long
+    paragraph look quoted). `punkt` may be a function that builds it, called only
+    then. Raises InputError, naming the stretch that no cut can shorten, when no
+    plan fits; `where` starts the message (the file) and `fix` ends it."""
+    cands = candidates(text, marks) + list(extra)
+    cuts = plan(len(text), cands, tokens, lengths, forced, forbidden)
     if cuts is not None:
-        return cuts
-    inside = _sentence_ends_in_long_paragraphs(text, tokens, limit, punkt)
+        return cuts, cands
+    inside = _sentence_ends_in_long_paragraphs(text, tokens, lengths.maximum, punkt)
     allowed = cands
     for tier in sorted(_INSIDE_PARAGRAPH):
         allowed = cands + [c for c in inside if c.tier <= tier]
-        cuts = plan(len(text), allowed, tokens, limit=limit, min_part=min_part)
+        cuts = plan(len(text), allowed, tokens, lengths, forced, forbidden)
         if cuts is not None:
-            return cuts
-    raise InputError(_no_fit_message(text, allowed, tokens, limit, fix, where))
+            return cuts, allowed
+    raise InputError(_no_fit_message(text, allowed, tokens, lengths.maximum, fix, where))
 
 
 def _sentence_ends_in_long_paragraphs(text, tokens, limit, punkt):
@@ -448,25 +165,18 @@ def _no_fit_message(text, allowed, tokens, limit, fix, where):
             f"'Mr.'). Add a paragraph break or sentence punctuation in it, or {fix}.")
 
 
-def propose(text, counter, limit, punkt, margin=8, min_part=0, where=""):
-    """[Candidate] cuts so that every part's estimated example fits `limit`."""
-    measure = Measure(counter, text, margin=margin)
-    return cut_to_fit(text, measure.tokens, limit, punkt, min_part=min_part,
-                      fix="raise --limit", where=where)
-
-
-def alternatives(text, cuts, counter, limit, k=3):
-    """For each chosen cut, the next-best paragraph boundaries that would fit in its
-    place (estimated count): what the writer can pick instead with --cut-before."""
-    measure = Measure(counter, text, margin=8)
-    offsets = [0] + [c.offset for c in cuts] + [len(text)]
-    scored = candidates(text)
+def alternatives(cuts, places, tokens, lengths: Lengths, end, k=3):
+    """For each cut, the k best other places between its neighbours where it could
+    go instead, each part still within the maximum: ranked by what the chunker
+    maximises (the place's score minus both parts' length costs)."""
+    offsets = [0] + [c.offset for c in cuts] + [end]
     out = []
     for i, cut in enumerate(cuts, 1):
         lo, hi = offsets[i - 1], offsets[i + 1]
-        fits = [c for c in scored if lo < c.offset < hi and c.offset != cut.offset
-                and measure.tokens(lo, c.offset) <= limit and measure.tokens(c.offset, hi) <= limit]
-        out.append(sorted(fits, key=lambda c: -c.score)[:k])
+        value = lambda c: c.score - lengths.cost(tokens(lo, c.offset)) - lengths.cost(tokens(c.offset, hi))  # noqa: E731
+        fits = [c for c in places if lo < c.offset < hi and c.offset != cut.offset
+                and not c.inside_paragraph and value(c) > -math.inf]
+        out.append(sorted(fits, key=lambda c: (-value(c), c.offset))[:k])
     return out
 
 

@@ -2,50 +2,110 @@
 import json
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from styletune import paths
 from styletune.config import load_config
-from styletune.data.chunks import natural_key
-from styletune.data.manuscript import analyse, name_chunks, plan_chunks, read_manuscript, rebuild
-from styletune.data.seams import example_tokens
+from styletune.data.chunks import Chunk, load_chunks, natural_key
+from styletune.data.examples import longest_example
+from styletune.data.manuscript import analyse, chapters_of, name_chunks, plan_chunks, read_manuscript, rebuild
+from styletune.data.review import constraints, decide, read_decisions, review_entries, review_markdown
+from styletune.data.seam_model import model
+from styletune.data.seams import Lengths, Measure
 from styletune.data.tokens import load_counter
-from styletune.errors import ConfigError, InputError, UserError
-from styletune.fileio import sha256_bytes, write_atomic
+from styletune.errors import InputError, UserError
+from styletune.fileio import free_backup_path, normalise, sha256_bytes, write_atomic
 from styletune.text.patterns import word_count
+from styletune.text.sentences import build_punkt
+
+DEFAULT_TARGET_SHARE = 0.55     # of sequence_len: ~2,250 tokens for 4096, a scene
+MARGINS = (24, 64, 160)         # tokens the search keeps free for Continue's path line and slack
 
 
-def segment(cfg, manuscript_path, say=lambda m: None):
-    """(manuscript, structure, chunks, notes): everything planned, nothing written."""
+def hand_cut_target(cfg, counter, folders):
+    """(median example tokens, folder) of the chunk files a writer cut by hand in the
+    first of `folders` that holds three or more (files stage 0 wrote, by its
+    manifest, do not count); None when none does."""
+    for folder in folders:
+        if not folder or not folder.is_dir():
+            continue
+        manifest = folder / "segment_manifest.json"
+        ours = set()
+        if manifest.exists():
+            ours = {c["sha256"] for c in json.loads(manifest.read_text(encoding="utf-8"))["chunks"]}
+        found = [p for p in folder.glob(cfg.pipeline.chunk_glob) if p.is_file()]
+        chunks, _ = load_chunks(found)
+        mine = [c for c in chunks if c.sha256 not in ours]
+        if len(mine) >= 3:
+            punkt, _ = build_punkt([c.text for c in mine])
+            sizes = sorted(longest_example(mine, punkt, counter, cfg.pipeline).values())
+            return sizes[len(sizes) // 2], folder
+    return None
+
+
+def lengths_for(cfg, counter, folders, say=lambda m: None) -> Lengths:
+    """The chunker's lengths: the configured target, else the writer's own, else the default."""
     s = cfg.pipeline
-    if s.segment_max_tokens > cfg.sequence_len:
-        raise ConfigError(f"{paths.shown(cfg.path)}: style_pipeline.segment_max_tokens "
-                          f"({s.segment_max_tokens}) is over sequence_len ({cfg.sequence_len}); "
-                          "lower it (e.g. 3000 for 4096)")
+    target = s.chunk_target_tokens
+    if target is None:
+        found = hand_cut_target(cfg, counter, folders)
+        if found:
+            target = found[0]
+            say(f"target length {target} tokens: the median of the chunks you cut by hand in "
+                f"{paths.shown(found[1])} (set style_pipeline.chunk_target_tokens to choose)")
+        else:
+            target = round(DEFAULT_TARGET_SHARE * cfg.sequence_len)
+    target = max(s.segment_min_tokens + 1, min(target, cfg.sequence_len - MARGINS[0]))
+    return Lengths(target, s.segment_min_tokens, cfg.sequence_len, model().data["length_weight"])
+
+
+def segment(cfg, manuscript_path, say=lambda m: None, decisions=(), folders=()):
+    """(manuscript, structure, chunks, notes, review): everything planned, nothing written.
+    `decisions`: the writer's answers to earlier reviews (review.py); `folders`: where
+    to look for chunks cut by hand (their lengths set the target)."""
     ms = read_manuscript(manuscript_path)
     structure = analyse(ms.body)
     if not structure.sections:
         raise InputError(f"{ms.path}: only headings and front matter, no text to cut into chunks")
     say("loading the tokenizer")
     counter = load_counter(cfg)
+    lengths = lengths_for(cfg, counter, folders, say)
+    rules = constraints(ms.body, decisions,
+                        barriers=[sections[0].start for sections in chapters_of(structure).values()])
     say("planning chunks")
-    chunks, notes = plan_chunks(structure, counter, s.segment_min_tokens, s.segment_max_tokens,
-                               hard_limit=cfg.sequence_len - 16)
-    name_chunks(chunks, structure)
-    say("counting every chunk's example exactly, as stage 1 will")
-    texts = [(c.name, ms.body[c.start:c.end]) for c in chunks]
-    exact = example_tokens(cfg, counter, texts)
-    for c in chunks:
-        c.tokens = exact.get(c.name, 0)
-        c.words = word_count(ms.body[c.start:c.end])
-    over = [c for c in chunks if c.tokens > cfg.sequence_len]
-    if over:  # the search estimate missed by more than its margin: say so, do not write
+    punkt = None
+    for margin in MARGINS:
+        chunks, notes, seams = plan_chunks(structure, counter, lengths, margin=margin,
+                                           forced=rules.forced, forbidden=rules.forbidden,
+                                           extra=rules.extra)
+        name_chunks(chunks, structure)
+        say("counting every chunk's example exactly, as stage 1 will")
+        texts = [(c.name, ms.body[c.start:c.end]) for c in chunks]
+        pieces = [Chunk(Path(name), normalise(text), "") for name, text in texts]
+        punkt = punkt or build_punkt([c.text for c in pieces])[0]
+        exact = longest_example(pieces, punkt, counter, cfg.pipeline)
+        for c in chunks:
+            c.tokens = exact.get(c.name, 0)
+            c.words = word_count(ms.body[c.start:c.end])
+        over = [c for c in chunks if c.tokens > cfg.sequence_len]
+        if not over:
+            break
+    if over:  # the search estimate missed by more than its largest margin: say so, do not write
         raise InputError("chunks over sequence_len after segmentation: "
                          + ", ".join(f"{c.name} ({c.tokens})" for c in over)
-                         + ". Lower style_pipeline.segment_max_tokens and rerun.")
+                         + ". Lower style_pipeline.chunk_target_tokens and rerun.")
+    for c in chunks:
+        if c.start in rules.forced:
+            c.reason = "your cut (segment_decisions.json)"
+    if rules.stale:
+        notes.append(f"{len(rules.stale)} decision(s) no longer match the manuscript's words (edited "
+                     "there?) and were not applied: " + "; ".join(
+                         f"{d['action']} before '{d['seam']['after'] if 'seam' in d else d['at']}'"
+                         for d in rules.stale[:3]))
     if not structure.chapters and not structure.has_scene_breaks:
         notes.insert(0, "no chapter headings and no scene breaks found: the text was cut at the "
-                        "paragraph boundaries that read most like a scene change (check the cuts)")
+                        "paragraph boundaries that read most like a scene change (check the review)")
     if structure.front_matter:
         notes.insert(0, f"front matter before the first chapter ({structure.front_matter[2]} words: "
                         "title, contents, notes) is not a chunk; it is kept verbatim in the manifest")
@@ -53,15 +113,20 @@ def segment(cfg, manuscript_path, say=lambda m: None):
         notes.append(f"{words} word(s) between headings under '{title}' (a subtitle or note) are "
                      "not a chunk; kept in the manifest")
     notes += structure.notes
-    guessed = [c.name for c in chunks if c.reason.startswith("cut to fit the budget")
-               and "scene break" not in c.reason]
-    if guessed:
-        notes.append(f"{len(guessed)} chunk(s) start at a cut made inside a scene to fit the budget "
-                     f"({', '.join(guessed[:3])}{', ...' if len(guessed) > 3 else ''}): the place is "
-                     "the splitter's best guess, so read those openings. Where your scene really "
-                     "turns elsewhere, put a scene-break line (* * *) there in the manuscript and "
-                     "rerun with --force.")
-    return ms, structure, chunks, notes
+    decided = rules.forced | rules.forbidden
+    entries = review_entries(ms.body, seams, chunks, Measure(counter, ms.body, margin=MARGINS[0]),
+                             lengths, decided)
+    return Segmentation(ms, structure, chunks, notes, entries, lengths)
+
+
+@dataclass
+class Segmentation:
+    ms: object
+    structure: object
+    chunks: list
+    notes: list
+    review: list
+    lengths: Lengths
 
 
 def separators(body, chunks):
@@ -74,13 +139,14 @@ def report_rows(chunks):
              "starts_here_because": c.reason} for c in chunks]
 
 
-def markdown(ms, structure, chunks, notes, cfg) -> str:
+def markdown(ms, structure, chunks, notes, cfg, lengths) -> str:
     lines = [f"# Segmentation of {ms.path.name}", "",
              f"- chunks: {len(chunks)}; chapters found: {len(structure.chapters)}; "
              f"paragraphs: {'one per line' if structure.one_per_line else 'blank-line separated'}"
              f"{' (hard-wrapped lines)' if structure.hard_wrapped else ''}",
-             f"- tokens per example: {min(c.tokens for c in chunks)}-{max(c.tokens for c in chunks)} "
-             f"(budget {cfg.pipeline.segment_max_tokens}, sequence_len {cfg.sequence_len})",
+             f"- tokens per example: {min(c.tokens for c in chunks)}-{max(c.tokens for c in chunks)}, "
+             f"median {sorted(c.tokens for c in chunks)[len(chunks) // 2]} (target {lengths.target}, "
+             f"minimum {lengths.minimum}, sequence_len {cfg.sequence_len})",
              f"- Project Gutenberg header and licence removed: {'yes' if ms.gutenberg_stripped else 'no'}",
              ""]
     if notes:
@@ -93,7 +159,8 @@ def markdown(ms, structure, chunks, notes, cfg) -> str:
     return "\n".join(lines) + "\n"
 
 
-def planned_outputs(cfg, ms, structure, chunks, notes, out_dir) -> dict:
+def planned_outputs(cfg, seg, out_dir, review_command) -> dict:
+    ms, structure, chunks, notes = seg.ms, seg.structure, seg.chunks, seg.notes
     body = ms.body
     seps = separators(body, chunks)
     if rebuild([body[c.start:c.end] for c in chunks], seps) != body:
@@ -107,8 +174,8 @@ def planned_outputs(cfg, ms, structure, chunks, notes, out_dir) -> dict:
         "manuscript_sha256": sha256_bytes(ms.path.read_bytes()),
         "gutenberg_stripped": ms.gutenberg_stripped,
         "config": paths.shown(cfg.path),
-        "segment_min_tokens": cfg.pipeline.segment_min_tokens,
-        "segment_max_tokens": cfg.pipeline.segment_max_tokens,
+        "lengths": {"target": seg.lengths.target, "minimum": seg.lengths.minimum,
+                    "maximum": seg.lengths.maximum},
         "body_sha256": sha256_bytes(body.encode("utf-8")),
         "chunks": [{**row, "start": c.start, "end": c.end,
                     "sha256": sha256_bytes(outputs[out_dir / c.name])}
@@ -121,17 +188,11 @@ def planned_outputs(cfg, ms, structure, chunks, notes, out_dir) -> dict:
     outputs[out_dir / "segment_manifest.json"] = \
         (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
     outputs[out_dir / "segment_report.md"] = \
-        markdown(ms, structure, chunks, notes, cfg).encode("utf-8")
+        markdown(ms, structure, chunks, notes, cfg, seg.lengths).encode("utf-8")
+    outputs[out_dir / REVIEW_JSON] = \
+        (json.dumps({"seams": seg.review}, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    outputs[out_dir / "segment_review.md"] = review_markdown(seg.review, review_command).encode("utf-8")
     return outputs
-
-
-def free_backup_path(backup: Path, name: str) -> Path:
-    """backup/<name>, or backup/<stem>.2<suffix>, .3, ... when an older backup holds
-    that name: each recut of a revised manuscript keeps every earlier version."""
-    backup.mkdir(exist_ok=True)
-    stem, suffix = Path(name).stem, Path(name).suffix
-    candidates = (backup / (name if n == 1 else f"{stem}.{n}{suffix}") for n in range(1, 10_000))
-    return next(c for c in candidates if not c.exists())
 
 
 def write_outputs(outputs, out_dir, glob, force):
@@ -158,34 +219,75 @@ def write_outputs(outputs, out_dir, glob, force):
     return changed, kept
 
 
+REVIEW_JSON = "segment_review.json"
+DECISIONS = "segment_decisions.json"
+
+
+def record_decisions(out_dir, answers) -> list:
+    """The decisions file with `answers` (--decide) added, each resolved against the
+    last review; a later answer about the same seam replaces an earlier one."""
+    decisions = read_decisions(out_dir / DECISIONS)
+    if not answers:
+        return decisions
+    review = out_dir / REVIEW_JSON
+    entries = json.loads(review.read_text(encoding="utf-8"))["seams"] if review.exists() else []
+    for answer in answers:
+        if not entries and not answer.startswith(("cut:", "drop:", "whole:")):
+            raise InputError(f"--decide {answer!r} needs the last review ({paths.shown(review)}): "
+                             "run stage 0 without --decide first")
+        new = decide(entries, answer)
+        decisions = [d for d in decisions if "seam" not in new or d.get("seam") != new["seam"]]
+        decisions.append(new)
+    return decisions
+
+
+def decisions_bytes(decisions) -> bytes:
+    return (json.dumps({"about": "your answers to stage 0's review (segment_review.md); "
+                                 "actions: keep, drop, cut, move", "decisions": decisions},
+                       indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
 def run(args) -> int:
     cfg = load_config(args.config)
     out_dir = paths.resolve_cli(args.out) if args.out else cfg.pipeline.book_dir
     print(f"config: {paths.shown(cfg.path)}")
-    ms, structure, chunks, notes = segment(
-        cfg, paths.resolve_cli(args.manuscript),
-        say=lambda m: print(f"... {m}", file=sys.stderr, flush=True))
+    decisions = record_decisions(out_dir, args.decide or [])
+    seg = segment(cfg, paths.resolve_cli(args.manuscript),
+                  say=lambda m: print(f"... {m}", file=sys.stderr, flush=True),
+                  decisions=decisions, folders=[out_dir, cfg.pipeline.book_dir])
+    ms, structure, chunks = seg.ms, seg.structure, seg.chunks
     print(f"manuscript: {paths.shown(ms.path)} ({word_count(ms.body):,} words)")
     if ms.gutenberg_stripped:
         print("Project Gutenberg header and licence found and removed")
     print(f"structure: {len(structure.chapters)} chapter(s), {len(structure.sections)} scene(s), "
           f"paragraphs {'one per line' if structure.one_per_line else 'separated by blank lines'}")
-    for note in notes:
+    print(f"lengths: target {seg.lengths.target} tokens per example, minimum {seg.lengths.minimum}, "
+          f"at most {seg.lengths.maximum} (sequence_len)")
+    for note in seg.notes:
         print(f"note: {note}")
     print()
     print("| chunk | words | tokens | starts here because |\n|---|---|---|---|")
     for c in chunks:
         print(f"| {c.name} | {c.words} | {c.tokens} | {c.reason[:90]} |")
-    outputs = planned_outputs(cfg, ms, structure, chunks, notes, out_dir)
+    command = (f"python fine-tuning/training/0_segment_manuscript.py {paths.shown(ms.path)} "
+               f"--config {paths.shown(cfg.path)} --out {paths.shown(out_dir)} --force")
+    outputs = planned_outputs(cfg, seg, out_dir, command)
+    if decisions:
+        outputs[out_dir / DECISIONS] = decisions_bytes(decisions)
+    print(f"\nreview: {len(seg.review)} seam(s) to look at (cuts with no mark in the text, marks "
+          f"left uncut), {len(decisions)} decision(s) of yours applied")
     if args.dry_run:
-        print(f"\ndry run: nothing written. Would write {len(chunks)} chunk files and the "
-              f"report into {paths.shown(out_dir)}/")
+        print(f"\ndry run: nothing written. Would write {len(chunks)} chunk files, the report and "
+              f"the review into {paths.shown(out_dir)}/")
         return 0
     changed, moved = write_outputs(outputs, out_dir, cfg.pipeline.chunk_glob, args.force)
     print(f"\n{len(changed)} file(s) written, {len(outputs) - len(changed)} unchanged, in "
           f"{paths.shown(out_dir)}/ (report: segment_report.md)")
     if moved:
         print(f"moved {len(moved)} old chunk file(s) into backup/")
+    if seg.review:
+        print(f"\nreview the cuts in {paths.shown(out_dir / 'segment_review.md')}; answer each with\n"
+              f"  {command} --decide ID=keep|drop|cut|alt1")
     print(f"\nnext: read the report, then\n  python fine-tuning/training/1_prepare_data.py "
           f"--config {paths.shown(cfg.path)} --book {paths.shown(out_dir)}")
     return 0

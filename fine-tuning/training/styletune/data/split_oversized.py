@@ -3,14 +3,18 @@ example is over the limit, cut at their best scene boundaries into a/b/... parts
 the original moved into backup/."""
 import shlex
 import sys
+from pathlib import Path
 
 from styletune import paths
 from styletune.config import load_config
-from styletune.data.chunks import CHUNK_NAME, discover, load_chunks
-from styletune.data.seams import alternatives, cut_before_text, example_tokens, propose, writer_cuts
+from styletune.data.chunks import CHUNK_NAME, Chunk, discover, load_chunks
+from styletune.data.examples import longest_example
+from styletune.data.seam_model import model
+from styletune.data.seams import Lengths, Measure, alternatives, cut_before_text, cut_to_fit, writer_cuts
+from styletune.data.segment import DEFAULT_TARGET_SHARE, MARGINS  # noqa: E402
 from styletune.data.tokens import load_counter
 from styletune.errors import InputError
-from styletune.fileio import read_text, write_atomic
+from styletune.fileio import free_backup_path, normalise, read_text, write_atomic
 from styletune.text.patterns import word_count
 from styletune.text.sentences import build_punkt
 
@@ -23,6 +27,26 @@ def part_names(name, n):
     return [f"{m.group(1)}{chr(97 + i)}{m.group(4)}" for i in range(n)]
 
 
+def example_sizes(cfg, counter, named_texts, punkt=None) -> dict:
+    """{name: its longest stage-1 example} for (name, text) pairs: the one example builder."""
+    chunks = [Chunk(Path(name), normalise(text), "") for name, text in named_texts]
+    chunks = [c for c in chunks if c.text]
+    if punkt is None:
+        punkt, _ = build_punkt([c.text for c in chunks])
+    return longest_example(chunks, punkt, counter, cfg.pipeline) if chunks else {}
+
+
+def split_lengths(cfg, sizes, limit) -> Lengths:
+    """Stage 0's lengths for the parts: the configured target, else the median of the
+    book's chunks that fit (the writer's own cuts), else stage 0's default."""
+    s = cfg.pipeline
+    fitting = sorted(t for t in sizes.values() if t <= limit)
+    target = s.chunk_target_tokens or (fitting[len(fitting) // 2] if len(fitting) >= 3
+                                       else round(DEFAULT_TARGET_SHARE * limit))
+    target = max(s.segment_min_tokens + 1, min(target, limit - 24))
+    return Lengths(target, s.segment_min_tokens, limit, model().data["length_weight"])
+
+
 def counted_parts(cfg, counter, others, name, raw, cuts):
     """[(part name, text, tokens as stage 1 counts them)] for `raw` cut at `cuts`."""
     bounds = [0] + [c.offset for c in cuts] + [len(raw)]
@@ -32,18 +56,22 @@ def counted_parts(cfg, counter, others, name, raw, cuts):
                            f"(cuts at {[c.offset for c in cuts]}); nothing was changed. "
                            "Please report it with the chunk file.")
     names = part_names(name, len(texts))
-    exact = example_tokens(cfg, counter, others + list(zip(names, texts)))
+    exact = example_sizes(cfg, counter, others + list(zip(names, texts)))
     return list(zip(names, texts, [exact.get(n, 0) for n in names]))
 
 
-def proposed_parts(cfg, counter, others, chunk, raw, limit, punkt):
-    """The best cuts whose parts all fit, counted exactly; a safety margin on the
-    estimate grows until they do."""
-    for margin in (8, 32, 96):
-        cuts = propose(raw, counter, limit, punkt, margin=margin, where=f"{chunk.path}: ")
+def proposed_parts(cfg, counter, others, chunk, raw, lengths, punkt):
+    """(cuts, parts, the places considered, the measure): stage 0's chunker on one
+    chunk file, counted exactly; a safety margin on the estimate grows until every
+    part fits."""
+    limit = lengths.maximum
+    for margin in MARGINS:
+        measure = Measure(counter, raw, margin=margin)
+        cuts, places = cut_to_fit(raw, measure.tokens, lengths, punkt, fix="raise --limit",
+                                  where=f"{chunk.path}: ")
         parts = counted_parts(cfg, counter, others, chunk.name, raw, cuts)
         if all(t <= limit for _, _, t in parts):
-            return cuts, parts
+            return cuts, parts, places, measure
     raise InputError(f"{chunk.path}: no cut found whose parts all fit {limit} tokens as stage 1 "
                      "counts them. Choose the cuts yourself with --cut-before (a dry run lists "
                      "places), or raise --limit.")
@@ -68,8 +96,9 @@ def run(args) -> int:
     print("... counting every chunk's example as stage 1 does", file=sys.stderr, flush=True)
     counter = load_counter(cfg)
     punkt, _ = build_punkt([c.text for c in chunks])
-    sizes = example_tokens(cfg, counter, [(c.name, c.text) for c in chunks], punkt)
+    sizes = example_sizes(cfg, counter, [(c.name, c.text) for c in chunks], punkt)
     oversized = [c for c in chunks if sizes.get(c.name, 0) > limit]
+    lengths = split_lengths(cfg, sizes, limit)
     if not oversized:
         print("no chunk is over the limit: nothing to split"
               + (" (--cut-before only splits chunks over the limit)" if args.cut_before else ""))
@@ -86,7 +115,7 @@ def run(args) -> int:
     others_of = lambda chunk: [(c.name, c.text) for c in chunks if c is not chunk]  # noqa: E731
     for chunk, raw in todo:
         if chunk.name in chosen:
-            cuts = chosen[chunk.name]
+            cuts, places, measure = chosen[chunk.name], [], None
             parts = counted_parts(cfg, counter, others_of(chunk), chunk.name, raw, cuts)
             over = [(n, t) for n, _, t in parts if t > limit]
             if over:
@@ -94,22 +123,26 @@ def run(args) -> int:
                                  f"{over[0][1]} tokens, over the {limit} limit. Add another "
                                  "--cut-before inside it (a dry run without --cut-before lists places that fit).")
         else:
-            cuts, parts = proposed_parts(cfg, counter, others_of(chunk), chunk, raw, limit, punkt)
-        plans.append((chunk, raw, cuts, parts))
+            cuts, parts, places, measure = proposed_parts(cfg, counter, others_of(chunk), chunk, raw,
+                                                          lengths, punkt)
+        plans.append((chunk, raw, cuts, parts, places, measure))
     for chunk in left_alone:
         print(f"left alone: {chunk.name} ({sizes[chunk.name]} tokens) is already a split part; "
               "split it by hand or raise the limit")
-    for chunk, raw, cuts, parts in plans:
+    print(f"parts aim at {lengths.target} tokens each (minimum {lengths.minimum})")
+    for chunk, raw, cuts, parts, places, measure in plans:
         print(f"\n{chunk.name}: {sizes[chunk.name]} tokens -> {len(parts)} parts")
         mine = chunk.name in chosen
-        for cut, others in zip(cuts, [[]] * len(cuts) if mine else alternatives(raw, cuts, counter, limit)):
+        others = ([[]] * len(cuts) if mine else
+                  alternatives(cuts, places, measure.tokens, lengths, len(raw)))
+        for cut, others in zip(cuts, others):
             print(f"  cut at character {cut.offset}: {'; '.join(cut.signals)}")
             print("\n".join(_context(raw, cut.offset)))
             for alt in others:
                 print(f"    or instead: --cut-before {shlex.quote(cut_before_text(raw, alt.offset))} "
                       f"({'; '.join(alt.signals)})")
     print("\n| original chunk | words | split into | words | description |\n|---|---|---|---|---|")
-    for chunk, raw, cuts, parts in plans:
+    for chunk, raw, cuts, parts, _, _ in plans:
         for i, (name, text, tokens) in enumerate(parts):
             opening = " ".join(text.split()[:10])
             print(f"| {chunk.name if i == 0 else ''} | {word_count(raw) if i == 0 else ''} | {name} | "
@@ -118,21 +151,17 @@ def run(args) -> int:
         print("\ndry run: nothing written")
         return 0
     backup = book / "backup"
-    for chunk, raw, cuts, parts in plans:  # check everything before changing anything
-        if (backup / chunk.name).exists():
-            raise InputError(f"{paths.shown(backup / chunk.name)} already exists: a backup is never "
-                             "overwritten. Move it elsewhere (or delete it if it is a stale copy), "
-                             "then rerun; nothing was changed")
+    for chunk, raw, cuts, parts, _, _ in plans:  # check everything before changing anything
         for name, _, _ in parts:
             if (book / name).exists():
                 raise InputError(f"{paths.shown(book / name)} already exists: rename or remove it, "
                                  "then rerun; nothing was changed")
-    for chunk, raw, cuts, parts in plans:
-        data = chunk.path.read_bytes()
-        write_atomic(backup / chunk.name, data)
+    for chunk, raw, cuts, parts, _, _ in plans:
+        kept = free_backup_path(backup, chunk.name)
+        write_atomic(kept, chunk.path.read_bytes())
         for name, text, _ in parts:
             write_atomic(book / name, text.encode("utf-8"))
         chunk.path.unlink()
         print(f"split {chunk.name} into {', '.join(n for n, _, _ in parts)}; original in "
-              f"{paths.shown(backup / chunk.name)}")
+              f"{paths.shown(kept)}")
     return 0

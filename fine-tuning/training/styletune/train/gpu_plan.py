@@ -40,7 +40,7 @@ CHECKPOINT_SHARD_GIB = 5.0
 # scale by parameter count; N GPUs multiply it by N, an upper bound, since this
 # figure does not count the time FSDP spends gathering weights.
 CUDA_TOKENS_PER_SECOND_8B = 1200
-# The longest example stage 0 makes (segment_max_tokens), for the README's table.
+# A long chunk's example (stage 0 aims at ~2,250 tokens, up to sequence_len), for the README's table.
 TABLE_EXAMPLE_TOKENS = 3000
 CPU_TOKENS_PER_SECOND = 40          # measured: SmolLM2-135M, QLoRA, 2 cores
 

@@ -1,0 +1,202 @@
+"""Stage 0's review: the cuts the writer should look at, and their answers.
+
+The review lists the cuts made where the book has no mark (the seam model's
+choices) and the scene-break marks left uncut, most doubtful first: each with an
+id, ~150 words either side, the chunk lengths either side, the signals, and the
+nearest alternative places, each one `--decide` away.
+
+The writer's answers live in a decisions file (segment_decisions.json beside the
+chunks), one per seam, keyed by the words around it, not by position, so an edit
+elsewhere in the manuscript keeps them:
+  keep  the tool's choice stands (a cut stays; a mark stays uncut)
+  drop  no cut here (a seam of the review, or `at` "the paragraph starting ...")
+  cut   a cut here (a mark the tool left uncut, or `at` "the paragraph starting ...")
+  move  no cut here; a cut at `to` (an alternative)
+  whole a chunk starts at `at` and runs to the next cut you made or the chapter's end
+Stage 0 turns them into cuts it must make and places it must not cut
+(`constraints`), and chooses every other cut around them.
+"""
+import json
+import math
+from dataclasses import dataclass
+
+from styletune import paths
+from styletune.data.seam_model import Candidate, units
+from styletune.errors import InputError
+
+KEY_WORDS = 12          # words either side that identify a seam
+CONTEXT_WORDS = 150     # words either side shown to the writer
+ACTIONS = ("keep", "drop", "cut", "move", "whole")
+
+
+def _squash(text):
+    return " ".join(text.split())
+
+
+def seam_key(body, offset) -> dict:
+    return {"before": " ".join(body[:offset].split()[-KEY_WORDS:]),
+            "after": " ".join(body[offset:].split()[:KEY_WORDS])}
+
+
+def find_seam(body, key, starts) -> int | None:
+    """The paragraph start whose surrounding words are `key`'s (None: no longer in the text)."""
+    hits = [a for a in starts if _squash(body[a:a + 20 * KEY_WORDS]).startswith(key["after"])
+            and _squash(body[max(0, a - 20 * KEY_WORDS):a]).endswith(key["before"])]
+    return hits[0] if len(hits) == 1 else None
+
+
+def find_opening(body, opening, starts) -> int:
+    """The one paragraph start whose first words are `opening`."""
+    want = _squash(opening)
+    hits = [a for a in starts if want and _squash(body[a:a + 4 * len(want) + 40]).startswith(want)]
+    if len(hits) != 1:
+        raise InputError(f"decision 'cut before {opening!r}': {len(hits)} paragraphs of the manuscript "
+                         "begin so; give the first words of exactly one paragraph (add words until "
+                         "only one matches)")
+    return hits[0]
+
+
+@dataclass
+class Constraints:
+    forced: set
+    forbidden: set
+    extra: list          # [Candidate] for forced places the model does not score
+    stale: list          # decisions whose words are no longer in the manuscript
+
+
+def read_decisions(path) -> list:
+    if path is None or not path.exists():
+        return []
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        decisions = data["decisions"]
+        assert isinstance(decisions, list) and all(d.get("action") in ACTIONS for d in decisions)
+    except (ValueError, KeyError, AssertionError, AttributeError) as err:
+        raise InputError(f"{paths.shown(path)}: not a decisions file ({err or 'bad action'}): each entry "
+                         f"needs an action among {', '.join(ACTIONS)}; fix or delete it") from None
+    return decisions
+
+
+def constraints(body, decisions, barriers=()) -> Constraints:
+    """The decisions as offsets in `body`: cuts to make, places never to cut.
+    `barriers`: where chunks start whatever the decisions (chapter openings)."""
+    starts = [a for a, _, _ in units(body)]
+    out = Constraints(set(), set(), [], [])
+    wholes = []
+    for d in decisions:
+        if "seam" in d:
+            at = find_seam(body, d["seam"], starts)
+        else:                                   # "cut:/drop:First words of a paragraph"
+            at = find_opening(body, d["at"], starts)
+        to = d.get("to")
+        if isinstance(to, dict):
+            to = find_seam(body, to, starts)
+        elif to is not None:
+            to = find_opening(body, to, starts)
+        if at is None or (d["action"] == "move" and to is None):
+            out.stale.append(d)
+            continue
+        if d["action"] == "keep":
+            (out.forced if d.get("was_cut") else out.forbidden).add(at)
+        elif d["action"] == "drop":
+            out.forbidden.add(at)
+        elif d["action"] == "cut":
+            out.forced.add(at)
+        elif d["action"] == "whole":
+            out.forced.add(at)
+            wholes.append(at)
+        else:                                   # move
+            out.forbidden.add(at)
+            out.forced.add(to)
+    for at in wholes:                           # no cut until the next one that must be
+        until = min([o for o in out.forced | set(barriers) if o > at] + [len(body)])
+        out.forbidden.update(o for o in starts if at < o < until)
+    out.forbidden -= out.forced
+    out.extra = [Candidate(a, 0.0, ["your cut (decisions file)"]) for a in sorted(out.forced)]
+    return out
+
+
+# --- the review --------------------------------------------------------------------------
+
+def review_entries(body, seams, chunks, measure, lengths, decided=()):
+    """[entry dict] for every cut the model chose and every mark left uncut, most
+    doubtful first. `seams`: plan_chunks' (Candidate, places, chapter span); `decided`:
+    offsets the writer already decided (left out)."""
+    starts = sorted(c.start for c in chunks)
+    entries = []
+    for seam, places, (a, b) in seams:
+        if seam.offset in decided:
+            continue
+        cut = seam.offset in starts
+        if cut and seam.mark:
+            continue                      # a cut at the writer's own mark needs no review
+        i = sum(s <= seam.offset for s in starts)
+        lo, hi = (starts[i - 2] if cut and i >= 2 else starts[i - 1]), (starts[i] if i < len(starts) else b)
+        lo, hi = max(lo, a), min(hi, b)
+        value = lambda c: c.score - lengths.cost(measure.tokens(lo, c.offset)) - lengths.cost(measure.tokens(c.offset, hi))  # noqa: E731
+        alts = sorted((p for p in places if lo < p.offset < hi and p.offset != seam.offset
+                       and not p.inside_paragraph and value(p) > -math.inf),
+                      key=lambda p: (-value(p), p.offset))[:3]
+        margin = (value(seam) - value(alts[0])) if cut and alts else (0.0 if not cut else 10.0)
+        entries.append({
+            "kind": "cut at an unmarked seam" if cut else f"scene-break mark {seam.mark} left uncut",
+            "was_cut": cut,
+            "seam": seam_key(body, seam.offset),
+            "before": " ".join(body[lo:seam.offset].split()[-CONTEXT_WORDS:]),
+            "after": " ".join(body[seam.offset:hi].split()[:CONTEXT_WORDS]),
+            "tokens_before": measure.tokens(lo, seam.offset),
+            "tokens_after": measure.tokens(seam.offset, hi),
+            "signals": seam.signals,
+            "margin": round(margin, 2),
+            "alternatives": [{"seam": seam_key(body, p.offset), "signals": p.signals,
+                              "tokens_before": measure.tokens(lo, p.offset),
+                              "tokens_after": measure.tokens(p.offset, hi)} for p in alts],
+        })
+    entries.sort(key=lambda e: (e["margin"], e["seam"]["after"]))
+    for n, e in enumerate(entries, 1):
+        e["id"] = f"s{n:02d}"
+    return entries
+
+
+def review_markdown(entries, command) -> str:
+    lines = ["# Stage 0's review: the cuts to look at", "",
+             f"{len(entries)} seam(s), most doubtful first. Your sense of where a beat ends wins: "
+             "answer each with one command (it records the answer in segment_decisions.json "
+             "and recuts the book):", "",
+             f"    {command} --decide ID=keep|drop|cut|alt1|alt2|alt3", "",
+             "keep: the tool's choice stands; drop: no cut here; cut: cut here (a mark left uncut); "
+             "altN: move the cut to alternative N. Anywhere else, by a paragraph's first words: "
+             "--decide 'cut:First words of the paragraph', --decide 'drop:First words of the "
+             "paragraph' (a cut the tool made at a scene-break mark, not listed here), or --decide "
+             "'whole:First words of a chunk' (one chunk from there to your next cut).", ""]
+    for e in entries:
+        lines += [f"## {e['id']}: {e['kind']}", "",
+                  f"- chunk lengths: {e['tokens_before']} tokens before, {e['tokens_after']} after",
+                  f"- signals: {'; '.join(e['signals'])}", "",
+                  f"> ...{e['before'][-700:]}", ">", "> ✂", ">", f"> {e['after'][:700]}...", ""]
+        for n, alt in enumerate(e["alternatives"], 1):
+            lines.append(f"- alt{n}: before \"{alt['seam']['after']}...\" ({alt['tokens_before']} | "
+                         f"{alt['tokens_after']} tokens; {'; '.join(alt['signals'])})")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def decide(entries, answer) -> dict:
+    """One `--decide` answer ("s03=keep", "s03=alt2", "cut:First words") as a decision."""
+    for action in ("cut", "drop", "whole"):
+        if answer.startswith(action + ":"):
+            return {"action": action, "at": answer[len(action) + 1:].strip()}
+    ident, _, action = answer.partition("=")
+    entry = next((e for e in entries if e["id"] == ident.strip()), None)
+    if entry is None:
+        raise InputError(f"--decide {answer!r}: no seam {ident!r} in the last review "
+                         "(segment_review.md lists them)")
+    action = action.strip()
+    if action.startswith("alt") and action[3:].isdigit():
+        n = int(action[3:])
+        if not 1 <= n <= len(entry["alternatives"]):
+            raise InputError(f"--decide {answer!r}: {ident} has {len(entry['alternatives'])} alternative(s)")
+        return {"seam": entry["seam"], "action": "move", "to": entry["alternatives"][n - 1]["seam"]}
+    if action not in ("keep", "drop", "cut"):
+        raise InputError(f"--decide {answer!r}: say ID=keep, ID=drop, ID=cut or ID=altN")
+    return {"seam": entry["seam"], "action": action, "was_cut": entry["was_cut"]}

@@ -1,0 +1,173 @@
+"""The chunker stage 0 and the splitter share: the seam model (shipped weights that
+retraining reproduces), the dynamic program's bounds and the writer's decisions,
+one example builder with stage 1, and the review loop a writer's agent runs."""
+import json
+
+import pytest
+from conftest import FT, SAMPLE_BOOK, load_script
+from styletune.config import load_config
+from styletune.data.manuscript import read_manuscript
+from styletune.data.prepare import OverlongError, prepare
+from styletune.data.seam_model import MODEL_FILE, Candidate
+from styletune.data.seams import SHORT_COST, Lengths, plan
+
+STAGE0 = load_script(FT / "training" / "0_segment_manuscript.py")
+SPLIT = load_script(FT / "training" / "split_oversized_chunks.py")
+RETRAIN = load_script(FT / "training" / "train_seam_model.py")
+MANUSCRIPT = SAMPLE_BOOK / "the_quiet_orbit_full_manuscript.txt"
+
+
+def test_retraining_the_seam_model_reproduces_the_shipped_file(capsys):
+    """The weights in seam_model.json are what train_seam_model.py makes of the corpus."""
+    assert RETRAIN.run(RETRAIN.build_parser().parse_args(["--check"])) == 0, capsys.readouterr().out
+    data = json.loads(MODEL_FILE.read_text(encoding="utf-8"))
+    assert data["seams"] > 300 and len(data["trained_on"]) == 7
+
+
+# --- the dynamic program -------------------------------------------------------------------
+
+def places(*pairs):
+    return [Candidate(offset, score) for offset, score in pairs]
+
+
+def chars(a, b):
+    return b - a
+
+
+def test_plan_keeps_lengths_near_the_target_and_prefers_better_seams():
+    cands = places(*[(x, 0.0) for x in range(100, 1000, 100)])
+    cands[4] = Candidate(500, 5.0)                 # a strong seam in the middle
+    cuts = plan(1000, cands, chars, Lengths(target=500, minimum=0, maximum=2000))
+    assert [c.offset for c in cuts] == [500]
+    cuts = plan(1000, cands, chars, Lengths(target=250, minimum=0, maximum=2000, weight=20.0))
+    assert len(cuts) == 3 and 500 in [c.offset for c in cuts]
+
+
+def test_plan_never_exceeds_the_maximum_and_avoids_the_minimum():
+    cands = places(*[(x, 0.0) for x in range(100, 1000, 100)])
+    cands[0] = Candidate(100, 50.0)                # tempting, but leaves a 100-char chunk
+    cuts = plan(1000, cands, chars, Lengths(target=400, minimum=200, maximum=450))
+    bounds = [0] + [c.offset for c in cuts] + [1000]
+    sizes = [b - a for a, b in zip(bounds, bounds[1:])]
+    assert max(sizes) <= 450 and min(sizes) >= 200
+    assert plan(1000, places((500, 0.0)), chars, Lengths(400, 0, 450)) is None   # no plan fits
+
+
+def test_plan_obeys_the_writer_forced_and_forbidden_places():
+    cands = places((300, 9.0), (500, 0.0), (700, 9.0))
+    lengths = Lengths(target=500, minimum=0, maximum=2000)
+    assert [c.offset for c in plan(1000, cands, chars, lengths, forbidden={300, 700})] == [500]
+    forced = plan(1000, cands, chars, lengths, forced={500}, forbidden={300, 700})
+    assert [c.offset for c in forced] == [500]
+    # a forced cut may make a chunk under the minimum: the writer wins
+    short = plan(1000, places((50, 0.0)), chars, Lengths(500, 200, 2000), forced={50})
+    assert [c.offset for c in short] == [50] and Lengths(500, 200, 2000).cost(50) > SHORT_COST
+
+
+# --- one example builder ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("sequence_len", [1700, 2300])
+def test_every_chunk_stage1_refuses_gets_a_proposal_that_fits(book_copy, make_config, capsys,
+                                                              sequence_len):
+    """Stage 1 and the splitter count an example with the same builder: whatever stage 1
+    refuses, the splitter proposes parts for, and after the split stage 1 takes them all."""
+    cfg_path = make_config({"book_dir": str(book_copy)}, sequence_len=sequence_len)
+    cfg = load_config(cfg_path)
+    with pytest.raises(OverlongError) as err:
+        prepare(cfg)
+    refused = {line.split(":")[0].strip() for line in str(err.value).splitlines()
+               if line.startswith("  chunk_")}
+    assert refused
+    assert SPLIT.main(["--config", str(cfg_path), "--book", str(book_copy), "--dry-run"]) == 0
+    proposal = capsys.readouterr().out
+    for name in refused:
+        assert f"\n{name}: " in proposal and "-> " in proposal.split(f"\n{name}: ")[1].split("\n")[0]
+    assert SPLIT.main(["--config", str(cfg_path), "--book", str(book_copy)]) == 0
+    result = prepare(cfg)
+    assert max(e.total_tokens for e in result.examples) <= sequence_len
+
+
+# --- the review loop ---------------------------------------------------------------------------
+
+def reference_openings():
+    """The sample book's own chunking (the writer's hand-cut chunk files): each chunk's
+    first words, as the review keys a seam."""
+    files = sorted(SAMPLE_BOOK.glob("chunk_*.txt"))
+    return [" ".join(f.read_text(encoding="utf-8").split()[:12]) for f in files]
+
+
+def current_openings(out):
+    manifest = json.loads((out / "segment_manifest.json").read_text(encoding="utf-8"))
+    return [" ".join((out / c["file"]).read_text(encoding="utf-8").split()[:12]) for c in manifest["chunks"]]
+
+
+def scripted_answers(review, reference, current):
+    """What a writer who knows their chunking answers, one decision per chunk of theirs
+    the tool got wrong: move a cut to the alternative they wanted where the review
+    offers it, otherwise keep their chunk whole from its first words."""
+    wrong = [n for n, opening in enumerate(reference)
+             if opening not in current or (n + 1 < len(reference)
+                                           and current[current.index(opening) + 1:][:1] != [reference[n + 1]])]
+    answers = []
+    for n in wrong:
+        opening = reference[n]
+        alt = [(e["id"], k) for e in review if e["was_cut"] and e["seam"]["after"] not in reference
+               for k, a in enumerate(e["alternatives"], 1) if a["seam"]["after"] == opening]
+        answers.append(f"{alt[0][0]}=alt{alt[0][1]}" if alt and n + 1 not in wrong
+                       else "whole:" + " ".join(opening.split()[:8]))
+    return answers
+
+
+def test_a_scripted_review_reaches_the_writers_chunking(tmp_path, make_config, capsys):
+    """The writer's agent answers every review from the sample book's hand-cut chunks:
+    the book reaches that chunking exactly, in at most one decision per chunk."""
+    config, out = str(make_config()), tmp_path / "cut"
+    args = [str(MANUSCRIPT), "--config", config, "--out", str(out), "--force"]
+    reference = reference_openings()
+    assert STAGE0.main(args) == 0
+    decisions = 0
+    for _ in range(6):
+        current = current_openings(out)
+        if current == reference:
+            break
+        review = json.loads((out / "segment_review.json").read_text(encoding="utf-8"))["seams"]
+        answers = scripted_answers(review, reference, current)
+        assert answers, "the chunking differs, yet the review offers nothing to decide"
+        decisions += len(answers)
+        assert STAGE0.main(args + [x for a in answers for x in ("--decide", a)]) == 0
+    capsys.readouterr()
+    assert current_openings(out) == reference
+    for f, ours in zip(sorted(SAMPLE_BOOK.glob("chunk_*.txt")), sorted(out.glob("chunk_*.txt"))):
+        assert ours.read_text(encoding="utf-8").strip() == f.read_text(encoding="utf-8").strip()
+    assert decisions <= len(reference), f"{decisions} decisions for {len(reference)} chunks"
+    print(f"scripted review: {decisions} decision(s) for {len(reference)} chunks")
+
+    # the decisions are keyed by words, not positions: an edit elsewhere keeps them
+    edited = tmp_path / "edited.txt"
+    text = MANUSCRIPT.read_text(encoding="utf-8")
+    edited.write_text(text.replace("asthmatic rattle", "asthmatic, wheezing rattle"), encoding="utf-8")
+    assert STAGE0.main([str(edited)] + args[1:]) == 0
+    assert current_openings(out) == reference
+    assert "no longer match" not in capsys.readouterr().out
+
+
+def test_decide_names_an_unknown_seam_and_changes_nothing(tmp_path, make_config, capsys):
+    out = tmp_path / "cut"
+    args = [str(MANUSCRIPT), "--config", str(make_config()), "--out", str(out)]
+    assert STAGE0.main(args) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert STAGE0.main(args + ["--force", "--decide", "s99=keep"]) == 2
+    err = capsys.readouterr().err
+    assert "no seam 's99'" in err and "Traceback" not in err
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+def test_the_sample_manuscript_is_conserved_whatever_the_decisions(tmp_path, make_config):
+    out = tmp_path / "cut"
+    args = [str(MANUSCRIPT), "--config", str(make_config()), "--out", str(out), "--force"]
+    assert STAGE0.main(args + ["--decide", "cut:Haji was standing at the junction"]) == 0
+    manifest = json.loads((out / "segment_manifest.json").read_text(encoding="utf-8"))
+    texts = [(out / c["file"]).read_text(encoding="utf-8")[:-1] for c in manifest["chunks"]]
+    from styletune.data.manuscript import rebuild
+    assert rebuild(texts, manifest["separators"]) == read_manuscript(MANUSCRIPT).body
+    assert any(t.startswith("Haji was standing at the junction") for t in texts)
