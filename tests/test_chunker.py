@@ -8,6 +8,7 @@ from conftest import FT, SAMPLE_BOOK, load_script
 from styletune.config import load_config
 from styletune.data.manuscript import read_manuscript
 from styletune.data.prepare import OverlongError, prepare
+from styletune.data.review import reference_answers
 from styletune.data.seam_model import MODEL_FILE, Candidate
 from styletune.data.seams import SHORT_COST, Lengths, plan
 
@@ -101,23 +102,6 @@ def current_openings(out):
     return [" ".join((out / c["file"]).read_text(encoding="utf-8").split()[:12]) for c in manifest["chunks"]]
 
 
-def scripted_answers(review, reference, current):
-    """What a writer who knows their chunking answers, one decision per chunk of theirs
-    the tool got wrong: move a cut to the alternative they wanted where the review
-    offers it, otherwise keep their chunk whole from its first words."""
-    wrong = [n for n, opening in enumerate(reference)
-             if opening not in current or (n + 1 < len(reference)
-                                           and current[current.index(opening) + 1:][:1] != [reference[n + 1]])]
-    answers = []
-    for n in wrong:
-        opening = reference[n]
-        alt = [(e["id"], k) for e in review if e["was_cut"] and e["seam"]["after"] not in reference
-               for k, a in enumerate(e["alternatives"], 1) if a["seam"]["after"] == opening]
-        answers.append(f"{alt[0][0]}=alt{alt[0][1]}" if alt and n + 1 not in wrong
-                       else "whole:" + " ".join(opening.split()[:8]))
-    return answers
-
-
 def test_a_scripted_review_reaches_the_writers_chunking(tmp_path, make_config, capsys):
     """The writer's agent answers every review from the sample book's hand-cut chunks:
     the book reaches that chunking exactly, in at most one decision per chunk."""
@@ -131,7 +115,7 @@ def test_a_scripted_review_reaches_the_writers_chunking(tmp_path, make_config, c
         if current == reference:
             break
         review = json.loads((out / "segment_review.json").read_text(encoding="utf-8"))["seams"]
-        answers = scripted_answers(review, reference, current)
+        answers = reference_answers(review, reference, current)
         assert answers, "the chunking differs, yet the review offers nothing to decide"
         decisions += len(answers)
         assert STAGE0.main(args + [x for a in answers for x in ("--decide", a)]) == 0

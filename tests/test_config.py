@@ -81,7 +81,8 @@ def test_effective_yaml_has_no_extends_and_round_trips():
     ({"book_dir": 3}, "book_dir` must be a path"),
     ({"sampling": {"top_p": 2}}, "sampling.top_p` must be less than or equal to 1; got 2"),
     ({"evaluation": "fast"}, "evaluation` must be a mapping of keys"),
-    ({"segment_min_tokens": 3000}, "segment_min_tokens \\(3000\\) must be below segment_max_tokens"),
+    ({"segment_min_tokens": 3000, "chunk_target_tokens": 2000},
+     "segment_min_tokens \\(3000\\) must be below chunk_target_tokens"),
 ])
 def test_bad_pipeline_values_are_named(tmp_path, block, message):
     path = tmp_path / "c.yaml"

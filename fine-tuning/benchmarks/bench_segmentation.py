@@ -38,7 +38,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from styletune import paths  # noqa: E402
 from styletune.config import load_config  # noqa: E402
 from styletune.data import seam_model  # noqa: E402
-from styletune.data.manuscript import analyse, plan_chunks, read_manuscript  # noqa: E402
+from styletune.data.manuscript import analyse, chapters_of, plan_chunks, read_manuscript  # noqa: E402
+from styletune.data.review import constraints, decide, opening, reference_answers, review_entries  # noqa: E402
 from styletune.data.seam_model import SeamModel, units  # noqa: E402
 from styletune.data.seam_training import fit, labelled_novel, novel_weights, rows  # noqa: E402
 from styletune.data.seams import Lengths, Measure  # noqa: E402
@@ -145,9 +146,9 @@ def run_chunker(kind, text, counter, lengths, old=None):
     return chunks
 
 
-def measure_one(kind, novel, text, cues, counter, old=None):
+def measure_one(kind, novel, text, cues, counter, old=None, review=False):
     seams, unsure = reference(novel, text, cues)
-    measure = Measure(counter, text)
+    measure = Measure(counter, text, margin=24)     # the margin plan_chunks keeps
     bounds = [0] + sorted(seams) + [len(text)]
     ref_lengths = [measure.tokens(a, b) for a, b in zip(bounds, bounds[1:])]
     target = int(statistics.median(ref_lengths))
@@ -167,7 +168,34 @@ def measure_one(kind, novel, text, cues, counter, old=None):
             "median_ratio": statistics.median(tokens) / target,
             "in_band": sum(0.5 * target <= t <= 1.5 * target for t in tokens) / len(tokens),
             "shortest": min(tokens), "longest": max(tokens), "seconds": seconds,
-            "under_min": sum(t < MINIMUM for t in tokens)}
+            "under_min": sum(t < MINIMUM for t in tokens),
+            "review": review_decisions(text, seams, counter, lengths) if review and kind == "new" else None}
+
+
+def review_decisions(text, seams, counter, lengths):
+    """(decisions, reference chunks, reached): the scripted writer of the tests
+    (review.reference_answers) answering stage 0's reviews until the chunking is the
+    novel's own (its seams), at most 5 rounds."""
+    st = analyse(text)
+    barriers = [secs[0].start for secs in chapters_of(st).values()]
+    first = st.sections[0].start
+    reference = [opening(text, o) for o in [first] + sorted(seams)]
+    decisions, count = [], 0
+    for _ in range(5):
+        rules = constraints(text, decisions, barriers)
+        chunks, _, found = plan_chunks(st, counter, lengths, forced=rules.forced,
+                                       forbidden=rules.forbidden, extra=rules.extra)
+        current = [opening(text, c.start) for c in chunks]
+        if current == reference:
+            return count, len(reference), True
+        review = review_entries(text, found, chunks, Measure(counter, text, margin=24), lengths,
+                                rules.forced | rules.forbidden)
+        answers = reference_answers(review, reference, current)
+        if not answers:
+            break
+        count += len(answers)
+        decisions += [decide(review, a) for a in answers]
+    return count, len(reference), False
 
 
 def summary(results):
@@ -179,7 +207,8 @@ def summary(results):
             "median_ratio": statistics.median(r["median_ratio"] for r in results),
             "in_band": statistics.mean(r["in_band"] for r in results),
             "shortest": min(r["shortest"] for r in results), "longest": max(r["longest"] for r in results),
-            "under_min": sum(r["under_min"] for r in results)}
+            "under_min": sum(r["under_min"] for r in results),
+            "decisions": [r.get("review") for r in results]}
 
 
 # --- the leave-one-out models -----------------------------------------------------------
@@ -203,7 +232,7 @@ def use(model):
     seam_model._MODEL = model   # the chunker reads the module's model
 
 
-def evaluate(names, novels, models, chunker, counter, conditions, old):
+def evaluate(names, novels, models, chunker, counter, conditions, old, review=False):
     bodies = {n.name: read_manuscript(CORPUS / f"{n.name}.txt").body for n in novels}
     by_name = {n.name: n for n in novels}
     out = {}
@@ -212,7 +241,8 @@ def evaluate(names, novels, models, chunker, counter, conditions, old):
         for cues in conditions:
             text = bodies[name] if cues else by_name[name].text
             for kind in (["new"] + (["old"] if old else [])):
-                out[(name, cues, kind)] = measure_one(kind, by_name[name], text, cues, counter, old)
+                out[(name, cues, kind)] = measure_one(kind, by_name[name], text, cues, counter, old,
+                                                      review)
     return out
 
 
@@ -235,9 +265,14 @@ def per_novel(results, names, conditions):
         for name in names:
             r = results[(name, cues, "new")]
             tp, npred, nref = r["tp_pred_ref"]
+            said = ""
+            if r["review"]:
+                n, chunks, reached = r["review"]
+                said = (f"; review: {n} decisions for {chunks} chunks"
+                        + ("" if reached else " (reference NOT reached in 5 rounds)"))
             print(f"  {'marked' if cues else 'unmarked'} {name}: F1 {f1(tp, npred, nref):.2f} "
                   f"({tp}/{npred} predicted, {nref} seams), {r['chunks']} chunks vs {r['ref_chunks']}, "
-                  f"target {r['target']}, {r['seconds']:.1f} s")
+                  f"target {r['target']}, {r['seconds']:.1f} s{said}")
 
 
 def tune(novels, models, counter):
@@ -292,7 +327,7 @@ def main():
     conditions = [False, True]
     print(f"tokenizer: {counter.description}; chunker settings: {chunker}")
     for label, names in sets:
-        results = evaluate(names, novels, models, chunker, counter, conditions, old)
+        results = evaluate(names, novels, models, chunker, counter, conditions, old, args.review)
         table(results, names, label, conditions, ["new"] + (["old"] if old else []))
         per_novel(results, names, conditions)
     use(SeamModel(shipped))

@@ -1,29 +1,38 @@
 #!/usr/bin/env python3
-"""Stage 0: cut a whole manuscript into chunk files at chapter and scene boundaries.
+"""Stage 0: cut a whole manuscript into chunk files, scene-sized, where a writer would.
 
 Reads   one manuscript: .txt or .md (UTF-8), or .docx (italics kept as *...*).
         Finds chapter headings (Chapter 1, CHAPTER IV., BOOK ONE + I., Prologue,
         Seventh memory - Mother, # headings), scene breaks (***, * * *, #, ~, §,
         extra blank lines) and paragraphs (blank-line separated or one per line).
         Project Gutenberg's header and licence are removed when present.
+        --out's segment_decisions.json: your answers to earlier reviews.
+Cuts    every chapter heading starts a chunk; inside a chapter, a dynamic program
+        chooses the cuts: scene-break marks first (unless the scenes on both sides
+        are short), elsewhere the paragraph starts the seam model scores highest,
+        chunk lengths near style_pipeline.chunk_target_tokens (default: the median
+        of chunk files you cut by hand in --out or book_dir, else 55% of
+        sequence_len), none over sequence_len, none under segment_min_tokens unless
+        a whole chapter is. Every example is counted by stage 1's own builder.
 Writes  into --out (default: style_pipeline.book_dir) chunk_NNN_<chapter>_<slug>.txt
-        files, each a scene or several short scenes of one chapter whose stage-1
-        example fits style_pipeline.segment_max_tokens; a scene over it is cut at
-        its best paragraph boundary. Plus segment_report.md (each chunk: chapter,
-        words, tokens, why it starts there) and segment_manifest.json (hashes, and
-        the text between chunks verbatim: chunks + separators rebuild the manuscript).
-        Refuses a folder that already holds other chunk files unless --force.
+        files; segment_report.md (each chunk: chapter, words, tokens, why it starts
+        there); segment_review.md + .json (the cuts made with no mark in the text
+        and the marks left uncut, most doubtful first, each with its alternatives);
+        segment_manifest.json (hashes, and the text between chunks verbatim: chunks +
+        separators rebuild the manuscript). Refuses a folder that already holds
+        other chunk files unless --force (old chunk files then move into backup/).
 
 Run     python fine-tuning/training/0_segment_manuscript.py MANUSCRIPT --out data/raw/my_book --dry-run
         python fine-tuning/training/0_segment_manuscript.py MANUSCRIPT --out data/raw/my_book
-        ... --config configs/cpu_rehearsal.yaml   --force
+        ... --force --decide s03=alt1 --decide 'cut:First words of a paragraph'
+        ... --config configs/cpu_rehearsal.yaml
 
-Output (the sample book's manuscript, rehearsal config):
-        structure: 0 chapter(s), 8 scene(s), paragraphs separated by blank lines
+Output  lengths: target 1653 tokens per example, minimum 500, at most 4096 (sequence_len)
         | chunk | words | tokens | starts here because |
-        | chunk_001_afterwards_when_consortiums_inquiry.txt | 1828 | 2452 | after the title: The Quiet Orbit |
-        | chunk_002_captain_came_in_at.txt | 555 | 769 | scene break: * * * |
-        | chunk_003_by_evening_of_first.txt | 1775 | 2430 | cut to fit the budget: time jump ('By the evening of...') |
+        | chunk_001_afterwards_when_consortiums_inquiry.txt | 1828 | 2475 | after the title: The Quiet Orbit |
+        | chunk_002_captain_came_in_at.txt | 965 | 1357 | scene break: * * * |
+        | chunk_003_neither_of_them_said.txt | 1365 | 1881 | seam: time phrase ('By the evening of...') |
+        review: 3 seam(s) to look at (cuts with no mark in the text, marks left uncut)
 """
 import argparse
 import sys

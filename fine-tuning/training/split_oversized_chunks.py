@@ -1,22 +1,21 @@
 #!/usr/bin/env python3
-"""Split chunk files whose stage-1 example is longer than sequence_len at their
-best scene boundaries (stage 1 names this command when it finds one).
+"""Split chunk files whose stage-1 example is longer than sequence_len (stage 1
+names this command when it finds one), with stage 0's chunker.
 
 Reads   the chunk files of a book folder (style_pipeline.book_dir or --book), and
-        counts each one's example exactly as stage 1 does.
+        counts each one's example with stage 1's own builder.
 Writes  for each chunk over the limit: parts named like the original with a
-        letter (chunk_006_x.txt -> chunk_006a_x.txt, chunk_006b_x.txt), cut at a
-        scene break if there is one, else at the paragraph boundary with the
-        strongest narrative signals (time jump, new place, change of vocabulary,
-        point of view), more than two parts when needed, never
-        inside a paragraph unless one paragraph alone is too long. The parts
-        together are the original byte for byte; the original moves into
-        backup/ (an existing backup is never overwritten). Parts already split
-        (006a) are left alone, so a rerun changes nothing.
-        The dry run also lists, under each cut, the next-best places that fit;
+        letter (chunk_006_x.txt -> chunk_006a_x.txt, chunk_006b_x.txt). The cuts
+        are stage 0's: scene-break marks first, elsewhere the paragraph starts the
+        seam model scores highest, parts near style_pipeline.chunk_target_tokens
+        (default: the median of the book's chunks that fit, i.e. your own cuts),
+        never inside a paragraph unless one paragraph alone is too long. The parts
+        together are the original byte for byte; the original moves into backup/
+        (a name backed up before gets .2, .3: no backup is overwritten). Parts
+        already split (006a) are left alone, so a rerun changes nothing.
+        The dry run also lists, under each cut, the next-best places;
         --cut-before "first words of a paragraph" puts the cut there instead.
-        Where no scene-break line marks the turn, the proposal is a guess (it
-        found none of 26 chapter seams of The War of the Worlds exactly): read it
+        Where no scene-break line marks the turn, the proposal is a guess: read it
         before applying.
 
 Run     python fine-tuning/training/split_oversized_chunks.py --dry-run   # show the cuts
@@ -24,11 +23,12 @@ Run     python fine-tuning/training/split_oversized_chunks.py --dry-run   # show
         ... --config configs/cpu_rehearsal.yaml  --book data/raw/my_book  --limit 3000
         ... --cut-before "The next morning the rain"                      # your cut instead
 
-Output  chunk_004_the_long_walk.txt: 3291 tokens -> 2 parts
-          cut at character 6803: scene break '* * *'
-            or instead: --cut-before 'By noon the road had' (time jump ...)
+Output  parts aim at 1653 tokens each (minimum 500)
+        chunk_004_the_long_walk.txt: 3349 tokens -> 3 parts
+          cut at character 4484: scene break '* * *'
+            or instead: --cut-before 'She had seen it every day' (time phrase ...)
         | original chunk | words | split into | words | description |
-        | chunk_004_the_long_walk.txt | 2436 | chunk_004a_the_long_walk.txt | 1301 | They met in ... |
+        | chunk_004_the_long_walk.txt | 2429 | chunk_004a_the_long_walk.txt | 661 | They met in ... |
 """
 import argparse
 import sys

@@ -11,7 +11,10 @@ text/       one text layer, shared by every stage that reads prose
 data/       stages 0 and 1: from manuscript to training examples
   manuscript  a manuscript's chapters, scenes and paragraphs, and its chunk plan
   segment     stage 0 (0_segment_manuscript.py): prints and writes the chunks
-  seams       where a passage too long for one example may be cut, scored
+  seam_model  how much each paragraph start reads like a scene change (learned;
+              seam_model.json); seam_training: its labels and fit (train_seam_model.py)
+  seams       the chunker stage 0 and the splitter share: seam scores minus a length cost
+  review      stage 0's review of its guesses, and the writer's decisions
   split_oversized  split_oversized_chunks.py: a/b parts, original into backup/
   chunks      which files of a book folder are chunks, read without changing a word
   examples    the prefix/completion cut of each chunk, Continue's path line

@@ -1,7 +1,7 @@
 """Stage 0: a whole manuscript -> its structure (front matter, chapters, scenes,
-paragraphs) -> chunks that fit the token budget, cut only at chapter and scene
-boundaries (a scene too long for the budget is cut by `seams` at its best
-paragraph boundary).
+paragraphs) -> chunks: every chapter heading starts one, and inside a chapter
+`seams.cut_to_fit` chooses the cuts (marks first, the seam model elsewhere,
+lengths near the target).
 
 Nothing of the author's text is changed or lost: every chunk is an exact slice
 of the manuscript body, and the text between chunks (headings, scene-break

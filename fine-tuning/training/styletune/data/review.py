@@ -200,3 +200,26 @@ def decide(entries, answer) -> dict:
     if action not in ("keep", "drop", "cut"):
         raise InputError(f"--decide {answer!r}: say ID=keep, ID=drop, ID=cut or ID=altN")
     return {"seam": entry["seam"], "action": action, "was_cut": entry["was_cut"]}
+
+
+def opening(body, offset) -> str:
+    """A chunk's first words, as the review keys a seam's `after`."""
+    return " ".join(body[offset:offset + 40 * KEY_WORDS].split()[:KEY_WORDS])
+
+
+def reference_answers(review, reference, current) -> list:
+    """The `--decide` answers of a writer who knows the chunking they want
+    (`reference`: each chunk's opening words; `current`: the tool's), one per chunk
+    of theirs the tool got wrong: the review's alternative where it offers that
+    chunk's start, otherwise 'whole:' that chunk. The tests and the segmentation
+    benchmark count with it how many decisions reach a chunking."""
+    position = {o: n for n, o in enumerate(current)}
+    wrong = [n for n, o in enumerate(reference)
+             if o not in position or current[position[o] + 1:position[o] + 2] != reference[n + 1:n + 2]]
+    answers = []
+    for n in wrong:
+        alt = [(e["id"], k) for e in review if e["was_cut"] and e["seam"]["after"] not in reference
+               for k, a in enumerate(e["alternatives"], 1) if a["seam"]["after"] == reference[n]]
+        answers.append(f"{alt[0][0]}=alt{alt[0][1]}" if alt and n + 1 not in wrong
+                       else "whole:" + " ".join(reference[n].split()[:8]))
+    return answers
