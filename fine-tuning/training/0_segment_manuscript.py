@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="find the structure, plan and count the chunks; write nothing")
     p.add_argument("--decide", action="append", metavar="ID=ACTION",
                    help="answer a seam of the last review (segment_review.md): ID=keep, ID=drop, "
-                        "ID=cut, ID=alt1..3, or 'cut:First words of a paragraph', 'drop:...', 'whole:...'; recorded in "
+                        "ID=cut, ID=alt1..3, or 'cut:First words of a paragraph', 'drop:...', 'whole:First...|Next...'; recorded in "
                         "segment_decisions.json, then the book is recut around every decision "
                         "(repeatable)")
     p.add_argument("--force", action="store_true",

@@ -12,7 +12,8 @@ elsewhere in the manuscript keeps them:
   drop  no cut here (a seam of the review, or `at` "the paragraph starting ...")
   cut   a cut here (a mark the tool left uncut, or `at` "the paragraph starting ...")
   move  no cut here; a cut at `to` (an alternative)
-  whole a chunk starts at `at` and runs to the next cut you made or the chapter's end
+  whole a chunk starts at `at` and runs to `to` (the next chunk's first words) or,
+        without `to`, to your next cut or the chapter's end
 Stage 0 turns them into cuts it must make and places it must not cut
 (`constraints`), and chooses every other cut around them.
 """
@@ -102,8 +103,8 @@ def constraints(body, decisions, barriers=()) -> Constraints:
             out.forbidden.add(at)
         elif d["action"] == "cut":
             out.forced.add(at)
-        elif d["action"] == "whole":
-            out.forced.add(at)
+        elif d["action"] == "whole":            # `to`, when given: where the next chunk starts
+            out.forced.update(o for o in (at, to) if o is not None)
             wholes.append(at)
         else:                                   # move
             out.forbidden.add(at)
@@ -168,7 +169,7 @@ def review_markdown(entries, command) -> str:
              "altN: move the cut to alternative N. Anywhere else, by a paragraph's first words: "
              "--decide 'cut:First words of the paragraph', --decide 'drop:First words of the "
              "paragraph' (a cut the tool made at a scene-break mark, not listed here), or --decide "
-             "'whole:First words of a chunk' (one chunk from there to your next cut).", ""]
+             "'whole:First words of a chunk|First words of the next' (one chunk, no cut inside).", ""]
     for e in entries:
         lines += [f"## {e['id']}: {e['kind']}", "",
                   f"- chunk lengths: {e['tokens_before']} tokens before, {e['tokens_after']} after",
@@ -185,7 +186,8 @@ def decide(entries, answer) -> dict:
     """One `--decide` answer ("s03=keep", "s03=alt2", "cut:First words") as a decision."""
     for action in ("cut", "drop", "whole"):
         if answer.startswith(action + ":"):
-            return {"action": action, "at": answer[len(action) + 1:].strip()}
+            at, _, to = answer[len(action) + 1:].partition("|")
+            return {"action": action, "at": at.strip(), **({"to": to.strip()} if to.strip() else {})}
     ident, _, action = answer.partition("=")
     entry = next((e for e in entries if e["id"] == ident.strip()), None)
     if entry is None:
@@ -220,6 +222,8 @@ def reference_answers(review, reference, current) -> list:
     for n in wrong:
         alt = [(e["id"], k) for e in review if e["was_cut"] and e["seam"]["after"] not in reference
                for k, a in enumerate(e["alternatives"], 1) if a["seam"]["after"] == reference[n]]
+        words = lambda o: " ".join(o.split()[:8])  # noqa: E731
         answers.append(f"{alt[0][0]}=alt{alt[0][1]}" if alt and n + 1 not in wrong
-                       else "whole:" + " ".join(reference[n].split()[:8]))
+                       else f"whole:{words(reference[n])}"
+                       + (f"|{words(reference[n + 1])}" if n + 1 < len(reference) else ""))
     return answers

@@ -142,6 +142,11 @@ def cut_to_fit(text, tokens, lengths: Lengths, punkt, marks=None, forced=(), for
         cuts = plan(len(text), allowed, tokens, lengths, forced, forbidden)
         if cuts is not None:
             return cuts, allowed
+    if forced or forbidden:
+        raise InputError(f"{where}your decisions (segment_decisions.json) leave no way to cut it "
+                         f"into chunks of at most {lengths.maximum} tokens: a 'whole' or 'drop' "
+                         "keeps a stretch too long together. Remove that decision, or add a cut "
+                         "inside the stretch ('cut:First words of a paragraph').")
     raise InputError(_no_fit_message(text, allowed, tokens, lengths.maximum, fix, where))
 
 
