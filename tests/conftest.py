@@ -12,9 +12,9 @@ FT = REPO / "fine-tuning"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from styletune.startup import PLAIN_PATH_ENV, prepare  # noqa: E402
+from styletune.startup import PLAIN_PATH_ENV, setup_process  # noqa: E402
 
-prepare()
+setup_process()
 
 MAIN_CONFIG = FT / "configs" / "qlora_style_transfer.yaml"
 REHEARSAL_CONFIG = FT / "configs" / "cpu_rehearsal.yaml"

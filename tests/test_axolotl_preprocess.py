@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 from conftest import FT, llama_like_model
-from network_guard import attempts, guarded_env
 from styletune.config import effective_yaml, load_config
-from styletune.data.prepare import planned_outputs, prepare
+from styletune.data.prepare import planned_outputs, prepare_data
 from styletune.fileio import write_outputs
+from support.network_guard import attempts, guarded_env
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +36,7 @@ def preprocessed(request, tmp_path_factory):
     if request.param == "llama3-like":
         overrides["base_model"] = str(llama_like_model(tmp / "model"))
     cfg = load_config(write_config(tmp, **overrides))
-    result = prepare(cfg)
+    result = prepare_data(cfg)
     write_outputs(planned_outputs(result), force=False)
     axo_cfg = tmp / "axolotl.yaml"
     axo_cfg.write_text(effective_yaml(cfg))

@@ -7,7 +7,7 @@ import pytest
 from conftest import FT, SAMPLE_BOOK, load_script
 from styletune.config import load_config
 from styletune.data.manuscript import read_manuscript
-from styletune.data.prepare import OverlongError, prepare
+from styletune.data.prepare import OverlongError, prepare_data
 from styletune.data.review import reference_answers
 from styletune.data.seam_model import MODEL_FILE, Candidate
 from styletune.data.seams import SHORT_COST, Lengths, plan
@@ -75,7 +75,7 @@ def test_every_chunk_stage1_refuses_gets_a_proposal_that_fits(book_copy, make_co
     cfg_path = make_config({"book_dir": str(book_copy)}, sequence_len=sequence_len)
     cfg = load_config(cfg_path)
     with pytest.raises(OverlongError) as err:
-        prepare(cfg)
+        prepare_data(cfg)
     refused = {line.split(":")[0].strip() for line in str(err.value).splitlines()
                if line.startswith("  chunk_")}
     assert refused
@@ -84,7 +84,7 @@ def test_every_chunk_stage1_refuses_gets_a_proposal_that_fits(book_copy, make_co
     for name in refused:
         assert f"\n{name}: " in proposal and "-> " in proposal.split(f"\n{name}: ")[1].split("\n")[0]
     assert SPLIT.main(["--config", str(cfg_path), "--book", str(book_copy)]) == 0
-    result = prepare(cfg)
+    result = prepare_data(cfg)
     assert max(e.total_tokens for e in result.examples) <= sequence_len
 
 

@@ -5,7 +5,7 @@ import pytest
 import yaml
 from conftest import FT, MAIN_CONFIG, REHEARSAL_CONFIG
 from pydantic import BaseModel
-from styletune.config import effective_yaml, load_config, merge
+from styletune.config import effective_yaml, load_config, merge_yaml
 from styletune.errors import ConfigError
 from styletune.settings import StylePipeline
 
@@ -24,7 +24,7 @@ REHEARSAL_MAY_CHANGE = {
 
 def test_main_config_names_the_writers_files():
     cfg = load_config(MAIN_CONFIG)
-    assert cfg.train_path == FT / "data" / "processed" / "visions_training.jsonl"
+    assert cfg.train_path == FT / "data" / "processed" / "training.jsonl"
     assert cfg.validation_path == FT / "data" / "processed" / "validation.jsonl"
     assert cfg.data["base_model"] == "meta-llama/Llama-3.1-8B-Instruct"
     assert cfg.sequence_len == 4096
@@ -56,7 +56,7 @@ def test_rehearsal_differs_from_main_only_where_it_must():
 def test_merge_rules():
     base = {"a": {"x": 1, "y": 2}, "l": [{"p": 1, "q": 2}, {"p": 3}], "s": [1, 2]}
     over = {"a": {"y": 5}, "l": [{"p": 9}], "s": [7]}
-    assert merge(base, over) == {"a": {"x": 1, "y": 5}, "l": [{"p": 9, "q": 2}, {"p": 3}], "s": [7]}
+    assert merge_yaml(base, over) == {"a": {"x": 1, "y": 5}, "l": [{"p": 9, "q": 2}, {"p": 3}], "s": [7]}
 
 
 def test_effective_yaml_has_no_extends_and_round_trips():
@@ -244,7 +244,7 @@ def stated_default(comment):
 
 
 def test_every_top_level_key_of_the_main_config_has_a_comment():
-    """The README promises every key is commented (what, why, default)."""
+    """The docs promise every key is commented (what, why, default)."""
     found = comments_by_key(MAIN_CONFIG.read_text())
     bare = [path[0] for path, comment in found.items() if len(path) == 1 and comment is None]
     assert not bare, f"no comment above (or naming) these keys: {bare}"

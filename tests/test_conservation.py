@@ -8,7 +8,7 @@ import pytest
 from conftest import CORPUS
 from corpus_chunks import paragraph_chunks, write_novel_as_chunks
 from styletune.config import load_config
-from styletune.data.prepare import prepare
+from styletune.data.prepare import prepare_data
 from styletune.fileio import normalise
 from styletune.text.sentences import GUARDED_ABBREVIATIONS, boundaries, build_punkt
 
@@ -37,7 +37,7 @@ def test_every_novel_is_conserved(novel, tmp_path, make_config):
     paths = write_novel_as_chunks(novel, book)
     cfg = load_config(make_config({"book_dir": str(book), "validation_share": 0.1},
                                   sequence_len=32768))
-    result = prepare(cfg)
+    result = prepare_data(cfg)
     assert len(result.chunks) == len(paths) >= 15
     assert len(result.examples) == len(paths)
     for e in result.examples:

@@ -204,14 +204,14 @@ def test_memory_plan_for_8b_and_70b():
     assert two.cpu_ram_gib > two.weights_gib                              # process 0 builds it in RAM
 
 
-def test_the_plan_table_script_prints_both_models_as_the_readme_quotes_them():
+def test_the_plan_table_script_prints_both_models_as_the_gpu_docs_quote_them():
     script = load_script(FT / "benchmarks" / "plan_gpus.py")
     text = script.table()
     assert "Llama 3.1 8B" in text and "Llama 3.1 70B" in text
-    readme = (FT.parent / "README.md").read_text()
+    readme = (FT.parent / "docs" / "gpus.md").read_text()
     eight_b = [line for line in text.splitlines() if re.match(r"\| \d \| (single|fsdp2) \|", line)]
     assert len(eight_b) == 4 and all(line in readme for line in eight_b)
-    # the README's 70B table puts the offload column beside the plain one
+    # the docs' 70B table puts the offload column beside the plain one
     plain = [r.split(" | ") for r in text.split("offload_params: true")[0].splitlines() if "| fsdp1 |" in r]
     offload = [r.split(" | ") for r in text.split("offload_params: true")[1].splitlines() if "| fsdp1 |" in r]
     for a, b in zip(plain, offload, strict=True):

@@ -1,5 +1,6 @@
-"""The agent file and the README name only scripts, flags and paths that exist
-(or, for scripts, that the README's pipeline table marks as planned)."""
+"""The agent file, the README and docs/ name only scripts, flags and paths that
+exist (or, for scripts, that the README's pipeline table marks as planned); the
+config reference is the settings schema's."""
 import re
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from conftest import FT, REPO, load_script
 
 AGENT = REPO / ".github" / "agents" / "fine-tuning-trainer.md"
 README = REPO / "README.md"
+DOCS = [AGENT, README, *sorted((REPO / "docs").glob("*.md"))]
 GENERATED = ("fine-tuning/data/processed/", "fine-tuning/outputs/", "fine-tuning/logs")
 
 
@@ -38,7 +40,7 @@ def test_agent_file_front_matter():
 
 
 def test_named_paths_exist():
-    for doc in (AGENT, README):
+    for doc in DOCS:
         for token in backticked(doc):
             for path in re.findall(r"(fine-tuning/[\w./-]+|\.github/[\w./-]+)", token):
                 if path.startswith(GENERATED) or "<" in token:
@@ -62,7 +64,7 @@ def test_pipeline_table_lists_every_stage_and_its_status_is_true():
 def test_named_scripts_exist_or_are_planned():
     scripts = {p.name for p in (FT / "training").iterdir()}
     planned = planned_scripts()
-    for doc in (AGENT, README):
+    for doc in DOCS:
         for name in set(re.findall(r"\b(\d_\w+\.(?:py|sh))", doc.read_text())):
             assert name in scripts or name in planned, f"{doc.name} names {name}"
 
@@ -74,7 +76,7 @@ def test_named_flags_exist():
     bench_flags = {f for p in (FT / "benchmarks").glob("*.py")
                    for f in re.findall(r'add_argument\("(--[a-z-]+)"', p.read_text())}
     planned = planned_scripts()
-    for doc in (AGENT, README):
+    for doc in DOCS:
         for line in doc.read_text().splitlines():
             if any(name in line for name in planned):
                 continue  # flags of a stage not built yet
@@ -99,7 +101,7 @@ def test_a_command_shown_uses_its_own_scripts_flags():
     --backend); a command in backticks must use flags of the script it runs."""
     flags = script_flags()
     checked = 0
-    for doc in (AGENT, README):
+    for doc in DOCS:
         for token in backticked(doc):
             m = re.search(r"([\w]+\.(?:py|sh))\b(.*)", token)
             if not m or m.group(1) not in flags:
@@ -114,7 +116,7 @@ def test_a_command_shown_uses_its_own_scripts_flags():
 
 def test_make_targets_exist():
     makefile = (REPO / "Makefile").read_text()
-    for doc in (AGENT, README):
+    for doc in DOCS:
         for target in set(re.findall(r"`make ([\w-]+)", doc.read_text())):
             assert re.search(rf"^{target}:", makefile, re.MULTILINE), target
 
@@ -136,3 +138,16 @@ def test_a_python_without_the_packages_gets_one_line_naming_make_install(script)
     assert done.stderr.startswith("error: this Python (") and "lacks the package" in done.stderr
     assert "run `make install`" in done.stderr and "Traceback" not in done.stderr
     assert done.stderr.count("\n") == 1
+
+
+def test_the_readme_is_one_a_writer_finishes_and_points_at_every_doc():
+    text = README.read_text()
+    assert len(text.splitlines()) <= 250
+    for doc in (REPO / "docs").glob("*.md"):
+        assert f"docs/{doc.name}" in text, f"the README does not point at docs/{doc.name}"
+
+
+def test_the_config_reference_is_generated_from_the_settings_schema():
+    from styletune.settings import reference_markdown
+    assert (REPO / "docs" / "config.md").read_text() == reference_markdown(), \
+        "docs/config.md is stale: python -m styletune.settings > docs/config.md"

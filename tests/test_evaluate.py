@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import FT, SAMPLE_BOOK, SMOL, build_adapter, load_script
 from styletune.config import load_config
-from styletune.data.prepare import planned_outputs, prepare
+from styletune.data.prepare import planned_outputs, prepare_data
 from styletune.eval import evaluate
 from styletune.eval import report as style_report
 from styletune.fileio import write_outputs
@@ -86,7 +86,7 @@ def test_verdicts_need_separate_intervals():
 
 
 def stage1_for(cfg_path):
-    result = prepare(load_config(cfg_path))
+    result = prepare_data(load_config(cfg_path))
     write_outputs(planned_outputs(result), force=True)
 
 

@@ -2,7 +2,7 @@
 `make llama-server` from PyPI's llama-cpp-python source) serving the GGUF that
 stage 5 itself wrote for the rehearsal model (SmolLM2-135M, merged by stage 3).
 
-The requests are the ones Continue builds (tests/continue_port.py, pinned to a
+The requests are the ones Continue builds (tests/support/continue_port.py, pinned to a
 Continue commit; its config and rule parsers and its Handlebars engine from npm,
 tests/npm). What the server feeds the model (/apply-template for chat,
 /tokenize for every prompt) is compared with the training example, token for token.
@@ -12,8 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import continue_port as cp
 import pytest
+import support.continue_port as cp
 import yaml
 from conftest import FT, SAMPLE_BOOK, build_adapter, load_script, write_config
 from styletune.config import load_config

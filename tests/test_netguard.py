@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 from conftest import FT
-from network_guard import attempts, guarded_env
+from support.network_guard import attempts, guarded_env
 
 STARTUP = FT / "training" / "startup"
 
@@ -57,7 +57,7 @@ def test_guard_still_runs_behind_the_pipelines_startup_file(tmp_path):
     """Python runs only the first sitecustomize.py on the path; the pipeline's
     (fine-tuning/training/startup/) runs the next one after its own work."""
     log = tmp_path / "net.log"
-    # prepare() leaves its hook for the `kernels` package on sys.meta_path
+    # setup_process() leaves its hook for the `kernels` package on sys.meta_path
     ran = "print('startup ran:', any(getattr(f, 'name', '') == 'kernels' for f in sys.meta_path))"
     proc = run_guarded("import sys\n" + REACH_OUT + ran, log, STARTUP)
     assert proc.returncode == 0, proc.stderr

@@ -1,6 +1,6 @@
 """Where a prompt may end: Punkt plus the guards fiction needs."""
 import pytest
-from styletune.text.sentences import boundaries, build_punkt, paragraph_spans
+from styletune.text.sentences import Tier, boundaries, build_punkt, paragraph_spans
 
 
 def cuts(text):
@@ -8,7 +8,7 @@ def cuts(text):
     return [(text[:b.end], text[b.start:], b.tier) for b in boundaries(text, punkt)]
 
 
-def prefixes(text, tiers=(0, 1)):
+def prefixes(text, tiers=(Tier.CLEAN, Tier.SPEECH_TAG)):
     """Prefixes a cut may end with, outside quotations unless tiers says otherwise."""
     return [p for p, _, t in cuts(text) if t in tiers]
 
@@ -32,8 +32,8 @@ def test_inside_an_open_quotation_only_as_a_last_resort():
             "Nobody answered him.")
     tiers = {p.rsplit(None, 2)[-2] + " " + p.rsplit(None, 1)[-1]: t for p, _, t in cuts(text)}
     for inside in ("tell you.", "was cold.", "went out.", "nothing there.", "at all."):
-        assert tiers[next(k for k in tiers if k.endswith(inside))] == 2
-    assert tiers["he said."] == 0 and tiers["was silent."] == 0
+        assert tiers[next(k for k in tiers if k.endswith(inside))] == Tier.IN_QUOTATION
+    assert tiers["he said."] == Tier.CLEAN and tiers["was silent."] == Tier.CLEAN
 
 
 def test_single_quote_dialogue_and_apostrophes():
@@ -51,7 +51,7 @@ def test_never_before_a_lower_case_dialogue_tag():
 def test_speech_tag_split_is_a_last_resort():
     text = "It was late. “Stop!” Fenn shouted. The door closed."
     tiers = {p.split()[-1]: t for p, _, t in cuts(text)}
-    assert tiers["“Stop!”"] == 1 and tiers["late."] == 0 and tiers["shouted."] == 0
+    assert tiers["“Stop!”"] == Tier.SPEECH_TAG and tiers["late."] == Tier.CLEAN and tiers["shouted."] == Tier.CLEAN
 
 
 def test_cut_conserves_text_and_whitespace_only_between():

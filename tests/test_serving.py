@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import FT, SAMPLE_BOOK, llama_like_model, load_script
-from gotemplate import collate, render_ollama
 from styletune.config import load_config
 from styletune.deploy import serve as serving
 from styletune.train import merge
+from support.gotemplate import collate, render_ollama
 
 SCRIPT = load_script(FT / "training" / "5_configure_continue.py")
 MERGE = load_script(FT / "training" / "3_merge_adapter.py")

@@ -268,8 +268,8 @@ def test_gguf_types_are_taken_however_they_are_typed():
         parser.parse_args(["--gguf", "iq2_xs"])
 
 
-def test_the_readmes_stage_5_table_is_what_the_code_computes():
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
+def test_the_editor_docs_stage_5_table_is_what_the_code_computes():
+    readme = (REPO / "docs" / "editor.md").read_text(encoding="utf-8")
     rows = re.findall(r"^\| (\w+) \| ([\d.]+) / ([\d.]+) \| ([\d.]+) / ([\d.]+) \| (.+?) \|$", readme, re.M)
     assert [r[0] for r in rows] == list(fit.BITS_PER_WEIGHT)
     small, big = fit.fit_table(llama_shape("8B"), 8192), fit.fit_table(llama_shape("70B"), 8192)

@@ -7,7 +7,7 @@ import pytest
 import yaml
 from conftest import FT, REHEARSAL_CONFIG, SAMPLE_BOOK, load_script
 from styletune.config import load_config
-from styletune.data.prepare import planned_outputs, prepare
+from styletune.data.prepare import planned_outputs, prepare_data
 from styletune.errors import ConfigError, InputError
 from styletune.fileio import write_outputs
 from test_conservation import assert_conserved
@@ -31,7 +31,7 @@ def run_script(capsys):
 @pytest.fixture(scope="module")
 def sample_result(tmp_path_factory):
     from conftest import write_config
-    return prepare(load_config(write_config(tmp_path_factory.mktemp("s1"))))
+    return prepare_data(load_config(write_config(tmp_path_factory.mktemp("s1"))))
 
 
 def test_sample_book_examples(sample_result):
@@ -64,21 +64,21 @@ def test_counts_are_exact_for_the_rendered_conversation(sample_result, smol_coun
 
 def test_parts_of_one_chunk_stay_on_one_side(make_config):
     for seed in range(6):
-        r = prepare(load_config(make_config({"seed": seed, "validation_share": 0.3})))
+        r = prepare_data(load_config(make_config({"seed": seed, "validation_share": 0.3})))
         sides = {e.chunk.name: s for s, group in (("t", r.train), ("v", r.validation)) for e in group}
         assert sides["chunk_006a_the_last_burn.txt"] == sides["chunk_006b_into_the_cistern.txt"]
         assert len(r.validation) >= 2
 
 
 def test_explicit_validation_list_overrides(make_config):
-    r = prepare(load_config(make_config({"validation_chunks": ["chunk_009_the_quiet_orbit.txt"]})))
+    r = prepare_data(load_config(make_config({"validation_chunks": ["chunk_009_the_quiet_orbit.txt"]})))
     assert [e.chunk.name for e in r.validation] == ["chunk_009_the_quiet_orbit.txt"]
     with pytest.raises(ConfigError, match="chunk_999"):
-        prepare(load_config(make_config({"validation_chunks": ["chunk_999.txt"]})))
+        prepare_data(load_config(make_config({"validation_chunks": ["chunk_999.txt"]})))
 
 
 def test_several_cuts_per_chunk_give_different_prefixes(make_config):
-    r = prepare(load_config(make_config({"cuts_per_chunk": 3})))
+    r = prepare_data(load_config(make_config({"cuts_per_chunk": 3})))
     by_chunk = {}
     for e in r.train:
         by_chunk.setdefault(e.chunk.name, []).append(e.cut.end)
@@ -90,11 +90,11 @@ def test_several_cuts_per_chunk_give_different_prefixes(make_config):
 def test_length_gate_names_the_chunk_and_the_fix(make_config):
     cfg = load_config(make_config(sequence_len=3000))
     with pytest.raises(InputError) as err:
-        prepare(cfg)
+        prepare_data(cfg)
     msg = str(err.value)
     assert "chunk_004_the_long_walk.txt" in msg and "sequence_len = 3000" in msg
     assert "chunk_013a" in msg and "backup/" in msg
-    r = prepare(cfg, skip_overlong=True)
+    r = prepare_data(cfg, skip_overlong=True)
     assert [e.chunk.name for e in r.overlong_skipped] == ["chunk_004_the_long_walk.txt"]
     assert all(e.total_tokens <= 3000 for e in r.examples)
 
@@ -132,7 +132,7 @@ def test_outputs_rerun_identical_dry_run_writes_nothing_and_force(make_config, t
 
 def test_jsonl_rows_and_manifest(make_config, tmp_path):
     cfg = load_config(make_config())
-    result = prepare(cfg)
+    result = prepare_data(cfg)
     outputs = planned_outputs(result)
     write_outputs(outputs, force=False)
     rows = [json.loads(line) for line in cfg.train_path.read_text().splitlines()]
@@ -171,24 +171,24 @@ def test_a_template_that_cannot_render_is_a_config_error(make_config):
     cfg = load_config(make_config(chat_template="jinja",
                                   chat_template_jinja="{{ raise_exception('system turn required') }}"))
     with pytest.raises(ConfigError, match="system turn required"):
-        prepare(cfg)
+        prepare_data(cfg)
 
 
 def test_empty_validation_set_is_an_error(make_config):
     with pytest.raises(InputError, match="no validation examples"):
-        prepare(load_config(make_config({"validation_share": 0.0})))
+        prepare_data(load_config(make_config({"validation_share": 0.0})))
 
 
 def test_book_path_relative_to_fine_tuning(make_config, monkeypatch, tmp_path):
     monkeypatch.chdir(REHEARSAL_CONFIG.parent.parent.parent)   # the repository root
-    r = prepare(load_config(make_config()), book_dir="data/raw/the_quiet_orbit")
+    r = prepare_data(load_config(make_config()), book_dir="data/raw/the_quiet_orbit")
     assert r.book_dir == SAMPLE_BOOK
 
 
 def test_tokenizer_that_cannot_load_says_what_to_do(make_config):
     cfg = load_config(make_config(base_model="meta-llama/Llama-3.1-8B-Instruct"))
     with pytest.raises(ConfigError) as err:
-        prepare(cfg)
+        prepare_data(cfg)
     msg = str(err.value)
     assert "hf auth login" in msg and "tiktoken_bpe" in msg and "allow_approximate_tokens" in msg
 
@@ -227,8 +227,8 @@ def test_hub_id_loads_from_the_hugging_face_cache_offline(make_config, monkeypat
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text("0" * 40)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    from_hub = prepare(load_config(make_config(base_model="acme/novel-model")))
-    local = prepare(load_config(make_config()))
+    from_hub = prepare_data(load_config(make_config(base_model="acme/novel-model")))
+    local = prepare_data(load_config(make_config()))
     assert "acme/novel-model tokenizer" in from_hub.tokenizer
     assert [e.total_tokens for e in from_hub.examples] == [e.total_tokens for e in local.examples]
 

@@ -1,6 +1,6 @@
 """Stage 2: preflight failures name the fix; a real Axolotl QLoRA run on CPU
 (SmolLM2-135M, the rehearsal config) trains, saves, and can learn. Training runs
-with every connection out refused and recorded (tests/netguard), and inside a
+with every connection out refused and recorded (tests/support/netguard), and inside a
 network namespace with no connection out when the machine allows it."""
 import json
 import os
@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import FT, SAMPLE_BOOK, load_script
-from network_guard import attempts, guarded_env
 from styletune.config import load_config
-from styletune.data.prepare import planned_outputs, prepare
+from styletune.data.prepare import planned_outputs, prepare_data
 from styletune.fileio import write_outputs
 from styletune.train import preflight
+from support.network_guard import attempts, guarded_env
 
 SCRIPT = FT / "training" / "2_train_lora.sh"
 MERGE = load_script(FT / "training" / "3_merge_adapter.py")
@@ -24,7 +24,7 @@ PREFLIGHT = load_script(FT / "training" / "train_preflight.py")
 
 
 def stage1(cfg_path, **kw):
-    result = prepare(load_config(cfg_path), **kw)
+    result = prepare_data(load_config(cfg_path), **kw)
     write_outputs(planned_outputs(result), force=True)
     return result
 

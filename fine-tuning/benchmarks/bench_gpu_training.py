@@ -36,15 +36,14 @@ from pathlib import Path
 
 import yaml
 from styletune.config import load_config
-from styletune.data.prepare import planned_outputs, prepare
+from styletune.data.prepare import planned_outputs, prepare_data
 from styletune.fileio import normalise, read_text, write_outputs
 from styletune.text.gutenberg import gutenberg_body
 
 HERE = Path(__file__).resolve().parent
 FT = HERE.parent
 
-sys.path.insert(0, str(FT.parent / "tests"))  # the corpus_chunks helper the tests use
-from corpus_chunks import paragraph_chunks  # noqa: E402
+from corpus_chunks import paragraph_chunks  # noqa: E402  (beside this script)
 
 SMOL = FT / "models" / "SmolLM2-135M-Instruct"
 NOVEL = FT / "data" / "corpus" / "stoker_dracula.txt"  # long enough for 40 chunks
@@ -150,7 +149,7 @@ def main():
         model = random_model(tmp / "model", SHAPES[args.shape])
         writer_sized_book(tmp / "book", args.chars_per_chunk)
         cfg_path = bench_config(tmp, model, args)
-        result = prepare(load_config(cfg_path))
+        result = prepare_data(load_config(cfg_path))
         write_outputs(planned_outputs(result), force=True)
         lengths = [e.total_tokens for e in result.train]
         print(f"data: {len(result.train)} training examples, median {statistics.median(lengths)} "

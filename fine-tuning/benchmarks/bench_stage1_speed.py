@@ -24,8 +24,7 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 FT = HERE.parent
-sys.path.insert(0, str(FT.parent / "tests"))  # the corpus_chunks helper the tests use
-from corpus_chunks import write_novel_as_chunks  # noqa: E402
+from corpus_chunks import write_novel_as_chunks  # noqa: E402  (beside this script)
 
 CORPUS = FT / "data" / "corpus"
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "AXOLOTL_DO_NOT_TRACK": "1", "WANDB_MODE": "disabled"}

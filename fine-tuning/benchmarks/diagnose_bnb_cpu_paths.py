@@ -35,7 +35,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 FT = HERE.parent
-from styletune.startup import prepare  # noqa: E402
+from styletune.startup import setup_process  # noqa: E402
 from styletune.train import bnb_cpu  # noqa: E402
 
 TEXT = ("The station turned slowly above the clouds. Nobody aboard had slept for two days, "
@@ -124,7 +124,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default=str(FT / "models" / "SmolLM2-135M-Instruct"))
     args = p.parse_args()
-    prepare()
+    setup_process()
     import bitsandbytes
     print(f"bitsandbytes {bitsandbytes.__version__}, CPU reports AVX512-BF16: "
           f"{bnb_cpu.fused_cpu_path_available()}")

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The memory plan for Llama 3.1 8B and 70B per GPU count: the README's table in
+"""The memory plan for Llama 3.1 8B and 70B per GPU count: docs/gpus.md's table in
 "Bigger models and more GPUs". Estimates from the models' shapes (styletune/train/
 gpu_plan.py), not measurements; stage 2's preflight prints the same figures for
 the writer's own config and checks them against each GPU's free memory.

@@ -5,7 +5,7 @@ Reads   the chunk files in `style_pipeline.book_dir` (default
         data/raw/the_quiet_orbit/, the sample book): chunk_001_*.txt, chunk_013a_*.txt, ...
         Everything else in the folder is skipped and listed.
 Writes  where the config's `datasets[0].path` and `test_datasets[0].path` point
-        (data/processed/visions_training.jsonl, data/processed/validation.jsonl),
+        (data/processed/training.jsonl, data/processed/validation.jsonl),
         a provenance manifest beside the training file (<name>.manifest.json),
         and in `style_pipeline.report_dir`: stage1_report.{md,json} and
         stage1_lengths.png (a histogram of example lengths).
@@ -39,7 +39,7 @@ from styletune import cli  # beside this script; cli turns a missing package int
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = cli.parser(__doc__, epilog="How to read the report: README.md, 'Reading the report'.")
+    p = cli.parser(__doc__, epilog="How to read the report: docs/stages.md, 'Reading the report'.")
     p.add_argument("--book", help="book folder of chunk files (overrides style_pipeline.book_dir)")
     p.add_argument("--dry-run", action="store_true",
                    help="read, cut and count, show what would be written; write nothing")

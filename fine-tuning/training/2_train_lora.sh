@@ -102,4 +102,4 @@ fi
 echo
 echo "adapter: $OUTPUT_DIR"
 echo "log:     $LOG"
-echo "next:    merge it into the base model (stage 3, 3_merge_adapter.py --auto; see README.md)"
+echo "next:    merge it into the base model (stage 3, 3_merge_adapter.py --auto; see docs/stages.md)"

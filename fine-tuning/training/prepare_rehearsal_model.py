@@ -15,9 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from styletune.paths import REHEARSAL_MODEL  # noqa: E402
-from styletune.startup import prepare  # noqa: E402
+from styletune.paths import REHEARSAL_MODEL  # beside this script
+from styletune.startup import setup_process
 
 DEFAULT_OUT = REHEARSAL_MODEL
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -97,7 +96,7 @@ def restore_smollm_pretokenizer(path: Path) -> None:
 
 
 def main(argv=None):
-    prepare()
+    setup_process()
     args = parse_args(argv)
     out = args.output.resolve()
     if (out / "config.json").exists() and not args.force:

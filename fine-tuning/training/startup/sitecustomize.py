@@ -11,7 +11,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from styletune.startup import prepare
+from styletune.startup import setup_process
 
 
 def run_the_next_sitecustomize() -> None:
@@ -26,5 +26,5 @@ def run_the_next_sitecustomize() -> None:
             return
 
 
-prepare()
+setup_process()
 run_the_next_sitecustomize()

@@ -5,7 +5,7 @@ import sys
 
 from styletune import paths
 from styletune.errors import UserError
-from styletune.startup import prepare
+from styletune.startup import setup_process
 
 DEFAULT_CONFIG = paths.CONFIG_DIR / "qlora_style_transfer.yaml"
 INSTALL_HINT = "run `make install`, then use ~/.venvs/finetune/bin/python (or activate that venv)"
@@ -37,7 +37,7 @@ def parser(doc: str, **kwargs) -> argparse.ArgumentParser:
 def run_main(run, args, interrupted: str = "interrupted: every file written is whole; rerun to finish") -> int:
     """Run a stage as every process of the pipeline starts (startup.py: trackers off,
     no hub code, known-harmless warnings hidden); a UserError is one line on stderr (exit 2)."""
-    prepare()
+    setup_process()
     try:
         return run(args)
     except UserError as err:

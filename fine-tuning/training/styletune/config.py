@@ -22,16 +22,16 @@ from styletune.settings import StylePipeline
 
 PIPELINE_KEY = "style_pipeline"
 
-def merge(base, overlay):
+def merge_yaml(base, overlay):
     """Deep-merge overlay onto base (see module docstring for the rules)."""
     if isinstance(base, dict) and isinstance(overlay, dict):
         out = dict(base)
         for key, value in overlay.items():
-            out[key] = merge(base[key], value) if key in base else value
+            out[key] = merge_yaml(base[key], value) if key in base else value
         return out
     if (isinstance(base, list) and isinstance(overlay, list)
             and all(isinstance(x, dict) for x in base + overlay)):
-        return [merge(base[i], item) if i < len(base) else item for i, item in enumerate(overlay)] \
+        return [merge_yaml(base[i], item) if i < len(base) else item for i, item in enumerate(overlay)] \
             + base[len(overlay):]
     return overlay
 
@@ -50,7 +50,7 @@ def _read_yaml(path: Path, chain=()) -> dict:
     parent = data.pop("extends", None)
     if parent is None:
         return data
-    return merge(_read_yaml((path.parent / parent).resolve(), chain + (path,)), data)
+    return merge_yaml(_read_yaml((path.parent / parent).resolve(), chain + (path,)), data)
 
 
 @dataclass

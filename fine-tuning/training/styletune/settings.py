@@ -6,7 +6,8 @@ tests/test_config.py checks that they name every key here and state its default.
 """
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from types import UnionType
+from typing import Annotated, Literal, Union, get_args, get_origin
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
@@ -132,3 +133,53 @@ class StylePipeline(Section):
             raise ValueError(f"segment_min_tokens ({self.segment_min_tokens}) must be below "
                              f"chunk_target_tokens ({self.chunk_target_tokens})")
         return self
+
+
+# --- the config reference (docs/config.md) --------------------------------------------
+
+def _type_name(annotation) -> str:
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        return _type_name(args[0])
+    if origin in (Union, UnionType):
+        return " or ".join(_type_name(a) for a in args)
+    if origin is Literal:
+        return " or ".join(f"`{a}`" for a in args)
+    if origin in (list, tuple):
+        return f"{origin.__name__}[{', '.join(_type_name(a) for a in args)}]"
+    if annotation is type(None):
+        return "null"
+    return "path" if annotation is Path else annotation.__name__
+
+
+def _rows(model, prefix="") -> list:
+    rows = []
+    for name, field in model.model_fields.items():
+        inner = get_args(field.annotation)[0] if get_origin(field.annotation) is Annotated else field.annotation
+        if isinstance(inner, type) and issubclass(inner, Section):
+            rows.append(f"| `{prefix}{name}` | mapping | (below) | {field.description} |")
+            continue
+        default = field.default
+        shown = "null" if default is None else list(default) if isinstance(default, tuple) else default
+        rows.append(f"| `{prefix}{name}` | {_type_name(field.annotation)} | `{shown}` | {field.description} |")
+    return rows
+
+
+def reference_markdown() -> str:
+    """docs/config.md: every `style_pipeline` key with its type, default and meaning,
+    from the models above (tests/test_docs.py checks the file is current)."""
+    out = ["# The `style_pipeline:` keys", "",
+           "Generated from `fine-tuning/training/styletune/settings.py` by "
+           "`python -m styletune.settings > docs/config.md`; do not edit by hand. The YAML "
+           "(`fine-tuning/configs/qlora_style_transfer.yaml`) documents Axolotl's own keys beside "
+           "these, each commented. Paths resolve against `fine-tuning/`.", ""]
+    for title, model, prefix in (("style_pipeline", StylePipeline, ""),
+                                 ("style_pipeline.sampling", Sampling, "sampling."),
+                                 ("style_pipeline.evaluation", Evaluation, "evaluation.")):
+        out += [f"## `{title}`", "", model.__doc__.strip(), "", "| key | type | default | meaning |",
+                "|---|---|---|---|", *_rows(model, prefix), ""]
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    print(reference_markdown(), end="")

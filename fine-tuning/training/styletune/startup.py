@@ -96,7 +96,7 @@ def _hide_avx512bf16(functional) -> None:
     functional.has_avx512bf16 = lambda: False
 
 
-def prepare() -> None:
+def setup_process() -> None:
     """Call first, before torch, transformers or bitsandbytes are imported."""
     disable_telemetry()
     hide_known_warnings()

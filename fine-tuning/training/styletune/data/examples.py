@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 
 from styletune.data.holdout import choose_validation_groups
 from styletune.errors import InputError
-from styletune.text.sentences import Boundary, boundaries
+from styletune.text.sentences import Boundary, Tier, boundaries
 
 # Candidates beyond this multiple of the upper ratio (in characters) cannot be in
 # range; skipping them keeps counting cheap on long chunks.
@@ -118,7 +118,7 @@ def _pick(chunk, cands, total, lo, hi, seed, k):
     whole token count; the exact ratio is computed once the completion is counted.
     """
     ratio = lambda c: c[1] / total  # noqa: E731
-    outside = [c for c in cands if c[0].tier < 2]
+    outside = [c for c in cands if c[0].tier < Tier.IN_QUOTATION]
     cands = outside or cands
     in_range = [c for c in cands if lo <= ratio(c) <= hi]
     if not in_range:  # the nearest boundary, reported as an exception

@@ -15,7 +15,7 @@ from styletune.data.examples import build_examples
 from styletune.data.tokens import load_counter
 from styletune.errors import InputError
 from styletune.fileio import sha256_bytes, write_outputs
-from styletune.text.sentences import build_punkt
+from styletune.text.sentences import Tier, build_punkt
 
 
 @dataclass
@@ -46,10 +46,10 @@ class Stage1Result:
             if not e.in_range:
                 out.append((e.chunk.name, f"no sentence boundary gives a prefix in range: "
                                           f"nearest used, prefix {e.ratio:.1%}"))
-            if e.cut.tier == 1:
+            if e.cut.tier == Tier.SPEECH_TAG:
                 out.append((e.chunk.name, "cut between a speech and its tag "
                                           "(no cleaner boundary in range)"))
-            elif e.cut.tier == 2:
+            elif e.cut.tier == Tier.IN_QUOTATION:
                 out.append((e.chunk.name, "cut inside an open quotation "
                                           "(the chunk has no sentence end outside one)"))
         return out
@@ -78,7 +78,7 @@ def _overlong_message(examples, seq_len, config=None, book_dir=None) -> str:
     return "\n".join(lines)
 
 
-def prepare(config, book_dir=None, skip_overlong=False, say=lambda message: None) -> Stage1Result:
+def prepare_data(config, book_dir=None, skip_overlong=False, say=lambda message: None) -> Stage1Result:
     """Read, cut, count and split. Writes nothing; `say` reports each phase."""
     s = config.pipeline
     book_dir = paths.resolve_cli(book_dir) if book_dir else s.book_dir
@@ -185,7 +185,7 @@ def preview(examples, n):
 def run(args) -> int:
     cfg = load_config(args.config)
     print(f"config: {paths.shown(cfg.path)}")
-    result = prepare(cfg, book_dir=args.book, skip_overlong=args.skip_overlong,
+    result = prepare_data(cfg, book_dir=args.book, skip_overlong=args.skip_overlong,
                      say=lambda message: print(f"... {message}", file=sys.stderr, flush=True))
     rep = report.report_dict(result)
     print(f"book: {rep['book_dir']}  ({len(result.chunks)} chunk files)")

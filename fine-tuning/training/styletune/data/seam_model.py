@@ -33,7 +33,7 @@ from pathlib import Path
 
 from styletune.text.paragraphs import paragraph_spans
 from styletune.text.patterns import CLOSERS, is_page_marker, is_scene_break
-from styletune.text.sentences import paragraph_sentences
+from styletune.text.sentences import Tier, paragraph_sentences
 
 MODEL_FILE = Path(__file__).with_name("seam_model.json")
 LEXICAL_WINDOW_WORDS = 400
@@ -95,7 +95,7 @@ class Candidate:
     signals: list = field(default_factory=list)
     inside_paragraph: bool = False
     features: dict = field(default_factory=dict)
-    tier: int = 0               # a sentence end's: 0 clean, 1 speech | tag, 2 inside a quotation
+    tier: Tier = Tier.CLEAN     # a sentence end's, when the cut is inside a paragraph
     mark: str = ""              # the scene-break mark before it ("* * *", "2 blank lines"), if any
 
 

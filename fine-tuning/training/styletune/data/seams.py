@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from styletune.data.seam_model import Candidate, candidates, units
 from styletune.errors import InputError
-from styletune.text.sentences import boundaries
+from styletune.text.sentences import Tier, boundaries
 
 # A chunk under the minimum: allowed only when nothing else fits (a short chapter)
 # or the writer asked for the cut.
@@ -66,16 +66,16 @@ class Measure:
 
 # What a cut at a sentence end inside a paragraph is called, by Boundary.tier.
 _INSIDE_PARAGRAPH = {
-    0: "sentence end inside a paragraph",
-    1: "sentence end between a speech and its tag, inside a paragraph",
-    2: "sentence end inside a quotation that seems to run on, inside a paragraph",
+    Tier.CLEAN: "sentence end inside a paragraph",
+    Tier.SPEECH_TAG: "sentence end between a speech and its tag, inside a paragraph",
+    Tier.IN_QUOTATION: "sentence end inside a quotation that seems to run on, inside a paragraph",
 }
 
 
 def sentence_candidates(text, punkt, start, end):
     """Last resort inside one paragraph: its sentence ends, each with its tier."""
-    return [Candidate(start + b.start, INSIDE_PARAGRAPH_SCORE - 10 * b.tier, [f"{_INSIDE_PARAGRAPH[b.tier]} (last resort: the "
-                                             "paragraph alone is over the limit)"],
+    return [Candidate(start + b.start, INSIDE_PARAGRAPH_SCORE - 10 * b.tier,
+                      [f"{_INSIDE_PARAGRAPH[b.tier]} (last resort: the paragraph alone is over the limit)"],
                       inside_paragraph=True, tier=b.tier)
             for b in boundaries(text[start:end], punkt)]
 

@@ -60,7 +60,7 @@ def axolotl_template(name: str) -> str:
     return path.read_text(encoding="utf-8")
 
 
-class Counter:
+class TokenCounter:
     """Renders conversations and counts tokens; subclasses supply the tokenizer."""
     exact = True
     description = ""
@@ -98,7 +98,7 @@ class Counter:
         raise NotImplementedError
 
 
-class HFCounter(Counter):
+class HFCounter(TokenCounter):
     """The base model's own tokenizer.json, run by the `tokenizers` library that
     transformers wraps (same encoding, without transformers' 8-second import)."""
 
@@ -118,7 +118,7 @@ class HFCounter(Counter):
     count_rendered = count_texts
 
 
-class TiktokenCounter(Counter):
+class TiktokenCounter(TokenCounter):
     def __init__(self, bpe_path: Path, template_source: str):
         import tiktoken
         from tiktoken.load import load_tiktoken_bpe
@@ -147,7 +147,7 @@ class TiktokenCounter(Counter):
         return [len(ids) for ids in self.enc.encode_batch(list(rendered), allowed_special="all")]
 
 
-class ApproxCounter(Counter):
+class ApproxCounter(TokenCounter):
     exact = False
 
     def __init__(self, template_source):
@@ -236,7 +236,7 @@ def _how_to_get_tokenizer(base_model, err) -> str:
             "(4) set style_pipeline.allow_approximate_tokens: true for an estimate.")
 
 
-def load_counter(config) -> Counter:
+def load_counter(config) -> TokenCounter:
     """The most exact counter this machine can build for the config."""
     counter = _build_counter(config)
     # Fail now, not after every chunk is cut, if the template cannot render our examples.
@@ -244,7 +244,7 @@ def load_counter(config) -> Counter:
     return counter
 
 
-def _build_counter(config) -> Counter:
+def _build_counter(config) -> TokenCounter:
     settings = config.pipeline
     base = config.base_model
     try:

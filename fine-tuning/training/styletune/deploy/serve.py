@@ -295,7 +295,7 @@ def instructions(cfg, files: dict, model_dir: Path, backend: str, commands: dict
                      "sends a line with the file's path, then up to ~500 tokens before the "
                      "cursor, in the training format (stage 1 trained on that path line too).")
     else:
-        write.append("- Autocomplete is not set up for this server (see the README).")
+        write.append("- Autocomplete is not set up for this server (see docs/editor.md).")
     return f"""# Serving {p.serve_model_name} in VS Code through Continue
 
 Written by `5_configure_continue.py` for the merged model in `{model_dir}`.

@@ -202,7 +202,7 @@ def markdown(report: dict) -> str:
               _delta_line(s["cosine_delta"]), "",
               *joins_lines(report), "",
               "Intervals are 95% bootstrap intervals. Continuations: `continuations.md`. "
-              "Every figure: `style_report.json`. How to read this: README.md, 'Reading the style report'."]
+              "Every figure: `style_report.json`. How to read this: docs/stages.md, 'Reading the style report'."]
     return "\n".join(lines) + "\n"
 
 

@@ -7,10 +7,10 @@ a capitalised name, so titles and initials get a guard of their own, and three
 rules specific to fiction rank the boundaries:
 - never before a lower-case word (`"Where?" | she asked.` is one sentence);
 - a boundary that separates a speech from its tag (`"Stop!" | Fenn shouted.`)
-  is used only when no cleaner boundary is in range (tier 1);
+  is used only when no cleaner boundary is in range (Tier.SPEECH_TAG);
 - a boundary inside an open quotation (a speech that runs on) only when the
   chunk has no other boundary at all, e.g. a chunk that is one long quoted
-  letter (tier 2); the report lists it.
+  letter (Tier.IN_QUOTATION); the report lists it.
 
 `sentences` / `paragraph_sentences` are a second, fast splitter for statistics
 (the stylometry's sentence lengths, the seam scorer's TextTiling blocks): a
@@ -19,6 +19,7 @@ about a lower-case word. Good for counting sentences, not for cutting text.
 """
 import re
 from dataclasses import dataclass
+from enum import IntEnum
 
 from nltk.tokenize.punkt import PunktSentenceTokenizer, PunktTrainer
 
@@ -50,11 +51,18 @@ _WORD_BEFORE_DOT = re.compile(r"(?<!['’])([\w.]+)$")
 _TAG_MAX_WORDS = 8
 
 
+class Tier(IntEnum):
+    """How clean a sentence end is as a cut: the lower, the cleaner."""
+    CLEAN = 0
+    SPEECH_TAG = 1      # between a speech and its tag: `"Stop!" | Fenn shouted.`
+    IN_QUOTATION = 2    # inside an open quotation (a speech or letter that runs on)
+
+
 @dataclass(frozen=True)
 class Boundary:
     end: int    # prefix = text[:end]
     start: int  # completion = text[start:]; text[end:start] is whitespace only
-    tier: int   # 0 clean; 1 separates a speech from its tag; 2 inside an open quotation
+    tier: Tier
 
 
 # Punkt learns abbreviations from frequencies: a novel's worth of text is plenty,
@@ -197,6 +205,7 @@ def boundaries(text: str, punkt, until: int | None = None):
             following = text[nxt[0]:nxt[1]]
             if following[:1].islower():
                 continue
-            tier = 2 if quoted else 1 if _is_speech_tag(sentence, following) else 0
+            tier = (Tier.IN_QUOTATION if quoted else Tier.SPEECH_TAG if _is_speech_tag(sentence, following)
+                    else Tier.CLEAN)
             found.append(Boundary(b, nxt[0], tier))
     return found

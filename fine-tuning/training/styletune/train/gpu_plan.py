@@ -2,7 +2,7 @@
 the memory each GPU and the CPU need, the time, and the launch arguments.
 
 Every figure here is an estimate from the model's shape, not a measurement; the
-preflight and the README label them so. `fine-tuning/benchmarks/plan_gpus.py`
+preflight and docs/gpus.md label them so. `fine-tuning/benchmarks/plan_gpus.py`
 prints the table for Llama 3.1 8B and 70B.
 
 Memory per GPU, in the terms of a QLoRA run with gradient checkpointing:
@@ -22,7 +22,7 @@ and the activations stay whole on each GPU. With offload_params the sharded
 weights live in CPU RAM instead.
 
 Calibration: for the 8B on one GPU with examples of ~2,300 tokens these terms give
-11.0 GiB; bench_gpu_training.py measured 10.2 GiB on an H200 (README). Everything
+11.0 GiB; bench_gpu_training.py measured 10.2 GiB on an H200 (docs/benchmarks.md). Everything
 else (FSDP, 70B) is the same arithmetic, not measured.
 """
 import math
@@ -36,16 +36,16 @@ OVERHEAD_GIB = 1.5
 CHECKPOINT_SHARD_GIB = 5.0
 # Training throughput of the 8B on one RTX 5090, a planning figure: an H200 ran
 # 4,398 tokens/s (bench_gpu_training.py), and a 5090 has about a quarter of its
-# dense bf16 throughput on the spec sheets, so ~1,000-1,500 (README). Other sizes
+# dense bf16 throughput on the spec sheets, so ~1,000-1,500 (docs/benchmarks.md). Other sizes
 # scale by parameter count; N GPUs multiply it by N, an upper bound, since this
 # figure does not count the time FSDP spends gathering weights.
 CUDA_TOKENS_PER_SECOND_8B = 1200
-# A long chunk's example (stage 0 aims at ~2,250 tokens, up to sequence_len), for the README's table.
+# A long chunk's example (stage 0 aims at ~2,250 tokens, up to sequence_len), for docs/gpus.md's table.
 TABLE_EXAMPLE_TOKENS = 3000
 CPU_TOKENS_PER_SECOND = 40          # measured: SmolLM2-135M, QLoRA, 2 cores
 
 # Llama 3.1's shapes (config.json of meta-llama/Llama-3.1-{8B,70B}-Instruct), for
-# the README's table and the tests; the preflight reads the real config.json.
+# docs/gpus.md's table and the tests; the preflight reads the real config.json.
 LLAMA31_8B = {"hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
               "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 128256,
               "tie_word_embeddings": False}

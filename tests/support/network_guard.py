@@ -1,4 +1,4 @@
-"""Runs a subprocess with the network guard (tests/netguard/sitecustomize.py) in
+"""Runs a subprocess with the network guard (tests/support/netguard/sitecustomize.py) in
 every Python process it starts, and reads back what the guard refused."""
 import os
 from pathlib import Path
