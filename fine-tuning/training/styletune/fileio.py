@@ -74,14 +74,22 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def write_outputs(outputs: dict, force: bool) -> list:
-    """Write every output or none: refuse first if any would overwrite different content."""
+def write_outputs(outputs: dict, force: bool, retire=()) -> list:
+    """Write every output or none: refuse first if any would overwrite different
+    content, unless `force`. The writer's files in `retire` move into their folder's
+    backup/ first, numbered, never overwriting an older copy (stage 0's replaced
+    chunks, the splitter's original): no version of their text is lost.
+    Returns the outputs written."""
     changed = [p for p, data in outputs.items() if not p.exists() or p.read_bytes() != data]
-    clobber = [p for p in changed if p.exists()]
+    clobber = [p for p in changed if p.exists() and p not in retire]
     if clobber and not force:
         raise UserError("these outputs exist and would change: "
                         + ", ".join(paths.shown(p) for p in clobber)
                         + ". Rerun with --force to replace them.")
+    for p in retire:
+        kept = free_backup_path(p.parent / "backup", p.name)
+        write_atomic(kept, p.read_bytes())
+        p.unlink()
     for path in changed:
         write_atomic(path, outputs[path])
     return changed

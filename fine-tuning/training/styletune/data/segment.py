@@ -1,6 +1,5 @@
 """What 0_segment_manuscript.py prints and writes."""
 import json
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ from styletune.data.seam_model import model
 from styletune.data.seams import Lengths, Measure
 from styletune.data.tokens import load_counter
 from styletune.errors import InputError, UserError
-from styletune.fileio import free_backup_path, normalise, sha256_bytes, write_atomic
+from styletune.fileio import normalise, sha256_bytes, write_outputs
 from styletune.text.patterns import word_count
 from styletune.text.sentences import build_punkt
 
@@ -23,10 +22,10 @@ DEFAULT_TARGET_SHARE = 0.55     # of sequence_len: ~2,250 tokens for 4096, a sce
 MARGINS = (24, 64, 160)         # tokens the search keeps free for Continue's path line and slack
 
 
-def hand_cut_target(cfg, counter, folders):
-    """(median example tokens, folder) of the chunk files a writer cut by hand in the
-    first of `folders` that holds three or more (files stage 0 wrote, by its
-    manifest, do not count); None when none does."""
+def hand_cut_sizes(cfg, counter, folders):
+    """(example tokens of each chunk file a writer cut by hand, folder) in the first of
+    `folders` that holds three or more (files stage 0 wrote, by its manifest, do not
+    count); ([], None) when none does."""
     for folder in folders:
         if not folder or not folder.is_dir():
             continue
@@ -39,25 +38,31 @@ def hand_cut_target(cfg, counter, folders):
         mine = [c for c in chunks if c.sha256 not in ours]
         if len(mine) >= 3:
             punkt, _ = build_punkt([c.text for c in mine])
-            sizes = sorted(longest_example(mine, punkt, counter, cfg.pipeline).values())
-            return sizes[len(sizes) // 2], folder
-    return None
+            return list(longest_example(mine, punkt, counter, cfg.pipeline).values()), folder
+    return [], None
+
+
+def chunk_lengths(cfg, writer_sizes=(), maximum=None) -> Lengths:
+    """The chunker's lengths, for stage 0 and the splitter alike: the target is
+    style_pipeline.chunk_target_tokens, else the median of the writer's own chunk
+    sizes (three or more), else DEFAULT_TARGET_SHARE of sequence_len."""
+    s = cfg.pipeline
+    maximum = maximum or cfg.sequence_len
+    sizes = sorted(writer_sizes)
+    target = s.chunk_target_tokens or (sizes[len(sizes) // 2] if len(sizes) >= 3
+                                       else round(DEFAULT_TARGET_SHARE * cfg.sequence_len))
+    target = max(s.segment_min_tokens + 1, min(target, maximum - MARGINS[0]))
+    return Lengths(target, s.segment_min_tokens, maximum, model().data["length_weight"])
 
 
 def lengths_for(cfg, counter, folders, say=lambda m: None) -> Lengths:
-    """The chunker's lengths: the configured target, else the writer's own, else the default."""
-    s = cfg.pipeline
-    target = s.chunk_target_tokens
-    if target is None:
-        found = hand_cut_target(cfg, counter, folders)
-        if found:
-            target = found[0]
-            say(f"target length {target} tokens: the median of the chunks you cut by hand in "
-                f"{paths.shown(found[1])} (set style_pipeline.chunk_target_tokens to choose)")
-        else:
-            target = round(DEFAULT_TARGET_SHARE * cfg.sequence_len)
-    target = max(s.segment_min_tokens + 1, min(target, cfg.sequence_len - MARGINS[0]))
-    return Lengths(target, s.segment_min_tokens, cfg.sequence_len, model().data["length_weight"])
+    """Stage 0's lengths; says where the target came from when it is the writer's."""
+    sizes, folder = ([], None) if cfg.pipeline.chunk_target_tokens else hand_cut_sizes(cfg, counter, folders)
+    lengths = chunk_lengths(cfg, sizes)
+    if folder:
+        say(f"target length {lengths.target} tokens: the median of the chunks you cut by hand in "
+            f"{paths.shown(folder)} (set style_pipeline.chunk_target_tokens to choose)")
+    return lengths
 
 
 def segment(cfg, manuscript_path, say=lambda m: None, decisions=(), folders=()):
@@ -195,10 +200,10 @@ def planned_outputs(cfg, seg, out_dir, review_command) -> dict:
     return outputs
 
 
-def write_outputs(outputs, out_dir, glob, force):
-    """Refuse to touch a folder holding other chunk files unless --force; then every
-    old chunk file this run replaces or does not rewrite moves into backup/ first
-    (never overwriting a backup), so no version of the writer's text is lost."""
+def chunks_to_retire(outputs, out_dir, glob, force) -> list:
+    """The old chunk files this run replaces or leaves out, which move into backup/
+    (fileio.write_outputs); refuses a folder holding other chunk files or reports
+    unless --force."""
     existing = sorted(out_dir.glob(glob), key=lambda p: natural_key(p.name)) if out_dir.is_dir() else []
     stale = [p for p in existing if p not in outputs]
     differ = [p for p in existing if p in outputs and p.read_bytes() != outputs[p]]
@@ -210,13 +215,7 @@ def write_outputs(outputs, out_dir, glob, force):
                         f"{', ...' if len(stale + differ + others) > 5 else ''}). Give another "
                         "folder with --out, or rerun with --force (every old chunk file it replaces "
                         "or leaves out moves into backup/ first).")
-    kept = stale + differ
-    for p in kept:
-        shutil.move(str(p), str(free_backup_path(out_dir / "backup", p.name)))
-    changed = [p for p, data in outputs.items() if not p.exists() or p.read_bytes() != data]
-    for p in changed:
-        write_atomic(p, outputs[p])
-    return changed, kept
+    return stale + differ
 
 
 REVIEW_JSON = "segment_review.json"
@@ -280,7 +279,8 @@ def run(args) -> int:
         print(f"\ndry run: nothing written. Would write {len(chunks)} chunk files, the report and "
               f"the review into {paths.shown(out_dir)}/")
         return 0
-    changed, moved = write_outputs(outputs, out_dir, cfg.pipeline.chunk_glob, args.force)
+    moved = chunks_to_retire(outputs, out_dir, cfg.pipeline.chunk_glob, args.force)
+    changed = write_outputs(outputs, force=True, retire=moved)
     print(f"\n{len(changed)} file(s) written, {len(outputs) - len(changed)} unchanged, in "
           f"{paths.shown(out_dir)}/ (report: segment_report.md)")
     if moved:

@@ -9,12 +9,11 @@ from styletune import paths
 from styletune.config import load_config
 from styletune.data.chunks import CHUNK_NAME, Chunk, discover, load_chunks
 from styletune.data.examples import longest_example
-from styletune.data.seam_model import model
-from styletune.data.seams import Lengths, Measure, alternatives, cut_before_text, cut_to_fit, writer_cuts
-from styletune.data.segment import DEFAULT_TARGET_SHARE, MARGINS  # noqa: E402
+from styletune.data.seams import Measure, alternatives, cut_before_text, cut_to_fit, writer_cuts
+from styletune.data.segment import MARGINS, chunk_lengths
 from styletune.data.tokens import load_counter
 from styletune.errors import InputError
-from styletune.fileio import free_backup_path, normalise, read_text, write_atomic
+from styletune.fileio import normalise, read_text, write_outputs
 from styletune.text.patterns import word_count
 from styletune.text.sentences import build_punkt
 
@@ -34,17 +33,6 @@ def example_sizes(cfg, counter, named_texts, punkt=None) -> dict:
     if punkt is None:
         punkt, _ = build_punkt([c.text for c in chunks])
     return longest_example(chunks, punkt, counter, cfg.pipeline) if chunks else {}
-
-
-def split_lengths(cfg, sizes, limit) -> Lengths:
-    """Stage 0's lengths for the parts: the configured target, else the median of the
-    book's chunks that fit (the writer's own cuts), else stage 0's default."""
-    s = cfg.pipeline
-    fitting = sorted(t for t in sizes.values() if t <= limit)
-    target = s.chunk_target_tokens or (fitting[len(fitting) // 2] if len(fitting) >= 3
-                                       else round(DEFAULT_TARGET_SHARE * limit))
-    target = max(s.segment_min_tokens + 1, min(target, limit - 24))
-    return Lengths(target, s.segment_min_tokens, limit, model().data["length_weight"])
 
 
 def counted_parts(cfg, counter, others, name, raw, cuts):
@@ -98,7 +86,7 @@ def run(args) -> int:
     punkt, _ = build_punkt([c.text for c in chunks])
     sizes = example_sizes(cfg, counter, [(c.name, c.text) for c in chunks], punkt)
     oversized = [c for c in chunks if sizes.get(c.name, 0) > limit]
-    lengths = split_lengths(cfg, sizes, limit)
+    lengths = chunk_lengths(cfg, [t for t in sizes.values() if t <= limit], maximum=limit)
     if not oversized:
         print("no chunk is over the limit: nothing to split"
               + (" (--cut-before only splits chunks over the limit)" if args.cut_before else ""))
@@ -150,18 +138,14 @@ def run(args) -> int:
     if args.dry_run:
         print("\ndry run: nothing written")
         return 0
-    backup = book / "backup"
     for chunk, raw, cuts, parts, _, _ in plans:  # check everything before changing anything
         for name, _, _ in parts:
             if (book / name).exists():
                 raise InputError(f"{paths.shown(book / name)} already exists: rename or remove it, "
                                  "then rerun; nothing was changed")
     for chunk, raw, cuts, parts, _, _ in plans:
-        kept = free_backup_path(backup, chunk.name)
-        write_atomic(kept, chunk.path.read_bytes())
-        for name, text, _ in parts:
-            write_atomic(book / name, text.encode("utf-8"))
-        chunk.path.unlink()
+        write_outputs({book / name: text.encode("utf-8") for name, text, _ in parts}, force=False,
+                      retire=[chunk.path])
         print(f"split {chunk.name} into {', '.join(n for n, _, _ in parts)}; original in "
-              f"{paths.shown(kept)}")
+              f"{paths.shown(book / 'backup')}/")
     return 0
