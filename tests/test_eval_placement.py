@@ -3,13 +3,19 @@ device_map="auto" (accelerate: every visible GPU, then CPU RAM) when it does not
 Llama-3.1-70B-Instruct on 4 x 80 GB; with --device cuda, GPUs only (max_memory without
 "cpu"), refused when they cannot hold it; the CPU without a GPU. The figures are real:
 parameter counts from the models' config.json, free memory as torch.cuda.mem_get_info
-reports it on those cards. Stage 3 and stage 4 size a model with the same functions."""
+reports it on those cards. Stage 3 decides with the same function (spread=False: one
+device, since PEFT merges the whole model in place)."""
 import pytest
 from styletune.eval import evaluate
-from styletune.eval.evaluate import EvaluationError, choose_placement, describe_device_map
-from styletune.train import merge
+from styletune.eval.evaluate import EvaluationError, describe_device_map
+from styletune.train import resources
 from styletune.train.gpu_plan import LLAMA31_8B, LLAMA31_70B
 from styletune.train.model_size import parameter_count
+
+
+def choose_placement(*args, **kwargs):
+    """Stage 4's call: spread over GPUs as needed, its own error type."""
+    return resources.choose_placement(*args, **kwargs, error=EvaluationError)
 
 GiB = 2**30
 LLAMA_70B, LLAMA_8B = LLAMA31_70B, LLAMA31_8B
@@ -95,24 +101,25 @@ def test_auto_spills_into_ram_without_a_gpu_budget():
 
 @pytest.mark.parametrize("params, ram_gib", [(P135M, 2), (P8, 24), (P8, 64), (P70, 256), (P70, 512),
                                              (None, 8)])
-def test_cpu_dtype_is_stage_3s(monkeypatch, params, ram_gib):
-    """float32 on CPU when params x 4 bytes x 1.5 fits in RAM: 8B needs 44.9 GiB, 70B 394 GiB."""
-    monkeypatch.setattr(merge, "available_ram_gib", lambda: float(ram_gib))
+def test_cpu_dtype(params, ram_gib):
+    """float32 on CPU when params x 4 bytes x 1.5 fits in RAM: 8B needs 44.9 GiB, 70B 394 GiB;
+    stage 3 (one device) decides the same."""
     placement = choose_placement(params, [], ram_gib * GiB)
-    assert placement.dtype == merge.compute_dtype("cpu", params)
     assert placement.dtype == ("float32" if params is None or params * 6 < ram_gib * GiB else "bfloat16")
+    if params is None or params * 3 < ram_gib * GiB:          # stage 4 would refuse the rest
+        assert resources.choose_placement(params, [], ram_gib * GiB, spread=False).dtype == placement.dtype
 
 
 @pytest.mark.parametrize("params, gpu, fits", [(P8, H100, True), (P8, RTX4090, True), (P8, T4, False),
                                                (P70, H200, False), (P135M, T4, True)])
-def test_one_gpu_is_judged_as_stage_3_judges_it(monkeypatch, params, gpu, fits):
-    """Stage 3's pick_device and stage 4 agree on whether the model fits one GPU in bf16."""
-    import torch
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (gpu[1], gpu[1]))
-    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: gpu[0])
-    assert (merge.pick_device("auto", params)[0] == "cuda") is fits
+def test_stage_3_merges_on_one_device(params, gpu, fits):
+    """Stage 3 cannot spread the merge: one GPU when the model fits there, else the CPU
+    (or the GPU anyway when asked for with --device cuda)."""
+    one = resources.choose_placement(params, [gpu], 256 * GiB, spread=False)
+    assert one.device_map == ("cuda" if fits else "cpu")
     assert (choose_placement(params, [gpu], 256 * GiB).device_map == "cuda") is fits
+    assert resources.choose_placement(params, [gpu], 256 * GiB, "cuda", spread=False).device_map == "cuda"
+    assert resources.choose_placement(params, [gpu], 256 * GiB, "cpu", spread=False).device_map == "cpu"
 
 
 def test_asking_for_the_cpu_is_honoured():
@@ -138,13 +145,13 @@ def test_where_it_loaded_is_said_from_the_device_map():
 
 def test_a_model_on_one_device_says_so(tiny):
     """A real load, as stage 4 does it, on this machine's one device."""
-    placement = choose_placement(None, evaluate.visible_gpus(), 64 * GiB)
+    placement = choose_placement(None, resources.visible_gpus(), 64 * GiB)
     model = evaluate.load_model(str(tiny / "base"), placement)
     assert evaluate.where_loaded(model) in ("on CPU", "on one GPU")
 
 
 def two_gpus() -> bool:
-    return len(evaluate.visible_gpus()) >= 2
+    return len(resources.visible_gpus()) >= 2
 
 
 @pytest.mark.skipif(not two_gpus(), reason="needs two CUDA GPUs: a model sharded over GPUs cannot be "

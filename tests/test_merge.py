@@ -8,8 +8,9 @@ import time
 
 import pytest
 from conftest import FT, load_script
+from styletune import errors
 from styletune.config import load_config
-from styletune.train import merge
+from styletune.train import adapter, merge_output, models
 
 SCRIPT = load_script(FT / "training" / "3_merge_adapter.py")
 
@@ -17,9 +18,9 @@ SCRIPT = load_script(FT / "training" / "3_merge_adapter.py")
 def fake_adapter(folder, mtime=None):
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "adapter_config.json").write_text("{}")
-    (folder / merge.ADAPTER_FILE).write_bytes(b"x")
+    (folder / adapter.ADAPTER_FILE).write_bytes(b"x")
     if mtime:
-        os.utime(folder / merge.ADAPTER_FILE, (mtime, mtime))
+        os.utime(folder / adapter.ADAPTER_FILE, (mtime, mtime))
 
 
 def trainer_state(folder, step, best=None, evals=()):
@@ -45,14 +46,14 @@ def run_dir(tmp_path):
 
 def test_auto_prefers_the_final_adapter_and_says_it_holds_the_best(run_dir):
     fake_adapter(run_dir)
-    choice = merge.choose_adapter(run_dir)
+    choice = adapter.choose_adapter(run_dir)
     assert choice.path == run_dir
     assert "checkpoint-2 as best" in choice.reason
     assert (choice.step, choice.eval_loss) == (2, 1.5)
 
 
 def test_auto_without_a_final_adapter_takes_the_best_checkpoint(run_dir):
-    choice = merge.choose_adapter(run_dir)
+    choice = adapter.choose_adapter(run_dir)
     assert choice.path == run_dir / "checkpoint-2"
     assert choice.reason.startswith("the best checkpoint by validation loss")
     assert choice.eval_loss == 1.5
@@ -60,24 +61,24 @@ def test_auto_without_a_final_adapter_takes_the_best_checkpoint(run_dir):
 
 def test_auto_with_a_stale_final_adapter_says_so(run_dir):
     fake_adapter(run_dir, time.time() - 1000)
-    choice = merge.choose_adapter(run_dir)
+    choice = adapter.choose_adapter(run_dir)
     assert choice.path == run_dir / "checkpoint-2"
     assert "older than the newest checkpoint" in choice.reason
 
 
 def test_auto_without_validation_takes_the_highest_step_not_the_last_name(run_dir):
     trainer_state(run_dir / "checkpoint-10", 10)
-    choice = merge.choose_adapter(run_dir)
+    choice = adapter.choose_adapter(run_dir)
     assert choice.path == run_dir / "checkpoint-10"
     assert choice.step == 10 and "newest checkpoint by step number" in choice.reason
 
 
 def test_no_adapter_names_stage_2(tmp_path, capsys):
-    with pytest.raises(merge.MergeError, match="run 2_train_lora.sh first"):
-        merge.choose_adapter(tmp_path / "nothing")
+    with pytest.raises(errors.MergeError, match="run 2_train_lora.sh first"):
+        adapter.choose_adapter(tmp_path / "nothing")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(merge.MergeError, match="no adapter in"):
-        merge.choose_adapter(tmp_path / "empty")
+    with pytest.raises(errors.MergeError, match="no adapter in"):
+        adapter.choose_adapter(tmp_path / "empty")
 
 
 # --- a real merge: tiny random Llama, real PEFT adapter --------------------------------
@@ -101,12 +102,12 @@ def test_tiny_merge_verifies_writes_and_reruns_identically(make_config, tiny, tm
     assert "verify: mean |merged - (base + adapter)|" in out and "sample (greedy" in out
     names = {p.name for p in merged.iterdir()}
     assert {"model.safetensors", "config.json", "tokenizer.json", "chat_template.jinja",
-            "generation_config.json", merge.MANIFEST} <= names
-    manifest = json.loads((merged / merge.MANIFEST).read_text())
+            "generation_config.json", merge_output.MANIFEST} <= names
+    manifest = json.loads((merged / merge_output.MANIFEST).read_text())
     v = manifest["verification"]
     # The rounding noise is measured, and the adapter stands far above it.
     assert v["passed"] and v["mean_abs_diff"] <= v["tolerance"]
-    assert 0 < v["noise_floor"] * merge.SIGNAL_OVER_NOISE <= v["adapter_effect"]
+    assert 0 < v["noise_floor"] * models.SIGNAL_OVER_NOISE <= v["adapter_effect"]
     assert manifest["merge_method"].startswith("QLoRA")
     assert manifest["saved_dtype"] == "float32"
     gen = json.loads((merged / "generation_config.json").read_text())
@@ -125,25 +126,25 @@ def test_tiny_merge_verifies_writes_and_reruns_identically(make_config, tiny, tm
 
 def test_the_logits_check_fails_for_the_wrong_adapter(make_config, tiny, tmp_path, bnb_cpu_path):
     cfg = load_config(tiny_config(make_config, tiny, tmp_path))
-    tok = merge.load_tokenizer(cfg, tiny / "adapter")
-    probes = merge.probe_ids(tok, cfg)
-    base = merge.load_training_base(cfg, "cpu", "float32", quantized=True)
-    base_logits = merge.logits_of(base, probes)
-    right = merge.logits_of(merge.attach_adapter(base, tiny / "adapter"), probes)
-    base = merge.load_training_base(cfg, "cpu", "float32", quantized=True)
-    wrong = merge.logits_of(merge.attach_adapter(base, tiny / "other_adapter"), probes)
+    tok = models.load_tokenizer(cfg, tiny / "adapter")
+    probes = models.probe_ids(tok, cfg)
+    base = models.load_training_base(cfg, "cpu", "float32", quantized=True)
+    base_logits = models.logits_of(base, probes)
+    right = models.logits_of(models.attach_adapter(base, tiny / "adapter"), probes)
+    base = models.load_training_base(cfg, "cpu", "float32", quantized=True)
+    wrong = models.logits_of(models.attach_adapter(base, tiny / "other_adapter"), probes)
     # The noise floor as stage 3 measures it: the dequantised base, saved in bf16.
-    dequantised = merge.load_training_base(cfg, "cpu", "float32", quantized=True).dequantize()
-    with merge.weights_as_saved(dequantised, "bfloat16"):
-        floor = merge.route_noise(base_logits, merge.logits_of(dequantised, probes), "float32")
+    dequantised = models.load_training_base(cfg, "cpu", "float32", quantized=True).dequantize()
+    with models.weights_as_saved(dequantised, "bfloat16"):
+        floor = models.route_noise(base_logits, models.logits_of(dequantised, probes), "float32")
     assert floor > 0
-    assert merge.compare_logits(right, right, base_logits, floor).passed
-    assert not merge.compare_logits(wrong, right, base_logits, floor).passed
+    assert models.compare_logits(right, right, base_logits, floor).passed
+    assert not models.compare_logits(wrong, right, base_logits, floor).passed
     # a merge that lost the adapter altogether
-    assert not merge.compare_logits(base_logits, right, base_logits, floor).passed
+    assert not models.compare_logits(base_logits, right, base_logits, floor).passed
     # an adapter whose effect is within the noise cannot be checked: refused, and said so
-    effect = merge.compare_logits(right, right, base_logits, floor).adapter_effect
-    tiny_effect = merge.compare_logits(right, right, base_logits, effect)
+    effect = models.compare_logits(right, right, base_logits, floor).adapter_effect
+    tiny_effect = models.compare_logits(right, right, base_logits, effect)
     assert not tiny_effect.passed and not tiny_effect.distinguishable
     assert "merged_dtype: float32" in tiny_effect.failure("bfloat16")
 
@@ -156,7 +157,7 @@ def test_weights_as_saved_rounds_while_running_and_restores_after(tiny):
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     with torch.no_grad():
         exact = model(torch.arange(5, 25).unsqueeze(0)).logits
-        with merge.weights_as_saved(model, "float16"):
+        with models.weights_as_saved(model, "float16"):
             rounded = model(torch.arange(5, 25).unsqueeze(0)).logits
         again = model(torch.arange(5, 25).unsqueeze(0)).logits
     assert not torch.equal(exact, rounded) and torch.equal(exact, again)

@@ -7,8 +7,9 @@ import shutil
 
 import pytest
 from conftest import FT, SMOL, base_with_two_adapters, build_adapter, load_script
+from styletune import errors
 from styletune.config import load_config
-from styletune.train import merge, merge_streamed
+from styletune.train import adapter, merge_output, merge_streamed, models, resources
 from styletune.train.gpu_plan import LLAMA31_8B, LLAMA31_70B
 from styletune.train.model_size import parameter_count
 
@@ -67,7 +68,7 @@ def test_streamed_merge_writes_what_the_in_memory_merge_writes(make_config, smol
     for name in ("generation_config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
         assert (memory / name).read_bytes() == (streamed / name).read_bytes(), name
 
-    manifest = json.loads((streamed / merge.MANIFEST).read_text())
+    manifest = json.loads((streamed / merge_output.MANIFEST).read_text())
     v = manifest["verification"]
     assert manifest["merge_route"].startswith("streamed")
     assert v["method"].startswith("logits") and "per-layer" in v["method"]
@@ -78,7 +79,7 @@ def test_streamed_merge_writes_what_the_in_memory_merge_writes(make_config, smol
     print(f"per-layer check, float32: no merged value differs from NF4 + delta (a lost adapter: "
           f"{min(c['lost_mismatched'] for c in v['layers']):.1%} at least); logits: mean diff "
           f"{v['mean_abs_diff']:.2e} (in memory "
-          f"{json.loads((memory / merge.MANIFEST).read_text())['verification']['mean_abs_diff']:.2e})")
+          f"{json.loads((memory / merge_output.MANIFEST).read_text())['verification']['mean_abs_diff']:.2e})")
 
     from transformers import AutoModelForCausalLM
     model = AutoModelForCausalLM.from_pretrained(str(streamed))
@@ -93,7 +94,7 @@ def test_streamed_merge_in_bfloat16_matches_the_in_memory_merge(make_config, smo
     diff = max_abs_diff(tensors_of(memory), tensors_of(streamed))
     print(f"SmolLM2-135M, bfloat16: max |streamed - in memory| = {diff:.3e}")
     assert diff == 0.0
-    v = json.loads((streamed / merge.MANIFEST).read_text())["verification"]
+    v = json.loads((streamed / merge_output.MANIFEST).read_text())["verification"]
     assert v["passed"] and all(c["passed"] for c in v["layers"])
     print(f"per-layer check, bf16: at most {max(c['mismatched'] for c in v['layers']):.2%} of values "
           f"differ from NF4 + delta rounded to bf16 (a lost adapter: at least "
@@ -177,7 +178,7 @@ def test_a_sharded_base_is_merged_one_shard_at_a_time(make_config, sharded, tmp_
     out = capsys.readouterr().out
     assert f"shard {len(files)}/{len(files)}" in out
 
-    manifest = json.loads((merged / merge.MANIFEST).read_text())
+    manifest = json.loads((merged / merge_output.MANIFEST).read_text())
     assert manifest["verification"]["passed"]
     from transformers import AutoModelForCausalLM
     AutoModelForCausalLM.from_pretrained(str(merged))
@@ -211,21 +212,21 @@ def test_streamed_merge_follows_the_adapter_and_the_config(make_config, sharded,
     diff = max_abs_diff(tensors_of(memory), tensors_of(streamed))
     print(f"{lora or top}: max |streamed - in memory| = {diff:.3e}")
     assert diff == 0.0
-    assert json.loads((streamed / merge.MANIFEST).read_text())["verification"]["passed"]
+    assert json.loads((streamed / merge_output.MANIFEST).read_text())["verification"]["passed"]
 
 
 def test_a_model_too_big_to_load_is_verified_layer_by_layer(make_config, sharded, tmp_path, capsys):
     """The route a 70B takes on a machine that cannot load it: no logit check, no sample;
     the manifest says the per-layer check is what ran."""
     cfg = load_config(sharded_config(make_config, sharded, tmp_path))
-    choice = merge.choose_adapter(cfg.output_dir)
+    choice = adapter.choose_adapter(cfg.output_dir)
     out = tmp_path / "merged"
     manifest = merge_streamed.merge_streamed(cfg, choice, out, "cpu", "float32", full_check=False)
     v = manifest["verification"]
     assert v["method"].startswith("per-layer") and "logits" not in v["method"]
     assert "mean_abs_diff" not in v and v["passed"] and len(v["layers"]) == 3 * 7
     assert manifest["merge_route"].startswith("streamed")
-    assert json.loads((out / merge.MANIFEST).read_text()) == manifest
+    assert json.loads((out / merge_output.MANIFEST).read_text()) == manifest
     assert "sample (greedy" not in capsys.readouterr().out
     from transformers import AutoModelForCausalLM
     AutoModelForCausalLM.from_pretrained(str(out))
@@ -238,7 +239,7 @@ def test_the_layer_check_fails_for_the_wrong_adapter(make_config, sharded, tmp_p
     cfg = load_config(cfg_path)
     shards = merge_streamed.base_shards(cfg.base_model)
     adapter = merge_streamed.StreamedAdapter(sharded / "adapter")
-    tok = merge.load_tokenizer(cfg, adapter.folder)
+    tok = models.load_tokenizer(cfg, adapter.folder)
     merger = merge_streamed.prepare_merger(cfg, tok, adapter, shards, "cpu", "float32")
     checks = merge_streamed.verify_layers(cfg, adapter, merger, shards, tmp_path / "merged",
                                           "float32", "float32", "cpu", say=print)
@@ -287,10 +288,10 @@ def test_an_adapter_holding_other_tensors_is_refused(sharded, tmp_path):
     from safetensors.torch import load_file, save_file
     folder = tmp_path / "adapter"
     shutil.copytree(sharded / "adapter", folder)
-    tensors = load_file(str(folder / merge.ADAPTER_FILE))
+    tensors = load_file(str(folder / adapter.ADAPTER_FILE))
     tensors["base_model.model.model.embed_tokens.lora_embedding_A"] = torch.zeros(4, 49152)
-    save_file(tensors, str(folder / merge.ADAPTER_FILE))
-    with pytest.raises(merge.MergeError, match="not LoRA A/B pairs on linear layers .*embed_tokens"):
+    save_file(tensors, str(folder / adapter.ADAPTER_FILE))
+    with pytest.raises(errors.MergeError, match="not LoRA A/B pairs on linear layers .*embed_tokens"):
         merge_streamed.StreamedAdapter(folder)
 
 
@@ -306,7 +307,7 @@ def test_the_base_is_read_from_the_hugging_face_cache_never_downloaded(sharded, 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
     shards = merge_streamed.base_shards("someone/tiny-llama")
     assert shards.folder == snapshot and shards.indexed and len(shards.files) >= 4
-    with pytest.raises(merge.MergeError, match="not in the Hugging Face cache"):
+    with pytest.raises(errors.MergeError, match="not in the Hugging Face cache"):
         merge_streamed.base_shards("someone/absent-model")
 
 
@@ -345,7 +346,7 @@ def test_a_truncated_or_damaged_shard_is_one_line_naming_it(tmp_path, keep, said
         path.write_bytes(data + b"\0" * 10)
     else:
         path.write_bytes(data[:keep])
-    with pytest.raises(merge.MergeError) as err:
+    with pytest.raises(errors.MergeError) as err:
         merge_streamed.read_header(path)
     message = str(err.value)
     assert said in message and "model-00002-of-00004.safetensors" in message and "\n" not in message
@@ -379,7 +380,7 @@ def test_a_truncated_shard_is_refused_by_the_plan(make_config, sharded, tmp_path
 def test_a_damaged_index_is_one_line_naming_it(sharded, tmp_path, index_text, said):
     base, _ = copy_of_base(sharded, tmp_path)
     (base / merge_streamed.INDEX_FILE).write_text(index_text)
-    with pytest.raises(merge.MergeError) as err:
+    with pytest.raises(errors.MergeError) as err:
         merge_streamed.base_shards(str(base))
     assert f"{merge_streamed.INDEX_FILE} is damaged or truncated ({said}" in str(err.value)
     assert "re-download the base model" in str(err.value)
@@ -400,7 +401,7 @@ def test_a_damaged_file_in_the_hugging_face_cache_names_its_blob(sharded, tmp_pa
     (snapshot / name).unlink()
     (snapshot / name).symlink_to(blob)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    with pytest.raises(merge.MergeError) as err:
+    with pytest.raises(errors.MergeError) as err:
         merge_streamed.base_shards("someone/tiny-llama")
     message = str(err.value)
     assert f"snapshots/{'cd' * 20}/{name} is damaged or truncated" in message
@@ -415,13 +416,13 @@ def test_a_damaged_file_in_the_hugging_face_cache_names_its_blob(sharded, tmp_pa
     (LLAMA_70B, "cpu", "bfloat16", 256.0, False),
     (LLAMA_8B, "cpu", "bfloat16", 64.0, False),      # 22.4 GiB
     (LLAMA_8B, "cpu", "bfloat16", 16.0, True),
-    (LLAMA_8B, "cuda", "bfloat16", 16.0, False),     # pick_device found the GPU room
+    (LLAMA_8B, "cuda", "bfloat16", 16.0, False),     # choose_placement found the GPU room
 ])
 def test_the_route_is_in_memory_when_it_fits_streamed_when_not(shape, device, dtype, ram, streamed):
-    route = merge.decide_route(parameter_count(shape), device, dtype, ram, force_streamed=False)
+    route = resources.decide_route(parameter_count(shape), device, dtype, ram, force_streamed=False)
     assert route.streamed is streamed and route.fits is not streamed
     assert route.why.startswith("streamed, shard by shard: the in-memory merge needs ~" if streamed else "in memory")
-    forced = merge.decide_route(parameter_count(shape), device, dtype, ram, force_streamed=True)
+    forced = resources.decide_route(parameter_count(shape), device, dtype, ram, force_streamed=True)
     assert forced.streamed and forced.fits is (not streamed) and "asked for with --streamed" in forced.why
 
 

@@ -57,11 +57,11 @@ def test_rehearsal_model_config_json():
 
 def test_stages_2_and_3_use_the_one_count(make_config):
     from styletune.config import load_config
-    from styletune.train import merge, preflight
+    from styletune.train import model_size, preflight, resources
     cfg = load_config(make_config())
     shape = json.loads((SMOL / "config.json").read_text())
-    assert merge.base_parameter_count(cfg) == parameter_count(shape)
-    assert merge.parameter_count is preflight.parameter_count is parameter_count
+    assert resources.base_parameter_count(cfg) == parameter_count(shape)
+    assert model_size.parameter_count is preflight.parameter_count is parameter_count
 
 
 def test_checkpoints_by_step_number_not_name(tmp_path):

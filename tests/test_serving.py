@@ -13,7 +13,7 @@ import yaml
 from conftest import FT, SAMPLE_BOOK, llama_like_model, load_script
 from styletune.config import load_config
 from styletune.deploy import serve as serving
-from styletune.train import merge
+from styletune.train import merge_output, models
 from support.gotemplate import collate, render_ollama
 
 SCRIPT = load_script(FT / "training" / "5_configure_continue.py")
@@ -94,9 +94,9 @@ def served(request, tmp_path_factory, tiny):
     if request.param == "llama3":
         # What stage 3 writes for rendering (tokenizer, template, manifest): the
         # tiny adapter was trained on another vocabulary, so no weights are merged.
-        tok = merge.load_tokenizer(cfg, tmp / "no_adapter")
+        tok = models.load_tokenizer(cfg, tmp / "no_adapter")
         tok.save_pretrained(tmp / "merged")
-        (tmp / "merged" / merge.MANIFEST).write_text(json.dumps({"chat_template": "jinja",
+        (tmp / "merged" / merge_output.MANIFEST).write_text(json.dumps({"chat_template": "jinja",
                                                                  "eos_token": tok.eos_token}))
     else:
         assert MERGE.main(["--config", str(cfg_path), "--auto"]) == 0

@@ -14,7 +14,7 @@ from conftest import FT, REPO, load_script
 from styletune import paths
 from styletune.deploy import fit, llamacpp
 from styletune.deploy import serve as serving
-from styletune.train import gpu_plan, merge
+from styletune.train import gpu_plan, merge_output
 from styletune.train.model_size import parameter_count
 
 SCRIPT = load_script(FT / "training" / "5_configure_continue.py")
@@ -142,7 +142,7 @@ def _merged(tmp_path, size: str) -> Path:
     merged = tmp_path / "merged"
     merged.mkdir()
     (merged / "config.json").write_text(json.dumps(llama_shape(size)))
-    (merged / merge.MANIFEST).write_text(json.dumps({"chat_template": "chatml", "eos_token": "<|im_end|>"}))
+    (merged / merge_output.MANIFEST).write_text(json.dumps({"chat_template": "chatml", "eos_token": "<|im_end|>"}))
     return merged
 
 

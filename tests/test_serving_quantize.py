@@ -11,7 +11,7 @@ from conftest import FT, build_adapter, load_script, write_config
 from styletune.config import load_config
 from styletune.deploy import llamacpp
 from styletune.deploy import serve as serving
-from styletune.train import merge
+from styletune.train import models
 
 # A merge, a conversion, a quantisation and a real server: a minute or more.
 pytestmark = pytest.mark.slow
@@ -79,7 +79,7 @@ def test_the_q4_k_m_gguf_continues_text_in_a_real_server(merged):
     dest = serving.gguf_path(merged, "q4_K_M")
     if not dest.is_file():
         assert stage5(merged, "--backend", "llamacpp", "--gguf", "q4_K_M").returncode == 0
-    tok = merge.load_tokenizer(merged, merged.pipeline.merged_dir)
+    tok = models.load_tokenizer(merged, merged.pipeline.merged_dir)
     with llamacpp.Server(dest) as server:
         out = server.complete("The station turned slowly above the clouds.", n_predict=16,
                               temperature=0, seed=1)

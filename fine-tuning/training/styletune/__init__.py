@@ -24,8 +24,14 @@ data/       stages 0 and 1: from manuscript to training examples
 train/      stages 2 and 3: the adapter
   preflight   stage 2's checks and plan (train_preflight.py, run by 2_train_lora.sh)
   gpu_plan    memory per GPU for 1-8 GPUs (DDP, FSDP), time, Axolotl's launch arguments
-  merge       stage 3 (3_merge_adapter.py): the adapter, the NF4 merge, the logits check
+  merge       stage 3 (3_merge_adapter.py): the in-memory merge and the CLI
   merge_streamed  the same merge shard by shard, for a model the RAM cannot hold
+  adapter     which adapter stage 3 merges (lowest validation loss), and its base
+  resources   where a model loads (choose_placement: stages 3 and 4), the merge's route,
+              disk and RAM
+  models      the base as training saw it, the tokenizer, probes, logits, the verdict
+              (stages 3-5)
+  merge_output  the merged folder both routes write: .partial, manifest, into place
   checkpoints Axolotl's checkpoint-N folders, newest and by step
   model_size  a model's shape and parameter count (GQA, tied embeddings), for memory plans
   bnb_cpu     4-bit layers on a CPU with AVX512-BF16 kept on the trainable path

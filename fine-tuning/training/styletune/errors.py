@@ -14,3 +14,7 @@ class ConfigError(UserError):
 
 class InputError(UserError):
     """A manuscript or chunk file cannot be used as it is."""
+
+
+class MergeError(UserError):
+    """Stage 3 cannot go on; the message says why and what to do."""

@@ -34,7 +34,7 @@ from styletune.config import load_config
 from styletune.deploy import fit, llamacpp
 from styletune.errors import UserError
 from styletune.fileio import write_atomic, write_outputs
-from styletune.train import merge
+from styletune.train import models
 
 # Go templates for Ollama, one per Axolotl chat template they match. Every message
 # is rendered, system messages included (Ollama keeps them in .Messages), and the
@@ -496,8 +496,8 @@ def write_gguf(cfg, model_dir: Path, dest: Path, outtype: str) -> None:
         if llamacpp.find_server() is None:
             print("warning: the GGUF was not checked: no llama-server here (`make llama-server` builds one)")
         else:
-            tok = merge.load_tokenizer(cfg, model_dir)
-            conversation = merge.probe_conversations(cfg)[0]
+            tok = models.load_tokenizer(cfg, model_dir)
+            conversation = models.probe_conversations(cfg)[0]
             template = AUTOCOMPLETE.get(cfg.template_family)
             for line in llamacpp.check_gguf(unchecked, tok, conversation, template):
                 print(f"checked: {line}")
@@ -509,7 +509,7 @@ def write_gguf(cfg, model_dir: Path, dest: Path, outtype: str) -> None:
 
 
 def try_routes(cfg, model_dir: Path, plan, text: str) -> None:
-    tok = merge.load_tokenizer(cfg, model_dir)
+    tok = models.load_tokenizer(cfg, model_dir)
     system = BASE_SYSTEM_MESSAGE + "\n\n" + plan.contents["rules"].split("---", 2)[-1].strip()
     entries = continue_models(cfg, tok.eos_token, "llamacpp")
     for route, continuation in llamacpp.try_routes(plan.gguf, tok, entries, system, text).items():

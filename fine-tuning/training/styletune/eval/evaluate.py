@@ -22,9 +22,9 @@ from styletune.errors import UserError
 from styletune.eval import report as style_report
 from styletune.fileio import write_atomic
 from styletune.text.sentences import boundaries, build_punkt
-from styletune.train import merge
-from styletune.train.merge import load_tokenizer
-from styletune.train.model_size import bf16_run_bytes, cpu_compute_dtype, gpu_bytes_needed
+from styletune.train import resources
+from styletune.train.models import load_tokenizer
+from styletune.train.resources import Placement
 
 BLOCK_TOKENS = 64
 # The writer's own test of the editor route: typed in the editor, it ends mid-sentence,
@@ -125,75 +125,6 @@ def join_class(text: str) -> str:
 
 
 # --- models ----------------------------------------------------------------------------
-
-@dataclass
-class Placement:
-    """Where stage 4 loads each model: `device_map` as from_pretrained takes it ("cuda",
-    "cpu", or "auto": accelerate spreads the layers over the GPUs, and then CPU RAM unless
-    `max_memory` names the GPUs only)."""
-    device_map: str
-    dtype: str
-    why: str
-    max_memory: dict | None = None      # {GPU index: bytes}; no "cpu" key: nothing spills into RAM
-
-
-def choose_placement(params: int | None, gpus: list[tuple[str, int]], ram_bytes: int,
-                     requested: str = "auto") -> Placement:
-    """Where each model loads. `gpus`: (name, free bytes) of each visible GPU, first the one a
-    plain "cuda" uses. The same arithmetic as stage 3 (model_size: bf16 weights + a fifth,
-    + 2 GiB for CUDA; float32 on CPU when RAM allows).
-      auto  one GPU when the model fits there; else every visible GPU, then CPU RAM
-            (device_map="auto"); the CPU without a GPU.
-      cuda  GPUs only: one GPU when the model fits there; else every visible GPU, each up
-            to its free memory and never CPU RAM; refused when even all of them cannot hold it.
-      cpu   the CPU."""
-    gib = merge._gib
-    if requested == "cpu" or not gpus:
-        if requested == "cuda":
-            raise EvaluationError("--device cuda: no CUDA GPU is visible to PyTorch; use --device cpu")
-        if params and bf16_run_bytes(params) > ram_bytes:
-            raise EvaluationError(f"the model needs ~{gib(bf16_run_bytes(params)):.0f} GiB of RAM even in "
-                                  f"bf16, {gib(ram_bytes):.0f} GiB available: run stage 4 where GPUs can hold it")
-        return Placement("cpu", cpu_compute_dtype(params, ram_bytes),
-                         "asked for with --device cpu" if requested == "cpu" else "no CUDA GPU")
-    need, (name, free) = gpu_bytes_needed(params or 0), gpus[0]
-    if need <= free:
-        return Placement("cuda", "bfloat16", f"{name}: {gib(free):.0f} GiB free, the model needs ~{gib(need):.0f}")
-    together = sum(f for _, f in gpus)
-    spread = f"{len(gpus)} GPUs" if len(gpus) > 1 else "the GPU"
-    if need <= together:
-        only = requested == "cuda"
-        return Placement("auto", "bfloat16", f"sharded over {spread}{' only (--device cuda)' if only else ''}: "
-                                             f"the model needs ~{gib(need):.0f} GiB, one GPU has {gib(free):.0f}, "
-                                             f"together {gib(together):.0f}",
-                         max_memory={i: f for i, (_, f) in enumerate(gpus)} if only else None)
-    if requested == "cuda":
-        raise EvaluationError(f"--device cuda: the model needs ~{gib(need):.0f} GiB of GPU memory, the "
-                              f"{len(gpus)} visible GPU(s) have {gib(together):.0f} GiB free together: use "
-                              "--device auto to put the rest in CPU RAM (slow), or run stage 4 on a machine "
-                              "with more GPU memory")
-    if need <= together + 0.8 * ram_bytes:
-        return Placement("auto", "bfloat16", f"sharded over {spread} and CPU RAM (slow: the layers in RAM "
-                                             f"cross to a GPU at every step): the model needs ~{gib(need):.0f} "
-                                             f"GiB, the GPUs have {gib(together):.0f}")
-    raise EvaluationError(f"the model needs ~{gib(need):.0f} GiB; the GPUs have {gib(together):.0f} GiB free and "
-                          f"RAM {gib(ram_bytes):.0f} GiB: run stage 4 on a machine with more GPU memory")
-
-
-def visible_gpus() -> list[tuple[str, int]]:
-    """(name, free bytes) of each GPU PyTorch sees."""
-    import torch
-    if not torch.cuda.is_available():
-        return []
-    return [(torch.cuda.get_device_name(i), torch.cuda.mem_get_info(i)[0])
-            for i in range(torch.cuda.device_count())]
-
-
-def placement_for(cfg, requested: str) -> Placement:
-    import psutil
-    return choose_placement(merge.base_parameter_count(cfg), visible_gpus(),
-                            psutil.virtual_memory().available, requested)
-
 
 def where_loaded(model) -> str:
     """Where from_pretrained put the model, from accelerate's device map when it made one."""
@@ -472,7 +403,7 @@ def run(args) -> int:
     out = ev["report_dir"]
     existing = [out / f for f in REPORT_FILES if (out / f).exists()]
     read_conversations(cfg.validation_path, "validation data")
-    placement = placement_for(cfg, args.device)
+    placement = resources.placement_for(cfg, args.device, error=EvaluationError)
     print(f"config: {paths.shown(cfg.path)}\nbase: {cfg.data['base_model']}\n"
           f"tuned: {paths.shown(adapter or tuned)}\ndevice: {placement.device_map} ({placement.why}); "
           f"{placement.dtype}\nreport: {paths.shown(out)}")

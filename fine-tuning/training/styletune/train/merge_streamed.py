@@ -30,9 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from styletune import paths
+from styletune.errors import MergeError
 from styletune.fileio import write_atomic
-from styletune.train import merge
-from styletune.train.merge import ADAPTER_FILE, EFFECT_SHARE, MergeError
+from styletune.train import merge_output, model_size, models
+from styletune.train.adapter import ADAPTER_FILE
+from styletune.train.models import EFFECT_SHARE
 
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
@@ -243,14 +245,14 @@ def base_shards(base: str) -> BaseShards:
 
 def output_bytes(shards: BaseShards, saved: str) -> int:
     floating = ("F", "BF")
-    return sum(math.prod(shape) * merge.dtype_bytes(saved if dtype.startswith(floating) else dtype)
+    return sum(math.prod(shape) * model_size.dtype_bytes(saved if dtype.startswith(floating) else dtype)
                for _, dtype, shape in shards.tensors())
 
 
 def peak_ram_bytes(shards: BaseShards, saved: str) -> int:
     """One output shard held before it is written, plus one weight's temporaries (the weight in
     float32, its NF4 round trip, the LoRA delta, the sum), plus 1 GiB for the libraries."""
-    ratio = max(merge.dtype_bytes(saved) / merge.DTYPE_BYTES.get(dtype, 2) for _, dtype, _ in shards.tensors())
+    ratio = max(model_size.dtype_bytes(saved) / model_size.DTYPE_BYTES.get(dtype, 2) for _, dtype, _ in shards.tensors())
     largest = max(math.prod(shape) for _, _, shape in shards.tensors())
     return int(shards.largest_file_bytes() * max(ratio, 1.0) + 4 * 4 * largest + 2**30)
 
@@ -258,14 +260,14 @@ def peak_ram_bytes(shards: BaseShards, saved: str) -> int:
 def resource_lines(shards: BaseShards, out: Path, saved: str) -> list[str]:
     """Disk for the output and RAM for one shard at a time; raises when either is short."""
     import shutil
-    gib = merge._gib
+    gib = model_size.gib
     need_disk = gib(output_bytes(shards, saved)) * 1.02
     free_disk = gib(shutil.disk_usage(out.parent).free)
     if free_disk < need_disk:
         raise MergeError(f"only {free_disk:.1f} GiB free at {paths.shown(out.parent)}; the merged model "
                          f"needs ~{need_disk:.1f} GiB ({saved}): free some space or set "
                          "style_pipeline.merged_dir elsewhere")
-    need_ram, ram = gib(peak_ram_bytes(shards, saved)), merge.available_ram_gib()
+    need_ram, ram = gib(peak_ram_bytes(shards, saved)), model_size.available_ram_gib()
     if ram < need_ram:
         raise MergeError(f"{ram:.1f} GiB of RAM available; even the streamed merge needs ~{need_ram:.1f} "
                          "GiB (one shard and one layer at a time): close other programs")
@@ -292,7 +294,7 @@ def training_skeleton(cfg, folder: Path, dtype_name: str, quantized: bool):
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)
     if not quantized:
         return model, None
-    quantizer = AutoHfQuantizer.from_config(merge.training_bnb_config(cfg, dtype))
+    quantizer = AutoHfQuantizer.from_config(models.training_bnb_config(cfg, dtype))
     quantizer.preprocess_model(model, device_map={"": "cpu"}, dtype=dtype)
     return model, quantizer
 
@@ -382,7 +384,7 @@ def write_index(partial: Path, weight_map: dict[str, str], shards: BaseShards) -
     headers = [read_header(partial / name) for name in sorted(set(weight_map.values()))]
     tensors = [(dtype, math.prod(shape)) for header in headers for dtype, shape in header.values()]
     metadata = {"total_parameters": sum(n for _, n in tensors),
-                "total_size": sum(n * merge.dtype_bytes(dtype) for dtype, n in tensors)}
+                "total_size": sum(n * model_size.dtype_bytes(dtype) for dtype, n in tensors)}
     index = {"metadata": metadata, "weight_map": dict(sorted(weight_map.items()))}
     write_atomic(partial / INDEX_FILE, (json.dumps(index, indent=2) + "\n").encode())
 
@@ -437,7 +439,7 @@ def independent_nf4(cfg, weight, compute: str, device: str):
     config's quantisation settings (not through transformers' loader)."""
     import bitsandbytes as bnb
     import torch
-    bnb_cfg = merge.training_bnb_config(cfg, getattr(torch, compute))
+    bnb_cfg = models.training_bnb_config(cfg, getattr(torch, compute))
     layer = bnb.nn.Linear4bit(weight.shape[1], weight.shape[0], bias=False,
                               compute_dtype=bnb_cfg.bnb_4bit_compute_dtype,
                               compress_statistics=bnb_cfg.bnb_4bit_use_double_quant,
@@ -529,7 +531,7 @@ def refuse_resized_vocabulary(tok, skeleton) -> None:
 def prepare_merger(cfg, tok, adapter: StreamedAdapter, shards: BaseShards, device: str,
                    dtype: str) -> WeightMerger:
     """Everything the merge needs, and every refusal, before a file is written."""
-    skeleton, quantizer = training_skeleton(cfg, shards.folder, dtype, merge.is_qlora(cfg))
+    skeleton, quantizer = training_skeleton(cfg, shards.folder, dtype, models.is_qlora(cfg))
     refuse_resized_vocabulary(tok, skeleton)
     merger = WeightMerger(skeleton, quantizer, adapter, device, dtype, cfg.pipeline.merged_dtype)
     check_targets(adapter, merger, shards)
@@ -545,20 +547,20 @@ def write_streamed(merger: WeightMerger, shards: BaseShards, partial: Path, save
 def merge_streamed(cfg, choice, out: Path, device: str, dtype: str, full_check: bool, say=print) -> dict:
     """Merge shard by shard into out.partial, verify (sampled layers; the logits as well when
     the whole model fits), then move it into place. Returns the manifest."""
-    quantized, saved = merge.is_qlora(cfg), cfg.pipeline.merged_dtype
-    tok = merge.load_tokenizer(cfg, choice.path)
-    probes = merge.probe_ids(tok, cfg)
+    quantized, saved = models.is_qlora(cfg), cfg.pipeline.merged_dtype
+    tok = models.load_tokenizer(cfg, choice.path)
+    probes = models.probe_ids(tok, cfg)
     adapter, shards = StreamedAdapter(choice.path), base_shards(cfg.base_model)
     merger = prepare_merger(cfg, tok, adapter, shards, device, dtype)
     t0 = time.time()
     if full_check:
         say("the whole model fits here: base and base + adapter first, for the logit check")
-        base_logits, ref_logits = merge.reference_logits(cfg, choice, device, dtype, quantized, probes)
-        floor = merge.dequantised_floor(cfg, device, dtype, quantized, probes, base_logits, saved)
+        base_logits, ref_logits = models.reference_logits(cfg, choice, device, dtype, quantized, probes)
+        floor = models.dequantised_floor(cfg, device, dtype, quantized, probes, base_logits, saved)
     say(f"merging shard by shard ({len(shards.files)} shard(s), {device}, compute {dtype})")
-    partial = merge.fresh_partial(out)
+    partial = merge_output.fresh_partial(out)
     write_streamed(merger, shards, partial, saved, say)
-    merge.save_tokenizer_and_generation(cfg, tok, partial)
+    merge_output.save_tokenizer_and_generation(cfg, tok, partial)
 
     say("verifying a sample of merged weights (first, middle and last layer)")
     checks = verify_layers(cfg, adapter, merger, shards, partial, dtype, saved, device, say)
@@ -570,15 +572,15 @@ def merge_streamed(cfg, choice, out: Path, device: str, dtype: str, full_check: 
     failure = None if verification["passed"] else "a merged weight does not match NF4(base) + delta (see above)"
     if full_check:
         say("verifying the merged folder (the whole model fits here)")
-        verdict, sample = merge.check_reloaded(cfg, partial, probes, ref_logits, base_logits, floor,
+        verdict, sample = models.check_reloaded(cfg, partial, probes, ref_logits, base_logits, floor,
                                                device, dtype, tok)
         say(f"verify: {verdict.line()}")
-        verification = {**verdict.__dict__, **merge.probe_counts(probes), **verification,
+        verification = {**verdict.__dict__, **models.probe_counts(probes), **verification,
                         "method": "logits (the merged folder reloaded whole against base + adapter) "
                                   "and " + verification["method"],
                         "passed": verification["passed"] and verdict.passed}
         failure = failure or (None if verdict.passed else verdict.failure(saved))
-    manifest = merge.manifest_for(cfg, choice, tok, dtype, device, verification,
-                                  route="streamed: shard by shard, " + merge.method_of(quantized))
-    merge.finish(partial, out, manifest, failure, sample, t0, say)
+    manifest = merge_output.manifest_for(cfg, choice, tok, dtype, device, verification,
+                                  route="streamed: shard by shard, " + merge_output.method_of(quantized))
+    merge_output.finish(partial, out, manifest, failure, sample, t0, say)
     return manifest

@@ -41,8 +41,7 @@ def embedding_parameter_count(shape: dict) -> int:
     return shape["vocab_size"] * shape["hidden_size"] * (1 if tied else 2)
 
 
-# --- where a model fits: shared by stage 3 (merge.pick_device, compute_dtype) and
-# stage 4 (evaluate.choose_placement) -----------------------------------------------
+# --- where a model fits: resources.choose_placement, for stages 3 and 4 -------------
 
 # A model in bf16 takes its weights plus a fifth for activations and the KV cache;
 # on a GPU, 2 GiB more for CUDA itself.
@@ -68,3 +67,26 @@ def cpu_compute_dtype(params: int | None, ram_bytes: float) -> str:
     if params is None or params * 4 * FLOAT32_RAM_OVERHEAD < ram_bytes:
         return "float32"
     return "bfloat16"
+
+
+# Bytes per value, by the dtype names safetensors headers use; dtype_bytes also takes the
+# torch names merged_dtype and the compute dtype use.
+DTYPE_BYTES = {"F64": 8, "F32": 4, "BF16": 2, "F16": 2, "I64": 8, "I32": 4, "I16": 2,
+               "I8": 1, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
+
+
+SAFETENSORS_NAMES = {"float32": "F32", "bfloat16": "BF16", "float16": "F16"}
+
+
+def dtype_bytes(dtype: str) -> int:
+    """Bytes per value of a torch dtype name ("bfloat16") or a safetensors one ("BF16")."""
+    return DTYPE_BYTES[SAFETENSORS_NAMES.get(dtype, dtype)]
+
+
+def gib(n_bytes: float) -> float:
+    return n_bytes / 2**30
+
+
+def available_ram_gib() -> float:
+    import psutil
+    return gib(psutil.virtual_memory().available)

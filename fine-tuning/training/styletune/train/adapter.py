@@ -1,0 +1,88 @@
+"""Which adapter stage 3 merges: the checkpoint with the lowest validation loss in
+the config's output_dir (--auto), or a folder given by hand; and a check that it
+was trained on the config's base model."""
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from styletune import paths
+from styletune.errors import MergeError
+from styletune.train.checkpoints import checkpoint_step, checkpoints
+
+ADAPTER_FILE = "adapter_model.safetensors"
+
+
+@dataclass
+class AdapterChoice:
+    path: Path
+    reason: str
+    step: int | None = None
+    eval_loss: float | None = None
+
+
+def _trainer_state(folder: Path) -> dict:
+    path = folder / "trainer_state.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def _eval_loss_at(state: dict, step: int | None):
+    losses = [e["eval_loss"] for e in state.get("log_history", [])
+              if "eval_loss" in e and e.get("step") == step]
+    return losses[-1] if losses else None
+
+
+def choose_adapter(output_dir: Path) -> AdapterChoice:
+    """The final adapter; else the best checkpoint by validation loss, when training
+    recorded one; else the newest checkpoint by step number."""
+    if not output_dir.is_dir():
+        raise MergeError(f"no training output at {paths.shown(output_dir)}: run 2_train_lora.sh "
+                         "first, or name an adapter with --adapter PATH")
+    steps = checkpoints(output_dir, holding=ADAPTER_FILE)
+    state = _trainer_state(steps[-1][1]) if steps else {}
+    best = state.get("best_model_checkpoint")
+    best_dir = output_dir / Path(best).name if best else None
+    best_step = state.get("best_global_step")
+    final = output_dir / ADAPTER_FILE
+    newest_ckpt_time = (steps[-1][1] / ADAPTER_FILE).stat().st_mtime if steps else 0
+    if final.is_file() and final.stat().st_mtime >= newest_ckpt_time - 1:
+        reason = "the final adapter training saved in output_dir"
+        step = state.get("global_step")
+        if best_dir is not None:
+            # load_best_model_at_end reloads the best checkpoint before the final save
+            reason += f" (training recorded {best_dir.name} as best by validation loss)"
+            step = best_step
+        return AdapterChoice(output_dir, reason, step, state.get("best_metric") or
+                             _eval_loss_at(state, step))
+    note = (" (the final adapter in output_dir is older than the newest checkpoint, so it "
+            "belongs to an earlier run)" if final.is_file() else "")
+    if best_dir is not None and (best_dir / ADAPTER_FILE).is_file():
+        return AdapterChoice(best_dir, "the best checkpoint by validation loss" + note,
+                             best_step, state.get("best_metric"))
+    if steps:
+        step, path = steps[-1]
+        return AdapterChoice(path, "the newest checkpoint by step number (no validation loss "
+                             "recorded)" + note, step, _eval_loss_at(state, step))
+    raise MergeError(f"no adapter in {paths.shown(output_dir)} (no {ADAPTER_FILE}, no "
+                     "checkpoint-N/): run 2_train_lora.sh first, or name one with --adapter PATH")
+
+
+def adapter_by_hand(path: Path) -> AdapterChoice:
+    if not (path / "adapter_config.json").is_file() or not (path / ADAPTER_FILE).is_file():
+        raise MergeError(f"--adapter {paths.shown(path)}: no adapter_config.json and "
+                         f"{ADAPTER_FILE} there; name a training output folder or a checkpoint-N in it")
+    step = checkpoint_step(path)
+    return AdapterChoice(path, "named with --adapter", step,
+                         _eval_loss_at(_trainer_state(path), step) if step is not None else None)
+
+
+def check_adapter_base(cfg, choice: AdapterChoice) -> None:
+    """An adapter only fits the base it was trained on."""
+    meta = json.loads((choice.path / "adapter_config.json").read_text(encoding="utf-8"))
+    trained_on = str(meta.get("base_model_name_or_path") or "")
+    if trained_on and Path(trained_on).name != Path(cfg.base_model).name:
+        raise MergeError(f"the adapter in {paths.shown(choice.path)} was trained on {trained_on!r}, "
+                         f"but the config's base_model is {cfg.data['base_model']!r}: use the "
+                         "config that trained it")
+
+
+# --- resources --------------------------------------------------------------------

@@ -1,0 +1,70 @@
+"""The merged folder both routes of stage 3 write: built in <out>.partial, its
+manifest, and moved into place only once verified."""
+import json
+import shutil
+import time
+from pathlib import Path
+
+from styletune import paths
+from styletune.errors import MergeError
+from styletune.fileio import sha256_bytes, write_atomic
+from styletune.train.adapter import ADAPTER_FILE, AdapterChoice
+from styletune.train.models import SAMPLE_TOKENS, generation_config, is_qlora
+
+MANIFEST = "merge_manifest.json"
+
+
+def fresh_partial(out: Path) -> Path:
+    """The folder the merge writes into; it replaces `out` only once verified."""
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    return partial
+
+
+def save_tokenizer_and_generation(cfg, tok, partial: Path) -> None:
+    tok.save_pretrained(partial)
+    generation_config(cfg, tok, cfg.base_model).save_pretrained(partial)
+
+
+def method_of(quantized: bool) -> str:
+    return ("QLoRA: base loaded in NF4 as in training (bitsandbytes), dequantised, adapter added"
+            if quantized else "LoRA: adapter added to the unquantised base")
+
+
+def manifest_for(cfg, choice: AdapterChoice, tok, dtype: str, device: str, verification: dict,
+                 route: str) -> dict:
+    return {
+        "base_model": cfg.data["base_model"],
+        "adapter": paths.shown(choice.path), "adapter_choice": choice.reason,
+        "checkpoint_step": choice.step, "validation_loss": choice.eval_loss,
+        "adapter_sha256": sha256_bytes((choice.path / ADAPTER_FILE).read_bytes()),
+        "merge_method": method_of(is_qlora(cfg)), "merge_route": route,
+        "chat_template": cfg.chat_template, "eos_token": tok.eos_token,
+        "saved_dtype": cfg.pipeline.merged_dtype, "compute_dtype": dtype, "device": device,
+        "verification": verification,
+        "config": paths.shown(cfg.path), "config_sha256": cfg.sha256(),
+    }
+
+
+def finish(partial: Path, out: Path, manifest: dict, failure: str | None, sample: str | None,
+           t0: float, say) -> None:
+    """Write the manifest; move the folder into place only when the verification passed."""
+    write_atomic(partial / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
+    if failure:
+        raise MergeError(f"{failure}. The merged folder is left in {paths.shown(partial)} for "
+                         "inspection; nothing was replaced")
+    if sample is not None:
+        say(f'sample (greedy, {SAMPLE_TOKENS} tokens): "{sample.strip()}"')
+    _move_into_place(partial, out)
+    say(f"took {time.time() - t0:.0f} s")
+
+
+def _move_into_place(partial: Path, out: Path) -> None:
+    """The old folder is removed only after the new one is complete and verified."""
+    old = out.with_name(out.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        out.rename(old)
+    partial.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
