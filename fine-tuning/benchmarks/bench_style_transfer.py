@@ -48,7 +48,8 @@ def parse_args():
     p.add_argument("--epochs", type=int, default=2, help="training epochs (default 2)")
     p.add_argument("--learning-rate", type=float, default=0.0005)
     p.add_argument("--max-tokens", type=int, default=900,
-                   help="stage 0's token budget per chunk (short rows train fast on CPU)")
+                   help="stage 0 aims at two thirds of this per chunk, in example tokens, none over "
+                        "sequence_len (1024) (short rows train fast on CPU)")
     p.add_argument("--held-out", type=float, default=0.10, help="share of chunks held out, from the end")
     p.add_argument("--work", help="working folder (default: a new temporary folder, kept)")
     p.add_argument("--evaluate-only", action="store_true",
@@ -72,7 +73,7 @@ def run_stage(label, cmd, times, log):
 def write_config(work: Path, args, validation: list[str] | None) -> Path:
     pipeline = {"book_dir": str(work / "chunks"), "report_dir": str(work / "stage1"),
                 "log_dir": str(work / "logs"), "merged_dir": str(work / "merged"),
-                "serve_dir": str(work / "serve"), "segment_max_tokens": args.max_tokens,
+                "serve_dir": str(work / "serve"), "chunk_target_tokens": args.max_tokens * 2 // 3,
                 "segment_min_tokens": args.max_tokens // 3,
                 "evaluation": {"report_dir": str(work / "style_report"), "generation_tokens": 100,
                                "prompts_per_chunk": 4, "prompt_words": 80, "train_prompts": 16,

@@ -11,7 +11,7 @@
 #   DEST/bin/llama-server           the server, built for this machine's CPU
 #   DEST/bin/llama-quantize         llama.cpp's quantiser (bf16 GGUF -> q4_K_M etc.)
 #   DEST/src/convert_hf_to_gguf.py  the converter, with gguf-py beside it
-#   DEST/VERSION                    the sdist it came from
+#   DEST/VERSION                    the sdist it came from, and the build (no AMX kernels)
 # The build takes 6-7 minutes on 2 cores (measured); it happens once per DEST. A DEST
 # built before llama-quantize was added keeps its server: only the missing tool is built,
 # which still compiles llama.cpp's libraries, most of the work (11 minutes measured on 2
@@ -20,6 +20,14 @@
 set -euo pipefail
 
 VERSION="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"   # pinned: its llama.cpp is the one tested
+# What DEST/VERSION records: the sdist and how it was built, so a DEST built another
+# way (an earlier script, with AMX) is rebuilt, not kept.
+BUILD="$VERSION native-without-amx"
+# ggml's AMX matrix kernels (compiled in by -march=native on a Xeon with AMX) crash
+# llama-server with SIGSEGV on the first forward pass in these machines' VMs
+# (ggml_backend_amx_mul_mat, measured 2026-12-04 on a Sapphire Rapids VM); the
+# AVX-512 kernels serve the same models. Explicit -mno-amx-* win over -march=native.
+NO_AMX="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
 DEST="${1:?usage: build_llama_server.sh DEST}"
 PY="${PY:-python3}"
 JOBS="${JOBS:-$(nproc)}"
@@ -27,7 +35,7 @@ JOBS="${JOBS:-$(nproc)}"
 TOOLS=(llama-server llama-quantize)
 # The tools this DEST lacks: all of them when it holds another version (or nothing).
 MISSING=()
-if [ "$(cat "$DEST/VERSION" 2>/dev/null)" = "$VERSION" ]; then
+if [ "$(cat "$DEST/VERSION" 2>/dev/null)" = "$BUILD" ]; then
   for tool in "${TOOLS[@]}"; do
     [ -x "$DEST/bin/$tool" ] || MISSING+=("$tool")
   done
@@ -58,6 +66,7 @@ fi
 echo "building ${MISSING[*]} from llama-cpp-python $VERSION's llama.cpp ($TAKES)"
 # No curl: the server never fetches a model; static: the binary needs nothing beside it.
 cmake -S "$SRC" -B "$WORK/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON \
+  -DCMAKE_C_FLAGS="$NO_AMX" -DCMAKE_CXX_FLAGS="$NO_AMX" \
   -DLLAMA_CURL=OFF -DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_TESTS=OFF \
   -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=ON >"$WORK/cmake.log" \
   || { tail -30 "$WORK/cmake.log" >&2; exit 1; }
@@ -78,7 +87,7 @@ done
 # The converter script imports its `conversion` package and the `gguf` package beside it.
 cp "$SRC/convert_hf_to_gguf.py" "$STAGE/src/"
 cp -r "$SRC/conversion" "$SRC/gguf-py" "$STAGE/src/"
-echo "$VERSION" > "$STAGE/VERSION"
+echo "$BUILD" > "$STAGE/VERSION"
 rm -rf "$DEST"
 mv "$STAGE" "$DEST"
 echo "built ${MISSING[*]/#/$DEST/bin/}"

@@ -298,7 +298,7 @@ def _same(tokenizer, served: list[int], trained: list[int], gguf: Path, what: st
 
 
 # What Continue's autocomplete sends as `stop` (getStopTokens' commonStops, pinned commit
-# d0a3c0b6; tests/continue_port.py): it replaces the model's own stop list.
+# d0a3c0b6; tests/support/continue_port.py): it replaces the model's own stop list.
 AUTOCOMPLETE_STOPS = ["/src/", "#- coding: utf-8", "```"]
 
 
