@@ -20,7 +20,7 @@ from styletune.config import load_config
 from styletune.deploy import llamacpp
 from styletune.deploy import serve as serving
 from styletune.eval.evaluate import SEED_PROMPT
-from styletune.train import merge
+from styletune.train import merge_output, models
 
 # A real llama-server per route, models converted to GGUF: minutes, so not in make test-fast.
 pytestmark = pytest.mark.slow
@@ -58,7 +58,7 @@ def route(tmp_path_factory):
                              capture_output=True, text=True)
     assert checked.returncode == 0, checked.stderr
     gguf = serving.gguf_path(cfg, "q8_0")
-    tok = merge.load_tokenizer(cfg, cfg.pipeline.merged_dir)
+    tok = models.load_tokenizer(cfg, cfg.pipeline.merged_dir)
     examples = [json.loads(line)["messages"] for path in (cfg.train_path, cfg.validation_path)
                 for line in path.read_text(encoding="utf-8").splitlines()]
     entries = yaml.safe_load((cfg.pipeline.serve_dir / "continue" / "config.yaml").read_text())["models"]
@@ -214,7 +214,7 @@ def llama3(tmp_path_factory):
         "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<|begin_of_text|>",
         "eos_token": "<|eot_id|>", "clean_up_tokenization_spaces": False}))
     (merged / "chat_template.jinja").write_text(main.data["chat_template_jinja"])
-    (merged / merge.MANIFEST).write_text(json.dumps({"chat_template": "jinja", "eos_token": "<|eot_id|>"}))
+    (merged / merge_output.MANIFEST).write_text(json.dumps({"chat_template": "jinja", "eos_token": "<|eot_id|>"}))
     cfg_path = write_config(tmp, {"merged_dir": str(merged), "serve_dir": str(tmp / "serve")},
                             base_model=str(merged), chat_template="jinja",
                             chat_template_jinja=main.data["chat_template_jinja"],
@@ -224,7 +224,7 @@ def llama3(tmp_path_factory):
                               "--config", str(cfg_path), "--backend", "llamacpp"],
                              capture_output=True, text=True)
     assert checked.returncode == 0, checked.stderr
-    tok = merge.load_tokenizer(cfg, merged)
+    tok = models.load_tokenizer(cfg, merged)
     with llamacpp.Server(serving.gguf_path(cfg, "q8_0")) as server:
         yield {"cfg": cfg, "tok": tok, "server": server, "stage5_out": checked.stdout,
                "gguf": serving.gguf_path(cfg, "q8_0")}
