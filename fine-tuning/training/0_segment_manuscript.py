@@ -30,9 +30,9 @@ Run     python fine-tuning/training/0_segment_manuscript.py MANUSCRIPT --out dat
 Output  lengths: target 1653 tokens per example, minimum 500, at most 4096 (sequence_len)
         | chunk | words | tokens | starts here because |
         | chunk_001_afterwards_when_consortiums_inquiry.txt | 1828 | 2475 | after the title: The Quiet Orbit |
-        | chunk_002_captain_came_in_at.txt | 965 | 1357 | scene break: * * * |
-        | chunk_003_neither_of_them_said.txt | 1365 | 1881 | seam: time phrase ('By the evening of...') |
-        review: 3 seam(s) to look at (cuts with no mark in the text, marks left uncut)
+        | chunk_002_captain_came_in_at.txt | 2330 | 3209 | scene break: * * * |
+        | chunk_005_on_morning_of_seventh.txt | 1284 | 1849 | seam: time phrase ('On the morning of...') |
+        review: 1 seam(s) to look at (cuts with no mark in the text, marks left uncut)
 """
 import argparse
 import sys
