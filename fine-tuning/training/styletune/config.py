@@ -182,6 +182,19 @@ def _check_axolotl_keys(path, data) -> None:
         raise ConfigError(f"{path}: `base_model` must name a Hugging Face model or a local folder")
 
 
+# Axolotl's defaults for the keys of its half of the config that the pipeline reads to
+# plan a run (utils/schemas: lora_r, micro_batch_size, gradient_accumulation_steps,
+# num_epochs). One owner: a missing key and a `null` read the same everywhere.
+AXOLOTL_DEFAULTS = {"lora_r": 8, "micro_batch_size": 1, "gradient_accumulation_steps": 1, "num_epochs": 1}
+
+
+def axolotl_value(data: dict, key: str) -> int:
+    """`key` from Axolotl's half of the config (`data`: the merged YAML, or a plan's
+    variant of it), or Axolotl's default when it is missing or null."""
+    value = data.get(key)
+    return AXOLOTL_DEFAULTS[key] if value is None else value
+
+
 def load_config(path) -> Config:
     """Load a config given on the command line (relative to the current directory,
     or failing that to fine-tuning/, so `--config configs/x.yaml` works from both)."""

@@ -259,21 +259,27 @@ def _build_counter(config) -> TokenCounter:
         raise ConfigError(_how_to_get_tokenizer(base, err)) from None
     _add_config_tokens(tok, config)
     # Axolotl sets the config's special tokens on the tokenizer: the template sees those.
-    specials.update({k: v for k, v in (config.data.get("special_tokens") or {}).items()
-                     if k in SPECIAL_TOKEN_NAMES and isinstance(v, str)})
+    specials.update({k: v for k, v in config_tokens(config)[0].items() if k in SPECIAL_TOKEN_NAMES})
     label = f"{Path(base).name if Path(base).exists() else base} tokenizer + " \
             f"'{config.chat_template}' chat template, exact"
     return HFCounter(tok, specials, _template_source(config, default_template), label)
 
 
+def config_tokens(config) -> tuple[dict, list]:
+    """(special tokens by role, extra tokens): what Axolotl adds to the tokenizer before
+    training, from the config's `special_tokens` and `tokens`. Stage 1 counts with them
+    and stages 3-5 load the tokenizer with them: one list for both."""
+    special = {k: v for k, v in (config.data.get("special_tokens") or {}).items() if isinstance(v, str)}
+    extra = [t for t in config.data.get("tokens") or [] if isinstance(t, str)]
+    return special, extra
+
+
 def _add_config_tokens(tok, config) -> None:
-    """Axolotl adds the config's `special_tokens` and `tokens` to the tokenizer before
-    it tokenises; a string the base vocabulary lacks then counts as one token."""
+    """A string the base vocabulary lacks then counts as one token, as in training."""
     from tokenizers import AddedToken
 
-    special = [v for v in (config.data.get("special_tokens") or {}).values() if isinstance(v, str)]
-    extra = [t for t in config.data.get("tokens") or [] if isinstance(t, str)]
-    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in special + extra])
+    special, extra = config_tokens(config)
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in [*special.values(), *extra]])
 
 
 def training_template(config) -> str:

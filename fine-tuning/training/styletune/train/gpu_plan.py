@@ -28,6 +28,8 @@ else (FSDP, 70B) is the same arithmetic, not measured.
 import math
 from dataclasses import dataclass
 
+from styletune.config import axolotl_value
+
 GIB = 2 ** 30
 NF4_BYTES = 0.56
 LORA_STATE_BYTES = 16
@@ -107,8 +109,8 @@ def memory_plan(shape: dict, data: dict, processes: int, example_tokens: int) ->
     layers, h, vocab = shape["num_hidden_layers"], shape["hidden_size"], shape["vocab_size"]
     weights = ((params - embeddings) * NF4_BYTES + embeddings * 2) / GIB
     layer = (params - embeddings) * NF4_BYTES / layers / GIB
-    lora = lora_parameters(shape, int(data.get("lora_r") or 8)) * LORA_STATE_BYTES / GIB
-    rows = example_tokens * int(data.get("micro_batch_size") or 1)
+    lora = lora_parameters(shape, axolotl_value(data, "lora_r")) * LORA_STATE_BYTES / GIB
+    rows = example_tokens * axolotl_value(data, "micro_batch_size")
     activations = (rows * vocab * 8 + layers * rows * h * 4) / GIB
     how = strategy(data, processes)
     fsdp = (data.get("fsdp_config") or {})

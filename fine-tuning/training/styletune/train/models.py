@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from styletune.data.tokens import training_template
+from styletune.data.tokens import config_tokens, training_template
 from styletune.train.bnb_cpu import keep_4bit_layers_trainable
 
 # The merge must reproduce the adapter's effect on the logits: the mean
@@ -70,8 +70,9 @@ def load_tokenizer(cfg, adapter: Path):
                   cfg.base_model)
     tok = AutoTokenizer.from_pretrained(str(source))
     # As Axolotl does before training: a token the vocabulary lacks is added.
-    tok.add_special_tokens({k: v for k, v in (cfg.data.get("special_tokens") or {}).items()
-                            if isinstance(v, str)})
+    special, extra = config_tokens(cfg)
+    tok.add_special_tokens(special)
+    tok.add_tokens(extra, special_tokens=True)
     tok.chat_template = training_template(cfg)
     return tok
 

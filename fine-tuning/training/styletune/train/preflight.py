@@ -23,7 +23,7 @@ from importlib import metadata
 from pathlib import Path
 
 from styletune import paths
-from styletune.config import effective_yaml, load_config
+from styletune.config import axolotl_value, effective_yaml, load_config
 from styletune.errors import UserError
 from styletune.fileio import sha256_bytes, write_atomic
 from styletune.train import gpu_plan
@@ -188,9 +188,9 @@ def plan(cfg, manifest, processes: int = 1) -> dict:
     Memory and time are estimates (gpu_plan), labelled so."""
     d = cfg.data
     examples = [e for e in manifest["examples"] if e["split"] == "train"]
-    micro, accumulation = d.get("micro_batch_size", 1), d.get("gradient_accumulation_steps", 1)
+    micro, accumulation = axolotl_value(d, "micro_batch_size"), axolotl_value(d, "gradient_accumulation_steps")
     batch = micro * accumulation * processes
-    epochs = d.get("num_epochs", 1)
+    epochs = axolotl_value(d, "num_epochs")
     steps_per_epoch = math.ceil(len(examples) / batch)
     steps = min(steps_per_epoch * epochs, d.get("max_steps") or steps_per_epoch * epochs)
     tokens = round(sum(e["total_tokens"] for e in examples) * epochs * steps / (steps_per_epoch * epochs))
@@ -264,7 +264,7 @@ def checkpoint_gib(cfg) -> float:
     shape = gpu_plan.shape_of(cfg)
     if shape is None:
         return 5.0
-    lora = gpu_plan.lora_parameters(shape, int(cfg.data.get("lora_r") or 8))
+    lora = gpu_plan.lora_parameters(shape, axolotl_value(cfg.data, "lora_r"))
     kept = int(cfg.data.get("save_total_limit") or 3) + 1
     return lora * gpu_plan.LORA_STATE_BYTES * kept / 2**30
 
@@ -332,7 +332,7 @@ def check_resume(cfg, resume: bool, processes: int) -> Path | None:
 
 
 def batch_of(data: dict, processes: int) -> int:
-    return data.get("micro_batch_size", 1) * data.get("gradient_accumulation_steps", 1) * processes
+    return axolotl_value(data, "micro_batch_size") * axolotl_value(data, "gradient_accumulation_steps") * processes
 
 
 def axolotl_data(cfg, processes: int) -> dict:
