@@ -16,8 +16,8 @@ as it shipped: its budget 3000, its minimum 600 (it has no target).
 Figures per novel and per set: boundary precision, recall and F1 within one
 paragraph; Pk and WindowDiff (paragraphs as units, k = half the mean reference
 chunk); chunk count; median length over the target; the share within [0.5, 1.5] x
-target; the shortest and longest chunk. The seam model used on a novel is trained
-on the other six only (leave one out); the chunker's three settings were tuned on
+target; the shortest and longest chunk; and the seam model's ranking alone (AUC).
+The seam model used on a novel is trained on the other six only (leave one out); the chunker's three settings were tuned on
 the development novels (--tune searches them there). Also: stage 0's time on a
 200,000-word manuscript (two novels joined), and how many review decisions a
 scripted writer needs to reach each novel's reference chunking (--review).
@@ -228,6 +228,29 @@ class Models:
         return SeamModel(fit(x, y, chunker, others, novel_weights([self.rows[o][1] for o in others])))
 
 
+def auc(scores, labels) -> float:
+    """Probability that a seam outscores a boundary that is not one (ties: half)."""
+    import numpy as np
+    order = np.argsort(scores, kind="stable")
+    ranks = np.empty(len(scores))
+    ranks[order] = np.arange(1, len(scores) + 1)
+    seams = labels.sum()
+    return float((ranks[labels == 1].sum() - seams * (seams + 1) / 2) / (seams * (len(labels) - seams)))
+
+
+def ranking(models, chunker):
+    """The seam model's leave-one-novel-out AUC on each novel's boundaries."""
+    out = {}
+    for name, (x, y) in models.rows.items():
+        if y.sum():
+            model = models.without(name, chunker)
+            out[name] = auc([model.logit(dict(zip(model.data["features"], row))) for row in x], y)
+    print("\nseam model, each novel scored by a model trained on the other six (AUC: a seam "
+          "outranks another paragraph start):")
+    print("  " + ", ".join(f"{n.split('_')[0]} {a:.2f}" for n, a in out.items())
+          + f"; mean {sum(out.values()) / len(out):.2f}")
+
+
 def use(model):
     seam_model._MODEL = model   # the chunker reads the module's model
 
@@ -326,6 +349,7 @@ def main():
         sets.append(("held-out test novels", TEST_NOVELS))
     conditions = [False, True]
     print(f"tokenizer: {counter.description}; chunker settings: {chunker}")
+    ranking(models, chunker)
     for label, names in sets:
         results = evaluate(names, novels, models, chunker, counter, conditions, old, args.review)
         table(results, names, label, conditions, ["new"] + (["old"] if old else []))
