@@ -11,7 +11,10 @@ VENV ?= $(HOME)/.venvs/finetune
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 REQ_HASH := $(shell cat requirements.txt constraints.txt pyproject.toml | sha256sum | cut -c1-12)
-STAMP := $(VENV)/.installed-$(REQ_HASH)
+# The checkout is part of the stamp: styletune is installed editable, so a venv shared by two
+# clones must be pointed at the one running (else its tests import the other clone's code).
+CHECKOUT := $(shell printf '%s' "$(CURDIR)" | sha256sum | cut -c1-8)
+STAMP := $(VENV)/.installed-$(REQ_HASH)-$(CHECKOUT)
 MODEL := fine-tuning/models/SmolLM2-135M-Instruct/config.json
 LLAMA_SERVER := $(VENV)/llama.cpp/bin/llama-server
 LLAMA_QUANTIZE := $(VENV)/llama.cpp/bin/llama-quantize
