@@ -3,10 +3,13 @@ import bisect
 import random
 import zlib
 from dataclasses import dataclass, replace
+from pathlib import Path
 
+from styletune.data.chunks import Chunk
 from styletune.data.holdout import choose_validation_groups
 from styletune.errors import InputError
-from styletune.text.sentences import Boundary, Tier, boundaries
+from styletune.fileio import normalise
+from styletune.text.sentences import Boundary, Tier, boundaries, build_punkt
 
 # Candidates beyond this multiple of the upper ratio (in characters) cannot be in
 # range; skipping them keeps counting cheap on long chunks.
@@ -195,3 +198,12 @@ def longest_example(chunks, punkt, counter, settings) -> dict:
         for e in headed:
             out[e.chunk.name] = max(out[e.chunk.name], e.total_tokens)
     return out
+
+
+def example_sizes(named_texts, punkt, counter, settings) -> dict:
+    """longest_example for texts not yet saved as chunk files ((name, text) pairs:
+    stage 0's planned chunks, the splitter's parts beside the book's other chunks)."""
+    chunks = [c for c in (Chunk(Path(name), normalise(text), "") for name, text in named_texts) if c.text]
+    if not chunks:
+        return {}
+    return longest_example(chunks, punkt or build_punkt([c.text for c in chunks])[0], counter, settings)

@@ -18,20 +18,16 @@ Stage 0 turns them into cuts it must make and places it must not cut
 (`constraints`), and chooses every other cut around them.
 """
 import json
-import math
 from dataclasses import dataclass
 
 from styletune import paths
 from styletune.data.seam_model import Candidate, units
+from styletune.data.seams import paragraphs_starting, places_between, squash
 from styletune.errors import InputError
 
 KEY_WORDS = 12          # words either side that identify a seam
 CONTEXT_WORDS = 150     # words either side shown to the writer
 ACTIONS = ("keep", "drop", "cut", "move", "whole")
-
-
-def _squash(text):
-    return " ".join(text.split())
 
 
 def seam_key(body, offset) -> dict:
@@ -41,19 +37,18 @@ def seam_key(body, offset) -> dict:
 
 def find_seam(body, key, starts) -> int | None:
     """The paragraph start whose surrounding words are `key`'s (None: no longer in the text)."""
-    hits = [a for a in starts if _squash(body[a:a + 20 * KEY_WORDS]).startswith(key["after"])
-            and _squash(body[max(0, a - 20 * KEY_WORDS):a]).endswith(key["before"])]
+    hits = [a for a in starts if squash(body[a:a + 20 * KEY_WORDS]).startswith(key["after"])
+            and squash(body[max(0, a - 20 * KEY_WORDS):a]).endswith(key["before"])]
     return hits[0] if len(hits) == 1 else None
 
 
-def find_opening(body, opening, starts) -> int:
-    """The one paragraph start whose first words are `opening`."""
-    want = _squash(opening)
-    hits = [a for a in starts if want and _squash(body[a:a + 4 * len(want) + 40]).startswith(want)]
+def find_opening(body, opening) -> int:
+    """The one paragraph start whose first words are `opening` (seams.paragraphs_starting)."""
+    hits = paragraphs_starting(body, squash(opening)) if squash(opening) else []
     if len(hits) != 1:
-        raise InputError(f"decision 'cut before {opening!r}': {len(hits)} paragraphs of the manuscript "
-                         "begin so; give the first words of exactly one paragraph (add words until "
-                         "only one matches)")
+        raise InputError(f"decision {opening!r}: {len(hits)} paragraphs of the manuscript begin so; "
+                         "give the first words of exactly one paragraph (add words until only one "
+                         "matches)")
     return hits[0]
 
 
@@ -88,12 +83,12 @@ def constraints(body, decisions, barriers=()) -> Constraints:
         if "seam" in d:
             at = find_seam(body, d["seam"], starts)
         else:                                   # "cut:/drop:First words of a paragraph"
-            at = find_opening(body, d["at"], starts)
+            at = find_opening(body, d["at"])
         to = d.get("to")
         if isinstance(to, dict):
             to = find_seam(body, to, starts)
         elif to is not None:
-            to = find_opening(body, to, starts)
+            to = find_opening(body, to)
         if at is None or (d["action"] == "move" and to is None):
             out.stale.append(d)
             continue
@@ -134,11 +129,11 @@ def review_entries(body, seams, chunks, measure, lengths, decided=()):
         i = sum(s <= seam.offset for s in starts)
         lo, hi = (starts[i - 2] if cut and i >= 2 else starts[i - 1]), (starts[i] if i < len(starts) else b)
         lo, hi = max(lo, a), min(hi, b)
-        value = lambda c: c.score - lengths.cost(measure.tokens(lo, c.offset)) - lengths.cost(measure.tokens(c.offset, hi))  # noqa: E731
-        alts = sorted((p for p in places if lo < p.offset < hi and p.offset != seam.offset
-                       and not p.inside_paragraph and value(p) > -math.inf),
-                      key=lambda p: (-value(p), p.offset))[:3]
-        margin = (value(seam) - value(alts[0])) if cut and alts else (0.0 if not cut else 10.0)
+        ranked = places_between(places, lo, hi, measure.tokens, lengths, skip=seam.offset)
+        alts = [p for p, _ in ranked]
+        own = seam.score - lengths.cost(measure.tokens(lo, seam.offset)) - lengths.cost(measure.tokens(seam.offset, hi))
+        # doubt: how little this cut beats the best other place (an uncut mark: most doubtful)
+        margin = (own - ranked[0][1]) if cut and ranked else (0.0 if not cut else 10.0)
         entries.append({
             "kind": "cut at an unmarked seam" if cut else f"scene-break mark {seam.mark} left uncut",
             "was_cut": cut,
@@ -206,7 +201,7 @@ def decide(entries, answer) -> dict:
 
 def opening(body, offset) -> str:
     """A chunk's first words, as the review keys a seam's `after`."""
-    return " ".join(body[offset:offset + 40 * KEY_WORDS].split()[:KEY_WORDS])
+    return seam_key(body, offset)["after"]
 
 
 def reference_answers(review, reference, current) -> list:

@@ -170,30 +170,33 @@ def _no_fit_message(text, allowed, tokens, limit, fix, where):
             f"'Mr.'). Add a paragraph break or sentence punctuation in it, or {fix}.")
 
 
+def places_between(places, lo, hi, tokens, lengths: Lengths, k=3, skip=None):
+    """The k best places in (lo, hi) other than `skip` where one cut could go, each
+    part still within the maximum: ranked by what the chunker maximises (the place's
+    score minus both parts' length costs). Returns [(place, value)]."""
+    value = lambda c: c.score - lengths.cost(tokens(lo, c.offset)) - lengths.cost(tokens(c.offset, hi))  # noqa: E731
+    ranked = [(c, value(c)) for c in places if lo < c.offset < hi and c.offset != skip
+              and not c.inside_paragraph]
+    return sorted((cv for cv in ranked if cv[1] > -math.inf), key=lambda cv: (-cv[1], cv[0].offset))[:k]
+
+
 def alternatives(cuts, places, tokens, lengths: Lengths, end, k=3):
-    """For each cut, the k best other places between its neighbours where it could
-    go instead, each part still within the maximum: ranked by what the chunker
-    maximises (the place's score minus both parts' length costs)."""
+    """For each cut, the k best other places between its neighbours (places_between)."""
     offsets = [0] + [c.offset for c in cuts] + [end]
-    out = []
-    for i, cut in enumerate(cuts, 1):
-        lo, hi = offsets[i - 1], offsets[i + 1]
-        value = lambda c: c.score - lengths.cost(tokens(lo, c.offset)) - lengths.cost(tokens(c.offset, hi))  # noqa: E731
-        fits = [c for c in places if lo < c.offset < hi and c.offset != cut.offset
-                and not c.inside_paragraph and value(c) > -math.inf]
-        out.append(sorted(fits, key=lambda c: (-value(c), c.offset))[:k])
-    return out
+    return [[c for c, _ in places_between(places, offsets[i - 1], offsets[i + 1], tokens, lengths, k,
+                                          skip=cut.offset)]
+            for i, cut in enumerate(cuts, 1)]
 
 
 # --- the writer's choice (--cut-before) ----------------------------------------------
 
-def _squash(text):
+def squash(text):
     return " ".join(text.split())
 
 
-def _starts(raw, want):
+def paragraphs_starting(raw, want):
     """Offsets of the paragraphs of `raw` that begin with `want` (whitespace squashed)."""
-    return [a for a, _, _ in units(raw) if _squash(raw[a:a + 4 * len(want) + 40]).startswith(want)]
+    return [a for a, _, _ in units(raw) if squash(raw[a:a + 4 * len(want) + 40]).startswith(want)]
 
 
 def cut_before_text(raw, offset, words=6):
@@ -202,7 +205,7 @@ def cut_before_text(raw, offset, words=6):
     end = next((b for a, b, _ in units(raw) if a == offset), len(raw))
     split = raw[offset:end].split()
     n = min(words, len(split))
-    while n < min(len(split), 40) and len(_starts(raw, " ".join(split[:n]))) > 1:
+    while n < min(len(split), 40) and len(paragraphs_starting(raw, " ".join(split[:n]))) > 1:
         n += 1
     return " ".join(split[:n])
 
@@ -226,11 +229,11 @@ def writer_cuts(chunks, openings):
 
 def _the_one_paragraph(chunks, opening):
     """(chunk, offset) of the one paragraph that begins with `opening`, or InputError."""
-    want = _squash(opening)
-    hits = [(chunk, a) for chunk, raw in chunks for a in _starts(raw, want)] if want else []
+    want = squash(opening)
+    hits = [(chunk, a) for chunk, raw in chunks for a in paragraphs_starting(raw, want)] if want else []
     if len(hits) == 1:
         return hits[0]
-    inside = [chunk.name for chunk, raw in chunks if want and want in _squash(raw)]
+    inside = [chunk.name for chunk, raw in chunks if want and want in squash(raw)]
     why = (f"{len(hits)} paragraphs begin with it: add words until one does" if len(hits) > 1 else
            f"it is inside a paragraph of {inside[0]}, and a cut never falls inside one"
            if inside else "no chunk over the limit contains it")

@@ -2,12 +2,11 @@
 import json
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 from styletune import paths
 from styletune.config import load_config
-from styletune.data.chunks import Chunk, load_chunks, natural_key
-from styletune.data.examples import longest_example
+from styletune.data.chunks import load_chunks, natural_key
+from styletune.data.examples import example_sizes, longest_example
 from styletune.data.manuscript import analyse, chapters_of, name_chunks, plan_chunks, read_manuscript, rebuild
 from styletune.data.review import constraints, decide, read_decisions, review_entries, review_markdown
 from styletune.data.seam_model import model
@@ -87,9 +86,8 @@ def segment(cfg, manuscript_path, say=lambda m: None, decisions=(), folders=()):
         name_chunks(chunks, structure)
         say("counting every chunk's example exactly, as stage 1 will")
         texts = [(c.name, ms.body[c.start:c.end]) for c in chunks]
-        pieces = [Chunk(Path(name), normalise(text), "") for name, text in texts]
-        punkt = punkt or build_punkt([c.text for c in pieces])[0]
-        exact = longest_example(pieces, punkt, counter, cfg.pipeline)
+        punkt = punkt or build_punkt([normalise(t) for _, t in texts])[0]
+        exact = example_sizes(texts, punkt, counter, cfg.pipeline)
         for c in chunks:
             c.tokens = exact.get(c.name, 0)
             c.words = word_count(ms.body[c.start:c.end])

@@ -3,17 +3,16 @@ example is over the limit, cut at their best scene boundaries into a/b/... parts
 the original moved into backup/."""
 import shlex
 import sys
-from pathlib import Path
 
 from styletune import paths
 from styletune.config import load_config
-from styletune.data.chunks import CHUNK_NAME, Chunk, discover, load_chunks
-from styletune.data.examples import longest_example
+from styletune.data.chunks import CHUNK_NAME, discover, load_chunks
+from styletune.data.examples import example_sizes
 from styletune.data.seams import Measure, alternatives, cut_before_text, cut_to_fit, writer_cuts
 from styletune.data.segment import MARGINS, chunk_lengths
 from styletune.data.tokens import load_counter
 from styletune.errors import InputError
-from styletune.fileio import normalise, read_text, write_outputs
+from styletune.fileio import read_text, write_outputs
 from styletune.text.patterns import word_count
 from styletune.text.sentences import build_punkt
 
@@ -26,15 +25,6 @@ def part_names(name, n):
     return [f"{m.group(1)}{chr(97 + i)}{m.group(4)}" for i in range(n)]
 
 
-def example_sizes(cfg, counter, named_texts, punkt=None) -> dict:
-    """{name: its longest stage-1 example} for (name, text) pairs: the one example builder."""
-    chunks = [Chunk(Path(name), normalise(text), "") for name, text in named_texts]
-    chunks = [c for c in chunks if c.text]
-    if punkt is None:
-        punkt, _ = build_punkt([c.text for c in chunks])
-    return longest_example(chunks, punkt, counter, cfg.pipeline) if chunks else {}
-
-
 def counted_parts(cfg, counter, others, name, raw, cuts):
     """[(part name, text, tokens as stage 1 counts them)] for `raw` cut at `cuts`."""
     bounds = [0] + [c.offset for c in cuts] + [len(raw)]
@@ -44,7 +34,7 @@ def counted_parts(cfg, counter, others, name, raw, cuts):
                            f"(cuts at {[c.offset for c in cuts]}); nothing was changed. "
                            "Please report it with the chunk file.")
     names = part_names(name, len(texts))
-    exact = example_sizes(cfg, counter, others + list(zip(names, texts)))
+    exact = example_sizes(others + list(zip(names, texts)), None, counter, cfg.pipeline)
     return list(zip(names, texts, [exact.get(n, 0) for n in names]))
 
 
@@ -84,7 +74,7 @@ def run(args) -> int:
     print("... counting every chunk's example as stage 1 does", file=sys.stderr, flush=True)
     counter = load_counter(cfg)
     punkt, _ = build_punkt([c.text for c in chunks])
-    sizes = example_sizes(cfg, counter, [(c.name, c.text) for c in chunks], punkt)
+    sizes = example_sizes([(c.name, c.text) for c in chunks], punkt, counter, cfg.pipeline)
     oversized = [c for c in chunks if sizes.get(c.name, 0) > limit]
     lengths = chunk_lengths(cfg, [t for t in sizes.values() if t <= limit], maximum=limit)
     if not oversized:
