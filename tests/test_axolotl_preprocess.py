@@ -17,8 +17,11 @@ pytestmark = pytest.mark.slow
 
 
 SETUPS = {
-    "chatml": {},
-    # the main config's template: Axolotl's llama3 without its trim
+    # the rehearsal config's: ChatML's tokens in the continuation layout
+    "chatml-continuation": {},
+    # Axolotl's own chatml: the writer's text in a user turn of its own
+    "chatml": {"chat_template": "chatml", "chat_template_jinja": None},
+    # the main config's: Llama 3's tokens in the continuation layout
     "llama3-like": {"chat_template": "jinja",
                     "chat_template_jinja": load_config(FT / "configs" / "qlora_style_transfer.yaml")
                     .data["chat_template_jinja"],

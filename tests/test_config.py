@@ -62,7 +62,8 @@ def test_merge_rules():
 def test_effective_yaml_has_no_extends_and_round_trips():
     text = effective_yaml(load_config(REHEARSAL_CONFIG))
     data = yaml.safe_load(text)
-    assert "extends" not in data and data["chat_template"] == "chatml"
+    assert "extends" not in data and data["chat_template"] == "jinja"
+    assert load_config(REHEARSAL_CONFIG).template_family == "chatml-continuation"
     assert data["learning_rate"] == load_config(MAIN_CONFIG).data["learning_rate"]
 
 
@@ -155,10 +156,8 @@ def test_main_config_training_choices():
                                       "llm_int8_has_fp16_weight": False}
     assert d["adapter"] == "qlora" and d["load_in_4bit"] and d["lora_target_linear"]
     assert d["lora_alpha"] == 2 * d["lora_r"] and 0 < d["lora_dropout"] <= 0.1
-    # Axolotl's llama3 template, minus its trim: the whitespace at the cut stays in the example
-    from styletune.data.tokens import axolotl_template
-    assert d["chat_template"] == "jinja" and load_config(MAIN_CONFIG).template_family == "llama3"
-    assert d["chat_template_jinja"] == axolotl_template("llama3").replace(" | trim %}", " %}")
+    # Llama 3's tokens in the continuation layout: the writer's text opens the assistant's turn
+    assert d["chat_template"] == "jinja" and load_config(MAIN_CONFIG).template_family == "llama3-continuation"
     assert d["special_tokens"]["eos_token"] == "<|eot_id|>"
     for ds in d["datasets"] + d["test_datasets"]:
         assert ds["roles_to_train"] == ["assistant"] and ds["train_on_eos"] == "turn"

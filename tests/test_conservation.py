@@ -21,11 +21,11 @@ def assert_conserved(example):
     assert example.prefix.strip() and example.completion.strip()
     gap = text[example.cut.end:example.cut.start]
     assert gap.strip() == ""
-    if "\n" in gap or not gap:   # a paragraph break ends the prompt; the completion starts with a word
-        assert example.prefix.endswith(gap) and not example.completion[0].isspace()
-    else:             # a space opens the completion ("said," + " “…") or ends the prompt (typed)
-        assert example.completion.startswith(gap) != example.prefix.endswith(gap)
-        assert not (example.prefix[-1].isspace() and example.completion[0].isspace())
+    # the whitespace opens the completion ("said," + " “…"); a paragraph break ends the
+    # prompt only where the tokenizer fuses it with the sentence's last mark
+    assert not (example.prefix[-1].isspace() and example.completion[0].isspace())
+    if gap and not ("\n" in gap and example.prefix.endswith(gap)):
+        assert example.completion.startswith(gap) and not example.prefix[-1].isspace()
     user = example.messages()[0]["content"]
     assert user == example.header + example.prefix
 

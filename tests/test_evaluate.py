@@ -9,7 +9,7 @@ import pytest
 from conftest import FT, SAMPLE_BOOK, SMOL, build_adapter, load_script
 from styletune.config import load_config
 from styletune.data.prepare import planned_outputs, prepare_data
-from styletune.eval import evaluate
+from styletune.eval import evaluate, joins
 from styletune.eval import report as style_report
 from styletune.fileio import write_outputs
 from styletune.text.sentences import build_punkt
@@ -137,25 +137,59 @@ def test_end_to_end_on_the_small_real_model_with_an_adapter(make_config, tmp_pat
     assert report["perplexity"]["ratio"]["ratio"] != pytest.approx(1.0, abs=1e-3)
 
 
-def test_mid_sentence_prompts_stop_after_a_comma_and_the_truth_opens_with_a_space():
+@pytest.mark.parametrize("kind, ends", [("after a comma", ","), ("mid-word", None),
+                                         ("after an opening quote", "“"), ("after a paragraph break", "\n\n")])
+def test_stop_prompts_end_where_the_kind_says_and_the_truth_follows_at_once(kind, ends):
     text = (SAMPLE_BOOK / "chunk_002_the_infirmary.txt").read_text(encoding="utf-8")
     conv = [{"role": "user", "content": "An opening line."}, {"role": "assistant", "content": text}]
     ev = {"generation_tokens": 40, "prompts_per_chunk": 4, "prompt_words": 30}
-    prompts = evaluate.mid_sentence_prompts([conv], ev, ["chunk_002.txt"])
-    assert len(prompts) >= 2 and {p.kind for p in prompts} == {"mid-sentence"}
+    prompts = evaluate.stop_prompts([conv], ev, ["chunk_002.txt"], kind)
+    assert len(prompts) >= 2 and {p.kind for p in prompts} == {kind}
     for p in prompts:
-        assert p.text.endswith(",") and len(p.text.split()) == 30
         assert text.index(p.text) + len(p.text) == text.index(p.truth)   # nothing between them
-        assert evaluate.join_class(p.truth) == "space"
+        if ends:
+            assert p.text.endswith(ends)
+        else:   # stopped inside a word: letters on both sides
+            assert p.text[-1].isalpha() and p.truth[0].isalpha()
+        assert joins.char_class(p.truth) == ("space" if kind == "after a comma" else "text")
 
 
-def test_join_classes_of_a_real_tokenizer(hf_tokenizer):
-    classes = evaluate.first_token_classes(hf_tokenizer)
+def test_join_prompts_add_the_typed_space_and_the_seed_both_ways():
+    text = (SAMPLE_BOOK / "chunk_002_the_infirmary.txt").read_text(encoding="utf-8")
+    conv = [{"role": "user", "content": "An opening line."}, {"role": "assistant", "content": text}]
+    ev = {"generation_tokens": 40, "prompts_per_chunk": 4, "prompt_words": 30}
+    found = evaluate.join_prompts([], [conv], ev, ["chunk_002.txt"])
+    typed = [p for p in found if p.kind == "after a comma, space typed"]
+    commas = [p for p in found if p.kind == "after a comma"]
+    assert [p.text for p in typed] == [p.text + " " for p in commas]
+    assert [p.truth for p in typed] == [p.truth[1:] for p in commas]
+    assert [p.kind for p in found[-2:]] == ["seed", "seed, space typed"]
+
+
+@pytest.mark.parametrize("prompt, shown, truth, right", [
+    ("Haji said,", " “Ladies", " “Ladies", True),
+    ("Haji said,", "Ladies", " “Ladies", False),          # glued on
+    ("Haji said,", "\n\n“Ladies", " “Ladies", True),    # a new paragraph is a join too
+    ("Haji said, ", " “Ladies", "“Ladies", True),        # Continue drops the doubled space
+    ("Haji said, ", "  “Ladies", "“Ladies", False),      # two spaces: one stays
+    ("Haji sa", "id,", "id,", True),
+    ("Haji sa", " said", "id,", False),
+    ("night.\n\n", "\nAlan", "Alan", False),
+    ("Haji said,", "   ", " “Ladies", False),           # blank: Continue shows nothing
+])
+def test_a_join_is_judged_as_the_editor_shows_it(prompt, shown, truth, right):
+    assert joins.joins_right(joins.editor_insert(prompt, shown), truth) is right
+
+
+def test_first_token_classes_of_a_real_tokenizer(hf_tokenizer):
+    texts = hf_tokenizer.batch_decode([[i] for i in range(len(hf_tokenizer))])
+    classes = joins.token_classes(texts, set(hf_tokenizer.all_special_ids))
     ids = {t: hf_tokenizer(t, add_special_tokens=False)["input_ids"][0] for t in (" The", "The", "\n\n")}
-    assert [evaluate.JOIN_CLASSES[classes[ids[t]]] for t in (" The", "The", "\n\n")] == \
-        ["space", "text", "newline"]
-    assert evaluate.JOIN_CLASSES[classes[hf_tokenizer.eos_token_id]] == "end"
-    assert [evaluate.join_class(t) for t in (" “Alan", "The", "\n\nThe")] == ["space", "text", "newline"]
+    mask = joins.right_first_tokens(classes, "Haji said,", " The")
+    assert [bool(mask[ids[t]]) for t in (" The", "The", "\n\n")] == [True, False, True]
+    typed = joins.right_first_tokens(classes, "Haji said, ", "The")
+    assert [bool(typed[ids[t]]) for t in (" The", "The", "\n\n")] == [True, True, False]
+    assert not mask[hf_tokenizer.eos_token_id] and not typed[hf_tokenizer.eos_token_id]
 
 
 CONV = [{"role": "user", "content": "The station turned."},

@@ -173,7 +173,7 @@ def test_the_seed_prompt_is_continued_in_place_on_both_routes(route, capsys):
     prompt = run_continue_js("render", stdin=json.dumps({
         "template": auto["promptTemplates"]["autocomplete"],
         "vars": {"prefix": cp.autocomplete_prefix(SEED_PROMPT, "book/chapter_01.md")}}))["prompt"]
-    assert prompt.endswith(SEED_PROMPT + "<|im_end|>\n<|im_start|>assistant\n")
+    assert prompt.endswith("<|im_start|>assistant\n" + cp.autocomplete_prefix(SEED_PROMPT, "book/chapter_01.md"))
     body = cp.llamacpp_completion_body(prompt, cp.autocomplete_options(auto))
     out = server.complete(body.pop("prompt"), **{**body, "stream": False, "seed": 7})
     assert out["stop_type"] in ("eos", "limit", "word") and out["content"]

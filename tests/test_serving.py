@@ -51,8 +51,13 @@ def test_go_template_port_trim_markers_conditionals_and_collation():
     # Ollama merges consecutive messages of one role with a blank line
     two_users = [{"role": "user", "content": "A"}, {"role": "user", "content": "B"}]
     assert render_ollama("{{ range .Messages }}[{{ .Content }}]{{ end }}", two_users) == "[A\n\nB]"
+    chain = ('{{ range .Messages }}{{ if eq .Role "user" }}U{{ else if eq .Role "assistant" }}A'
+             '{{ else }}S{{ end }}{{ end }}')
+    mixed = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"},
+             {"role": "assistant", "content": "a"}]
+    assert render_ollama(chain, mixed) == "SUA"
     with pytest.raises(ValueError, match="not supported"):
-        render_ollama('{{ if eq .Role "user" }}x{{ end }}', two_users)
+        render_ollama('{{ if ne .Role "user" }}x{{ end }}', two_users)
 
 
 def axolotl_rendering(tok, cfg, conversation):
@@ -70,15 +75,18 @@ def modelfile_template(path):
     return re.search(r'^TEMPLATE """(.*?)"""$', path.read_text(), re.S | re.M).group(1)
 
 
-@pytest.fixture(scope="module", params=["chatml", "llama3"])
+@pytest.fixture(scope="module", params=["chatml-continuation", "chatml", "llama3-continuation"])
 def served(request, tmp_path_factory, tiny):
-    """A merged tiny model (tokenizer and template as for chatml/SmolLM2, or a
-    Llama-3-like tokenizer that adds BOS itself with the main config's untrimmed
-    llama3 template) and stage 5's files for it."""
+    """A merged tiny model and stage 5's files for it: tokenizer and template as for
+    SmolLM2 (the rehearsal config's continuation layout, or Axolotl's own `chatml`,
+    a turn of its own for the writer's text), or a Llama-3-like tokenizer that adds
+    BOS itself with the main config's template."""
     from conftest import write_config
     tmp = tmp_path_factory.mktemp(request.param)
     top = {"base_model": str(tiny / "base"), "output_dir": str(tiny / "adapter")}
-    if request.param == "llama3":
+    if request.param == "chatml":
+        top.update(chat_template="chatml", chat_template_jinja=None)
+    if request.param == "llama3-continuation":
         base = llama_like_model(tmp / "llama_like")
         for f in (tiny / "base").iterdir():
             if f.name.startswith(("model", "config")):
@@ -91,7 +99,8 @@ def served(request, tmp_path_factory, tiny):
     cfg_path = write_config(tmp, {"merged_dir": str(tmp / "merged"), "serve_dir": str(tmp / "serve"),
                                   "merged_dtype": "bfloat16"}, **top)
     cfg = load_config(cfg_path)
-    if request.param == "llama3":
+    assert cfg.template_family == request.param
+    if request.param == "llama3-continuation":
         # What stage 3 writes for rendering (tokenizer, template, manifest): the
         # tiny adapter was trained on another vocabulary, so no weights are merged.
         tok = models.load_tokenizer(cfg, tmp / "no_adapter")
@@ -114,7 +123,7 @@ def test_ollama_and_vllm_render_what_training_rendered(served, case):
     # Ollama: the Modelfile's TEMPLATE; its tokenizer adds BOS where the model wants one.
     ollama_text = render_ollama(modelfile_template(cfg.pipeline.serve_dir / "Modelfile"), conversation)
     ollama_ids = tok(ollama_text, add_special_tokens=True)["input_ids"]
-    bos = tok.bos_token if name == "llama3" else ""
+    bos = tok.bos_token if name.startswith("llama3") else ""
     assert bos + ollama_text == train_text
     assert ollama_ids == train_ids
 
@@ -138,7 +147,7 @@ def test_whitespace_at_the_turn_edges_reaches_the_model_as_trained(served):
     train_text, train_ids = axolotl_rendering(tok, cfg, conversation)
     assert conversation[0]["content"] in train_text and conversation[1]["content"] in train_text
     ollama_text = render_ollama(modelfile_template(cfg.pipeline.serve_dir / "Modelfile"), conversation)
-    assert (tok.bos_token if name == "llama3" else "") + ollama_text == train_text
+    assert (tok.bos_token if name.startswith("llama3") else "") + ollama_text == train_text
     jinja = (cfg.pipeline.merged_dir / "chat_template.jinja").read_text()
     assert tok.apply_chat_template(conversation, chat_template=jinja, tokenize=False,
                                    add_generation_prompt=True) == train_text
@@ -253,7 +262,7 @@ def test_gos_own_text_template_renders_the_modelfile_as_training_did(served, cas
     assert go.returncode == 0, go.stderr
     train_text, _ = axolotl_rendering(tok, cfg, conversation)
     assert go.stdout == render_ollama(modelfile_template(cfg.pipeline.serve_dir / "Modelfile"), conversation)
-    assert (tok.bos_token if name == "llama3" else "") + go.stdout == train_text
+    assert (tok.bos_token if name.startswith("llama3") else "") + go.stdout == train_text
 
 
 def test_llamacpp_backend_without_a_build_says_how_to_get_one(served, monkeypatch, tmp_path, capsys):

@@ -142,7 +142,7 @@ def _merged(tmp_path, size: str) -> Path:
     merged = tmp_path / "merged"
     merged.mkdir()
     (merged / "config.json").write_text(json.dumps(llama_shape(size)))
-    (merged / merge_output.MANIFEST).write_text(json.dumps({"chat_template": "chatml", "eos_token": "<|im_end|>"}))
+    (merged / merge_output.MANIFEST).write_text(json.dumps({"chat_template": "jinja", "eos_token": "<|im_end|>"}))
     return merged
 
 

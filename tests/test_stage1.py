@@ -55,7 +55,8 @@ def test_counts_are_exact_for_the_rendered_conversation(sample_result, smol_coun
     for e in sample_result.examples:
         rendered = smol_counter.render(e.messages())
         assert "<|im_start|>system" not in rendered
-        assert rendered.startswith("<|im_start|>user\n" + e.header + e.prefix + "<|im_end|>")
+        # the continuation layout: the writer's text opens the assistant's turn
+        assert rendered == "<|im_start|>assistant\n" + e.header + e.prefix + e.completion + "<|im_end|>\n"
         ids = hf_tokenizer(rendered, add_special_tokens=False)["input_ids"]
         assert e.total_tokens == len(ids)
         assert e.prefix_tokens == len(hf_tokenizer(e.prefix, add_special_tokens=False)["input_ids"])

@@ -4,7 +4,8 @@ TEMPLATE exactly as `ollama` would without Ollama installed.
 
 Supported: text, `{{ .Field }}`, `{{ range .Field }}...{{ end }}` (dot becomes
 each item; `range $i, $_ := .Field` too), `{{ if .Field }}...{{ else }}...{{ end }}` (Go truthiness: empty
-string, empty list, zero, nil are false), `{{ $.Field }}` (the root), and the
+string, empty list, zero, nil are false), `{{ if eq .Field "text" }}`, `{{ else if ... }}`
+(an if nested in the else branch, sharing its `{{ end }}`), `{{ $.Field }}` (the root), and the
 trim markers `{{- ` / ` -}}`, which remove all whitespace (space, tab, CR, LF)
 before / after the action. Anything else raises ValueError rather than guess.
 """
@@ -35,8 +36,9 @@ def _check_field(expr: str) -> None:
         raise ValueError(f"template action not supported by this port: {{{{ {expr} }}}}")
 
 
-def _parse(tokens, i=0, stop=("end",)):
-    """A node list up to one of `stop`; returns (nodes, index of the stop token, its word)."""
+def _parse(tokens, i=0, stop=("end",), single=False):
+    """A node list up to one of `stop`; returns (nodes, index of the stop token, its word).
+    single: parse one if-block only and return at its {{ end }} (for else if)."""
     nodes = []
     while i < len(tokens):
         kind, value = tokens[i]
@@ -50,12 +52,17 @@ def _parse(tokens, i=0, stop=("end",)):
         if word in ("range", "if"):
             body, i, ended = _parse(tokens, i + 1, ("end", "else"))
             other = []
-            if ended == "else":
+            if ended == "else" and tokens[i][1].split()[1:2] == ["if"]:
+                tokens[i] = ("action", tokens[i][1].split(None, 1)[1])   # else if: a nested if
+                other, i, _ = _parse(tokens, i, ("end",), single=True)
+            elif ended == "else":
                 other, i, _ = _parse(tokens, i + 1, ("end",))
             arg = value.split(None, 1)[1]
             arg = arg.split(":=", 1)[1].strip() if word == "range" and ":=" in arg else arg
-            _check_field(arg)
+            _check_condition(arg) if word == "if" else _check_field(arg)
             nodes.append((word, arg, body, other))
+            if single:
+                return nodes, i, "end"
             i += 1
             continue
         _check_field(value)
@@ -64,6 +71,21 @@ def _parse(tokens, i=0, stop=("end",)):
     if stop != ("end",) or i < len(tokens):
         raise ValueError("template ends inside a block: missing {{ end }}")
     return nodes, i, None
+
+
+EQ = re.compile(r'eq (\S+) "([^"\\]*)"')
+
+
+def _check_condition(expr: str) -> None:
+    m = EQ.fullmatch(expr)
+    _check_field(m.group(1) if m else expr)
+
+
+def _condition(expr: str, dot, root) -> bool:
+    m = EQ.fullmatch(expr)
+    if m:
+        return _lookup(m.group(1), dot, root) == m.group(2)
+    return _truthy(_lookup(expr, dot, root))
 
 
 def _lookup(expr: str, dot, root):
@@ -85,7 +107,7 @@ def _render(nodes, dot, root, out):
             value = _lookup(node[1], dot, root)
             out.append("" if value is None else str(value))  # missingkey=zero
         elif node[0] == "if":
-            _render(node[2] if _truthy(_lookup(node[1], dot, root)) else node[3], dot, root, out)
+            _render(node[2] if _condition(node[1], dot, root) else node[3], dot, root, out)
         elif node[0] == "range":
             items = _lookup(node[1], dot, root) or []
             for item in items:

@@ -103,16 +103,18 @@ class Config:
 
     @property
     def template_family(self) -> str:
-        """"chatml" or "llama3" where training renders that format: Axolotl's template
-        of that name, or a `jinja` one built on it (the main config's untrimmed
-        llama3). Stage 5 picks the serving templates by it; tests/test_serving.py
-        proves they render what training rendered."""
+        """The serving templates that render what training renders: "chatml" or "llama3"
+        (Axolotl's templates of that name: the writer's text in a user turn of its own),
+        or "chatml-continuation" / "llama3-continuation" (a `jinja` template on those
+        tokens that opens the assistant's turn with the writer's text, as the shipped
+        configs do). Stage 5 picks the Ollama and autocomplete templates by it;
+        tests/test_serving.py proves they render what training rendered."""
         if self.chat_template != "jinja":
             return self.chat_template
         source = str(self.data.get("chat_template_jinja") or "")
         for family, marker in (("llama3", "<|start_header_id|>"), ("chatml", "<|im_start|>")):
             if marker in source:
-                return family
+                return family + ("-continuation" if opens_assistant_turn(source) else "")
         return "jinja"
 
     @property
@@ -122,6 +124,18 @@ class Config:
     def sha256(self) -> str:
         """Hash of the merged settings, so later stages can tell the config changed."""
         return hashlib.sha256(effective_yaml(self).encode()).hexdigest()
+
+
+def opens_assistant_turn(template_source: str) -> bool:
+    """Whether the template renders a lone user message as the start of the
+    assistant's turn (the continuation layout): its rendering, with the generation
+    prompt asked for, ends with the message's own text."""
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+    probe = "\u2063probe"
+    rendered = ImmutableSandboxedEnvironment().from_string(template_source).render(
+        messages=[{"role": "user", "content": probe}], add_generation_prompt=True,
+        bos_token="", eos_token="")
+    return rendered.endswith(probe)
 
 
 def _parse_pipeline(path, block) -> StylePipeline:

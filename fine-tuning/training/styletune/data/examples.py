@@ -1,7 +1,6 @@
 """Prefix-completion examples: where each chunk is cut, and the exact counts."""
 import bisect
 import random
-import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -23,12 +22,9 @@ class Example:
     prefix_tokens: int
     completion_tokens: int
     in_range: bool
+    join: int = 0          # where the user turn ends in chunk.text (join_offset)
     total_tokens: int = 0  # the rendered conversation, special tokens included
     header: str = ""       # Continue's file-path line, on the examples that teach autocomplete
-
-    @property
-    def join(self) -> int:
-        return join_offset(self.chunk.text, self.cut)
 
     @property
     def prefix(self) -> str:
@@ -78,20 +74,20 @@ def add_editor_headers(examples, share: float) -> None:
             taken += 1
 
 
-def join_offset(text: str, cut: Boundary) -> int:
-    """Where the user turn ends and the assistant turn begins. The editor joins the
-    completion straight onto the writer's text, so the whitespace at the cut must be
-    in one of the turns, and in one the tokenizer would give it to in running text.
-    A paragraph break ends the prompt (a writer who pressed Enter twice sends it).
-    A space opens the completion on half the cuts (" “Alan…", as must follow a
-    writer who stopped at "Haji said,") and ends the prompt on the other half (a
-    writer who typed the space before pausing); which half is fixed by the text
-    at the cut, so reruns give the same files. Either way prefix + completion is
-    the chunk, exactly, and no token straddles the turns."""
-    gap = text[cut.end:cut.start]
-    if "\n" in gap or not gap:
-        return cut.start
-    return cut.start if zlib.crc32(text[max(0, cut.end - 64):cut.start].encode()) % 2 else cut.end
+def join_offset(text: str, cut: Boundary, token_ends=None) -> int:
+    """Where the user turn ends and the assistant turn begins. The prompt stops on the
+    sentence's last character and the completion opens with the whitespace that
+    followed it in the manuscript (" “Alan…", "\n\nThe…"): one rule for every cut,
+    so the model always learns to supply the join itself, as it must after a writer
+    who stopped at "Haji said,". Given the chunk's token ends, one exception keeps
+    the turns on a token boundary, as the writer's own prompt is tokenised: where
+    the tokenizer fuses the last character with a paragraph break (Llama 3's ".\n\n"
+    is one token), the break ends the prompt, as it does for a writer who pressed
+    Enter twice. prefix + completion is the chunk, exactly."""
+    if token_ends is None or cut.end == cut.start:
+        return cut.end
+    ends = set(token_ends)
+    return cut.end if cut.end in ends or cut.start not in ends else cut.start
 
 
 def _targets(rng, k, lo, hi):
@@ -149,11 +145,12 @@ def cut_chunks(chunks, punkt, counter, ratio_range, seed, cuts_for):
         found = _boundaries_or_error(chunk, punkt, until=int(hi * _SEARCH_SPAN * len(chunk.text)))
         cands = [(b, bisect.bisect_right(ends, b.end)) for b in found]
         picks += [(chunk, b) for b, _ in _pick(chunk, cands, len(ends), lo, hi, seed, cuts_for(chunk))]
-    joins = [join_offset(chunk.text, b) for chunk, b in picks]
+    ends_of = {id(chunk): ends for chunk, ends in zip(chunks, all_ends)}
+    joins = [join_offset(chunk.text, b, ends_of[id(chunk)]) for chunk, b in picks]
     prefixes = counter.count_texts([chunk.text[:j] for (chunk, _), j in zip(picks, joins)])
     completions = counter.count_texts([chunk.text[j:] for (chunk, _), j in zip(picks, joins)])
-    return [Example(chunk, b, p, c, lo <= p / (p + c) <= hi)
-            for (chunk, b), p, c in zip(picks, prefixes, completions)]
+    return [Example(chunk, b, p, c, lo <= p / (p + c) <= hi, j)
+            for (chunk, b), j, p, c in zip(picks, joins, prefixes, completions)]
 
 
 def count_rendered(examples, counter) -> None:

@@ -23,7 +23,7 @@ def summary(result) -> dict:
 def joins(examples) -> dict:
     """How the turns meet, and how many examples carry Continue's path line."""
     return {"completion_opens_with_space": sum(e.completion[:1] == " " for e in examples),
-            "prompt_ends_with_space": sum(e.prefix.endswith(" ") for e in examples),
+            "completion_opens_with_paragraph_break": sum(e.completion[:1] == "\n" for e in examples),
             "prompt_ends_with_paragraph_break": sum(e.prefix.endswith("\n") for e in examples),
             "continue_path_line": sum(bool(e.header) for e in examples)}
 
@@ -86,8 +86,9 @@ def markdown_body(report: dict) -> str:
         "Validation chunks: " + (", ".join(f"`{c}`" for c in report["validation_chunks"]) or "none"),
         "",
         f"Joins: {report['joins']['completion_opens_with_space']} completion(s) open with the space at "
-        f"the cut, {report['joins']['prompt_ends_with_space']} prompt(s) end with it (as typed), "
-        f"{report['joins']['prompt_ends_with_paragraph_break']} end with the paragraph break; "
+        f"the cut, {report['joins']['completion_opens_with_paragraph_break']} with the paragraph break, "
+        f"{report['joins']['prompt_ends_with_paragraph_break']} prompt(s) end with the break (where the "
+        "tokenizer fuses it with the sentence's last mark); "
         f"{report['joins']['continue_path_line']} user turn(s) start with Continue's autocomplete path line.",
         "",
     ]

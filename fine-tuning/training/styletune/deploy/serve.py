@@ -36,23 +36,37 @@ from styletune.errors import UserError
 from styletune.fileio import write_atomic, write_outputs
 from styletune.train import models
 
-# Go templates for Ollama, one per Axolotl chat template they match. Every message
-# is rendered, system messages included (Ollama keeps them in .Messages), and the
-# assistant header is always opened, like add_generation_prompt=True.
+# Go templates for Ollama, one per training template they match (config.template_family).
+# Every message is rendered, system messages included (Ollama keeps them in .Messages).
+# The turn layouts always open the assistant header, like add_generation_prompt=True;
+# the continuation layouts open the assistant's turn with the writer's text, so the
+# model goes on from the last character typed.
 OLLAMA_TEMPLATES = {
     "chatml": ("{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n"
                "{{ end }}<|im_start|>assistant\n"),
     "llama3": ("{{- range .Messages }}<|start_header_id|>{{ .Role }}<|end_header_id|>\n\n"
                "{{ .Content }}<|eot_id|>{{ end }}<|start_header_id|>assistant<|end_header_id|>\n\n"),
+    "chatml-continuation": (
+        "{{- range .Messages }}{{ if eq .Role \"user\" }}<|im_start|>assistant\n{{ .Content }}"
+        "{{ else if eq .Role \"assistant\" }}{{ .Content }}<|im_end|>\n"
+        "{{ else }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}{{ end }}"),
+    "llama3-continuation": (
+        "{{- range .Messages }}{{ if eq .Role \"user\" }}<|start_header_id|>assistant<|end_header_id|>\n\n"
+        "{{ .Content }}{{ else if eq .Role \"assistant\" }}{{ .Content }}<|eot_id|>"
+        "{{ else }}<|start_header_id|>{{ .Role }}<|end_header_id|>\n\n{{ .Content }}<|eot_id|>"
+        "{{ end }}{{ end }}"),
 }
 # Where a new turn would begin: generation must stop before it as well as at the end token.
 TURN_STARTS = {"chatml": ["<|im_start|>"], "llama3": ["<|start_header_id|>"]}
+TURN_STARTS.update({f"{k}-continuation": v for k, v in list(TURN_STARTS.items())})
 # Continue's autocomplete sends a raw prompt: the training format, with its prefix
 # (header line + text before the cursor) as the user turn. The server adds BOS.
 AUTOCOMPLETE = {
     "chatml": "<|im_start|>user\n{{{prefix}}}<|im_end|>\n<|im_start|>assistant\n",
     "llama3": ("<|start_header_id|>user<|end_header_id|>\n\n{{{prefix}}}<|eot_id|>"
                "<|start_header_id|>assistant<|end_header_id|>\n\n"),
+    "chatml-continuation": "<|im_start|>assistant\n{{{prefix}}}",
+    "llama3-continuation": "<|start_header_id|>assistant<|end_header_id|>\n\n{{{prefix}}}",
 }
 BASE_SYSTEM_MESSAGE = ("Continue the author's manuscript in the author's own voice. "
                        "Write only the prose that comes next.")

@@ -10,7 +10,8 @@ tokens.
 import gc
 import json
 import math
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from styletune import paths
 from styletune.config import load_config
 from styletune.data.examples import join_offset
 from styletune.errors import UserError
+from styletune.eval import joins
 from styletune.eval import report as style_report
 from styletune.fileio import write_atomic
 from styletune.text.sentences import boundaries, build_punkt
@@ -31,7 +33,8 @@ BLOCK_TOKENS = 64
 # as writers' prompts do, and needs a continuation that starts with a space.
 SEED_PROMPT = ("Haji and Alan walked along the street. It was night, Alan was worried about "
                "his future. Haji said,")
-JOIN_CLASSES = ("text", "space", "newline", "end")
+# Tokens of greedy continuation that decide how a join looks in the editor.
+JOIN_TOKENS = 6
 
 
 class EvaluationError(UserError):
@@ -94,34 +97,43 @@ def validation_prompts(conversations, punkt, ev: dict, chunk_names) -> list[Prom
     return prompts
 
 
-def mid_sentence_prompts(conversations, ev: dict, chunk_names) -> list[Prompt]:
-    """Prompts that stop inside a sentence, after a comma ("... Haji said,"), where
-    training's prompts all stop at sentence ends: windows of ~prompt_words words from
-    each validation completion; the truth starts with the space the join needs."""
-    import re
+def stop_prompts(conversations, ev: dict, chunk_names, kind: str) -> list[Prompt]:
+    """Prompts that stop where a writer pauses other than at a sentence end (after
+    "Haji said,", inside a word, after an opening quote: joins.STOPS): windows of
+    ~prompt_words words from each validation completion, spread evenly over it, not
+    overlapping; the truth is the author's text from there."""
     truth_words = max(10, int(ev["generation_tokens"] * 0.75))
     wanted = int(ev["prompts_per_chunk"])
     prompts = []
     for conv, name in zip(conversations, chunk_names):
         completion = conv[1]["content"]
         starts = [m.start() for m in re.finditer(r"\S+", completion)]
-        room = [m.end() for m in re.finditer(r",(?= \S)", completion)
-                if len(completion[:m.end()].split()) > ev["prompt_words"]
-                and len(completion[m.end():].split()) >= truth_words]
+        room = [p for p in joins.stops(completion, kind)
+                if len(completion[:p].split()) > ev["prompt_words"]
+                and len(completion[p:].split()) >= truth_words]
         last = 0
-        for comma in [room[int(i * len(room) / wanted)] for i in range(wanted)] if room else []:
-            if comma < last:
+        for stop in [room[int(i * len(room) / wanted)] for i in range(wanted)] if room else []:
+            if stop < last:
                 continue
-            first_word = len(completion[:comma].split()) - int(ev["prompt_words"])
-            truth = _words_until(completion[comma:], truth_words)
-            prompts.append(Prompt(name, "mid-sentence", completion[starts[first_word]:comma], truth))
-            last = comma + len(truth)
+            first_word = len(completion[:stop].split()) - int(ev["prompt_words"])
+            truth = _words_until(completion[stop:], truth_words)
+            prompts.append(Prompt(name, kind, completion[starts[first_word]:stop], truth))
+            last = stop + len(truth)
     return prompts
 
 
-def join_class(text: str) -> str:
-    """How a continuation must begin to join the prompt: with a word, a space, a line break."""
-    return "newline" if text[:1] in ("\n", "\r") else "space" if text[:1].isspace() else "text"
+def join_prompts(prompts, conversations, ev: dict, chunk_names) -> list[Prompt]:
+    """Every kind of place a writer stops, for the Joins table: the sentence-end
+    prompts, each kind of joins.STOPS, the comma prompts with the space typed, and
+    the writer's own seed prompt both ways."""
+    out = [replace(p, kind="sentence end") for p in prompts]
+    for kind in joins.STOPS:
+        found = stop_prompts(conversations, ev, chunk_names, kind)
+        out += found
+        if kind in joins.TYPED_SPACE:
+            out += [Prompt(p.chunk, joins.TYPED_SPACE[kind], p.text + " ", p.truth[1:]) for p in found]
+    return out + [Prompt("writer", "seed", SEED_PROMPT, " “"),
+                  Prompt("writer", "seed, space typed", SEED_PROMPT + " ", "“")]
 
 
 # --- models ----------------------------------------------------------------------------
@@ -260,16 +272,9 @@ def generate(model, tok, prompts, ev: dict, sampling: dict, progress=None) -> li
     return out
 
 
-def first_token_classes(tok) -> np.ndarray:
-    """join_class of every token's text (special tokens: "end"), as indices into JOIN_CLASSES."""
-    texts = tok.batch_decode([[i] for i in range(len(tok))])
-    special = set(tok.all_special_ids)
-    return np.array([3 if i in special else JOIN_CLASSES.index(join_class(t)) for i, t in enumerate(texts)])
-
-
-def join_probabilities(model, tok, prompts, classes: np.ndarray) -> list[float]:
-    """For each prompt, the probability that the model's first token begins the way the
-    author's continuation does (a space after "said,", a word after a paragraph break)."""
+def join_measures(model, tok, prompts, classes: dict) -> list[dict]:
+    """For each prompt: the probability that the first token joins right as the
+    editor shows it, and whether the greedy continuation does (joins.py)."""
     import torch
     device = next(model.parameters()).device
     out = []
@@ -277,13 +282,17 @@ def join_probabilities(model, tok, prompts, classes: np.ndarray) -> list[float]:
         ids = _ids(tok, [{"role": "user", "content": prompt.text}], True)
         with torch.no_grad():
             logits = model(torch.tensor([ids], device=device)).logits[0, -1].float()
-        probs = torch.softmax(logits, -1).cpu().numpy()[:len(classes)]
-        out.append(float(probs[classes == JOIN_CLASSES.index(join_class(prompt.truth))].sum()))
+            greedy = model.generate(torch.tensor([ids], device=device), do_sample=False,
+                                    max_new_tokens=JOIN_TOKENS, pad_token_id=tok.pad_token_id)
+        probs = torch.softmax(logits, -1).cpu().numpy()[:len(classes["raw"])]
+        shown = joins.editor_insert(prompt.text, tok.decode(greedy[0, len(ids):], skip_special_tokens=True))
+        out.append({"p": float(probs[joins.right_first_tokens(classes, prompt.text, prompt.truth)].sum()),
+                    "greedy": joins.joins_right(shown, prompt.truth), "shown": shown})
     return out
 
 
 def measure_model(model, tok, val, train_for_gap, prompts, other_prompts, ev, sampling, bar,
-                  join_prompts=(), classes=None):
+                  join_set=(), classes=None):
     """Everything stage 4 needs from one model, so only one model is loaded at a time."""
     result = {"val_nll": [completion_token_nll(model, tok, c) for c in val],
               "train_nll": [completion_token_nll(model, tok, c) for c in train_for_gap]}
@@ -292,22 +301,22 @@ def measure_model(model, tok, val, train_for_gap, prompts, other_prompts, ev, sa
     if other_prompts:
         result["other"] = generate(model, tok, other_prompts, ev, sampling, lambda: bar.update(1))
     bar.set_description("joins")
-    result["join"] = join_probabilities(model, tok, join_prompts, classes)
+    result["join"] = join_measures(model, tok, join_set, classes)
     seed = Prompt("writer", "seed", SEED_PROMPT, " ")
     result["seed"] = generate(model, tok, [seed], ev, sampling)[0]
     return result
 
 
-def joins_summary(join_prompts, runs) -> dict:
-    """Mean probability of the right first character, per kind of prompt and model."""
-    kinds = {"sentence end": ("example", "window"), "mid-sentence": ("mid-sentence",),
-             "mid-sentence, space typed": ("mid-sentence, space typed",), "seed": ("seed",),
-             "seed, space typed": ("seed, space typed",)}
+def joins_summary(join_set, runs) -> dict:
+    """Per kind of prompt and model: the mean probability of a right first token and
+    the share of greedy continuations that join right in the editor."""
     out = {}
-    for label, members in kinds.items():
-        idx = [i for i, p in enumerate(join_prompts) if p.kind in members]
-        out[label] = {"prompts": len(idx), **{n: float(np.mean([runs[n]["join"][i] for i in idx]))
-                                             if idx else None for n in runs}}
+    for kind in dict.fromkeys(p.kind for p in join_set):
+        idx = [i for i, p in enumerate(join_set) if p.kind == kind]
+        out[kind] = {"prompts": len(idx),
+                     **{n: {"first_token": float(np.mean([runs[n]["join"][i]["p"] for i in idx])),
+                            "greedy": float(np.mean([runs[n]["join"][i]["greedy"] for i in idx]))}
+                        for n in runs}}
     return out
 
 
@@ -337,12 +346,9 @@ def evaluate(cfg, tuned_dir: Path | None, adapter: Path | None, placement: Place
     punkt, _ = build_punkt(texts)
     prompts = validation_prompts(val, punkt, ev, _chunk_names(cfg, "validation", len(val)))
     other_prompts = [Prompt("train", "example", c[0]["content"], "") for c in train[:int(ev["train_prompts"])]]
-    mid = mid_sentence_prompts(val, ev, _chunk_names(cfg, "validation", len(val)))
-    # the same prompts with the space typed before the pause: now a word must come first
-    typed = [Prompt(p.chunk, p.kind + ", space typed", p.text + " ", p.truth[1:]) for p in mid]
-    join_prompts = prompts + mid + typed + [Prompt("writer", "seed", SEED_PROMPT, " "),
-                                            Prompt("writer", "seed, space typed", SEED_PROMPT + " ", "“")]
-    classes = first_token_classes(tok)
+    names = _chunk_names(cfg, "validation", len(val))
+    join_set = join_prompts(prompts, val, ev, names)
+    classes = joins.token_classes(tok.batch_decode([[i] for i in range(len(tok))]), set(tok.all_special_ids))
     gap_set = train[:int(ev["train_examples_for_gap"])]
     say(f"{len(val)} validation example(s), {len(prompts)} prompts, "
         f"{int(ev['generation_tokens'])} tokens each; device_map {placement.device_map}, {placement.dtype}")
@@ -359,7 +365,7 @@ def evaluate(cfg, tuned_dir: Path | None, adapter: Path | None, placement: Place
         with tqdm(total=total, desc="perplexity", unit="prompt", leave=False) as bar:
             runs[name] = measure_model(model, tok, val, gap_set, prompts,
                                        other_prompts if name == "base" else [], ev, sampling, bar,
-                                       join_prompts, classes)
+                                       join_set, classes)
         free(model)
 
     n_boot, seed = int(ev["bootstrap"]), int(ev["seed"])
@@ -385,8 +391,9 @@ def evaluate(cfg, tuned_dir: Path | None, adapter: Path | None, placement: Place
                    "generation_tokens": int(ev["generation_tokens"]),
                    "reference_words": len(reference.split())},
         "perplexity": ppl, "style": style, "health": health,
-        "joins": joins_summary(join_prompts, runs),
-        "seed_prompt": {"prompt": SEED_PROMPT, **{n: runs[n]["seed"]["raw"] for n in runs}},
+        "joins": joins_summary(join_set, runs),
+        "seed_prompt": {"prompt": SEED_PROMPT,
+                        **{n: joins.editor_insert(SEED_PROMPT, runs[n]["seed"]["raw"]) for n in runs}},
         "prompts": [p.__dict__ for p in prompts],
         "continuations": {n: runs[n]["continuations"] for n in runs},
     }

@@ -207,18 +207,23 @@ def markdown(report: dict) -> str:
 
 
 def joins_lines(report: dict) -> list[str]:
-    """How continuations join the prompt in the editor: the chance the first token
-    starts as the author's text does, by kind of prompt; and the writer's own prompt."""
+    """How continuations join the prompt in the editor, by kind of prompt: the chance
+    the first token joins right, and the share of greedy continuations that do; and
+    the writer's own prompt."""
     joins, seed = report["joins"], report["seed_prompt"]
-    lines = ["Joins (the editor inserts the continuation right after the prompt): probability "
-             "that the first token starts as the author's text does (a space after \"said,\", "
-             "a word after a paragraph break or after a space the writer typed).", "",
-             "| prompts | n | base | tuned |", "|---|---|---|---|"]
+    lines = ["Joins (what the editor shows right after the prompt, after Continue's own "
+             "postprocessing): the probability that the first token joins right, and the share "
+             "of greedy continuations that do. Right: whitespace where the author has it (a space "
+             "or a new paragraph after \"said,\"), a letter or mark mid-word, after an opening "
+             "quote, and after a space or paragraph break the writer typed.", "",
+             "| prompts | n | base: first token | base: greedy | tuned: first token | tuned: greedy |",
+             "|---|---|---|---|---|---|"]
     for kind, row in joins.items():
         if row["prompts"]:
-            lines.append(f"| {kind} | {row['prompts']} | {row['base']:.1%} | {row['tuned']:.1%} |")
+            cells = [f"{row[n]['first_token']:.1%} | {row[n]['greedy']:.0%}" for n in ("base", "tuned")]
+            lines.append(f"| {kind} | {row['prompts']} | " + " | ".join(cells) + " |")
     lines += ["", "The writer's prompt, continued as the editor would show it:", ""]
-    lines += [f"- {name}: `{'...' + seed['prompt'][-40:] + seed[name][:120]!r}`" for name in ("base", "tuned")]
+    lines += [f"- {name}: `{'...' + seed['prompt'][-40:] + '⟨' + seed[name][:120]!r}`" for name in ("base", "tuned")]
     return lines
 
 

@@ -1,0 +1,74 @@
+"""Joins: how a continuation meets the writer's text once the editor inserts it.
+
+A join is right when the first character the editor adds is of the kind the
+author's own text has there: whitespace (a space or a line break: both read as a
+join, neither glues nor doubles) after a word, a comma or a sentence end; a letter
+or a mark mid-word, after an opening quote, and after a space or a paragraph break
+the writer typed. What the editor adds is the model's text after Continue's own
+postprocessing (`editor_insert`), so a doubled space that Continue drops is no fault.
+"""
+import re
+
+# Where a prompt can stop, by kind: a pattern whose match ends where the prompt ends,
+# in the author's text (a validation completion). Sentence ends come from the
+# sentence splitter instead (evaluate.validation_prompts), as training's cuts do.
+STOPS = {
+    "after a comma": r",(?= \S)",
+    "after a dash": r"(?<=\w)[—–](?=\S)",
+    "after an opening quote": r"(?:(?<=\s)|^)[“‘\"](?=\w)",
+    "mid-word": r"\b[^\W\d_]{2}(?=[^\W\d_]{3,})",
+    "after a paragraph break": r"\n\n(?=\S)",
+}
+# Kinds measured with the space the writer typed before pausing (the prompt of the
+# named kind plus " "): now a word must come first.
+TYPED_SPACE = {"after a comma": "after a comma, space typed"}
+
+
+def char_class(text: str) -> str:
+    """"text", "space" or "newline" for the first character; "" for none."""
+    if not text:
+        return ""
+    return "newline" if text[0] in "\r\n" else "space" if text[0].isspace() else "text"
+
+
+def editor_insert(prompt: str, completion: str) -> str:
+    """What Continue's autocomplete inserts after `prompt` (postprocessCompletion,
+    core/autocomplete/postprocessing/index.ts at the commit tests/support/continue_port.py
+    pins): nothing for a blank completion, and a leading space dropped after a
+    trailing one."""
+    if not completion.strip():
+        return ""
+    if prompt.endswith(" ") and completion.startswith(" "):
+        completion = completion[1:]
+    return completion
+
+
+def joins_right(shown: str, truth: str) -> bool:
+    """Whether what the editor shows begins as the author's text does: whitespace
+    where the author has whitespace, a letter or mark where the author has one."""
+    got, want = char_class(shown), char_class(truth)
+    return bool(got) and (got == "text") == (want == "text")
+
+
+def token_classes(token_texts: list[str], special: set[int]) -> dict:
+    """char_class of every vocabulary entry as the editor would show it first: as
+    written ("raw"), and after a typed space ("typed": Continue drops its leading
+    space). Special tokens get "" (the continuation would be empty)."""
+    import numpy as np
+    raw = [("" if i in special else char_class(t)) for i, t in enumerate(token_texts)]
+    typed = [("" if i in special else char_class(t[1:] if t.startswith(" ") else t))
+             for i, t in enumerate(token_texts)]
+    return {"raw": np.array(raw), "typed": np.array(typed)}
+
+
+def right_first_tokens(classes: dict, prompt: str, truth: str):
+    """Boolean mask over the vocabulary: the first tokens that join right here."""
+    shown = classes["typed" if prompt.endswith(" ") else "raw"]
+    if char_class(truth) == "text":
+        return shown == "text"
+    return (shown == "space") | (shown == "newline")
+
+
+def stops(text: str, kind: str) -> list[int]:
+    """The offsets in `text` where a prompt of this kind would end."""
+    return [m.end() for m in re.finditer(STOPS[kind], text)]
