@@ -8,6 +8,7 @@ tests/npm). What the server feeds the model (/apply-template for chat,
 /tokenize for every prompt) is compared with the training example, token for token.
 """
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,8 +20,10 @@ from conftest import FT, SAMPLE_BOOK, build_adapter, load_script, write_config
 from styletune.config import load_config
 from styletune.deploy import llamacpp
 from styletune.deploy import serve as serving
+from styletune.eval import evaluate, joins
 from styletune.eval.evaluate import SEED_PROMPT
 from styletune.train import merge_output, models
+from support.gotemplate import render_ollama
 
 # A real llama-server per route, models converted to GGUF: minutes, so not in make test-fast.
 pytestmark = pytest.mark.slow
@@ -187,6 +190,58 @@ def test_the_seed_prompt_is_continued_in_place_on_both_routes(route, capsys):
     with capsys.disabled():
         for name, text in (("autocomplete", out["content"]), ("chat", reply["choices"][0]["message"]["content"])):
             print(f"\n[{name}] {cp.insert_completion(SEED_PROMPT, text)!r}")
+
+
+JOIN_KINDS = ("after a comma", "after an opening quote", "mid-word")
+
+
+def route_join_prompts(route) -> list:
+    """Places a writer stops, from the book's own text: sentence ends, and each kind
+    the continuation layout joins by construction; the seed prompt last."""
+    ev = {"generation_tokens": 40, "prompts_per_chunk": 2, "prompt_words": 30}
+    conversations = route["examples"][:4]
+    names = [f"example {i}" for i in range(len(conversations))]
+    prompts = [p for kind in JOIN_KINDS for p in evaluate.stop_prompts(conversations, ev, names, kind)]
+    for conv in conversations:   # a sentence end inside the completion, the space after it
+        text = conv[1]["content"]
+        end = re.search(r"(?<=[a-z])[.!?](?= [A-Z“])", text[400:]).end() + 400
+        prompts.append(evaluate.Prompt("", "sentence end", text[end - 200:end], text[end:end + 40]))
+    return prompts + [evaluate.Prompt("writer", "seed", SEED_PROMPT, " “")]
+
+
+def greedy(server, prompt: str) -> str:
+    return server.complete(prompt, n_predict=evaluate.JOIN_TOKENS, temperature=0,
+                           stop=cp.AUTOCOMPLETE_STOPS)["content"]
+
+
+@pytest.mark.parametrize("way", ["autocomplete", "chat", "ollama", "vllm"])
+def test_continuations_join_the_writers_text_on_every_route(route, way):
+    """The writer stops after "Haji said,", inside a word, after an opening quote, at
+    a sentence end: on each route, as that client builds the request, the greedy
+    continuation joins as the author's text does once Continue inserts it (a space
+    after the comma, the rest of the word, no space after the quote)."""
+    cfg, tok, server = route["cfg"], route["tok"], route["server"]
+    system = route["entries"]["chat"]["chatOptions"]["baseSystemMessage"]
+    template = (cfg.pipeline.merged_dir / "chat_template.jinja").read_text()
+    wrong = []
+    for p in route_join_prompts(route):
+        messages = cp.chat_messages(system, [], p.text)
+        if way == "autocomplete":
+            shown = greedy(server, run_continue_js("render", stdin=json.dumps({
+                "template": route["entries"]["autocomplete"]["promptTemplates"]["autocomplete"],
+                "vars": {"prefix": cp.autocomplete_prefix(p.text, "book/chapter_01.md")}}))["prompt"])
+        elif way == "chat":
+            shown = server.post("/v1/chat/completions", {
+                "messages": messages, "max_tokens": evaluate.JOIN_TOKENS, "temperature": 0,
+            })["choices"][0]["message"]["content"]
+        elif way == "ollama":   # Ollama's own TEMPLATE, rendered as Go's text/template does
+            shown = greedy(server, render_ollama(serving.ollama_template(cfg), messages))
+        else:                   # vLLM renders the merged folder's chat_template.jinja
+            shown = greedy(server, tok.apply_chat_template(messages, chat_template=template,
+                                                           tokenize=False, add_generation_prompt=True))
+        if not joins.joins_right(joins.editor_insert(p.text, shown), p.truth):
+            wrong.append((p.kind, p.text[-20:], shown))
+    assert not wrong, wrong
 
 
 # --- Llama 3's vocabulary: what the writer's 8B model serves with ----------------------

@@ -2,13 +2,16 @@
 novels from fine-tuning/data/corpus (Austen as the author, Dickens, Doyle and Wells as others)."""
 import functools
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import CORPUS
+from styletune.eval import report as style_report
 from styletune.eval import stylometry as st
 from styletune.fileio import normalise, read_text
 from styletune.text.gutenberg import gutenberg_body
+from styletune.text.quotes import opening_styles
 
 
 def novel(name: str) -> str:
@@ -299,3 +302,24 @@ def test_style_profile_fields(books):
 ])
 def test_ends_cleanly(text, clean):
     assert st.ends_cleanly(text) is clean
+
+
+SINGLE_QUOTES = (Path(__file__).parent / "data" / "single_quotes_sample.txt").read_text(encoding="utf-8")
+
+
+def test_quotation_style_counts_openings_not_apostrophes():
+    counts = opening_styles(SINGLE_QUOTES)
+    assert counts["straight single"] == 9 and sum(counts.values()) == 9   # You'll, I've, Dad's... are not
+
+
+@pytest.mark.parametrize("tuned, verdict", [
+    (['"Come in," she said. "Shut the door."', '"Tea?" he asked. "Or the other thing?"'], "WRONG MARKS"),
+    (["'Come in,' she said. 'Shut the door.'", "'Tea?' he asked. 'Or the other thing?'"], "ok"),
+    (["She came in and shut the door."], "too few"),
+])
+def test_a_tuned_model_writing_the_other_quotation_marks_is_flagged(tuned, verdict):
+    pools = {"base": ['"Hello," he said.'], "tuned": tuned, "author": [SINGLE_QUOTES]}
+    out = style_report.quotation_style(SINGLE_QUOTES, pools)
+    assert out["author_style"] == "straight single"
+    assert out["verdict"].startswith(verdict)
+    assert out["share"]["author"] == 1.0 and out["share"]["base"] == 0.0

@@ -14,6 +14,7 @@ import json
 import numpy as np
 
 from styletune.eval import stylometry as sm
+from styletune.text.quotes import opening_styles
 
 POOLS = ("base", "tuned", "author")
 # Continuations are pooled as separate paragraphs: an unfinished last sentence
@@ -100,11 +101,41 @@ def style_figures(reference: str, pools: dict, other_texts: list, author_texts: 
         "sentence_length": closeness(lambda t: np.mean([len(sm.words(x)) for x in sm.sentences(t)] or [0]),
                                      pools, n_boot, seed),
         "dialogue_share": closeness(sm.dialogue_share, pools, n_boot, seed),
+        "quotation_style": quotation_style(reference, pools),
         "mattr": {**{n: sm.mattr(sm.words(equal[n][0]), window) for n in POOLS},
                   "window": window, "words_per_pool": n_words},
         "profiles": {n: {k: v for k, v in p.items() if k != "sentence_lengths"} for n, p in profiles.items()},
         "sentence_lengths": {n: p["sentence_lengths"] for n, p in profiles.items()},
     }
+
+
+# A model's quotations count against the author's style from this many on.
+QUOTATIONS_TO_JUDGE = 3
+
+
+def quotation_style(reference: str, pools: dict) -> dict:
+    """The author's quotation mark (the style most of the training text's quotations
+    open with) and, per pool, the share of quotations opened with it. Flags a tuned
+    model that mostly writes another mark (double quotes for a writer of single)."""
+    author = opening_styles(reference)
+    style = max(author, key=author.get) if any(author.values()) else None
+    out = {"author_style": style, "counts": {}, "share": {}}
+    for name, texts in pools.items():
+        counts = opening_styles(PARAGRAPH.join(texts))
+        total = sum(counts.values())
+        out["counts"][name] = counts
+        out["share"][name] = counts[style] / total if style and total else None
+    tuned = out["counts"]["tuned"]
+    if style is None:
+        out["verdict"] = "the author's text has no quotations"
+    elif sum(tuned.values()) < QUOTATIONS_TO_JUDGE:
+        out["verdict"] = f"too few quotations from the tuned model to judge (under {QUOTATIONS_TO_JUDGE})"
+    elif out["share"]["tuned"] < 0.5:
+        out["verdict"] = (f"WRONG MARKS: the tuned model opens most quotations with "
+                          f"{max(tuned, key=tuned.get)} quotes; the author uses {style}")
+    else:
+        out["verdict"] = f"ok: mostly the author's {style} quotes"
+    return out
 
 
 def health(pools: dict, continuations: dict, training_text: str, ev: dict) -> dict:
@@ -159,6 +190,11 @@ def _delta_line(delta: dict) -> str:
                "raise prompts_per_chunk or generation_tokens for a firmer figure." if short else "."))
 
 
+def _share_of(quotation: dict, name: str) -> str:
+    share, count = quotation["share"][name], sum(quotation["counts"][name].values())
+    return "-" if share is None else f"{share:.0%} of {count}"
+
+
 def markdown(report: dict) -> str:
     p, s, h = report["perplexity"], report["style"], report["health"]
     rows = [
@@ -176,6 +212,8 @@ def markdown(report: dict) -> str:
          s["sentence_length"]["verdict"]),
         ("dialogue share of words", *(f"{s['dialogue_share'][n]:.2f}" for n in POOLS),
          s["dialogue_share"]["verdict"]),
+        (f"quotations in the author's style ({s['quotation_style']['author_style'] or 'none'} quotes)",
+         *(_share_of(s["quotation_style"], n) for n in POOLS), s["quotation_style"]["verdict"]),
         (f"MATTR (window {s['mattr']['window']}, {s['mattr']['words_per_pool']} words each)",
          *(f"{s['mattr'][n]:.3f}" for n in POOLS), "closer to the author's is better"),
         ("repeated 4-gram share", *(f"{h[n]['repeated_4gram_share']:.3f}" for n in POOLS),

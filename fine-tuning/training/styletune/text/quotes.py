@@ -5,7 +5,8 @@ Two readings, for two uses, both here so that they are kept side by side:
   quotations are open at an offset. Deliberately suspicious: every style is tracked
   at once and a stray apostrophe can only forbid a cut, never allow one inside a
   speech (a cut inside a speech teaches the model to stop mid-speech).
-- `quoted_spans` (the stylometry's dialogue share and quote-mark rate): the spans
+- `quoted_spans` (the stylometry's dialogue share, quote-mark rate and quotation
+  style, `opening_styles`): the spans
   inside quotation marks, single quotes told apart from apostrophes by context
   (elisions such as 'tis, a plural possessive such as the Smiths’), since a
   share of words must not count every apostrophe as a quotation.
@@ -155,3 +156,18 @@ def merged_spans(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
         else:
             merged.append((start, end))
     return merged
+
+
+# The mark a quotation opens with, named as a writer would.
+QUOTATION_STYLES = {"“": "curly double", '"': "straight double", "‘": "curly single", "'": "straight single"}
+
+
+def opening_styles(text: str) -> dict:
+    """How many quotations open with each style of mark (QUOTATION_STYLES), found as
+    quoted_spans finds them (a single quote told apart from an apostrophe)."""
+    counts = dict.fromkeys(QUOTATION_STYLES.values(), 0)
+    for a, b in paragraph_spans(text):
+        for finder in (_double_quote_spans, _single_quote_spans):
+            for start, _ in finder(text[a:b])[0]:
+                counts[QUOTATION_STYLES[text[a + start]]] += 1
+    return counts
