@@ -13,7 +13,7 @@ import re
 
 import pytest
 import yaml
-from conftest import FT, load_script
+from conftest import FT, MAIN_CONFIG, REHEARSAL_CONFIG, load_script
 from styletune.config import load_config
 from styletune.train import gpu_plan, preflight
 from styletune.train.model_size import parameter_count
@@ -94,6 +94,23 @@ def test_launch_arguments_for_one_and_several_processes():
     assert gpu_plan.launch_arguments(1) == ["--launcher", "accelerate", "--", "--num_processes", "1"]
     assert gpu_plan.launch_arguments(4) == ["--launcher", "torchrun", "--", "--standalone",
                                             "--nproc_per_node", "4"]
+
+
+@pytest.mark.parametrize("config", [MAIN_CONFIG, MULTI_GPU, LLAMA_70B, REHEARSAL_CONFIG],
+                         ids=lambda p: p.stem)
+@pytest.mark.parametrize("processes", [1, 2, 4, 8])
+def test_every_config_launches_through_torchrun_where_fsdp_needs_it(config, processes):
+    """transformers refuses FSDP outside distributed training, and `accelerate launch
+    --num_processes 1` is not distributed: a config with fsdp_config goes through
+    torchrun at every process count, one included; others only with several."""
+    data = load_config(config).data
+    launch = gpu_plan.launch_arguments(processes, data)
+    torchrun = ["--launcher", "torchrun", "--", "--standalone", "--nproc_per_node", str(processes)]
+    if data.get("fsdp_config") or processes > 1:
+        assert launch == torchrun
+    else:
+        assert launch == ["--launcher", "accelerate", "--", "--num_processes", "1"]
+    assert bool(data.get("fsdp_config")) == (config in (MULTI_GPU, LLAMA_70B))
 
 
 @pytest.mark.parametrize("processes, command", [

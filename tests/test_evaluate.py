@@ -100,8 +100,13 @@ def check_report(folder):
     for name in ("base", "tuned", "author"):
         assert "delta" in report["style"]["cosine_delta"][name]
         assert "copied_8gram_share" in report["health"][name]
+    # the QLoRA configs: the base as training saw it (NF4) is scored too, against the tuned model
+    assert report["perplexity"]["base_nf4"]["ppl"] > 0 and "ratio_nf4" in report["perplexity"]
+    assert set(report["joins"]) >= {"sentence end", "after a comma", "mid-word", "seed", "seed, space typed"}
     md = (folder / "style_report.md").read_text()
     assert "| held-out perplexity" in md and "Cosine Delta" in md and "verdict" in md
+    assert "| held-out perplexity, base in 4-bit NF4 as training saw it |" in md
+    assert "| quotations in the author's style" in md and "| after a comma, space typed |" in md
     assert (folder / "style_report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "**author:**" in (folder / "continuations.md").read_text()
     return report

@@ -33,6 +33,39 @@ def run_preflight(cfg_path, tmp_path, *extra):
     return PREFLIGHT.main(["--config", str(cfg_path), "--env-out", str(tmp_path / "env"), *extra])
 
 
+def a_torch_other_than_the_pin(monkeypatch):
+    """The installed torch reported as another version (a GPU image's own build)."""
+    real = preflight.metadata.version
+    monkeypatch.setattr(preflight.metadata, "version",
+                        lambda name: "2.11.0+cu130" if name == "torch" else real(name))
+
+
+def test_a_torch_other_than_the_pin_is_refused_and_the_override_is_named(make_config, tmp_path,
+                                                                          capsys, monkeypatch):
+    a_torch_other_than_the_pin(monkeypatch)
+    monkeypatch.delenv(preflight.PIN_EXCEPTIONS_VAR, raising=False)
+    cfg = make_config()
+    stage1(cfg)
+    assert run_preflight(cfg, tmp_path) == 3
+    err = capsys.readouterr().err
+    assert "torch 2.11.0+cu130 is installed but requirements.txt pins" in err
+    assert "STYLETUNE_PIN_EXCEPTIONS=torch" in err
+
+
+def test_styletune_pin_exceptions_prints_the_difference_and_records_it(make_config, tmp_path,
+                                                                      capsys, monkeypatch):
+    a_torch_other_than_the_pin(monkeypatch)
+    monkeypatch.setenv(preflight.PIN_EXCEPTIONS_VAR, "torch, bitsandbytes")
+    cfg = make_config()
+    stage1(cfg)
+    assert run_preflight(cfg, tmp_path) == 0
+    out = capsys.readouterr().out
+    assert "torch 2.11.0+cu130 (NOT the pinned" in out and "allowed by STYLETUNE_PIN_EXCEPTIONS" in out
+    record = json.loads((load_config(cfg).output_dir / preflight.RUN_RECORD).read_text())
+    pinned = re.search(r"^torch==(\S+)", (FT.parent / "requirements.txt").read_text(), re.M).group(1)
+    assert record["pin_exceptions"] == {"torch": {"pinned": pinned, "installed": "2.11.0+cu130"}}
+
+
 def test_missing_data_says_run_stage_1(make_config, tmp_path, capsys):
     assert run_preflight(make_config(), tmp_path) == 3
     assert "run 1_prepare_data.py" in capsys.readouterr().err

@@ -79,6 +79,8 @@ class Evaluation(Section):
     generation_tokens: Count = Field(200, description="tokens generated per prompt by each model")
     prompts_per_chunk: Count = Field(8, description="prompts per validation chunk")
     prompt_words: Count = Field(120, description="words in each later prompt window")
+    max_prompts: Count | None = Field(None, description="most prompts of each kind, spread over the "
+                                      "validation chunks (null: no cap); keeps a rehearsal quick")
     train_prompts: Annotated[int, at_least(
         1, "stage 4's classifier needs the base model's continuations of training prompts "
            "as its \"not the author\" class")] = Field(

@@ -24,7 +24,7 @@ from styletune.eval import joins
 from styletune.eval import report as style_report
 from styletune.fileio import write_atomic
 from styletune.text.sentences import boundaries, build_punkt
-from styletune.train import resources
+from styletune.train import models, resources
 from styletune.train.models import load_tokenizer
 from styletune.train.resources import Placement
 
@@ -122,13 +122,20 @@ def stop_prompts(conversations, ev: dict, chunk_names, kind: str) -> list[Prompt
     return prompts
 
 
+def spread(items: list, cap: int | None) -> list:
+    """At most `cap` of items, evenly spread (all of them when cap is None)."""
+    if cap is None or len(items) <= cap:
+        return list(items)
+    return [items[int(i * len(items) / cap)] for i in range(cap)]
+
+
 def join_prompts(prompts, conversations, ev: dict, chunk_names) -> list[Prompt]:
     """Every kind of place a writer stops, for the Joins table: the sentence-end
     prompts, each kind of joins.STOPS, the comma prompts with the space typed, and
     the writer's own seed prompt both ways."""
     out = [replace(p, kind="sentence end") for p in prompts]
     for kind in joins.STOPS:
-        found = stop_prompts(conversations, ev, chunk_names, kind)
+        found = spread(stop_prompts(conversations, ev, chunk_names, kind), ev.get("max_prompts"))
         out += found
         if kind in joins.TYPED_SPACE:
             out += [Prompt(p.chunk, joins.TYPED_SPACE[kind], p.text + " ", p.truth[1:]) for p in found]
@@ -307,6 +314,19 @@ def measure_model(model, tok, val, train_for_gap, prompts, other_prompts, ev, sa
     return result
 
 
+def training_base_nll(cfg, placement: Placement, tok, val, say):
+    """Held-out NLL of the base as QLoRA training saw it (4-bit NF4): what the adapter
+    was trained against, so a short rehearsal is not read as "tuned worse" for the
+    rounding alone. None when the config trains without quantisation."""
+    if not models.is_qlora(cfg):
+        return None
+    say("base model as training saw it (4-bit NF4): loading")
+    model = models.load_training_base(cfg, placement.device_map, placement.dtype, quantized=True)
+    nll = [completion_token_nll(model, tok, c) for c in val]
+    free(model)
+    return nll
+
+
 def joins_summary(join_set, runs) -> dict:
     """Per kind of prompt and model: the mean probability of a right first token and
     the share of greedy continuations that join right in the editor."""
@@ -344,7 +364,8 @@ def evaluate(cfg, tuned_dir: Path | None, adapter: Path | None, placement: Place
     tok = load_tokenizer(cfg, adapter) if adapter else AutoTokenizer.from_pretrained(str(tuned_dir))
     texts = [c[0]["content"] + "\n\n" + c[1]["content"] for c in train]
     punkt, _ = build_punkt(texts)
-    prompts = validation_prompts(val, punkt, ev, _chunk_names(cfg, "validation", len(val)))
+    prompts = spread(validation_prompts(val, punkt, ev, _chunk_names(cfg, "validation", len(val))),
+                     ev["max_prompts"])
     other_prompts = [Prompt("train", "example", c[0]["content"], "") for c in train[:int(ev["train_prompts"])]]
     names = _chunk_names(cfg, "validation", len(val))
     join_set = join_prompts(prompts, val, ev, names)
@@ -367,11 +388,15 @@ def evaluate(cfg, tuned_dir: Path | None, adapter: Path | None, placement: Place
                                        other_prompts if name == "base" else [], ev, sampling, bar,
                                        join_set, classes)
         free(model)
+    nf4_nll = training_base_nll(cfg, placement, tok, val, say)
 
     n_boot, seed = int(ev["bootstrap"]), int(ev["seed"])
     ppl = {n: perplexity(runs[n]["val_nll"], n_boot, seed) for n in runs}
     ppl.update({f"{n}_train": perplexity(runs[n]["train_nll"], n_boot, seed) for n in runs})
     ppl["ratio"] = perplexity_ratio(runs["tuned"]["val_nll"], runs["base"]["val_nll"], n_boot, seed)
+    if nf4_nll is not None:
+        ppl["base_nf4"] = perplexity(nf4_nll, n_boot, seed)
+        ppl["ratio_nf4"] = perplexity_ratio(runs["tuned"]["val_nll"], nf4_nll, n_boot, seed)
     ppl["verdicts"] = style_report.perplexity_verdicts(ppl, ev)
 
     say("style measures")

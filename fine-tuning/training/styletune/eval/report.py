@@ -155,15 +155,25 @@ def health(pools: dict, continuations: dict, training_text: str, ev: dict) -> di
     return out
 
 
+# A perplexity ratio whose 95% interval is wider than this says little either way.
+WIDE_RATIO_INTERVAL = 0.1
+
+
+def ratio_verdict(ratio: dict) -> str:
+    return ("tuned better" if ratio["ci"][1] < 1 else "tuned worse" if ratio["ci"][0] > 1
+            else "same (interval includes 1)")
+
+
 def perplexity_verdicts(ppl: dict, ev: dict) -> dict:
     ratio = ppl["ratio"]
-    verdict = ("tuned better" if ratio["ci"][1] < 1 else "tuned worse" if ratio["ci"][0] > 1
-               else "same (interval includes 1)")
+    verdict = ratio_verdict(ratio)
     target = "met" if ratio["ratio"] <= ev["ppl_ratio_target"] else "not met"
     base_gap = ppl["base"]["ppl"] / ppl["base_train"]["ppl"]
     tuned_gap = ppl["tuned"]["ppl"] / ppl["tuned_train"]["ppl"]
     overfit = tuned_gap > ev["overfit_gap"] * base_gap
     return {"verdict": verdict, "target": f"ratio <= {ev['ppl_ratio_target']}: {target}",
+            "too_wide": ratio["ci"][1] - ratio["ci"][0] > WIDE_RATIO_INTERVAL,
+            **({"verdict_nf4": ratio_verdict(ppl["ratio_nf4"])} if "ratio_nf4" in ppl else {}),
             "train_validation_gap": {"base": base_gap, "tuned": tuned_gap,
                                      "overfitting": bool(overfit)}}
 
@@ -202,6 +212,11 @@ def markdown(report: dict) -> str:
          f"{p['tuned']['ppl']:.2f} {_fmt_ci(p['tuned']['ci'])}", "-",
          f"{p['verdicts']['verdict']}; tuned/base {p['ratio']['ratio']:.3f} {_fmt_ci(p['ratio']['ci'])}, "
          f"target {p['verdicts']['target']}"),
+        *([("held-out perplexity, base in 4-bit NF4 as training saw it",
+            f"{p['base_nf4']['ppl']:.2f} {_fmt_ci(p['base_nf4']['ci'])}",
+            f"{p['tuned']['ppl']:.2f} {_fmt_ci(p['tuned']['ci'])}", "-",
+            f"{p['verdicts']['verdict_nf4']}; tuned/NF4 base {p['ratio_nf4']['ratio']:.3f} "
+            f"{_fmt_ci(p['ratio_nf4']['ci'])}")] if "base_nf4" in p else []),
         ("Cosine Delta to the author (lower is closer)",
          *(f"{s['cosine_delta'][n]['delta']:.3f} {_fmt_ci(s['cosine_delta'][n]['ci'])}" for n in POOLS),
          s["cosine_delta"]["verdict"]),
@@ -236,6 +251,10 @@ def markdown(report: dict) -> str:
     lines += ["", f"Train/validation perplexity ratio: base {gap['base']:.2f}, tuned {gap['tuned']:.2f}"
               + (" - OVERFITTING: the tuned model fits training text much better than held-out text."
                  if gap["overfitting"] else " (no sign of overfitting)."), "",
+              *([f"TOO WIDE TO JUDGE: the perplexity ratio's interval spans "
+                 f"{p['ratio']['ci'][1] - p['ratio']['ci'][0]:.2f} (over {WIDE_RATIO_INTERVAL}); more "
+                 "validation text (validation_share) or a longer run narrows it.", ""]
+                if p["verdicts"]["too_wide"] else []),
               _classifier_line(s["attribution"]["classifier"]), "",
               _delta_line(s["cosine_delta"]), "",
               *joins_lines(report), "",

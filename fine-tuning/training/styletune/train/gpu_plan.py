@@ -146,19 +146,29 @@ def accumulation_for(steps: int, processes: int) -> int:
     return max(1, (2 * steps + processes) // (2 * processes))
 
 
-def launch_arguments(processes: int) -> list[str]:
+def launch_arguments(processes: int, data: dict | None = None) -> list[str]:
     """Axolotl's own launcher arguments (`axolotl train CONFIG ...` then these).
 
-    One process: Axolotl's default, `accelerate launch`, held to one process (on a
-    machine with several GPUs accelerate would otherwise take them all).
-    Several: `torchrun`, which Axolotl also documents (`--launcher torchrun`). It
-    reads no configuration file, so a writer's old accelerate settings cannot change
-    the run, and it starts several CPU processes too: the CPU test runs the command
-    a GPU machine gets. `--standalone` finds a free local port for the processes
-    to meet on, so two runs never collide."""
-    if processes == 1:
+    One process without FSDP: Axolotl's default, `accelerate launch`, held to one
+    process (on a machine with several GPUs accelerate would otherwise take them all).
+    Several processes, or FSDP at any count: `torchrun`, which Axolotl also documents
+    (`--launcher torchrun`). transformers refuses FSDP outside distributed training
+    ("Using fsdp only works in distributed training."), which `accelerate launch
+    --num_processes 1` is not and a one-process torchrun is (measured on an H200,
+    2026-12-04). torchrun reads no configuration file, so a writer's old accelerate
+    settings cannot change the run, and it starts several CPU processes too: the CPU
+    test runs the command a GPU machine gets. `--standalone` finds a free local port
+    for the processes to meet on, so two runs never collide."""
+    if processes == 1 and not strategy(data or {}, processes).startswith("fsdp"):
         return ["--launcher", "accelerate", "--", "--num_processes", "1"]
     return ["--launcher", "torchrun", "--", "--standalone", "--nproc_per_node", str(processes)]
+
+
+# FSDP in one process against the main config on one GPU, as measured: the preflight
+# quotes it when a config with fsdp_config is started on one GPU.
+FSDP_ONE_GPU_MEASURED = ("measured on an NVIDIA H200 on 2026-12-04 (bench_gpu_training.py, an "
+                         "8B-shaped model, ~2,400-token examples): the main config 4,450 tokens/s "
+                         "and 10.3 GiB at peak, FSDP in one process 2,239 tokens/s and 13.0 GiB")
 
 
 def plan_table(shape: dict, data: dict, example_tokens: int, counts=(1, 2, 4, 8)) -> list[str]:

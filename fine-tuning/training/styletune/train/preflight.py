@@ -14,6 +14,7 @@ PROCESSES, and LAUNCH, Axolotl's own launcher arguments (gpu_plan.launch_argumen
 """
 import json
 import math
+import os
 import re
 import shlex
 import shutil
@@ -40,11 +41,22 @@ class PreflightError(UserError):
     exit_code = 3
 
 
-def check_packages() -> list:
-    """Installed versions match the pins in requirements.txt."""
+# A machine that brings its own build of a pinned package (a GPU image's CUDA torch)
+# names it here, comma-separated; the difference is printed and recorded, never hidden.
+PIN_EXCEPTIONS_VAR = "STYLETUNE_PIN_EXCEPTIONS"
+
+
+def pin_exceptions_allowed() -> set[str]:
+    return {n.strip().lower() for n in os.environ.get(PIN_EXCEPTIONS_VAR, "").split(",") if n.strip()}
+
+
+def check_packages() -> tuple[list, dict]:
+    """Installed versions match the pins in requirements.txt, except the packages
+    STYLETUNE_PIN_EXCEPTIONS names. Returns (one line per package, {name: {"pinned",
+    "installed"}} for each allowed difference)."""
     pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)==([^\s#]+)", (paths.REPO_DIR / "requirements.txt")
                            .read_text(), re.MULTILINE))
-    lines = []
+    lines, excepted, allowed = [], {}, pin_exceptions_allowed()
     for name in PINNED:
         try:
             have = metadata.version(name)
@@ -52,10 +64,15 @@ def check_packages() -> list:
             raise PreflightError(f"{name} is not installed in {sys.prefix}: run `make install`") from None
         want = pins.get(name)
         if want and have.split("+")[0] != want:
-            raise PreflightError(f"{name} {have} is installed but requirements.txt pins {want}: "
-                                 "run `make install`")
+            if name not in allowed:
+                raise PreflightError(f"{name} {have} is installed but requirements.txt pins {want}: "
+                                     f"run `make install` (a machine with its own {name} build: "
+                                     f"{PIN_EXCEPTIONS_VAR}={name})")
+            excepted[name] = {"pinned": want, "installed": have}
+            lines.append(f"{name} {have} (NOT the pinned {want}: allowed by {PIN_EXCEPTIONS_VAR})")
+            continue
         lines.append(f"{name} {have}")
-    return lines
+    return lines, excepted
 
 
 def processes_for(device: str, requested: int | None) -> int:
@@ -365,7 +382,8 @@ def run(args) -> int:
     cfg = load_config(args.config)
     device = cfg.pipeline.train_device
     print(f"config: {paths.shown(cfg.path)}")
-    print(f"  ok  packages: {', '.join(check_packages())}")
+    packages, excepted = check_packages()
+    print(f"  ok  packages: {', '.join(packages)}")
     processes = processes_for(device, args.gpus)
     check_distributed_config(cfg, processes)
     gpus = check_gpus(device, processes)
@@ -384,13 +402,17 @@ def run(args) -> int:
     print("plan:")
     for key, value in plan(replace(cfg, data=data), manifest, processes).items():
         print(f"  {key}: {value}")
+    if processes == 1 and gpu_plan.strategy(cfg.data, 1).startswith("fsdp"):
+        print(f"  note: FSDP on one GPU trains (through torchrun) but slower than the main config, "
+              f"qlora_style_transfer.yaml, which fits one GPU: {gpu_plan.FSDP_ONE_GPU_MEASURED}")
     if batch_of(data, processes) != batch_of(cfg.data, 1):
         print(f"  note: the config's batch of {batch_of(cfg.data, 1)} becomes {batch_of(data, processes)} "
               f"on {processes} processes (each takes its own example a step)")
     axolotl_cfg = cfg.pipeline.log_dir / f"{cfg.path.stem}.axolotl.yaml"
     write_atomic(axolotl_cfg, effective_yaml(replace(cfg, data=data)).encode())
-    write_atomic(cfg.output_dir / RUN_RECORD, (json.dumps({"processes": processes}) + "\n").encode())
+    record = {"processes": processes, **({"pin_exceptions": excepted} if excepted else {})}
+    write_atomic(cfg.output_dir / RUN_RECORD, (json.dumps(record) + "\n").encode())
     settings = {"AXOLOTL_CONFIG": axolotl_cfg, "RESUME_FROM": resume or "",
                 **environment(cfg, processes)}
-    write_atomic(Path(args.env_out), shell_settings(settings, gpu_plan.launch_arguments(processes)))
+    write_atomic(Path(args.env_out), shell_settings(settings, gpu_plan.launch_arguments(processes, cfg.data)))
     return 0
