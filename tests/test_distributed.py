@@ -195,6 +195,19 @@ def test_parameter_counts_of_llama_31():
     assert parameter_count(gpu_plan.LLAMA31_70B) == 70_553_706_496     # Meta's model card: 70.6B
 
 
+@pytest.mark.parametrize("config_name, processes", list(gpu_plan.MEASURED))
+def test_each_plan_is_within_15_percent_of_its_gpu_measurement(config_name, processes):
+    """bench_gpu_training.py's peaks on an H200 (gpu_plan.MEASURED): the plan for the
+    same config, GPU count, model shape and example length stays within 15%."""
+    data = load_config(FT / "configs" / config_name).data
+    plan = gpu_plan.memory_plan(gpu_plan.LLAMA31_8B, data, processes, gpu_plan.MEASURED_TOKENS)
+    peak = gpu_plan.MEASURED[(config_name, processes)]["peak_gib"]
+    assert abs(plan.per_gpu_gib - peak) <= 0.15 * peak, (plan.per_gpu_gib, peak)
+    note = gpu_plan.measured_note(config_name, gpu_plan.LLAMA31_8B, processes, data)
+    assert f"measured {peak:.1f} GiB" in note and "H200, 2026-12-04" in note
+    assert gpu_plan.measured_note(config_name, gpu_plan.LLAMA31_70B, processes, data) == ""
+
+
 def test_memory_plan_for_8b_and_70b():
     main = load_config(FT / "configs" / "qlora_style_transfer.yaml").data
     multi = load_config(MULTI_GPU).data
@@ -227,7 +240,7 @@ def test_the_plan_table_script_prints_both_models_as_the_gpu_docs_quote_them():
     assert "Llama 3.1 8B" in text and "Llama 3.1 70B" in text
     readme = (FT.parent / "docs" / "gpus.md").read_text()
     eight_b = [line for line in text.splitlines() if re.match(r"\| \d \| (single|fsdp2) \|", line)]
-    assert len(eight_b) == 4 and all(line in readme for line in eight_b)
+    assert len(eight_b) == 5 and all(line in readme for line in eight_b)
     # the docs' 70B table puts the offload column beside the plain one
     plain = [r.split(" | ") for r in text.split("offload_params: true")[0].splitlines() if "| fsdp1 |" in r]
     offload = [r.split(" | ") for r in text.split("offload_params: true")[1].splitlines() if "| fsdp1 |" in r]

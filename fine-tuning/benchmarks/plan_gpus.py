@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """The memory plan for Llama 3.1 8B and 70B per GPU count: docs/gpus.md's table in
 "Bigger models and more GPUs". Estimates from the models' shapes (styletune/train/
-gpu_plan.py), not measurements; stage 2's preflight prints the same figures for
-the writer's own config and checks them against each GPU's free memory.
+gpu_plan.py), with the measured figure beside them where a GPU run measured one
+(gpu_plan.MEASURED); stage 2's preflight prints the same figures for the writer's
+own config and checks them against each GPU's free memory.
 
     python fine-tuning/benchmarks/plan_gpus.py
 """
@@ -33,11 +34,12 @@ def table() -> str:
         if len(names) == 2 and "offload" not in names:
             single, seq = config_data(names[:1])
             multi, _ = config_data(names[1:])
-            rows = gpu_plan.plan_table(shape, single, seq, counts=(1,))
-            rows += gpu_plan.plan_table(shape, multi, seq, counts=(2, 4, 8))[2:]
+            rows = gpu_plan.plan_table(shape, single, seq, counts=(1,), config_name=names[0])
+            # multi_gpu.yaml from one process up: FSDP on one GPU trains, slower (measured)
+            rows += gpu_plan.plan_table(shape, multi, seq, counts=(1, 2, 4, 8), config_name=names[1])[2:]
         else:
             data, seq = config_data(names)
-            rows = gpu_plan.plan_table(shape, data, seq)
+            rows = gpu_plan.plan_table(shape, data, seq, config_name=names[0])
         out.append("\n".join(rows) + "\n")
     return "\n".join(out)
 

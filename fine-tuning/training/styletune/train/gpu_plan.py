@@ -21,9 +21,15 @@ state, plus the two layers it has gathered (the running one and the next),
 and the activations stay whole on each GPU. With offload_params the sharded
 weights live in CPU RAM instead.
 
-Calibration: for the 8B on one GPU with examples of ~2,300 tokens these terms give
-11.0 GiB; bench_gpu_training.py measured 10.2 GiB on an H200 (docs/benchmarks.md). Everything
-else (FSDP, 70B) is the same arithmetic, not measured.
+FSDP adds its own buffers (the flat parameters it gathers into and the gradient
+reduce buckets), FSDP_OVERHEAD_GIB, calibrated on the one FSDP run measured.
+
+Calibration (MEASURED, bench_gpu_training.py on an NVIDIA H200, 2026-12-04, the 8B
+shape with ~2,400-token examples): the main config on one GPU is planned at 11.2 GiB
+and peaked at 10.3; multi_gpu.yaml in one process is planned at 13.0 and peaked at
+13.0 (FSDP_OVERHEAD_GIB comes from it). tests/test_distributed.py keeps each plan
+within 15% of its measurement. Everything else (FSDP over several GPUs, 70B) is the
+same arithmetic, not measured.
 """
 import math
 from dataclasses import dataclass
@@ -34,6 +40,13 @@ GIB = 2 ** 30
 NF4_BYTES = 0.56
 LORA_STATE_BYTES = 16
 OVERHEAD_GIB = 1.5
+FSDP_OVERHEAD_GIB = 1.6
+# What bench_gpu_training.py measured, per (config file, GPUs), for the 8B shape with
+# examples of MEASURED_TOKENS tokens: the plan prints it beside its estimate.
+MEASURED_ON = "NVIDIA H200, 2026-12-04, bench_gpu_training.py"
+MEASURED_TOKENS = 2400
+MEASURED = {("qlora_style_transfer.yaml", 1): {"peak_gib": 10.3, "tokens_per_second": 4450},
+            ("multi_gpu.yaml", 1): {"peak_gib": 13.0, "tokens_per_second": 2239}}
 # One safetensors file of the checkpoint, read at a time by the sharded loader.
 CHECKPOINT_SHARD_GIB = 5.0
 # Training throughput of the 8B on one RTX 5090, a planning figure: an H200 ran
@@ -119,7 +132,7 @@ def memory_plan(shape: dict, data: dict, processes: int, example_tokens: int) ->
         return MemoryPlan(how, processes, per_gpu, weights + OVERHEAD_GIB, 0.0, weights)
     offload = bool(fsdp.get("offload_params"))
     resident = 2 * layer + (0 if offload else weights / processes)
-    per_gpu = resident + lora / processes + activations + OVERHEAD_GIB
+    per_gpu = resident + lora / processes + activations + OVERHEAD_GIB + FSDP_OVERHEAD_GIB
     # Without cpu_ram_efficient_loading every GPU loads the whole 4-bit model first;
     # with it, process 0 builds it in CPU RAM one checkpoint file at a time.
     efficient = bool(fsdp.get("cpu_ram_efficient_loading"))
@@ -171,14 +184,35 @@ FSDP_ONE_GPU_MEASURED = ("measured on an NVIDIA H200 on 2026-12-04 (bench_gpu_tr
                          "and 10.3 GiB at peak, FSDP in one process 2,239 tokens/s and 13.0 GiB")
 
 
-def plan_table(shape: dict, data: dict, example_tokens: int, counts=(1, 2, 4, 8)) -> list[str]:
-    """Markdown rows: GPU count, strategy, per-GPU memory, load peak, CPU RAM, throughput."""
+def measured(config_name: str, shape: dict, processes: int) -> dict | None:
+    """The measured row for this config file, GPU count and model shape, if any."""
+    return MEASURED.get((config_name, processes)) if shape == LLAMA31_8B else None
+
+
+def measured_note(config_name: str, shape: dict, processes: int, data: dict) -> str:
+    """ "; measured X GiB at N tokens (device, date)" where a measurement exists."""
+    m = measured(config_name, shape, processes)
+    if m is None:
+        return ""
+    plan = memory_plan(shape, data, processes, MEASURED_TOKENS)
+    return (f"; measured {m['peak_gib']:.1f} GiB and {m['tokens_per_second']:,} tokens/s at "
+            f"{MEASURED_TOKENS:,}-token examples, planned {plan.per_gpu_gib:.1f} GiB there ({MEASURED_ON})")
+
+
+def plan_table(shape: dict, data: dict, example_tokens: int, counts=(1, 2, 4, 8),
+               config_name: str = "") -> list[str]:
+    """Markdown rows: GPU count, strategy, per-GPU memory, load peak, CPU RAM,
+    throughput, and what was measured where a run was (MEASURED)."""
     from styletune.train.model_size import parameter_count
-    rows = ["| GPUs | strategy | per GPU, training | per GPU, loading | CPU RAM | tokens/s (5090-class) |",
-            "|---:|---|---:|---:|---:|---:|"]
+    rows = ["| GPUs | strategy | per GPU, training | per GPU, loading | CPU RAM | tokens/s (5090-class) "
+            f"| measured ({MEASURED_ON}, {MEASURED_TOKENS:,}-token examples) |",
+            "|---:|---|---:|---:|---:|---:|---|"]
     for n in counts:
         p = memory_plan(shape, data, n, example_tokens)
         tps = tokens_per_second("cuda", parameter_count(shape), n)
+        m = measured(config_name, shape, n)
+        seen = (f"{m['peak_gib']:.1f} GiB (planned {memory_plan(shape, data, n, MEASURED_TOKENS).per_gpu_gib:.1f}), "
+                f"{m['tokens_per_second']:,} tokens/s on the H200" if m else "-")
         rows.append(f"| {n} | {p.strategy} | {p.per_gpu_gib:.1f} GiB | {p.load_peak_gib:.1f} GiB | "
-                    f"{p.cpu_ram_gib:.0f} GiB | ~{math.floor(tps):,} |")
+                    f"{p.cpu_ram_gib:.0f} GiB | ~{math.floor(tps):,} | {seen} |")
     return rows

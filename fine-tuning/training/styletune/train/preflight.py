@@ -259,8 +259,9 @@ def check_memory_for(shape: dict, cfg, gpus: list[dict], processes: int, tokens:
             f"~{mem.need_per_gpu_gib:.0f} GiB per GPU on {processes} ({mem.strategy}): "
             + memory_fix(cfg, mem))
     check_cpu_ram(mem)
-    return f"~{mem.need_per_gpu_gib:.0f} GiB per GPU planned (an estimate); the least free is " \
-           f"{min(g['free_gib'] for g in gpus):.1f} GiB"
+    return (f"~{mem.need_per_gpu_gib:.0f} GiB per GPU planned (an estimate"
+            f"{gpu_plan.measured_note(cfg.path.name, shape, processes, cfg.data)}); the least free is "
+            f"{min(g['free_gib'] for g in gpus):.1f} GiB")
 
 
 def memory_fix(cfg, mem) -> str:
