@@ -394,3 +394,35 @@ def test_gpus_of_two_architectures_are_refused(monkeypatch):
     with pytest.raises(preflight.PreflightError, match=r"the GPUs differ in architecture \(GPU 0 "
                        r"NVIDIA GeForce RTX 5090 \(sm_120\), GPU 1 NVIDIA GeForce RTX 4090 \(sm_89\)\)"):
         preflight.check_gpus("cuda", 2)
+
+
+# --- the GPU benchmark's profiles (run on a GPU; their configs are checked here) ------
+
+BENCH = load_script(FT / "benchmarks" / "bench_gpu_training.py")
+
+
+def test_bench_set_reads_each_value_as_yaml():
+    assert BENCH.parse_sets(["micro_batch_size=2", "plugins=[a, b]", "x=true"]) == \
+        {"micro_batch_size": 2, "plugins": ["a", "b"], "x": True}
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        BENCH.parse_sets(["micro_batch_size"])
+
+
+@pytest.mark.parametrize("profile", list(BENCH.PROFILES))
+def test_every_speed_profile_learns_what_the_main_config_learns(profile, tmp_path):
+    """A profile may change how fast a step runs, not what is learnt: the same global
+    batch (micro-batch x accumulation), the same loss (completion and end token only),
+    the same data, learning rate and steps; --set applies on top of every profile."""
+    from types import SimpleNamespace
+    args = SimpleNamespace(config=None, cpu=False, steps=5, overrides={"seed": 7})
+    cfg = load_config(BENCH.bench_config(tmp_path, tmp_path / "model", args, profile))
+    main = load_config(BENCH.bench_config(tmp_path, tmp_path / "model", args, "main"))
+    batch = lambda d: d.get("micro_batch_size", 1) * d.get("gradient_accumulation_steps", 1)  # noqa: E731
+    assert batch(cfg.data) == batch(main.data) == batch(load_config(MAIN_CONFIG).data)
+    for key in ("learning_rate", "max_steps", "sequence_len", "sample_packing", "lora_r"):
+        assert cfg.data.get(key) == main.data.get(key), key
+    unplaced = lambda d: [{k: v for k, v in ds.items() if k != "path"} for ds in d["datasets"]]  # noqa: E731
+    assert unplaced(cfg.data) == unplaced(main.data)   # same format and loss; each profile its own folder
+    assert cfg.data["datasets"][0]["roles_to_train"] == ["assistant"]
+    assert cfg.data["seed"] == 7 and cfg.data["max_steps"] == 5
+    assert cfg.template_family == "chatml-continuation"   # SmolLM2's tokenizer, the main layout

@@ -12,7 +12,16 @@ and the projected time for the full 36 x 3-epoch run.
 Targets (issue 4, on an H100 standing in for the RTX 5090): >= 3,000 tokens/s,
 peak memory <= 20 GB, full run <= 5 minutes.
 
+Profiles (`--compare PROFILE...`): overlays on the config, run one after another on
+the same model and data, each printed with its tokens/s, peak memory, loss at each
+step and its speed relative to the first. Every profile in PROFILES is UNMEASURED
+until a GPU run prints its figures; the main config changes only where one shows
+the win. `--set KEY=VALUE` (repeatable, VALUE read as YAML) overrides any key for
+every profile.
+
 Run:    python fine-tuning/benchmarks/bench_gpu_training.py [--steps 12]
+        python fine-tuning/benchmarks/bench_gpu_training.py --compare main liger lora-kernels
+        python fine-tuning/benchmarks/bench_gpu_training.py --set micro_batch_size=2
         python fine-tuning/benchmarks/bench_gpu_training.py --config configs/multi_gpu.yaml --gpus 1
         (the FSDP overlay in one process: shows that config trains; --gpus N on N GPUs)
         python fine-tuning/benchmarks/bench_gpu_training.py --shape tiny --cpu [--gpus 2]
@@ -54,6 +63,23 @@ SHAPES = {
                  num_attention_heads=4, num_key_value_heads=2, vocab_size=49152),
 }
 WRITER = {"train": 36, "validation": 4, "epochs": 3}
+# Speed overlays Axolotl supports for QLoRA on one GPU, all UNMEASURED (issue 23).
+# None changes what the model learns: the same examples, the same loss over the
+# completion, the same global batch (micro-batch x accumulation = the main config's 4).
+PROFILES = {
+    "main": {},
+    # Liger's fused kernels: RMSNorm, SwiGLU, RoPE, and a cross-entropy fused with
+    # lm_head that never builds the 128k-vocabulary logits in full
+    "liger": {"plugins": ["axolotl.integrations.liger.LigerPlugin"], "liger_rms_norm": True,
+              "liger_glu_activation": True, "liger_rope": True, "liger_fused_linear_cross_entropy": True},
+    # Axolotl's Triton LoRA kernels (the rehearsal turns them off: no CUDA)
+    "lora-kernels": {"lora_mlp_kernel": True, "lora_qkv_kernel": True, "lora_o_kernel": True},
+    # 4 examples a step, of similar lengths (less padding), same global batch
+    "batch4-grouped": {"micro_batch_size": 4, "gradient_accumulation_steps": 1, "group_by_length": True},
+    # memory for speed: no recomputation in the backward pass
+    "no-checkpointing": {"gradient_checkpointing": False},
+    "compile": {"torch_compile": True},
+}
 
 
 def parse_args():
@@ -67,10 +93,29 @@ def parse_args():
     p.add_argument("--config", help="the config the benchmark extends, relative to fine-tuning/ "
                                     "(default: the main config; with --cpu, the rehearsal one)")
     p.add_argument("--gpus", type=int, help="processes, passed to 2_train_lora.sh --gpus")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key for every profile (VALUE is YAML); repeatable")
+    p.add_argument("--compare", nargs="+", choices=PROFILES, default=["main"], metavar="PROFILE",
+                   help=f"profiles to run one after another ({', '.join(PROFILES)}); default: main")
     args = p.parse_args()
+    try:
+        args.overrides = parse_sets(args.set)
+    except ValueError as err:
+        p.error(str(err))
     if args.steps < 2:
         p.error("--steps must be at least 2 (the first step is warm-up and is not timed)")
     return args
+
+
+def parse_sets(items: list[str]) -> dict:
+    """--set KEY=VALUE pairs as a dict, each VALUE read as YAML (true, 4, [a, b])."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
 
 
 def random_model(dest: Path, shape: dict) -> Path:
@@ -109,15 +154,20 @@ def writer_sized_book(dest: Path, chars: int) -> None:
         (dest / f"chunk_{i:03d}_bench.txt").write_text(text + "\n", encoding="utf-8")
 
 
-def bench_config(tmp: Path, model: Path, args) -> Path:
+def bench_config(tmp: Path, model: Path, args, profile: str = "main") -> Path:
+    """The benchmark's config: the chosen config with the model, the files, the
+    profile's overlay and --set on top. Each profile gets its own output folders."""
     base = FT / (args.config or "configs/" + ("cpu_rehearsal.yaml" if args.cpu
                                                else "qlora_style_transfer.yaml"))
-    out = tmp / "out"
+    out = tmp / "out" / profile
+    rehearsal = load_config(FT / "configs" / "cpu_rehearsal.yaml").data
     data = {
         "extends": str(base),
         "base_model": str(model),
-        # SmolLM2's tokenizer: ChatML's turn tokens exist in it, Llama 3's do not
-        "chat_template": "chatml",
+        # SmolLM2's tokenizer: ChatML's turn tokens exist in it, Llama 3's do not; the
+        # rehearsal's template is the main one's continuation layout on ChatML's tokens
+        "chat_template": rehearsal["chat_template"],
+        "chat_template_jinja": rehearsal["chat_template_jinja"],
         "special_tokens": {"pad_token": "<|im_end|>", "eos_token": "<|im_end|>"},
         "datasets": [{"path": str(out / "train.jsonl")}],
         "test_datasets": [{"path": str(out / "val.jsonl")}],
@@ -128,10 +178,49 @@ def bench_config(tmp: Path, model: Path, args) -> Path:
         "eval_steps": None, "save_steps": None,
         "style_pipeline": {"book_dir": str(tmp / "book"), "report_dir": str(out / "report"),
                            "log_dir": str(out / "logs"), "validation_share": 0.1},
+        **PROFILES[profile], **args.overrides,
     }
-    path = tmp / "bench.yaml"
+    path = tmp / f"bench_{profile}.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
+
+
+def train_once(cfg_path: Path, args) -> dict:
+    """One stage-2 run; its per-step tokens/s, peak memory and losses from the log."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    gpus = ["--gpus", str(args.gpus)] if args.gpus else []
+    proc = subprocess.run(["bash", str(FT / "training" / "2_train_lora.sh"), "--config",
+                           str(cfg_path), *gpus], capture_output=True, text=True, env=env)
+    log = proc.stdout + proc.stderr
+    if proc.returncode != 0:
+        print(log[-3000:])
+        sys.exit(f"training failed (exit {proc.returncode}): {cfg_path.name}")
+    return {"rates": [float(x) for x in re.findall(r"'tokens/train_per_sec_per_gpu': '([0-9.]+)'", log)],
+            "memory": [float(x) for x in re.findall(r"'memory/max_allocated \(GiB\)': '([0-9.]+)'", log)],
+            "losses": [float(x) for x in re.findall(r"\{'loss': '([0-9.]+)'", log)]}
+
+
+def report(runs: dict, args, torch) -> None:
+    """Each profile's figures, and its speed relative to the first profile."""
+    device = "CPU" if args.cpu else torch.cuda.get_device_name(0)
+    print(f"device: {device} | shape: {args.shape} | steps: {args.steps} | config: "
+          f"{args.config or 'the main config'} | processes: {args.gpus or 'default'} | "
+          f"--set: {args.overrides or 'none'}")
+    first = None
+    for profile, run in runs.items():
+        rate = statistics.median(run["rates"][1:] or run["rates"])
+        first = first or rate
+        peak = max(run["memory"], default=0)
+        print(f"[{profile}] tokens/s: median {rate:,.0f} ({rate / first:.2f}x the first profile; per step: "
+              f"{', '.join(f'{r:,.0f}' for r in run['rates'])})")
+        print(f"[{profile}] peak GPU memory: {peak:.1f} GiB" if not args.cpu else
+              f"[{profile}] peak GPU memory: n/a on CPU")
+        print(f"[{profile}] loss per step: {', '.join(f'{x:.3f}' for x in run['losses'])}")
+        print(f"[{profile}] full run ({WRITER['train']} examples x {WRITER['epochs']} epochs, "
+              f"{run['full']:,.0f} tokens): ~{run['full'] / rate / 60:.1f} min")
+        print(json.dumps({"profile": profile, "device": device, "tokens_per_s": rate, "peak_gib": peak,
+                          "relative_speed": rate / first, "losses": run["losses"],
+                          "full_run_min": run["full"] / rate / 60}))
 
 
 def main():
@@ -148,35 +237,17 @@ def main():
         print(f"building a random {args.shape} model in {tmp} ...", flush=True)
         model = random_model(tmp / "model", SHAPES[args.shape])
         writer_sized_book(tmp / "book", args.chars_per_chunk)
-        cfg_path = bench_config(tmp, model, args)
-        result = prepare_data(load_config(cfg_path))
-        write_outputs(planned_outputs(result), force=True)
-        lengths = [e.total_tokens for e in result.train]
-        print(f"data: {len(result.train)} training examples, median {statistics.median(lengths)} "
-              f"tokens (max {max(lengths)})", flush=True)
-        env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-        gpus = ["--gpus", str(args.gpus)] if args.gpus else []
-        proc = subprocess.run(["bash", str(FT / "training" / "2_train_lora.sh"), "--config",
-                               str(cfg_path), *gpus], capture_output=True, text=True, env=env)
-        log = proc.stdout + proc.stderr
-        if proc.returncode != 0:
-            print(log[-3000:])
-            sys.exit(f"training failed (exit {proc.returncode})")
-        rates = [float(x) for x in re.findall(r"'tokens/train_per_sec_per_gpu': '([0-9.]+)'", log)]
-        memory = [float(x) for x in re.findall(r"'memory/max_allocated \(GiB\)': '([0-9.]+)'", log)]
-        rate = statistics.median(rates[1:] or rates)
-        full = sum(lengths) / len(lengths) * WRITER["train"] * WRITER["epochs"]
-        device = "CPU" if args.cpu else torch.cuda.get_device_name(0)
-        config = args.config or "the main config"
-        print(f"device: {device} | shape: {args.shape} | steps: {args.steps} | config: {config} | "
-              f"processes: {args.gpus or 'default'}")
-        print(f"tokens/s: median {rate:,.0f} (per-step figures: {', '.join(f'{r:,.0f}' for r in rates)})")
-        print(f"peak GPU memory: {max(memory, default=0):.1f} GiB" if not args.cpu else
-              "peak GPU memory: n/a on CPU")
-        print(f"full run ({WRITER['train']} examples x {WRITER['epochs']} epochs, {full:,.0f} tokens): "
-              f"~{full / rate / 60:.1f} min")
-        print(json.dumps({"device": device, "tokens_per_s": rate, "peak_gib": max(memory, default=0),
-                          "full_run_min": full / rate / 60}))
+        runs = {}
+        for profile in args.compare:
+            cfg_path = bench_config(tmp, model, args, profile)
+            result = prepare_data(load_config(cfg_path))
+            write_outputs(planned_outputs(result), force=True)
+            lengths = [e.total_tokens for e in result.train]
+            print(f"[{profile}] data: {len(result.train)} training examples, median "
+                  f"{statistics.median(lengths)} tokens (max {max(lengths)}); training ...", flush=True)
+            runs[profile] = train_once(cfg_path, args)
+            runs[profile]["full"] = sum(lengths) / len(lengths) * WRITER["train"] * WRITER["epochs"]
+        report(runs, args, torch)
     finally:
         if args.keep:
             print(f"kept {tmp}")

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# The GPU check anyone can repeat, on one CUDA GPU: every GPU measurement the
+# project quotes, in one run, into one summary.
+#
+# Usage: fine-tuning/benchmarks/gpu_check.sh [OUT_DIR] [--steps N] [--profiles "main liger ..."]
+#
+#   1. the main config's bench (bench_gpu_training.py: 8B-shaped random model, writer-sized data)
+#   2. multi_gpu.yaml with one process (FSDP through torchrun)
+#   3. the speed profiles side by side (bench_gpu_training.py --compare; all unmeasured until this runs)
+#   4. the merge tests on CUDA (tests/test_merge.py)
+# Writes OUT_DIR/summary.md (each step's command, exit status, minutes and figures) and
+# each step's full log beside it. Default OUT_DIR: gpu_check_<date>/.
+#
+# On a GPU machine with its own CUDA torch and no package index: here, run
+# ../shared/tools/gpu-wheels.sh (it writes .whl/ and .whl/bootstrap.sh); copy the
+# tokenizer and config files of fine-tuning/models/SmolLM2-135M-Instruct/ along;
+# there: `source .whl/bootstrap.sh`, then
+#   STYLETUNE_PIN_EXCEPTIONS=torch fine-tuning/benchmarks/gpu_check.sh
+# (the preflight then prints and records the torch that differs from the pin).
+# Exit: 0 every step ran, 1 a step failed (the summary says which), 2 no GPU.
+set -uo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(dirname "$(dirname "$HERE")")"
+OUT="gpu_check_$(date +%Y%m%d_%H%M)"
+STEPS=12
+PROFILES="main liger lora-kernels batch4-grouped no-checkpointing compile"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --steps) STEPS="$2"; shift 2 ;;
+    --profiles) PROFILES="$2"; shift 2 ;;
+    -h|--help) sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) OUT="$1"; shift ;;
+  esac
+done
+PY="${PYTHON:-python3}"
+if ! "$PY" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)'; then
+  echo "no CUDA GPU visible to $PY: this check needs one" >&2
+  exit 2
+fi
+mkdir -p "$OUT"
+SUMMARY="$OUT/summary.md"
+{
+  echo "# GPU check, $(date -u +%Y-%m-%dT%H:%MZ)"
+  echo
+  echo "- GPU: $("$PY" -c 'import torch; print(torch.cuda.get_device_name(0))')"
+  echo "- torch $("$PY" -c 'import torch; print(torch.__version__, "CUDA", torch.version.cuda)')"
+  echo "- commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  echo "- STYLETUNE_PIN_EXCEPTIONS: ${STYLETUNE_PIN_EXCEPTIONS:-none}"
+  echo
+} > "$SUMMARY"
+failed=0
+
+step() {  # name, then the command
+  local name="$1"; shift
+  local log="$OUT/$name.log" start end status
+  echo "== $name: $*"
+  start=$(date +%s)
+  (cd "$ROOT" && "$@") > "$log" 2>&1
+  status=$?
+  end=$(date +%s)
+  [ "$status" -eq 0 ] || failed=1
+  {
+    echo "## $name"
+    echo
+    echo "\`$*\` - exit $status, $(( (end - start + 30) / 60 )) min (log: \`$name.log\`)"
+    echo
+    echo '```'
+    # the figures the steps print: bench lines, pytest's result line
+    grep -E '^(\[|device:|tokens/s|peak GPU|full run|[0-9]+ (passed|failed)|=+ .*(passed|failed))' "$log" | tail -40
+    [ "$status" -eq 0 ] || tail -15 "$log"
+    echo '```'
+    echo
+  } >> "$SUMMARY"
+}
+
+BENCH=(env HF_HUB_OFFLINE=1 "$PY" fine-tuning/benchmarks/bench_gpu_training.py --steps "$STEPS")
+step main_config "${BENCH[@]}"
+step multi_gpu_one_process "${BENCH[@]}" --config configs/multi_gpu.yaml --gpus 1
+# shellcheck disable=SC2086
+step profiles "${BENCH[@]}" --compare $PROFILES
+step merge_tests_cuda env HF_HUB_OFFLINE=1 "$PY" -m pytest tests/test_merge.py -q
+echo "summary: $SUMMARY"
+exit $failed
