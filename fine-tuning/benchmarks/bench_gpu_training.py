@@ -27,10 +27,7 @@ Run:    python fine-tuning/benchmarks/bench_gpu_training.py [--steps 12]
         python fine-tuning/benchmarks/bench_gpu_training.py --shape tiny --cpu [--gpus 2]
         (a smoke run of the same path on CPU with a 2-layer model, minutes; --gpus 2
         runs two CPU processes through Axolotl's distributed path)
-Output (NVIDIA H200, 2026-11-26):
-        tokens/s: median 4,398 (per-step figures: 4,601, 4,351, ...)
-        peak GPU memory: 10.2 GiB
-        full run (36 examples x 3 epochs, 255,039 tokens): ~1.0 min
+Dated results from real runs: docs/benchmarks.md.
 """
 import argparse
 import json

@@ -15,18 +15,7 @@ same with styletune's guard (`bnb_cpu.keep_4bit_layers_trainable`) applied:
   weights:   the dequantised weights after the repacking, against the original
 
 Run:    python fine-tuning/benchmarks/diagnose_bnb_cpu_paths.py
-Output (2 cores, Xeon with AVX512-BF16 and AMX, 2026-11-29):
-        bitsandbytes 0.50.2, CPU reports AVX512-BF16: True
-        == bitsandbytes as it is
-        4-bit layers repacked by one evaluation: 210 of 210
-        forward, evaluation vs training path: mean |d logits| 8.6e-02 (max 1.4e+00), top-1 agreement 97.8%
-        backward after that evaluation: LoRA A gradient norm, layer 0: x0.01; all layers: x0.14 (1.00 = unchanged)
-        dequantised weights after it: max |dW| 7.2e-03 (weights up to 5.25)
-        == with the guard
-        4-bit layers repacked by one evaluation: 0 of 210
-        forward, evaluation vs training path: mean |d logits| 0.0e+00 (max 0.0e+00), top-1 agreement 100.0%
-        backward after that evaluation: LoRA A gradient norm, layer 0: x1.00; all layers: x1.00 (1.00 = unchanged)
-        dequantised weights after it: max |dW| 0.0e+00 (weights up to 5.25)
+Dated results from real runs: docs/benchmarks.md.
 On a CPU without AVX512-BF16 the two paths are one, and the script says so.
 """
 import argparse

@@ -27,10 +27,7 @@ Run     python fine-tuning/training/1_prepare_data.py                # main conf
         ... --book data/raw/my_novel   --dry-run   --preview 2   --force
         (--config and --book may be relative to the current folder or to fine-tuning/)
 
-Output (sample book, rehearsal config):
-        | chunks | training examples | validation examples | max tokens | average tokens | ...
-        |--------|-------------------|---------------------|------------|----------------| ...
-        | 10     | 9                 | 1                   | 3336       | 1707           | ...
+What it prints and writes, stage by stage: docs/stages.md.
 """
 import argparse
 import sys

@@ -38,17 +38,7 @@ Run     python fine-tuning/training/3_merge_adapter.py --auto
         ... --adapter outputs/qlora-style-transfer/checkpoint-18   --output DIR
         ... --dry-run   --force   --device cpu   --streamed
 
-Output (rehearsal config, CPU):
-        adapter: outputs/rehearsal/adapter
-          why: the final adapter training saved in output_dir (training recorded checkpoint-3 as best ...)
-          step 3, validation loss 3.4628
-        ...
-        verify: mean |merged - (base + adapter)| = 7.77e-06 (max 1.50e-04); the adapter's own
-          effect = 1.97e-01; tolerance 9.83e-02; rounding noise (measured) 7.80e-07;
-          top-1 token agreement 100.0%
-        sample (greedy, 40 tokens): "The next day, the captain and the galley were in the
-          infirmary, which was where she went when she did not know what else to do. ..."
-        wrote fine-tuning/outputs/rehearsal/merged (0.5 GiB)
+What it prints and writes, stage by stage: docs/stages.md.
 """
 import argparse
 import sys

@@ -38,12 +38,7 @@ Run     python fine-tuning/training/4_evaluate_style.py
         python fine-tuning/training/4_evaluate_style.py --config configs/cpu_rehearsal.yaml
         ... --adapter outputs/qlora-style-transfer/checkpoint-18   --device cpu   --force   --dry-run
 
-Output (rehearsal config, CPU; a 3-step QLoRA adapter on a 135M model: no verdict to expect):
-        | measure | base | tuned | author (held out) | verdict |
-        | held-out perplexity (lower is better) | 26.93 [22.2, 32.7] | 31.94 [26.6, 38.5] | - | tuned worse; ... |
-        | Cosine Delta to the author (lower is closer) | 1.294 [...] | 1.230 [...] | 1.135 [...] | no verdict: 1 segment(s) a pool ... |
-        ...
-        wrote fine-tuning/outputs/rehearsal/style_report/style_report.md (+ .json, .png, continuations.md)
+What it prints and writes, stage by stage: docs/stages.md.
 """
 import argparse
 import sys

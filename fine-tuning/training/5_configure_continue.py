@@ -44,25 +44,7 @@ Run     python fine-tuning/training/5_configure_continue.py
         ... --install [--continue-dir DIR]   --dry-run   --force
         ... --backend llamacpp --try "Haji and Alan walked along the street. ... Haji said,"
 
-Output (rehearsal config, --backend llamacpp):
-        model: fine-tuning/outputs/rehearsal/merged (chatml template, EOS <|im_end|>)
-        which GGUF fits which card (estimates from file sizes, not measured VRAM; this export: q8_0):
-        135M parameters, 8192-token context: KV cache 0.18 GiB (f16), runtime ~1 GiB
-        | type | bits/weight | file GiB | total GiB | 16 GB | 24 GB | 32 GB | 48 GB | 80 GB |
-        |---|---|---|---|---|---|---|---|---|
-        | bf16 * | 16.00 | 0.25 | 1.43 | fits | fits | fits | fits | fits |
-        ... (q8_0, q6_K, q5_K_M, q4_K_M, q4_K_S, q3_K_M, q2_K)
-        * the largest type that fits one 32 GB card (RTX 5090)
-        wrote fine-tuning/outputs/rehearsal/serve/Modelfile
-        ...
-        converted with llama.cpp's converter to q8_0 (145 MB)
-          (--gguf q4_K_M: converted with llama.cpp's converter to bf16 (271 MB, temporary,
-           removed), then: quantised with llama-quantize to q4_K_M (105 MB))
-        wrote fine-tuning/outputs/rehearsal/serve/my-voice-rehearsal.q8_0.gguf
-        checked: loads in llama-server (145 MB)
-        checked: tokenises a training example as training did (1728 tokens)
-        ... (chat and autocomplete prompts, the end-of-turn stop)
-        next:  llama-server -m .../my-voice-rehearsal.q8_0.gguf --jinja ...
+What it prints and writes, stage by stage: docs/stages.md.
 """
 import argparse
 import sys
