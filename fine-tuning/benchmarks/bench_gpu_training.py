@@ -201,7 +201,7 @@ def report(runs: dict, args, torch) -> None:
     """Each profile's figures, and its speed relative to the first profile."""
     device = "CPU" if args.cpu else torch.cuda.get_device_name(0)
     print(f"device: {device} | shape: {args.shape} | steps: {args.steps} | config: "
-          f"{args.config or 'the main config'} | processes: {args.gpus or 'default'} | "
+          f"{args.config or ('configs/cpu_rehearsal.yaml' if args.cpu else 'the main config')} | processes: {args.gpus or 'default'} | "
           f"--set: {args.overrides or 'none'}")
     first = None
     for profile, run in runs.items():

@@ -43,6 +43,8 @@ STAGE0_FILES = ("segment_manifest.json", "segment_report.md", "segment_review.*"
 TEXT_KEYS = ("base_model", "sequence_len", "chat_template", "chat_template_jinja", "special_tokens", "tokens")
 EXAMPLE_KEYS = ("prefix_ratio", "seed", "cuts_per_chunk", "validation_share", "validation_chunks",
                 "editor_header_share", "exclude_chunks", "report_dir")
+# Stage 4 scores the base as QLoRA training saw it (4-bit NF4) too.
+QUANTISATION_KEYS = ("load_in_4bit", "adapter", "bnb_config_kwargs")
 # Stage 0 sizes chunks with stage 1's example builder, so it reads the example keys too.
 SEGMENT_KEYS = ("segment_min_tokens", "chunk_target_tokens", "chunk_glob", "tiktoken_bpe",
                 "allow_approximate_tokens", *EXAMPLE_KEYS)
@@ -115,7 +117,7 @@ def stages(cfg: Config, book: Path, backend: str) -> list:
               {"axolotl": axolotl_keys, **picked(pipeline, ("merged_dtype", "sampling"))},
               [merged], [py, TRAINING / "3_merge_adapter.py", "--auto", "--force", *config]),
         Stage("4", "measure the style transfer", [merged, *data],
-              {**picked(cfg.data, ("base_model",)), **picked(pipeline, ("evaluation", "sampling"))},
+              {**picked(cfg.data, TEXT_KEYS + QUANTISATION_KEYS), **picked(pipeline, ("evaluation", "sampling"))},
               [Files(cfg.pipeline.evaluation["report_dir"])],
               [py, TRAINING / "4_evaluate_style.py", "--force", *config]),
         Stage("5", f"set up Continue ({backend})", [merged, Files(cfg.pipeline.system_prompt_file)],

@@ -130,11 +130,18 @@ def opens_assistant_turn(template_source: str) -> bool:
     """Whether the template renders a lone user message as the start of the
     assistant's turn (the continuation layout): its rendering, with the generation
     prompt asked for, ends with the message's own text."""
+    from jinja2 import TemplateError
     from jinja2.sandbox import ImmutableSandboxedEnvironment
     probe = "\u2063probe"
-    rendered = ImmutableSandboxedEnvironment().from_string(template_source).render(
-        messages=[{"role": "user", "content": probe}], add_generation_prompt=True,
-        bos_token="", eos_token="")
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    env.globals["raise_exception"] = lambda message: (_ for _ in ()).throw(TemplateError(message))
+    env.globals["strftime_now"] = lambda fmt: ""
+    try:
+        rendered = env.from_string(template_source).render(
+            messages=[{"role": "user", "content": probe}], add_generation_prompt=True,
+            bos_token="", eos_token="")
+    except TemplateError:
+        return False
     return rendered.endswith(probe)
 
 

@@ -74,17 +74,22 @@ def add_editor_headers(examples, share: float) -> None:
             taken += 1
 
 
-def join_offset(text: str, cut: Boundary, token_ends=None) -> int:
+def join_offset(text: str, cut: Boundary, token_ends=None, own_turn: bool = False) -> int:
     """Where the user turn ends and the assistant turn begins. The prompt stops on the
     sentence's last character and the completion opens with the whitespace that
     followed it in the manuscript (" “Alan…", "\n\nThe…"): one rule for every cut,
     so the model always learns to supply the join itself, as it must after a writer
-    who stopped at "Haji said,". Given the chunk's token ends, one exception keeps
-    the turns on a token boundary, as the writer's own prompt is tokenised: where
-    the tokenizer fuses the last character with a paragraph break (Llama 3's ".\n\n"
-    is one token), the break ends the prompt, as it does for a writer who pressed
-    Enter twice. prefix + completion is the chunk, exactly."""
-    if token_ends is None or cut.end == cut.start:
+    who stopped at "Haji said,". A paragraph break ends the prompt instead, as it
+    does for a writer who pressed Enter twice, where it would not stay a token of
+    its own: where the tokenizer fuses it with the sentence's last mark (Llama 3's
+    ".\n\n", given the chunk's token ends), and where the completion has a turn of
+    its own (own_turn: Axolotl's chatml or llama3), whose header ends in a newline
+    the break would fuse with. prefix + completion is the chunk, exactly."""
+    if cut.end == cut.start:
+        return cut.end
+    if "\n" in text[cut.end:cut.start] and own_turn:
+        return cut.start
+    if token_ends is None:
         return cut.end
     ends = set(token_ends)
     return cut.end if cut.end in ends or cut.start not in ends else cut.start
@@ -146,7 +151,7 @@ def cut_chunks(chunks, punkt, counter, ratio_range, seed, cuts_for):
         cands = [(b, bisect.bisect_right(ends, b.end)) for b in found]
         picks += [(chunk, b) for b, _ in _pick(chunk, cands, len(ends), lo, hi, seed, cuts_for(chunk))]
     ends_of = {id(chunk): ends for chunk, ends in zip(chunks, all_ends)}
-    joins = [join_offset(chunk.text, b, ends_of[id(chunk)]) for chunk, b in picks]
+    joins = [join_offset(chunk.text, b, ends_of[id(chunk)], not counter.continuation) for chunk, b in picks]
     prefixes = counter.count_texts([chunk.text[:j] for (chunk, _), j in zip(picks, joins)])
     completions = counter.count_texts([chunk.text[j:] for (chunk, _), j in zip(picks, joins)])
     return [Example(chunk, b, p, c, lo <= p / (p + c) <= hi, j)

@@ -14,6 +14,7 @@ from pathlib import Path
 from jinja2 import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from styletune.config import opens_assistant_turn
 from styletune.errors import ConfigError
 
 LLAMA3_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|"
@@ -75,6 +76,8 @@ class TokenCounter:
         except TemplateError as err:
             raise ConfigError(f"the chat template does not parse: {err}") from None
         self.special_tokens = special_tokens
+        # the writer's text opens the assistant's turn (config.opens_assistant_turn)
+        self.continuation = opens_assistant_turn(template_source)
 
     def render(self, messages) -> str:
         try:

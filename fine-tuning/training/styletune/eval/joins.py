@@ -16,7 +16,8 @@ STOPS = {
     "after a comma": r",(?= \S)",
     "after a dash": r"(?<=\w)[—–](?=\S)",
     "after an opening quote": r"(?:(?<=\s)|^)[“‘\"](?=\w)",
-    "mid-word": r"\b[^\W\d_]{2}(?=[^\W\d_]{3,})",
+    # three letters into a word of six or more (and not a word of the text itself: stops()):
+    "mid-word": r"\b[^\W\d_]{3}(?=[^\W\d_]{3,})",
     "after a paragraph break": r"\n\n(?=\S)",
 }
 # Kinds measured with the space the writer typed before pausing (the prompt of the
@@ -70,5 +71,11 @@ def right_first_tokens(classes: dict, prompt: str, truth: str):
 
 
 def stops(text: str, kind: str) -> list[int]:
-    """The offsets in `text` where a prompt of this kind would end."""
-    return [m.end() for m in re.finditer(STOPS[kind], text)]
+    """The offsets in `text` where a prompt of this kind would end. A mid-word stop
+    whose letters are also a whole word of the text ("le" of "left") is left out:
+    there the writer may as well have finished a word, and a space is no fault."""
+    found = [m.end() for m in re.finditer(STOPS[kind], text)]
+    if kind != "mid-word":
+        return found
+    words = {w.lower() for w in re.findall(r"[^\W\d_]+", text)}
+    return [p for p in found if re.search(r"[^\W\d_]+$", text[:p]).group().lower() not in words]
