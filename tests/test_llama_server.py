@@ -201,7 +201,8 @@ def route_join_prompts(route) -> list:
     ev = {"generation_tokens": 40, "prompts_per_chunk": 2, "prompt_words": 30}
     conversations = route["examples"][:4]
     names = [f"example {i}" for i in range(len(conversations))]
-    prompts = [p for kind in JOIN_KINDS for p in evaluate.stop_prompts(conversations, ev, names, kind)]
+    book = joins.words_of(c[1]["content"] for c in route["examples"])
+    prompts = [p for kind in JOIN_KINDS for p in evaluate.stop_prompts(conversations, ev, names, kind, book)]
     for conv in conversations:   # a sentence end inside the completion, the space after it
         text = conv[1]["content"]
         end = re.search(r"(?<=[a-z])[.!?](?= [A-Z“])", text[400:]).end() + 400
@@ -303,7 +304,7 @@ def test_llama3_tokenises_a_whole_novel_and_the_training_format_as_training_did(
     conversation = [{"role": "user", "content": "\n book/chapter_02.md\n" + chunk[:600] + "\n\n"},
                     {"role": "assistant", "content": " " + chunk[600:1500]}]
     text = tok.apply_chat_template(conversation, tokenize=False)
-    assert text.startswith("<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n\n book/")
+    assert text.startswith("<|begin_of_text|><|start_header_id|>assistant<|end_header_id|>\n\n\n book/")
     assert server.tokenize(text) == training_ids(tok, conversation)
 
 

@@ -97,7 +97,7 @@ def validation_prompts(conversations, punkt, ev: dict, chunk_names) -> list[Prom
     return prompts
 
 
-def stop_prompts(conversations, ev: dict, chunk_names, kind: str) -> list[Prompt]:
+def stop_prompts(conversations, ev: dict, chunk_names, kind: str, vocabulary=frozenset()) -> list[Prompt]:
     """Prompts that stop where a writer pauses other than at a sentence end (after
     "Haji said,", inside a word, after an opening quote: joins.STOPS): windows of
     ~prompt_words words from each validation completion, spread evenly over it, not
@@ -108,7 +108,7 @@ def stop_prompts(conversations, ev: dict, chunk_names, kind: str) -> list[Prompt
     for conv, name in zip(conversations, chunk_names):
         completion = conv[1]["content"]
         starts = [m.start() for m in re.finditer(r"\S+", completion)]
-        room = [p for p in joins.stops(completion, kind)
+        room = [p for p in joins.stops(completion, kind, vocabulary)
                 if len(completion[:p].split()) > ev["prompt_words"]
                 and len(completion[p:].split()) >= truth_words]
         last = 0
@@ -129,13 +129,14 @@ def spread(items: list, cap: int | None) -> list:
     return [items[int(i * len(items) / cap)] for i in range(cap)]
 
 
-def join_prompts(prompts, conversations, ev: dict, chunk_names) -> list[Prompt]:
+def join_prompts(prompts, conversations, ev: dict, chunk_names, vocabulary=frozenset()) -> list[Prompt]:
     """Every kind of place a writer stops, for the Joins table: the sentence-end
-    prompts, each kind of joins.STOPS, the comma prompts with the space typed, and
+    prompts, each kind of joins.STOPS (mid-word stops are never a whole word of
+    `vocabulary`, the book's words), the comma prompts with the space typed, and
     the writer's own seed prompt both ways."""
     out = [replace(p, kind="sentence end") for p in prompts]
     for kind in joins.STOPS:
-        found = spread(stop_prompts(conversations, ev, chunk_names, kind), ev.get("max_prompts"))
+        found = spread(stop_prompts(conversations, ev, chunk_names, kind, vocabulary), ev.get("max_prompts"))
         out += found
         if kind in joins.TYPED_SPACE:
             out += [Prompt(p.chunk, joins.TYPED_SPACE[kind], p.text + " ", p.truth[1:]) for p in found]
@@ -368,7 +369,7 @@ def evaluate(cfg, tuned_dir: Path | None, adapter: Path | None, placement: Place
                      ev["max_prompts"])
     other_prompts = [Prompt("train", "example", c[0]["content"], "") for c in train[:int(ev["train_prompts"])]]
     names = _chunk_names(cfg, "validation", len(val))
-    join_set = join_prompts(prompts, val, ev, names)
+    join_set = join_prompts(prompts, val, ev, names, joins.words_of(texts))
     classes = joins.token_classes(tok.batch_decode([[i] for i in range(len(tok))]), set(tok.all_special_ids))
     gap_set = train[:int(ev["train_examples_for_gap"])]
     say(f"{len(val)} validation example(s), {len(prompts)} prompts, "

@@ -16,8 +16,9 @@ STOPS = {
     "after a comma": r",(?= \S)",
     "after a dash": r"(?<=\w)[—–](?=\S)",
     "after an opening quote": r"(?:(?<=\s)|^)[“‘\"](?=\w)",
-    # three letters into a word of six or more (and not a word of the text itself: stops()):
-    "mid-word": r"\b[^\W\d_]{3}(?=[^\W\d_]{3,})",
+    # two letters before the end of a word of seven or more ("everythi|ng"), the
+    # letters typed not a word of the text themselves (stops()):
+    "mid-word": r"\b[^\W\d_]{5,}(?=[^\W\d_]{2}\b)",
     "after a paragraph break": r"\n\n(?=\S)",
 }
 # Kinds measured with the space the writer typed before pausing (the prompt of the
@@ -70,12 +71,18 @@ def right_first_tokens(classes: dict, prompt: str, truth: str):
     return (shown == "space") | (shown == "newline")
 
 
-def stops(text: str, kind: str) -> list[int]:
+def words_of(texts) -> set[str]:
+    """Every word of the texts, lower-cased: what counts as a whole word for stops()."""
+    return {w.lower() for t in texts for w in re.findall(r"[^\W\d_]+", t)}
+
+
+def stops(text: str, kind: str, vocabulary: set[str] = frozenset()) -> list[int]:
     """The offsets in `text` where a prompt of this kind would end. A mid-word stop
-    whose letters are also a whole word of the text ("le" of "left") is left out:
-    there the writer may as well have finished a word, and a space is no fault."""
+    whose letters are also a whole word ("respectful" of "respectfully"), of this
+    text or of `vocabulary` (the book's words), is left out: there the writer may as
+    well have finished a word, and a space is no fault."""
     found = [m.end() for m in re.finditer(STOPS[kind], text)]
     if kind != "mid-word":
         return found
-    words = {w.lower() for w in re.findall(r"[^\W\d_]+", text)}
+    words = words_of([text]) | set(vocabulary)
     return [p for p in found if re.search(r"[^\W\d_]+$", text[:p]).group().lower() not in words]
