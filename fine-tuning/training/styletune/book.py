@@ -3,7 +3,8 @@ own script (the same commands the README gives), stopping where the writer must
 decide, skipping a stage whose outputs are fresh.
 
 Fresh means: the stage ran from here before, and its inputs (the files it reads and
-the config keys it reads) and its outputs still hash as they did then. The hashes
+the settings it reads, as its module's READS declares them) and its outputs still
+hash as they did then. The hashes
 live in one manifest per config, `<output_dir>/../book_manifest.<config name>.json`;
 a file whose size and modification time are unchanged keeps its recorded hash (as
 make and git do), so a 16 GB merged folder is hashed once. A stage that reruns and
@@ -39,16 +40,15 @@ from styletune.train.checkpoints import newest_checkpoint
 STOPPED_FOR_WRITER = 3
 TRAINING = paths.TRAINING_DIR
 STAGE0_FILES = ("segment_manifest.json", "segment_report.md", "segment_review.*", "segment_decisions.json")
-# The config keys each stage reads (besides the files it reads).
-TEXT_KEYS = ("base_model", "sequence_len", "chat_template", "chat_template_jinja", "special_tokens", "tokens")
-EXAMPLE_KEYS = ("prefix_ratio", "seed", "cuts_per_chunk", "validation_share", "validation_chunks",
-                "editor_header_share", "exclude_chunks", "report_dir")
-# Stage 4 scores the base as QLoRA training saw it (4-bit NF4) too.
-QUANTISATION_KEYS = ("load_in_4bit", "adapter", "bnb_config_kwargs")
-# Stage 0 sizes chunks with stage 1's example builder, so it reads the example keys too.
-SEGMENT_KEYS = ("segment_min_tokens", "chunk_target_tokens", "chunk_glob", "tiktoken_bpe",
-                "allow_approximate_tokens", *EXAMPLE_KEYS)
+# The settings each stage reads, as the stage's own module declares them (READS).
+STAGE_READS = {"0": "styletune.data.segment", "1": "styletune.data.prepare", "2": "styletune.train.preflight",
+               "3": "styletune.train.merge", "4": "styletune.eval.evaluate", "5": "styletune.deploy.serve"}
 
+
+def stage_reads(number: str):
+    """The Reads declaration of stage `number` (its module imported only when asked)."""
+    import importlib
+    return importlib.import_module(STAGE_READS[number]).READS
 
 class BookError(UserError):
     """The book or its config cannot be run as given."""
@@ -83,18 +83,10 @@ def chunk_folder(cfg: Config, manuscript: Path) -> Path:
     return cfg.pipeline.book_dir.parent / slug
 
 
-def picked(mapping: dict, keys) -> dict:
-    return {k: mapping.get(k) for k in keys}
-
-
 def stages(cfg: Config, book: Path, backend: str) -> list:
     """The stages to run for this book, in order (no stage 0 for a chunk folder)."""
     py, config = sys.executable, ["--config", str(cfg.path)]
-    pipeline = cfg.data.get("style_pipeline", {})
-    axolotl_keys = {k: v for k, v in cfg.data.items() if k != "style_pipeline"}
-    segment = {**picked(cfg.data, TEXT_KEYS), **picked(pipeline, SEGMENT_KEYS)}
-    examples = {**segment, **picked(pipeline, EXAMPLE_KEYS),
-                **picked(cfg.data, ("datasets", "test_datasets"))}
+    reads = {n: stage_reads(n).values(cfg) for n in STAGE_READS}
     glob = cfg.pipeline.chunk_glob
     chunks = chunk_folder(cfg, book) if book.is_file() else book
     data = [Files(cfg.train_path), Files(cfg.validation_path)]
@@ -102,27 +94,23 @@ def stages(cfg: Config, book: Path, backend: str) -> list:
     merged = Files(cfg.pipeline.merged_dir)
     found = []
     if book.is_file():
-        found.append(Stage("0", "cut the manuscript into chunk files", [Files(book)], segment,
+        found.append(Stage("0", "cut the manuscript into chunk files", [Files(book)], reads["0"],
                            [Files(chunks, (glob, *STAGE0_FILES))],
                            [py, TRAINING / "0_segment_manuscript.py", book, "--out", chunks, *config]))
     found += [
-        Stage("1", "make the training examples", [Files(chunks, (glob,))], examples,
+        Stage("1", "make the training examples", [Files(chunks, (glob,))], reads["1"],
               data + [Files(cfg.train_path.with_suffix(".manifest.json")),
                       Files(report, ("stage1_report.*", "stage1_lengths.png"))],
               [py, TRAINING / "1_prepare_data.py", "--book", chunks, "--force", *config]),
-        Stage("2", "train the LoRA adapter", data,
-              {"axolotl": axolotl_keys, "train_device": pipeline.get("train_device")},
+        Stage("2", "train the LoRA adapter", data, reads["2"],
               [Files(cfg.output_dir)], [TRAINING / "2_train_lora.sh", *config]),
-        Stage("3", "merge the adapter into the base model", [Files(cfg.output_dir)],
-              {"axolotl": axolotl_keys, **picked(pipeline, ("merged_dtype", "sampling"))},
+        Stage("3", "merge the adapter into the base model", [Files(cfg.output_dir)], reads["3"],
               [merged], [py, TRAINING / "3_merge_adapter.py", "--auto", "--force", *config]),
-        Stage("4", "measure the style transfer", [merged, *data],
-              {**picked(cfg.data, TEXT_KEYS + QUANTISATION_KEYS), **picked(pipeline, ("evaluation", "sampling"))},
+        Stage("4", "measure the style transfer", [merged, *data], reads["4"],
               [Files(cfg.pipeline.evaluation["report_dir"])],
               [py, TRAINING / "4_evaluate_style.py", "--force", *config]),
         Stage("5", f"set up Continue ({backend})", [merged, Files(cfg.pipeline.system_prompt_file)],
-              {"pipeline": {k: v for k, v in pipeline.items() if k != "evaluation"},
-               **picked(cfg.data, TEXT_KEYS), "backend": backend},
+              {**reads["5"], "backend": backend},
               [Files(cfg.pipeline.serve_dir)],
               [py, TRAINING / "5_configure_continue.py", "--force", "--backend", backend, *config]),
     ]

@@ -126,6 +126,40 @@ class Config:
         return hashlib.sha256(effective_yaml(self).encode()).hexdigest()
 
 
+EVERY = "*"
+# Keys that only say where files are: a stage's declared inputs and outputs (the
+# files, hashed by content) already follow them.
+LOCATION_KEYS = ("datasets", "test_datasets", "output_dir", "dataset_prepared_path", "book_dir",
+                 "report_dir", "log_dir", "merged_dir", "serve_dir", "system_prompt_file")
+
+
+@dataclass(frozen=True)
+class Reads:
+    """The settings a stage reads, declared once beside its code: Axolotl's top-level
+    keys and style_pipeline's keys (EVERY: all of them, but `but`). make book's
+    freshness check hashes exactly these values; tests/test_book.py fails when a
+    stage reads a setting it did not declare."""
+    axolotl: tuple = ()
+    pipeline: tuple = ()
+    but: tuple = ()
+
+    def __add__(self, other: "Reads") -> "Reads":
+        return Reads(tuple(dict.fromkeys(self.axolotl + other.axolotl)),
+                     tuple(dict.fromkeys(self.pipeline + other.pipeline)), self.but + other.but)
+
+    def declares(self, section: str, key: str) -> bool:
+        keys = self.axolotl if section == "axolotl" else self.pipeline
+        return key in LOCATION_KEYS or (EVERY in keys and key not in self.but) or key in keys
+
+    def values(self, cfg: "Config") -> dict:
+        """The declared settings' values in cfg, for hashing."""
+        pipeline = cfg.data.get(PIPELINE_KEY) or {}
+        axolotl = {k: v for k, v in cfg.data.items() if k != PIPELINE_KEY}
+        pick = lambda section, keys: {k: section.get(k) for k in (  # noqa: E731
+            [k for k in section if k not in self.but] if EVERY in keys else keys)}
+        return {"axolotl": pick(axolotl, self.axolotl), "pipeline": pick(pipeline, self.pipeline)}
+
+
 def opens_assistant_turn(template_source: str) -> bool:
     """Whether the template renders a lone user message as the start of the
     assistant's turn (the continuation layout): its rendering, with the generation

@@ -4,11 +4,16 @@ import random
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from styletune.config import Reads
 from styletune.data.chunks import Chunk
 from styletune.data.holdout import choose_validation_groups
 from styletune.errors import InputError
 from styletune.fileio import normalise
 from styletune.text.sentences import Boundary, Tier, boundaries, build_punkt
+
+# What decides the examples (stage 1 builds them; stage 0 and the splitter size chunks with them).
+READS = Reads(pipeline=("prefix_ratio", "seed", "cuts_per_chunk", "validation_share", "validation_chunks",
+                        "editor_header_share", "exclude_chunks", "chunk_glob"))
 
 # Candidates beyond this multiple of the upper ratio (in characters) cannot be in
 # range; skipping them keeps counting cheap on long chunks.

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from styletune import paths
 from styletune.config import load_config
+from styletune.data import examples, tokens
 from styletune.data import prepare_report as report
 from styletune.data.chunks import discover, load_chunks
 from styletune.data.examples import build_examples
@@ -16,6 +17,9 @@ from styletune.data.tokens import load_counter
 from styletune.errors import InputError
 from styletune.fileio import sha256_bytes, write_outputs
 from styletune.text.sentences import Tier, build_punkt
+
+# Stage 1's settings.
+READS = tokens.READS + examples.READS
 
 
 @dataclass

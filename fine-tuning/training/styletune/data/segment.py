@@ -4,7 +4,8 @@ import sys
 from dataclasses import dataclass
 
 from styletune import paths
-from styletune.config import load_config
+from styletune.config import Reads, load_config
+from styletune.data import examples, tokens
 from styletune.data.chunks import load_chunks, natural_key
 from styletune.data.examples import example_sizes, longest_example
 from styletune.data.manuscript import analyse, chapters_of, name_chunks, plan_chunks, read_manuscript, rebuild
@@ -16,6 +17,9 @@ from styletune.errors import InputError, UserError
 from styletune.fileio import normalise, sha256_bytes, write_outputs
 from styletune.text.patterns import word_count
 from styletune.text.sentences import build_punkt
+
+# Stage 0's settings: it sizes chunks with stage 1's example builder.
+READS = tokens.READS + examples.READS + Reads(pipeline=("segment_min_tokens", "chunk_target_tokens"))
 
 DEFAULT_TARGET_SHARE = 0.55     # of sequence_len: ~2,250 tokens for 4096, a scene
 MARGINS = (24, 64, 160)         # tokens the search keeps free for Continue's path line and slack

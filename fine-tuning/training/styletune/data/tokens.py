@@ -14,8 +14,13 @@ from pathlib import Path
 from jinja2 import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from styletune.config import opens_assistant_turn
+from styletune.config import Reads, opens_assistant_turn
 from styletune.errors import ConfigError
+
+# Stage 0's and stage 1's token counts read these (the model's tokenizer and template).
+READS = Reads(axolotl=("base_model", "sequence_len", "chat_template", "chat_template_jinja",
+                       "special_tokens", "tokens"),
+              pipeline=("tiktoken_bpe", "allow_approximate_tokens"))
 
 LLAMA3_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|"
                   r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")

@@ -30,11 +30,15 @@ from pathlib import Path
 import yaml
 
 from styletune import paths
-from styletune.config import load_config
+from styletune.config import EVERY, Reads, load_config
+from styletune.data import tokens
 from styletune.deploy import fit, llamacpp
 from styletune.errors import UserError
 from styletune.fileio import write_atomic, write_outputs
 from styletune.train import models
+
+# Stage 5's settings: the template and every serving key.
+READS = tokens.READS + Reads(pipeline=(EVERY,), but=("evaluation",))
 
 # Go templates for Ollama, one per training template they match (config.template_family).
 # Every message is rendered, system messages included (Ollama keeps them in .Messages).

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from styletune import paths
-from styletune.config import load_config
+from styletune.config import Reads, load_config
+from styletune.data import tokens
 from styletune.data.examples import join_offset
 from styletune.errors import UserError
 from styletune.eval import joins
@@ -27,6 +28,10 @@ from styletune.text.sentences import boundaries, build_punkt
 from styletune.train import models, resources
 from styletune.train.models import load_tokenizer
 from styletune.train.resources import Placement
+
+# Stage 4's settings: the tokenizer and template, the base as training quantised it, its own.
+READS = tokens.READS + Reads(axolotl=("load_in_4bit", "adapter", "bnb_config_kwargs"),
+                             pipeline=("evaluation", "sampling"))
 
 BLOCK_TOKENS = 64
 # The writer's own test of the editor route: typed in the editor, it ends mid-sentence,

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from styletune import paths
-from styletune.config import load_config
+from styletune.config import EVERY, Reads, load_config
 from styletune.errors import MergeError
 from styletune.train.adapter import AdapterChoice, adapter_by_hand, check_adapter_base, choose_adapter
 from styletune.train.merge_output import finish, fresh_partial, manifest_for, save_tokenizer_and_generation
@@ -33,6 +33,9 @@ from styletune.train.models import (
     rounding_floor,
 )
 from styletune.train.resources import check_resources, choose_route
+
+# Stage 3's settings: the training config (adapter, quantisation, template) and how to save.
+READS = Reads(axolotl=(EVERY,), pipeline=("merged_dtype", "sampling"))
 
 
 def merge(cfg, choice: AdapterChoice, out: Path, device: str, dtype: str, say=print) -> dict:

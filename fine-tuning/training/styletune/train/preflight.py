@@ -24,12 +24,15 @@ from importlib import metadata
 from pathlib import Path
 
 from styletune import paths
-from styletune.config import axolotl_value, effective_yaml, load_config
+from styletune.config import EVERY, Reads, axolotl_value, effective_yaml, load_config
 from styletune.errors import UserError
 from styletune.fileio import sha256_bytes, write_atomic
 from styletune.train import gpu_plan
 from styletune.train.checkpoints import newest_checkpoint
 from styletune.train.model_size import parameter_count
+
+# Stage 2's settings: Axolotl reads the whole config.
+READS = Reads(axolotl=(EVERY,), pipeline=("train_device",))
 
 CPU_PLUGIN = "styletune.train.axolotl_plugin.QLoRAOnCPU"
 PINNED = ("torch", "axolotl", "transformers", "peft", "bitsandbytes", "accelerate")
