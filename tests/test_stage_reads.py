@@ -126,3 +126,12 @@ def test_stages_3_to_5_read_only_what_they_declare(make_config, tiny, tmp_path, 
         noted.clear()
         assert script.main(["--config", str(cfg), *args]) == 0, stage
         assert noted and undeclared(noted, stage) == [], stage
+
+
+def test_make_books_dry_run_lists_what_each_stage_reads(make_config, capsys):
+    run = load_script(FT / "training" / "book_to_editor.py")
+    assert run.main([str(SAMPLE_BOOK), "--config", str(make_config()), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    for stage in ("1", "2", "3", "4", "5"):
+        assert f"  reads: {book.stage_reads(stage)}\n" in out
+    assert "reads: every Axolotl key, style_pipeline.train_device" in out

@@ -335,7 +335,7 @@ def run(args) -> int:
             print(f"{title}: {'would stop' if args.dry_run else 'stopped'} before training: {why}")
             return 0 if args.dry_run else STOPPED_FOR_WRITER
         if args.dry_run:
-            print(f"{title}: would run\n  {shown_command(stage.command)}")
+            print(f"{title}: would run\n  {shown_command(stage.command)}\n  reads: {stage_reads(stage.number)}")
             continue
         if stage.number == "2":
             prepare_training(cfg, stage, manifest, state)

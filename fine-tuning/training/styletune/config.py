@@ -147,6 +147,14 @@ class Reads:
         return Reads(tuple(dict.fromkeys(self.axolotl + other.axolotl)),
                      tuple(dict.fromkeys(self.pipeline + other.pipeline)), self.but + other.but)
 
+    def __str__(self) -> str:
+        """As a writer reads it: the keys, style_pipeline's under their section's name."""
+        but = f" but {', '.join(self.but)}" if self.but else ""
+        axolotl = [f"every Axolotl key{but}" if k == EVERY else k for k in self.axolotl]
+        pipeline = [f"every style_pipeline key{but}" if k == EVERY else f"style_pipeline.{k}"
+                    for k in self.pipeline]
+        return ", ".join(axolotl + pipeline)
+
     def declares(self, section: str, key: str) -> bool:
         keys = self.axolotl if section == "axolotl" else self.pipeline
         return key in LOCATION_KEYS or (EVERY in keys and key not in self.but) or key in keys
