@@ -174,7 +174,9 @@ def test_join_prompts_add_the_typed_space_and_the_seed_both_ways():
 @pytest.mark.parametrize("prompt, shown, truth, right", [
     ("Haji said,", " “Ladies", " “Ladies", True),
     ("Haji said,", "Ladies", " “Ladies", False),          # glued on
-    ("Haji said,", "\n\n“Ladies", " “Ladies", True),    # a new paragraph is a join too
+    ("Haji said,", "\n\n“Ladies", " “Ladies", False),   # no line break after "said,"
+    ("night.", "\n\nAlan", " Alan", True),              # a new paragraph after a sentence end
+    ("“Go.”", "\n\nAlan", " Alan", True),
     ("Haji said, ", " “Ladies", "“Ladies", True),        # Continue drops the doubled space
     ("Haji said, ", "  “Ladies", "“Ladies", False),      # two spaces: one stays
     ("Haji sa", "id,", "id,", True),
@@ -183,7 +185,7 @@ def test_join_prompts_add_the_typed_space_and_the_seed_both_ways():
     ("Haji said,", "   ", " “Ladies", False),           # blank: Continue shows nothing
 ])
 def test_a_join_is_judged_as_the_editor_shows_it(prompt, shown, truth, right):
-    assert joins.joins_right(joins.editor_insert(prompt, shown), truth) is right
+    assert joins.joins_right(joins.editor_insert(prompt, shown), truth, prompt) is right
 
 
 def test_first_token_classes_of_a_real_tokenizer(hf_tokenizer):
@@ -191,7 +193,9 @@ def test_first_token_classes_of_a_real_tokenizer(hf_tokenizer):
     classes = joins.token_classes(texts, set(hf_tokenizer.all_special_ids))
     ids = {t: hf_tokenizer(t, add_special_tokens=False)["input_ids"][0] for t in (" The", "The", "\n\n")}
     mask = joins.right_first_tokens(classes, "Haji said,", " The")
-    assert [bool(mask[ids[t]]) for t in (" The", "The", "\n\n")] == [True, False, True]
+    assert [bool(mask[ids[t]]) for t in (" The", "The", "\n\n")] == [True, False, False]
+    ended = joins.right_first_tokens(classes, "It was night.", " The")
+    assert [bool(ended[ids[t]]) for t in (" The", "The", "\n\n")] == [True, False, True]
     typed = joins.right_first_tokens(classes, "Haji said, ", "The")
     assert [bool(typed[ids[t]]) for t in (" The", "The", "\n\n")] == [True, True, False]
     assert not mask[hf_tokenizer.eos_token_id] and not typed[hf_tokenizer.eos_token_id]

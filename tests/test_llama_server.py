@@ -243,7 +243,7 @@ def test_continuations_join_the_writers_text_on_every_route(route, way):
         else:                   # vLLM renders the merged folder's chat_template.jinja
             shown = greedy(server, tok.apply_chat_template(messages, chat_template=template,
                                                            tokenize=False, add_generation_prompt=True))
-        if not joins.joins_right(joins.editor_insert(p.text, shown), p.truth):
+        if not joins.joins_right(joins.editor_insert(p.text, shown), p.truth, p.text):
             wrong.append((p.kind, p.text[-20:], shown))
     assert len(wrong) <= 0.1 * len(prompts) and "seed" not in [k for k, *_ in wrong], wrong
 

@@ -300,7 +300,7 @@ def join_measures(model, tok, prompts, classes: dict) -> list[dict]:
         probs = torch.softmax(logits, -1).cpu().numpy()[:len(classes["raw"])]
         shown = joins.editor_insert(prompt.text, tok.decode(greedy[0, len(ids):], skip_special_tokens=True))
         out.append({"p": float(probs[joins.right_first_tokens(classes, prompt.text, prompt.truth)].sum()),
-                    "greedy": joins.joins_right(shown, prompt.truth), "shown": shown})
+                    "greedy": joins.joins_right(shown, prompt.truth, prompt.text), "shown": shown})
     return out
 
 

@@ -1,10 +1,9 @@
 """Joins: how a continuation meets the writer's text once the editor inserts it.
 
 A join is right when the first character the editor adds is of the kind the
-author's own text has there: whitespace (a space or a line break: both read as a
-join, neither glues nor doubles) after a word, a comma or a sentence end; a letter
-or a mark mid-word, after an opening quote, and after a space or a paragraph break
-the writer typed. What the editor adds is the model's text after Continue's own
+author's own text has there: a space after a word or a comma, a space or a new
+paragraph after a sentence end; a letter or a mark mid-word, after an opening
+quote, and after a space or a paragraph break the writer typed. What the editor adds is the model's text after Continue's own
 postprocessing (`editor_insert`), so a doubled space that Continue drops is no fault.
 """
 import re
@@ -45,11 +44,20 @@ def editor_insert(prompt: str, completion: str) -> str:
     return completion
 
 
-def joins_right(shown: str, truth: str) -> bool:
-    """Whether what the editor shows begins as the author's text does: whitespace
-    where the author has whitespace, a letter or mark where the author has one."""
+def ends_sentence(prompt: str) -> bool:
+    """Whether the prompt stops at a sentence end (closing quotes and brackets allowed)."""
+    return bool(re.search(r"[.!?…][”’\"')\]]*$", prompt))
+
+
+def joins_right(shown: str, truth: str, prompt: str = "") -> bool:
+    """Whether what the editor shows begins as the author's text does: a letter or
+    mark where the author has one; where the author has whitespace, a space, or a
+    new paragraph when the prompt stops at a sentence end (after "said," a line
+    break is no join)."""
     got, want = char_class(shown), char_class(truth)
-    return bool(got) and (got == "text") == (want == "text")
+    if want == "text" or not got:
+        return got == "text"
+    return got == "space" or (got == "newline" and ends_sentence(prompt))
 
 
 def token_classes(token_texts: list[str], special: set[int]) -> dict:
@@ -68,7 +76,7 @@ def right_first_tokens(classes: dict, prompt: str, truth: str):
     shown = classes["typed" if prompt.endswith(" ") else "raw"]
     if char_class(truth) == "text":
         return shown == "text"
-    return (shown == "space") | (shown == "newline")
+    return (shown == "space") | ((shown == "newline") & ends_sentence(prompt))
 
 
 def words_of(texts) -> set[str]:
