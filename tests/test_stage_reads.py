@@ -19,6 +19,14 @@ QUICK = {"generation_tokens": 8, "prompts_per_chunk": 2, "prompt_words": 40, "tr
          "train_examples_for_gap": 1, "segment_words": 20, "bootstrap": 20, "mfw": 50, "max_prompts": 2}
 
 
+def _noting_every(name: str):
+    """dict's method `name`, noting first that every key is read."""
+    def method(self):
+        self._note(EVERY)
+        return getattr(dict, name)(self)
+    return method
+
+
 class Noted(dict):
     """A config section that notes each key read ((section, key) into `log`);
     reading them all (items, keys, iteration) notes EVERY."""
@@ -43,25 +51,8 @@ class Noted(dict):
         self._note(key)
         return super().__contains__(key)
 
-    def _every(self):
-        self._note(EVERY)
-
-    def items(self):
-        self._every()
-        return super().items()
-
-    def keys(self):
-        self._every()
-        return super().keys()
-
-    def values(self):
-        self._every()
-        return super().values()
-
-    def __iter__(self):
-        self._every()
-        return super().__iter__()
-
+    # reading them all notes EVERY
+    items, keys, values, __iter__ = (_noting_every(name) for name in ("items", "keys", "values", "__iter__"))
 
 class Log(set):
     paused = False

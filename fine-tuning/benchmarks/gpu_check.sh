@@ -11,10 +11,8 @@
 # Writes OUT_DIR/summary.md (each step's command, exit status, minutes and figures) and
 # each step's full log beside it. Default OUT_DIR: gpu_check_<date>/.
 #
-# On a GPU machine with its own CUDA torch and no package index: here, run
-# ../shared/tools/gpu-wheels.sh (it writes .whl/ and .whl/bootstrap.sh); copy the
-# tokenizer and config files of fine-tuning/models/SmolLM2-135M-Instruct/ along;
-# there: `source .whl/bootstrap.sh`, then
+# On a GPU machine with its own CUDA torch and no package index, the README's
+# "On a GPU machine" says how to carry the wheels it lacks; there, run it as
 #   STYLETUNE_PIN_EXCEPTIONS=torch fine-tuning/benchmarks/gpu_check.sh
 # (the preflight then prints and records the torch that differs from the pin).
 # Exit: 0 every step ran, 1 a step failed (the summary says which), 2 no GPU.
@@ -29,7 +27,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --steps) STEPS="$2"; shift 2 ;;
     --profiles) PROFILES="$2"; shift 2 ;;
-    -h|--help) sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) OUT="$1"; shift ;;
   esac
 done

@@ -14,6 +14,8 @@ these files when Continue is upgraded:
   core/llm/llms/LlamaCpp.ts                    the /completion request body
   core/llm/rules/getSystemMessageWithRules.ts  system = base + "\\n\\n" + each rule
 """
+from styletune.eval.joins import editor_insert
+
 CONTINUE_COMMIT = "d0a3c0b626b5bebc3bef4742eec05a0242be0bab"
 
 # AutocompleteLanguageInfo.ts: LANGUAGES[ext] || Typescript
@@ -69,7 +71,6 @@ def chat_messages(base_system_message: str, rules: list[str], text: str) -> list
 
 def insert_completion(text_before_cursor: str, completion: str) -> str:
     """What the document holds once the writer accepts the completion
-    (postprocessCompletion: a leading space is dropped after a trailing one)."""
-    if text_before_cursor.endswith(" ") and completion.startswith(" "):
-        completion = completion[1:]
-    return text_before_cursor + completion
+    (postprocessCompletion, ported once in styletune.eval.joins.editor_insert:
+    a leading space dropped after a trailing one, nothing for a blank reply)."""
+    return text_before_cursor + editor_insert(text_before_cursor, completion)

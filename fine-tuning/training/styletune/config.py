@@ -114,6 +114,7 @@ class Config:
         source = str(self.data.get("chat_template_jinja") or "")
         for family, marker in (("llama3", "<|start_header_id|>"), ("chatml", "<|im_start|>")):
             if marker in source:
+                from styletune.data.tokens import opens_assistant_turn  # tokens reads this module
                 return family + ("-continuation" if opens_assistant_turn(source) else "")
         return "jinja"
 
@@ -166,25 +167,6 @@ class Reads:
         pick = lambda section, keys: {k: section.get(k) for k in (  # noqa: E731
             [k for k in section if k not in self.but] if EVERY in keys else keys)}
         return {"axolotl": pick(axolotl, self.axolotl), "pipeline": pick(pipeline, self.pipeline)}
-
-
-def opens_assistant_turn(template_source: str) -> bool:
-    """Whether the template renders a lone user message as the start of the
-    assistant's turn (the continuation layout): its rendering, with the generation
-    prompt asked for, ends with the message's own text."""
-    from jinja2 import TemplateError
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
-    probe = "\u2063probe"
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-    env.globals["raise_exception"] = lambda message: (_ for _ in ()).throw(TemplateError(message))
-    env.globals["strftime_now"] = lambda fmt: ""
-    try:
-        rendered = env.from_string(template_source).render(
-            messages=[{"role": "user", "content": probe}], add_generation_prompt=True,
-            bos_token="", eos_token="")
-    except TemplateError:
-        return False
-    return rendered.endswith(probe)
 
 
 def _parse_pipeline(path, block) -> StylePipeline:

@@ -14,7 +14,7 @@ from pathlib import Path
 from jinja2 import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from styletune.config import Reads, opens_assistant_turn
+from styletune.config import Reads
 from styletune.errors import ConfigError
 
 # Stage 0's and stage 1's token counts read these (the model's tokenizer and template).
@@ -53,6 +53,28 @@ def _raise_template_error(message):
     raise TemplateError(message)
 
 
+def template_environment() -> ImmutableSandboxedEnvironment:
+    """The same Jinja settings and helpers transformers gives chat templates."""
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    env.globals["raise_exception"] = _raise_template_error
+    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+    return env
+
+
+def opens_assistant_turn(template_source: str) -> bool:
+    """Whether the template renders a lone user message as the start of the
+    assistant's turn (the continuation layout): its rendering, with the generation
+    prompt asked for, ends with the message's own text."""
+    probe = "\u2063probe"
+    try:
+        rendered = template_environment().from_string(template_source).render(
+            messages=[{"role": "user", "content": probe}], add_generation_prompt=True,
+            bos_token="", eos_token="")
+    except TemplateError:
+        return False
+    return rendered.endswith(probe)
+
+
 def axolotl_template(name: str) -> str:
     """The Jinja source of one of Axolotl's named chat templates, read from its
     package files (importing axolotl itself takes seconds)."""
@@ -72,12 +94,8 @@ class TokenCounter:
     description = ""
 
     def __init__(self, template_source: str, special_tokens: dict):
-        # The same Jinja settings and helpers transformers gives chat templates.
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-        env.globals["raise_exception"] = _raise_template_error
-        env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
         try:
-            self._template = env.from_string(template_source)
+            self._template = template_environment().from_string(template_source)
         except TemplateError as err:
             raise ConfigError(f"the chat template does not parse: {err}") from None
         self.special_tokens = special_tokens

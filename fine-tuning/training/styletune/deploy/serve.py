@@ -64,7 +64,8 @@ OLLAMA_TEMPLATES = {
 TURN_STARTS = {"chatml": ["<|im_start|>"], "llama3": ["<|start_header_id|>"]}
 TURN_STARTS.update({f"{k}-continuation": v for k, v in list(TURN_STARTS.items())})
 # Continue's autocomplete sends a raw prompt: the training format, with its prefix
-# (header line + text before the cursor) as the user turn. The server adds BOS.
+# (header line + text before the cursor) as the user turn, or, in the continuation
+# layouts, opening the assistant's turn. The server adds BOS.
 AUTOCOMPLETE = {
     "chatml": "<|im_start|>user\n{{{prefix}}}<|im_end|>\n<|im_start|>assistant\n",
     "llama3": ("<|start_header_id|>user<|end_header_id|>\n\n{{{prefix}}}<|eot_id|>"
