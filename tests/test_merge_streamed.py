@@ -9,7 +9,8 @@ import pytest
 from conftest import FT, SMOL, base_with_two_adapters, build_adapter, load_script
 from styletune import errors
 from styletune.config import load_config
-from styletune.train import adapter, merge_output, merge_streamed, models, resources
+from styletune.train import adapter, merge_check, merge_output, merge_streamed, models, resources
+from styletune.train import shards as shard_files
 from styletune.train.gpu_plan import LLAMA31_8B, LLAMA31_70B
 from styletune.train.model_size import parameter_count
 
@@ -156,7 +157,7 @@ class ShardLog:
 
 def test_a_sharded_base_is_merged_one_shard_at_a_time(make_config, sharded, tmp_path, monkeypatch, capsys):
     base = sharded / "base"
-    index = json.loads((base / merge_streamed.INDEX_FILE).read_text())["weight_map"]
+    index = json.loads((base / shard_files.INDEX_FILE).read_text())["weight_map"]
     files = sorted(set(index.values()))
     assert len(files) >= 4
     log = ShardLog(monkeypatch, base)
@@ -168,13 +169,13 @@ def test_a_sharded_base_is_merged_one_shard_at_a_time(make_config, sharded, tmp_
     writing = log.events[:3 * len(files)]
     assert writing == [e for name in files for e in (("open", name), ("close", name), ("write", name))]
     # the output keeps the base's layout: the same files, each with the same tensors
-    out_index = json.loads((merged / merge_streamed.INDEX_FILE).read_text())
+    out_index = json.loads((merged / shard_files.INDEX_FILE).read_text())
     assert out_index["weight_map"] == index
-    base_meta = json.loads((base / merge_streamed.INDEX_FILE).read_text())["metadata"]
+    base_meta = json.loads((base / shard_files.INDEX_FILE).read_text())["metadata"]
     assert out_index["metadata"] == {"total_parameters": base_meta["total_parameters"],
                                      "total_size": 2 * base_meta["total_size"]}   # bf16 in, float32 out
     for name in files:
-        assert merge_streamed.read_header(merged / name).keys() == merge_streamed.read_header(base / name).keys()
+        assert shard_files.read_header(merged / name).keys() == shard_files.read_header(base / name).keys()
     out = capsys.readouterr().out
     assert f"shard {len(files)}/{len(files)}" in out
 
@@ -237,11 +238,11 @@ def test_the_layer_check_fails_for_the_wrong_adapter(make_config, sharded, tmp_p
     cfg_path = sharded_config(make_config, sharded, tmp_path, adapter="other_adapter")
     assert SCRIPT.main(["--config", str(cfg_path), "--auto", "--streamed"]) == 0
     cfg = load_config(cfg_path)
-    shards = merge_streamed.base_shards(cfg.base_model)
-    adapter = merge_streamed.StreamedAdapter(sharded / "adapter")
+    shards = shard_files.base_shards(cfg.base_model)
+    adapter = shard_files.StreamedAdapter(sharded / "adapter")
     tok = models.load_tokenizer(cfg, adapter.folder)
     merger = merge_streamed.prepare_merger(cfg, tok, adapter, shards, "cpu", "float32")
-    checks = merge_streamed.verify_layers(cfg, adapter, merger, shards, tmp_path / "merged",
+    checks = merge_check.verify_layers(cfg, adapter, merger, shards, tmp_path / "merged",
                                           "float32", "float32", "cpu", say=print)
     assert checks and not any(c.passed for c in checks)
     assert min(c.mismatched for c in checks) > 0.9           # float32: nearly every value is off
@@ -249,7 +250,7 @@ def test_the_layer_check_fails_for_the_wrong_adapter(make_config, sharded, tmp_p
 
 def test_sampled_layers_are_first_middle_and_last():
     targets = {f"model.layers.{i}.mlp.up_proj.weight": None for i in range(80)}
-    picked = merge_streamed.sample_weights(targets, 80)
+    picked = merge_check.sample_weights(targets, 80)
     assert [int(k.split(".")[2]) for k in picked] == [0, 40, 79]
 
 
@@ -292,7 +293,7 @@ def test_an_adapter_holding_other_tensors_is_refused(sharded, tmp_path):
     tensors["base_model.model.model.embed_tokens.lora_embedding_A"] = torch.zeros(4, 49152)
     save_file(tensors, str(folder / adapter.ADAPTER_FILE))
     with pytest.raises(errors.MergeError, match="not LoRA A/B pairs on linear layers .*embed_tokens"):
-        merge_streamed.StreamedAdapter(folder)
+        shard_files.StreamedAdapter(folder)
 
 
 # --- where the base comes from --------------------------------------------------------------
@@ -305,10 +306,10 @@ def test_the_base_is_read_from_the_hugging_face_cache_never_downloaded(sharded, 
     (cache / "models--someone--tiny-llama" / "refs").mkdir()
     (cache / "models--someone--tiny-llama" / "refs" / "main").write_text("ab" * 20)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
-    shards = merge_streamed.base_shards("someone/tiny-llama")
+    shards = shard_files.base_shards("someone/tiny-llama")
     assert shards.folder == snapshot and shards.indexed and len(shards.files) >= 4
     with pytest.raises(errors.MergeError, match="not in the Hugging Face cache"):
-        merge_streamed.base_shards("someone/absent-model")
+        shard_files.base_shards("someone/absent-model")
 
 
 # --- a damaged base: one line naming the file and the fix ------------------------------------
@@ -332,7 +333,7 @@ def saved_safetensors(path):
 def test_a_truncated_or_damaged_shard_is_one_line_naming_it(tmp_path, keep, said):
     path = tmp_path / "model-00002-of-00004.safetensors"
     size = saved_safetensors(path)
-    assert merge_streamed.read_header(path).keys() == {"model.embed_tokens.weight", "model.norm.weight"}
+    assert shard_files.read_header(path).keys() == {"model.embed_tokens.weight", "model.norm.weight"}
     data = path.read_bytes()
     header_end = 8 + int.from_bytes(data[:8], "little")
     if keep == 0.5:
@@ -347,7 +348,7 @@ def test_a_truncated_or_damaged_shard_is_one_line_naming_it(tmp_path, keep, said
     else:
         path.write_bytes(data[:keep])
     with pytest.raises(errors.MergeError) as err:
-        merge_streamed.read_header(path)
+        shard_files.read_header(path)
     message = str(err.value)
     assert said in message and "model-00002-of-00004.safetensors" in message and "\n" not in message
     assert "re-download the base model: replace" in message and "in the local folder" in message
@@ -356,7 +357,7 @@ def test_a_truncated_or_damaged_shard_is_one_line_naming_it(tmp_path, keep, said
 def copy_of_base(sharded, tmp_path):
     base = tmp_path / "base"
     shutil.copytree(sharded / "base", base)
-    names = sorted(set(json.loads((base / merge_streamed.INDEX_FILE).read_text())["weight_map"].values()))
+    names = sorted(set(json.loads((base / shard_files.INDEX_FILE).read_text())["weight_map"].values()))
     return base, names
 
 
@@ -379,10 +380,10 @@ def test_a_truncated_shard_is_refused_by_the_plan(make_config, sharded, tmp_path
 ])
 def test_a_damaged_index_is_one_line_naming_it(sharded, tmp_path, index_text, said):
     base, _ = copy_of_base(sharded, tmp_path)
-    (base / merge_streamed.INDEX_FILE).write_text(index_text)
+    (base / shard_files.INDEX_FILE).write_text(index_text)
     with pytest.raises(errors.MergeError) as err:
-        merge_streamed.base_shards(str(base))
-    assert f"{merge_streamed.INDEX_FILE} is damaged or truncated ({said}" in str(err.value)
+        shard_files.base_shards(str(base))
+    assert f"{shard_files.INDEX_FILE} is damaged or truncated ({said}" in str(err.value)
     assert "re-download the base model" in str(err.value)
 
 
@@ -394,7 +395,7 @@ def test_a_damaged_file_in_the_hugging_face_cache_names_its_blob(sharded, tmp_pa
     shutil.copytree(sharded / "base", snapshot)
     (repo_dir / "refs").mkdir()
     (repo_dir / "refs" / "main").write_text("cd" * 20)
-    name = json.loads((snapshot / merge_streamed.INDEX_FILE).read_text())["weight_map"]["lm_head.weight"]
+    name = json.loads((snapshot / shard_files.INDEX_FILE).read_text())["weight_map"]["lm_head.weight"]
     blob = repo_dir / "blobs" / ("e" * 64)
     blob.parent.mkdir()
     blob.write_bytes((snapshot / name).read_bytes()[:-4096])       # an interrupted download
@@ -402,7 +403,7 @@ def test_a_damaged_file_in_the_hugging_face_cache_names_its_blob(sharded, tmp_pa
     (snapshot / name).symlink_to(blob)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     with pytest.raises(errors.MergeError) as err:
-        merge_streamed.base_shards("someone/tiny-llama")
+        shard_files.base_shards("someone/tiny-llama")
     message = str(err.value)
     assert f"snapshots/{'cd' * 20}/{name} is damaged or truncated" in message
     assert f"and the blob it links to, {blob.resolve()}" in message

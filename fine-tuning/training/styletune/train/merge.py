@@ -93,8 +93,8 @@ def run(args) -> int:
     print(f"device: {route.device} ({route.device_why}); compute {route.dtype}, "
           f"saved as {cfg.pipeline.merged_dtype}")
     if route.streamed:
-        from styletune.train import merge_streamed
-        merge_streamed.check_adapter(choice.path)
+        from styletune.train import shards
+        shards.check_adapter(choice.path)
         print("verify: " + ("the logits of the whole merged model, and " if route.fits else "")
               + "a sample of merged weights (first, middle and last layer)")
     for line in check_resources(cfg, out, route):
@@ -107,6 +107,7 @@ def run(args) -> int:
         print("dry run: nothing loaded or written")
         return 0
     if route.streamed:
+        from styletune.train import merge_streamed
         merge_streamed.merge_streamed(cfg, choice, out, route.device, route.dtype, full_check=route.fits)
     else:
         merge(cfg, choice, out, route.device, route.dtype)

@@ -172,8 +172,8 @@ def check_resources(cfg, out: Path, route: Route) -> list[str]:
     """Lines for the plan; raises when disk or RAM is short."""
     out.parent.mkdir(parents=True, exist_ok=True)
     if route.streamed:
-        from styletune.train import merge_streamed
-        return merge_streamed.resource_lines(merge_streamed.base_shards(cfg.base_model), out,
+        from styletune.train import shards
+        return shards.resource_lines(shards.base_shards(cfg.base_model), out,
                                              cfg.pipeline.merged_dtype)
     save_bytes = dtype_bytes(cfg.pipeline.merged_dtype)
     params, lines = route.params, []
