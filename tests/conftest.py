@@ -38,10 +38,12 @@ def load_script(path: Path):
 
 
 def write_config(tmp_path: Path, pipeline=None, **top) -> Path:
-    """A rehearsal config whose outputs all land in tmp_path."""
+    """A rehearsal config whose outputs all land in tmp_path, training 3 steps (the
+    path, not the demo's effect)."""
     out = tmp_path / "out"
     data = {
         "extends": str(REHEARSAL_CONFIG),
+        "max_steps": 3, "eval_steps": 3, "save_steps": 3,
         "datasets": [{"path": str(out / "train.jsonl")}],
         "test_datasets": [{"path": str(out / "val.jsonl")}],
         "dataset_prepared_path": str(out / "prepared"),

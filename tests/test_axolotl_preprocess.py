@@ -1,6 +1,8 @@
 """Axolotl itself reads stage 1's files through the config: real `axolotl preprocess`
-on CPU with the small model, offline. Its token counts must equal ours, and only
-the assistant's tokens (plus the end-of-turn token) may carry labels."""
+on CPU with the small model, offline, through styletune's prompt strategy. Its
+token counts must equal ours; the tokens before the continuation must be the
+request's own (the prompt tokenised alone, as a server does), and only the
+continuation's tokens (plus the end-of-turn token) may carry labels."""
 import os
 import subprocess
 import sys
@@ -10,6 +12,7 @@ import pytest
 from conftest import FT, llama_like_model
 from styletune.config import effective_yaml, load_config
 from styletune.data.prepare import planned_outputs, prepare_data
+from styletune.data.tokens import training_template
 from styletune.fileio import write_outputs
 from support.network_guard import attempts, guarded_env
 
@@ -74,21 +77,31 @@ def test_only_the_continuation_and_its_end_token_are_labelled(preprocessed):
     cfg, result, sets, _ = preprocessed
     from transformers import AutoTokenizer
     tok = AutoTokenizer.from_pretrained(cfg.base_model)
-    tok.add_special_tokens({"additional_special_tokens": [cfg.data["special_tokens"]["eos_token"]]})
     end = cfg.data["special_tokens"]["eos_token"]
-    completions = {e.completion for e in result.examples}
+    tok.add_special_tokens({"additional_special_tokens": [end]})
+    tok.chat_template = training_template(cfg)
+    encode = lambda text: tok(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    requests = {}
+    for e in result.examples:
+        user = e.messages()[:1]
+        request = encode(tok.apply_chat_template(user, tokenize=False, add_generation_prompt=True))
+        requests[tuple(request)] = encode(e.completion + end)
     for s in sets:
         for row in s:
             labelled = [t for t, lab in zip(row["input_ids"], row["labels"]) if lab != -100]
-            text = tok.decode(labelled)
-            assert text.endswith(end)
-            # exactly a completion: its opening space (or word) is learnt, nothing more
-            assert text[: -len(end)] in completions
+            start = row["labels"].index(labelled[0])
+            # the request's tokens as a server makes them, then exactly the
+            # continuation's own tokens and the end token, labelled
+            assert requests[tuple(row["input_ids"][:start])] == labelled
+            assert all(lab == -100 for lab in row["labels"][:start])
             # the writer's text comes first: in a user turn, or opening the assistant's
             # (the continuation layout); no system block before it
             opening = tok.decode(row["input_ids"])[:40]
             assert "system" not in opening and ("user" in opening or "assistant" in opening)
-    assert any(c.startswith(" ") for c in completions) and any(e.header for e in result.examples)
+    assert any(e.completion.startswith(" ") for e in result.examples)
+    # typed examples: the prompt ends in the writer's space or paragraph break
+    assert any(e.prefix.endswith((" ", "\n")) for e in result.examples)
+    assert any(e.header for e in result.examples)
 
 
 def test_no_tracker_or_hub_connection_attempted(preprocessed):

@@ -14,8 +14,9 @@ REHEARSAL_MAY_CHANGE = {
     "base_model", "chat_template", "chat_template_jinja", "special_tokens", "datasets", "test_datasets",
     "dataset_prepared_path", "output_dir", "bf16", "tf32", "optimizer",
     "lora_mlp_kernel", "lora_qkv_kernel", "lora_o_kernel", "style_pipeline",
-    # few steps on CPU, evaluated and saved at the last one
-    "max_steps", "gradient_accumulation_steps", "eval_strategy", "save_strategy",
+    # few steps on CPU, evaluated and saved at the last one, at a rate that lets so
+    # few move the small model enough for stage 4 to see
+    "max_steps", "learning_rate", "gradient_accumulation_steps", "eval_strategy", "save_strategy",
     "eval_steps", "save_steps",
     # CPU only: 4-bit layers kept trainable on AVX512-BF16 CPUs; no pinned memory
     "plugins", "dataloader_pin_memory",
@@ -64,7 +65,9 @@ def test_effective_yaml_has_no_extends_and_round_trips():
     data = yaml.safe_load(text)
     assert "extends" not in data and data["chat_template"] == "jinja"
     assert load_config(REHEARSAL_CONFIG).template_family == "chatml-continuation"
-    assert data["learning_rate"] == load_config(MAIN_CONFIG).data["learning_rate"]
+    # the rehearsal's own values over the main config's, the rest inherited
+    assert data["learning_rate"] == 0.001 != load_config(MAIN_CONFIG).data["learning_rate"]
+    assert data["lora_r"] == load_config(MAIN_CONFIG).data["lora_r"]
 
 
 @pytest.mark.parametrize("block, message", [
@@ -142,8 +145,7 @@ def test_axolotl_validates_the_main_config_unchanged():
     out = validate_config(DictDefault(raw))
     assert out["adapter"] == "qlora" and out["load_in_4bit"] is True
     assert str(out["chat_template"].value) == "jinja" and "<|start_header_id|>" in out["chat_template_jinja"]
-    assert out["datasets"][0]["roles_to_train"] == ["assistant"]
-    assert out["datasets"][0]["train_on_eos"] == "turn"
+    assert [ds["type"] for ds in out["datasets"] + out["test_datasets"]] == ["styletune.train.turns"] * 2
     assert out["bnb_config_kwargs"]["bnb_4bit_quant_type"] == "nf4"
     assert out["sequence_len"] == 4096
     assert os.path.basename(out["test_datasets"][0]["path"]) == "validation.jsonl"
@@ -159,8 +161,8 @@ def test_main_config_training_choices():
     # Llama 3's tokens in the continuation layout: the writer's text opens the assistant's turn
     assert d["chat_template"] == "jinja" and load_config(MAIN_CONFIG).template_family == "llama3-continuation"
     assert d["special_tokens"]["eos_token"] == "<|eot_id|>"
-    for ds in d["datasets"] + d["test_datasets"]:
-        assert ds["roles_to_train"] == ["assistant"] and ds["train_on_eos"] == "turn"
+    for ds in d["datasets"] + d["test_datasets"]:   # prompt and continuation tokenised apart
+        assert ds["type"] == "styletune.train.turns"
     assert "val_set_size" not in d
     assert d["eval_strategy"] == d["save_strategy"] == "epoch"
     assert d["load_best_model_at_end"] and d["metric_for_best_model"] == "eval_loss"

@@ -53,7 +53,7 @@ def test_the_multi_gpu_overlay_passes_axolotls_validation_as_fsdp2_qlora():
     assert out.optimizer == "adamw_torch_fused"
     # everything else is the main config's
     assert out.base_model == "meta-llama/Llama-3.1-8B-Instruct" and out.lora_r == 16
-    assert out.datasets[0]["roles_to_train"] == ["assistant"]
+    assert out.datasets[0]["type"] == "styletune.train.turns"
 
 
 @pytest.mark.slow
@@ -423,6 +423,6 @@ def test_every_speed_profile_learns_what_the_main_config_learns(profile, tmp_pat
         assert cfg.data.get(key) == main.data.get(key), key
     unplaced = lambda d: [{k: v for k, v in ds.items() if k != "path"} for ds in d["datasets"]]  # noqa: E731
     assert unplaced(cfg.data) == unplaced(main.data)   # same format and loss; each profile its own folder
-    assert cfg.data["datasets"][0]["roles_to_train"] == ["assistant"]
+    assert cfg.data["datasets"][0]["type"] == "styletune.train.turns"
     assert cfg.data["seed"] == 7 and cfg.data["max_steps"] == 5
     assert cfg.template_family == "chatml-continuation"   # SmolLM2's tokenizer, the main layout

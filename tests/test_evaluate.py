@@ -9,6 +9,7 @@ import pytest
 from conftest import FT, SAMPLE_BOOK, SMOL, build_adapter, load_script
 from styletune.config import load_config
 from styletune.data.prepare import planned_outputs, prepare_data
+from styletune.errors import ConfigError
 from styletune.eval import evaluate, joins
 from styletune.eval import report as style_report
 from styletune.fileio import write_outputs
@@ -163,11 +164,18 @@ def test_join_prompts_add_the_typed_space_and_the_seed_both_ways():
     text = (SAMPLE_BOOK / "chunk_002_the_infirmary.txt").read_text(encoding="utf-8")
     conv = [{"role": "user", "content": "An opening line."}, {"role": "assistant", "content": text}]
     ev = {"generation_tokens": 40, "prompts_per_chunk": 4, "prompt_words": 30}
-    found = evaluate.join_prompts([], [conv], ev, ["chunk_002.txt"])
-    typed = [p for p in found if p.kind == "after a comma, space typed"]
-    commas = [p for p in found if p.kind == "after a comma"]
-    assert [p.text for p in typed] == [p.text + " " for p in commas]
-    assert [p.truth for p in typed] == [p.truth[1:] for p in commas]
+    ends = [evaluate.Prompt("chunk_002.txt", "example", "The door shut.", " She waited."),
+            evaluate.Prompt("chunk_002.txt", "example", "The door shut. ", "She waited."),
+            evaluate.Prompt("chunk_002.txt", "example", "The door shut.\n\n", "She waited.")]
+    found = evaluate.join_prompts(ends, [conv], ev, ["chunk_002.txt"])
+    # a typed validation example (typed_join_share) is measured in its own row
+    assert [p.kind for p in found[:3]] == ["sentence end", "sentence end, space typed", "after a paragraph break"]
+    for kind, typed_kind in (("sentence end", "sentence end, space typed"),
+                             ("after a comma", "after a comma, space typed")):
+        plain = [p for p in found if p.kind == kind]
+        typed = [p for p in found[3:] if p.kind == typed_kind]
+        assert plain and [p.text for p in typed] == [p.text + " " for p in plain]
+        assert [p.truth for p in typed] == [p.truth[1:] for p in plain]
     assert [p.kind for p in found[-2:]] == ["seed", "seed, space typed"]
 
 
@@ -218,5 +226,5 @@ def test_a_template_perplexity_cannot_follow_is_refused_with_the_fix(template, f
     from transformers import AutoTokenizer
     tok = AutoTokenizer.from_pretrained(SMOL)
     tok.chat_template, tok.eos_token = template, "<|im_end|>"
-    with pytest.raises(evaluate.EvaluationError, match=fix):
+    with pytest.raises(ConfigError, match=fix):
         evaluate.completion_token_nll(None, tok, CONV)  # refused before the model is needed

@@ -18,6 +18,7 @@ import support.continue_port as cp
 import yaml
 from conftest import FT, SAMPLE_BOOK, build_adapter, load_script, write_config
 from styletune.config import load_config
+from styletune.data import tokens
 from styletune.deploy import llamacpp
 from styletune.deploy import serve as serving
 from styletune.eval import evaluate, joins
@@ -71,6 +72,12 @@ def route(tmp_path_factory):
 
 
 def training_ids(tok, conversation) -> list[int]:
+    """The ids training gives the model: prompt, continuation and rest tokenised apart."""
+    return tokens.training_ids(tok, conversation)["input_ids"]
+
+
+def joint_ids(tok, conversation) -> list[int]:
+    """The whole rendered conversation tokenised as one string by the tokenizer."""
     ids = tok.apply_chat_template(conversation, tokenize=True, return_dict=False)
     return list(ids["input_ids"] if isinstance(ids, dict) else ids)
 
@@ -106,7 +113,9 @@ def test_the_server_tokenises_every_training_example_as_training_did(route):
     tok, mismatched = route["tok"], []
     for conversation in route["examples"]:
         text = tok.apply_chat_template(conversation, tokenize=False)
-        if route["server"].tokenize(text) != training_ids(tok, conversation):
+        parts = tokens.tokenizer_turn_texts(tok, conversation)
+        if route["server"].tokenize(text) != joint_ids(tok, conversation) or \
+                [t for part in parts if part for t in route["server"].tokenize(part)] != training_ids(tok, conversation):
             mismatched.append(conversation[0]["content"][:60])
     assert not mismatched and len(route["examples"]) >= 8
 
@@ -308,7 +317,7 @@ def test_llama3_tokenises_a_whole_novel_and_the_training_format_as_training_did(
                     {"role": "assistant", "content": " " + chunk[600:1500]}]
     text = tok.apply_chat_template(conversation, tokenize=False)
     assert text.startswith("<|begin_of_text|><|start_header_id|>assistant<|end_header_id|>\n\n\n book/")
-    assert server.tokenize(text) == training_ids(tok, conversation)
+    assert server.tokenize(text) == joint_ids(tok, conversation)
 
 
 def test_llama3_chat_and_autocomplete_feed_one_bos_and_the_training_prompt(llama3):

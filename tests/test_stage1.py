@@ -57,8 +57,10 @@ def test_counts_are_exact_for_the_rendered_conversation(sample_result, smol_coun
         assert "<|im_start|>system" not in rendered
         # the continuation layout: the writer's text opens the assistant's turn
         assert rendered == "<|im_start|>assistant\n" + e.header + e.prefix + e.completion + "<|im_end|>\n"
-        ids = hf_tokenizer(rendered, add_special_tokens=False)["input_ids"]
-        assert e.total_tokens == len(ids)
+        # tokenised as a server tokenises a request: the prompt alone, then the
+        # continuation with its end token, then the template's closing newline
+        parts = ("<|im_start|>assistant\n" + e.header + e.prefix, e.completion + "<|im_end|>", "\n")
+        assert e.total_tokens == sum(len(hf_tokenizer(t, add_special_tokens=False)["input_ids"]) for t in parts)
         assert e.prefix_tokens == len(hf_tokenizer(e.prefix, add_special_tokens=False)["input_ids"])
         assert e.completion_tokens == len(hf_tokenizer(e.completion, add_special_tokens=False)["input_ids"])
 
@@ -248,3 +250,27 @@ def test_half_the_examples_start_with_continues_autocomplete_header(sample_resul
             stem = f"{e.chunk.path.parent.name}/{e.chunk.path.stem}"
             assert e.header in (f"\n {stem}.md\n", f"\n// {stem}.txt\n")
             assert e.messages()[0]["content"] == e.header + e.prefix
+
+
+def test_half_the_cuts_keep_the_whitespace_the_writer_typed(sample_result):
+    """typed_join_share 0.5: of the cuts followed by whitespace, half keep it in the
+    prompt (the writer typed the space or the paragraph break, and the completion
+    opens with the next word), the same ones every run; the rest stop on the
+    sentence's last character and the completion opens with the whitespace."""
+    spaced = [e for e in sample_result.examples if e.cut.start > e.cut.end]
+    typed = [e for e in spaced if e.prefix[-1].isspace()]
+    assert len(typed) == round(0.5 * len(spaced)) > 0
+    for e in typed:
+        assert e.join == e.cut.start and not e.completion[0].isspace()
+    for e in [e for e in spaced if e not in typed]:
+        assert e.join == e.cut.end and e.completion[0].isspace() and not e.prefix[-1].isspace()
+
+
+def test_the_path_line_comes_off_and_gives_the_chunk_back(sample_result):
+    """Stage 4 rebuilds the author's chunks from the training file: the user turn
+    without Continue's path line, then the completion, is the chunk, byte for byte."""
+    from styletune.data.examples import without_path_line
+    assert any(e.header for e in sample_result.examples)
+    for e in sample_result.examples:
+        user, completion = (m["content"] for m in e.messages())
+        assert without_path_line(user) + completion == e.chunk.text

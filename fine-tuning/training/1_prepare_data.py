@@ -12,12 +12,16 @@ Writes  where the config's `datasets[0].path` and `test_datasets[0].path` point
 
 Each example: {"messages": [{"role": "user", "content": <first 5-10% of the
 chunk, cut at a sentence end>}, {"role": "assistant", "content": <the rest>}]}.
-The two turns hold every character of the chunk: a space at the cut opens the
-completion, a paragraph break ends the prompt. `editor_header_share` of the
-examples (default half) start the user turn with the path line Continue's
-autocomplete sends before the text, so both editor routes see the training format.
-Tokens are counted exactly, as Axolotl sees them: the rendered chat template
-with the base model's tokenizer. An example longer than `sequence_len` is an error.
+The two turns hold every character of the chunk: the space or paragraph break
+at the cut opens the completion, or, in `typed_join_share` of the examples
+(default half), ends the prompt as a writer who typed it before pausing leaves
+it. `editor_header_share` of the examples (default half) start the user turn
+with the path line Continue's autocomplete sends before the text, so both editor
+routes see the training format. Tokens are counted exactly, as Axolotl sees them
+through styletune's prompt strategy (styletune/train/turns.py): the rendered chat
+template with the base model's tokenizer, the prompt and the continuation
+tokenised apart as a server tokenises a request. An example longer than
+`sequence_len` is an error.
 
 Exit    0 written (or dry run), 2 a problem the message names the fix for, 5 an example
         longer than sequence_len (the message names split_oversized_chunks.py).

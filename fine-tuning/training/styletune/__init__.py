@@ -26,6 +26,8 @@ train/      stages 2 and 3: the adapter
   gpu_plan    memory per GPU for 1-8 GPUs (DDP, FSDP), time, Axolotl's launch arguments
   merge       stage 3 (3_merge_adapter.py): the in-memory merge and the CLI
   merge_streamed  the same merge shard by shard, for a model the RAM cannot hold
+  shards      what it reads: the adapter's and the base's safetensors, header first
+  merge_check its check: a sample of merged layers recomputed independently
   adapter     which adapter stage 3 merges (lowest validation loss), and its base
   resources   where a model loads (choose_placement: stages 3 and 4), the merge's route,
               disk and RAM
@@ -36,6 +38,7 @@ train/      stages 2 and 3: the adapter
   model_size  a model's shape and parameter count (GQA, tied embeddings), for memory plans
   bnb_cpu     4-bit layers on a CPU with AVX512-BF16 kept on the trainable path
   axolotl_plugin  the rehearsal config's Axolotl plugin: bnb_cpu, and CPU processes
+  turns       the configs' Axolotl prompt strategy: prompt and continuation tokenised apart
 eval/       stage 4 (4_evaluate_style.py)
   evaluate    perplexity of held-out completions, continuations from both models
   stylometry  text measures: Cosine Delta, n-gram attribution, style profile, copying

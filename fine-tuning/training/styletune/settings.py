@@ -105,6 +105,7 @@ class StylePipeline(Section):
     cuts_per_chunk: Count = Field(1, description="cut points per training chunk")
     validation_share: float = Field(0.10, ge=0, lt=1, description="share of chunks held out for validation")
     editor_header_share: float = Field(0.5, ge=0, le=1, description="share of prompts with the editor's file header")
+    typed_join_share: float = Field(0.5, ge=0, le=1, description="share of prompts that keep the space or paragraph break typed after them")
     validation_chunks: list[str] = Field([], description="chunk files to hold out instead of the share")
     exclude_chunks: list[str] = Field([], description="chunk files left out of both sets")
     tiktoken_bpe: ConfigPath | None = Field(None, description="Meta's tokenizer.model, for exact counts offline")

@@ -1,6 +1,7 @@
 """Prefix-completion examples: where each chunk is cut, and the exact counts."""
 import bisect
 import random
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from styletune.text.sentences import Boundary, Tier, boundaries, build_punkt
 
 # What decides the examples (stage 1 builds them; stage 0 and the splitter size chunks with them).
 READS = Reads(pipeline=("prefix_ratio", "seed", "cuts_per_chunk", "validation_share", "validation_chunks",
-                        "editor_header_share", "exclude_chunks", "chunk_glob"))
+                        "editor_header_share", "typed_join_share", "exclude_chunks", "chunk_glob"))
 
 # Candidates beyond this multiple of the upper ratio (in characters) cannot be in
 # range; skipping them keeps counting cheap on long chunks.
@@ -61,6 +62,18 @@ def continue_path_line(path: str) -> str:
     return f"\n{mark} {'/'.join(path.split('/')[-2:])}\n"
 
 
+# continue_path_line's shape, at the start of a user turn (a chunk's own text never
+# starts with a line break: chunks are normalised).
+_PATH_LINE = re.compile(r"\n(?://)? [^\n]*\.(?:md|txt)\n")
+
+
+def without_path_line(user: str) -> str:
+    """A user turn's text without the Continue path line stage 1 may have put first:
+    the chunk's prompt, so that prompt + completion is the chunk again."""
+    found = _PATH_LINE.match(user)
+    return user[found.end():] if found else user
+
+
 def editor_header(example, form: str) -> str:
     """Continue's path line for the example's chunk, as if it were a .md or .txt file."""
     return continue_path_line(f"{example.chunk.path.parent.name}/{example.chunk.path.stem}.{form}")
@@ -72,32 +85,31 @@ def add_editor_headers(examples, share: float) -> None:
     Chosen by position in a fixed order, alternating Markdown and .txt forms:
     the same examples every run."""
     ordered = sorted(examples, key=lambda e: (e.chunk.name, e.cut.end))
-    taken = 0
-    for i, example in enumerate(ordered):
-        if taken < round(share * (i + 1)):
-            example.header = editor_header(example, ("md", "txt")[taken % 2])
-            taken += 1
+    headed = [e for e, chosen in zip(ordered, every_share(ordered, share)) if chosen]
+    for i, example in enumerate(headed):
+        example.header = editor_header(example, ("md", "txt")[i % 2])
 
 
-def join_offset(text: str, cut: Boundary, token_ends=None, own_turn: bool = False) -> int:
+def join_offset(cut: Boundary, typed: bool = False) -> int:
     """Where the user turn ends and the assistant turn begins. The prompt stops on the
     sentence's last character and the completion opens with the whitespace that
-    followed it in the manuscript (" “Alan…", "\n\nThe…"): one rule for every cut,
-    so the model always learns to supply the join itself, as it must after a writer
-    who stopped at "Haji said,". A paragraph break ends the prompt instead, as it
-    does for a writer who pressed Enter twice, where it would not stay a token of
-    its own: where the tokenizer fuses it with the sentence's last mark (Llama 3's
-    ".\n\n", given the chunk's token ends), and where the completion has a turn of
-    its own (own_turn: Axolotl's chatml or llama3), whose header ends in a newline
-    the break would fuse with. prefix + completion is the chunk, exactly."""
-    if cut.end == cut.start:
-        return cut.end
-    if "\n" in text[cut.end:cut.start] and own_turn:
-        return cut.start
-    if token_ends is None:
-        return cut.end
-    ends = set(token_ends)
-    return cut.end if cut.end in ends or cut.start not in ends else cut.start
+    followed it in the manuscript (" “Alan…", "\n\nThe…"), so the model learns to
+    supply the join itself, as it must after a writer who stopped at "Haji said,".
+    A typed example keeps that whitespace in the prompt, as a writer who typed the
+    space or pressed Enter twice before pausing leaves it, and the completion opens
+    with the next word. prefix + completion is the chunk, exactly; training tokenises
+    the two apart (tokens.turn_texts), as a server does."""
+    return cut.start if typed else cut.end
+
+
+def every_share(items, share: float) -> list[bool]:
+    """Which of `items` (in a fixed order) are the `share` of them chosen, spread evenly:
+    the same ones every run."""
+    chosen, taken = [], 0
+    for i in range(len(items)):
+        chosen.append(taken < round(share * (i + 1)))
+        taken += chosen[-1]
+    return chosen
 
 
 def _targets(rng, k, lo, hi):
@@ -142,9 +154,10 @@ def _pick(chunk, cands, total, lo, hi, seed, k):
     return sorted(chosen, key=lambda c: c[0].end)
 
 
-def cut_chunks(chunks, punkt, counter, ratio_range, seed, cuts_for):
-    """Cut every chunk; `cuts_for(chunk)` says how many cuts it gets. Same inputs
-    and seed, same cuts. Cut points are ranked from one tokenisation of each
+def cut_chunks(chunks, punkt, counter, ratio_range, seed, cuts_for, typed_share=0.0):
+    """Cut every chunk; `cuts_for(chunk)` says how many cuts it gets, and `typed_share`
+    of the cuts that have whitespace after them keep it in the prompt (join_offset).
+    Same inputs and seed, same cuts. Cut points are ranked from one tokenisation of each
     chunk, then the chosen prefixes and completions are counted exactly; every
     call is batched over all chunks (the tokenizer spreads a batch over the cores)."""
     lo, hi = ratio_range
@@ -155,8 +168,9 @@ def cut_chunks(chunks, punkt, counter, ratio_range, seed, cuts_for):
         found = _boundaries_or_error(chunk, punkt, until=int(hi * _SEARCH_SPAN * len(chunk.text)))
         cands = [(b, bisect.bisect_right(ends, b.end)) for b in found]
         picks += [(chunk, b) for b, _ in _pick(chunk, cands, len(ends), lo, hi, seed, cuts_for(chunk))]
-    ends_of = {id(chunk): ends for chunk, ends in zip(chunks, all_ends)}
-    joins = [join_offset(chunk.text, b, ends_of[id(chunk)], not counter.continuation) for chunk, b in picks]
+    spaced = [(chunk, b) for chunk, b in picks if b.start > b.end]
+    typed = {(chunk.name, b.end) for (chunk, b), t in zip(spaced, every_share(spaced, typed_share)) if t}
+    joins = [join_offset(b, (chunk.name, b.end) in typed) for chunk, b in picks]
     prefixes = counter.count_texts([chunk.text[:j] for (chunk, _), j in zip(picks, joins)])
     completions = counter.count_texts([chunk.text[j:] for (chunk, _), j in zip(picks, joins)])
     return [Example(chunk, b, p, c, lo <= p / (p + c) <= hi, j)
@@ -165,8 +179,7 @@ def cut_chunks(chunks, punkt, counter, ratio_range, seed, cuts_for):
 
 def count_rendered(examples, counter) -> None:
     """Fill in each example's full length as the trainer will see it."""
-    rendered = [counter.render(e.messages()) for e in examples]
-    for example, n in zip(examples, counter.count_rendered(rendered)):
+    for example, n in zip(examples, counter.count_conversations([e.messages() for e in examples])):
         example.total_tokens = n
 
 
@@ -179,7 +192,7 @@ def build_examples(chunks, punkt, counter, settings):
     held_out = choose_validation_groups(chunks, s.validation_share, s.seed, s.validation_chunks)
     # Validation keeps one fixed cut per chunk, so its loss is comparable across runs.
     examples = cut_chunks(chunks, punkt, counter, s.prefix_ratio, s.seed,
-                          lambda c: 1 if c.group in held_out else s.cuts_per_chunk)
+                          lambda c: 1 if c.group in held_out else s.cuts_per_chunk, s.typed_join_share)
     add_editor_headers(examples, s.editor_header_share)
     count_rendered(examples, counter)
     return examples, held_out

@@ -24,7 +24,8 @@ def joins(examples) -> dict:
     """How the turns meet, and how many examples carry Continue's path line."""
     return {"completion_opens_with_space": sum(e.completion[:1] == " " for e in examples),
             "completion_opens_with_paragraph_break": sum(e.completion[:1] == "\n" for e in examples),
-            "prompt_ends_with_paragraph_break": sum(e.prefix.endswith("\n") for e in examples),
+            "prompt_ends_with_typed_space": sum(e.prefix.endswith(" ") for e in examples),
+            "prompt_ends_with_typed_paragraph_break": sum(e.prefix.endswith("\n") for e in examples),
             "continue_path_line": sum(bool(e.header) for e in examples)}
 
 
@@ -87,8 +88,9 @@ def markdown_body(report: dict) -> str:
         "",
         f"Joins: {report['joins']['completion_opens_with_space']} completion(s) open with the space at "
         f"the cut, {report['joins']['completion_opens_with_paragraph_break']} with the paragraph break, "
-        f"{report['joins']['prompt_ends_with_paragraph_break']} prompt(s) end with the break (where the "
-        "tokenizer fuses it with the sentence's last mark); "
+        f"{report['joins']['prompt_ends_with_typed_space']} prompt(s) end with the space typed and "
+        f"{report['joins']['prompt_ends_with_typed_paragraph_break']} with the paragraph break typed "
+        "(typed_join_share); "
         f"{report['joins']['continue_path_line']} user turn(s) start with Continue's autocomplete path line.",
         "",
     ]

@@ -57,8 +57,8 @@ class Measure:
 
     def __init__(self, counter, text, margin=0):
         self.ends = counter.token_ends([text])[0]
-        empty = counter.render([{"role": "user", "content": ""}, {"role": "assistant", "content": ""}])
-        self.overhead = counter.count_rendered([empty])[0] + margin
+        empty = [{"role": "user", "content": ""}, {"role": "assistant", "content": ""}]
+        self.overhead = counter.count_conversations([empty])[0] + margin
 
     def tokens(self, a, b):
         return bisect.bisect_right(self.ends, b) - bisect.bisect_right(self.ends, a) + self.overhead

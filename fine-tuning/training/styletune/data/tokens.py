@@ -75,6 +75,58 @@ def opens_assistant_turn(template_source: str) -> bool:
     return rendered.endswith(probe)
 
 
+def turn_texts(render, conversation, end_token: str) -> tuple[str, str, str]:
+    """A conversation as the three texts training tokenises one after the other:
+    the prompt (everything before the continuation, as a server renders a request:
+    `render(conversation[:-1], add_generation_prompt=True)`), the continuation up to
+    and including the end-of-turn token (the only part with loss), and whatever the
+    template writes after it. Tokenised apart, the prompt's last token is the one a
+    server gives the model, even where the writer's typed space or paragraph break
+    would fuse with the continuation's first word in one string ("said, " + "Ladies").
+    `render(messages, add_generation_prompt)` is the chat template."""
+    prompt = render(conversation[:-1], True)
+    whole = render(conversation, False)
+    if not whole.startswith(prompt):
+        raise ConfigError("the chat template renders the writer's text differently once a "
+                          "continuation follows it, so a request would not be the training "
+                          "prompt: choose a chat_template whose generation prompt is what it "
+                          "writes before an assistant turn")
+    rest = whole[len(prompt):]
+    content = conversation[-1]["content"]
+    # the end token after the continuation's own text (a book may quote the token's name)
+    after = len(content) if isinstance(content, str) and rest.startswith(content) else 0
+    end = rest.find(end_token, after) if end_token else -1
+    if end < 0:
+        raise ConfigError(f"the chat template writes no end-of-turn token ({end_token!r}) after the "
+                          "continuation: set special_tokens.eos_token in the config to the token "
+                          "the template ends a turn with")
+    end += len(end_token)
+    return prompt, rest[:end], rest[end:]
+
+
+IGNORE_INDEX = -100  # the label transformers leaves out of the loss
+
+
+def tokenizer_turn_texts(tokenizer, conversation) -> tuple[str, str, str]:
+    """turn_texts with a transformers tokenizer's chat template and end token."""
+    def render(messages, generation):
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation)
+    return turn_texts(render, conversation, tokenizer.eos_token)
+
+
+def training_ids(tokenizer, conversation) -> dict:
+    """input_ids, labels and attention_mask of one conversation as training tokenises
+    it (Axolotl through train/turns.py; stage 4 scores the same tokens): the
+    tokenizer's chat template rendered, its three turn_texts tokenised each on its
+    own, the template writing every special token itself (no BOS added). Labels
+    only on the continuation and its end-of-turn token."""
+    prompt, trained, tail = (tokenizer(t, add_special_tokens=False)["input_ids"] if t else []
+                             for t in tokenizer_turn_texts(tokenizer, conversation))
+    input_ids = prompt + trained + tail
+    return {"input_ids": input_ids, "attention_mask": [1] * len(input_ids),
+            "labels": [IGNORE_INDEX] * len(prompt) + trained + [IGNORE_INDEX] * len(tail)}
+
+
 def axolotl_template(name: str) -> str:
     """The Jinja source of one of Axolotl's named chat templates, read from its
     package files (importing axolotl itself takes seconds)."""
@@ -99,12 +151,10 @@ class TokenCounter:
         except TemplateError as err:
             raise ConfigError(f"the chat template does not parse: {err}") from None
         self.special_tokens = special_tokens
-        # the writer's text opens the assistant's turn (config.opens_assistant_turn)
-        self.continuation = opens_assistant_turn(template_source)
 
-    def render(self, messages) -> str:
+    def render(self, messages, add_generation_prompt: bool = False) -> str:
         try:
-            return self._template.render(messages=messages, add_generation_prompt=False,
+            return self._template.render(messages=messages, add_generation_prompt=add_generation_prompt,
                                          **self.special_tokens)
         except TemplateError as err:
             raise ConfigError(f"the chat template cannot render a user/assistant conversation "
@@ -112,6 +162,13 @@ class TokenCounter:
 
     def count_texts(self, texts) -> list[int]:
         raise NotImplementedError
+
+    def count_conversations(self, conversations) -> list[int]:
+        """Tokens of each conversation as training tokenises it (turn_texts: the
+        prompt, the continuation, the rest, each apart), special tokens included."""
+        parts = [turn_texts(self.render, c, self.special_tokens.get("eos_token", "")) for c in conversations]
+        counts = iter(self.count_rendered([t for p in parts for t in p]))
+        return [sum(next(counts) for _ in p) for p in parts]
 
     def token_ends(self, texts) -> list[list[int]]:
         """For each text, the character offset where each of its tokens ends: the
@@ -176,8 +233,8 @@ class TiktokenCounter(TokenCounter):
 class ApproxCounter(TokenCounter):
     exact = False
 
-    def __init__(self, template_source):
-        super().__init__(template_source, {"bos_token": "<s>", "eos_token": "</s>"})
+    def __init__(self, template_source, special_tokens: dict):
+        super().__init__(template_source, {"bos_token": "<s>", "eos_token": "</s>", **special_tokens})
         self.description = "APPROXIMATE: 4 characters per token (no tokenizer loaded)"
 
     def count_texts(self, texts):
@@ -265,8 +322,9 @@ def _how_to_get_tokenizer(base_model, err) -> str:
 def load_counter(config) -> TokenCounter:
     """The most exact counter this machine can build for the config."""
     counter = _build_counter(config)
-    # Fail now, not after every chunk is cut, if the template cannot render our examples.
-    counter.render([{"role": "user", "content": "A."}, {"role": "assistant", "content": "B."}])
+    # Fail now, not after every chunk is cut, if the template cannot render our examples
+    # or ends the continuation with no end-of-turn token.
+    counter.count_conversations([[{"role": "user", "content": "A."}, {"role": "assistant", "content": "B."}]])
     return counter
 
 
@@ -281,7 +339,7 @@ def _build_counter(config) -> TokenCounter:
                 raise ConfigError(f"style_pipeline.tiktoken_bpe: no file at {settings.tiktoken_bpe}")
             return TiktokenCounter(settings.tiktoken_bpe, _template_source(config))
         if settings.allow_approximate_tokens:
-            return ApproxCounter(_template_source(config))
+            return ApproxCounter(_template_source(config), config_tokens(config)[0])
         raise ConfigError(_how_to_get_tokenizer(base, err)) from None
     _add_config_tokens(tok, config)
     # Axolotl sets the config's special tokens on the tokenizer: the template sees those.

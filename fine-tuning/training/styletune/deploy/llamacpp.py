@@ -28,6 +28,7 @@ import urllib.request
 from pathlib import Path
 
 from styletune.data.examples import continue_path_line
+from styletune.data.tokens import tokenizer_turn_texts, training_ids
 from styletune.errors import UserError
 
 BUILD_HELP = ("llama.cpp's tools are not built in this environment: run `make llama-server` "
@@ -249,15 +250,17 @@ def check_gguf(gguf: Path, tokenizer, conversation: list[dict], autocomplete_tem
     BOS) feeds the model the example's prompt tokens; an autocomplete prompt (the
     raw template with the example's user turn, BOS added by the server) does too;
     and it stops at the end-of-turn token. Returns what was checked."""
-    text = tokenizer.apply_chat_template(conversation, tokenize=False)
-    trained = _ids(tokenizer.apply_chat_template(conversation, tokenize=True, return_dict=False))
+    # training's tokens: the prompt, the continuation and the rest, each tokenised alone
+    parts = tokenizer_turn_texts(tokenizer, conversation)
+    trained = training_ids(tokenizer, conversation)["input_ids"]
     prompt_text = tokenizer.apply_chat_template(conversation[:1], tokenize=False, add_generation_prompt=True)
     prompt_ids = _ids(tokenizer.apply_chat_template(conversation[:1], tokenize=True,
                                                     add_generation_prompt=True, return_dict=False))
     done = []
     with Server(gguf) as server:
         done.append(f"loads in llama-server ({gguf.stat().st_size / 1e6:.0f} MB)")
-        _same(tokenizer, server.tokenize(text), trained, gguf, "tokenises the training example")
+        _same(tokenizer, [t for part in parts if part for t in server.tokenize(part)], trained, gguf,
+              "tokenises the training example")
         done.append(f"tokenises a training example as training did ({len(trained)} tokens)")
         # The server leaves the template's BOS out of the text and adds it as it tokenises.
         rendered = server.apply_template(conversation[:1])

@@ -19,7 +19,7 @@ import numpy as np
 from styletune import paths
 from styletune.config import Reads, load_config
 from styletune.data import tokens
-from styletune.data.examples import join_offset
+from styletune.data.examples import join_offset, without_path_line
 from styletune.errors import UserError
 from styletune.eval import joins
 from styletune.eval import report as style_report
@@ -91,7 +91,7 @@ def validation_prompts(conversations, punkt, ev: dict, chunk_names) -> list[Prom
         wanted = int(ev["prompts_per_chunk"]) - 1
         truth_end = len(first_truth)  # the author's continuations must not overlap each other
         for b in [room[int(i * len(room) / wanted)] for i in range(wanted)] if room and wanted else []:
-            join = join_offset(completion, b)  # the turns meet where training's do
+            join = join_offset(b)  # the turns meet where training's untyped cuts do
             if join < truth_end:
                 continue
             starts = [c.start for c in cuts if len(completion[c.start:b.end].split()) <= ev["prompt_words"]]
@@ -134,17 +134,29 @@ def spread(items: list, cap: int | None) -> list:
     return [items[int(i * len(items) / cap)] for i in range(cap)]
 
 
+def _sentence_end_kind(prompt: str) -> str:
+    """A validation prompt's row: most stop on the sentence's last character; a
+    typed example's (typed_join_share) keeps the space or paragraph break."""
+    if prompt.endswith("\n"):
+        return "after a paragraph break"
+    return "sentence end, space typed" if prompt.endswith(" ") else "sentence end"
+
+
+def _typed(prompts) -> list[Prompt]:
+    """The prompts with the space the writer typed before pausing (joins.TYPED_SPACE)."""
+    return [Prompt(p.chunk, joins.TYPED_SPACE[p.kind], p.text + " ", p.truth[1:]) for p in prompts]
+
+
 def join_prompts(prompts, conversations, ev: dict, chunk_names, vocabulary=frozenset()) -> list[Prompt]:
     """Every kind of place a writer stops, for the Joins table: the sentence-end
     prompts, each kind of joins.STOPS (mid-word stops are never a whole word of
-    `vocabulary`, the book's words), the comma prompts with the space typed, and
-    the writer's own seed prompt both ways."""
-    out = [replace(p, kind="sentence end") for p in prompts]
+    `vocabulary`, the book's words), the sentence-end and comma prompts with the
+    space typed, and the writer's own seed prompt both ways."""
+    ends = [replace(p, kind=_sentence_end_kind(p.text)) for p in prompts]
+    out = ends + _typed(p for p in ends if p.kind == "sentence end" and p.truth.startswith(" "))
     for kind in joins.STOPS:
         found = spread(stop_prompts(conversations, ev, chunk_names, kind, vocabulary), ev.get("max_prompts"))
-        out += found
-        if kind in joins.TYPED_SPACE:
-            out += [Prompt(p.chunk, joins.TYPED_SPACE[kind], p.text + " ", p.truth[1:]) for p in found]
+        out += found + (_typed(found) if kind in joins.TYPED_SPACE else [])
     return out + [Prompt("writer", "seed", SEED_PROMPT, " “"),
                   Prompt("writer", "seed, space typed", SEED_PROMPT + " ", "“")]
 
@@ -197,35 +209,20 @@ def _ids(tok, messages, generation_prompt: bool) -> list[int]:
     return list(out["input_ids"] if isinstance(out, dict) else out)
 
 
-def _completion_span(tok, conversation, full: list[int]) -> tuple[int, int]:
-    """[start, end) of the assistant turn and its end-of-turn token in `full`. The
-    prompt (user turn + generation prompt) must render as a prefix of the whole
-    conversation, or the scores would belong to shifted tokens."""
-    prompt = _ids(tok, conversation[:1], True)
-    if full[:len(prompt)] != prompt:
-        raise EvaluationError("the chat template renders the prompt (user turn + generation "
-                              "prompt) differently inside the whole conversation, so the "
-                              "completion's tokens cannot be found: choose a chat_template whose "
-                              "generation prompt is what it writes before an assistant turn")
-    ends = [i for i, t in enumerate(full) if t == tok.eos_token_id]
-    if not ends or ends[-1] < len(prompt):
-        raise EvaluationError(f"the chat template writes no end-of-turn token ({tok.eos_token!r}) "
-                              "after the assistant turn: set special_tokens.eos_token in the config "
-                              "to the token the template ends a turn with")
-    return len(prompt), ends[-1] + 1
-
-
 def completion_token_nll(model, tok, conversation) -> np.ndarray:
-    """NLL of each token of the assistant turn and its end-of-turn token, as trained."""
+    """NLL of each token of the continuation and its end-of-turn token, tokenised
+    as training tokenised it (tokens.training_ids)."""
     import torch
-    full = _ids(tok, conversation, False)
-    start, end = _completion_span(tok, conversation, full)
+    example = tokens.training_ids(tok, conversation)
+    labels = example["labels"]
+    scored = [i for i, label in enumerate(labels) if label != tokens.IGNORE_INDEX]
+    start, end = scored[0], scored[-1] + 1
     device = next(model.parameters()).device
     with torch.no_grad():
-        logits = model(torch.tensor([full[:end]], device=device)).logits[0].float()
+        logits = model(torch.tensor([example["input_ids"][:end]], device=device)).logits[0].float()
     logp = torch.log_softmax(logits[start - 1:end - 1], dim=-1)
     # sharded over GPUs, the logits come from the last one, not the inputs' device
-    target = torch.tensor(full[start:end], device=logp.device)
+    target = torch.tensor(labels[start:end], device=logp.device)
     return (-logp.gather(1, target[:, None])[:, 0]).cpu().numpy()
 
 
@@ -337,7 +334,7 @@ def joins_summary(join_set, runs) -> dict:
     """Per kind of prompt and model: the mean probability of a right first token and
     the share of greedy continuations that join right in the editor."""
     out = {}
-    for kind in dict.fromkeys(p.kind for p in join_set):
+    for kind in sorted({p.kind for p in join_set}, key=joins.ROWS.index):
         idx = [i for i, p in enumerate(join_set) if p.kind == kind]
         out[kind] = {"prompts": len(idx),
                      **{n: {"first_token": float(np.mean([runs[n]["join"][i]["p"] for i in idx])),
@@ -368,7 +365,8 @@ def evaluate(cfg, tuned_dir: Path | None, adapter: Path | None, placement: Place
         raise EvaluationError(f"no merged model at {paths.shown(tuned_dir)}: run 3_merge_adapter.py "
                               "--auto first, or compare base + adapter with --adapter PATH")
     tok = load_tokenizer(cfg, adapter) if adapter else AutoTokenizer.from_pretrained(str(tuned_dir))
-    texts = [c[0]["content"] + "\n\n" + c[1]["content"] for c in train]
+    # the author's chunks as written (the editor's path line is no part of the book)
+    texts = [without_path_line(c[0]["content"]) + c[1]["content"] for c in train]
     punkt, _ = build_punkt(texts)
     prompts = spread(validation_prompts(val, punkt, ev, _chunk_names(cfg, "validation", len(val))),
                      ev["max_prompts"])

@@ -22,7 +22,11 @@ STOPS = {
 }
 # Kinds measured with the space the writer typed before pausing (the prompt of the
 # named kind plus " "): now a word must come first.
-TYPED_SPACE = {"after a comma": "after a comma, space typed"}
+TYPED_SPACE = {"sentence end": "sentence end, space typed", "after a comma": "after a comma, space typed"}
+# The Joins table's rows, in order.
+ROWS = ("sentence end", "sentence end, space typed", "after a comma", "after a comma, space typed",
+        "after a dash", "after an opening quote", "mid-word", "after a paragraph break",
+        "seed", "seed, space typed")
 
 
 def char_class(text: str) -> str:
