@@ -63,17 +63,18 @@ def preprocessed(request, tmp_path_factory):
 def test_axolotl_accepts_the_config_and_keeps_every_example(preprocessed):
     cfg, result, sets, _ = preprocessed
     sizes = sorted(len(s) for s in sets)
-    assert sizes == sorted([len(result.train), len(result.validation)])
+    assert sizes == sorted([len(result.train) + len(result.drills), len(result.validation)])
+    assert result.drills    # the join drills train beside the examples
 
 
 def test_our_token_counts_equal_axolotls(preprocessed):
     _, result, sets, _ = preprocessed
     theirs = sorted(len(row["input_ids"]) for s in sets for row in s)
-    ours = sorted(e.total_tokens for e in result.examples)
+    ours = sorted([e.total_tokens for e in result.examples] + [d.total_tokens for d in result.drills])
     assert theirs == ours
 
 
-def test_only_the_continuation_and_its_end_token_are_labelled(preprocessed):
+def test_only_the_continuation_and_its_end_token_are_labelled_a_drill_without_it(preprocessed):
     cfg, result, sets, _ = preprocessed
     from transformers import AutoTokenizer
     tok = AutoTokenizer.from_pretrained(cfg.base_model)
@@ -86,6 +87,10 @@ def test_only_the_continuation_and_its_end_token_are_labelled(preprocessed):
         user = e.messages()[:1]
         request = encode(tok.apply_chat_template(user, tokenize=False, add_generation_prompt=True))
         requests[tuple(request)] = encode(e.completion + end)
+    for d in result.drills:     # the writer's text goes on: no end of turn learnt
+        request = encode(tok.apply_chat_template(d.messages()[:1], tokenize=False, add_generation_prompt=True))
+        requests[tuple(request)] = encode(d.continuation)
+    ends = 0
     for s in sets:
         for row in s:
             labelled = [t for t, lab in zip(row["input_ids"], row["labels"]) if lab != -100]
@@ -93,11 +98,13 @@ def test_only_the_continuation_and_its_end_token_are_labelled(preprocessed):
             # the request's tokens as a server makes them, then exactly the
             # continuation's own tokens and the end token, labelled
             assert requests[tuple(row["input_ids"][:start])] == labelled
+            ends += labelled[-1] == tok.convert_tokens_to_ids(end)
             assert all(lab == -100 for lab in row["labels"][:start])
             # the writer's text comes first: in a user turn, or opening the assistant's
             # (the continuation layout); no system block before it
             opening = tok.decode(row["input_ids"])[:40]
             assert "system" not in opening and ("user" in opening or "assistant" in opening)
+    assert ends == len(result.examples)        # one labelled end of turn per example, none per drill
     assert any(e.completion.startswith(" ") for e in result.examples)
     # typed examples: the prompt ends in the writer's space or paragraph break
     assert any(e.prefix.endswith((" ", "\n")) for e in result.examples)

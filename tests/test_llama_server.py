@@ -23,6 +23,7 @@ from styletune.deploy import llamacpp
 from styletune.deploy import serve as serving
 from styletune.eval import evaluate, joins
 from styletune.eval.evaluate import SEED_PROMPT
+from styletune.text import stops
 from styletune.train import merge_output, models
 from support.gotemplate import render_ollama
 
@@ -63,8 +64,8 @@ def route(tmp_path_factory):
     assert checked.returncode == 0, checked.stderr
     gguf = serving.gguf_path(cfg, "q8_0")
     tok = models.load_tokenizer(cfg, cfg.pipeline.merged_dir)
-    examples = [json.loads(line)["messages"] for path in (cfg.train_path, cfg.validation_path)
-                for line in path.read_text(encoding="utf-8").splitlines()]
+    examples = [c for path in (cfg.train_path, cfg.validation_path)
+                for c in evaluate.read_conversations(path, "examples")]
     entries = yaml.safe_load((cfg.pipeline.serve_dir / "continue" / "config.yaml").read_text())["models"]
     with llamacpp.Server(gguf) as server:
         yield {"cfg": cfg, "tok": tok, "server": server, "gguf": gguf, "examples": examples,
@@ -210,7 +211,7 @@ def route_join_prompts(route) -> list:
     ev = {"generation_tokens": 40, "prompts_per_chunk": 2, "prompt_words": 30}
     conversations = route["examples"][:4]
     names = [f"example {i}" for i in range(len(conversations))]
-    book = joins.words_of(c[1]["content"] for c in route["examples"])
+    book = stops.words_of(c[1]["content"] for c in route["examples"])
     prompts = [p for kind in JOIN_KINDS for p in evaluate.stop_prompts(conversations, ev, names, kind, book)]
     for conv in conversations:   # a sentence end inside the completion, the space after it
         text = conv[1]["content"]

@@ -21,7 +21,11 @@ routes see the training format. Tokens are counted exactly, as Axolotl sees them
 through styletune's prompt strategy (styletune/train/turns.py): the rendered chat
 template with the base model's tokenizer, the prompt and the continuation
 tokenised apart as a server tokenises a request. An example longer than
-`sequence_len` is an error.
+`sequence_len` is an error. Beside the examples, the training file holds
+`join_drills_per_chunk` join drills per training chunk (default 4; data/drills.py):
+windows of 10-60 words of the chunk stopping where a writer pauses mid-flow (after
+a typed space or paragraph break, after a comma, inside a word), continued by the
+next 24 words, with `"ends_turn": false`: no end-of-turn token is learnt from them.
 
 Exit    0 written (or dry run), 2 a problem the message names the fix for, 5 an example
         longer than sequence_len (the message names split_oversized_chunks.py).

@@ -106,6 +106,7 @@ class StylePipeline(Section):
     validation_share: float = Field(0.10, ge=0, lt=1, description="share of chunks held out for validation")
     editor_header_share: float = Field(0.5, ge=0, le=1, description="share of prompts with the editor's file header")
     typed_join_share: float = Field(0.5, ge=0, le=1, description="share of prompts that keep the space or paragraph break typed after them")
+    join_drills_per_chunk: int = Field(4, ge=0, description="short training rows per training chunk that stop mid-flow (data/drills.py)")
     validation_chunks: list[str] = Field([], description="chunk files to hold out instead of the share")
     exclude_chunks: list[str] = Field([], description="chunk files left out of both sets")
     tiktoken_bpe: ConfigPath | None = Field(None, description="Meta's tokenizer.model, for exact counts offline")

@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from styletune import paths
-from styletune.config import load_config
+from styletune.config import Reads, load_config
 from styletune.data import examples, tokens
+from styletune.data.drills import build_drills
 from styletune.data import prepare_report as report
 from styletune.data.chunks import discover, load_chunks
 from styletune.data.examples import build_examples
@@ -19,7 +20,7 @@ from styletune.fileio import sha256_bytes, write_outputs
 from styletune.text.sentences import Tier, build_punkt
 
 # Stage 1's settings.
-READS = tokens.READS + examples.READS
+READS = tokens.READS + examples.READS + Reads(pipeline=("join_drills_per_chunk",))
 
 
 @dataclass
@@ -34,6 +35,7 @@ class Stage1Result:
     exact: bool
     splitter: str
     overlong_skipped: list = field(default_factory=list)
+    drills: list = field(default_factory=list)     # drills.Drill, training rows beside train
 
     @property
     def examples(self):
@@ -105,6 +107,7 @@ def prepare_data(config, book_dir=None, skip_overlong=False, say=lambda message:
     if overlong and not skip_overlong:
         raise OverlongError(_overlong_message(overlong, config.sequence_len, config, book_dir))
     dropped = {id(e) for e in overlong}
+    dropped_chunks = [e.chunk for e in overlong]
     train = [e for e in train if id(e) not in dropped]
     validation = [e for e in validation if id(e) not in dropped]
     if not validation:
@@ -113,13 +116,26 @@ def prepare_data(config, book_dir=None, skip_overlong=False, say=lambda message:
             f"validation_share {s.validation_share}, no chunk is held out, and Axolotl's "
             "`test_datasets` would point at an empty file. Set style_pipeline.validation_share "
             "above 0, list style_pipeline.validation_chunks, or add chunks (two at least).")
+    say("choosing join drills")
+    drills = build_drills([c for c in chunks if c.group not in held_out and c not in dropped_chunks],
+                          punkt, counter, s.join_drills_per_chunk, s.seed)
     return Stage1Result(config, book_dir, chunks, train, validation, skipped,
-                        counter.description, counter.exact, splitter, overlong)
+                        counter.description, counter.exact, splitter, overlong, drills)
 
 
-def jsonl_bytes(examples) -> bytes:
-    lines = [json.dumps({"messages": e.messages()}, ensure_ascii=False) for e in examples]
+def jsonl_bytes(examples, drills=()) -> bytes:
+    """One row per example, then one per join drill; every row says whether its
+    continuation ends the turn (train/turns.py reads it; a file of one shape loads
+    as one table)."""
+    rows = [{"messages": e.messages(), "ends_turn": True} for e in examples]
+    rows += [{"messages": d.messages(), "ends_turn": False} for d in drills]
+    lines = [json.dumps(row, ensure_ascii=False) for row in rows]
     return ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
+
+
+def drill_provenance(d) -> dict:
+    return {"chunk": d.chunk.name, "kind": d.kind, "prompt_char": d.start, "stop_char": d.stop,
+            "end_char": d.end, "total_tokens": d.total_tokens}
 
 
 def provenance(e, split) -> dict:
@@ -152,6 +168,7 @@ def manifest(result: Stage1Result, outputs: dict) -> dict:
         "outputs": {paths.shown(p): sha256_bytes(b) for p, b in outputs.items()},
         "examples": [provenance(e, "train") for e in result.train]
                     + [provenance(e, "validation") for e in result.validation],
+        "join_drills": [drill_provenance(d) for d in result.drills],
     }
 
 
@@ -159,7 +176,7 @@ def planned_outputs(result) -> dict:
     cfg = result.config
     rep = report.report_dict(result)
     outputs = {
-        cfg.train_path: jsonl_bytes(result.train),
+        cfg.train_path: jsonl_bytes(result.train, result.drills),
         cfg.validation_path: jsonl_bytes(result.validation),
     }
     rdir = cfg.pipeline.report_dir

@@ -3,6 +3,7 @@ import io
 import statistics
 
 from styletune import paths
+from styletune.data.drills import CONTINUATION_WORDS, KINDS
 
 
 def summary(result) -> dict:
@@ -29,6 +30,12 @@ def joins(examples) -> dict:
             "continue_path_line": sum(bool(e.header) for e in examples)}
 
 
+def drill_counts(drills) -> dict:
+    """Join drills by kind, in drills.KINDS order, and their tokens in all."""
+    return {"by_kind": {k: n for k in KINDS if (n := sum(d.kind == k for d in drills))},
+            "rows": len(drills), "tokens": sum(d.total_tokens for d in drills)}
+
+
 def report_dict(result) -> dict:
     ratios = [e.ratio for e in result.examples]
     lo, hi = result.config.pipeline.prefix_ratio
@@ -43,6 +50,7 @@ def report_dict(result) -> dict:
         "prefix_ratio_target": [lo, hi],
         "prefix_ratio_observed": [round(min(ratios), 4), round(max(ratios), 4)] if ratios else None,
         "joins": joins(result.examples),
+        "join_drills": drill_counts(result.drills),
         "validation_chunks": sorted({e.chunk.name for e in result.validation}),
         "skipped": [{"file": f, "reason": r} for f, r in result.skipped],
         "skipped_overlong": [{"file": e.chunk.name, "tokens": e.total_tokens}
@@ -93,6 +101,8 @@ def markdown_body(report: dict) -> str:
         "(typed_join_share); "
         f"{report['joins']['continue_path_line']} user turn(s) start with Continue's autocomplete path line.",
         "",
+        _drills_line(report["join_drills"]),
+        "",
     ]
     for title, rows, header in (
         ("Skipped files", [[f"`{r['file']}`", r["reason"]] for r in report["skipped"]], ["file", "reason"]),
@@ -103,6 +113,15 @@ def markdown_body(report: dict) -> str:
     ):
         out += [f"## {title}", "", _table(rows, header) if rows else "None.", ""]
     return "\n".join(out)
+
+
+def _drills_line(drills: dict) -> str:
+    if not drills["rows"]:
+        return "Join drills: none (join_drills_per_chunk: 0)."
+    kinds = "; ".join(f"{kind} {n}" for kind, n in drills["by_kind"].items())
+    return (f"Join drills: {drills['rows']} training rows, {drills['tokens']} tokens in all "
+            f"(join_drills_per_chunk), each a window of the text continued {CONTINUATION_WORDS} words "
+            f"with no end of turn. Where they stop: {kinds}.")
 
 
 def histogram_png(result) -> bytes:

@@ -75,7 +75,7 @@ def opens_assistant_turn(template_source: str) -> bool:
     return rendered.endswith(probe)
 
 
-def turn_texts(render, conversation, end_token: str) -> tuple[str, str, str]:
+def turn_texts(render, conversation, end_token: str, ends_turn: bool = True) -> tuple[str, str, str]:
     """A conversation as the three texts training tokenises one after the other:
     the prompt (everything before the continuation, as a server renders a request:
     `render(conversation[:-1], add_generation_prompt=True)`), the continuation up to
@@ -83,7 +83,9 @@ def turn_texts(render, conversation, end_token: str) -> tuple[str, str, str]:
     template writes after it. Tokenised apart, the prompt's last token is the one a
     server gives the model, even where the writer's typed space or paragraph break
     would fuse with the continuation's first word in one string ("said, " + "Ladies").
-    `render(messages, add_generation_prompt)` is the chat template."""
+    `render(messages, add_generation_prompt)` is the chat template. A join drill's
+    continuation (`ends_turn` False: the writer's text goes on past it) stops at its
+    own last character, with neither the end token nor what follows."""
     prompt = render(conversation[:-1], True)
     whole = render(conversation, False)
     if not whole.startswith(prompt):
@@ -95,6 +97,13 @@ def turn_texts(render, conversation, end_token: str) -> tuple[str, str, str]:
     content = conversation[-1]["content"]
     # the end token after the continuation's own text (a book may quote the token's name)
     after = len(content) if isinstance(content, str) and rest.startswith(content) else 0
+    if not ends_turn:
+        if not after:
+            raise ConfigError("the chat template writes something before the continuation's "
+                              "own text, so a join drill cannot stop where that text does: set "
+                              "style_pipeline.join_drills_per_chunk to 0, or use a template that "
+                              "opens the assistant turn with the writer's text")
+        return prompt, rest[:after], ""
     end = rest.find(end_token, after) if end_token else -1
     if end < 0:
         raise ConfigError(f"the chat template writes no end-of-turn token ({end_token!r}) after the "
@@ -107,21 +116,26 @@ def turn_texts(render, conversation, end_token: str) -> tuple[str, str, str]:
 IGNORE_INDEX = -100  # the label transformers leaves out of the loss
 
 
-def tokenizer_turn_texts(tokenizer, conversation) -> tuple[str, str, str]:
+def tokenizer_turn_texts(tokenizer, conversation, ends_turn: bool = True) -> tuple[str, str, str]:
     """turn_texts with a transformers tokenizer's chat template and end token."""
     def render(messages, generation):
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation)
-    return turn_texts(render, conversation, tokenizer.eos_token)
+    return turn_texts(render, conversation, tokenizer.eos_token, ends_turn)
 
 
-def training_ids(tokenizer, conversation) -> dict:
+def ends_turn(row: dict) -> bool:
+    """Whether a stage 1 row's continuation ends the turn (a join drill's does not)."""
+    return row.get("ends_turn") is not False
+
+
+def training_ids(tokenizer, conversation, ends_turn: bool = True) -> dict:
     """input_ids, labels and attention_mask of one conversation as training tokenises
     it (Axolotl through train/turns.py; stage 4 scores the same tokens): the
     tokenizer's chat template rendered, its three turn_texts tokenised each on its
     own, the template writing every special token itself (no BOS added). Labels
-    only on the continuation and its end-of-turn token."""
+    only on the continuation and its end-of-turn token (a join drill's has none)."""
     prompt, trained, tail = (tokenizer(t, add_special_tokens=False)["input_ids"] if t else []
-                             for t in tokenizer_turn_texts(tokenizer, conversation))
+                             for t in tokenizer_turn_texts(tokenizer, conversation, ends_turn))
     input_ids = prompt + trained + tail
     return {"input_ids": input_ids, "attention_mask": [1] * len(input_ids),
             "labels": [IGNORE_INDEX] * len(prompt) + trained + [IGNORE_INDEX] * len(tail)}
@@ -163,10 +177,11 @@ class TokenCounter:
     def count_texts(self, texts) -> list[int]:
         raise NotImplementedError
 
-    def count_conversations(self, conversations) -> list[int]:
+    def count_conversations(self, conversations, ends_turn: bool = True) -> list[int]:
         """Tokens of each conversation as training tokenises it (turn_texts: the
         prompt, the continuation, the rest, each apart), special tokens included."""
-        parts = [turn_texts(self.render, c, self.special_tokens.get("eos_token", "")) for c in conversations]
+        end = self.special_tokens.get("eos_token", "")
+        parts = [turn_texts(self.render, c, end, ends_turn) for c in conversations]
         counts = iter(self.count_rendered([t for p in parts for t in p]))
         return [sum(next(counts) for _ in p) for p in parts]
 

@@ -24,6 +24,7 @@ from styletune.errors import UserError
 from styletune.eval import joins
 from styletune.eval import report as style_report
 from styletune.fileio import write_atomic
+from styletune.text import stops
 from styletune.text.sentences import boundaries, build_punkt
 from styletune.train import models, resources
 from styletune.train.models import load_tokenizer
@@ -55,10 +56,11 @@ class Prompt:
 
 
 def read_conversations(path: Path, what: str) -> list:
+    """The examples of a stage 1 file (its join drills left out: windows, not chunks)."""
     if not path.is_file():
         raise EvaluationError(f"no {what} at {paths.shown(path)}: run 1_prepare_data.py first")
-    return [json.loads(line)["messages"] for line in path.read_text(encoding="utf-8").splitlines()
-            if line.strip()]
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [row["messages"] for row in rows if tokens.ends_turn(row)]
 
 
 def _words_until(text: str, n_words: int) -> str:
@@ -104,7 +106,7 @@ def validation_prompts(conversations, punkt, ev: dict, chunk_names) -> list[Prom
 
 def stop_prompts(conversations, ev: dict, chunk_names, kind: str, vocabulary=frozenset()) -> list[Prompt]:
     """Prompts that stop where a writer pauses other than at a sentence end (after
-    "Haji said,", inside a word, after an opening quote: joins.STOPS): windows of
+    "Haji said,", inside a word, after an opening quote: stops.STOPS): windows of
     ~prompt_words words from each validation completion, spread evenly over it, not
     overlapping; the truth is the author's text from there."""
     truth_words = max(10, int(ev["generation_tokens"] * 0.75))
@@ -113,7 +115,7 @@ def stop_prompts(conversations, ev: dict, chunk_names, kind: str, vocabulary=fro
     for conv, name in zip(conversations, chunk_names):
         completion = conv[1]["content"]
         starts = [m.start() for m in re.finditer(r"\S+", completion)]
-        room = [p for p in joins.stops(completion, kind, vocabulary)
+        room = [p for p in stops.stops(completion, kind, vocabulary)
                 if len(completion[:p].split()) > ev["prompt_words"]
                 and len(completion[p:].split()) >= truth_words]
         last = 0
@@ -149,12 +151,12 @@ def _typed(prompts) -> list[Prompt]:
 
 def join_prompts(prompts, conversations, ev: dict, chunk_names, vocabulary=frozenset()) -> list[Prompt]:
     """Every kind of place a writer stops, for the Joins table: the sentence-end
-    prompts, each kind of joins.STOPS (mid-word stops are never a whole word of
+    prompts, each kind of stops.STOPS (mid-word stops are never a whole word of
     `vocabulary`, the book's words), the sentence-end and comma prompts with the
     space typed, and the writer's own seed prompt both ways."""
     ends = [replace(p, kind=_sentence_end_kind(p.text)) for p in prompts]
     out = ends + _typed(p for p in ends if p.kind == "sentence end" and p.truth.startswith(" "))
-    for kind in joins.STOPS:
+    for kind in stops.STOPS:
         found = spread(stop_prompts(conversations, ev, chunk_names, kind, vocabulary), ev.get("max_prompts"))
         out += found + (_typed(found) if kind in joins.TYPED_SPACE else [])
     return out + [Prompt("writer", "seed", SEED_PROMPT, " “"),
@@ -372,7 +374,7 @@ def evaluate(cfg, tuned_dir: Path | None, adapter: Path | None, placement: Place
                      ev["max_prompts"])
     other_prompts = [Prompt("train", "example", c[0]["content"], "") for c in train[:int(ev["train_prompts"])]]
     names = _chunk_names(cfg, "validation", len(val))
-    join_set = join_prompts(prompts, val, ev, names, joins.words_of(texts))
+    join_set = join_prompts(prompts, val, ev, names, stops.words_of(texts))
     classes = joins.token_classes(tok.batch_decode([[i] for i in range(len(tok))]), set(tok.all_special_ids))
     gap_set = train[:int(ev["train_examples_for_gap"])]
     say(f"{len(val)} validation example(s), {len(prompts)} prompts, "

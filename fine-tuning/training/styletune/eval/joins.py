@@ -8,18 +8,6 @@ postprocessing (`editor_insert`), so a doubled space that Continue drops is no f
 """
 import re
 
-# Where a prompt can stop, by kind: a pattern whose match ends where the prompt ends,
-# in the author's text (a validation completion). Sentence ends come from the
-# sentence splitter instead (evaluate.validation_prompts), as training's cuts do.
-STOPS = {
-    "after a comma": r",(?= \S)",
-    "after a dash": r"(?<=\w)[—–](?=\S)",
-    "after an opening quote": r"(?:(?<=\s)|^)[“‘\"](?=\w)",
-    # two letters before the end of a word of seven or more ("everythi|ng"), the
-    # letters typed not a word of the text themselves (stops()):
-    "mid-word": r"\b[^\W\d_]{5,}(?=[^\W\d_]{2}\b)",
-    "after a paragraph break": r"\n\n(?=\S)",
-}
 # Kinds measured with the space the writer typed before pausing (the prompt of the
 # named kind plus " "): now a word must come first.
 TYPED_SPACE = {"sentence end": "sentence end, space typed", "after a comma": "after a comma, space typed"}
@@ -81,20 +69,3 @@ def right_first_tokens(classes: dict, prompt: str, truth: str):
     if char_class(truth) == "text":
         return shown == "text"
     return (shown == "space") | ((shown == "newline") & ends_sentence(prompt))
-
-
-def words_of(texts) -> set[str]:
-    """Every word of the texts, lower-cased: what counts as a whole word for stops()."""
-    return {w.lower() for t in texts for w in re.findall(r"[^\W\d_]+", t)}
-
-
-def stops(text: str, kind: str, vocabulary: set[str] = frozenset()) -> list[int]:
-    """The offsets in `text` where a prompt of this kind would end. A mid-word stop
-    whose letters are also a whole word ("respectful" of "respectfully"), of this
-    text or of `vocabulary` (the book's words), is left out: there the writer may as
-    well have finished a word, and a space is no fault."""
-    found = [m.end() for m in re.finditer(STOPS[kind], text)]
-    if kind != "mid-word":
-        return found
-    words = words_of([text]) | set(vocabulary)
-    return [p for p in found if re.search(r"[^\W\d_]+$", text[:p]).group().lower() not in words]

@@ -208,12 +208,13 @@ def plan(cfg, manifest, processes: int = 1) -> dict:
     Memory and time are estimates (gpu_plan), labelled so."""
     d = cfg.data
     examples = [e for e in manifest["examples"] if e["split"] == "train"]
+    rows = examples + manifest.get("join_drills", [])   # every training row is a step's share
     micro, accumulation = axolotl_value(d, "micro_batch_size"), axolotl_value(d, "gradient_accumulation_steps")
     batch = micro * accumulation * processes
     epochs = axolotl_value(d, "num_epochs")
-    steps_per_epoch = math.ceil(len(examples) / batch)
+    steps_per_epoch = math.ceil(len(rows) / batch)
     steps = min(steps_per_epoch * epochs, d.get("max_steps") or steps_per_epoch * epochs)
-    tokens = round(sum(e["total_tokens"] for e in examples) * epochs * steps / (steps_per_epoch * epochs))
+    tokens = round(sum(e["total_tokens"] for e in rows) * epochs * steps / (steps_per_epoch * epochs))
     device = cfg.pipeline.train_device
     shape = gpu_plan.shape_of(cfg) if device == "cuda" else None
     params = parameter_count(shape) if shape else None
@@ -221,6 +222,7 @@ def plan(cfg, manifest, processes: int = 1) -> dict:
     where = f"{processes} GPUs" if processes > 1 and device == "cuda" else \
         f"{processes} CPU processes" if processes > 1 else "1 GPU" if device == "cuda" else "CPU"
     out = {"training examples": len(examples),
+           "join drills": len(rows) - len(examples),
            "validation examples": len(manifest["examples"]) - len(examples),
            "processes": f"{processes} ({gpu_plan.strategy(d, processes)})",
            "epochs": epochs,

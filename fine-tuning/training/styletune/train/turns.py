@@ -12,14 +12,16 @@ Enter twice before pausing: in one string "said, " + "Ladies" has the token
 Axolotl sets on the tokenizer) and tokenises its three parts apart
 (tokens.turn_texts): the prompt (no loss), the continuation with its end-of-turn
 token (the loss), and what the template writes after it (no loss). Where the two
-parts would not fuse, the tokens are those of the whole string.
+parts would not fuse, the tokens are those of the whole string. A join drill's row
+(`"ends_turn": false`, data/drills.py) has loss on its continuation only: the
+writer's text goes on past it, so it teaches no end of turn.
 
 Axolotl imports it by name: `make install` installs the styletune package into
 the environment Axolotl runs in.
 """
 from axolotl.prompt_tokenizers import PromptTokenizingStrategy
 
-from styletune.data.tokens import training_ids
+from styletune.data.tokens import ends_turn, training_ids
 
 
 class SeparateTurns(PromptTokenizingStrategy):
@@ -30,7 +32,7 @@ class SeparateTurns(PromptTokenizingStrategy):
         self.field_messages = field_messages
 
     def tokenize_prompt(self, prompt):
-        return training_ids(self.tokenizer, prompt[self.field_messages])
+        return training_ids(self.tokenizer, prompt[self.field_messages], ends_turn(prompt))
 
 
 def load(tokenizer, cfg, ds_cfg=None):

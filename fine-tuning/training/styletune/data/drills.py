@@ -1,0 +1,107 @@
+"""Join drills: short training rows that stop where a writer pauses mid-flow.
+
+Every example of stage 1 stops at a sentence end and carries one join token among
+a chunk's worth of continuation, so the joins a writer meets most in the editor
+(after "Haji said,", inside a word, after a space or a paragraph break typed
+before pausing) are rare in training, and the instruct model's prior wins there.
+A drill is a window of the writer's own text (10-60 words) stopping at one
+kind of pause (text/stops.py, the kinds stage 4's Joins table measures) and the
+next CONTINUATION_WORDS words as its continuation, trained without an end-of-turn
+token (the row says `"ends_turn": false`): the text goes on, so a drill teaches the
+join and nothing about where a turn ends. Drills come from training chunks only,
+their windows are the author's text exactly, and the same seed gives the same drills.
+"""
+import random
+import re
+from dataclasses import dataclass
+
+from styletune.text import stops
+from styletune.text.sentences import Tier, boundaries
+
+# The kinds drilled, in turn: the pauses stage 4 measures that no example's cut
+# teaches (every cut is at a sentence end) and the instruct model's prior gets wrong
+# (a lone typed space or paragraph break reads as a line's end to it; a word split
+# by the cursor is tokenised as running text never is), and the comma the writer
+# stops at most ("Haji said,"). After an opening quote or a dash the base model
+# already joins right (99.8% on the sample book), as running text teaches it.
+KINDS = ("sentence end, space typed", "after a paragraph break", "mid-word", "after a comma, space typed",
+         "after a comma")
+# A window's words before the stop, drawn between these (a writer's request may hold a
+# whole file or a line), and the words continued after it.
+PROMPT_WORDS = (10, 60)
+CONTINUATION_WORDS = 24
+
+
+@dataclass
+class Drill:
+    chunk: object   # chunks.Chunk
+    kind: str
+    start: int      # the prompt is chunk.text[start:stop]
+    stop: int
+    end: int        # the continuation is chunk.text[stop:end]
+    total_tokens: int = 0
+
+    @property
+    def prompt(self) -> str:
+        return self.chunk.text[self.start:self.stop]
+
+    @property
+    def continuation(self) -> str:
+        return self.chunk.text[self.stop:self.end]
+
+    def messages(self):
+        return [{"role": "user", "content": self.prompt}, {"role": "assistant", "content": self.continuation}]
+
+
+def stops_of_kind(text: str, kind: str, punkt, vocabulary) -> list[int]:
+    """Where in `text` a prompt of this kind ends: the whitespace the writer typed
+    stays in the prompt, so the continuation opens with the next word."""
+    if kind == "sentence end, space typed":
+        return [b.start for b in boundaries(text, punkt)
+                if b.tier < Tier.IN_QUOTATION and text[b.end:b.start] == " "]
+    if kind == "after a comma, space typed":
+        return [p + 1 for p in stops.stops(text, "after a comma")]
+    return stops.stops(text, kind, vocabulary)
+
+
+def window(text: str, stop: int, words: int) -> tuple[int, int] | None:
+    """(start, end) of a drill stopping at `stop`: `words` words before it (or all
+    there are, PROMPT_WORDS[0] at least), CONTINUATION_WORDS whole words after; None
+    where the chunk has too few words on either side."""
+    before = [m.start() for m in re.finditer(r"\S+", text[:stop])]
+    after = re.match(r"(?:\s*\S+(?!\S)){%d}" % CONTINUATION_WORDS, text[stop:])
+    if len(before) < PROMPT_WORDS[0] or not after:
+        return None
+    return before[max(0, len(before) - words)], stop + after.end()
+
+
+def chunk_drills(chunk, first_kind: int, count: int, seed: int, punkt, vocabulary) -> list[Drill]:
+    """`count` drills of one chunk, kinds taken in turn from KINDS[first_kind]; a kind
+    the chunk lacks passes to the next. Windows do not share a stop."""
+    rng = random.Random(f"{seed}:{chunk.name}:drills")
+    found = {kind: [s for s in stops_of_kind(chunk.text, kind, punkt, vocabulary)
+                    if window(chunk.text, s, PROMPT_WORDS[0])] for kind in KINDS}
+    drills, used = [], set()
+    for i in range(len(KINDS) * count):
+        if len(drills) == count:
+            break
+        kind = KINDS[(first_kind + i) % len(KINDS)]
+        free = [s for s in found[kind] if s not in used]
+        if free:
+            stop = rng.choice(free)
+            used.add(stop)
+            start, end = window(chunk.text, stop, rng.randint(*PROMPT_WORDS))
+            drills.append(Drill(chunk, kind, start, stop, end))
+    return drills
+
+
+def build_drills(chunks, punkt, counter, count: int, seed: int) -> list[Drill]:
+    """`count` drills per chunk of `chunks` (the training chunks), counted as training
+    tokenises them; kinds rotate across chunks so the mix is even."""
+    vocabulary = stops.words_of(c.text for c in chunks)
+    drills = []
+    for i, chunk in enumerate(sorted(chunks, key=lambda c: c.name)):
+        drills += chunk_drills(chunk, i * count, count, seed, punkt, vocabulary)
+    for drill, n in zip(drills, counter.count_conversations([d.messages() for d in drills], ends_turn=False)):
+        drill.total_tokens = n
+    return drills

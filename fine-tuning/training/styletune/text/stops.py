@@ -1,0 +1,34 @@
+"""Where a writer pauses: the kinds of place a prompt can stop, found in the author's
+text. Stage 4 measures the joins there (eval/joins.py) and stage 1 drills them
+(data/drills.py), from the same patterns."""
+import re
+
+# Where a prompt can stop, by kind: a pattern whose match ends where the prompt ends,
+# in the author's text (a validation completion). Sentence ends come from the
+# sentence splitter instead (evaluate.validation_prompts), as training's cuts do.
+STOPS = {
+    "after a comma": r",(?= \S)",
+    "after a dash": r"(?<=\w)[—–](?=\S)",
+    "after an opening quote": r"(?:(?<=\s)|^)[“‘\"](?=\w)",
+    # two letters before the end of a word of seven or more ("everythi|ng"), the
+    # letters typed not a word of the text themselves (stops()):
+    "mid-word": r"\b[^\W\d_]{5,}(?=[^\W\d_]{2}\b)",
+    "after a paragraph break": r"\n\n(?=\S)",
+}
+
+
+def words_of(texts) -> set[str]:
+    """Every word of the texts, lower-cased: what counts as a whole word for stops()."""
+    return {w.lower() for t in texts for w in re.findall(r"[^\W\d_]+", t)}
+
+
+def stops(text: str, kind: str, vocabulary: set[str] = frozenset()) -> list[int]:
+    """The offsets in `text` where a prompt of this kind would end. A mid-word stop
+    whose letters are also a whole word ("respectful" of "respectfully"), of this
+    text or of `vocabulary` (the book's words), is left out: there the writer may as
+    well have finished a word, and a space is no fault."""
+    found = [m.end() for m in re.finditer(STOPS[kind], text)]
+    if kind != "mid-word":
+        return found
+    words = words_of([text]) | set(vocabulary)
+    return [p for p in found if re.search(r"[^\W\d_]+$", text[:p]).group().lower() not in words]

@@ -1,0 +1,102 @@
+"""Join drills (data/drills.py): windows of the writer's own text stopping where a
+writer pauses, on the sample book with the real SmolLM2 tokenizer."""
+import json
+import re
+
+import pytest
+from conftest import write_config
+from styletune.config import load_config
+from styletune.data import drills as drill_module
+from styletune.data.drills import CONTINUATION_WORDS, KINDS, PROMPT_WORDS, Drill, build_drills, stops_of_kind
+from styletune.data.prepare import jsonl_bytes, planned_outputs, prepare_data
+from styletune.data.tokens import IGNORE_INDEX, training_ids
+from styletune.eval.evaluate import read_conversations
+from styletune.fileio import write_outputs
+from styletune.text.sentences import build_punkt
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+    return prepare_data(load_config(write_config(tmp_path_factory.mktemp("drills"))))
+
+
+# What the prompt's last characters and the continuation's first must be, per kind.
+SHAPES = {
+    "sentence end, space typed": (r"[.!?…][”’\"')\]]* $", r"^\S"),
+    "after a paragraph break": (r"\n\n$", r"^\S"),
+    "mid-word": (r"[^\W\d_]{5}$", r"^[^\W\d_]{2}\b"),
+    "after a comma, space typed": (r", $", r"^\S"),
+    "after a comma": (r",$", r"^ \S"),
+}
+
+
+def test_every_drill_is_the_authors_text_stopping_at_its_kind(result):
+    assert set(SHAPES) == set(KINDS)
+    training = {c.name for c in {e.chunk.name: e.chunk for e in result.train}.values()}
+    assert len(result.drills) == 4 * len(training)           # join_drills_per_chunk: 4
+    for d in result.drills:
+        assert d.chunk.name in training                       # never a validation chunk
+        assert d.prompt + d.continuation == d.chunk.text[d.start:d.end]
+        assert d.start == 0 or d.chunk.text[d.start - 1].isspace()   # a window starts at a word
+        assert len(d.continuation.split()) == CONTINUATION_WORDS
+        assert PROMPT_WORDS[0] <= len(d.prompt.split()) <= PROMPT_WORDS[1]
+        before, after = SHAPES[d.kind]
+        assert re.search(before, d.prompt) and re.search(after, d.continuation), (d.kind, d.prompt[-20:],
+                                                                                  d.continuation[:20])
+    # the kinds rotate: every kind the book has is drilled
+    assert {d.kind for d in result.drills} == set(KINDS)
+
+
+def test_a_drill_is_counted_and_labelled_as_training_tokenises_it(result, hf_tokenizer):
+    from styletune.train.models import training_template
+    hf_tokenizer.chat_template = training_template(result.config)
+    for d in result.drills:
+        ids = training_ids(hf_tokenizer, d.messages(), ends_turn=False)
+        assert len(ids["input_ids"]) == d.total_tokens
+        labelled = [t for t, lab in zip(ids["input_ids"], ids["labels"]) if lab != IGNORE_INDEX]
+        # exactly the continuation's own tokens: no end of turn after them
+        assert hf_tokenizer.decode(labelled) == d.continuation
+        assert ids["labels"][-1] != IGNORE_INDEX
+
+
+def test_training_rows_say_which_continuations_end_the_turn(result, tmp_path):
+    rows = [json.loads(line) for line in jsonl_bytes(result.train, result.drills).decode().splitlines()]
+    assert [row["ends_turn"] for row in rows] == [True] * len(result.train) + [False] * len(result.drills)
+    assert all(list(row) == ["messages", "ends_turn"] for row in rows)
+    outputs = planned_outputs(result)
+    write_outputs(outputs, force=True)
+    # stage 4 reads the examples only: drills are windows, not chunks
+    assert len(read_conversations(result.config.train_path, "training data")) == len(result.train)
+    manifest = json.loads(result.config.train_path.with_suffix(".manifest.json").read_text())
+    assert len(manifest["join_drills"]) == len(result.drills)
+
+
+def test_drills_are_the_same_every_run_and_none_when_asked(result, smol_counter):
+    chunks = sorted({d.chunk.name: d.chunk for d in result.drills}.values(), key=lambda c: c.name)
+    punkt, _ = build_punkt([c.text for c in result.chunks])
+    again = build_drills(chunks, punkt, smol_counter, 4, result.config.pipeline.seed)
+    assert [(d.chunk.name, d.kind, d.start, d.stop, d.end) for d in again] == \
+        [(d.chunk.name, d.kind, d.start, d.stop, d.end) for d in result.drills]
+    assert build_drills(chunks, punkt, smol_counter, 0, 42) == []
+
+
+def test_a_kind_the_chunk_lacks_passes_to_the_next():
+    from styletune.data.chunks import Chunk
+    from pathlib import Path
+    words = " ".join(f"word{i}" for i in range(40))
+    text = f"{words}, and then {words}. And so {words}."    # one paragraph, no word to split
+    chunk = Chunk(Path("chunk_001.txt"), text, "0")
+    punkt, _ = build_punkt([text])
+    kinds = [d.kind for d in drill_module.chunk_drills(chunk, KINDS.index("after a paragraph break"), 2,
+                                                       42, punkt, set())]
+    assert kinds == ["after a comma, space typed", "after a comma"]
+    assert stops_of_kind(text, "after a comma", punkt, set()) == [text.index(",") + 1]
+
+
+def test_stage1_counts_drills_in_its_report(result):
+    from styletune.data.prepare_report import markdown_body, report_dict
+    rep = report_dict(result)
+    assert rep["join_drills"]["rows"] == len(result.drills)
+    assert sum(rep["join_drills"]["by_kind"].values()) == len(result.drills)
+    assert f"Join drills: {len(result.drills)} training rows" in markdown_body(rep)
+    assert isinstance(result.drills[0], Drill)
