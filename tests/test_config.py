@@ -17,7 +17,7 @@ REHEARSAL_MAY_CHANGE = {
     # few steps on CPU, evaluated and saved at the last one, at a rate that lets so
     # few move the small model enough for stage 4 to see
     "max_steps", "learning_rate", "gradient_accumulation_steps", "eval_strategy", "save_strategy",
-    "eval_steps", "save_steps",
+    "eval_steps", "save_steps", "max_grad_norm",
     # CPU only: 4-bit layers kept trainable on AVX512-BF16 CPUs; no pinned memory
     "plugins", "dataloader_pin_memory",
 }

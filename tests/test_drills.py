@@ -81,8 +81,9 @@ def test_drills_are_the_same_every_run_and_none_when_asked(result, smol_counter)
 
 
 def test_a_kind_the_chunk_lacks_passes_to_the_next():
-    from styletune.data.chunks import Chunk
     from pathlib import Path
+
+    from styletune.data.chunks import Chunk
     words = " ".join(f"word{i}" for i in range(40))
     text = f"{words}, and then {words}. And so {words}."    # one paragraph, no word to split
     chunk = Chunk(Path("chunk_001.txt"), text, "0")

@@ -119,8 +119,13 @@ def test_plan_counts_steps(make_config):
     manifest = preflight.check_data(cfg)
     plan = preflight.plan(cfg, manifest)
     assert plan["training examples"] == 9 and plan["optimizer steps"] == 3   # max_steps
+    assert plan["join drills"] == 36                                        # 4 per training chunk
     main = load_config(make_config(max_steps=None, gradient_accumulation_steps=4))
-    assert preflight.plan(main, manifest)["optimizer steps"] == 3 * 3       # ceil(9/4) x 3 epochs
+    # every training row is a step's share: ceil((9 + 36) / 4) x 3 epochs
+    assert preflight.plan(main, manifest)["optimizer steps"] == 12 * 3
+    tokens = sum(e["total_tokens"] for e in manifest["examples"] if e["split"] == "train")
+    tokens += sum(d["total_tokens"] for d in manifest["join_drills"])
+    assert preflight.plan(main, manifest)["training tokens"] == tokens * 3
 
 
 def _netless():

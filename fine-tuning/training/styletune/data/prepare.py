@@ -10,9 +10,9 @@ from pathlib import Path
 from styletune import paths
 from styletune.config import Reads, load_config
 from styletune.data import examples, tokens
-from styletune.data.drills import build_drills
 from styletune.data import prepare_report as report
 from styletune.data.chunks import discover, load_chunks
+from styletune.data.drills import build_drills
 from styletune.data.examples import build_examples
 from styletune.data.tokens import load_counter
 from styletune.errors import InputError
