@@ -19,7 +19,7 @@ import yaml
 from conftest import FT, SAMPLE_BOOK, build_adapter, load_script, write_config
 from styletune.config import load_config
 from styletune.data import tokens
-from styletune.deploy import llamacpp
+from styletune.deploy import continue_files, llamacpp, templates
 from styletune.deploy import serve as serving
 from styletune.eval import evaluate, joins
 from styletune.eval.evaluate import SEED_PROMPT
@@ -126,7 +126,7 @@ def test_continue_reads_every_entry_stage_5_writes(route, tmp_path):
     cfg, tok = route["cfg"], route["tok"]
     for backend in serving.BACKENDS:
         path = tmp_path / f"{backend}.yaml"
-        path.write_text(serving.dump_yaml(serving.continue_config(cfg, tok.eos_token, backend)))
+        path.write_text(continue_files.dump_yaml(continue_files.continue_config(cfg, tok.eos_token, backend)))
         result = run_continue_js("validate", str(path))
         assert result == {"errors": [], "dropped": []}, (backend, result)
     rule = run_continue_js("rule", str(cfg.pipeline.serve_dir / "continue" / "rules" / "scifi_writer.md"))
@@ -249,7 +249,7 @@ def test_continuations_join_the_writers_text_on_every_route(route, way):
                 "messages": messages, "max_tokens": evaluate.JOIN_TOKENS, "temperature": 0,
             })["choices"][0]["message"]["content"]
         elif way == "ollama":   # Ollama's own TEMPLATE, rendered as Go's text/template does
-            shown = greedy(server, render_ollama(serving.ollama_template(cfg), messages))
+            shown = greedy(server, render_ollama(templates.ollama_template(cfg), messages))
         else:                   # vLLM renders the merged folder's chat_template.jinja
             shown = greedy(server, tok.apply_chat_template(messages, chat_template=template,
                                                            tokenize=False, add_generation_prompt=True))
@@ -334,7 +334,7 @@ def test_llama3_chat_and_autocomplete_feed_one_bos_and_the_training_prompt(llama
     assert chat["usage"]["prompt_tokens"] == len(trained_prompt)
     # the rendering leaves the BOS out of the text; the server adds it as it tokenises
     assert server.tokenize(server.apply_template(user), as_prompt=True) == trained_prompt
-    (auto,) = [e for e in serving.continue_models(cfg, tok.eos_token, "llamacpp") if "autocomplete" in e["roles"]]
+    (auto,) = [e for e in continue_files.continue_models(cfg, tok.eos_token, "llamacpp") if "autocomplete" in e["roles"]]
     prompt = run_continue_js("render", stdin=json.dumps({
         "template": auto["promptTemplates"]["autocomplete"],
         "vars": {"prefix": cp.autocomplete_prefix(SEED_PROMPT, "book/chapter_01.md")}}))["prompt"]

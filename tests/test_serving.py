@@ -12,6 +12,7 @@ import pytest
 import yaml
 from conftest import FT, SAMPLE_BOOK, llama_like_model, load_script
 from styletune.config import load_config
+from styletune.deploy import continue_files, templates
 from styletune.deploy import serve as serving
 from styletune.train import merge_output, models
 from support.gotemplate import collate, render_ollama
@@ -168,7 +169,7 @@ def test_files_name_the_model_stop_tokens_and_sampling(served):
     assert entry["roles"] == ["chat", "autocomplete"]         # no edit/apply: code prompts
     assert entry["defaultCompletionOptions"]["stop"][0] == tok.eos_token
     # Continue's coding prompts replaced in every mode
-    assert set(entry["chatOptions"].values()) == {serving.BASE_SYSTEM_MESSAGE}
+    assert set(entry["chatOptions"].values()) == {continue_files.BASE_SYSTEM_MESSAGE}
     assert len(entry["chatOptions"]) == 3
     assert "{{{prefix}}}" in entry["promptTemplates"]["autocomplete"]
     assert entry["autocompleteOptions"]["transform"] is False
@@ -229,13 +230,13 @@ def test_stage_5_needs_a_merged_model_and_explains_gguf(make_config, tmp_path, c
 @pytest.mark.parametrize("backend", serving.BACKENDS)
 def test_each_backend_registers_chat_and_autocomplete_only_where_measured(served, backend):
     name, cfg, tok = served
-    entries = serving.continue_models(cfg, tok.eos_token, backend)
+    entries = continue_files.continue_models(cfg, tok.eos_token, backend)
     roles = [r for e in entries for r in e["roles"]]
     assert sorted(roles) == (["chat"] if backend == "vllm" else ["autocomplete", "chat"])
     assert not {"edit", "apply"} & set(roles)
     for e in entries:
         if "autocomplete" in e["roles"]:
-            assert e["promptTemplates"]["autocomplete"] == serving.AUTOCOMPLETE[cfg.template_family]
+            assert e["promptTemplates"]["autocomplete"] == templates.AUTOCOMPLETE[cfg.template_family]
             assert e["provider"] == ("ollama" if backend == "ollama" else "llama.cpp")
         else:
             assert "promptTemplates" not in e and "autocompleteOptions" not in e

@@ -14,6 +14,7 @@ from conftest import FT, REPO, load_script
 from styletune import paths
 from styletune.deploy import fit, llamacpp
 from styletune.deploy import serve as serving
+from styletune.errors import ServeError
 from styletune.train import gpu_plan, merge_output
 from styletune.train.model_size import parameter_count
 
@@ -255,7 +256,7 @@ def test_a_70b_k_quant_asks_for_the_disk_it_needs_first(merged_70b, tmp_path, mo
     monkeypatch.setattr(serving.shutil, "disk_usage", lambda path: DiskUsage(need, 0, need))
     serving.check_disk(plan, "q4_K_M")
     monkeypatch.setattr(serving.shutil, "disk_usage", lambda path: DiskUsage(need, 1, need - 1))
-    with pytest.raises(serving.ServeError, match="the q4_K_M GGUF needs ~171.6 GiB"):
+    with pytest.raises(ServeError, match="the q4_K_M GGUF needs ~171.6 GiB"):
         serving.check_disk(plan, "q4_K_M")
 
 

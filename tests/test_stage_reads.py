@@ -85,8 +85,8 @@ def noted(monkeypatch):
             log.add(("pipeline", name))
         return field(self, name)
 
-    from styletune.deploy import serve
-    for dumper in (yaml.SafeDumper, yaml.Dumper, serve._Dumper):   # YAML writes a noted section as a dict
+    from styletune.deploy import continue_files
+    for dumper in (yaml.SafeDumper, yaml.Dumper, continue_files._Dumper):   # YAML writes a noted section as a dict
         monkeypatch.setitem(dumper.yaml_representers, Noted, SafeRepresenter.represent_dict)
     monkeypatch.setattr(Config, "__post_init__", post_init)
     monkeypatch.setattr(Config, "sha256", unnoted_sha)

@@ -6,6 +6,8 @@ text/       one text layer, shared by every stage that reads prose
   paragraphs  paragraph spans (blank-line or one-per-line), hard-wrapped text
   sentences   where a sentence ends (Punkt plus fiction's guards), a plain splitter
   quotes      quotation depth at a cut, quoted spans for dialogue measures
+  stops       where a writer pauses mid-flow (after a comma, inside a word, ...):
+              stage 4 measures the joins there, stage 1 drills them
   gutenberg   Project Gutenberg's header and licence, removed
   docx        a Word manuscript as text (italics as *...*, heading styles as #)
 data/       stages 0 and 1: from manuscript to training examples
@@ -18,6 +20,7 @@ data/       stages 0 and 1: from manuscript to training examples
   split_oversized  split_oversized_chunks.py: a/b parts, original into backup/
   chunks      which files of a book folder are chunks, read without changing a word
   examples    the prefix/completion cut of each chunk, Continue's path line
+  drills      join drills: short rows stopping mid-flow, trained without an end of turn
   holdout     train/validation by chunk group
   tokens      exact token counts, as Axolotl will see each example
   prepare     stage 1 (1_prepare_data.py); prepare_report: its tables and histogram
@@ -44,7 +47,10 @@ eval/       stage 4 (4_evaluate_style.py)
   stylometry  text measures: Cosine Delta, n-gram attribution, style profile, copying
   report      verdicts and the report files (md, json, png)
 deploy/     stage 5 (5_configure_continue.py)
-  serve       Ollama Modelfile, Continue entries and rules, SERVE.md, --install
+  serve       stage 5 itself: the Ollama Modelfile, the server commands, SERVE.md, --try
+  templates   what each route renders per training template (Ollama's Go TEMPLATE,
+              Continue's autocomplete template) and the tokens generation stops at
+  continue_files  Continue's model entries and rules file, and --install into ~/.continue
   llamacpp    the GGUF converter, quantiser and llama-server, and the GGUF's checks
   fit         which quantisation fits which card (file size + KV cache + runtime)
 book        stages 0-5 in order for one book (book_to_editor.py, make book)

@@ -18,3 +18,7 @@ class InputError(UserError):
 
 class MergeError(UserError):
     """Stage 3 cannot go on; the message says why and what to do."""
+
+
+class ServeError(UserError):
+    """Stage 5 cannot go on; the message says why and what to do."""

@@ -24,102 +24,26 @@ fits is q2_K, a large loss of quality.
 """
 import json
 import shutil
-from datetime import datetime
 from pathlib import Path
-
-import yaml
 
 from styletune import paths
 from styletune.config import EVERY, Reads, load_config
 from styletune.data import tokens
-from styletune.deploy import fit, llamacpp
-from styletune.errors import UserError
-from styletune.fileio import write_atomic, write_outputs
+from styletune.deploy import continue_files, fit, llamacpp, templates
+from styletune.errors import ServeError
+from styletune.fileio import write_outputs
 from styletune.train import models
 
 # Stage 5's settings: the template and every serving key.
 READS = tokens.READS + Reads(pipeline=(EVERY,), but=("evaluation",))
 
-# Go templates for Ollama, one per training template they match (config.template_family).
-# Every message is rendered, system messages included (Ollama keeps them in .Messages).
-# The turn layouts always open the assistant header, like add_generation_prompt=True;
-# the continuation layouts open the assistant's turn with the writer's text, so the
-# model goes on from the last character typed.
-OLLAMA_TEMPLATES = {
-    "chatml": ("{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n"
-               "{{ end }}<|im_start|>assistant\n"),
-    "llama3": ("{{- range .Messages }}<|start_header_id|>{{ .Role }}<|end_header_id|>\n\n"
-               "{{ .Content }}<|eot_id|>{{ end }}<|start_header_id|>assistant<|end_header_id|>\n\n"),
-    "chatml-continuation": (
-        "{{- range .Messages }}{{ if eq .Role \"user\" }}<|im_start|>assistant\n{{ .Content }}"
-        "{{ else if eq .Role \"assistant\" }}{{ .Content }}<|im_end|>\n"
-        "{{ else }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}{{ end }}"),
-    "llama3-continuation": (
-        "{{- range .Messages }}{{ if eq .Role \"user\" }}<|start_header_id|>assistant<|end_header_id|>\n\n"
-        "{{ .Content }}{{ else if eq .Role \"assistant\" }}{{ .Content }}<|eot_id|>"
-        "{{ else }}<|start_header_id|>{{ .Role }}<|end_header_id|>\n\n{{ .Content }}<|eot_id|>"
-        "{{ end }}{{ end }}"),
-}
-# Where a new turn would begin: generation must stop before it as well as at the end token.
-TURN_STARTS = {"chatml": ["<|im_start|>"], "llama3": ["<|start_header_id|>"]}
-TURN_STARTS.update({f"{k}-continuation": v for k, v in list(TURN_STARTS.items())})
-# Continue's autocomplete sends a raw prompt: the training format, with its prefix
-# (header line + text before the cursor) as the user turn, or, in the continuation
-# layouts, opening the assistant's turn. The server adds BOS.
-AUTOCOMPLETE = {
-    "chatml": "<|im_start|>user\n{{{prefix}}}<|im_end|>\n<|im_start|>assistant\n",
-    "llama3": ("<|start_header_id|>user<|end_header_id|>\n\n{{{prefix}}}<|eot_id|>"
-               "<|start_header_id|>assistant<|end_header_id|>\n\n"),
-    "chatml-continuation": "<|im_start|>assistant\n{{{prefix}}}",
-    "llama3-continuation": "<|start_header_id|>assistant<|end_header_id|>\n\n{{{prefix}}}",
-}
-BASE_SYSTEM_MESSAGE = ("Continue the author's manuscript in the author's own voice. "
-                       "Write only the prose that comes next.")
-OLLAMA_URL = "http://localhost:11434"
-VLLM_URL = "http://localhost:8000/v1"
-LLAMACPP_URL = "http://127.0.0.1:8080"
-BACKENDS = ("ollama", "llamacpp", "vllm")
-# Continue's autocomplete is built for code; these make it serve prose.
-AUTOCOMPLETE_OPTIONS = {
-    # Off: the code filters (stop at a blank line, drop lines that look like paths or
-    # comments, cut at 2.5 x modelTimeout) and single-line guesses. On: whole paragraphs.
-    "transform": False,
-    "modelTimeout": 10000,      # ms; Continue's 150 assumes a code model answering in a blink
-    "debounceDelay": 600,       # ms after the last keystroke; a writer pauses to think
-    "maxPromptTokens": 1024,
-    "prefixPercentage": 0.5,    # up to ~500 tokens of the text before the cursor (training: 100-300)
-    # No snippets of other files before the text: only the one path line stays, which
-    # Continue always sends and stage 1 trains on.
-    "useRecentlyEdited": False, "useRecentlyOpened": False, "useImports": False,
-    "experimental_includeClipboard": False, "experimental_includeRecentlyVisitedRanges": False,
-    "experimental_includeRecentlyEditedRanges": False, "experimental_includeDiff": False,
-}
 # What `ollama create --quantize` accepts (case-insensitive), read in Ollama's source
 # (github.com/ollama/ollama, commit fb30760, 2026-08-21): server/create.go upper-cases
 # the level and calls fs/ggml/type.go's ParseFileType, which takes F32, F16, BF16,
 # Q8_0, Q4_K_S and Q4_K_M (alias Q4_K) and refuses every other level; F32/F16/BF16
 # are not quantisations. Smaller types (q3_K_M, q2_K): --backend llamacpp --gguf.
+BACKENDS = ("ollama", "llamacpp", "vllm")
 QUANTIZE_LEVELS = ("q8_0", "q4_K_M", "q4_K_S")
-
-
-class _Dumper(yaml.SafeDumper):
-    """Multi-line strings (the autocomplete template) as readable literal blocks;
-    shared values written out in full (no &anchors a writer would have to follow)."""
-
-    def ignore_aliases(self, data):
-        return True
-
-
-_Dumper.add_representer(str, lambda dumper, text: dumper.represent_scalar(
-    "tag:yaml.org,2002:str", text, style="|" if "\n" in text else None))
-
-
-def dump_yaml(data) -> str:
-    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
-
-
-class ServeError(UserError):
-    """Stage 5 cannot go on; the message says why and what to do."""
 
 
 def merged_model_info(cfg, model_dir: Path) -> dict:
@@ -135,21 +59,9 @@ def merged_model_info(cfg, model_dir: Path) -> dict:
     return info
 
 
-def ollama_template(cfg) -> str:
-    if cfg.template_family not in OLLAMA_TEMPLATES:
-        raise ServeError(f"no Ollama TEMPLATE is written for chat_template {cfg.chat_template!r} "
-                         f"(there are: {', '.join(OLLAMA_TEMPLATES)}); serve with vLLM, which reads "
-                         "the merged folder's chat_template.jinja")
-    return OLLAMA_TEMPLATES[cfg.template_family]
-
-
-def stop_tokens(cfg, eos_token: str) -> list[str]:
-    return [eos_token] + [t for t in TURN_STARTS.get(cfg.template_family, []) if t != eos_token]
-
-
 def modelfile(cfg, model_dir: Path, eos_token: str) -> str:
     s, p = cfg.pipeline.sampling, cfg.pipeline
-    template = ollama_template(cfg)
+    template = templates.ollama_template(cfg)
     if '"""' in template:
         raise ServeError("the TEMPLATE contains triple quotes, which a Modelfile cannot hold")
     lines = [f"# Ollama Modelfile for {p.serve_model_name}, written by 5_configure_continue.py.",
@@ -157,7 +69,7 @@ def modelfile(cfg, model_dir: Path, eos_token: str) -> str:
              f"'{cfg.chat_template}' template); BOS, where the tokenizer wants one, is added by Ollama.",
              f"FROM {model_dir}",
              f'TEMPLATE """{template}"""']
-    lines += [f'PARAMETER stop "{t}"' for t in stop_tokens(cfg, eos_token)]
+    lines += [f'PARAMETER stop "{t}"' for t in templates.stop_tokens(cfg, eos_token)]
     lines += [f"PARAMETER num_ctx {p.serve_context_length}",
               f"PARAMETER temperature {s['temperature']}",
               f"PARAMETER top_p {s['top_p']}",
@@ -176,68 +88,6 @@ def vllm_command(cfg, model_dir: Path) -> str:
     return (f"vllm serve {model_dir} --served-model-name {cfg.pipeline.serve_model_name} "
             f"--chat-template {model_dir / 'chat_template.jinja'} "
             f"--max-model-len {cfg.pipeline.serve_context_length} --generation-config auto")
-
-
-def _chat_entry(cfg, eos_token: str, provider: str, api_base: str) -> dict:
-    s, p = cfg.pipeline.sampling, cfg.pipeline
-    return {"name": f"{p.serve_model_name} (your voice)",
-            "provider": provider, "model": p.serve_model_name, "apiBase": api_base,
-            "roles": ["chat"],
-            "defaultCompletionOptions": {"contextLength": p.serve_context_length,
-                                         "maxTokens": int(s["max_tokens"]),
-                                         "temperature": s["temperature"], "topP": s["top_p"],
-                                         "stop": stop_tokens(cfg, eos_token)},
-            # Continue's own system messages are about code and tools, one per mode;
-            # each is replaced (the writer's rules file is added to it).
-            "chatOptions": {"baseSystemMessage": BASE_SYSTEM_MESSAGE,
-                            "baseAgentSystemMessage": BASE_SYSTEM_MESSAGE,
-                            "basePlanSystemMessage": BASE_SYSTEM_MESSAGE}}
-
-
-def _with_autocomplete(cfg, entry: dict) -> dict:
-    if cfg.template_family not in AUTOCOMPLETE:
-        return entry
-    return {**entry, "roles": entry["roles"] + ["autocomplete"],
-            "promptTemplates": {"autocomplete": AUTOCOMPLETE[cfg.template_family]},
-            "autocompleteOptions": dict(AUTOCOMPLETE_OPTIONS)}
-
-
-def continue_models(cfg, eos_token: str, backend: str) -> list[dict]:
-    """The entries for the `models:` list of Continue's config.yaml. Roles: chat and
-    autocomplete only (edit and apply send code-editing instructions the model was
-    never trained on)."""
-    if backend == "ollama":
-        return [_with_autocomplete(cfg, _chat_entry(cfg, eos_token, "ollama", OLLAMA_URL))]
-    if backend == "llamacpp":
-        # Chat through llama-server's OpenAI endpoint, which renders the GGUF's own
-        # template (training's); Continue's llama.cpp provider would use its own
-        # templates instead. Autocomplete through the llama.cpp provider's raw /completion.
-        chat = _chat_entry(cfg, eos_token, "openai", LLAMACPP_URL + "/v1")
-        auto = _with_autocomplete(cfg, {**chat, "name": f"{cfg.pipeline.serve_model_name} "
-                                        "(your voice, autocomplete)", "provider": "llama.cpp",
-                                        "apiBase": LLAMACPP_URL + "/", "roles": []})
-        auto.pop("chatOptions")
-        return [chat, auto] if auto["roles"] else [chat]
-    # vLLM: chat only. Its autocomplete route (Continue's openai provider, /completions)
-    # was not run here, so it is not offered.
-    return [_chat_entry(cfg, eos_token, "openai", VLLM_URL)]
-
-
-def continue_config(cfg, eos_token: str, backend: str) -> dict:
-    return {"name": f"{cfg.pipeline.serve_model_name} writing", "version": "0.0.1", "schema": "v1",
-            "models": continue_models(cfg, eos_token, backend)}
-
-
-def rules_name(cfg) -> str:
-    return cfg.pipeline.system_prompt_file.name
-
-
-def system_prompt(cfg) -> str:
-    path = cfg.pipeline.system_prompt_file
-    if not path.is_file():
-        raise ServeError(f"style_pipeline.system_prompt_file: no file at {paths.shown(path)}; write "
-                         "a few lines about your book there (see configs/prompts/scifi_writer.md)")
-    return path.read_text(encoding="utf-8")
 
 
 def gguf_path(cfg, outtype: str) -> Path:
@@ -269,7 +119,7 @@ SERVERS = {
               "`--quantize q8_0` / `q4_K_M` give 8.5 / 4.9 GB)",
     "llamacpp": "llama.cpp's llama-server (the GGUF this script wrote; `make llama-server` "
                 "built it for this machine, or use a CUDA build of llama.cpp on the GPU machine)",
-    "vllm": f"vLLM (OpenAI-compatible endpoint at {VLLM_URL}; the training chat template)",
+    "vllm": f"vLLM (OpenAI-compatible endpoint at {continue_files.VLLM_URL}; the training chat template)",
 }
 
 
@@ -301,7 +151,7 @@ def fit_section(cfg, table: fit.FitTable | None, chosen: str) -> str:
 def instructions(cfg, files: dict, model_dir: Path, backend: str, commands: dict,
                  fits: str = "", server_note: str = "") -> str:
     p = cfg.pipeline
-    autocomplete = backend != "vllm" and cfg.template_family in AUTOCOMPLETE
+    autocomplete = backend != "vllm" and cfg.template_family in templates.AUTOCOMPLETE
     others = " or ".join(f"`--backend {b}`" for b in BACKENDS if b != backend)
     write = ["- **Chat**, in Continue's *Chat* mode (the mode menu under the input box; "
              "Agent and Plan add tools the model was not trained for): paste or type the last "
@@ -339,7 +189,7 @@ or let the script do both, with a backup of your config first:
 
 {chr(10).join(write)}
 
-System message (all three modes): "{BASE_SYSTEM_MESSAGE}"
+System message (all three modes): "{continue_files.BASE_SYSTEM_MESSAGE}"
 Rules file: `{paths.shown(cfg.pipeline.system_prompt_file)}`; edit it and rerun this script.
 
 ## Which GGUF fits which card
@@ -356,7 +206,7 @@ class Plan:
         out = cfg.pipeline.serve_dir
         self.files = {"Modelfile": out / "Modelfile",
                       "continue/config.yaml": out / "continue" / "config.yaml",
-                      "rules": out / "continue" / "rules" / rules_name(cfg),
+                      "rules": out / "continue" / "rules" / continue_files.rules_name(cfg),
                       "SERVE.md": out / "SERVE.md"}
         self.gguf = gguf_path(cfg, gguf_type)
         self.fit = fit.model_table(model_dir, cfg.pipeline.serve_context_length)
@@ -365,11 +215,11 @@ class Plan:
         self.commands = {"ollama": ollama_create_command(cfg, self.files["Modelfile"], quantize),
                          "llamacpp": llama_server_command(cfg, self.gguf, self.gpu_layers),
                          "vllm": vllm_command(cfg, model_dir)}
-        self.entries = continue_models(cfg, eos, backend)
+        self.entries = continue_files.continue_models(cfg, eos, backend)
         self.contents = {
             "Modelfile": modelfile(cfg, model_dir, eos),
-            "continue/config.yaml": dump_yaml(continue_config(cfg, eos, backend)),
-            "rules": system_prompt(cfg),
+            "continue/config.yaml": continue_files.dump_yaml(continue_files.continue_config(cfg, eos, backend)),
+            "rules": continue_files.system_prompt(cfg),
             "SERVE.md": instructions(cfg, self.files, model_dir, backend, self.commands,
                                      fit_section(cfg, self.fit, self.export_type),
                                      layers_note(self.fit, gguf_type) if backend == "llamacpp" else ""),
@@ -378,54 +228,6 @@ class Plan:
     def outputs(self) -> dict:
         """{path: bytes}, for fileio.write_outputs."""
         return {self.files[k]: text.encode("utf-8") for k, text in self.contents.items()}
-
-
-# --- installing into the writer's Continue folder ------------------------------------
-
-def _backup(path: Path) -> Path:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    dest = path.with_name(f"{path.name}.bak-{stamp}")
-    n = 1
-    while dest.exists():
-        dest = path.with_name(f"{path.name}.bak-{stamp}-{n}")
-        n += 1
-    shutil.copy2(path, dest)
-    return dest
-
-
-def install(plan: Plan, continue_dir: Path, cfg) -> list[str]:
-    """Merge the model entry into continue_dir/config.yaml (replacing an entry of the
-    same name, keeping every other model and setting) and add the rules file; each
-    file that would change is backed up first. Returns what was done, line by line."""
-    done = []
-    config_path = continue_dir / "config.yaml"
-    if config_path.exists():
-        try:
-            current = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as err:
-            raise ServeError(f"{config_path} is not valid YAML ({str(err).splitlines()[0]}): fix it "
-                             "or move it away; nothing was changed") from None
-        if not isinstance(current, dict):
-            raise ServeError(f"{config_path}: expected a mapping at the top level; nothing was changed")
-    else:
-        current = {"name": "Local config", "version": "0.0.1", "schema": "v1"}
-    names = {entry["name"] for entry in plan.entries}
-    models = [m for m in current.get("models") or [] if not
-              (isinstance(m, dict) and m.get("name") in names)]
-    replaced = len(models) < len(current.get("models") or [])
-    current["models"] = models + plan.entries
-    new_text = dump_yaml(current)
-    rules_path = continue_dir / "rules" / plan.files["rules"].name
-    for path, text, what in ((config_path, new_text, "model entries " + ("replaced" if replaced else "added")),
-                             (rules_path, plan.contents["rules"], "rules file")):
-        if path.exists() and path.read_text(encoding="utf-8") == text:
-            done.append(f"unchanged {path} ({what} already there)")
-            continue
-        if path.exists():
-            done.append(f"backed up {path} -> {_backup(path).name}")
-        write_atomic(path, text.encode("utf-8"))
-        done.append(f"wrote {path} ({what})")
-    return done
 
 
 # What the stage script runs (its parser is in fine-tuning/training/5_configure_continue.py).
@@ -461,7 +263,7 @@ def run(args) -> int:
         if args.try_text:
             try_routes(cfg, model_dir, plan, args.try_text)
     if args.install:
-        for line in install(plan, Path(args.continue_dir).expanduser(), cfg):
+        for line in continue_files.install(plan, Path(args.continue_dir).expanduser(), cfg):
             print(line)
         print("note: comments in config.yaml are not kept by the merge; the backup has them")
     print(f"next:  {plan.commands[args.backend]}")
@@ -517,7 +319,7 @@ def write_gguf(cfg, model_dir: Path, dest: Path, outtype: str) -> None:
         else:
             tok = models.load_tokenizer(cfg, model_dir)
             conversation = models.probe_conversations(cfg)[0]
-            template = AUTOCOMPLETE.get(cfg.template_family)
+            template = templates.AUTOCOMPLETE.get(cfg.template_family)
             for line in llamacpp.check_gguf(unchecked, tok, conversation, template):
                 print(f"checked: {line}")
     except BaseException:
@@ -529,8 +331,8 @@ def write_gguf(cfg, model_dir: Path, dest: Path, outtype: str) -> None:
 
 def try_routes(cfg, model_dir: Path, plan, text: str) -> None:
     tok = models.load_tokenizer(cfg, model_dir)
-    system = BASE_SYSTEM_MESSAGE + "\n\n" + plan.contents["rules"].split("---", 2)[-1].strip()
-    entries = continue_models(cfg, tok.eos_token, "llamacpp")
+    system = continue_files.BASE_SYSTEM_MESSAGE + "\n\n" + plan.contents["rules"].split("---", 2)[-1].strip()
+    entries = continue_files.continue_models(cfg, tok.eos_token, "llamacpp")
     for route, continuation in llamacpp.try_routes(plan.gguf, tok, entries, system, text).items():
         print(f"\n{route} (as Continue sends it; ⟨⟩ marks what the model wrote):\n"
               f"  ...{text[-80:]}⟨{continuation}⟩")
