@@ -177,14 +177,14 @@ def test_main_config_training_choices():
 def test_a_missing_rehearsal_model_names_make_model(make_config, tmp_path, monkeypatch):
     from styletune import paths
     cfg = load_config(make_config())
-    cfg.data["base_model"] = str(paths.REHEARSAL_MODEL) + "-not-built"
+    cfg.axolotl.base_model = str(paths.REHEARSAL_MODEL) + "-not-built"
     with pytest.raises(ConfigError, match="no model folder at"):
         cfg.base_model
     monkeypatch.setattr(paths, "REHEARSAL_MODEL", tmp_path / "SmolLM2-135M-Instruct")
-    cfg.data["base_model"] = str(paths.REHEARSAL_MODEL)
+    cfg.axolotl.base_model = str(paths.REHEARSAL_MODEL)
     with pytest.raises(ConfigError, match="run `make model`"):
         cfg.base_model
-    cfg.data["base_model"] = "meta-llama/Llama-3.1-8B-Instruct"
+    cfg.axolotl.base_model = "meta-llama/Llama-3.1-8B-Instruct"
     assert cfg.base_model == "meta-llama/Llama-3.1-8B-Instruct"   # a Hub id stays one
 
 
@@ -276,3 +276,41 @@ def test_the_comment_checks_can_fail():
     assert stated_default("str, default data/processed. Stage 1.") == "data/processed"
     assert stated_default("float, default 0.10. Share.") == 0.10
     assert stated_default("[float, float], default [0.05, 0.10]. The") == [0.05, 0.10]
+
+
+def test_axolotl_keys_have_axolotls_own_defaults():
+    """One default each for the Axolotl keys the pipeline reads, and it is the one
+    Axolotl applies (its schema's), so a missing key means the same to both."""
+    from axolotl.utils.schemas.config import AxolotlInputConfig
+    from peft import LoraConfig
+    from styletune.settings import AxolotlKeys, axolotl_default
+    ours = AxolotlKeys.model_fields
+    theirs = AxolotlInputConfig.model_fields
+    required_here = {"base_model", "sequence_len", "datasets", "test_datasets"}   # we ask; no guess
+    for key, field in ours.items():
+        assert key in theirs, f"{key} is not an Axolotl key"
+        if key in required_here:
+            assert field.is_required()
+        elif key == "lora_r":       # Axolotl leaves the rank to peft
+            assert theirs[key].default is None and axolotl_default(key) == LoraConfig().r
+        elif key == "chat_template":   # null: the tokenizer's own template
+            assert theirs[key].default is None and axolotl_default(key) == "tokenizer_default"
+        else:
+            mine, axolotls = axolotl_default(key), theirs[key].default
+            assert mine == axolotls or (axolotls is None and mine in ({}, [])), (key, mine, axolotls)
+
+
+def test_axolotl_keys_are_typed_on_load_and_null_means_default(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"extends": str(MAIN_CONFIG), "lora_r": None, "micro_batch_size": None}))
+    keys = load_config(path).axolotl
+    assert keys.lora_r == 8 and keys.micro_batch_size == 1 and keys.num_epochs == 3
+    assert keys.special_tokens["eos_token"] == "<|eot_id|>"
+    path.write_text(yaml.safe_dump({"extends": str(MAIN_CONFIG), "micro_batch_size": 0}))
+    with pytest.raises(ConfigError, match="micro_batch_size` must be 1 or more"):
+        load_config(path)
+    data = yaml.safe_load(MAIN_CONFIG.read_text())
+    del data["base_model"]
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match="missing `base_model`"):
+        load_config(path)

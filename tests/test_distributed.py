@@ -259,7 +259,7 @@ def test_two_cpu_processes_train_resume_and_merge(make_config, tmp_path):
     more step, and stage 3 merges the adapter."""
     cfg = make_config()
     result = stage1(cfg)
-    n_train = len(result.train)
+    n_train = len(result.train) + len(result.drills)     # every training row, join drills too
     proc = run_training(cfg, "--gpus", "2")
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-4000:]
@@ -268,7 +268,7 @@ def test_two_cpu_processes_train_resume_and_merge(make_config, tmp_path):
     losses = re.findall(r"'loss': '([0-9.]+)'", log)
     assert len(losses) == 3, losses                               # logged once per step, by process 0
     epoch = float(re.findall(r"'train_runtime'.*?'epoch': '([0-9.]+)'", log)[-1])
-    # Each process gets half of the epoch (ceil(n/2) examples: the sampler pads), so 3
+    # Each process gets half of the epoch (ceil(n/2) rows: the sampler pads), so 3
     # steps are 3 / ceil(n/2) of an epoch; one process alone would be at 3 / n.
     assert epoch == pytest.approx(3 / math.ceil(n_train / 2), abs=0.01)
     adapter = tmp_path / "out" / "adapter"

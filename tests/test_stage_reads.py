@@ -7,7 +7,7 @@ import yaml
 from conftest import FT, SAMPLE_BOOK, load_script
 from styletune import book
 from styletune.config import EVERY, PIPELINE_KEY, Config
-from styletune.settings import StylePipeline
+from styletune.settings import AxolotlKeys, StylePipeline
 from yaml.representer import SafeRepresenter
 
 SEGMENT = load_script(FT / "training" / "0_segment_manuscript.py")
@@ -64,6 +64,7 @@ def noted(monkeypatch):
     own hash (provenance in reports, not a setting) read unnoted."""
     log = Log()
     init, sha, field = Config.__post_init__, Config.sha256, StylePipeline.__getattribute__
+    axolotl_field = AxolotlKeys.__getattribute__
 
     def post_init(self):   # loading checks every key (validation, not a stage's reading)
         log.paused = True
@@ -85,12 +86,18 @@ def noted(monkeypatch):
             log.add(("pipeline", name))
         return field(self, name)
 
+    def axolotl_key(self, name):
+        if name in AxolotlKeys.model_fields and not log.paused:
+            log.add(("axolotl", name))
+        return axolotl_field(self, name)
+
     from styletune.deploy import continue_files
     for dumper in (yaml.SafeDumper, yaml.Dumper, continue_files._Dumper):   # YAML writes a noted section as a dict
         monkeypatch.setitem(dumper.yaml_representers, Noted, SafeRepresenter.represent_dict)
     monkeypatch.setattr(Config, "__post_init__", post_init)
     monkeypatch.setattr(Config, "sha256", unnoted_sha)
     monkeypatch.setattr(StylePipeline, "__getattribute__", pipeline_field)
+    monkeypatch.setattr(AxolotlKeys, "__getattribute__", axolotl_key)
     return log
 
 

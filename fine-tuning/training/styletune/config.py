@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from styletune import paths
 from styletune.errors import ConfigError
-from styletune.settings import StylePipeline
+from styletune.settings import AxolotlKeys, StylePipeline, axolotl_default
 
 PIPELINE_KEY = "style_pipeline"
 
@@ -58,35 +58,28 @@ class Config:
     path: Path
     data: dict
     pipeline: StylePipeline = field(init=False)
+    axolotl: AxolotlKeys = field(init=False)     # Axolotl's keys the pipeline reads, typed
 
     def __post_init__(self):
-        _check_axolotl_keys(self.path, self.data)
+        self.axolotl = _parse(self.path, AxolotlKeys, self.data, "")
         self.pipeline = _parse_pipeline(self.path, self.data.get(PIPELINE_KEY) or {})
-
-    def _require(self, key):
-        if key not in self.data:
-            raise ConfigError(f"{self.path}: missing `{key}`")
-        return self.data[key]
-
-    def _dataset_path(self, key) -> Path:
-        return paths.resolve(self.data[key][0]["path"])  # shape checked on load
 
     @property
     def train_path(self) -> Path:
-        return self._dataset_path("datasets")
+        return paths.resolve(self.axolotl.datasets[0].path)
 
     @property
     def validation_path(self) -> Path:
-        return self._dataset_path("test_datasets")
+        return paths.resolve(self.axolotl.test_datasets[0].path)
 
     @property
     def sequence_len(self) -> int:
-        return self.data["sequence_len"]
+        return self.axolotl.sequence_len
 
     @property
     def base_model(self) -> str:
         """A local folder (resolved against fine-tuning/) when one exists, else the Hub id."""
-        name = self.data["base_model"]
+        name = self.axolotl.base_model
         local = paths.resolve(name)
         if local.exists():
             return str(local)
@@ -99,7 +92,7 @@ class Config:
 
     @property
     def chat_template(self) -> str:
-        return str(self.data.get("chat_template", "tokenizer_default"))
+        return self.axolotl.chat_template
 
     @property
     def template_family(self) -> str:
@@ -111,7 +104,7 @@ class Config:
         tests/test_serving.py proves they render what training rendered."""
         if self.chat_template != "jinja":
             return self.chat_template
-        source = str(self.data.get("chat_template_jinja") or "")
+        source = self.axolotl.chat_template_jinja or ""
         for family, marker in (("llama3", "<|start_header_id|>"), ("chatml", "<|im_start|>")):
             if marker in source:
                 from styletune.data.tokens import opens_assistant_turn  # tokens reads this module
@@ -120,7 +113,7 @@ class Config:
 
     @property
     def output_dir(self) -> Path:
-        return paths.resolve(self._require("output_dir"))
+        return paths.resolve(self.axolotl.output_dir)
 
     def sha256(self) -> str:
         """Hash of the merged settings, so later stages can tell the config changed."""
@@ -172,23 +165,32 @@ class Reads:
 def _parse_pipeline(path, block) -> StylePipeline:
     if not isinstance(block, dict):
         raise ConfigError(f"{path}: `{PIPELINE_KEY}` must be a mapping of keys")
+    return _parse(path, StylePipeline, block, PIPELINE_KEY)
+
+
+def _parse(path, model, block: dict, root: str):
+    """`block` validated by `model`; the first error as one line naming the key."""
     try:
-        return StylePipeline.model_validate(block)
+        return model.model_validate(block)
     except ValidationError as err:
         errors = err.errors()
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise ConfigError(f"{path}: {_explain(errors[0])}{more}") from None
+        raise ConfigError(f"{path}: {_explain(errors[0], root, model)}{more}") from None
 
 
 # pydantic's wording where a writer would not recognise it
 _PLAIN_REASONS = {"model_type": "must be a mapping of keys", "bool_type": "must be true or false",
-                  "int_type": "must be a whole number", "list_type": "must be a list"}
+                  "int_type": "must be a whole number", "int_parsing": "must be a whole number",
+                  "list_type": "must be a list", "dict_type": "must be a mapping of keys"}
 
 
-def _explain(error) -> str:
+def _explain(error, root: str = PIPELINE_KEY, model=StylePipeline) -> str:
     """One pydantic error as one line: the key, what is allowed, the value given."""
-    key = ".".join([PIPELINE_KEY] + [f"[{p}]" if isinstance(p, int) else p for p in error["loc"]])
+    key = ".".join(([root] if root else []) + [f"[{p}]" if isinstance(p, int) else p for p in error["loc"]])
     key = key.replace(".[", "[")
+    if error["type"] == "missing":
+        field = model.model_fields.get(error["loc"][0]) if len(error["loc"]) == 1 else None
+        return f"missing `{key}`" + (f" ({field.description})" if field and field.description else "")
     if error["type"] == "extra_forbidden":
         *section, name = error["loc"]
         known = _section_model(section).model_fields
@@ -210,34 +212,11 @@ def _section_model(section):
     return model
 
 
-def _check_axolotl_keys(path, data) -> None:
-    """The Axolotl keys the pipeline reads, checked up front so a typo fails in a
-    second, not after every chunk has been cut."""
-    for key in ("datasets", "test_datasets"):
-        entries = data.get(key)
-        if not (isinstance(entries, list) and entries and isinstance(entries[0], dict)
-                and isinstance(entries[0].get("path"), str)):
-            raise ConfigError(f"{path}: `{key}` must be a list whose first item has a `path:` "
-                              f"(the JSONL file stage 1 writes); got {entries!r}")
-    seq = data.get("sequence_len")
-    if not (isinstance(seq, int) and not isinstance(seq, bool) and seq > 0):
-        raise ConfigError(f"{path}: `sequence_len` must be a whole number of tokens, e.g. 4096; "
-                          f"got {seq!r}")
-    if not isinstance(data.get("base_model"), str):
-        raise ConfigError(f"{path}: `base_model` must name a Hugging Face model or a local folder")
-
-
-# Axolotl's defaults for the keys of its half of the config that the pipeline reads to
-# plan a run (utils/schemas: lora_r, micro_batch_size, gradient_accumulation_steps,
-# num_epochs). One owner: a missing key and a `null` read the same everywhere.
-AXOLOTL_DEFAULTS = {"lora_r": 8, "micro_batch_size": 1, "gradient_accumulation_steps": 1, "num_epochs": 1}
-
-
-def axolotl_value(data: dict, key: str) -> int:
+def axolotl_value(data: dict, key: str):
     """`key` from Axolotl's half of the config (`data`: the merged YAML, or a plan's
-    variant of it), or Axolotl's default when it is missing or null."""
+    variant of it), or its one default (settings.AxolotlKeys) when missing or null."""
     value = data.get(key)
-    return AXOLOTL_DEFAULTS[key] if value is None else value
+    return axolotl_default(key) if value is None else value
 
 
 def load_config(path) -> Config:

@@ -1,7 +1,8 @@
 """The `style_pipeline:` block of the YAML: every key once, with its type, default and meaning.
 
 config.py validates the block with `StylePipeline` and hands the stages the result
-(`cfg.pipeline`). The YAML's comments document the same keys for the writer;
+(`cfg.pipeline`); the Axolotl keys the pipeline reads itself it validates with
+`AxolotlKeys` (`cfg.axolotl`), each with Axolotl's default. The YAML's comments document the same keys for the writer;
 tests/test_config.py checks that they name every key here and state its default.
 """
 import re
@@ -139,6 +140,62 @@ class StylePipeline(Section):
         return self
 
 
+# --- Axolotl's half: the keys the pipeline reads itself ------------------------------
+
+class DatasetEntry(BaseModel):
+    """One of `datasets:` / `test_datasets:`; the pipeline reads its `path` (the JSONL
+    stage 1 writes) and leaves the rest to Axolotl."""
+    model_config = ConfigDict(extra="allow")
+    path: str
+
+
+def _null_is_default(data):
+    """Axolotl reads a key set to null as missing: so does the pipeline."""
+    return {k: v for k, v in data.items() if v is not None} if isinstance(data, dict) else data
+
+
+class AxolotlKeys(BaseModel):
+    """The keys of Axolotl's half of the YAML that the pipeline reads itself (to count
+    tokens, plan memory and time, load and serve the model), typed, each with the
+    default Axolotl applies when it is missing or null (lora_r: peft's, which Axolotl
+    leaves it to). Every other key goes to Axolotl untouched; tests/test_config.py
+    holds these defaults to Axolotl's schema and runs its validate_config on the
+    shipped configs."""
+    model_config = ConfigDict(extra="ignore")
+    _nulls = model_validator(mode="before")(_null_is_default)
+
+    base_model: str = Field(description="a Hugging Face model id or a local folder")
+    sequence_len: Annotated[int, at_least(1)] = Field(description="the longest example, in tokens")
+    datasets: Annotated[list[DatasetEntry], Field(min_length=1)] = Field(
+        description="the first entry's path is stage 1's training file")
+    test_datasets: Annotated[list[DatasetEntry], Field(min_length=1)] = Field(
+        description="the first entry's path is stage 1's validation file")
+    output_dir: str = Field("./model-out", description="where stage 2 writes the adapter")
+    chat_template: str = Field("tokenizer_default", description="Axolotl's template name, or jinja")
+    chat_template_jinja: str | None = Field(None, description="the template, with chat_template: jinja")
+    special_tokens: dict[str, str | None] = Field({}, description="eos_token, pad_token, ... set on the tokenizer")
+    tokens: list[str] = Field([], description="tokens added to the vocabulary")
+    adapter: str | None = Field(None, description="lora or qlora")
+    load_in_4bit: bool = Field(False, description="the base in 4-bit NF4 (QLoRA)")
+    bnb_config_kwargs: dict = Field({}, description="bitsandbytes' quantisation settings")
+    lora_r: Annotated[int, at_least(1)] = Field(8, description="the LoRA rank")
+    micro_batch_size: Annotated[int, at_least(1)] = Field(1, description="examples per forward pass")
+    gradient_accumulation_steps: Annotated[int, at_least(1)] = Field(1, description="passes per optimizer step")
+    num_epochs: float = Field(1.0, gt=0, description="passes over the training rows")
+    max_steps: int | None = Field(None, description="optimizer steps, when fewer than the epochs give")
+    save_total_limit: int | None = Field(None, description="checkpoints kept (null: all)")
+    plugins: list[str] = Field([], description="Axolotl plugins, by import path")
+    fsdp_config: dict | None = Field(None, description="FSDP's settings (the multi-GPU configs)")
+    fsdp_version: int | None = Field(None, description="1 or 2")
+    fsdp: list[str] | None = Field(None, description="FSDP1's older switch list")
+    deepspeed: str | dict | None = Field(None, description="a DeepSpeed config")
+
+
+def axolotl_default(key: str):
+    """The default AxolotlKeys gives `key`: what a missing or null key means."""
+    return AxolotlKeys.model_fields[key].get_default(call_default_factory=True)
+
+
 # --- the config reference (docs/config.md) --------------------------------------------
 
 def _type_name(annotation) -> str:
@@ -153,6 +210,8 @@ def _type_name(annotation) -> str:
         return f"{origin.__name__}[{', '.join(_type_name(a) for a in args)}]"
     if annotation is type(None):
         return "null"
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "mapping"
     return "path" if annotation is Path else annotation.__name__
 
 
@@ -165,22 +224,24 @@ def _rows(model, prefix="") -> list:
             continue
         default = field.default
         shown = "null" if default is None else list(default) if isinstance(default, tuple) else default
-        rows.append(f"| `{prefix}{name}` | {_type_name(field.annotation)} | `{shown}` | {field.description} |")
+        shown = "(required)" if field.is_required() else f"`{shown}`"
+        rows.append(f"| `{prefix}{name}` | {_type_name(field.annotation)} | {shown} | {field.description} |")
     return rows
 
 
 def reference_markdown() -> str:
-    """docs/config.md: every `style_pipeline` key with its type, default and meaning,
-    from the models above (tests/test_docs.py checks the file is current)."""
-    out = ["# The `style_pipeline:` keys", "",
+    """docs/config.md: every `style_pipeline` key, and every Axolotl key the pipeline
+    reads, with its type, default and meaning, from the models above (tests/test_docs.py checks the file is current)."""
+    out = ["# The config's keys: `style_pipeline:`, and the Axolotl keys the pipeline reads", "",
            "Generated from `fine-tuning/training/styletune/settings.py` by "
            "`python -m styletune.settings > docs/config.md`; do not edit by hand. The YAML "
            "(`fine-tuning/configs/qlora_style_transfer.yaml`) documents Axolotl's own keys beside "
            "these, each commented. Paths resolve against `fine-tuning/`.", ""]
     for title, model, prefix in (("style_pipeline", StylePipeline, ""),
                                  ("style_pipeline.sampling", Sampling, "sampling."),
-                                 ("style_pipeline.evaluation", Evaluation, "evaluation.")):
-        out += [f"## `{title}`", "", model.__doc__.strip(), "", "| key | type | default | meaning |",
+                                 ("style_pipeline.evaluation", Evaluation, "evaluation."),
+                                 ("Axolotl's keys that the pipeline reads", AxolotlKeys, "")):
+        out += [f"## `{title}`" if title.startswith("style") else f"## {title}", "", model.__doc__.strip(), "", "| key | type | default | meaning |",
                 "|---|---|---|---|", *_rows(model, prefix), ""]
     return "\n".join(out)
 

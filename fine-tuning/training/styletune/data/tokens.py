@@ -263,9 +263,9 @@ class ApproxCounter(TokenCounter):
 
 def _template_source(config, default_template=None) -> str:
     if config.chat_template == "jinja":
-        if not config.data.get("chat_template_jinja"):
+        if not config.axolotl.chat_template_jinja:
             raise ConfigError("chat_template: jinja needs the template in chat_template_jinja")
-        return config.data["chat_template_jinja"]
+        return config.axolotl.chat_template_jinja
     name = config.chat_template
     if name == "tokenizer_default":
         if not default_template:
@@ -368,8 +368,8 @@ def config_tokens(config) -> tuple[dict, list]:
     """(special tokens by role, extra tokens): what Axolotl adds to the tokenizer before
     training, from the config's `special_tokens` and `tokens`. Stage 1 counts with them
     and stages 3-5 load the tokenizer with them: one list for both."""
-    special = {k: v for k, v in (config.data.get("special_tokens") or {}).items() if isinstance(v, str)}
-    extra = [t for t in config.data.get("tokens") or [] if isinstance(t, str)]
+    special = {k: v for k, v in config.axolotl.special_tokens.items() if isinstance(v, str)}
+    extra = list(config.axolotl.tokens)
     return special, extra
 
 

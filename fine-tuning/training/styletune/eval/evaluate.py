@@ -414,7 +414,7 @@ def evaluate(cfg, tuned_dir: Path | None, adapter: Path | None, placement: Place
                                        texts, ev)
     health = style_report.health(pools, {n: runs[n]["continuations"] for n in runs}, reference, ev)
     return {
-        "base_model": cfg.data["base_model"],
+        "base_model": cfg.axolotl.base_model,
         "tuned_model": paths.shown(adapter) if adapter else paths.shown(tuned_dir),
         "config": paths.shown(cfg.path), "config_sha256": cfg.sha256(),
         "settings": {**{k: v for k, v in ev.items() if k != "report_dir"}, "sampling": sampling},
@@ -442,7 +442,7 @@ def run(args) -> int:
     existing = [out / f for f in REPORT_FILES if (out / f).exists()]
     read_conversations(cfg.validation_path, "validation data")
     placement = resources.placement_for(cfg, args.device, error=EvaluationError)
-    print(f"config: {paths.shown(cfg.path)}\nbase: {cfg.data['base_model']}\n"
+    print(f"config: {paths.shown(cfg.path)}\nbase: {cfg.axolotl.base_model}\n"
           f"tuned: {paths.shown(adapter or tuned)}\ndevice: {placement.device_map} ({placement.why}); "
           f"{placement.dtype}\nreport: {paths.shown(out)}")
     if existing and not args.force:

@@ -81,7 +81,7 @@ def check_adapter_base(cfg, choice: AdapterChoice) -> None:
     trained_on = str(meta.get("base_model_name_or_path") or "")
     if trained_on and Path(trained_on).name != Path(cfg.base_model).name:
         raise MergeError(f"the adapter in {paths.shown(choice.path)} was trained on {trained_on!r}, "
-                         f"but the config's base_model is {cfg.data['base_model']!r}: use the "
+                         f"but the config's base_model is {cfg.axolotl.base_model!r}: use the "
                          "config that trained it")
 
 

@@ -76,7 +76,7 @@ KNOWN_SHAPES = {"meta-llama/Llama-3.1-8B-Instruct": LLAMA31_8B,
 def shape_of(cfg) -> dict | None:
     """The base model's config.json when local or cached, else Llama 3.1's known shape."""
     from styletune.train.model_size import model_shape
-    return model_shape(cfg) or KNOWN_SHAPES.get(str(cfg.data.get("base_model")))
+    return model_shape(cfg) or KNOWN_SHAPES.get(cfg.axolotl.base_model)
 
 
 def strategy(data: dict, processes: int) -> str:

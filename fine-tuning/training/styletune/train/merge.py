@@ -85,7 +85,7 @@ def run(args) -> int:
     print(f"adapter: {paths.shown(choice.path)}\n  why: {choice.reason}")
     loss = f", validation loss {choice.eval_loss:.4f}" if choice.eval_loss is not None else ""
     print(f"  step {choice.step if choice.step is not None else 'unknown'}{loss}")
-    print(f"base model: {cfg.data['base_model']}")
+    print(f"base model: {cfg.axolotl.base_model}")
     print("method: " + ("QLoRA - NF4 base as in training, dequantised, adapter added"
                         if is_qlora(cfg) else "LoRA - adapter added to the unquantised base"))
     route = choose_route(cfg, args.device, args.streamed)
@@ -113,5 +113,6 @@ def run(args) -> int:
         merge(cfg, choice, out, route.device, route.dtype)
     size = sum(p.stat().st_size for p in out.iterdir()) / 2**30
     print(f"wrote {paths.shown(out)} ({size:.1f} GiB)")
-    print(f"next: python fine-tuning/training/5_configure_continue.py --config {paths.shown(cfg.path)}")
+    print(f"next: measure the style transfer, then serve it:\n  python fine-tuning/training/4_evaluate_style.py "
+          f"--config {paths.shown(cfg.path)}")
     return 0

@@ -35,7 +35,7 @@ def method_of(quantized: bool) -> str:
 def manifest_for(cfg, choice: AdapterChoice, tok, dtype: str, device: str, verification: dict,
                  route: str) -> dict:
     return {
-        "base_model": cfg.data["base_model"],
+        "base_model": cfg.axolotl.base_model,
         "adapter": paths.shown(choice.path), "adapter_choice": choice.reason,
         "checkpoint_step": choice.step, "validation_loss": choice.eval_loss,
         "adapter_sha256": sha256_bytes((choice.path / ADAPTER_FILE).read_bytes()),

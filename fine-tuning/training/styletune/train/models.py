@@ -32,7 +32,7 @@ SAMPLE_TOKENS = 40
 
 
 def is_qlora(cfg) -> bool:
-    return bool(cfg.data.get("load_in_4bit")) or cfg.data.get("adapter") == "qlora"
+    return cfg.axolotl.load_in_4bit or cfg.axolotl.adapter == "qlora"
 
 
 def training_bnb_config(cfg, dtype):
@@ -42,7 +42,7 @@ def training_bnb_config(cfg, dtype):
     kwargs = {"load_in_4bit": True, "llm_int8_threshold": 6.0, "llm_int8_has_fp16_weight": False,
               "bnb_4bit_compute_dtype": dtype, "bnb_4bit_use_double_quant": True,
               "bnb_4bit_quant_type": "nf4", "bnb_4bit_quant_storage": torch.bfloat16}
-    kwargs.update(cfg.data.get("bnb_config_kwargs") or {})
+    kwargs.update(cfg.axolotl.bnb_config_kwargs)
     return BitsAndBytesConfig(**kwargs)
 
 

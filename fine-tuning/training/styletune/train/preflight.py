@@ -152,7 +152,7 @@ def check_distributed_config(cfg, processes: int) -> None:
                              "--gpus 2 (DDP), and train the FSDP configs on the GPU machine")
     if processes == 1:
         return
-    plugins = cfg.data.get("plugins") or []
+    plugins = cfg.axolotl.plugins
     if CPU_PLUGIN not in plugins:
         raise PreflightError(f"several CPU processes need the plugin {CPU_PLUGIN} in `plugins:` "
                              "(configs/cpu_rehearsal.yaml has it): it places each process's "
@@ -213,7 +213,7 @@ def plan(cfg, manifest, processes: int = 1) -> dict:
     batch = micro * accumulation * processes
     epochs = axolotl_value(d, "num_epochs")
     steps_per_epoch = math.ceil(len(rows) / batch)
-    steps = min(steps_per_epoch * epochs, d.get("max_steps") or steps_per_epoch * epochs)
+    steps = min(math.ceil(steps_per_epoch * epochs), axolotl_value(d, "max_steps") or math.inf)
     tokens = round(sum(e["total_tokens"] for e in rows) * epochs * steps / (steps_per_epoch * epochs))
     device = cfg.pipeline.train_device
     shape = gpu_plan.shape_of(cfg) if device == "cuda" else None
@@ -270,7 +270,7 @@ def check_memory_for(shape: dict, cfg, gpus: list[dict], processes: int, tokens:
 
 
 def memory_fix(cfg, mem) -> str:
-    fsdp = cfg.data.get("fsdp_config") or {}
+    fsdp = cfg.axolotl.fsdp_config or {}
     if not mem.strategy.startswith("fsdp"):
         return "shard the model over several GPUs with --config configs/multi_gpu.yaml"
     if mem.load_peak_gib > mem.per_gpu_gib and not fsdp.get("cpu_ram_efficient_loading"):
@@ -287,8 +287,9 @@ def checkpoint_gib(cfg) -> float:
     shape = gpu_plan.shape_of(cfg)
     if shape is None:
         return 5.0
-    lora = gpu_plan.lora_parameters(shape, axolotl_value(cfg.data, "lora_r"))
-    kept = int(cfg.data.get("save_total_limit") or 3) + 1
+    lora = gpu_plan.lora_parameters(shape, cfg.axolotl.lora_r)
+    # no limit: Axolotl keeps every save (an epoch's, in the shipped configs)
+    kept = (cfg.axolotl.save_total_limit or math.ceil(cfg.axolotl.num_epochs)) + 1
     return lora * gpu_plan.LORA_STATE_BYTES * kept / 2**30
 
 
@@ -364,7 +365,7 @@ def axolotl_data(cfg, processes: int) -> dict:
     data = dict(cfg.data)
     if processes > 1:
         data["gradient_accumulation_steps"] = gpu_plan.accumulation_for(
-            data.get("gradient_accumulation_steps", 1), processes)
+            axolotl_value(data, "gradient_accumulation_steps"), processes)
     return data
 
 
