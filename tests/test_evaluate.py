@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 from conftest import FT, SAMPLE_BOOK, SMOL, build_adapter, load_script
+from styletune import chat
 from styletune.config import load_config
 from styletune.data.prepare import planned_outputs, prepare_data
 from styletune.errors import ConfigError
@@ -103,7 +104,8 @@ def check_report(folder):
         assert "copied_8gram_share" in report["health"][name]
     # the QLoRA configs: the base as training saw it (NF4) is scored too, against the tuned model
     assert report["perplexity"]["base_nf4"]["ppl"] > 0 and "ratio_nf4" in report["perplexity"]
-    assert set(report["joins"]) >= {"sentence end", "after a comma", "mid-word", "seed", "seed, space typed"}
+    assert set(report["joins"]) >= {"sentence end", "after a comma", "mid-word", "seed", "seed, space typed",
+                                    "seed, chat"}
     md = (folder / "style_report.md").read_text()
     assert "| held-out perplexity" in md and "Cosine Delta" in md and "verdict" in md
     assert "| held-out perplexity, base in 4-bit NF4 as training saw it |" in md
@@ -176,7 +178,16 @@ def test_join_prompts_add_the_typed_space_and_the_seed_both_ways():
         typed = [p for p in found[3:] if p.kind == typed_kind]
         assert plain and [p.text for p in typed] == [p.text + " " for p in plain]
         assert [p.truth for p in typed] == [p.truth[1:] for p in plain]
-    assert [p.kind for p in found[-2:]] == ["seed", "seed, space typed"]
+    assert [p.kind for p in found[-3:]] == ["seed", "seed, space typed", "seed, chat"]
+    # the chat route: the writer's prompt under Continue's system message, which training never has
+    assert found[-1].text == found[-3].text and found[-1].system == chat.BASE_SYSTEM_MESSAGE
+    assert not any(p.system for p in found[:-1])
+
+
+def test_the_chat_routes_system_message_is_ours_then_the_writers_rules():
+    rules = "---\nname: My book\n---\n\nWrite in the past tense.\n"
+    assert chat.chat_system_message(rules) == chat.BASE_SYSTEM_MESSAGE + "\n\nWrite in the past tense."
+    assert chat.chat_system_message(None) == chat.BASE_SYSTEM_MESSAGE
 
 
 @pytest.mark.parametrize("prompt, shown, truth, right", [

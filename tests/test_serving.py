@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import FT, SAMPLE_BOOK, llama_like_model, load_script
+from styletune import chat
 from styletune.config import load_config
 from styletune.deploy import continue_files, templates
 from styletune.deploy import serve as serving
@@ -169,7 +170,7 @@ def test_files_name_the_model_stop_tokens_and_sampling(served):
     assert entry["roles"] == ["chat", "autocomplete"]         # no edit/apply: code prompts
     assert entry["defaultCompletionOptions"]["stop"][0] == tok.eos_token
     # Continue's coding prompts replaced in every mode
-    assert set(entry["chatOptions"].values()) == {continue_files.BASE_SYSTEM_MESSAGE}
+    assert set(entry["chatOptions"].values()) == {chat.BASE_SYSTEM_MESSAGE}
     assert len(entry["chatOptions"]) == 3
     assert "{{{prefix}}}" in entry["promptTemplates"]["autocomplete"]
     assert entry["autocompleteOptions"]["transform"] is False

@@ -54,6 +54,7 @@ deploy/     stage 5 (5_configure_continue.py)
   llamacpp    the GGUF converter, quantiser and llama-server, and the GGUF's checks
   fit         which quantisation fits which card (file size + KV cache + runtime)
 book        stages 0-5 in order for one book (book_to_editor.py, make book)
+chat        what Continue's chat sends before the writer's text (stage 5 writes it, stage 4 measures under it)
 config      the one YAML (extends:, merge, Axolotl's keys); settings: every
             style_pipeline key once, with type, default and meaning
 cli         each script's --config and its one-line errors; errors: the error types

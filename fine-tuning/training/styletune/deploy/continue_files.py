@@ -8,12 +8,11 @@ from pathlib import Path
 import yaml
 
 from styletune import paths
+from styletune.chat import BASE_SYSTEM_MESSAGE
 from styletune.deploy.templates import AUTOCOMPLETE, stop_tokens
 from styletune.errors import ServeError
 from styletune.fileio import write_atomic
 
-BASE_SYSTEM_MESSAGE = ("Continue the author's manuscript in the author's own voice. "
-                       "Write only the prose that comes next.")
 OLLAMA_URL = "http://localhost:11434"
 VLLM_URL = "http://localhost:8000/v1"
 LLAMACPP_URL = "http://127.0.0.1:8080"

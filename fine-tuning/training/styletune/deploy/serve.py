@@ -26,7 +26,7 @@ import json
 import shutil
 from pathlib import Path
 
-from styletune import paths
+from styletune import chat, paths
 from styletune.config import EVERY, Reads, load_config
 from styletune.data import tokens
 from styletune.deploy import continue_files, fit, llamacpp, templates
@@ -189,7 +189,7 @@ or let the script do both, with a backup of your config first:
 
 {chr(10).join(write)}
 
-System message (all three modes): "{continue_files.BASE_SYSTEM_MESSAGE}"
+System message (all three modes): "{chat.BASE_SYSTEM_MESSAGE}"
 Rules file: `{paths.shown(cfg.pipeline.system_prompt_file)}`; edit it and rerun this script.
 
 ## Which GGUF fits which card
@@ -331,7 +331,7 @@ def write_gguf(cfg, model_dir: Path, dest: Path, outtype: str) -> None:
 
 def try_routes(cfg, model_dir: Path, plan, text: str) -> None:
     tok = models.load_tokenizer(cfg, model_dir)
-    system = continue_files.BASE_SYSTEM_MESSAGE + "\n\n" + plan.contents["rules"].split("---", 2)[-1].strip()
+    system = chat.chat_system_message(plan.contents["rules"])
     entries = continue_files.continue_models(cfg, tok.eos_token, "llamacpp")
     for route, continuation in llamacpp.try_routes(plan.gguf, tok, entries, system, text).items():
         print(f"\n{route} (as Continue sends it; ⟨⟩ marks what the model wrote):\n"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from styletune import paths
+from styletune import chat, paths
 from styletune.config import Reads, load_config
 from styletune.data import tokens
 from styletune.data.examples import join_offset, without_path_line
@@ -32,7 +32,7 @@ from styletune.train.resources import Placement
 
 # Stage 4's settings: the tokenizer and template, the base as training quantised it, its own.
 READS = tokens.READS + Reads(axolotl=("load_in_4bit", "adapter", "bnb_config_kwargs"),
-                             pipeline=("evaluation", "sampling"))
+                             pipeline=("evaluation", "sampling", "system_prompt_file"))
 
 BLOCK_TOKENS = 64
 # The writer's own test of the editor route: typed in the editor, it ends mid-sentence,
@@ -53,6 +53,7 @@ class Prompt:
     kind: str         # "example" (the training-format prefix) or "window" (a later cut)
     text: str         # the user turn
     truth: str        # the author's own continuation, as long as a generation
+    system: str = ""  # a system message before it (the chat route's), or none
 
 
 def read_conversations(path: Path, what: str) -> list:
@@ -149,18 +150,21 @@ def _typed(prompts) -> list[Prompt]:
     return [Prompt(p.chunk, joins.TYPED_SPACE[p.kind], p.text + " ", p.truth[1:]) for p in prompts]
 
 
-def join_prompts(prompts, conversations, ev: dict, chunk_names, vocabulary=frozenset()) -> list[Prompt]:
+def join_prompts(prompts, conversations, ev: dict, chunk_names, vocabulary=frozenset(),
+                 chat_system: str = chat.BASE_SYSTEM_MESSAGE) -> list[Prompt]:
     """Every kind of place a writer stops, for the Joins table: the sentence-end
     prompts, each kind of stops.STOPS (mid-word stops are never a whole word of
     `vocabulary`, the book's words), the sentence-end and comma prompts with the
-    space typed, and the writer's own seed prompt both ways."""
+    space typed, and the writer's own seed prompt both ways, and under the chat
+    route's system message (`chat_system`), which training never shows."""
     ends = [replace(p, kind=_sentence_end_kind(p.text)) for p in prompts]
     out = ends + _typed(p for p in ends if p.kind == "sentence end" and p.truth.startswith(" "))
     for kind in stops.STOPS:
         found = spread(stop_prompts(conversations, ev, chunk_names, kind, vocabulary), ev.get("max_prompts"))
         out += found + (_typed(found) if kind in joins.TYPED_SPACE else [])
     return out + [Prompt("writer", "seed", SEED_PROMPT, " “"),
-                  Prompt("writer", "seed, space typed", SEED_PROMPT + " ", "“")]
+                  Prompt("writer", "seed, space typed", SEED_PROMPT + " ", "“"),
+                  Prompt("writer", "seed, chat", SEED_PROMPT, " “", chat_system)]
 
 
 # --- models ----------------------------------------------------------------------------
@@ -291,7 +295,8 @@ def join_measures(model, tok, prompts, classes: dict) -> list[dict]:
     device = next(model.parameters()).device
     out = []
     for prompt in prompts:
-        ids = _ids(tok, [{"role": "user", "content": prompt.text}], True)
+        system = [{"role": "system", "content": prompt.system}] if prompt.system else []
+        ids = _ids(tok, system + [{"role": "user", "content": prompt.text}], True)
         with torch.no_grad():
             logits = model(torch.tensor([ids], device=device)).logits[0, -1].float()
             greedy = model.generate(torch.tensor([ids], device=device), do_sample=False,
@@ -374,7 +379,9 @@ def evaluate(cfg, tuned_dir: Path | None, adapter: Path | None, placement: Place
                      ev["max_prompts"])
     other_prompts = [Prompt("train", "example", c[0]["content"], "") for c in train[:int(ev["train_prompts"])]]
     names = _chunk_names(cfg, "validation", len(val))
-    join_set = join_prompts(prompts, val, ev, names, stops.words_of(texts))
+    rules = cfg.pipeline.system_prompt_file
+    join_set = join_prompts(prompts, val, ev, names, stops.words_of(texts),
+                            chat.chat_system_message(rules.read_text(encoding="utf-8") if rules.is_file() else None))
     classes = joins.token_classes(tok.batch_decode([[i] for i in range(len(tok))]), set(tok.all_special_ids))
     gap_set = train[:int(ev["train_examples_for_gap"])]
     say(f"{len(val)} validation example(s), {len(prompts)} prompts, "

@@ -14,7 +14,7 @@ TYPED_SPACE = {"sentence end": "sentence end, space typed", "after a comma": "af
 # The Joins table's rows, in order.
 ROWS = ("sentence end", "sentence end, space typed", "after a comma", "after a comma, space typed",
         "after a dash", "after an opening quote", "mid-word", "after a paragraph break",
-        "seed", "seed, space typed")
+        "seed", "seed, space typed", "seed, chat")
 
 
 def char_class(text: str) -> str:

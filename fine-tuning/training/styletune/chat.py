@@ -1,0 +1,20 @@
+"""What Continue's chat sends before the writer's text: the system message stage 5
+configures for every chat mode, then the writer's rules file (its body, the front
+matter left out), as Continue joins them. Stage 5 writes both into Continue's files;
+stage 4 measures the join of the writer's seed prompt under them, as the chat route
+renders it."""
+
+BASE_SYSTEM_MESSAGE = ("Continue the author's manuscript in the author's own voice. "
+                       "Write only the prose that comes next.")
+
+
+def rules_body(rules_file_text: str) -> str:
+    """A Continue rules file without its `---` front matter."""
+    return rules_file_text.split("---", 2)[-1].strip()
+
+
+def chat_system_message(rules_file_text: str | None) -> str:
+    """The system message Continue's chat sends: ours, then the writer's rules."""
+    if not rules_file_text:
+        return BASE_SYSTEM_MESSAGE
+    return BASE_SYSTEM_MESSAGE + "\n\n" + rules_body(rules_file_text)
