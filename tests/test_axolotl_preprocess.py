@@ -88,7 +88,7 @@ def test_only_the_continuation_and_its_end_token_are_labelled_a_drill_without_it
         request = encode(tok.apply_chat_template(user, tokenize=False, add_generation_prompt=True))
         requests[tuple(request)] = encode(e.completion + end)
     for d in result.drills:     # the writer's text goes on: no end of turn learnt
-        request = encode(tok.apply_chat_template(d.messages()[:1], tokenize=False, add_generation_prompt=True))
+        request = encode(tok.apply_chat_template(d.messages()[:-1], tokenize=False, add_generation_prompt=True))
         requests[tuple(request)] = encode(d.continuation)
     ends = 0
     for s in sets:

@@ -101,3 +101,15 @@ def test_stage1_counts_drills_in_its_report(result):
     assert sum(rep["join_drills"]["by_kind"].values()) == len(result.drills)
     assert f"Join drills: {len(result.drills)} training rows" in markdown_body(rep)
     assert isinstance(result.drills[0], Drill)
+
+
+def test_a_quarter_of_the_drills_open_as_the_chat_route_does(result):
+    from styletune import chat
+    from styletune.data.drills import CHAT_SHARE
+    rules = result.config.pipeline.system_prompt_file.read_text(encoding="utf-8")
+    system = [d for d in result.drills if d.system]
+    assert len(system) == round(CHAT_SHARE * len(result.drills))
+    assert {d.system for d in system} == {chat.chat_system_message(rules)}
+    assert [m["role"] for m in system[0].messages()] == ["system", "user", "assistant"]
+    # the examples never carry one
+    assert all(m["role"] != "system" for e in result.examples for m in e.messages())

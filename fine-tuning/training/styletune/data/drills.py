@@ -15,6 +15,7 @@ import random
 import re
 from dataclasses import dataclass
 
+from styletune.data.examples import every_share
 from styletune.text import stops
 from styletune.text.sentences import Tier, boundaries
 
@@ -32,6 +33,11 @@ KINDS = ("sentence end, space typed", "after a paragraph break", "mid-word", "af
 # A window's words before the stop, drawn between these (a writer's request may hold a
 # whole file or a line), and the words continued after it.
 PROMPT_WORDS = (10, 60)
+# The share of drills rendered as Continue's chat sends the text: after its system
+# message and the writer's rules (chat.py). The examples never carry one (the design:
+# the system prompt is the editor's); without these the chat route's joins are
+# whatever the instruct prior makes of a system turn it never saw in training.
+CHAT_SHARE = 0.25
 CONTINUATION_WORDS = 24
 
 
@@ -43,6 +49,7 @@ class Drill:
     stop: int
     end: int        # the continuation is chunk.text[stop:end]
     total_tokens: int = 0
+    system: str = ""  # the chat route's system message, on CHAT_SHARE of the drills
 
     @property
     def prompt(self) -> str:
@@ -53,7 +60,9 @@ class Drill:
         return self.chunk.text[self.stop:self.end]
 
     def messages(self):
-        return [{"role": "user", "content": self.prompt}, {"role": "assistant", "content": self.continuation}]
+        system = [{"role": "system", "content": self.system}] if self.system else []
+        return system + [{"role": "user", "content": self.prompt},
+                         {"role": "assistant", "content": self.continuation}]
 
 
 def stops_of_kind(text: str, kind: str, punkt, vocabulary) -> list[int]:
@@ -98,13 +107,16 @@ def chunk_drills(chunk, first_kind: int, count: int, seed: int, punkt, vocabular
     return drills
 
 
-def build_drills(chunks, punkt, counter, count: int, seed: int) -> list[Drill]:
+def build_drills(chunks, punkt, counter, count: int, seed: int, chat_system: str = "") -> list[Drill]:
     """`count` drills per chunk of `chunks` (the training chunks), counted as training
-    tokenises them; kinds rotate across chunks so the mix is even."""
+    tokenises them; kinds rotate across chunks so the mix is even, and CHAT_SHARE of
+    them, spread evenly, open with `chat_system` (the chat route's system message)."""
     vocabulary = stops.words_of(c.text for c in chunks)
     drills = []
     for i, chunk in enumerate(sorted(chunks, key=lambda c: c.name)):
         drills += chunk_drills(chunk, i * count, count, seed, punkt, vocabulary)
+    for drill, chat in zip(drills, every_share(drills, CHAT_SHARE if chat_system else 0.0)):
+        drill.system = chat_system if chat else ""
     for drill, n in zip(drills, counter.count_conversations([d.messages() for d in drills], ends_turn=False)):
         drill.total_tokens = n
     return drills

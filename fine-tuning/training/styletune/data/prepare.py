@@ -7,7 +7,7 @@ import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from styletune import paths
+from styletune import chat, paths
 from styletune.config import Reads, load_config
 from styletune.data import examples, tokens
 from styletune.data import prepare_report as report
@@ -20,7 +20,7 @@ from styletune.fileio import sha256_bytes, write_outputs
 from styletune.text.sentences import Tier, build_punkt
 
 # Stage 1's settings.
-READS = tokens.READS + examples.READS + Reads(pipeline=("join_drills_per_chunk",))
+READS = tokens.READS + examples.READS + Reads(pipeline=("join_drills_per_chunk", "system_prompt_file"))
 
 
 @dataclass
@@ -117,8 +117,10 @@ def prepare_data(config, book_dir=None, skip_overlong=False, say=lambda message:
             "`test_datasets` would point at an empty file. Set style_pipeline.validation_share "
             "above 0, list style_pipeline.validation_chunks, or add chunks (two at least).")
     say("choosing join drills")
+    rules = s.system_prompt_file
     drills = build_drills([c for c in chunks if c.group not in held_out and c not in dropped_chunks],
-                          punkt, counter, s.join_drills_per_chunk, s.seed)
+                          punkt, counter, s.join_drills_per_chunk, s.seed,
+                          chat.chat_system_message(rules.read_text(encoding="utf-8") if rules.is_file() else None))
     return Stage1Result(config, book_dir, chunks, train, validation, skipped,
                         counter.description, counter.exact, splitter, overlong, drills)
 

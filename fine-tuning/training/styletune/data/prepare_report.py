@@ -33,7 +33,8 @@ def joins(examples) -> dict:
 def drill_counts(drills) -> dict:
     """Join drills by kind, in drills.KINDS order, and their tokens in all."""
     return {"by_kind": {k: n for k in KINDS if (n := sum(d.kind == k for d in drills))},
-            "rows": len(drills), "tokens": sum(d.total_tokens for d in drills)}
+            "rows": len(drills), "tokens": sum(d.total_tokens for d in drills),
+            "after_chat_system_message": sum(bool(d.system) for d in drills)}
 
 
 def report_dict(result) -> dict:
@@ -121,7 +122,8 @@ def _drills_line(drills: dict) -> str:
     kinds = "; ".join(f"{kind} {n}" for kind, n in drills["by_kind"].items())
     return (f"Join drills: {drills['rows']} training rows, {drills['tokens']} tokens in all "
             f"(join_drills_per_chunk), each a window of the text continued {CONTINUATION_WORDS} words "
-            f"with no end of turn. Where they stop: {kinds}.")
+            f"with no end of turn; {drills['after_chat_system_message']} after the chat route's system "
+            f"message. Where they stop: {kinds}.")
 
 
 def histogram_png(result) -> bytes:
