@@ -90,7 +90,7 @@ def test_only_the_continuation_and_its_end_token_are_labelled_a_drill_without_it
     for d in result.drills:     # the writer's text goes on: no end of turn learnt
         request = encode(tok.apply_chat_template(d.messages()[:-1], tokenize=False, add_generation_prompt=True))
         requests[tuple(request)] = encode(d.continuation)
-    ends = 0
+    ends = systems = 0
     for s in sets:
         for row in s:
             labelled = [t for t, lab in zip(row["input_ids"], row["labels"]) if lab != -100]
@@ -98,13 +98,18 @@ def test_only_the_continuation_and_its_end_token_are_labelled_a_drill_without_it
             # the request's tokens as a server makes them, then exactly the
             # continuation's own tokens and the end token, labelled
             assert requests[tuple(row["input_ids"][:start])] == labelled
-            ends += labelled[-1] == tok.convert_tokens_to_ids(end)
+            example = labelled[-1] == tok.convert_tokens_to_ids(end)
+            ends += example
             assert all(lab == -100 for lab in row["labels"][:start])
             # the writer's text comes first: in a user turn, or opening the assistant's
-            # (the continuation layout); no system block before it
+            # (the continuation layout); no system block before an example's (a chat
+            # drill's opens with the chat route's system message)
             opening = tok.decode(row["input_ids"])[:40]
-            assert "system" not in opening and ("user" in opening or "assistant" in opening)
+            chat_drill = "system" in opening and not example
+            assert chat_drill or ("system" not in opening and ("user" in opening or "assistant" in opening))
+            systems += chat_drill
     assert ends == len(result.examples)        # one labelled end of turn per example, none per drill
+    assert systems == sum(bool(d.system) for d in result.drills) > 0
     assert any(e.completion.startswith(" ") for e in result.examples)
     # typed examples: the prompt ends in the writer's space or paragraph break
     assert any(e.prefix.endswith((" ", "\n")) for e in result.examples)
