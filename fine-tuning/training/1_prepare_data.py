@@ -26,6 +26,8 @@ tokenised apart as a server tokenises a request. An example longer than
 windows of 10-60 words of the chunk stopping where a writer pauses mid-flow (after
 a typed space or paragraph break, after a comma, inside a word), continued by the
 next 24 words, with `"ends_turn": false`: no end-of-turn token is learnt from them.
+A quarter open with the system message Continue's chat sends (ours, then the rules
+file `system_prompt_file`); the examples never carry one.
 
 Exit    0 written (or dry run), 2 a problem the message names the fix for, 5 an example
         longer than sequence_len (the message names split_oversized_chunks.py).

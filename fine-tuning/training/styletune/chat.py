@@ -13,6 +13,13 @@ def rules_body(rules_file_text: str) -> str:
     return rules_file_text.split("---", 2)[-1].strip()
 
 
+def configured_system_message(cfg) -> str:
+    """The chat route's system message for this config: its rules file
+    (`system_prompt_file`) when written, else ours alone (stage 5 asks for the file)."""
+    rules = cfg.pipeline.system_prompt_file
+    return chat_system_message(rules.read_text(encoding="utf-8") if rules.is_file() else None)
+
+
 def chat_system_message(rules_file_text: str | None) -> str:
     """The system message Continue's chat sends: ours, then the writer's rules."""
     if not rules_file_text:

@@ -33,12 +33,12 @@ KINDS = ("sentence end, space typed", "after a paragraph break", "mid-word", "af
 # A window's words before the stop, drawn between these (a writer's request may hold a
 # whole file or a line), and the words continued after it.
 PROMPT_WORDS = (10, 60)
+CONTINUATION_WORDS = 24
 # The share of drills rendered as Continue's chat sends the text: after its system
 # message and the writer's rules (chat.py). The examples never carry one (the design:
 # the system prompt is the editor's); without these the chat route's joins are
 # whatever the instruct prior makes of a system turn it never saw in training.
 CHAT_SHARE = 0.25
-CONTINUATION_WORDS = 24
 
 
 @dataclass

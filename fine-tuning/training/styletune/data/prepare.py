@@ -107,7 +107,6 @@ def prepare_data(config, book_dir=None, skip_overlong=False, say=lambda message:
     if overlong and not skip_overlong:
         raise OverlongError(_overlong_message(overlong, config.sequence_len, config, book_dir))
     dropped = {id(e) for e in overlong}
-    dropped_chunks = [e.chunk for e in overlong]
     train = [e for e in train if id(e) not in dropped]
     validation = [e for e in validation if id(e) not in dropped]
     if not validation:
@@ -117,10 +116,9 @@ def prepare_data(config, book_dir=None, skip_overlong=False, say=lambda message:
             "`test_datasets` would point at an empty file. Set style_pipeline.validation_share "
             "above 0, list style_pipeline.validation_chunks, or add chunks (two at least).")
     say("choosing join drills")
-    rules = s.system_prompt_file
-    drills = build_drills([c for c in chunks if c.group not in held_out and c not in dropped_chunks],
-                          punkt, counter, s.join_drills_per_chunk, s.seed,
-                          chat.chat_system_message(rules.read_text(encoding="utf-8") if rules.is_file() else None))
+    training_chunks = list({e.chunk.name: e.chunk for e in train}.values())
+    drills = build_drills(training_chunks, punkt, counter, s.join_drills_per_chunk, s.seed,
+                          chat.configured_system_message(config))
     return Stage1Result(config, book_dir, chunks, train, validation, skipped,
                         counter.description, counter.exact, splitter, overlong, drills)
 

@@ -379,9 +379,7 @@ def evaluate(cfg, tuned_dir: Path | None, adapter: Path | None, placement: Place
                      ev["max_prompts"])
     other_prompts = [Prompt("train", "example", c[0]["content"], "") for c in train[:int(ev["train_prompts"])]]
     names = _chunk_names(cfg, "validation", len(val))
-    rules = cfg.pipeline.system_prompt_file
-    join_set = join_prompts(prompts, val, ev, names, stops.words_of(texts),
-                            chat.chat_system_message(rules.read_text(encoding="utf-8") if rules.is_file() else None))
+    join_set = join_prompts(prompts, val, ev, names, stops.words_of(texts), chat.configured_system_message(cfg))
     classes = joins.token_classes(tok.batch_decode([[i] for i in range(len(tok))]), set(tok.all_special_ids))
     gap_set = train[:int(ev["train_examples_for_gap"])]
     say(f"{len(val)} validation example(s), {len(prompts)} prompts, "

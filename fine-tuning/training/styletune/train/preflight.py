@@ -206,14 +206,14 @@ def check_base_model(cfg) -> str:
 def plan(cfg, manifest, processes: int = 1) -> dict:
     """The run in figures: examples, batch, steps, tokens, memory per GPU, time.
     Memory and time are estimates (gpu_plan), labelled so."""
-    d = cfg.data
+    d, k = cfg.data, cfg.axolotl
     examples = [e for e in manifest["examples"] if e["split"] == "train"]
     rows = examples + manifest.get("join_drills", [])   # every training row is a step's share
-    micro, accumulation = axolotl_value(d, "micro_batch_size"), axolotl_value(d, "gradient_accumulation_steps")
+    micro, accumulation = k.micro_batch_size, k.gradient_accumulation_steps
     batch = micro * accumulation * processes
-    epochs = axolotl_value(d, "num_epochs")
+    epochs = k.num_epochs
     steps_per_epoch = math.ceil(len(rows) / batch)
-    steps = min(math.ceil(steps_per_epoch * epochs), axolotl_value(d, "max_steps") or math.inf)
+    steps = min(math.ceil(steps_per_epoch * epochs), k.max_steps or math.inf)
     tokens = round(sum(e["total_tokens"] for e in rows) * epochs * steps / (steps_per_epoch * epochs))
     device = cfg.pipeline.train_device
     shape = gpu_plan.shape_of(cfg) if device == "cuda" else None
@@ -225,7 +225,7 @@ def plan(cfg, manifest, processes: int = 1) -> dict:
            "join drills": len(rows) - len(examples),
            "validation examples": len(manifest["examples"]) - len(examples),
            "processes": f"{processes} ({gpu_plan.strategy(d, processes)})",
-           "epochs": epochs,
+           "epochs": f"{epochs:g}",
            "batch": f"{micro} example(s) x {accumulation} accumulation step(s) x {processes} "
                     f"process(es) = {batch}",
            "optimizer steps": steps, "training tokens": tokens}
