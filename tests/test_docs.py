@@ -1,6 +1,6 @@
 """The agent file, the README and docs/ name only scripts, flags and paths that
-exist (or, for scripts, that the README's pipeline table marks as planned); the
-config reference is the settings schema's."""
+exist; the config reference is the settings schema's, and the README's pipeline
+table is the stages' declarations'."""
 import re
 import subprocess
 import sys
@@ -12,20 +12,6 @@ AGENT = REPO / ".github" / "agents" / "fine-tuning-trainer.md"
 README = REPO / "README.md"
 DOCS = [AGENT, README, *sorted((REPO / "docs").glob("*.md"))]
 GENERATED = ("fine-tuning/data/processed/", "fine-tuning/outputs/", "fine-tuning/logs")
-
-
-def pipeline_table() -> dict:
-    """The README's pipeline table: {stage number: (script, status cell)}."""
-    rows = {}
-    for line in README.read_text().splitlines():
-        m = re.match(r"\| (\d) \| `(\d_\w+\.(?:py|sh))[^|]*\|.*\| ([^|]+) \|$", line)
-        if m:
-            rows[int(m.group(1))] = (m.group(2), m.group(3))
-    return rows
-
-
-def planned_scripts():
-    return {script for script, status in pipeline_table().values() if "planned" in status.lower()}
 
 
 def backticked(path):
@@ -48,25 +34,20 @@ def test_named_paths_exist():
                 assert (REPO / path.rstrip(".")).exists(), f"{doc.name} names {path}"
 
 
-def test_pipeline_table_lists_every_stage_and_its_status_is_true():
-    """Read from the table, not assumed: a reworded table must fail here rather
-    than leave the checks below with nothing to exempt or compare."""
-    table = pipeline_table()
-    assert sorted(table) == [0, 1, 2, 3, 4, 5], table
+def test_the_pipeline_table_is_written_from_the_stages_declarations():
+    from styletune.stage import readme_table
+    table = readme_table()
+    assert table in README.read_text(), "the README's pipeline table is stale: python -m styletune.stage"
     scripts = {p.name for p in (FT / "training").iterdir()}
-    for stage, (script, status) in table.items():
-        if "planned" in status.lower():
-            assert script not in scripts, f"stage {stage}: {script} exists but is marked planned"
-        else:
-            assert script in scripts, f"stage {stage}: {script} is marked {status.strip()} but does not exist"
+    assert re.findall(r"^\| (\d) \| `([^`]+)`", table, re.M) == [
+        (str(n), name) for n, name in enumerate(sorted(s for s in scripts if re.match(r"\d_", s)))]
 
 
-def test_named_scripts_exist_or_are_planned():
+def test_named_scripts_exist():
     scripts = {p.name for p in (FT / "training").iterdir()}
-    planned = planned_scripts()
     for doc in DOCS:
         for name in set(re.findall(r"\b(\d_\w+\.(?:py|sh))", doc.read_text())):
-            assert name in scripts or name in planned, f"{doc.name} names {name}"
+            assert name in scripts, f"{doc.name} names {name}"
 
 
 def test_named_flags_exist():
@@ -75,11 +56,8 @@ def test_named_flags_exist():
     train_usage = script_flags()["2_train_lora.sh"]  # flags, not the text: "--re" is no flag
     bench_flags = {f for p in (FT / "benchmarks").glob("*.py")
                    for f in re.findall(r'add_argument\("(--[a-z-]+)"', p.read_text())}
-    planned = planned_scripts()
     for doc in DOCS:
         for line in doc.read_text().splitlines():
-            if any(name in line for name in planned):
-                continue  # flags of a stage not built yet
             for flag in re.findall(r"(?<![\w-])(--[a-z][a-z-]+)", line):
                 if flag in ("--learning-rate", "--no-deps", "--chat-template", "--jinja"):
                     continue  # Axolotl's, pip's, vLLM's and llama-server's own

@@ -1,13 +1,15 @@
-"""Each stage declares the settings it reads (its module's READS), and make book's
-freshness check hashes exactly those. Here every stage that runs in-process runs on
-a small config whose every key read is noted; a key the stage did not declare fails
-the test, so a stage cannot start reading a setting behind make book's back."""
+"""Each stage declares the settings it reads and the files it writes (its module's
+STAGE), and make book's freshness check hashes exactly those. Here every stage that
+runs in-process runs on a small config whose every key read is noted; a key the
+stage did not declare fails the test, and so does a file it wrote outside its
+declared outputs, so a stage cannot read a setting or write a file behind make
+book's back."""
 import pytest
 import yaml
 from conftest import FT, SAMPLE_BOOK, load_script
-from styletune import book
-from styletune.config import EVERY, PIPELINE_KEY, Config
+from styletune.config import EVERY, PIPELINE_KEY, Config, load_config
 from styletune.settings import AxolotlKeys, StylePipeline
+from styletune.stage import Book, declarations
 from yaml.representer import SafeRepresenter
 
 SEGMENT = load_script(FT / "training" / "0_segment_manuscript.py")
@@ -102,28 +104,47 @@ def noted(monkeypatch):
 
 
 def undeclared(log, stage: str) -> list:
-    reads = book.stage_reads(stage)
+    reads = declarations()[int(stage)].reads
     return sorted((s, k) for s, k in log if k != PIPELINE_KEY and not reads.declares(s, k))
 
 
-def test_stages_0_and_1_read_only_what_they_declare(make_config, tmp_path, noted):
+def files_under(root) -> dict:
+    return {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
+
+
+def undeclared_files(stage: str, config, book: Book, root, before: dict) -> list:
+    """The files under `root` the stage wrote (new or changed since `before`) that none
+    of its declared outputs holds."""
+    declared = declarations()[int(stage)].outputs(load_config(config), book)
+    after = files_under(root)
+    written = [p for p in after if before.get(p) != after[p]]
+    return sorted(str(p) for p in written if not any(f.holds(p) for f in declared))
+
+
+def test_stages_0_and_1_read_and_write_only_what_they_declare(make_config, tmp_path, noted):
     cfg = make_config()
     manuscript = SAMPLE_BOOK / "the_quiet_orbit_full_manuscript.txt"
+    before = files_under(tmp_path)
     assert SEGMENT.main([str(manuscript), "--config", str(cfg), "--out", str(tmp_path / "cut")]) == 0
     assert noted and undeclared(noted, "0") == []
+    assert undeclared_files("0", cfg, Book(manuscript, tmp_path / "cut"), tmp_path, before) == []
     noted.clear()
+    before = files_under(tmp_path)
     assert PREPARE.main(["--config", str(cfg), "--force"]) == 0
     assert noted and undeclared(noted, "1") == []
+    assert undeclared_files("1", cfg, Book(None, SAMPLE_BOOK), tmp_path, before) == []
 
 
-def test_stages_3_to_5_read_only_what_they_declare(make_config, tiny, tmp_path, noted):
+def test_stages_3_to_5_read_and_write_only_what_they_declare(make_config, tiny, tmp_path, noted):
     cfg = make_config({"evaluation": {**QUICK, "report_dir": str(tmp_path / "report")}},
                       base_model=str(tiny / "base"), output_dir=str(tiny / "adapter"))
     assert PREPARE.main(["--config", str(cfg), "--force"]) == 0
     for stage, script, args in (("3", MERGE, ["--auto"]), ("4", EVALUATE, []), ("5", SERVE, [])):
         noted.clear()
+        before = files_under(tmp_path)
         assert script.main(["--config", str(cfg), *args]) == 0, stage
         assert noted and undeclared(noted, stage) == [], stage
+        assert undeclared_files(stage, cfg, Book(None, SAMPLE_BOOK), tmp_path, before) == [], stage
 
 
 def test_make_books_dry_run_lists_what_each_stage_reads(make_config, capsys):
@@ -131,5 +152,5 @@ def test_make_books_dry_run_lists_what_each_stage_reads(make_config, capsys):
     assert run.main([str(SAMPLE_BOOK), "--config", str(make_config()), "--dry-run"]) == 0
     out = capsys.readouterr().out
     for stage in ("1", "2", "3", "4", "5"):
-        assert f"  reads: {book.stage_reads(stage)}\n" in out
+        assert f"  reads: {declarations()[int(stage)].reads}\n" in out
     assert "reads: every Axolotl key, style_pipeline.train_device" in out

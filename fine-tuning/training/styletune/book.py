@@ -2,10 +2,9 @@
 own script (the same commands the README gives), stopping where the writer must
 decide, skipping a stage whose outputs are fresh.
 
-Fresh means: the stage ran from here before, and its inputs (the files it reads and
-the settings it reads, as its module's READS declares them) and its outputs still
-hash as they did then. The hashes
-live in one manifest per config, `<output_dir>/../book_manifest.<config name>.json`;
+Fresh means: the stage ran from here before, and its inputs (the files and settings
+it reads, as its module's STAGE declares them: stage.py) and its outputs still hash
+as they did then. The hashes live in one manifest per config, `<output_dir>/../book_manifest.<config name>.json`;
 a file whose size and modification time are unchanged keeps its recorded hash (as
 make and git do), so a 16 GB merged folder is hashed once. A stage that reruns and
 writes identical files leaves the next stage fresh: the chain is by content.
@@ -30,50 +29,34 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from styletune import paths
-from styletune.config import Config, load_config
+from styletune.config import Config, Reads, load_config
+from styletune.data import segment
 from styletune.data.manuscript import MANUSCRIPT_SUFFIXES
 from styletune.data.prepare import OVERLONG_EXIT
 from styletune.errors import UserError
 from styletune.fileio import write_atomic
+from styletune.stage import Book, Files, declarations
 from styletune.train.checkpoints import newest_checkpoint
 
 STOPPED_FOR_WRITER = 3
 TRAINING = paths.TRAINING_DIR
-STAGE0_FILES = ("segment_manifest.json", "segment_report.md", "segment_review.*", "segment_decisions.json")
-# The settings each stage reads, as the stage's own module declares them (READS).
-STAGE_READS = {"0": "styletune.data.segment", "1": "styletune.data.prepare", "2": "styletune.train.preflight",
-               "3": "styletune.train.merge", "4": "styletune.eval.evaluate", "5": "styletune.deploy.serve"}
 
-
-def stage_reads(number: str):
-    """The Reads declaration of stage `number` (its module imported only when asked)."""
-    import importlib
-    return importlib.import_module(STAGE_READS[number]).READS
 
 class BookError(UserError):
     """The book or its config cannot be run as given."""
 
 
-@dataclass(frozen=True)
-class Files:
-    """What a stage reads or writes: a file, a whole folder, or a folder's files
-    matching `patterns` (not below it: a backup/ or the manuscript beside the chunks
-    are not the chunks)."""
-    path: Path
-    patterns: tuple = ()
-
-    def key(self) -> str:
-        return str(self.path) + ("" if not self.patterns else " [" + ", ".join(self.patterns) + "]")
-
-
 @dataclass
 class Stage:
+    """A stage's declaration (stage.Stage) resolved for this book: the files it reads
+    and writes, the settings it reads, and the command make book runs."""
     number: str
     name: str
     inputs: list            # [Files] the stage reads
-    settings: dict          # the config keys it reads
+    settings: dict          # the values of the config keys it reads
     outputs: list           # [Files] it writes
     command: list           # argv
+    reads: Reads            # the keys, as the writer reads them
 
 
 def chunk_folder(cfg: Config, manuscript: Path) -> Path:
@@ -83,37 +66,29 @@ def chunk_folder(cfg: Config, manuscript: Path) -> Path:
     return cfg.pipeline.book_dir.parent / slug
 
 
+# make book's flags for each stage's script: it replaces only what it ran itself, and
+# stage 3 picks the adapter as a writer would (--auto).
+BOOK_FLAGS = {"1": ["--force"], "3": ["--auto", "--force"], "4": ["--force"], "5": ["--force"]}
+
+
 def stages(cfg: Config, book: Path, backend: str) -> list:
     """The stages to run for this book, in order (no stage 0 for a chunk folder)."""
-    py, config = sys.executable, ["--config", str(cfg.path)]
-    reads = {n: stage_reads(n).values(cfg) for n in STAGE_READS}
-    glob = cfg.pipeline.chunk_glob
-    chunks = chunk_folder(cfg, book) if book.is_file() else book
-    data = [Files(cfg.train_path), Files(cfg.validation_path)]
-    report = cfg.pipeline.report_dir
-    merged = Files(cfg.pipeline.merged_dir)
+    where = Book(book if book.is_file() else None, chunk_folder(cfg, book) if book.is_file() else book)
     found = []
-    if book.is_file():
-        found.append(Stage("0", "cut the manuscript into chunk files", [Files(book)], reads["0"],
-                           [Files(chunks, (glob, *STAGE0_FILES))],
-                           [py, TRAINING / "0_segment_manuscript.py", book, "--out", chunks, *config]))
-    found += [
-        Stage("1", "make the training examples", [Files(chunks, (glob,))], reads["1"],
-              data + [Files(cfg.train_path.with_suffix(".manifest.json")),
-                      Files(report, ("stage1_report.*", "stage1_lengths.png"))],
-              [py, TRAINING / "1_prepare_data.py", "--book", chunks, "--force", *config]),
-        Stage("2", "train the LoRA adapter", data, reads["2"],
-              [Files(cfg.output_dir)], [TRAINING / "2_train_lora.sh", *config]),
-        Stage("3", "merge the adapter into the base model", [Files(cfg.output_dir)], reads["3"],
-              [merged], [py, TRAINING / "3_merge_adapter.py", "--auto", "--force", *config]),
-        Stage("4", "measure the style transfer", [merged, *data], reads["4"],
-              [Files(cfg.pipeline.evaluation["report_dir"])],
-              [py, TRAINING / "4_evaluate_style.py", "--force", *config]),
-        Stage("5", f"set up Continue ({backend})", [merged, Files(cfg.pipeline.system_prompt_file)],
-              {**reads["5"], "backend": backend},
-              [Files(cfg.pipeline.serve_dir)],
-              [py, TRAINING / "5_configure_continue.py", "--force", "--backend", backend, *config]),
-    ]
+    for declared in declarations():
+        if declared.number == "0" and where.manuscript is None:
+            continue
+        script = TRAINING / declared.script
+        command = ([script] if script.suffix == ".sh" else [sys.executable, script])
+        command += ({"0": [book, "--out", where.chunks], "1": ["--book", where.chunks],
+                     "5": ["--backend", backend]}.get(declared.number, [])
+                    + BOOK_FLAGS.get(declared.number, []) + ["--config", cfg.path])
+        settings = declared.reads.values(cfg)
+        name = declared.does
+        if declared.number == "5":
+            settings, name = {**settings, "backend": backend}, f"{name} ({backend})"
+        found.append(Stage(declared.number, name, declared.inputs(cfg, where), settings,
+                           declared.outputs(cfg, where), command, declared.reads))
     return found
 
 
@@ -244,7 +219,7 @@ def stage0_plan(manifest: dict, stage: Stage, state: dict, outputs: dict, glob: 
 def stage0_wrote(folder: Path, glob: str) -> bool:
     """Every chunk file in `folder` is one stage 0 wrote there, unedited (its manifest's hashes)."""
     try:
-        record = json.loads((folder / "segment_manifest.json").read_text(encoding="utf-8"))
+        record = json.loads((folder / segment.MANIFEST).read_text(encoding="utf-8"))
         written = {c["file"]: c["sha256"] for c in record["chunks"]}
     except (FileNotFoundError, ValueError, KeyError):
         return False
@@ -255,7 +230,7 @@ def stage0_wrote(folder: Path, glob: str) -> bool:
 def review_waiting(folder: Path) -> int:
     """How many seams stage 0's last review lists for the writer."""
     try:
-        return len(json.loads((folder / "segment_review.json").read_text(encoding="utf-8"))["seams"])
+        return len(json.loads((folder / segment.REVIEW_JSON).read_text(encoding="utf-8"))["seams"])
     except (FileNotFoundError, ValueError, KeyError):
         return 0
 
@@ -302,6 +277,11 @@ def shown_command(argv: list) -> str:
                     for a in argv)
 
 
+def shown_files(files: list) -> str:
+    """Declared files as the writer finds them: each path, with the patterns of a folder's files."""
+    return ", ".join(paths.shown(f.path) + (f"/{{{','.join(f.patterns)}}}" if f.patterns else "") for f in files)
+
+
 def run_stage(stage: Stage) -> int:
     print(f"\n=== stage {stage.number}: {stage.name}\n$ {shown_command(stage.command)}", flush=True)
     return subprocess.run([str(a) for a in stage.command], cwd=paths.REPO_DIR).returncode
@@ -335,7 +315,8 @@ def run(args) -> int:
             print(f"{title}: {'would stop' if args.dry_run else 'stopped'} before training: {why}")
             return 0 if args.dry_run else STOPPED_FOR_WRITER
         if args.dry_run:
-            print(f"{title}: would run\n  {shown_command(stage.command)}\n  reads: {stage_reads(stage.number)}")
+            print(f"{title}: would run\n  {shown_command(stage.command)}\n  reads: {stage.reads}\n"
+                  f"  files: {shown_files(stage.inputs)}\n  writes: {shown_files(stage.outputs)}")
             continue
         if stage.number == "2":
             prepare_training(cfg, stage, manifest, state)
@@ -353,7 +334,7 @@ def run(args) -> int:
         write_manifest(record_file, manifest, hashes)
         if stage.number == "0" and (waiting := review_waiting(stage.outputs[0].path)):
             folder = paths.shown(stage.outputs[0].path)
-            print(f"\nreview: {waiting} seam(s) in {folder}/segment_review.md are the tool's guesses "
+            print(f"\nreview: {waiting} seam(s) in {folder}/{segment.REVIEW_MD} are the tool's guesses "
                   "(cuts with no mark, marks left uncut). Going on with them; to decide yourself, "
                   "answer each with stage 0's --decide (the review shows the command), then run "
                   "the same `make book` again.")

@@ -73,6 +73,11 @@ class Config:
         return paths.resolve(self.axolotl.test_datasets[0].path)
 
     @property
+    def data_manifest_path(self) -> Path:
+        """Stage 1's record of its chunks, examples and outputs, beside the training file."""
+        return self.train_path.with_suffix(".manifest.json")
+
+    @property
     def sequence_len(self) -> int:
         return self.axolotl.sequence_len
 

@@ -17,10 +17,19 @@ from styletune.data.examples import build_examples
 from styletune.data.tokens import load_counter
 from styletune.errors import InputError
 from styletune.fileio import sha256_bytes, write_outputs
+from styletune.stage import Files, Stage, rules_file, training_data
 from styletune.text.sentences import Tier, build_punkt
 
 # Stage 1's settings.
 READS = tokens.READS + examples.READS + Reads(pipeline=("join_drills_per_chunk", "system_prompt_file"))
+REPORT_FILES = ("stage1_report.*", "stage1_lengths.png")
+STAGE = Stage("1", "1_prepare_data.py", "make the training examples", READS,
+              inputs=lambda cfg, book: [Files(book.chunks, (cfg.pipeline.chunk_glob,), what="chunk files"),
+                                        rules_file(cfg)],
+              outputs=lambda cfg, book: [
+                  *training_data(cfg),
+                  Files(cfg.data_manifest_path, what="their manifest"),
+                  Files(cfg.pipeline.report_dir, REPORT_FILES, what="a report (md, json, png)")])
 
 
 @dataclass
@@ -184,7 +193,7 @@ def planned_outputs(result) -> dict:
     outputs[rdir / "stage1_report.md"] = report.markdown(rep).encode()
     outputs[rdir / "stage1_lengths.png"] = report.histogram_png(result)
     man = manifest(result, outputs)
-    outputs[cfg.train_path.with_suffix(".manifest.json")] = \
+    outputs[cfg.data_manifest_path] = \
         (json.dumps(man, indent=2, ensure_ascii=False) + "\n").encode()
     return outputs
 

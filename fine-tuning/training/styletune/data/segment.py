@@ -15,11 +15,22 @@ from styletune.data.seams import Lengths, Measure
 from styletune.data.tokens import load_counter
 from styletune.errors import InputError, UserError
 from styletune.fileio import normalise, sha256_bytes, write_outputs
+from styletune.stage import Files, Stage
 from styletune.text.patterns import word_count
 from styletune.text.sentences import build_punkt
 
 # Stage 0's settings: it sizes chunks with stage 1's example builder.
 READS = tokens.READS + examples.READS + Reads(pipeline=("segment_min_tokens", "chunk_target_tokens"))
+# Beside the chunk files: the record of what it wrote, its report, the review of its
+# guesses, and the writer's answers to it.
+MANIFEST, REPORT, REVIEW_JSON, REVIEW_MD, DECISIONS = (
+    "segment_manifest.json", "segment_report.md", "segment_review.json", "segment_review.md",
+    "segment_decisions.json")
+STAGE = Stage("0", "0_segment_manuscript.py", "cut the manuscript into chunk files", READS,
+              inputs=lambda cfg, book: [Files(book.manuscript, what="a whole manuscript (.txt, .md, .docx)")],
+              outputs=lambda cfg, book: [Files(book.chunks, (cfg.pipeline.chunk_glob, MANIFEST, REPORT,
+                                                             "segment_review.*", DECISIONS),
+                                               what="chunk files, a report, a review of its guesses")])
 
 DEFAULT_TARGET_SHARE = 0.55     # of sequence_len: ~2,250 tokens for 4096, a scene
 MARGINS = (24, 64, 160)         # tokens the search keeps free for Continue's path line and slack
@@ -32,7 +43,7 @@ def hand_cut_sizes(cfg, counter, folders):
     for folder in folders:
         if not folder or not folder.is_dir():
             continue
-        manifest = folder / "segment_manifest.json"
+        manifest = folder / MANIFEST
         ours = set()
         if manifest.exists():
             ours = {c["sha256"] for c in json.loads(manifest.read_text(encoding="utf-8"))["chunks"]}
@@ -192,13 +203,13 @@ def planned_outputs(cfg, seg, out_dir, review_command) -> dict:
         "rebuild": "separators[0] + chunk[0] + separators[1] + ... + chunk[n-1] + separators[n], "
                    "each chunk file's text without its final newline, gives the manuscript body",
     }
-    outputs[out_dir / "segment_manifest.json"] = \
+    outputs[out_dir / MANIFEST] = \
         (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
-    outputs[out_dir / "segment_report.md"] = \
+    outputs[out_dir / REPORT] = \
         markdown(ms, structure, chunks, notes, cfg, seg.lengths).encode("utf-8")
     outputs[out_dir / REVIEW_JSON] = \
         (json.dumps({"seams": seg.review}, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
-    outputs[out_dir / "segment_review.md"] = review_markdown(seg.review, review_command).encode("utf-8")
+    outputs[out_dir / REVIEW_MD] = review_markdown(seg.review, review_command).encode("utf-8")
     return outputs
 
 
@@ -218,10 +229,6 @@ def chunks_to_retire(outputs, out_dir, glob, force) -> list:
                         "folder with --out, or rerun with --force (every old chunk file it replaces "
                         "or leaves out moves into backup/ first).")
     return stale + differ
-
-
-REVIEW_JSON = "segment_review.json"
-DECISIONS = "segment_decisions.json"
 
 
 def record_decisions(out_dir, answers) -> list:

@@ -32,10 +32,15 @@ from styletune.data import tokens
 from styletune.deploy import continue_files, fit, llamacpp, templates
 from styletune.errors import ServeError
 from styletune.fileio import write_outputs
+from styletune.stage import Files, Stage, merged_model, rules_file
 from styletune.train import models
 
 # Stage 5's settings: the template and every serving key.
 READS = tokens.READS + Reads(pipeline=(EVERY,), but=("evaluation",))
+STAGE = Stage("5", "5_configure_continue.py", "set up Continue and the local server", READS,
+              inputs=lambda cfg, book: [merged_model(cfg), rules_file(cfg)],
+              outputs=lambda cfg, book: [Files(cfg.pipeline.serve_dir,
+                                               what="Continue's config, a checked GGUF, the serving commands")])
 
 # What `ollama create --quantize` accepts (case-insensitive), read in Ollama's source
 # (github.com/ollama/ollama, commit fb30760, 2026-08-21): server/create.go upper-cases

@@ -24,6 +24,7 @@ from styletune.errors import UserError
 from styletune.eval import joins
 from styletune.eval import report as style_report
 from styletune.fileio import write_atomic
+from styletune.stage import Files, Stage, merged_model, rules_file, training_data
 from styletune.text import stops
 from styletune.text.sentences import boundaries, build_punkt
 from styletune.train import models, resources
@@ -33,6 +34,10 @@ from styletune.train.resources import Placement
 # Stage 4's settings: the tokenizer and template, the base as training quantised it, its own.
 READS = tokens.READS + Reads(axolotl=("load_in_4bit", "adapter", "bnb_config_kwargs"),
                              pipeline=("evaluation", "sampling", "system_prompt_file"))
+STAGE = Stage("4", "4_evaluate_style.py", "measure the style transfer: the tuned model against the base", READS,
+              inputs=lambda cfg, book: [merged_model(cfg), *training_data(cfg), rules_file(cfg)],
+              outputs=lambda cfg, book: [Files(cfg.pipeline.evaluation["report_dir"],
+                                               what="a style report (md, json, png)")])
 
 BLOCK_TOKENS = 64
 # The writer's own test of the editor route: typed in the editor, it ends mid-sentence,
@@ -351,7 +356,7 @@ def joins_summary(join_set, runs) -> dict:
 
 
 def _chunk_names(cfg, split: str, count: int) -> list[str]:
-    manifest = cfg.train_path.with_suffix(".manifest.json")
+    manifest = cfg.data_manifest_path
     if manifest.is_file():
         names = [e["chunk"] for e in json.loads(manifest.read_text())["examples"] if e["split"] == split]
         if len(names) == count:

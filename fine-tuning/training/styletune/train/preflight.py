@@ -27,12 +27,16 @@ from styletune import paths
 from styletune.config import EVERY, Reads, axolotl_value, effective_yaml, load_config
 from styletune.errors import UserError
 from styletune.fileio import sha256_bytes, write_atomic
+from styletune.stage import Files, Stage, training_data
 from styletune.train import gpu_plan
 from styletune.train.checkpoints import newest_checkpoint
 from styletune.train.model_size import parameter_count
 
 # Stage 2's settings: Axolotl reads the whole config.
 READS = Reads(axolotl=(EVERY,), pipeline=("train_device",))
+STAGE = Stage("2", "2_train_lora.sh", "train the LoRA adapter", READS,
+              inputs=lambda cfg, book: training_data(cfg),
+              outputs=lambda cfg, book: [Files(cfg.output_dir, what="a LoRA adapter and its checkpoints")])
 
 CPU_PLUGIN = "styletune.train.axolotl_plugin.QLoRAOnCPU"
 PINNED = ("torch", "axolotl", "transformers", "peft", "bitsandbytes", "accelerate")
@@ -162,7 +166,7 @@ def check_distributed_config(cfg, processes: int) -> None:
 def check_data(cfg) -> dict:
     """Stage 1's files exist, are not empty, match the chunks and fit sequence_len."""
     train, val = cfg.train_path, cfg.validation_path
-    manifest_path = train.with_suffix(".manifest.json")
+    manifest_path = cfg.data_manifest_path
     for path in (train, val, manifest_path):
         if not path.is_file() or path.stat().st_size == 0:
             raise PreflightError(f"no training data at {paths.shown(path)}: run "
