@@ -10,7 +10,7 @@ from styletune.data import drills as drill_module
 from styletune.data.drills import CONTINUATION_WORDS, KINDS, PROMPT_WORDS, Drill, build_drills, stops_of_kind
 from styletune.data.prepare import jsonl_bytes, planned_outputs, prepare_data
 from styletune.data.tokens import IGNORE_INDEX, training_ids
-from styletune.eval.evaluate import read_conversations
+from styletune.eval.prompts import read_conversations
 from styletune.fileio import write_outputs
 from styletune.text.sentences import build_punkt
 

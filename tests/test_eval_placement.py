@@ -7,7 +7,8 @@ reports it on those cards. Stage 3 decides with the same function (spread=False:
 device, since PEFT merges the whole model in place)."""
 import pytest
 from styletune.eval import evaluate
-from styletune.eval.evaluate import EvaluationError, describe_device_map
+from styletune.eval.evaluate import describe_device_map
+from styletune.eval.prompts import EvaluationError
 from styletune.train import resources
 from styletune.train.gpu_plan import LLAMA31_8B, LLAMA31_70B
 from styletune.train.model_size import parameter_count

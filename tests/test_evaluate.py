@@ -13,6 +13,7 @@ from styletune.data.prepare import planned_outputs, prepare_data
 from styletune.errors import ConfigError
 from styletune.eval import evaluate, joins
 from styletune.eval import report as style_report
+from styletune.eval.prompts import Prompt, join_prompts, stop_prompts, validation_prompts
 from styletune.fileio import write_outputs
 from styletune.text.sentences import build_punkt
 
@@ -61,7 +62,7 @@ def test_prompts_are_the_example_prefix_then_later_windows_ending_at_sentence_en
     conv = [{"role": "user", "content": "An opening line."}, {"role": "assistant", "content": text}]
     punkt, _ = build_punkt([text])
     ev = {"generation_tokens": 40, "prompts_per_chunk": 4, "prompt_words": 30}
-    prompts = evaluate.validation_prompts([conv], punkt, ev, ["chunk_009.txt"])
+    prompts = validation_prompts([conv], punkt, ev, ["chunk_009.txt"])
     assert [p.kind for p in prompts] == ["example", "window", "window", "window"]
     assert prompts[0].text == "An opening line."
     truths = [(text.index(p.truth), text.index(p.truth) + len(p.truth)) for p in prompts]
@@ -151,7 +152,7 @@ def test_stop_prompts_end_where_the_kind_says_and_the_truth_follows_at_once(kind
     text = (SAMPLE_BOOK / "chunk_002_the_infirmary.txt").read_text(encoding="utf-8")
     conv = [{"role": "user", "content": "An opening line."}, {"role": "assistant", "content": text}]
     ev = {"generation_tokens": 40, "prompts_per_chunk": 4, "prompt_words": 30}
-    prompts = evaluate.stop_prompts([conv], ev, ["chunk_002.txt"], kind)
+    prompts = stop_prompts([conv], ev, ["chunk_002.txt"], kind)
     assert len(prompts) >= 2 and {p.kind for p in prompts} == {kind}
     for p in prompts:
         assert text.index(p.text) + len(p.text) == text.index(p.truth)   # nothing between them
@@ -166,10 +167,10 @@ def test_join_prompts_add_the_typed_space_and_the_seed_both_ways():
     text = (SAMPLE_BOOK / "chunk_002_the_infirmary.txt").read_text(encoding="utf-8")
     conv = [{"role": "user", "content": "An opening line."}, {"role": "assistant", "content": text}]
     ev = {"generation_tokens": 40, "prompts_per_chunk": 4, "prompt_words": 30}
-    ends = [evaluate.Prompt("chunk_002.txt", "example", "The door shut.", " She waited."),
-            evaluate.Prompt("chunk_002.txt", "example", "The door shut. ", "She waited."),
-            evaluate.Prompt("chunk_002.txt", "example", "The door shut.\n\n", "She waited.")]
-    found = evaluate.join_prompts(ends, [conv], ev, ["chunk_002.txt"])
+    ends = [Prompt("chunk_002.txt", "example", "The door shut.", " She waited."),
+            Prompt("chunk_002.txt", "example", "The door shut. ", "She waited."),
+            Prompt("chunk_002.txt", "example", "The door shut.\n\n", "She waited.")]
+    found = join_prompts(ends, [conv], ev, ["chunk_002.txt"])
     # a typed validation example (typed_join_share) is measured in its own row
     assert [p.kind for p in found[:3]] == ["sentence end", "sentence end, space typed", "after a paragraph break"]
     for kind, typed_kind in (("sentence end", "sentence end, space typed"),

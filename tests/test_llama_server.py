@@ -22,7 +22,7 @@ from styletune.data import tokens
 from styletune.deploy import continue_files, llamacpp, templates
 from styletune.deploy import serve as serving
 from styletune.eval import evaluate, joins
-from styletune.eval.evaluate import SEED_PROMPT
+from styletune.eval.prompts import SEED_PROMPT, Prompt, read_conversations, stop_prompts
 from styletune.text import stops
 from styletune.train import merge_output, models
 from support.gotemplate import render_ollama
@@ -65,7 +65,7 @@ def route(tmp_path_factory):
     gguf = serving.gguf_path(cfg, "q8_0")
     tok = models.load_tokenizer(cfg, cfg.pipeline.merged_dir)
     examples = [c for path in (cfg.train_path, cfg.validation_path)
-                for c in evaluate.read_conversations(path, "examples")]
+                for c in read_conversations(path, "examples")]
     entries = yaml.safe_load((cfg.pipeline.serve_dir / "continue" / "config.yaml").read_text())["models"]
     with llamacpp.Server(gguf) as server:
         yield {"cfg": cfg, "tok": tok, "server": server, "gguf": gguf, "examples": examples,
@@ -212,12 +212,12 @@ def route_join_prompts(route) -> list:
     conversations = route["examples"][:4]
     names = [f"example {i}" for i in range(len(conversations))]
     book = stops.words_of(c[1]["content"] for c in route["examples"])
-    prompts = [p for kind in JOIN_KINDS for p in evaluate.stop_prompts(conversations, ev, names, kind, book)]
+    prompts = [p for kind in JOIN_KINDS for p in stop_prompts(conversations, ev, names, kind, book)]
     for conv in conversations:   # a sentence end inside the completion, the space after it
         text = conv[1]["content"]
         end = re.search(r"(?<=[a-z])[.!?](?= [A-Z“])", text[400:]).end() + 400
-        prompts.append(evaluate.Prompt("", "sentence end", text[end - 200:end], text[end:end + 40]))
-    return prompts + [evaluate.Prompt("writer", "seed", SEED_PROMPT, " “")]
+        prompts.append(Prompt("", "sentence end", text[end - 200:end], text[end:end + 40]))
+    return prompts + [Prompt("writer", "seed", SEED_PROMPT, " “")]
 
 
 def greedy(server, prompt: str) -> str:

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import CORPUS
+from styletune.eval import attribution as at
+from styletune.eval import health
 from styletune.eval import report as style_report
 from styletune.eval import stylometry as st
 from styletune.fileio import normalise, read_text
@@ -22,7 +24,7 @@ def novel(name: str) -> str:
 
 @functools.lru_cache(maxsize=8)
 def word_starts(text: str) -> list[int]:
-    return [m.start() for m in st._WORD.finditer(text)]
+    return [m.start() for m in st.WORD.finditer(text)]
 
 
 def passage(text: str, first_word: int, n_words: int) -> str:
@@ -69,21 +71,21 @@ def test_sentence_lengths_are_exact_with_titles_initials_and_an_ellipsis():
 
 def test_bootstrap_ci_is_deterministic_and_brackets_the_mean():
     values = np.random.default_rng(1).normal(10, 2, 200)
-    lo, hi = st.bootstrap_ci(values, seed=3)
-    assert (lo, hi) == st.bootstrap_ci(values, seed=3)
+    lo, hi = at.bootstrap_ci(values, seed=3)
+    assert (lo, hi) == at.bootstrap_ci(values, seed=3)
     assert lo < values.mean() < hi and hi - lo < 1.0
-    assert st.bootstrap_ci([4.0, 4.0, 4.0]) == (4.0, 4.0)
-    assert st.bootstrap_ci(values, statistic=np.median, seed=3) == \
-        st.bootstrap_ci(values, statistic=np.median, seed=3)
+    assert at.bootstrap_ci([4.0, 4.0, 4.0]) == (4.0, 4.0)
+    assert at.bootstrap_ci(values, statistic=np.median, seed=3) == \
+        at.bootstrap_ci(values, statistic=np.median, seed=3)
     with pytest.raises(ValueError):
-        st.bootstrap_ci([])
+        at.bootstrap_ci([])
 
 
 # ------------------------------------------------------------ Cosine Delta
 
 def test_cosine_delta_of_a_text_with_itself_is_zero(books):
     reference = passage(books["austen"], 0, 6000)
-    result = st.cosine_delta(reference, {"same": reference, "dickens": passage(books["dickens"], 0, 6000)})
+    result = at.cosine_delta(reference, {"same": reference, "dickens": passage(books["dickens"], 0, 6000)})
     assert result["same"]["delta"] == pytest.approx(0.0, abs=1e-9)
     assert result["same"]["segments"] == 6 and result["same"]["words"] == 6000
     assert result["dickens"]["delta"] > 0.5
@@ -95,27 +97,27 @@ def test_cosine_delta_held_out_author_is_closer_than_other_authors(books):
                   "dickens": passage(books["dickens"], 50_000, 5000),
                   "doyle": passage(books["doyle"], 20_000, 5000),
                   "wells": passage(books["wells"], 20_000, 5000)}
-    result = st.cosine_delta(reference, candidates)
+    result = at.cosine_delta(reference, candidates)
     author = result["austen"]
     for other in ("dickens", "doyle", "wells"):
         assert author["delta"] < result[other]["delta"]
         assert author["ci"][1] < result[other]["ci"][0], (author, result[other])
     assert all(r["segments"] == 5 and not r["short_sample"] for r in result.values())
-    assert result == st.cosine_delta(reference, candidates)  # deterministic for the same seed
+    assert result == at.cosine_delta(reference, candidates)  # deterministic for the same seed
 
 
 def test_background_texts_steady_the_anchor_when_few_texts_are_compared(books):
     reference = passage(books["austen"], 0, 80_000)
     candidates = {"austen": passage(books["austen"], 90_000, 5000),
                   "dickens": passage(books["dickens"], 50_000, 5000)}
-    alone = st.cosine_delta(reference, candidates)
-    anchored = st.cosine_delta(reference, candidates, background={
+    alone = at.cosine_delta(reference, candidates)
+    anchored = at.cosine_delta(reference, candidates, background={
         "doyle": passage(books["doyle"], 20_000, 5000), "wells": passage(books["wells"], 20_000, 5000)})
     assert set(anchored) == {"austen", "dickens"}
     assert alone["austen"]["delta"] < alone["dickens"]["delta"]
     assert anchored["austen"]["delta"] < min(1.0, alone["austen"]["delta"])
     assert anchored["austen"]["ci"][1] < anchored["dickens"]["ci"][0]
-    other_seed = st.cosine_delta(reference, candidates, seed=1)
+    other_seed = at.cosine_delta(reference, candidates, seed=1)
     assert other_seed["austen"]["delta"] == alone["austen"]["delta"]
     assert other_seed["austen"]["ci"] != alone["austen"]["ci"]
 
@@ -123,8 +125,8 @@ def test_background_texts_steady_the_anchor_when_few_texts_are_compared(books):
 def test_cosine_delta_refuses_a_candidate_shorter_than_one_segment(books):
     reference = passage(books["austen"], 0, 3000)
     with pytest.raises(ValueError, match=r"'tuned' has 120 words.*at least 1000 words"):
-        st.cosine_delta(reference, {"tuned": passage(books["wells"], 0, 120)})
-    short = st.cosine_delta(reference, {"base": passage(books["wells"], 0, 2100)})["base"]
+        at.cosine_delta(reference, {"tuned": passage(books["wells"], 0, 120)})
+    short = at.cosine_delta(reference, {"base": passage(books["wells"], 0, 2100)})["base"]
     assert short["short_sample"] and short["words"] == 2000 and short["words_total"] == 2100
 
 
@@ -135,42 +137,42 @@ def test_char_ngram_classifier_tells_austen_from_dickens(books):
     dickens = [passage(books["dickens"], i * 500, 500) for i in range(40)]
     candidates = {"austen": [passage(books["austen"], 90_000 + i * 300, 300) for i in range(20)],
                   "dickens": [passage(books["dickens"], 100_000 + i * 300, 300) for i in range(20)]}
-    result = st.char_ngram_attribution(austen, dickens, candidates)
+    result = at.char_ngram_attribution(austen, dickens, candidates)
     assert result["austen"]["author_share"] >= 0.8 and result["austen"]["n"] == 20
     assert result["dickens"]["author_share"] <= 0.2
     lo, hi = result["austen"]["ci"]
     assert lo <= result["austen"]["author_share"] <= hi
-    accuracy = st.char_ngram_holdout_accuracy(austen, dickens)
+    accuracy = at.char_ngram_holdout_accuracy(austen, dickens)
     assert accuracy["accuracy"] >= 0.9 and accuracy["n_test"] == 20
-    assert result == st.char_ngram_attribution(austen, dickens, candidates)
-    assert accuracy == st.char_ngram_holdout_accuracy(austen, dickens)
+    assert result == at.char_ngram_attribution(austen, dickens, candidates)
+    assert accuracy == at.char_ngram_holdout_accuracy(austen, dickens)
 
 
 def test_typography_is_not_a_style_feature():
-    assert st.normalise_typography("“Don’t—” she said…\n  _no_") == \
-        st.normalise_typography('"Don\'t--" she said...  no')
+    assert at.normalise_typography("“Don’t—” she said…\n  _no_") == \
+        at.normalise_typography('"Don\'t--" she said...  no')
 
 
 def test_split_into_pieces_keeps_every_character():
     text = " ".join(f"w{i}" for i in range(1040))
-    pieces = st.split_into_pieces(text, 300)
+    pieces = at.split_into_pieces(text, 300)
     assert "".join(pieces) == text
     assert [len(st.words(p)) for p in pieces] == [300, 300, 440]  # a short tail joins the last piece
-    assert [len(st.words(p)) for p in st.split_into_pieces(text + " x" * 20, 300)] == [300] * 3 + [160]
+    assert [len(st.words(p)) for p in at.split_into_pieces(text + " x" * 20, 300)] == [300] * 3 + [160]
 
 
 # ------------------------------------------------------------ repetition and MATTR
 
 def test_a_looped_sentence_is_flagged_as_repetitive():
     sentence = "The cat sat on the mat and looked at the door. "
-    result = st.repetition(sentence * 20)
+    result = health.repetition(sentence * 20)
     assert result["distinct_1"] < 0.05 and result["distinct_2"] < 0.06
     assert result["repeated_4gram_share"] == 1.0
     assert result["longest_repeated_span_words"] == 19 * 11  # overlapping occurrences of the loop
 
 
 def test_a_novel_passage_is_not_repetitive(books):
-    result = st.repetition(passage(books["doyle"], 10_000, 2000))
+    result = health.repetition(passage(books["doyle"], 10_000, 2000))
     assert result["distinct_2"] > 0.8
     assert result["repeated_4gram_share"] < 0.05
     assert result["longest_repeated_span_words"] < 10
@@ -180,7 +182,7 @@ def test_repetition_finds_a_repeated_span_of_known_length():
     a = " ".join(f"a{i}" for i in range(40))
     echoed = " ".join(f"e{i}" for i in range(13))
     text = f"{echoed} {a} {echoed} b1 b2"
-    assert st.repetition(text)["longest_repeated_span_words"] == 13
+    assert health.repetition(text)["longest_repeated_span_words"] == 13
 
 
 def test_mattr_known_values():
@@ -200,7 +202,7 @@ def test_profile_says_when_mattr_falls_back_to_ttr():
 
 def test_memorisation_of_an_identical_text_is_total(books):
     text = passage(books["wells"], 0, 1500)
-    result = st.memorisation(text, text)
+    result = health.memorisation(text, text)
     assert result["longest_overlap_words"] == 1500 and result["copied_ngram_share"] == 1.0
 
 
@@ -210,7 +212,7 @@ def test_a_copied_passage_is_found_with_its_exact_length(books):
     text = (passage(books["doyle"], 5000, 1500) + " " + copied + " "
             + passage(books["doyle"], 8000, 1500))
     start = time.perf_counter()
-    result = st.memorisation(text, training)
+    result = health.memorisation(text, training)
     elapsed = time.perf_counter() - start
     assert result["longest_overlap_words"] == 137
     # the copy's 130 8-grams, and perhaps a stock phrase or two
@@ -219,7 +221,7 @@ def test_a_copied_passage_is_found_with_its_exact_length(books):
 
 
 def test_unrelated_text_shares_almost_nothing(books):
-    result = st.memorisation(passage(books["doyle"], 0, 3000), passage(books["austen"], 0, 30_000))
+    result = health.memorisation(passage(books["doyle"], 0, 3000), passage(books["austen"], 0, 30_000))
     assert result["copied_ngram_share"] < 0.005 and result["longest_overlap_words"] < 8
 
 
@@ -301,7 +303,7 @@ def test_style_profile_fields(books):
     ("", False),
 ])
 def test_ends_cleanly(text, clean):
-    assert st.ends_cleanly(text) is clean
+    assert health.ends_cleanly(text) is clean
 
 
 SINGLE_QUOTES = (Path(__file__).parent / "data" / "single_quotes_sample.txt").read_text(encoding="utf-8")

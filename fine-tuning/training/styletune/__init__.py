@@ -43,8 +43,11 @@ train/      stages 2 and 3: the adapter
   axolotl_plugin  the rehearsal config's Axolotl plugin: bnb_cpu, and CPU processes
   turns       the configs' Axolotl prompt strategy: prompt and continuation tokenised apart
 eval/       stage 4 (4_evaluate_style.py)
-  evaluate    perplexity of held-out completions, continuations from both models
-  stylometry  text measures: Cosine Delta, n-gram attribution, style profile, copying
+  evaluate    stage 4 itself: perplexity of held-out completions, continuations from both models
+  prompts     where the models are asked to go on: validation windows, the Joins' pauses, the seed
+  stylometry  the style profile: words, sentence lengths, dialogue, punctuation, MATTR
+  attribution  whose prose it reads as: Cosine Delta, character n-gram attribution
+  health      loops, copying from training, clean endings
   report      verdicts and the report files (md, json, png)
 deploy/     stage 5 (5_configure_continue.py)
   serve       stage 5 itself: the Ollama Modelfile, the server commands, SERVE.md, --try

@@ -14,6 +14,8 @@ import json
 import numpy as np
 
 from styletune.eval import stylometry as sm
+from styletune.eval.attribution import char_ngram_attribution, char_ngram_holdout_accuracy, cosine_delta
+from styletune.eval.health import ends_cleanly, memorisation, repetition
 from styletune.text.quotes import opening_styles
 
 POOLS = ("base", "tuned", "author")
@@ -83,12 +85,12 @@ def style_figures(reference: str, pools: dict, other_texts: list, author_texts: 
     other = " ".join(other_texts)
     # Base-model text from training prompts steadies the z-scores without being scored.
     background = {"base, training prompts": other} if len(other.split()) >= segment else None
-    delta = sm.cosine_delta(reference, {n: equal[n][0] for n in POOLS}, mfw=int(ev["mfw"]),
+    delta = cosine_delta(reference, {n: equal[n][0] for n in POOLS}, mfw=int(ev["mfw"]),
                             segment_words=segment, seed=seed, n_boot=n_boot, background=background)
-    attribution = sm.char_ngram_attribution(author_texts, other_texts, pools, seed=seed)
+    attribution = char_ngram_attribution(author_texts, other_texts, pools, seed=seed)
     piece = max(10, int(np.median([len(t.split()) for t in pools["author"]])))
     try:
-        classifier = sm.char_ngram_holdout_accuracy(author_texts, other_texts, seed=seed, piece_words=piece)
+        classifier = char_ngram_holdout_accuracy(author_texts, other_texts, seed=seed, piece_words=piece)
     except ValueError as err:  # too little base-model text to hold some out
         classifier = {"error": str(err)}
     window = min(500, max(50, n_words // 2))
@@ -141,11 +143,11 @@ def quotation_style(reference: str, pools: dict) -> dict:
 def health(pools: dict, continuations: dict, training_text: str, ev: dict) -> dict:
     out = {}
     for name, texts in pools.items():
-        memo = [sm.memorisation(t, training_text) for t in texts]
-        out[name] = {**sm.repetition(PARAGRAPH.join(texts)),
+        memo = [memorisation(t, training_text) for t in texts]
+        out[name] = {**repetition(PARAGRAPH.join(texts)),
                      "copied_8gram_share": float(np.mean([m["copied_ngram_share"] for m in memo])),
                      "longest_overlap_words": int(max(m["longest_overlap_words"] for m in memo)),
-                     "ends_cleanly": float(np.mean([sm.ends_cleanly(t) for t in texts]))}
+                     "ends_cleanly": float(np.mean([ends_cleanly(t) for t in texts]))}
         if name in continuations:
             out[name]["stopped_before_limit"] = float(np.mean([c["stopped"] for c in continuations[name]]))
     floor = out["author"]["copied_8gram_share"] + ev["memorisation_margin"]

@@ -5,7 +5,7 @@ import re
 
 # Where a prompt can stop, by kind: a pattern whose match ends where the prompt ends,
 # in the author's text (a validation completion). Sentence ends come from the
-# sentence splitter instead (evaluate.validation_prompts), as training's cuts do.
+# sentence splitter instead (prompts.validation_prompts), as training's cuts do.
 STOPS = {
     "after a comma": r",(?= \S)",
     "after a dash": r"(?<=\w)[—–](?=\S)",
