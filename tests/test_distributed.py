@@ -103,14 +103,14 @@ def test_every_config_launches_through_torchrun_where_fsdp_needs_it(config, proc
     """transformers refuses FSDP outside distributed training, and `accelerate launch
     --num_processes 1` is not distributed: a config with fsdp_config goes through
     torchrun at every process count, one included; others only with several."""
-    data = load_config(config).data
-    launch = gpu_plan.launch_arguments(processes, data)
+    keys = load_config(config).axolotl
+    launch = gpu_plan.launch_arguments(processes, keys)
     torchrun = ["--launcher", "torchrun", "--", "--standalone", "--nproc_per_node", str(processes)]
-    if data.get("fsdp_config") or processes > 1:
+    if keys.fsdp_config or processes > 1:
         assert launch == torchrun
     else:
         assert launch == ["--launcher", "accelerate", "--", "--num_processes", "1"]
-    assert bool(data.get("fsdp_config")) == (config in (MULTI_GPU, LLAMA_70B))
+    assert bool(keys.fsdp_config) == (config in (MULTI_GPU, LLAMA_70B))
 
 
 @pytest.mark.parametrize("processes, command", [
@@ -199,19 +199,19 @@ def test_parameter_counts_of_llama_31():
 def test_each_plan_is_within_15_percent_of_its_gpu_measurement(config_name, processes):
     """bench_gpu_training.py's peaks on an H200 (gpu_plan.MEASURED): the plan for the
     same config, GPU count, model shape and example length stays within 15%."""
-    data = load_config(FT / "configs" / config_name).data
-    plan = gpu_plan.memory_plan(gpu_plan.LLAMA31_8B, data, processes, gpu_plan.MEASURED_TOKENS)
+    keys = load_config(FT / "configs" / config_name).axolotl
+    plan = gpu_plan.memory_plan(gpu_plan.LLAMA31_8B, keys, processes, gpu_plan.MEASURED_TOKENS)
     peak = gpu_plan.MEASURED[(config_name, processes)]["peak_gib"]
     assert abs(plan.per_gpu_gib - peak) <= 0.15 * peak, (plan.per_gpu_gib, peak)
-    note = gpu_plan.measured_note(config_name, gpu_plan.LLAMA31_8B, processes, data)
+    note = gpu_plan.measured_note(config_name, gpu_plan.LLAMA31_8B, processes, keys)
     assert f"measured {peak:.1f} GiB" in note and "H200, 2026-12-04" in note
-    assert gpu_plan.measured_note(config_name, gpu_plan.LLAMA31_70B, processes, data) == ""
+    assert gpu_plan.measured_note(config_name, gpu_plan.LLAMA31_70B, processes, keys) == ""
 
 
 def test_memory_plan_for_8b_and_70b():
-    main = load_config(FT / "configs" / "qlora_style_transfer.yaml").data
-    multi = load_config(MULTI_GPU).data
-    big = load_config(LLAMA_70B).data
+    main = load_config(FT / "configs" / "qlora_style_transfer.yaml").axolotl
+    multi = load_config(MULTI_GPU).axolotl
+    big = load_config(LLAMA_70B).axolotl
     one = gpu_plan.memory_plan(gpu_plan.LLAMA31_8B, main, 1, 3000)
     assert one.strategy == "single" and 5.5 < one.weights_gib < 5.8
     assert one.need_per_gpu_gib < 32                                       # one RTX 5090
@@ -227,8 +227,7 @@ def test_memory_plan_for_8b_and_70b():
     two = gpu_plan.memory_plan(gpu_plan.LLAMA31_70B, big, 2, 3000)
     assert four.strategy == "fsdp1" and four.need_per_gpu_gib < 30
     assert two.need_per_gpu_gib > 30
-    offloaded = copy.deepcopy(big)
-    offloaded["fsdp_config"]["offload_params"] = True
+    offloaded = big.model_copy(update={"fsdp_config": {**big.fsdp_config, "offload_params": True}})
     assert gpu_plan.memory_plan(gpu_plan.LLAMA31_70B, offloaded, 2, 3000).need_per_gpu_gib < 20
     assert gpu_plan.memory_plan(gpu_plan.LLAMA31_70B, big, 1, 3000).need_per_gpu_gib < 80
     assert two.cpu_ram_gib > two.weights_gib                              # process 0 builds it in RAM
@@ -320,7 +319,7 @@ def test_preflight_memory_check_names_the_gpu_and_the_fix(make_config):
     gpus = [{"index": i, "name": "NVIDIA GeForce RTX 5090", "arch": "sm_120", "free_gib": 20.0,
              "total_gib": 31.4} for i in range(2)]
     shape = gpu_plan.LLAMA31_70B
-    need = gpu_plan.memory_plan(shape, cfg.data, 2, 3000).need_per_gpu_gib
+    need = gpu_plan.memory_plan(shape, cfg.axolotl, 2, 3000).need_per_gpu_gib
     with pytest.raises(preflight.PreflightError, match="offload_params: true") as err:
         preflight.check_memory_for(shape, cfg, gpus, 2, 3000)
     assert f"GPU 0 (NVIDIA GeForce RTX 5090) has 20.0 GiB free; the plan needs ~{need:.0f} GiB" \

@@ -20,11 +20,12 @@ ROWS = [("Llama 3.1 8B, configs/qlora_style_transfer.yaml (1 GPU) and multi_gpu.
          gpu_plan.LLAMA31_70B, ["llama31_70b.yaml", "offload"])]
 
 
-def config_data(names: list[str]) -> tuple[dict, int]:
-    data = load_config(CONFIGS / names[0]).data
+def config_keys(names: list[str]):
+    """The config's Axolotl keys (cfg.axolotl), with FSDP's offload where `names` asks for it."""
+    keys = load_config(CONFIGS / names[0]).axolotl
     if "offload" in names:
-        data = {**data, "fsdp_config": {**data["fsdp_config"], "offload_params": True}}
-    return data, gpu_plan.TABLE_EXAMPLE_TOKENS
+        keys = keys.model_copy(update={"fsdp_config": {**keys.fsdp_config, "offload_params": True}})
+    return keys, gpu_plan.TABLE_EXAMPLE_TOKENS
 
 
 def table() -> str:
@@ -32,14 +33,14 @@ def table() -> str:
     for title, shape, names in ROWS:
         out.append(f"{title}; examples up to {gpu_plan.TABLE_EXAMPLE_TOKENS:,} tokens, micro-batch 1:\n")
         if len(names) == 2 and "offload" not in names:
-            single, seq = config_data(names[:1])
-            multi, _ = config_data(names[1:])
+            single, seq = config_keys(names[:1])
+            multi, _ = config_keys(names[1:])
             rows = gpu_plan.plan_table(shape, single, seq, counts=(1,), config_name=names[0])
             # multi_gpu.yaml from one process up: FSDP on one GPU trains, slower (measured)
             rows += gpu_plan.plan_table(shape, multi, seq, counts=(1, 2, 4, 8), config_name=names[1])[2:]
         else:
-            data, seq = config_data(names)
-            rows = gpu_plan.plan_table(shape, data, seq, config_name=names[0])
+            keys, seq = config_keys(names)
+            rows = gpu_plan.plan_table(shape, keys, seq, config_name=names[0])
         out.append("\n".join(rows) + "\n")
     return "\n".join(out)
 

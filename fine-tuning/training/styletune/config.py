@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from styletune import paths
 from styletune.errors import ConfigError
-from styletune.settings import AxolotlKeys, StylePipeline, axolotl_default
+from styletune.settings import AxolotlKeys, StylePipeline
 
 PIPELINE_KEY = "style_pipeline"
 
@@ -215,13 +215,6 @@ def _section_model(section):
     for name in section:
         model = model.model_fields[name].annotation
     return model
-
-
-def axolotl_value(data: dict, key: str):
-    """`key` from Axolotl's half of the config (`data`: the merged YAML, or a plan's
-    variant of it), or its one default (settings.AxolotlKeys) when missing or null."""
-    value = data.get(key)
-    return axolotl_default(key) if value is None else value
 
 
 def load_config(path) -> Config:

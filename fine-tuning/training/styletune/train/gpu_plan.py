@@ -34,7 +34,7 @@ same arithmetic, not measured.
 import math
 from dataclasses import dataclass
 
-from styletune.config import axolotl_value
+from styletune.settings import AxolotlKeys
 
 GIB = 2 ** 30
 NF4_BYTES = 0.56
@@ -79,12 +79,12 @@ def shape_of(cfg) -> dict | None:
     return model_shape(cfg) or KNOWN_SHAPES.get(cfg.axolotl.base_model)
 
 
-def strategy(data: dict, processes: int) -> str:
-    """What Axolotl will do with this config and this many processes."""
-    if data.get("fsdp_config") or data.get("fsdp"):
-        version = str(data.get("fsdp_version") or (data.get("fsdp_config") or {}).get("fsdp_version") or 1)
+def strategy(keys: AxolotlKeys, processes: int) -> str:
+    """What Axolotl will do with this config (cfg.axolotl) and this many processes."""
+    if keys.fsdp_config or keys.fsdp:
+        version = keys.fsdp_version or (keys.fsdp_config or {}).get("fsdp_version") or 1
         return f"fsdp{version}"
-    if data.get("deepspeed"):
+    if keys.deepspeed:
         return "deepspeed"
     return "ddp" if processes > 1 else "single"
 
@@ -113,7 +113,7 @@ class MemoryPlan:
         return max(self.per_gpu_gib, self.load_peak_gib)
 
 
-def memory_plan(shape: dict, data: dict, processes: int, example_tokens: int) -> MemoryPlan:
+def memory_plan(shape: dict, keys: AxolotlKeys, processes: int, example_tokens: int) -> MemoryPlan:
     """Per-GPU and CPU memory for this config on `processes` GPUs, for examples of at
     most `example_tokens` (see the module docstring). Without sample packing, a batch
     is padded only to its longest example."""
@@ -122,11 +122,11 @@ def memory_plan(shape: dict, data: dict, processes: int, example_tokens: int) ->
     layers, h, vocab = shape["num_hidden_layers"], shape["hidden_size"], shape["vocab_size"]
     weights = ((params - embeddings) * NF4_BYTES + embeddings * 2) / GIB
     layer = (params - embeddings) * NF4_BYTES / layers / GIB
-    lora = lora_parameters(shape, axolotl_value(data, "lora_r")) * LORA_STATE_BYTES / GIB
-    rows = example_tokens * axolotl_value(data, "micro_batch_size")
+    lora = lora_parameters(shape, keys.lora_r) * LORA_STATE_BYTES / GIB
+    rows = example_tokens * keys.micro_batch_size
     activations = (rows * vocab * 8 + layers * rows * h * 4) / GIB
-    how = strategy(data, processes)
-    fsdp = (data.get("fsdp_config") or {})
+    how = strategy(keys, processes)
+    fsdp = keys.fsdp_config or {}
     if not how.startswith("fsdp"):
         per_gpu = weights + lora + activations + OVERHEAD_GIB
         return MemoryPlan(how, processes, per_gpu, weights + OVERHEAD_GIB, 0.0, weights)
@@ -159,7 +159,7 @@ def accumulation_for(steps: int, processes: int) -> int:
     return max(1, (2 * steps + processes) // (2 * processes))
 
 
-def launch_arguments(processes: int, data: dict | None = None) -> list[str]:
+def launch_arguments(processes: int, keys: AxolotlKeys | None = None) -> list[str]:
     """Axolotl's own launcher arguments (`axolotl train CONFIG ...` then these).
 
     One process without FSDP: Axolotl's default, `accelerate launch`, held to one
@@ -172,7 +172,7 @@ def launch_arguments(processes: int, data: dict | None = None) -> list[str]:
     settings cannot change the run, and it starts several CPU processes too: the CPU
     test runs the command a GPU machine gets. `--standalone` finds a free local port
     for the processes to meet on, so two runs never collide."""
-    if processes == 1 and not strategy(data or {}, processes).startswith("fsdp"):
+    if processes == 1 and not (keys and strategy(keys, processes).startswith("fsdp")):
         return ["--launcher", "accelerate", "--", "--num_processes", "1"]
     return ["--launcher", "torchrun", "--", "--standalone", "--nproc_per_node", str(processes)]
 
@@ -189,17 +189,17 @@ def measured(config_name: str, shape: dict, processes: int) -> dict | None:
     return MEASURED.get((config_name, processes)) if shape == LLAMA31_8B else None
 
 
-def measured_note(config_name: str, shape: dict, processes: int, data: dict) -> str:
+def measured_note(config_name: str, shape: dict, processes: int, keys: AxolotlKeys) -> str:
     """ "; measured X GiB at N tokens (device, date)" where a measurement exists."""
     m = measured(config_name, shape, processes)
     if m is None:
         return ""
-    plan = memory_plan(shape, data, processes, MEASURED_TOKENS)
+    plan = memory_plan(shape, keys, processes, MEASURED_TOKENS)
     return (f"; measured {m['peak_gib']:.1f} GiB and {m['tokens_per_second']:,} tokens/s at "
             f"{MEASURED_TOKENS:,}-token examples, planned {plan.per_gpu_gib:.1f} GiB there ({MEASURED_ON})")
 
 
-def plan_table(shape: dict, data: dict, example_tokens: int, counts=(1, 2, 4, 8),
+def plan_table(shape: dict, keys: AxolotlKeys, example_tokens: int, counts=(1, 2, 4, 8),
                config_name: str = "") -> list[str]:
     """Markdown rows: GPU count, strategy, per-GPU memory, load peak, CPU RAM,
     throughput, and what was measured where a run was (MEASURED)."""
@@ -208,10 +208,10 @@ def plan_table(shape: dict, data: dict, example_tokens: int, counts=(1, 2, 4, 8)
             f"| measured ({MEASURED_ON}, {MEASURED_TOKENS:,}-token examples) |",
             "|---:|---|---:|---:|---:|---:|---|"]
     for n in counts:
-        p = memory_plan(shape, data, n, example_tokens)
+        p = memory_plan(shape, keys, n, example_tokens)
         tps = tokens_per_second("cuda", parameter_count(shape), n)
         m = measured(config_name, shape, n)
-        seen = (f"{m['peak_gib']:.1f} GiB (planned {memory_plan(shape, data, n, MEASURED_TOKENS).per_gpu_gib:.1f}), "
+        seen = (f"{m['peak_gib']:.1f} GiB (planned {memory_plan(shape, keys, n, MEASURED_TOKENS).per_gpu_gib:.1f}), "
                 f"{m['tokens_per_second']:,} tokens/s on the H200" if m else "-")
         rows.append(f"| {n} | {p.strategy} | {p.per_gpu_gib:.1f} GiB | {p.load_peak_gib:.1f} GiB | "
                     f"{p.cpu_ram_gib:.0f} GiB | ~{math.floor(tps):,} | {seen} |")

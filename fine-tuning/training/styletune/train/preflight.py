@@ -24,7 +24,7 @@ from importlib import metadata
 from pathlib import Path
 
 from styletune import paths
-from styletune.config import EVERY, Reads, axolotl_value, effective_yaml, load_config
+from styletune.config import EVERY, Reads, effective_yaml, load_config
 from styletune.errors import UserError
 from styletune.fileio import sha256_bytes, write_atomic
 from styletune.stage import Files, Stage, training_data
@@ -148,7 +148,7 @@ def check_distributed_config(cfg, processes: int) -> None:
     """What Axolotl cannot do with this config and this many processes, said before it starts."""
     if cfg.pipeline.train_device != "cpu":
         return
-    if gpu_plan.strategy(cfg.data, processes).startswith("fsdp"):
+    if gpu_plan.strategy(cfg.axolotl, processes).startswith("fsdp"):
         # Axolotl 0.19 builds FSDP2's device mesh on "cuda" (utils/distributed.py), and
         # accelerate's CPU state has no FSDP at all (FSDP1 trains as DDP, then fails to save).
         raise PreflightError("FSDP needs GPUs: Axolotl and accelerate have no FSDP on a CPU. "
@@ -210,7 +210,7 @@ def check_base_model(cfg) -> str:
 def plan(cfg, manifest, processes: int = 1) -> dict:
     """The run in figures: examples, batch, steps, tokens, memory per GPU, time.
     Memory and time are estimates (gpu_plan), labelled so."""
-    d, k = cfg.data, cfg.axolotl
+    k = cfg.axolotl
     examples = [e for e in manifest["examples"] if e["split"] == "train"]
     rows = examples + manifest.get("join_drills", [])   # every training row is a step's share
     micro, accumulation = k.micro_batch_size, k.gradient_accumulation_steps
@@ -228,13 +228,13 @@ def plan(cfg, manifest, processes: int = 1) -> dict:
     out = {"training examples": len(examples),
            "join drills": len(rows) - len(examples),
            "validation examples": len(manifest["examples"]) - len(examples),
-           "processes": f"{processes} ({gpu_plan.strategy(d, processes)})",
+           "processes": f"{processes} ({gpu_plan.strategy(k, processes)})",
            "epochs": f"{epochs:g}",
            "batch": f"{micro} example(s) x {accumulation} accumulation step(s) x {processes} "
                     f"process(es) = {batch}",
            "optimizer steps": steps, "training tokens": tokens}
     if device == "cuda":
-        mem = gpu_plan.memory_plan(shape, d, processes, longest_example(manifest)) if shape else None
+        mem = gpu_plan.memory_plan(shape, k, processes, longest_example(manifest)) if shape else None
         out["estimated peak memory per GPU"] = (
             f"~{mem.need_per_gpu_gib:.0f} GiB (training {mem.per_gpu_gib:.1f}, loading "
             f"{mem.load_peak_gib:.1f}; an estimate, not measured)" if mem else "unknown until downloaded")
@@ -259,7 +259,7 @@ def check_memory(cfg, manifest, gpus: list[dict], processes: int) -> str | None:
 
 
 def check_memory_for(shape: dict, cfg, gpus: list[dict], processes: int, tokens: int) -> str:
-    mem = gpu_plan.memory_plan(shape, cfg.data, processes, tokens)
+    mem = gpu_plan.memory_plan(shape, cfg.axolotl, processes, tokens)
     short = [g for g in gpus if g["free_gib"] < mem.need_per_gpu_gib]
     if short:
         g = short[0]
@@ -269,7 +269,7 @@ def check_memory_for(shape: dict, cfg, gpus: list[dict], processes: int, tokens:
             + memory_fix(cfg, mem))
     check_cpu_ram(mem)
     return (f"~{mem.need_per_gpu_gib:.0f} GiB per GPU planned (an estimate"
-            f"{gpu_plan.measured_note(cfg.path.name, shape, processes, cfg.data)}); the least free is "
+            f"{gpu_plan.measured_note(cfg.path.name, shape, processes, cfg.axolotl)}); the least free is "
             f"{min(g['free_gib'] for g in gpus):.1f} GiB")
 
 
@@ -359,8 +359,8 @@ def check_resume(cfg, resume: bool, processes: int) -> Path | None:
     return newest if resume else None
 
 
-def batch_of(data: dict, processes: int) -> int:
-    return axolotl_value(data, "micro_batch_size") * axolotl_value(data, "gradient_accumulation_steps") * processes
+def batch_of(keys, processes: int) -> int:
+    return keys.micro_batch_size * keys.gradient_accumulation_steps * processes
 
 
 def axolotl_data(cfg, processes: int) -> dict:
@@ -369,7 +369,7 @@ def axolotl_data(cfg, processes: int) -> dict:
     data = dict(cfg.data)
     if processes > 1:
         data["gradient_accumulation_steps"] = gpu_plan.accumulation_for(
-            axolotl_value(data, "gradient_accumulation_steps"), processes)
+            cfg.axolotl.gradient_accumulation_steps, processes)
     return data
 
 
@@ -409,21 +409,21 @@ def run(args) -> int:
     check_download_room(cfg)
     print(f"  ok  disk: {check_disk(cfg)}")
     resume = check_resume(cfg, args.resume, processes)
-    data = axolotl_data(cfg, processes)
+    run_cfg = replace(cfg, data=axolotl_data(cfg, processes))
     print("plan:")
-    for key, value in plan(replace(cfg, data=data), manifest, processes).items():
+    for key, value in plan(run_cfg, manifest, processes).items():
         print(f"  {key}: {value}")
-    if processes == 1 and gpu_plan.strategy(cfg.data, 1).startswith("fsdp"):
+    if processes == 1 and gpu_plan.strategy(cfg.axolotl, 1).startswith("fsdp"):
         print(f"  note: FSDP on one GPU trains (through torchrun) but slower than the main config, "
               f"qlora_style_transfer.yaml, which fits one GPU: {gpu_plan.FSDP_ONE_GPU_MEASURED}")
-    if batch_of(data, processes) != batch_of(cfg.data, 1):
-        print(f"  note: the config's batch of {batch_of(cfg.data, 1)} becomes {batch_of(data, processes)} "
+    if batch_of(run_cfg.axolotl, processes) != batch_of(cfg.axolotl, 1):
+        print(f"  note: the config's batch of {batch_of(cfg.axolotl, 1)} becomes {batch_of(run_cfg.axolotl, processes)} "
               f"on {processes} processes (each takes its own example a step)")
     axolotl_cfg = cfg.pipeline.log_dir / f"{cfg.path.stem}.axolotl.yaml"
-    write_atomic(axolotl_cfg, effective_yaml(replace(cfg, data=data)).encode())
+    write_atomic(axolotl_cfg, effective_yaml(run_cfg).encode())
     record = {"processes": processes, **({"pin_exceptions": excepted} if excepted else {})}
     write_atomic(cfg.output_dir / RUN_RECORD, (json.dumps(record) + "\n").encode())
     settings = {"AXOLOTL_CONFIG": axolotl_cfg, "RESUME_FROM": resume or "",
                 **environment(cfg, processes)}
-    write_atomic(Path(args.env_out), shell_settings(settings, gpu_plan.launch_arguments(processes, cfg.data)))
+    write_atomic(Path(args.env_out), shell_settings(settings, gpu_plan.launch_arguments(processes, cfg.axolotl)))
     return 0
