@@ -6,7 +6,7 @@ Each stage module exports one `STAGE`. make book's freshness check hashes exactl
 the declared files and settings (book.py), its dry run prints them, and the README's
 pipeline table is written from them (`python -m styletune.stage`, checked current
 by tests/test_docs.py). tests/test_stage_reads.py fails when a stage reads a setting
-it did not declare, tests/test_stage_files.py when it writes a file it did not."""
+or writes a file it did not declare."""
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
