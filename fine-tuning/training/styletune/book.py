@@ -47,7 +47,7 @@ class BookError(UserError):
 
 
 @dataclass
-class Stage:
+class BookStage:
     """A stage's declaration (stage.Stage) resolved for this book: the files it reads
     and writes, the settings it reads, and the command make book runs."""
     number: str
@@ -66,9 +66,11 @@ def chunk_folder(cfg: Config, manuscript: Path) -> Path:
     return cfg.pipeline.book_dir.parent / slug
 
 
-# make book's flags for each stage's script: it replaces only what it ran itself, and
-# stage 3 picks the adapter as a writer would (--auto).
-BOOK_FLAGS = {"1": ["--force"], "3": ["--auto", "--force"], "4": ["--force"], "5": ["--force"]}
+def book_arguments(number: str, book: Path, where: Book, backend: str) -> list:
+    """make book's arguments to a stage's script: --force where it replaces only what
+    it wrote itself, and stage 3 picks the adapter as a writer would (--auto)."""
+    return {"0": [book, "--out", where.chunks], "1": ["--book", where.chunks, "--force"], "2": [],
+            "3": ["--auto", "--force"], "4": ["--force"], "5": ["--backend", backend, "--force"]}[number]
 
 
 def stages(cfg: Config, book: Path, backend: str) -> list:
@@ -80,15 +82,13 @@ def stages(cfg: Config, book: Path, backend: str) -> list:
             continue
         script = TRAINING / declared.script
         command = ([script] if script.suffix == ".sh" else [sys.executable, script])
-        command += ({"0": [book, "--out", where.chunks], "1": ["--book", where.chunks],
-                     "5": ["--backend", backend]}.get(declared.number, [])
-                    + BOOK_FLAGS.get(declared.number, []) + ["--config", cfg.path])
+        command += book_arguments(declared.number, book, where, backend) + ["--config", cfg.path]
         settings = declared.reads.values(cfg)
         name = declared.does
         if declared.number == "5":
             settings, name = {**settings, "backend": backend}, f"{name} ({backend})"
-        found.append(Stage(declared.number, name, declared.inputs(cfg, where), settings,
-                           declared.outputs(cfg, where), command, declared.reads))
+        found.append(BookStage(declared.number, name, declared.inputs(cfg, where), settings,
+                               declared.outputs(cfg, where), command, declared.reads))
     return found
 
 
@@ -122,12 +122,12 @@ class Hashes:
             h.update(f"{f.relative_to(path).as_posix()}\0{self.file(f)}\n".encode())
         return h.hexdigest()
 
-    def state(self, stage: Stage) -> dict:
+    def state(self, stage: BookStage) -> dict:
         return {"inputs": {f.key(): self.files(f) for f in stage.inputs},
                 "settings": hashlib.sha256(json.dumps(stage.settings, sort_keys=True, default=str)
                                            .encode()).hexdigest()}
 
-    def outputs(self, stage: Stage) -> dict:
+    def outputs(self, stage: BookStage) -> dict:
         return {f.key(): self.files(f) for f in stage.outputs}
 
 
@@ -192,7 +192,7 @@ def gpu_missing(cfg: Config) -> str | None:
             "  make book BOOK=... CONFIG=fine-tuning/configs/cpu_rehearsal.yaml")
 
 
-def stage0_plan(manifest: dict, stage: Stage, state: dict, outputs: dict, glob: str) -> str:
+def stage0_plan(manifest: dict, stage: BookStage, state: dict, outputs: dict, glob: str) -> str:
     """What to do about stage 0 when it is not fresh: "run", "force" (recut our own
     unedited chunks), "keep" (the writer edited them since) or a message to stop on."""
     folder = stage.outputs[0].path
@@ -254,7 +254,7 @@ def show_splitter(cfg: Config, chunks: Path) -> None:
     print("Then run the same `make book` again: the stages already done are skipped.")
 
 
-def prepare_training(cfg: Config, stage: Stage, manifest: dict, state: dict) -> None:
+def prepare_training(cfg: Config, stage: BookStage, manifest: dict, state: dict) -> None:
     """Resume an interrupted run of the same data and settings; otherwise keep an
     adapter trained on something else aside (stage 2 refuses to mix two runs)."""
     out = cfg.output_dir
@@ -282,7 +282,7 @@ def shown_files(files: list) -> str:
     return ", ".join(paths.shown(f.path) + (f"/{{{','.join(f.patterns)}}}" if f.patterns else "") for f in files)
 
 
-def run_stage(stage: Stage) -> int:
+def run_stage(stage: BookStage) -> int:
     print(f"\n=== stage {stage.number}: {stage.name}\n$ {shown_command(stage.command)}", flush=True)
     return subprocess.run([str(a) for a in stage.command], cwd=paths.REPO_DIR).returncode
 
