@@ -6,9 +6,9 @@ parameter counts from the models' config.json, free memory as torch.cuda.mem_get
 reports it on those cards. Stage 3 decides with the same function (spread=False: one
 device, since PEFT merges the whole model in place)."""
 import pytest
+from styletune.errors import EvaluationError
 from styletune.eval import evaluate
 from styletune.eval.evaluate import describe_device_map
-from styletune.eval.prompts import EvaluationError
 from styletune.train import resources
 from styletune.train.gpu_plan import LLAMA31_8B, LLAMA31_70B
 from styletune.train.model_size import parameter_count

@@ -5,8 +5,9 @@ Reads   BOOK: a whole manuscript (.txt, .md or .docx), which stage 0 cuts into c
         files in data/raw/<manuscript name>/, or a folder of chunk files you curated
         (stage 0 is then skipped). The config (default: the main one, the 8B on a GPU).
 Writes  what each stage writes (see each script's --help), and
-        <output_dir>/../book_manifest.json: each stage's input and output hashes, so a
-        rerun skips every stage whose inputs and outputs are unchanged ("fresh").
+        <output_dir>/../book_manifest.<config name>.json: each stage's input and output
+        hashes, so a rerun skips every stage whose inputs and outputs are unchanged
+        ("fresh").
 Stops   (exit 3) where you must decide or act, saying what to do and how to go on:
         - a chunk is too long for one example: the splitter's proposed cuts are shown;
         - with --stop-for-review: stage 0's review lists cuts for you to decide;
@@ -16,7 +17,8 @@ Stops   (exit 3) where you must decide or act, saying what to do and how to go o
 Run     make book BOOK=~/novel/manuscript.docx
         python fine-tuning/training/book_to_editor.py ~/novel/manuscript.docx
         ... --config configs/cpu_rehearsal.yaml   (the whole path on CPU, small model)
-        ... --backend llamacpp   --dry-run        (which stages would run or be skipped)
+        ... --backend llamacpp   --dry-run        (which stages would run or be skipped,
+                                                   and what each reads and writes)
 
 Output  === stage 0: cut the manuscript into chunk files
         ...

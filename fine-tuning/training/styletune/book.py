@@ -4,10 +4,11 @@ decide, skipping a stage whose outputs are fresh.
 
 Fresh means: the stage ran from here before, and its inputs (the files and settings
 it reads, as its module's STAGE declares them: stage.py) and its outputs still hash
-as they did then. The hashes live in one manifest per config, `<output_dir>/../book_manifest.<config name>.json`;
-a file whose size and modification time are unchanged keeps its recorded hash (as
-make and git do), so a 16 GB merged folder is hashed once. A stage that reruns and
-writes identical files leaves the next stage fresh: the chain is by content.
+as they did then. The hashes live in one manifest per config,
+`<output_dir>/../book_manifest.<config name>.json`; a file whose size and
+modification time are unchanged keeps its recorded hash (as make and git do), so a
+16 GB merged folder is hashed once. A stage that reruns and writes identical files
+leaves the next stage fresh: the chain is by content.
 
 The writer's text wins: chunk files edited after stage 0 wrote them are never recut
 over, and a folder of chunks make book did not write is never written into.

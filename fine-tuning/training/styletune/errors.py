@@ -16,6 +16,10 @@ class InputError(UserError):
     """A manuscript or chunk file cannot be used as it is."""
 
 
+class EvaluationError(UserError):
+    """Stage 4 cannot go on; the message says why and what to do."""
+
+
 class MergeError(UserError):
     """Stage 3 cannot go on; the message says why and what to do."""
 

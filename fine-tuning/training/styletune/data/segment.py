@@ -22,7 +22,8 @@ from styletune.text.sentences import build_punkt
 # Stage 0's settings: it sizes chunks with stage 1's example builder.
 READS = tokens.READS + examples.READS + Reads(pipeline=("segment_min_tokens", "chunk_target_tokens"))
 # Beside the chunk files: the record of what it wrote, its report, the review of its
-# guesses, and the writer's answers to it.
+# guesses, and the writer's answers to it. The declaration keeps "segment_review.*"
+# (both review files) as make book's records have always named it.
 MANIFEST, REPORT, REVIEW_JSON, REVIEW_MD, DECISIONS = (
     "segment_manifest.json", "segment_report.md", "segment_review.json", "segment_review.md",
     "segment_decisions.json")

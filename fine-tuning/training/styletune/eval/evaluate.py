@@ -17,11 +17,11 @@ from styletune import chat, paths
 from styletune.config import Reads, load_config
 from styletune.data import tokens
 from styletune.data.examples import without_path_line
+from styletune.errors import EvaluationError
 from styletune.eval import joins
 from styletune.eval import report as style_report
 from styletune.eval.prompts import (
     SEED_PROMPT,
-    EvaluationError,
     Prompt,
     example_chunk_names,
     join_prompts,

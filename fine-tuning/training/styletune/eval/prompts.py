@@ -11,7 +11,7 @@ from pathlib import Path
 from styletune import chat, paths
 from styletune.data import tokens
 from styletune.data.examples import join_offset
-from styletune.errors import UserError
+from styletune.errors import EvaluationError
 from styletune.eval import joins
 from styletune.text import stops
 from styletune.text.sentences import boundaries
@@ -20,10 +20,6 @@ from styletune.text.sentences import boundaries
 # as writers' prompts do, and needs a continuation that starts with a space.
 SEED_PROMPT = ("Haji and Alan walked along the street. It was night, Alan was worried about "
                "his future. Haji said,")
-
-
-class EvaluationError(UserError):
-    """Stage 4 cannot go on; the message says why and what to do."""
 
 
 @dataclass
