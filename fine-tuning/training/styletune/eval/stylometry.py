@@ -1,7 +1,8 @@
-"""Pure-text style metrics for stage 4: how close a model's prose is to the author's.
+"""The style profile for stage 4: words, sentence lengths, dialogue, punctuation and
+lexical variety, measured the same way for the models' text and the author's.
 
-Everything here takes plain strings, uses only numpy, scipy, scikit-learn and the
-standard library, downloads nothing, and is deterministic for a given `seed`.
+Everything here takes plain strings, uses only numpy and the standard library, and
+downloads nothing.
 
 Tokens
     `words`: lower-cased runs of letters and digits with internal apostrophes
