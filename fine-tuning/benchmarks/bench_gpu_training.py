@@ -21,6 +21,7 @@ every profile.
 
 Run:    python fine-tuning/benchmarks/bench_gpu_training.py [--steps 12]
         python fine-tuning/benchmarks/bench_gpu_training.py --compare main liger lora-kernels
+        python fine-tuning/benchmarks/bench_gpu_training.py --compare all   (every profile)
         python fine-tuning/benchmarks/bench_gpu_training.py --set micro_batch_size=2
         python fine-tuning/benchmarks/bench_gpu_training.py --config configs/multi_gpu.yaml --gpus 1
         (the FSDP overlay in one process: shows that config trains; --gpus N on N GPUs)
@@ -62,7 +63,8 @@ SHAPES = {
 WRITER = {"train": 36, "validation": 4, "epochs": 3}
 # Speed overlays Axolotl supports for QLoRA on one GPU, all UNMEASURED (issue 23).
 # None changes what the model learns: the same examples, the same loss over the
-# completion, the same global batch (micro-batch x accumulation = the main config's 4).
+# completion, the same global batch (micro-batch x accumulation = the main config's 4);
+# packing alone puts more rows in each of those 4 (CHANGES_ROWS_PER_STEP).
 PROFILES = {
     "main": {},
     # Liger's fused kernels: RMSNorm, SwiGLU, RoPE, and a cross-entropy fused with
@@ -76,7 +78,15 @@ PROFILES = {
     # memory for speed: no recomputation in the backward pass
     "no-checkpointing": {"gradient_checkpointing": False},
     "compile": {"torch_compile": True},
+    # rows packed into sequences of up to sequence_len (Axolotl pads each to it): the
+    # join drills, most of the rows and few of the tokens, ride with the examples
+    # instead of taking a step each. SDPA keeps them apart (position_ids restart at
+    # each row; tests/test_packing.py). A step then holds more rows, so an epoch has
+    # fewer steps: judge it on the loss as well as the speed.
+    "packing": {"sample_packing": True, "pad_to_sequence_len": True},
 }
+# The keys a profile may change beyond speed, with the test that shows what stays.
+CHANGES_ROWS_PER_STEP = {"packing": ("sample_packing", "pad_to_sequence_len")}  # tests/test_packing.py
 
 
 def parse_args():
@@ -92,9 +102,12 @@ def parse_args():
     p.add_argument("--gpus", type=int, help="processes, passed to 2_train_lora.sh --gpus")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key for every profile (VALUE is YAML); repeatable")
-    p.add_argument("--compare", nargs="+", choices=PROFILES, default=["main"], metavar="PROFILE",
-                   help=f"profiles to run one after another ({', '.join(PROFILES)}); default: main")
+    p.add_argument("--compare", nargs="+", choices=[*PROFILES, "all"], default=["main"], metavar="PROFILE",
+                   help=f"profiles to run one after another ({', '.join(PROFILES)}), or all of "
+                        "them; default: main")
     args = p.parse_args()
+    if "all" in args.compare:
+        args.compare = list(PROFILES)
     try:
         args.overrides = parse_sets(args.set)
     except ValueError as err:

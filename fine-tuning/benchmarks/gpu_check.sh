@@ -2,7 +2,7 @@
 # The GPU check anyone can repeat, on one CUDA GPU: every GPU measurement the
 # project quotes, in one run, into one summary.
 #
-# Usage: fine-tuning/benchmarks/gpu_check.sh [OUT_DIR] [--steps N] [--profiles "main liger ..."]
+# Usage: fine-tuning/benchmarks/gpu_check.sh [OUT_DIR] [--steps N] [--profiles "main liger ..." (default: all)]
 #
 #   1. the main config's bench (bench_gpu_training.py: 8B-shaped random model, writer-sized data)
 #   2. multi_gpu.yaml with one process (FSDP through torchrun)
@@ -22,7 +22,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(dirname "$(dirname "$HERE")")"
 OUT="gpu_check_$(date +%Y%m%d_%H%M)"
 STEPS=12
-PROFILES="main liger lora-kernels batch4-grouped no-checkpointing compile"
+PROFILES="all"   # every profile in bench_gpu_training.py, main first
 while [ $# -gt 0 ]; do
   case "$1" in
     --steps) STEPS="$2"; shift 2 ;;

@@ -1,0 +1,75 @@
+"""The GPU benchmark's packing profile changes how many rows a step holds, not what
+any row teaches: Axolotl's own trainer, built from the profile (sample packing with
+the main config's SDPA attention), gives a first batch in which several of stage 1's
+rows share one sequence, and each of them
+- sees only its own tokens: its logits packed equal its logits alone, while the same
+  row with one mask over the whole sequence (packing without isolation) moves them;
+- keeps its own labels, the continuation only, and its first token unlabelled, so
+  no row is trained to follow the one before it.
+A tiny random Llama with SmolLM2's tokenizer; Axolotl in a process of its own."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import FT, build_tiny_base, load_script, write_config
+from styletune.config import effective_yaml, load_config
+from styletune.data.prepare import planned_outputs, prepare_data
+from styletune.fileio import write_outputs
+from support.network_guard import attempts, guarded_env
+
+pytestmark = pytest.mark.slow
+
+BENCH = load_script(FT / "benchmarks" / "bench_gpu_training.py")
+HELPER = Path(__file__).parent / "support" / "packed_batch.py"
+
+
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("packing")
+    build_tiny_base(tmp / "model")
+    cfg = load_config(write_config(tmp, base_model=str(tmp / "model"), **BENCH.PROFILES["packing"]))
+    write_outputs(planned_outputs(prepare_data(cfg)), force=False)
+    axo_cfg = tmp / "axolotl.yaml"
+    axo_cfg.write_text(effective_yaml(cfg))
+    net_log = tmp / "network_attempts.log"
+    env = guarded_env(net_log, {**os.environ, "HF_HUB_OFFLINE": "1", "AXOLOTL_DO_NOT_TRACK": "1"})
+    # Axolotl resolves relative paths against the working directory: run it from fine-tuning/.
+    proc = subprocess.run([sys.executable, str(HELPER), str(axo_cfg), str(tmp / "batch.json")],
+                          cwd=FT, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads((tmp / "batch.json").read_text()), attempts(net_log)
+
+
+def test_the_profile_packs_several_rows_into_one_sequence(packed):
+    batch, _ = packed
+    rows = [e for e in batch["examples"] if not e["padding"]]
+    assert len(rows) >= 3
+    assert batch["tokens"] <= batch["sequence_len"]
+    # the mask is dropped: position_ids, restarting at each row, keep the rows apart
+    assert "attention_mask" not in batch["keys"] and "position_ids" in batch["keys"]
+    # padding, if any, only after the last row
+    assert all(not e["padding"] for e in batch["examples"][:len(rows)])
+
+
+def test_each_packed_row_sees_only_its_own_tokens(packed):
+    batch, _ = packed
+    later = [e for e in batch["examples"][1:] if not e["padding"]]
+    assert later
+    for e in later:
+        assert e["packed_vs_alone"] < 1e-4, e
+        # the check can fail: one mask over the sequence lets a row see the rows before it
+        assert e["mixed_vs_alone"] > 1e-2, e
+
+
+def test_each_packed_row_keeps_its_own_labels(packed):
+    batch, _ = packed
+    for e in batch["examples"]:
+        assert e["own_row_labels"] or e["padding"], e
+        assert e["first_label"] == -100, e
+
+
+def test_no_network_attempted(packed):
+    assert packed[1] == ""
