@@ -428,3 +428,23 @@ def test_every_speed_profile_learns_what_the_main_config_learns(profile, tmp_pat
     assert cfg.data["datasets"][0]["type"] == "styletune.train.turns"
     assert cfg.data["seed"] == 7 and cfg.data["max_steps"] == 5
     assert cfg.template_family == "chatml-continuation"   # SmolLM2's tokenizer, the main layout
+
+
+def test_bench_reuses_a_random_model_only_of_its_shape(tmp_path):
+    """gpu_check.sh builds the 8B-shaped model once: --model reuses a finished model
+    of the same shape, builds into a new or empty folder, refuses anything else."""
+    import json
+    folder = tmp_path / "model"
+    assert BENCH.reusable_model(folder, "tiny") is None          # new: build it there
+    folder.mkdir()
+    assert BENCH.reusable_model(folder, "tiny") is None          # empty: build it there
+    (folder / "notes.txt").write_text("mine")
+    with pytest.raises(SystemExit, match="not empty and holds no model"):
+        BENCH.reusable_model(folder, "tiny")
+    (folder / "config.json").write_text(json.dumps(BENCH.SHAPES["tiny"]))
+    with pytest.raises(SystemExit, match="unfinished model"):
+        BENCH.reusable_model(folder, "tiny")
+    (folder / "tokenizer.json").write_text("{}")
+    assert BENCH.reusable_model(folder, "tiny") == folder
+    with pytest.raises(SystemExit, match="another shape"):
+        BENCH.reusable_model(folder, "llama-3.1-8b")

@@ -97,6 +97,9 @@ def parse_args():
     p.add_argument("--cpu", action="store_true", help="smoke run on CPU (use with --shape tiny)")
     p.add_argument("--chars-per-chunk", type=int, default=9500, help="~2,300 tokens of prose")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    p.add_argument("--model", type=Path, metavar="DIR",
+                   help="the random model's folder: built there if it holds none, reused if it "
+                        "holds one of this --shape (gpu_check.sh builds the 8B once for all its runs)")
     p.add_argument("--config", help="the config the benchmark extends, relative to fine-tuning/ "
                                     "(default: the main config; with --cpu, the rehearsal one)")
     p.add_argument("--gpus", type=int, help="processes, passed to 2_train_lora.sh --gpus")
@@ -153,6 +156,22 @@ def random_model(dest: Path, shape: dict) -> Path:
     for name in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy(SMOL / name, dest / name)
     return dest
+
+
+def reusable_model(folder: Path, shape: str) -> Path | None:
+    """`folder` when it holds a saved random model of this shape, else None. A folder
+    that holds something else is refused, not overwritten."""
+    config = folder / "config.json"
+    if not config.is_file():
+        if folder.exists() and any(folder.iterdir()):
+            sys.exit(f"--model {folder}: not empty and holds no model; name an empty or new folder")
+        return None
+    if not (folder / "tokenizer.json").is_file():   # copied last: a build cut short
+        sys.exit(f"--model {folder}: an unfinished model (a build cut short?); delete the folder")
+    saved = json.loads(config.read_text(encoding="utf-8"))
+    if any(saved.get(k) != v for k, v in SHAPES[shape].items()):
+        sys.exit(f"--model {folder}: holds a model of another shape than {shape}; name another folder")
+    return folder
 
 
 def writer_sized_book(dest: Path, chars: int) -> None:
@@ -244,8 +263,13 @@ def main():
         sys.exit(f"no {SMOL}: run `make model` first")
     tmp = Path(tempfile.mkdtemp(prefix="bench_gpu_"))
     try:
-        print(f"building a random {args.shape} model in {tmp} ...", flush=True)
-        model = random_model(tmp / "model", SHAPES[args.shape])
+        model = reusable_model(args.model, args.shape) if args.model else None
+        if model is None:
+            model = args.model or tmp / "model"
+            print(f"building a random {args.shape} model in {model} ...", flush=True)
+            random_model(model, SHAPES[args.shape])
+        else:
+            print(f"the random {args.shape} model in {model}, reused", flush=True)
         writer_sized_book(tmp / "book", args.chars_per_chunk)
         runs = {}
         for profile in args.compare:

@@ -4,10 +4,11 @@
 #
 # Usage: fine-tuning/benchmarks/gpu_check.sh [OUT_DIR] [--steps N] [--profiles "main liger ..." (default: all)]
 #
-#   1. the main config's bench (bench_gpu_training.py: 8B-shaped random model, writer-sized data)
-#   2. multi_gpu.yaml with one process (FSDP through torchrun)
-#   3. the speed profiles side by side (bench_gpu_training.py --compare; all unmeasured until this runs)
-#   4. the merge tests on CUDA (tests/test_merge.py)
+#   1. the main config's bench (bench_gpu_training.py: 8B-shaped random model, writer-sized
+#      data) and the speed profiles beside it, main first (--compare; all unmeasured until
+#      this runs; --profiles picks some, to fit a short lease)
+#   2. multi_gpu.yaml with one process (FSDP through torchrun), on the same random model
+#   3. the merge tests on CUDA (tests/test_merge.py)
 # Writes OUT_DIR/summary.md (each step's command, exit status, minutes and figures) and
 # each step's full log beside it. Default OUT_DIR: gpu_check_<date>/.
 #
@@ -27,7 +28,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --steps) STEPS="$2"; shift 2 ;;
     --profiles) PROFILES="$2"; shift 2 ;;
-    -h|--help) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) OUT="$1"; shift ;;
   esac
 done
@@ -37,6 +38,7 @@ if ! "$PY" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1
   exit 2
 fi
 mkdir -p "$OUT"
+OUT="$(cd "$OUT" && pwd)"   # the steps run from the repository root
 SUMMARY="$OUT/summary.md"
 {
   echo "# GPU check, $(date -u +%Y-%m-%dT%H:%MZ)"
@@ -72,11 +74,15 @@ step() {  # name, then the command
   } >> "$SUMMARY"
 }
 
-BENCH=(env HF_HUB_OFFLINE=1 "$PY" fine-tuning/benchmarks/bench_gpu_training.py --steps "$STEPS")
-step main_config "${BENCH[@]}"
-step multi_gpu_one_process "${BENCH[@]}" --config configs/multi_gpu.yaml --gpus 1
+# One random 8B-shaped model (~16 GB written), built by the first bench and reused by
+# the next; the main config is the comparison's first profile, so it is built once too.
+BENCH=(env HF_HUB_OFFLINE=1 "$PY" fine-tuning/benchmarks/bench_gpu_training.py --steps "$STEPS"
+       --model "$OUT/model")
+[ "$PROFILES" = all ] || PROFILES="main ${PROFILES//main/}"
 # shellcheck disable=SC2086
-step profiles "${BENCH[@]}" --compare $PROFILES
+step main_and_profiles "${BENCH[@]}" --compare $PROFILES
+step multi_gpu_one_process "${BENCH[@]}" --config configs/multi_gpu.yaml --gpus 1
+rm -rf "$OUT/model"
 step merge_tests_cuda env HF_HUB_OFFLINE=1 "$PY" -m pytest tests/test_merge.py -q
 echo "summary: $SUMMARY"
 exit $failed
