@@ -56,6 +56,7 @@ def test_named_flags_exist():
     train_usage = script_flags()["2_train_lora.sh"]  # flags, not the text: "--re" is no flag
     bench_flags = {f for p in (FT / "benchmarks").glob("*.py")
                    for f in re.findall(r'add_argument\("(--[a-z-]+)"', p.read_text())}
+    bench_flags |= set(re.findall(r"^\s+(--[a-z-]+)\)", (FT / "benchmarks" / "gpu_check.sh").read_text(), re.M))
     for doc in DOCS:
         for line in doc.read_text().splitlines():
             for flag in re.findall(r"(?<![\w-])(--[a-z][a-z-]+)", line):
