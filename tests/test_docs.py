@@ -60,7 +60,7 @@ def test_named_flags_exist():
     for doc in DOCS:
         for line in doc.read_text().splitlines():
             for flag in re.findall(r"(?<![\w-])(--[a-z][a-z-]+)", line):
-                if flag in ("--learning-rate", "--no-deps", "--chat-template", "--jinja"):
+                if flag in ("--learning-rate", "--no-deps", "--only-binary", "--python-version", "--chat-template", "--jinja"):
                     continue  # Axolotl's, pip's, vLLM's and llama-server's own
                 assert flag in options or flag in train_usage or flag in bench_flags, \
                     f"{doc.name} names {flag}, which no stage or benchmark script has"

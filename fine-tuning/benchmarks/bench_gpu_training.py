@@ -61,6 +61,7 @@ SHAPES = {
                  num_attention_heads=4, num_key_value_heads=2, vocab_size=49152),
 }
 WRITER = {"train": 36, "validation": 4, "epochs": 3}
+CARD_GIB = 28   # a profile must fit the writer's 32 GB card with room (issue 23)
 # Speed overlays Axolotl supports for QLoRA on one GPU, all UNMEASURED (issue 23).
 # None changes what the model learns: the same examples, the same loss over the
 # completion, the same global batch (micro-batch x accumulation = the main config's 4);
@@ -221,9 +222,11 @@ def train_once(cfg_path: Path, args) -> dict:
     proc = subprocess.run(["bash", str(FT / "training" / "2_train_lora.sh"), "--config",
                            str(cfg_path), *gpus], capture_output=True, text=True, env=env)
     log = proc.stdout + proc.stderr
-    if proc.returncode != 0:
+    if proc.returncode != 0:   # the other profiles still run: a GPU lease is short
         print(log[-3000:])
-        sys.exit(f"training failed (exit {proc.returncode}): {cfg_path.name}")
+        lines = [line.strip() for line in log.splitlines() if line.strip()]
+        cause = [line for line in lines if re.match(r"\w*(Error|Exception)\b", line)] or lines[-1:] or [""]
+        return {"failed": f"exit {proc.returncode}: {cause[-1][:200]}"}
     return {"rates": [float(x) for x in re.findall(r"'tokens/train_per_sec_per_gpu': '([0-9.]+)'", log)],
             "memory": [float(x) for x in re.findall(r"'memory/max_allocated \(GiB\)': '([0-9.]+)'", log)],
             "losses": [float(x) for x in re.findall(r"\{'loss': '([0-9.]+)'", log)]}
@@ -237,12 +240,17 @@ def report(runs: dict, args, torch) -> None:
           f"--set: {args.overrides or 'none'}")
     first = None
     for profile, run in runs.items():
+        if "failed" in run:
+            print(f"[{profile}] FAILED, {run['failed']} (the log's tail is printed above)")
+            print(json.dumps({"profile": profile, "device": device, "failed": run["failed"]}))
+            continue
         rate = statistics.median(run["rates"][1:] or run["rates"])
         first = first or rate
         peak = max(run["memory"], default=0)
         print(f"[{profile}] tokens/s: median {rate:,.0f} ({rate / first:.2f}x the first profile; per step: "
               f"{', '.join(f'{r:,.0f}' for r in run['rates'])})")
-        print(f"[{profile}] peak GPU memory: {peak:.1f} GiB" if not args.cpu else
+        over = f" - OVER the {CARD_GIB} GiB a 32 GB card allows with room" if peak > CARD_GIB else ""
+        print(f"[{profile}] peak GPU memory: {peak:.1f} GiB{over}" if not args.cpu else
               f"[{profile}] peak GPU memory: n/a on CPU")
         print(f"[{profile}] loss per step: {', '.join(f'{x:.3f}' for x in run['losses'])}")
         print(f"[{profile}] full run ({WRITER['train']} examples x {WRITER['epochs']} epochs, "
@@ -282,6 +290,8 @@ def main():
             runs[profile] = train_once(cfg_path, args)
             runs[profile]["full"] = sum(lengths) / len(lengths) * WRITER["train"] * WRITER["epochs"]
         report(runs, args, torch)
+        if any("failed" in run for run in runs.values()):
+            return 1
     finally:
         if args.keep:
             print(f"kept {tmp}")
