@@ -6,8 +6,10 @@ rows share one sequence, and each of them
   row with one mask over the whole sequence (packing without isolation) moves them;
 - keeps its own labels, the continuation only, and its first token unlabelled, so
   no row is trained to follow the one before it.
+Stage 2's plan counts the sequences an epoch holds as Axolotl packs them.
 A tiny random Llama with SmolLM2's tokenizer; Axolotl in a process of its own."""
 import json
+import math
 import os
 import subprocess
 import sys
@@ -18,6 +20,7 @@ from conftest import FT, build_tiny_base, load_script, write_config
 from styletune.config import effective_yaml, load_config
 from styletune.data.prepare import planned_outputs, prepare_data
 from styletune.fileio import write_outputs
+from styletune.train import gpu_plan, preflight
 from support.network_guard import attempts, guarded_env
 
 pytestmark = pytest.mark.slow
@@ -40,11 +43,11 @@ def packed(tmp_path_factory):
     proc = subprocess.run([sys.executable, str(HELPER), str(axo_cfg), str(tmp / "batch.json")],
                           cwd=FT, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return json.loads((tmp / "batch.json").read_text()), attempts(net_log)
+    return json.loads((tmp / "batch.json").read_text()), attempts(net_log), cfg
 
 
 def test_the_profile_packs_several_rows_into_one_sequence(packed):
-    batch, _ = packed
+    batch = packed[0]
     rows = [e for e in batch["examples"] if not e["padding"]]
     assert len(rows) >= 3
     assert batch["tokens"] <= batch["sequence_len"]
@@ -55,7 +58,7 @@ def test_the_profile_packs_several_rows_into_one_sequence(packed):
 
 
 def test_each_packed_row_sees_only_its_own_tokens(packed):
-    batch, _ = packed
+    batch = packed[0]
     later = [e for e in batch["examples"][1:] if not e["padding"]]
     assert later
     for e in later:
@@ -65,10 +68,22 @@ def test_each_packed_row_sees_only_its_own_tokens(packed):
 
 
 def test_each_packed_row_keeps_its_own_labels(packed):
-    batch, _ = packed
+    batch = packed[0]
     for e in batch["examples"]:
         assert e["own_row_labels"] or e["padding"], e
         assert e["first_label"] == -100, e
+
+
+def test_the_training_plan_counts_the_packed_sequences_axolotl_trains_on(packed):
+    """Stage 2's plan (steps, time, memory) counts sequences as Axolotl packs them."""
+    batch, _, cfg = packed
+    manifest = preflight.check_data(cfg)
+    rows = [e for e in manifest["examples"] if e["split"] == "train"] + manifest["join_drills"]
+    planned = gpu_plan.sequences([e["total_tokens"] for e in rows], cfg.axolotl)
+    assert batch["rows_in_dataset"] == len(rows)
+    assert math.ceil(len(planned) / cfg.axolotl.micro_batch_size) == batch["batches_per_epoch"]
+    assert len(planned) < len(rows) and max(planned) <= cfg.sequence_len
+    assert preflight.longest_sequence(cfg, manifest) == cfg.sequence_len
 
 
 def test_no_network_attempted(packed):

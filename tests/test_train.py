@@ -126,6 +126,13 @@ def test_plan_counts_steps(make_config):
     tokens = sum(e["total_tokens"] for e in manifest["examples"] if e["split"] == "train")
     tokens += sum(d["total_tokens"] for d in manifest["join_drills"])
     assert preflight.plan(main, manifest)["training tokens"] == tokens * 3
+    # sample packing: steps count packed sequences, memory is planned for a full one
+    packing = load_config(make_config(max_steps=None, gradient_accumulation_steps=4, sample_packing=True))
+    packed = preflight.plan(packing, manifest)
+    assert 3 <= packed["optimizer steps"] < 12 * 3 and "packed sequence" in packed["batch"]
+    assert packed["training tokens"] == tokens * 3
+    assert preflight.longest_sequence(packing, manifest) == packing.sequence_len
+    assert preflight.longest_sequence(main, manifest) == preflight.longest_example(manifest) < main.sequence_len
 
 
 def _netless():

@@ -8,7 +8,8 @@ OUT_JSON holds what tests/test_packing.py checks: the batch's keys, where its
 examples start, whether each example's labels are its own row's labels (or it is
 the padding after the last one), and how
 far each example's logits move between alone and packed, beside how far they
-move when the packed examples are allowed to see each other.
+move when the packed examples are allowed to see each other; and how many batches
+an epoch holds (what stage 2's plan counts steps from).
 """
 import json
 import sys
@@ -30,7 +31,8 @@ def main(config_path, out_path):
     cfg = load_cfg(config_path)
     meta = load_datasets(cfg=cfg, cli_args=TrainerCliArgs())
     trainer, model, _, _, _ = setup_model_and_trainer(cfg, meta)
-    batch = next(iter(trainer.get_train_dataloader()))
+    loader = trainer.get_train_dataloader()
+    batch = next(iter(loader))
     rows = {tuple(r["input_ids"]): r["labels"] for r in meta.train_dataset}
     ids, labels, positions = batch["input_ids"][0], batch["labels"][0], batch["position_ids"][0]
     model.eval()
@@ -55,7 +57,7 @@ def main(config_path, out_path):
             })
     result = {"keys": sorted(batch.keys()), "tokens": int(ids.numel()), "examples": found,
               "sequence_len": int(cfg.sequence_len),
-              "rows_in_dataset": len(meta.train_dataset)}
+              "rows_in_dataset": len(meta.train_dataset), "batches_per_epoch": len(loader)}
     with open(out_path, "w", encoding="utf-8") as f:
         json.dump(result, f, indent=1)
 

@@ -180,6 +180,7 @@ class AxolotlKeys(BaseModel):
     bnb_config_kwargs: dict = Field({}, description="bitsandbytes' quantisation settings")
     lora_r: Annotated[int, at_least(1)] = Field(8, description="the LoRA rank")
     micro_batch_size: Annotated[int, at_least(1)] = Field(1, description="examples per forward pass")
+    sample_packing: bool | None = Field(None, description="several rows packed into each sequence of up to sequence_len (null: off)")
     gradient_accumulation_steps: Annotated[int, at_least(1)] = Field(1, description="passes per optimizer step")
     num_epochs: float = Field(1.0, gt=0, description="passes over the training rows")
     max_steps: int | None = Field(None, description="optimizer steps, when fewer than the epochs give")

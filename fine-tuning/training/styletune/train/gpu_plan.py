@@ -113,10 +113,31 @@ class MemoryPlan:
         return max(self.per_gpu_gib, self.load_peak_gib)
 
 
+def sequences(row_tokens: list[int], keys: AxolotlKeys) -> list[int]:
+    """The token count of each sequence an epoch trains on: one per row; with sample
+    packing, rows packed first-fit decreasing into sequences of up to sequence_len, as
+    Axolotl's multipack sampler packs them."""
+    if not keys.sample_packing:
+        return list(row_tokens)
+    packs = []
+    for n in sorted(row_tokens, reverse=True):
+        fit = next((i for i, used in enumerate(packs) if used + n <= keys.sequence_len), None)
+        if fit is None:
+            packs.append(n)
+        else:
+            packs[fit] += n
+    return packs
+
+
+def longest_sequence(longest_row: int, keys: AxolotlKeys) -> int:
+    """The tokens of the longest sequence a step holds: without sample packing a batch
+    is padded only to its longest row; with it, a sequence fills up to sequence_len."""
+    return keys.sequence_len if keys.sample_packing else longest_row
+
+
 def memory_plan(shape: dict, keys: AxolotlKeys, processes: int, example_tokens: int) -> MemoryPlan:
-    """Per-GPU and CPU memory for this config on `processes` GPUs, for examples of at
-    most `example_tokens` (see the module docstring). Without sample packing, a batch
-    is padded only to its longest example."""
+    """Per-GPU and CPU memory for this config on `processes` GPUs, for sequences of at
+    most `example_tokens` (longest_sequence; see the module docstring)."""
     from styletune.train.model_size import embedding_parameter_count, parameter_count
     params, embeddings = parameter_count(shape), embedding_parameter_count(shape)
     layers, h, vocab = shape["num_hidden_layers"], shape["hidden_size"], shape["vocab_size"]

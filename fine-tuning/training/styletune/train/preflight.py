@@ -213,12 +213,13 @@ def plan(cfg, manifest, processes: int = 1) -> dict:
     k = cfg.axolotl
     examples = [e for e in manifest["examples"] if e["split"] == "train"]
     rows = examples + manifest.get("join_drills", [])   # every training row is a step's share
+    packed = gpu_plan.sequences([e["total_tokens"] for e in rows], k)
     micro, accumulation = k.micro_batch_size, k.gradient_accumulation_steps
     batch = micro * accumulation * processes
     epochs = k.num_epochs
-    steps_per_epoch = math.ceil(len(rows) / batch)
+    steps_per_epoch = math.ceil(len(packed) / batch)
     steps = min(math.ceil(steps_per_epoch * epochs), k.max_steps or math.inf)
-    tokens = round(sum(e["total_tokens"] for e in rows) * epochs * steps / (steps_per_epoch * epochs))
+    tokens = round(sum(packed) * epochs * steps / (steps_per_epoch * epochs))
     device = cfg.pipeline.train_device
     shape = gpu_plan.shape_of(cfg) if device == "cuda" else None
     params = parameter_count(shape) if shape else None
@@ -230,11 +231,11 @@ def plan(cfg, manifest, processes: int = 1) -> dict:
            "validation examples": len(manifest["examples"]) - len(examples),
            "processes": f"{processes} ({gpu_plan.strategy(k, processes)})",
            "epochs": f"{epochs:g}",
-           "batch": f"{micro} example(s) x {accumulation} accumulation step(s) x {processes} "
-                    f"process(es) = {batch}",
+           "batch": f"{micro} {'packed sequence' if k.sample_packing else 'example'}(s) x "
+                    f"{accumulation} accumulation step(s) x {processes} process(es) = {batch}",
            "optimizer steps": steps, "training tokens": tokens}
     if device == "cuda":
-        mem = gpu_plan.memory_plan(shape, k, processes, longest_example(manifest)) if shape else None
+        mem = gpu_plan.memory_plan(shape, k, processes, longest_sequence(cfg, manifest)) if shape else None
         out["estimated peak memory per GPU"] = (
             f"~{mem.need_per_gpu_gib:.0f} GiB (training {mem.per_gpu_gib:.1f}, loading "
             f"{mem.load_peak_gib:.1f}; an estimate, not measured)" if mem else "unknown until downloaded")
@@ -250,12 +251,17 @@ def longest_example(manifest) -> int:
     return max(e["total_tokens"] for e in manifest["examples"])
 
 
+def longest_sequence(cfg, manifest) -> int:
+    """The longest sequence a training step holds (what memory is planned for)."""
+    return gpu_plan.longest_sequence(longest_example(manifest), cfg.axolotl)
+
+
 def check_memory(cfg, manifest, gpus: list[dict], processes: int) -> str | None:
     """Each GPU's free memory against the plan; None when the model's size is not known yet."""
     shape = gpu_plan.shape_of(cfg)
     if not gpus or shape is None:
         return None
-    return check_memory_for(shape, cfg, gpus, processes, longest_example(manifest))
+    return check_memory_for(shape, cfg, gpus, processes, longest_sequence(cfg, manifest))
 
 
 def check_memory_for(shape: dict, cfg, gpus: list[dict], processes: int, tokens: int) -> str:
