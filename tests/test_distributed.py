@@ -444,7 +444,7 @@ def test_bench_reuses_a_random_model_only_of_its_shape(tmp_path):
     (folder / "config.json").write_text(json.dumps(BENCH.SHAPES["tiny"]))
     with pytest.raises(SystemExit, match="unfinished model"):
         BENCH.reusable_model(folder, "tiny")
-    (folder / "tokenizer.json").write_text("{}")
+    (folder / "tokenizer_config.json").write_text("{}")
     assert BENCH.reusable_model(folder, "tiny") == folder
     with pytest.raises(SystemExit, match="another shape"):
         BENCH.reusable_model(folder, "llama-3.1-8b")

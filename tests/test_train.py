@@ -3,6 +3,7 @@
 with every connection out refused and recorded (tests/support/netguard), and inside a
 network namespace with no connection out when the machine allows it."""
 import json
+import math
 import os
 import re
 import shutil
@@ -15,7 +16,7 @@ from conftest import FT, SAMPLE_BOOK, load_script
 from styletune.config import load_config
 from styletune.data.prepare import planned_outputs, prepare_data
 from styletune.fileio import write_outputs
-from styletune.train import preflight
+from styletune.train import gpu_plan, preflight
 from support.network_guard import attempts, guarded_env
 
 SCRIPT = FT / "training" / "2_train_lora.sh"
@@ -129,7 +130,10 @@ def test_plan_counts_steps(make_config):
     # sample packing: steps count packed sequences, memory is planned for a full one
     packing = load_config(make_config(max_steps=None, gradient_accumulation_steps=4, sample_packing=True))
     packed = preflight.plan(packing, manifest)
-    assert 3 <= packed["optimizer steps"] < 12 * 3 and "packed sequence" in packed["batch"]
+    rows = [e["total_tokens"] for e in manifest["examples"] if e["split"] == "train"]
+    sequences = gpu_plan.sequences(rows + [d["total_tokens"] for d in manifest["join_drills"]], packing.axolotl)
+    assert len(sequences) < 9 + 36 and max(sequences) <= packing.sequence_len
+    assert packed["optimizer steps"] == math.ceil(len(sequences) / 4) * 3 and "packed sequence" in packed["batch"]
     assert packed["training tokens"] == tokens * 3
     assert preflight.longest_sequence(packing, manifest) == packing.sequence_len
     assert preflight.longest_sequence(main, manifest) == preflight.longest_example(manifest) < main.sequence_len

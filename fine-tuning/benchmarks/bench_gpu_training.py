@@ -65,7 +65,8 @@ CARD_GIB = 28   # a profile must fit the writer's 32 GB card with room (issue 23
 # Speed overlays Axolotl supports for QLoRA on one GPU, all UNMEASURED (issue 23).
 # None changes what the model learns: the same examples, the same loss over the
 # completion, the same global batch (micro-batch x accumulation = the main config's 4);
-# packing alone puts more rows in each of those 4 (CHANGES_ROWS_PER_STEP).
+# packing alone puts more rows in each of those 4, which changes the recipe
+# (CHANGES_ROWS_PER_STEP).
 PROFILES = {
     "main": {},
     # Liger's fused kernels: RMSNorm, SwiGLU, RoPE, and a cross-entropy fused with
@@ -82,12 +83,15 @@ PROFILES = {
     # rows packed into sequences of up to sequence_len (Axolotl pads each to it): the
     # join drills, most of the rows and few of the tokens, ride with the examples
     # instead of taking a step each. SDPA keeps them apart (position_ids restart at
-    # each row; tests/test_packing.py). A step then holds more rows, so an epoch has
-    # fewer steps: judge it on the loss as well as the speed.
+    # each row; tests/test_packing.py). It changes the recipe: ~5x fewer optimiser
+    # updates an epoch, and a drill shares its step's loss with examples. A speed-up
+    # here is only half the answer: a real run must show the same validation loss
+    # and Joins (stage 4), perhaps with more epochs or another learning rate.
     "packing": {"sample_packing": True, "pad_to_sequence_len": True},
 }
-# The keys a profile may change beyond speed, with the test that shows what stays.
-CHANGES_ROWS_PER_STEP = {"packing": ("sample_packing", "pad_to_sequence_len")}  # tests/test_packing.py
+# The profiles that change how many rows a step holds (the learning recipe, not the
+# rows: tests/test_packing.py), and the keys that do it.
+CHANGES_ROWS_PER_STEP = {"packing": tuple(PROFILES["packing"])}
 
 
 def parse_args():
@@ -167,7 +171,7 @@ def reusable_model(folder: Path, shape: str) -> Path | None:
         if folder.exists() and any(folder.iterdir()):
             sys.exit(f"--model {folder}: not empty and holds no model; name an empty or new folder")
         return None
-    if not (folder / "tokenizer.json").is_file():   # copied last: a build cut short
+    if not (folder / "tokenizer_config.json").is_file():   # copied last: a build cut short
         sys.exit(f"--model {folder}: an unfinished model (a build cut short?); delete the folder")
     saved = json.loads(config.read_text(encoding="utf-8"))
     if any(saved.get(k) != v for k, v in SHAPES[shape].items()):
@@ -225,10 +229,15 @@ def train_once(cfg_path: Path, args) -> dict:
     if proc.returncode != 0:   # the other profiles still run: a GPU lease is short
         print(log[-3000:])
         lines = [line.strip() for line in log.splitlines() if line.strip()]
-        cause = [line for line in lines if re.match(r"\w*(Error|Exception)\b", line)] or lines[-1:] or [""]
+        errors = [line for line in lines if re.match(r"[\w.]*(Error|Exception)\b", line)]
+        # the cause, not the launcher's wrapper around it; running out of memory first
+        own = [line for line in errors if not re.match(r"[\w.]*(CalledProcessError|ChildFailedError)", line)]
+        cause = [line for line in errors if "OutOfMemoryError" in line] or own or errors or lines[-1:] or [""]
         return {"failed": f"exit {proc.returncode}: {cause[-1][:200]}"}
     return {"rates": [float(x) for x in re.findall(r"'tokens/train_per_sec_per_gpu': '([0-9.]+)'", log)],
             "memory": [float(x) for x in re.findall(r"'memory/max_allocated \(GiB\)': '([0-9.]+)'", log)],
+            # what the card must hold: the allocator's reserve, not only what tensors use
+            "reserved": [float(x) for x in re.findall(r"'memory/device_reserved \(GiB\)': '([0-9.]+)'", log)],
             "losses": [float(x) for x in re.findall(r"\{'loss': '([0-9.]+)'", log)]}
 
 
@@ -238,25 +247,25 @@ def report(runs: dict, args, torch) -> None:
     print(f"device: {device} | shape: {args.shape} | steps: {args.steps} | config: "
           f"{args.config or ('configs/cpu_rehearsal.yaml' if args.cpu else 'the main config')} | processes: {args.gpus or 'default'} | "
           f"--set: {args.overrides or 'none'}")
-    first = None
+    first = baseline = None
     for profile, run in runs.items():
         if "failed" in run:
             print(f"[{profile}] FAILED, {run['failed']} (the log's tail is printed above)")
             print(json.dumps({"profile": profile, "device": device, "failed": run["failed"]}))
             continue
         rate = statistics.median(run["rates"][1:] or run["rates"])
-        first = first or rate
-        peak = max(run["memory"], default=0)
-        print(f"[{profile}] tokens/s: median {rate:,.0f} ({rate / first:.2f}x the first profile; per step: "
+        first, baseline = first or rate, baseline or profile   # the first profile that ran
+        peak, reserved = max(run["memory"], default=0), max(run["reserved"], default=0)
+        print(f"[{profile}] tokens/s: median {rate:,.0f} ({rate / first:.2f}x {baseline}; per step: "
               f"{', '.join(f'{r:,.0f}' for r in run['rates'])})")
-        over = f" - OVER the {CARD_GIB} GiB a 32 GB card allows with room" if peak > CARD_GIB else ""
-        print(f"[{profile}] peak GPU memory: {peak:.1f} GiB{over}" if not args.cpu else
-              f"[{profile}] peak GPU memory: n/a on CPU")
+        over = f" - OVER the {CARD_GIB} GiB a 32 GB card allows with room" if max(peak, reserved) > CARD_GIB else ""
+        print(f"[{profile}] peak GPU memory: {peak:.1f} GiB allocated, {reserved:.1f} GiB reserved{over}"
+              if not args.cpu else f"[{profile}] peak GPU memory: n/a on CPU")
         print(f"[{profile}] loss per step: {', '.join(f'{x:.3f}' for x in run['losses'])}")
         print(f"[{profile}] full run ({WRITER['train']} examples x {WRITER['epochs']} epochs, "
               f"{run['full']:,.0f} tokens): ~{run['full'] / rate / 60:.1f} min")
         print(json.dumps({"profile": profile, "device": device, "tokens_per_s": rate, "peak_gib": peak,
-                          "relative_speed": rate / first, "losses": run["losses"],
+                          "reserved_gib": reserved, "relative_to": baseline, "relative_speed": rate / first, "losses": run["losses"],
                           "full_run_min": run["full"] / rate / 60}))
 
 

@@ -67,7 +67,8 @@ step() {  # name, then the command
     echo
     echo '```'
     # the figures the steps print: bench lines, pytest's result line
-    grep -E '^(\[|device:|tokens/s|peak GPU|full run|[0-9]+ (passed|failed)|=+ .*(passed|failed))' "$log" | tail -40
+    # (a profile's own lines only: a failed run's log tail is printed in the log too)
+    grep -E '^(\[[a-z0-9-]+\] (data|tokens/s|peak GPU|loss|full run|FAILED)|device:|[0-9]+ (passed|failed)|=+ .*(passed|failed))' "$log"
     [ "$status" -eq 0 ] || tail -15 "$log"
     echo '```'
     echo
@@ -78,11 +79,15 @@ step() {  # name, then the command
 # the next; the main config is the comparison's first profile, so it is built once too.
 BENCH=(env HF_HUB_OFFLINE=1 "$PY" fine-tuning/benchmarks/bench_gpu_training.py --steps "$STEPS"
        --model "$OUT/model")
-[ "$PROFILES" = all ] || PROFILES="main ${PROFILES//main/}"
+if [ "$PROFILES" != all ]; then   # main first, once
+  rest=""; for p in $PROFILES; do [ "$p" = main ] || rest="$rest $p"; done
+  PROFILES="main$rest"
+fi
 # shellcheck disable=SC2086
 step main_and_profiles "${BENCH[@]}" --compare $PROFILES
 step multi_gpu_one_process "${BENCH[@]}" --config configs/multi_gpu.yaml --gpus 1
-rm -rf "$OUT/model"
+# only a model the bench built (it refuses a folder holding anything else)
+[ -f "$OUT/model/config.json" ] && rm -rf "$OUT/model"
 step merge_tests_cuda env HF_HUB_OFFLINE=1 "$PY" -m pytest tests/test_merge.py -q
 echo "summary: $SUMMARY"
 exit $failed

@@ -11,7 +11,8 @@ Memory per GPU, in the terms of a QLoRA run with gradient checkpointing:
                (bitsandbytes leaves them unquantised)
   LoRA state   the adapter's fp32 weights, gradients and two AdamW moments (16 bytes
                per LoRA parameter)
-  activations  fp32 logits and their gradient for the longest example, and 4 bytes
+  activations  fp32 logits and their gradient for the longest sequence (the longest
+               example, or with sample packing a full sequence_len), and 4 bytes
                per layer, token and hidden unit: the bf16 input gradient
                checkpointing keeps of each layer, twice over, as headroom for the
                layer being recomputed (calibrated below)
@@ -115,8 +116,10 @@ class MemoryPlan:
 
 def sequences(row_tokens: list[int], keys: AxolotlKeys) -> list[int]:
     """The token count of each sequence an epoch trains on: one per row; with sample
-    packing, rows packed first-fit decreasing into sequences of up to sequence_len, as
-    Axolotl's multipack sampler packs them."""
+    packing, rows packed into sequences of up to sequence_len. Axolotl's multipack
+    sampler packs first-fit in shuffled order, keeping the fewest packs of four
+    shuffles; first-fit decreasing here is the estimate (tests/test_packing.py: at
+    most one pack fewer than Axolotl's)."""
     if not keys.sample_packing:
         return list(row_tokens)
     packs = []
@@ -127,6 +130,15 @@ def sequences(row_tokens: list[int], keys: AxolotlKeys) -> list[int]:
         else:
             packs[fit] += n
     return packs
+
+
+def micro_batches(sequence_count: int, keys: AxolotlKeys) -> int:
+    """Micro-batches an epoch holds: rows in micro_batch_size groups, the last one
+    short; with sample packing (and SDPA, the configs' attention), packs in groups of
+    micro_batch_size, an incomplete last group dropped, as Axolotl's sampler does."""
+    if keys.sample_packing:
+        return max(1, sequence_count // keys.micro_batch_size)
+    return math.ceil(sequence_count / keys.micro_batch_size)
 
 
 def longest_sequence(longest_row: int, keys: AxolotlKeys) -> int:
