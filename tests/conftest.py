@@ -60,6 +60,25 @@ def write_config(tmp_path: Path, pipeline=None, **top) -> Path:
     return path
 
 
+def run_axolotl(cfg, tmp: Path, command) -> str:
+    """`command(path)` (an argv) with the config Axolotl reads for `cfg` written at
+    tmp/axolotl.yaml, run from fine-tuning/ (Axolotl resolves relative paths against
+    the working directory) with every Python process under the network guard; it must
+    succeed. Returns the connections it attempted ('' for none). Stage 1's files are
+    the caller's to write first."""
+    import subprocess
+
+    from styletune.config import effective_yaml
+    from support.network_guard import attempts, guarded_env
+    axo_cfg = tmp / "axolotl.yaml"
+    axo_cfg.write_text(effective_yaml(cfg))
+    net_log = tmp / "network_attempts.log"
+    env = guarded_env(net_log, {**os.environ, "HF_HUB_OFFLINE": "1", "AXOLOTL_DO_NOT_TRACK": "1"})
+    proc = subprocess.run(command(axo_cfg), cwd=FT, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return attempts(net_log)
+
+
 @pytest.fixture
 def make_config(tmp_path):
     return lambda pipeline=None, **top: write_config(tmp_path, pipeline, **top)

@@ -3,18 +3,15 @@ on CPU with the small model, offline, through styletune's prompt strategy. Its
 token counts must equal ours; the tokens before the continuation must be the
 request's own (the prompt tokenised alone, as a server does), and only the
 continuation's tokens (plus the end-of-turn token) may carry labels."""
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import FT, llama_like_model
-from styletune.config import effective_yaml, load_config
+from conftest import FT, llama_like_model, run_axolotl
+from styletune.config import load_config
 from styletune.data.prepare import planned_outputs, prepare_data
 from styletune.data.tokens import training_template
 from styletune.fileio import write_outputs
-from support.network_guard import attempts, guarded_env
 
 pytestmark = pytest.mark.slow
 
@@ -44,20 +41,12 @@ def preprocessed(request, tmp_path_factory):
     cfg = load_config(write_config(tmp, **overrides))
     result = prepare_data(cfg)
     write_outputs(planned_outputs(result), force=False)
-    axo_cfg = tmp / "axolotl.yaml"
-    axo_cfg.write_text(effective_yaml(cfg))
     axolotl = Path(sys.executable).with_name("axolotl")
-    # Every Python process of the run under the network guard: attempts are refused and recorded.
-    net_log = tmp / "network_attempts.log"
-    env = guarded_env(net_log, {**os.environ, "HF_HUB_OFFLINE": "1", "AXOLOTL_DO_NOT_TRACK": "1"})
-    # Axolotl resolves relative paths against the working directory: run it from fine-tuning/.
-    proc = subprocess.run([str(axolotl), "preprocess", str(axo_cfg)], cwd=FT, env=env,
-                          capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    network_attempts = run_axolotl(cfg, tmp, lambda axo_cfg: [str(axolotl), "preprocess", str(axo_cfg)])
     from datasets import load_from_disk
     prepared = Path(cfg.data["dataset_prepared_path"])
     sets = [load_from_disk(str(d)) for d in sorted(prepared.iterdir()) if d.is_dir()]
-    return cfg, result, sets, attempts(net_log)
+    return cfg, result, sets, network_attempts
 
 
 def test_axolotl_accepts_the_config_and_keeps_every_example(preprocessed):

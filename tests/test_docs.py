@@ -53,25 +53,28 @@ def test_named_scripts_exist():
 def test_named_flags_exist():
     options = {flag for script in (FT / "training").glob("*.py") if "def build_parser" in script.read_text()
                for flag in load_script(script).build_parser()._option_string_actions}
-    train_usage = script_flags()["2_train_lora.sh"]  # flags, not the text: "--re" is no flag
+    shell_usage = set().union(*(script_flags()[s.name] for s in SHELL_SCRIPTS))  # "--re" is no flag
     bench_flags = {f for p in (FT / "benchmarks").glob("*.py")
                    for f in re.findall(r'add_argument\("(--[a-z-]+)"', p.read_text())}
-    bench_flags |= set(re.findall(r"^\s+(--[a-z-]+)\)", (FT / "benchmarks" / "gpu_check.sh").read_text(), re.M))
     for doc in DOCS:
         for line in doc.read_text().splitlines():
             for flag in re.findall(r"(?<![\w-])(--[a-z][a-z-]+)", line):
                 if flag in ("--learning-rate", "--no-deps", "--only-binary", "--python-version", "--chat-template", "--jinja"):
                     continue  # Axolotl's, pip's, vLLM's and llama-server's own
-                assert flag in options or flag in train_usage or flag in bench_flags, \
+                assert flag in options or flag in shell_usage or flag in bench_flags, \
                     f"{doc.name} names {flag}, which no stage or benchmark script has"
 
 
+SHELL_SCRIPTS = (FT / "training" / "2_train_lora.sh", FT / "benchmarks" / "gpu_check.sh")
+
+
 def script_flags() -> dict:
-    """{script name: its flags}: the stage scripts' parsers, 2_train_lora.sh's usage text."""
+    """{script name: its flags}: the stage scripts' parsers, the shell scripts' usage text."""
     flags = {script.name: set(load_script(script).build_parser()._option_string_actions)
              for script in (FT / "training").glob("*.py") if "def build_parser" in script.read_text()}
-    usage = (FT / "training" / "2_train_lora.sh").read_text().split("set -euo")[0]
-    flags["2_train_lora.sh"] = set(re.findall(r"--[a-z][a-z-]+", usage))
+    for script in SHELL_SCRIPTS:
+        usage = script.read_text().split("\nset -")[0]   # the header, before the code
+        flags[script.name] = set(re.findall(r"--[a-z][a-z-]+", usage))
     return flags
 
 

@@ -13,18 +13,15 @@ Stage 2's plan counts the sequences an epoch holds as Axolotl packs them, at one
 and at two sequences a micro-batch.
 A tiny random Llama with SmolLM2's tokenizer; Axolotl in a process of its own."""
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import FT, build_tiny_base, load_script, write_config
-from styletune.config import effective_yaml, load_config
+from conftest import FT, build_tiny_base, load_script, run_axolotl, write_config
+from styletune.config import load_config
 from styletune.data.prepare import planned_outputs, prepare_data
 from styletune.fileio import write_outputs
 from styletune.train import gpu_plan, preflight
-from support.network_guard import attempts, guarded_env
 
 pytestmark = pytest.mark.slow
 
@@ -39,15 +36,9 @@ def packed(request, tmp_path_factory):
     cfg = load_config(write_config(tmp, base_model=str(tmp / "model"), micro_batch_size=request.param,
                                    **BENCH.PROFILES["packing"]))
     write_outputs(planned_outputs(prepare_data(cfg)), force=False)
-    axo_cfg = tmp / "axolotl.yaml"
-    axo_cfg.write_text(effective_yaml(cfg))
-    net_log = tmp / "network_attempts.log"
-    env = guarded_env(net_log, {**os.environ, "HF_HUB_OFFLINE": "1", "AXOLOTL_DO_NOT_TRACK": "1"})
-    # Axolotl resolves relative paths against the working directory: run it from fine-tuning/.
-    proc = subprocess.run([sys.executable, str(HELPER), str(axo_cfg), str(tmp / "batch.json")],
-                          cwd=FT, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return json.loads((tmp / "batch.json").read_text()), attempts(net_log), cfg
+    network_attempts = run_axolotl(cfg, tmp, lambda axo_cfg: [sys.executable, str(HELPER), str(axo_cfg),
+                                                              str(tmp / "batch.json")])
+    return json.loads((tmp / "batch.json").read_text()), network_attempts, cfg
 
 
 def test_the_profile_packs_several_rows_into_one_sequence(packed):
