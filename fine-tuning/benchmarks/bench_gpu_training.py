@@ -3,18 +3,20 @@
 
 Builds a model with random weights shaped like Llama-3.1-8B-Instruct (hidden
 4096, 32 layers, 8 KV heads, MLP 14336, vocabulary 128256; ~16 GB in bf16 on
-disk), a book of 40 chunks of about 2,300 tokens from a public-domain novel
+disk; `--model DIR` keeps it there for the next run), a book of 40 chunks of about 2,300 tokens from a public-domain novel
 (the writer's 36 + 4 examples), runs stage 1 and then `2_train_lora.sh` with the
 main config (only the model, its tokenizer-driven keys and the file locations
-overridden) for --steps optimiser steps, and prints tokens/s, peak GPU memory
-and the projected time for the full 36 x 3-epoch run.
+overridden) for --steps optimiser steps, and prints trainable tokens/s, peak GPU
+memory (allocated and reserved; over 28 GiB flagged) and the projected time for
+the full 36 x 3-epoch run.
 
 Targets (issue 4, on an H100 standing in for the RTX 5090): >= 3,000 tokens/s,
 peak memory <= 20 GB, full run <= 5 minutes.
 
 Profiles (`--compare PROFILE...`): overlays on the config, run one after another on
 the same model and data, each printed with its tokens/s, peak memory, loss at each
-step and its speed relative to the first. Every profile in PROFILES is UNMEASURED
+step and its speed relative to the first that ran; one that fails is reported and
+the rest still run (exit 1). Every profile in PROFILES is UNMEASURED
 until a GPU run prints its figures; the main config changes only where one shows
 the win. `--set KEY=VALUE` (repeatable, VALUE read as YAML) overrides any key for
 every profile.
@@ -168,8 +170,8 @@ def reusable_model(folder: Path, shape: str) -> Path | None:
     that holds something else is refused, not overwritten."""
     config = folder / "config.json"
     if not config.is_file():
-        if folder.exists() and any(folder.iterdir()):
-            sys.exit(f"--model {folder}: not empty and holds no model; name an empty or new folder")
+        if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+            sys.exit(f"--model {folder}: not a folder, or not empty and holds no model; name an empty or new folder")
         return None
     if not (folder / "tokenizer_config.json").is_file():   # copied last: a build cut short
         sys.exit(f"--model {folder}: an unfinished model (a build cut short?); delete the folder")
