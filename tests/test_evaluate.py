@@ -201,6 +201,9 @@ def test_the_chat_routes_system_message_is_ours_then_the_writers_rules():
     ("Haji said, ", "  “Ladies", "“Ladies", False),      # two spaces: one stays
     ("Haji sa", "id,", "id,", True),
     ("Haji sa", " said", "id,", False),
+    ("a machi", "-\n\nThe", "ne had", False),         # inside a word only a letter goes on
+    ("a machi", ", and", "ne had", False),
+    ("the *St. Brend", "an*", "an* were", True),
     ("night.\n\n", "\nAlan", "Alan", False),
     ("Haji said,", "   ", " “Ladies", False),           # blank: Continue shows nothing
 ])
@@ -219,6 +222,11 @@ def test_first_token_classes_of_a_real_tokenizer(hf_tokenizer):
     typed = joins.right_first_tokens(classes, "Haji said, ", "The")
     assert [bool(typed[ids[t]]) for t in (" The", "The", "\n\n")] == [True, True, False]
     assert not mask[hf_tokenizer.eos_token_id] and not typed[hf_tokenizer.eos_token_id]
+    # inside a word ("alrea|dy") only a letter goes on: not a mark, not a new word
+    ids.update({t: hf_tokenizer(t, add_special_tokens=False)["input_ids"][0] for t in ("dy", ",", "-")})
+    inside = joins.right_first_tokens(classes, "the station was alrea", "dy dying")
+    assert [bool(inside[ids[t]]) for t in ("dy", ",", "-", " The", "\n\n")] == [True, False, False, False, False]
+    assert not inside[hf_tokenizer.eos_token_id]
 
 
 CONV = [{"role": "user", "content": "The station turned."},
@@ -240,3 +248,24 @@ def test_a_template_perplexity_cannot_follow_is_refused_with_the_fix(template, f
     tok.chat_template, tok.eos_token = template, "<|im_end|>"
     with pytest.raises(ConfigError, match=fix):
         evaluate.completion_token_nll(None, tok, CONV)  # refused before the model is needed
+
+
+BENCH_JOINS = load_script(FT / "benchmarks" / "bench_joins.py")
+
+
+def test_the_joins_benchmark_reads_a_novel_as_paragraphs_and_asks_every_kind():
+    windows = BENCH_JOINS.segments(BENCH_JOINS.NOVEL)
+    assert len(windows) > 50 and not any("\n" in p for w in windows for p in w.split("\n\n"))
+    found = BENCH_JOINS.prompt_set(windows[:30], 5)
+    kinds = {p.kind for p in found}
+    assert set(joins.ROWS) <= kinds
+    mid = [p for p in found if p.kind == "mid-word"]
+    assert len(mid) == 5 and all(joins.inside_word(p.text, p.truth) for p in mid)
+
+
+@pytest.mark.slow
+def test_the_joins_benchmark_prints_a_row_for_each_kind(capsys):
+    assert BENCH_JOINS.main([str(SMOL), "--prompts", "1"]) == 0
+    table = capsys.readouterr().out
+    for kind in joins.ROWS:
+        assert f"| {kind} | " in table

@@ -230,10 +230,12 @@ def test_continuations_join_the_writers_text_on_every_route(route, way):
     """The writer stops after "Haji said,", inside a word, after an opening quote, at
     a sentence end: on each route, as that client builds the request, the greedy
     continuation joins as the author's text does once Continue inserts it (a space
-    after the comma, the rest of the word, no space after the quote): the seed
-    prompt always, and at least 90% of the rest (the model is SmolLM2 with a random
+    after the comma, no space after the quote, none inside a word): the seed prompt
+    always, and at least 90% of the rest (the model is SmolLM2 with a random
     adapter; a route that closed the writer's turn would glue most of them on, as
-    the turn layout did: "said,Ladies")."""
+    the turn layout did: "said,Ladies"). Inside a word the route is judged on the
+    space alone: whether the model goes on with the word's letters ("machi" + "ne",
+    not "-") is its own skill, measured by stage 4's Joins and bench_joins.py."""
     cfg, tok, server = route["cfg"], route["tok"], route["server"]
     system = route["entries"]["chat"]["chatOptions"]["baseSystemMessage"]
     template = (cfg.pipeline.merged_dir / "chat_template.jinja").read_text()
@@ -253,7 +255,9 @@ def test_continuations_join_the_writers_text_on_every_route(route, way):
         else:                   # vLLM renders the merged folder's chat_template.jinja
             shown = greedy(server, tok.apply_chat_template(messages, chat_template=template,
                                                            tokenize=False, add_generation_prompt=True))
-        if not joins.joins_right(joins.editor_insert(p.text, shown), p.truth, p.text):
+        shown = joins.editor_insert(p.text, shown)
+        if not (shown[:1] and not shown[:1].isspace() if p.kind == "mid-word"
+                else joins.joins_right(shown, p.truth, p.text)):
             wrong.append((p.kind, p.text[-20:], shown))
     assert len(wrong) <= 0.1 * len(prompts) and "seed" not in [k for k, *_ in wrong], wrong
 

@@ -2,8 +2,9 @@
 
 A join is right when the first character the editor adds is of the kind the
 author's own text has there: a space after a word or a comma, a space or a new
-paragraph after a sentence end; a letter or a mark mid-word, after an opening
-quote, and after a space or a paragraph break the writer typed. What the editor adds is the model's text after Continue's own
+paragraph after a sentence end; a letter mid-word (the rest of the word: "machi"
++ "-" or "," is no join); a letter or a mark after an opening quote, and after a
+space or a paragraph break the writer typed. What the editor adds is the model's text after Continue's own
 postprocessing (`editor_insert`), so a doubled space that Continue drops is no fault.
 """
 import re
@@ -41,11 +42,18 @@ def ends_sentence(prompt: str) -> bool:
     return bool(re.search(r"[.!?…][”’\"')\]]*$", prompt))
 
 
+def inside_word(prompt: str, truth: str) -> bool:
+    """Whether the prompt stops inside one of the author's words: a letter on both sides."""
+    return prompt[-1:].isalpha() and truth[:1].isalpha()
+
+
 def joins_right(shown: str, truth: str, prompt: str = "") -> bool:
-    """Whether what the editor shows begins as the author's text does: a letter or
-    mark where the author has one; where the author has whitespace, a space, or a
-    new paragraph when the prompt stops at a sentence end (after "said," a line
-    break is no join)."""
+    """Whether what the editor shows begins as the author's text does: inside a word,
+    a letter (the word goes on); a letter or mark where the author has one; where the
+    author has whitespace, a space, or a new paragraph when the prompt stops at a
+    sentence end (after "said," a line break is no join)."""
+    if inside_word(prompt, truth):
+        return shown[:1].isalpha()
     got, want = char_class(shown), char_class(truth)
     if want == "text" or not got:
         return got == "text"
@@ -55,16 +63,20 @@ def joins_right(shown: str, truth: str, prompt: str = "") -> bool:
 def token_classes(token_texts: list[str], special: set[int]) -> dict:
     """char_class of every vocabulary entry as the editor would show it first: as
     written ("raw"), and after a typed space ("typed": Continue drops its leading
-    space). Special tokens get "" (the continuation would be empty)."""
+    space); and which entries open with a letter ("letter", what goes on inside a
+    word). Special tokens get "" and no letter (the continuation would be empty)."""
     import numpy as np
     raw = [("" if i in special else char_class(t)) for i, t in enumerate(token_texts)]
     typed = [("" if i in special else char_class(t[1:] if t.startswith(" ") else t))
              for i, t in enumerate(token_texts)]
-    return {"raw": np.array(raw), "typed": np.array(typed)}
+    letter = [i not in special and t[:1].isalpha() for i, t in enumerate(token_texts)]
+    return {"raw": np.array(raw), "typed": np.array(typed), "letter": np.array(letter)}
 
 
 def right_first_tokens(classes: dict, prompt: str, truth: str):
     """Boolean mask over the vocabulary: the first tokens that join right here."""
+    if inside_word(prompt, truth):
+        return classes["letter"]
     shown = classes["typed" if prompt.endswith(" ") else "raw"]
     if char_class(truth) == "text":
         return shown == "text"

@@ -273,8 +273,8 @@ def joins_lines(report: dict) -> list[str]:
     lines = ["Joins (what the editor shows right after the prompt, after Continue's own "
              "postprocessing): the probability that the first token joins right, and the share "
              "of greedy continuations that do. Right: a space after a word or \"said,\" (a new "
-             "paragraph too after a sentence end), a letter or mark mid-word, after an opening "
-             "quote, and after a space or paragraph break the writer typed.", "",
+             "paragraph too after a sentence end), a letter mid-word (the rest of the word), "
+             "a letter or mark after an opening quote, and after a space or paragraph break the writer typed.", "",
              "| prompts | n | base: first token | base: greedy | tuned: first token | tuned: greedy |",
              "|---|---|---|---|---|---|"]
     for kind, row in joins.items():

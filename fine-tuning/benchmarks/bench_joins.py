@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""Benchmark: how continuations join a writer's text, on a novel the models never
+trained on, with enough prompts of each kind to tell two models apart (stage 4's
+Joins table has a handful a row on the sample book).
+
+Stage 4's own prompts and measures (eval/prompts.join_prompts, eval/evaluate.
+join_measures, eval/joins.py), on windows of a corpus novel (default: The War of
+the Worlds, which the demo never sees), its hard-wrapped lines joined into
+paragraphs. For each model and kind of stop: the mean probability that the first
+token joins right, with a 95% bootstrap interval over the prompts, and the share of
+greedy continuations that join right as Continue shows them. Every model is read
+with the last model's tokenizer and chat template, as stage 4 reads the base with
+the tuned model's.
+
+Run:    python fine-tuning/benchmarks/bench_joins.py BASE_DIR TUNED_DIR [--novel PATH] [--prompts 40]
+        (make demo leaves fine-tuning/models/SmolLM2-135M-Instruct and
+        fine-tuning/outputs/rehearsal/merged)
+Output: | mid-word | 40 | 48.6% [38.8%, 59.0%] | 45% | 54.3% [43.1%, 65.0%] | 52% |  (~3 min a model on 2 cores)
+"""
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from styletune.eval import joins  # noqa: E402
+from styletune.eval.evaluate import free, join_measures, joins_summary  # noqa: E402
+from styletune.eval.prompts import join_prompts, spread, validation_prompts  # noqa: E402
+from styletune.fileio import normalise, read_text  # noqa: E402
+from styletune.text import stops  # noqa: E402
+from styletune.text.gutenberg import gutenberg_body  # noqa: E402
+from styletune.text.sentences import build_punkt, paragraph_spans  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+NOVEL = HERE.parent / "data" / "corpus" / "wells_the_war_of_the_worlds.txt"
+SEGMENT_WORDS = 600   # a window's text: prompts and the author's continuation come from one
+BOOTSTRAP = 2000
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("models", nargs="+", help="model folders; the last one's tokenizer and template serve all")
+    p.add_argument("--novel", type=Path, default=NOVEL, help="a plain-text novel (default: %(default)s)")
+    p.add_argument("--prompts", type=int, default=40, help="prompts of each kind, spread over the novel (default 40)")
+    return p.parse_args(argv)
+
+
+def segments(novel: Path) -> list[str]:
+    """The novel's body as windows of whole paragraphs (~SEGMENT_WORDS words), each
+    paragraph's hard-wrapped lines joined by spaces."""
+    body, _ = gutenberg_body(normalise(read_text(novel)))
+    paragraphs = [" ".join(body[a:b].split()) for a, b in paragraph_spans(body)]
+    out, current = [], []
+    for para in paragraphs:
+        current.append(para)
+        if sum(len(p.split()) for p in current) >= SEGMENT_WORDS:
+            out.append("\n\n".join(current))
+            current = []
+    return out
+
+
+def prompt_set(texts: list[str], count: int) -> list:
+    """Stage 4's join prompts from these texts, `count` of each kind at most (the
+    sentence ends without the empty prefix a window has no use for)."""
+    conversations = [[{"role": "user", "content": ""}, {"role": "assistant", "content": t}] for t in texts]
+    names = [f"window {i + 1}" for i in range(len(texts))]
+    ev = {"generation_tokens": 48, "prompts_per_chunk": 2, "prompt_words": 100, "max_prompts": count}
+    punkt, _ = build_punkt(texts)
+    ends = spread([p for p in validation_prompts(conversations, punkt, ev, names) if p.text.strip()], count)
+    return join_prompts(ends, conversations, ev, names, stops.words_of(texts))
+
+
+def interval(values) -> tuple[float, float]:
+    """95% bootstrap interval of the mean."""
+    rng = np.random.default_rng(0)
+    values = np.asarray(values)
+    means = values[rng.integers(0, len(values), (BOOTSTRAP, len(values)))].mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    missing = [m for m in args.models if not (Path(m) / "config.json").is_file()]
+    if missing or not args.novel.is_file():
+        print(f"not found: {', '.join(missing) or args.novel} (a model folder with config.json; "
+              "make demo leaves fine-tuning/outputs/rehearsal/merged)", file=sys.stderr)
+        return 2
+    prompts = prompt_set(segments(args.novel), args.prompts)
+    tok = AutoTokenizer.from_pretrained(args.models[-1])
+    classes = joins.token_classes(tok.batch_decode([[i] for i in range(len(tok))]), set(tok.all_special_ids))
+    runs = {}
+    for path in args.models:
+        print(f"{path}: {len(prompts)} prompts", file=sys.stderr)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+        runs[path] = {"join": join_measures(model, tok, prompts, classes)}
+        free(model)
+    summary = joins_summary(prompts, runs)
+    print(f"Joins on {args.novel.name} (first token right: mean [95% interval]; greedy right)\n")
+    print("| prompts | n | " + " | ".join(f"{Path(m).name}: first token | greedy" for m in args.models) + " |")
+    print("|---|---|" + "---|---|" * len(args.models))
+    for kind, row in summary.items():
+        idx = [i for i, p in enumerate(prompts) if p.kind == kind]
+        cells = []
+        for m in args.models:
+            low, high = interval([runs[m]["join"][i]["p"] for i in idx])
+            cells.append(f"{row[m]['first_token']:.1%} [{low:.1%}, {high:.1%}] | {row[m]['greedy']:.0%}")
+        print(f"| {kind} | {row['prompts']} | " + " | ".join(cells) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
