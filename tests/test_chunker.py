@@ -65,6 +65,33 @@ def test_plan_obeys_the_writer_forced_and_forbidden_places():
     assert [c.offset for c in short] == [50] and Lengths(500, 200, 2000).cost(50) > SHORT_COST
 
 
+def test_the_chunks_median_moves_to_the_target_where_marks_make_short_chunks(smol_counter):
+    """Jekyll and Hyde as written: its marks make chunks shorter than the target that
+    no length cost can lengthen, and a plan aimed at the target itself cuts the
+    longer scenes down to it too (median 0.68 of it). plan_to_target aims higher
+    (at most MAX_AIM times), every chapter still a chunk's start; a plan whose
+    median is near the target already is left as it was."""
+    import statistics
+
+    from conftest import CORPUS
+    from styletune.data.manuscript import MAX_AIM, analyse, plan_chunks, plan_to_target
+    from styletune.data.seams import Measure
+    structure = analyse(read_manuscript(CORPUS / "stevenson_jekyll_and_hyde.txt").body)
+    measure = Measure(smol_counter, structure.text, margin=24)
+    median = lambda chunks: statistics.median(measure.tokens(c.start, c.end) for c in chunks)  # noqa: E731
+    lengths = Lengths(2900, 500, 8192, 2.0)
+    plain, *_ = plan_chunks(structure, smol_counter, lengths)
+    aimed_chunks, _, _, aimed = plan_to_target(structure, smol_counter, lengths)
+    assert median(plain) < 0.7 * lengths.target < 0.8 * lengths.target < median(aimed_chunks) <= lengths.target
+    assert lengths.target < aimed.target <= MAX_AIM * lengths.target and len(aimed_chunks) < len(plain)
+    chapters = {c.start for c in plain if c.reason.startswith("chapter heading")}
+    assert len(chapters) == 10 and chapters <= {c.start for c in aimed_chunks}
+    near = Lengths(1800, 500, 8192, 2.0)
+    plain, *_ = plan_chunks(structure, smol_counter, near)
+    again, _, _, same = plan_to_target(structure, smol_counter, near)
+    assert same == near and [c.start for c in again] == [c.start for c in plain]
+
+
 # --- one example builder ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("sequence_len", [1700, 2300])

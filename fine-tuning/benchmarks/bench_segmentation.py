@@ -38,7 +38,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from styletune import paths  # noqa: E402
 from styletune.config import load_config  # noqa: E402
 from styletune.data import seam_model  # noqa: E402
-from styletune.data.manuscript import analyse, chapters_of, plan_chunks, read_manuscript  # noqa: E402
+from styletune.data.manuscript import analyse, chapters_of, plan_to_target, read_manuscript  # noqa: E402
 from styletune.data.review import constraints, decide, opening, reference_answers, review_entries  # noqa: E402
 from styletune.data.seam_model import SeamModel, units  # noqa: E402
 from styletune.data.seam_training import fit, labelled_novel, novel_weights, rows  # noqa: E402
@@ -140,7 +140,7 @@ def reference(novel, text, cues):
 def run_chunker(kind, text, counter, lengths, old=None):
     st = analyse(text)
     if kind == "new":
-        chunks, _, _ = plan_chunks(st, counter, lengths)
+        chunks, *_ = plan_to_target(st, counter, lengths)
     else:
         chunks, _ = old.plan_chunks(st, counter, 600, 3000, hard_limit=4096 - 16)
     return chunks
@@ -183,12 +183,12 @@ def review_decisions(text, seams, counter, lengths):
     decisions, count = [], 0
     for _ in range(5):
         rules = constraints(text, decisions, barriers)
-        chunks, _, found = plan_chunks(st, counter, lengths, forced=rules.forced,
-                                       forbidden=rules.forbidden, extra=rules.extra)
+        chunks, _, found, aimed = plan_to_target(st, counter, lengths, forced=rules.forced,
+                                                 forbidden=rules.forbidden, extra=rules.extra)
         current = [opening(text, c.start) for c in chunks]
         if current == reference:
             return count, len(reference), True
-        review = review_entries(text, found, chunks, Measure(counter, text, margin=24), lengths,
+        review = review_entries(text, found, chunks, Measure(counter, text, margin=24), aimed,
                                 rules.forced | rules.forbidden)
         answers = reference_answers(review, reference, current)
         if not answers:

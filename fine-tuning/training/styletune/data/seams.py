@@ -120,7 +120,7 @@ def plan(text_len, cands, tokens, lengths: Lengths, forced=(), forbidden=()):
 
 
 def cut_to_fit(text, tokens, lengths: Lengths, punkt, marks=None, forced=(), forbidden=(),
-               extra=(), fix="raise the limit", where=""):
+               extra=(), fix="raise the limit", where="", scored=None):
     """(cuts, the places considered): [Candidate] cuts of `text` chosen by `plan`,
     every part within lengths.maximum (tokens(a, b) counts a part).
 
@@ -130,8 +130,9 @@ def cut_to_fit(text, tokens, lengths: Lengths, punkt, marks=None, forced=(), for
     then one inside a quotation: a stray quote mark can make the rest of a long
     paragraph look quoted). `punkt` may be a function that builds it, called only
     then. Raises InputError, naming the stretch that no cut can shorten, when no
-    plan fits; `where` starts the message (the file) and `fix` ends it."""
-    cands = candidates(text, marks) + list(extra)
+    plan fits; `where` starts the message (the file) and `fix` ends it. `scored`:
+    candidates(text, marks) computed before, for a caller that plans the text again."""
+    cands = (candidates(text, marks) if scored is None else scored) + list(extra)
     cuts = plan(len(text), cands, tokens, lengths, forced, forbidden)
     if cuts is not None:
         return cuts, cands

@@ -8,7 +8,7 @@ from styletune.config import Reads, load_config
 from styletune.data import examples, tokens
 from styletune.data.chunks import load_chunks, natural_key
 from styletune.data.examples import example_sizes, longest_example
-from styletune.data.manuscript import analyse, chapters_of, name_chunks, plan_chunks, read_manuscript, rebuild
+from styletune.data.manuscript import analyse, chapters_of, name_chunks, plan_to_target, read_manuscript, rebuild
 from styletune.data.review import constraints, decide, read_decisions, review_entries, review_markdown
 from styletune.data.seam_model import model
 from styletune.data.seams import Lengths, Measure
@@ -96,9 +96,9 @@ def segment(cfg, manuscript_path, say=lambda m: None, decisions=(), folders=()):
     say("planning chunks")
     punkt = None
     for margin in MARGINS:
-        chunks, notes, seams = plan_chunks(structure, counter, lengths, margin=margin,
-                                           forced=rules.forced, forbidden=rules.forbidden,
-                                           extra=rules.extra)
+        chunks, notes, seams, aimed = plan_to_target(structure, counter, lengths, margin=margin,
+                                                     forced=rules.forced, forbidden=rules.forbidden,
+                                                     extra=rules.extra)
         name_chunks(chunks, structure)
         say("counting every chunk's example exactly, as stage 1 will")
         texts = [(c.name, ms.body[c.start:c.end]) for c in chunks]
@@ -114,6 +114,11 @@ def segment(cfg, manuscript_path, say=lambda m: None, decisions=(), folders=()):
         raise InputError("chunks over sequence_len after segmentation: "
                          + ", ".join(f"{c.name} ({c.tokens})" for c in over)
                          + ". Lower style_pipeline.chunk_target_tokens and rerun.")
+    if aimed != lengths:
+        notes.append(f"the length cost aimed at {aimed.target} tokens a chunk, not {lengths.target}: "
+                     "headings and marks make chunks shorter than the target, and a cost aimed at "
+                     f"it would cut every longer scene down to it too (median now "
+                     f"{sorted(c.tokens for c in chunks)[len(chunks) // 2]})")
     for c in chunks:
         if c.start in rules.forced:
             c.reason = "your cut (segment_decisions.json)"
@@ -134,7 +139,7 @@ def segment(cfg, manuscript_path, say=lambda m: None, decisions=(), folders=()):
     notes += structure.notes
     decided = rules.forced | rules.forbidden
     entries = review_entries(ms.body, seams, chunks, Measure(counter, ms.body, margin=MARGINS[0]),
-                             lengths, decided)
+                             aimed, decided)
     return Segmentation(ms, structure, chunks, notes, entries, lengths)
 
 
