@@ -70,11 +70,13 @@ def test_the_chunks_median_moves_to_the_target_where_marks_make_short_chunks(smo
     no length cost can lengthen, and a plan aimed at the target itself cuts the
     longer scenes down to it too (median 0.68 of it). plan_to_target aims higher
     (at most MAX_AIM times), every chapter still a chunk's start; a plan whose
-    median is near the target already is left as it was."""
+    median is near the target already is left as it was, and so is a text with no
+    heading or mark (Dorian Gray with them removed)."""
     import statistics
 
     from conftest import CORPUS
     from styletune.data.manuscript import MAX_AIM, analyse, plan_chunks, plan_to_target
+    from styletune.data.seam_training import labelled_novel
     from styletune.data.seams import Measure
     structure = analyse(read_manuscript(CORPUS / "stevenson_jekyll_and_hyde.txt").body)
     measure = Measure(smol_counter, structure.text, margin=24)
@@ -90,6 +92,14 @@ def test_the_chunks_median_moves_to_the_target_where_marks_make_short_chunks(smo
     plain, *_ = plan_chunks(structure, smol_counter, near)
     again, _, _, same = plan_to_target(structure, smol_counter, near)
     assert same == near and [c.start for c in again] == [c.start for c in plain]
+    # with no heading or mark every cut is the cost's own: a short median is not made up for
+    bare = analyse(labelled_novel(CORPUS / "wilde_the_picture_of_dorian_gray.txt").text)
+    wide = Lengths(5442, 500, 8192, 2.0)
+    plain, *_ = plan_chunks(bare, smol_counter, wide)
+    kept, _, _, same = plan_to_target(bare, smol_counter, wide)
+    assert not bare.chapters and not bare.has_scene_breaks and same == wide
+    assert [c.start for c in kept] == [c.start for c in plain]
+    assert statistics.median(Measure(smol_counter, bare.text, 24).tokens(c.start, c.end) for c in plain) < 0.9 * 5442
 
 
 # --- one example builder ---------------------------------------------------------------------

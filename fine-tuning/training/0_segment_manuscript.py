@@ -15,7 +15,7 @@ Cuts    every chapter heading starts a chunk; inside a chapter, a dynamic progra
         sequence_len), none over sequence_len, none under segment_min_tokens unless
         a whole chapter is. Where headings and marks make short chunks, the length
         cost aims higher (up to twice) so the chunks' median stays near the target
-        (the report says so). Every example is counted by stage 1's own builder.
+        (the report's notes say so). Every example is counted by stage 1's own builder.
 Writes  into --out (default: style_pipeline.book_dir) chunk_NNN_<chapter>_<slug>.txt
         files; segment_report.md (each chunk: chapter, words, tokens, why it starts
         there); segment_review.md + .json (the cuts made with no mark in the text

@@ -393,15 +393,18 @@ def _trimmed(text, x, y):
 
 def plan_to_target(structure: Structure, counter, lengths, margin=24, **decisions):
     """(chunks, notes, seams, aimed): plan_chunks, its length cost aiming higher than
-    lengths.target (up to MAX_AIM times, and lengths.maximum) while the chunks' median falls under
-    MEDIAN_SHORT of it; `aimed` is the Lengths the plan used. Chapter headings and
+    lengths.target (up to MAX_AIM times, and lengths.maximum) while the chunks' median
+    falls under MEDIAN_SHORT of it, in a book with headings or marks; `aimed` is the
+    Lengths the plan used. Chapter headings and
     marks the lengths allow make chunks the cost cannot lengthen, so a cost aimed at
     the target itself also cuts every longer scene down to it: on the held-out
     corpus novels, marked, the median was 0.77 of the target and 72 chunks stood for
     the authors' 52 (bench_segmentation.py). `decisions`: plan_chunks' forced,
     forbidden and extra."""
     measure = Measure(counter, structure.text, margin=margin)
-    highest = min(MAX_AIM * lengths.target, lengths.maximum)   # no chunk can be longer
+    # Without headings or marks every cut is the cost's own choice: nothing to make up for.
+    marked = bool(structure.chapters) or structure.has_scene_breaks
+    highest = min(MAX_AIM * lengths.target, lengths.maximum) if marked else lengths.target
     aimed, scored = lengths, {}
     for _ in range(AIM_PLANS):
         chunks, notes, seams = plan_chunks(structure, counter, aimed, margin=margin, scored=scored, **decisions)
