@@ -407,7 +407,8 @@ def plan_to_target(structure: Structure, counter, lengths, margin=24, **decision
     highest = min(MAX_AIM * lengths.target, lengths.maximum) if marked else lengths.target
     aimed, scored = lengths, {}
     for _ in range(AIM_PLANS):
-        chunks, notes, seams = plan_chunks(structure, counter, aimed, margin=margin, scored=scored, **decisions)
+        chunks, notes, seams = plan_chunks(structure, counter, aimed, margin=margin, scored=scored,
+                                           measure=measure, **decisions)
         median = statistics.median(measure.tokens(c.start, c.end) for c in chunks)
         if median >= MEDIAN_SHORT * lengths.target or aimed.target >= highest:
             break
@@ -416,17 +417,18 @@ def plan_to_target(structure: Structure, counter, lengths, margin=24, **decision
 
 
 def plan_chunks(structure: Structure, counter, lengths, punkt=None, margin=24,
-                forced=(), forbidden=(), extra=(), scored=None):
+                forced=(), forbidden=(), extra=(), scored=None, measure=None):
     """Chunks for the whole book: every chapter heading starts one; inside a
     chapter, `seams.cut_to_fit` chooses the cuts (scene-break marks first, seam
     model elsewhere, lengths near the target). `forced`, `forbidden` and `extra`
     are the writer's decisions as offsets in the body (`extra`: [Candidate] places
     that are not paragraph starts the model scores); `scored` ({} to fill) keeps
-    each chapter's scored places for the next plan. Returns (chunks, notes, seams):
+    each chapter's scored places for the next plan, `measure` the text's token
+    counts (Measure with this margin). Returns (chunks, notes, seams):
     seams are the (Candidate, places considered, chapter span) of each cut, for the review."""
     text = structure.text
     scored = {} if scored is None else scored
-    measure = Measure(counter, text, margin=margin)
+    measure = measure or Measure(counter, text, margin=margin)
     lazy_punkt = punkt or (lambda: build_punkt([text])[0])
     chunks, notes, seams = [], [], []
     for chapter, sections in chapters_of(structure).items():
