@@ -25,6 +25,29 @@ def test_retraining_the_seam_model_reproduces_the_shipped_file(capsys):
     assert data["seams"] > 300 and len(data["trained_on"]) == 7
 
 
+def test_the_seam_signals_benchmark_measures_each_signal_on_a_real_novel():
+    """bench_seam_signals.py's other signals, on Jekyll and Hyde with its cues removed:
+    SmolLM2's embedding cohesion at every candidate, its PMI across a boundary (the
+    text before helps predict the same narrator's next words), and the shipped fit
+    with the extra columns named."""
+    import numpy as np
+    from conftest import CORPUS, SMOL
+    from styletune.data.seam_model import FEATURES
+    from styletune.data.seam_training import labelled_novel
+    bench = load_script(FT / "benchmarks" / "bench_seam_signals.py")
+    novel = bench.Novel(labelled_novel(CORPUS / "stevenson_jekyll_and_hyde.txt"))
+    assert novel.y.sum() == 9 and novel.x.shape == (len(novel.index), len(FEATURES))
+    cohesion = bench.embedding_cohesion(novel, bench.word_embedder(SMOL))
+    assert cohesion.shape == (len(novel.index), 2) and np.isfinite(cohesion).all() and (cohesion[:, 0] >= 0).all()
+    assert cohesion[:, 1].std() > 0
+    pmi = bench.Pmi(SMOL)(novel.text, [novel.paras[i][0] for i in novel.index[10:14]])
+    assert pmi.shape == (4, 2) and pmi[:, 0].mean() > 0 and (pmi[:, 1] < 0).all()
+    half = len(novel.y) // 2
+    train = [(np.hstack([novel.x, cohesion])[:half], novel.y[:half])]
+    scores = bench.extended(("embed_shift", "embed_depth"))(train, np.hstack([novel.x, cohesion])[half:])
+    assert scores.shape == (len(novel.y) - half,) and np.isfinite(scores).all()
+
+
 # --- the dynamic program -------------------------------------------------------------------
 
 def places(*pairs):

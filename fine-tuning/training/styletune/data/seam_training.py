@@ -92,9 +92,11 @@ def novel_weights(labels) -> np.ndarray:
                            for y in labels])
 
 
-def fit(x, y, chunker: dict, trained_on: list, weights=None) -> dict:
-    """Logistic regression on standardised features, L2 on the weights, rows weighted
-    by `weights`: the data seam_model.json holds (SeamModel reads it)."""
+def fit(x, y, chunker: dict, trained_on: list, weights=None, features=FEATURES) -> dict:
+    """Logistic regression on standardised features (x's columns, named `features`),
+    L2 on the weights, rows weighted by `weights`: the data seam_model.json holds
+    (SeamModel reads it)."""
+    assert x.shape[1] == len(features), (x.shape, features)
     sw = np.ones(len(y)) if weights is None else weights
     mean = x.mean(axis=0)
     scale = x.std(axis=0)
@@ -115,10 +117,10 @@ def fit(x, y, chunker: dict, trained_on: list, weights=None) -> dict:
         "trained_on": trained_on,
         "rows": int(len(y)),
         "seams": int(y.sum()),
-        "features": list(FEATURES),
-        "mean": {k: r(v) for k, v in zip(FEATURES, mean)},
-        "scale": {k: r(v) for k, v in zip(FEATURES, scale)},
-        "weights": {k: r(v) for k, v in zip(FEATURES, w[1:])},
+        "features": list(features),
+        "mean": {k: r(v) for k, v in zip(features, mean)},
+        "scale": {k: r(v) for k, v in zip(features, scale)},
+        "weights": {k: r(v) for k, v in zip(features, w[1:])},
         "bias": r(w[0]),
         **chunker,
     }
