@@ -27,6 +27,7 @@ import random
 import re
 import sys
 from collections import Counter
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
@@ -186,6 +187,8 @@ def print_row(label, aucs):
 
 def main(argv=None):
     args = parse_args(argv)
+    if not (Path(args.model) / "model.safetensors").exists():
+        sys.exit(f"no {args.model}/model.safetensors: run `make model` first, or give --model")
     print("... labelling the corpus and computing features", file=sys.stderr, flush=True)
     novels = [Novel(labelled_novel(p)) for p in sorted(CORPUS.glob("*.txt"))]
     base = {n.name: (n.x, n.y) for n in novels}
