@@ -34,8 +34,8 @@ import numpy as np  # noqa: E402
 from bench_segmentation import CORPUS, auc  # noqa: E402  (beside this script)
 from styletune import paths  # noqa: E402
 from styletune.data import seam_model  # noqa: E402
-from styletune.data.seam_model import FEATURES, boundary_features, units  # noqa: E402
-from styletune.data.seam_training import fit, labelled_novel, novel_weights  # noqa: E402
+from styletune.data.seam_model import FEATURES, SeamModel  # noqa: E402
+from styletune.data.seam_training import fit, labelled_boundaries, labelled_novel, novel_weights  # noqa: E402
 
 EMBEDDING_WINDOW_WORDS = 400
 PMI_CONTEXT, PMI_NEXT, PMI_OTHERS = 128, 32, 300
@@ -54,12 +54,7 @@ class Novel:
 
     def __init__(self, labelled):
         self.name, self.text = labelled.name, labelled.text
-        self.paras = units(self.text)
-        feats = boundary_features(self.text, self.paras)
-        seams = set(labelled.seams)
-        self.index = [i for i in feats if self.paras[i][0] not in labelled.unsure]
-        self.x = np.array([[feats[i][k] for k in FEATURES] for i in self.index])
-        self.y = np.array([float(self.paras[i][0] in seams) for i in self.index])
+        self.paras, self.index, self.x, self.y = labelled_boundaries(labelled)
 
 
 # --- signals ------------------------------------------------------------------------
@@ -153,11 +148,9 @@ class Pmi:
 def logistic_scores(train, test, columns=FEATURES):
     """The shipped model's fit (seam_training.fit, its rounding included) on x's
     `columns`, trained on `train` [(x, y)]: the logit of each row of test x."""
-    data = fit(np.vstack([x for x, _ in train]), np.concatenate([y for _, y in train]), {},
-               [], novel_weights([y for _, y in train]), features=columns)
-    mean, scale, weights = (np.array([d[k] for k in columns]) for d in
-                            (data["mean"], data["scale"], data["weights"]))
-    return data["bias"] + ((test - mean) / scale) @ weights
+    model = SeamModel(fit(np.vstack([x for x, _ in train]), np.concatenate([y for _, y in train]), {},
+                          [], novel_weights([y for _, y in train]), features=columns))
+    return np.array([model.logit(dict(zip(columns, row))) for row in test])
 
 
 def gbm_scores(train, test):

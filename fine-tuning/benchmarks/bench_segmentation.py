@@ -22,7 +22,7 @@ the development novels (--tune searches them there). Also: stage 0's time on a
 200,000-word manuscript (two novels joined), and how many review decisions a
 scripted writer needs to reach each novel's reference chunking (--review).
 
-The splitter too (split_oversized_chunks.py's cut_to_fit, the same lengths): every
+The splitter too (split_oversized_chunks.py's cut_to_fit and chunk_lengths): every
 two neighbouring reference chunks of the cue-less text, joined, that are over
 sequence_len (4096) while each fits, stand for a chunk a writer made too long;
 the figure is how often a cut lands within one paragraph of the seam between them.
@@ -48,6 +48,7 @@ from styletune.data.review import constraints, decide, opening, reference_answer
 from styletune.data.seam_model import SeamModel, units  # noqa: E402
 from styletune.data.seam_training import fit, labelled_novel, novel_weights, rows  # noqa: E402
 from styletune.data.seams import Lengths, Measure, cut_to_fit  # noqa: E402
+from styletune.data.segment import MARGINS, chunk_lengths  # noqa: E402
 from styletune.data.tokens import load_counter  # noqa: E402
 from styletune.text.sentences import build_punkt  # noqa: E402
 
@@ -57,7 +58,6 @@ DEV_NOVELS = ("austen_pride_and_prejudice", "dickens_oliver_twist", "stoker_drac
               "wilde_the_picture_of_dorian_gray")
 BASELINE_COMMIT = "481a036"   # the chunker before the seam model and the length cost
 MINIMUM = 500
-SEQUENCE_LEN = 4096
 
 
 def parse_args():
@@ -179,23 +179,23 @@ def measure_one(kind, novel, text, cues, counter, old=None, review=False):
             "review": review_decisions(text, seams, counter, lengths) if review and kind == "new" else None}
 
 
-def splitter_finds(novel, counter):
+def splitter_finds(novel, counter, cfg):
     """(seams found, pairs tried, cuts made): the splitter on each pair of neighbouring
-    reference chunks of the cue-less text that is over SEQUENCE_LEN while each chunk
-    fits, the target the median reference chunk (the writer's other chunks)."""
+    reference chunks of the cue-less text that is over sequence_len while each chunk
+    fits, its lengths as split_oversized_chunks.py sets them (segment.chunk_lengths:
+    the median of the other chunks that fit)."""
     text, index = novel.text, para_index(novel.text)[0]
-    measure = Measure(counter, text, margin=24)
+    measure = Measure(counter, text, margin=MARGINS[0])
     bounds = [0] + sorted(novel.seams) + [len(text)]
-    target = int(statistics.median(measure.tokens(a, b) for a, b in zip(bounds, bounds[1:])))
-    lengths = Lengths(min(target, SEQUENCE_LEN - 24), MINIMUM, SEQUENCE_LEN,
-                      seam_model.model().data["length_weight"])
+    sizes = [measure.tokens(a, b) for a, b in zip(bounds, bounds[1:])]
+    lengths = chunk_lengths(cfg, [t for t in sizes if t <= cfg.sequence_len])
     punkt = lambda: build_punkt([text])[0]  # noqa: E731  (only a paragraph over the limit needs it)
     found = tried = made = 0
     for a, seam, b in zip(bounds, bounds[1:], bounds[2:]):
-        if measure.tokens(a, b) <= SEQUENCE_LEN or max(measure.tokens(a, seam), measure.tokens(seam, b)) > SEQUENCE_LEN:
+        if measure.tokens(a, b) <= lengths.maximum or max(measure.tokens(a, seam), measure.tokens(seam, b)) > lengths.maximum:
             continue
         raw = text[a:b]
-        cuts, _ = cut_to_fit(raw, Measure(counter, raw, margin=24).tokens, lengths, punkt)
+        cuts, _ = cut_to_fit(raw, Measure(counter, raw, margin=MARGINS[0]).tokens, lengths, punkt)
         tried, made = tried + 1, made + len(cuts)
         found += any(abs(index(a + c.offset) - index(seam)) <= 1 for c in cuts)
     return found, tried, made
@@ -284,14 +284,14 @@ def use(model):
     seam_model._MODEL = model   # the chunker reads the module's model
 
 
-def evaluate(names, novels, models, chunker, counter, conditions, old, review=False, split=False):
+def evaluate(names, novels, models, chunker, counter, conditions, old, review=False, splitter_cfg=None):
     bodies = {n.name: read_manuscript(CORPUS / f"{n.name}.txt").body for n in novels}
     by_name = {n.name: n for n in novels}
     out = {}
     for name in names:
         use(models.without(name, chunker))
-        if split:
-            out[(name, "splitter")] = splitter_finds(by_name[name], counter)
+        if splitter_cfg:
+            out[(name, "splitter")] = splitter_finds(by_name[name], counter, splitter_cfg)
         for cues in conditions:
             text = bodies[name] if cues else by_name[name].text
             for kind in (["new"] + (["old"] if old else [])):
@@ -314,9 +314,9 @@ def table(results, names, label, conditions, kinds):
                   f"{s['in_band']:.0%} | {s['shortest']} | {s['longest']} | {s['under_min']} |")
 
 
-def splitter_table(results, names):
+def splitter_table(results, names, limit):
     found, tried, made = (sum(results[(n, "splitter")][i] for n in names) for i in range(3))
-    print(f"\nsplitter, two neighbouring reference chunks joined (cues removed) over {SEQUENCE_LEN} tokens: "
+    print(f"\nsplitter, two neighbouring reference chunks joined (cues removed) over {limit} tokens: "
           f"a cut within one paragraph of the seam between them in {found} of {tried} "
           f"({found / max(1, tried):.0%}; {made} cuts made); "
           + ", ".join(f"{n.split('_')[0]} {results[(n, 'splitter')][0]}/{results[(n, 'splitter')][1]}"
@@ -391,9 +391,10 @@ def main():
     print(f"tokenizer: {counter.description}; chunker settings: {chunker}")
     ranking(models, chunker)
     for label, names in sets:
-        results = evaluate(names, novels, models, chunker, counter, conditions, old, args.review, split=True)
+        results = evaluate(names, novels, models, chunker, counter, conditions, old, args.review,
+                           splitter_cfg=cfg)
         table(results, names, label, conditions, ["new"] + (["old"] if old else []))
-        splitter_table(results, names)
+        splitter_table(results, names, cfg.sequence_len)
         per_novel(results, names, conditions)
     use(SeamModel(shipped))
     timing(counter, cfg)

@@ -296,6 +296,7 @@ class SeamModel:
 
     def __init__(self, data):
         self.data = data
+        self.features = data["features"]     # the file's own list (FEATURES when shipped)
         self.mean, self.scale = data["mean"], data["scale"]
         self.weights, self.bias = data["weights"], data["bias"]
 
@@ -305,7 +306,7 @@ class SeamModel:
 
     def logit(self, features) -> float:
         return self.bias + sum(self.weights[k] * (features[k] - self.mean[k]) / self.scale[k]
-                               for k in FEATURES)
+                               for k in self.features)
 
     def probability(self, features) -> float:
         return 1 / (1 + math.exp(-self.logit(features)))

@@ -67,19 +67,20 @@ def labelled_novel(path) -> LabelledNovel:
     return LabelledNovel(path.stem, text, seams, unsure, kinds)
 
 
-def rows(novel: LabelledNovel):
-    """(features [n x len(FEATURES)], labels [n]) for every candidate boundary."""
+def labelled_boundaries(novel: LabelledNovel):
+    """(paragraph units, index of each row's paragraph, features [n x len(FEATURES)],
+    labels [n]) for every candidate boundary with a label."""
     paras = units(novel.text)
     feats = boundary_features(novel.text, paras)
     seams = set(novel.seams)
-    xs, ys = [], []
-    for i, f in feats.items():
-        offset = paras[i][0]
-        if offset in novel.unsure:
-            continue
-        xs.append([f[k] for k in FEATURES])
-        ys.append(1.0 if offset in seams else 0.0)
-    return np.array(xs, dtype=np.float64).reshape(-1, len(FEATURES)), np.array(ys)
+    index = [i for i in feats if paras[i][0] not in novel.unsure]
+    x = np.array([[feats[i][k] for k in FEATURES] for i in index], dtype=np.float64).reshape(-1, len(FEATURES))
+    return paras, index, x, np.array([1.0 if paras[i][0] in seams else 0.0 for i in index])
+
+
+def rows(novel: LabelledNovel):
+    """(features [n x len(FEATURES)], labels [n]) for every candidate boundary."""
+    return labelled_boundaries(novel)[2:]
 
 
 def novel_weights(labels) -> np.ndarray:
