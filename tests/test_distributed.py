@@ -448,3 +448,27 @@ def test_bench_reuses_a_random_model_only_of_its_shape(tmp_path):
     assert BENCH.reusable_model(folder, "tiny") == folder
     with pytest.raises(SystemExit, match="another shape"):
         BENCH.reusable_model(folder, "llama-3.1-8b")
+
+
+@pytest.mark.slow
+def test_the_bench_takes_its_peak_at_the_longest_example_sequence_len_allows():
+    """Issue 23: every profile's peak memory at the longest example sequence_len
+    allows. The bench's CPU smoke run, as a GPU run makes it: one chunk's example
+    just fits sequence_len, it trains (not held out), and grouping by length puts it
+    in the first step, whose token slots the bench reads back from Axolotl's log:
+    one row a step on the rehearsal config, four rows padded to it on batch4-grouped."""
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, str(FT / "benchmarks" / "bench_gpu_training.py"), "--shape", "tiny",
+                           "--cpu", "--steps", "2", "--compare", "main", "batch4-grouped"],
+                          capture_output=True, text=True, timeout=900, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    runs = {r["profile"]: r for r in map(json.loads, re.findall(r"^\{.*\}$", proc.stdout, re.M))}
+    limit = load_config(REHEARSAL_CONFIG).sequence_len - BENCH.FIT_MARGIN
+    for profile, rows in (("main", 1), ("batch4-grouped", 4)):
+        run = runs[profile]
+        assert limit - 100 < run["longest_example"] <= limit, run
+        # each row padded to a multiple of a few tokens at most, never a longer row's length
+        assert rows * run["longest_example"] <= run["first_step_slots"] < rows * (run["longest_example"] + 64), run
+        assert run["tokens_per_s"] > 0 and all(math.isfinite(x) for x in run["losses"]), run
+    assert proc.stdout.count("the peak covers it") == 2

@@ -10,6 +10,12 @@ overridden) for --steps optimiser steps, and prints trainable tokens/s, peak GPU
 memory (allocated and reserved; over 28 GiB flagged) and the projected time for
 the full 36 x 3-epoch run.
 
+Peak memory is taken at the longest example sequence_len allows: one of the 36
+training chunks ends at the sentence that makes stage 1's longest example of it
+just fit sequence_len, and rows are grouped by length (group_by_length; one row a micro-batch,
+so no padding changes), which puts the longest row in the first, untimed step. The
+bench checks the first step's token count and says whether the peak covers it.
+
 Targets (issue 4, on an H100 standing in for the RTX 5090): >= 3,000 tokens/s,
 peak memory <= 20 GB, full run <= 5 minutes.
 
@@ -45,9 +51,12 @@ from pathlib import Path
 
 import yaml
 from styletune.config import load_config
+from styletune.data.examples import example_sizes
 from styletune.data.prepare import planned_outputs, prepare_data
+from styletune.data.tokens import load_counter
 from styletune.fileio import normalise, read_text, write_outputs
 from styletune.text.gutenberg import gutenberg_body
+from styletune.text.sentences import paragraph_spans, sentence_ends
 
 HERE = Path(__file__).resolve().parent
 FT = HERE.parent
@@ -63,6 +72,10 @@ SHAPES = {
                  num_attention_heads=4, num_key_value_heads=2, vocab_size=49152),
 }
 WRITER = {"train": 36, "validation": 4, "epochs": 3}
+LONG_CHUNK = "chunk_001_bench.txt"   # its longest example just fits sequence_len
+# chunks held out, one in each quarter, never the long one: the peak needs it in training
+VALIDATION = [f"chunk_{i:03d}_bench.txt" for i in (10, 20, 30, 40)]
+FIT_MARGIN = 16   # tokens under sequence_len: stage 1's punkt, trained on the whole book, may cut elsewhere
 CARD_GIB = 28   # a profile must fit the writer's 32 GB card with room (issue 23)
 # Speed overlays Axolotl supports for QLoRA on one GPU, all UNMEASURED (issue 23).
 # None changes what the model learns: the same examples, the same loss over the
@@ -181,13 +194,33 @@ def reusable_model(folder: Path, shape: str) -> Path | None:
     return folder
 
 
-def writer_sized_book(dest: Path, chars: int) -> None:
+def writer_sized_book(dest: Path, chars: int, cfg) -> None:
+    """The writer's 40 chunks of about `chars` characters, the first of them as long as
+    sequence_len allows (whole paragraphs; stage 1's longest example of it counted by
+    stage 1's own builder, `example_sizes`)."""
     body, _ = gutenberg_body(normalise(read_text(NOVEL)))
-    chunks = paragraph_chunks(normalise(body), chars)
-    chunks = [c for c in chunks if len(c) > 0.8 * chars][:WRITER["train"] + WRITER["validation"]]
+    chunks = [c for c in paragraph_chunks(normalise(body), chars) if len(c) > 0.8 * chars]
+    chunks = [longest_fitting(chunks[0] + "\n\n" + chunks[1], cfg),
+              *chunks[2:1 + WRITER["train"] + WRITER["validation"]]]
     dest.mkdir(parents=True)
     for i, text in enumerate(chunks, 1):
         (dest / f"chunk_{i:03d}_bench.txt").write_text(text + "\n", encoding="utf-8")
+
+
+def longest_fitting(text: str, cfg) -> str:
+    """The longest lead of `text`, ending at a sentence end, whose longest stage-1
+    example fits sequence_len (less FIT_MARGIN): a binary search over the sentence
+    ends, the example growing with the text."""
+    ends = sorted({a + end for a, b in paragraph_spans(text)
+                   for end in [*sentence_ends(text[a:b]), b - a]})
+    counter, limit = load_counter(cfg), cfg.sequence_len - FIT_MARGIN
+    longest = lambda i: max(example_sizes([(LONG_CHUNK, text[:ends[i]])], None,  # noqa: E731
+                                          counter, cfg.pipeline).values())
+    lo, hi = 0, len(ends) - 1   # the first sentence fits (stage 1 checks); find the last end that does
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if longest(mid) <= limit else (lo, mid - 1)
+    return text[:ends[lo]]
 
 
 def bench_config(tmp: Path, model: Path, args, profile: str = "main") -> Path:
@@ -213,7 +246,12 @@ def bench_config(tmp: Path, model: Path, args, profile: str = "main") -> Path:
         "eval_strategy": "no", "save_strategy": "no", "load_best_model_at_end": False,
         "eval_steps": None, "save_steps": None,
         "style_pipeline": {"book_dir": str(tmp / "book"), "report_dir": str(out / "report"),
-                           "log_dir": str(out / "logs"), "validation_share": 0.1},
+                           "log_dir": str(out / "logs"), "validation_chunks": VALIDATION},
+        # rows in length order within random groups, the longest first: the first
+        # (untimed) step holds the longest example, so the peak covers it. With one
+        # row a micro-batch nothing is padded; packing profiles pack their own way
+        # (every packed row padded to sequence_len).
+        "group_by_length": True,
         **PROFILES[profile], **args.overrides,
     }
     path = tmp / f"bench_{profile}.yaml"
@@ -240,7 +278,18 @@ def train_once(cfg_path: Path, args) -> dict:
             "memory": [float(x) for x in re.findall(r"'memory/max_allocated \(GiB\)': '([0-9.]+)'", log)],
             # what the card must hold: the allocator's reserve, not only what tensors use
             "reserved": [float(x) for x in re.findall(r"'memory/device_reserved \(GiB\)': '([0-9.]+)'", log)],
-            "losses": [float(x) for x in re.findall(r"\{'loss': '([0-9.]+)'", log)]}
+            "losses": [float(x) for x in re.findall(r"\{'loss': '([0-9.]+)'", log)],
+            # token slots (padding included) of all steps so far, one figure a step
+            "slots": [int(x) for x in re.findall(r"'tokens/total': '?([0-9]+)", log)]}
+
+
+def covers(run: dict) -> str:
+    """Whether the first step held the longest training row, so the peak is at it."""
+    first = run["slots"][0] if run["slots"] else 0
+    held = first >= run["longest"]
+    return (f"{run['longest']:,} tokens (sequence_len {run['sequence_len']:,}); the first step held "
+            f"{first:,} token slots: " + ("the peak covers it" if held else
+                                          "NOT in the first step, the peak may be under it"))
 
 
 def report(runs: dict, args, torch) -> None:
@@ -263,11 +312,13 @@ def report(runs: dict, args, torch) -> None:
         over = f" - OVER the {CARD_GIB} GiB a 32 GB card allows with room" if max(peak, reserved) > CARD_GIB else ""
         print(f"[{profile}] peak GPU memory: {peak:.1f} GiB allocated, {reserved:.1f} GiB reserved{over}"
               if not args.cpu else f"[{profile}] peak GPU memory: n/a on CPU")
+        print(f"[{profile}] longest example: {covers(run)}")
         print(f"[{profile}] loss per step: {', '.join(f'{x:.3f}' for x in run['losses'])}")
         print(f"[{profile}] full run ({WRITER['train']} examples x {WRITER['epochs']} epochs, "
               f"{run['full']:,.0f} tokens): ~{run['full'] / rate / 60:.1f} min")
         print(json.dumps({"profile": profile, "device": device, "tokens_per_s": rate, "peak_gib": peak,
-                          "reserved_gib": reserved, "relative_to": baseline, "relative_speed": rate / first, "losses": run["losses"],
+                          "reserved_gib": reserved, "longest_example": run["longest"],
+                          "first_step_slots": (run["slots"] or [0])[0], "relative_to": baseline, "relative_speed": rate / first, "losses": run["losses"],
                           "full_run_min": run["full"] / rate / 60}))
 
 
@@ -289,7 +340,8 @@ def main():
             random_model(model, SHAPES[args.shape])
         else:
             print(f"the random {args.shape} model in {model}, reused", flush=True)
-        writer_sized_book(tmp / "book", args.chars_per_chunk)
+        writer_sized_book(tmp / "book", args.chars_per_chunk,
+                          load_config(bench_config(tmp, model, args, args.compare[0])))
         runs = {}
         for profile in args.compare:
             cfg_path = bench_config(tmp, model, args, profile)
@@ -297,9 +349,11 @@ def main():
             write_outputs(planned_outputs(result), force=True)
             lengths = [e.total_tokens for e in result.train]
             print(f"[{profile}] data: {len(result.train)} training examples, median "
-                  f"{statistics.median(lengths)} tokens (max {max(lengths)}); training ...", flush=True)
+                  f"{statistics.median(lengths)} tokens (max {max(lengths)} of sequence_len "
+                  f"{result.config.sequence_len}); training ...", flush=True)
             runs[profile] = train_once(cfg_path, args)
-            runs[profile]["full"] = sum(lengths) / len(lengths) * WRITER["train"] * WRITER["epochs"]
+            runs[profile].update(full=sum(lengths) / len(lengths) * WRITER["train"] * WRITER["epochs"],
+                                 longest=max(lengths), sequence_len=result.config.sequence_len)
         report(runs, args, torch)
         if any("failed" in run for run in runs.values()):
             return 1
