@@ -27,15 +27,16 @@ TWO_5090S = {"bf16": True, "fp8": False, "tf32": True, "n_gpu": 2, "compute_capa
 TORCH = {"torch_version": "2.13.0"}
 
 
-def axolotl_validated(config_path, **changes):
-    """The merged overlay, less the pipeline's own block, through Axolotl's validate_config."""
+def axolotl_validated(config_path, capabilities=TWO_5090S, **changes):
+    """The merged overlay, less the pipeline's own block, through Axolotl's validate_config
+    (on two RTX 5090s unless `capabilities` says otherwise)."""
     from axolotl.utils.config import validate_config
     from axolotl.utils.dict import DictDefault
     data = copy.deepcopy(load_config(config_path).data)
     data.pop("style_pipeline")
     for key, value in changes.items():
         data[key] = {**data[key], **value} if isinstance(value, dict) else value
-    return validate_config(DictDefault(data), capabilities=TWO_5090S, env_capabilities=TORCH)
+    return validate_config(DictDefault(data), capabilities=capabilities, env_capabilities=TORCH)
 
 
 # --- the overlays ------------------------------------------------------------------
@@ -472,3 +473,14 @@ def test_the_bench_takes_its_peak_at_the_longest_example_sequence_len_allows():
         assert rows * run["longest_example"] <= run["first_step_slots"] < rows * (run["longest_example"] + 64), run
         assert run["tokens_per_s"] > 0 and all(math.isfinite(x) for x in run["losses"]), run
     assert proc.stdout.count("the peak covers it") == 2
+
+
+def test_axolotl_runs_its_lora_kernels_in_the_main_config_already():
+    """Why the GPU bench has no LoRA-kernel profile: Axolotl turns its Triton LoRA
+    kernels on by itself for the main config (which leaves them unset, so that the
+    70B overlay's FSDP1, which refuses them, inherits nothing), on one GPU or with
+    DDP on several."""
+    for gpus in (1, 2):
+        out = axolotl_validated(MAIN_CONFIG, capabilities={**TWO_5090S, "n_gpu": gpus})
+        assert out["lora_mlp_kernel"] and out["lora_qkv_kernel"] and out["lora_o_kernel"], gpus
+    assert "lora_mlp_kernel" not in load_config(MAIN_CONFIG).data

@@ -28,7 +28,7 @@ the win. `--set KEY=VALUE` (repeatable, VALUE read as YAML) overrides any key fo
 every profile.
 
 Run:    python fine-tuning/benchmarks/bench_gpu_training.py [--steps 12]
-        python fine-tuning/benchmarks/bench_gpu_training.py --compare main liger lora-kernels
+        python fine-tuning/benchmarks/bench_gpu_training.py --compare main liger packing
         python fine-tuning/benchmarks/bench_gpu_training.py --compare all   (every profile)
         python fine-tuning/benchmarks/bench_gpu_training.py --set micro_batch_size=2
         python fine-tuning/benchmarks/bench_gpu_training.py --config configs/multi_gpu.yaml --gpus 1
@@ -88,8 +88,9 @@ PROFILES = {
     # lm_head that never builds the 128k-vocabulary logits in full
     "liger": {"plugins": ["axolotl.integrations.liger.LigerPlugin"], "liger_rms_norm": True,
               "liger_glu_activation": True, "liger_rope": True, "liger_fused_linear_cross_entropy": True},
-    # Axolotl's Triton LoRA kernels (the rehearsal turns them off: no CUDA)
-    "lora-kernels": {"lora_mlp_kernel": True, "lora_qkv_kernel": True, "lora_o_kernel": True},
+    # (Axolotl's Triton LoRA kernels are no profile: Axolotl 0.19 turns them on by
+    # itself for the main config on one GPU, so main runs them already;
+    # tests/test_distributed.py checks it)
     # 4 examples a step, of similar lengths (less padding), same global batch
     "batch4-grouped": {"micro_batch_size": 4, "gradient_accumulation_steps": 1, "group_by_length": True},
     # memory for speed: no recomputation in the backward pass
