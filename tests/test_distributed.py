@@ -452,19 +452,24 @@ def test_bench_reuses_a_random_model_only_of_its_shape(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_bench_takes_its_peak_at_the_longest_example_sequence_len_allows():
-    """Issue 23: every profile's peak memory at the longest example sequence_len
-    allows. The bench's CPU smoke run, as a GPU run makes it: one chunk's example
-    just fits sequence_len, it trains (not held out), and grouping by length puts it
-    in the first step, whose token slots the bench reads back from Axolotl's log:
-    one row a step on the rehearsal config, four rows padded to it on batch4-grouped."""
+def test_the_gpu_check_runs_and_the_bench_peaks_at_the_longest_example(tmp_path):
+    """gpu_check.sh's smoke run on CPU (the same script and bench a GPU lease runs,
+    tiny model): its summary carries each profile's figures and says why FSDP did not
+    run. Issue 23 asks each profile's peak memory at the longest example
+    sequence_len allows: one chunk's example just fits sequence_len, it trains (not
+    held out), and grouping by length puts it in the first step, whose token slots
+    the bench reads back from Axolotl's log: one row a step on the rehearsal config,
+    four rows padded to it with batch4-grouped."""
     import subprocess
     import sys
-    proc = subprocess.run([sys.executable, str(FT / "benchmarks" / "bench_gpu_training.py"), "--shape", "tiny",
-                           "--cpu", "--steps", "2", "--compare", "main", "batch4-grouped"],
-                          capture_output=True, text=True, timeout=900, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    out = tmp_path / "check"
+    proc = subprocess.run(["bash", str(FT / "benchmarks" / "gpu_check.sh"), str(out), "--cpu", "--steps", "2",
+                           "--profiles", "batch4-grouped", "--only", "profiles multi_gpu"],
+                          capture_output=True, text=True, timeout=900, cwd=tmp_path,
+                          env={**os.environ, "PYTHON": sys.executable})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    runs = {r["profile"]: r for r in map(json.loads, re.findall(r"^\{.*\}$", proc.stdout, re.M))}
+    log = (out / "main_and_profiles.log").read_text()
+    runs = {r["profile"]: r for r in map(json.loads, re.findall(r"^\{.*\}$", log, re.M))}
     limit = load_config(REHEARSAL_CONFIG).sequence_len - BENCH.FIT_MARGIN
     for profile, rows in (("main", 1), ("batch4-grouped", 4)):
         run = runs[profile]
@@ -472,7 +477,10 @@ def test_the_bench_takes_its_peak_at_the_longest_example_sequence_len_allows():
         # each row padded to a multiple of a few tokens at most, never a longer row's length
         assert rows * run["longest_example"] <= run["first_step_slots"] < rows * (run["longest_example"] + 64), run
         assert run["tokens_per_s"] > 0 and all(math.isfinite(x) for x in run["losses"]), run
-    assert proc.stdout.count("the peak covers it") == 2
+    summary = (out / "summary.md").read_text()
+    assert summary.count("the peak covers it") == 2 and "[batch4-grouped] tokens/s" in summary
+    assert "not run: --cpu (FSDP needs CUDA)" in summary and "merge" not in summary
+    assert not (out / "model").exists()   # the 8B-sized model is not left behind
 
 
 def test_axolotl_runs_its_lora_kernels_in_the_main_config_already():

@@ -2,13 +2,19 @@
 # The GPU check anyone can repeat, on one CUDA GPU: every GPU measurement the
 # project quotes, in one run, into one summary.
 #
-# Usage: fine-tuning/benchmarks/gpu_check.sh [OUT_DIR] [--steps N] [--profiles "main liger ..." (default: all)]
+# Usage: fine-tuning/benchmarks/gpu_check.sh [OUT_DIR] [--steps N] [--profiles "liger packing ..."]
+#                                            [--only "profiles multi_gpu merge"] [--model DIR] [--cpu]
 #
-#   1. the main config's bench (bench_gpu_training.py: 8B-shaped random model, writer-sized
-#      data) and the speed profiles beside it, main first (--compare; all unmeasured until
-#      this runs; --profiles picks some, to fit a short lease)
-#   2. multi_gpu.yaml with one process (FSDP through torchrun), on the same random model
-#   3. the merge tests on CUDA (tests/test_merge.py)
+#   profiles   the main config's bench (bench_gpu_training.py: 8B-shaped random model,
+#              writer-sized data, peak memory at the longest example sequence_len
+#              allows) and the speed profiles beside it, main first (--compare; all
+#              unmeasured until this runs; --profiles picks some; default: all)
+#   multi_gpu  multi_gpu.yaml with one process (FSDP through torchrun), same model
+#   merge      the merge tests on CUDA (tests/test_merge.py)
+# --only runs some of the three (a lease's command limit may need two calls);
+# --model DIR keeps the random model there for the next call (default: OUT_DIR/model,
+# deleted at the end); --cpu is a smoke run of the same script on CPU (tiny model,
+# rehearsal config; no multi_gpu: FSDP needs CUDA).
 # Writes OUT_DIR/summary.md (each step's command, exit status, minutes and figures) and
 # each step's full log beside it. Default OUT_DIR: gpu_check_<date>/.
 #
@@ -16,7 +22,7 @@
 # "On a GPU machine" says how to carry the wheels it lacks; there, run it as
 #   STYLETUNE_PIN_EXCEPTIONS=torch fine-tuning/benchmarks/gpu_check.sh
 # (the preflight then prints and records the torch that differs from the pin).
-# Exit: 0 every step ran, 1 a step failed (the summary says which), 2 no GPU.
+# Exit: 0 every step ran, 1 a step failed (the summary says which), 2 no GPU or a bad argument.
 set -uo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -24,17 +30,28 @@ ROOT="$(dirname "$(dirname "$HERE")")"
 OUT="gpu_check_$(date +%Y%m%d_%H%M)"
 STEPS=12
 PROFILES="all"   # every profile in bench_gpu_training.py, main first
+ONLY="profiles multi_gpu merge"
+MODEL=""
+CPU=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --steps) STEPS="$2"; shift 2 ;;
     --profiles) PROFILES="$2"; shift 2 ;;
-    -h|--help) sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --only) ONLY="$2"; shift 2 ;;
+    --model) MODEL="$2"; shift 2 ;;
+    --cpu) CPU=1; shift ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -*) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
     *) OUT="$1"; shift ;;
   esac
 done
+for s in $ONLY; do
+  case "$s" in profiles|multi_gpu|merge) ;; *) echo "--only: no step '$s' (profiles, multi_gpu, merge)" >&2; exit 2 ;; esac
+done
 PY="${PYTHON:-python3}"
-if ! "$PY" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)'; then
-  echo "no CUDA GPU visible to $PY: this check needs one" >&2
+if [ -z "$CPU" ] && ! "$PY" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+  echo "$PY sees no CUDA GPU (or cannot import torch; PYTHON=... names another): this check needs one" \
+       "(a smoke run of the script on CPU: --cpu)" >&2
   exit 2
 fi
 mkdir -p "$OUT"
@@ -43,7 +60,7 @@ SUMMARY="$OUT/summary.md"
 {
   echo "# GPU check, $(date -u +%Y-%m-%dT%H:%MZ)"
   echo
-  echo "- GPU: $("$PY" -c 'import torch; print(torch.cuda.get_device_name(0))')"
+  echo "- GPU: $("$PY" -c 'import torch; print(torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none (--cpu smoke run)")')"
   echo "- torch $("$PY" -c 'import torch; print(torch.__version__, "CUDA", torch.version.cuda)')"
   echo "- commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
   echo "- STYLETUNE_PIN_EXCEPTIONS: ${STYLETUNE_PIN_EXCEPTIONS:-none}"
@@ -77,17 +94,24 @@ step() {  # name, then the command
 
 # One random 8B-shaped model (~16 GB written), built by the first bench and reused by
 # the next; the main config is the comparison's first profile, so it is built once too.
+[ -n "$MODEL" ] || MODEL="$OUT/model"
+MODEL="$(mkdir -p "$(dirname "$MODEL")" && cd "$(dirname "$MODEL")" && pwd)/$(basename "$MODEL")"
 BENCH=(env HF_HUB_OFFLINE=1 "$PY" fine-tuning/benchmarks/bench_gpu_training.py --steps "$STEPS"
-       --model "$OUT/model")
+       --model "$MODEL" ${CPU:+--shape tiny --cpu})
 if [ "$PROFILES" != all ]; then   # main first, once
   rest=""; for p in $PROFILES; do [ "$p" = main ] || rest="$rest $p"; done
   PROFILES="main$rest"
 fi
+runs() { case " $ONLY " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 # shellcheck disable=SC2086
-step main_and_profiles "${BENCH[@]}" --compare $PROFILES
-step multi_gpu_one_process "${BENCH[@]}" --config configs/multi_gpu.yaml --gpus 1
-# only a model the bench built (it refuses a folder holding anything else)
-[ -f "$OUT/model/config.json" ] && rm -rf "$OUT/model"
-step merge_tests_cuda env HF_HUB_OFFLINE=1 "$PY" -m pytest tests/test_merge.py -q
+runs profiles && step main_and_profiles "${BENCH[@]}" --compare $PROFILES
+if runs multi_gpu && [ -n "$CPU" ]; then
+  printf '## multi_gpu_one_process\n\nnot run: --cpu (FSDP needs CUDA)\n\n' >> "$SUMMARY"
+elif runs multi_gpu; then
+  step multi_gpu_one_process "${BENCH[@]}" --config configs/multi_gpu.yaml --gpus 1
+fi
+# only a model the bench built where this script chose (it refuses a folder holding anything else)
+[ "$MODEL" = "$OUT/model" ] && [ -f "$MODEL/config.json" ] && rm -rf "$MODEL"
+runs merge && step merge_tests${CPU:-_cuda} env HF_HUB_OFFLINE=1 "$PY" -m pytest tests/test_merge.py -q
 echo "summary: $SUMMARY"
 exit $failed
