@@ -280,12 +280,14 @@ def test_the_comment_checks_can_fail():
 
 def test_axolotl_keys_have_axolotls_own_defaults():
     """One default each for the Axolotl keys the pipeline reads, and it is the one
-    Axolotl applies (its schema's), so a missing key means the same to both."""
+    Axolotl applies (its schema's, or its Liger plugin's), so a missing key means the
+    same to both."""
+    from axolotl.integrations.liger.args import LigerArgs
     from axolotl.utils.schemas.config import AxolotlInputConfig
     from peft import LoraConfig
     from styletune.settings import AxolotlKeys, axolotl_default
     ours = AxolotlKeys.model_fields
-    theirs = AxolotlInputConfig.model_fields
+    theirs = {**AxolotlInputConfig.model_fields, **LigerArgs.model_fields}   # a plugin's keys are its own
     required_here = {"base_model", "sequence_len", "datasets", "test_datasets"}   # we ask; no guess
     for key, field in ours.items():
         assert key in theirs, f"{key} is not an Axolotl key"

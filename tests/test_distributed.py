@@ -209,6 +209,24 @@ def test_each_plan_is_within_15_percent_of_its_gpu_measurement(config_name, proc
     assert gpu_plan.measured_note(config_name, gpu_plan.LLAMA31_70B, processes, keys) == ""
 
 
+def test_the_plan_counts_liger_keeping_the_logits_out_of_memory():
+    """With Liger's fused linear cross-entropy (its plugin on, as the GPU bench's liger
+    profiles set it) the plan holds one chunk of logits, not all of them: at four rows
+    of 4,096 tokens a micro-batch that is the difference between over and under the
+    28 GiB the writer's 32 GB card allows. The key alone, without the plugin, does
+    nothing, in Axolotl and in the plan."""
+    main = load_config(MAIN_CONFIG).axolotl
+    shape, liger = gpu_plan.LLAMA31_8B, BENCH.PROFILES["liger"]
+    plan = lambda **keys: gpu_plan.memory_plan(shape, main.model_copy(update=keys), 1, 4096).per_gpu_gib  # noqa: E731
+    logits = 4 * 4096 * shape["vocab_size"] * 8 / gpu_plan.GIB
+    assert plan(micro_batch_size=4) > BENCH.CARD_GIB > plan(micro_batch_size=4, **liger)
+    assert plan(micro_batch_size=4) - plan(micro_batch_size=4, **liger) == pytest.approx(logits, abs=0.5)
+    assert plan(micro_batch_size=4, liger_fused_linear_cross_entropy=True) == plan(micro_batch_size=4)
+    # Liger's own rule: 16,384 rows, 128,256 / 4,096 -> 32 chunks of 512 rows
+    assert gpu_plan.cross_entropy_bytes(16384, 4096, 128256, main.model_copy(update=liger)) == \
+        512 * 128256 * 2 + 16384 * 4096 * 2 + 16384 * 4
+
+
 def test_memory_plan_for_8b_and_70b():
     main = load_config(FT / "configs" / "qlora_style_transfer.yaml").axolotl
     multi = load_config(MULTI_GPU).axolotl

@@ -57,6 +57,7 @@ from styletune.data.tokens import load_counter
 from styletune.fileio import normalise, read_text, write_outputs
 from styletune.text.gutenberg import gutenberg_body
 from styletune.text.sentences import paragraph_spans, sentence_ends
+from styletune.train import gpu_plan
 
 HERE = Path(__file__).resolve().parent
 FT = HERE.parent
@@ -66,10 +67,9 @@ from corpus_chunks import paragraph_chunks  # noqa: E402  (beside this script)
 SMOL = FT / "models" / "SmolLM2-135M-Instruct"
 NOVEL = FT / "data" / "corpus" / "stoker_dracula.txt"  # long enough for 40 chunks
 SHAPES = {
-    "llama-3.1-8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
-                         num_attention_heads=32, num_key_value_heads=8, vocab_size=128256),
-    "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                 num_attention_heads=4, num_key_value_heads=2, vocab_size=49152),
+    "llama-3.1-8b": gpu_plan.LLAMA31_8B,   # the plan's shape: its estimate prints beside the peak
+    "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, vocab_size=49152, tie_word_embeddings=False),
 }
 WRITER = {"train": 36, "validation": 4, "epochs": 3}
 LONG_CHUNK = "chunk_001_bench.txt"   # its longest example just fits sequence_len
@@ -106,9 +106,9 @@ PROFILES = {
     "packing": {"sample_packing": True, "pad_to_sequence_len": True},
 }
 # The two that should add up: four rows share each dequantisation of the 4-bit weights,
-# and the fused cross-entropy never holds their 128k-wide logits. gpu_plan's terms at
-# 4 rows of 4,096 tokens: batch4-grouped 31.4 GiB, 15.7 of them the logits (over the
-# 28 GiB); without the logits 15.7 GiB. Unmeasured.
+# and the fused cross-entropy never holds their 128k-wide logits. gpu_plan at 4 rows of
+# 4,096 tokens: batch4-grouped 31.4 GiB (15.7 of it logits: over the 28 GiB),
+# batch4-liger 16.0 GiB. Unmeasured.
 PROFILES["batch4-liger"] = {**PROFILES["batch4-grouped"], **PROFILES["liger"]}
 # The profiles that change how many rows a step holds (the learning recipe, not the
 # rows: tests/test_packing.py), and the keys that do it.
@@ -164,7 +164,7 @@ def random_model(dest: Path, shape: dict) -> Path:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(**shape, max_position_embeddings=8192, rope_theta=500000.0,
-                         bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)
+                         bos_token_id=1, eos_token_id=2)
     torch.manual_seed(0)
     torch.set_default_dtype(torch.bfloat16)  # build in bf16: half the RAM of fp32 for 8B
     # Random init of 8B weights on CPU runs on one thread (~5 min measured); on the
@@ -316,14 +316,14 @@ def report(runs: dict, args, torch) -> None:
         print(f"[{profile}] tokens/s: median {rate:,.0f} ({rate / first:.2f}x {baseline}; per step: "
               f"{', '.join(f'{r:,.0f}' for r in run['rates'])})")
         over = f" - OVER the {CARD_GIB} GiB a 32 GB card allows with room" if max(peak, reserved) > CARD_GIB else ""
-        print(f"[{profile}] peak GPU memory: {peak:.1f} GiB allocated, {reserved:.1f} GiB reserved{over}"
-              if not args.cpu else f"[{profile}] peak GPU memory: n/a on CPU")
+        print(f"[{profile}] peak GPU memory: {peak:.1f} GiB allocated, {reserved:.1f} GiB reserved{over} "
+              f"(the plan: {run['plan']:.1f} GiB)" if not args.cpu else f"[{profile}] peak GPU memory: n/a on CPU")
         print(f"[{profile}] longest example: {covers(run)}")
         print(f"[{profile}] loss per step: {', '.join(f'{x:.3f}' for x in run['losses'])}")
         print(f"[{profile}] full run ({WRITER['train']} examples x {WRITER['epochs']} epochs, "
               f"{run['full']:,.0f} tokens): ~{run['full'] / rate / 60:.1f} min")
         print(json.dumps({"profile": profile, "device": device, "tokens_per_s": rate, "peak_gib": peak,
-                          "reserved_gib": reserved, "longest_example": run["longest"],
+                          "reserved_gib": reserved, "plan_gib": run["plan"], "longest_example": run["longest"],
                           "first_step_slots": (run["slots"] or [0])[0], "relative_to": baseline, "relative_speed": rate / first, "losses": run["losses"],
                           "full_run_min": run["full"] / rate / 60}))
 
@@ -358,8 +358,12 @@ def main():
                   f"{statistics.median(lengths)} tokens (max {max(lengths)} of sequence_len "
                   f"{result.config.sequence_len}); training ...", flush=True)
             runs[profile] = train_once(cfg_path, args)
+            keys = result.config.axolotl
+            plan = gpu_plan.memory_plan(SHAPES[args.shape], keys, args.gpus or 1,
+                                        gpu_plan.longest_sequence(max(lengths), keys))
             runs[profile].update(full=sum(lengths) / len(lengths) * WRITER["train"] * WRITER["epochs"],
-                                 longest=max(lengths), sequence_len=result.config.sequence_len)
+                                 longest=max(lengths), sequence_len=result.config.sequence_len,
+                                 plan=plan.need_per_gpu_gib)
         report(runs, args, torch)
         if any("failed" in run for run in runs.values()):
             return 1

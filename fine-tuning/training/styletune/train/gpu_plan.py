@@ -12,7 +12,9 @@ Memory per GPU, in the terms of a QLoRA run with gradient checkpointing:
   LoRA state   the adapter's fp32 weights, gradients and two AdamW moments (16 bytes
                per LoRA parameter)
   activations  fp32 logits and their gradient for the longest sequence (the longest
-               example, or with sample packing a full sequence_len), and 4 bytes
+               example, or with sample packing a full sequence_len; with Liger's
+               fused linear cross-entropy, one chunk of them in bf16, by Liger's own
+               chunk rule, and the hidden states' gradient), and 4 bytes
                per layer, token and hidden unit: the bf16 input gradient
                checkpointing keeps of each layer, twice over, as headroom for the
                layer being recomputed (calibrated below)
@@ -147,6 +149,20 @@ def longest_sequence(longest_row: int, keys: AxolotlKeys) -> int:
     return keys.sequence_len if keys.sample_packing else longest_row
 
 
+LIGER_PLUGIN = "axolotl.integrations.liger.LigerPlugin"
+
+
+def cross_entropy_bytes(tokens: int, hidden: int, vocab: int, keys: AxolotlKeys) -> int:
+    """The loss's memory for `tokens` rows of logits: fp32 logits and their gradient;
+    with Liger's fused linear cross-entropy (liger_kernel/ops/fused_linear_cross_entropy.py)
+    only a chunk of them at a time, in bf16, next_power_of_2(tokens / ceil(vocab /
+    hidden)) rows, beside the gradient of the hidden states and the per-token loss."""
+    if not (keys.liger_fused_linear_cross_entropy and LIGER_PLUGIN in keys.plugins):
+        return tokens * vocab * 8
+    chunk = 1 << max(0, math.ceil(tokens / math.ceil(vocab / hidden)) - 1).bit_length()
+    return chunk * vocab * 2 + tokens * hidden * 2 + tokens * 4
+
+
 def memory_plan(shape: dict, keys: AxolotlKeys, processes: int, example_tokens: int) -> MemoryPlan:
     """Per-GPU and CPU memory for this config on `processes` GPUs, for sequences of at
     most `example_tokens` (longest_sequence; see the module docstring)."""
@@ -157,7 +173,7 @@ def memory_plan(shape: dict, keys: AxolotlKeys, processes: int, example_tokens: 
     layer = (params - embeddings) * NF4_BYTES / layers / GIB
     lora = lora_parameters(shape, keys.lora_r) * LORA_STATE_BYTES / GIB
     rows = example_tokens * keys.micro_batch_size
-    activations = (rows * vocab * 8 + layers * rows * h * 4) / GIB
+    activations = (cross_entropy_bytes(rows, h, vocab, keys) + layers * rows * h * 4) / GIB
     how = strategy(keys, processes)
     fsdp = keys.fsdp_config or {}
     if not how.startswith("fsdp"):
