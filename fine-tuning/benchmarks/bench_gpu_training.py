@@ -12,9 +12,10 @@ the full 36 x 3-epoch run.
 
 Peak memory is taken at the longest example sequence_len allows: one of the 36
 training chunks ends at the sentence that makes stage 1's longest example of it
-just fit sequence_len, and rows are grouped by length (group_by_length; one row a micro-batch,
-so no padding changes), which puts the longest row in the first, untimed step. The
-bench checks the first step's token count and says whether the peak covers it.
+just fit sequence_len, and rows are grouped by length (group_by_length; with one
+row a micro-batch nothing more is padded), which puts the longest row in the
+first, untimed step. The bench checks the first step's token count, says whether
+the peak covers it, and prints the memory plan (gpu_plan) beside each peak.
 
 Targets (issue 4, on an H100 standing in for the RTX 5090): >= 3,000 tokens/s,
 peak memory <= 20 GB, full run <= 5 minutes.
@@ -201,9 +202,8 @@ def reusable_model(folder: Path, shape: str) -> Path | None:
 
 
 def writer_sized_book(dest: Path, chars: int, cfg) -> None:
-    """The writer's 40 chunks of about `chars` characters, the first of them as long as
-    sequence_len allows (whole paragraphs; stage 1's longest example of it counted by
-    stage 1's own builder, `example_sizes`)."""
+    """The writer's 40 chunks of about `chars` characters (whole paragraphs), the first
+    of them as long as sequence_len allows (longest_fitting)."""
     body, _ = gutenberg_body(normalise(read_text(NOVEL)))
     chunks = [c for c in paragraph_chunks(normalise(body), chars) if len(c) > 0.8 * chars]
     chunks = [longest_fitting(chunks[0] + "\n\n" + chunks[1], cfg),
@@ -215,8 +215,8 @@ def writer_sized_book(dest: Path, chars: int, cfg) -> None:
 
 def longest_fitting(text: str, cfg) -> str:
     """The longest lead of `text`, ending at a sentence end, whose longest stage-1
-    example fits sequence_len (less FIT_MARGIN): a binary search over the sentence
-    ends, the example growing with the text."""
+    example (counted by stage 1's own builder, `example_sizes`) fits sequence_len less
+    FIT_MARGIN: a binary search over the sentence ends, the example growing with the text."""
     ends = sorted({a + end for a, b in paragraph_spans(text)
                    for end in [*sentence_ends(text[a:b]), b - a]})
     counter, limit = load_counter(cfg), cfg.sequence_len - FIT_MARGIN
