@@ -119,7 +119,8 @@ CHANGES_ROWS_PER_STEP = {"packing": tuple(PROFILES["packing"])}
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=12,
-                   help="optimiser steps to time (at least 2: the first, warm-up step is not counted)")
+                   help="optimiser steps (at least 2: Axolotl gives the first no rate, and the median "
+                        "leaves out the second's, warm-up, when there are more)")
     p.add_argument("--shape", choices=SHAPES, default="llama-3.1-8b")
     p.add_argument("--cpu", action="store_true", help="smoke run on CPU (use with --shape tiny)")
     p.add_argument("--chars-per-chunk", type=int, default=9500, help="~2,300 tokens of prose")
@@ -143,7 +144,7 @@ def parse_args():
     except ValueError as err:
         p.error(str(err))
     if args.steps < 2:
-        p.error("--steps must be at least 2 (the first step is warm-up and is not timed)")
+        p.error("--steps must be at least 2 (Axolotl gives the first step no rate)")
     return args
 
 
@@ -206,6 +207,10 @@ def writer_sized_book(dest: Path, chars: int, cfg) -> None:
     of them as long as sequence_len allows (longest_fitting)."""
     body, _ = gutenberg_body(normalise(read_text(NOVEL)))
     chunks = [c for c in paragraph_chunks(normalise(body), chars) if len(c) > 0.8 * chars]
+    needed = 1 + WRITER["train"] + WRITER["validation"]   # two of them make the long one
+    if len(chunks) < needed:
+        sys.exit(f"--chars-per-chunk {chars}: {NOVEL.name} gives {len(chunks)} chunks of that size, "
+                 f"the bench needs {needed}; name a smaller size")
     chunks = [longest_fitting(chunks[0] + "\n\n" + chunks[1], cfg),
               *chunks[2:1 + WRITER["train"] + WRITER["validation"]]]
     dest.mkdir(parents=True)
@@ -265,6 +270,11 @@ def bench_config(tmp: Path, model: Path, args, profile: str = "main") -> Path:
     return path
 
 
+# A logged figure as transformers prints it: quoted, 4 significant digits, so 1.023e+04
+# from 10,000 up; token counts unquoted
+NUMBER = r"'?([0-9.]+(?:e[+-]?[0-9]+)?)"
+
+
 def train_once(cfg_path: Path, args) -> dict:
     """One stage-2 run; its per-step tokens/s, peak memory and losses from the log."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -280,22 +290,44 @@ def train_once(cfg_path: Path, args) -> dict:
         own = [line for line in errors if not re.match(r"[\w.]*(CalledProcessError|ChildFailedError)", line)]
         cause = [line for line in errors if "OutOfMemoryError" in line] or own or errors or lines[-1:] or [""]
         return {"failed": f"exit {proc.returncode}: {cause[-1][:200]}"}
-    return {"rates": [float(x) for x in re.findall(r"'tokens/train_per_sec_per_gpu': '([0-9.]+)'", log)],
-            "memory": [float(x) for x in re.findall(r"'memory/max_allocated \(GiB\)': '([0-9.]+)'", log)],
+    logged = lambda key: [float(x) for x in re.findall(key + NUMBER, log)]  # noqa: E731
+    if not logged(r"'tokens/train_per_sec_per_gpu': "):
+        print(log[-3000:])
+        return {"failed": "trained, but Axolotl's log holds no tokens/s (its format changed?)"}
+    return {"rates": logged(r"'tokens/train_per_sec_per_gpu': "),
+            "memory": logged(r"'memory/max_allocated \(GiB\)': "),
             # what the card must hold: the allocator's reserve, not only what tensors use
-            "reserved": [float(x) for x in re.findall(r"'memory/device_reserved \(GiB\)': '([0-9.]+)'", log)],
-            "losses": [float(x) for x in re.findall(r"\{'loss': '([0-9.]+)'", log)],
+            "reserved": logged(r"'memory/device_reserved \(GiB\)': "),
+            "losses": logged(r"\{'loss': "),
             # token slots (padding included) of all steps so far, one figure a step
-            "slots": [int(x) for x in re.findall(r"'tokens/total': '?([0-9]+)", log)]}
+            "slots": logged(r"'tokens/total': ")}
+
+
+def planned_peak(cfg, longest: int, args) -> float | None:
+    """gpu_plan's figure for this config at its longest sequence; None where the plan's
+    terms do not hold (it assumes gradient checkpointing, by transformers or by FSDP)."""
+    checkpointed = cfg.data.get("gradient_checkpointing") or \
+        (cfg.data.get("fsdp_config") or {}).get("activation_checkpointing")
+    if not checkpointed:
+        return None
+    keys = cfg.axolotl
+    plan = gpu_plan.memory_plan(SHAPES[args.shape], keys, args.gpus or 1, gpu_plan.longest_sequence(longest, keys))
+    return plan.need_per_gpu_gib
 
 
 def covers(run: dict) -> str:
-    """Whether the first step held the longest training row, so the peak is at it."""
-    first = run["slots"][0] if run["slots"] else 0
-    held = first >= run["longest"]
-    return (f"{run['longest']:,} tokens (sequence_len {run['sequence_len']:,}); the first step held "
-            f"{first:,} token slots: " + ("the peak covers it" if held else
-                                          "NOT in the first step, the peak may be under it"))
+    """Whether the first step held the longest training row, so the peak is at it. With
+    one micro-batch a step its token slots (rows x the padded length) say so; with
+    several they are only consistent with it (the sampler's order is the evidence)."""
+    if not run["slots"]:
+        return f"{run['longest']:,} tokens; unknown whether the first step held it (no tokens/total in the log)"
+    first, rows, steps = run["slots"][0], run["micro_batch"], run["accumulation"]
+    said = (f"{run['longest']:,} tokens (sequence_len {run['sequence_len']:,}); the first step held "
+            f"{first:,.0f} token slots in {steps} micro-batch{'es' if steps > 1 else ''}: ")
+    if first < rows * run["longest"]:
+        return said + "NOT in the first step, the peak may be under it"
+    return said + ("the peak covers it" if steps == 1 else
+                   "consistent with it (rows grouped by length, the longest first)")
 
 
 def report(runs: dict, args, torch) -> None:
@@ -316,8 +348,9 @@ def report(runs: dict, args, torch) -> None:
         print(f"[{profile}] tokens/s: median {rate:,.0f} ({rate / first:.2f}x {baseline}; per step: "
               f"{', '.join(f'{r:,.0f}' for r in run['rates'])})")
         over = f" - OVER the {CARD_GIB} GiB a 32 GB card allows with room" if max(peak, reserved) > CARD_GIB else ""
+        plan = f"{run['plan']:.1f} GiB" if run["plan"] else "none, it assumes gradient checkpointing"
         print(f"[{profile}] peak GPU memory: {peak:.1f} GiB allocated, {reserved:.1f} GiB reserved{over} "
-              f"(the plan: {run['plan']:.1f} GiB)" if not args.cpu else f"[{profile}] peak GPU memory: n/a on CPU")
+              f"(the plan: {plan})" if not args.cpu else f"[{profile}] peak GPU memory: n/a on CPU")
         print(f"[{profile}] longest example: {covers(run)}")
         print(f"[{profile}] loss per step: {', '.join(f'{x:.3f}' for x in run['losses'])}")
         print(f"[{profile}] full run ({WRITER['train']} examples x {WRITER['epochs']} epochs, "
@@ -359,11 +392,10 @@ def main():
                   f"{result.config.sequence_len}); training ...", flush=True)
             runs[profile] = train_once(cfg_path, args)
             keys = result.config.axolotl
-            plan = gpu_plan.memory_plan(SHAPES[args.shape], keys, args.gpus or 1,
-                                        gpu_plan.longest_sequence(max(lengths), keys))
             runs[profile].update(full=sum(lengths) / len(lengths) * WRITER["train"] * WRITER["epochs"],
                                  longest=max(lengths), sequence_len=result.config.sequence_len,
-                                 plan=plan.need_per_gpu_gib)
+                                 micro_batch=keys.micro_batch_size, accumulation=keys.gradient_accumulation_steps,
+                                 plan=planned_peak(result.config, max(lengths), args))
         report(runs, args, torch)
         if any("failed" in run for run in runs.values()):
             return 1

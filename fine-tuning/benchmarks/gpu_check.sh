@@ -14,9 +14,11 @@
 # --only runs some of the three (a lease's command limit may need two calls);
 # --model DIR keeps the random model there for the next call (default: OUT_DIR/model,
 # deleted at the end); --cpu is a smoke run of the same script on CPU (tiny model,
-# rehearsal config; no multi_gpu: FSDP needs CUDA).
-# Writes OUT_DIR/summary.md (each step's command, exit status, minutes and figures) and
-# each step's full log beside it. Default OUT_DIR: gpu_check_<date>/.
+# rehearsal config, the main profile unless --profiles names others; no multi_gpu:
+# FSDP needs CUDA).
+# Writes OUT_DIR/summary.md (each step's command, exit status, minutes and figures;
+# a second call into the same folder adds to it) and each step's full log beside it.
+# Default OUT_DIR: gpu_check_<date>/.
 #
 # On a GPU machine with its own CUDA torch and no package index, the README's
 # "On a GPU machine" says how to carry the wheels it lacks; there, run it as
@@ -29,16 +31,19 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(dirname "$(dirname "$HERE")")"
 OUT="gpu_check_$(date +%Y%m%d_%H%M)"
 STEPS=12
-PROFILES="all"   # every profile in bench_gpu_training.py, main first
+PROFILES=""      # default: every profile in bench_gpu_training.py (with --cpu: main alone)
 ONLY="profiles multi_gpu merge"
-MODEL=""
+MODEL=""         # default: OUT_DIR/model, deleted at the end; one named is kept
 CPU=""
+value() {  # the option's value, or exit 2
+  [ $# -ge 2 ] && [ -n "$2" ] || { echo "$1 needs a value (see --help)" >&2; exit 2; }
+}
 while [ $# -gt 0 ]; do
   case "$1" in
-    --steps) STEPS="$2"; shift 2 ;;
-    --profiles) PROFILES="$2"; shift 2 ;;
-    --only) ONLY="$2"; shift 2 ;;
-    --model) MODEL="$2"; shift 2 ;;
+    --steps) value "$@"; STEPS="$2"; shift 2 ;;
+    --profiles) value "$@"; PROFILES="$2"; shift 2 ;;
+    --only) value "$@"; ONLY="$2"; shift 2 ;;
+    --model) value "$@"; MODEL="$2"; shift 2 ;;
     --cpu) CPU=1; shift ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; exit 0 ;;
     -*) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
@@ -65,7 +70,7 @@ SUMMARY="$OUT/summary.md"
   echo "- commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
   echo "- STYLETUNE_PIN_EXCEPTIONS: ${STYLETUNE_PIN_EXCEPTIONS:-none}"
   echo
-} > "$SUMMARY"
+} >> "$SUMMARY"   # a second call into the same folder adds its steps
 failed=0
 
 step() {  # name, then the command
@@ -94,10 +99,15 @@ step() {  # name, then the command
 
 # One random 8B-shaped model (~16 GB written), built by the first bench and reused by
 # the next; the main config is the comparison's first profile, so it is built once too.
-[ -n "$MODEL" ] || MODEL="$OUT/model"
-MODEL="$(mkdir -p "$(dirname "$MODEL")" && cd "$(dirname "$MODEL")" && pwd)/$(basename "$MODEL")"
+KEEP_MODEL=1
+[ -n "$MODEL" ] || { MODEL="$OUT/model"; KEEP_MODEL=""; }
+parent="$(mkdir -p "$(dirname "$MODEL")" && cd "$(dirname "$MODEL")" && pwd)" ||
+  { echo "--model $MODEL: cannot make its folder" >&2; exit 2; }
+MODEL="$parent/$(basename "$MODEL")"
 BENCH=(env HF_HUB_OFFLINE=1 "$PY" fine-tuning/benchmarks/bench_gpu_training.py --steps "$STEPS"
        --model "$MODEL" ${CPU:+--shape tiny --cpu})
+# Liger's and torch.compile's kernels need CUDA: on CPU the main profile alone, unless named
+[ -n "$PROFILES" ] || { [ -n "$CPU" ] && PROFILES="main" || PROFILES="all"; }
 if [ "$PROFILES" != all ]; then   # main first, once
   rest=""; for p in $PROFILES; do [ "$p" = main ] || rest="$rest $p"; done
   PROFILES="main$rest"
@@ -111,7 +121,9 @@ elif runs multi_gpu; then
   step multi_gpu_one_process "${BENCH[@]}" --config configs/multi_gpu.yaml --gpus 1
 fi
 # only a model the bench built where this script chose (it refuses a folder holding anything else)
-[ "$MODEL" = "$OUT/model" ] && [ -f "$MODEL/config.json" ] && rm -rf "$MODEL"
-runs merge && step merge_tests${CPU:-_cuda} env HF_HUB_OFFLINE=1 "$PY" -m pytest tests/test_merge.py -q
+[ -z "$KEEP_MODEL" ] && [ -f "$MODEL/config.json" ] && rm -rf "$MODEL"
+if runs merge; then
+  step "merge_tests_$([ -n "$CPU" ] && echo cpu || echo cuda)" env HF_HUB_OFFLINE=1 "$PY" -m pytest tests/test_merge.py -q
+fi
 echo "summary: $SUMMARY"
 exit $failed

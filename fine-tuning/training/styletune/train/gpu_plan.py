@@ -149,7 +149,7 @@ def longest_sequence(longest_row: int, keys: AxolotlKeys) -> int:
     return keys.sequence_len if keys.sample_packing else longest_row
 
 
-LIGER_PLUGIN = "axolotl.integrations.liger.LigerPlugin"
+LIGER_PLUGIN = "axolotl.integrations.liger"   # its plugin, by either import path Axolotl takes
 
 
 def cross_entropy_bytes(tokens: int, hidden: int, vocab: int, keys: AxolotlKeys) -> int:
@@ -157,7 +157,7 @@ def cross_entropy_bytes(tokens: int, hidden: int, vocab: int, keys: AxolotlKeys)
     with Liger's fused linear cross-entropy (liger_kernel/ops/fused_linear_cross_entropy.py)
     only a chunk of them at a time, in bf16, next_power_of_2(tokens / ceil(vocab /
     hidden)) rows, beside the gradient of the hidden states and the per-token loss."""
-    if not (keys.liger_fused_linear_cross_entropy and LIGER_PLUGIN in keys.plugins):
+    if not (keys.liger_fused_linear_cross_entropy and any(p.startswith(LIGER_PLUGIN) for p in keys.plugins)):
         return tokens * vocab * 8
     chunk = 1 << max(0, math.ceil(tokens / math.ceil(vocab / hidden)) - 1).bit_length()
     return chunk * vocab * 2 + tokens * hidden * 2 + tokens * 4
