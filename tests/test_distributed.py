@@ -449,6 +449,20 @@ def test_every_speed_profile_learns_what_the_main_config_learns(profile, tmp_pat
     assert cfg.template_family == "chatml-continuation"   # SmolLM2's tokenizer, the main layout
 
 
+def test_bench_compares_loss_curves_only_where_the_steps_hold_the_same_rows():
+    """'The loss curve matching today's within noise' (issue 23): step by step where a
+    step holds the same rows (one row four times accumulated = four rows at once,
+    grouped by length alike; on CPU, with the rehearsal config at four accumulated
+    steps: 0.010 over 3 steps, the log's resolution), not where packing or another
+    batch changes them."""
+    run = lambda mb, acc, losses: {"micro_batch": mb, "accumulation": acc, "losses": losses}  # noqa: E731
+    main = run(1, 4, [12.2, 11.5, 10.7])
+    assert BENCH.loss_gap(run(4, 1, [12.2, 11.4, 10.75]), "batch4-grouped", main, "main") == pytest.approx(0.1)
+    assert BENCH.loss_gap(run(1, 4, [12.2, 11.5, 10.7]), "liger", main, "main") == 0
+    assert BENCH.loss_gap(run(4, 4, [12.2, 11.5, 10.7]), "batch4-grouped", main, "main") is None
+    assert BENCH.loss_gap(run(1, 4, [12.2, 11.5, 10.7]), "packing", main, "main") is None
+
+
 def test_bench_reuses_a_random_model_only_of_its_shape(tmp_path):
     """gpu_check.sh builds the 8B-shaped model once: --model reuses a finished model
     of the same shape, builds into a new or empty folder, refuses anything else."""
@@ -497,6 +511,8 @@ def test_the_gpu_check_runs_and_the_bench_peaks_at_the_longest_example(tmp_path)
         assert run["tokens_per_s"] > 0 and all(math.isfinite(x) for x in run["losses"]), run
     summary = (out / "summary.md").read_text()
     assert summary.count("the peak covers it") == 2 and "[batch4-grouped] tokens/s" in summary
+    # one row a step against four: other rows, so no step-by-step loss comparison
+    assert "[batch4-grouped] loss vs main: not comparable step by step" in summary
     assert "not run: --cpu (FSDP needs CUDA)" in summary and "merge" not in summary
     assert not (out / "model").exists()   # the 8B-sized model is not left behind
 

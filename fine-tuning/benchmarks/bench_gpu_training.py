@@ -330,8 +330,20 @@ def covers(run: dict) -> str:
                    "consistent with it (rows grouped by length, the longest first)")
 
 
+def loss_gap(run: dict, profile: str, base: dict, base_profile: str) -> float | None:
+    """The largest step-by-step difference between two loss curves, where the steps hold
+    the same rows: the same rows a step (micro-batch x accumulation; grouping by length
+    orders them alike), neither profile packing. None where they do not."""
+    rows = lambda r: r["micro_batch"] * r["accumulation"]  # noqa: E731
+    if rows(run) != rows(base) or {profile, base_profile} & set(CHANGES_ROWS_PER_STEP):
+        return None
+    pairs = list(zip(run["losses"], base["losses"]))
+    return max((abs(a - b) for a, b in pairs), default=None)
+
+
 def report(runs: dict, args, torch) -> None:
-    """Each profile's figures, and its speed relative to the first profile."""
+    """Each profile's figures, its speed relative to the first profile and how far its
+    loss curve strays from that profile's."""
     device = "CPU" if args.cpu else torch.cuda.get_device_name(0)
     print(f"device: {device} | shape: {args.shape} | steps: {args.steps} | config: "
           f"{args.config or ('configs/cpu_rehearsal.yaml' if args.cpu else 'the main config')} | processes: {args.gpus or 'default'} | "
@@ -344,6 +356,7 @@ def report(runs: dict, args, torch) -> None:
             continue
         rate = statistics.median(run["rates"][1:] or run["rates"])
         first, baseline = first or rate, baseline or profile   # the first profile that ran
+        gap = loss_gap(run, profile, runs[baseline], baseline)
         peak, reserved = max(run["memory"], default=0), max(run["reserved"], default=0)
         print(f"[{profile}] tokens/s: median {rate:,.0f} ({rate / first:.2f}x {baseline}; per step: "
               f"{', '.join(f'{r:,.0f}' for r in run['rates'])})")
@@ -353,11 +366,15 @@ def report(runs: dict, args, torch) -> None:
               f"(the plan: {plan})" if not args.cpu else f"[{profile}] peak GPU memory: n/a on CPU")
         print(f"[{profile}] longest example: {covers(run)}")
         print(f"[{profile}] loss per step: {', '.join(f'{x:.3f}' for x in run['losses'])}")
+        if profile != baseline:
+            print(f"[{profile}] loss vs {baseline}: " + (
+                f"largest difference at a step {gap:.3f} over {len(run['losses'])} steps" if gap is not None
+                else "not comparable step by step (the steps hold other rows)"))
         print(f"[{profile}] full run ({WRITER['train']} examples x {WRITER['epochs']} epochs, "
               f"{run['full']:,.0f} tokens): ~{run['full'] / rate / 60:.1f} min")
         print(json.dumps({"profile": profile, "device": device, "tokens_per_s": rate, "peak_gib": peak,
                           "reserved_gib": reserved, "plan_gib": run["plan"], "longest_example": run["longest"],
-                          "first_step_slots": (run["slots"] or [0])[0], "relative_to": baseline, "relative_speed": rate / first, "losses": run["losses"],
+                          "first_step_slots": (run["slots"] or [0])[0], "relative_to": baseline, "relative_speed": rate / first, "losses": run["losses"], "loss_gap": gap,
                           "full_run_min": run["full"] / rate / 60}))
 
 
