@@ -463,6 +463,16 @@ def test_bench_compares_loss_curves_only_where_the_steps_hold_the_same_rows():
     assert BENCH.loss_gap(run(1, 4, [12.2, 11.5, 10.7]), "packing", main, "main") is None
 
 
+def test_bench_finds_a_profiles_missing_package_before_building_a_model(monkeypatch):
+    """A GPU image given only gpu-wheels.sh's wheels has no Liger: the bench says so for
+    the Liger profiles before an 8B model is built or loaded for them."""
+    for profile in BENCH.PROFILES:
+        assert BENCH.missing_packages(BENCH.PROFILES[profile]) == []   # installed here
+    monkeypatch.setitem(BENCH.PLUGIN_PACKAGES, "axolotl.integrations.liger", "no_such_package_here")
+    assert BENCH.missing_packages(BENCH.PROFILES["batch4-liger"]) == ["no_such_package_here"]
+    assert BENCH.missing_packages(BENCH.PROFILES["packing"]) == []
+
+
 def test_bench_reuses_a_random_model_only_of_its_shape(tmp_path):
     """gpu_check.sh builds the 8B-shaped model once: --model reuses a finished model
     of the same shape, builds into a new or empty folder, refuses anything else."""

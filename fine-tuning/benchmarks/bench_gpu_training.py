@@ -114,6 +114,9 @@ PROFILES = {
 # 4,096 tokens: batch4-grouped 31.4 GiB (15.7 of it logits: over the 28 GiB),
 # batch4-liger 16.0 GiB. Unmeasured.
 PROFILES["batch4-liger"] = {**PROFILES["batch4-grouped"], **PROFILES["liger"]}
+# What a profile's plugins need beyond Axolotl's own dependencies (a GPU image given
+# only gpu-wheels.sh's wheels lacks Liger's): checked before any model is built
+PLUGIN_PACKAGES = {"axolotl.integrations.liger": "liger_kernel"}
 # The profiles that change how many rows a step holds (the learning recipe, not the
 # rows: tests/test_packing.py), and the keys that do it.
 CHANGES_ROWS_PER_STEP = {"packing": tuple(PROFILES["packing"])}
@@ -149,6 +152,14 @@ def parse_args():
     if args.steps < 2:
         p.error("--steps must be at least 2 (Axolotl gives the first step no rate)")
     return args
+
+
+def missing_packages(overlay: dict) -> list[str]:
+    """The packages the overlay's plugins need that this Python cannot import."""
+    import importlib.util
+    needed = {package for plugin in overlay.get("plugins", []) for prefix, package in PLUGIN_PACKAGES.items()
+              if plugin.startswith(prefix)}
+    return sorted(package for package in needed if importlib.util.find_spec(package) is None)
 
 
 def parse_sets(items: list[str]) -> dict:
@@ -354,7 +365,8 @@ def report(runs: dict, args, torch) -> None:
     first = baseline = None
     for profile, run in runs.items():
         if "failed" in run:
-            print(f"[{profile}] FAILED, {run['failed']} (the log's tail is printed above)")
+            print(f"[{profile}] FAILED, {run['failed']}" + ("" if "not installed" in run["failed"]
+                                                            else " (the log's tail is printed above)"))
             print(json.dumps({"profile": profile, "device": device, "failed": run["failed"]}))
             continue
         rate = statistics.median(run["rates"][1:] or run["rates"])
@@ -390,6 +402,11 @@ def main():
         return 0
     if not (SMOL / "tokenizer.json").is_file():
         sys.exit(f"no {SMOL}: run `make model` first")
+    unrunnable = {p: missing_packages({**PROFILES[p], **args.overrides}) for p in args.compare}
+    unrunnable = {p: missing for p, missing in unrunnable.items() if missing}
+    if unrunnable and len(unrunnable) == len(args.compare):
+        sys.exit(f"not installed: {', '.join(sorted({m for ms in unrunnable.values() for m in ms}))} "
+                 "(the README's 'On a GPU machine' says how to carry it)")
     tmp = Path(tempfile.mkdtemp(prefix="bench_gpu_"))
     try:
         model = reusable_model(args.model, args.shape) if args.model else None
@@ -403,6 +420,10 @@ def main():
                           load_config(bench_config(tmp, model, args, args.compare[0])))
         runs = {}
         for profile in args.compare:
+            if profile in unrunnable:   # reported with the others; no model load spent on it
+                runs[profile] = {"failed": f"not run: {', '.join(unrunnable[profile])} is not installed "
+                                           "(the README's 'On a GPU machine' says how to carry it)"}
+                continue
             cfg_path = bench_config(tmp, model, args, profile)
             result = prepare_data(load_config(cfg_path))
             write_outputs(planned_outputs(result), force=True)
