@@ -227,6 +227,23 @@ def test_the_plan_counts_liger_keeping_the_logits_out_of_memory():
         512 * 128256 * 2 + 16384 * 4096 * 2 + 16384 * 4
 
 
+def test_the_plan_says_when_its_checkpointing_terms_do_not_hold(tmp_path):
+    """The plan's activation terms assume gradient checkpointing (transformers', or FSDP's
+    in the multi-GPU overlays); a config that turns it off gets its plan with a warning
+    that the run will need more, in the preflight as in the GPU bench."""
+    assert gpu_plan.checkpointed(load_config(MAIN_CONFIG).axolotl)
+    assert gpu_plan.checkpointed(load_config(MULTI_GPU).axolotl)   # FSDP's activation_checkpointing
+    path = tmp_path / "off.yaml"
+    path.write_text(yaml.safe_dump({"extends": str(MAIN_CONFIG), "gradient_checkpointing": False}))
+    off = load_config(path)
+    assert not gpu_plan.checkpointed(off.axolotl)
+    gpus = [{"index": 0, "name": "NVIDIA GeForce RTX 5090", "free_gib": 31.0}]
+    said = preflight.check_memory_for(gpu_plan.LLAMA31_8B, off, gpus, 1, 3000)
+    assert said.endswith("31.0 GiB") and "assumes gradient checkpointing" in said
+    on = preflight.check_memory_for(gpu_plan.LLAMA31_8B, load_config(MAIN_CONFIG), gpus, 1, 3000)
+    assert "checkpointing" not in on
+
+
 def test_memory_plan_for_8b_and_70b():
     main = load_config(FT / "configs" / "qlora_style_transfer.yaml").axolotl
     multi = load_config(MULTI_GPU).axolotl

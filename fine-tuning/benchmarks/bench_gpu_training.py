@@ -319,12 +319,10 @@ def train_once(cfg_path: Path, args) -> dict:
 
 def planned_peak(cfg, longest: int, args) -> float | None:
     """gpu_plan's figure for this config at its longest sequence; None where the plan's
-    terms do not hold (it assumes gradient checkpointing, by transformers or by FSDP)."""
-    checkpointed = cfg.data.get("gradient_checkpointing") or \
-        (cfg.data.get("fsdp_config") or {}).get("activation_checkpointing")
-    if not checkpointed:
-        return None
+    terms do not hold (gpu_plan.checkpointed)."""
     keys = cfg.axolotl
+    if not gpu_plan.checkpointed(keys):
+        return None
     plan = gpu_plan.memory_plan(SHAPES[args.shape], keys, args.gpus or 1, gpu_plan.longest_sequence(longest, keys))
     return plan.need_per_gpu_gib
 

@@ -186,6 +186,7 @@ class AxolotlKeys(BaseModel):
     max_steps: int | None = Field(None, description="optimizer steps, when fewer than the epochs give")
     save_total_limit: int | None = Field(None, description="checkpoints kept (null: all)")
     plugins: list[str] = Field([], description="Axolotl plugins, by import path")
+    gradient_checkpointing: bool | None = Field(False, description="recompute activations in the backward pass")
     liger_fused_linear_cross_entropy: bool | None = Field(
         None, description="Liger's loss that never holds the whole logits (its plugin's key)")
     fsdp_config: dict | None = Field(None, description="FSDP's settings (the multi-GPU configs)")

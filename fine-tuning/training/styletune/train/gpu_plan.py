@@ -149,6 +149,16 @@ def longest_sequence(longest_row: int, keys: AxolotlKeys) -> int:
     return keys.sequence_len if keys.sample_packing else longest_row
 
 
+def checkpointed(keys: AxolotlKeys) -> bool:
+    """Whether the plan's activation terms hold: they assume gradient checkpointing, by
+    transformers or by FSDP (the multi-GPU overlays)."""
+    return bool(keys.gradient_checkpointing or (keys.fsdp_config or {}).get("activation_checkpointing"))
+
+
+# said beside a plan whose terms do not hold
+UNCHECKPOINTED = "; the plan assumes gradient checkpointing, which this config turns off: expect more"
+
+
 LIGER_PLUGIN = "axolotl.integrations.liger"   # its plugin, by either import path Axolotl takes
 
 

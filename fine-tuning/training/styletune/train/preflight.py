@@ -238,7 +238,8 @@ def plan(cfg, manifest, processes: int = 1) -> dict:
         mem = gpu_plan.memory_plan(shape, k, processes, longest_sequence(cfg, manifest)) if shape else None
         out["estimated peak memory per GPU"] = (
             f"~{mem.need_per_gpu_gib:.0f} GiB (training {mem.per_gpu_gib:.1f}, loading "
-            f"{mem.load_peak_gib:.1f}; an estimate, not measured)" if mem else "unknown until downloaded")
+            f"{mem.load_peak_gib:.1f}; an estimate, not measured"
+            f"{'' if gpu_plan.checkpointed(k) else gpu_plan.UNCHECKPOINTED})" if mem else "unknown until downloaded")
         if mem and mem.cpu_ram_gib:
             out["estimated CPU RAM for the run"] = f"~{mem.cpu_ram_gib:.0f} GiB (an estimate)"
     note = "" if device == "cpu" else "; an estimate, not measured on this GPU"
@@ -275,7 +276,8 @@ def check_memory_for(shape: dict, cfg, gpus: list[dict], processes: int, tokens:
             + memory_fix(cfg, mem))
     check_cpu_ram(mem)
     return (f"~{mem.need_per_gpu_gib:.0f} GiB per GPU planned (an estimate"
-            f"{gpu_plan.measured_note(cfg.path.name, shape, processes, cfg.axolotl)}); the least free is "
+            f"{gpu_plan.measured_note(cfg.path.name, shape, processes, cfg.axolotl)}"
+            f"{'' if gpu_plan.checkpointed(cfg.axolotl) else gpu_plan.UNCHECKPOINTED}); the least free is "
             f"{min(g['free_gib'] for g in gpus):.1f} GiB")
 
 
