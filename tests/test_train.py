@@ -127,6 +127,10 @@ def test_plan_counts_steps(make_config):
     tokens = sum(e["total_tokens"] for e in manifest["examples"] if e["split"] == "train")
     tokens += sum(d["total_tokens"] for d in manifest["join_drills"])
     assert preflight.plan(main, manifest)["training tokens"] == tokens * 3
+    # 36 drills among 45 rows, 4 to a step: C(36, 4) / C(45, 4) of the steps hold no example
+    assert preflight.plan(main, manifest)["steps of join drills only"].startswith("~40% expected")
+    assert preflight.drills_only_share(31, 124, 4) == pytest.approx(0.405, abs=0.001)   # a 35-chunk book
+    assert preflight.drills_only_share(31, 0, 4) == 0
     # sample packing: steps count packed sequences, memory is planned for a full one
     packing = load_config(make_config(max_steps=None, gradient_accumulation_steps=4, sample_packing=True))
     packed = preflight.plan(packing, manifest)
@@ -135,6 +139,7 @@ def test_plan_counts_steps(make_config):
     assert len(sequences) < 9 + 36 and max(sequences) <= packing.sequence_len
     assert packed["optimizer steps"] == math.ceil(len(sequences) / 4) * 3 and "packed sequence" in packed["batch"]
     assert packed["training tokens"] == tokens * 3
+    assert "steps of join drills only" not in packed   # packed sequences ride drills beside examples
     assert preflight.longest_sequence(packing, manifest) == packing.sequence_len
     assert preflight.longest_sequence(main, manifest) == preflight.longest_example(manifest) < main.sequence_len
 
