@@ -122,6 +122,10 @@ def test_end_to_end_on_a_tiny_random_model(make_config, tiny, tmp_path, capsys):
     stage1_for(cfg)
     assert SCRIPT.main(["--config", str(cfg)]) == 2
     assert "run 3_merge_adapter.py --auto first" in capsys.readouterr().err
+    assert SCRIPT.main(["--config", str(cfg), "--dry-run"]) == 2          # the dry run checks it too
+    assert "run 3_merge_adapter.py --auto first" in capsys.readouterr().err
+    assert SCRIPT.main(["--config", str(cfg), "--dry-run", "--adapter", str(tmp_path / "nope")]) == 2
+    assert "no adapter at" in capsys.readouterr().err
     assert MERGE.main(["--config", str(cfg), "--auto"]) == 0
     assert SCRIPT.main(["--config", str(cfg), "--dry-run"]) == 0
     assert not (tmp_path / "report").exists()

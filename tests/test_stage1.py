@@ -1,5 +1,6 @@
 """Stage 1 end to end on the sample book with the real SmolLM2 tokenizer."""
 import json
+import shutil
 import subprocess
 import sys
 
@@ -169,6 +170,15 @@ def test_bad_inputs_give_one_line_errors_not_tracebacks(make_config, book_copy, 
     assert res.returncode == 0
     assert "warning: chunk_010_bad.txt: EMPTY" in res.stderr
 
+    # named like a chunk, but not chunk_*.txt: left out, and said on the terminal
+    (book_copy / "chunk_010_bad.txt").unlink()
+    for name in ("chunk_011_notes.md", "Chunk_012 ending.txt", "chunk_013.TXT"):
+        (book_copy / name).write_text("A chunk the writer meant to train on.\n")
+    res = run_script("--config", make_config(), "--book", book_copy, "--dry-run")
+    assert res.returncode == 0
+    for name in ("chunk_011_notes.md", "Chunk_012 ending.txt", "chunk_013.TXT"):
+        assert f"warning: {name}: LEFT OUT: named like a chunk" in res.stderr
+
 
 def test_a_template_that_cannot_render_is_a_config_error(make_config):
     cfg = load_config(make_config(chat_template="jinja",
@@ -177,9 +187,16 @@ def test_a_template_that_cannot_render_is_a_config_error(make_config):
         prepare_data(cfg)
 
 
-def test_empty_validation_set_is_an_error(make_config):
+def test_empty_validation_set_is_an_error(make_config, tmp_path):
     with pytest.raises(InputError, match="no validation examples"):
         prepare_data(load_config(make_config({"validation_share": 0.0})))
+    # one chunk left, the others misnamed: the error names them, not only the share
+    book = tmp_path / "book"
+    book.mkdir()
+    shutil.copy(SAMPLE_BOOK / "chunk_001_prologue_the_silence.txt", book)
+    shutil.copy(SAMPLE_BOOK / "chunk_002_the_infirmary.txt", book / "chunk_002_the_infirmary.md")
+    with pytest.raises(InputError, match=r"Left out, named like chunks .*: chunk_002_the_infirmary\.md"):
+        prepare_data(load_config(make_config()), book_dir=book)
 
 
 def test_book_path_relative_to_fine_tuning(make_config, monkeypatch, tmp_path):

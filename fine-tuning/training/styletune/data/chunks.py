@@ -38,6 +38,9 @@ def natural_key(name: str):
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
+LEFT_OUT = "LEFT OUT"   # a skip reason the writer must hear on the terminal
+
+
 def _skip_reason(path: Path, glob: str) -> str | None:
     """Why a file in the book folder is not a chunk (None: it is one)."""
     name = path.name
@@ -51,6 +54,9 @@ def _skip_reason(path: Path, glob: str) -> str | None:
         raise InputError(f"{path}: a chunk saved as a {path.suffix} document, which would be "
                          "left out. Save it as plain UTF-8 text with the same name ending in "
                          ".txt, then move the document out of the folder.")
+    if name.lower().startswith("chunk"):
+        return (f"{LEFT_OUT}: named like a chunk, but not '{glob}' (lower case, ending .txt); "
+                "rename it to train on it")
     return f"not a chunk file (name does not match '{glob}')"
 
 

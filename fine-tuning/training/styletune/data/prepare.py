@@ -11,7 +11,7 @@ from styletune import chat, paths
 from styletune.config import Reads, load_config
 from styletune.data import examples, tokens
 from styletune.data import prepare_report as report
-from styletune.data.chunks import discover, load_chunks
+from styletune.data.chunks import LEFT_OUT, discover, load_chunks
 from styletune.data.drills import build_drills
 from styletune.data.examples import build_examples
 from styletune.data.tokens import load_counter
@@ -52,7 +52,8 @@ class Stage1Result:
 
     def warnings(self):
         """Things the writer must hear about on the terminal, not only in the report."""
-        return [f"{name}: {reason}" for name, reason in self.skipped if reason.startswith("EMPTY")]
+        return [f"{name}: {reason}" for name, reason in self.skipped
+                if reason.startswith(("EMPTY", LEFT_OUT))]
 
     def exceptions(self):
         """Cuts a person should look at: out of the ratio range, or beside a speech tag."""
@@ -93,6 +94,13 @@ def _overlong_message(examples, seq_len, config=None, book_dir=None) -> str:
     return "\n".join(lines)
 
 
+def left_out_note(skipped) -> str:
+    """For an error about too few chunks: the files that look like chunks but were left out."""
+    names = [name for name, reason in skipped if reason.startswith(LEFT_OUT)]
+    return (f" Left out, named like chunks but not matching style_pipeline.chunk_glob: "
+            f"{', '.join(names)} (rename them chunk_NNN_<name>.txt)." if names else "")
+
+
 def prepare_data(config, book_dir=None, skip_overlong=False, say=lambda message: None) -> Stage1Result:
     """Read, cut, count and split. Writes nothing; `say` reports each phase."""
     s = config.pipeline
@@ -102,7 +110,8 @@ def prepare_data(config, book_dir=None, skip_overlong=False, say=lambda message:
     chunks, empty = load_chunks(found, exclude=set(s.exclude_chunks))
     skipped += empty
     if not chunks:
-        raise InputError(f"every chunk file in {book_dir} is empty or excluded: nothing to train on")
+        raise InputError(f"every chunk file in {book_dir} is empty or excluded: nothing to train on"
+                         + left_out_note(skipped))
     base = config.base_model
     say(f"loading the tokenizer of {paths.shown(base) if Path(base).exists() else base}")
     counter = load_counter(config)
@@ -123,7 +132,8 @@ def prepare_data(config, book_dir=None, skip_overlong=False, say=lambda message:
             f"no validation examples: with {len({c.group for c in chunks})} chunk group(s) and "
             f"validation_share {s.validation_share}, no chunk is held out, and Axolotl's "
             "`test_datasets` would point at an empty file. Set style_pipeline.validation_share "
-            "above 0, list style_pipeline.validation_chunks, or add chunks (two at least).")
+            "above 0, list style_pipeline.validation_chunks, or add chunks (two at least)."
+            + left_out_note(skipped))
     say("choosing join drills")
     training_chunks = list({e.chunk.name: e.chunk for e in train}.values())
     drills = build_drills(training_chunks, punkt, counter, s.join_drills_per_chunk, s.seed,

@@ -233,6 +233,17 @@ def joins_summary(join_set, runs) -> dict:
     return out
 
 
+def check_tuned(tuned_dir: Path | None, adapter: Path | None) -> None:
+    """The model to compare with the base is there: a merged folder, or an adapter."""
+    if adapter is not None and not (adapter / "adapter_config.json").is_file():
+        raise EvaluationError(f"no adapter at {paths.shown(adapter)} (an adapter folder holds "
+                              "adapter_config.json): name stage 2's output_dir or one of its "
+                              "checkpoint-N folders")
+    if adapter is None and not (tuned_dir / "config.json").is_file():
+        raise EvaluationError(f"no merged model at {paths.shown(tuned_dir)}: run 3_merge_adapter.py "
+                              "--auto first, or compare base + adapter with --adapter PATH")
+
+
 def evaluate(cfg, tuned_dir: Path | None, adapter: Path | None, placement: Placement, say=print) -> dict:
     """Both models on the validation set; returns the report (without the PNG)."""
     from tqdm import tqdm
@@ -242,9 +253,7 @@ def evaluate(cfg, tuned_dir: Path | None, adapter: Path | None, placement: Place
     ev, sampling = cfg.pipeline.evaluation, cfg.pipeline.sampling
     train = read_conversations(cfg.train_path, "training data")
     val = read_conversations(cfg.validation_path, "validation data")
-    if adapter is None and not (tuned_dir / "config.json").is_file():
-        raise EvaluationError(f"no merged model at {paths.shown(tuned_dir)}: run 3_merge_adapter.py "
-                              "--auto first, or compare base + adapter with --adapter PATH")
+    check_tuned(tuned_dir, adapter)
     tok = load_tokenizer(cfg, adapter) if adapter else AutoTokenizer.from_pretrained(str(tuned_dir))
     # the author's chunks as written (the editor's path line is no part of the book)
     texts = [without_path_line(c[0]["content"]) + c[1]["content"] for c in train]
@@ -326,6 +335,7 @@ def run(args) -> int:
           f"{placement.dtype}\nreport: {paths.shown(out)}")
     if existing and not args.force:
         raise EvaluationError(f"a report is already in {paths.shown(out)}: add --force to replace it")
+    check_tuned(tuned, adapter)
     if args.dry_run:
         print("dry run: nothing loaded or written")
         return 0
