@@ -291,3 +291,15 @@ def test_the_path_line_comes_off_and_gives_the_chunk_back(sample_result):
     for e in sample_result.examples:
         user, completion = (m["content"] for m in e.messages())
         assert without_path_line(user) + completion == e.chunk.text
+
+
+def test_the_sample_books_rules_file_with_another_book_is_a_warning(make_config, book_copy, tmp_path):
+    """Its description of a science-fiction novel would train (the chat drills) and reach
+    Continue (stage 5): stage 1 says so, and says nothing on the sample book itself."""
+    assert not [w for w in prepare_data(load_config(make_config())).warnings() if "sample book" in w]
+    other = prepare_data(load_config(make_config()), book_dir=book_copy).warnings()
+    assert any("describes the sample book" in w and "system_prompt_file" in w for w in other)
+    rules = tmp_path / "my_book.md"
+    rules.write_text("---\nname: My book\n---\n\nA quiet novel of a fishing village.\n")
+    own = prepare_data(load_config(make_config({"system_prompt_file": str(rules)})), book_dir=book_copy)
+    assert not [w for w in own.warnings() if "sample book" in w]

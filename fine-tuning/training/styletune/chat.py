@@ -8,6 +8,22 @@ BASE_SYSTEM_MESSAGE = ("Continue the author's manuscript in the author's own voi
                        "Write only the prose that comes next.")
 
 
+def sample_rules_warning(cfg, book_dir) -> str | None:
+    """A warning when the rules file is still the sample book's and the book is another:
+    its description would train (the chat drills carry it) and reach the editor (stage 5)."""
+    from styletune import paths
+    from styletune.settings import StylePipeline
+    default = {key: paths.resolve(StylePipeline.model_fields[key].default)
+               for key in ("system_prompt_file", "book_dir")}
+    if (cfg.pipeline.system_prompt_file.resolve() != default["system_prompt_file"].resolve()
+            or paths.resolve(book_dir).resolve() == default["book_dir"].resolve()):
+        return None
+    return (f"{paths.shown(cfg.pipeline.system_prompt_file)} describes the sample book (a "
+            "science-fiction novel), and the chat drills and stage 5's Continue rules carry it: "
+            "write a few lines about your own book in configs/prompts/<name>.md, set "
+            "style_pipeline.system_prompt_file to it, and rerun with --force")
+
+
 def rules_body(rules_file_text: str) -> str:
     """A Continue rules file without its `---` front matter."""
     return rules_file_text.split("---", 2)[-1].strip()

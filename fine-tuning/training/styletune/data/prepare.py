@@ -52,8 +52,9 @@ class Stage1Result:
 
     def warnings(self):
         """Things the writer must hear about on the terminal, not only in the report."""
+        rules = chat.sample_rules_warning(self.config, self.book_dir)
         return [f"{name}: {reason}" for name, reason in self.skipped
-                if reason.startswith(("EMPTY", LEFT_OUT))]
+                if reason.startswith(("EMPTY", LEFT_OUT))] + ([rules] if rules else [])
 
     def exceptions(self):
         """Cuts a person should look at: out of the ratio range, or beside a speech tag."""

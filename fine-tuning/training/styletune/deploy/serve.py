@@ -24,6 +24,7 @@ fits is q2_K, a large loss of quality.
 """
 import json
 import shutil
+import sys
 from pathlib import Path
 
 from styletune import chat, paths
@@ -250,6 +251,9 @@ def run(args) -> int:
             raise llamacpp.LlamaCppError(missing)
     eos = plan.entries[0]["defaultCompletionOptions"]["stop"][0]
     print(f"model: {paths.shown(model_dir)} ({cfg.chat_template} template, EOS {eos})")
+    rules = chat.sample_rules_warning(cfg, trained_book(cfg))
+    if rules:
+        print(f"warning: {rules}", file=sys.stderr)
     print_fit(plan)
     if args.dry_run:
         for path in list(plan.files.values()) + ([plan.gguf] if gguf_type else []):
@@ -277,6 +281,15 @@ def run(args) -> int:
               "-ngl 99 puts all layers on a card that has room)")
     print(f"       then see {paths.shown(plan.files['SERVE.md'])}")
     return 0
+
+
+def trained_book(cfg) -> Path:
+    """The book stage 1 made the training data from (its manifest), else the config's."""
+    manifest = cfg.train_path.with_suffix(".manifest.json")
+    try:
+        return paths.REPO_DIR / json.loads(manifest.read_text(encoding="utf-8"))["book_dir"]
+    except (OSError, ValueError, KeyError):
+        return cfg.pipeline.book_dir
 
 
 def print_fit(plan) -> None:
