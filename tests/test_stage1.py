@@ -3,10 +3,12 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
 from conftest import FT, REHEARSAL_CONFIG, SAMPLE_BOOK, load_script
+from styletune import paths
 from styletune.config import load_config
 from styletune.data.prepare import planned_outputs, prepare_data
 from styletune.errors import ConfigError, InputError
@@ -203,6 +205,13 @@ def test_book_path_relative_to_fine_tuning(make_config, monkeypatch, tmp_path):
     monkeypatch.chdir(REHEARSAL_CONFIG.parent.parent.parent)   # the repository root
     r = prepare_data(load_config(make_config()), book_dir="data/raw/the_quiet_orbit")
     assert r.book_dir == SAMPLE_BOOK
+    # a folder still to be made (stage 0's --out) lands under fine-tuning/, git-ignored,
+    # not in a data/ beside it that git would show; a path whose first folder is here stays here
+    assert paths.resolve_cli("data/raw/my_novel") == SAMPLE_BOOK.parent / "my_novel"
+    assert paths.resolve_cli("my_chunks/book") == Path.cwd() / "my_chunks" / "book"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    assert paths.resolve_cli("data/raw/my_novel") == tmp_path / "data" / "raw" / "my_novel"
 
 
 def test_tokenizer_that_cannot_load_says_what_to_do(make_config):

@@ -28,8 +28,12 @@ def shown(path) -> str:
 def resolve_cli(path) -> Path:
     """A path typed on the command line: relative to the current directory, or
     failing that to fine-tuning/ (so `configs/x.yaml` and `data/raw/book` work
-    from the repository root as well as from fine-tuning/)."""
+    from the repository root as well as from fine-tuning/). A path still to be
+    made (`--out data/raw/my_book`) goes under fine-tuning/ when its first folder
+    is there and not here: the writer's chunks land where .gitignore keeps them."""
     p = Path(path).expanduser()
-    if not p.exists() and resolve(p).exists():
+    if p.exists() or p.is_absolute():
+        return p.resolve()
+    if resolve(p).exists() or (not Path(p.parts[0]).exists() and resolve(p.parts[0]).exists()):
         return resolve(p)
     return p.resolve()
