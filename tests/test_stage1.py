@@ -235,6 +235,7 @@ def test_help_and_default_config_from_another_directory(tmp_path):
     res = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True,
                          cwd=tmp_path)
     assert res.returncode == 0 and "--dry-run" in res.stdout and "--preview" in res.stdout
+    assert "\nRun     python fine-tuning/training/1_prepare_data.py" in res.stdout   # how to run it, too
     res = subprocess.run([sys.executable, str(SCRIPT), "--config", str(REHEARSAL_CONFIG),
                           "--dry-run"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert res.returncode == 0, res.stderr
@@ -312,3 +313,14 @@ def test_the_sample_books_rules_file_with_another_book_is_a_warning(make_config,
     rules.write_text("---\nname: My book\n---\n\nA quiet novel of a fishing village.\n")
     own = prepare_data(load_config(make_config({"system_prompt_file": str(rules)})), book_dir=book_copy)
     assert not [w for w in own.warnings() if "sample book" in w]
+
+
+def test_the_preview_says_which_join_the_writer_typed(make_config, capsys):
+    from styletune.data.prepare import preview
+    result = prepare_data(load_config(make_config()))
+    typed = {"a space, typed": [e for e in result.examples if e.prefix.endswith(" ")],
+             "the paragraph break, typed": [e for e in result.examples if e.prefix.endswith("\n")]}
+    for said, found in typed.items():
+        assert found, said
+        preview(found[:1], 1)
+        assert f"starting with a word: the prompt ends with {said}" in capsys.readouterr().out

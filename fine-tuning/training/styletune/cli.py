@@ -26,8 +26,9 @@ sys.excepthook = _one_line_for_a_missing_package
 
 
 def parser(doc: str, **kwargs) -> argparse.ArgumentParser:
-    """A parser described by the script's docstring (up to its "Run" section), with --config."""
-    p = argparse.ArgumentParser(description=doc.split("\nRun ")[0],
+    """A parser described by the script's docstring, its "Run" examples included and its
+    sample "Output" left out, with --config."""
+    p = argparse.ArgumentParser(description=doc.split("\nOutput ")[0].rstrip(),
                                 formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
     p.add_argument("--config", default=str(DEFAULT_CONFIG),
                    help="the shared YAML (default: configs/qlora_style_transfer.yaml)")

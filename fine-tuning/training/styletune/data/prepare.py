@@ -209,6 +209,13 @@ def planned_outputs(result) -> dict:
     return outputs
 
 
+def typed_join(prefix: str) -> str:
+    """What the writer typed after the prompt's last word (a typed cut's join)."""
+    if prefix.endswith("\n"):
+        return "the paragraph break, typed"
+    return "a space, typed" if prefix.endswith(" ") else "its last character"
+
+
 def preview(examples, n):
     for e in examples[:n]:
         print(f"\n--- {e.chunk.name}: prefix {e.prefix_tokens} tokens ({e.ratio:.1%}), "
@@ -216,8 +223,8 @@ def preview(examples, n):
         if e.header:
             print(f"  [user turn opens with Continue's autocomplete path line: {e.header!r}]")
         print(textwrap.indent(e.prefix, "  "))
-        opens = {" ": "a space", "\n": "a line break"}.get(e.completion[:1], "a word: the prompt ends "
-                                                           "with the paragraph break")
+        opens = {" ": "a space", "\n": "a line break"}.get(e.completion[:1]) or \
+            f"a word: the prompt ends with {typed_join(e.prefix)}"
         print(f"  ✂ ──────── cut: the model writes from here, starting with {opens} ────────")
         rest = e.completion
         print(textwrap.indent(rest[:400] + (" [...]" if len(rest) > 400 else ""), "  "))
