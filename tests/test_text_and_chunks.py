@@ -50,6 +50,13 @@ def test_binary_file_is_refused(tmp_path):
     binary.write_bytes(b"PK\x03\x04\x00\x00binary")
     with pytest.raises(InputError, match="chunk_002_x.txt: looks like a binary file"):
         read_text(binary)
+    # a real Word file renamed .txt is named for what it is
+    import docx
+    doc = docx.Document()
+    doc.add_paragraph("It took all winter.")
+    doc.save(binary)
+    with pytest.raises(InputError, match=r"chunk_002_x.txt: a Word document \(.docx\) under another name"):
+        read_text(binary)
 
 
 def test_write_atomic_leaves_no_temporary_files(tmp_path):

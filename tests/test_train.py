@@ -121,6 +121,7 @@ def test_plan_counts_steps(make_config):
     plan = preflight.plan(cfg, manifest)
     assert plan["training examples"] == 9 and plan["optimizer steps"] == 3   # max_steps
     assert plan["join drills"] == 36                                        # 4 per training chunk
+    assert plan["epochs"] == "3 (max_steps 3 ends the run after 0.067 epoch(s))"   # 3 of 45 rows
     main = load_config(make_config(max_steps=None, gradient_accumulation_steps=4))
     # every training row is a step's share: ceil((9 + 36) / 4) x 3 epochs
     assert preflight.plan(main, manifest)["optimizer steps"] == 12 * 3

@@ -31,6 +31,9 @@ def read_text(path: Path) -> str:
     if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
         raise InputError(f"{path}: saved as UTF-16 (Notepad's 'Unicode'). Re-save it as UTF-8 "
                          f"(e.g. `iconv -f utf-16 -t utf-8 '{path}' > fixed.txt`, then replace the file).")
+    if data[:4] == b"PK\x03\x04" and b"word/document.xml" in data:
+        raise InputError(f"{path}: a Word document (.docx) under another name. Save it as plain "
+                         "UTF-8 text (.txt); for a whole manuscript, stage 0 also reads it named .docx.")
     if b"\x00" in data:
         raise InputError(f"{path}: looks like a binary file (it contains NUL bytes). "
                          "Save it as plain UTF-8 text (.txt) or move it out of the folder.")

@@ -230,7 +230,8 @@ def plan(cfg, manifest, processes: int = 1) -> dict:
            "join drills": len(rows) - len(examples),
            "validation examples": len(manifest["examples"]) - len(examples),
            "processes": f"{processes} ({gpu_plan.strategy(k, processes)})",
-           "epochs": f"{epochs:g}",
+           "epochs": f"{epochs:g}" + (f" (max_steps {steps} ends the run after {steps / steps_per_epoch:.2g} epoch(s))"
+                                      if steps < steps_per_epoch * epochs else ""),
            "batch": f"{micro} {'packed sequence' if k.sample_packing else 'example'}(s) x "
                     f"{accumulation} accumulation step(s) x {processes} process(es) = {batch}",
            "optimizer steps": steps, "training tokens": tokens}
