@@ -273,3 +273,59 @@ def test_the_joins_benchmark_prints_a_row_for_each_kind(capsys):
     table = capsys.readouterr().out
     for kind in joins.ROWS:
         assert f"| {kind} | " in table
+
+
+def llama_cpp_step(scores, context, s):
+    """One sampling step as llama.cpp's default chain takes it, written out by hand: the
+    repeat penalty over the last repeat_last_n tokens, top_k, top_p, min_p, temperature."""
+    import torch
+    scores = scores.clone()
+    for t in set(context[-s["repeat_last_n"]:]):
+        scores[t] = scores[t] * s["repeat_penalty"] if scores[t] < 0 else scores[t] / s["repeat_penalty"]
+    order = torch.argsort(scores, descending=True)
+    keep = order[:s["top_k"]]
+    probs = torch.softmax(scores[keep], 0)
+    keep = keep[(torch.cumsum(probs, 0) - probs) < s["top_p"]]          # mass before it under top_p
+    probs = torch.softmax(scores[keep], 0)
+    keep = keep[probs >= s["min_p"] * probs.max()]
+    out = torch.full_like(scores, float("-inf"))
+    out[keep] = scores[keep] / s["temperature"]
+    return out
+
+
+def test_stage_4_samples_as_llama_server_does(tiny):
+    """generate() with the sampler draws, token for token, what the llama.cpp-order chain
+    draws by hand, whatever the model's own generation_config.json says."""
+    import torch
+    from styletune.eval import sampler
+    from transformers import AutoModelForCausalLM
+    model = AutoModelForCausalLM.from_pretrained(str(tiny / "base"), dtype=torch.float32)
+    with torch.no_grad():
+        model.lm_head.weight.mul_(5)           # logits spread enough for top_p and min_p to cut (std ~0.8)
+    model.generation_config.update(temperature=0.1, top_k=3, top_p=0.5, min_p=0.5, repetition_penalty=3.0)
+    s = {"temperature": 0.8, "top_k": 40, "top_p": 0.95, "min_p": 0.05, "repeat_penalty": 1.3,
+         "repeat_last_n": 8}
+    prompt = list(range(100, 130))
+    torch.manual_seed(7)
+    got = model.generate(torch.tensor([prompt]), max_new_tokens=24, eos_token_id=None, pad_token_id=0,
+                         **sampler.generate_kwargs(s))[0, len(prompt):].tolist()
+    torch.manual_seed(7)
+    ids = list(prompt)
+    with torch.no_grad():
+        for _ in range(24):
+            scores = model(torch.tensor([ids])).logits[0, -1].float()
+            probs = torch.softmax(llama_cpp_step(scores, ids, s), 0)
+            ids.append(int(torch.multinomial(probs[None], 1)[0, 0]))
+    assert got == ids[len(prompt):]
+    # temperature last: top_p and min_p cut the untempered distribution, as llama.cpp does
+    names = [type(p).__name__ for p in sampler.chain(s)]
+    assert names == ["RecentRepeatPenalty", "TopKLogitsWarper", "TopPLogitsWarper", "MinPLogitsWarper",
+                     "TemperatureLogitsWarper"]
+
+
+def test_the_repeat_penalty_covers_only_the_recent_window():
+    import torch
+    from styletune.eval.sampler import RecentRepeatPenalty
+    scores = torch.tensor([[2.0, -2.0, 2.0, 2.0]])
+    out = RecentRepeatPenalty(2.0, window=2)(torch.tensor([[2, 0, 1]]), scores.clone())
+    assert out.tolist() == [[1.0, -4.0, 2.0, 2.0]]      # tokens 0 and 1 recent; 2 out of the window

@@ -72,6 +72,20 @@ def route(tmp_path_factory):
                "entries": {e["roles"][0]: e for e in entries}, "stage5_out": checked.stdout}
 
 
+def test_the_writers_server_samples_as_the_config_says(route):
+    """llama-server started with stage 5's sampling flags (the writer's command and --try
+    use the same) holds the config's sampling as every request's default: Continue sends
+    temperature and top_p, the rest would be llama.cpp's own, its repeat penalty off."""
+    cfg = route["cfg"]
+    sampling = cfg.pipeline.sampling
+    assert " ".join(llamacpp.sampling_flags(sampling)) in serving.llama_server_command(cfg, route["gguf"])
+    with llamacpp.Server(route["gguf"], sampling=sampling, log=route["gguf"].with_name("sampling.log")) as server:
+        settings = server.get("/props")["default_generation_settings"]["params"]
+    for key in ("temperature", "top_k", "top_p", "min_p", "repeat_penalty", "repeat_last_n"):
+        assert settings[key] == pytest.approx(sampling[key]), key
+    assert sampling["repeat_penalty"] != 1.0 and sampling["top_k"] == 40
+
+
 def training_ids(tok, conversation) -> list[int]:
     """The ids training gives the model: prompt, continuation and rest tokenised apart."""
     return tokens.training_ids(tok, conversation)["input_ids"]

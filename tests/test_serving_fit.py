@@ -200,7 +200,8 @@ def test_serve_md_s_llama_server_command_has_the_estimated_layers_when_the_gguf_
     assert plan.gpu_layers == 58 == fit.gpu_layers(plan.fit.row("q4_K_M"))
     command = plan.commands["llamacpp"]
     assert command == (f"llama-server -m {gguf} --jinja --host 127.0.0.1 --port 8080 -c 8192 -ngl 58 "
-                       f"--alias {cfg.pipeline.serve_model_name}")
+                       f"--alias {cfg.pipeline.serve_model_name} --temp 0.8 --top-k 40 --top-p 0.95 "
+                       "--min-p 0.05 --repeat-penalty 1.05 --repeat-last-n 64")
     serve_md = plan.contents["SERVE.md"]
     assert f"\n\n    {command}\n\n`-ngl 58` is an estimate (the table below): about 58 of 80 layers on " \
         "one RTX 5090, the rest in CPU RAM (slower). Lower it if the server runs out of GPU memory; " \
@@ -221,7 +222,7 @@ def test_an_8b_keeps_every_layer_on_the_gpu(make_config, tmp_path):
     for gguf_type in ("bf16", "q8_0", "q4_K_M"):
         plan = serving.Plan(cfg, merged, "llamacpp", None, gguf_type)
         assert plan.gpu_layers is None
-        assert plan.commands["llamacpp"].endswith(f"-ngl 99 --alias {cfg.pipeline.serve_model_name}")
+        assert f" -ngl 99 --alias {cfg.pipeline.serve_model_name} --temp " in plan.commands["llamacpp"]
         assert "`-ngl 99` puts every layer on the GPU." in plan.contents["SERVE.md"]
         assert "estimate (the table below)" not in plan.contents["SERVE.md"]
         assert "Warning" not in plan.contents["SERVE.md"]

@@ -70,7 +70,9 @@ class Sampling(Section):
     temperature: float = Field(0.8, gt=0, description="warm enough to vary word choice")
     top_p: float = Field(0.95, gt=0, le=1, description="nucleus: smallest token set with this probability")
     min_p: float = Field(0.05, ge=0, lt=1, description="drop tokens below this share of the top token's probability")
+    top_k: int = Field(40, ge=0, description="sample among this many likeliest tokens (0: all); llama.cpp's and Ollama's default")
     repeat_penalty: float = Field(1.05, gt=0, description="above 1 discourages repeating tokens")
+    repeat_last_n: int = Field(64, ge=0, description="the recent tokens the repeat penalty covers, the prompt's included; llama.cpp's and Ollama's default")
     max_tokens: Count = Field(400, description="most tokens per reply")
 
 

@@ -166,12 +166,24 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def sampling_flags(sampling: dict) -> list[str]:
+    """The config's sampling as llama-server's defaults for every request: Continue sends
+    temperature and top_p itself; without these the rest are llama.cpp's own, the repeat
+    penalty off."""
+    return ["--temp", str(sampling["temperature"]), "--top-k", str(sampling["top_k"]),
+            "--top-p", str(sampling["top_p"]), "--min-p", str(sampling["min_p"]),
+            "--repeat-penalty", str(sampling["repeat_penalty"]),
+            "--repeat-last-n", str(sampling["repeat_last_n"])]
+
+
 class Server:
     """llama-server for one GGUF on 127.0.0.1, started on enter and stopped on exit;
     its log goes beside the GGUF (<name>.server.log)."""
 
-    def __init__(self, gguf: Path, context: int = 4096, binary: Path | None = None, log: Path | None = None):
+    def __init__(self, gguf: Path, context: int = 4096, binary: Path | None = None, log: Path | None = None,
+                 sampling: dict | None = None):
         self.binary = binary or find_server()
+        self.sampling = sampling
         if self.binary is None:
             raise LlamaCppError(BUILD_HELP)
         self.gguf, self.context, self.port = gguf, context, _free_port()
@@ -181,7 +193,8 @@ class Server:
     def command(self) -> list[str]:
         # --jinja: the chat endpoint renders the GGUF's own template (training's).
         return [str(self.binary), "-m", str(self.gguf), "--host", "127.0.0.1", "--port", str(self.port),
-                "-c", str(self.context), "--jinja", "-t", "2", "--no-webui"]
+                "-c", str(self.context), "--jinja", "-t", "2", "--no-webui",
+                *(sampling_flags(self.sampling) if self.sampling else [])]
 
     def __enter__(self):
         self._log = open(self.log, "w")
@@ -306,12 +319,13 @@ AUTOCOMPLETE_STOPS = ["/src/", "#- coding: utf-8", "```"]
 
 
 def try_routes(gguf: Path, tokenizer, entries: list[dict], system: str, text: str,
-               path: str = "book/chapter.md", max_tokens: int = 120, seed: int = 0) -> dict:
+               path: str = "book/chapter.md", max_tokens: int = 120, seed: int = 0,
+               sampling: dict | None = None) -> dict:
     """The writer's text, sent as Continue sends it on each route this server offers:
     autocomplete (the path line + text in the raw template, /completion) and chat
     (system message + text, /v1/chat/completions). Returns {route: continuation}."""
     out = {}
-    with Server(gguf) as server:
+    with Server(gguf, sampling=sampling) as server:   # the writer's server: the config's sampling
         for entry in entries:
             opts = entry["defaultCompletionOptions"]
             sampling = {"temperature": opts["temperature"], "top_p": opts["topP"], "seed": seed}

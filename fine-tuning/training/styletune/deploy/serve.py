@@ -80,7 +80,9 @@ def modelfile(cfg, model_dir: Path, eos_token: str) -> str:
               f"PARAMETER temperature {s['temperature']}",
               f"PARAMETER top_p {s['top_p']}",
               f"PARAMETER min_p {s['min_p']}",
+              f"PARAMETER top_k {s['top_k']}",
               f"PARAMETER repeat_penalty {s['repeat_penalty']}",
+              f"PARAMETER repeat_last_n {s['repeat_last_n']}",
               f"PARAMETER num_predict {int(s['max_tokens'])}"]
     return "\n".join(lines) + "\n"
 
@@ -106,7 +108,8 @@ def llama_server_command(cfg, gguf: Path, ngl: int | None = None) -> str:
     # --jinja: the chat endpoint renders the GGUF's own template, which is training's.
     return (f"llama-server -m {gguf} --jinja --host 127.0.0.1 --port 8080 "
             f"-c {cfg.pipeline.serve_context_length} -ngl {99 if ngl is None else ngl} "
-            f"--alias {cfg.pipeline.serve_model_name}")
+            f"--alias {cfg.pipeline.serve_model_name} "
+            + " ".join(llamacpp.sampling_flags(cfg.pipeline.sampling)))
 
 
 def layers_note(table: fit.FitTable | None, gguf_type: str) -> str:
@@ -351,6 +354,7 @@ def try_routes(cfg, model_dir: Path, plan, text: str) -> None:
     tok = models.load_tokenizer(cfg, model_dir)
     system = chat.chat_system_message(plan.contents["rules"])
     entries = continue_files.continue_models(cfg, tok.eos_token, "llamacpp")
-    for route, continuation in llamacpp.try_routes(plan.gguf, tok, entries, system, text).items():
+    for route, continuation in llamacpp.try_routes(plan.gguf, tok, entries, system, text,
+                                                   sampling=cfg.pipeline.sampling).items():
         print(f"\n{route} (as Continue sends it; ⟨⟩ marks what the model wrote):\n"
               f"  ...{text[-80:]}⟨{continuation}⟩")

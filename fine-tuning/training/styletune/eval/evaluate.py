@@ -146,8 +146,11 @@ def perplexity_ratio(tuned_nll, base_nll, n_boot: int, seed: int) -> dict:
 
 
 def generate(model, tok, prompts, ev: dict, sampling: dict, progress=None) -> list[dict]:
-    """One continuation per prompt; prompt i is seeded seed + i for every model."""
+    """One continuation per prompt; prompt i is seeded seed + i for every model; sampled
+    as llama-server samples (eval/sampler.py)."""
     import torch
+
+    from styletune.eval import sampler
     device = next(model.parameters()).device
     eos = model.generation_config.eos_token_id
     eos = set(eos if isinstance(eos, list) else [eos]) | {tok.eos_token_id}
@@ -156,9 +159,7 @@ def generate(model, tok, prompts, ev: dict, sampling: dict, progress=None) -> li
         ids = _ids(tok, [{"role": "user", "content": prompt.text}], True)
         torch.manual_seed(int(ev["seed"]) + i)
         with torch.no_grad():
-            gen = model.generate(torch.tensor([ids], device=device), do_sample=True,
-                                 temperature=sampling["temperature"], top_p=sampling["top_p"],
-                                 min_p=sampling["min_p"], repetition_penalty=sampling["repeat_penalty"],
+            gen = model.generate(torch.tensor([ids], device=device), **sampler.generate_kwargs(sampling),
                                  max_new_tokens=int(ev["generation_tokens"]),
                                  eos_token_id=sorted(eos), pad_token_id=tok.pad_token_id)
         new = gen[0, len(ids):].tolist()

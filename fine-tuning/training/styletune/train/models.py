@@ -228,6 +228,9 @@ def generation_config(cfg, tok, base_model: str):
     gen.pad_token_id = tok.pad_token_id
     s = cfg.pipeline.sampling
     gen.do_sample, gen.temperature, gen.top_p, gen.min_p = True, s["temperature"], s["top_p"], s["min_p"]
+    # no repetition_penalty: transformers' and vLLM's cover the whole prompt, not the
+    # last repeat_last_n tokens as llama.cpp's and Ollama's do
+    gen.top_k = s["top_k"]
     return gen
 
 
