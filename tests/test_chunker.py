@@ -2,11 +2,12 @@
 retraining reproduces), the dynamic program's bounds and the writer's decisions,
 one example builder with stage 1, and the review loop a writer's agent runs."""
 import json
+import random
 
 import pytest
 from conftest import FT, SAMPLE_BOOK, load_script
 from styletune.config import load_config
-from styletune.data.manuscript import read_manuscript
+from styletune.data.manuscript import read_manuscript, rebuild
 from styletune.data.prepare import OverlongError, prepare_data
 from styletune.data.review import reference_answers
 from styletune.data.seam_model import MODEL_FILE, Candidate
@@ -215,3 +216,72 @@ def test_the_sample_manuscript_is_conserved_whatever_the_decisions(tmp_path, mak
     from styletune.data.manuscript import rebuild
     assert rebuild(texts, manifest["separators"]) == read_manuscript(MANUSCRIPT).body
     assert any(t.startswith("Haji was standing at the junction") for t in texts)
+
+
+def assert_conserved(out, body):
+    """The chunk files and the manifest's separators give the manuscript body back."""
+    manifest = json.loads((out / "segment_manifest.json").read_text(encoding="utf-8"))
+    texts = [(out / c["file"]).read_text(encoding="utf-8")[:-1] for c in manifest["chunks"]]
+    assert rebuild(texts, manifest["separators"]) == body
+
+
+def _blank_line_book(tmp_path):
+    """A chapter of four scenes: one after a run of blank lines that splits a question
+    from its answer, one after blank lines before a new morning, one after '* * *'."""
+    rng = random.Random(7)
+
+    def scene(words, n=6):
+        words = words.split()
+        return [" ".join(" ".join(rng.choices(words, k=11)).capitalize() + "." for _ in range(6))
+                for _ in range(n)]
+    harbour = scene("boats rocked harbour wall gulls cried nets tide rope mast salt")
+    talk = (scene("anna walked quay found tom mending sail cold wind needle thread canvas", 5)
+            + ['"Did you see the stranger who came off the evening boat?" asked Anna.'])
+    answer = (['"No, never," replied Tom. "Nobody came off it but the mail."']
+              + scene("tom went back sail anna stood watching water while grey light", 5))
+    morning = ["The next morning the frost lay white on the roofs."] + scene(
+        "frost white roofs road hill cart horse breath smoke chimney cold")
+    orchard = ["In the orchard the old trees leaned over the wall."] + scene(
+        "orchard trees leaned wall apples small grass wet ladder basket bees")
+    text = ("Chapter 1\n\n" + "\n\n".join(harbour) + "\n\n" + "\n\n".join(talk) + "\n\n\n\n"
+            + "\n\n".join(answer) + "\n\n\n\n" + "\n\n".join(morning) + "\n\n* * *\n\n"
+            + "\n\n".join(orchard) + "\n")
+    src = tmp_path / "book.txt"
+    src.write_text(text, encoding="utf-8")
+    return src
+
+
+def test_a_cut_at_blank_lines_alone_is_a_guess_in_the_review(tmp_path, make_config, capsys):
+    """Extra blank lines with no visible mark: stage 0 still cuts there, but lists the
+    cut in the review, the one that splits a question from its answer first, and
+    `=drop` undoes it; a cut at '* * *' stays the writer's own, unlisted."""
+    src = _blank_line_book(tmp_path)
+    out = tmp_path / "cut"
+    cfg = make_config({"chunk_target_tokens": 600, "segment_min_tokens": 150}, sequence_len=2048)
+    args = [str(src), "--config", str(cfg), "--out", str(out), "--force"]
+    assert STAGE0.main(args) == 0
+    printed = capsys.readouterr().out
+    body = read_manuscript(src).body
+    assert_conserved(out, body)
+    openings = current_openings(out)
+    assert any(o.startswith('"No, never," replied Tom.') for o in openings)
+    assert any(o.startswith("In the orchard") for o in openings)
+    review = json.loads((out / "segment_review.json").read_text(encoding="utf-8"))["seams"]
+    blank = [e for e in review if e.get("blank_lines")]
+    assert len(blank) == 2 and all(e["was_cut"] for e in blank)
+    first = review[0]
+    assert first["id"] == "s01" and first["seam"]["after"].startswith('"No, never,"')
+    assert first["dialogue_runs_on"] and any("dialogue runs on" in s for s in first["signals"])
+    assert not any(e["seam"]["after"].startswith("In the orchard") for e in review)
+    assert "2 cut(s) made at a run of blank lines alone" in printed
+    assert "2 of them at blank lines alone" in printed
+    assert "s01: cut at 3 blank line(s) alone" in (out / "segment_review.md").read_text(encoding="utf-8")
+
+    assert STAGE0.main(args + ["--decide", "s01=drop"]) == 0
+    capsys.readouterr()
+    assert_conserved(out, body)
+    openings = current_openings(out)
+    assert not any(o.startswith('"No, never,"') for o in openings)
+    assert any(o.startswith("In the orchard") for o in openings)
+    review = json.loads((out / "segment_review.json").read_text(encoding="utf-8"))["seams"]
+    assert not any(e["seam"]["after"].startswith('"No, never,"') for e in review)

@@ -18,8 +18,9 @@ Cuts    every chapter heading starts a chunk; inside a chapter, a dynamic progra
         (the report's notes say so). Every example is counted by stage 1's own builder.
 Writes  into --out (default: style_pipeline.book_dir) chunk_NNN_<chapter>_<slug>.txt
         files; segment_report.md (each chunk: chapter, words, tokens, why it starts
-        there); segment_review.md + .json (the cuts made with no mark in the text
-        and the marks left uncut, most doubtful first, each with its alternatives);
+        there); segment_review.md + .json (the cuts made with no mark in the text,
+        those made at a run of blank lines alone, no visible mark, and the marks
+        left uncut, most doubtful first, each with its alternatives);
         segment_manifest.json (hashes, and the text between chunks verbatim: chunks +
         separators rebuild the manuscript). Refuses a folder that already holds
         other chunk files unless --force (old chunk files then move into backup/).
@@ -34,7 +35,7 @@ Output  lengths: target 1653 tokens per example, minimum 500, at most 4096 (sequ
         | chunk_001_afterwards_when_consortiums_inquiry.txt | 1828 | 2475 | after the title: The Quiet Orbit |
         | chunk_002_captain_came_in_at.txt | 2330 | 3209 | scene break: * * * |
         | chunk_005_on_morning_of_seventh.txt | 1284 | 1849 | seam: time phrase ('On the morning of...') |
-        review: 1 seam(s) to look at (cuts with no mark in the text, marks left uncut)
+        review: 1 seam(s) to look at (cuts with no mark in the text, 0 of them at blank lines alone; marks left uncut), 0 decision(s) of yours applied
 """
 import argparse
 import sys

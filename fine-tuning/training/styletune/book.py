@@ -336,7 +336,7 @@ def run(args) -> int:
         if stage.number == "0" and (waiting := review_waiting(stage.outputs[0].path)):
             folder = paths.shown(stage.outputs[0].path)
             print(f"\nreview: {waiting} seam(s) in {folder}/{segment.REVIEW_MD} are the tool's guesses "
-                  "(cuts with no mark, marks left uncut). Going on with them; to decide yourself, "
+                  "(cuts with no mark or at blank lines alone, marks left uncut). Going on with them; to decide yourself, "
                   "answer each with stage 0's --decide (the review shows the command), then run "
                   "the same `make book` again.")
             if getattr(args, "stop_for_review", False):

@@ -20,7 +20,7 @@ from styletune.fileio import read_text
 from styletune.text.docx import read_docx
 from styletune.text.gutenberg import gutenberg_body
 from styletune.text.paragraphs import is_hard_wrapped, paragraph_spans
-from styletune.text.patterns import is_page_marker, is_scene_break, word_count
+from styletune.text.patterns import blank_lines_mark, is_page_marker, is_scene_break, word_count
 from styletune.text.sentences import build_punkt
 
 MANUSCRIPT_SUFFIXES = {".txt", ".md", ".markdown", ".text", ".docx"}
@@ -324,7 +324,7 @@ def analyse(text: str) -> Structure:
             i += 1
             continue
         if p.kind == "text" and gap_breaks and current and p.gap >= scene_gap:
-            reason = close(f"scene break: {p.gap} blank line(s)")
+            reason = close(f"scene break: {blank_lines_mark(p.gap)}")
         current.append(p)
         i += 1
     close(None)

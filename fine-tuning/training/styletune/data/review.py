@@ -1,7 +1,9 @@
 """Stage 0's review: the cuts the writer should look at, and their answers.
 
 The review lists the cuts made where the book has no mark (the seam model's
-choices) and the scene-break marks left uncut, most doubtful first: each with an
+choices), the cuts made at a run of blank lines alone (no `* * *` or other visible
+mark: often a scene break, sometimes only layout, as in a Gutenberg file) and the
+scene-break marks left uncut, most doubtful first: each with an
 id, ~150 words either side, the chunk lengths either side, the signals, and the
 nearest alternative places, each one `--decide` away.
 
@@ -21,9 +23,10 @@ import json
 from dataclasses import dataclass
 
 from styletune import paths
-from styletune.data.seam_model import Candidate, units
+from styletune.data.seam_model import Candidate, dialogue_runs_on, model, units
 from styletune.data.seams import paragraphs_starting, places_between, squash
 from styletune.errors import InputError
+from styletune.text.patterns import is_blank_lines_mark
 
 KEY_WORDS = 12          # words either side that identify a seam
 CONTEXT_WORDS = 150     # words either side shown to the writer
@@ -115,40 +118,61 @@ def constraints(body, decisions, barriers=()) -> Constraints:
 # --- the review --------------------------------------------------------------------------
 
 def review_entries(body, seams, chunks, measure, lengths, decided=()):
-    """[entry dict] for every cut the model chose and every mark left uncut, most
-    doubtful first. `seams`: plan_chunks' (Candidate, places, chapter span); `decided`:
-    offsets the writer already decided (left out)."""
+    """[entry dict] for every cut the model chose, every cut made at a run of blank
+    lines alone (no visible mark: a guess too, many a blank line is only layout) and
+    every mark left uncut, most doubtful first. `seams`: plan_chunks' (Candidate,
+    places, chapter span); `decided`: offsets the writer already decided (left out).
+
+    Doubt: a cut at blank lines alone where the dialogue runs on across it
+    (seam_model.dialogue_runs_on) first; then by margin, how little the cut beats
+    the best other place (a blank-line cut scored by the seam model as if the blank
+    lines were not there), a mark left uncut at 0."""
     starts = sorted(c.start for c in chunks)
+    paragraphs = [(a, b) for a, b, _ in units(body)] if any(
+        is_blank_lines_mark(seam.mark) for seam, _, _ in seams) else []
     entries = []
     for seam, places, (a, b) in seams:
         if seam.offset in decided:
             continue
         cut = seam.offset in starts
-        if cut and seam.mark:
-            continue                      # a cut at the writer's own mark needs no review
+        blank = cut and is_blank_lines_mark(seam.mark)
+        if cut and seam.mark and not blank:
+            continue                      # a cut at the writer's own visible mark needs no review
         i = sum(s <= seam.offset for s in starts)
         lo, hi = (starts[i - 2] if cut and i >= 2 else starts[i - 1]), (starts[i] if i < len(starts) else b)
         lo, hi = max(lo, a), min(hi, b)
         ranked = places_between(places, lo, hi, measure.tokens, lengths, skip=seam.offset)
         alts = [p for p, _ in ranked]
-        own = seam.score - lengths.cost(measure.tokens(lo, seam.offset)) - lengths.cost(measure.tokens(seam.offset, hi))
+        score, signals, runs_on = seam.score, seam.signals, ""
+        if blank:                         # what the text says without the blank lines
+            para = body[seam.offset:next((e for s, e in paragraphs if s == seam.offset), seam.offset + 400)]
+            previous = next((body[s:e] for s, e in reversed(paragraphs) if e <= seam.offset), "")
+            score = model().logit(seam.features) + model().data["seam_offset"]
+            runs_on = dialogue_runs_on(seam.features, previous)
+            said = model().signals(seam.features, para)
+            signals = ([f"scene break {seam.mark} (no visible mark)"] + ([runs_on] if runs_on else [])
+                       + (["the text alone shows no other sign of a scene change"]
+                          if said == ["paragraph boundary"] else ["the text: " + ", ".join(said)]))
+        own = score - lengths.cost(measure.tokens(lo, seam.offset)) - lengths.cost(measure.tokens(seam.offset, hi))
         # doubt: how little this cut beats the best other place (an uncut mark: most doubtful)
         margin = (own - ranked[0][1]) if cut and ranked else (0.0 if not cut else 10.0)
         entries.append({
-            "kind": "cut at an unmarked seam" if cut else f"scene-break mark {seam.mark} left uncut",
+            "kind": (f"cut at {seam.mark} alone (no visible mark)" if blank else
+                     "cut at an unmarked seam" if cut else f"scene-break mark {seam.mark} left uncut"),
             "was_cut": cut,
             "seam": seam_key(body, seam.offset),
             "before": " ".join(body[lo:seam.offset].split()[-CONTEXT_WORDS:]),
             "after": " ".join(body[seam.offset:hi].split()[:CONTEXT_WORDS]),
             "tokens_before": measure.tokens(lo, seam.offset),
             "tokens_after": measure.tokens(seam.offset, hi),
-            "signals": seam.signals,
+            "signals": signals,
             "margin": round(margin, 2),
+            **({"blank_lines": True, "dialogue_runs_on": bool(runs_on)} if blank else {}),
             "alternatives": [{"seam": seam_key(body, p.offset), "signals": p.signals,
                               "tokens_before": measure.tokens(lo, p.offset),
                               "tokens_after": measure.tokens(p.offset, hi)} for p in alts],
         })
-    entries.sort(key=lambda e: (e["margin"], e["seam"]["after"]))
+    entries.sort(key=lambda e: (not e.get("dialogue_runs_on"), e["margin"], e["seam"]["after"]))
     for n, e in enumerate(entries, 1):
         e["id"] = f"s{n:02d}"
     return entries
@@ -163,7 +187,7 @@ def review_markdown(entries, command) -> str:
              "keep: the tool's choice stands; drop: no cut here; cut: cut here (a mark left uncut); "
              "altN: move the cut to alternative N. Anywhere else, by a paragraph's first words: "
              "--decide 'cut:First words of the paragraph', --decide 'drop:First words of the "
-             "paragraph' (a cut the tool made at a scene-break mark, not listed here), or --decide "
+             "paragraph' (a cut the tool made at a visible scene-break mark, not listed here), or --decide "
              "'whole:First words of a chunk|First words of the next' (one chunk, no cut inside).", ""]
     for e in entries:
         lines += [f"## {e['id']}: {e['kind']}", "",

@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from styletune.text.paragraphs import paragraph_spans
-from styletune.text.patterns import CLOSERS, is_page_marker, is_scene_break
+from styletune.text.patterns import CLOSERS, blank_lines_mark, is_page_marker, is_scene_break
+from styletune.text.quotes import quote_depths
 from styletune.text.sentences import Tier, paragraph_sentences
 
 MODEL_FILE = Path(__file__).with_name("seam_model.json")
@@ -75,6 +76,9 @@ _OPENS_QUOTE = re.compile(r"^[\"“‘'_]*[\"“‘']")
 # A paragraph that ends so may be followed by a cut: a sentence end, a speech broken
 # off ("Wait—”) or a closing quote after a speech without final punctuation.
 _PARAGRAPH_MAY_END = re.compile(rf"[.!?…]{CLOSERS}*$|[—–-]['\"’”]$|[’”\"]$")
+# The paragraph before a seam ends with a question, or with a closing quote.
+_ENDS_QUESTION = re.compile(rf"\?{CLOSERS}*$")
+_ENDS_QUOTE = re.compile(r"['\"’”]$")
 # A first word that points back at the last paragraph: a continuation, not a start.
 _ANAPHORIC = re.compile(r"^\W*(?:he|she|it|they|him|her|his|its|their|this|these|those|that|"
                         r"such|but|and|yet|so|or|nor|then|there|here|thus|still|however|"
@@ -96,7 +100,7 @@ class Candidate:
     inside_paragraph: bool = False
     features: dict = field(default_factory=dict)
     tier: Tier = Tier.CLEAN     # a sentence end's, when the cut is inside a paragraph
-    mark: str = ""              # the scene-break mark before it ("* * *", "2 blank lines"), if any
+    mark: str = ""              # the scene-break mark before it ("* * *", "2 blank line(s)"), if any
 
 
 def units(text):
@@ -289,6 +293,25 @@ def boundary_features(text, paras=None, keep=()):
     return out
 
 
+def dialogue_runs_on(features, previous) -> str:
+    """Why a conversation seems to run on across a seam, '' when it does not: the
+    paragraph after opens with a quotation (the features' opens_dialogue) and the
+    one before (`previous`, its text) is a line of speech (ends_dialogue), ends with
+    a question or a closing quote, or ends with a quotation still open. The review
+    ranks a cut at blank lines alone where this holds as its most doubtful."""
+    if not features.get("opens_dialogue"):
+        return ""
+    prev = previous.strip()
+    if _ENDS_QUESTION.search(prev):
+        return "the dialogue runs on across it: a question before, a quotation after"
+    if features.get("ends_dialogue") or _ENDS_QUOTE.search(prev):
+        return "the dialogue runs on across it: a line of speech before, another after"
+    depths = quote_depths(prev)[1]
+    if depths and depths[-1] > 0:
+        return "the dialogue runs on across it: a quotation still open before, a quotation after"
+    return ""
+
+
 class SeamModel:
     """The logistic regression in seam_model.json: standardised features, weights,
     bias; and the chunker's settings tuned with it (length_weight, mark_score,
@@ -362,7 +385,7 @@ def candidates(text, marks=None, seam_model=None):
             if paras[i - 1][2]:
                 marks[paras[i][0]] = f"'{text[paras[i - 1][0]:paras[i - 1][1]].strip()}'"
             elif gap >= scene_gap + 1:
-                marks[paras[i][0]] = f"{gap - 1} blank lines"
+                marks[paras[i][0]] = blank_lines_mark(gap - 1)
     out = []
     for i, f in feats.items():
         a = paras[i][0]

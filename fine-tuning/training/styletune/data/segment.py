@@ -140,6 +140,14 @@ def segment(cfg, manuscript_path, say=lambda m: None, decisions=(), folders=()):
     decided = rules.forced | rules.forbidden
     entries = review_entries(ms.body, seams, chunks, Measure(counter, ms.body, margin=MARGINS[0]),
                              aimed, decided)
+    blank = [e for e in entries if e.get("blank_lines")]
+    if blank:
+        runs_on = [e["id"] for e in blank if e["dialogue_runs_on"]]
+        notes.append(f"{len(blank)} cut(s) made at a run of blank lines alone, no visible mark such as "
+                     "'* * *': a guess (often a scene break, sometimes only layout), so each is in the "
+                     "review to confirm (--decide ID=keep) or undo (--decide ID=drop)"
+                     + (f"; {len(runs_on)} of them where the dialogue runs on across the blank lines "
+                        f"({', '.join(runs_on)}), listed first" if runs_on else ""))
     return Segmentation(ms, structure, chunks, notes, entries, lengths)
 
 
@@ -288,8 +296,10 @@ def run(args) -> int:
     outputs = planned_outputs(cfg, seg, out_dir, command)
     if decisions:
         outputs[out_dir / DECISIONS] = decisions_bytes(decisions)
-    print(f"\nreview: {len(seg.review)} seam(s) to look at (cuts with no mark in the text, marks "
-          f"left uncut), {len(decisions)} decision(s) of yours applied")
+    blank = sum(bool(e.get("blank_lines")) for e in seg.review)
+    print(f"\nreview: {len(seg.review)} seam(s) to look at (cuts with no mark in the text, "
+          f"{blank} of them at blank lines alone; marks left uncut), {len(decisions)} decision(s) "
+          "of yours applied")
     if args.dry_run:
         print(f"\ndry run: nothing written. Would write {len(chunks)} chunk files, the report and "
               f"the review into {paths.shown(out_dir)}/")

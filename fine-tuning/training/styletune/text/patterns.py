@@ -20,6 +20,9 @@ PAGE_MARKER = re.compile(r"^\[?\d{1,4}[)\]]$")
 # A scene-break line: one to seven groups of up to three marks, no letters or
 # digits ("* * *", "#", "~", "§", "***", "— — —").
 SCENE_GLYPHS = re.compile(r"^[^\w\s]{1,3}(\s*[^\w\s]{1,3}){0,6}$")
+# The name of a scene break that is only a run of extra blank lines, no visible mark:
+# "2 blank line(s)". Stage 0 cuts there, but lists the cut in its review (a guess).
+_BLANK_LINES_MARK = re.compile(r"^\d+ blank line")
 
 
 def word_count(text: str) -> int:
@@ -32,3 +35,13 @@ def is_page_marker(line: str) -> bool:
 
 def is_scene_break(line: str) -> bool:
     return bool(SCENE_GLYPHS.match(line.strip()))
+
+
+def blank_lines_mark(n: int) -> str:
+    """A scene break made of `n` extra blank lines alone, as stage 0 names it."""
+    return f"{n} blank line(s)"
+
+
+def is_blank_lines_mark(mark: str) -> bool:
+    """True for a scene break that is only blank lines (blank_lines_mark), no visible mark."""
+    return bool(_BLANK_LINES_MARK.match(mark))
