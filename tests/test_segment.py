@@ -474,3 +474,41 @@ def test_a_passage_no_cut_can_shorten_is_named_truthfully():
                               "the passage starting 'Then it went on and then the tide...'")
     assert "no paragraph break or sentence end where a cut may fall" in message
     assert "single sentence" not in message
+
+
+def test_page_numbers_left_from_a_printed_edition_are_counted_not_removed(tmp_path, make_config, capsys):
+    """Paragraphs that are only a number ('11)', '[12]', '- 13 -', 'Page 14', '15.'):
+    stage 0 warns with the count, the lines and the fix, records the count in the
+    manifest, and keeps every word (it never deletes the author's text itself)."""
+    rng = random.Random(3)
+    words = "harbour lamp bread salt rope gull tide net mast oar cabin deck".split()
+
+    def para():
+        return " ".join(" ".join(rng.choices(words, k=12)).capitalize() + "." for _ in range(5))
+    pages = ["11)", "[12]", "- 13 -", "Page 14", "15."]
+    blocks = ["Chapter 1"]
+    for n in range(30):
+        blocks.append(para())
+        if n % 6 == 5:    # the last, "15.", a heading's shape too, where it splits a sentence
+            blocks[-1] = blocks[-1].rstrip(".") + " and the" if n == 29 else blocks[-1]
+            blocks.append(pages[n // 6])
+    blocks.append("rope was cold. " + para())
+    src = tmp_path / "book.txt"
+    src.write_text("\n\n".join(blocks) + "\n", encoding="utf-8")
+    cfg = make_config({"chunk_target_tokens": 1000, "segment_min_tokens": 200}, sequence_len=2048)
+    out = tmp_path / "o"
+    assert STAGE0.main([str(src), "--config", str(cfg), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "WARNING: 5 paragraphs are only a number" in printed
+    line = src.read_text(encoding="utf-8").split("\n").index("11)") + 1
+    assert f"line {line}: '11)'" in printed and "Remove them from the manuscript, then rerun" in printed
+    manifest = assert_conserved(out, read_manuscript(src).body)
+    assert manifest["page_number_paragraphs"] == 5
+    assert "WARNING: 5 paragraphs" in (out / "segment_report.md").read_text(encoding="utf-8")
+
+    # numbered chapter headings ("1.") are headings, not page numbers; two stray numbers are not a warning
+    numbered = tmp_path / "numbered.txt"
+    numbered.write_text("\n\n".join(f"{n}.\n\n{para()}\n\n{para()}" for n in range(1, 5)) + "\n\n7)\n\n"
+                        + para() + "\n\n8)\n\n" + para() + "\n", encoding="utf-8")
+    assert STAGE0.main([str(numbered), "--config", str(cfg), "--out", str(tmp_path / "n"), "--dry-run"]) == 0
+    assert "are only a number" not in capsys.readouterr().out

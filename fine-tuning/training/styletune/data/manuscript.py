@@ -20,7 +20,14 @@ from styletune.fileio import read_text
 from styletune.text.docx import read_docx
 from styletune.text.gutenberg import gutenberg_body
 from styletune.text.paragraphs import is_hard_wrapped, paragraph_spans
-from styletune.text.patterns import blank_lines_mark, is_page_marker, is_scene_break, word_count
+from styletune.text.patterns import (
+    ENDS_SENTENCE,
+    blank_lines_mark,
+    is_page_marker,
+    is_page_number,
+    is_scene_break,
+    word_count,
+)
 from styletune.text.sentences import build_punkt
 
 MANUSCRIPT_SUFFIXES = {".txt", ".md", ".markdown", ".text", ".docx"}
@@ -60,6 +67,11 @@ class Manuscript:
     path: Path
     body: str                 # the text chunks are cut from (LF line ends)
     gutenberg_stripped: bool
+    first_line: int = 1       # the file's line (of the text read) where the body starts
+
+    def line_of(self, offset: int) -> int:
+        """The manuscript file's line number of an offset in the body."""
+        return self.first_line + self.body.count("\n", 0, offset)
 
 
 def read_manuscript(path) -> Manuscript:
@@ -85,7 +97,7 @@ def read_manuscript(path) -> Manuscript:
     if not re.search(r"\w", body):
         raise InputError(f"{path}: the manuscript is empty (no words{' between the Project Gutenberg markers' if stripped else ''}). "
                          "Check you gave the right file and that it was saved with its text.")
-    return Manuscript(path, body, stripped)
+    return Manuscript(path, body, stripped, text.count("\n", 0, max(0, text.find(body))) + 1)
 
 
 @dataclass
@@ -124,6 +136,7 @@ class Structure:
     front_matter: tuple | None  # (start, end, words) or None
     heading_matter: list = field(default_factory=list)  # [(chapter title, words)]
     notes: list = field(default_factory=list)
+    page_numbers: list = field(default_factory=list)  # [offset] of paragraphs only a page number
 
     @property
     def has_scene_breaks(self):
@@ -340,7 +353,14 @@ def analyse(text: str) -> Structure:
         if before and words <= FRONT_MATTER_MAX_WORDS:
             front = (before[0].start, before[-1].end, words)
             sections = sections[len(before):]
-    return Structure(text, hard, one_per_line, sections, chapters, front, heading_matter, notes)
+    # Page numbers left from a printed edition ("11)", "[11]", "Page 11"): counted, never
+    # removed. "11." is also a chapter heading's shape: counted only after a paragraph
+    # that stops mid-sentence (a page number splits one; a chapter does not).
+    pages = [p.start for prev, p in zip([None] + paras, paras)
+             if is_page_number(text[p.start:p.end]) and (p.kind != "heading" or (
+                 p.heading_kind == "number" and prev is not None and prev.kind == "text"
+                 and not ENDS_SENTENCE.search(text[prev.start:prev.end].rstrip())))]
+    return Structure(text, hard, one_per_line, sections, chapters, front, heading_matter, notes, pages)
 
 
 def rebuild(body_slices, separators) -> str:

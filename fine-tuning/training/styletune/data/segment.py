@@ -137,6 +137,8 @@ def segment(cfg, manuscript_path, say=lambda m: None, decisions=(), folders=()):
         notes.append(f"{words} word(s) between headings under '{title}' (a subtitle or note) are "
                      "not a chunk; kept in the manifest")
     notes += structure.notes
+    if page := page_numbers(ms, structure):
+        notes.insert(0, page["warning"])
     decided = rules.forced | rules.forbidden
     entries = review_entries(ms.body, seams, chunks, Measure(counter, ms.body, margin=MARGINS[0]),
                              aimed, decided)
@@ -149,6 +151,28 @@ def segment(cfg, manuscript_path, say=lambda m: None, decisions=(), folders=()):
                      + (f"; {len(runs_on)} of them where the dialogue runs on across the blank lines "
                         f"({', '.join(runs_on)}), listed first" if runs_on else ""))
     return Segmentation(ms, structure, chunks, notes, entries, lengths)
+
+
+# This many paragraphs that are only a number make stage 0 warn of page-number residue.
+PAGE_NUMBERS_WARN = 3
+
+
+def page_numbers(ms, structure) -> dict:
+    """{count, examples (line, text), warning} when the manuscript holds PAGE_NUMBERS_WARN
+    or more paragraphs that are only a page number ('11)', '11.', '[11]', '- 11 -',
+    'Page 11': a printed edition's, often splitting a sentence); {} otherwise. Stage 0
+    never deletes the author's text itself: it says what to remove."""
+    found = structure.page_numbers
+    if len(found) < PAGE_NUMBERS_WARN:
+        return {}
+    body = ms.body
+    examples = [{"line": ms.line_of(a), "text": body[a:body.find("\n", a) % (len(body) + 1)].strip()}
+                for a in found[:5]]
+    warning = (f"WARNING: {len(found)} paragraphs are only a number, page numbers left from a printed "
+               "edition (" + ", ".join(f"line {e['line']}: '{e['text']}'" for e in examples[:3])
+               + "); they stay in the chunks, often in the middle of a sentence, and the model would "
+               "learn them. Remove them from the manuscript, then rerun stage 0")
+    return {"count": len(found), "examples": examples, "warning": warning}
 
 
 @dataclass
@@ -214,6 +238,7 @@ def planned_outputs(cfg, seg, out_dir, review_command) -> dict:
                    for row, c in zip(report_rows(chunks), chunks)],
         "separators": seps,
         "notes": notes,
+        "page_number_paragraphs": page_numbers(ms, structure).get("count", 0),
         "rebuild": "separators[0] + chunk[0] + separators[1] + ... + chunk[n-1] + separators[n], "
                    "each chunk file's text without its final newline, gives the manuscript body",
     }

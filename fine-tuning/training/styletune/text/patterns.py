@@ -17,6 +17,13 @@ FINAL_PUNCTUATION = re.compile(rf"([.!?…]+){CLOSERS}*$")
 WORD = re.compile(r"[\w’']+")
 # A line that is only a page number: "12)", "[12]".
 PAGE_MARKER = re.compile(r"^\[?\d{1,4}[)\]]$")
+# A paragraph that is only a number, as a printed edition's page numbers are left in
+# a text copied from it: "11)", "11.", "[11]", "(11)", "- 11 -", "Page 11". Wider than
+# PAGE_MARKER (which the chunker treats as part of the next paragraph): stage 0 only
+# counts these and warns; it never removes the author's text.
+PAGE_NUMBER_PARAGRAPH = re.compile(
+    r"^(?:\[\d{1,4}\]|\(\d{1,4}\)|\d{1,4}[).]|[-–—]\s*\d{1,4}\s*[-–—]|(?:page|p\.)\s*\d{1,4})$",
+    re.IGNORECASE)
 # A scene-break line: one to seven groups of up to three marks, no letters or
 # digits ("* * *", "#", "~", "§", "***", "— — —").
 SCENE_GLYPHS = re.compile(r"^[^\w\s]{1,3}(\s*[^\w\s]{1,3}){0,6}$")
@@ -31,6 +38,11 @@ def word_count(text: str) -> int:
 
 def is_page_marker(line: str) -> bool:
     return bool(PAGE_MARKER.match(line.strip()))
+
+
+def is_page_number(paragraph: str) -> bool:
+    """A paragraph that is only a page number (PAGE_NUMBER_PARAGRAPH)."""
+    return bool(PAGE_NUMBER_PARAGRAPH.match(" ".join(paragraph.split())))
 
 
 def is_scene_break(line: str) -> bool:
