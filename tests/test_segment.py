@@ -226,7 +226,7 @@ def test_no_headings_no_breaks_falls_back_to_paragraph_scoring(tmp_path, make_co
     # every cut is a guess: each one is in the review, with its command
     review = json.loads((out / "segment_review.json").read_text(encoding="utf-8"))["seams"]
     assert len(review) == len(manifest["chunks"]) - 1
-    assert "--decide ID=keep" in printed and "s01: cut at an unmarked seam" in (out / "segment_review.md").read_text()
+    assert "--decide s01=keep\n(keep, drop, cut or altN" in printed and "s01: cut at an unmarked seam" in (out / "segment_review.md").read_text()
 
 
 def test_single_huge_paragraph_is_cut_at_sentence_ends_as_a_last_resort(tmp_path, make_config, capsys):
@@ -512,3 +512,25 @@ def test_page_numbers_left_from_a_printed_edition_are_counted_not_removed(tmp_pa
                         + para() + "\n\n8)\n\n" + para() + "\n", encoding="utf-8")
     assert STAGE0.main([str(numbered), "--config", str(cfg), "--out", str(tmp_path / "n"), "--dry-run"]) == 0
     assert "are only a number" not in capsys.readouterr().out
+
+
+def test_the_target_length_comes_from_the_writers_own_hand_cut_chunks(make_config, tmp_path):
+    """book_dir's chunks set the target only when they are this book's: the sample book's
+    (book_dir's default) say nothing of another manuscript, so its default target holds."""
+    from styletune.config import load_config
+    from styletune.data.segment import DEFAULT_TARGET_SHARE, hand_cut_folders, lengths_for
+    from styletune.data.tokens import load_counter
+    cfg, out, novel = load_config(make_config()), tmp_path / "out", tmp_path / "novel.txt"
+    assert hand_cut_folders(cfg, out, novel) == [out]
+    assert hand_cut_folders(cfg, out, SAMPLE_BOOK / "the_quiet_orbit_full_manuscript.txt") == \
+        [out, SAMPLE_BOOK.resolve()]
+    mine = tmp_path / "mine"
+    assert hand_cut_folders(load_config(make_config({"book_dir": str(mine)})), out, novel) == \
+        [out, mine.resolve()]
+    said = []
+    counter = load_counter(cfg)
+    assert lengths_for(cfg, counter, [out], said.append).target == round(DEFAULT_TARGET_SHARE * cfg.sequence_len)
+    assert not said
+    hand = lengths_for(cfg, counter, [out, SAMPLE_BOOK], said.append)
+    assert hand.target != round(DEFAULT_TARGET_SHARE * cfg.sequence_len)
+    assert said and f"the median of the chunks you cut by hand in {SAMPLE_BOOK.relative_to(FT.parent)}" in said[0]

@@ -11,8 +11,8 @@ Cuts    every chapter heading starts a chunk; inside a chapter, a dynamic progra
         chooses the cuts: scene-break marks first (unless the scenes on both sides
         are short), elsewhere the paragraph starts the seam model scores highest,
         chunk lengths near style_pipeline.chunk_target_tokens (default: the median
-        of chunk files you cut by hand in --out or book_dir, else 55% of
-        sequence_len), none over sequence_len, none under segment_min_tokens unless
+        of chunk files you cut by hand in --out or book_dir, not the sample book's
+        for another manuscript, else 55% of sequence_len), none over sequence_len, none under segment_min_tokens unless
         a whole chapter is. Where headings and marks make short chunks, the length
         cost aims higher (up to twice) so the chunks' median stays near the target
         (the report's notes say so). Every example is counted by stage 1's own builder.

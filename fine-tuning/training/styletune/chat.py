@@ -12,11 +12,9 @@ def sample_rules_warning(cfg, book_dir) -> str | None:
     """A warning when the rules file is still the sample book's and the book is another:
     its description would train (the chat drills carry it) and reach the editor (stage 5)."""
     from styletune import paths
-    from styletune.settings import StylePipeline
-    default = {key: paths.resolve(StylePipeline.model_fields[key].default)
-               for key in ("system_prompt_file", "book_dir")}
-    if (cfg.pipeline.system_prompt_file.resolve() != default["system_prompt_file"].resolve()
-            or paths.resolve(book_dir).resolve() == default["book_dir"].resolve()):
+    from styletune.settings import shipped_default
+    if (cfg.pipeline.system_prompt_file.resolve() != shipped_default("system_prompt_file")
+            or paths.resolve(book_dir).resolve() == shipped_default("book_dir")):
         return None
     return (f"{paths.shown(cfg.pipeline.system_prompt_file)} describes the sample book (a "
             "science-fiction novel), and the chat drills and stage 5's Continue rules carry it: "

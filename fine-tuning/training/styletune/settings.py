@@ -76,6 +76,12 @@ class Sampling(Section):
     max_tokens: Count = Field(400, description="most tokens per reply")
 
 
+def shipped_default(key: str) -> Path:
+    """A style_pipeline path key's default, resolved: the sample book's files
+    (book_dir, system_prompt_file) until the writer names their own."""
+    return paths.resolve(StylePipeline.model_fields[key].default)
+
+
 class Evaluation(Section):
     """Stage 4: how base and tuned models are compared on the validation chunks."""
     report_dir: ConfigPath = Field("outputs/style_report", description="style report folder")

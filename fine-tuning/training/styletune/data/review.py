@@ -183,7 +183,8 @@ def review_markdown(entries, command) -> str:
              f"{len(entries)} seam(s), most doubtful first. Your sense of where a beat ends wins: "
              "answer each with one command (it records the answer in segment_decisions.json "
              "and recuts the book):", "",
-             f"    {command} --decide ID=keep|drop|cut|alt1|alt2|alt3", "",
+             f"    {command} --decide s01=keep", "",
+             "(one `--decide` per answer, several in one command), where the answer after `ID=` is "
              "keep: the tool's choice stands; drop: no cut here; cut: cut here (a mark left uncut); "
              "altN: move the cut to alternative N. Anywhere else, by a paragraph's first words: "
              "--decide 'cut:First words of the paragraph', --decide 'drop:First words of the "

@@ -2,6 +2,7 @@
 import json
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from styletune import paths
 from styletune.config import Reads, load_config
@@ -15,6 +16,7 @@ from styletune.data.seams import Lengths, Measure
 from styletune.data.tokens import load_counter
 from styletune.errors import InputError, UserError
 from styletune.fileio import normalise, sha256_bytes, write_outputs
+from styletune.settings import shipped_default
 from styletune.stage import Files, Stage
 from styletune.text.patterns import word_count
 from styletune.text.sentences import build_punkt
@@ -68,6 +70,15 @@ def chunk_lengths(cfg, writer_sizes=(), maximum=None) -> Lengths:
                                        else round(DEFAULT_TARGET_SHARE * cfg.sequence_len))
     target = max(s.segment_min_tokens + 1, min(target, maximum - MARGINS[0]))
     return Lengths(target, s.segment_min_tokens, maximum, model().data["length_weight"])
+
+
+def hand_cut_folders(cfg, out_dir: Path, manuscript: Path) -> list:
+    """Where the writer's own hand-cut chunks may be: --out, and book_dir unless it is
+    still the sample book's while the manuscript is another (its chunks' lengths say
+    nothing of this book)."""
+    book = cfg.pipeline.book_dir.resolve()
+    sample = book == shipped_default("book_dir") and not manuscript.resolve().is_relative_to(book)
+    return [out_dir] + ([] if sample else [book])
 
 
 def lengths_for(cfg, counter, folders, say=lambda m: None) -> Lengths:
@@ -299,9 +310,9 @@ def run(args) -> int:
     out_dir = paths.resolve_cli(args.out) if args.out else cfg.pipeline.book_dir
     print(f"config: {paths.shown(cfg.path)}")
     decisions = record_decisions(out_dir, args.decide or [])
-    seg = segment(cfg, paths.resolve_cli(args.manuscript),
-                  say=lambda m: print(f"... {m}", file=sys.stderr, flush=True),
-                  decisions=decisions, folders=[out_dir, cfg.pipeline.book_dir])
+    manuscript = paths.resolve_cli(args.manuscript)
+    seg = segment(cfg, manuscript, say=lambda m: print(f"... {m}", file=sys.stderr, flush=True),
+                  decisions=decisions, folders=hand_cut_folders(cfg, out_dir, manuscript))
     ms, structure, chunks = seg.ms, seg.structure, seg.chunks
     print(f"manuscript: {paths.shown(ms.path)} ({word_count(ms.body):,} words)")
     if ms.gutenberg_stripped:
@@ -337,7 +348,8 @@ def run(args) -> int:
         print(f"moved {len(moved)} old chunk file(s) into backup/")
     if seg.review:
         print(f"\nreview the cuts in {paths.shown(out_dir / 'segment_review.md')}; answer each with\n"
-              f"  {command} --decide ID=keep|drop|cut|alt1")
+              f"  {command} --decide s01=keep\n"
+              "(keep, drop, cut or altN after each ID, as the review says; one --decide per answer)")
     print(f"\nnext: read the report, then\n  python fine-tuning/training/1_prepare_data.py "
           f"--config {paths.shown(cfg.path)} --book {paths.shown(out_dir)}")
     return 0
