@@ -180,6 +180,17 @@ def test_empty_manuscript(tmp_path, make_config, capsys):
     assert not (tmp_path / "o").exists()
 
 
+def test_a_folder_or_a_one_chunk_manuscript_says_what_to_do(tmp_path, make_config, capsys):
+    assert STAGE0.main([str(tmp_path), "--config", str(make_config()), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "is a folder: stage 0 cuts one manuscript file" in err and "--book" in err
+    src = tmp_path / "tiny.txt"
+    src.write_text("The tide came in. Nobody saw it.\n\nThe boats went out. Nobody cared.\n", encoding="utf-8")
+    assert STAGE0.main([str(src), "--config", str(make_config()), "--out", str(tmp_path / "o"),
+                        "--dry-run"]) == 0
+    assert "WARNING: 1 chunk: stage 1 holds chunks out for validation" in capsys.readouterr().out
+
+
 def test_docx_that_is_not_a_word_file(tmp_path, make_config, capsys):
     src = tmp_path / "novel.docx"
     src.write_text("just text, renamed", encoding="utf-8")

@@ -77,6 +77,10 @@ class Manuscript:
 def read_manuscript(path) -> Manuscript:
     """A .txt/.md/.docx manuscript, with Project Gutenberg's wrapper removed when present."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path} is a folder: stage 0 cuts one manuscript file (.txt, .md or .docx); "
+                         "a folder of chunk files you cut yourself goes to stage 1 "
+                         "(1_prepare_data.py --book FOLDER)")
     if not path.is_file():
         raise InputError(f"no manuscript at {path}: give the path of your .txt, .md or .docx file")
     suffix = path.suffix.lower()

@@ -150,6 +150,9 @@ def segment(cfg, manuscript_path, say=lambda m: None, decisions=(), folders=()):
     notes += structure.notes
     if page := page_numbers(ms, structure):
         notes.insert(0, page["warning"])
+    if len(chunks) < 2:
+        notes.insert(0, f"WARNING: {len(chunks)} chunk: stage 1 holds chunks out for validation and "
+                        "needs two at least; a manuscript this short is too little to learn a voice from")
     decided = rules.forced | rules.forbidden
     entries = review_entries(ms.body, seams, chunks, Measure(counter, ms.body, margin=MARGINS[0]),
                              aimed, decided)
