@@ -55,6 +55,11 @@ def test_perplexity_intervals_and_the_paired_ratio():
     assert same["ratio"] == pytest.approx(1.0) and same["ci"] == pytest.approx([1.0, 1.0])
     better = evaluate.perplexity_ratio([n * 0.5 for n in nll], nll, 500, 1)
     assert better["ci"][1] < 1
+    # chunk by chunk: the first held-out chunk better, the second worse
+    mixed = evaluate.perplexity_ratio([nll[0] * 0.5, nll[1] * 1.5], nll, 500, 1)
+    assert mixed["per_chunk"] == pytest.approx([np.exp(-nll[0].mean() / 2), np.exp(nll[1].mean() / 2)])
+    line = style_report.per_chunk_line(mixed)
+    assert "(1 of 2 below 1)" in line and "speaks for them, not for scenes unlike them" in line
 
 
 def test_prompts_are_the_example_prefix_then_later_windows_ending_at_sentence_ends():
@@ -108,6 +113,7 @@ def check_report(folder):
     assert set(report["joins"]) >= {"sentence end", "after a comma", "mid-word", "seed", "seed, space typed",
                                     "seed, chat"}
     md = (folder / "style_report.md").read_text()
+    assert "Tuned/base perplexity, each held-out chunk: " in md
     assert "| held-out perplexity" in md and "Cosine Delta" in md and "verdict" in md
     assert "| held-out perplexity, base in 4-bit NF4 as training saw it |" in md
     assert "| quotations in the author's style" in md and "| after a comma, space typed |" in md

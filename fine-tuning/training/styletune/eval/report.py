@@ -207,6 +207,15 @@ def _share_of(quotation: dict, name: str) -> str:
     return "-" if share is None else f"{share:.0%} of {count}"
 
 
+def per_chunk_line(ratio: dict) -> str:
+    """The ratio held-out chunk by held-out chunk: the interval resamples 64-token blocks
+    of these chunks, so it speaks for them, not for scenes unlike them."""
+    each = ratio["per_chunk"]
+    return (f"Tuned/base perplexity, each held-out chunk: {', '.join(f'{r:.3f}' for r in each)} "
+            f"({sum(r < 1 for r in each)} of {len(each)} below 1). The interval above resamples "
+            "64-token blocks of these chunks: it speaks for them, not for scenes unlike them.")
+
+
 def markdown(report: dict) -> str:
     p, s, h = report["perplexity"], report["style"], report["health"]
     rows = [
@@ -253,6 +262,7 @@ def markdown(report: dict) -> str:
     lines += ["", f"Train/validation perplexity ratio: base {gap['base']:.2f}, tuned {gap['tuned']:.2f}"
               + (" - OVERFITTING: the tuned model fits training text much better than held-out text."
                  if gap["overfitting"] else " (no sign of overfitting)."), "",
+              per_chunk_line(p["ratio"]), "",
               *([f"TOO WIDE TO JUDGE: the perplexity ratio's interval spans "
                  f"{p['ratio']['ci'][1] - p['ratio']['ci'][0]:.2f} (over {WIDE_RATIO_INTERVAL}); more "
                  "validation text (validation_share) or a longer run narrows it.", ""]
