@@ -325,3 +325,23 @@ def test_a_tuned_model_writing_the_other_quotation_marks_is_flagged(tuned, verdi
     assert out["author_style"] == "straight single"
     assert out["verdict"].startswith(verdict)
     assert out["share"]["author"] == 1.0 and out["share"]["base"] == 0.0
+
+
+def test_the_books_cast_does_not_count_as_its_voice(books):
+    """Dickens with Austen's names put in is no closer to Austen than Dickens: proper
+    names stay out of the MFW (a tuned model learns the cast; that is not the voice)."""
+    names = at.proper_names(books["austen"])
+    assert {"elizabeth", "darcy", "bennet", "bingley", "london"} <= names
+    assert not {"i", "i'm", "the", "she", "her", "said", "very"} & names
+    reference = passage(books["austen"], 0, 80_000)
+    dickens = passage(books["dickens"], 50_000, 5000)
+    cast = dickens
+    for theirs, ours in {"Oliver": "Elizabeth", "Bumble": "Darcy", "Fagin": "Bingley", "Sikes": "Wickham",
+                         "Nancy": "Jane", "Mr.": "Mrs."}.items():
+        cast = cast.replace(theirs, ours)
+    assert cast != dickens
+    others = {"doyle": passage(books["doyle"], 20_000, 5000), "wells": passage(books["wells"], 20_000, 5000),
+              "austen": passage(books["austen"], 90_000, 5000)}
+    plain = at.cosine_delta(reference, {"dickens": dickens}, background=others)["dickens"]["delta"]
+    named = at.cosine_delta(reference, {"dickens": cast}, background=others)["dickens"]["delta"]
+    assert named == pytest.approx(plain, abs=1e-12)      # with the names among the MFW: 1.310 vs 1.354
