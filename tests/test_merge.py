@@ -93,12 +93,15 @@ def tiny_config(make_config, tiny, tmp_path, **pipeline):
                        base_model=str(tiny / "base"), output_dir=str(tiny / "adapter"))
 
 
-def test_tiny_merge_verifies_writes_and_reruns_identically(make_config, tiny, tmp_path, capsys):
-    cfg = tiny_config(make_config, tiny, tmp_path)
+@pytest.mark.parametrize("merge_into, method", [
+    ("original", "QLoRA: adapter added to the original, unquantised base"),
+    ("nf4", "QLoRA: base loaded in NF4 as in training (bitsandbytes), dequantised, adapter added")])
+def test_tiny_merge_verifies_writes_and_reruns_identically(make_config, tiny, tmp_path, capsys, merge_into, method):
+    cfg = tiny_config(make_config, tiny, tmp_path, merge_into=merge_into)
     assert SCRIPT.main(["--config", str(cfg), "--auto"]) == 0
     out = capsys.readouterr().out
     merged = tmp_path / "merged"
-    assert "method: QLoRA - NF4 base as in training" in out
+    assert f"method: {method}" in out
     assert "verify: mean |merged - (base + adapter)|" in out and "sample (greedy" in out
     names = {p.name for p in merged.iterdir()}
     assert {"model.safetensors", "config.json", "tokenizer.json", "chat_template.jinja",
@@ -108,7 +111,7 @@ def test_tiny_merge_verifies_writes_and_reruns_identically(make_config, tiny, tm
     # The rounding noise is measured, and the adapter stands far above it.
     assert v["passed"] and v["mean_abs_diff"] <= v["tolerance"]
     assert 0 < v["noise_floor"] * models.SIGNAL_OVER_NOISE <= v["adapter_effect"]
-    assert manifest["merge_method"].startswith("QLoRA")
+    assert manifest["merge_method"].startswith(method)
     assert manifest["saved_dtype"] == "float32"
     gen = json.loads((merged / "generation_config.json").read_text())
     assert gen["eos_token_id"][0] == 2                  # <|im_end|>, the turn's end in chatml
@@ -122,6 +125,26 @@ def test_tiny_merge_verifies_writes_and_reruns_identically(make_config, tiny, tm
     assert SCRIPT.main(["--config", str(cfg), "--auto", "--force"]) == 0
     assert folder_hashes(merged) == before
     assert not merged.with_name("merged.partial").exists()
+
+
+def test_merge_into_picks_the_base_the_adapter_is_added_to(make_config, tiny, tmp_path):
+    """original: the merged weights are the original ones plus the adapter's delta, as
+    PEFT merges into the unquantised base; nf4: the NF4-rounded ones plus it."""
+    import torch
+    from peft import PeftModel
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+    key = "model.layers.0.self_attn.q_proj.weight"
+    weights = {}
+    for merge_into in ("original", "nf4"):
+        cfg = tiny_config(make_config, tiny, tmp_path / merge_into, merge_into=merge_into)
+        assert SCRIPT.main(["--config", str(cfg), "--auto"]) == 0
+        weights[merge_into] = load_file(tmp_path / merge_into / "merged" / "model.safetensors")[key].float()
+    base = AutoModelForCausalLM.from_pretrained(str(tiny / "base"), dtype=torch.float32)
+    peft_merged = PeftModel.from_pretrained(base, str(tiny / "adapter")).merge_and_unload()
+    expected = peft_merged.state_dict()[key]
+    assert torch.allclose(weights["original"], expected, atol=1e-6)
+    assert (weights["nf4"] - expected).abs().max() > 1e-3          # NF4's rounding, kept
 
 
 def test_the_logits_check_fails_for_the_wrong_adapter(make_config, tiny, tmp_path, bnb_cpu_path):

@@ -53,7 +53,7 @@ def smol_adapter(tmp_path_factory):
 
 @pytest.mark.slow
 def test_streamed_merge_writes_what_the_in_memory_merge_writes(make_config, smol_adapter, tmp_path, capsys):
-    cfg = make_config(output_dir=str(smol_adapter))
+    cfg = make_config({"merge_into": "nf4"}, output_dir=str(smol_adapter))
     memory, streamed = merge_both_routes(cfg, tmp_path)
     out = capsys.readouterr().out
     assert "route: in memory (the in-memory merge needs ~" in out
@@ -90,7 +90,7 @@ def test_streamed_merge_writes_what_the_in_memory_merge_writes(make_config, smol
 
 @pytest.mark.slow
 def test_streamed_merge_in_bfloat16_matches_the_in_memory_merge(make_config, smol_adapter, tmp_path, capsys):
-    cfg = make_config({"merged_dtype": "bfloat16"}, output_dir=str(smol_adapter))
+    cfg = make_config({"merged_dtype": "bfloat16", "merge_into": "nf4"}, output_dir=str(smol_adapter))
     memory, streamed = merge_both_routes(cfg, tmp_path)
     diff = max_abs_diff(tensors_of(memory), tensors_of(streamed))
     print(f"SmolLM2-135M, bfloat16: max |streamed - in memory| = {diff:.3e}")
@@ -185,8 +185,9 @@ def test_a_sharded_base_is_merged_one_shard_at_a_time(make_config, sharded, tmp_
     AutoModelForCausalLM.from_pretrained(str(merged))
 
 
-def test_sharded_streamed_merge_equals_in_memory(make_config, sharded, tmp_path):
-    cfg = sharded_config(make_config, sharded, tmp_path)
+@pytest.mark.parametrize("merge_into", ["original", "nf4"])
+def test_sharded_streamed_merge_equals_in_memory(make_config, sharded, tmp_path, merge_into):
+    cfg = sharded_config(make_config, sharded, tmp_path, merge_into=merge_into)
     memory, streamed = merge_both_routes(cfg, tmp_path)
     merged = tensors_of(streamed)
     diff = max_abs_diff(tensors_of(memory), merged)
@@ -216,10 +217,11 @@ def test_streamed_merge_follows_the_adapter_and_the_config(make_config, sharded,
     assert json.loads((streamed / merge_output.MANIFEST).read_text())["verification"]["passed"]
 
 
-def test_a_model_too_big_to_load_is_verified_layer_by_layer(make_config, sharded, tmp_path, capsys):
+@pytest.mark.parametrize("merge_into", ["original", "nf4"])
+def test_a_model_too_big_to_load_is_verified_layer_by_layer(make_config, sharded, tmp_path, capsys, merge_into):
     """The route a 70B takes on a machine that cannot load it: no logit check, no sample;
     the manifest says the per-layer check is what ran."""
-    cfg = load_config(sharded_config(make_config, sharded, tmp_path))
+    cfg = load_config(sharded_config(make_config, sharded, tmp_path, merge_into=merge_into))
     choice = adapter.choose_adapter(cfg.output_dir)
     out = tmp_path / "merged"
     manifest = merge_streamed.merge_streamed(cfg, choice, out, "cpu", "float32", full_check=False)

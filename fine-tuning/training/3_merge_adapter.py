@@ -13,9 +13,11 @@ Writes  `style_pipeline.merged_dir` (default outputs/merged/): safetensors
 checkpoint by validation loss, when training recorded one; else the newest
 checkpoint-N by step number. It prints which and why.
 
-QLoRA trained the adapter against NF4-rounded base weights, so the base is
-loaded in NF4 exactly as training loaded it, dequantised, and the adapter added
-(what Axolotl's merge-lora calls NF4 simulation). Before anything is replaced,
+QLoRA trained the adapter against NF4-rounded base weights; style_pipeline.merge_into
+says what it is added to: the original weights (default; held-out perplexity 0.93x
+the other's on the rehearsal model, styletune/train/merge.py), or the base loaded in
+NF4 exactly as training loaded it, dequantised (`nf4`, what Axolotl's merge-lora
+calls NF4 simulation). Before anything is replaced,
 the merged folder is reloaded and its logits compared with base + adapter on a
 few validation sequences; it must reproduce the adapter's effect (error at most
 half the effect), and that effect must stand at least 4x above this merge's
@@ -25,8 +27,8 @@ continuation is printed. A GPU is used when one has room; otherwise CPU.
 
 A base too big for this machine's memory (Llama-3.1-70B: ~131 GiB in bf16) is merged
 shard by shard instead, automatically (the plan says which route and why; --streamed
-forces it): each weight training quantised goes through the same NF4 round trip, the
-adapter is added, and the shard is written before the next is read, so the peak is one
+forces it): with `nf4`, each weight training quantised goes through the same NF4 round
+trip; the adapter is added, and the shard is written before the next is read, so the peak is one
 shard plus one layer. As such a model cannot be loaded for the logit check, a sample
 of merged weights (the adapter's in the first, middle and last layers) is recomputed
 independently, with bitsandbytes and PEFT, and compared; when the model does fit, the

@@ -39,7 +39,7 @@ class WeightCheck:
         self.passed = self.distinguishable and self.mismatched <= EFFECT_SHARE * self.lost_mismatched
 
     def line(self) -> str:
-        return (f"{self.weight}: {self.mismatched:.2%} of values differ from NF4 base + delta "
+        return (f"{self.weight}: {self.mismatched:.2%} of values differ from base + delta "
                 f"(without the adapter: {self.lost_mismatched:.2%}); mean |diff| {self.mean_abs_diff:.2e} "
                 f"(max {self.max_abs_diff:.2e}), delta {self.adapter_effect:.2e}; "
                 f"{'ok' if self.passed else 'FAILED'}")

@@ -9,7 +9,7 @@ from styletune import paths
 from styletune.errors import MergeError
 from styletune.fileio import sha256_bytes, write_atomic
 from styletune.train.adapter import ADAPTER_FILE, AdapterChoice
-from styletune.train.models import SAMPLE_TOKENS, generation_config, is_qlora
+from styletune.train.models import SAMPLE_TOKENS, generation_config, is_qlora, merges_into_nf4
 
 MANIFEST = "merge_manifest.json"
 
@@ -27,9 +27,12 @@ def save_tokenizer_and_generation(cfg, tok, partial: Path) -> None:
     generation_config(cfg, tok, cfg.base_model).save_pretrained(partial)
 
 
-def method_of(quantized: bool) -> str:
-    return ("QLoRA: base loaded in NF4 as in training (bitsandbytes), dequantised, adapter added"
-            if quantized else "LoRA: adapter added to the unquantised base")
+def method_of(cfg) -> str:
+    if merges_into_nf4(cfg):
+        return "QLoRA: base loaded in NF4 as in training (bitsandbytes), dequantised, adapter added"
+    if is_qlora(cfg):
+        return "QLoRA: adapter added to the original, unquantised base (style_pipeline.merge_into: original)"
+    return "LoRA: adapter added to the unquantised base"
 
 
 def manifest_for(cfg, choice: AdapterChoice, tok, dtype: str, device: str, verification: dict,
@@ -39,7 +42,7 @@ def manifest_for(cfg, choice: AdapterChoice, tok, dtype: str, device: str, verif
         "adapter": paths.shown(choice.path), "adapter_choice": choice.reason,
         "checkpoint_step": choice.step, "validation_loss": choice.eval_loss,
         "adapter_sha256": sha256_bytes((choice.path / ADAPTER_FILE).read_bytes()),
-        "merge_method": method_of(is_qlora(cfg)), "merge_route": route,
+        "merge_method": method_of(cfg), "merge_route": route,
         "chat_template": cfg.chat_template, "eos_token": tok.eos_token,
         "saved_dtype": cfg.pipeline.merged_dtype, "compute_dtype": dtype, "device": device,
         "verification": verification,

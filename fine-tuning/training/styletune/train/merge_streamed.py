@@ -170,7 +170,7 @@ def refuse_resized_vocabulary(tok, skeleton) -> None:
 def prepare_merger(cfg, tok, adapter: StreamedAdapter, shards: BaseShards, device: str,
                    dtype: str) -> WeightMerger:
     """Everything the merge needs, and every refusal, before a file is written."""
-    skeleton, quantizer = training_skeleton(cfg, shards.folder, dtype, models.is_qlora(cfg))
+    skeleton, quantizer = training_skeleton(cfg, shards.folder, dtype, models.merges_into_nf4(cfg))
     refuse_resized_vocabulary(tok, skeleton)
     merger = WeightMerger(skeleton, quantizer, adapter, device, dtype, cfg.pipeline.merged_dtype)
     check_targets(adapter, merger, shards)
@@ -186,7 +186,7 @@ def write_streamed(merger: WeightMerger, shards: BaseShards, partial: Path, save
 def merge_streamed(cfg, choice, out: Path, device: str, dtype: str, full_check: bool, say=print) -> dict:
     """Merge shard by shard into out.partial, verify (sampled layers; the logits as well when
     the whole model fits), then move it into place. Returns the manifest."""
-    quantized, saved = models.is_qlora(cfg), cfg.pipeline.merged_dtype
+    quantized, saved = models.merges_into_nf4(cfg), cfg.pipeline.merged_dtype
     tok = models.load_tokenizer(cfg, choice.path)
     probes = models.probe_ids(tok, cfg)
     adapter, shards = StreamedAdapter(choice.path), base_shards(cfg.base_model)
@@ -204,11 +204,11 @@ def merge_streamed(cfg, choice, out: Path, device: str, dtype: str, full_check: 
     say("verifying a sample of merged weights (first, middle and last layer)")
     checks = verify_layers(cfg, adapter, merger, shards, partial, dtype, saved, device, say)
     verification = {"method": "per-layer: the adapter's weights in the first, middle and last "
-                              "decoder layers against NF4(base) + delta recomputed with "
-                              "bitsandbytes' Linear4bit and PEFT's LoRA layer",
+                              "decoder layers against base + delta recomputed independently "
+                              "(NF4(base) with bitsandbytes' Linear4bit where merge_into is nf4)",
                     "layers": [c.__dict__ for c in checks], "passed": all(c.passed for c in checks)}
     sample = None
-    failure = None if verification["passed"] else "a merged weight does not match NF4(base) + delta (see above)"
+    failure = None if verification["passed"] else "a merged weight does not match base + delta (see above)"
     if full_check:
         say("verifying the merged folder (the whole model fits here)")
         verdict, sample = models.check_reloaded(cfg, partial, probes, ref_logits, base_logits, floor,
@@ -220,6 +220,6 @@ def merge_streamed(cfg, choice, out: Path, device: str, dtype: str, full_check: 
                         "passed": verification["passed"] and verdict.passed}
         failure = failure or (None if verdict.passed else verdict.failure(saved))
     manifest = merge_output.manifest_for(cfg, choice, tok, dtype, device, verification,
-                                  route="streamed: shard by shard, " + merge_output.method_of(quantized))
+                                  route="streamed: shard by shard, " + merge_output.method_of(cfg))
     merge_output.finish(partial, out, manifest, failure, sample, t0, say)
     return manifest

@@ -35,6 +35,12 @@ def is_qlora(cfg) -> bool:
     return cfg.axolotl.load_in_4bit or cfg.axolotl.adapter == "qlora"
 
 
+def merges_into_nf4(cfg) -> bool:
+    """Stage 3 adds a QLoRA adapter to the NF4-rounded base (style_pipeline.merge_into:
+    nf4), not to the original weights."""
+    return is_qlora(cfg) and cfg.pipeline.merge_into == "nf4"
+
+
 def training_bnb_config(cfg, dtype):
     """The BitsAndBytesConfig Axolotl builds for QLoRA training (loaders/model.py)."""
     import torch
