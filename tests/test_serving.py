@@ -309,3 +309,18 @@ def test_a_k_quant_without_llama_quantize_is_one_line_naming_make_llama_server(s
     with pytest.raises(llamacpp.LlamaCppError, match="make llama-server"):
         llamacpp.quantize(tmp_path / "model.bf16.gguf", tmp_path / "model.q4_K_M.gguf", "q4_K_M")
     assert not list(tmp_path.glob("model*"))
+
+
+def test_stage_5_warns_when_the_sample_books_rules_would_reach_another_books_editor(make_config, tmp_path):
+    """Stage 5 reads which book trained from stage 1's manifest (make book passes the book
+    to stage 1 alone), and warns while the rules file is still the sample book's."""
+    cfg = load_config(make_config())
+    manifest = cfg.train_path.with_suffix(".manifest.json")
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    assert serving.trained_book(cfg) == cfg.pipeline.book_dir               # no manifest yet
+    manifest.write_text(json.dumps({"book_dir": str(tmp_path / "my_novel")}))
+    assert serving.trained_book(cfg) == tmp_path / "my_novel"
+    assert "describes the sample book" in chat.sample_rules_warning(cfg, serving.trained_book(cfg))
+    manifest.write_text(json.dumps({"book_dir": "fine-tuning/data/raw/the_quiet_orbit"}))
+    assert serving.trained_book(cfg).resolve() == SAMPLE_BOOK.resolve()
+    assert chat.sample_rules_warning(cfg, serving.trained_book(cfg)) is None
