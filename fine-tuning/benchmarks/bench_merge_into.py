@@ -21,6 +21,11 @@ Run, on the rehearsal model with three held-out chunks (about 10 min on 2 cores)
     fine-tuning/training/2_train_lora.sh --config /tmp/mq.yaml
     python fine-tuning/benchmarks/bench_merge_into.py --config /tmp/mq.yaml
 
+The joins (what the writer sees) are measured apart, on the two merged folders:
+    python fine-tuning/training/3_merge_adapter.py --config /tmp/mq.yaml --auto --output /tmp/mq/nf4
+    (and with `style_pipeline: {merge_into: original}` in the overlay, --output /tmp/mq/original)
+    python fine-tuning/benchmarks/bench_joins.py /tmp/mq/nf4 /tmp/mq/original
+
 Output (2026-12-05, SmolLM2-135M, 45 steps, 5,782 held-out tokens):
     base                   ppl  32.07   per chunk 37.15 29.89 32.65
     base in NF4            ppl  40.47   per chunk 49.08 37.94 39.08

@@ -14,10 +14,10 @@ checkpoint by validation loss, when training recorded one; else the newest
 checkpoint-N by step number. It prints which and why.
 
 QLoRA trained the adapter against NF4-rounded base weights; style_pipeline.merge_into
-says what it is added to: the original weights (default; held-out perplexity 0.93x
-the other's on the rehearsal model, styletune/train/merge.py), or the base loaded in
-NF4 exactly as training loaded it, dequantised (`nf4`, what Axolotl's merge-lora
-calls NF4 simulation). Before anything is replaced,
+says what it is added to: the base loaded in NF4 exactly as training loaded it,
+dequantised (`nf4`, the default; what Axolotl's merge-lora calls NF4 simulation), or
+the original weights (`original`: 0.93x the held-out perplexity on the rehearsal
+model, but worse joins after typed text; styletune/train/merge.py). Before anything is replaced,
 the merged folder is reloaded and its logits compared with base + adapter on a
 few validation sequences; it must reproduce the adapter's effect (error at most
 half the effect), and that effect must stand at least 4x above this merge's

@@ -124,9 +124,9 @@ class StylePipeline(Section):
     train_device: Literal["cuda", "cpu"] = Field("cuda", description="where stage 2 trains")
     log_dir: ConfigPath = Field("logs", description="stage 2's logs and merged config")
     merged_dir: ConfigPath = Field("outputs/merged", description="stage 3's merged model")
-    merge_into: Literal["original", "nf4"] = Field(
-        "original", description="QLoRA: the base weights stage 3 adds the adapter to: the original ones, "
-                                "or the NF4-rounded ones training saw (train/merge.py says which scored better)")
+    merge_into: Literal["nf4", "original"] = Field(
+        "nf4", description="QLoRA: the base weights stage 3 adds the adapter to: the NF4-rounded ones training "
+                           "saw (joins as trained), or the original ones (lower perplexity; train/merge.py)")
     merged_dtype: Literal["bfloat16", "float16", "float32"] = Field(
         "bfloat16", description="dtype of the merged weights")
     serve_dir: ConfigPath = Field("outputs/serve", description="stage 5's Modelfile, Continue config, commands")

@@ -2,20 +2,23 @@
 against base + adapter, and write it.
 
 A QLoRA adapter was trained on the NF4-rounded base. Two merges are defensible:
-- `style_pipeline.merge_into: original` (the default): the adapter added to the
-  original weights, as Axolotl's `merge-lora` does by default. The served model
-  keeps the base's full precision and the adapter's learned change;
-- `nf4`: the base loaded exactly as Axolotl loads it for training (bitsandbytes
-  NF4, double quantisation, the config's `bnb_config_kwargs`), dequantised, and the
-  adapter added to that: the very function training optimised, NF4's rounding
-  kept for good.
-Measured on the rehearsal model (SmolLM2-135M, QLoRA, 45 steps, three held-out
-chunks of the sample book, 5,782 tokens; 2026-12-05): held-out perplexity, original
-+ adapter against the NF4 merge, 0.931 [0.917, 0.948], lower on every chunk (0.88,
-0.94, 0.95); against the base, 0.888 and 0.953. NF4 costs that small model much
-(perplexity 32.1 -> 40.5); an 8B loses less to it, so the gap there is smaller
-and not measured. The check is the same either way: the merged folder reloaded
-against the base it was merged into plus the adapter. A plain LoRA config (no
+- `style_pipeline.merge_into: nf4` (the default): the base loaded exactly as
+  Axolotl loads it for training (bitsandbytes NF4, double quantisation, the
+  config's `bnb_config_kwargs`), dequantised, and the adapter added to that: the
+  very function training optimised (Axolotl's "NF4 simulation");
+- `original`: the adapter added to the original weights, as Axolotl's `merge-lora`
+  does by default: the base's full precision, with a correction learnt on another.
+Measured on the rehearsal model (SmolLM2-135M, QLoRA, 45 steps; 2026-12-05,
+fine-tuning/benchmarks/bench_merge_into.py and bench_joins.py): `original` reads
+held-out perplexity 0.931 [0.917, 0.948] of the nf4 merge's (three held-out chunks,
+lower on each), but joins the writer's typed text worse on a novel neither saw (40
+prompts a row, first token right): after a typed space at a sentence end 91.6%
+against 95.9% (greedy 78% against 97%), after a typed paragraph break 32.9% against
+53.2%, the seed prompt with a typed space 80.7% against 98.4%. The joins are what
+the writer sees, so nf4 stays the default. NF4 costs that small model much
+(perplexity 32.1 -> 40.5); an 8B loses far less to it, so both gaps shrink there,
+unmeasured. The check is the same either way: the merged folder reloaded against
+the base it was merged into plus the adapter. A plain LoRA config (no
 `load_in_4bit`) merges into the unquantised base.
 
 That merge holds the whole model. When it does not fit (Llama-3.1-70B: ~131 GiB in
