@@ -220,17 +220,23 @@ def test_docx_keeps_italics_and_headings(tmp_path):
     assert [s.reason for s in st.sections][1] == "scene break: 1 blank line(s)"
 
 
+def cut_paragraphs(tmp_path, make_config, capsys, paragraphs):
+    """Stage 0 on a manuscript of these paragraphs, with short chunks aimed at:
+    (the manuscript, the chunk folder, what it printed)."""
+    src = tmp_path / "book.txt"
+    src.write_text("\n\n".join(paragraphs) + "\n", encoding="utf-8")
+    cfg = make_config({"chunk_target_tokens": 1000, "segment_min_tokens": 200}, sequence_len=2048)
+    out = tmp_path / "o"
+    assert STAGE0.main([str(src), "--config", str(cfg), "--out", str(out)]) == 0
+    return src, out, capsys.readouterr().out
+
+
 def test_no_headings_no_breaks_falls_back_to_paragraph_scoring(tmp_path, make_config, capsys):
     rng = random.Random(5)
     words = "harbour lamp bread salt rope gull tide net mast oar cabin deck".split()
     paras = [" ".join(rng.choices(words, k=70)).capitalize() + "." for _ in range(40)]
     paras[20] = "That night the storm came in from the north. " + paras[20]
-    src = tmp_path / "plain.txt"
-    src.write_text("\n\n".join(paras) + "\n", encoding="utf-8")
-    cfg = make_config({"chunk_target_tokens": 1000, "segment_min_tokens": 200}, sequence_len=2048)
-    out = tmp_path / "o"
-    assert STAGE0.main([str(src), "--config", str(cfg), "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
+    src, out, printed = cut_paragraphs(tmp_path, make_config, capsys, paras)
     assert "no chapter headings and no scene breaks" in printed
     manifest = assert_conserved(out, read_manuscript(src).body)
     assert len(manifest["chunks"]) >= 2 and all(c["tokens"] <= 2048 for c in manifest["chunks"])
@@ -504,12 +510,7 @@ def test_page_numbers_left_from_a_printed_edition_are_counted_not_removed(tmp_pa
             blocks[-1] = blocks[-1].rstrip(".") + " and the" if n == 29 else blocks[-1]
             blocks.append(pages[n // 6])
     blocks.append("rope was cold. " + para())
-    src = tmp_path / "book.txt"
-    src.write_text("\n\n".join(blocks) + "\n", encoding="utf-8")
-    cfg = make_config({"chunk_target_tokens": 1000, "segment_min_tokens": 200}, sequence_len=2048)
-    out = tmp_path / "o"
-    assert STAGE0.main([str(src), "--config", str(cfg), "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
+    src, out, printed = cut_paragraphs(tmp_path, make_config, capsys, blocks)
     assert "WARNING: 5 paragraphs are only a number" in printed
     line = src.read_text(encoding="utf-8").split("\n").index("11)") + 1
     assert f"line {line}: '11)'" in printed and "Remove them from the manuscript, then rerun" in printed
@@ -521,6 +522,7 @@ def test_page_numbers_left_from_a_printed_edition_are_counted_not_removed(tmp_pa
     numbered = tmp_path / "numbered.txt"
     numbered.write_text("\n\n".join(f"{n}.\n\n{para()}\n\n{para()}" for n in range(1, 5)) + "\n\n7)\n\n"
                         + para() + "\n\n8)\n\n" + para() + "\n", encoding="utf-8")
+    cfg = make_config({"chunk_target_tokens": 1000, "segment_min_tokens": 200}, sequence_len=2048)
     assert STAGE0.main([str(numbered), "--config", str(cfg), "--out", str(tmp_path / "n"), "--dry-run"]) == 0
     assert "are only a number" not in capsys.readouterr().out
 

@@ -315,7 +315,7 @@ def test_stage_5_warns_when_the_sample_books_rules_would_reach_another_books_edi
     """Stage 5 reads which book trained from stage 1's manifest (make book passes the book
     to stage 1 alone), and warns while the rules file is still the sample book's."""
     cfg = load_config(make_config())
-    manifest = cfg.train_path.with_suffix(".manifest.json")
+    manifest = cfg.data_manifest_path
     manifest.parent.mkdir(parents=True, exist_ok=True)
     assert serving.trained_book(cfg) == cfg.pipeline.book_dir               # no manifest yet
     manifest.write_text(json.dumps({"book_dir": str(tmp_path / "my_novel")}))

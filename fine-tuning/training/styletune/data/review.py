@@ -117,6 +117,20 @@ def constraints(body, decisions, barriers=()) -> Constraints:
 
 # --- the review --------------------------------------------------------------------------
 
+def blank_line_cut(body, seam, paragraphs) -> tuple[float, list, str]:
+    """A cut at blank lines alone, judged as the text reads without them: the seam
+    model's score for the place, the signals shown, and why the dialogue runs on
+    across it ('' when it does not). `paragraphs`: units(body)'s (start, end) spans."""
+    para = next(body[s:e] for s, e in paragraphs if s == seam.offset)   # seams start paragraphs
+    previous = next((body[s:e] for s, e in reversed(paragraphs) if e <= seam.offset), "")
+    runs_on = dialogue_runs_on(seam.features, previous)
+    said = model().signals(seam.features, para)
+    signals = ([f"scene break {seam.mark} (no visible mark)"] + ([runs_on] if runs_on else [])
+               + (["the text alone shows no other sign of a scene change"]
+                  if said == ["paragraph boundary"] else ["the text: " + ", ".join(said)]))
+    return model().logit(seam.features) + model().data["seam_offset"], signals, runs_on
+
+
 def review_entries(body, seams, chunks, measure, lengths, decided=()):
     """[entry dict] for every cut the model chose, every cut made at a run of blank
     lines alone (no visible mark: a guess too, many a blank line is only layout) and
@@ -143,16 +157,8 @@ def review_entries(body, seams, chunks, measure, lengths, decided=()):
         lo, hi = max(lo, a), min(hi, b)
         ranked = places_between(places, lo, hi, measure.tokens, lengths, skip=seam.offset)
         alts = [p for p, _ in ranked]
-        score, signals, runs_on = seam.score, seam.signals, ""
-        if blank:                         # what the text says without the blank lines
-            para = body[seam.offset:next((e for s, e in paragraphs if s == seam.offset), seam.offset + 400)]
-            previous = next((body[s:e] for s, e in reversed(paragraphs) if e <= seam.offset), "")
-            score = model().logit(seam.features) + model().data["seam_offset"]
-            runs_on = dialogue_runs_on(seam.features, previous)
-            said = model().signals(seam.features, para)
-            signals = ([f"scene break {seam.mark} (no visible mark)"] + ([runs_on] if runs_on else [])
-                       + (["the text alone shows no other sign of a scene change"]
-                          if said == ["paragraph boundary"] else ["the text: " + ", ".join(said)]))
+        score, signals, runs_on = (blank_line_cut(body, seam, paragraphs) if blank
+                                   else (seam.score, seam.signals, ""))
         own = score - lengths.cost(measure.tokens(lo, seam.offset)) - lengths.cost(measure.tokens(seam.offset, hi))
         # doubt: how little this cut beats the best other place (an uncut mark: most doubtful)
         margin = (own - ranked[0][1]) if cut and ranked else (0.0 if not cut else 10.0)

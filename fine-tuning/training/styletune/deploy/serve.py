@@ -288,9 +288,8 @@ def run(args) -> int:
 
 def trained_book(cfg) -> Path:
     """The book stage 1 made the training data from (its manifest), else the config's."""
-    manifest = cfg.train_path.with_suffix(".manifest.json")
     try:
-        return paths.REPO_DIR / json.loads(manifest.read_text(encoding="utf-8"))["book_dir"]
+        return paths.REPO_DIR / json.loads(cfg.data_manifest_path.read_text(encoding="utf-8"))["book_dir"]
     except (OSError, ValueError, KeyError):
         return cfg.pipeline.book_dir
 
