@@ -62,6 +62,14 @@ def test_perplexity_intervals_and_the_paired_ratio():
     assert "(1 of 2 below 1)" in line and "speaks for them, not for scenes unlike them" in line
 
 
+def test_the_report_says_when_the_validation_loss_picked_the_checkpoint_it_scores():
+    picked = style_report.checkpoint_line({"step": 117, "picked_among": 3})
+    assert picked.startswith("The tuned model is the checkpoint at step 117, picked among 3")
+    assert "lean a little its way" in picked
+    for unpicked in ({"step": 40, "picked_among": 1}, {"step": None, "picked_among": 0}):
+        assert "no choice among checkpoints" in style_report.checkpoint_line(unpicked)
+
+
 def test_prompts_are_the_example_prefix_then_later_windows_ending_at_sentence_ends():
     text = (SAMPLE_BOOK / "chunk_002_the_infirmary.txt").read_text(encoding="utf-8")
     conv = [{"role": "user", "content": "An opening line."}, {"role": "assistant", "content": text}]
@@ -114,6 +122,7 @@ def check_report(folder):
                                     "seed, chat"}
     md = (folder / "style_report.md").read_text()
     assert "Tuned/base perplexity, each held-out chunk: " in md
+    assert style_report.checkpoint_line(report["tuned_checkpoint"]) in md
     assert "| held-out perplexity" in md and "Cosine Delta" in md and "verdict" in md
     assert "| held-out perplexity, base in 4-bit NF4 as training saw it |" in md
     assert "| quotations in the author's style" in md and "| after a comma, space typed |" in md
@@ -138,6 +147,10 @@ def test_end_to_end_on_a_tiny_random_model(make_config, tiny, tmp_path, capsys):
     assert SCRIPT.main(["--config", str(cfg)]) == 0
     report = check_report(tmp_path / "report")
     assert report["counts"]["validation_examples"] == 1
+    merged = json.loads((tmp_path / "out" / "merged" / "merge_manifest.json").read_text())
+    assert report["tuned_checkpoint"] == {"step": merged["checkpoint_step"], "picked_among":
+                                          merged["picked_among_evaluations"],
+                                          "validation_loss": merged["validation_loss"]}
     # a handful of words a pool: Delta is reported, but no verdict is claimed
     assert report["style"]["cosine_delta"]["verdict"].startswith("no verdict")
     assert SCRIPT.main(["--config", str(cfg)]) == 2                      # no silent overwrite

@@ -40,7 +40,8 @@ def run_dir(tmp_path):
     now = time.time()
     fake_adapter(out / "checkpoint-2", now - 100)
     fake_adapter(out / "checkpoint-10", now - 50)
-    trainer_state(out / "checkpoint-10", 10, best="checkpoint-2", evals=[(2, 1.5), (10, 1.9)])
+    # Axolotl evaluates once before training too: no checkpoint for it, so not picked among
+    trainer_state(out / "checkpoint-10", 10, best="checkpoint-2", evals=[(0, 2.1), (2, 1.5), (10, 1.9)])
     return out
 
 
@@ -49,14 +50,14 @@ def test_auto_prefers_the_final_adapter_and_says_it_holds_the_best(run_dir):
     choice = adapter.choose_adapter(run_dir)
     assert choice.path == run_dir
     assert "checkpoint-2 as best" in choice.reason
-    assert (choice.step, choice.eval_loss) == (2, 1.5)
+    assert (choice.step, choice.eval_loss, choice.picked_among) == (2, 1.5, 2)
 
 
 def test_auto_without_a_final_adapter_takes_the_best_checkpoint(run_dir):
     choice = adapter.choose_adapter(run_dir)
     assert choice.path == run_dir / "checkpoint-2"
     assert choice.reason.startswith("the best checkpoint by validation loss")
-    assert choice.eval_loss == 1.5
+    assert choice.eval_loss == 1.5 and choice.picked_among == 2
 
 
 def test_auto_with_a_stale_final_adapter_says_so(run_dir):
@@ -71,6 +72,7 @@ def test_auto_without_validation_takes_the_highest_step_not_the_last_name(run_di
     choice = adapter.choose_adapter(run_dir)
     assert choice.path == run_dir / "checkpoint-10"
     assert choice.step == 10 and "newest checkpoint by step number" in choice.reason
+    assert choice.picked_among == 0
 
 
 def test_no_adapter_names_stage_2(tmp_path, capsys):

@@ -191,6 +191,8 @@ def test_rehearsal_trains_saves_and_changes_the_adapter(make_config, tmp_path, b
     assert MERGE.main(["--config", str(cfg), "--auto"]) == 0
     manifest = json.loads((tmp_path / "out" / "merged" / "merge_manifest.json").read_text())
     assert manifest["checkpoint_step"] == 3 and manifest["validation_loss"] == state["best_metric"]
+    evaluated = {e["step"] for e in state["log_history"] if "eval_loss" in e and e["step"] > 0}
+    assert manifest["picked_among_evaluations"] == len(evaluated) >= 1
     assert manifest["verification"]["passed"]
 
 

@@ -8,6 +8,7 @@ of that dependence), paired between the two models because both read the same
 tokens.
 """
 import gc
+import json
 import math
 from pathlib import Path
 
@@ -33,7 +34,10 @@ from styletune.fileio import write_atomic
 from styletune.stage import Files, Stage, merged_model, rules_file, training_data
 from styletune.text import stops
 from styletune.text.sentences import build_punkt
+from styletune.train import adapter as adapters
 from styletune.train import models, resources
+from styletune.train.checkpoints import checkpoints
+from styletune.train.merge_output import MANIFEST as MERGE_MANIFEST
 from styletune.train.models import load_tokenizer
 from styletune.train.resources import Placement
 
@@ -247,6 +251,20 @@ def check_tuned(tuned_dir: Path | None, adapter: Path | None) -> None:
                               "--auto first, or compare base + adapter with --adapter PATH")
 
 
+def tuned_checkpoint(tuned_dir: Path | None, adapter: Path | None) -> dict:
+    """Which checkpoint the tuned model is, and among how many evaluations the validation
+    loss picked it (0: not picked by it): stage 3's manifest, or for --adapter the
+    training folder's own record, as stage 3 reads it."""
+    if adapter is None:
+        path = tuned_dir / MERGE_MANIFEST
+        m = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        return {"step": m.get("checkpoint_step"), "validation_loss": m.get("validation_loss"),
+                "picked_among": m.get("picked_among_evaluations", 0)}
+    trained = checkpoints(adapter, holding=adapters.ADAPTER_FILE)
+    choice = adapters.choose_adapter(adapter) if trained else adapters.adapter_by_hand(adapter)
+    return {"step": choice.step, "validation_loss": choice.eval_loss, "picked_among": choice.picked_among}
+
+
 def evaluate(cfg, tuned_dir: Path | None, adapter: Path | None, placement: Placement, say=print) -> dict:
     """Both models on the validation set; returns the report (without the PNG)."""
     from tqdm import tqdm
@@ -307,6 +325,7 @@ def evaluate(cfg, tuned_dir: Path | None, adapter: Path | None, placement: Place
     return {
         "base_model": cfg.axolotl.base_model,
         "tuned_model": paths.shown(adapter) if adapter else paths.shown(tuned_dir),
+        "tuned_checkpoint": tuned_checkpoint(tuned_dir, adapter),
         "config": paths.shown(cfg.path), "config_sha256": cfg.sha256(),
         "settings": {**{k: v for k, v in ev.items() if k != "report_dir"}, "sampling": sampling},
         "counts": {"validation_examples": len(val), "prompts": len(prompts),

@@ -216,6 +216,17 @@ def per_chunk_line(ratio: dict) -> str:
             "64-token blocks of these chunks: it speaks for them, not for scenes unlike them.")
 
 
+def checkpoint_line(chosen: dict) -> str:
+    """Which checkpoint was measured; where the validation loss picked it among others,
+    that it is scored here on the examples that picked it, which flatters it a little."""
+    step = f"the checkpoint at step {chosen['step']}" if chosen.get("step") is not None else "the adapter"
+    if chosen.get("picked_among", 0) < 2:
+        return f"The tuned model is {step}; no choice among checkpoints was made on these validation examples."
+    return (f"The tuned model is {step}, picked among {chosen['picked_among']} for the lowest loss on "
+            "these same validation examples (load_best_model_at_end), so its held-out figures lean a "
+            "little its way. A new chapter of yours, which no step has seen, is the untouched test.")
+
+
 def markdown(report: dict) -> str:
     p, s, h = report["perplexity"], report["style"], report["health"]
     rows = [
@@ -263,6 +274,7 @@ def markdown(report: dict) -> str:
               + (" - OVERFITTING: the tuned model fits training text much better than held-out text."
                  if gap["overfitting"] else " (no sign of overfitting)."), "",
               per_chunk_line(p["ratio"]), "",
+              checkpoint_line(report["tuned_checkpoint"]), "",
               *([f"TOO WIDE TO JUDGE: the perplexity ratio's interval spans "
                  f"{p['ratio']['ci'][1] - p['ratio']['ci'][0]:.2f} (over {WIDE_RATIO_INTERVAL}); more "
                  "validation text (validation_share) or a longer run narrows it.", ""]

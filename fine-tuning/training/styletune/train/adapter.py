@@ -18,6 +18,9 @@ class AdapterChoice:
     reason: str
     step: int | None = None
     eval_loss: float | None = None
+    # Evaluations the validation loss picked this adapter among (0: not picked by it).
+    # Stage 4 then scores it on that same validation set, which favours it a little.
+    picked_among: int = 0
 
 
 def _trainer_state(folder: Path) -> dict:
@@ -29,6 +32,12 @@ def _eval_loss_at(state: dict, step: int | None):
     losses = [e["eval_loss"] for e in state.get("log_history", [])
               if "eval_loss" in e and e.get("step") == step]
     return losses[-1] if losses else None
+
+
+def _evaluations(state: dict) -> int:
+    """Checkpoints the validation loss compared (an evaluation at step 0, before
+    training, has no checkpoint to pick)."""
+    return len({e["step"] for e in state.get("log_history", []) if "eval_loss" in e and e.get("step")})
 
 
 def choose_adapter(output_dir: Path) -> AdapterChoice:
@@ -52,12 +61,13 @@ def choose_adapter(output_dir: Path) -> AdapterChoice:
             reason += f" (training recorded {best_dir.name} as best by validation loss)"
             step = best_step
         return AdapterChoice(output_dir, reason, step, state.get("best_metric") or
-                             _eval_loss_at(state, step))
+                             _eval_loss_at(state, step),
+                             _evaluations(state) if best_dir is not None else 0)
     note = (" (the final adapter in output_dir is older than the newest checkpoint, so it "
             "belongs to an earlier run)" if final.is_file() else "")
     if best_dir is not None and (best_dir / ADAPTER_FILE).is_file():
         return AdapterChoice(best_dir, "the best checkpoint by validation loss" + note,
-                             best_step, state.get("best_metric"))
+                             best_step, state.get("best_metric"), _evaluations(state))
     if steps:
         step, path = steps[-1]
         return AdapterChoice(path, "the newest checkpoint by step number (no validation loss "

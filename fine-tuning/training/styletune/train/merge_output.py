@@ -41,6 +41,7 @@ def manifest_for(cfg, choice: AdapterChoice, tok, dtype: str, device: str, verif
         "base_model": cfg.axolotl.base_model,
         "adapter": paths.shown(choice.path), "adapter_choice": choice.reason,
         "checkpoint_step": choice.step, "validation_loss": choice.eval_loss,
+        "picked_among_evaluations": choice.picked_among,
         "adapter_sha256": sha256_bytes((choice.path / ADAPTER_FILE).read_bytes()),
         "merge_method": method_of(cfg), "merge_route": route,
         "chat_template": cfg.chat_template, "eos_token": tok.eos_token,
