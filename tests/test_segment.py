@@ -135,6 +135,24 @@ def test_a_recut_backs_up_every_chunk_it_replaces_and_keeps_each_earlier_version
     assert any(".2." in p.name for p in (out / "backup").iterdir())   # a name backed up twice
 
 
+def test_a_recut_never_puts_a_chunk_the_writer_edited_into_backup(tmp_path, make_config, capsys):
+    """--force is in the review's own command: it must not stand for 'replace my edits'."""
+    out, config = tmp_path / "chunks", make_config()
+    assert STAGE0.main([str(MANUSCRIPT), "--config", str(config), "--out", str(out)]) == 0
+    edited = chunk_files(out)[2]
+    edited.write_text(edited.read_text() + "A line the writer added.\n")
+    before = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert STAGE0.main([str(MANUSCRIPT), "--config", str(config), "--out", str(out), "--force"]) == 2
+    err = capsys.readouterr().err
+    assert f"changed since stage 0 wrote them ({edited.name})" in err and "into the manuscript" in err
+    assert "Traceback" not in err
+    assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    # an edit undone (or a recut that writes the file as it now is) recuts as before
+    edited.write_bytes(before[edited.name].replace(b"A line the writer added.\n", b""))
+    assert STAGE0.main([str(MANUSCRIPT), "--config", str(config), "--out", str(out), "--force"]) == 0
+
+
 def test_generated_novel_one_paragraph_per_line_never_crosses_a_chapter(tmp_path, make_config):
     rng = random.Random(3)
     words = "the sea wind house road lamp bread salt rope night morning boat".split()

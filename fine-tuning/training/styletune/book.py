@@ -219,13 +219,7 @@ def stage0_plan(manifest: dict, stage: BookStage, state: dict, outputs: dict, gl
 
 def stage0_wrote(folder: Path, glob: str) -> bool:
     """Every chunk file in `folder` is one stage 0 wrote there, unedited (its manifest's hashes)."""
-    try:
-        record = json.loads((folder / segment.MANIFEST).read_text(encoding="utf-8"))
-        written = {c["file"]: c["sha256"] for c in record["chunks"]}
-    except (FileNotFoundError, ValueError, KeyError):
-        return False
-    found = [f for f in folder.glob(glob) if f.is_file()]
-    return bool(found) and all(written.get(f.name) == _sha256_file(f) for f in found)
+    return any(folder.glob(glob)) and segment.edited_since_written(folder, glob) == []
 
 
 def review_waiting(folder: Path) -> int:

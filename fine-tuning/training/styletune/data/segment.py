@@ -266,11 +266,33 @@ def planned_outputs(cfg, seg, out_dir, review_command) -> dict:
     return outputs
 
 
+def edited_since_written(folder: Path, glob: str) -> list | None:
+    """The chunk files in `folder` that are not as stage 0 wrote them (edited since, or
+    added by hand), by its manifest's hashes; None when no manifest records them."""
+    try:
+        record = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+        written = {c["file"]: c["sha256"] for c in record["chunks"]}
+    except (FileNotFoundError, NotADirectoryError, ValueError, KeyError, TypeError):
+        return None
+    found = sorted((f for f in folder.glob(glob) if f.is_file()), key=lambda p: natural_key(p.name))
+    return [f for f in found if written.get(f.name) != sha256_bytes(f.read_bytes())]
+
+
 def chunks_to_retire(outputs, out_dir, glob, force) -> list:
     """The old chunk files this run replaces or leaves out, which move into backup/
     (fileio.write_outputs); refuses a folder holding other chunk files or reports
-    unless --force."""
+    unless --force, and, even with it, chunk files the writer edited since stage 0
+    wrote them: a recut takes every chunk from the manuscript, and --force is in the
+    review's own command, so it cannot stand for 'replace my edits'."""
     existing = sorted(out_dir.glob(glob), key=lambda p: natural_key(p.name)) if out_dir.is_dir() else []
+    edited = [p for p in (edited_since_written(out_dir, glob) or []) if outputs.get(p) != p.read_bytes()]
+    if edited:
+        names = ", ".join(p.name for p in edited[:5]) + (", ..." if len(edited) > 5 else "")
+        raise UserError(f"{len(edited)} chunk file(s) in {paths.shown(out_dir)} changed since stage 0 "
+                        f"wrote them ({names}): a recut takes every chunk from the manuscript and would "
+                        "put these edits into backup/. Copy your changes into the manuscript and rerun, "
+                        "or move the folder away and cut afresh; to train on the chunks as they are, "
+                        "skip stage 0 (stage 1 reads them).")
     stale = [p for p in existing if p not in outputs]
     differ = [p for p in existing if p in outputs and p.read_bytes() != outputs[p]]
     others = [p for p in outputs if p.exists() and p.read_bytes() != outputs[p] and p not in differ]
