@@ -249,6 +249,72 @@ def cut_paragraphs(tmp_path, make_config, capsys, paragraphs):
     return src, out, capsys.readouterr().out
 
 
+def review_ids(out) -> dict:
+    return {e["id"]: e for e in json.loads((out / "segment_review.json").read_text(encoding="utf-8"))["seams"]}
+
+
+def test_review_ids_name_their_seam_for_good(tmp_path, make_config, capsys):
+    """An answer read off an older review still means the seam the writer read: an id
+    does not move when other answers recut the book; each answer is said back in
+    words, and the cuts a recut moved are listed."""
+    rng = random.Random(5)
+    words = "harbour lamp bread salt rope gull tide net mast oar cabin deck".split()
+    paras = [" ".join(rng.choices(words, k=70)).capitalize() + "." for _ in range(120)]
+    src, out, _ = cut_paragraphs(tmp_path, make_config, capsys, paras)
+    cfg = json.loads((out / "segment_manifest.json").read_text())["config"]
+    args = [str(src), "--config", cfg, "--out", str(out), "--force"]
+    first = review_ids(out)
+    assert len(first) >= 3 and list(first) == [f"s{n:02d}" for n in range(1, len(first) + 1)]
+    dropped = first["s01"]
+    assert STAGE0.main(args + ["--decide", "s01=drop"]) == 0
+    printed = capsys.readouterr().out
+    opening = " ".join(dropped["seam"]["after"].split()[:8])
+    assert f"your answer s01=drop: no cut before “{opening}…”" in printed
+    assert f"no longer a cut before “{opening}…”" in printed
+    second = review_ids(out)
+    assert "s01" not in second
+    assert all(second[i]["seam"] == first[i]["seam"] for i in second if i in first)
+    assert all(int(i[1:]) > len(first) for i in second if i not in first)   # new seams, new numbers
+    # the last id of the first review, answered after the recut: still that seam
+    last = f"s{len(first):02d}"
+    assert STAGE0.main(args + ["--decide", f"{last}=keep"]) == 0
+    decisions = json.loads((out / "segment_decisions.json").read_text())["decisions"]
+    assert {d["id"]: d["seam"] for d in decisions}[last] == first[last]["seam"]
+    # a decided seam answered again by its id: the new answer replaces the old
+    assert STAGE0.main(args + ["--decide", "s01=keep"]) == 0
+    decisions = json.loads((out / "segment_decisions.json").read_text())["decisions"]
+    assert [d["action"] for d in decisions if d["id"] == "s01"] == ["keep"]
+    assert any(o.startswith(opening) for o in
+               (p.read_text() for p in chunk_files(out)))
+    # and its alternatives, as the first review listed them, still answer it
+    alt = " ".join(dropped["alternatives"][0]["seam"]["after"].split()[:8])
+    assert STAGE0.main(args + ["--decide", "s01=alt1"]) == 0
+    assert f"your answer s01=move: no cut before “{opening}…”; a cut before “{alt}…” instead" in capsys.readouterr().out
+    assert any(p.read_text().startswith(alt) for p in chunk_files(out))
+
+
+def test_the_review_puts_cuts_inside_a_conversation_first_and_uncut_marks_last(tmp_path, make_config, capsys):
+    """A cut with no mark splits what the writer wrote as one beat most harmfully where
+    a question meets its answer: those lead the review; a mark left uncut (two scenes
+    in one chunk) comes after every guessed cut."""
+    rng = random.Random(11)
+    words = "harbour lamp bread salt rope gull tide net mast oar cabin deck".split()
+    line = lambda: " ".join(rng.choices(words, k=40)).capitalize()  # noqa: E731
+    paras = [f'"{line()}?" asked Anna.' if n % 2 == 0 else f'"{line()}," said Tom.' for n in range(120)]
+    paras[60:60] = ["* * *", line() + ".", "* * *"]          # a scene too short to stand alone
+    src, out, printed = cut_paragraphs(tmp_path, make_config, capsys, paras)
+    review = list(review_ids(out).values())
+    cuts = [e for e in review if e["was_cut"]]
+    assert cuts and review[:len(cuts)] == cuts                # every guessed cut before any uncut mark
+    assert any(not e["was_cut"] and e["kind"].startswith("scene-break mark * * *") for e in review)
+    talk = [e for e in cuts if e["dialogue_runs_on"]]
+    assert talk and cuts[:len(talk)] == talk
+    assert any("the dialogue runs on across it" in s for s in talk[0]["signals"])
+    assert "where the dialogue runs on across the cut" in printed
+    md = (out / "segment_review.md").read_text(encoding="utf-8")
+    assert md.index(f"## {cuts[-1]['id']}:") < md.index("# Scene-break marks left uncut")
+
+
 def test_no_headings_no_breaks_falls_back_to_paragraph_scoring(tmp_path, make_config, capsys):
     rng = random.Random(5)
     words = "harbour lamp bread salt rope gull tide net mast oar cabin deck".split()

@@ -77,11 +77,14 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def write_outputs(outputs: dict, force: bool, retire=()) -> list:
+def write_outputs(outputs: dict, force: bool, retire=(), regenerated=()) -> list:
     """Write every output or none: refuse first if any would overwrite different
-    content, unless `force`. The writer's files in `retire` move into their folder's
-    backup/ first, numbered, never overwriting an older copy (stage 0's replaced
-    chunks, the splitter's original): no version of their text is lost.
+    content, unless `force`. The files in `retire` (stage 0's replaced chunks, the
+    splitter's original) are copied into their folder's backup/ first, numbered,
+    never overwriting an older copy, except those in `regenerated` (an earlier run's
+    outputs, unedited) that this run writes again word for word under another name
+    (a chunk renumbered); they go only once the outputs are written, so no version
+    of the text is lost at any point.
     Returns the outputs written."""
     changed = [p for p, data in outputs.items() if not p.exists() or p.read_bytes() != data]
     clobber = [p for p in changed if p.exists() and p not in retire]
@@ -89,13 +92,21 @@ def write_outputs(outputs: dict, force: bool, retire=()) -> list:
         raise UserError("these outputs exist and would change: "
                         + ", ".join(paths.shown(p) for p in clobber)
                         + ". Rerun with --force to replace them.")
-    for p in retire:
-        kept = free_backup_path(p.parent / "backup", p.name)
-        write_atomic(kept, p.read_bytes())
-        p.unlink()
+    for p in backed_up(outputs, retire, regenerated):
+        write_atomic(free_backup_path(p.parent / "backup", p.name), p.read_bytes())
     for path in changed:
         write_atomic(path, outputs[path])
+    for p in retire:
+        if p not in outputs:
+            p.unlink()
     return changed
+
+
+def backed_up(outputs: dict, retire, regenerated=()) -> list:
+    """The files of `retire` to copy into backup/: all but those of `regenerated` whose
+    text this run writes again, word for word."""
+    written = set(outputs.values())
+    return [p for p in retire if p not in regenerated or p.read_bytes() not in written]
 
 
 def free_backup_path(backup: Path, name: str) -> Path:

@@ -122,8 +122,7 @@ def blank_line_cut(body, seam, paragraphs) -> tuple[float, list, str]:
     model's score for the place, the signals shown, and why the dialogue runs on
     across it ('' when it does not). `paragraphs`: units(body)'s (start, end) spans."""
     para = next(body[s:e] for s, e in paragraphs if s == seam.offset)   # seams start paragraphs
-    previous = next((body[s:e] for s, e in reversed(paragraphs) if e <= seam.offset), "")
-    runs_on = dialogue_runs_on(seam.features, previous)
+    runs_on = dialogue_runs_on(seam.features, _paragraph_before(body, seam.offset, paragraphs))
     said = model().signals(seam.features, para)
     signals = ([f"scene break {seam.mark} (no visible mark)"] + ([runs_on] if runs_on else [])
                + (["the text alone shows no other sign of a scene change"]
@@ -131,19 +130,21 @@ def blank_line_cut(body, seam, paragraphs) -> tuple[float, list, str]:
     return model().logit(seam.features) + model().data["seam_offset"], signals, runs_on
 
 
-def review_entries(body, seams, chunks, measure, lengths, decided=()):
+def review_entries(body, seams, chunks, measure, lengths, decided=(), known_ids=None):
     """[entry dict] for every cut the model chose, every cut made at a run of blank
     lines alone (no visible mark: a guess too, many a blank line is only layout) and
     every mark left uncut, most doubtful first. `seams`: plan_chunks' (Candidate,
-    places, chapter span); `decided`: offsets the writer already decided (left out).
+    places, chapter span); `decided`: offsets the writer already decided (left out);
+    `known_ids`: the ids earlier reviews gave (assign_ids).
 
-    Doubt: a cut at blank lines alone where the dialogue runs on across it
-    (seam_model.dialogue_runs_on) first; then by margin, how little the cut beats
-    the best other place (a blank-line cut scored by the seam model as if the blank
-    lines were not there), a mark left uncut at 0."""
+    Doubt, in three tiers: a cut with no visible mark where the dialogue runs on
+    across it (seam_model.dialogue_runs_on: a question and its answer, a speech and
+    the reply); then the other cuts with no visible mark, by margin, how little the
+    cut beats the best other place (a blank-line cut scored by the seam model as if
+    the blank lines were not there); last the marks left uncut, which only put two
+    scenes in one chunk."""
     starts = sorted(c.start for c in chunks)
-    paragraphs = [(a, b) for a, b, _ in units(body)] if any(
-        is_blank_lines_mark(seam.mark) for seam, _, _ in seams) else []
+    paragraphs = [(a, b) for a, b, _ in units(body)]
     entries = []
     for seam, places, (a, b) in seams:
         if seam.offset in decided:
@@ -157,10 +158,13 @@ def review_entries(body, seams, chunks, measure, lengths, decided=()):
         lo, hi = max(lo, a), min(hi, b)
         ranked = places_between(places, lo, hi, measure.tokens, lengths, skip=seam.offset)
         alts = [p for p, _ in ranked]
-        score, signals, runs_on = (blank_line_cut(body, seam, paragraphs) if blank
-                                   else (seam.score, seam.signals, ""))
+        if blank:
+            score, signals, runs_on = blank_line_cut(body, seam, paragraphs)
+        else:
+            runs_on = dialogue_runs_on(seam.features, _paragraph_before(body, seam.offset, paragraphs)) if cut else ""
+            score, signals = seam.score, list(seam.signals) + ([runs_on] if runs_on else [])
         own = score - lengths.cost(measure.tokens(lo, seam.offset)) - lengths.cost(measure.tokens(seam.offset, hi))
-        # doubt: how little this cut beats the best other place (an uncut mark: most doubtful)
+        # doubt: how little this cut beats the best other place
         margin = (own - ranked[0][1]) if cut and ranked else (0.0 if not cut else 10.0)
         entries.append({
             "kind": (f"cut at {seam.mark} alone (no visible mark)" if blank else
@@ -173,61 +177,127 @@ def review_entries(body, seams, chunks, measure, lengths, decided=()):
             "tokens_after": measure.tokens(seam.offset, hi),
             "signals": signals,
             "margin": round(margin, 2),
-            **({"blank_lines": True, "dialogue_runs_on": bool(runs_on)} if blank else {}),
+            **({"dialogue_runs_on": bool(runs_on)} if cut else {}),
+            **({"blank_lines": True} if blank else {}),
             "alternatives": [{"seam": seam_key(body, p.offset), "signals": p.signals,
                               "tokens_before": measure.tokens(lo, p.offset),
                               "tokens_after": measure.tokens(p.offset, hi)} for p in alts],
         })
-    entries.sort(key=lambda e: (not e.get("dialogue_runs_on"), e["margin"], e["seam"]["after"]))
-    for n, e in enumerate(entries, 1):
-        e["id"] = f"s{n:02d}"
+    entries.sort(key=lambda e: (0 if e.get("dialogue_runs_on") else 1 if e["was_cut"] else 2,
+                                e["margin"], e["seam"]["after"]))
+    assign_ids(entries, known_ids or {})
     return entries
 
 
+def _paragraph_before(body, offset, paragraphs) -> str:
+    return next((body[s:e] for s, e in reversed(paragraphs) if e <= offset), "")
+
+
+def id_key(seam: dict) -> str:
+    return seam["before"] + "\u2702" + seam["after"]
+
+
+def assign_ids(entries, known: dict) -> None:
+    """An id per entry that names its seam for good: the one an earlier review or
+    decision gave it (`known`: id_key -> id), else the next number unused, so an
+    answer read off an older review still means the seam the writer read."""
+    used = {int(i[1:]) for i in known.values() if i[1:].isdigit()}
+    n = max(used, default=0)
+    for e in entries:
+        if (given := known.get(id_key(e["seam"]))) is not None:
+            e["id"] = given
+        else:
+            n += 1
+            e["id"] = f"s{n:02d}"
+
+
 def review_markdown(entries, command) -> str:
+    cuts = [e for e in entries if e["was_cut"]]
+    runs_on = sum(bool(e.get("dialogue_runs_on")) for e in cuts)
     lines = ["# Stage 0's review: the cuts to look at", "",
-             f"{len(entries)} seam(s), most doubtful first. Your sense of where a beat ends wins: "
-             "answer each with one command (it records the answer in segment_decisions.json "
-             "and recuts the book):", "",
-             f"    {command} --decide s01=keep", "",
+             f"{len(cuts)} cut(s) the tool guessed, with no visible mark in the text"
+             + (f" ({runs_on} where the dialogue runs on across the cut, first)" if runs_on else "")
+             + f", most doubtful first; then {len(entries) - len(cuts)} scene-break mark(s) it left uncut "
+             "(two scenes in one chunk: harmless for training, cut one if you want it apart). Your "
+             "sense of where a beat ends wins: answer each with one command (it records the answer in "
+             "segment_decisions.json and recuts the book):", "",
+             f"    {command} --decide {entries[0]['id'] if entries else 's01'}=keep", "",
              "(one `--decide` per answer, several in one command), where the answer after `ID=` is "
              "keep: the tool's choice stands; drop: no cut here; cut: cut here (a mark left uncut); "
-             "altN: move the cut to alternative N. Anywhere else, by a paragraph's first words: "
+             "altN: move the cut to alternative N. An id names its seam for good: it does not change "
+             "when other answers recut the book. Anywhere else, by a paragraph's first words: "
              "--decide 'cut:First words of the paragraph', --decide 'drop:First words of the "
              "paragraph' (a cut the tool made at a visible scene-break mark, not listed here), or --decide "
              "'whole:First words of a chunk|First words of the next' (one chunk, no cut inside).", ""]
-    for e in entries:
+    for n, e in enumerate(entries):
+        if not e["was_cut"] and (n == 0 or entries[n - 1]["was_cut"]):
+            lines += ["# Scene-break marks left uncut", ""]
         lines += [f"## {e['id']}: {e['kind']}", "",
                   f"- chunk lengths: {e['tokens_before']} tokens before, {e['tokens_after']} after",
                   f"- signals: {'; '.join(e['signals'])}", "",
-                  f"> ...{e['before'][-700:]}", ">", "> ✂", ">", f"> {e['after'][:700]}...", ""]
-        for n, alt in enumerate(e["alternatives"], 1):
-            lines.append(f"- alt{n}: before \"{alt['seam']['after']}...\" ({alt['tokens_before']} | "
+                  f"> ...{_last_words(e['before'], 700)}", ">", "> ✂", ">",
+                  f"> {_first_words(e['after'], 700)}...", ""]
+        for k, alt in enumerate(e["alternatives"], 1):
+            lines.append(f"- alt{k}: before \"{alt['seam']['after']}...\" ({alt['tokens_before']} | "
                          f"{alt['tokens_after']} tokens; {'; '.join(alt['signals'])})")
         lines.append("")
     return "\n".join(lines) + "\n"
 
 
-def decide(entries, answer) -> dict:
-    """One `--decide` answer ("s03=keep", "s03=alt2", "cut:First words") as a decision."""
+def _first_words(text, chars) -> str:
+    """The words of `text` that fit in `chars` characters (no word cut in two)."""
+    return text if len(text) <= chars else text[:chars + 1].rsplit(" ", 1)[0]
+
+
+def _last_words(text, chars) -> str:
+    return text if len(text) <= chars else text[-chars - 1:].split(" ", 1)[-1]
+
+
+def decide(entries, answer, decided=()) -> dict:
+    """One `--decide` answer ("s03=keep", "s03=alt2", "cut:First words") as a decision.
+    `entries`: the last review; `decided`: earlier decisions, whose seams keep their
+    ids, so one can be answered again (keep, drop or cut)."""
     for action in ("cut", "drop", "whole"):
         if answer.startswith(action + ":"):
             at, _, to = answer[len(action) + 1:].partition("|")
             return {"action": action, "at": at.strip(), **({"to": to.strip()} if to.strip() else {})}
     ident, _, action = answer.partition("=")
-    entry = next((e for e in entries if e["id"] == ident.strip()), None)
-    if entry is None:
+    ident, action = ident.strip(), action.strip()
+    entry = next((e for e in entries if e["id"] == ident), None)
+    earlier = next((d for d in decided if d.get("id") == ident and "seam" in d), None)
+    if entry is None and earlier is None:
         raise InputError(f"--decide {answer!r}: no seam {ident!r} in the last review "
-                         "(segment_review.md lists them)")
-    action = action.strip()
+                         "(segment_review.md lists them) or among your decisions")
     if action.startswith("alt") and action[3:].isdigit():
+        if entry is None:
+            raise InputError(f"--decide {answer!r}: {ident} is decided already ({earlier['action']}), so the "
+                             "review no longer lists its alternatives; answer it keep, drop or cut, or "
+                             "cut elsewhere with --decide 'cut:First words of the paragraph'")
         n = int(action[3:])
         if not 1 <= n <= len(entry["alternatives"]):
             raise InputError(f"--decide {answer!r}: {ident} has {len(entry['alternatives'])} alternative(s)")
-        return {"seam": entry["seam"], "action": "move", "to": entry["alternatives"][n - 1]["seam"]}
+        return {"seam": entry["seam"], "action": "move", "to": entry["alternatives"][n - 1]["seam"],
+                "was_cut": entry["was_cut"], "id": ident}
     if action not in ("keep", "drop", "cut"):
         raise InputError(f"--decide {answer!r}: say ID=keep, ID=drop, ID=cut or ID=altN")
-    return {"seam": entry["seam"], "action": action, "was_cut": entry["was_cut"]}
+    source = entry or earlier
+    return {"seam": source["seam"], "action": action, "was_cut": bool(source.get("was_cut")), "id": ident}
+
+
+def described(decision) -> str:
+    """A decision in words, for the terminal: which seam it took and what it does there."""
+    words = lambda seam: "“" + " ".join(seam.split()[:8]) + "…”"  # noqa: E731
+    place = words(decision["seam"]["after"] if "seam" in decision else decision["at"])
+    to = decision.get("to")
+    to = words(to["after"] if isinstance(to, dict) else to) if to else None
+    action = decision["action"]
+    said = {"keep": (f"the cut before {place} stays" if decision.get("was_cut")
+                     else f"the mark before {place} stays uncut"),
+            "drop": f"no cut before {place}",
+            "cut": f"a cut before {place}",
+            "move": f"no cut before {place}; a cut before {to} instead",
+            "whole": f"one chunk from {place}" + (f" to just before {to}" if to else "")}[action]
+    return (f"{decision['id']}={action}: " if "id" in decision else f"{action}: ") + said
 
 
 def opening(body, offset) -> str:

@@ -10,12 +10,20 @@ from styletune.data import examples, tokens
 from styletune.data.chunks import load_chunks, natural_key
 from styletune.data.examples import example_sizes, longest_example
 from styletune.data.manuscript import analyse, chapters_of, name_chunks, plan_to_target, read_manuscript, rebuild
-from styletune.data.review import constraints, decide, read_decisions, review_entries, review_markdown
+from styletune.data.review import (
+    constraints,
+    decide,
+    described,
+    id_key,
+    read_decisions,
+    review_entries,
+    review_markdown,
+)
 from styletune.data.seam_model import model
 from styletune.data.seams import Lengths, Measure
 from styletune.data.tokens import load_counter
 from styletune.errors import InputError, UserError
-from styletune.fileio import normalise, sha256_bytes, write_outputs
+from styletune.fileio import backed_up, normalise, sha256_bytes, write_outputs
 from styletune.settings import shipped_default
 from styletune.stage import Files, Stage
 from styletune.text.patterns import word_count
@@ -91,10 +99,11 @@ def lengths_for(cfg, counter, folders, say=lambda m: None) -> Lengths:
     return lengths
 
 
-def segment(cfg, manuscript_path, say=lambda m: None, decisions=(), folders=()):
+def segment(cfg, manuscript_path, say=lambda m: None, decisions=(), folders=(), known_ids=None):
     """(manuscript, structure, chunks, notes, review): everything planned, nothing written.
     `decisions`: the writer's answers to earlier reviews (review.py); `folders`: where
-    to look for chunks cut by hand (their lengths set the target)."""
+    to look for chunks cut by hand (their lengths set the target); `known_ids`: the
+    review ids seams already have (review.assign_ids)."""
     ms = read_manuscript(manuscript_path)
     structure = analyse(ms.body)
     if not structure.sections:
@@ -155,15 +164,17 @@ def segment(cfg, manuscript_path, say=lambda m: None, decisions=(), folders=()):
                         "needs two at least; a manuscript this short is too little to learn a voice from")
     decided = rules.forced | rules.forbidden
     entries = review_entries(ms.body, seams, chunks, Measure(counter, ms.body, margin=MARGINS[0]),
-                             aimed, decided)
+                             aimed, decided, known_ids)
     blank = [e for e in entries if e.get("blank_lines")]
     if blank:
-        runs_on = [e["id"] for e in blank if e["dialogue_runs_on"]]
         notes.append(f"{len(blank)} cut(s) made at a run of blank lines alone, no visible mark such as "
                      "'* * *': a guess (often a scene break, sometimes only layout), so each is in the "
-                     "review to confirm (--decide ID=keep) or undo (--decide ID=drop)"
-                     + (f"; {len(runs_on)} of them where the dialogue runs on across the blank lines "
-                        f"({', '.join(runs_on)}), listed first" if runs_on else ""))
+                     "review to confirm (--decide ID=keep) or undo (--decide ID=drop)")
+    runs_on = [e["id"] for e in entries if e.get("dialogue_runs_on")]
+    if runs_on:
+        notes.append(f"{len(runs_on)} cut(s) with no visible mark where the dialogue runs on across "
+                     f"the cut (a question and its answer, a speech and the reply): {', '.join(runs_on)}, "
+                     "first in the review")
     return Segmentation(ms, structure, chunks, notes, entries, lengths)
 
 
@@ -229,7 +240,9 @@ def markdown(ms, structure, chunks, notes, cfg, lengths) -> str:
     return "\n".join(lines) + "\n"
 
 
-def planned_outputs(cfg, seg, out_dir, review_command) -> dict:
+def planned_outputs(cfg, seg, out_dir, review_command, earlier=()) -> dict:
+    """Every file stage 0 writes, by path. `earlier`: seams of earlier reviews the
+    last one no longer lists, kept so their ids still resolve (record_decisions)."""
     ms, structure, chunks, notes = seg.ms, seg.structure, seg.chunks, seg.notes
     body = ms.body
     seps = separators(body, chunks)
@@ -261,7 +274,8 @@ def planned_outputs(cfg, seg, out_dir, review_command) -> dict:
     outputs[out_dir / REPORT] = \
         markdown(ms, structure, chunks, notes, cfg, seg.lengths).encode("utf-8")
     outputs[out_dir / REVIEW_JSON] = \
-        (json.dumps({"seams": seg.review}, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+        (json.dumps({"seams": seg.review, "earlier": list(earlier)}, indent=2, ensure_ascii=False)
+         + "\n").encode("utf-8")
     outputs[out_dir / REVIEW_MD] = review_markdown(seg.review, review_command).encode("utf-8")
     return outputs
 
@@ -306,22 +320,60 @@ def chunks_to_retire(outputs, out_dir, glob, force) -> list:
     return stale + differ
 
 
-def record_decisions(out_dir, answers) -> list:
-    """The decisions file with `answers` (--decide) added, each resolved against the
-    last review; a later answer about the same seam replaces an earlier one."""
-    decisions = read_decisions(out_dir / DECISIONS)
-    if not answers:
-        return decisions
+def last_review(out_dir) -> list:
+    """Every seam the reviews so far gave an id: the last review's, then earlier ones'."""
     review = out_dir / REVIEW_JSON
-    entries = json.loads(review.read_text(encoding="utf-8"))["seams"] if review.exists() else []
+    data = json.loads(review.read_text(encoding="utf-8")) if review.exists() else {}
+    return data.get("seams", []) + data.get("earlier", [])
+
+
+def earlier_seams(out_dir, review) -> list:
+    """The seams earlier reviews gave an id that this one no longer lists (decided, or
+    no longer a cut after a recut), without their excerpts: an id is never given to
+    another seam, and an answer read off an older review still finds its seam."""
+    listed = {id_key(e["seam"]) for e in review}
+    return [{k: e[k] for k in ("id", "kind", "was_cut", "seam", "alternatives")}
+            for e in last_review(out_dir) if id_key(e["seam"]) not in listed]
+
+
+def record_decisions(out_dir, answers) -> tuple[list, list]:
+    """The decisions file with `answers` (--decide) added, each resolved against the
+    last review (or an earlier decision's id); a later answer about the same seam
+    replaces an earlier one. Returns (every decision, the new ones)."""
+    decisions = read_decisions(out_dir / DECISIONS)
+    entries = last_review(out_dir) if answers else []
+    new = []
     for answer in answers:
-        if not entries and not answer.startswith(("cut:", "drop:", "whole:")):
-            raise InputError(f"--decide {answer!r} needs the last review ({paths.shown(review)}): "
+        if not entries and not decisions and not answer.startswith(("cut:", "drop:", "whole:")):
+            raise InputError(f"--decide {answer!r} needs the last review ({paths.shown(out_dir / REVIEW_JSON)}): "
                              "run stage 0 without --decide first")
-        new = decide(entries, answer)
-        decisions = [d for d in decisions if "seam" not in new or d.get("seam") != new["seam"]]
-        decisions.append(new)
-    return decisions
+        one = decide(entries, answer, decisions)
+        decisions = [d for d in decisions if "seam" not in one or d.get("seam") != one["seam"]]
+        decisions.append(one)
+        new.append(one)
+    return decisions, new
+
+
+def changed_cuts(out_dir, body, chunks) -> list[str]:
+    """Lines saying which cuts differ from the last run's on the same manuscript body, so
+    an answer that moves other cuts (the chunker re-plans around it) never does so unseen."""
+    try:
+        record = json.loads((out_dir / MANIFEST).read_text(encoding="utf-8"))
+        old = {c["start"] for c in record["chunks"]}
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return []
+    if record.get("body_sha256") != sha256_bytes(body.encode("utf-8")):
+        return []
+    new = {c.start for c in chunks}
+    words = lambda at: "“" + " ".join(body[at:at + 300].split()[:8]) + "…”"  # noqa: E731
+    return ([f"new cut before {words(at)}" for at in sorted(new - old)]
+            + [f"no longer a cut before {words(at)}" for at in sorted(old - new)])
+
+
+def known_ids(out_dir, decisions) -> dict:
+    """The ids the last review and the decisions gave their seams: they keep them."""
+    given = [*last_review(out_dir), *(d for d in decisions if "id" in d and "seam" in d)]
+    return {id_key(e["seam"]): e["id"] for e in given}
 
 
 def decisions_bytes(decisions) -> bytes:
@@ -334,10 +386,13 @@ def run(args) -> int:
     cfg = load_config(args.config)
     out_dir = paths.resolve_cli(args.out) if args.out else cfg.pipeline.book_dir
     print(f"config: {paths.shown(cfg.path)}")
-    decisions = record_decisions(out_dir, args.decide or [])
+    decisions, answered = record_decisions(out_dir, args.decide or [])
+    for decision in answered:
+        print(f"your answer {described(decision)}")
     manuscript = paths.resolve_cli(args.manuscript)
     seg = segment(cfg, manuscript, say=lambda m: print(f"... {m}", file=sys.stderr, flush=True),
-                  decisions=decisions, folders=hand_cut_folders(cfg, out_dir, manuscript))
+                  decisions=decisions, folders=hand_cut_folders(cfg, out_dir, manuscript),
+                  known_ids=known_ids(out_dir, decisions))
     ms, structure, chunks = seg.ms, seg.structure, seg.chunks
     print(f"manuscript: {paths.shown(ms.path)} ({word_count(ms.body):,} words)")
     if ms.gutenberg_stripped:
@@ -354,26 +409,36 @@ def run(args) -> int:
         print(f"| {c.name} | {c.words} | {c.tokens} | {c.reason[:90]} |")
     command = (f"python fine-tuning/training/0_segment_manuscript.py {paths.shown(ms.path)} "
                f"--config {paths.shown(cfg.path)} --out {paths.shown(out_dir)} --force")
-    outputs = planned_outputs(cfg, seg, out_dir, command)
+    outputs = planned_outputs(cfg, seg, out_dir, command, earlier_seams(out_dir, seg.review))
     if decisions:
         outputs[out_dir / DECISIONS] = decisions_bytes(decisions)
-    blank = sum(bool(e.get("blank_lines")) for e in seg.review)
-    print(f"\nreview: {len(seg.review)} seam(s) to look at (cuts with no mark in the text, "
-          f"{blank} of them at blank lines alone; marks left uncut), {len(decisions)} decision(s) "
-          "of yours applied")
+    if changes := changed_cuts(out_dir, ms.body, chunks):
+        print(f"\ncuts changed since the last run ({len(changes)}):")
+        print("\n".join(f"  {line}" for line in changes[:12])
+              + (f"\n  ... and {len(changes) - 12} more" if len(changes) > 12 else ""))
+    guessed = [e for e in seg.review if e["was_cut"]]
+    print(f"\nreview: {len(guessed)} cut(s) guessed with no visible mark in the text "
+          f"({sum(bool(e.get('blank_lines')) for e in guessed)} of them at blank lines alone), then "
+          f"{len(seg.review) - len(guessed)} mark(s) left uncut; {len(decisions)} decision(s) of yours applied")
     if args.dry_run:
         print(f"\ndry run: nothing written. Would write {len(chunks)} chunk files, the report and "
               f"the review into {paths.shown(out_dir)}/")
         return 0
-    moved = chunks_to_retire(outputs, out_dir, cfg.pipeline.chunk_glob, args.force)
-    changed = write_outputs(outputs, force=True, retire=moved)
+    retired = chunks_to_retire(outputs, out_dir, cfg.pipeline.chunk_glob, args.force)
+    # stage 0's own chunk files, unedited: a renumbered one needs no copy in backup/
+    ours = retired if edited_since_written(out_dir, cfg.pipeline.chunk_glob) == [] else []
+    kept = backed_up(outputs, retired, ours)
+    changed = write_outputs(outputs, force=True, retire=retired, regenerated=ours)
     print(f"\n{len(changed)} file(s) written, {len(outputs) - len(changed)} unchanged, in "
           f"{paths.shown(out_dir)}/ (report: segment_report.md)")
-    if moved:
-        print(f"moved {len(moved)} old chunk file(s) into backup/")
+    if kept:
+        print(f"copied {len(kept)} old chunk file(s) into backup/ before replacing them")
+    if len(retired) > len(kept):
+        print(f"{len(retired) - len(kept)} old chunk file(s) renumbered only: their text is in the new "
+              "files word for word")
     if seg.review:
         print(f"\nreview the cuts in {paths.shown(out_dir / 'segment_review.md')}; answer each with\n"
-              f"  {command} --decide s01=keep\n"
+              f"  {command} --decide {seg.review[0]['id']}=keep\n"
               "(keep, drop, cut or altN after each ID, as the review says; one --decide per answer)")
     print(f"\nnext: read the report, then\n  python fine-tuning/training/1_prepare_data.py "
           f"--config {paths.shown(cfg.path)} --book {paths.shown(out_dir)}")
