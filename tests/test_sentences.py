@@ -80,3 +80,22 @@ def test_quotes_reset_at_each_line_of_one_paragraph_per_line_text():
 def test_no_cut_after_the_last_sentence_or_a_scene_break_line():
     text = "First scene ends.\n\n* * *\n\nSecond scene ends."
     assert prefixes(text) == ["First scene ends."]
+
+
+def test_a_letter_is_cut_in_range_at_one_of_its_paragraph_ends(smol_counter):
+    """A letter: each paragraph opens a quotation that runs on into the next, so no
+    sentence end lies outside a quotation. The prompt still takes 5-10% of it, ending
+    at one of the letter's paragraphs, not after its one-line heading (0.3% of a
+    Dracula chapter's letter, before)."""
+    from pathlib import Path
+
+    from styletune.data.chunks import Chunk
+    from styletune.data.examples import cut_chunks, quoted_paragraph_end
+    body = [f'"Paragraph {n} of the letter begins here. It goes on a while. The weather held, and we walked '
+            f'along the cliff to the abbey. Nothing more happened that day.' for n in range(40)]
+    text = "_Letter, Lucy Westenra to Mina Murray._\n\n" + "\n\n".join(body) + '"\n'
+    punkt = build_punkt([text])[0]
+    chunk = Chunk(Path("chunk_001_letter.txt"), text, "0")
+    [example] = cut_chunks([chunk], punkt, smol_counter, (0.05, 0.10), seed=1, cuts_for=lambda c: 1)
+    assert example.in_range and quoted_paragraph_end(text, example.cut)
+    assert example.prefix.endswith("Nothing more happened that day.")

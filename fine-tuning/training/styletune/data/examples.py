@@ -130,22 +130,30 @@ def _boundaries_or_error(chunk, punkt, until):
     return found
 
 
+def quoted_paragraph_end(text, cut) -> bool:
+    """A cut inside a quotation at a paragraph's end: the quotation runs on into the
+    next paragraph, as a letter or a long speech does."""
+    return cut.tier == Tier.IN_QUOTATION and "\n" in text[cut.end:cut.start]
+
+
 def _pick(chunk, cands, total, lo, hi, seed, k):
     """Choose up to k (boundary, prefix_tokens) from one chunk's candidates.
 
-    Preference: a clean boundary in range, then a speech/tag boundary in range,
-    then the nearest boundary outside any quotation, and only when the chunk has
-    none of those, a boundary inside a quotation. Ratios here use the chunk's
-    whole token count; the exact ratio is computed once the completion is counted.
+    Preference, in range: a clean boundary, then a speech/tag boundary, then inside a
+    quotation that runs on (a letter, a long speech, whose paragraphs each open with
+    a quotation mark), at one of its paragraph ends first. With none in range, the
+    nearest boundary outside any quotation, else the nearest inside one. Ratios here
+    use the chunk's whole token count; the exact ratio is computed once the
+    completion is counted.
     """
     ratio = lambda c: c[1] / total  # noqa: E731
-    outside = [c for c in cands if c[0].tier < Tier.IN_QUOTATION]
-    cands = outside or cands
     in_range = [c for c in cands if lo <= ratio(c) <= hi]
     if not in_range:  # the nearest boundary, reported as an exception
-        return [min(cands, key=lambda c: (_distance(ratio(c), lo, hi), c[0].end))]
-    best = min(c[0].tier for c in in_range)
-    pool = [c for c in in_range if c[0].tier == best]
+        outside = [c for c in cands if c[0].tier < Tier.IN_QUOTATION]
+        return [min(outside or cands, key=lambda c: (_distance(ratio(c), lo, hi), c[0].end))]
+    rank = lambda c: (c[0].tier, not quoted_paragraph_end(chunk.text, c[0]))  # noqa: E731
+    best = min(rank(c) for c in in_range)
+    pool = [c for c in in_range if rank(c) == best]
     rng = random.Random(f"{seed}:{chunk.name}")
     chosen = []
     for target in _targets(rng, min(k, len(pool)), lo, hi):

@@ -13,7 +13,7 @@ from styletune.data import examples, tokens
 from styletune.data import prepare_report as report
 from styletune.data.chunks import LEFT_OUT, discover, load_chunks
 from styletune.data.drills import build_drills
-from styletune.data.examples import build_examples
+from styletune.data.examples import build_examples, quoted_paragraph_end
 from styletune.data.tokens import load_counter
 from styletune.errors import InputError
 from styletune.fileio import sha256_bytes, write_outputs
@@ -61,14 +61,15 @@ class Stage1Result:
         out = []
         for e in self.examples:
             if not e.in_range:
-                out.append((e.chunk.name, f"no sentence boundary gives a prefix in range: "
-                                          f"nearest used, prefix {e.ratio:.1%}"))
+                out.append((e.chunk.name, f"no sentence end gives a prefix in range: nearest used, "
+                                          f"prefix {e.ratio:.1%}"))
             if e.cut.tier == Tier.SPEECH_TAG:
                 out.append((e.chunk.name, "cut between a speech and its tag "
                                           "(no cleaner boundary in range)"))
             elif e.cut.tier == Tier.IN_QUOTATION:
-                out.append((e.chunk.name, "cut inside an open quotation "
-                                          "(the chunk has no sentence end outside one)"))
+                where = "at a paragraph's end " if quoted_paragraph_end(e.chunk.text, e.cut) else ""
+                out.append((e.chunk.name, f"cut {where}inside a quotation that runs on, a letter or a long "
+                                          "speech (no sentence end outside one in range)"))
         return out
 
 
