@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from styletune import paths
 from styletune.data.seam_model import Candidate, dialogue_runs_on, model, units
-from styletune.data.seams import paragraphs_starting, places_between, squash
+from styletune.data.seams import as_typed, paragraphs_starting, places_between, squash
 from styletune.errors import InputError
 from styletune.text.patterns import is_blank_lines_mark
 
@@ -47,7 +47,7 @@ def find_seam(body, key, starts) -> int | None:
 
 def find_opening(body, opening) -> int:
     """The one paragraph start whose first words are `opening` (seams.paragraphs_starting)."""
-    hits = paragraphs_starting(body, squash(opening)) if squash(opening) else []
+    hits = paragraphs_starting(body, opening) if as_typed(opening) else []
     if len(hits) != 1:
         raise InputError(f"decision {opening!r}: {len(hits)} paragraphs of the manuscript begin so; "
                          "give the first words of exactly one paragraph (add words until only one "

@@ -195,9 +195,21 @@ def squash(text):
     return " ".join(text.split())
 
 
+# What a writer may type differently from the file: emphasis marks and quote shapes.
+_AS_TYPED = str.maketrans({"_": None, "*": None, "“": '"', "”": '"', "‘": "'", "’": "'"})
+
+
+def as_typed(text):
+    """`text` as it can be typed from how it reads: whitespace squashed, no _ or *
+    emphasis, straight quotes."""
+    return squash(text.translate(_AS_TYPED))
+
+
 def paragraphs_starting(raw, want):
-    """Offsets of the paragraphs of `raw` that begin with `want` (whitespace squashed)."""
-    return [a for a, _, _ in units(raw) if squash(raw[a:a + 4 * len(want) + 40]).startswith(want)]
+    """Offsets of the paragraphs of `raw` that begin with `want`, compared as_typed (a
+    writer copies the words from the review, not the file's _italics_ marks)."""
+    want = as_typed(want)
+    return [a for a, _, _ in units(raw) if as_typed(raw[a:a + 4 * len(want) + 40]).startswith(want)]
 
 
 def cut_before_text(raw, offset, words=6):
