@@ -631,3 +631,14 @@ def test_the_target_length_comes_from_the_writers_own_hand_cut_chunks(make_confi
     hand = lengths_for(cfg, counter, [out, SAMPLE_BOOK], said.append)
     assert hand.target != round(DEFAULT_TARGET_SHARE * cfg.sequence_len)
     assert said and f"the median of the chunks you cut by hand in {SAMPLE_BOOK.relative_to(FT.parent)}" in said[0]
+
+
+@pytest.mark.parametrize("text, slug", [
+    ("Dr. Seward's Diary. 20 September.--The case", "dr_sewards_diary_20_september"),   # a day stays
+    ("CHAPTER XII. The Mild Man", "mild_man"),           # heading words and numerals go, not "mild"
+    ("Chapter 5", ""),                                    # nothing left: the chunk's words name it
+    ("Letter, Lucy Westenra to Mina Murray", "letter_lucy_westenra_to_mina"),
+])
+def test_a_chunk_file_is_named_by_its_words(text, slug):
+    from styletune.data.manuscript import _slug
+    assert _slug(text) == slug

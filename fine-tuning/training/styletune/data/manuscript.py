@@ -389,11 +389,24 @@ class PlannedChunk:
     words: int = 0
 
 
-def _slug(text: str, words: int = 4) -> str:
+_ROMAN = re.compile(r"m{0,4}(cm|cd|d?c{0,3})(xc|xl|l?x{0,3})(ix|iv|v?i{0,3})")
+_HEADING_WORDS = {"chapter", "book", "part"}
+
+
+def _slug(text: str, words: int = 5) -> str:
+    """A file name's words: the text's first words without articles, heading words and
+    their numbers (the name has the chapter's), or roman numerals; a date's day stays
+    (Dracula's diaries: dr_sewards_diary_20_september). '' when no word is left."""
     found = re.findall(r"[a-z0-9]+", text.lower().replace("’", "").replace("'", ""))
-    drop = {"chapter", "book", "part", "the", "a", "an"}
-    keep = [w for w in found if w not in drop and not re.fullmatch(r"[ivxlcdm]+|\d+", w)] or found
-    return "_".join(keep[:words])[:40].strip("_") or "untitled"
+    keep = [w for n, w in enumerate(found)
+            if w not in _HEADING_WORDS | {"the", "a", "an"} and not _ROMAN.fullmatch(w)
+            and not (w.isdigit() and n and found[n - 1] in _HEADING_WORDS)]
+    name = ""
+    for w in keep[:words]:                      # whole words, up to 40 characters
+        if len(name) + 1 + len(w) > 40:
+            break
+        name = f"{name}_{w}" if name else w
+    return name or (keep[0][:40] if keep else "")
 
 
 def chapters_of(structure: Structure):
@@ -500,5 +513,6 @@ def name_chunks(chunks, structure: Structure) -> None:
         title = c.chapter_title.split(" / ")[-1] if c.chapter_title else ""
         first_of_chapter = c.chapter and c.chapter not in seen and title
         seen.add(c.chapter)
-        slug = _slug(title) if first_of_chapter else _slug(structure.text[c.start:c.end])
+        # a title that is only "CHAPTER V" names nothing: the chunk's first words do
+        slug = (first_of_chapter and _slug(title)) or _slug(structure.text[c.start:c.end]) or "untitled"
         c.name = f"chunk_{i:0{width}d}_{chapter}{slug}.txt"
