@@ -153,6 +153,35 @@ def test_a_recut_never_puts_a_chunk_the_writer_edited_into_backup(tmp_path, make
     assert STAGE0.main([str(MANUSCRIPT), "--config", str(config), "--out", str(out), "--force"]) == 0
 
 
+def test_a_prologue_is_text_a_contents_list_one_note_and_what_follows_the_end_back_matter(
+        tmp_path, make_config, capsys):
+    """Around the novel: a table of contents is one note, not one per entry; a short
+    prologue under its own heading is the author's (it was front matter, a Dorian Gray
+    preface dropped); a publisher's list after THE END is kept out of the chunks."""
+    rng = random.Random(4)
+    words = "the sea wind house road lamp bread salt rope night morning boat".split()
+    prose = lambda n: "\n\n".join(" ".join(rng.choices(words, k=40)).capitalize() + "." for _ in range(n))  # noqa: E731
+    contents = "\n\n".join(f"CHAPTER {r}\n\nThe {w} at night    {p}"
+                           for r, w, p in zip(("I", "II", "III"), ("sea", "road", "boat"), (1, 9, 20)))
+    prologue = "The harbour was older than the town. " + prose(2)
+    text = (f"THE TIDE BOOK\n\nCONTENTS\n\n{contents}\n\nPROLOGUE\n\n{prologue}\n\n"
+            + "".join(f"CHAPTER {r}\n\n{prose(30)}\n\n" for r in ("I", "II", "III"))
+            + "THE END\n\nMORE BOOKS FROM OUR LIST\n\nTHE SALT ROAD\n\nThe Lamp and the Boat\n")
+    src = tmp_path / "novel.txt"
+    src.write_text(text, encoding="utf-8")
+    out = tmp_path / "out"
+    cfg = make_config({"chunk_target_tokens": 900, "segment_min_tokens": 100}, sequence_len=2048)
+    assert STAGE0.main([str(src), "--config", str(cfg), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    manifest = assert_conserved(out, read_manuscript(src).body)
+    texts = [(out / c["file"]).read_text(encoding="utf-8") for c in manifest["chunks"]]
+    assert texts[0].startswith("The harbour was older than the town.")
+    assert not any("THE END" in t or "MORE BOOKS" in t or "Lamp and the Boat" in t for t in texts)
+    assert "back matter after 'THE END'" in printed and "move it before that line" in printed
+    assert "structure: 4 chapter(s)" in printed
+    assert printed.count("between the headings before") == 1 and "3 short stretches" in printed
+
+
 def test_generated_novel_one_paragraph_per_line_never_crosses_a_chapter(tmp_path, make_config):
     rng = random.Random(3)
     words = "the sea wind house road lamp bread salt rope night morning boat".split()

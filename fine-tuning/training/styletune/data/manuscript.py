@@ -38,6 +38,14 @@ FRONT_MATTER_MAX_WORDS = 400
 # Prose between two headings shorter than this is heading matter (a part's
 # subtitle or epigraph): kept in the manifest, listed in the report, not a chunk.
 HEADING_MATTER_MAX_WORDS = 50
+# A closing "THE END" (or "Finis") in the last tenth of the book with at most this many
+# words after it: what follows is back matter (a publisher's list, a transcriber's
+# errata), kept in the manifest, not a chunk. More, and it is left as text.
+BACK_MATTER_MAX_WORDS = 3000
+# Headings of an opening part that is the author's own prose (a transcriber's or an
+# editor's note under the book's title is not).
+_OPENING_PART = re.compile(r"\b(prologue|preface|prelude|proem|overture)\b", re.IGNORECASE)
+_THE_END = re.compile(r"\s*(the\s+end|finis)\s*[.!]?\s*", re.IGNORECASE)
 # The chunks' median may fall this far under the target before plan_to_target aims the
 # length cost higher, at most MAX_AIM times the target, in at most AIM_PLANS plans.
 MEDIAN_SHORT = 0.93
@@ -141,6 +149,7 @@ class Structure:
     heading_matter: list = field(default_factory=list)  # [(chapter title, words)]
     notes: list = field(default_factory=list)
     page_numbers: list = field(default_factory=list)  # [offset] of paragraphs only a page number
+    back_matter: tuple | None = None  # (start, end, words after "THE END") or None
 
     @property
     def has_scene_breaks(self):
@@ -353,10 +362,16 @@ def analyse(text: str) -> Structure:
     first_real = strong[0] if strong else (1 if chapters else None)
     if first_real is not None:
         before = [s for s in sections if s.chapter < first_real]
+        # a prologue or preface under its own heading is the author's prose, not front matter
+        before = before[:next((n for n, s in enumerate(before) if _OPENING_PART.search(s.chapter_title)
+                               and _prose_words(text, s) >= 50), len(before))]
         words = sum(word_count(text[q.start:q.end]) for s in before for q in s.paras)
         if before and words <= FRONT_MATTER_MAX_WORDS:
             front = (before[0].start, before[-1].end, words)
             sections = sections[len(before):]
+    sections, back = _without_back_matter(text, paras, sections)
+    if back:
+        chapters = [(n, t) for n, t in chapters if n <= sections[-1].chapter]
     # Page numbers left from a printed edition ("11)", "[11]", "Page 11"): counted, never
     # removed. "11." is also a chapter heading's shape: counted only after a paragraph
     # that stops mid-sentence (a page number splits one; a chapter does not).
@@ -364,7 +379,31 @@ def analyse(text: str) -> Structure:
              if is_page_number(text[p.start:p.end]) and (p.kind != "heading" or (
                  p.heading_kind == "number" and prev is not None and prev.kind == "text"
                  and not ENDS_SENTENCE.search(text[prev.start:prev.end].rstrip())))]
-    return Structure(text, hard, one_per_line, sections, chapters, front, heading_matter, notes, pages)
+    return Structure(text, hard, one_per_line, sections, chapters, front, heading_matter, notes, pages,
+                     back_matter=back)
+
+
+def _prose_words(text, section) -> int:
+    """Words in the section's paragraphs of running prose (sentences, mostly lower case)."""
+    return sum(word_count(text[p.start:p.end]) for p in section.paras
+               if _is_prose(text[p.start:p.end]) and ENDS_SENTENCE.search(text[p.start:p.end].rstrip()))
+
+
+def _without_back_matter(text, paras, sections):
+    """(sections, back matter): the sections up to the book's closing "THE END", and
+    (its offset, the text's end, the words after it) when a short stretch follows it;
+    else (sections, None). The author's last words stay text; what comes after is no
+    part of the novel."""
+    ends = [p for p in paras if _THE_END.fullmatch(text[p.start:p.end])]
+    if not ends or ends[-1].start < 0.9 * len(text):
+        return sections, None
+    at = ends[-1].start
+    words = word_count(text[ends[-1].end:])
+    if not words or words > BACK_MATTER_MAX_WORDS or not any(s.start < at for s in sections):
+        return sections, None
+    kept = [Section(s.chapter, s.chapter_title, [p for p in s.paras if p.start < at], s.reason)
+            for s in sections if s.start < at]
+    return kept, (at, len(text.rstrip()), words)
 
 
 def rebuild(body_slices, separators) -> str:

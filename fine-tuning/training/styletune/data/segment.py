@@ -153,9 +153,13 @@ def segment(cfg, manuscript_path, say=lambda m: None, decisions=(), folders=(), 
     if structure.front_matter:
         notes.insert(0, f"front matter before the first chapter ({structure.front_matter[2]} words: "
                         "title, contents, notes) is not a chunk; it is kept verbatim in the manifest")
-    for title, words in structure.heading_matter:
-        notes.append(f"{words} word(s) between headings under '{title}' (a subtitle or note) are "
-                     "not a chunk; kept in the manifest")
+    if structure.back_matter:
+        at, _, words = structure.back_matter
+        notes.insert(0, f"back matter after '{ms.body[at:].split(chr(10))[0].strip()}' (line "
+                        f"{ms.body.count(chr(10), 0, at) + 1}; {words} words: a publisher's list, notes, "
+                        "errata) is not a chunk; it is kept verbatim in the manifest. If any of it is "
+                        "yours, move it before that line and rerun")
+    notes += heading_matter_notes(structure.heading_matter)
     notes += structure.notes
     if page := page_numbers(ms, structure):
         notes.insert(0, page["warning"])
@@ -176,6 +180,17 @@ def segment(cfg, manuscript_path, say=lambda m: None, decisions=(), folders=(), 
                      f"the cut (a question and its answer, a speech and the reply): {', '.join(runs_on)}, "
                      "first in the review")
     return Segmentation(ms, structure, chunks, notes, entries, lengths)
+
+
+def heading_matter_notes(heading_matter) -> list[str]:
+    """One note per run of headings: the words between them that are no chunk, however
+    many stretches (a table of contents is one run: 27 of them in Dracula)."""
+    runs = {}
+    for title, words in heading_matter:
+        runs.setdefault(title, []).append(words)
+    return [f"{sum(w)} word(s) between the headings before '{title}' ("
+            + ("a subtitle or note" if len(w) == 1 else f"{len(w)} short stretches: a table of contents, "
+               "subtitles or notes") + ") are not a chunk; kept in the manifest" for title, w in runs.items()]
 
 
 # This many paragraphs that are only a number make stage 0 warn of page-number residue.
