@@ -316,3 +316,14 @@ def test_axolotl_keys_are_typed_on_load_and_null_means_default(tmp_path):
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(ConfigError, match="missing `base_model`"):
         load_config(path)
+
+
+def test_a_copied_config_finds_the_shipped_one_it_extends(tmp_path):
+    """A writer copies cpu_rehearsal.yaml out of the repository: its `extends:` still
+    reads the shipped config; a name found nowhere is an error that says `extends:`."""
+    copy = tmp_path / "mine.yaml"
+    copy.write_text(REHEARSAL_CONFIG.read_text(encoding="utf-8"), encoding="utf-8")
+    assert load_config(copy).data == load_config(REHEARSAL_CONFIG).data
+    copy.write_text("extends: nothere.yaml\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"`extends: nothere.yaml` names no file"):
+        load_config(copy)

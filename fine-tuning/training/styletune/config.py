@@ -50,7 +50,19 @@ def _read_yaml(path: Path, chain=()) -> dict:
     parent = data.pop("extends", None)
     if parent is None:
         return data
-    return merge_yaml(_read_yaml((path.parent / parent).resolve(), chain + (path,)), data)
+    return merge_yaml(_read_yaml(_parent_config(path, parent), chain + (path,)), data)
+
+
+def _parent_config(path: Path, parent: str) -> Path:
+    """`extends:` beside the config, else among the repository's configs: a copy of a
+    shipped config (cpu_rehearsal.yaml elsewhere) still finds the config it extends."""
+    beside = (path.parent / parent).resolve()
+    shipped = (paths.CONFIG_DIR / parent).resolve()
+    for found in (beside, shipped):
+        if found.is_file():
+            return found
+    raise ConfigError(f"{path}: `extends: {parent}` names no file, neither beside it ({beside}) nor in "
+                      f"{paths.shown(paths.CONFIG_DIR)}: fix the name or give its path")
 
 
 @dataclass

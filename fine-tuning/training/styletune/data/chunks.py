@@ -47,7 +47,7 @@ def _skip_reason(path: Path, glob: str) -> str | None:
     if name.startswith("."):
         return "hidden file"
     if path.is_dir():
-        return "folder (originals of split chunks)" if name == "backup" else "folder"
+        return "folder (backups: chunks replaced by a recut or a split)" if name == "backup" else "folder"
     if fnmatch.fnmatch(name, glob):
         return None
     if name.lower().startswith("chunk_") and path.suffix.lower() in DOCUMENT_SUFFIXES:
