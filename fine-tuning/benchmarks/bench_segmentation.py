@@ -16,7 +16,9 @@ as it shipped: its budget 3000, its minimum 600 (it has no target).
 Figures per novel and per set: boundary precision, recall and F1 within one
 paragraph; Pk and WindowDiff (paragraphs as units, k = half the mean reference
 chunk); chunk count; median length over the target; the share within [0.5, 1.5] x
-target; the shortest and longest chunk; and the seam model's ranking alone (AUC).
+target; the shortest and longest chunk; the cuts (not the author's) where the dialogue
+runs on across the cut, a question and its answer split ("cuts in talk"); and the seam
+model's ranking alone (AUC).
 The seam model used on a novel is trained on the other six only (leave one out); the chunker's three settings were tuned on
 the development novels (--tune searches them there). Also: stage 0's time on a
 200,000-word manuscript (two novels joined), and how many review decisions a
@@ -45,7 +47,7 @@ from styletune.config import load_config  # noqa: E402
 from styletune.data import seam_model  # noqa: E402
 from styletune.data.manuscript import analyse, chapters_of, plan_to_target, read_manuscript  # noqa: E402
 from styletune.data.review import constraints, decide, opening, reference_answers, review_entries  # noqa: E402
-from styletune.data.seam_model import SeamModel, units  # noqa: E402
+from styletune.data.seam_model import SeamModel, boundary_features, dialogue_runs_on, units  # noqa: E402
 from styletune.data.seam_training import fit, labelled_novel, novel_weights, rows  # noqa: E402
 from styletune.data.seams import Lengths, Measure, cut_to_fit  # noqa: E402
 from styletune.data.segment import MARGINS, chunk_lengths  # noqa: E402
@@ -171,12 +173,24 @@ def measure_one(kind, novel, text, cues, counter, old=None, review=False):
     tokens = [measure.tokens(c.start, c.end) for c in chunks]
     pk, wd = pk_windowdiff(pred, ref, n)
     return {"tp_pred_ref": boundary_scores(pred, ref, ignore), "pk": pk, "wd": wd,
+            "talk": cuts_in_talk(text, [c.start for c in chunks[1:]], set(seams)),
             "chunks": len(chunks), "ref_chunks": len(seams) + 1, "target": target,
             "median_ratio": statistics.median(tokens) / target,
             "in_band": sum(0.5 * target <= t <= 1.5 * target for t in tokens) / len(tokens),
             "shortest": min(tokens), "longest": max(tokens), "seconds": seconds,
             "under_min": sum(t < MINIMUM for t in tokens),
             "review": review_decisions(text, seams, counter, lengths) if review and kind == "new" else None}
+
+
+def cuts_in_talk(text, cuts, seams) -> int:
+    """The cuts, other than the author's own seams, where the dialogue runs on across
+    the cut (seam_model.dialogue_runs_on: a question and its answer, a speech and the
+    reply): the cuts a writer would least make."""
+    paras = units(text)
+    feats = boundary_features(text, paras, keep=set(cuts))
+    at = {paras[i][0]: i for i in feats}
+    return sum(bool(dialogue_runs_on(feats[at[c]], text[paras[at[c] - 1][0]:paras[at[c] - 1][1]]))
+               for c in cuts if c in at and c not in seams)
 
 
 def splitter_finds(novel, counter, cfg):
@@ -237,6 +251,7 @@ def summary(results):
             "in_band": statistics.mean(r["in_band"] for r in results),
             "shortest": min(r["shortest"] for r in results), "longest": max(r["longest"] for r in results),
             "under_min": sum(r["under_min"] for r in results),
+            "talk": sum(r["talk"] for r in results),
             "decisions": [r.get("review") for r in results]}
 
 
@@ -303,15 +318,15 @@ def evaluate(names, novels, models, chunker, counter, conditions, old, review=Fa
 def table(results, names, label, conditions, kinds):
     print(f"\n### {label}\n")
     print("| condition | chunker | F1 | precision | recall | Pk | WindowDiff | chunks (reference) "
-          "| median / target | in 0.5-1.5x | shortest | longest | under 500 |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| median / target | in 0.5-1.5x | shortest | longest | under 500 | cuts in talk |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for cues in conditions:
         for kind in kinds:
             s = summary([results[(n, cues, kind)] for n in names])
             print(f"| {'marked' if cues else 'unmarked'} | {'today' if kind == 'new' else BASELINE_COMMIT} "
                   f"| {s['f1']:.2f} | {s['precision']:.2f} | {s['recall']:.2f} | {s['pk']:.2f} | "
                   f"{s['wd']:.2f} | {s['chunks']} ({s['ref_chunks']}) | {s['median_ratio']:.2f} | "
-                  f"{s['in_band']:.0%} | {s['shortest']} | {s['longest']} | {s['under_min']} |")
+                  f"{s['in_band']:.0%} | {s['shortest']} | {s['longest']} | {s['under_min']} | {s['talk']} |")
 
 
 def splitter_table(results, names, limit):
@@ -335,7 +350,7 @@ def per_novel(results, names, conditions):
                         + ("" if reached else " (reference NOT reached in 5 rounds)"))
             print(f"  {'marked' if cues else 'unmarked'} {name}: F1 {f1(tp, npred, nref):.2f} "
                   f"({tp}/{npred} predicted, {nref} seams), {r['chunks']} chunks vs {r['ref_chunks']}, "
-                  f"target {r['target']}, {r['seconds']:.1f} s{said}")
+                  f"target {r['target']}, {r['seconds']:.1f} s, {r['talk']} cut(s) in talk{said}")
 
 
 def tune(novels, models, counter):

@@ -209,7 +209,10 @@ def paragraphs_starting(raw, want):
     """Offsets of the paragraphs of `raw` that begin with `want`, compared as_typed (a
     writer copies the words from the review, not the file's _italics_ marks)."""
     want = as_typed(want)
-    return [a for a, b, _ in units(raw) if as_typed(raw[a:min(b, a + 4 * len(want) + 40)]).startswith(want)]
+    # the words may run on into the next paragraph (a review's seam key does); a line
+    # that is only marks ("* * *") is no paragraph to start with
+    return [a for a, b, _ in units(raw) if as_typed(raw[a:b])
+            and as_typed(raw[a:a + 4 * len(want) + 40]).startswith(want)]
 
 
 def cut_before_text(raw, offset, words=6):
