@@ -344,6 +344,26 @@ def test_the_review_puts_cuts_inside_a_conversation_first_and_uncut_marks_last(t
     assert md.index(f"## {cuts[-1]['id']}:") < md.index("# Scene-break marks left uncut")
 
 
+def test_stage_0_cuts_where_the_talk_pauses_not_between_a_question_and_its_answer(tmp_path, make_config, capsys):
+    """A chapter of conversation with a paragraph of narration every so often: every cut
+    goes where narration takes over, none between a question and its answer
+    (seam_model's talk_penalty; without it this book had cuts inside the talk)."""
+    rng = random.Random(12)
+    words = "harbour lamp bread salt rope gull tide net mast oar cabin deck".split()
+    line = lambda: " ".join(rng.choices(words, k=40)).capitalize()  # noqa: E731
+    paras = []
+    for n in range(120):
+        paras.append(f'"{line()}?" asked Anna.' if n % 2 == 0 else f'"{line()}," said Tom.')
+        if n % 24 == 23:
+            paras.append(f"The {rng.choice(words)} creaked. {line()}.")
+    src, out, printed = cut_paragraphs(tmp_path, make_config, capsys, paras)
+    manifest = assert_conserved(out, read_manuscript(src).body)
+    starts = [(out / c["file"]).read_text(encoding="utf-8") for c in manifest["chunks"][1:]]
+    assert len(starts) >= 3 and all(t.startswith(("The ", '"')) for t in starts)
+    talk = [e for e in review_ids(out).values() if e.get("dialogue_runs_on")]
+    assert not talk, [e["seam"]["after"][:40] for e in talk]
+
+
 def test_no_headings_no_breaks_falls_back_to_paragraph_scoring(tmp_path, make_config, capsys):
     rng = random.Random(5)
     words = "harbour lamp bread salt rope gull tide net mast oar cabin deck".split()

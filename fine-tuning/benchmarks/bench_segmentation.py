@@ -357,7 +357,8 @@ def tune(novels, models, counter):
     print("tuning on the development novels (unmarked F1, leave-one-out models)")
     best = None
     for weight, offset in itertools.product((2.0, 4.0, 8.0), (1.0, 2.0, 3.0, 4.0)):
-        chunker = {"length_weight": weight, "mark_score": 8.0, "seam_offset": offset}
+        chunker = {"length_weight": weight, "mark_score": 8.0, "seam_offset": offset,
+                   "talk_penalty": seam_model.model().data["talk_penalty"]}
         res = evaluate(DEV_NOVELS, novels, models, chunker, counter, [False], None)
         s = summary(list(res.values()))
         print(f"  length_weight {weight}, seam_offset {offset}: F1 {s['f1']:.3f}, "
@@ -392,7 +393,7 @@ def main():
     novels = [labelled_novel(p) for p in sorted(CORPUS.glob("*.txt"))]
     models = Models(novels)
     shipped = seam_model.model().data
-    chunker = {k: shipped[k] for k in ("length_weight", "mark_score", "seam_offset")}
+    chunker = {k: shipped[k] for k in ("length_weight", "mark_score", "seam_offset", "talk_penalty")}
     if args.tune:
         tune(novels, models, counter)
         return

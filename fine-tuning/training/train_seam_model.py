@@ -23,7 +23,8 @@ from styletune import cli  # beside this script; cli turns a missing package int
 # - mark_score: a seam at a scene-break mark (a model seam's score is its logit);
 # - seam_offset: added to every model seam's logit (the logit's own prior is a
 #   chapter's rarity; a chunk boundary is several times as common).
-CHUNKER = {"length_weight": 2.0, "mark_score": 8.0, "seam_offset": 2.0}
+# - talk_penalty: taken off a seam's score where the dialogue runs on across it.
+CHUNKER = {"length_weight": 2.0, "mark_score": 8.0, "seam_offset": 2.0, "talk_penalty": 3.0}
 
 
 def build_parser():

@@ -127,7 +127,7 @@ def blank_line_cut(body, seam, paragraphs) -> tuple[float, list, str]:
     signals = ([f"scene break {seam.mark} (no visible mark)"] + ([runs_on] if runs_on else [])
                + (["the text alone shows no other sign of a scene change"]
                   if said == ["paragraph boundary"] else ["the text: " + ", ".join(said)]))
-    return model().logit(seam.features) + model().data["seam_offset"], signals, runs_on
+    return model().seam_score(seam.features), signals, runs_on
 
 
 def review_entries(body, seams, chunks, measure, lengths, decided=(), known_ids=None):
