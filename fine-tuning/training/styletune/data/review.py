@@ -284,12 +284,16 @@ def decide(entries, answer, decided=()) -> dict:
     return {"seam": source["seam"], "action": action, "was_cut": bool(source.get("was_cut")), "id": ident}
 
 
+def quoted_opening(text, words=8) -> str:
+    """A place in words for the terminal: “its first eight words…”."""
+    return "“" + " ".join(text.split()[:words]) + "…”"
+
+
 def described(decision) -> str:
     """A decision in words, for the terminal: which seam it took and what it does there."""
-    words = lambda seam: "“" + " ".join(seam.split()[:8]) + "…”"  # noqa: E731
-    place = words(decision["seam"]["after"] if "seam" in decision else decision["at"])
+    place = quoted_opening(decision["seam"]["after"] if "seam" in decision else decision["at"])
     to = decision.get("to")
-    to = words(to["after"] if isinstance(to, dict) else to) if to else None
+    to = quoted_opening(to["after"] if isinstance(to, dict) else to) if to else None
     action = decision["action"]
     said = {"keep": (f"the cut before {place} stays" if decision.get("was_cut")
                      else f"the mark before {place} stays uncut"),

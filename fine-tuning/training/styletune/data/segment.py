@@ -15,6 +15,7 @@ from styletune.data.review import (
     decide,
     described,
     id_key,
+    quoted_opening,
     read_decisions,
     review_entries,
     review_markdown,
@@ -380,9 +381,8 @@ def changed_cuts(out_dir, body, chunks) -> list[str]:
     if record.get("body_sha256") != sha256_bytes(body.encode("utf-8")):
         return []
     new = {c.start for c in chunks}
-    words = lambda at: "“" + " ".join(body[at:at + 300].split()[:8]) + "…”"  # noqa: E731
-    return ([f"new cut before {words(at)}" for at in sorted(new - old)]
-            + [f"no longer a cut before {words(at)}" for at in sorted(old - new)])
+    return ([f"new cut before {quoted_opening(body[at:at + 300])}" for at in sorted(new - old)]
+            + [f"no longer a cut before {quoted_opening(body[at:at + 300])}" for at in sorted(old - new)])
 
 
 def known_ids(out_dir, decisions) -> dict:
