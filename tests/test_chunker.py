@@ -291,11 +291,13 @@ def test_a_cut_at_blank_lines_alone_is_a_guess_in_the_review(tmp_path, make_conf
 
 def test_a_paragraph_is_found_by_its_words_as_typed():
     """`cut:` takes the words as the writer reads and types them: no _italics_ marks,
-    straight quotes for curly ones."""
+    quotation marks of either shape or none, a dash as one character or two hyphens."""
     from styletune.data.review import find_opening
     from styletune.errors import InputError
     body = "_24 August._--A quiet day.\n\n_25 August._--Another bad night.\n\n“What time is it?” she asked.\n"
     assert find_opening(body, "25 August.--Another bad") == body.index("_25 August")
     assert find_opening(body, '"What time is it?" she') == body.index("“What")
+    assert find_opening(body, "What time is it? she") == body.index("“What")      # quotes left out
+    assert find_opening(body, "25 August.—Another bad") == body.index("_25 August")  # Word's dash
     with pytest.raises(InputError, match="0 paragraphs"):
         find_opening(body, "26 August")

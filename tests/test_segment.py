@@ -302,7 +302,9 @@ def test_review_ids_name_their_seam_for_good(tmp_path, make_config, capsys):
     assert f"no longer a cut before “{opening}…”" in printed
     second = review_ids(out)
     assert "s01" not in second
-    assert all(second[i]["seam"] == first[i]["seam"] for i in second if i in first)
+    # an id shows the same entry in every review: its place, cut or not, its alternatives
+    from styletune.data.review import id_key
+    assert all(id_key(second[i]) == id_key(first[i]) for i in second if i in first)
     assert all(int(i[1:]) > len(first) for i in second if i not in first)   # new seams, new numbers
     # the last id of the first review, answered after the recut: still that seam
     last = f"s{len(first):02d}"
@@ -318,7 +320,7 @@ def test_review_ids_name_their_seam_for_good(tmp_path, make_config, capsys):
     # and its alternatives, as the first review listed them, still answer it
     alt = " ".join(dropped["alternatives"][0]["seam"]["after"].split()[:8])
     assert STAGE0.main(args + ["--decide", "s01=alt1"]) == 0
-    assert f"your answer s01=move: no cut before “{opening}…”; a cut before “{alt}…” instead" in capsys.readouterr().out
+    assert f"your answer s01=alt1: no cut before “{opening}…”; a cut before “{alt}…” instead" in capsys.readouterr().out
     assert any(p.read_text().startswith(alt) for p in chunk_files(out))
 
 
@@ -362,6 +364,25 @@ def test_stage_0_cuts_where_the_talk_pauses_not_between_a_question_and_its_answe
     assert len(starts) >= 3 and all(t.startswith(("The ", '"')) for t in starts)
     talk = [e for e in review_ids(out).values() if e.get("dialogue_runs_on")]
     assert not talk, [e["seam"]["after"][:40] for e in talk]
+
+
+def test_answers_that_clash_or_no_longer_match_are_named(tmp_path, make_config, capsys):
+    """A cut inside a stretch another answer keeps whole: the cut is made, and the clash
+    named; an answer whose words were edited away is not counted as applied. Words
+    are matched as typed: no quotation marks, a dash as two hyphens."""
+    out = tmp_path / "cut"
+    args = [str(MANUSCRIPT), "--config", str(make_config()), "--out", str(out), "--force"]
+    assert STAGE0.main(args + ["--decide", "whole:There was a small pause|Fenn told you about the orbit",
+                               "--decide", "cut:Haji, said Fenn, with enormous restraint"]) == 0
+    printed = capsys.readouterr().out
+    assert "1 of your answers clash" in printed and "“Haji,” said Fenn" in printed
+    assert "your answer cut:Haji, said Fenn, with enormous restraint: a cut before" in printed
+    assert any(p.read_text().startswith("“Haji,” said Fenn") for p in chunk_files(out))
+    edited = tmp_path / "edited.txt"
+    edited.write_text(MANUSCRIPT.read_text().replace("There was a small pause", "There was a pause"))
+    assert STAGE0.main([str(edited)] + args[1:]) == 0
+    printed = capsys.readouterr().out
+    assert "1 decision(s) no longer match" in printed and "; 1 decision(s) of yours applied" in printed
 
 
 def test_no_headings_no_breaks_falls_back_to_paragraph_scoring(tmp_path, make_config, capsys):

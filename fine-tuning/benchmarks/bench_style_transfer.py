@@ -76,8 +76,9 @@ def write_config(work: Path, args, validation: list[str] | None) -> Path:
                 "serve_dir": str(work / "serve"), "chunk_target_tokens": args.max_tokens * 2 // 3,
                 "segment_min_tokens": args.max_tokens // 3,
                 "evaluation": {"report_dir": str(work / "style_report"), "generation_tokens": 100,
-                               "prompts_per_chunk": 4, "prompt_words": 80, "train_prompts": 16,
-                               "segment_words": 500, "bootstrap": 1000}}
+                               "prompts_per_chunk": 2, "prompt_words": 80, "train_prompts": 16,
+                               "segment_words": 500, "bootstrap": 1000,
+                               "max_prompts": None}}    # the rehearsal config's cap of 8 is the demo's
     if validation is not None:
         pipeline["validation_chunks"] = validation
     cfg = {"extends": str(FT / "configs" / "cpu_rehearsal.yaml"),

@@ -20,6 +20,7 @@ Stage 0 turns them into cuts it must make and places it must not cut
 (`constraints`), and chooses every other cut around them.
 """
 import json
+import re
 from dataclasses import dataclass
 
 from styletune import paths
@@ -45,9 +46,12 @@ def find_seam(body, key, starts) -> int | None:
     return hits[0] if len(hits) == 1 else None
 
 
-def find_opening(body, opening) -> int:
-    """The one paragraph start whose first words are `opening` (seams.paragraphs_starting)."""
+def find_opening(body, opening, gone_ok=False) -> int | None:
+    """The one paragraph start whose first words are `opening` (seams.paragraphs_starting);
+    None when none does and `gone_ok` (a recorded answer whose words were edited away)."""
     hits = paragraphs_starting(body, opening) if as_typed(opening) else []
+    if not hits and gone_ok:
+        return None
     if len(hits) != 1:
         raise InputError(f"decision {opening!r}: {len(hits)} paragraphs of the manuscript begin so; "
                          "give the first words of exactly one paragraph (add words until only one "
@@ -61,6 +65,7 @@ class Constraints:
     forbidden: set
     extra: list          # [Candidate] for forced places the model does not score
     stale: list          # decisions whose words are no longer in the manuscript
+    clashes: list = None  # offsets where one answer cuts and another says no cut (the cut wins)
 
 
 def read_decisions(path) -> list:
@@ -76,9 +81,11 @@ def read_decisions(path) -> list:
     return decisions
 
 
-def constraints(body, decisions, barriers=()) -> Constraints:
+def constraints(body, decisions, barriers=(), fresh=()) -> Constraints:
     """The decisions as offsets in `body`: cuts to make, places never to cut.
-    `barriers`: where chunks start whatever the decisions (chapter openings)."""
+    `barriers`: where chunks start whatever the decisions (chapter openings); `fresh`:
+    this run's answers, whose words must be found (a recorded one may have been
+    edited away: not applied, and said so)."""
     starts = [a for a, _, _ in units(body)]
     out = Constraints(set(), set(), [], [])
     wholes = []
@@ -86,13 +93,13 @@ def constraints(body, decisions, barriers=()) -> Constraints:
         if "seam" in d:
             at = find_seam(body, d["seam"], starts)
         else:                                   # "cut:/drop:First words of a paragraph"
-            at = find_opening(body, d["at"])
+            at = find_opening(body, d["at"], gone_ok=d not in fresh)
         to = d.get("to")
         if isinstance(to, dict):
             to = find_seam(body, to, starts)
         elif to is not None:
-            to = find_opening(body, to)
-        if at is None or (d["action"] == "move" and to is None):
+            to = find_opening(body, to, gone_ok=d not in fresh)
+        if at is None or (d["action"] in ("move", "whole") and "to" in d and to is None):
             out.stale.append(d)
             continue
         if d["action"] == "keep":
@@ -103,13 +110,15 @@ def constraints(body, decisions, barriers=()) -> Constraints:
             out.forced.add(at)
         elif d["action"] == "whole":            # `to`, when given: where the next chunk starts
             out.forced.update(o for o in (at, to) if o is not None)
-            wholes.append(at)
+            wholes.append((at, to))
         else:                                   # move
             out.forbidden.add(at)
             out.forced.add(to)
-    for at in wholes:                           # no cut until the next one that must be
-        until = min([o for o in out.forced | set(barriers) if o > at] + [len(body)])
+    for at, to in wholes:                       # no cut to `to`, or until the next one that must be
+        ends = [to] if to is not None else [o for o in out.forced if o > at]
+        until = min([o for o in [*ends, *barriers] if o > at] + [len(body)])
         out.forbidden.update(o for o in starts if at < o < until)
+    out.clashes = sorted(out.forced & out.forbidden)
     out.forbidden -= out.forced
     out.extra = [Candidate(a, 0.0, ["your cut (decisions file)"]) for a in sorted(out.forced)]
     return out
@@ -135,7 +144,8 @@ def review_entries(body, seams, chunks, measure, lengths, decided=(), known_ids=
     lines alone (no visible mark: a guess too, many a blank line is only layout) and
     every mark left uncut, most doubtful first. `seams`: plan_chunks' (Candidate,
     places, chapter span); `decided`: offsets the writer already decided (left out);
-    `known_ids`: the ids earlier reviews gave (assign_ids).
+    `known_ids`: (id_key -> id, ids used), from earlier reviews and decisions
+    (assign_ids).
 
     Doubt, in three tiers: a cut with no visible mark where the dialogue runs on
     across it (seam_model.dialogue_runs_on: a question and its answer, a speech and
@@ -171,8 +181,8 @@ def review_entries(body, seams, chunks, measure, lengths, decided=(), known_ids=
                      "cut at an unmarked seam" if cut else f"scene-break mark {seam.mark} left uncut"),
             "was_cut": cut,
             "seam": seam_key(body, seam.offset),
-            "before": " ".join(body[lo:seam.offset].split()[-CONTEXT_WORDS:]),
-            "after": " ".join(body[seam.offset:hi].split()[:CONTEXT_WORDS]),
+            "before": context(body[lo:seam.offset], -CONTEXT_WORDS),
+            "after": context(body[seam.offset:hi], CONTEXT_WORDS),
             "tokens_before": measure.tokens(lo, seam.offset),
             "tokens_after": measure.tokens(seam.offset, hi),
             "signals": signals,
@@ -185,26 +195,49 @@ def review_entries(body, seams, chunks, measure, lengths, decided=(), known_ids=
         })
     entries.sort(key=lambda e: (0 if e.get("dialogue_runs_on") else 1 if e["was_cut"] else 2,
                                 e["margin"], e["seam"]["after"]))
-    assign_ids(entries, known_ids or {})
+    assign_ids(entries, *(known_ids or ({}, ())))
     return entries
+
+
+def context(text, words) -> str:
+    """The first `words` words of `text` (the last, when negative), its paragraphs kept
+    apart by a blank line, each on one line: a heading or a signature reads as one."""
+    paragraphs = [squash(p) for p in re.split(r"\n\s*\n", text) if p.strip()]
+    kept, left = [], abs(words)
+    for p in (paragraphs if words > 0 else reversed(paragraphs)):
+        if left <= 0:
+            break
+        w = p.split()
+        kept.append(" ".join(w[:left] if words > 0 else w[-left:]))
+        left -= len(w)
+    return "\n\n".join(kept if words > 0 else reversed(kept))
 
 
 def _paragraph_before(body, offset, paragraphs) -> str:
     return next((body[s:e] for s, e in reversed(paragraphs) if e <= offset), "")
 
 
-def id_key(seam: dict) -> str:
+def place_key(seam: dict) -> str:
+    """A seam's place, by the words around it."""
     return seam["before"] + "\u2702" + seam["after"]
 
 
-def assign_ids(entries, known: dict) -> None:
-    """An id per entry that names its seam for good: the one an earlier review or
-    decision gave it (`known`: id_key -> id), else the next number unused, so an
-    answer read off an older review still means the seam the writer read."""
-    used = {int(i[1:]) for i in known.values() if i[1:].isdigit()}
-    n = max(used, default=0)
+def id_key(entry: dict) -> str:
+    """What a review entry shows: its place, whether the tool cut there, and its
+    alternatives. An id stands for all of it, so `keep` and `altN` mean what the
+    review the writer read showed."""
+    return "|".join([place_key(entry["seam"]), str(entry["was_cut"]),
+                     *(place_key(a["seam"]) for a in entry["alternatives"])])
+
+
+def assign_ids(entries, known: dict, used=()) -> None:
+    """An id per entry, for good: the one an earlier review gave the same entry
+    (`known`: id_key -> id), else the next number unused (`used`: ids of earlier
+    entries and decisions). An entry a recut changed (another alternative, or no
+    longer cut) gets a new id; its old id keeps its old meaning."""
+    n = max([int(i[1:]) for i in [*known.values(), *used] if i[1:].isdigit()], default=0)
     for e in entries:
-        if (given := known.get(id_key(e["seam"]))) is not None:
+        if (given := known.get(id_key(e))) is not None:
             e["id"] = given
         else:
             n += 1
@@ -235,13 +268,18 @@ def review_markdown(entries, command) -> str:
         lines += [f"## {e['id']}: {e['kind']}", "",
                   f"- chunk lengths: {e['tokens_before']} tokens before, {e['tokens_after']} after",
                   f"- signals: {'; '.join(e['signals'])}", "",
-                  f"> ...{_last_words(e['before'], 700)}", ">", "> ✂", ">",
-                  f"> {_first_words(e['after'], 700)}...", ""]
+                  *_quoted("..." + _last_words(e["before"], 700)), ">", "> ✂", ">",
+                  *_quoted(_first_words(e["after"], 700) + "..."), ""]
         for k, alt in enumerate(e["alternatives"], 1):
             lines.append(f"- alt{k}: before \"{alt['seam']['after']}...\" ({alt['tokens_before']} | "
                          f"{alt['tokens_after']} tokens; {'; '.join(alt['signals'])})")
         lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def _quoted(text) -> list[str]:
+    """Markdown quote lines, a paragraph break kept as an empty quote line."""
+    return ["> " + line if line else ">" for line in text.split("\n")]
 
 
 def _first_words(text, chars) -> str:
@@ -290,18 +328,18 @@ def quoted_opening(text, words=8) -> str:
 
 
 def described(decision) -> str:
-    """A decision in words, for the terminal: which seam it took and what it does there."""
+    """What a decision does, in words, for the terminal: which place, cut or not."""
     place = quoted_opening(decision["seam"]["after"] if "seam" in decision else decision["at"])
     to = decision.get("to")
     to = quoted_opening(to["after"] if isinstance(to, dict) else to) if to else None
     action = decision["action"]
-    said = {"keep": (f"the cut before {place} stays" if decision.get("was_cut")
-                     else f"the mark before {place} stays uncut"),
+    said = {"keep": (f"a cut before {place}, as the review had it" if decision.get("was_cut")
+                     else f"no cut at the mark before {place}, as the review had it"),
             "drop": f"no cut before {place}",
             "cut": f"a cut before {place}",
             "move": f"no cut before {place}; a cut before {to} instead",
             "whole": f"one chunk from {place}" + (f" to just before {to}" if to else "")}[action]
-    return (f"{decision['id']}={action}: " if "id" in decision else f"{action}: ") + said
+    return said
 
 
 def opening(body, offset) -> str:

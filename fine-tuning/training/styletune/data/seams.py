@@ -22,6 +22,7 @@ choice of a place (`writer_cuts`, `cut_before_text`).
 """
 import bisect
 import math
+import re
 from dataclasses import dataclass
 
 from styletune.data.seam_model import Candidate, candidates, units
@@ -195,14 +196,15 @@ def squash(text):
     return " ".join(text.split())
 
 
-# What a writer may type differently from the file: emphasis marks and quote shapes.
-_AS_TYPED = str.maketrans({"_": None, "*": None, "“": '"', "”": '"', "‘": "'", "’": "'"})
+# What a writer may type differently from the file, or leave out: emphasis marks,
+# quotation marks of either shape, a dash as one character or two hyphens.
+_AS_TYPED = str.maketrans({c: None for c in "_*\"“”‘’'"})
 
 
 def as_typed(text):
     """`text` as it can be typed from how it reads: whitespace squashed, no _ or *
-    emphasis, straight quotes."""
-    return squash(text.translate(_AS_TYPED))
+    emphasis, no quotation marks or apostrophes, every dash (—, –, --) one "-"."""
+    return squash(re.sub(r"—|–|-+", "-", text.translate(_AS_TYPED)))
 
 
 def paragraphs_starting(raw, want):

@@ -15,10 +15,12 @@ from styletune.data.review import (
     decide,
     described,
     id_key,
+    place_key,
     quoted_opening,
     read_decisions,
     review_entries,
     review_markdown,
+    seam_key,
 )
 from styletune.data.seam_model import model
 from styletune.data.seams import Lengths, Measure
@@ -100,11 +102,11 @@ def lengths_for(cfg, counter, folders, say=lambda m: None) -> Lengths:
     return lengths
 
 
-def segment(cfg, manuscript_path, say=lambda m: None, decisions=(), folders=(), known_ids=None):
+def segment(cfg, manuscript_path, say=lambda m: None, decisions=(), folders=(), known_ids=None, fresh=()):
     """(manuscript, structure, chunks, notes, review): everything planned, nothing written.
     `decisions`: the writer's answers to earlier reviews (review.py); `folders`: where
     to look for chunks cut by hand (their lengths set the target); `known_ids`: the
-    review ids seams already have (review.assign_ids)."""
+    review ids seams already have (review.assign_ids); `fresh`: this run's answers."""
     ms = read_manuscript(manuscript_path)
     structure = analyse(ms.body)
     if not structure.sections:
@@ -113,7 +115,8 @@ def segment(cfg, manuscript_path, say=lambda m: None, decisions=(), folders=(), 
     counter = load_counter(cfg)
     lengths = lengths_for(cfg, counter, folders, say)
     rules = constraints(ms.body, decisions,
-                        barriers=[sections[0].start for sections in chapters_of(structure).values()])
+                        barriers=[sections[0].start for sections in chapters_of(structure).values()],
+                        fresh=fresh)
     say("planning chunks")
     punkt = None
     for margin in MARGINS:
@@ -143,6 +146,11 @@ def segment(cfg, manuscript_path, say=lambda m: None, decisions=(), folders=(), 
     for c in chunks:
         if c.start in rules.forced:
             c.reason = "your cut (segment_decisions.json)"
+    if rules.clashes:
+        notes.append(f"{len(rules.clashes)} of your answers clash (a cut where another answer keeps a "
+                     "stretch whole or says no cut): the cut was made before " + "; ".join(
+                         quoted_opening(ms.body[at:at + 300]) for at in rules.clashes[:3])
+                     + ". Drop one of the two answers (segment_decisions.json)")
     if rules.stale:
         notes.append(f"{len(rules.stale)} decision(s) no longer match the manuscript's words (edited "
                      "there?) and were not applied: " + "; ".join(
@@ -157,7 +165,7 @@ def segment(cfg, manuscript_path, say=lambda m: None, decisions=(), folders=(), 
     if structure.back_matter:
         at, _, words = structure.back_matter
         notes.insert(0, f"back matter after '{ms.body[at:].split(chr(10))[0].strip()}' (line "
-                        f"{ms.body.count(chr(10), 0, at) + 1}; {words} words: a publisher's list, notes, "
+                        f"{ms.line_of(at)}; {words} words: a publisher's list, notes, "
                         "errata) is not a chunk; it is kept verbatim in the manifest. If any of it is "
                         "yours, move it before that line and rerun")
     notes += heading_matter_notes(structure.heading_matter)
@@ -180,7 +188,7 @@ def segment(cfg, manuscript_path, say=lambda m: None, decisions=(), folders=(), 
         notes.append(f"{len(runs_on)} cut(s) with no visible mark where the dialogue runs on across "
                      f"the cut (a question and its answer, a speech and the reply): {', '.join(runs_on)}, "
                      "first in the review")
-    return Segmentation(ms, structure, chunks, notes, entries, lengths)
+    return Segmentation(ms, structure, chunks, notes, entries, lengths, len(rules.stale))
 
 
 def heading_matter_notes(heading_matter) -> list[str]:
@@ -224,6 +232,7 @@ class Segmentation:
     notes: list
     review: list
     lengths: Lengths
+    unapplied: int = 0     # decisions whose words are no longer in the manuscript
 
 
 def separators(body, chunks):
@@ -344,18 +353,19 @@ def last_review(out_dir) -> list:
 
 
 def earlier_seams(out_dir, review) -> list:
-    """The seams earlier reviews gave an id that this one no longer lists (decided, or
-    no longer a cut after a recut), without their excerpts: an id is never given to
-    another seam, and an answer read off an older review still finds its seam."""
-    listed = {id_key(e["seam"]) for e in review}
+    """The entries earlier reviews listed that this one does not (decided, re-planned,
+    or changed by a recut: a new id then), without their excerpts: an id is never
+    given to another entry, and an answer read off an older review still means what
+    that review showed."""
+    listed = {e["id"] for e in review}
     return [{k: e[k] for k in ("id", "kind", "was_cut", "seam", "alternatives")}
-            for e in last_review(out_dir) if id_key(e["seam"]) not in listed]
+            for e in last_review(out_dir) if e["id"] not in listed]
 
 
 def record_decisions(out_dir, answers) -> tuple[list, list]:
     """The decisions file with `answers` (--decide) added, each resolved against the
-    last review (or an earlier decision's id); a later answer about the same seam
-    replaces an earlier one. Returns (every decision, the new ones)."""
+    reviews so far (or an earlier decision's id); a later answer about the same seam
+    replaces an earlier one. Returns (every decision, [(answer, its decision)])."""
     decisions = read_decisions(out_dir / DECISIONS)
     entries = last_review(out_dir) if answers else []
     new = []
@@ -366,12 +376,13 @@ def record_decisions(out_dir, answers) -> tuple[list, list]:
         one = decide(entries, answer, decisions)
         decisions = [d for d in decisions if "seam" not in one or d.get("seam") != one["seam"]]
         decisions.append(one)
-        new.append(one)
+        new.append((answer, one))
     return decisions, new
 
 
-def changed_cuts(out_dir, body, chunks) -> list[str]:
-    """Lines saying which cuts differ from the last run's on the same manuscript body, so
+def changed_cuts(out_dir, body, chunks, entries=()) -> list[str]:
+    """Lines saying which cuts differ from the last run's on the same manuscript body,
+    with the review id of each place where one has it (`entries`, newest first), so
     an answer that moves other cuts (the chunker re-plans around it) never does so unseen."""
     try:
         record = json.loads((out_dir / MANIFEST).read_text(encoding="utf-8"))
@@ -381,14 +392,22 @@ def changed_cuts(out_dir, body, chunks) -> list[str]:
     if record.get("body_sha256") != sha256_bytes(body.encode("utf-8")):
         return []
     new = {c.start for c in chunks}
-    return ([f"new cut before {quoted_opening(body[at:at + 300])}" for at in sorted(new - old)]
-            + [f"no longer a cut before {quoted_opening(body[at:at + 300])}" for at in sorted(old - new)])
+    ids = {}
+    for e in entries:
+        ids.setdefault(place_key(e["seam"]), e["id"])
+
+    def place(at):
+        known = ids.get(place_key(seam_key(body, at)))
+        return quoted_opening(body[at:at + 300]) + (f" ({known})" if known else "")
+    return ([f"new cut before {place(at)}" for at in sorted(new - old)]
+            + [f"no longer a cut before {place(at)}" for at in sorted(old - new)])
 
 
-def known_ids(out_dir, decisions) -> dict:
-    """The ids the last review and the decisions gave their seams: they keep them."""
-    given = [*last_review(out_dir), *(d for d in decisions if "id" in d and "seam" in d)]
-    return {id_key(e["seam"]): e["id"] for e in given}
+def known_ids(out_dir, decisions) -> tuple[dict, set]:
+    """(id_key -> id, every id used) from the reviews so far and the decisions."""
+    entries = last_review(out_dir)
+    return ({id_key(e): e["id"] for e in entries},
+            {e["id"] for e in entries} | {d["id"] for d in decisions if "id" in d})
 
 
 def decisions_bytes(decisions) -> bytes:
@@ -402,13 +421,13 @@ def run(args) -> int:
     out_dir = paths.resolve_cli(args.out) if args.out else cfg.pipeline.book_dir
     print(f"config: {paths.shown(cfg.path)}")
     decisions, answered = record_decisions(out_dir, args.decide or [])
-    for decision in answered:
-        print(f"your answer {described(decision)}")
     manuscript = paths.resolve_cli(args.manuscript)
     seg = segment(cfg, manuscript, say=lambda m: print(f"... {m}", file=sys.stderr, flush=True),
                   decisions=decisions, folders=hand_cut_folders(cfg, out_dir, manuscript),
-                  known_ids=known_ids(out_dir, decisions))
+                  known_ids=known_ids(out_dir, decisions), fresh=[d for _, d in answered])
     ms, structure, chunks = seg.ms, seg.structure, seg.chunks
+    for answer, decision in answered:
+        print(f"your answer {answer}: {described(decision)}")
     print(f"manuscript: {paths.shown(ms.path)} ({word_count(ms.body):,} words)")
     if ms.gutenberg_stripped:
         print("Project Gutenberg header and licence found and removed")
@@ -427,19 +446,21 @@ def run(args) -> int:
     outputs = planned_outputs(cfg, seg, out_dir, command, earlier_seams(out_dir, seg.review))
     if decisions:
         outputs[out_dir / DECISIONS] = decisions_bytes(decisions)
-    if changes := changed_cuts(out_dir, ms.body, chunks):
+    # refused before anything is said to have been applied
+    retired = [] if args.dry_run else chunks_to_retire(outputs, out_dir, cfg.pipeline.chunk_glob, args.force)
+    if changes := changed_cuts(out_dir, ms.body, chunks, seg.review + last_review(out_dir)):
         print(f"\ncuts changed since the last run ({len(changes)}):")
         print("\n".join(f"  {line}" for line in changes[:12])
               + (f"\n  ... and {len(changes) - 12} more" if len(changes) > 12 else ""))
     guessed = [e for e in seg.review if e["was_cut"]]
     print(f"\nreview: {len(guessed)} cut(s) guessed with no visible mark in the text "
           f"({sum(bool(e.get('blank_lines')) for e in guessed)} of them at blank lines alone), then "
-          f"{len(seg.review) - len(guessed)} mark(s) left uncut; {len(decisions)} decision(s) of yours applied")
+          f"{len(seg.review) - len(guessed)} mark(s) left uncut; {len(decisions) - seg.unapplied} "
+          "decision(s) of yours applied")
     if args.dry_run:
         print(f"\ndry run: nothing written. Would write {len(chunks)} chunk files, the report and "
               f"the review into {paths.shown(out_dir)}/")
         return 0
-    retired = chunks_to_retire(outputs, out_dir, cfg.pipeline.chunk_glob, args.force)
     # stage 0's own chunk files, unedited: a renumbered one needs no copy in backup/
     ours = retired if edited_since_written(out_dir, cfg.pipeline.chunk_glob) == [] else []
     kept = backed_up(outputs, retired, ours)
