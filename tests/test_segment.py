@@ -176,6 +176,8 @@ def test_a_prologue_is_text_a_contents_list_one_note_and_what_follows_the_end_ba
     manifest = assert_conserved(out, read_manuscript(src).body)
     texts = [(out / c["file"]).read_text(encoding="utf-8") for c in manifest["chunks"]]
     assert texts[0].startswith("The harbour was older than the town.")
+    names = [c["file"] for c in manifest["chunks"]]        # the prologue is chapter 0 in the names
+    assert names[0].endswith("_ch00_prologue.txt") and "_ch01_" in names[1]
     assert not any("THE END" in t or "MORE BOOKS" in t or "Lamp and the Boat" in t for t in texts)
     assert "back matter after 'THE END'" in printed and "move it before that line" in printed
     assert "structure: 4 chapter(s)" in printed

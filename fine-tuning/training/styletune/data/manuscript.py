@@ -547,8 +547,11 @@ def name_chunks(chunks, structure: Structure) -> None:
     first chunk, its title's words; otherwise the chunk's opening words."""
     width = max(3, len(str(len(chunks))))
     seen = set()
+    # a prologue or preface is chapter 0, so CHAPTER 1's files say ch01
+    first = structure.chapters[0] if structure.chapters else (0, "")
+    shift = 1 if first[0] == 1 and _OPENING_PART.search(first[1]) else 0
     for i, c in enumerate(chunks, 1):
-        chapter = f"ch{c.chapter:02d}_" if structure.chapters else ""
+        chapter = f"ch{c.chapter - shift:02d}_" if structure.chapters else ""
         title = c.chapter_title.split(" / ")[-1] if c.chapter_title else ""
         first_of_chapter = c.chapter and c.chapter not in seen and title
         seen.add(c.chapter)
