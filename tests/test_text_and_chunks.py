@@ -99,7 +99,7 @@ def test_only_chunk_files_are_used_in_natural_order_and_the_rest_is_listed(tmp_p
     assert set(reasons) == {"README.md", "CURATION_REPORT.md", "metadata.json",
                             "novel_full_manuscript.txt", "draft.docx", ".DS_Store", "backup/"}
     assert reasons[".DS_Store"] == "hidden file"
-    assert "originals" in reasons["backup/"]
+    assert "backups" in reasons["backup/"]
 
 
 def test_a_chunk_saved_as_docx_is_an_error_not_a_silent_skip(tmp_path):
