@@ -23,7 +23,10 @@ Writes  into --out (default: style_pipeline.book_dir) chunk_NNN_<chapter>_<slug>
         left uncut, most doubtful first, each with its alternatives);
         segment_manifest.json (hashes, and the text between chunks verbatim: chunks +
         separators rebuild the manuscript). Refuses a folder that already holds
-        other chunk files unless --force (old chunk files then move into backup/).
+        other chunk files unless --force (old chunk files are then copied into backup/
+        first, unless only renumbered), and, even with --force, chunk files edited
+        since stage 0 wrote them. Each --decide answer is said back in words, and
+        the cuts a recut changed are listed with their review ids.
 
 Run     python fine-tuning/training/0_segment_manuscript.py MANUSCRIPT --out data/raw/my_book --dry-run
         python fine-tuning/training/0_segment_manuscript.py MANUSCRIPT --out data/raw/my_book
@@ -56,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(repeatable)")
     p.add_argument("--force", action="store_true",
                    help="write into a folder that holds other chunk files (every old chunk file "
-                        "it replaces or leaves out moves into backup/ first)")
+                        "it replaces or leaves out is copied into backup/ first; chunk files you "
+                        "edited since stage 0 wrote them are never replaced)")
     return p
 
 

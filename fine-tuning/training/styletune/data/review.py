@@ -7,6 +7,11 @@ scene-break marks left uncut, most doubtful first: each with an
 id, ~150 words either side, the chunk lengths either side, the signals, and the
 nearest alternative places, each one `--decide` away.
 
+Each entry's id stands for what its review showed (the place, cut or not, the
+alternatives; assign_ids): a recut that changes an entry gives it a new id, and
+segment_review.json keeps the entries gone from the review under "earlier", so an
+answer read off an older review means what that review showed.
+
 The writer's answers live in a decisions file (segment_decisions.json beside the
 chunks), one per seam, keyed by the words around it, not by position, so an edit
 elsewhere in the manuscript keeps them:
@@ -21,7 +26,7 @@ Stage 0 turns them into cuts it must make and places it must not cut
 """
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from styletune import paths
 from styletune.data.seam_model import Candidate, dialogue_runs_on, model, units
@@ -65,7 +70,7 @@ class Constraints:
     forbidden: set
     extra: list          # [Candidate] for forced places the model does not score
     stale: list          # decisions whose words are no longer in the manuscript
-    clashes: list = None  # offsets where one answer cuts and another says no cut (the cut wins)
+    clashes: list = field(default_factory=list)  # one answer cuts, another says no cut: the cut wins
 
 
 def read_decisions(path) -> list:

@@ -305,14 +305,21 @@ def planned_outputs(cfg, seg, out_dir, review_command, earlier=()) -> dict:
     return outputs
 
 
+def last_manifest(folder: Path) -> dict | None:
+    """The manifest stage 0 last wrote in `folder`, None when there is none to read."""
+    try:
+        record = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+        return record if isinstance(record.get("chunks"), list) else None
+    except (FileNotFoundError, NotADirectoryError, ValueError, AttributeError):
+        return None
+
+
 def edited_since_written(folder: Path, glob: str) -> list | None:
     """The chunk files in `folder` that are not as stage 0 wrote them (edited since, or
     added by hand), by its manifest's hashes; None when no manifest records them."""
-    try:
-        record = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-        written = {c["file"]: c["sha256"] for c in record["chunks"]}
-    except (FileNotFoundError, NotADirectoryError, ValueError, KeyError, TypeError):
+    if (record := last_manifest(folder)) is None:
         return None
+    written = {c["file"]: c["sha256"] for c in record["chunks"]}
     found = sorted((f for f in folder.glob(glob) if f.is_file()), key=lambda p: natural_key(p.name))
     return [f for f in found if written.get(f.name) != sha256_bytes(f.read_bytes())]
 
@@ -384,13 +391,10 @@ def changed_cuts(out_dir, body, chunks, entries=()) -> list[str]:
     """Lines saying which cuts differ from the last run's on the same manuscript body,
     with the review id of each place where one has it (`entries`, newest first), so
     an answer that moves other cuts (the chunker re-plans around it) never does so unseen."""
-    try:
-        record = json.loads((out_dir / MANIFEST).read_text(encoding="utf-8"))
-        old = {c["start"] for c in record["chunks"]}
-    except (FileNotFoundError, ValueError, KeyError, TypeError):
+    record = last_manifest(out_dir)
+    if record is None or record.get("body_sha256") != sha256_bytes(body.encode("utf-8")):
         return []
-    if record.get("body_sha256") != sha256_bytes(body.encode("utf-8")):
-        return []
+    old = {c["start"] for c in record["chunks"]}
     new = {c.start for c in chunks}
     ids = {}
     for e in entries:
