@@ -480,13 +480,19 @@ def test_split_refuses_a_cut_it_cannot_make_and_changes_nothing(book_copy, make_
 
 
 def test_suggested_cut_text_names_one_paragraph_only():
-    from styletune.data.seams import cut_before_text
+    from styletune.data.seams import cut_before_text, paragraphs_starting
     raw = ("The ship was quiet that night and it was cold.\n\nIt drifted.\n\n"
            "The ship was quiet that night and it was warm. Nobody slept.\n\nEnd.")
     second = raw.index("The ship was quiet that night and it was warm.")
     assert cut_before_text(raw, second) == "The ship was quiet that night and it was warm."
     assert cut_before_text(raw, raw.index("It drifted.")) == "It drifted."  # its own words only
     assert cut_before_text(raw, raw.index("End.")) == "End."
+    # a paragraph repeated word for word is named with the next one's first words
+    talk = "“Yes.”\n\nShe left.\n\n“Yes.”\n\nHe stayed on, alone.\n\n“Yes.”"
+    second = talk.index("“Yes.”", 1)
+    assert cut_before_text(talk, second) == "“Yes.” He"
+    assert paragraphs_starting(talk, cut_before_text(talk, second)) == [second]
+    assert cut_before_text(talk, talk.rindex("“Yes.”")) == "“Yes.”"   # the last: nothing follows
 
 
 def test_split_with_nothing_over_the_limit_says_cut_before_was_not_used(book_copy, make_config,

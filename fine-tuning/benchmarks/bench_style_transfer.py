@@ -16,7 +16,7 @@ non-overlapping intervals; copying from the training text no higher than
 Wells's own rate. Prints the wall time of each stage: about 2 hours on 2 cores
 (training 53 min, stage 4 about 30 min alone).
 
-Run:    python fine-tuning/benchmarks/bench_style_transfer.py [--epochs 2] [--work DIR]
+Run:    python fine-tuning/benchmarks/bench_style_transfer.py [--epochs 2] [--join-drills N] [--packing] [--work DIR]
         python fine-tuning/benchmarks/bench_style_transfer.py --work DIR --evaluate-only
 Output (2026-12-05, docs/benchmarks.md): stage 0 (segment): 0.1 min ... stage 2 (train): 53.0 min ...
         perplexity tuned/base 0.872 [0.853, 0.889] (target <= 0.8): NOT met
@@ -53,6 +53,12 @@ def parse_args():
                    help="stage 0 aims at two thirds of this per chunk, in example tokens, none over "
                         "sequence_len (1024) (short rows train fast on CPU)")
     p.add_argument("--held-out", type=float, default=0.10, help="share of chunks held out, from the end")
+    p.add_argument("--join-drills", type=int, default=None, metavar="N",
+                   help="join_drills_per_chunk for this run (default: the config's, 4); 0 trains on the "
+                        "book's examples alone, for the A/B of what the drills cost the voice")
+    p.add_argument("--packing", action="store_true",
+                   help="sample packing (the GPU bench's packing profile): the drills ride beside the "
+                        "examples in one sequence, kept apart, so a step holds several rows")
     p.add_argument("--work", help="working folder (default: a new temporary folder, kept)")
     p.add_argument("--evaluate-only", action="store_true",
                    help="rerun only stage 4 on an earlier run's --work folder (its model and data)")
@@ -83,6 +89,8 @@ def write_config(work: Path, args, validation: list[str] | None) -> Path:
                                "max_prompts": None}}    # the rehearsal config's cap of 8 is the demo's
     if validation is not None:
         pipeline["validation_chunks"] = validation
+    if args.join_drills is not None:
+        pipeline["join_drills_per_chunk"] = args.join_drills
     cfg = {"extends": str(FT / "configs" / "cpu_rehearsal.yaml"),
            "adapter": "lora", "load_in_4bit": False, "sequence_len": 1024,
            "datasets": [{"path": str(work / "data" / "train.jsonl")}],
@@ -91,6 +99,7 @@ def write_config(work: Path, args, validation: list[str] | None) -> Path:
            "max_steps": None, "num_epochs": args.epochs, "learning_rate": args.learning_rate,
            "gradient_accumulation_steps": 4, "warmup_ratio": 0.05,
            "eval_strategy": "epoch", "save_strategy": "epoch", "eval_steps": None, "save_steps": None,
+           **({"sample_packing": True, "pad_to_sequence_len": True} if args.packing else {}),
            "style_pipeline": pipeline}
     path = work / "bench.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))

@@ -60,7 +60,7 @@ def find_opening(body, opening, gone_ok=False) -> int | None:
     if len(hits) != 1:
         raise InputError(f"decision {opening!r}: {len(hits)} paragraphs of the manuscript begin so; "
                          "give the first words of exactly one paragraph (add words until only one "
-                         "matches)")
+                         "matches; they may run on into the paragraph after it)")
     return hits[0]
 
 

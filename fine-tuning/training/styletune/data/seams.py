@@ -219,11 +219,14 @@ def paragraphs_starting(raw, want):
 
 def cut_before_text(raw, offset, words=6):
     """The paragraph's first words, enough of them that no other paragraph of the
-    chunk starts the same way: what to pass to --cut-before for this place."""
+    chunk starts the same way: what to pass to --cut-before for this place. A
+    paragraph that another repeats word for word ("Yes.") takes the next one's first
+    words too, as the matching does."""
     end = next((b for a, b, _ in units(raw) if a == offset), len(raw))
-    split = raw[offset:end].split()
-    n = min(words, len(split))
-    while n < min(len(split), 40) and len(paragraphs_starting(raw, " ".join(split[:n]))) > 1:
+    own = len(raw[offset:end].split())
+    split = raw[offset:].split()
+    n = min(words, own)
+    while n < min(len(split), max(own, 40)) and len(paragraphs_starting(raw, " ".join(split[:n]))) > 1:
         n += 1
     return " ".join(split[:n])
 
