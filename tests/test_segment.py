@@ -582,6 +582,21 @@ def test_opening_cues_continuation_dialogue_and_headings():
     assert scores["OLIVER"] > max(scores["He sto"], scores["“Who i"])
 
 
+def test_an_italic_dateline_after_a_quotation_is_not_talk_running_on():
+    """Dracula, chapter 13: Seward's diary ends “"FINIS."” and the Westminster Gazette's
+    cutting follows under an italic dateline that opens with a quotation mark: a new
+    document, not a reply. An italic line of speech is still speech."""
+    from styletune.data.seam_model import boundary_features, units
+    diary = "So I can finish this diary, and say sadly and without hope,\n\n\"FINIS.\""
+    for line, runs_on in [('_"The Westminster Gazette," 25 September._', 0.0), ('_"Go away!"_', 1.0),
+                          ('"Go away," she said.', 1.0)]:
+        text = f"{diary}\n\n{line}\n\nThe neighbourhood of Hampstead is just at present exercised."
+        index = next(i for i, (a, _, _) in enumerate(units(text)) if text[a:].startswith(line))
+        features = boundary_features(text)[index]
+        assert features["opens_dialogue"] == 1.0          # the seam model's feature is unchanged
+        assert features["dialogue_runs_on"] == runs_on, line
+
+
 def test_stemming_strips_common_suffixes():
     from styletune.data.seam_model import _stem
     assert _stem("watched") == _stem("watching") == _stem("watches") == "watch"

@@ -86,6 +86,10 @@ _ANAPHORIC = re.compile(r"^\W*(?:he|she|it|they|him|her|his|its|their|this|these
                         r"(?:on|in|at|the|a|not|while|late|early|nearly|past)\b)", re.IGNORECASE)
 # A paragraph in capitals only: a chapter title or summary left in the text.
 _HEADING_LIKE = re.compile(r"^[^a-z]{3,400}$")
+# One line in italics, short: a dateline or a document's heading in an epistolary
+# novel (_"The Westminster Gazette," 25 September._), not a line of speech (one
+# italic quotation, _"Go!"_, is one).
+_ITALIC_LINE = re.compile(r"^_(?![\"“][^\"”]*[\"”]_)[^_\n]{1,120}_[.:]?$")
 # A capitalised word that does not open a sentence: most often a name.
 _NAME = re.compile(r"(?<![.!?\"“‘'—:]\s)(?<![.!?\"“‘'—:])(?<=\s)([A-Z][a-z’']{2,})")
 
@@ -292,17 +296,19 @@ def boundary_features(text, paras=None, keep=()):
         }
         # a question and its answer, a speech and the reply: 1% of the seven novels'
         # seams, 45% of their other paragraph starts (the chunker's talk_penalty)
+        out[i]["opens_speech"] = float(dialogue[i] and not _ITALIC_LINE.match(para))
         out[i]["dialogue_runs_on"] = float(bool(dialogue_runs_on(out[i], prev_text)))
     return out
 
 
 def dialogue_runs_on(features, previous) -> str:
     """Why a conversation seems to run on across a seam, '' when it does not: the
-    paragraph after opens with a quotation (the features' opens_dialogue) and the
-    one before (`previous`, its text) is a line of speech (ends_dialogue), ends with
-    a question or a closing quote, or ends with a quotation still open. The review
+    paragraph after opens with a quotation that is no italic dateline (the features'
+    opens_speech) and the one before (`previous`, its text) is a line of speech
+    (ends_dialogue), ends with a question or a closing quote, or ends with a
+    quotation still open. The review
     ranks a cut at blank lines alone where this holds as its most doubtful."""
-    if not features.get("opens_dialogue"):
+    if not features.get("opens_speech"):
         return ""
     prev = previous.strip()
     if _ENDS_QUESTION.search(prev):
