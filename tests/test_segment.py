@@ -9,6 +9,7 @@ from conftest import CORPUS, FT, SAMPLE_BOOK, load_script
 from styletune.data.manuscript import analyse, read_manuscript, rebuild
 from styletune.data.seam_model import candidates, units
 from styletune.data.seams import Lengths, plan
+from styletune.text.patterns import word_count
 
 STAGE0 = load_script(FT / "training" / "0_segment_manuscript.py")
 SPLIT = load_script(FT / "training" / "split_oversized_chunks.py")
@@ -33,14 +34,24 @@ def assert_conserved(out_dir, body):
     ("wells_the_war_of_the_worlds.txt", 27, "I. THE EVE OF THE WAR.", "X. THE EPILOGUE."),
     ("stevenson_jekyll_and_hyde.txt", 10, "STORY OF THE DOOR", "HENRY JEKYLL'S FULL STATEMENT"),
     ("doyle_a_study_in_scarlet.txt", 14, "CHAPTER I. MR. SHERLOCK HOLMES.", "CHAPTER VII. THE CONCLUSION."),
+    # every chapter's summary under its number is its title, wrapped over lines or not
+    ("dickens_oliver_twist.txt", 53, "CHAPTER I / TREATS OF THE PLACE WHERE OLIVER TWIST WAS BORN AND OF "
+     "THE CIRCUMSTANCES ATTENDING HIS BIRTH", "CHAPTER LIII / AND LAST"),
 ])
 def test_chapter_headings_of_real_novels(novel, chapters, first, last):
     ms = read_manuscript(CORPUS / novel)
     assert ms.gutenberg_stripped and "PROJECT GUTENBERG" not in ms.body.upper()[-3000:]
-    titles = [t for _, t in analyse(ms.body).chapters]
+    structure = analyse(ms.body)
+    titles = [t for _, t in structure.chapters]
     real = [t for t in titles if "CHAPTER" in t or novel.startswith(("wells", "stevenson"))]
     assert len(real) == chapters, titles
     assert real[0].endswith(first) and real[-1].startswith(last)
+    if novel.startswith("dickens"):
+        assert all(" / " in t for t in real)
+        openings = [ms.body[s.paras[0].start:s.paras[0].end] for s in structure.sections if s.paras]
+        assert not [o for o in openings if o.isupper()]      # no title left as the text's first paragraph
+        # the front matter's count is every word before CHAPTER I: title page and contents
+        assert structure.front_matter[2] == word_count(ms.body[:ms.body.index("CHAPTER I\n\nTREATS")])
 
 
 def test_heading_styles_and_scene_breaks_in_one_paragraph_per_line_text():
@@ -181,7 +192,9 @@ def test_a_prologue_is_text_a_contents_list_one_note_and_what_follows_the_end_ba
     assert not any("THE END" in t or "MORE BOOKS" in t or "Lamp and the Boat" in t for t in texts)
     assert "back matter after 'THE END'" in printed and "move it before that line" in printed
     assert "structure: 4 chapter(s)" in printed
-    assert printed.count("between the headings before") == 1 and "3 short stretches" in printed
+    # the word CONTENTS and the three entries: every word out of the chunks is counted
+    assert printed.count("between the headings before") == 1 and "16 word(s)" in printed
+    assert "4 short stretches" in printed
 
 
 def test_generated_novel_one_paragraph_per_line_never_crosses_a_chapter(tmp_path, make_config):

@@ -38,6 +38,9 @@ FRONT_MATTER_MAX_WORDS = 400
 # Prose between two headings shorter than this is heading matter (a part's
 # subtitle or epigraph): kept in the manifest, listed in the report, not a chunk.
 HEADING_MATTER_MAX_WORDS = 50
+# A chapter's title under its number may be a summary wrapped over lines (Oliver Twist's
+# longest has 26 words); longer than this, a capitalised paragraph is text.
+TITLE_BLOCK_MAX_WORDS = 40
 # A closing "THE END" (or "Finis") in the last tenth of the book with at most this many
 # words after it: what follows is back matter (a publisher's list, a transcriber's
 # errata), kept in the manifest, not a chunk. More, and it is left as text.
@@ -205,6 +208,17 @@ def _title_line(line: str) -> bool:
         and not line.endswith((",", ";"))
 
 
+def _title_block(block: str) -> bool:
+    """A title that may sit under a numbered heading, wrapped over up to four lines
+    (Dickens: 'TREATS OF THE PLACE WHERE OLIVER TWIST WAS BORN AND OF THE /
+    CIRCUMSTANCES ATTENDING HIS BIRTH'): capitalised lines, not prose, at most
+    TITLE_BLOCK_MAX_WORDS words, the last not ending mid-clause."""
+    lines = [ln.strip() for ln in block.strip().split("\n")]
+    return len(lines) <= 4 and word_count(block) <= TITLE_BLOCK_MAX_WORDS and not _is_prose(block) \
+        and all(len(ln) <= 80 and (_is_caps_line(ln) or _is_title_case(ln)) for ln in lines) \
+        and not lines[-1].endswith((",", ";"))
+
+
 def _split_heading_lines(text: str, spans):
     """A block whose first line is a chapter-shaped heading and whose next lines are
     prose (`# Chapter 1` straight above its text) is two paragraphs."""
@@ -253,11 +267,11 @@ def _classify(text: str, spans):
         kind = heading_kind(first_line, p.gap, i == 0, loose_gap)
         if kind and (len(lines) == 1 or kind != "title"):
             p.kind, p.heading_kind = "heading", kind
-    # One paragraph per line: a title line right under a numbered heading belongs to it.
+    # A title right under a numbered heading belongs to it: one line (one paragraph per
+    # line), or wrapped over a few (a chapter's summary in capitals).
     for prev, p in zip(paras, paras[1:]):
         if (prev.kind == "heading" and prev.heading_kind in ("number", "keyword") and p.kind == "text"
-                and p.gap <= usual and _title_line(text[p.start:p.end].strip())
-                and not _is_prose(text[p.start:p.end])):
+                and p.gap <= usual and _title_block(text[p.start:p.end])):
             p.kind, p.heading_kind = "heading", "title"
     return paras, usual
 
@@ -281,6 +295,7 @@ def analyse(text: str) -> Structure:
     current, reason = [], "start of the manuscript"
     chapter_no, chapter_title = 0, ""
     strong_chapters = set()
+    label_starts = {}          # chapter number: where its heading lines start
 
     def close(next_reason):
         nonlocal current
@@ -313,8 +328,8 @@ def analyse(text: str) -> Structure:
                 words = sum(word_count(text[r.start:r.end]) for r in stretch)
                 prose = any(_is_prose(text[r.start:r.end]) for r in stretch)
                 if k < len(paras) and (not prose or words <= HEADING_MATTER_MAX_WORDS):
-                    if prose:
-                        matter.append(words)
+                    if words:                   # a contents list too: no word leaves unsaid
+                        matter.append((paras[j].start, words))
                     j = k
                     continue
                 break
@@ -341,8 +356,8 @@ def analyse(text: str) -> Structure:
                 reason = f"chapter heading: {label}"
             else:
                 reason = f"after the title: {label}"
-            for w in matter:
-                heading_matter.append((label, w))
+            heading_matter += [(label, w, at) for at, w in matter]
+            label_starts[chapter_no] = label_paras[0].start if label_paras else p.start
             i = j
             continue
         if p.kind == "break":
@@ -367,8 +382,12 @@ def analyse(text: str) -> Structure:
                                and _prose_words(text, s) >= 50), len(before))]
         words = sum(word_count(text[q.start:q.end]) for s in before for q in s.paras)
         if before and words <= FRONT_MATTER_MAX_WORDS:
-            front = (before[0].start, before[-1].end, words)
             sections = sections[len(before):]
+            # all that precedes the first chapter's heading: title page and contents too
+            end = max(before[-1].end, label_starts.get(sections[0].chapter, 0)) if sections else before[-1].end
+            front = (before[0].start, end, word_count(text[:end]))
+    # the words between headings, those in the front matter counted there
+    heading_matter = [(label, w) for label, w, at in heading_matter if not (front and at < front[1])]
     sections, back = _without_back_matter(text, paras, sections)
     if back:
         chapters = [(n, t) for n, t in chapters if n <= sections[-1].chapter]

@@ -198,8 +198,8 @@ def heading_matter_notes(heading_matter) -> list[str]:
     for title, words in heading_matter:
         runs.setdefault(title, []).append(words)
     return [f"{sum(w)} word(s) between the headings before '{title}' ("
-            + ("a subtitle or note" if len(w) == 1 else f"{len(w)} short stretches: a table of contents, "
-               "subtitles or notes") + ") are not a chunk; kept in the manifest" for title, w in runs.items()]
+            + ("a subtitle, a contents list or a note" if len(w) == 1
+               else f"{len(w)} short stretches: a table of contents, subtitles or notes") + ") are not a chunk; kept in the manifest" for title, w in runs.items()]
 
 
 # This many paragraphs that are only a number make stage 0 warn of page-number residue.
