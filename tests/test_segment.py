@@ -159,6 +159,11 @@ def test_a_recut_never_puts_a_chunk_the_writer_edited_into_backup(tmp_path, make
     assert f"changed since stage 0 wrote them ({edited.name})" in err and "into the manuscript" in err
     assert "Traceback" not in err
     assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    # an answer said back before the refusal is said not to be recorded, and is not
+    assert STAGE0.main([str(MANUSCRIPT), "--config", str(config), "--out", str(out), "--force",
+                        "--decide", "cut:It should be explained, for those"]) == 2
+    assert "answer(s) above were not recorded" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     # an edit undone (or a recut that writes the file as it now is) recuts as before
     edited.write_bytes(before[edited.name].replace(b"A line the writer added.\n", b""))
     assert STAGE0.main([str(MANUSCRIPT), "--config", str(config), "--out", str(out), "--force"]) == 0
@@ -398,6 +403,25 @@ def test_answers_that_clash_or_no_longer_match_are_named(tmp_path, make_config, 
     assert STAGE0.main([str(edited)] + args[1:]) == 0
     printed = capsys.readouterr().out
     assert "1 decision(s) no longer match" in printed and "; 1 decision(s) of yours applied" in printed
+
+
+def test_a_cut_that_leaves_a_scrap_is_named_and_a_later_answer_replaces_it(tmp_path, make_config, capsys):
+    """Oliver Twist: a writer's cut left a 116-token chunk unsaid, and a later drop: of
+    the same words was recorded beside the cut:, as a clash, the cut kept."""
+    out = tmp_path / "cut"
+    args = [str(MANUSCRIPT), "--config", str(make_config()), "--out", str(out), "--force"]
+    assert STAGE0.main(args + ["--decide", "cut:It should be explained, for those"]) == 0
+    printed = capsys.readouterr().out
+    first = chunk_files(out)[0]
+    assert first.read_text().startswith("Afterwards, when the Consortium") and "It should be" not in first.read_text()
+    assert f"your cut before “It should be explained, for those who have…” leaves {first.name}" in printed
+    assert "too short to train on well" in printed
+    # the same place answered again, in more words: the later answer stands alone
+    assert STAGE0.main(args + ["--decide", "drop:It should be explained, for those who have never"]) == 0
+    printed = capsys.readouterr().out
+    decisions = json.loads((out / "segment_decisions.json").read_text())["decisions"]
+    assert [d["action"] for d in decisions] == ["drop"] and "clash" not in printed
+    assert not any(p.read_text().startswith("It should be explained") for p in chunk_files(out))
 
 
 def test_no_headings_no_breaks_falls_back_to_paragraph_scoring(tmp_path, make_config, capsys):

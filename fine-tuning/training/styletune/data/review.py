@@ -71,6 +71,8 @@ class Constraints:
     extra: list          # [Candidate] for forced places the model does not score
     stale: list          # decisions whose words are no longer in the manuscript
     clashes: list = field(default_factory=list)  # one answer cuts, another says no cut: the cut wins
+    # offset -> the answer that says no cut there (a drop, a keep of no cut, a whole)
+    uncut_by: dict = field(default_factory=dict)
 
 
 def read_decisions(path) -> list:
@@ -107,6 +109,8 @@ def constraints(body, decisions, barriers=(), fresh=()) -> Constraints:
         if at is None or (d["action"] in ("move", "whole") and "to" in d and to is None):
             out.stale.append(d)
             continue
+        if d["action"] in ("keep", "drop", "move") and not (d["action"] == "keep" and d.get("was_cut")):
+            out.uncut_by[at] = d
         if d["action"] == "keep":
             (out.forced if d.get("was_cut") else out.forbidden).add(at)
         elif d["action"] == "drop":
@@ -115,14 +119,16 @@ def constraints(body, decisions, barriers=(), fresh=()) -> Constraints:
             out.forced.add(at)
         elif d["action"] == "whole":            # `to`, when given: where the next chunk starts
             out.forced.update(o for o in (at, to) if o is not None)
-            wholes.append((at, to))
+            wholes.append((at, to, d))
         else:                                   # move
             out.forbidden.add(at)
             out.forced.add(to)
-    for at, to in wholes:                       # no cut to `to`, or until the next one that must be
+    for at, to, d in wholes:                    # no cut to `to`, or until the next one that must be
         ends = [to] if to is not None else [o for o in out.forced if o > at]
         until = min([o for o in [*ends, *barriers] if o > at] + [len(body)])
-        out.forbidden.update(o for o in starts if at < o < until)
+        inside = [o for o in starts if at < o < until]
+        out.forbidden.update(inside)
+        out.uncut_by.update((o, d) for o in inside if o not in out.uncut_by)
     out.clashes = sorted(out.forced & out.forbidden)
     out.forbidden -= out.forced
     out.extra = [Candidate(a, 0.0, ["your cut (decisions file)"]) for a in sorted(out.forced)]

@@ -145,10 +145,11 @@ def cut_to_fit(text, tokens, lengths: Lengths, punkt, marks=None, forced=(), for
         if cuts is not None:
             return cuts, allowed
     if forced or forbidden:
-        raise InputError(f"{where}your decisions (segment_decisions.json) leave no way to cut it "
-                         f"into chunks of at most {lengths.maximum} tokens: a 'whole' or 'drop' "
-                         "keeps a stretch too long together. Remove that decision, or add a cut "
-                         "inside the stretch ('cut:First words of a paragraph').")
+        raise InputError(f"{where}your answers (this run's --decide, and segment_decisions.json if "
+                         f"there is one) leave no way to cut it into chunks of at most {lengths.maximum} "
+                         "tokens: a 'whole' or 'drop' keeps a stretch too long together. Nothing was "
+                         "written or recorded. Leave that answer out (or remove it from the file), or "
+                         "add a cut inside the stretch ('cut:First words of a paragraph').")
     raise InputError(_no_fit_message(text, allowed, tokens, lengths.maximum, fix, where))
 
 

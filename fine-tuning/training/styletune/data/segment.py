@@ -23,7 +23,7 @@ from styletune.data.review import (
     seam_key,
 )
 from styletune.data.seam_model import model
-from styletune.data.seams import Lengths, Measure
+from styletune.data.seams import Lengths, Measure, as_typed
 from styletune.data.tokens import load_counter
 from styletune.errors import InputError, UserError
 from styletune.fileio import backed_up, normalise, sha256_bytes, write_outputs
@@ -146,11 +146,14 @@ def segment(cfg, manuscript_path, say=lambda m: None, decisions=(), folders=(), 
     for c in chunks:
         if c.start in rules.forced:
             c.reason = "your cut (segment_decisions.json)"
+    notes += short_by_your_cuts(chunks, rules.forced, lengths.minimum, ms.body)
     if rules.clashes:
         notes.append(f"{len(rules.clashes)} of your answers clash (a cut where another answer keeps a "
-                     "stretch whole or says no cut): the cut was made before " + "; ".join(
-                         quoted_opening(ms.body[at:at + 300]) for at in rules.clashes[:3])
-                     + ". Drop one of the two answers (segment_decisions.json)")
+                     "stretch whole or says no cut): " + "; ".join(
+                         f"the cut before {quoted_opening(ms.body[at:at + 300])} was made, against your "
+                         f"answer “{described(rules.uncut_by[at])}”" for at in rules.clashes[:3])
+                     + ". Answer that place again with --decide (the later answer replaces the earlier), "
+                     "or remove one from segment_decisions.json")
     if rules.stale:
         notes.append(f"{len(rules.stale)} decision(s) no longer match the manuscript's words (edited "
                      "there?) and were not applied: " + "; ".join(
@@ -189,6 +192,22 @@ def segment(cfg, manuscript_path, say=lambda m: None, decisions=(), folders=(), 
                      f"the cut (a question and its answer, a speech and the reply): {', '.join(runs_on)}, "
                      "first in the review")
     return Segmentation(ms, structure, chunks, notes, entries, lengths, len(rules.stale))
+
+
+def short_by_your_cuts(chunks, forced, minimum, body) -> list[str]:
+    """A note for each chunk under the minimum that one of the writer's cuts made (it
+    starts or ends there): stage 1 can hardly cut a prompt from a scrap, and stage 0
+    would have joined it to a neighbour."""
+    notes = []
+    for n, c in enumerate(chunks):
+        nxt = chunks[n + 1].start if n + 1 < len(chunks) else None
+        if c.tokens < minimum and (c.start in forced or nxt in forced):
+            at = c.start if c.start in forced else nxt
+            notes.append(f"your cut before {quoted_opening(body[at:at + 300])} leaves {c.name} "
+                         f"{c.tokens} tokens long (minimum {minimum}): too short to train on well. "
+                         "Keep it if it stands alone, or answer the cut drop (its review id, or "
+                         "--decide 'drop:First words') to join it to its neighbour")
+    return notes
 
 
 def heading_matter_notes(heading_matter) -> list[str]:
@@ -369,10 +388,20 @@ def earlier_seams(out_dir, review) -> list:
             for e in last_review(out_dir) if e["id"] not in listed]
 
 
+def same_place(a, b) -> bool:
+    """Whether two decisions answer for the same paragraph start: the same seam, or
+    opening words one of which begins the other (each names exactly one paragraph,
+    so the longer's paragraph is the shorter's)."""
+    if "seam" in a and "seam" in b:
+        return a["seam"] == b["seam"]
+    words = [as_typed(d["seam"]["after"] if "seam" in d else d["at"]) for d in (a, b)]
+    return all(words) and (words[0].startswith(words[1]) or words[1].startswith(words[0]))
+
+
 def record_decisions(out_dir, answers) -> tuple[list, list]:
     """The decisions file with `answers` (--decide) added, each resolved against the
-    reviews so far (or an earlier decision's id); a later answer about the same seam
-    replaces an earlier one. Returns (every decision, [(answer, its decision)])."""
+    reviews so far (or an earlier decision's id); a later answer about the same place
+    (same_place) replaces an earlier one. Returns (every decision, [(answer, its decision)])."""
     decisions = read_decisions(out_dir / DECISIONS)
     entries = last_review(out_dir) if answers else []
     new = []
@@ -381,7 +410,7 @@ def record_decisions(out_dir, answers) -> tuple[list, list]:
             raise InputError(f"--decide {answer!r} needs the last review ({paths.shown(out_dir / REVIEW_JSON)}): "
                              "run stage 0 without --decide first")
         one = decide(entries, answer, decisions)
-        decisions = [d for d in decisions if "seam" not in one or d.get("seam") != one["seam"]]
+        decisions = [d for d in decisions if not same_place(d, one)]
         decisions.append(one)
         new.append((answer, one))
     return decisions, new
@@ -451,7 +480,13 @@ def run(args) -> int:
     if decisions:
         outputs[out_dir / DECISIONS] = decisions_bytes(decisions)
     # refused before anything is said to have been applied
-    retired = [] if args.dry_run else chunks_to_retire(outputs, out_dir, cfg.pipeline.chunk_glob, args.force)
+    try:
+        retired = [] if args.dry_run else chunks_to_retire(outputs, out_dir, cfg.pipeline.chunk_glob, args.force)
+    except UserError as err:
+        if answered:            # said back above, as if taken: they were not
+            err.args = (f"{err} Your --decide answer(s) above were not recorded: give them again "
+                        "when you rerun.",)
+        raise
     if changes := changed_cuts(out_dir, ms.body, chunks, seg.review + last_review(out_dir)):
         print(f"\ncuts changed since the last run ({len(changes)}):")
         print("\n".join(f"  {line}" for line in changes[:12])
