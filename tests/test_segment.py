@@ -634,6 +634,25 @@ def test_an_italic_dateline_after_a_quotation_is_not_talk_running_on():
         assert features["dialogue_runs_on"] == runs_on, line
 
 
+def test_a_hard_wrapped_manuscript_is_named_with_a_command_that_joins_its_lines(tmp_path):
+    """Gutenberg's line breaks every ~70 characters would be learnt as the writer's; the
+    advice's own command (run here as printed) joins each paragraph's lines, keeps every
+    word and the blank lines, and then nothing is said (a wrapped contents list alone
+    is no reason)."""
+    import re
+    import shlex
+    import subprocess
+
+    from styletune.text.paragraphs import hard_wrap_advice, wrapped_by_hand
+    text = (CORPUS / "dickens_oliver_twist.txt").read_bytes()[:60000]
+    assert wrapped_by_hand(text.decode("utf-8", "ignore"))
+    command = re.search(r"e\.g\. (perl .*) IN > OUT", hard_wrap_advice("x")).group(1)
+    joined = subprocess.run(shlex.split(command), input=text, capture_output=True, check=True).stdout
+    assert joined.split() == text.split() and joined.count(b"\r\n\r\n") == text.count(b"\r\n\r\n")
+    assert not wrapped_by_hand(joined.decode("utf-8", "ignore"))
+    assert not wrapped_by_hand(MANUSCRIPT.read_text(encoding="utf-8"))      # one paragraph a line
+
+
 def test_stemming_strips_common_suffixes():
     from styletune.data.seam_model import _stem
     assert _stem("watched") == _stem("watching") == _stem("watches") == "watch"

@@ -209,13 +209,13 @@ def _title_line(line: str) -> bool:
 
 
 def _title_block(block: str) -> bool:
-    """A title that may sit under a numbered heading, wrapped over up to four lines
-    (Dickens: 'TREATS OF THE PLACE WHERE OLIVER TWIST WAS BORN AND OF THE /
+    """A title that may sit under a numbered heading, on one line or wrapped over up
+    to four (Dickens: 'TREATS OF THE PLACE WHERE OLIVER TWIST WAS BORN AND OF THE /
     CIRCUMSTANCES ATTENDING HIS BIRTH'): capitalised lines, not prose, at most
     TITLE_BLOCK_MAX_WORDS words, the last not ending mid-clause."""
     lines = [ln.strip() for ln in block.strip().split("\n")]
     return len(lines) <= 4 and word_count(block) <= TITLE_BLOCK_MAX_WORDS and not _is_prose(block) \
-        and all(len(ln) <= 80 and (_is_caps_line(ln) or _is_title_case(ln)) for ln in lines) \
+        and all(_is_caps_line(ln) or _is_title_case(ln) for ln in lines) \
         and not lines[-1].endswith((",", ";"))
 
 

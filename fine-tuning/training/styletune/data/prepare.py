@@ -18,6 +18,7 @@ from styletune.data.tokens import load_counter
 from styletune.errors import InputError
 from styletune.fileio import sha256_bytes, write_outputs
 from styletune.stage import Files, Stage, rules_file, training_data
+from styletune.text.paragraphs import hard_wrap_advice, wrapped_by_hand
 from styletune.text.sentences import Tier, build_punkt
 
 # Stage 1's settings.
@@ -53,8 +54,11 @@ class Stage1Result:
     def warnings(self):
         """Things the writer must hear about on the terminal, not only in the report."""
         rules = chat.sample_rules_warning(self.config, self.book_dir)
+        wrapped = [c.name for c in self.chunks if wrapped_by_hand(c.text)]
         return [f"{name}: {reason}" for name, reason in self.skipped
-                if reason.startswith(("EMPTY", LEFT_OUT))] + ([rules] if rules else [])
+                if reason.startswith(("EMPTY", LEFT_OUT))] + ([rules] if rules else []) + (
+            [hard_wrap_advice(f"{len(wrapped)} chunk file(s) ({', '.join(wrapped[:3])}"
+                              f"{', ...' if len(wrapped) > 3 else ''}) are")] if wrapped else [])
 
     def exceptions(self):
         """Cuts a person should look at: out of the ratio range, or beside a speech tag."""

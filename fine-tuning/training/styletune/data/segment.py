@@ -29,6 +29,7 @@ from styletune.errors import InputError, UserError
 from styletune.fileio import backed_up, normalise, sha256_bytes, write_outputs
 from styletune.settings import shipped_default
 from styletune.stage import Files, Stage
+from styletune.text.paragraphs import hard_wrap_advice, wrapped_by_hand
 from styletune.text.patterns import word_count
 from styletune.text.sentences import build_punkt
 
@@ -162,6 +163,8 @@ def segment(cfg, manuscript_path, say=lambda m: None, decisions=(), folders=(), 
     if not structure.chapters and not structure.has_scene_breaks:
         notes.insert(0, "no chapter headings and no scene breaks found: the text was cut at the "
                         "paragraph boundaries that read most like a scene change (check the review)")
+    if wrapped_by_hand(ms.body):
+        notes.insert(0, hard_wrap_advice("the manuscript's lines are"))
     if structure.front_matter:
         notes.insert(0, f"front matter before the first chapter ({structure.front_matter[2]} words: "
                         "title, contents, notes) is not a chunk; it is kept verbatim in the manifest")

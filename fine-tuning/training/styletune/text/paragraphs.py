@@ -17,6 +17,27 @@ def is_hard_wrapped(text: str) -> bool:
     return ended < 0.5 * len(inner)
 
 
+def wrapped_by_hand(text: str) -> bool:
+    """Hard-wrapped, and most of its prose paragraphs (20 words or more, mostly lower
+    case) run over several lines: a warning's test. is_hard_wrapped alone is also true
+    of text whose paragraphs are single lines but whose contents list is wrapped."""
+    if not is_hard_wrapped(text):
+        return False
+    prose = [b for b in re.split(r"\n[ \t\r]*\n", text.strip())
+             if len(b.split()) >= 20 and sum(c.islower() for c in b) > sum(c.isupper() for c in b)]
+    return bool(prose) and sum("\n" in b.strip() for b in prose) >= 0.5 * len(prose)
+
+
+def hard_wrap_advice(what: str) -> str:
+    """What to tell a writer whose text breaks lines inside its paragraphs: every
+    character is kept as typed, so the model learns those breaks too."""
+    return (f"{what} wrapped by hand (line breaks inside paragraphs, as in Project Gutenberg "
+            "files): the training text keeps every break as typed, so the model "
+            "will learn to break lines mid-paragraph. If you do not write so in your editor, join "
+            "each paragraph's lines into one, e.g. perl -0777 -pe 's/(?<=\\S)\\r?\\n(?=\\S)/ /g' "
+            "IN > OUT (blank lines stay), then rerun")
+
+
 def paragraph_spans(text: str):
     """(start, end) of each paragraph: every non-blank line, unless the text is
     hard-wrapped, when a paragraph is a block between blank lines. A blank line in
