@@ -228,7 +228,8 @@ def preview(examples, n):
         if e.header:
             print(f"  [user turn opens with Continue's autocomplete path line: {e.header!r}]")
         print(textwrap.indent(e.prefix, "  "))
-        opens = {" ": "a space", "\n": "a line break"}.get(e.completion[:1]) or \
+        opens = ("a paragraph break" if e.completion.startswith("\n\n") else
+                 {" ": "a space", "\n": "a line break"}.get(e.completion[:1])) or \
             f"a word: the prompt ends with {typed_join(e.prefix)}"
         print(f"  ✂ ──────── cut: the model writes from here, starting with {opens} ────────")
         rest = e.completion

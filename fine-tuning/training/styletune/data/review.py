@@ -276,13 +276,17 @@ def review_markdown(entries, command) -> str:
     for n, e in enumerate(entries):
         if not e["was_cut"] and (n == 0 or entries[n - 1]["was_cut"]):
             lines += ["# Scene-break marks left uncut", ""]
-        lines += [f"## {e['id']}: {e['kind']}", "",
-                  f"- chunk lengths: {e['tokens_before']} tokens before, {e['tokens_after']} after",
+        # estimates (the planner's count): segment_report.md has each chunk's exact one
+        lengths = (f"- chunk lengths: about {e['tokens_before']} tokens before, {e['tokens_after']} after"
+                   if e["was_cut"] else f"- not cut; if cut here, about {e['tokens_before']} tokens "
+                   f"before, {e['tokens_after']} after")
+        lines += [f"## {e['id']}: {e['kind']}", "", lengths,
                   f"- signals: {'; '.join(e['signals'])}", "",
-                  *_quoted("..." + _last_words(e["before"], 700)), ">", "> ✂", ">",
+                  *_quoted("..." + _last_words(e["before"], 700)), ">",
+                  "> ✂" if e["was_cut"] else "> (✂ only if you answer cut)", ">",
                   *_quoted(_first_words(e["after"], 700) + "..."), ""]
         for k, alt in enumerate(e["alternatives"], 1):
-            lines.append(f"- alt{k}: before \"{alt['seam']['after']}...\" ({alt['tokens_before']} | "
+            lines.append(f"- alt{k}: before \"{alt['seam']['after']}...\" (about {alt['tokens_before']} | "
                          f"{alt['tokens_after']} tokens; {'; '.join(alt['signals'])})")
         lines.append("")
     return "\n".join(lines) + "\n"
