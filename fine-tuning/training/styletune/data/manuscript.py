@@ -25,6 +25,7 @@ from styletune.text.patterns import (
     blank_lines_mark,
     is_page_marker,
     is_page_number,
+    is_prose,
     is_scene_break,
     word_count,
 )
@@ -159,11 +160,6 @@ class Structure:
         return any(s.reason.startswith("scene break") for s in self.sections)
 
 
-def _is_prose(s: str) -> bool:
-    letters = [c for c in s if c.isalpha()]
-    return bool(letters) and sum(c.islower() for c in letters) >= 0.5 * len(letters)
-
-
 def _is_caps_line(line: str) -> bool:
     letters = [c for c in line if c.isalpha()]
     return (len(letters) >= 2 and all(c.isupper() for c in letters if c.isalpha())
@@ -214,7 +210,7 @@ def _title_block(block: str) -> bool:
     CIRCUMSTANCES ATTENDING HIS BIRTH'): capitalised lines, not prose, at most
     TITLE_BLOCK_MAX_WORDS words, the last not ending mid-clause."""
     lines = [ln.strip() for ln in block.strip().split("\n")]
-    return len(lines) <= 4 and word_count(block) <= TITLE_BLOCK_MAX_WORDS and not _is_prose(block) \
+    return len(lines) <= 4 and word_count(block) <= TITLE_BLOCK_MAX_WORDS and not is_prose(block) \
         and all(_is_caps_line(ln) or _is_title_case(ln) for ln in lines) \
         and not lines[-1].endswith((",", ";"))
 
@@ -326,7 +322,7 @@ def analyse(text: str) -> Structure:
                     k += 1
                 stretch = [r for r in paras[j:k] if r.kind == "text"]
                 words = sum(word_count(text[r.start:r.end]) for r in stretch)
-                prose = any(_is_prose(text[r.start:r.end]) for r in stretch)
+                prose = any(is_prose(text[r.start:r.end]) for r in stretch)
                 if k < len(paras) and (not prose or words <= HEADING_MATTER_MAX_WORDS):
                     if words:                   # a contents list too: no word leaves unsaid
                         matter.append((paras[j].start, words))
@@ -385,7 +381,7 @@ def analyse(text: str) -> Structure:
             sections = sections[len(before):]
             # all that precedes the first chapter's heading: title page and contents too
             end = max(before[-1].end, label_starts.get(sections[0].chapter, 0)) if sections else before[-1].end
-            front = (before[0].start, end, word_count(text[:end]))
+            front = (0, end, word_count(text[:end]))
     # the words between headings, those in the front matter counted there
     heading_matter = [(label, w) for label, w, at in heading_matter if not (front and at < front[1])]
     sections, back = _without_back_matter(text, paras, sections)
@@ -405,7 +401,7 @@ def analyse(text: str) -> Structure:
 def _prose_words(text, section) -> int:
     """Words in the section's paragraphs of running prose (sentences, mostly lower case)."""
     return sum(word_count(text[p.start:p.end]) for p in section.paras
-               if _is_prose(text[p.start:p.end]) and ENDS_SENTENCE.search(text[p.start:p.end].rstrip()))
+               if is_prose(text[p.start:p.end]) and ENDS_SENTENCE.search(text[p.start:p.end].rstrip()))
 
 
 def _without_back_matter(text, paras, sections):

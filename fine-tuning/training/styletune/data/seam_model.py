@@ -306,8 +306,8 @@ def dialogue_runs_on(features, previous) -> str:
     paragraph after opens with a quotation that is no italic dateline (the features'
     opens_speech) and the one before (`previous`, its text) is a line of speech
     (ends_dialogue), ends with a question or a closing quote, or ends with a
-    quotation still open. The review
-    ranks a cut at blank lines alone where this holds as its most doubtful."""
+    quotation still open. The review ranks a cut where this holds as its most
+    doubtful."""
     if not features.get("opens_speech"):
         return ""
     prev = previous.strip()

@@ -219,9 +219,10 @@ def heading_matter_notes(heading_matter) -> list[str]:
     runs = {}
     for title, words in heading_matter:
         runs.setdefault(title, []).append(words)
-    return [f"{sum(w)} word(s) between the headings before '{title}' ("
-            + ("a subtitle, a contents list or a note" if len(w) == 1
-               else f"{len(w)} short stretches: a table of contents, subtitles or notes") + ") are not a chunk; kept in the manifest" for title, w in runs.items()]
+    what = lambda w: ("a subtitle, a contents list or a note" if len(w) == 1  # noqa: E731
+                      else f"{len(w)} short stretches: a table of contents, subtitles or notes")
+    return [f"{sum(w)} word(s) between the headings before '{title}' ({what(w)}) are not a chunk; "
+            "kept in the manifest" for title, w in runs.items()]
 
 
 # This many paragraphs that are only a number make stage 0 warn of page-number residue.
@@ -486,10 +487,11 @@ def run(args) -> int:
     try:
         retired = [] if args.dry_run else chunks_to_retire(outputs, out_dir, cfg.pipeline.chunk_glob, args.force)
     except UserError as err:
-        if answered:            # said back above, as if taken: they were not
-            err.args = (f"{err} Your --decide answer(s) above were not recorded: give them again "
-                        "when you rerun.",)
-        raise
+        if not answered:
+            raise
+        # the answers were said back above, as if taken: they were not
+        raise type(err)(f"{err} Your --decide answer(s) above were not recorded: give them again "
+                        "when you rerun.") from None
     if changes := changed_cuts(out_dir, ms.body, chunks, seg.review + last_review(out_dir)):
         print(f"\ncuts changed since the last run ({len(changes)}):")
         print("\n".join(f"  {line}" for line in changes[:12])

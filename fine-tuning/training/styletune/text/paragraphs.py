@@ -3,6 +3,8 @@ paragraph per line, or blocks between blank lines (hard-wrapped by hand, as in
 Project Gutenberg files, or not)."""
 import re
 
+from styletune.text.patterns import is_prose
+
 _LINE_ENDS_SENTENCE = re.compile(r"[.!?…:;\-—–'\"’”)\]*_]\s*$")
 
 
@@ -23,8 +25,7 @@ def wrapped_by_hand(text: str) -> bool:
     of text whose paragraphs are single lines but whose contents list is wrapped."""
     if not is_hard_wrapped(text):
         return False
-    prose = [b for b in re.split(r"\n[ \t\r]*\n", text.strip())
-             if len(b.split()) >= 20 and sum(c.islower() for c in b) > sum(c.isupper() for c in b)]
+    prose = [b for b in re.split(r"\n[ \t\r]*\n", text.strip()) if len(b.split()) >= 20 and is_prose(b)]
     return bool(prose) and sum("\n" in b.strip() for b in prose) >= 0.5 * len(prose)
 
 

@@ -36,6 +36,12 @@ def word_count(text: str) -> int:
     return len(WORD.findall(text))
 
 
+def is_prose(text: str) -> bool:
+    """Mostly lower-case letters: running text, not a heading or a title in capitals."""
+    letters = [c for c in text if c.isalpha()]
+    return bool(letters) and sum(c.islower() for c in letters) >= 0.5 * len(letters)
+
+
 def is_page_marker(line: str) -> bool:
     return bool(PAGE_MARKER.match(line.strip()))
 
