@@ -195,7 +195,7 @@ def test_a_prologue_is_text_a_contents_list_one_note_and_what_follows_the_end_ba
     names = [c["file"] for c in manifest["chunks"]]        # the prologue is chapter 0 in the names
     assert names[0].endswith("_ch00_prologue.txt") and "_ch01_" in names[1]
     assert not any("THE END" in t or "MORE BOOKS" in t or "Lamp and the Boat" in t for t in texts)
-    assert "back matter after 'THE END'" in printed and "move it before that line" in printed
+    assert "back matter from 'THE END' (line" in printed and "move it before that line" in printed
     assert "structure: 4 chapter(s)" in printed
     # the word CONTENTS and the three entries: every word out of the chunks is counted
     assert printed.count("between the headings before") == 1 and "16 word(s)" in printed
@@ -651,6 +651,62 @@ def test_a_hard_wrapped_manuscript_is_named_with_a_command_that_joins_its_lines(
     assert joined.split() == text.split() and joined.count(b"\r\n\r\n") == text.count(b"\r\n\r\n")
     assert not wrapped_by_hand(joined.decode("utf-8", "ignore"))
     assert not wrapped_by_hand(MANUSCRIPT.read_text(encoding="utf-8"))      # one paragraph a line
+
+
+def test_a_study_in_scarlet_its_transcriber_notes_footnote_marks_and_first_chapter(tmp_path):
+    """Gutenberg's *A Study in Scarlet*: the transcriber's notes after the last chapter
+    are back matter, not a chapter; the 22 footnote marks ("manoeuvres [9] of") inside
+    its chapters are counted, and the advice's own command (run as printed) removes
+    them and nothing else; the title page's "chapter" is front matter."""
+    import re
+    import shlex
+    import subprocess
+
+    from styletune.text.patterns import footnote_marks, footnote_marks_advice
+    ms = read_manuscript(CORPUS / "doyle_a_study_in_scarlet.txt")
+    structure = analyse(ms.body)
+    at = structure.back_matter[0]
+    assert ms.body[at:].startswith("ORIGINAL TRANSCRIBER’S NOTES:")
+    assert structure.sections[-1].end < at and "[Footnote 1:" in ms.body[at:]
+    assert structure.chapters[0][1] == "CHAPTER I. MR. SHERLOCK HOLMES."
+    assert structure.chapters[-1][1] == "CHAPTER VII. THE CONCLUSION."
+    marks = [a for sec in structure.sections for a in footnote_marks(ms.body, sec.start, sec.end)]
+    assert len(marks) == 22 and ms.body[marks[0] - 11:marks[0] + 3] == "lodgings.” [3]"
+    command = re.search(r"e\.g\. (perl .*) IN > OUT", footnote_marks_advice(22, "x")).group(1)
+    text = ms.body.encode("utf-8")
+    cleaned = subprocess.run(shlex.split(command), input=text, capture_output=True, check=True).stdout
+    assert not re.search(rb"\[\d+\]", cleaned)
+    assert re.sub(rb"\[\d+\]", b"", text).split() == cleaned.split()
+    # no space doubled or left at a line's start where a mark was
+    assert b"manoeuvres of their" in cleaned and b"\nBaker Street" in cleaned
+    assert cleaned.count(b"  ") == text.count(b"  ")
+
+
+def test_acknowledgements_and_about_the_author_are_back_matter_and_chapters_count_from_one(
+        tmp_path, make_config, capsys):
+    """A writer's own manuscript: a title page with a subtitle, chapters, then the
+    acknowledgements and the author's biography, no THE END. Those are back matter (kept
+    in the manifest, named in a note); the first chapter's files say ch01; a chapter
+    called "Notes" in the middle of the book is the author's text."""
+    rng = random.Random(5)
+    words = "the sea wind house road lamp bread salt rope night morning boat".split()
+    prose = lambda n: "\n\n".join(" ".join(rng.choices(words, k=40)).capitalize() + "." for _ in range(n))  # noqa: E731
+    chapters = [f"Chapter {n}\n\n" + ("Notes\n\n" if n == 2 else "") + prose(30) for n in range(1, 5)]
+    text = ("THE TIDE BOOK\n\nA NOVEL\n\nby Ann Example\n\n" + "\n\n".join(chapters)
+            + "\n\nAcknowledgements\n\nMy thanks to the harbour master.\n\n"
+            "About the Author\n\nAnn Example lives by the sea.\n")
+    src = tmp_path / "novel.txt"
+    src.write_text(text, encoding="utf-8")
+    out = tmp_path / "out"
+    cfg = make_config({"chunk_target_tokens": 900, "segment_min_tokens": 100}, sequence_len=2048)
+    assert STAGE0.main([str(src), "--config", str(cfg), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    manifest = assert_conserved(out, read_manuscript(src).body)
+    texts = [(out / c["file"]).read_text(encoding="utf-8") for c in manifest["chunks"]]
+    assert not any("thanks to the harbour" in t or "lives by the sea" in t for t in texts)
+    assert "back matter from 'Acknowledgements' (line" in printed
+    assert "_ch01_" in manifest["chunks"][0]["file"]
+    assert any(t.startswith("Notes\n\n") for t in texts)     # a chapter's first line, not back matter
 
 
 def test_stemming_strips_common_suffixes():

@@ -170,7 +170,10 @@ def test_bad_inputs_give_one_line_errors_not_tracebacks(make_config, book_copy, 
     (book_copy / "chunk_010_bad.txt").write_text("\n\n")
     res = run_script("--config", make_config(), "--book", book_copy, "--dry-run")
     assert res.returncode == 0
-    assert "warning: chunk_010_bad.txt: EMPTY" in res.stderr
+    empty = next(line for line in res.stderr.splitlines() if "EMPTY" in line)   # named by its path
+    assert empty.startswith("warning: ") and empty.endswith("chunk_010_bad.txt: EMPTY: no text in this "
+                                                             "chunk file; delete it or fill it")
+    assert Path(empty.split(": ")[1]).resolve() == (book_copy / "chunk_010_bad.txt").resolve()
 
     # named like a chunk, but not chunk_*.txt: left out, and said on the terminal
     (book_copy / "chunk_010_bad.txt").unlink()
@@ -179,7 +182,7 @@ def test_bad_inputs_give_one_line_errors_not_tracebacks(make_config, book_copy, 
     res = run_script("--config", make_config(), "--book", book_copy, "--dry-run")
     assert res.returncode == 0
     for name in ("chunk_011_notes.md", "Chunk_012 ending.txt", "chunk_013.TXT"):
-        assert f"warning: {name}: LEFT OUT: named like a chunk" in res.stderr
+        assert f"{name}: LEFT OUT: named like a chunk" in res.stderr
 
 
 def test_a_template_that_cannot_render_is_a_config_error(make_config):
@@ -313,6 +316,21 @@ def test_the_sample_books_rules_file_with_another_book_is_a_warning(make_config,
     rules.write_text("---\nname: My book\n---\n\nA quiet novel of a fishing village.\n")
     own = prepare_data(load_config(make_config({"system_prompt_file": str(rules)})), book_dir=book_copy)
     assert not [w for w in own.warnings() if "sample book" in w]
+
+
+def test_footnote_marks_in_chunk_files_are_a_warning(make_config, book_copy):
+    """Marks like "[12]" left by an edition would be learnt as prose: stage 1 names the
+    chunk files that hold them; none in the sample book, and a lone one is let be."""
+    assert not [w for w in prepare_data(load_config(make_config())).warnings() if "footnote" in w]
+    chunk = sorted(book_copy.glob("chunk_*.txt"))[2]
+    text = chunk.read_text(encoding="utf-8")
+    chunk.write_text(text.replace(". ", ". [7] ", 1), encoding="utf-8")
+    assert not [w for w in prepare_data(load_config(make_config()), book_dir=book_copy).warnings()
+                if "footnote" in w]
+    chunk.write_text(text.replace(". ", ". [7] ", 3), encoding="utf-8")
+    warned = [w for w in prepare_data(load_config(make_config()), book_dir=book_copy).warnings()
+              if "footnote" in w]
+    assert len(warned) == 1 and f"3 footnote mark(s) such as '[12]' in the text ({chunk.name})" in warned[0]
 
 
 def test_the_preview_says_which_join_the_writer_typed(make_config, capsys):

@@ -5,7 +5,9 @@ Reads   one manuscript: .txt or .md (UTF-8), or .docx (italics kept as *...*).
         Finds chapter headings (Chapter 1, CHAPTER IV., BOOK ONE + I., Prologue,
         Seventh memory - Mother, # headings), scene breaks (***, * * *, #, ~, §,
         extra blank lines) and paragraphs (blank-line separated or one per line).
-        Project Gutenberg's header and licence are removed when present.
+        Project Gutenberg's header and licence are removed when present; front
+        matter (title page, contents) and back matter (after THE END, or from a
+        heading such as Acknowledgements or Transcriber's Notes) are no chunk.
         --out's segment_decisions.json: your answers to earlier reviews.
 Cuts    every chapter heading starts a chunk; inside a chapter, a dynamic program
         chooses the cuts: scene-break marks first (unless the scenes on both sides

@@ -22,6 +22,7 @@ from styletune.text.gutenberg import gutenberg_body
 from styletune.text.paragraphs import is_hard_wrapped, paragraph_spans
 from styletune.text.patterns import (
     ENDS_SENTENCE,
+    FOOTNOTE_MARK,
     blank_lines_mark,
     is_page_marker,
     is_page_number,
@@ -50,6 +51,15 @@ BACK_MATTER_MAX_WORDS = 3000
 # editor's note under the book's title is not).
 _OPENING_PART = re.compile(r"\b(prologue|preface|prelude|proem|overture)\b", re.IGNORECASE)
 _THE_END = re.compile(r"\s*(the\s+end|finis)\s*[.!]?\s*", re.IGNORECASE)
+# A heading of matter after the novel that no one writes in the book's voice: a
+# transcriber's or editor's notes, footnotes kept at the end, the acknowledgements, the
+# author's biography, a list of other books. In the last tenth, with at most
+# BACK_MATTER_MAX_WORDS after it, and no closing "THE END" to go by, it starts the back
+# matter. (An appendix or a glossary may be in-world, the author's: those stay text.)
+_BACK_MATTER_HEADING = re.compile(
+    r"\s*(?:original\s+)?(?:(?:transcriber|editor|publisher|producer)[’']?s?[’']?\s+notes?|"
+    r"(?:foot|end)?notes|errata|corrigenda|acknowledge?ments|about\s+the\s+author|"
+    r"(?:also|other\s+(?:books|titles))\s+by\b.{0,60})\s*[.:]?\s*", re.IGNORECASE)
 # The chunks' median may fall this far under the target before plan_to_target aims the
 # length cost higher, at most MAX_AIM times the target, in at most AIM_PLANS plans.
 MEDIAN_SHORT = 0.93
@@ -382,6 +392,7 @@ def analyse(text: str) -> Structure:
             # all that precedes the first chapter's heading: title page and contents too
             end = max(before[-1].end, label_starts.get(sections[0].chapter, 0)) if sections else before[-1].end
             front = (0, end, word_count(text[:end]))
+            chapters = [(n, t) for n, t in chapters if not sections or n >= sections[0].chapter]
     # the words between headings, those in the front matter counted there
     heading_matter = [(label, w) for label, w, at in heading_matter if not (front and at < front[1])]
     sections, back = _without_back_matter(text, paras, sections)
@@ -405,12 +416,15 @@ def _prose_words(text, section) -> int:
 
 
 def _without_back_matter(text, paras, sections):
-    """(sections, back matter): the sections up to the book's closing "THE END", and
-    (its offset, the text's end, the words after it) when a short stretch follows it;
-    else (sections, None). The author's last words stay text; what comes after is no
-    part of the novel."""
-    ends = [p for p in paras if _THE_END.fullmatch(text[p.start:p.end])]
-    if not ends or ends[-1].start < 0.9 * len(text):
+    """(sections, back matter): the sections up to the book's closing "THE END" (else
+    up to the first back-matter heading, such as "Transcriber's Notes" or
+    "Acknowledgements"), and (its offset, the text's end, the words after it) when a
+    short stretch follows it; else (sections, None). The author's last words stay text;
+    what comes after is no part of the novel."""
+    late = [p for p in paras if p.start >= 0.9 * len(text)]
+    ends = [p for p in late if _THE_END.fullmatch(text[p.start:p.end])]
+    ends = ends[-1:] or [p for p in late if _BACK_MATTER_HEADING.fullmatch(text[p.start:p.end])][:1]
+    if not ends:
         return sections, None
     at = ends[-1].start
     words = word_count(text[ends[-1].end:])
@@ -451,7 +465,7 @@ def _slug(text: str, words: int = 5) -> str:
     """A file name's words: the text's first words without articles, heading words and
     their numbers (the name has the chapter's), or roman numerals; a date's day stays
     (Dracula's diaries: dr_sewards_diary_20_september). '' when no word is left."""
-    found = re.findall(r"[a-z0-9]+", text.lower().replace("’", "").replace("'", ""))
+    found = re.findall(r"[a-z0-9]+", FOOTNOTE_MARK.sub("", text.lower().replace("’", "").replace("'", "")))
     keep = [w for n, w in enumerate(found)
             if w not in _HEADING_WORDS | {"the", "a", "an"} and not _ROMAN.fullmatch(w)
             and not (w.isdigit() and n and found[n - 1] in _HEADING_WORDS)]
@@ -562,9 +576,10 @@ def name_chunks(chunks, structure: Structure) -> None:
     first chunk, its title's words; otherwise the chunk's opening words."""
     width = max(3, len(str(len(chunks))))
     seen = set()
-    # a prologue or preface is chapter 0, so CHAPTER 1's files say ch01
-    first = structure.chapters[0] if structure.chapters else (0, "")
-    shift = 1 if first[0] == 1 and _OPENING_PART.search(first[1]) else 0
+    # The first chapter kept is ch01 (whatever front matter came before it), or ch00
+    # when it is a prologue or preface, so CHAPTER 1's files say ch01.
+    first = chunks[0].chapter if chunks else 0
+    shift = max(0, first - (0 if _OPENING_PART.search(chunks[0].chapter_title) else 1)) if first else 0
     for i, c in enumerate(chunks, 1):
         chapter = f"ch{c.chapter - shift:02d}_" if structure.chapters else ""
         title = c.chapter_title.split(" / ")[-1] if c.chapter_title else ""

@@ -30,7 +30,7 @@ from styletune.fileio import backed_up, normalise, sha256_bytes, write_outputs
 from styletune.settings import shipped_default
 from styletune.stage import Files, Stage
 from styletune.text.paragraphs import hard_wrap_advice, wrapped_by_hand
-from styletune.text.patterns import word_count
+from styletune.text.patterns import FOOTNOTE_MARKS_WARN, footnote_marks, footnote_marks_advice, word_count
 from styletune.text.sentences import build_punkt
 
 # Stage 0's settings: it sizes chunks with stage 1's example builder.
@@ -170,14 +170,18 @@ def segment(cfg, manuscript_path, say=lambda m: None, decisions=(), folders=(), 
                         "title, contents, notes) is not a chunk; it is kept verbatim in the manifest")
     if structure.back_matter:
         at, _, words = structure.back_matter
-        notes.insert(0, f"back matter after '{ms.body[at:].split(chr(10))[0].strip()}' (line "
-                        f"{ms.line_of(at)}; {words} words: a publisher's list, notes, "
+        notes.insert(0, f"back matter from '{ms.body[at:].split(chr(10))[0].strip()}' (line "
+                        f"{ms.line_of(at)}) to the end ({words} words: a publisher's list, notes, "
                         "errata) is not a chunk; it is kept verbatim in the manifest. If any of it is "
                         "yours, move it before that line and rerun")
     notes += heading_matter_notes(structure.heading_matter)
     notes += structure.notes
     if page := page_numbers(ms, structure):
         notes.insert(0, page["warning"])
+    marks = [a for c in chunks for a in footnote_marks(ms.body, c.start, c.end)]
+    if len(marks) >= FOOTNOTE_MARKS_WARN:
+        notes.insert(0, footnote_marks_advice(len(marks), ", ".join(
+            f"line {ms.line_of(a)}" for a in marks[:3]) + (", ..." if len(marks) > 3 else "")))
     if len(chunks) < 2:
         notes.insert(0, f"WARNING: {len(chunks)} chunk: stage 1 holds chunks out for validation and "
                         "needs two at least; a manuscript this short is too little to learn a voice from")

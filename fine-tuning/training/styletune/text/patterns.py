@@ -24,6 +24,13 @@ PAGE_MARKER = re.compile(r"^\[?\d{1,4}[)\]]$")
 PAGE_NUMBER_PARAGRAPH = re.compile(
     r"^(?:\[\d{1,4}\]|\(\d{1,4}\)|\d{1,4}[).]|[-–—]\s*\d{1,4}\s*[-–—]|(?:page|p\.)\s*\d{1,4})$",
     re.IGNORECASE)
+# A footnote mark in running text: "manoeuvres [9] of", "brought. [7]" (a transcriber's
+# or an edition's; on a line of its own it is a page number, counted above).
+FOOTNOTE_MARK = re.compile(r"\[\d{1,3}\]")
+# What removes them, with the space before (or after, at a line's start) that goes too.
+FOOTNOTE_MARKS_COMMAND = r"perl -pe 's/(?<=\S) \[\d{1,3}\]|\[\d{1,3}\] ?//g' IN > OUT"
+# This many marks make a stage warn.
+FOOTNOTE_MARKS_WARN = 3
 # A scene-break line: one to seven groups of up to three marks, no letters or
 # digits ("* * *", "#", "~", "§", "***", "— — —").
 SCENE_GLYPHS = re.compile(r"^[^\w\s]{1,3}(\s*[^\w\s]{1,3}){0,6}$")
@@ -63,3 +70,21 @@ def blank_lines_mark(n: int) -> str:
 def is_blank_lines_mark(mark: str) -> bool:
     """True for a scene break that is only blank lines (blank_lines_mark), no visible mark."""
     return bool(_BLANK_LINES_MARK.match(mark))
+
+
+def footnote_marks(text: str, start: int = 0, end: int | None = None) -> list[int]:
+    """Offsets of the footnote marks in text[start:end] that sit inside a line of text."""
+    found = []
+    for m in FOOTNOTE_MARK.finditer(text, start, len(text) if end is None else end):
+        line_start = text.rfind("\n", 0, m.start()) + 1
+        line_end = text.find("\n", m.end()) % (len(text) + 1)
+        if text[line_start:line_end].strip() != m.group():
+            found.append(m.start())
+    return found
+
+
+def footnote_marks_advice(count: int, where: str) -> str:
+    """What to tell a writer whose text holds footnote marks: the model learns them."""
+    return (f"WARNING: {count} footnote mark(s) such as '[12]' in the text ({where}): the model "
+            "would learn to write them. If they are not part of your prose, remove them, e.g. "
+            f"{FOOTNOTE_MARKS_COMMAND}, then rerun")
