@@ -19,7 +19,7 @@ regression on seam_model.FEATURES:
   Every seam and PMI_OTHERS other boundaries a novel: ~10 min on 2 cores.
 
 Run:    python fine-tuning/benchmarks/bench_seam_signals.py [--pmi] [--model DIR]
-Output: | logistic regression (shipped) | 0.897 | 0.906 | ... | 0.891 |  (2 cores, 2026-12-05)
+Output: | logistic regression (shipped) | 0.896 | 0.906 | ... | 0.890 |  (2 cores, 2026-12-06)
 """
 import argparse
 import os
