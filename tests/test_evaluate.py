@@ -220,18 +220,27 @@ def test_the_chat_routes_system_message_is_ours_then_the_writers_rules():
     ("Haji said,", "\n\n“Ladies", " “Ladies", False),   # no line break after "said,"
     ("night.", "\n\nAlan", " Alan", True),              # a new paragraph after a sentence end
     ("“Go.”", "\n\nAlan", " Alan", True),
-    ("Haji said, ", " “Ladies", "“Ladies", True),        # Continue drops the doubled space
-    ("Haji said, ", "  “Ladies", "“Ladies", False),      # two spaces: one stays
+    ("Haji said, ", "“Ladies", "“Ladies", True),
+    ("Haji said, ", " “Ladies", "“Ladies", False),       # a doubled space: transform off keeps it
     ("Haji sa", "id,", "id,", True),
     ("Haji sa", " said", "id,", False),
     ("a machi", "-\n\nThe", "ne had", False),         # inside a word only a letter goes on
     ("a machi", ", and", "ne had", False),
     ("the *St. Brend", "an*", "an* were", True),
     ("night.\n\n", "\nAlan", "Alan", False),
-    ("Haji said,", "   ", " “Ladies", False),           # blank: Continue shows nothing
+    ("Haji said,", "   ", " “Ladies", False),           # blank: the writer sees nothing
 ])
 def test_a_join_is_judged_as_the_editor_shows_it(prompt, shown, truth, right):
-    assert joins.joins_right(joins.editor_insert(prompt, shown), truth, prompt) is right
+    assert joins.joins_right(joins.editor_insert(shown), truth, prompt) is right
+
+
+def test_the_editor_inserts_the_completion_as_it_came_since_stage_5_turns_transform_off():
+    """Continue's postprocessing (which drops a space after a typed one) runs only with
+    `transform` on (CompletionProvider.ts at the pinned commit): stage 5 turns it off,
+    so the Joins count a doubled space as the writer would see it."""
+    from styletune.deploy.continue_files import AUTOCOMPLETE_OPTIONS
+    assert AUTOCOMPLETE_OPTIONS["transform"] is False
+    assert joins.editor_insert(" “Ladies") == " “Ladies" and joins.editor_insert("\n \n") == ""
 
 
 def test_first_token_classes_of_a_real_tokenizer(hf_tokenizer):
@@ -242,8 +251,8 @@ def test_first_token_classes_of_a_real_tokenizer(hf_tokenizer):
     assert [bool(mask[ids[t]]) for t in (" The", "The", "\n\n")] == [True, False, False]
     ended = joins.right_first_tokens(classes, "It was night.", " The")
     assert [bool(ended[ids[t]]) for t in (" The", "The", "\n\n")] == [True, False, True]
-    typed = joins.right_first_tokens(classes, "Haji said, ", "The")
-    assert [bool(typed[ids[t]]) for t in (" The", "The", "\n\n")] == [True, True, False]
+    typed = joins.right_first_tokens(classes, "Haji said, ", "The")    # " The" doubles the space
+    assert [bool(typed[ids[t]]) for t in (" The", "The", "\n\n")] == [False, True, False]
     assert not mask[hf_tokenizer.eos_token_id] and not typed[hf_tokenizer.eos_token_id]
     # inside a word ("alrea|dy") only a letter goes on: not a mark, not a new word
     ids.update({t: hf_tokenizer(t, add_special_tokens=False)["input_ids"][0] for t in ("dy", ",", "-")})

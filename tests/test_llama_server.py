@@ -269,7 +269,7 @@ def test_continuations_join_the_writers_text_on_every_route(route, way):
         else:                   # vLLM renders the merged folder's chat_template.jinja
             shown = greedy(server, tok.apply_chat_template(messages, chat_template=template,
                                                            tokenize=False, add_generation_prompt=True))
-        shown = joins.editor_insert(p.text, shown)
+        shown = joins.editor_insert(shown)
         if not (shown[:1] and not shown[:1].isspace() if p.kind == "mid-word"
                 else joins.joins_right(shown, p.truth, p.text)):
             wrong.append((p.kind, p.text[-20:], shown))

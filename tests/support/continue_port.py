@@ -10,7 +10,7 @@ these files when Continue is upgraded:
   core/autocomplete/templating/formatting.ts   formatSnippets, addCommentMarks
   core/autocomplete/constants/AutocompleteLanguageInfo.ts   comment marks (md: "", else //)
   core/autocomplete/templating/getStopTokens.ts             the stops autocomplete sends
-  core/autocomplete/postprocessing/index.ts    a leading space dropped after a trailing one
+  core/autocomplete/CompletionProvider.ts      transform off: no postprocessCompletion
   core/llm/llms/LlamaCpp.ts                    the /completion request body
   core/llm/rules/getSystemMessageWithRules.ts  system = base + "\\n\\n" + each rule
 """
@@ -70,7 +70,7 @@ def chat_messages(base_system_message: str, rules: list[str], text: str) -> list
 
 
 def insert_completion(text_before_cursor: str, completion: str) -> str:
-    """What the document holds once the writer accepts the completion
-    (postprocessCompletion, ported once in styletune.eval.joins.editor_insert:
-    a leading space dropped after a trailing one, nothing for a blank reply)."""
-    return text_before_cursor + editor_insert(text_before_cursor, completion)
+    """What the document holds once the writer accepts the completion (ported once in
+    styletune.eval.joins.editor_insert: with `transform: false` CompletionProvider
+    skips postprocessCompletion, so the completion goes in as it came)."""
+    return text_before_cursor + editor_insert(completion)

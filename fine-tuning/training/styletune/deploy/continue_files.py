@@ -20,6 +20,8 @@ LLAMACPP_URL = "http://127.0.0.1:8080"
 AUTOCOMPLETE_OPTIONS = {
     # Off: the code filters (stop at a blank line, drop lines that look like paths or
     # comments, cut at 2.5 x modelTimeout) and single-line guesses. On: whole paragraphs.
+    # Off also skips postprocessCompletion: the completion is inserted as it came, a
+    # space after a typed one included (eval/joins.editor_insert, which the Joins use).
     "transform": False,
     "modelTimeout": 10000,      # ms; Continue's 150 assumes a code model answering in a blink
     "debounceDelay": 600,       # ms after the last keystroke; a writer pauses to think

@@ -192,7 +192,7 @@ def join_measures(model, tok, prompts, classes: dict) -> list[dict]:
             greedy = model.generate(torch.tensor([ids], device=device), do_sample=False,
                                     max_new_tokens=JOIN_TOKENS, pad_token_id=tok.pad_token_id)
         probs = torch.softmax(logits, -1).cpu().numpy()[:len(classes["raw"])]
-        shown = joins.editor_insert(prompt.text, tok.decode(greedy[0, len(ids):], skip_special_tokens=True))
+        shown = joins.editor_insert(tok.decode(greedy[0, len(ids):], skip_special_tokens=True))
         out.append({"p": float(probs[joins.right_first_tokens(classes, prompt.text, prompt.truth)].sum()),
                     "greedy": joins.joins_right(shown, prompt.truth, prompt.text), "shown": shown})
     return out
@@ -334,7 +334,7 @@ def evaluate(cfg, tuned_dir: Path | None, adapter: Path | None, placement: Place
         "perplexity": ppl, "style": style, "health": health,
         "joins": joins_summary(join_set, runs),
         "seed_prompt": {"prompt": SEED_PROMPT,
-                        **{n: joins.editor_insert(SEED_PROMPT, runs[n]["seed"]["raw"]) for n in runs}},
+                        **{n: joins.editor_insert(runs[n]["seed"]["raw"]) for n in runs}},
         "prompts": [p.__dict__ for p in prompts],
         "continuations": {n: runs[n]["continuations"] for n in runs},
     }

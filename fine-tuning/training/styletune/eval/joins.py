@@ -4,8 +4,10 @@ A join is right when the first character the editor adds is of the kind the
 author's own text has there: a space after a word or a comma, a space or a new
 paragraph after a sentence end; a letter mid-word (the rest of the word: "machi"
 + "-" or "," is no join); a letter or a mark after an opening quote, and after a
-space or a paragraph break the writer typed. What the editor adds is the model's text after Continue's own
-postprocessing (`editor_insert`), so a doubled space that Continue drops is no fault.
+space or a paragraph break the writer typed. What the editor adds is the model's text
+as the server returned it (`editor_insert`): stage 5 turns Continue's `transform` off,
+and with it Continue's postprocessing, so a space after the one the writer typed is
+inserted too, a doubled space, and counts as no join.
 """
 import re
 
@@ -25,16 +27,13 @@ def char_class(text: str) -> str:
     return "newline" if text[0] in "\r\n" else "space" if text[0].isspace() else "text"
 
 
-def editor_insert(prompt: str, completion: str) -> str:
-    """What Continue's autocomplete inserts after `prompt` (postprocessCompletion,
-    core/autocomplete/postprocessing/index.ts at the commit tests/support/continue_port.py
-    pins): nothing for a blank completion, and a leading space dropped after a
-    trailing one."""
-    if not completion.strip():
-        return ""
-    if prompt.endswith(" ") and completion.startswith(" "):
-        completion = completion[1:]
-    return completion
+def editor_insert(completion: str) -> str:
+    """What Continue's autocomplete inserts, with `transform: false` (stage 5's
+    AUTOCOMPLETE_OPTIONS): the completion as the server returned it. Continue then
+    skips postprocessCompletion (core/autocomplete/CompletionProvider.ts at the commit
+    tests/support/continue_port.py pins), so no leading space is dropped after a typed
+    one. A completion of whitespace alone shows the writer nothing: "" here."""
+    return completion if completion.strip() else ""
 
 
 def ends_sentence(prompt: str) -> bool:
@@ -61,23 +60,21 @@ def joins_right(shown: str, truth: str, prompt: str = "") -> bool:
 
 
 def token_classes(token_texts: list[str], special: set[int]) -> dict:
-    """char_class of every vocabulary entry as the editor would show it first: as
-    written ("raw"), and after a typed space ("typed": Continue drops its leading
-    space); and which entries open with a letter ("letter", what goes on inside a
-    word). Special tokens get "" and no letter (the continuation would be empty)."""
+    """char_class of every vocabulary entry as the editor shows it first ("raw": as
+    written, a leading space included, since the editor inserts it as it is), and
+    which entries open with a letter ("letter", what goes on inside a word). Special
+    tokens get "" and no letter (the continuation would be empty)."""
     import numpy as np
     raw = [("" if i in special else char_class(t)) for i, t in enumerate(token_texts)]
-    typed = [("" if i in special else char_class(t[1:] if t.startswith(" ") else t))
-             for i, t in enumerate(token_texts)]
     letter = [i not in special and t[:1].isalpha() for i, t in enumerate(token_texts)]
-    return {"raw": np.array(raw), "typed": np.array(typed), "letter": np.array(letter)}
+    return {"raw": np.array(raw), "letter": np.array(letter)}
 
 
 def right_first_tokens(classes: dict, prompt: str, truth: str):
     """Boolean mask over the vocabulary: the first tokens that join right here."""
     if inside_word(prompt, truth):
         return classes["letter"]
-    shown = classes["typed" if prompt.endswith(" ") else "raw"]
+    shown = classes["raw"]
     if char_class(truth) == "text":
         return shown == "text"
     return (shown == "space") | ((shown == "newline") & ends_sentence(prompt))

@@ -292,8 +292,8 @@ def joins_lines(report: dict) -> list[str]:
     the first token joins right, and the share of greedy continuations that do; and
     the writer's own prompt."""
     joins, seed = report["joins"], report["seed_prompt"]
-    lines = ["Joins (what the editor shows right after the prompt, after Continue's own "
-             "postprocessing): the probability that the first token joins right, and the share "
+    lines = ["Joins (what the editor inserts right after the prompt: the model's text as it "
+             "came, a doubled space included): the probability that the first token joins right, and the share "
              "of greedy continuations that do. Right: a space after a word or \"said,\" (a new "
              "paragraph too after a sentence end), a letter mid-word (the rest of the word), "
              "a letter or mark after an opening quote, and after a space or paragraph break the writer typed.", "",
