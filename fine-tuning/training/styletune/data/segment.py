@@ -173,7 +173,7 @@ def segment(cfg, manuscript_path, say=lambda m: None, decisions=(), folders=(), 
         notes.insert(0, f"back matter from '{ms.body[at:].split(chr(10))[0].strip()}' (line "
                         f"{ms.line_of(at)}) to the end ({words} words: a publisher's list, notes, "
                         "errata) is not a chunk; it is kept verbatim in the manifest. If any of it is "
-                        "yours, move it before that line and rerun")
+                        "your novel, move it before that line (or rename that heading) and rerun")
     notes += heading_matter_notes(structure.heading_matter)
     notes += structure.notes
     if page := page_numbers(ms, structure):
