@@ -169,31 +169,40 @@ def test_a_recut_never_puts_a_chunk_the_writer_edited_into_backup(tmp_path, make
     assert STAGE0.main([str(MANUSCRIPT), "--config", str(config), "--out", str(out), "--force"]) == 0
 
 
+def random_prose(seed):
+    """prose(n): n paragraphs of 40 random words of a small vocabulary, blank-line separated."""
+    rng = random.Random(seed)
+    words = "the sea wind house road lamp bread salt rope night morning boat".split()
+    return lambda n: "\n\n".join(" ".join(rng.choices(words, k=40)).capitalize() + "." for _ in range(n))
+
+
+def cut_generated_novel(text, tmp_path, make_config, capsys):
+    """Stage 0 on `text`, every word conserved: (what it printed, the chunks' texts, their names)."""
+    src = tmp_path / "novel.txt"
+    src.write_text(text, encoding="utf-8")
+    out = tmp_path / "out"
+    cfg = make_config({"chunk_target_tokens": 900, "segment_min_tokens": 100}, sequence_len=2048)
+    assert STAGE0.main([str(src), "--config", str(cfg), "--out", str(out)]) == 0
+    manifest = assert_conserved(out, read_manuscript(src).body)
+    names = [c["file"] for c in manifest["chunks"]]
+    return capsys.readouterr().out, [(out / n).read_text(encoding="utf-8") for n in names], names
+
+
 def test_a_prologue_is_text_a_contents_list_one_note_and_what_follows_the_end_back_matter(
         tmp_path, make_config, capsys):
     """Around the novel: a table of contents is one note, not one per entry; a short
     prologue under its own heading is the author's (it was front matter, a Dorian Gray
     preface dropped); a publisher's list after THE END is kept out of the chunks."""
-    rng = random.Random(4)
-    words = "the sea wind house road lamp bread salt rope night morning boat".split()
-    prose = lambda n: "\n\n".join(" ".join(rng.choices(words, k=40)).capitalize() + "." for _ in range(n))  # noqa: E731
+    prose = random_prose(4)
     contents = "\n\n".join(f"CHAPTER {r}\n\nThe {w} at night    {p}"
                            for r, w, p in zip(("I", "II", "III"), ("sea", "road", "boat"), (1, 9, 20)))
     prologue = "The harbour was older than the town. " + prose(2)
     text = (f"THE TIDE BOOK\n\nCONTENTS\n\n{contents}\n\nPROLOGUE\n\n{prologue}\n\n"
             + "".join(f"CHAPTER {r}\n\n{prose(30)}\n\n" for r in ("I", "II", "III"))
             + "THE END\n\nMORE BOOKS FROM OUR LIST\n\nTHE SALT ROAD\n\nThe Lamp and the Boat\n")
-    src = tmp_path / "novel.txt"
-    src.write_text(text, encoding="utf-8")
-    out = tmp_path / "out"
-    cfg = make_config({"chunk_target_tokens": 900, "segment_min_tokens": 100}, sequence_len=2048)
-    assert STAGE0.main([str(src), "--config", str(cfg), "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
-    manifest = assert_conserved(out, read_manuscript(src).body)
-    texts = [(out / c["file"]).read_text(encoding="utf-8") for c in manifest["chunks"]]
+    printed, texts, names = cut_generated_novel(text, tmp_path, make_config, capsys)
     assert texts[0].startswith("The harbour was older than the town.")
-    names = [c["file"] for c in manifest["chunks"]]        # the prologue is chapter 0 in the names
-    assert names[0].endswith("_ch00_prologue.txt") and "_ch01_" in names[1]
+    assert names[0].endswith("_ch00_prologue.txt") and "_ch01_" in names[1]   # the prologue: chapter 0
     assert not any("THE END" in t or "MORE BOOKS" in t or "Lamp and the Boat" in t for t in texts)
     assert "back matter from 'THE END' (line" in printed and "move it before that line" in printed
     assert "structure: 4 chapter(s)" in printed
@@ -688,24 +697,15 @@ def test_acknowledgements_and_about_the_author_are_back_matter_and_chapters_coun
     acknowledgements and the author's biography, no THE END. Those are back matter (kept
     in the manifest, named in a note); the first chapter's files say ch01; a chapter
     called "Notes" in the middle of the book is the author's text."""
-    rng = random.Random(5)
-    words = "the sea wind house road lamp bread salt rope night morning boat".split()
-    prose = lambda n: "\n\n".join(" ".join(rng.choices(words, k=40)).capitalize() + "." for _ in range(n))  # noqa: E731
+    prose = random_prose(5)
     chapters = [f"Chapter {n}\n\n" + ("Notes\n\n" if n == 2 else "") + prose(30) for n in range(1, 5)]
     text = ("THE TIDE BOOK\n\nA NOVEL\n\nby Ann Example\n\n" + "\n\n".join(chapters)
             + "\n\nAcknowledgements\n\nMy thanks to the harbour master.\n\n"
             "About the Author\n\nAnn Example lives by the sea.\n")
-    src = tmp_path / "novel.txt"
-    src.write_text(text, encoding="utf-8")
-    out = tmp_path / "out"
-    cfg = make_config({"chunk_target_tokens": 900, "segment_min_tokens": 100}, sequence_len=2048)
-    assert STAGE0.main([str(src), "--config", str(cfg), "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
-    manifest = assert_conserved(out, read_manuscript(src).body)
-    texts = [(out / c["file"]).read_text(encoding="utf-8") for c in manifest["chunks"]]
+    printed, texts, names = cut_generated_novel(text, tmp_path, make_config, capsys)
     assert not any("thanks to the harbour" in t or "lives by the sea" in t for t in texts)
     assert "back matter from 'Acknowledgements' (line" in printed
-    assert "_ch01_" in manifest["chunks"][0]["file"]
+    assert "_ch01_" in names[0]
     assert any(t.startswith("Notes\n\n") for t in texts)     # a chapter's first line, not back matter
 
 
