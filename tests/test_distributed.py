@@ -146,9 +146,10 @@ def test_accumulation_keeps_the_configs_batch():
     assert gpu_plan.accumulation_for(5, 2) == 3 and gpu_plan.accumulation_for(6, 4) == 2
 
 
-def test_the_preflight_writes_the_launch_and_the_scaled_batch(make_config, tmp_path, capsys):
+def test_the_preflight_writes_the_launch_and_the_scaled_batch(make_config, tmp_path, capsys, monkeypatch):
     cfg = make_config(gradient_accumulation_steps=4)
     stage1(cfg)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert run_preflight(cfg, tmp_path, "--gpus", "2") == 0
     out = capsys.readouterr().out
     assert "processes: 2 (ddp)" in out
@@ -156,6 +157,8 @@ def test_the_preflight_writes_the_launch_and_the_scaled_batch(make_config, tmp_p
     env = (tmp_path / "env").read_text()
     assert "LAUNCH=(--launcher torchrun -- --standalone --nproc_per_node 2)" in env
     assert "ACCELERATE_USE_CPU=true" in env and "PROCESSES=2" in env
+    # the cores shared out: the launchers would give each CPU process one thread
+    assert f"OMP_NUM_THREADS={max(1, len(os.sched_getaffinity(0)) // 2)}\n" in env
     axolotl_yaml = yaml.safe_load((tmp_path / "out" / "logs" / "config.axolotl.yaml").read_text())
     assert axolotl_yaml["gradient_accumulation_steps"] == 2
     assert yaml.safe_load(cfg.read_text())["gradient_accumulation_steps"] == 4   # the writer's file untouched

@@ -67,6 +67,8 @@ RESUME_FLAG=()
 source "$SETTINGS"
 [ -n "$LOCAL_MODEL" ] && export HF_HUB_OFFLINE=1
 [ -n "$ACCELERATE_USE_CPU" ] && export ACCELERATE_USE_CPU
+# On CPU, the threads each process may use (else the launcher gives it one).
+[ -n "${OMP_NUM_THREADS:-}" ] && export OMP_NUM_THREADS
 
 mkdir -p "$LOG_DIR"
 LOG="$LOG_DIR/train_$(date +%Y%m%d_%H%M%S).log"

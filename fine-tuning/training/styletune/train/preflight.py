@@ -10,7 +10,7 @@ GPU and time labelled as estimates. Writes the merged config Axolotl reads (an
 overlay `extends:` the main config; on several GPUs, with the gradient accumulation
 that keeps the config's batch) and a small shell file of settings for the script:
 AXOLOTL_CONFIG, OUTPUT_DIR, RESUME_FROM, LOG_DIR, LOCAL_MODEL, ACCELERATE_USE_CPU,
-PROCESSES, and LAUNCH, Axolotl's own launcher arguments (gpu_plan.launch_arguments).
+PROCESSES, OMP_NUM_THREADS on CPU, and LAUNCH, Axolotl's own launcher arguments (gpu_plan.launch_arguments).
 """
 import json
 import math
@@ -400,8 +400,18 @@ def environment(cfg, processes: int) -> dict:
     offline = "1" if Path(cfg.base_model).is_dir() else ""
     # The CPU rehearsal: transformers then sets up CPU processes (gloo) for the Trainer.
     cpu = "true" if cfg.pipeline.train_device == "cpu" else ""
-    return {"OUTPUT_DIR": cfg.output_dir, "LOG_DIR": cfg.pipeline.log_dir, "LOCAL_MODEL": offline,
-            "ACCELERATE_USE_CPU": cpu, "PROCESSES": processes}
+    settings = {"OUTPUT_DIR": cfg.output_dir, "LOG_DIR": cfg.pipeline.log_dir, "LOCAL_MODEL": offline,
+                "ACCELERATE_USE_CPU": cpu, "PROCESSES": processes}
+    if cpu:
+        settings["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS") or cpu_threads(processes)
+    return settings
+
+
+def cpu_threads(processes: int) -> int:
+    """Threads for each CPU training process: the cores this one may use, shared out.
+    Unset, accelerate's launcher (and torchrun) give each process one thread
+    (OMP_NUM_THREADS=1), which left one of two cores idle in every CPU run."""
+    return max(1, len(os.sched_getaffinity(0)) // processes)
 
 
 def shell_settings(settings: dict, launch: list[str]) -> bytes:
