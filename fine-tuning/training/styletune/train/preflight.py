@@ -411,7 +411,8 @@ def cpu_threads(processes: int) -> int:
     """Threads for each CPU training process: the cores this one may use, shared out.
     Unset, accelerate's launcher (and torchrun) give each process one thread
     (OMP_NUM_THREADS=1), which left one of two cores idle in every CPU run."""
-    return max(1, len(os.sched_getaffinity(0)) // processes)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // processes)
 
 
 def shell_settings(settings: dict, launch: list[str]) -> bytes:
