@@ -681,7 +681,7 @@ def test_a_study_in_scarlet_its_transcriber_notes_footnote_marks_and_first_chapt
     assert structure.chapters[-1][1] == "CHAPTER VII. THE CONCLUSION."
     marks = [a for sec in structure.sections for a in footnote_marks(ms.body, sec.start, sec.end)]
     assert len(marks) == 22 and ms.body[marks[0] - 11:marks[0] + 3] == "lodgings.” [3]"
-    command = re.search(r"e\.g\. (perl .*) IN > OUT", footnote_marks_advice(22, "x")).group(1)
+    command = re.search(r"e\.g\. (perl .*) IN > OUT", footnote_marks_advice(22, ["x"])).group(1)
     text = ms.body.encode("utf-8")
     cleaned = subprocess.run(shlex.split(command), input=text, capture_output=True, check=True).stdout
     assert not re.search(rb"\[\d+\]", cleaned)

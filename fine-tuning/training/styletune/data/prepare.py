@@ -19,7 +19,7 @@ from styletune.errors import InputError
 from styletune.fileio import sha256_bytes, write_outputs
 from styletune.stage import Files, Stage, rules_file, training_data
 from styletune.text.paragraphs import hard_wrap_advice, wrapped_by_hand
-from styletune.text.patterns import FOOTNOTE_MARKS_WARN, footnote_marks, footnote_marks_advice
+from styletune.text.patterns import FOOTNOTE_MARKS_WARN, footnote_marks, footnote_marks_advice, some_of
 from styletune.text.sentences import Tier, build_punkt
 
 # Stage 1's settings.
@@ -58,17 +58,14 @@ class Stage1Result:
         wrapped = [c.name for c in self.chunks if wrapped_by_hand(c.text)]
         return [f"{paths.shown(self.book_dir / name)}: {reason}" for name, reason in self.skipped
                 if reason.startswith(("EMPTY", LEFT_OUT))] + ([rules] if rules else []) + (
-            [hard_wrap_advice(f"{len(wrapped)} chunk file(s) ({', '.join(wrapped[:3])}"
-                              f"{', ...' if len(wrapped) > 3 else ''}) are")] if wrapped else []) + (
+            [hard_wrap_advice(f"{len(wrapped)} chunk file(s) ({some_of(wrapped)}) are")] if wrapped else []) + (
             self.footnote_marks_warning())
 
     def footnote_marks_warning(self) -> list[str]:
         marked = {c.name: len(footnote_marks(c.text)) for c in self.chunks}
         marked = {name: n for name, n in marked.items() if n}
-        if sum(marked.values()) < FOOTNOTE_MARKS_WARN:
-            return []
-        return [footnote_marks_advice(sum(marked.values()), ", ".join(list(marked)[:3])
-                                      + (", ..." if len(marked) > 3 else ""))]
+        count = sum(marked.values())
+        return [footnote_marks_advice(count, list(marked))] if count >= FOOTNOTE_MARKS_WARN else []
 
     def exceptions(self):
         """Cuts a person should look at: out of the ratio range, or beside a speech tag."""

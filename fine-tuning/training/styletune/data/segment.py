@@ -180,8 +180,7 @@ def segment(cfg, manuscript_path, say=lambda m: None, decisions=(), folders=(), 
         notes.insert(0, page["warning"])
     marks = [a for c in chunks for a in footnote_marks(ms.body, c.start, c.end)]
     if len(marks) >= FOOTNOTE_MARKS_WARN:
-        notes.insert(0, footnote_marks_advice(len(marks), ", ".join(
-            f"line {ms.line_of(a)}" for a in marks[:3]) + (", ..." if len(marks) > 3 else "")))
+        notes.insert(0, footnote_marks_advice(len(marks), [f"line {ms.line_of(a)}" for a in marks[:4]]))
     if len(chunks) < 2:
         notes.insert(0, f"WARNING: {len(chunks)} chunk: stage 1 holds chunks out for validation and "
                         "needs two at least; a manuscript this short is too little to learn a voice from")

@@ -83,8 +83,13 @@ def footnote_marks(text: str, start: int = 0, end: int | None = None) -> list[in
     return found
 
 
-def footnote_marks_advice(count: int, where: str) -> str:
+def some_of(places: list[str], shown: int = 3) -> str:
+    """The first few of a list for a message: "a, b, c, ..."."""
+    return ", ".join(places[:shown]) + (", ..." if len(places) > shown else "")
+
+
+def footnote_marks_advice(count: int, places: list[str]) -> str:
     """What to tell a writer whose text holds footnote marks: the model learns them."""
-    return (f"WARNING: {count} footnote mark(s) such as '[12]' in the text ({where}): the model "
+    return (f"WARNING: {count} footnote mark(s) such as '[12]' in the text ({some_of(places)}): the model "
             "would learn to write them. If they are not part of your prose, remove them, e.g. "
             f"{FOOTNOTE_MARKS_COMMAND}, then rerun")
