@@ -691,6 +691,47 @@ def test_a_study_in_scarlet_its_transcriber_notes_footnote_marks_and_first_chapt
     assert cleaned.count(b"  ") == text.count(b"  ")
 
 
+def run_printed_command(printed: str, text: bytes) -> bytes:
+    """The command a stage's warning prints ('perl ... IN > OUT'), run as printed on `text`."""
+    import re
+    import shlex
+    import subprocess
+    command = re.search(r"(perl .*?) IN > OUT", printed).group(1)
+    return subprocess.run(shlex.split(command), input=text, capture_output=True, check=True).stdout
+
+
+def test_jekyll_and_hyde_its_page_numbers_go_and_the_sentences_they_split_join(tmp_path):
+    """Gutenberg's *Jekyll and Hyde* keeps its print edition's page numbers: 108 lines
+    "1)" to "108)", most in the middle of a sentence (and Windows line ends). Stage 0's warning counts them, and
+    its command (run as printed) removes each one, joins the sentences they split, and
+    keeps every word, every chapter heading and every other paragraph break."""
+    import re
+
+    from styletune.data.segment import page_numbers
+    novel = CORPUS / "stevenson_jekyll_and_hyde.txt"
+    raw, ms = novel.read_bytes(), read_manuscript(novel)
+    structure = analyse(ms.body)
+    warning = page_numbers(ms, structure)["warning"]
+    assert warning.startswith("WARNING: 108 paragraphs are only a number")
+    cleaned = tmp_path / "jekyll.txt"
+    cleaned.write_bytes(run_printed_command(warning, raw))
+    number = rb"\d{1,3}\)"
+    assert len(re.findall(rb"\n\s*" + number + rb"\s*\n", raw)) == 108
+    assert cleaned.read_bytes().split() == [w for w in raw.split() if not re.fullmatch(number, w)]
+    # a sentence a number split is one again: a lower-case word after the number, or a
+    # comma before it; elsewhere the paragraph break stays
+    split = re.findall(rb"(?:[,;]\s*\n\s*" + number + rb"\s*\n\s*\S|\S\s*\n\s*" + number + rb"\s*\n\s*[a-z])",
+                       raw)
+    paragraphs = lambda text: len(re.findall(rb"\S\s*?\n\s*\n\s*(?=\S)", text))  # noqa: E731
+    assert len(split) == 80 and paragraphs(cleaned.read_bytes()) == paragraphs(raw) - 108 - 80
+    assert b"resisted the calls of business, that" in cleaned.read_bytes()
+    assert b"to reprove.\r\n\r\n\"I incline" in cleaned.read_bytes()      # Windows line ends kept
+    assert b"in case of\r\n\r\nDr." in cleaned.read_bytes()   # a capital after it: a heading could end there
+    again = analyse(read_manuscript(cleaned).body)
+    assert again.page_numbers == []
+    assert [t for _, t in again.chapters] == [t for _, t in structure.chapters] and len(again.chapters) == 10
+
+
 def test_acknowledgements_and_about_the_author_are_back_matter_and_chapters_count_from_one(
         tmp_path, make_config, capsys):
     """A writer's own manuscript: a title page with a subtitle, chapters, then the
@@ -784,8 +825,9 @@ def test_a_passage_no_cut_can_shorten_is_named_truthfully():
 
 def test_page_numbers_left_from_a_printed_edition_are_counted_not_removed(tmp_path, make_config, capsys):
     """Paragraphs that are only a number ('11)', '[12]', '- 13 -', 'Page 14', '15.'):
-    stage 0 warns with the count, the lines and the fix, records the count in the
-    manifest, and keeps every word (it never deletes the author's text itself)."""
+    stage 0 warns with the count, the lines and a command that removes them, records
+    the count in the manifest, and keeps every word (it never deletes the author's text
+    itself)."""
     rng = random.Random(3)
     words = "harbour lamp bread salt rope gull tide net mast oar cabin deck".split()
 
@@ -802,10 +844,18 @@ def test_page_numbers_left_from_a_printed_edition_are_counted_not_removed(tmp_pa
     src, out, printed = cut_paragraphs(tmp_path, make_config, capsys, blocks)
     assert "WARNING: 5 paragraphs are only a number" in printed
     line = src.read_text(encoding="utf-8").split("\n").index("11)") + 1
-    assert f"line {line}: '11)'" in printed and "Remove them from the manuscript, then rerun" in printed
+    assert f"line {line}: '11)'" in printed and "Remove them from the manuscript (or chunk file), e.g. with perl" in printed
     manifest = assert_conserved(out, read_manuscript(src).body)
     assert manifest["page_number_paragraphs"] == 5
     assert "WARNING: 5 paragraphs" in (out / "segment_report.md").read_text(encoding="utf-8")
+    # the warning's own command, as printed, on a copy with Windows line ends: every number
+    # gone, "15." joining the sentence it split, every other word and paragraph kept
+    crlf = src.read_bytes().replace(b"\n", b"\r\n")
+    cleaned = run_printed_command(printed, crlf).decode("utf-8")
+    assert cleaned.split() == [w for w in crlf.decode("utf-8").split() if w not in pages + ["-", "13", "Page", "14"]]
+    assert "and the rope was cold." in cleaned and "\r\n\r\n" in cleaned and "\n\n" not in cleaned
+    # each number had a break either side: one stays, but none where "15." split the sentence
+    assert cleaned.count("\r\n\r\n") == crlf.count(b"\r\n\r\n") - 2 * len(pages) + len(pages) - 1
 
     # numbered chapter headings ("1.") are headings, not page numbers; two stray numbers are not a warning
     numbered = tmp_path / "numbered.txt"

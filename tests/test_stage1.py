@@ -333,6 +333,26 @@ def test_footnote_marks_in_chunk_files_are_a_warning(make_config, book_copy):
     assert len(warned) == 1 and f"3 footnote mark(s) such as '[12]' in the text ({chunk.name})" in warned[0]
 
 
+def test_page_numbers_in_chunk_files_are_a_warning_with_the_command_that_removes_them(make_config, book_copy):
+    """A hand-cut chunk file that kept a printed edition's page numbers ("11)", or "12."
+    where it splits a sentence): stage 1 names it and the command; a chapter's "12."
+    heading is not a page number, and the sample book has none."""
+    from test_segment import run_printed_command
+    assert not [w for w in prepare_data(load_config(make_config())).warnings() if "page numbers" in w]
+    chunk = sorted(book_copy.glob("chunk_*.txt"))[2]
+    text = chunk.read_text(encoding="utf-8")
+    paragraphs = text.split("\n")
+    numbered = "12.\n" + "\n".join(p + ("\n" + f"{n + 40})" if n % 3 == 1 else "") for n, p in enumerate(paragraphs))
+    chunk.write_text(numbered, encoding="utf-8")
+    warned = [w for w in prepare_data(load_config(make_config()), book_dir=book_copy).warnings() if "page numbers" in w]
+    count = len(paragraphs[1::3])
+    assert count >= 3 and len(warned) == 1
+    assert warned[0].startswith(f"WARNING: {count} paragraphs are only a number, page numbers left from a "
+                                f"printed edition ({chunk.name})")
+    cleaned = run_printed_command(warned[0], numbered.encode("utf-8")).decode("utf-8")
+    assert cleaned == "12.\n" + text       # the chapter's number stays; each page number goes with its line
+
+
 def test_the_preview_says_which_join_the_writer_typed(make_config, capsys):
     from styletune.data.prepare import preview
     result = prepare_data(load_config(make_config()))

@@ -399,12 +399,10 @@ def analyse(text: str) -> Structure:
     if back:
         chapters = [(n, t) for n, t in chapters if n <= sections[-1].chapter]
     # Page numbers left from a printed edition ("11)", "[11]", "Page 11"): counted, never
-    # removed. "11." is also a chapter heading's shape: counted only after a paragraph
-    # that stops mid-sentence (a page number splits one; a chapter does not).
+    # removed ("11." only where it splits a sentence: elsewhere it heads a chapter).
     pages = [p.start for prev, p in zip([None] + paras, paras)
-             if is_page_number(text[p.start:p.end]) and (p.kind != "heading" or (
-                 p.heading_kind == "number" and prev is not None and prev.kind == "text"
-                 and not ENDS_SENTENCE.search(text[prev.start:prev.end].rstrip())))]
+             if (p.kind != "heading" or p.heading_kind == "number") and is_page_number(
+                 text[p.start:p.end], text[prev.start:prev.end] if prev and prev.kind == "text" else None)]
     return Structure(text, hard, one_per_line, sections, chapters, front, heading_matter, notes, pages,
                      back_matter=back)
 

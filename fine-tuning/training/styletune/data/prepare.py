@@ -18,8 +18,15 @@ from styletune.data.tokens import load_counter
 from styletune.errors import InputError
 from styletune.fileio import sha256_bytes, write_outputs
 from styletune.stage import Files, Stage, rules_file, training_data
-from styletune.text.paragraphs import hard_wrap_advice, wrapped_by_hand
-from styletune.text.patterns import FOOTNOTE_MARKS_WARN, footnote_marks, footnote_marks_advice, some_of
+from styletune.text.paragraphs import hard_wrap_advice, page_number_paragraphs, wrapped_by_hand
+from styletune.text.patterns import (
+    FOOTNOTE_MARKS_WARN,
+    PAGE_NUMBERS_WARN,
+    footnote_marks,
+    footnote_marks_advice,
+    page_numbers_advice,
+    some_of,
+)
 from styletune.text.sentences import Tier, build_punkt
 
 # Stage 1's settings.
@@ -59,13 +66,18 @@ class Stage1Result:
         return [f"{paths.shown(self.book_dir / name)}: {reason}" for name, reason in self.skipped
                 if reason.startswith(("EMPTY", LEFT_OUT))] + ([rules] if rules else []) + (
             [hard_wrap_advice(f"{len(wrapped)} chunk file(s) ({some_of(wrapped)}) are")] if wrapped else []) + (
-            self.footnote_marks_warning())
+            self.residue_warnings())
 
-    def footnote_marks_warning(self) -> list[str]:
-        marked = {c.name: len(footnote_marks(c.text)) for c in self.chunks}
-        marked = {name: n for name, n in marked.items() if n}
-        count = sum(marked.values())
-        return [footnote_marks_advice(count, list(marked))] if count >= FOOTNOTE_MARKS_WARN else []
+    def residue_warnings(self) -> list[str]:
+        """Footnote marks and page numbers a printed edition left in the chunk files."""
+        warnings = []
+        for find, least, advice in ((footnote_marks, FOOTNOTE_MARKS_WARN, footnote_marks_advice),
+                                    (page_number_paragraphs, PAGE_NUMBERS_WARN, page_numbers_advice)):
+            found = {c.name: len(find(c.text)) for c in self.chunks}
+            found = {name: n for name, n in found.items() if n}
+            if sum(found.values()) >= least:
+                warnings.append(advice(sum(found.values()), list(found)))
+        return warnings
 
     def exceptions(self):
         """Cuts a person should look at: out of the ratio range, or beside a speech tag."""

@@ -30,7 +30,14 @@ from styletune.fileio import backed_up, normalise, sha256_bytes, write_outputs
 from styletune.settings import shipped_default
 from styletune.stage import Files, Stage
 from styletune.text.paragraphs import hard_wrap_advice, wrapped_by_hand
-from styletune.text.patterns import FOOTNOTE_MARKS_WARN, footnote_marks, footnote_marks_advice, word_count
+from styletune.text.patterns import (
+    FOOTNOTE_MARKS_WARN,
+    PAGE_NUMBERS_WARN,
+    footnote_marks,
+    footnote_marks_advice,
+    page_numbers_advice,
+    word_count,
+)
 from styletune.text.sentences import build_punkt
 
 # Stage 0's settings: it sizes chunks with stage 1's example builder.
@@ -228,10 +235,6 @@ def heading_matter_notes(heading_matter) -> list[str]:
             "kept in the manifest" for title, w in runs.items()]
 
 
-# This many paragraphs that are only a number make stage 0 warn of page-number residue.
-PAGE_NUMBERS_WARN = 3
-
-
 def page_numbers(ms, structure) -> dict:
     """{count, examples (line, text), warning} when the manuscript holds PAGE_NUMBERS_WARN
     or more paragraphs that are only a page number ('11)', '11.', '[11]', '- 11 -',
@@ -243,10 +246,7 @@ def page_numbers(ms, structure) -> dict:
     body = ms.body
     examples = [{"line": ms.line_of(a), "text": body[a:body.find("\n", a) % (len(body) + 1)].strip()}
                 for a in found[:5]]
-    warning = (f"WARNING: {len(found)} paragraphs are only a number, page numbers left from a printed "
-               "edition (" + ", ".join(f"line {e['line']}: '{e['text']}'" for e in examples[:3])
-               + "); they stay in the chunks, often in the middle of a sentence, and the model would "
-               "learn them. Remove them from the manuscript, then rerun stage 0")
+    warning = page_numbers_advice(len(found), [f"line {e['line']}: '{e['text']}'" for e in examples])
     return {"count": len(found), "examples": examples, "warning": warning}
 
 

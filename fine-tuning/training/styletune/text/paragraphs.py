@@ -3,7 +3,7 @@ paragraph per line, or blocks between blank lines (hard-wrapped by hand, as in
 Project Gutenberg files, or not)."""
 import re
 
-from styletune.text.patterns import is_prose
+from styletune.text.patterns import is_page_number, is_prose
 
 _LINE_ENDS_SENTENCE = re.compile(r"[.!?…:;\-—–'\"’”)\]*_]\s*$")
 
@@ -51,3 +51,11 @@ def paragraph_spans(text: str):
             spans.append((pos + lead, pos + len(part.rstrip())))
         pos += len(part) + len(sep)
     return spans
+
+
+def page_number_paragraphs(text: str) -> list[int]:
+    """Starts of the paragraphs that are only a page number ("11)", "[11]"; "11." where
+    it splits a sentence), as a chunk file keeps them from a printed edition."""
+    spans = paragraph_spans(text)
+    return [a for prev, (a, b) in zip([None] + spans, spans)
+            if is_page_number(text[a:b], text[prev[0]:prev[1]] if prev and is_prose(text[prev[0]:prev[1]]) else None)]

@@ -18,19 +18,40 @@ WORD = re.compile(r"[\w’']+")
 # A line that is only a page number: "12)", "[12]".
 PAGE_MARKER = re.compile(r"^\[?\d{1,4}[)\]]$")
 # A paragraph that is only a number, as a printed edition's page numbers are left in
-# a text copied from it: "11)", "11.", "[11]", "(11)", "- 11 -", "Page 11". Wider than
-# PAGE_MARKER (which the chunker treats as part of the next paragraph): stage 0 only
-# counts these and warns; it never removes the author's text.
-PAGE_NUMBER_PARAGRAPH = re.compile(
-    r"^(?:\[\d{1,4}\]|\(\d{1,4}\)|\d{1,4}[).]|[-–—]\s*\d{1,4}\s*[-–—]|(?:page|p\.)\s*\d{1,4})$",
-    re.IGNORECASE)
+# a text copied from it: "11)", "[11]", "(11)", "- 11 -", "Page 11", and "11.", which is
+# also a numbered chapter heading's shape. Wider than PAGE_MARKER (which the chunker
+# treats as part of the next paragraph): stage 0 only counts these and warns, with a
+# command that removes them (PAGE_NUMBERS_COMMAND); it never removes the author's text.
+_PAGE_NUMBER = r"\[\d{1,4}\]|\(\d{1,4}\)|\d{1,4}\)|[-–—][ \t]*\d{1,4}[ \t]*[-–—]|(?:page|p\.)[ \t]*\d{1,4}"
+_PAGE_OR_CHAPTER_NUMBER = r"\d{1,4}\."
+PAGE_NUMBER_PARAGRAPH = re.compile(rf"^(?:{_PAGE_NUMBER}|{_PAGE_OR_CHAPTER_NUMBER})$", re.IGNORECASE)
 # A footnote mark in running text: "manoeuvres [9] of", "brought. [7]" (a transcriber's
 # or an edition's; on a line of its own it is a page number, counted above).
 FOOTNOTE_MARK = re.compile(r"\[\d{1,3}\]")
 # What removes them, with the space before (or after, at a line's start) that goes too.
 FOOTNOTE_MARKS_COMMAND = r"perl -pe 's/(?<=\S) \[\d{1,3}\]|\[\d{1,3}\] ?//g' IN > OUT"
-# This many marks make a stage warn.
+# This many marks, or paragraphs only a page number, make a stage warn.
 FOOTNOTE_MARKS_WARN = 3
+PAGE_NUMBERS_WARN = 3
+
+
+def _page_numbers_command() -> str:
+    """A command that removes the page-number lines from a copy of the manuscript. Where
+    one splits a sentence (a lower-case word goes on after it, or a comma or semicolon
+    stops before it) the two halves join with a space; elsewhere the number's line goes
+    and the longer of the blank runs around it stays (a scene break of blank lines
+    survives). "11." goes only where it splits a sentence: elsewhere it may be a chapter."""
+    script = "; ".join([
+        r"$g = qr/[ \t]*\r?\n(?:[ \t]*\r?\n)*[ \t]*/",     # a line's end, blank lines, the next indent
+        rf"$n = qr/(?i:{_PAGE_NUMBER})/",
+        rf"$m = qr/$n|{_PAGE_OR_CHAPTER_NUMBER}/",
+        r"s/(?<=\S)$g$m$g(?=\p{Ll})/ /g",
+        r"s/(?<=[,;])$g$m$g(?=\S)/ /g",
+        r's/\n((?:[ \t]*\r?\n)*)[ \t]*$n[ \t]*\r?\n((?:[ \t]*\r?\n)*)/"\n" . (length $1 < length $2 ? $2 : $1)/ge'])
+    return f"perl -CSD -Mutf8 -0777 -pe '{script}' IN > OUT"
+
+
+PAGE_NUMBERS_COMMAND = _page_numbers_command()
 # A scene-break line: one to seven groups of up to three marks, no letters or
 # digits ("* * *", "#", "~", "§", "***", "— — —").
 SCENE_GLYPHS = re.compile(r"^[^\w\s]{1,3}(\s*[^\w\s]{1,3}){0,6}$")
@@ -53,9 +74,24 @@ def is_page_marker(line: str) -> bool:
     return bool(PAGE_MARKER.match(line.strip()))
 
 
-def is_page_number(paragraph: str) -> bool:
-    """A paragraph that is only a page number (PAGE_NUMBER_PARAGRAPH)."""
-    return bool(PAGE_NUMBER_PARAGRAPH.match(" ".join(paragraph.split())))
+def is_page_number(paragraph: str, before: str | None) -> bool:
+    """A paragraph that is only a page number (PAGE_NUMBER_PARAGRAPH), given the prose
+    paragraph before it (None where there is none). "11." is also a numbered chapter's
+    heading: a page number only where it splits a sentence, the one before stopping short."""
+    shown = " ".join(paragraph.split())
+    if not PAGE_NUMBER_PARAGRAPH.match(shown):
+        return False
+    return not re.fullmatch(_PAGE_OR_CHAPTER_NUMBER, shown) or (
+        before is not None and not ENDS_SENTENCE.search(before.rstrip()))
+
+
+def page_numbers_advice(count: int, places: list[str]) -> str:
+    """What to tell a writer whose text holds page numbers: the model learns them."""
+    return (f"WARNING: {count} paragraphs are only a number, page numbers left from a printed "
+            f"edition ({some_of(places)}); they stay in the chunks, often in the middle of a sentence, "
+            "and the model would learn them. Remove them from the manuscript (or chunk file), e.g. "
+            f"with {PAGE_NUMBERS_COMMAND} (it joins the halves of a sentence a number split; compare "
+            "OUT with IN), then rerun on OUT")
 
 
 def is_scene_break(line: str) -> bool:
