@@ -17,7 +17,7 @@ REHEARSAL_MAY_CHANGE = {
     # few steps on CPU, evaluated and saved at the last one, at a rate that lets so
     # few move the small model enough for stage 4 to see
     "max_steps", "learning_rate", "gradient_accumulation_steps", "eval_strategy", "save_strategy",
-    "eval_steps", "save_steps", "max_grad_norm",
+    "eval_steps", "save_steps", "evals_per_epoch", "saves_per_epoch", "max_grad_norm",
     # CPU only: 4-bit layers kept trainable on AVX512-BF16 CPUs; no pinned memory
     "plugins", "dataloader_pin_memory",
 }
@@ -164,7 +164,8 @@ def test_main_config_training_choices():
     for ds in d["datasets"] + d["test_datasets"]:   # prompt and continuation tokenised apart
         assert ds["type"] == "styletune.train.turns"
     assert "val_set_size" not in d
-    assert d["eval_strategy"] == d["save_strategy"] == "epoch"
+    # both set, so Axolotl passes load_best_model_at_end on (tests/test_train.py trains so)
+    assert d["evals_per_epoch"] == d["saves_per_epoch"] >= 2 and "eval_strategy" not in d
     assert d["load_best_model_at_end"] and d["metric_for_best_model"] == "eval_loss"
     assert d["sample_packing"] is False           # reasoned in the comment
     assert d["attn_implementation"] == "sdpa" and d["gradient_checkpointing"]

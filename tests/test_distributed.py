@@ -467,6 +467,10 @@ def test_every_speed_profile_learns_what_the_main_config_learns(profile, tmp_pat
     assert cfg.data["datasets"][0]["type"] == "styletune.train.turns"
     assert cfg.data["seed"] == 7 and cfg.data["max_steps"] == 5
     assert cfg.template_family == "chatml-continuation"   # SmolLM2's tokenizer, the main layout
+    # and Axolotl takes it on one GPU (no evaluation mid-run: a per-epoch key of the
+    # main config beside eval_strategy "no" is refused)
+    one_h200 = {**TWO_5090S, "n_gpu": 1, "compute_capability": "sm_90"}
+    assert axolotl_validated(cfg.path, capabilities=one_h200)["eval_strategy"] == "no"
 
 
 def test_bench_compares_loss_curves_only_where_the_steps_hold_the_same_rows():

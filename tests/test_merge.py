@@ -15,10 +15,13 @@ from styletune.train import adapter, merge_output, models
 SCRIPT = load_script(FT / "training" / "3_merge_adapter.py")
 
 
-def fake_adapter(folder, mtime=None):
+def fake_adapter(folder, mtime=None, value=1.0):
+    """An adapter file whose one tensor holds `value`."""
+    import torch
+    from safetensors.torch import save_file
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "adapter_config.json").write_text("{}")
-    (folder / adapter.ADAPTER_FILE).write_bytes(b"x")
+    save_file({"lora_B": torch.full((2, 2), value)}, str(folder / adapter.ADAPTER_FILE))
     if mtime:
         os.utime(folder / adapter.ADAPTER_FILE, (mtime, mtime))
 
@@ -38,7 +41,7 @@ def run_dir(tmp_path):
     """checkpoint-2 (best by eval loss) and checkpoint-10: name order is not step order."""
     out = tmp_path / "adapter"
     now = time.time()
-    fake_adapter(out / "checkpoint-2", now - 100)
+    fake_adapter(out / "checkpoint-2", now - 100, value=2.0)
     fake_adapter(out / "checkpoint-10", now - 50)
     # Axolotl evaluates once before training too: no checkpoint for it, so not picked among
     trainer_state(out / "checkpoint-10", 10, best="checkpoint-2", evals=[(0, 2.1), (2, 1.5), (10, 1.9)])
@@ -46,11 +49,32 @@ def run_dir(tmp_path):
 
 
 def test_auto_prefers_the_final_adapter_and_says_it_holds_the_best(run_dir):
-    fake_adapter(run_dir)
+    fake_adapter(run_dir, value=2.0)       # load_best_model_at_end reloaded checkpoint-2
     choice = adapter.choose_adapter(run_dir)
     assert choice.path == run_dir
-    assert "checkpoint-2 as best" in choice.reason
+    assert "the same weights as checkpoint-2, best by validation loss" in choice.reason
     assert (choice.step, choice.eval_loss, choice.picked_among) == (2, 1.5, 2)
+
+
+def test_auto_takes_the_best_checkpoint_when_the_final_adapter_is_the_last_steps(run_dir):
+    """Training that did not reload the best at the end (a config whose evaluations
+    and checkpoints Axolotl does not line up): the final adapter is step 10's, so the
+    best checkpoint's own folder is merged, under its own step and loss."""
+    fake_adapter(run_dir, value=10.0)
+    choice = adapter.choose_adapter(run_dir)
+    assert choice.path == run_dir / "checkpoint-2"
+    assert "holds other weights: the last step's" in choice.reason
+    assert (choice.step, choice.eval_loss, choice.picked_among) == (2, 1.5, 2)
+
+
+def test_auto_takes_the_final_adapter_under_its_own_step_when_the_best_is_gone(run_dir):
+    import shutil
+    shutil.rmtree(run_dir / "checkpoint-2")
+    fake_adapter(run_dir, value=10.0)
+    choice = adapter.choose_adapter(run_dir)
+    assert choice.path == run_dir and "checkpoint-2 as best by validation loss, but that folder is gone" \
+        in choice.reason
+    assert (choice.step, choice.eval_loss, choice.picked_among) == (10, 1.9, 0)
 
 
 def test_auto_without_a_final_adapter_takes_the_best_checkpoint(run_dir):

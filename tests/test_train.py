@@ -174,7 +174,12 @@ def lora_b_norm(folder: Path) -> float:
 
 @pytest.mark.slow
 def test_rehearsal_trains_saves_and_changes_the_adapter(make_config, tmp_path, bnb_cpu_path):
-    cfg = make_config()
+    """Three steps, evaluated and saved as the main config says (evals_per_epoch and
+    saves_per_epoch: here every step): the Trainer gets load_best_model_at_end, so the
+    final adapter is the best checkpoint's, and stage 3 merges it under its step."""
+    main = load_config(FT / "configs" / "qlora_style_transfer.yaml").data
+    cfg = make_config(**{key: None for key in ("eval_strategy", "save_strategy", "eval_steps", "save_steps")},
+                      **{key: main[key] for key in ("evals_per_epoch", "saves_per_epoch")})
     stage1(cfg)
     proc = run_training(cfg)
     log = proc.stdout + proc.stderr
@@ -184,13 +189,19 @@ def test_rehearsal_trains_saves_and_changes_the_adapter(make_config, tmp_path, b
     # LoRA's B matrices start at zero: any norm means training moved them.
     assert lora_b_norm(adapter) > 0
     state = json.loads((adapter / "checkpoint-3" / "trainer_state.json").read_text())
-    assert state["best_model_checkpoint"].endswith("checkpoint-3")
-    assert any("eval_loss" in entry for entry in state["log_history"])
+    losses = {e["step"]: e["eval_loss"] for e in state["log_history"] if "eval_loss" in e and e["step"] > 0}
+    best = min(losses, key=losses.get)
+    assert sorted(losses) == [1, 2, 3] and state["best_model_checkpoint"].endswith(f"checkpoint-{best}")
+    import torch
+    args = torch.load(adapter / "checkpoint-3" / "training_args.bin", weights_only=False)
+    assert args.load_best_model_at_end and args.metric_for_best_model == "eval_loss"
+    from styletune.train.adapter import ADAPTER_FILE, same_weights
+    assert same_weights(adapter / ADAPTER_FILE, adapter / f"checkpoint-{best}" / ADAPTER_FILE)
 
     # Stage 3 on the rehearsal adapter: --auto finds it, the merge reproduces it.
     assert MERGE.main(["--config", str(cfg), "--auto"]) == 0
     manifest = json.loads((tmp_path / "out" / "merged" / "merge_manifest.json").read_text())
-    assert manifest["checkpoint_step"] == 3 and manifest["validation_loss"] == state["best_metric"]
+    assert manifest["checkpoint_step"] == best and manifest["validation_loss"] == state["best_metric"]
     evaluated = {e["step"] for e in state["log_history"] if "eval_loss" in e and e["step"] > 0}
     assert manifest["picked_among_evaluations"] == len(evaluated) >= 1
     assert manifest["verification"]["passed"]

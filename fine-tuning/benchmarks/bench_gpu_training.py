@@ -269,7 +269,7 @@ def bench_config(tmp: Path, model: Path, args, profile: str = "main") -> Path:
         "output_dir": str(out / "adapter"),
         "max_steps": args.steps,
         "eval_strategy": "no", "save_strategy": "no", "load_best_model_at_end": False,
-        "eval_steps": None, "save_steps": None,
+        "eval_steps": None, "save_steps": None, "evals_per_epoch": None, "saves_per_epoch": None,
         "style_pipeline": {"book_dir": str(tmp / "book"), "report_dir": str(out / "report"),
                            "log_dir": str(out / "logs"), "validation_chunks": VALIDATION},
         # rows in length order within random groups, the longest first: the first

@@ -39,6 +39,7 @@ HERE = Path(__file__).resolve().parent
 FT = HERE.parent
 TRAINING = FT / "training"
 NOVEL = FT / "data" / "corpus" / "wells_the_war_of_the_worlds.txt"
+MAIN = yaml.safe_load((FT / "configs" / "qlora_style_transfer.yaml").read_text(encoding="utf-8"))
 VENV = Path(sys.prefix)  # the virtual environment running this script
 OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
            "HF_HUB_DISABLE_TELEMETRY": "1", "AXOLOTL_DO_NOT_TRACK": "1", "DO_NOT_TRACK": "1",
@@ -98,7 +99,9 @@ def write_config(work: Path, args, validation: list[str] | None) -> Path:
            "dataset_prepared_path": str(work / "prepared"), "output_dir": str(work / "adapter"),
            "max_steps": None, "num_epochs": args.epochs, "learning_rate": args.learning_rate,
            "gradient_accumulation_steps": 4, "warmup_ratio": 0.05,
-           "eval_strategy": "epoch", "save_strategy": "epoch", "eval_steps": None, "save_steps": None,
+           # the main config's evaluations and checkpoints (the rehearsal's are at its last step)
+           "eval_strategy": None, "save_strategy": None, "eval_steps": None, "save_steps": None,
+           **{key: MAIN[key] for key in ("evals_per_epoch", "saves_per_epoch")},
            **({"sample_packing": True, "pad_to_sequence_len": True} if args.packing else {}),
            "style_pipeline": pipeline}
     path = work / "bench.yaml"

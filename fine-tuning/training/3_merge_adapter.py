@@ -9,8 +9,9 @@ Writes  `style_pipeline.merged_dir` (default outputs/merged/): safetensors
         config's sampling defaults) and merge_manifest.json (base, adapter,
         checkpoint step, validation loss, merge method, verification figures).
 
---auto picks the adapter: the final adapter in output_dir; else the best
-checkpoint by validation loss, when training recorded one; else the newest
+--auto picks the adapter: the best checkpoint by validation loss, when training
+recorded one (the final adapter in output_dir when it holds the same weights, as
+load_best_model_at_end leaves it); else the final adapter; else the newest
 checkpoint-N by step number. It prints which and why.
 
 QLoRA trained the adapter against NF4-rounded base weights; style_pipeline.merge_into

@@ -40,9 +40,20 @@ def _evaluations(state: dict) -> int:
     return len({e["step"] for e in state.get("log_history", []) if "eval_loss" in e and e.get("step")})
 
 
+def same_weights(a: Path, b: Path) -> bool:
+    """Two adapter files holding the same tensors (the same bytes, as a rule)."""
+    if a.read_bytes() == b.read_bytes():
+        return True
+    from safetensors.torch import load_file
+    x, y = load_file(str(a)), load_file(str(b))
+    return x.keys() == y.keys() and all(x[k].equal(y[k]) for k in x)
+
+
 def choose_adapter(output_dir: Path) -> AdapterChoice:
-    """The final adapter; else the best checkpoint by validation loss, when training
-    recorded one; else the newest checkpoint by step number."""
+    """The best checkpoint by validation loss, when training recorded one: the final
+    adapter where it holds the same weights (load_best_model_at_end reloaded it before
+    the final save), else that checkpoint's own folder. Without a best: the final
+    adapter, else the newest checkpoint by step number."""
     if not output_dir.is_dir():
         raise MergeError(f"no training output at {paths.shown(output_dir)}: run 2_train_lora.sh "
                          "first, or name an adapter with --adapter PATH")
@@ -53,18 +64,22 @@ def choose_adapter(output_dir: Path) -> AdapterChoice:
     best_step = state.get("best_global_step")
     final = output_dir / ADAPTER_FILE
     newest_ckpt_time = (steps[-1][1] / ADAPTER_FILE).stat().st_mtime if steps else 0
-    if final.is_file() and final.stat().st_mtime >= newest_ckpt_time - 1:
-        reason = "the final adapter training saved in output_dir"
+    best_file = best_dir / ADAPTER_FILE if best_dir is not None else None
+    fresh = final.is_file() and final.stat().st_mtime >= newest_ckpt_time - 1
+    if fresh and best_file is not None and best_file.is_file() and same_weights(final, best_file):
+        return AdapterChoice(output_dir, "the final adapter training saved in output_dir (the same "
+                             f"weights as {best_dir.name}, best by validation loss)", best_step,
+                             state.get("best_metric") or _eval_loss_at(state, best_step), _evaluations(state))
+    if fresh and (best_file is None or not best_file.is_file()):
         step = state.get("global_step")
-        if best_dir is not None:
-            # load_best_model_at_end reloads the best checkpoint before the final save
-            reason += f" (training recorded {best_dir.name} as best by validation loss)"
-            step = best_step
-        return AdapterChoice(output_dir, reason, step, state.get("best_metric") or
-                             _eval_loss_at(state, step),
-                             _evaluations(state) if best_dir is not None else 0)
+        gone = (f" (training recorded {best_dir.name} as best by validation loss, but that folder "
+                "is gone)" if best_dir is not None else "")
+        return AdapterChoice(output_dir, "the final adapter training saved in output_dir" + gone,
+                             step, _eval_loss_at(state, step))
     note = (" (the final adapter in output_dir is older than the newest checkpoint, so it "
-            "belongs to an earlier run)" if final.is_file() else "")
+            "belongs to an earlier run)" if final.is_file() and not fresh else
+            " (the final adapter in output_dir holds other weights: the last step's, since training "
+            "did not reload the best checkpoint at the end)" if fresh else "")
     if best_dir is not None and (best_dir / ADAPTER_FILE).is_file():
         return AdapterChoice(best_dir, "the best checkpoint by validation loss" + note,
                              best_step, state.get("best_metric"), _evaluations(state))
