@@ -89,6 +89,24 @@ def test_prompts_are_the_example_prefix_then_later_windows_ending_at_sentence_en
     assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(truths, truths[1:]))
 
 
+def test_a_tuned_model_that_writes_a_training_continuation_back_is_flagged():
+    """Copying is also asked where it is most likely: each model continues training
+    prompts, and the longest run of the author's own continuation it writes back is
+    counted; 20 words or more is recall, not style."""
+    truth = ("The rain had come in off the sea before dawn, and by the time the ferry docked the "
+             "whole harbour smelt of wet rope and diesel and the bakery on the corner.")
+    pools = {n: ["Nothing at all like the author, only words in another order entirely."] * 3
+             for n in ("base", "tuned", "author")}
+    ev = {"memorisation_margin": 0.02}
+    own = ["She walked to the harbour. " + " ".join(truth.split()[:25]) + " and went home."]
+    fresh = ["A gull stood on the bollard and watched the rope, then the sea, then her."]
+    h = style_report.health(pools, {}, truth, ev, {"base": [(fresh[0], truth)], "tuned": [(own[0], truth)]})
+    assert (h["base"]["recalled_words"], h["tuned"]["recalled_words"]) == (2, 25)     # "the rope" by chance
+    assert h["recall_verdict"].startswith("RECALLING: a training example's continuation written back, 25 words")
+    h = style_report.health(pools, {}, truth, ev, {"base": [(fresh[0], truth)], "tuned": [(fresh[0], truth)]})
+    assert h["recall_verdict"] == f"ok: under {style_report.RECALL_WORDS} words"
+
+
 def test_verdicts_need_separate_intervals():
     assert style_report.compare([1, 2], [3, 4]) == "tuned better"
     assert style_report.compare([1, 2], [3, 4], higher_is_better=True) == "tuned worse"
@@ -116,6 +134,7 @@ def check_report(folder):
     for name in ("base", "tuned", "author"):
         assert "delta" in report["style"]["cosine_delta"][name]
         assert "copied_8gram_share" in report["health"][name]
+    assert all(report["health"][n]["recalled_words"] >= 0 for n in ("base", "tuned"))
     # the QLoRA configs: the base as training saw it (NF4) is scored too, against the tuned model
     assert report["perplexity"]["base_nf4"]["ppl"] > 0 and "ratio_nf4" in report["perplexity"]
     assert set(report["joins"]) >= {"sentence end", "after a comma", "mid-word", "seed", "seed, space typed",
@@ -126,6 +145,8 @@ def check_report(folder):
     assert "| held-out perplexity" in md and "Cosine Delta" in md and "verdict" in md
     assert "| held-out perplexity, base in 4-bit NF4 as training saw it |" in md
     assert "| quotations in the author's style" in md and "| after a comma, space typed |" in md
+    assert (f"| on {report['counts']['training_prompts']} training prompts: longest run of the author's own "
+            "continuation written back (words) |") in md
     assert (folder / "style_report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "**author:**" in (folder / "continuations.md").read_text()
     return report

@@ -191,6 +191,25 @@ def test_the_logits_check_fails_for_the_wrong_adapter(make_config, tiny, tmp_pat
     assert not models.compare_logits(wrong, right, base_logits, floor).passed
     # a merge that lost the adapter altogether
     assert not models.compare_logits(base_logits, right, base_logits, floor).passed
+    # a merge at the wrong strength (alpha / r misread): half, or half again, the adapter.
+    # Half of it stays within the share test's tolerance here; the projection of the
+    # merged model's shift on the adapter's gives it away (not in proportion to the
+    # strength: this tiny model's logits answer its large adapter far from linearly)
+    assert abs(models.compare_logits(right, right, base_logits, floor).scale - 1) < 1e-6
+    shares = []
+    for strength in (0.5, 1.5):
+        base = models.load_training_base(cfg, "cpu", "float32", quantized=True)
+        scaled = models.attach_adapter(base, tiny / "adapter")
+        for module in scaled.modules():
+            if hasattr(module, "scaling") and isinstance(module.scaling, dict):
+                module.scaling = {name: strength * s for name, s in module.scaling.items()}
+        verdict = models.compare_logits(models.logits_of(scaled, probes), right, base_logits, floor)
+        assert not verdict.passed, verdict.line()
+        assert abs(verdict.scale - 1) > models.SCALE_TOLERANCE
+        shares.append(verdict.mean_abs_diff <= verdict.tolerance)
+        if shares[-1]:
+            assert f"{verdict.scale:.2f} times the adapter's shift" in verdict.failure("float32")
+    assert any(shares)       # the share test alone would have passed a wrongly scaled merge
     # an adapter whose effect is within the noise cannot be checked: refused, and said so
     effect = models.compare_logits(right, right, base_logits, floor).adapter_effect
     tiny_effect = models.compare_logits(right, right, base_logits, effect)

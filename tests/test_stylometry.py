@@ -144,6 +144,11 @@ def test_char_ngram_classifier_tells_austen_from_dickens(books):
     assert lo <= result["austen"]["author_share"] <= hi
     accuracy = at.char_ngram_holdout_accuracy(austen, dickens)
     assert accuracy["accuracy"] >= 0.9 and accuracy["n_test"] == 20
+    recalls = accuracy["author_recall"], accuracy["other_recall"]
+    assert accuracy["balanced_accuracy"] == pytest.approx(sum(recalls) / 2) and min(recalls) >= 0.8
+    lo, hi = accuracy["balanced_ci"]
+    assert lo <= accuracy["balanced_accuracy"] <= hi
+    assert accuracy["n_author_test"] + accuracy["n_other_test"] == accuracy["n_test"]
     assert result == at.char_ngram_attribution(austen, dickens, candidates)
     assert accuracy == at.char_ngram_holdout_accuracy(austen, dickens)
 

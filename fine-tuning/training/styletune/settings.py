@@ -93,7 +93,8 @@ class Evaluation(Section):
     train_prompts: Annotated[int, at_least(
         1, "stage 4's classifier needs the base model's continuations of training prompts "
            "as its \"not the author\" class")] = Field(
-        8, description="training prompts the base model continues for the classifier")
+        8, description="training prompts both models continue: the classifier's other class "
+                       "(the base's) and the check for a training continuation written back")
     train_examples_for_gap: Count = Field(3, description="training examples in the train/validation perplexity gap")
     mfw: Count = Field(300, description="most frequent words for Cosine Delta")
     segment_words: Count = Field(500, description="words per segment for the distance bootstraps")

@@ -281,7 +281,10 @@ def evaluate(cfg, tuned_dir: Path | None, adapter: Path | None, placement: Place
     punkt, _ = build_punkt(texts)
     prompts = spread(validation_prompts(val, punkt, ev, example_chunk_names(cfg, "validation", len(val))),
                      ev["max_prompts"])
-    other_prompts = [Prompt("train", "example", c[0]["content"], "") for c in train[:int(ev["train_prompts"])]]
+    # training prompts, with the author's own continuation: the base's continuations are the
+    # classifier's "not the author" class; both models' show whether tuning learnt them by heart
+    other_prompts = [Prompt("train", "example", c[0]["content"], c[1]["content"])
+                     for c in train[:int(ev["train_prompts"])]]
     names = example_chunk_names(cfg, "validation", len(val))
     join_set = join_prompts(prompts, val, ev, names, stops.words_of(texts), chat.configured_system_message(cfg))
     classes = joins.token_classes(tok.batch_decode([[i] for i in range(len(tok))]), set(tok.all_special_ids))
@@ -297,10 +300,8 @@ def evaluate(cfg, tuned_dir: Path | None, adapter: Path | None, placement: Place
         else:
             model = load_model(cfg.base_model if adapter else str(tuned_dir), placement, adapter)
         say(f"{name} model: loaded {where_loaded(model)}")
-        total = len(prompts) + (len(other_prompts) if name == "base" else 0)
-        with tqdm(total=total, desc="perplexity", unit="prompt", leave=False) as bar:
-            runs[name] = measure_model(model, tok, val, gap_set, prompts,
-                                       other_prompts if name == "base" else [], ev, sampling, bar,
+        with tqdm(total=len(prompts) + len(other_prompts), desc="perplexity", unit="prompt", leave=False) as bar:
+            runs[name] = measure_model(model, tok, val, gap_set, prompts, other_prompts, ev, sampling, bar,
                                        join_set, classes)
         free(model)
     nf4_nll = training_base_nll(cfg, placement, tok, val, say)
@@ -321,14 +322,16 @@ def evaluate(cfg, tuned_dir: Path | None, adapter: Path | None, placement: Place
     reference = "\n\n".join(texts)
     style = style_report.style_figures(reference, pools, [c["text"] for c in runs["base"]["other"]],
                                        texts, ev)
-    health = style_report.health(pools, {n: runs[n]["continuations"] for n in runs}, reference, ev)
+    health = style_report.health(pools, {n: runs[n]["continuations"] for n in runs}, reference, ev,
+                                 {n: [(c["text"], p.truth) for c, p in zip(runs[n]["other"], other_prompts)]
+                                  for n in runs})
     return {
         "base_model": cfg.axolotl.base_model,
         "tuned_model": paths.shown(adapter) if adapter else paths.shown(tuned_dir),
         "tuned_checkpoint": tuned_checkpoint(tuned_dir, adapter),
         "config": paths.shown(cfg.path), "config_sha256": cfg.sha256(),
         "settings": {**{k: v for k, v in ev.items() if k != "report_dir"}, "sampling": sampling},
-        "counts": {"validation_examples": len(val), "prompts": len(prompts),
+        "counts": {"validation_examples": len(val), "prompts": len(prompts), "training_prompts": len(other_prompts),
                    "generation_tokens": int(ev["generation_tokens"]),
                    "reference_words": len(reference.split())},
         "perplexity": ppl, "style": style, "health": health,

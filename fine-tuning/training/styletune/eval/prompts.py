@@ -131,7 +131,8 @@ def join_prompts(prompts, conversations, ev: dict, chunk_names, vocabulary=froze
     prompts, each kind of stops.STOPS (mid-word stops are never a whole word of
     `vocabulary`, the book's words), the sentence-end and comma prompts with the
     space typed, and the writer's own seed prompt both ways, and under the chat
-    route's system message (`chat_system`), which training never shows."""
+    route's system message (`chat_system`), which no example carries (a quarter of the
+    join drills do: data/drills.CHAT_SHARE)."""
     ends = [replace(p, kind=_sentence_end_kind(p.text)) for p in prompts]
     out = ends + _typed(p for p in ends if p.kind == "sentence end" and p.truth.startswith(" "))
     for kind in stops.STOPS:

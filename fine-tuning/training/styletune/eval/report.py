@@ -140,7 +140,15 @@ def quotation_style(reference: str, pools: dict) -> dict:
     return out
 
 
-def health(pools: dict, continuations: dict, training_text: str, ev: dict) -> dict:
+# A run this many words long of a training example's own continuation, written back
+# from its prompt, is recall, not style: two writers' texts share a few words by chance.
+RECALL_WORDS = 20
+
+
+def health(pools: dict, continuations: dict, training_text: str, ev: dict, on_training_prompts: dict) -> dict:
+    """Loops, copying and clean ends of each pool; and, from each model's continuations
+    of training prompts ({name: [(text, the author's continuation)]}), the longest run
+    of the author's own continuation it wrote back."""
     out = {}
     for name, texts in pools.items():
         memo = [memorisation(t, training_text) for t in texts]
@@ -154,6 +162,12 @@ def health(pools: dict, continuations: dict, training_text: str, ev: dict) -> di
     out["memorisation_verdict"] = ("ok: no more copying than the author's own held-out text"
                                    if out["tuned"]["copied_8gram_share"] <= floor else
                                    "MEMORISING: the tuned model copies training text more than the author does")
+    for name, pairs in on_training_prompts.items():
+        out[name]["recalled_words"] = max(memorisation(text, truth)["longest_overlap_words"] for text, truth in pairs)
+    recalled = out["tuned"]["recalled_words"]
+    out["recall_verdict"] = (f"RECALLING: a training example's continuation written back, {recalled} words "
+                             "verbatim: fewer epochs or a lower learning rate" if recalled >= RECALL_WORDS else
+                             f"ok: under {RECALL_WORDS} words")
     return out
 
 
@@ -190,8 +204,11 @@ def _classifier_line(clf: dict) -> str:
     if "accuracy" not in clf:
         return f"Classifier check: not possible ({clf['error']})."
     return (f"Classifier check: on pieces it did not train on, it tells the author's text from the base "
-            f"model's {clf['accuracy']:.0%} of the time {_fmt_ci(clf['ci'])} ({clf['n_test']} pieces); "
-            "near 50%, the attribution row says little.")
+            f"model's with a balanced accuracy of {clf['balanced_accuracy']:.0%} "
+            f"{_fmt_ci(clf['balanced_ci'])} (the mean of the author's {clf['n_author_test']} pieces "
+            f"recognised, {clf['author_recall']:.0%}, and the base model's {clf['n_other_test']}, "
+            f"{clf['other_recall']:.0%}); near 50%, the attribution row says little, and a few base "
+            "pieces make it a rough figure.")
 
 
 def _delta_line(delta: dict) -> str:
@@ -260,6 +277,9 @@ def markdown(report: dict) -> str:
          h["memorisation_verdict"]),
         ("longest verbatim overlap with training (words)",
          *(str(h[n]["longest_overlap_words"]) for n in POOLS), ""),
+        (f"on {report['counts']['training_prompts']} training prompts: longest run of the author's own "
+         "continuation written back (words)",
+         *(str(h[n]["recalled_words"]) if n in ("base", "tuned") else "-" for n in POOLS), h["recall_verdict"]),
         ("ends at a sentence end", *(f"{h[n]['ends_cleanly']:.0%}" for n in POOLS), ""),
     ]
     gap = p["verdicts"]["train_validation_gap"]

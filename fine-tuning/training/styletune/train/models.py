@@ -17,6 +17,14 @@ from styletune.train.bnb_cpu import keep_4bit_layers_trainable
 EFFECT_SHARE = 0.5
 
 
+# ... and at its strength: the merged model's shift from the base, regressed on the
+# adapter's (<m - b, r - b> / |r - b|^2), may be off 1 by at most this. A merge at the
+# wrong scale (lora_alpha / r misread, rsLoRA's sqrt(r)) keeps much of the effect and
+# can pass the share test, not this one; rounding noise, not aligned with the
+# adapter's shift, hardly moves the regression.
+SCALE_TOLERANCE = 0.1
+
+
 # That test only means something when the adapter's effect stands well above the
 # rounding noise of this merge on this machine, measured each time as the base alone
 # through both routes (bitsandbytes' 4-bit forward, and the dequantised weights
@@ -154,6 +162,7 @@ class Verdict:
     adapter_effect: float
     top1_agreement: float
     noise_floor: float
+    scale: float                # the merged model's shift from the base, projected on the adapter's (1: right)
     tolerance: float = field(init=False)
     distinguishable: bool = field(init=False)
     passed: bool = field(init=False)
@@ -161,12 +170,14 @@ class Verdict:
     def __post_init__(self):
         self.tolerance = EFFECT_SHARE * self.adapter_effect
         self.distinguishable = self.adapter_effect >= SIGNAL_OVER_NOISE * self.noise_floor
-        self.passed = self.distinguishable and self.mean_abs_diff <= self.tolerance
+        self.passed = (self.distinguishable and self.mean_abs_diff <= self.tolerance
+                       and abs(self.scale - 1) <= SCALE_TOLERANCE)
 
     def line(self) -> str:
         return (f"mean |merged - (base + adapter)| = {self.mean_abs_diff:.2e} "
                 f"(max {self.max_abs_diff:.2e}); the adapter's own effect = {self.adapter_effect:.2e}; "
                 f"tolerance {self.tolerance:.2e}; rounding noise (measured) {self.noise_floor:.2e}; "
+                f"its shift from the base {self.scale:.3f} times the adapter's; "
                 f"top-1 token agreement {self.top1_agreement:.1%}")
 
     def failure(self, saved_dtype: str) -> str:
@@ -176,6 +187,10 @@ class Verdict:
                     "cannot tell a merged adapter from a lost one, and the merged model would barely "
                     f"differ from the base. Set style_pipeline.merged_dtype: float32 (now {saved_dtype}), "
                     "or train for more steps")
+        if self.mean_abs_diff <= self.tolerance:
+            return (f"the merged model moves from the base {self.scale:.2f} times the adapter's shift, "
+                    "not once (see above): the merge scaled the adapter wrongly (lora_alpha / lora_r, "
+                    "use_rslora). Check that the config is the one that trained this adapter")
         return ("the merged model does not reproduce base + adapter (see above). Check that the "
                 "config is the one that trained this adapter")
 
@@ -189,10 +204,12 @@ def compare_logits(merged, reference, base, floor) -> Verdict:
     """How closely the merged model reproduces base + adapter, against the adapter's
     effect and the rounding noise `floor` (mean |base through the merge's route - base|)."""
     m, r, b = _flat(merged), _flat(reference), _flat(base)
+    shift = (r - b).double()
     return Verdict(mean_abs_diff=(m - r).abs().mean().item(), max_abs_diff=(m - r).abs().max().item(),
                    adapter_effect=(r - b).abs().mean().item(),
                    top1_agreement=(m.argmax(-1) == r.argmax(-1)).float().mean().item(),
-                   noise_floor=floor)
+                   noise_floor=floor,
+                   scale=((m - b).double() * shift).sum().item() / max(shift.square().sum().item(), 1e-30))
 
 
 def route_noise(base_logits, dequantised_logits, compute_dtype: str) -> float:
