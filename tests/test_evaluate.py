@@ -60,6 +60,11 @@ def test_perplexity_intervals_and_the_paired_ratio():
     assert mixed["per_chunk"] == pytest.approx([np.exp(-nll[0].mean() / 2), np.exp(nll[1].mean() / 2)])
     line = style_report.per_chunk_line(mixed)
     assert "(1 of 2 below 1)" in line and "speaks for them, not for scenes unlike them" in line
+    # chunks that disagree widen the interval beyond what their blocks alone would give:
+    # the chunks are resampled too, so a draw may hold the better chunk twice
+    assert mixed["ci"][0] < np.exp(-nll[0].mean() / 2) * 1.05 and mixed["ci"][1] > 1.2
+    one = evaluate.perplexity_ratio([nll[0] * 0.5], [nll[0]], 500, 1)        # one chunk: blocks alone
+    assert one["ci"][0] < one["ratio"] < one["ci"][1] < 1
 
 
 def test_the_report_says_when_the_validation_loss_picked_the_checkpoint_it_scores():

@@ -2,10 +2,11 @@
 decoding, fixed seeds; the measurements go to styletune.eval.report.
 
 Perplexity is computed on the assistant turns (the completions) in the training
-format, as training's loss was. Intervals come from a block bootstrap over
-64-token blocks (tokens next to each other are not independent; blocks keep most
-of that dependence), paired between the two models because both read the same
-tokens.
+format, as training's loss was. Intervals come from a two-level bootstrap: the
+held-out chunks drawn with replacement, then 64-token blocks within each drawn
+chunk (tokens next to each other are not independent, and the blocks of one scene
+are more alike than two scenes are), paired between the two models because both
+read the same tokens.
 """
 import gc
 import json
@@ -128,11 +129,21 @@ def _blocks(nll_lists) -> np.ndarray:
     return np.array(out)
 
 
+def _resampled_blocks(nll_lists, n_boot: int, seed: int):
+    """Indices into _blocks(nll_lists), one array per bootstrap resample: the chunks
+    drawn with replacement, then the blocks of each drawn chunk (a hierarchical
+    bootstrap; with one chunk, a block bootstrap)."""
+    sizes = np.array([math.ceil(len(n) / BLOCK_TOKENS) for n in nll_lists])
+    starts, held = np.cumsum(sizes) - sizes, np.flatnonzero(sizes)
+    rng = np.random.default_rng(seed)
+    for _ in range(n_boot):
+        chosen = held[rng.integers(0, held.size, held.size)]
+        yield np.concatenate([starts[c] + rng.integers(0, sizes[c], sizes[c]) for c in chosen])
+
+
 def perplexity(nll_lists, n_boot: int, seed: int) -> dict:
     blocks = _blocks(nll_lists)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(blocks), (n_boot, len(blocks)))
-    boot = np.exp(blocks[idx, 0].sum(1) / blocks[idx, 1].sum(1))
+    boot = [np.exp(blocks[i, 0].sum() / blocks[i, 1].sum()) for i in _resampled_blocks(nll_lists, n_boot, seed)]
     return {"ppl": math.exp(blocks[:, 0].sum() / blocks[:, 1].sum()),
             "ci": [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))],
             "tokens": int(blocks[:, 1].sum()),
@@ -140,11 +151,10 @@ def perplexity(nll_lists, n_boot: int, seed: int) -> dict:
 
 
 def perplexity_ratio(tuned_nll, base_nll, n_boot: int, seed: int) -> dict:
-    """tuned / base perplexity, bootstrapped over the same blocks for both (paired)."""
+    """tuned / base perplexity, bootstrapped over the same chunks and blocks for both (paired)."""
     t, b = _blocks(tuned_nll), _blocks(base_nll)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(t), (n_boot, len(t)))
-    boot = np.exp((t[idx, 0].sum(1) - b[idx, 0].sum(1)) / t[idx, 1].sum(1))
+    boot = [np.exp((t[i, 0].sum() - b[i, 0].sum()) / t[i, 1].sum())
+            for i in _resampled_blocks(tuned_nll, n_boot, seed)]
     return {"ratio": math.exp((t[:, 0].sum() - b[:, 0].sum()) / t[:, 1].sum()),
             "ci": [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))],
             # scenes differ more than the blocks of one scene: the ratio chunk by chunk

@@ -225,12 +225,13 @@ def _share_of(quotation: dict, name: str) -> str:
 
 
 def per_chunk_line(ratio: dict) -> str:
-    """The ratio held-out chunk by held-out chunk: the interval resamples 64-token blocks
-    of these chunks, so it speaks for them, not for scenes unlike them."""
+    """The ratio held-out chunk by held-out chunk: the interval resamples these chunks and
+    their 64-token blocks, so with few chunks it speaks for them, not for scenes unlike them."""
     each = ratio["per_chunk"]
     return (f"Tuned/base perplexity, each held-out chunk: {', '.join(f'{r:.3f}' for r in each)} "
             f"({sum(r < 1 for r in each)} of {len(each)} below 1). The interval above resamples "
-            "64-token blocks of these chunks: it speaks for them, not for scenes unlike them.")
+            f"these {len(each)} chunk(s), then 64-token blocks within each: with few chunks it speaks "
+            "for them, not for scenes unlike them.")
 
 
 def checkpoint_line(chosen: dict) -> str:
