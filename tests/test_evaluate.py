@@ -110,6 +110,9 @@ def test_a_tuned_model_that_writes_a_training_continuation_back_is_flagged():
     assert h["recall_verdict"].startswith("RECALLING: a training example's continuation written back, 25 words")
     h = style_report.health(pools, {}, truth, ev, {"base": [(fresh[0], truth)], "tuned": [(fresh[0], truth)]})
     assert h["recall_verdict"] == f"ok: under {style_report.RECALL_WORDS} words"
+    # a public-domain book the base model knows by heart: not tuning's doing
+    h = style_report.health(pools, {}, truth, ev, {"base": [(truth, truth)], "tuned": [(own[0], truth)]})
+    assert h["recall_verdict"].startswith(f"the base writes as much back ({len(truth.split())} words)")
 
 
 def test_verdicts_need_separate_intervals():

@@ -648,15 +648,10 @@ def test_a_hard_wrapped_manuscript_is_named_with_a_command_that_joins_its_lines(
     advice's own command (run here as printed) joins each paragraph's lines, keeps every
     word and the blank lines, and then nothing is said (a wrapped contents list alone
     is no reason)."""
-    import re
-    import shlex
-    import subprocess
-
     from styletune.text.paragraphs import hard_wrap_advice, wrapped_by_hand
     text = (CORPUS / "dickens_oliver_twist.txt").read_bytes()[:60000]
     assert wrapped_by_hand(text.decode("utf-8", "ignore"))
-    command = re.search(r"e\.g\. (perl .*) IN > OUT", hard_wrap_advice("x")).group(1)
-    joined = subprocess.run(shlex.split(command), input=text, capture_output=True, check=True).stdout
+    joined = run_printed_command(hard_wrap_advice("x"), text)
     assert joined.split() == text.split() and joined.count(b"\r\n\r\n") == text.count(b"\r\n\r\n")
     assert not wrapped_by_hand(joined.decode("utf-8", "ignore"))
     assert not wrapped_by_hand(MANUSCRIPT.read_text(encoding="utf-8"))      # one paragraph a line
@@ -668,8 +663,6 @@ def test_a_study_in_scarlet_its_transcriber_notes_footnote_marks_and_first_chapt
     its chapters are counted, and the advice's own command (run as printed) removes
     them and nothing else; the title page's "chapter" is front matter."""
     import re
-    import shlex
-    import subprocess
 
     from styletune.text.patterns import footnote_marks, footnote_marks_advice
     ms = read_manuscript(CORPUS / "doyle_a_study_in_scarlet.txt")
@@ -681,9 +674,8 @@ def test_a_study_in_scarlet_its_transcriber_notes_footnote_marks_and_first_chapt
     assert structure.chapters[-1][1] == "CHAPTER VII. THE CONCLUSION."
     marks = [a for sec in structure.sections for a in footnote_marks(ms.body, sec.start, sec.end)]
     assert len(marks) == 22 and ms.body[marks[0] - 11:marks[0] + 3] == "lodgings.” [3]"
-    command = re.search(r"e\.g\. (perl .*) IN > OUT", footnote_marks_advice(22, ["x"])).group(1)
     text = ms.body.encode("utf-8")
-    cleaned = subprocess.run(shlex.split(command), input=text, capture_output=True, check=True).stdout
+    cleaned = run_printed_command(footnote_marks_advice(22, ["x"]), text)
     assert not re.search(rb"\[\d+\]", cleaned)
     assert re.sub(rb"\[\d+\]", b"", text).split() == cleaned.split()
     # no space doubled or left at a line's start where a mark was
@@ -700,11 +692,28 @@ def run_printed_command(printed: str, text: bytes) -> bytes:
     return subprocess.run(shlex.split(command), input=text, capture_output=True, check=True).stdout
 
 
-def test_jekyll_and_hyde_its_page_numbers_go_and_the_sentences_they_split_join(tmp_path):
+def run_page_numbers_command(printed: str, text: bytes, tmp_path) -> bytes:
+    """The page-number warning's own command ('python .../0_segment_manuscript.py IN
+    --without-page-numbers OUT'), run as printed on a file holding `text`."""
+    import shlex
+
+    from styletune.text.patterns import PAGE_NUMBERS_COMMAND
+    assert PAGE_NUMBERS_COMMAND in printed
+    source, out = tmp_path / "with_numbers.txt", tmp_path / "without_numbers.txt"
+    source.write_bytes(text)
+    out.unlink(missing_ok=True)
+    argv = [str(source) if a == "IN" else str(out) if a == "OUT" else a
+            for a in shlex.split(PAGE_NUMBERS_COMMAND)[2:]]
+    assert STAGE0.main(argv) == 0
+    return out.read_bytes()
+
+
+def test_jekyll_and_hyde_its_page_numbers_go_and_the_sentences_they_split_join(tmp_path, capsys):
     """Gutenberg's *Jekyll and Hyde* keeps its print edition's page numbers: 108 lines
     "1)" to "108)", most in the middle of a sentence (and Windows line ends). Stage 0's warning counts them, and
     its command (run as printed) removes each one, joins the sentences they split, and
-    keeps every word, every chapter heading and every other paragraph break."""
+    keeps every word, every chapter heading and every other paragraph break, byte-order
+    mark and Windows line ends included."""
     import re
 
     from styletune.data.segment import page_numbers
@@ -714,22 +723,51 @@ def test_jekyll_and_hyde_its_page_numbers_go_and_the_sentences_they_split_join(t
     warning = page_numbers(ms, structure)["warning"]
     assert warning.startswith("WARNING: 108 paragraphs are only a number")
     cleaned = tmp_path / "jekyll.txt"
-    cleaned.write_bytes(run_printed_command(warning, raw))
+    cleaned.write_bytes(run_page_numbers_command(warning, raw, tmp_path))
+    assert cleaned.read_bytes()[:3] == raw[:3] == b"\xef\xbb\xbf"          # its byte-order mark kept
     number = rb"\d{1,3}\)"
     assert len(re.findall(rb"\n\s*" + number + rb"\s*\n", raw)) == 108
-    assert cleaned.read_bytes().split() == [w for w in raw.split() if not re.fullmatch(number, w)]
+    # every word kept, in order; "Utter- / son", hyphenated over a page, stays one word as
+    # printed, hyphen and all, and is named for the writer to look at
+    over_a_page = rb"-\s*\n\s*" + number + rb"\s*\n\s*"
+    hyphenated = re.findall(rb"\S+" + over_a_page + rb"\S+", raw)
+    words = [w for w in re.sub(over_a_page, b"-", raw).split() if not re.fullmatch(number, w)]
+    assert cleaned.read_bytes().split() == words and len(hyphenated) == 7
+    assert ("7 word(s) hyphenated across a page are kept as printed, hyphen and all: Utter-son, "
+            "some-thing, under-stand,") in capsys.readouterr().out
     # a sentence a number split is one again: a lower-case word after the number, or a
     # comma before it; elsewhere the paragraph break stays
     split = re.findall(rb"(?:[,;]\s*\n\s*" + number + rb"\s*\n\s*\S|\S\s*\n\s*" + number + rb"\s*\n\s*[a-z])",
                        raw)
     paragraphs = lambda text: len(re.findall(rb"\S\s*?\n\s*\n\s*(?=\S)", text))  # noqa: E731
-    assert len(split) == 80 and paragraphs(cleaned.read_bytes()) == paragraphs(raw) - 108 - 80
+    # and "in case of / Dr. Jekyll's": the line before stops short, though a capital follows
+    assert len(split) == 80 and paragraphs(cleaned.read_bytes()) == paragraphs(raw) - 108 - 81
     assert b"resisted the calls of business, that" in cleaned.read_bytes()
     assert b"to reprove.\r\n\r\n\"I incline" in cleaned.read_bytes()      # Windows line ends kept
-    assert b"in case of\r\n\r\nDr." in cleaned.read_bytes()   # a capital after it: a heading could end there
+    assert b"in case of Dr. Jekyll's" in cleaned.read_bytes()
+    # a letter's signature in capitals, then the next chapter: a break, not a sentence
+    assert re.search(rb"HASTIE LANYON\r\n\r\n\r\n\r\n +HENRY JEKYLL'S FULL STATEMENT", cleaned.read_bytes())
     again = analyse(read_manuscript(cleaned).body)
     assert again.page_numbers == []
     assert [t for _, t in again.chapters] == [t for _, t in structure.chapters] and len(again.chapters) == 10
+
+
+def test_the_copy_without_page_numbers_never_replaces_a_file_and_asks_for_text_not_docx(tmp_path, capsys):
+    src, copy = tmp_path / "novel.txt", tmp_path / "copy.txt"
+    src.write_text("It was cold and\n\n14)\n\nwet.\n", encoding="utf-8")
+    for existing in (src, copy):
+        existing.touch()
+        assert STAGE0.main([str(src), "--without-page-numbers", str(existing)]) == 2
+        assert "that file exists; name a new one" in capsys.readouterr().err
+    assert src.read_text(encoding="utf-8") == "It was cold and\n\n14)\n\nwet.\n"
+    copy.unlink()
+    assert STAGE0.main([str(src), "--without-page-numbers", str(copy)]) == 0
+    assert copy.read_text(encoding="utf-8") == "It was cold and wet.\n"
+    docx = tmp_path / "novel.docx"
+    docx.write_bytes(b"PK\x03\x04 word/document.xml")
+    assert STAGE0.main([str(docx), "--without-page-numbers", str(tmp_path / "d.txt")]) == 2
+    err = capsys.readouterr().err
+    assert "save it as plain text (.txt, UTF-8)" in err and "Traceback" not in err
 
 
 def test_acknowledgements_and_about_the_author_are_back_matter_and_chapters_count_from_one(
@@ -844,14 +882,14 @@ def test_page_numbers_left_from_a_printed_edition_are_counted_not_removed(tmp_pa
     src, out, printed = cut_paragraphs(tmp_path, make_config, capsys, blocks)
     assert "WARNING: 5 paragraphs are only a number" in printed
     line = src.read_text(encoding="utf-8").split("\n").index("11)") + 1
-    assert f"line {line}: '11)'" in printed and "Remove them from the manuscript (or chunk file), e.g. with perl" in printed
+    assert f"line {line}: '11)'" in printed and "Write a copy without them (the sentences they split joined again): python " in printed
     manifest = assert_conserved(out, read_manuscript(src).body)
     assert manifest["page_number_paragraphs"] == 5
     assert "WARNING: 5 paragraphs" in (out / "segment_report.md").read_text(encoding="utf-8")
-    # the warning's own command, as printed, on a copy with Windows line ends: every number
-    # gone, "15." joining the sentence it split, every other word and paragraph kept
+    # the warning's own command, on a copy with Windows line ends: every number gone, "15."
+    # joining the sentence it split, every other word and paragraph kept
     crlf = src.read_bytes().replace(b"\n", b"\r\n")
-    cleaned = run_printed_command(printed, crlf).decode("utf-8")
+    cleaned = run_page_numbers_command(printed, crlf, tmp_path).decode("utf-8")
     assert cleaned.split() == [w for w in crlf.decode("utf-8").split() if w not in pages + ["-", "13", "Page", "14"]]
     assert "and the rope was cold." in cleaned and "\r\n\r\n" in cleaned and "\n\n" not in cleaned
     # each number had a break either side: one stays, but none where "15." split the sentence

@@ -333,11 +333,12 @@ def test_footnote_marks_in_chunk_files_are_a_warning(make_config, book_copy):
     assert len(warned) == 1 and f"3 footnote mark(s) such as '[12]' in the text ({chunk.name})" in warned[0]
 
 
-def test_page_numbers_in_chunk_files_are_a_warning_with_the_command_that_removes_them(make_config, book_copy):
-    """A hand-cut chunk file that kept a printed edition's page numbers ("11)", or "12."
-    where it splits a sentence): stage 1 names it and the command; a chapter's "12."
-    heading is not a page number, and the sample book has none."""
-    from test_segment import run_printed_command
+def test_page_numbers_in_chunk_files_are_a_warning_with_the_command_that_removes_them(
+        make_config, book_copy, tmp_path):
+    """A hand-cut chunk file that kept a printed edition's page numbers ("41)"): stage 1
+    names it and the command, which writes a copy with each number's line gone; a
+    chapter's "12." heading is not a page number, and the sample book has none."""
+    from test_segment import run_page_numbers_command
     assert not [w for w in prepare_data(load_config(make_config())).warnings() if "page numbers" in w]
     chunk = sorted(book_copy.glob("chunk_*.txt"))[2]
     text = chunk.read_text(encoding="utf-8")
@@ -349,7 +350,7 @@ def test_page_numbers_in_chunk_files_are_a_warning_with_the_command_that_removes
     assert count >= 3 and len(warned) == 1
     assert warned[0].startswith(f"WARNING: {count} paragraphs are only a number, page numbers left from a "
                                 f"printed edition ({chunk.name})")
-    cleaned = run_printed_command(warned[0], numbered.encode("utf-8")).decode("utf-8")
+    cleaned = run_page_numbers_command(warned[0], numbered.encode("utf-8"), tmp_path).decode("utf-8")
     assert cleaned == "12.\n" + text       # the chapter's number stays; each page number goes with its line
 
 

@@ -168,3 +168,35 @@ def test_stage1_on_a_chunk_of_one_repeated_sentence_names_the_real_problem(book_
     err = capsys.readouterr().err
     assert "no sentence end" not in err
     assert "chunk_010_repeated.txt" in err and "split_oversized_chunks.py" in err
+
+
+@pytest.mark.parametrize("text, expected, removed, joined", [
+    # two numbers in a row inside a sentence: both go, the halves join
+    ("It was dark before\n\n22)\n\n23)\n\nnightfall, when they came.\n",
+     "It was dark before nightfall, when they came.\n", 2, 1),
+    # between two paragraphs: the break stays
+    ("He came home.\n\n13)\n\n14)\n\nNext day it rained.\n", "He came home.\n\nNext day it rained.\n", 2, 0),
+    # the first line, and the last with no line end after it
+    ("11)\n\nFirst, it was.\n\nThen it was not.\n", "First, it was.\n\nThen it was not.\n", 1, 0),
+    ("The last line.\n\n13)", "The last line.\n", 1, 0),
+    # "11." only inside a sentence a lower-case word carries on; before a capital it may head a chapter
+    ("and he met\n\n11.\n\nthe doctor at the door.\n", "and he met the doctor at the door.\n", 1, 1),
+    ("and he met\n\n11.\n\nDr. Lanyon at the door.\n", "and he met\n\n11.\n\nDr. Lanyon at the door.\n", 0, 0),
+    ("The chapter ends here,\n\n2.\n\nThe second chapter.\n",
+     "The chapter ends here,\n\n2.\n\nThe second chapter.\n", 0, 0),
+    # a word hyphenated over the page keeps its hyphen; a dialogue line is no page number
+    ("a some-\n\n12)\n\nthing else.\n", "a some-thing else.\n", 1, 1),
+    ("He said:\n\n“12.”\n\nShe nodded.\n", "He said:\n\n“12.”\n\nShe nodded.\n", 0, 0),
+    # the longer break stays (a scene break of blank lines), with the next paragraph's indent
+    ("The end.\n\n      12)\n\n\n\n    Indented.\n", "The end.\n\n\n\n    Indented.\n", 1, 0),
+    # a signature in capitals, then the next chapter: no sentence to join
+    ("Yours ever,\n\n  HASTIE LANYON\n\n82)\n\n  HENRY JEKYLL'S STATEMENT\n",
+     "Yours ever,\n\n  HASTIE LANYON\n\n  HENRY JEKYLL'S STATEMENT\n", 1, 0),
+    # one paragraph a line
+    ("It was cold and\n14)\nwet.\nNext.\n15)\nDay.\n", "It was cold and wet.\nNext.\nDay.\n", 2, 1),
+])
+def test_page_numbers_go_and_the_sentences_they_split_join(text, expected, removed, joined):
+    from styletune.text.paragraphs import page_number_paragraphs, without_page_numbers
+    hyphenated = ["some-thing"] if "some-" in text else []        # named for the writer to look at
+    assert without_page_numbers(text) == (expected, removed, joined, hyphenated)
+    assert len(page_number_paragraphs(text)) == removed and page_number_paragraphs(expected) == []

@@ -34,6 +34,7 @@ Run     python fine-tuning/training/0_segment_manuscript.py MANUSCRIPT --out dat
         python fine-tuning/training/0_segment_manuscript.py MANUSCRIPT --out data/raw/my_book
         ... --force --decide s03=alt1 --decide 'cut:First words of a paragraph'
         ... --config configs/cpu_rehearsal.yaml
+        python fine-tuning/training/0_segment_manuscript.py MANUSCRIPT --without-page-numbers COPY.txt
 
 Output  lengths: target 1653 tokens per example, minimum 500, at most 4096 (sequence_len)
         | chunk | words | tokens | starts here because |
@@ -59,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "ID=cut, ID=alt1..3, or 'cut:First words of a paragraph', 'drop:...', 'whole:First...|Next...'; recorded in "
                         "segment_decisions.json, then the book is recut around every decision "
                         "(repeatable)")
+    p.add_argument("--without-page-numbers", metavar="OUT",
+                   help="write a copy of the manuscript without the page numbers a printed edition "
+                        "left ('11)', '[11]', '- 11 -', 'Page 11'; '11.' where it splits a sentence), "
+                        "each sentence one split joined again, then stop; the manuscript is not changed")
     p.add_argument("--force", action="store_true",
                    help="write into a folder that holds other chunk files (every old chunk file "
                         "it replaces or leaves out is copied into backup/ first; chunk files you "

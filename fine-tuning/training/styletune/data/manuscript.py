@@ -19,13 +19,12 @@ from styletune.errors import InputError
 from styletune.fileio import read_text
 from styletune.text.docx import read_docx
 from styletune.text.gutenberg import gutenberg_body
-from styletune.text.paragraphs import is_hard_wrapped, paragraph_spans
+from styletune.text.paragraphs import is_hard_wrapped, page_number_paragraphs, paragraph_spans
 from styletune.text.patterns import (
     ENDS_SENTENCE,
     FOOTNOTE_MARK,
     blank_lines_mark,
     is_page_marker,
-    is_page_number,
     is_prose,
     is_scene_break,
     word_count,
@@ -399,10 +398,8 @@ def analyse(text: str) -> Structure:
     if back:
         chapters = [(n, t) for n, t in chapters if n <= sections[-1].chapter]
     # Page numbers left from a printed edition ("11)", "[11]", "Page 11"): counted, never
-    # removed ("11." only where it splits a sentence: elsewhere it heads a chapter).
-    pages = [p.start for prev, p in zip([None] + paras, paras)
-             if (p.kind != "heading" or p.heading_kind == "number") and is_page_number(
-                 text[p.start:p.end], text[prev.start:prev.end] if prev and prev.kind == "text" else None)]
+    # removed here ("11." only where it splits a sentence: elsewhere it heads a chapter).
+    pages = page_number_paragraphs(text)
     return Structure(text, hard, one_per_line, sections, chapters, front, heading_matter, notes, pages,
                      back_matter=back)
 

@@ -26,16 +26,17 @@ from styletune.data.seam_model import model
 from styletune.data.seams import Lengths, Measure, as_typed
 from styletune.data.tokens import load_counter
 from styletune.errors import InputError, UserError
-from styletune.fileio import backed_up, normalise, sha256_bytes, write_outputs
+from styletune.fileio import backed_up, normalise, read_text, sha256_bytes, write_atomic, write_outputs
 from styletune.settings import shipped_default
 from styletune.stage import Files, Stage
-from styletune.text.paragraphs import hard_wrap_advice, wrapped_by_hand
+from styletune.text.paragraphs import hard_wrap_advice, without_page_numbers, wrapped_by_hand
 from styletune.text.patterns import (
     FOOTNOTE_MARKS_WARN,
     PAGE_NUMBERS_WARN,
     footnote_marks,
     footnote_marks_advice,
     page_numbers_advice,
+    some_of,
     word_count,
 )
 from styletune.text.sentences import build_punkt
@@ -456,7 +457,37 @@ def decisions_bytes(decisions) -> bytes:
                        indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
+def write_without_page_numbers(manuscript: Path, out: Path) -> int:
+    """--without-page-numbers: a copy of the manuscript less its page numbers, the
+    sentences they split joined again; the manuscript itself is never rewritten. Line
+    ends and a byte-order mark stay as they were."""
+    if manuscript.suffix.lower() == ".docx":
+        raise InputError(f"{paths.shown(manuscript)}: a .docx keeps its text inside XML, which this copy "
+                         "cannot rewrite: save it as plain text (.txt, UTF-8) in your word processor and "
+                         "run this on that file")
+    if out.exists():
+        raise UserError(f"--without-page-numbers {paths.shown(out)}: that file exists; name a new one "
+                        "(your manuscript is never rewritten)")
+    raw = manuscript.read_bytes()
+    text = read_text(manuscript)
+    crlf = "\r\n" in text
+    cleaned, removed, joined, hyphenated = without_page_numbers(text.replace("\r\n", "\n"))
+    cleaned = cleaned.replace("\n", "\r\n") if crlf else cleaned
+    write_atomic(out, (b"\xef\xbb\xbf" if raw.startswith(b"\xef\xbb\xbf") else b"") + cleaned.encode("utf-8"))
+    print(f"wrote {paths.shown(out)}: {removed} page number(s) removed, {joined} sentence(s) they split "
+          f"joined again, every word of {paths.shown(manuscript)} kept. Compare the two (e.g. diff "
+          f"{paths.shown(manuscript)} {paths.shown(out)}), then cut the copy:\n"
+          f"  python fine-tuning/training/0_segment_manuscript.py {paths.shown(out)} --dry-run")
+    if hyphenated:
+        print(f"{len(hyphenated)} word(s) hyphenated across a page are kept as printed, hyphen and all: "
+              f"{some_of(hyphenated, 6)}. Where the hyphen is only the printer's, delete it in the copy")
+    return 0
+
+
 def run(args) -> int:
+    if args.without_page_numbers:
+        return write_without_page_numbers(paths.resolve_cli(args.manuscript),
+                                          paths.resolve_cli(args.without_page_numbers))
     cfg = load_config(args.config)
     out_dir = paths.resolve_cli(args.out) if args.out else cfg.pipeline.book_dir
     print(f"config: {paths.shown(cfg.path)}")

@@ -164,10 +164,12 @@ def health(pools: dict, continuations: dict, training_text: str, ev: dict, on_tr
                                    "MEMORISING: the tuned model copies training text more than the author does")
     for name, pairs in on_training_prompts.items():
         out[name]["recalled_words"] = max(memorisation(text, truth)["longest_overlap_words"] for text, truth in pairs)
-    recalled = out["tuned"]["recalled_words"]
-    out["recall_verdict"] = (f"RECALLING: a training example's continuation written back, {recalled} words "
-                             "verbatim: fewer epochs or a lower learning rate" if recalled >= RECALL_WORDS else
-                             f"ok: under {RECALL_WORDS} words")
+    recalled, known = out["tuned"]["recalled_words"], out["base"]["recalled_words"]
+    out["recall_verdict"] = (
+        f"ok: under {RECALL_WORDS} words" if recalled < RECALL_WORDS else
+        f"the base writes as much back ({known} words): a book it knew before tuning" if known >= recalled else
+        f"RECALLING: a training example's continuation written back, {recalled} words verbatim: "
+        "fewer epochs or a lower learning rate")
     return out
 
 

@@ -3,7 +3,7 @@ paragraph per line, or blocks between blank lines (hard-wrapped by hand, as in
 Project Gutenberg files, or not)."""
 import re
 
-from styletune.text.patterns import is_page_number, is_prose
+from styletune.text.patterns import is_page_number, is_prose, splits_a_sentence
 
 _LINE_ENDS_SENTENCE = re.compile(r"[.!?…:;\-—–'\"’”)\]*_]\s*$")
 
@@ -53,9 +53,55 @@ def paragraph_spans(text: str):
     return spans
 
 
+def _page_number_runs(text: str, spans) -> list[tuple[int, int]]:
+    """(first, last + 1) indices into spans of each run of page-number paragraphs, judged
+    with the paragraphs around the run (a run of several numbers is one break)."""
+    runs, i = [], 0
+    while i < len(spans):
+        j = i
+        before = text[slice(*spans[i - 1])] if i else None
+        while j < len(spans) and is_page_number(text[slice(*spans[j])], before,
+                                                text[slice(*spans[j + 1])] if j + 1 < len(spans) else None):
+            j += 1
+        if j > i:
+            runs.append((i, j))
+        i = max(j, i + 1)
+    return runs
+
+
 def page_number_paragraphs(text: str) -> list[int]:
     """Starts of the paragraphs that are only a page number ("11)", "[11]"; "11." where
-    it splits a sentence), as a chunk file keeps them from a printed edition."""
+    it splits a sentence), as a text copied from a printed edition keeps them."""
     spans = paragraph_spans(text)
-    return [a for prev, (a, b) in zip([None] + spans, spans)
-            if is_page_number(text[a:b], text[prev[0]:prev[1]] if prev and is_prose(text[prev[0]:prev[1]]) else None)]
+    return [spans[k][0] for i, j in _page_number_runs(text, spans) for k in range(i, j)]
+
+
+def without_page_numbers(text: str) -> tuple[str, int, int, list[str]]:
+    """`text` ("\n" line ends) less its page-number paragraphs, every other character as
+    it was. Where a run of them splits a sentence (patterns.splits_a_sentence) the halves
+    join with a space (none after a hyphen); elsewhere the longer of the breaks around the run stays (a scene
+    break of blank lines survives), before the next paragraph's own indent. Returns
+    (text, numbers removed, sentences joined, the words joined at a hyphen: "some-thing",
+    most often a printer's, for the writer to look at)."""
+    spans = paragraph_spans(text)
+    out, pos, removed, joined, hyphenated = [], 0, 0, 0, []
+    for i, j in _page_number_runs(text, spans):
+        before_end = spans[i - 1][1] if i else 0
+        after_start = spans[j][0] if j < len(spans) else len(text)
+        gap_before, gap_after = text[before_end:spans[i][0]], text[spans[j - 1][1]:after_start]
+        if i and j < len(spans) and splits_a_sentence(text[slice(*spans[i - 1])], text[slice(*spans[j])]):
+            # a word hyphenated over the page stays as printed, hyphen and all: "some-thing"
+            gap, joined = "" if text[spans[i - 1][1] - 1] == "-" else " ", joined + 1
+            if not gap:
+                hyphenated.append(text[spans[i - 1][0]:spans[i - 1][1]].split()[-1]
+                                  + text[slice(*spans[j])].split()[0])
+        elif not i:                      # at the start: nothing before the first paragraph
+            gap = gap_after[gap_after.rfind("\n") + 1:]
+        elif j == len(spans):            # at the end: the line end of the last paragraph
+            gap = "\n" if gap_after.endswith("\n") or gap_before.endswith("\n") else ""
+        else:
+            breaks = max(gap_before, gap_after, key=lambda g: g.count("\n"))
+            gap = breaks[:breaks.rfind("\n") + 1] + gap_after[gap_after.rfind("\n") + 1:]
+        out += [text[pos:before_end], gap]
+        pos, removed = after_start, removed + j - i
+    return "".join(out) + text[pos:], removed, joined, hyphenated

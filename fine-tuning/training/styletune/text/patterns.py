@@ -35,23 +35,9 @@ FOOTNOTE_MARKS_WARN = 3
 PAGE_NUMBERS_WARN = 3
 
 
-def _page_numbers_command() -> str:
-    """A command that removes the page-number lines from a copy of the manuscript. Where
-    one splits a sentence (a lower-case word goes on after it, or a comma or semicolon
-    stops before it) the two halves join with a space; elsewhere the number's line goes
-    and the longer of the blank runs around it stays (a scene break of blank lines
-    survives). "11." goes only where it splits a sentence: elsewhere it may be a chapter."""
-    script = "; ".join([
-        r"$g = qr/[ \t]*\r?\n(?:[ \t]*\r?\n)*[ \t]*/",     # a line's end, blank lines, the next indent
-        rf"$n = qr/(?i:{_PAGE_NUMBER})/",
-        rf"$m = qr/$n|{_PAGE_OR_CHAPTER_NUMBER}/",
-        r"s/(?<=\S)$g$m$g(?=\p{Ll})/ /g",
-        r"s/(?<=[,;])$g$m$g(?=\S)/ /g",
-        r's/\n((?:[ \t]*\r?\n)*)[ \t]*$n[ \t]*\r?\n((?:[ \t]*\r?\n)*)/"\n" . (length $1 < length $2 ? $2 : $1)/ge'])
-    return f"perl -CSD -Mutf8 -0777 -pe '{script}' IN > OUT"
-
-
-PAGE_NUMBERS_COMMAND = _page_numbers_command()
+# What writes a copy of a manuscript without its page numbers (text/paragraphs.py's
+# without_page_numbers, which joins the sentences they split).
+PAGE_NUMBERS_COMMAND = "python fine-tuning/training/0_segment_manuscript.py IN --without-page-numbers OUT"
 # A scene-break line: one to seven groups of up to three marks, no letters or
 # digits ("* * *", "#", "~", "§", "***", "— — —").
 SCENE_GLYPHS = re.compile(r"^[^\w\s]{1,3}(\s*[^\w\s]{1,3}){0,6}$")
@@ -74,24 +60,38 @@ def is_page_marker(line: str) -> bool:
     return bool(PAGE_MARKER.match(line.strip()))
 
 
-def is_page_number(paragraph: str, before: str | None) -> bool:
-    """A paragraph that is only a page number (PAGE_NUMBER_PARAGRAPH), given the prose
-    paragraph before it (None where there is none). "11." is also a numbered chapter's
-    heading: a page number only where it splits a sentence, the one before stopping short."""
+def stops_mid_sentence(text: str) -> bool:
+    """Prose that stops short: its last mark, closing quotes aside, a letter, a digit, a
+    comma or a semicolon (not . ! ? … nor a dash or colon, which may end a paragraph)."""
+    end = re.sub(rf"{CLOSERS}+$", "", text.rstrip())
+    return is_prose(text) and bool(end) and (end[-1].isalnum() or end[-1] in ",;")
+
+
+def splits_a_sentence(before: str | None, after: str | None) -> bool:
+    """A page number between these paragraphs (None: none) cuts a sentence in two: the
+    last line before is prose (not a signature or a heading in capitals) and stops
+    short, or a lower-case word goes on after."""
+    last = before.rstrip().rsplit("\n", 1)[-1] if before else ""
+    return bool(after and is_prose(last) and (stops_mid_sentence(last) or after.lstrip()[:1].islower()))
+
+
+def is_page_number(paragraph: str, before: str | None, after: str | None) -> bool:
+    """A paragraph that is only a page number (PAGE_NUMBER_PARAGRAPH), given the
+    paragraphs around it. "11." is also a numbered chapter's heading: a page number only
+    where it splits a sentence with a lower-case word after it."""
     shown = " ".join(paragraph.split())
     if not PAGE_NUMBER_PARAGRAPH.match(shown):
         return False
     return not re.fullmatch(_PAGE_OR_CHAPTER_NUMBER, shown) or (
-        before is not None and not ENDS_SENTENCE.search(before.rstrip()))
+        splits_a_sentence(before, after) and after.lstrip()[:1].islower())
 
 
 def page_numbers_advice(count: int, places: list[str]) -> str:
     """What to tell a writer whose text holds page numbers: the model learns them."""
     return (f"WARNING: {count} paragraphs are only a number, page numbers left from a printed "
             f"edition ({some_of(places)}); they stay in the chunks, often in the middle of a sentence, "
-            "and the model would learn them. Remove them from the manuscript (or chunk file), e.g. "
-            f"with {PAGE_NUMBERS_COMMAND} (it joins the halves of a sentence a number split; compare "
-            "OUT with IN), then rerun on OUT")
+            "and the model would learn them. Write a copy without them (the sentences they split "
+            f"joined again): {PAGE_NUMBERS_COMMAND}; compare OUT with IN (e.g. diff), then use OUT")
 
 
 def is_scene_break(line: str) -> bool:
