@@ -20,8 +20,8 @@ PAGE_MARKER = re.compile(r"^\[?\d{1,4}[)\]]$")
 # A paragraph that is only a number, as a printed edition's page numbers are left in
 # a text copied from it: "11)", "[11]", "(11)", "- 11 -", "Page 11", and "11.", which is
 # also a numbered chapter heading's shape. Wider than PAGE_MARKER (which the chunker
-# treats as part of the next paragraph): stage 0 only counts these and warns, with a
-# command that removes them (PAGE_NUMBERS_COMMAND); it never removes the author's text.
+# treats as part of the next paragraph): stages 0 and 1 count these and warn; the chunks
+# keep them, and PAGE_NUMBERS_COMMAND writes a copy of the manuscript without them.
 _PAGE_NUMBER = r"\[\d{1,4}\]|\(\d{1,4}\)|\d{1,4}\)|[-–—][ \t]*\d{1,4}[ \t]*[-–—]|(?:page|p\.)[ \t]*\d{1,4}"
 _PAGE_OR_CHAPTER_NUMBER = r"\d{1,4}\."
 PAGE_NUMBER_PARAGRAPH = re.compile(rf"^(?:{_PAGE_NUMBER}|{_PAGE_OR_CHAPTER_NUMBER})$", re.IGNORECASE)
