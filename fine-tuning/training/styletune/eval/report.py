@@ -230,10 +230,11 @@ def per_chunk_line(ratio: dict) -> str:
     """The ratio held-out chunk by held-out chunk: the interval resamples these chunks and
     their 64-token blocks, so with few chunks it speaks for them, not for scenes unlike them."""
     each = ratio["per_chunk"]
+    how = ("this chunk's 64-token blocks: it speaks for this scene, not for scenes unlike it" if len(each) == 1
+           else f"these {len(each)} chunks, then 64-token blocks within each: with few chunks it speaks "
+                "for them, not for scenes unlike them")
     return (f"Tuned/base perplexity, each held-out chunk: {', '.join(f'{r:.3f}' for r in each)} "
-            f"({sum(r < 1 for r in each)} of {len(each)} below 1). The interval above resamples "
-            f"these {len(each)} chunk(s), then 64-token blocks within each: with few chunks it speaks "
-            "for them, not for scenes unlike them.")
+            f"({sum(r < 1 for r in each)} of {len(each)} below 1). The interval above resamples {how}.")
 
 
 def checkpoint_line(chosen: dict) -> str:
