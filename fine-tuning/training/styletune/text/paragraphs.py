@@ -79,8 +79,9 @@ def page_number_paragraphs(text: str) -> list[int]:
 def without_page_numbers(text: str) -> tuple[str, int, int, list[str]]:
     """`text` ("\n" line ends) less its page-number paragraphs, every other character as
     it was. Where a run of them splits a sentence (patterns.splits_a_sentence) the halves
-    join with a space (none after a hyphen); elsewhere the longer of the breaks around the run stays (a scene
-    break of blank lines survives), before the next paragraph's own indent. Returns
+    join with a space (none after a hyphen); elsewhere the longer of the breaks around
+    the run stays (a scene break of blank lines survives), before the next paragraph's
+    own indent. Returns
     (text, numbers removed, sentences joined, the words joined at a hyphen: "some-thing",
     most often a printer's, for the writer to look at)."""
     spans = paragraph_spans(text)

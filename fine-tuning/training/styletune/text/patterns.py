@@ -60,19 +60,15 @@ def is_page_marker(line: str) -> bool:
     return bool(PAGE_MARKER.match(line.strip()))
 
 
-def stops_mid_sentence(text: str) -> bool:
-    """Prose that stops short: its last mark, closing quotes aside, a letter, a digit, a
-    comma or a semicolon (not . ! ? … nor a dash or colon, which may end a paragraph)."""
-    end = re.sub(rf"{CLOSERS}+$", "", text.rstrip())
-    return is_prose(text) and bool(end) and (end[-1].isalnum() or end[-1] in ",;")
-
-
 def splits_a_sentence(before: str | None, after: str | None) -> bool:
     """A page number between these paragraphs (None: none) cuts a sentence in two: the
-    last line before is prose (not a signature or a heading in capitals) and stops
-    short, or a lower-case word goes on after."""
+    last line before is prose (not a signature or a heading in capitals) and stops short
+    (its last mark, closing quotes aside, a letter, a digit, a comma or a semicolon; not
+    . ! ? … nor a dash or colon, which may end a paragraph), or a lower-case word goes on."""
     last = before.rstrip().rsplit("\n", 1)[-1] if before else ""
-    return bool(after and is_prose(last) and (stops_mid_sentence(last) or after.lstrip()[:1].islower()))
+    end = re.sub(rf"{CLOSERS}+$", "", last)
+    stops_short = bool(end) and (end[-1].isalnum() or end[-1] in ",;")
+    return bool(after and is_prose(last) and (stops_short or after.lstrip()[:1].islower()))
 
 
 def is_page_number(paragraph: str, before: str | None, after: str | None) -> bool:
