@@ -3,6 +3,7 @@ in real and generated books, every word conserved, budgets kept, reruns safe, ba
 input refused with one line."""
 import json
 import random
+import shutil
 
 import pytest
 from conftest import CORPUS, FT, SAMPLE_BOOK, load_script
@@ -14,6 +15,10 @@ from styletune.text.patterns import word_count
 STAGE0 = load_script(FT / "training" / "0_segment_manuscript.py")
 SPLIT = load_script(FT / "training" / "split_oversized_chunks.py")
 MANUSCRIPT = SAMPLE_BOOK / "the_quiet_orbit_full_manuscript.txt"
+
+
+def every_file(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
 def chunk_files(folder):
@@ -114,12 +119,34 @@ def test_sample_manuscript_into_a_scratch_folder(tmp_path, make_config, capsys):
 
 
 def test_refuses_a_folder_of_hand_curated_chunks(book_copy, make_config, capsys):
-    before = {p.name: p.read_bytes() for p in book_copy.rglob("*") if p.is_file()}
+    before = every_file(book_copy)
     code = STAGE0.main([str(MANUSCRIPT), "--config", str(make_config()), "--out", str(book_copy)])
     err = capsys.readouterr().err
     assert code == 2 and "already holds chunk files" in err and "--force" in err
     assert "Traceback" not in err
-    assert {p.name: p.read_bytes() for p in book_copy.rglob("*") if p.is_file()} == before
+    assert every_file(book_copy) == before
+
+
+def test_without_out_a_manuscript_gets_its_own_folder_beside_book_dir(tmp_path, make_config, capsys):
+    """Not the configured book folder (still the sample book's until the writer sets it,
+    and tracked by git): data/raw/<manuscript name>/, as make book uses."""
+    book_dir = tmp_path / "raw" / "the_quiet_orbit"
+    shutil.copytree(SAMPLE_BOOK, book_dir)
+    before = every_file(book_dir)
+    draft = tmp_path / "My Novel (draft 3).txt"
+    draft.write_bytes(MANUSCRIPT.read_bytes())
+    assert STAGE0.main([str(draft), "--config", str(make_config({"book_dir": str(book_dir)}))]) == 0
+    assert chunk_files(tmp_path / "raw" / "my_novel_draft_3")
+    assert every_file(book_dir) == before
+
+
+def test_a_file_where_the_folder_goes_is_one_line_not_a_traceback(tmp_path, make_config, capsys):
+    taken = tmp_path / "chunks"
+    taken.write_text("a note")
+    code = STAGE0.main([str(MANUSCRIPT), "--config", str(make_config()), "--out", str(taken)])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert f"{taken}: that path is a file: give a folder" in err and taken.read_text() == "a note"
 
 
 def test_force_moves_old_chunks_into_backup(book_copy, make_config):
@@ -152,18 +179,18 @@ def test_a_recut_never_puts_a_chunk_the_writer_edited_into_backup(tmp_path, make
     assert STAGE0.main([str(MANUSCRIPT), "--config", str(config), "--out", str(out)]) == 0
     edited = chunk_files(out)[2]
     edited.write_text(edited.read_text() + "A line the writer added.\n")
-    before = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    before = every_file(out)
     capsys.readouterr()
     assert STAGE0.main([str(MANUSCRIPT), "--config", str(config), "--out", str(out), "--force"]) == 2
     err = capsys.readouterr().err
     assert f"changed since stage 0 wrote them ({edited.name})" in err and "into the manuscript" in err
     assert "Traceback" not in err
-    assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert every_file(out) == before
     # an answer said back before the refusal is said not to be recorded, and is not
     assert STAGE0.main([str(MANUSCRIPT), "--config", str(config), "--out", str(out), "--force",
                         "--decide", "cut:It should be explained, for those"]) == 2
     assert "answer(s) above were not recorded" in capsys.readouterr().err
-    assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert every_file(out) == before
     # an edit undone (or a recut that writes the file as it now is) recuts as before
     edited.write_bytes(before[edited.name].replace(b"A line the writer added.\n", b""))
     assert STAGE0.main([str(MANUSCRIPT), "--config", str(config), "--out", str(out), "--force"]) == 0
@@ -294,6 +321,56 @@ def test_docx_keeps_italics_and_headings(tmp_path):
     st = analyse(body)
     assert [t for _, t in st.chapters] == ["# Chapter 1"]
     assert [s.reason for s in st.sections][1] == "scene break: 1 blank line(s)"
+
+
+W_NS = 'xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"'
+
+
+def wrapped_run(paragraph, wrapper: str, text: str) -> None:
+    """Append a run of `text` inside Word's `wrapper` element (a hyperlink, a content
+    control, a field, a tracked insertion), as Word itself nests them."""
+    from docx.oxml import parse_xml
+    inner = f'<w:r><w:t xml:space="preserve">{text}</w:t></w:r>'
+    xml = {"hyperlink": f'<w:hyperlink {W_NS}>{inner}</w:hyperlink>',
+           "sdt": f'<w:sdt {W_NS}><w:sdtContent>{inner}</w:sdtContent></w:sdt>',
+           "fldSimple": f'<w:fldSimple {W_NS} w:instr="TITLE">{inner}</w:fldSimple>',
+           "ins": f'<w:ins {W_NS} w:id="1" w:author="Ed Itor" w:date="2026-01-01T00:00:00Z">{inner}</w:ins>',
+           "del": (f'<w:del {W_NS} w:id="2" w:author="Ed Itor" w:date="2026-01-01T00:00:00Z"><w:r>'
+                   f'<w:delText xml:space="preserve">{text}</w:delText></w:r></w:del>')}[wrapper]
+    paragraph._p.append(parse_xml(xml))
+
+
+def test_docx_keeps_words_word_nests_in_links_controls_fields_and_tables(tmp_path):
+    import docx
+    doc = docx.Document()
+    p = doc.add_paragraph("He said ")
+    wrapped_run(p, "hyperlink", "hello there")
+    p.add_run(" and ")
+    wrapped_run(p, "sdt", "went")
+    p.add_run(" on to ")
+    wrapped_run(p, "fldSimple", "Lyme")
+    p.add_run(".")
+    table = doc.add_table(rows=1, cols=2)
+    table.cell(0, 0).text, table.cell(0, 1).text = "Left cell.", "Right cell."
+    doc.add_paragraph("After the table.")
+    src = tmp_path / "novel.docx"
+    doc.save(src)
+    assert read_manuscript(src).body == ("He said hello there and went on to Lyme.\nLeft cell.\n"
+                                         "Right cell.\nAfter the table.")
+
+
+@pytest.mark.parametrize("change", ["ins", "del"])
+def test_docx_with_open_tracked_changes_is_refused_with_the_fix(tmp_path, make_config, capsys, change):
+    import docx
+    doc = docx.Document()
+    wrapped_run(doc.add_paragraph("She left "), change, "at once")
+    src = tmp_path / "novel.docx"
+    doc.save(src)
+    assert STAGE0.main([str(src), "--config", str(make_config()), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "1 tracked change(s) not yet accepted or rejected (1 by Ed Itor)" in err
+    assert "Accept (or Reject) All Changes" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
 
 
 def cut_paragraphs(tmp_path, make_config, capsys, paragraphs):
@@ -469,12 +546,12 @@ def test_single_huge_paragraph_is_cut_at_sentence_ends_as_a_last_resort(tmp_path
 def test_split_dry_run_then_apply_then_rerun(book_copy, make_config, capsys):
     cfg = str(make_config())
     original = (book_copy / "chunk_004_the_long_walk.txt").read_bytes()
-    before = {p.name: p.read_bytes() for p in book_copy.rglob("*") if p.is_file()}
+    before = every_file(book_copy)
     args = ["--config", cfg, "--book", str(book_copy), "--limit", "3000"]
     assert SPLIT.main(args + ["--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "scene break '* * *'" in out and "✂" in out and "| original chunk |" in out
-    assert {p.name: p.read_bytes() for p in book_copy.rglob("*") if p.is_file()} == before
+    assert every_file(book_copy) == before
     assert SPLIT.main(args) == 0
     parts = sorted(book_copy.glob("chunk_004?_*.txt"))
     # parts aim at the book's own chunk length (~1,650 tokens): cut at both scene breaks
@@ -484,10 +561,10 @@ def test_split_dry_run_then_apply_then_rerun(book_copy, make_config, capsys):
     assert b"".join(p.read_bytes() for p in parts) == original
     assert (book_copy / "backup" / "chunk_004_the_long_walk.txt").read_bytes() == original
     assert not (book_copy / "chunk_004_the_long_walk.txt").exists()
-    after = {p.name: p.read_bytes() for p in book_copy.rglob("*") if p.is_file()}
+    after = every_file(book_copy)
     assert SPLIT.main(args) == 0  # already split: nothing to do
     assert "nothing to split" in capsys.readouterr().out
-    assert {p.name: p.read_bytes() for p in book_copy.rglob("*") if p.is_file()} == after
+    assert every_file(book_copy) == after
 
 
 def test_split_lists_other_places_and_takes_the_writers_choice(book_copy, make_config, capsys):
@@ -516,13 +593,13 @@ def test_split_lists_other_places_and_takes_the_writers_choice(book_copy, make_c
 ])
 def test_split_refuses_a_cut_it_cannot_make_and_changes_nothing(book_copy, make_config, capsys,
                                                                 opening, message):
-    before = {p.name: p.read_bytes() for p in book_copy.rglob("*") if p.is_file()}
+    before = every_file(book_copy)
     openings = opening if isinstance(opening, list) else [opening]
     code = SPLIT.main(["--config", str(make_config()), "--book", str(book_copy), "--limit", "3000"]
                       + [x for o in openings for x in ("--cut-before", o)])
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err
-    assert {p.name: p.read_bytes() for p in book_copy.rglob("*") if p.is_file()} == before
+    assert every_file(book_copy) == before
 
 
 def test_suggested_cut_text_names_one_paragraph_only():

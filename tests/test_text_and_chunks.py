@@ -25,8 +25,23 @@ def test_normalise_changes_only_whitespace():
 def test_undecodable_bytes_name_file_and_offset(tmp_path):
     bad = tmp_path / "chunk_001_x.txt"
     bad.write_bytes(b"Good text. Then \x93smart quotes\x94 from Windows.")
-    with pytest.raises(InputError, match=r"chunk_001_x.txt: not valid UTF-8 at byte 16, line 1 .*iconv"):
+    with pytest.raises(InputError, match=r"chunk_001_x.txt: not valid UTF-8 at byte 16, line 1 .*"
+                                         r"2 such byte.*Windows-1252.*iconv -f cp1252 .*> fixed.txt"):
         read_text(bad)
+
+
+def test_a_stray_byte_in_a_utf8_file_is_fixed_by_hand_not_by_converting_the_file(tmp_path):
+    """Converting a UTF-8 file as Windows-1252 garbles every accent and quote (iconv even
+    stops part-way): one pasted byte is named with its line, and no conversion offered.
+    The byte-order mark does not shift the offset."""
+    pasted = tmp_path / "manuscript.txt"
+    pasted.write_bytes(b"\xef\xbb\xbf\xe2\x80\x9cMy dear,\xe2\x80\x9d she said.\nIt\x92s late.\n")
+    with pytest.raises(InputError) as caught:
+        read_text(pasted)
+    said = str(caught.value)
+    assert "not valid UTF-8 at byte 30, line 2 (0x92 in \"It\ufffds late.\")" in said
+    assert "do not convert the whole file" in said and "iconv" not in said
+    assert pasted.read_bytes()[30] == 0x92
 
 
 def test_utf16_is_named_as_such(tmp_path):

@@ -22,7 +22,6 @@ Where it stops (exit 3, the message says what to do and the command to go on):
 """
 import hashlib
 import json
-import re
 import subprocess
 import sys
 import time
@@ -60,13 +59,6 @@ class BookStage:
     reads: Reads            # the keys, as the writer reads them
 
 
-def chunk_folder(cfg: Config, manuscript: Path) -> Path:
-    """Where stage 0 puts a manuscript's chunk files: beside the configured book folder,
-    named after the manuscript (data/raw/<name>/)."""
-    slug = re.sub(r"[^a-z0-9]+", "_", manuscript.stem.lower()).strip("_") or "book"
-    return cfg.pipeline.book_dir.parent / slug
-
-
 def book_arguments(number: str, book: Path, where: Book, backend: str) -> list:
     """make book's arguments to a stage's script: --force where it replaces only what
     it wrote itself, and stage 3 picks the adapter as a writer would (--auto)."""
@@ -76,7 +68,7 @@ def book_arguments(number: str, book: Path, where: Book, backend: str) -> list:
 
 def stages(cfg: Config, book: Path, backend: str) -> list:
     """The stages to run for this book, in order (no stage 0 for a chunk folder)."""
-    where = Book(book if book.is_file() else None, chunk_folder(cfg, book) if book.is_file() else book)
+    where = Book(book if book.is_file() else None, segment.chunk_folder(cfg, book) if book.is_file() else book)
     found = []
     for declared in declarations():
         if declared.number == "0" and where.manuscript is None:

@@ -1,6 +1,8 @@
 """What every stage script shares: its parser with --config, and how it ends:
 a problem the user can fix is one `error: ...` line and exit 2, never a traceback."""
 import argparse
+import errno
+import os
 import sys
 
 from styletune import paths
@@ -47,3 +49,21 @@ def run_main(run, args, interrupted: str = "interrupted: every file written is w
     except KeyboardInterrupt:
         print(interrupted, file=sys.stderr)
         return 130
+    except OSError as err:   # a full disk, a folder where a file goes, a broken link, ...
+        if os.environ.get("STYLETUNE_DEBUG"):
+            raise
+        print(f"error: {file_system_problem(err)} (STYLETUNE_DEBUG=1 shows where)", file=sys.stderr)
+        return 2
+
+
+def file_system_problem(err: OSError) -> str:
+    """An OSError in words with its fix: every file the stage wrote is whole (written
+    atomically), so fixing the cause and rerunning finishes the job."""
+    where = " -> ".join(str(f) for f in (err.filename, err.filename2) if f) or "a file"
+    fix = {errno.ENOSPC: "free some disk space and rerun",
+           errno.EACCES: "this user cannot write or read there: choose another folder or fix its permissions",
+           errno.EEXIST: "that path is a file: give a folder (a new one or an existing one)",
+           errno.ENOTDIR: "part of that path is a file, not a folder: give another path",
+           errno.ENOENT: "it does not exist (a broken link, or a file moved while running): fix the "
+                         "path and rerun"}.get(err.errno, "fix it and rerun")
+    return f"{err.strerror or err}: {where}: {fix}; every file already written is whole"

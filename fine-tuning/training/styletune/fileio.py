@@ -37,16 +37,47 @@ def read_text(path: Path) -> str:
     if b"\x00" in data:
         raise InputError(f"{path}: looks like a binary file (it contains NUL bytes). "
                          "Save it as plain UTF-8 text (.txt) or move it out of the folder.")
+    body = data[3:] if data.startswith(b"\xef\xbb\xbf") else data
     try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = data[:err.start].count(b"\n") + 1
-        raise InputError(
-            f"{path}: not valid UTF-8 at byte {err.start}, line {line} (byte 0x{data[err.start]:02x}; "
-            "probably saved as Windows-1252). Re-save it as UTF-8: your editor's 'Save with "
-            f"encoding: UTF-8', or `iconv -f cp1252 -t utf-8 '{path}' > fixed.txt`, then "
-            "replace the file."
-        ) from None
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(not_utf8(path, data)) from None
+
+
+def not_utf8(path: Path, data: bytes) -> str:
+    """Where a file stops being UTF-8, and the fix that fits: a few stray bytes in a UTF-8
+    file (a paste) are fixed by hand on their lines, since converting the whole file would
+    garble every correct accent and quote; a whole file in Windows-1252 or Latin-1 is
+    converted into a copy, the original kept."""
+    text = data.decode("utf-8", errors="surrogateescape")
+    bad = [i for i, ch in enumerate(text) if "\udc80" <= ch <= "\udcff"]
+    first = bad[0]
+    line_no = text.count("\n", 0, first) + 1
+    start, end = text.rfind("\n", 0, first) + 1, text.find("\n", first)
+    shown = text[max(start, first - 40):end if end >= 0 else None][:80]
+    shown = shown.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
+    lines = sorted({text.count("\n", 0, i) + 1 for i in bad})
+    offset = len(text[:first].encode("utf-8", errors="surrogateescape"))
+    where = (f"not valid UTF-8 at byte {offset}, line {line_no} (0x{ord(text[first]) - 0xdc00:02x} in "
+             f"\"{shown.strip()}\"); {len(bad)} such byte(s) in all, on line(s) "
+             f"{', '.join(map(str, lines[:8]))}{' ...' if len(lines) > 8 else ''}")
+    if any(ord(ch) > 127 and not "\udc80" <= ch <= "\udcff" for ch in text):
+        return (f"{path}: {where}. The rest of the file is UTF-8 (its accents and quotes decode), so "
+                "do not convert the whole file: open it in your editor, retype the character(s) "
+                "shown as \ufffd on those lines, and save as UTF-8.")
+    encoding = "cp1252" if _decodes(data, "cp1252") else "latin1"
+    return (f"{path}: {where}; it looks saved as {'Windows-1252' if encoding == 'cp1252' else 'Latin-1'}. "
+            "Re-save it as UTF-8 (your editor's 'Save with encoding: UTF-8'), or convert a copy: "
+            f"`iconv -f {encoding} -t utf-8 '{path}' > fixed.txt`; read fixed.txt's accents and "
+            "quotes, then put it in the original's place (keep the original elsewhere).")
+
+
+def _decodes(data: bytes, encoding: str) -> bool:
+    try:
+        data.decode(encoding)
+        return True
+    except UnicodeDecodeError:
+        return False
 
 
 def normalise(text: str) -> str:

@@ -17,6 +17,7 @@ from styletune.data.examples import build_examples, quoted_paragraph_end
 from styletune.data.tokens import load_counter
 from styletune.errors import InputError
 from styletune.fileio import sha256_bytes, write_outputs
+from styletune.settings import shipped_default
 from styletune.stage import Files, Stage, rules_file, training_data
 from styletune.text.paragraphs import hard_wrap_advice, page_number_paragraphs, wrapped_by_hand
 from styletune.text.patterns import (
@@ -97,6 +98,9 @@ class Stage1Result:
 
 
 OVERLONG_EXIT = 5
+# the config's book_dir is still the project's own sample: say so where the book is named
+SAMPLE_BOOK_NOTE = ("\n  (the sample book, style_pipeline.book_dir's default: for your own give --book "
+                    "data/raw/<name>, the folder stage 0 wrote, or set book_dir in the config)")
 
 
 class OverlongError(InputError):
@@ -261,7 +265,8 @@ def run(args) -> int:
     result = prepare_data(cfg, book_dir=args.book, skip_overlong=args.skip_overlong,
                      say=lambda message: print(f"... {message}", file=sys.stderr, flush=True))
     rep = report.report_dict(result)
-    print(f"book: {rep['book_dir']}  ({len(result.chunks)} chunk files)")
+    print(f"book: {rep['book_dir']}  ({len(result.chunks)} chunk files)"
+          + (SAMPLE_BOOK_NOTE if result.book_dir.resolve() == shipped_default("book_dir") else ""))
     print(f"tokens: {rep['tokenizer']}")
     print(f"sentences: {rep['sentence_splitter']}")
     print(report.markdown_body(rep))

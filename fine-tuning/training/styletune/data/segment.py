@@ -1,5 +1,6 @@
 """What 0_segment_manuscript.py prints and writes."""
 import json
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +91,16 @@ def chunk_lengths(cfg, writer_sizes=(), maximum=None) -> Lengths:
                                        else round(DEFAULT_TARGET_SHARE * cfg.sequence_len))
     target = max(s.segment_min_tokens + 1, min(target, maximum - MARGINS[0]))
     return Lengths(target, s.segment_min_tokens, maximum, model().data["length_weight"])
+
+
+def chunk_folder(cfg, manuscript: Path) -> Path:
+    """Where stage 0 puts a manuscript's chunk files without --out: beside the configured
+    book folder, named after the manuscript (data/raw/<name>/, which git ignores); the
+    configured folder itself when the manuscript lies in it."""
+    if manuscript.resolve().is_relative_to(cfg.pipeline.book_dir.resolve()):
+        return cfg.pipeline.book_dir
+    slug = re.sub(r"[^a-z0-9]+", "_", manuscript.stem.lower()).strip("_") or "book"
+    return cfg.pipeline.book_dir.parent / slug
 
 
 def hand_cut_folders(cfg, out_dir: Path, manuscript: Path) -> list:
@@ -489,10 +500,10 @@ def run(args) -> int:
         return write_without_page_numbers(paths.resolve_cli(args.manuscript),
                                           paths.resolve_cli(args.without_page_numbers))
     cfg = load_config(args.config)
-    out_dir = paths.resolve_cli(args.out) if args.out else cfg.pipeline.book_dir
+    manuscript = paths.resolve_cli(args.manuscript)
+    out_dir = paths.resolve_cli(args.out) if args.out else chunk_folder(cfg, manuscript)
     print(f"config: {paths.shown(cfg.path)}")
     decisions, answered = record_decisions(out_dir, args.decide or [])
-    manuscript = paths.resolve_cli(args.manuscript)
     seg = segment(cfg, manuscript, say=lambda m: print(f"... {m}", file=sys.stderr, flush=True),
                   decisions=decisions, folders=hand_cut_folders(cfg, out_dir, manuscript),
                   known_ids=known_ids(out_dir, decisions), fresh=[d for _, d in answered])

@@ -1,10 +1,21 @@
 """A Word manuscript (.docx) as plain text: one paragraph per line, italics as
 `*...*`, Word's heading styles as Markdown `#` headings, empty paragraphs as
-blank lines (a writer's scene-break gap)."""
+blank lines (a writer's scene-break gap). Every paragraph of the body in reading
+order, table cells and text boxes included, and every run of it: those inside a
+hyperlink, a content control, a field or a smart tag too. A document with tracked
+changes still open is refused: an editor's insertions are not the writer's words
+until the writer accepts them."""
 import zipfile
+from collections import Counter
 from pathlib import Path
 
 from styletune.errors import InputError
+
+W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+# runs that are not the text as it stands: tracked deletions, the old place of a move,
+# and a text box's (its own paragraphs follow as lines)
+NOT_IN_THE_TEXT = {W + "del", W + "moveFrom", W + "txbxContent"}
+TRACKED = (W + "ins", W + "del", W + "moveFrom", W + "moveTo")
 
 
 def _heading_level(paragraph) -> int:
@@ -18,6 +29,18 @@ def _heading_level(paragraph) -> int:
         except ValueError:
             return 0
     return 0
+
+
+def _runs(paragraph):
+    """Every run of the paragraph as it reads, however deep Word nested it."""
+    from docx.text.run import Run
+
+    for r in paragraph._p.iter(W + "r"):
+        parent = r.getparent()
+        while parent is not paragraph._p and parent.tag not in NOT_IN_THE_TEXT:
+            parent = parent.getparent()
+        if parent is paragraph._p:
+            yield Run(r, paragraph)
 
 
 def _paragraph_text(paragraph) -> str:
@@ -37,7 +60,7 @@ def _paragraph_text(paragraph) -> str:
                 out.append(text)
             italic_buf.clear()
 
-    for run in paragraph.runs:
+    for run in _runs(paragraph):
         if run.italic:
             italic_buf.append(run.text)
         else:
@@ -65,11 +88,31 @@ def read_docx(path: Path) -> str:
         document = docx.Document(str(path))
     except (PackageNotFoundError, KeyError, ValueError, zipfile.BadZipFile) as err:
         raise InputError(fix.format(why=f"no Word document inside: {err}")) from None
+    refuse_open_tracked_changes(path, document)
     lines = []
-    for paragraph in document.paragraphs:
+    for paragraph in _paragraphs(document):
         text = _paragraph_text(paragraph).rstrip()
         level = _heading_level(paragraph)
         if level and text.strip():
             text = "#" * level + " " + text.strip()
         lines.append(text)
     return "\n".join(lines).strip("\n")
+
+
+def _paragraphs(document):
+    """The body's paragraphs in reading order: table cells' and text boxes' too."""
+    from docx.text.paragraph import Paragraph
+
+    body = document.element.body
+    return [Paragraph(p, document._body) for p in body.iter(W + "p")]
+
+
+def refuse_open_tracked_changes(path: Path, document) -> None:
+    changes = [e for e in document.element.body.iter(*TRACKED) if e.find(f".//{W}r") is not None]
+    if changes:
+        authors = Counter(e.get(W + "author") or "someone" for e in changes)
+        who = ", ".join(f"{n} by {a}" for a, n in authors.most_common(3))
+        raise InputError(f"{path}: {len(changes)} tracked change(s) not yet accepted or rejected "
+                         f"({who}). Only the text you accept is yours to train on: in Word, Review > "
+                         "Accept (or Reject) All Changes; in LibreOffice, Edit > Track Changes > "
+                         "Manage; save, and rerun. Nothing was written.")
