@@ -30,6 +30,7 @@ install: $(STAMP)
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed (found " + sys.version.split()[0] + "); set PYTHON=python3.11")'
+	@$(PYTHON) -c 'import sys; sys.version_info < (3, 13) or print("note: Python " + sys.version.split()[0] + " builds zstandard 0.22 (Axolotl pins it; no wheel past 3.12) from source: it needs gcc and the Python headers; PYTHON=python3.12 avoids that")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip -c constraints.txt
 	$(PY) -m pip install --quiet -r requirements.txt -c constraints.txt

@@ -166,7 +166,7 @@ def test_the_preflight_writes_the_launch_and_the_scaled_batch(make_config, tmp_p
 
 @pytest.mark.parametrize("top, pipeline, args, message", [
     ({}, {}, ["--gpus", "0"], "--gpus 0: give a number of GPUs, 1 or more"),
-    pytest.param({}, {"train_device": "cuda"}, ["--gpus", "2"], "no NVIDIA GPU visible to PyTorch",
+    pytest.param({}, {"train_device": "cuda"}, ["--gpus", "2"], "no GPU is visible to PyTorch",
                  marks=pytest.mark.skipif(
                      __import__("torch").cuda.is_available(),
                      reason="this machine has a GPU: the no-GPU message cannot happen here")),
@@ -394,6 +394,34 @@ def test_a_download_that_does_not_fit_is_refused_before_it_starts(monkeypatch, t
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(2**40, 0, 100 * 2**30))
     with pytest.raises(preflight.PreflightError, match=r"needs ~134 GiB to download, and .* has 100 GiB"):
         preflight.check_download_room(load_config(LLAMA_70B))
+
+
+def test_a_cached_config_is_not_a_downloaded_model(monkeypatch, tmp_path):
+    """A dry run (Axolotl reads config.json) or a broken-off download caches part of a
+    model: the disk check counts the weight files still missing, from the shard index."""
+    import shutil
+    from collections import namedtuple
+    cfg = load_config(LLAMA_70B)
+    snapshot = tmp_path / "hub" / f"models--{cfg.base_model.replace('/', '--')}" / "snapshots" / "abc"
+    snapshot.mkdir(parents=True)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("abc")
+    (snapshot / "config.json").write_text("{}")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(2**40, 0, 100 * 2**30))
+    with pytest.raises(preflight.PreflightError, match=r"needs ~134 GiB to download"):
+        preflight.check_download_room(cfg)                      # config.json alone: all of it
+    shards = [f"model-0000{i}-of-00004.safetensors" for i in range(1, 5)]
+    (snapshot / "model.safetensors.index.json").write_text(json.dumps(
+        {"weight_map": {f"layer{i}": shard for i, shard in enumerate(shards)}}))
+    for shard in shards[:3]:
+        (snapshot / shard).write_bytes(b"")
+    assert preflight.weights_to_download(cfg.base_model) == (1, 4)
+    preflight.check_download_room(cfg)                          # a quarter: ~34 GiB fits in 100
+    (snapshot / shards[3]).write_bytes(b"")
+    assert preflight.weights_to_download(cfg.base_model) == (0, 4)
+    assert "(in the Hugging Face cache)" in preflight.check_base_model(cfg)
 
 
 def test_the_cpu_ram_check_names_the_need():

@@ -90,6 +90,31 @@ def test_over_long_example_is_refused(make_config, tmp_path, capsys):
     assert "over sequence_len 2000" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("torch_version, cuda, driver, said", [
+    ("2.13.0+cpu", None, None, "this torch (2.13.0+cpu) is a CPU-only build"),
+    ("2.13.0", "13.0", "575.64.03", "the NVIDIA driver is 575.64.03, but torch 2.13.0 is built with "
+                                    "CUDA 13.0, which needs driver 580 or newer"),
+    ("2.13.0", "13.0", None, "`nvidia-smi` does not answer: install the NVIDIA driver"),
+    ("2.13.0", "13.0", "580.95.05", "driver 580.95.05): check that `nvidia-smi` lists the card"),
+])
+def test_no_gpu_names_its_likely_cause(torch_version, cuda, driver, said):
+    reason = preflight.no_gpu_reason(torch_version, cuda, driver)
+    assert reason.startswith("no GPU is visible to PyTorch") and said in reason
+
+
+def test_triton_needs_a_c_compiler_and_python_headers(tmp_path):
+    """Axolotl's LoRA kernels are Triton, which compiles a launcher with the C compiler
+    against Python.h at the first step: said by the preflight, not minutes into training."""
+    assert "no C compiler" in preflight.triton_build_problem(None, str(tmp_path))
+    assert f"no Python.h in {tmp_path}" in preflight.triton_build_problem("/usr/bin/gcc", str(tmp_path))
+    (tmp_path / "Python.h").write_text("/* */")
+    assert preflight.triton_build_problem("/usr/bin/gcc", str(tmp_path)) is None
+    main = load_config(FT / "configs" / "qlora_style_transfer.yaml").data
+    rehearsal = load_config(FT / "configs" / "cpu_rehearsal.yaml").data
+    assert preflight.uses_triton(main) and not preflight.uses_triton(rehearsal)
+    assert preflight.uses_triton({**rehearsal, "plugins": ["axolotl.integrations.liger.LigerPlugin"]})
+
+
 def test_main_config_needs_a_gpu(make_config, tmp_path, capsys):
     import torch
     if torch.cuda.is_available():
@@ -97,7 +122,7 @@ def test_main_config_needs_a_gpu(make_config, tmp_path, capsys):
     stage1(make_config())
     assert run_preflight(make_config({"train_device": "cuda"}), tmp_path) == 3
     err = capsys.readouterr().err
-    assert "no NVIDIA GPU visible" in err and "cpu_rehearsal.yaml" in err
+    assert "no GPU is visible to PyTorch" in err and "cpu_rehearsal.yaml" in err
 
 
 def test_resume_needs_a_checkpoint_and_picks_the_highest_step(make_config, tmp_path, capsys):

@@ -16,6 +16,22 @@ def model_shape(cfg) -> dict | None:
     return json.loads(path.read_text()) if path else None
 
 
+def weights_to_download(base: str, cache_dir=None) -> tuple[int, int]:
+    """(weight files missing from the Hugging Face cache, weight files in all) for a hub
+    model: its config.json alone is cached by a dry run or a broken-off download, so
+    the weights are counted, from the cached shard index where there is one."""
+    from huggingface_hub import try_to_load_from_cache
+
+    def cached(name):
+        return isinstance(try_to_load_from_cache(base, name, cache_dir=cache_dir), str)
+
+    index = try_to_load_from_cache(base, "model.safetensors.index.json", cache_dir=cache_dir)
+    if isinstance(index, str):
+        shards = sorted(set(json.loads(Path(index).read_text())["weight_map"].values()))
+        return sum(not cached(shard) for shard in shards), len(shards)
+    return (0 if cached("model.safetensors") else 1), 1
+
+
 def parameter_count(shape: dict) -> int:
     """Parameters of a Llama-style decoder from its config.json: per layer q and o
     (all heads), k and v (num_key_value_heads only: grouped-query attention), the

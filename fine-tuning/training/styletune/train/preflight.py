@@ -30,7 +30,7 @@ from styletune.fileio import sha256_bytes, write_atomic
 from styletune.stage import Files, Stage, training_data
 from styletune.train import gpu_plan
 from styletune.train.checkpoints import newest_checkpoint
-from styletune.train.model_size import parameter_count
+from styletune.train.model_size import parameter_count, weights_to_download
 
 # Stage 2's settings: Axolotl reads the whole config.
 READS = Reads(axolotl=(EVERY,), pipeline=("train_device",))
@@ -97,17 +97,16 @@ def processes_for(device: str, requested: int | None) -> int:
     return requested or max(visible, 1)
 
 
-def check_gpus(device: str, processes: int) -> list[dict]:
+def check_gpus(device: str, processes: int, triton: bool = True) -> list[dict]:
     """The GPUs the run will use: NVIDIA, the same architecture on all, each one
-    drivable by the installed torch and bitsandbytes. [] on the CPU rehearsal."""
+    drivable by the installed torch and bitsandbytes (and, where the run uses Triton
+    kernels, the C toolchain Triton builds with). [] on the CPU rehearsal."""
     import torch
 
     if device == "cpu":
         return []
     if not torch.cuda.is_available():
-        raise PreflightError(
-            "no NVIDIA GPU visible to PyTorch (torch " + torch.__version__ + "). Train on the GPU "
-            "machine; to rehearse on this one use --config configs/cpu_rehearsal.yaml")
+        raise PreflightError(no_gpu_reason(torch.__version__, torch.version.cuda, nvidia_driver()))
     gpus = []
     for index in range(processes):
         major, minor = torch.cuda.get_device_capability(index)
@@ -129,7 +128,79 @@ def check_gpus(device: str, processes: int) -> list[dict]:
     if not isinstance(bnb_ext.lib, bnb_ext.CudaBNBNativeLibrary):
         raise PreflightError("bitsandbytes could not load its CUDA library: reinstall it "
                              "(`make install`); it needs 0.45.3+ for an RTX 50-series card")
+    problem = triton and triton_build_problem(c_compiler(), python_include_dir())
+    if problem:
+        raise PreflightError(problem)
     return gpus
+
+
+# The oldest Linux driver each CUDA runtime of torch's wheels runs on (NVIDIA's CUDA
+# toolkit release notes); PyPI's torch 2.13.0 is built with CUDA 13.0
+DRIVER_FOR_CUDA = {"13.0": 580, "12.9": 575, "12.8": 570, "12.6": 560}
+
+
+def nvidia_driver() -> str | None:
+    """The NVIDIA driver's version as nvidia-smi gives it; None without one."""
+    import subprocess
+    if not shutil.which("nvidia-smi"):
+        return None
+    done = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                          capture_output=True, text=True)
+    return done.stdout.split()[0] if done.returncode == 0 and done.stdout.split() else None
+
+
+def no_gpu_reason(torch_version: str, torch_cuda: str | None, driver: str | None) -> str:
+    """Why PyTorch sees no GPU, most likely cause first: a CPU build of torch, a driver
+    older than torch's CUDA needs (torch then says nothing but 'no GPU'), no driver."""
+    rehearse = "; to rehearse on a machine without one use --config configs/cpu_rehearsal.yaml"
+    if torch_cuda is None:
+        return (f"no GPU is visible to PyTorch: this torch ({torch_version}) is a CPU-only build. On the "
+                "GPU machine install PyPI's CUDA build: `make install` in a new venv, or `pip install "
+                f"--force-reinstall torch=={torch_version.split('+')[0]}`" + rehearse)
+    needed = DRIVER_FOR_CUDA.get(".".join(torch_cuda.split(".")[:2]))
+    if driver and needed and int(driver.split(".")[0]) < needed:
+        return (f"no GPU is visible to PyTorch: the NVIDIA driver is {driver}, but torch {torch_version} "
+                f"is built with CUDA {torch_cuda}, which needs driver {needed} or newer. Update the driver "
+                f"(Ubuntu: `sudo ubuntu-drivers install`, or nvidia-driver-{needed}), reboot, and rerun")
+    if driver is None:
+        return (f"no GPU is visible to PyTorch (torch {torch_version}, CUDA {torch_cuda}) and `nvidia-smi` "
+                "does not answer: install the NVIDIA driver (580 or newer for CUDA 13), reboot, and "
+                "check that `nvidia-smi` lists the card" + rehearse)
+    return (f"no GPU is visible to PyTorch (torch {torch_version}, CUDA {torch_cuda}, driver {driver}): "
+            "check that `nvidia-smi` lists the card and CUDA_VISIBLE_DEVICES does not hide it" + rehearse)
+
+
+def triton_build_problem(cc: str | None, include_dir: str) -> str | None:
+    """What Triton lacks to build its GPU launchers (it compiles one with the system's C
+    compiler against Python.h the first time a kernel runs: Axolotl's LoRA kernels are
+    Triton): said before the model loads, not minutes into training."""
+    python = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    if cc is None:
+        return (f"no C compiler (gcc or clang), which Triton needs for Axolotl's LoRA kernels: install "
+                f"one (Debian/Ubuntu: `sudo apt install build-essential {python}-dev`) or set CC; or "
+                "train without them (lora_mlp_kernel, lora_qkv_kernel, lora_o_kernel: false; slower)")
+    if not (Path(include_dir) / "Python.h").is_file():
+        return (f"no Python.h in {include_dir}, which Triton needs to build its GPU kernels: install "
+                f"Python's headers (Debian/Ubuntu: `sudo apt install {python}-dev`)")
+    return None
+
+
+def uses_triton(data: dict) -> bool:
+    """Axolotl's LoRA kernels (on unless each is set false) and Liger are Triton kernels."""
+    kernels = ("lora_mlp_kernel", "lora_qkv_kernel", "lora_o_kernel")
+    return (any(data.get(k) is not False for k in kernels)
+            or any(str(p).startswith(gpu_plan.LIGER_PLUGIN) for p in data.get("plugins") or []))
+
+
+def c_compiler() -> str | None:
+    """The compiler Triton would pick (triton/runtime/build.py: $CC, else gcc, else clang)."""
+    return os.environ.get("CC") or shutil.which("gcc") or shutil.which("clang")
+
+
+def python_include_dir() -> str:
+    import sysconfig
+    scheme = sysconfig.get_default_scheme()
+    return sysconfig.get_paths(scheme="posix_prefix" if scheme == "posix_local" else scheme)["include"]
 
 
 def describe_gpus(gpus: list[dict]) -> str:
@@ -194,13 +265,15 @@ def check_base_model(cfg) -> str:
     base = cfg.base_model
     if Path(base).is_dir():
         return f"local folder {paths.shown(base)}"
-    from huggingface_hub import get_token, try_to_load_from_cache
-    if isinstance(try_to_load_from_cache(base, "config.json"), str):
+    from huggingface_hub import get_token
+    missing, shards = weights_to_download(base)
+    if not missing:
         return f"{base} (in the Hugging Face cache)"
     if get_token():
         shape = gpu_plan.shape_of(cfg)
-        size = f"about {parameter_count(shape) * 2 / 1e9:.0f} GB" if shape else "size unknown"
-        return (f"{base} (will download, {size}; the token's account must have accepted "
+        size = f"about {parameter_count(shape) * 2 / 1e9 * missing / shards:.0f} GB" if shape else "size unknown"
+        part = f"{missing} of {shards} weight files " if missing < shards else ""
+        return (f"{base} (will download {part}{size}; the token's account must have accepted "
                 "the model's licence on its Hugging Face page)")
     raise PreflightError(f"{base} is not downloaded and no Hugging Face token is set: accept the "
                          "licence on the model's page, run `hf auth login`, or set base_model to "
@@ -330,14 +403,17 @@ def check_disk(cfg) -> str:
 
 def check_download_room(cfg) -> None:
     """A model still to download must fit in the Hugging Face cache (the 70B: ~141 GB)."""
-    from huggingface_hub import constants, try_to_load_from_cache
+    from huggingface_hub import constants
     shape = gpu_plan.shape_of(cfg)
     base = cfg.base_model
-    if Path(base).is_dir() or shape is None or isinstance(try_to_load_from_cache(base, "config.json"), str):
+    if Path(base).is_dir() or shape is None:
+        return
+    missing, shards = weights_to_download(base)
+    if not missing:
         return
     cache = Path(constants.HF_HUB_CACHE)
     cache.mkdir(parents=True, exist_ok=True)
-    need = parameter_count(shape) * 2 / 2**30 * 1.02
+    need = parameter_count(shape) * 2 / 2**30 * 1.02 * missing / shards
     free = shutil.disk_usage(cache).free / 2**30
     if free < need:
         raise PreflightError(f"{base} needs ~{need:.0f} GiB to download, and {cache} has {free:.0f} GiB "
@@ -429,7 +505,7 @@ def run(args) -> int:
     print(f"  ok  packages: {', '.join(packages)}")
     processes = processes_for(device, args.gpus)
     check_distributed_config(cfg, processes)
-    gpus = check_gpus(device, processes)
+    gpus = check_gpus(device, processes, uses_triton(cfg.data))
     print(f"  ok  device: {describe_gpus(gpus)}")
     manifest = check_data(cfg)
     print(f"  ok  data: {paths.shown(cfg.train_path)} and {paths.shown(cfg.validation_path)} "
