@@ -333,6 +333,29 @@ def test_footnote_marks_in_chunk_files_are_a_warning(make_config, book_copy):
     assert len(warned) == 1 and f"3 footnote mark(s) such as '[12]' in the text ({chunk.name})" in warned[0]
 
 
+def test_invisible_characters_in_chunk_files_are_a_warning_and_the_command_removes_only_them(
+        make_config, book_copy, tmp_path):
+    """A PDF's form feeds and a web page's soft hyphens print as nothing but would be
+    learnt as text: stage 1 names them, their chunk and the command; the command keeps
+    every word (the sample book has none)."""
+    import subprocess
+
+    from styletune.text.patterns import INVISIBLE_COMMAND
+    assert not [w for w in prepare_data(load_config(make_config())).warnings() if "invisible" in w]
+    chunk = sorted(book_copy.glob("chunk_*.txt"))[2]
+    text = chunk.read_text(encoding="utf-8")
+    paragraphs = text.split("\n")
+    converted = "\n".join([paragraphs[0], "\f" + paragraphs[1], paragraphs[2].replace("e", "e\u00ad", 2),
+                           *paragraphs[3:]])
+    chunk.write_text(converted, encoding="utf-8")
+    warned = [w for w in prepare_data(load_config(make_config()), book_dir=book_copy).warnings() if "invisible" in w]
+    assert len(warned) == 1
+    assert f"(2 × soft hyphen, 1 × form feed (a PDF's page break); {chunk.name})" in warned[0]
+    copy = tmp_path / "copy.txt"
+    subprocess.run(INVISIBLE_COMMAND.replace("IN", str(chunk)).replace("OUT", str(copy)), shell=True, check=True)
+    assert copy.read_text(encoding="utf-8") == text
+
+
 def test_page_numbers_in_chunk_files_are_a_warning_with_the_command_that_removes_them(
         make_config, book_copy, tmp_path):
     """A hand-cut chunk file that kept a printed edition's page numbers ("41)"): stage 1

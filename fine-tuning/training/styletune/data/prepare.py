@@ -25,6 +25,7 @@ from styletune.text.patterns import (
     PAGE_NUMBERS_WARN,
     footnote_marks,
     footnote_marks_advice,
+    invisible_characters_advice,
     page_numbers_advice,
     some_of,
 )
@@ -70,7 +71,8 @@ class Stage1Result:
             self.residue_warnings())
 
     def residue_warnings(self) -> list[str]:
-        """Footnote marks and page numbers a printed edition left in the chunk files."""
+        """Footnote marks and page numbers a printed edition left in the chunk files, and
+        invisible characters a conversion left."""
         warnings = []
         for find, least, advice in ((footnote_marks, FOOTNOTE_MARKS_WARN, footnote_marks_advice),
                                     (page_number_paragraphs, PAGE_NUMBERS_WARN, page_numbers_advice)):
@@ -78,7 +80,8 @@ class Stage1Result:
             found = {name: n for name, n in found.items() if n}
             if sum(found.values()) >= least:
                 warnings.append(advice(sum(found.values()), list(found)))
-        return warnings
+        invisible = invisible_characters_advice({c.name: c.text for c in self.chunks})
+        return warnings + ([invisible] if invisible else [])
 
     def exceptions(self):
         """Cuts a person should look at: out of the ratio range, or beside a speech tag."""

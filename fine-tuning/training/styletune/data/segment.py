@@ -10,7 +10,15 @@ from styletune.config import Reads, load_config
 from styletune.data import examples, tokens
 from styletune.data.chunks import load_chunks, natural_key
 from styletune.data.examples import example_sizes, longest_example
-from styletune.data.manuscript import analyse, chapters_of, name_chunks, plan_to_target, read_manuscript, rebuild
+from styletune.data.manuscript import (
+    HEADING_MATTER_MAX_WORDS,
+    analyse,
+    chapters_of,
+    name_chunks,
+    plan_to_target,
+    read_manuscript,
+    rebuild,
+)
 from styletune.data.review import (
     constraints,
     decide,
@@ -36,6 +44,8 @@ from styletune.text.patterns import (
     PAGE_NUMBERS_WARN,
     footnote_marks,
     footnote_marks_advice,
+    invisible_characters,
+    invisible_characters_advice,
     page_numbers_advice,
     some_of,
     word_count,
@@ -186,7 +196,9 @@ def segment(cfg, manuscript_path, say=lambda m: None, decisions=(), folders=(), 
         notes.insert(0, hard_wrap_advice("the manuscript's lines are"))
     if structure.front_matter:
         notes.insert(0, f"front matter before the first chapter ({structure.front_matter[2]} words: "
-                        "title, contents, notes) is not a chunk; it is kept verbatim in the manifest")
+                        "title, contents, notes) is not a chunk; it is kept verbatim in the manifest. If "
+                        "some of it is your story (a cold open), give it a heading of its own such as "
+                        "'Prologue' and rerun: it then becomes a chunk")
     if structure.back_matter:
         at, _, words = structure.back_matter
         notes.insert(0, f"back matter from '{ms.body[at:].split(chr(10))[0].strip()}' (line "
@@ -197,6 +209,11 @@ def segment(cfg, manuscript_path, say=lambda m: None, decisions=(), folders=(), 
     notes += structure.notes
     if page := page_numbers(ms, structure):
         notes.insert(0, page["warning"])
+    by_line = {}
+    for a in (a for c in chunks for a in invisible_characters(ms.body, c.start, c.end)):
+        by_line[f"line {ms.line_of(a)}"] = by_line.get(f"line {ms.line_of(a)}", "") + ms.body[a]
+    if invisible := invisible_characters_advice(by_line):
+        notes.insert(0, invisible)
     marks = [a for c in chunks for a in footnote_marks(ms.body, c.start, c.end)]
     if len(marks) >= FOOTNOTE_MARKS_WARN:
         notes.insert(0, footnote_marks_advice(len(marks), [f"line {ms.line_of(a)}" for a in marks[:4]]))
@@ -244,7 +261,9 @@ def heading_matter_notes(heading_matter) -> list[str]:
     what = lambda w: ("a subtitle, a contents list or a note" if len(w) == 1  # noqa: E731
                       else f"{len(w)} short stretches: a table of contents, subtitles or notes")
     return [f"{sum(w)} word(s) between the headings before '{title}' ({what(w)}) are not a chunk; "
-            "kept in the manifest" for title, w in runs.items()]
+            f"kept in the manifest (a chapter needs over {HEADING_MATTER_MAX_WORDS} words of prose to be "
+            "one: if these are your story, join them to a neighbouring chapter by removing the heading "
+            "between, and rerun)" for title, w in runs.items()]
 
 
 def page_numbers(ms, structure) -> dict:

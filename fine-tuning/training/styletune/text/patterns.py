@@ -120,6 +120,37 @@ def some_of(places: list[str], shown: int = 3) -> str:
     return ", ".join(places[:shown]) + (", ..." if len(places) > shown else "")
 
 
+# Characters that print as nothing (or as a page break) and come from conversions, not
+# from the writer's typing: the model would learn them as text. A no-break space is a
+# typographer's choice and stays unremarked.
+INVISIBLE = {"\f": "form feed (a PDF's page break)", "\u00ad": "soft hyphen",
+             "\u200b": "zero-width space", "\ufeff": "byte-order mark inside the text",
+             "\u2060": "word joiner"}
+INVISIBLE_COMMAND = r"perl -CSD -pe 's/[\x{AD}\x{200B}\x{FEFF}\x{2060}\f]//g' IN > OUT"
+
+
+def invisible_characters(text: str, start: int = 0, end: int | None = None) -> list[int]:
+    """Offsets of INVISIBLE characters in text[start:end]."""
+    return [i for i in range(start, len(text) if end is None else end) if text[i] in INVISIBLE]
+
+
+def invisible_characters_advice(text_of: dict) -> str | None:
+    """A warning naming each kind found in {place: text} and the places, or None."""
+    kinds, places = {}, []
+    for place, text in text_of.items():
+        found = [text[i] for i in invisible_characters(text)]
+        for ch in found:
+            kinds[INVISIBLE[ch]] = kinds.get(INVISIBLE[ch], 0) + 1
+        if found:
+            places.append(place)
+    if not kinds:
+        return None
+    listing = ", ".join(f"{n} × {kind}" for kind, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
+    return (f"WARNING: invisible characters in the text ({listing}; {some_of(places)}), left by a "
+            "conversion (PDF, web page, word processor): the model would learn to write them. Remove "
+            f"them, e.g. {INVISIBLE_COMMAND} (the words stay as they are), then rerun")
+
+
 def footnote_marks_advice(count: int, places: list[str]) -> str:
     """What to tell a writer whose text holds footnote marks: the model learns them."""
     return (f"WARNING: {count} footnote mark(s) such as '[12]' in the text ({some_of(places)}): the model "
