@@ -424,6 +424,32 @@ def test_a_cached_config_is_not_a_downloaded_model(monkeypatch, tmp_path):
     assert "(in the Hugging Face cache)" in preflight.check_base_model(cfg)
 
 
+@pytest.mark.parametrize("error, said", [
+    ("GatedRepoError", "may not download meta-llama/Llama-3.1-70B-Instruct yet: accept its licence on "
+                       "https://huggingface.co/meta-llama/Llama-3.1-70B-Instruct"),
+    ("RepositoryNotFoundError", "is no model this token can see on the Hugging Face hub: check base_model"),
+])
+def test_a_gated_model_the_token_may_not_download_is_refused_before_the_download(monkeypatch, tmp_path,
+                                                                                  error, said):
+    """The hub's own answers (huggingface_hub's errors, as auth_check raises them for a
+    licence not yet accepted or a misspelt name) turned into the fix; nothing is fetched."""
+    import httpx
+    import huggingface_hub
+    from huggingface_hub import errors
+    cfg = load_config(LLAMA_70B)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(huggingface_hub, "get_token", lambda: "hf_example")
+    response = httpx.Response(403, request=httpx.Request("GET", "https://huggingface.co/api/models/x"))
+
+    def refuse(repo_id, **kw):
+        raise getattr(errors, error)(f"{repo_id}: refused", response=response)
+    monkeypatch.setattr(huggingface_hub, "auth_check", refuse)
+    with pytest.raises(preflight.PreflightError, match=re.escape(said)):
+        preflight.check_base_model(cfg)
+    monkeypatch.setattr(huggingface_hub, "auth_check", lambda repo_id, **kw: None)
+    assert "(will download" in preflight.check_base_model(cfg)
+
+
 def test_the_cpu_ram_check_names_the_need():
     plan = gpu_plan.MemoryPlan("fsdp1", 2, 20.0, 2.0, 10_000.0, 40.0)
     with pytest.raises(preflight.PreflightError, match="needs ~10000 GiB of CPU RAM"):

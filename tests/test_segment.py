@@ -192,7 +192,7 @@ def test_a_recut_never_puts_a_chunk_the_writer_edited_into_backup(tmp_path, make
     assert "answer(s) above were not recorded" in capsys.readouterr().err
     assert every_file(out) == before
     # an edit undone (or a recut that writes the file as it now is) recuts as before
-    edited.write_bytes(before[edited.name].replace(b"A line the writer added.\n", b""))
+    edited.write_bytes(before[edited.relative_to(out)].replace(b"A line the writer added.\n", b""))
     assert STAGE0.main([str(MANUSCRIPT), "--config", str(config), "--out", str(out), "--force"]) == 0
 
 
@@ -852,7 +852,7 @@ def test_acknowledgements_and_about_the_author_are_back_matter_and_chapters_coun
     """A writer's own manuscript: a title page with a subtitle, chapters, then the
     acknowledgements and the author's biography, no THE END. Those are back matter (kept
     in the manifest, named in a note); the first chapter's files say ch01; a chapter
-    called "Notes" in the middle of the book is the author's text."""
+    called "Notes" in the middle of the book is the author's (its title under "Chapter 2")."""
     prose = random_prose(5)
     chapters = [f"Chapter {n}\n\n" + ("Notes\n\n" if n == 2 else "") + prose(30) for n in range(1, 5)]
     text = ("THE TIDE BOOK\n\nA NOVEL\n\nby Ann Example\n\n" + "\n\n".join(chapters)
@@ -862,7 +862,19 @@ def test_acknowledgements_and_about_the_author_are_back_matter_and_chapters_coun
     assert not any("thanks to the harbour" in t or "lives by the sea" in t for t in texts)
     assert "back matter from 'Acknowledgements' (line" in printed
     assert "_ch01_" in names[0]
-    assert any(t.startswith("Notes\n\n") for t in texts)     # a chapter's first line, not back matter
+    assert "back matter from 'Notes'" not in printed and any("_ch02_" in n for n in names)
+
+
+def test_a_title_case_title_under_a_chapter_number_is_part_of_its_heading():
+    """'A Little Night Music' under 'Chapter Three' is the chapter's title, not the first
+    line of its prose (a training prompt would start with it); a line of dialogue, a
+    sentence or a contents entry with its page number under a heading stays text."""
+    prose = random_prose(6)
+    for under, title in (("A Little Night Music", True), ('"Stop Him Now"', False),
+                         ("Mary Was Late.", False), ("Dr. Seward's Diary 308", False)):
+        text = "\n\n".join(f"Chapter {n}\n\n{under}\n\n{prose(8)}" for n in ("One", "Two"))
+        labels = [label for _, label in analyse(text).chapters]
+        assert labels == [f"Chapter {n} / {under}" if title else f"Chapter {n}" for n in ("One", "Two")], under
 
 
 def test_stemming_strips_common_suffixes():

@@ -219,9 +219,20 @@ def _title_block(block: str) -> bool:
     CIRCUMSTANCES ATTENDING HIS BIRTH'): capitalised lines, not prose, at most
     TITLE_BLOCK_MAX_WORDS words, the last not ending mid-clause."""
     lines = [ln.strip() for ln in block.strip().split("\n")]
-    return len(lines) <= 4 and word_count(block) <= TITLE_BLOCK_MAX_WORDS and not is_prose(block) \
+    return len(lines) <= 4 and word_count(block) <= TITLE_BLOCK_MAX_WORDS \
+        and (not is_prose(block) or _title_case_title(lines)) \
         and all(_is_caps_line(ln) or _is_title_case(ln) for ln in lines) \
         and not lines[-1].endswith((",", ";"))
+
+
+def _title_case_title(lines: list) -> bool:
+    """One line in title case that is no sentence: 'A Little Night Music' under 'Chapter
+    Three' (its letters mostly lower-case, so is_prose alone would keep it in the text);
+    not a line of dialogue ('"Stop Him"'), one that ends as a sentence does, nor a
+    contents entry with its page number ("Dr. Seward's Diary 308")."""
+    line = lines[0]
+    return len(lines) == 1 and word_count(line) <= 8 and _is_title_case(line) \
+        and line[0] not in "\"“‘'(—-" and not re.search(r"([.!?…][\"”’')]*|\d)$", line)
 
 
 def _split_heading_lines(text: str, spans):

@@ -88,7 +88,8 @@ class Stage1Result:
         out = []
         for e in self.examples:
             if not e.in_range:
-                out.append((e.chunk.name, f"no sentence end gives a prefix in range: nearest used, "
+                out.append((e.chunk.name, f"no sentence end a cut may fall at (outside a quotation, or at the end of one "
+                                          f"of its paragraphs) gives a prefix in range: nearest used, "
                                           f"prefix {e.ratio:.1%}"))
             if e.cut.tier == Tier.SPEECH_TAG:
                 out.append((e.chunk.name, "cut between a speech and its tag "

@@ -35,7 +35,7 @@ def hard_wrap_advice(what: str) -> str:
     return (f"{what} wrapped by hand (line breaks inside paragraphs, as in Project Gutenberg "
             "files): the training text keeps every break as typed, so the model "
             "will learn to break lines mid-paragraph. If you do not write so in your editor, join "
-            "each paragraph's lines into one, e.g. perl -0777 -pe 's/(?<=\\S)\\r?\\n(?=\\S)/ /g' "
+            "each paragraph's lines into one, e.g. perl -0777 -pe 's/(?<=\\S)[ \\t]*\\r?\\n[ \\t]*(?=\\S)/ /g' "
             "IN > OUT (blank lines stay), then rerun")
 
 

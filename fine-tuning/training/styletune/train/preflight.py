@@ -270,6 +270,8 @@ def check_base_model(cfg) -> str:
     if not missing:
         return f"{base} (in the Hugging Face cache)"
     if get_token():
+        if problem := access_problem(base):
+            raise PreflightError(problem)
         shape = gpu_plan.shape_of(cfg)
         size = f"about {parameter_count(shape) * 2 / 1e9 * missing / shards:.0f} GB" if shape else "size unknown"
         part = f"{missing} of {shards} weight files " if missing < shards else ""
@@ -278,6 +280,27 @@ def check_base_model(cfg) -> str:
     raise PreflightError(f"{base} is not downloaded and no Hugging Face token is set: accept the "
                          "licence on the model's page, run `hf auth login`, or set base_model to "
                          "a local folder")
+
+
+def access_problem(base: str) -> str | None:
+    """Whether the token's account may download `base` (a gated model's licence must be
+    accepted on its page first): asked of the hub before anything is downloaded, so the
+    writer does not learn it from Axolotl's traceback. A hub that cannot be reached says
+    nothing here; the download will."""
+    from huggingface_hub import auth_check
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+    try:
+        auth_check(base)
+    except GatedRepoError:
+        return (f"the Hugging Face account of this token may not download {base} yet: accept its "
+                f"licence on https://huggingface.co/{base} (a gated model; approval can take a "
+                "while), then rerun")
+    except RepositoryNotFoundError:
+        return (f"{base} is no model this token can see on the Hugging Face hub: check base_model's "
+                "spelling (and that the token is the account's: `hf auth whoami`)")
+    except Exception:   # offline, a proxy, the hub down: the download itself will say
+        return None
+    return None
 
 
 def plan(cfg, manifest, processes: int = 1) -> dict:
