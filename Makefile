@@ -123,8 +123,9 @@ lock:
 	$(LOCK_PY) fine-tuning/training/lock_for_gpu.py --gpu-only --constraints constraints.txt.new > $(LOCK_VENV)/gpu-only.txt
 	cat $(LOCK_VENV)/gpu-only.txt >> constraints.txt.new
 	mv constraints.txt.new constraints.txt
+	$(LOCK_PY) fine-tuning/training/lock_for_gpu.py
 	rm -rf $(LOCK_VENV)
-	@echo "constraints.txt refreshed: run make test (a new venv: VENV=...) before committing it"
+	@echo "constraints.txt refreshed and checked for Linux + CUDA: run make test (a new venv: VENV=...) before committing it with constraints.checked"
 
 # Whether constraints.txt installs on the writer's Linux + CUDA machine (asks pip, installs nothing).
 lock-check:

@@ -3,7 +3,6 @@ in real and generated books, every word conserved, budgets kept, reruns safe, ba
 input refused with one line."""
 import json
 import random
-import shutil
 
 import pytest
 from conftest import CORPUS, FT, SAMPLE_BOOK, load_script
@@ -127,17 +126,20 @@ def test_refuses_a_folder_of_hand_curated_chunks(book_copy, make_config, capsys)
     assert every_file(book_copy) == before
 
 
-def test_without_out_a_manuscript_gets_its_own_folder_beside_book_dir(tmp_path, make_config, capsys):
-    """Not the configured book folder (still the sample book's until the writer sets it,
-    and tracked by git): data/raw/<manuscript name>/, as make book uses."""
-    book_dir = tmp_path / "raw" / "the_quiet_orbit"
-    shutil.copytree(SAMPLE_BOOK, book_dir)
-    before = every_file(book_dir)
+def test_without_out_stage_0_writes_where_stage_1_will_read(tmp_path, make_config):
+    """Without --out: the book_dir the writer set; while book_dir is still the sample
+    book's (tracked by git), data/raw/<manuscript name>/ beside it, as make book uses,
+    and never the sample's folder, unless the manuscript is the sample's own."""
+    from styletune.config import load_config
+    from styletune.data.segment import chunk_folder
     draft = tmp_path / "My Novel (draft 3).txt"
     draft.write_bytes(MANUSCRIPT.read_bytes())
-    assert STAGE0.main([str(draft), "--config", str(make_config({"book_dir": str(book_dir)}))]) == 0
-    assert chunk_files(tmp_path / "raw" / "my_novel_draft_3")
-    assert every_file(book_dir) == before
+    sample = load_config(make_config())
+    assert chunk_folder(sample, draft) == SAMPLE_BOOK.parent / "my_novel_draft_3"
+    assert chunk_folder(sample, MANUSCRIPT) == SAMPLE_BOOK
+    mine = tmp_path / "raw" / "my_novel"
+    assert STAGE0.main([str(draft), "--config", str(make_config({"book_dir": str(mine)}))]) == 0
+    assert chunk_files(mine) and not (tmp_path / "raw" / "my_novel_draft_3").exists()
 
 
 def test_a_file_where_the_folder_goes_is_one_line_not_a_traceback(tmp_path, make_config, capsys):
@@ -357,6 +359,45 @@ def test_docx_keeps_words_word_nests_in_links_controls_fields_and_tables(tmp_pat
     doc.save(src)
     assert read_manuscript(src).body == ("He said hello there and went on to Lyme.\nLeft cell.\n"
                                          "Right cell.\nAfter the table.")
+
+
+def test_docx_reads_a_text_box_once_and_leaves_out_a_template_placeholder(tmp_path):
+    """Word saves a text box twice (mc:Choice for itself, mc:Fallback for older readers):
+    its words are read once; an unfilled content control's placeholder is not prose."""
+    import docx
+    from docx.oxml import parse_xml
+    mc = 'xmlns:mc="http://schemas.openxmlformats.org/markup-compatibility/2006"'
+    wps = 'xmlns:wps="http://schemas.microsoft.com/office/word/2010/wordprocessingShape"'
+    box = '<w:txbxContent><w:p><w:r><w:t>Boxed words.</w:t></w:r></w:p></w:txbxContent>'
+    doc = docx.Document()
+    doc.add_paragraph("Before.")
+    host = doc.add_paragraph("Host text.")
+    host._p.append(parse_xml(
+        f'<w:r {W_NS} {mc} {wps}><mc:AlternateContent><mc:Choice Requires="wps"><w:drawing><wps:txbx>{box}'
+        f'</wps:txbx></w:drawing></mc:Choice><mc:Fallback><w:pict>{box}</w:pict></mc:Fallback>'
+        '</mc:AlternateContent></w:r>'))
+    title = doc.add_paragraph("Title: ")
+    title._p.append(parse_xml(
+        f'<w:sdt {W_NS}><w:sdtPr><w:showingPlcHdr/></w:sdtPr><w:sdtContent><w:r><w:t>Click or tap here '
+        'to enter text.</w:t></w:r></w:sdtContent></w:sdt>'))
+    doc.add_paragraph("After.")
+    src = tmp_path / "novel.docx"
+    doc.save(src)
+    assert read_manuscript(src).body == "Before.\nHost text.\nBoxed words.\nTitle:\nAfter."
+
+
+def test_docx_with_a_tracked_paragraph_split_is_refused(tmp_path, make_config, capsys):
+    import docx
+    from docx.oxml import parse_xml
+    doc = docx.Document()
+    p = doc.add_paragraph("She left at once.")
+    p._p.get_or_add_pPr().append(parse_xml(
+        f'<w:rPr {W_NS}><w:ins w:id="3" w:author="Ed Itor" w:date="2026-01-01T00:00:00Z"/></w:rPr>'))
+    doc.add_paragraph("He stayed.")
+    src = tmp_path / "novel.docx"
+    doc.save(src)
+    assert STAGE0.main([str(src), "--config", str(make_config()), "--out", str(tmp_path / "o")]) == 2
+    assert "1 tracked change(s) not yet accepted or rejected (1 by Ed Itor)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("change", ["ins", "del"])

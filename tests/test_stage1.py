@@ -351,6 +351,8 @@ def test_invisible_characters_in_chunk_files_are_a_warning_and_the_command_remov
     warned = [w for w in prepare_data(load_config(make_config()), book_dir=book_copy).warnings() if "invisible" in w]
     assert len(warned) == 1
     assert f"(2 × soft hyphen, 1 × form feed (a PDF's page break); {chunk.name})" in warned[0]
+    from styletune.text.patterns import invisible_characters_advice
+    assert "save the manuscript as plain text" in invisible_characters_advice({"line 3": "\u00ad"}, word_file=True)
     copy = tmp_path / "copy.txt"
     subprocess.run(INVISIBLE_COMMAND.replace("IN", str(chunk)).replace("OUT", str(copy)), shell=True, check=True)
     assert copy.read_text(encoding="utf-8") == text

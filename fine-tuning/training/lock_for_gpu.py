@@ -42,7 +42,7 @@ PLAIN_PIP = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")} | 
 # how pip names a package it found no wheel of: within a conflict (constrained), or alone
 # what a passing check leaves, so an offline test can tell the lock changed since
 CHECKED = ROOT / "constraints.checked"
-CHECKED_HEADER = ("# `make lock-check` found that requirements.txt and constraints.txt with this sha256 "
+CHECKED_HEADER = ("# `make lock-check` found that the pins of requirements.txt and constraints.txt with this sha256 "
                   "install on Linux x86_64 + CUDA (Python " + ", ".join(PYTHONS) + ")")
 GPU_ONLY_HEADER = ("# Below: what only the CUDA build of torch installs (Linux x86_64), resolved by "
                    "`lock_for_gpu.py --gpu-only`")
@@ -95,8 +95,9 @@ def resolve(python: str, constraints: Path | None, wheels: Path) -> tuple[int, s
             return code, out, found
         built.add(name)
         requirement = pinned(name, constraints) if constraints else name + asked
-        subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(wheels),
-                        requirement], check=True, env=PLAIN_PIP)
+        if subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(wheels),
+                           requirement], env=PLAIN_PIP).returncode:
+            return 1, f"ERROR: pip could not build a wheel of {requirement} (above): is the index reachable?", {}
 
 
 def conflicts(name: str, out: str, constraints: Path | None) -> bool:
@@ -177,9 +178,11 @@ def main(argv=None) -> int:
 
 
 def lock_digest() -> str:
-    """sha256 of requirements.txt and constraints.txt as they are now."""
-    files = (ROOT / "requirements.txt", ROOT / "constraints.txt")
-    return hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()
+    """sha256 of what requirements.txt and constraints.txt ask pip for (their comments
+    and blank lines aside: rewording one changes nothing installed)."""
+    lines = [line.strip() for f in ("requirements.txt", "constraints.txt")
+             for line in (ROOT / f).read_text().splitlines()]
+    return hashlib.sha256("\n".join(x for x in lines if x and not x.startswith("#")).encode()).hexdigest()
 
 
 if __name__ == "__main__":

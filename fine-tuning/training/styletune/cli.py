@@ -50,8 +50,8 @@ def run_main(run, args, interrupted: str = "interrupted: every file written is w
         print(interrupted, file=sys.stderr)
         return 130
     except OSError as err:   # a full disk, a folder where a file goes, a broken link, ...
-        if os.environ.get("STYLETUNE_DEBUG"):
-            raise
+        if err.errno is None or os.environ.get("STYLETUNE_DEBUG"):
+            raise            # not the file system's (the hub's errors are OSErrors too)
         print(f"error: {file_system_problem(err)} (STYLETUNE_DEBUG=1 shows where)", file=sys.stderr)
         return 2
 

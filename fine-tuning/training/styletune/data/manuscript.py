@@ -232,7 +232,7 @@ def _title_case_title(lines: list) -> bool:
     contents entry with its page number ("Dr. Seward's Diary 308")."""
     line = lines[0]
     return len(lines) == 1 and word_count(line) <= 8 and _is_title_case(line) \
-        and line[0] not in "\"“‘'(—-" and not re.search(r"([.!?…][\"”’')]*|\d)$", line)
+        and line[0] not in "\"“‘'(—-" and not re.search(r"([.!?…:—–-][\"”’')*]*|\d)$", line)
 
 
 def _split_heading_lines(text: str, spans):

@@ -104,10 +104,12 @@ def chunk_lengths(cfg, writer_sizes=(), maximum=None) -> Lengths:
 
 
 def chunk_folder(cfg, manuscript: Path) -> Path:
-    """Where stage 0 puts a manuscript's chunk files without --out: beside the configured
-    book folder, named after the manuscript (data/raw/<name>/, which git ignores); the
-    configured folder itself when the manuscript lies in it."""
-    if manuscript.resolve().is_relative_to(cfg.pipeline.book_dir.resolve()):
+    """Where stage 0 puts a manuscript's chunk files without --out: the book folder the
+    writer configured, or, while book_dir is still the sample book's, a folder beside it
+    named after the manuscript (data/raw/<name>/, which git ignores); the sample's own
+    manuscript goes to the sample's folder."""
+    book = cfg.pipeline.book_dir.resolve()
+    if book != shipped_default("book_dir") or manuscript.resolve().is_relative_to(book):
         return cfg.pipeline.book_dir
     slug = re.sub(r"[^a-z0-9]+", "_", manuscript.stem.lower()).strip("_") or "book"
     return cfg.pipeline.book_dir.parent / slug
@@ -212,7 +214,7 @@ def segment(cfg, manuscript_path, say=lambda m: None, decisions=(), folders=(), 
     by_line = {}
     for a in (a for c in chunks for a in invisible_characters(ms.body, c.start, c.end)):
         by_line[f"line {ms.line_of(a)}"] = by_line.get(f"line {ms.line_of(a)}", "") + ms.body[a]
-    if invisible := invisible_characters_advice(by_line):
+    if invisible := invisible_characters_advice(by_line, word_file=ms.path.suffix.lower() == ".docx"):
         notes.insert(0, invisible)
     marks = [a for c in chunks for a in footnote_marks(ms.body, c.start, c.end)]
     if len(marks) >= FOOTNOTE_MARKS_WARN:

@@ -12,9 +12,11 @@ from pathlib import Path
 from styletune.errors import InputError
 
 W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+MC = "{http://schemas.openxmlformats.org/markup-compatibility/2006}"
 # runs that are not the text as it stands: tracked deletions, the old place of a move,
-# and a text box's (its own paragraphs follow as lines)
-NOT_IN_THE_TEXT = {W + "del", W + "moveFrom", W + "txbxContent"}
+# a text box's (its own paragraphs follow as lines), and the copy Word saves of a shape
+# for older readers (mc:Fallback repeats mc:Choice's text)
+NOT_IN_THE_TEXT = {W + "del", W + "moveFrom", W + "txbxContent", MC + "Fallback"}
 TRACKED = (W + "ins", W + "del", W + "moveFrom", W + "moveTo")
 
 
@@ -37,10 +39,16 @@ def _runs(paragraph):
 
     for r in paragraph._p.iter(W + "r"):
         parent = r.getparent()
-        while parent is not paragraph._p and parent.tag not in NOT_IN_THE_TEXT:
+        while parent is not paragraph._p and parent.tag not in NOT_IN_THE_TEXT and not _placeholder(parent):
             parent = parent.getparent()
         if parent is paragraph._p:
             yield Run(r, paragraph)
+
+
+def _placeholder(element) -> bool:
+    """A content control still showing its placeholder ("Click or tap here to enter
+    text."): the template's words, not the writer's."""
+    return element.tag == W + "sdt" and element.find(f"{W}sdtPr/{W}showingPlcHdr") is not None
 
 
 def _paragraph_text(paragraph) -> str:
@@ -104,11 +112,26 @@ def _paragraphs(document):
     from docx.text.paragraph import Paragraph
 
     body = document.element.body
-    return [Paragraph(p, document._body) for p in body.iter(W + "p")]
+    return [Paragraph(p, document._body) for p in body.iter(W + "p") if not _left_out(p, body)]
+
+
+def _left_out(element, body) -> bool:
+    """Inside a shape's fallback copy or a content control's placeholder."""
+    parent = element.getparent()
+    while parent is not None and parent is not body:
+        if parent.tag == MC + "Fallback" or _placeholder(parent):
+            return True
+        parent = parent.getparent()
+    return False
 
 
 def refuse_open_tracked_changes(path: Path, document) -> None:
-    changes = [e for e in document.element.body.iter(*TRACKED) if e.find(f".//{W}r") is not None]
+    """Text inserted or deleted, moved, or a paragraph split or joined (a change on the
+    paragraph mark), not yet accepted or rejected; each change counted once."""
+    body = document.element.body
+    changes = [e for e in body.iter(*TRACKED)
+               if (e.find(f".//{W}r") is not None or e.getparent().tag == W + "rPr")
+               and not _left_out(e, body) and not any(a.tag in TRACKED for a in e.iterancestors())]
     if changes:
         authors = Counter(e.get(W + "author") or "someone" for e in changes)
         who = ", ".join(f"{n} by {a}" for a, n in authors.most_common(3))

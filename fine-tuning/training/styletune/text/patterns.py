@@ -134,8 +134,9 @@ def invisible_characters(text: str, start: int = 0, end: int | None = None) -> l
     return [i for i in range(start, len(text) if end is None else end) if text[i] in INVISIBLE]
 
 
-def invisible_characters_advice(text_of: dict) -> str | None:
-    """A warning naming each kind found in {place: text} and the places, or None."""
+def invisible_characters_advice(text_of: dict, word_file: bool = False) -> str | None:
+    """A warning naming each kind found in {place: text} and the places, or None; for a
+    .docx (a zip the command cannot edit), by way of a plain-text copy."""
     kinds, places = {}, []
     for place, text in text_of.items():
         found = [text[i] for i in invisible_characters(text)]
@@ -146,9 +147,12 @@ def invisible_characters_advice(text_of: dict) -> str | None:
     if not kinds:
         return None
     listing = ", ".join(f"{n} × {kind}" for kind, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
+    how = (f"save the manuscript as plain text (.txt, UTF-8), remove them from that with {INVISIBLE_COMMAND} "
+           "(the words stay as they are), and give stage 0 the .txt" if word_file else
+           f"remove them, e.g. {INVISIBLE_COMMAND} (the words stay as they are), then rerun")
     return (f"WARNING: invisible characters in the text ({listing}; {some_of(places)}), left by a "
-            "conversion (PDF, web page, word processor): the model would learn to write them. Remove "
-            f"them, e.g. {INVISIBLE_COMMAND} (the words stay as they are), then rerun")
+            f"conversion (PDF, web page, word processor): the model would learn to write them. To "
+            f"train on your words alone, {how}")
 
 
 def footnote_marks_advice(count: int, places: list[str]) -> str:

@@ -25,11 +25,14 @@ def weights_to_download(base: str, cache_dir=None) -> tuple[int, int]:
     def cached(name):
         return isinstance(try_to_load_from_cache(base, name, cache_dir=cache_dir), str)
 
-    index = try_to_load_from_cache(base, "model.safetensors.index.json", cache_dir=cache_dir)
-    if isinstance(index, str):
-        shards = sorted(set(json.loads(Path(index).read_text())["weight_map"].values()))
-        return sum(not cached(shard) for shard in shards), len(shards)
-    return (0 if cached("model.safetensors") else 1), 1
+    for single in ("model.safetensors", "pytorch_model.bin"):     # older repos: .bin only
+        index = try_to_load_from_cache(base, single + ".index.json", cache_dir=cache_dir)
+        if isinstance(index, str):
+            shards = sorted(set(json.loads(Path(index).read_text())["weight_map"].values()))
+            return sum(not cached(shard) for shard in shards), len(shards)
+        if cached(single):
+            return 0, 1
+    return 1, 1
 
 
 def parameter_count(shape: dict) -> int:
