@@ -68,7 +68,7 @@ def book_arguments(number: str, book: Path, where: Book, backend: str) -> list:
 
 def stages(cfg: Config, book: Path, backend: str) -> list:
     """The stages to run for this book, in order (no stage 0 for a chunk folder)."""
-    where = Book(book if book.is_file() else None, segment.chunk_folder(cfg, book) if book.is_file() else book)
+    where = Book(book if book.is_file() else None, segment.manuscript_folder(cfg, book) if book.is_file() else book)
     found = []
     for declared in declarations():
         if declared.number == "0" and where.manuscript is None:

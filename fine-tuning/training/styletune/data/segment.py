@@ -111,6 +111,12 @@ def chunk_folder(cfg, manuscript: Path) -> Path:
     book = cfg.pipeline.book_dir.resolve()
     if book != shipped_default("book_dir") or manuscript.resolve().is_relative_to(book):
         return cfg.pipeline.book_dir
+    return manuscript_folder(cfg, manuscript)
+
+
+def manuscript_folder(cfg, manuscript: Path) -> Path:
+    """data/raw/<manuscript name>/, beside the configured book folder: make book's chunk
+    folder for every manuscript (a new draft gets its own), git-ignored."""
     slug = re.sub(r"[^a-z0-9]+", "_", manuscript.stem.lower()).strip("_") or "book"
     return cfg.pipeline.book_dir.parent / slug
 
