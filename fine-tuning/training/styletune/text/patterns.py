@@ -137,16 +137,13 @@ def invisible_characters(text: str, start: int = 0, end: int | None = None) -> l
 def invisible_characters_advice(text_of: dict, word_file: bool = False) -> str | None:
     """A warning naming each kind found in {place: text} and the places, or None; for a
     .docx (a zip the command cannot edit), by way of a plain-text copy."""
-    kinds, places = {}, []
-    for place, text in text_of.items():
-        found = [text[i] for i in invisible_characters(text)]
-        for ch in found:
-            kinds[INVISIBLE[ch]] = kinds.get(INVISIBLE[ch], 0) + 1
-        if found:
-            places.append(place)
+    from collections import Counter
+    found = {place: [INVISIBLE[text[i]] for i in invisible_characters(text)] for place, text in text_of.items()}
+    kinds = Counter(kind for place in found.values() for kind in place)
     if not kinds:
         return None
-    listing = ", ".join(f"{n} × {kind}" for kind, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
+    places = [place for place, kinds_there in found.items() if kinds_there]
+    listing = ", ".join(f"{n} × {kind}" for kind, n in kinds.most_common())
     how = (f"save the manuscript as plain text (.txt, UTF-8), remove them from that with {INVISIBLE_COMMAND} "
            "(the words stay as they are), and give stage 0 the .txt" if word_file else
            f"remove them, e.g. {INVISIBLE_COMMAND} (the words stay as they are), then rerun")
