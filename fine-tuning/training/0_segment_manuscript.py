@@ -18,8 +18,9 @@ Cuts    every chapter heading starts a chunk; inside a chapter, a dynamic progra
         a whole chapter is. Where headings and marks make short chunks, the length
         cost aims higher (up to twice) so the chunks' median stays near the target
         (the report's notes say so). Every example is counted by stage 1's own builder.
-Writes  into --out (default: data/raw/<manuscript name>/ beside style_pipeline.book_dir,
-        which git ignores; book_dir itself for a manuscript inside it) chunk_NNN_<chapter>_<slug>.txt
+Writes  into --out (default: style_pipeline.book_dir once you set it; while it is still
+        the sample book's, data/raw/<manuscript name>/ beside it, which git ignores)
+        chunk_NNN_<chapter>_<slug>.txt
         files; segment_report.md (each chunk: chapter, words, tokens, why it starts
         there); segment_review.md + .json (the cuts made with no mark in the text,
         those made at a run of blank lines alone, no visible mark, and the marks
@@ -53,8 +54,8 @@ from styletune import cli  # beside this script; cli turns a missing package int
 def build_parser() -> argparse.ArgumentParser:
     p = cli.parser(__doc__, epilog="Too-long chunk files later: split_oversized_chunks.py")
     p.add_argument("manuscript", help="the whole manuscript (.txt, .md or .docx)")
-    p.add_argument("--out", help="folder for the chunk files (default: data/raw/<manuscript name>/ "
-                   "beside style_pipeline.book_dir)")
+    p.add_argument("--out", help="folder for the chunk files (default: style_pipeline.book_dir once "
+                   "you set it, else data/raw/<manuscript name>/)")
     p.add_argument("--dry-run", action="store_true",
                    help="find the structure, plan and count the chunks; write nothing")
     p.add_argument("--decide", action="append", metavar="ID=ACTION",
