@@ -23,7 +23,7 @@ def result(tmp_path_factory):
 # What the prompt's last characters and the continuation's first must be, per kind.
 SHAPES = {
     "sentence end, space typed": (r"[.!?…][”’\"')\]]* $", r"^\S"),
-    "after a paragraph break": (r"\n\n$", r"^\S"),
+    "after a paragraph break": (r"\n[ \t]*$", r"^\S"),   # the sample book has both layouts
     "mid-word": (r"[^\W\d_]{5}$", r"^[^\W\d_]{2}\b"),
     "after a comma, space typed": (r", $", r"^\S"),
     "after a comma": (r",$", r"^ \S"),
@@ -113,3 +113,15 @@ def test_a_quarter_of_the_drills_open_as_the_chat_route_does(result):
     assert [m["role"] for m in system[0].messages()] == ["system", "user", "assistant"]
     # the examples never carry one
     assert all(m["role"] != "system" for e in result.examples for m in e.messages())
+
+
+@pytest.mark.parametrize("layout, text", [
+    ("a blank line between paragraphs", "One went.\n\nTwo came by\nthe road.\n\n\tThree sat."),
+    ("one paragraph per line", "One went.\nTwo came by the road.\n\tThree sat."),
+    ("hard-wrapped", "One went down the\nlong road.\n\nTwo came by the\nshort lane.\n\n  Three sat\nby the wall."),
+])
+def test_a_paragraph_break_stop_is_where_the_layout_starts_a_paragraph(layout, text):
+    """Drills and stage 4 stop after a paragraph break where the writer's layout has one,
+    the indent typed with it, never after a line break inside a wrapped paragraph."""
+    from styletune.text.stops import AFTER_PARAGRAPH_BREAK, stops
+    assert stops(text, AFTER_PARAGRAPH_BREAK) == [text.index("Two"), text.index("Three")], layout

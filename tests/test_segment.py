@@ -3,6 +3,7 @@ in real and generated books, every word conserved, budgets kept, reruns safe, ba
 input refused with one line."""
 import json
 import random
+import re
 
 import pytest
 from conftest import CORPUS, FT, SAMPLE_BOOK, load_script
@@ -1065,3 +1066,28 @@ def test_the_target_length_comes_from_the_writers_own_hand_cut_chunks(make_confi
 def test_a_chunk_file_is_named_by_its_words(text, slug):
     from styletune.data.manuscript import _slug
     assert _slug(text) == slug
+
+
+def test_a_tab_indented_manuscript_keeps_each_chunks_first_indent(tmp_path, make_config):
+    """A writer who starts every paragraph with a tab: each chunk file opens with its
+    first paragraph's tab, as the others keep theirs, and the body still rebuilds."""
+    indented = tmp_path / "indented.txt"
+    body = read_manuscript(MANUSCRIPT).body
+    indented.write_text(re.sub(r"(?m)^(?=[^\s*#~])(?=.{60})", "\t", body), encoding="utf-8")
+    out = tmp_path / "segmented"
+    assert STAGE0.main([str(indented), "--config", str(make_config()), "--out", str(out)]) == 0
+    body = read_manuscript(indented).body
+    manifest = assert_conserved(out, body)
+    for chunk in manifest["chunks"]:                      # each from its line's first character
+        assert body[chunk["start"] - 1] == "\n", chunk["file"]
+    assert sum((out / c["file"]).read_text(encoding="utf-8").startswith("\t") for c in manifest["chunks"]) >= 5
+
+
+def test_split_gives_each_part_its_first_paragraphs_indent(book_copy, make_config, capsys):
+    chunk = book_copy / "chunk_004_the_long_walk.txt"
+    chunk.write_text(re.sub(r"(?m)^(?=[^\s*#~])", "\t", chunk.read_text(encoding="utf-8")), encoding="utf-8")
+    original = chunk.read_bytes()
+    assert SPLIT.main(["--config", str(make_config()), "--book", str(book_copy), "--limit", "3000"]) == 0
+    parts = sorted(book_copy.glob("chunk_004?_*.txt"))
+    assert len(parts) > 1 and b"".join(p.read_bytes() for p in parts) == original
+    assert all(p.read_text(encoding="utf-8").startswith("\t") for p in parts)

@@ -1,5 +1,6 @@
 """Stage 1 end to end on the sample book with the real SmolLM2 tokenizer."""
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -383,8 +384,46 @@ def test_the_preview_says_which_join_the_writer_typed(make_config, capsys):
     from styletune.data.prepare import preview
     result = prepare_data(load_config(make_config()))
     typed = {"a space, typed": [e for e in result.examples if e.prefix.endswith(" ")],
-             "the paragraph break, typed": [e for e in result.examples if e.prefix.endswith("\n")]}
+             "a paragraph break, typed": [e for e in result.examples if e.prefix.endswith("\n")]}
     for said, found in typed.items():
         assert found, said
         preview(found[:1], 1)
         assert f"starting with a word: the prompt ends with {said}" in capsys.readouterr().out
+
+
+def test_an_indented_book_keeps_every_indent_and_counts_its_joins_as_typed(make_config, book_copy, capsys):
+    """A writer who starts each paragraph with a tab (a plain-text export from Scrivener):
+    every prompt opens with its chunk's first indent, a typed paragraph break keeps the
+    indent typed after it, and the report and the preview call it a paragraph break."""
+    from styletune.data import prepare_report as report
+    from styletune.data.prepare import preview
+    for path in book_copy.glob("chunk_*.txt"):
+        path.write_text(re.sub(r"(?m)^(?=\S)", "\t", path.read_text(encoding="utf-8")), encoding="utf-8")
+    result = prepare_data(load_config(make_config({"book_dir": str(book_copy)})))
+    for e in result.examples:
+        assert e.prefix.startswith("\t") and e.prefix + e.completion == e.chunk.text
+    typed_breaks = [e for e in result.examples if e.prefix.endswith("\n\t")]
+    joins = report.joins(result.examples)
+    assert joins["prompt_ends_with_typed_paragraph_break"] == len(typed_breaks) > 0
+    assert joins["prompt_ends_with_typed_line_break"] == joins["completion_opens_with_line_break"] == 0
+    preview(typed_breaks[:1], 1)
+    assert "starting with a word: the prompt ends with a paragraph break, typed" in capsys.readouterr().out
+
+
+def test_a_join_is_named_as_its_chunks_layout_has_it():
+    """A line break at a cut inside a hard-wrapped paragraph is a line break; in one
+    paragraph per line, the same character is a paragraph break."""
+    from styletune.data.chunks import Chunk
+    from styletune.data.examples import Example
+    from styletune.data.prepare_report import join_kinds
+    wrapped = ("He walked down the long road to\nthe sea. It was late, the tide was out.\nShe waited by "
+               "the wall of\nthe harbour.\n\nThen he came back to\nher along the sand.")
+    per_line = "He walked to the sea.\nIt was late.\nShe waited."
+
+    def kinds(text, join):
+        return join_kinds(Example(Chunk(Path("chunk_001_sea.txt"), text, ""), None, 0, 0, True, join))
+    assert kinds(wrapped, wrapped.index("out.") + 4) == ("a line break", "")
+    assert kinds(wrapped, wrapped.index("out.") + 5) == ("", "a line break")
+    assert kinds(wrapped, wrapped.index("harbour.") + 8) == ("a paragraph break", "")
+    assert kinds(per_line, per_line.index("sea.") + 5) == ("", "a paragraph break")
+    assert kinds(per_line, per_line.index("late.") + 5) == ("a paragraph break", "")

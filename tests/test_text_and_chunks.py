@@ -16,9 +16,11 @@ def test_bom_and_crlf_decode_to_the_same_text(tmp_path):
 
 
 def test_normalise_changes_only_whitespace():
-    messy = "  First line.   \r\n\r\n\r\n\r\nSecond — *kept*.\t\r\n“Quote,” ‘single’.\n\n\n"
+    """Line endings unified, spaces at line ends and blank lines around the text gone;
+    the first line's indent and the blank lines of a scene break stay as typed."""
+    messy = " \r\n\r\n\t First line.   \r\n\r\n\r\n\r\nSecond — *kept*.\t\r\n“Quote,” ‘single’.\n\n\n"
     out = normalise(messy)
-    assert out == "First line.\n\nSecond — *kept*.\n“Quote,” ‘single’."
+    assert out == "\t First line.\n\n\n\nSecond — *kept*.\n“Quote,” ‘single’."
     assert out.split() == messy.split()
 
 

@@ -275,3 +275,60 @@ def passage_loss(model_dir, text):
     ids = tok(text, return_tensors="pt").input_ids
     with torch.no_grad():
         return model(ids, labels=ids).loss.item()
+
+
+def test_a_steps_loss_is_the_mean_over_its_tokens_not_its_rows(tmp_path):
+    """Axolotl 0.19 weighs each row of a step alike (its trainer turns transformers'
+    token count off for Llama: axolotl PR #3982), so a 3-token drill beside a 40-token
+    example would be half the step. TokenMeanLoss (every config's plugins) gives the
+    step transformers' mean over every labelled token. Two real trainer steps of
+    gradient accumulation, against the cross-entropy computed here."""
+    import torch
+    from axolotl.core.trainers.base import AxolotlTrainer
+    from axolotl.core.training_args import AxolotlTrainingArguments
+    from peft import LoraConfig, get_peft_model
+    from styletune.config import load_config
+    from styletune.train.axolotl_plugin import TokenMeanLoss
+    from styletune.train.preflight import TOKEN_MEAN_PLUGIN
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    def trainer(name):
+        torch.manual_seed(0)
+        model = get_peft_model(LlamaForCausalLM(LlamaConfig(
+            vocab_size=256, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+            num_attention_heads=2, num_key_value_heads=2)), LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+        built = AxolotlTrainer(model=model, args=AxolotlTrainingArguments(
+            output_dir=str(tmp_path / name), per_device_train_batch_size=1, gradient_accumulation_steps=2,
+            report_to=[], use_cpu=True))
+        built.current_gradient_accumulation_steps = 2   # the training loop sets it
+        return built
+
+    def row(prompt, labelled, seed):
+        ids = torch.randint(0, 256, (1, prompt + labelled), generator=torch.Generator().manual_seed(seed))
+        labels = ids.clone()
+        labels[:, :prompt] = -100
+        return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+
+    rows = [row(5, 40, 1), row(20, 3, 2)]                 # an example's completion, a drill's
+    tokens = sum(int((r["labels"][:, 1:] != -100).sum()) for r in rows)
+
+    def step_loss(t):
+        return sum(float(t.training_step(t.model, dict(r), torch.tensor(tokens))) for r in rows)
+
+    def token_losses(t):
+        with torch.no_grad():
+            return [torch.nn.functional.cross_entropy(
+                t.model(input_ids=r["input_ids"]).logits[0, :-1], r["labels"][0, 1:], reduction="none",
+                ignore_index=-100)[r["labels"][0, 1:] != -100] for r in rows]
+
+    as_axolotl = trainer("axolotl")
+    losses = token_losses(as_axolotl)
+    token_mean, row_mean = float(torch.cat(losses).mean()), float(sum(x.mean() for x in losses) / 2)
+    assert abs(token_mean - row_mean) > 1e-3
+    assert step_loss(as_axolotl) == pytest.approx(row_mean, abs=1e-5)
+    fixed = trainer("plugin")
+    TokenMeanLoss().post_trainer_create(None, fixed)
+    assert step_loss(fixed) == pytest.approx(token_mean, abs=1e-5)
+    # and every shipped config trains with it
+    for name in ("qlora_style_transfer", "cpu_rehearsal", "multi_gpu", "llama31_70b"):
+        assert TOKEN_MEAN_PLUGIN in load_config(FT / "configs" / f"{name}.yaml").axolotl.plugins, name

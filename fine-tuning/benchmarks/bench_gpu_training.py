@@ -62,6 +62,7 @@ from styletune.fileio import normalise, read_text, write_outputs
 from styletune.text.gutenberg import gutenberg_body
 from styletune.text.sentences import paragraph_spans, sentence_ends
 from styletune.train import gpu_plan
+from styletune.train.preflight import TOKEN_MEAN_PLUGIN
 
 HERE = Path(__file__).resolve().parent
 FT = HERE.parent
@@ -90,7 +91,7 @@ PROFILES = {
     "main": {},
     # Liger's fused kernels: RMSNorm, SwiGLU, RoPE, and a cross-entropy fused with
     # lm_head that never builds the 128k-vocabulary logits in full
-    "liger": {"plugins": ["axolotl.integrations.liger.LigerPlugin"], "liger_rms_norm": True,
+    "liger": {"plugins": [TOKEN_MEAN_PLUGIN, "axolotl.integrations.liger.LigerPlugin"], "liger_rms_norm": True,
               "liger_glu_activation": True, "liger_rope": True, "liger_fused_linear_cross_entropy": True},
     # (Axolotl's Triton LoRA kernels are no profile: Axolotl 0.19 turns them on by
     # itself for the main config on one GPU, so main runs them already;

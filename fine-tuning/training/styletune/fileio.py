@@ -8,7 +8,6 @@ from pathlib import Path
 from styletune import paths
 from styletune.errors import InputError, UserError
 
-_BLANK_RUNS = re.compile(r"\n{3,}")
 _TRAILING_SPACE = re.compile(r"[ \t]+\n")
 
 
@@ -81,14 +80,14 @@ def _decodes(data: bytes, encoding: str) -> bool:
 
 
 def normalise(text: str) -> str:
-    """Unify line endings, drop trailing spaces, collapse runs of blank lines.
+    """Unify line endings, drop spaces at line ends and blank lines at either end.
 
-    Only whitespace changes: every word, quote mark, dash, asterisk and
-    paragraph break stays as the author wrote it.
+    Only invisible whitespace changes: every word, quote mark, dash, asterisk,
+    indent (the first line's too) and blank line between paragraphs stays as the
+    author typed it, so a scene break of extra blank lines is learnt as one.
     """
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text = _TRAILING_SPACE.sub("\n", text + "\n")
-    return _BLANK_RUNS.sub("\n\n", text).strip()
+    return _TRAILING_SPACE.sub("\n", text + "\n").lstrip("\n").rstrip()
 
 
 def write_atomic(path: Path, data: bytes) -> None:

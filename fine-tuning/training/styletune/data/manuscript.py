@@ -19,7 +19,7 @@ from styletune.errors import InputError
 from styletune.fileio import read_text
 from styletune.text.docx import read_docx
 from styletune.text.gutenberg import gutenberg_body
-from styletune.text.paragraphs import is_hard_wrapped, page_number_paragraphs, paragraph_spans
+from styletune.text.paragraphs import indent_before, is_hard_wrapped, page_number_paragraphs, paragraph_spans
 from styletune.text.patterns import (
     ENDS_SENTENCE,
     FOOTNOTE_MARK,
@@ -461,6 +461,13 @@ class PlannedChunk:
     name: str = ""
     tokens: int = 0       # exact, as stage 1 counts the rendered example
     words: int = 0
+    indent: int = 0       # the first paragraph's own indent (a tab, spaces) before `start`
+
+    @property
+    def text_start(self) -> int:
+        """Where the chunk file's text starts: its first line as typed, indent and all
+        (`start`, the first word, is where cuts and decisions are placed)."""
+        return self.start - self.indent
 
 
 _ROMAN = re.compile(r"m{0,4}(cm|cd|d?c{0,3})(xc|xl|l?x{0,3})(ix|iv|v?i{0,3})")
@@ -563,7 +570,8 @@ def plan_chunks(structure: Structure, counter, lengths, punkt=None, margin=24,
         for n, (x, y) in enumerate(zip(bounds, bounds[1:])):
             start, end = _trimmed(text, a + x, a + y)
             reason = sections[0].reason if n == 0 else _cut_reason(cuts[n - 1])
-            chunks.append(PlannedChunk(start, end, chapter, sections[0].chapter_title, reason))
+            chunks.append(PlannedChunk(start, end, chapter, sections[0].chapter_title, reason,
+                                       indent=indent_before(text, start)))
         seams += [(replace(c, offset=c.offset + a), [replace(p, offset=p.offset + a) for p in places],
                    (a, b)) for c in cuts]
         seams += [(replace(p, offset=p.offset + a), [replace(q, offset=q.offset + a) for q in places],

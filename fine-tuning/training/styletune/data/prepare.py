@@ -241,11 +241,6 @@ def planned_outputs(result) -> dict:
     return outputs
 
 
-def typed_join(prefix: str) -> str:
-    """What the writer typed after the prompt's last word (a typed cut's join)."""
-    if prefix.endswith("\n"):
-        return "the paragraph break, typed"
-    return "a space, typed" if prefix.endswith(" ") else "its last character"
 
 
 def preview(examples, n):
@@ -255,9 +250,8 @@ def preview(examples, n):
         if e.header:
             print(f"  [user turn opens with Continue's autocomplete path line: {e.header!r}]")
         print(textwrap.indent(e.prefix, "  "))
-        opens = ("a paragraph break" if e.completion.startswith("\n\n") else
-                 {" ": "a space", "\n": "a line break"}.get(e.completion[:1])) or \
-            f"a word: the prompt ends with {typed_join(e.prefix)}"
+        opens, typed = report.join_kinds(e)
+        opens = opens or f"a word: the prompt ends with {f'{typed}, typed' if typed else 'its last character'}"
         print(f"  ✂ ──────── cut: the model writes from here, starting with {opens} ────────")
         rest = e.completion
         print(textwrap.indent(rest[:400] + (" [...]" if len(rest) > 400 else ""), "  "))

@@ -4,6 +4,7 @@ import statistics
 
 from styletune import paths
 from styletune.data.drills import CONTINUATION_WORDS, KINDS
+from styletune.text.paragraphs import is_hard_wrapped, whitespace_kind
 
 
 def summary(result) -> dict:
@@ -22,12 +23,33 @@ def summary(result) -> dict:
 
 
 def joins(examples) -> dict:
-    """How the turns meet, and how many examples carry Continue's path line."""
-    return {"completion_opens_with_space": sum(e.completion[:1] == " " for e in examples),
-            "completion_opens_with_paragraph_break": sum(e.completion[:1] == "\n" for e in examples),
-            "prompt_ends_with_typed_space": sum(e.prefix.endswith(" ") for e in examples),
-            "prompt_ends_with_typed_paragraph_break": sum(e.prefix.endswith("\n") for e in examples),
-            "continue_path_line": sum(bool(e.header) for e in examples)}
+    """How the turns meet (where the whitespace at the cut went, and what it is in its
+    chunk's layout: join_kinds), and how many examples carry Continue's path line."""
+    kinds = [join_kinds(e) for e in examples]
+    counts = {}
+    for side, at in (("completion_opens_with", 0), ("prompt_ends_with_typed", 1)):
+        for kind in ("space", "paragraph break", "line break"):
+            counts[f"{side}_{kind.replace(' ', '_')}"] = sum(k[at] == f"a {kind}" for k in kinds)
+    return {**counts, "continue_path_line": sum(bool(e.header) for e in examples)}
+
+
+def _joins_line(j: dict) -> str:
+    wrapped = j["completion_opens_with_line_break"] + j["prompt_ends_with_typed_line_break"]
+    return (f"Joins: {j['completion_opens_with_space']} completion(s) open with the space at the cut, "
+            f"{j['completion_opens_with_paragraph_break']} with the paragraph break, "
+            f"{j['prompt_ends_with_typed_space']} prompt(s) end with the space typed and "
+            f"{j['prompt_ends_with_typed_paragraph_break']} with the paragraph break typed (typed_join_share); "
+            + (f"{wrapped} at a line break inside a hard-wrapped paragraph; " if wrapped else "")
+            + f"{j['continue_path_line']} user turn(s) start with Continue's autocomplete path line.")
+
+
+def join_kinds(example) -> tuple[str, str]:
+    """(what the completion opens with, what the prompt ends with), each a
+    paragraphs.whitespace_kind ("a space", "a paragraph break", ...; "" for a word)."""
+    wrapped = is_hard_wrapped(example.chunk.text)
+    completion, prefix = example.completion, example.prefix
+    return (whitespace_kind(completion[:len(completion) - len(completion.lstrip())], wrapped),
+            whitespace_kind(prefix[len(prefix.rstrip()):], wrapped))
 
 
 def drill_counts(drills) -> dict:
@@ -95,12 +117,7 @@ def markdown_body(report: dict) -> str:
         "",
         "Validation chunks: " + (", ".join(f"`{c}`" for c in report["validation_chunks"]) or "none"),
         "",
-        f"Joins: {report['joins']['completion_opens_with_space']} completion(s) open with the space at "
-        f"the cut, {report['joins']['completion_opens_with_paragraph_break']} with the paragraph break, "
-        f"{report['joins']['prompt_ends_with_typed_space']} prompt(s) end with the space typed and "
-        f"{report['joins']['prompt_ends_with_typed_paragraph_break']} with the paragraph break typed "
-        "(typed_join_share); "
-        f"{report['joins']['continue_path_line']} user turn(s) start with Continue's autocomplete path line.",
+        _joins_line(report["joins"]),
         "",
         _drills_line(report["join_drills"]),
         "",

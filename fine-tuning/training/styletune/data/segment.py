@@ -163,7 +163,7 @@ def segment(cfg, manuscript_path, say=lambda m: None, decisions=(), folders=(), 
                                                      extra=rules.extra)
         name_chunks(chunks, structure)
         say("counting every chunk's example exactly, as stage 1 will")
-        texts = [(c.name, ms.body[c.start:c.end]) for c in chunks]
+        texts = [(c.name, ms.body[c.text_start:c.end]) for c in chunks]
         punkt = punkt or build_punkt([normalise(t) for _, t in texts])[0]
         exact = example_sizes(texts, punkt, counter, cfg.pipeline)
         for c in chunks:
@@ -301,7 +301,7 @@ class Segmentation:
 
 
 def separators(body, chunks):
-    bounds = [0] + [x for c in chunks for x in (c.start, c.end)] + [len(body)]
+    bounds = [0] + [x for c in chunks for x in (c.text_start, c.end)] + [len(body)]
     return [body[a:b] for a, b in zip(bounds[::2], bounds[1::2])]
 
 
@@ -336,11 +336,11 @@ def planned_outputs(cfg, seg, out_dir, review_command, earlier=()) -> dict:
     ms, structure, chunks, notes = seg.ms, seg.structure, seg.chunks, seg.notes
     body = ms.body
     seps = separators(body, chunks)
-    if rebuild([body[c.start:c.end] for c in chunks], seps) != body:
+    if rebuild([body[c.text_start:c.end] for c in chunks], seps) != body:
         raise RuntimeError(f"bug: the chunks planned for {ms.path} and the text between them do "
                            "not rebuild the manuscript byte for byte; nothing was written. "
                            "Please report it with the manuscript.")
-    outputs = {out_dir / c.name: (body[c.start:c.end] + "\n").encode("utf-8") for c in chunks}
+    outputs = {out_dir / c.name: (body[c.text_start:c.end] + "\n").encode("utf-8") for c in chunks}
     manifest = {
         "stage": 0,
         "manuscript": paths.shown(ms.path),
@@ -350,7 +350,7 @@ def planned_outputs(cfg, seg, out_dir, review_command, earlier=()) -> dict:
         "lengths": {"target": seg.lengths.target, "minimum": seg.lengths.minimum,
                     "maximum": seg.lengths.maximum},
         "body_sha256": sha256_bytes(body.encode("utf-8")),
-        "chunks": [{**row, "start": c.start, "end": c.end,
+        "chunks": [{**row, "start": c.text_start, "end": c.end,
                     "sha256": sha256_bytes(outputs[out_dir / c.name])}
                    for row, c in zip(report_rows(chunks), chunks)],
         "separators": seps,
@@ -470,7 +470,7 @@ def changed_cuts(out_dir, body, chunks, entries=()) -> list[str]:
     if record is None or record.get("body_sha256") != sha256_bytes(body.encode("utf-8")):
         return []
     old = {c["start"] for c in record["chunks"]}
-    new = {c.start for c in chunks}
+    new = {c.text_start for c in chunks}
     ids = {}
     for e in entries:
         ids.setdefault(place_key(e["seam"]), e["id"])

@@ -13,6 +13,7 @@ from styletune.data.segment import MARGINS, chunk_lengths
 from styletune.data.tokens import load_counter
 from styletune.errors import InputError
 from styletune.fileio import read_text, write_outputs
+from styletune.text.paragraphs import indent_before
 from styletune.text.patterns import word_count
 from styletune.text.sentences import build_punkt
 
@@ -27,7 +28,7 @@ def part_names(name, n):
 
 def counted_parts(cfg, counter, others, name, raw, cuts):
     """[(part name, text, tokens as stage 1 counts them)] for `raw` cut at `cuts`."""
-    bounds = [0] + [c.offset for c in cuts] + [len(raw)]
+    bounds = [0] + [c.offset - indent_before(raw, c.offset) for c in cuts] + [len(raw)]
     texts = [raw[a:b] for a, b in zip(bounds, bounds[1:])]
     if "".join(texts) != raw:  # the parts are written in place of the file
         raise RuntimeError(f"bug: the parts of {name} would not rebuild it byte for byte "

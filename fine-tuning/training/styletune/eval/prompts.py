@@ -82,7 +82,7 @@ def validation_prompts(conversations, punkt, ev: dict, chunk_names) -> list[Prom
 
 def stop_prompts(conversations, ev: dict, chunk_names, kind: str, vocabulary=frozenset()) -> list[Prompt]:
     """Prompts that stop where a writer pauses other than at a sentence end (after
-    "Haji said,", inside a word, after an opening quote: stops.STOPS): windows of
+    "Haji said,", inside a word, after an opening quote: stops.KINDS): windows of
     ~prompt_words words from each validation completion, spread evenly over it, not
     overlapping; the truth is the author's text from there."""
     truth_words = max(10, int(ev["generation_tokens"] * 0.75))
@@ -114,9 +114,9 @@ def spread(items: list, cap: int | None) -> list:
 
 def _sentence_end_kind(prompt: str) -> str:
     """A validation prompt's row: most stop on the sentence's last character; a
-    typed example's (typed_join_share) keeps the space or paragraph break."""
-    if prompt.endswith("\n"):
-        return "after a paragraph break"
+    typed example's (typed_join_share) keeps the space or paragraph break (and indent)."""
+    if prompt.rstrip(" \t").endswith("\n"):
+        return stops.AFTER_PARAGRAPH_BREAK
     return "sentence end, space typed" if prompt.endswith(" ") else "sentence end"
 
 
@@ -128,14 +128,14 @@ def _typed(prompts) -> list[Prompt]:
 def join_prompts(prompts, conversations, ev: dict, chunk_names, vocabulary=frozenset(),
                  chat_system: str = chat.BASE_SYSTEM_MESSAGE) -> list[Prompt]:
     """Every kind of place a writer stops, for the Joins table: the sentence-end
-    prompts, each kind of stops.STOPS (mid-word stops are never a whole word of
+    prompts, each kind of stops.KINDS (mid-word stops are never a whole word of
     `vocabulary`, the book's words), the sentence-end and comma prompts with the
     space typed, and the writer's own seed prompt both ways, and under the chat
     route's system message (`chat_system`), which no example carries (a quarter of the
     join drills do: data/drills.CHAT_SHARE)."""
     ends = [replace(p, kind=_sentence_end_kind(p.text)) for p in prompts]
     out = ends + _typed(p for p in ends if p.kind == "sentence end" and p.truth.startswith(" "))
-    for kind in stops.STOPS:
+    for kind in stops.KINDS:
         found = spread(stop_prompts(conversations, ev, chunk_names, kind, vocabulary), ev.get("max_prompts"))
         out += found + (_typed(found) if kind in joins.TYPED_SPACE else [])
     return out + [Prompt("writer", "seed", SEED_PROMPT, " “"),

@@ -39,6 +39,24 @@ def hard_wrap_advice(what: str) -> str:
             "IN > OUT (blank lines stay), then rerun")
 
 
+def whitespace_kind(space: str, wrapped: bool) -> str:
+    """What a run of whitespace between two words is to the writer: "a paragraph break"
+    (a blank line, or any line break in one-paragraph-per-line text; an indent after it
+    included), "a line break" (inside a paragraph of `wrapped` text, is_hard_wrapped),
+    "a space" (spaces or tabs alone); "" for none."""
+    if "\n\n" in space or ("\n" in space and not wrapped):
+        return "a paragraph break"
+    return "a line break" if "\n" in space else "a space" if space else ""
+
+
+def indent_before(text: str, at: int) -> int:
+    """How many spaces and tabs stand between the start of `at`'s line and `at` (0 where
+    a word comes first): a paragraph's own indent, which goes with it when it opens a
+    chunk or a part, as typed."""
+    line = text.rfind("\n", 0, at) + 1
+    return at - line if not text[line:at].strip(" \t") else 0
+
+
 def paragraph_spans(text: str):
     """(start, end) of each paragraph: every non-blank line, unless the text is
     hard-wrapped, when a paragraph is a block between blank lines. A blank line in

@@ -1,5 +1,17 @@
-"""An Axolotl plugin (config key `plugins:`) for QLoRA on a CPU, used by the
-rehearsal config:
+"""Axolotl plugins (config key `plugins:`).
+
+TokenMeanLoss, in every config: a step's loss is the mean over every labelled token
+of its rows, as transformers (4.46 and later) computes it under gradient
+accumulation. Axolotl 0.19 turns that off for every model whose forward() takes
+**kwargs, Llama included (core/trainers/base.py: it looks for a parameter named
+num_items_in_batch, which reaches the loss through **kwargs; axolotl PR #3982), and
+each row then weighs the same whatever its length: with the main config's four rows
+a step, a 24-word join drill would weigh as much as a 2,000-token example, and the
+drills (four in five rows) would carry some 80% of what training learns instead of
+the few percent of the labelled tokens they are. The plugin gives the decision back
+to transformers' own rule.
+
+QLoRAOnCPU, for QLoRA on a CPU, used by the rehearsal config:
 
 - every 4-bit layer stays on bitsandbytes' trainable path, also after an
   evaluation (see bnb_cpu);
@@ -63,3 +75,27 @@ class QLoRAOnCPU(BasePlugin):
         if layers and fused_cpu_path_available():
             LOG.info("styletune: %d 4-bit layers kept off bitsandbytes' fused AVX512-BF16 "
                      "inference path (it has no backward)", layers)
+
+
+def loss_takes_token_count(model) -> bool:
+    """transformers' own rule (Trainer.__init__, model introspection): a model whose
+    forward() takes **kwargs hands num_items_in_batch to its loss function."""
+    import inspect
+    inner = model
+    while hasattr(inner, "get_base_model"):           # a PEFT wrapper
+        inner = inner.get_base_model()
+    if hasattr(inner, "accepts_loss_kwargs"):
+        return bool(inner.accepts_loss_kwargs)
+    return any(p.kind == inspect.Parameter.VAR_KEYWORD
+               for p in inspect.signature(inner.forward).parameters.values())
+
+
+class TokenMeanLoss(BasePlugin):
+
+    def post_trainer_create(self, cfg, trainer):
+        """After Axolotl builds the trainer, before training starts."""
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        if not trainer.model_accepts_loss_kwargs and loss_takes_token_count(model):
+            trainer.model_accepts_loss_kwargs = True
+            LOG.info("styletune: each step's loss averages over all its labelled tokens "
+                     "(Axolotl had it average each row apart)")

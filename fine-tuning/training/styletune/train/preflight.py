@@ -39,6 +39,7 @@ STAGE = Stage("2", "2_train_lora.sh", "train the LoRA adapter", READS,
               outputs=lambda cfg, book: [Files(cfg.output_dir, what="a LoRA adapter and its checkpoints")])
 
 CPU_PLUGIN = "styletune.train.axolotl_plugin.QLoRAOnCPU"
+TOKEN_MEAN_PLUGIN = "styletune.train.axolotl_plugin.TokenMeanLoss"
 PINNED = ("torch", "axolotl", "transformers", "peft", "bitsandbytes", "accelerate")
 
 
