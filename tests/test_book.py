@@ -20,9 +20,26 @@ def run_book(book, config, *extra):
     return done.returncode, done.stdout + done.stderr
 
 
-def gpu_config(make_config, tmp_path, **top):
-    """The rehearsal config, but training on a GPU, with chunk folders under tmp_path."""
-    return make_config({"train_device": "cuda", "book_dir": str(tmp_path / "raw" / "sample")}, **top)
+def gpu_config(make_config, tmp_path, rules=True, **top):
+    """The rehearsal config, but training on a GPU, with chunk folders under tmp_path and
+    a rules file of the book's own (`rules`; else the sample book's)."""
+    own = tmp_path / "my_book.md"
+    own.write_text("---\nname: My book\n---\n\nA quiet novel of a space station.\n")
+    return make_config({"train_device": "cuda", "book_dir": str(tmp_path / "raw" / "sample"),
+                        **({"system_prompt_file": str(own)} if rules else {})}, **top)
+
+
+def test_the_sample_books_rules_stop_training_another_book_and_a_dry_run_lists_every_stage(
+        make_config, tmp_path):
+    """The sample book's description would train into the chat drills: make book stops
+    before stage 2 until the writer has written their own; a dry run says it would stop
+    there and still lists the stages after."""
+    code, out = run_book(MANUSCRIPT, gpu_config(make_config, tmp_path, rules=False), "--dry-run")
+    assert code == 0, out
+    assert "would stop before training: " in out and "describes the sample book" in out
+    assert "=== stage 5: " in out and "would run" in out.split("=== stage 5: ")[1]
+    if not cuda_present():
+        assert "\nand: no GPU here" in out and "make book BOOK=" in out.split("no GPU here")[1]
 
 
 def cuda_present():

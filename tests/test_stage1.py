@@ -319,6 +319,16 @@ def test_the_sample_books_rules_file_with_another_book_is_a_warning(make_config,
     assert not [w for w in own.warnings() if "sample book" in w]
 
 
+def test_a_rules_file_that_is_not_there_is_an_error_naming_where_it_was_looked_for(make_config, run_script):
+    """Written as the repository sees it (fine-tuning/configs/...), the path counts from
+    fine-tuning/ and names no file: stage 1 stops instead of drilling without the rules."""
+    cfg = make_config({"system_prompt_file": "fine-tuning/configs/prompts/my_book.md"})
+    proc = run_script("--config", cfg, "--dry-run")
+    assert proc.returncode == 2
+    assert "no file at" in proc.stderr and "fine-tuning/fine-tuning/configs/prompts/my_book.md" in proc.stderr
+    assert "counts from fine-tuning/" in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_footnote_marks_in_chunk_files_are_a_warning(make_config, book_copy):
     """Marks like "[12]" left by an edition would be learnt as prose: stage 1 names the
     chunk files that hold them; none in the sample book, and a lone one is let be."""

@@ -17,7 +17,9 @@ settings are the ones it started with.
 
 Where it stops (exit 3, the message says what to do and the command to go on):
 - a chunk too long for `sequence_len`: the splitter's dry run is shown;
-- no GPU and a config that trains on one: rehearse with the CPU config instead;
+- before training on a GPU with the sample book's rules file for another book;
+- no GPU and a config that trains on one: take the chunk folder to a GPU machine,
+  or rehearse with the CPU config;
 - a chunk folder that is not make book's own, or edited chunks and a new manuscript.
 """
 import hashlib
@@ -66,9 +68,14 @@ def book_arguments(number: str, book: Path, where: Book, backend: str) -> list:
             "3": ["--auto", "--force"], "4": ["--force"], "5": ["--backend", backend, "--force"]}[number]
 
 
+def chunk_folder_of(cfg: Config, book: Path) -> Path:
+    """Where this book's chunk files are: stage 0's folder for a manuscript, else the folder given."""
+    return segment.manuscript_folder(cfg, book) if book.is_file() else book
+
+
 def stages(cfg: Config, book: Path, backend: str) -> list:
     """The stages to run for this book, in order (no stage 0 for a chunk folder)."""
-    where = Book(book if book.is_file() else None, segment.manuscript_folder(cfg, book) if book.is_file() else book)
+    where = Book(book if book.is_file() else None, chunk_folder_of(cfg, book))
     found = []
     for declared in declarations():
         if declared.number == "0" and where.manuscript is None:
@@ -171,18 +178,43 @@ def check_book(book: Path) -> Path:
     return book
 
 
-def gpu_missing(cfg: Config) -> str | None:
-    """Why stage 2 cannot train here, or None."""
+def gpu_missing(cfg: Config, chunks: Path) -> str | None:
+    """Why stage 2 cannot train here, or None. `chunks`: the book's chunk folder, which
+    holds the writer's cuts and answers and is not in git."""
     if cfg.pipeline.train_device == "cpu":
         return None
     import torch
     if torch.cuda.is_available():
         return None
     return ("no GPU here, and this config trains on one (style_pipeline.train_device: "
-            f"{cfg.pipeline.train_device}). Copy the repository and {paths.shown(cfg.train_path.parent)} "
-            "to a machine with an NVIDIA GPU (24 GB or more) and run the same command there, or "
-            "rehearse every stage on this CPU with the small model first:\n"
+            f"{cfg.pipeline.train_device}). On a machine with an NVIDIA GPU (24 GB or more): clone "
+            f"the repository, copy {paths.shown(chunks)}/ (your chunks, cuts and review answers; "
+            "git leaves it out) and your config and rules file into the same places, and run\n"
+            f"  make book BOOK={paths.shown(chunks)}" + _config_argument(cfg) + "\n"
+            "there (stage 0 is skipped for a folder of chunks). Or rehearse every stage on this "
+            "CPU with the small model first:\n"
             "  make book BOOK=... CONFIG=fine-tuning/configs/cpu_rehearsal.yaml")
+
+
+def _config_argument(cfg: Config) -> str:
+    from styletune.cli import DEFAULT_CONFIG
+    return "" if cfg.path.resolve() == DEFAULT_CONFIG.resolve() else f" CONFIG={paths.shown(cfg.path)}"
+
+
+def not_ready_to_train(cfg: Config, chunks: Path) -> str:
+    """What to settle before stage 2 trains this book ("" for nothing)."""
+    return "\nand: ".join(why for why in (sample_rules_for_another_book(cfg, chunks),
+                                          gpu_missing(cfg, chunks)) if why)
+
+
+def sample_rules_for_another_book(cfg: Config, chunks: Path) -> str | None:
+    """Why not to train yet: the rules file still describes the sample book and this
+    book is another (its description would train, in the chat drills). A config that
+    trains on the CPU is a rehearsal, and goes on (stage 1 warns)."""
+    from styletune.chat import sample_rules_warning
+    if cfg.pipeline.train_device == "cpu":
+        return None
+    return sample_rules_warning(cfg, chunks, then="then run the same command again")
 
 
 def stage0_plan(manifest: dict, stage: BookStage, state: dict, outputs: dict, glob: str) -> str:
@@ -298,9 +330,11 @@ def run(args) -> int:
                 return STOPPED_FOR_WRITER
             if plan == "force":
                 stage.command.append("--force")     # our own unedited chunks
-        if stage.number == "2" and (why := gpu_missing(cfg)):
+        if stage.number == "2" and (why := not_ready_to_train(cfg, chunk_folder_of(cfg, book))):
             print(f"{title}: {'would stop' if args.dry_run else 'stopped'} before training: {why}")
-            return 0 if args.dry_run else STOPPED_FOR_WRITER
+            if not args.dry_run:
+                return STOPPED_FOR_WRITER
+            continue        # the dry run lists what comes after, as it would run once settled
         if args.dry_run:
             print(f"{title}: would run\n  {shown_command(stage.command)}\n  reads: {stage.reads}\n"
                   f"  files: {shown_files(stage.inputs)}\n  writes: {shown_files(stage.outputs)}")

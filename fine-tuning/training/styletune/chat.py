@@ -8,7 +8,7 @@ BASE_SYSTEM_MESSAGE = ("Continue the author's manuscript in the author's own voi
                        "Write only the prose that comes next.")
 
 
-def sample_rules_warning(cfg, book_dir) -> str | None:
+def sample_rules_warning(cfg, book_dir, then="rerun with --force") -> str | None:
     """A warning when the rules file is still the sample book's and the book is another:
     its description would train (the chat drills carry it) and reach the editor (stage 5)."""
     from styletune import paths
@@ -18,8 +18,9 @@ def sample_rules_warning(cfg, book_dir) -> str | None:
         return None
     return (f"{paths.shown(cfg.pipeline.system_prompt_file)} describes the sample book (a "
             "science-fiction novel), and the chat drills and stage 5's Continue rules carry it: "
-            "write a few lines about your own book in configs/prompts/<name>.md, set "
-            "style_pipeline.system_prompt_file to it, and rerun with --force")
+            "write a few lines about your own book in fine-tuning/configs/prompts/<name>.md, set "
+            f"style_pipeline.system_prompt_file: configs/prompts/<name>.md in {paths.shown(cfg.path)} "
+            f"(a path there counts from fine-tuning/), and {then}")
 
 
 def rules_body(rules_file_text: str) -> str:
@@ -27,11 +28,24 @@ def rules_body(rules_file_text: str) -> str:
     return rules_file_text.split("---", 2)[-1].strip()
 
 
+def rules_file_text(cfg) -> str:
+    """The writer's rules file (`system_prompt_file`), or a ConfigError naming the path
+    it resolved to: a path in the config counts from fine-tuning/, and a file missing
+    there would otherwise leave the chat drills without the rules the editor sends."""
+    from styletune import paths
+    from styletune.errors import ConfigError
+    path = cfg.pipeline.system_prompt_file
+    if not path.is_file():
+        raise ConfigError(f"style_pipeline.system_prompt_file: no file at {paths.shown(path)} (a path "
+                          "in the config counts from fine-tuning/, e.g. configs/prompts/my_book.md). "
+                          "Write a few lines about your book there (configs/prompts/scifi_writer.md "
+                          "is the sample book's), or correct the path")
+    return path.read_text(encoding="utf-8")
+
+
 def configured_system_message(cfg) -> str:
-    """The chat route's system message for this config: its rules file
-    (`system_prompt_file`) when written, else ours alone (stage 5 asks for the file)."""
-    rules = cfg.pipeline.system_prompt_file
-    return chat_system_message(rules.read_text(encoding="utf-8") if rules.is_file() else None)
+    """The chat route's system message for this config: ours, then its rules file."""
+    return chat_system_message(rules_file_text(cfg))
 
 
 def chat_system_message(rules_file_text: str | None) -> str:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import yaml
 
-from styletune import paths
 from styletune.chat import BASE_SYSTEM_MESSAGE
 from styletune.deploy.templates import AUTOCOMPLETE, stop_tokens
 from styletune.errors import ServeError
@@ -103,14 +102,6 @@ def continue_config(cfg, eos_token: str, backend: str) -> dict:
 
 def rules_name(cfg) -> str:
     return cfg.pipeline.system_prompt_file.name
-
-
-def system_prompt(cfg) -> str:
-    path = cfg.pipeline.system_prompt_file
-    if not path.is_file():
-        raise ServeError(f"style_pipeline.system_prompt_file: no file at {paths.shown(path)}; write "
-                         "a few lines about your book there (see configs/prompts/scifi_writer.md)")
-    return path.read_text(encoding="utf-8")
 
 
 def _backup(path: Path) -> Path:

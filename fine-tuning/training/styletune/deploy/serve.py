@@ -228,7 +228,7 @@ class Plan:
         self.contents = {
             "Modelfile": modelfile(cfg, model_dir, eos),
             "continue/config.yaml": continue_files.dump_yaml(continue_files.continue_config(cfg, eos, backend)),
-            "rules": continue_files.system_prompt(cfg),
+            "rules": chat.rules_file_text(cfg),
             "SERVE.md": instructions(cfg, self.files, model_dir, backend, self.commands,
                                      fit_section(cfg, self.fit, self.export_type),
                                      layers_note(self.fit, gguf_type) if backend == "llamacpp" else ""),
