@@ -91,7 +91,8 @@ demo: $(MODEL) $(LLAMA_SERVER) $(LLAMA_QUANTIZE)
 
 CONFIG ?= fine-tuning/configs/qlora_style_transfer.yaml
 BACKEND ?= ollama
-book: $(STAMP)
+# The rehearsal's small model, and llama-server for BACKEND=llamacpp, only when asked for.
+book: $(STAMP) $(if $(findstring cpu_rehearsal,$(CONFIG)),$(MODEL)) $(if $(filter llamacpp,$(BACKEND)),$(LLAMA_SERVER) $(LLAMA_QUANTIZE))
 	@test -n "$(BOOK)" || { echo "usage: make book BOOK=<manuscript .txt/.md/.docx, or a folder of chunk files> [CONFIG=fine-tuning/configs/cpu_rehearsal.yaml]"; exit 2; }
 	VENV=$(VENV) $(PY) fine-tuning/training/book_to_editor.py "$(BOOK)" --config "$(CONFIG)" --backend $(BACKEND) \
 		$(if $(filter stop,$(REVIEW)),--stop-for-review)

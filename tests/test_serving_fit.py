@@ -199,7 +199,8 @@ def test_serve_md_s_llama_server_command_has_the_estimated_layers_when_the_gguf_
     gguf = serving.gguf_path(cfg, "q4_K_M")
     assert plan.gpu_layers == 58 == fit.gpu_layers(plan.fit.row("q4_K_M"))
     command = plan.commands["llamacpp"]
-    assert command == (f"llama-server -m {gguf} --jinja --host 127.0.0.1 --port 8080 -c 8192 -ngl 58 "
+    assert command.split()[0].endswith("llama-server")   # the venv's build, by its full path
+    assert command == (f"{serving.server_program()} -m {gguf} --jinja --host 127.0.0.1 --port 8080 -c 8192 -ngl 58 "
                        f"--alias {cfg.pipeline.serve_model_name} --temp 0.8 --top-k 40 --top-p 0.95 "
                        "--min-p 0.05 --repeat-penalty 1.05 --repeat-last-n 64")
     serve_md = plan.contents["SERVE.md"]

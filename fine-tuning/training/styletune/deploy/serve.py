@@ -102,11 +102,18 @@ def gguf_path(cfg, outtype: str) -> Path:
     return cfg.pipeline.serve_dir / f"{cfg.pipeline.serve_model_name}.{outtype}.gguf"
 
 
+def server_program() -> str:
+    """llama-server as the writer can run it: `make llama-server` builds it into the
+    virtual environment, which is not on PATH, so its full path where found."""
+    found = llamacpp.find_server()
+    return str(found) if found else "llama-server"
+
+
 def llama_server_command(cfg, gguf: Path, ngl: int | None = None) -> str:
     """ngl: the layers on the GPU, fit.server_layers' estimate when the GGUF does not
     fit one RTX 5090; None: all of them (99)."""
     # --jinja: the chat endpoint renders the GGUF's own template, which is training's.
-    return (f"llama-server -m {gguf} --jinja --host 127.0.0.1 --port 8080 "
+    return (f"{server_program()} -m {gguf} --jinja --host 127.0.0.1 --port 8080 "
             f"-c {cfg.pipeline.serve_context_length} -ngl {99 if ngl is None else ngl} "
             f"--alias {cfg.pipeline.serve_model_name} "
             + " ".join(llamacpp.sampling_flags(cfg.pipeline.sampling)))
