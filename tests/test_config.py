@@ -118,6 +118,7 @@ def test_settings_defaults_fill_in_and_paths_resolve(tmp_path):
     ({"sequence_len": "four thousand"}, "sequence_len` must be a whole number"),
     ({"datasets": {"path": "x.jsonl"}}, "datasets` must be a list"),
     ({"test_datasets": "validation.jsonl"}, "test_datasets` must be a list"),
+    ({"train_on_inputs": True}, "train_on_inputs` must be false: stage 1's rows train the continuation alone"),
 ])
 def test_bad_axolotl_keys_fail_on_load(tmp_path, top, message):
     path = tmp_path / "c.yaml"

@@ -37,6 +37,14 @@ def at_least(low, why=""):
 Count = Annotated[int, at_least(1)]
 
 
+def _prompt_never_trained(value):
+    if value:
+        raise ValueError("must be false: stage 1's rows train the continuation alone (the "
+                         "writer's text before it is the editor's request, styletune.train.turns); "
+                         "remove the key")
+    return value
+
+
 def _shares(value):
     """[low, high] as a tuple: YAML has no tuples, and the stages unpack two numbers."""
     ok = (isinstance(value, list) and len(value) == 2
@@ -198,6 +206,8 @@ class AxolotlKeys(BaseModel):
     max_steps: int | None = Field(None, description="optimizer steps, when fewer than the epochs give")
     save_total_limit: int | None = Field(None, description="checkpoints kept (null: all)")
     plugins: list[str] = Field([], description="Axolotl plugins, by import path")
+    train_on_inputs: Annotated[bool | None, AfterValidator(_prompt_never_trained)] = Field(
+        False, description="loss on the prompt too: never, here (the continuation alone trains)")
     gradient_checkpointing: bool | None = Field(False, description="recompute activations in the backward pass")
     liger_fused_linear_cross_entropy: bool | None = Field(
         None, description="Liger's loss that never holds the whole logits (its plugin's key)")
