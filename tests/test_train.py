@@ -67,6 +67,17 @@ def test_styletune_pin_exceptions_prints_the_difference_and_records_it(make_conf
     assert record["pin_exceptions"] == {"torch": {"pinned": pinned, "installed": "2.11.0+cu130"}}
 
 
+def test_a_config_whose_plugins_drop_token_mean_loss_is_told_what_it_costs(make_config, tmp_path, capsys):
+    """A config's own `plugins:` replaces the list it extends: without TokenMeanLoss a
+    batch of several rows weighs each alike, and the preflight says so."""
+    cfg = make_config(plugins=[preflight.CPU_PLUGIN], gradient_accumulation_steps=2)
+    stage1(cfg)
+    assert run_preflight(cfg, tmp_path) == 0
+    assert f"lacks {preflight.TOKEN_MEAN_PLUGIN}: each row of a step weighs the same" in capsys.readouterr().out
+    assert run_preflight(make_config(gradient_accumulation_steps=2), tmp_path) == 0
+    assert "lacks" not in capsys.readouterr().out
+
+
 def test_missing_data_says_run_stage_1(make_config, tmp_path, capsys):
     assert run_preflight(make_config(), tmp_path) == 3
     assert "run 1_prepare_data.py" in capsys.readouterr().err
