@@ -34,12 +34,18 @@ def test_the_sample_books_rules_stop_training_another_book_and_a_dry_run_lists_e
     """The sample book's description would train into the chat drills: make book stops
     before stage 2 until the writer has written their own; a dry run says it would stop
     there and still lists the stages after."""
-    code, out = run_book(MANUSCRIPT, gpu_config(make_config, tmp_path, rules=False), "--dry-run")
+    config = gpu_config(make_config, tmp_path, rules=False)
+    novel = tmp_path / "my_novel.txt"
+    shutil.copy(MANUSCRIPT, novel)
+    code, out = run_book(novel, config, "--dry-run")
     assert code == 0, out
     assert "would stop before training: " in out and "describes the sample book" in out
     assert "=== stage 5: " in out and "would run" in out.split("=== stage 5: ")[1]
     if not cuda_present():
         assert "\nand: no GPU here" in out and "make book BOOK=" in out.split("no GPU here")[1]
+    # the sample manuscript itself is the book those rules describe
+    code, out = run_book(MANUSCRIPT, config, "--dry-run")
+    assert code == 0 and "describes the sample book" not in out, out
 
 
 def cuda_present():

@@ -125,3 +125,16 @@ def test_a_paragraph_break_stop_is_where_the_layout_starts_a_paragraph(layout, t
     the indent typed with it, never after a line break inside a wrapped paragraph."""
     from styletune.text.stops import AFTER_PARAGRAPH_BREAK, stops
     assert stops(text, AFTER_PARAGRAPH_BREAK) == [text.index("Two"), text.index("Three")], layout
+
+
+@pytest.mark.parametrize("prompt, kind", [
+    ("He walked to the sea.", "sentence end"),
+    ("He walked to the sea. ", "sentence end, space typed"),
+    ("He walked to the sea.\n\n\t", "after a paragraph break"),
+    ("He walked to the sea.\nIt was late.\n", "after a paragraph break"),             # one per line
+    ("He walked down the long road to\nthe sea. It was late, the tide was out.\n",   # hard-wrapped
+     "sentence end, space typed"),
+])
+def test_stage_4_files_a_typed_join_under_the_kind_its_layout_makes_it(prompt, kind):
+    from styletune.eval.prompts import _sentence_end_kind
+    assert _sentence_end_kind(prompt) == kind

@@ -1068,7 +1068,7 @@ def test_a_chunk_file_is_named_by_its_words(text, slug):
     assert _slug(text) == slug
 
 
-def test_a_tab_indented_manuscript_keeps_each_chunks_first_indent(tmp_path, make_config):
+def test_a_tab_indented_manuscript_keeps_each_chunks_first_indent(tmp_path, make_config, capsys):
     """A writer who starts every paragraph with a tab: each chunk file opens with its
     first paragraph's tab, as the others keep theirs, and the body still rebuilds."""
     indented = tmp_path / "indented.txt"
@@ -1081,6 +1081,13 @@ def test_a_tab_indented_manuscript_keeps_each_chunks_first_indent(tmp_path, make
     for chunk in manifest["chunks"]:                      # each from its line's first character
         assert body[chunk["start"] - 1] == "\n", chunk["file"]
     assert sum((out / c["file"]).read_text(encoding="utf-8").startswith("\t") for c in manifest["chunks"]) >= 5
+    # a rerun, and one over a manifest of before indents were kept (starts at first words), moves no cut
+    for c in manifest["chunks"]:
+        c["start"] += len(body[c["start"]:]) - len(body[c["start"]:].lstrip("\t"))
+    (out / "segment_manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    capsys.readouterr()
+    assert STAGE0.main([str(indented), "--config", str(make_config()), "--out", str(out), "--force"]) == 0
+    assert "new cut before" not in capsys.readouterr().out
 
 
 def test_split_gives_each_part_its_first_paragraphs_indent(book_copy, make_config, capsys):

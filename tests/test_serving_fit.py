@@ -199,7 +199,10 @@ def test_serve_md_s_llama_server_command_has_the_estimated_layers_when_the_gguf_
     gguf = serving.gguf_path(cfg, "q4_K_M")
     assert plan.gpu_layers == 58 == fit.gpu_layers(plan.fit.row("q4_K_M"))
     command = plan.commands["llamacpp"]
-    assert command.split()[0].endswith("llama-server")   # the venv's build, by its full path
+    from styletune.deploy import llamacpp
+    built = llamacpp.find_server()                           # make test builds it into the venv
+    assert command.split()[0] == (str(built) if built else "llama-server")
+    assert not built or Path(command.split()[0]).is_absolute()
     assert command == (f"{serving.server_program()} -m {gguf} --jinja --host 127.0.0.1 --port 8080 -c 8192 -ngl 58 "
                        f"--alias {cfg.pipeline.serve_model_name} --temp 0.8 --top-k 40 --top-p 0.95 "
                        "--min-p 0.05 --repeat-penalty 1.05 --repeat-last-n 64")

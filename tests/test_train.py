@@ -222,6 +222,7 @@ def test_rehearsal_trains_saves_and_changes_the_adapter(make_config, tmp_path, b
     assert proc.returncode == 0, log[-4000:]
     adapter = tmp_path / "out" / "adapter"
     assert f"adapter: {adapter}" in proc.stdout
+    assert "styletune: each step's loss averages over all its labelled tokens" in log   # TokenMeanLoss ran
     # LoRA's B matrices start at zero: any norm means training moved them.
     assert lora_b_norm(adapter) > 0
     state = json.loads((adapter / "checkpoint-3" / "trainer_state.json").read_text())

@@ -12,8 +12,9 @@ Writes  where the config's `datasets[0].path` and `test_datasets[0].path` point
 
 Each example: {"messages": [{"role": "user", "content": <first 5-10% of the
 chunk, cut at a sentence end>}, {"role": "assistant", "content": <the rest>}]}.
-The two turns hold every character of the chunk (its whitespace normalised: line
-endings, trailing spaces, runs of blank lines made one break): the space or paragraph break
+The two turns hold every character of the chunk (line endings unified, spaces at
+line ends and blank lines around the text dropped; indents and blank lines between
+paragraphs kept as typed): the space or paragraph break
 at the cut opens the completion, or, in `typed_join_share` of the examples
 (default half), ends the prompt as a writer who typed it before pausing leaves
 it. `editor_header_share` of the examples (default half) start the user turn

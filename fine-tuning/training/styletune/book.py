@@ -201,20 +201,20 @@ def _config_argument(cfg: Config) -> str:
     return "" if cfg.path.resolve() == DEFAULT_CONFIG.resolve() else f" CONFIG={paths.shown(cfg.path)}"
 
 
-def not_ready_to_train(cfg: Config, chunks: Path) -> str:
+def not_ready_to_train(cfg: Config, book: Path, chunks: Path) -> str:
     """What to settle before stage 2 trains this book ("" for nothing)."""
-    return "\nand: ".join(why for why in (sample_rules_for_another_book(cfg, chunks),
+    return "\nand: ".join(why for why in (sample_rules_for_another_book(cfg, book),
                                           gpu_missing(cfg, chunks)) if why)
 
 
-def sample_rules_for_another_book(cfg: Config, chunks: Path) -> str | None:
+def sample_rules_for_another_book(cfg: Config, book: Path) -> str | None:
     """Why not to train yet: the rules file still describes the sample book and this
     book is another (its description would train, in the chat drills). A config that
     trains on the CPU is a rehearsal, and goes on (stage 1 warns)."""
     from styletune.chat import sample_rules_warning
     if cfg.pipeline.train_device == "cpu":
         return None
-    return sample_rules_warning(cfg, chunks, then="then run the same command again")
+    return sample_rules_warning(cfg, book, then="then run the same command again")
 
 
 def stage0_plan(manifest: dict, stage: BookStage, state: dict, outputs: dict, glob: str) -> str:
@@ -330,7 +330,7 @@ def run(args) -> int:
                 return STOPPED_FOR_WRITER
             if plan == "force":
                 stage.command.append("--force")     # our own unedited chunks
-        if stage.number == "2" and (why := not_ready_to_train(cfg, chunk_folder_of(cfg, book))):
+        if stage.number == "2" and (why := not_ready_to_train(cfg, book, chunk_folder_of(cfg, book))):
             print(f"{title}: {'would stop' if args.dry_run else 'stopped'} before training: {why}")
             if not args.dry_run:
                 return STOPPED_FOR_WRITER

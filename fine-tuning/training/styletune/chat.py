@@ -8,13 +8,14 @@ BASE_SYSTEM_MESSAGE = ("Continue the author's manuscript in the author's own voi
                        "Write only the prose that comes next.")
 
 
-def sample_rules_warning(cfg, book_dir, then="rerun with --force") -> str | None:
-    """A warning when the rules file is still the sample book's and the book is another:
+def sample_rules_warning(cfg, book, then="rerun with --force") -> str | None:
+    """A warning when the rules file is still the sample book's and the book (a
+    manuscript or a folder of chunks: settings.is_sample_book) is another:
     its description would train (the chat drills carry it) and reach the editor (stage 5)."""
     from styletune import paths
-    from styletune.settings import shipped_default
+    from styletune.settings import is_sample_book, shipped_default
     if (cfg.pipeline.system_prompt_file.resolve() != shipped_default("system_prompt_file")
-            or paths.resolve(book_dir).resolve() == shipped_default("book_dir")):
+            or is_sample_book(book)):
         return None
     return (f"{paths.shown(cfg.pipeline.system_prompt_file)} describes the sample book (a "
             "science-fiction novel), and the chat drills and stage 5's Continue rules carry it: "

@@ -5,6 +5,7 @@ config.py validates the block with `StylePipeline` and hands the stages the resu
 `AxolotlKeys` (`cfg.axolotl`), each with Axolotl's default. The YAML's comments document the same keys for the writer;
 tests/test_config.py checks that they name every key here and state its default.
 """
+import json
 import re
 from pathlib import Path
 from types import UnionType
@@ -88,6 +89,25 @@ def shipped_default(key: str) -> Path:
     """A style_pipeline path key's default, resolved: the sample book's files
     (book_dir, system_prompt_file) until the writer names their own."""
     return paths.resolve(StylePipeline.model_fields[key].default)
+
+
+# stage 0's record in each folder it writes (data/segment.py names it MANIFEST)
+SEGMENT_MANIFEST = "segment_manifest.json"
+
+
+def is_sample_book(book) -> bool:
+    """Whether `book` (a manuscript, or a folder of chunks) is the sample book: its
+    shipped folder, a file in it, or a folder stage 0 cut from one (its manifest says
+    from which manuscript)."""
+    sample = shipped_default("book_dir")
+    where = paths.resolve(book).resolve()
+    if where.is_relative_to(sample):
+        return True
+    try:
+        cut_from = json.loads((where / SEGMENT_MANIFEST).read_text(encoding="utf-8"))["manuscript"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return (paths.REPO_DIR / cut_from).resolve().is_relative_to(sample)
 
 
 class Evaluation(Section):

@@ -241,8 +241,6 @@ def planned_outputs(result) -> dict:
     return outputs
 
 
-
-
 def preview(examples, n):
     for e in examples[:n]:
         print(f"\n--- {e.chunk.name}: prefix {e.prefix_tokens} tokens ({e.ratio:.1%}), "

@@ -36,7 +36,7 @@ from styletune.data.seams import Lengths, Measure, as_typed
 from styletune.data.tokens import load_counter
 from styletune.errors import InputError, UserError
 from styletune.fileio import backed_up, normalise, read_text, sha256_bytes, write_atomic, write_outputs
-from styletune.settings import shipped_default
+from styletune.settings import SEGMENT_MANIFEST, is_sample_book, shipped_default
 from styletune.stage import Files, Stage
 from styletune.text.paragraphs import hard_wrap_advice, without_page_numbers, wrapped_by_hand
 from styletune.text.patterns import (
@@ -58,7 +58,7 @@ READS = tokens.READS + examples.READS + Reads(pipeline=("segment_min_tokens", "c
 # guesses, and the writer's answers to it. The declaration keeps "segment_review.*"
 # (both review files) as make book's records have always named it.
 MANIFEST, REPORT, REVIEW_JSON, REVIEW_MD, DECISIONS = (
-    "segment_manifest.json", "segment_report.md", "segment_review.json", "segment_review.md",
+    SEGMENT_MANIFEST, "segment_report.md", "segment_review.json", "segment_review.md",
     "segment_decisions.json")
 STAGE = Stage("0", "0_segment_manuscript.py", "cut the manuscript into chunk files", READS,
               inputs=lambda cfg, book: [Files(book.manuscript, what="a whole manuscript (.txt, .md, .docx)")],
@@ -109,7 +109,7 @@ def chunk_folder(cfg, manuscript: Path) -> Path:
     named after the manuscript (data/raw/<name>/, which git ignores); the sample's own
     manuscript goes to the sample's folder."""
     book = cfg.pipeline.book_dir.resolve()
-    if book != shipped_default("book_dir") or manuscript.resolve().is_relative_to(book):
+    if book != shipped_default("book_dir") or is_sample_book(manuscript):
         return cfg.pipeline.book_dir
     return manuscript_folder(cfg, manuscript)
 
@@ -126,7 +126,7 @@ def hand_cut_folders(cfg, out_dir: Path, manuscript: Path) -> list:
     still the sample book's while the manuscript is another (its chunks' lengths say
     nothing of this book)."""
     book = cfg.pipeline.book_dir.resolve()
-    sample = book == shipped_default("book_dir") and not manuscript.resolve().is_relative_to(book)
+    sample = book == shipped_default("book_dir") and not is_sample_book(manuscript)
     return [out_dir] + ([] if sample else [book])
 
 
@@ -469,8 +469,10 @@ def changed_cuts(out_dir, body, chunks, entries=()) -> list[str]:
     record = last_manifest(out_dir)
     if record is None or record.get("body_sha256") != sha256_bytes(body.encode("utf-8")):
         return []
-    old = {c["start"] for c in record["chunks"]}
-    new = {c.text_start for c in chunks}
+    # by first words: a manifest's "start" is the file's first character (an indent
+    # before the words since indents are kept), an older one's the first word
+    old = {re.compile(r"[ \t]*").match(body, c["start"]).end() for c in record["chunks"]}
+    new = {c.start for c in chunks}
     ids = {}
     for e in entries:
         ids.setdefault(place_key(e["seam"]), e["id"])

@@ -26,9 +26,15 @@ def part_names(name, n):
     return [f"{m.group(1)}{chr(97 + i)}{m.group(4)}" for i in range(n)]
 
 
+def part_start(raw, cut) -> int:
+    """Where the part after `cut` starts: its first line's first character (the
+    paragraph's indent goes with it, as typed)."""
+    return cut.offset - indent_before(raw, cut.offset)
+
+
 def counted_parts(cfg, counter, others, name, raw, cuts):
     """[(part name, text, tokens as stage 1 counts them)] for `raw` cut at `cuts`."""
-    bounds = [0] + [c.offset - indent_before(raw, c.offset) for c in cuts] + [len(raw)]
+    bounds = [0] + [part_start(raw, c) for c in cuts] + [len(raw)]
     texts = [raw[a:b] for a, b in zip(bounds, bounds[1:])]
     if "".join(texts) != raw:  # the parts are written in place of the file
         raise RuntimeError(f"bug: the parts of {name} would not rebuild it byte for byte "
@@ -115,8 +121,8 @@ def run(args) -> int:
         others = ([[]] * len(cuts) if mine else
                   alternatives(cuts, places, measure.tokens, lengths, len(raw)))
         for cut, others in zip(cuts, others):
-            print(f"  cut at character {cut.offset}: {'; '.join(cut.signals)}")
-            print("\n".join(_context(raw, cut.offset)))
+            print(f"  cut at character {part_start(raw, cut)}: {'; '.join(cut.signals)}")
+            print("\n".join(_context(raw, part_start(raw, cut))))
             for alt in others:
                 print(f"    or instead: --cut-before {shlex.quote(cut_before_text(raw, alt.offset))} "
                       f"({'; '.join(alt.signals)})")

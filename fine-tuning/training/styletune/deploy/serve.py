@@ -23,6 +23,7 @@ warns, with what does fit, when the chosen export needs more than one 32 GB RTX 
 fits is q2_K, a large loss of quality.
 """
 import json
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -106,7 +107,7 @@ def server_program() -> str:
     """llama-server as the writer can run it: `make llama-server` builds it into the
     virtual environment, which is not on PATH, so its full path where found."""
     found = llamacpp.find_server()
-    return str(found) if found else "llama-server"
+    return shlex.quote(str(found)) if found else "llama-server"
 
 
 def llama_server_command(cfg, gguf: Path, ngl: int | None = None) -> str:

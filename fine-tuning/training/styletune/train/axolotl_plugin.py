@@ -37,7 +37,8 @@ from axolotl.integrations.base import BasePlugin
 
 from styletune.train.bnb_cpu import fused_cpu_path_available, keep_4bit_layers_trainable
 
-LOG = logging.getLogger(__name__)
+# Under Axolotl's logger, so its handlers print these lines in the training log.
+LOG = logging.getLogger("axolotl.integrations.styletune")
 
 
 def place_on_cpu_when_distributed(cfg) -> bool:

@@ -548,7 +548,7 @@ def run(args) -> int:
     if processes == 1 and gpu_plan.strategy(cfg.axolotl, 1).startswith("fsdp"):
         print(f"  note: FSDP on one GPU trains (through torchrun) but slower than the main config, "
               f"qlora_style_transfer.yaml, which fits one GPU: {gpu_plan.FSDP_ONE_GPU_MEASURED}")
-    if TOKEN_MEAN_PLUGIN not in cfg.axolotl.plugins and batch_of(run_cfg.axolotl, processes) > 1:
+    if TOKEN_MEAN_PLUGIN not in cfg.axolotl.plugins and run_cfg.axolotl.gradient_accumulation_steps * processes > 1:
         print(f"  note: `plugins:` lacks {TOKEN_MEAN_PLUGIN}: each row of a step weighs the same "
               "whatever its length, so a 24-word join drill counts as much as a whole example "
               "(a config's own `plugins:` list replaces the one it extends; add it there)")
