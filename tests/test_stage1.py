@@ -332,15 +332,15 @@ def test_a_rules_file_that_is_not_there_is_an_error_naming_where_it_was_looked_f
 def test_footnote_marks_in_chunk_files_are_a_warning(make_config, book_copy):
     """Marks like "[12]" left by an edition would be learnt as prose: stage 1 names the
     chunk files that hold them; none in the sample book, and a lone one is let be."""
-    assert not [w for w in prepare_data(load_config(make_config())).warnings() if "footnote" in w]
+    assert not [w for w in prepare_data(load_config(make_config())).warnings() if "footnote mark(s)" in w]
     chunk = sorted(book_copy.glob("chunk_*.txt"))[2]
     text = chunk.read_text(encoding="utf-8")
     chunk.write_text(text.replace(". ", ". [7] ", 1), encoding="utf-8")
     assert not [w for w in prepare_data(load_config(make_config()), book_dir=book_copy).warnings()
-                if "footnote" in w]
+                if "footnote mark(s)" in w]
     chunk.write_text(text.replace(". ", ". [7] ", 3), encoding="utf-8")
     warned = [w for w in prepare_data(load_config(make_config()), book_dir=book_copy).warnings()
-              if "footnote" in w]
+              if "footnote mark(s)" in w]
     assert len(warned) == 1 and f"3 footnote mark(s) such as '[12]' in the text ({chunk.name})" in warned[0]
 
 
@@ -352,14 +352,14 @@ def test_invisible_characters_in_chunk_files_are_a_warning_and_the_command_remov
     import subprocess
 
     from styletune.text.patterns import INVISIBLE_COMMAND
-    assert not [w for w in prepare_data(load_config(make_config())).warnings() if "invisible" in w]
+    assert not [w for w in prepare_data(load_config(make_config())).warnings() if "invisible characters in the text" in w]
     chunk = sorted(book_copy.glob("chunk_*.txt"))[2]
     text = chunk.read_text(encoding="utf-8")
     paragraphs = text.split("\n")
     converted = "\n".join([paragraphs[0], "\f" + paragraphs[1], paragraphs[2].replace("e", "e\u00ad", 2),
                            *paragraphs[3:]])
     chunk.write_text(converted, encoding="utf-8")
-    warned = [w for w in prepare_data(load_config(make_config()), book_dir=book_copy).warnings() if "invisible" in w]
+    warned = [w for w in prepare_data(load_config(make_config()), book_dir=book_copy).warnings() if "invisible characters in the text" in w]
     assert len(warned) == 1
     assert f"(2 × soft hyphen, 1 × form feed (a PDF's page break); {chunk.name})" in warned[0]
     from styletune.text.patterns import invisible_characters_advice
