@@ -82,9 +82,9 @@ def loss_takes_token_count(model) -> bool:
     """transformers' own rule (Trainer.__init__, model introspection): a model whose
     forward() takes **kwargs hands num_items_in_batch to its loss function."""
     import inspect
-    inner = model
-    while hasattr(inner, "get_base_model"):           # a PEFT wrapper
-        inner = inner.get_base_model()
+
+    from transformers.trainer_utils import unwrap_peft_model
+    inner = unwrap_peft_model(model)
     if hasattr(inner, "accepts_loss_kwargs"):
         return bool(inner.accepts_loss_kwargs)
     return any(p.kind == inspect.Parameter.VAR_KEYWORD
