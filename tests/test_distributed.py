@@ -297,7 +297,7 @@ def test_two_cpu_processes_train_resume_and_merge(make_config, tmp_path):
     more step, and stage 3 merges the adapter."""
     cfg = make_config()
     result = stage1(cfg)
-    n_train = len(result.train) + len(result.drills)     # every training row, join drills too
+    n_train = len(result.train) + len(result.rows_without_end)   # every training row, join drills too
     proc = run_training(cfg, "--gpus", "2")
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-4000:]

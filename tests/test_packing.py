@@ -75,7 +75,8 @@ def test_the_training_plan_counts_the_packed_sequences_axolotl_trains_on(packed)
     """Stage 2's plan (steps, time, memory) counts sequences as Axolotl packs them."""
     batch, _, cfg = packed
     manifest = preflight.check_data(cfg)
-    rows = [e for e in manifest["examples"] if e["split"] == "train"] + manifest["join_drills"]
+    rows = ([e for e in manifest["examples"] if e["split"] == "train"] + manifest["join_drills"]
+            + manifest["scene_openings"])
     planned = gpu_plan.sequences([e["total_tokens"] for e in rows], cfg.axolotl)
     assert batch["rows_in_dataset"] == len(rows)
     assert sum(planned) == sum(e["total_tokens"] for e in rows)   # every row packed once

@@ -143,7 +143,7 @@ def test_jsonl_rows_and_manifest(make_config, tmp_path):
     outputs = planned_outputs(result)
     write_outputs(outputs, force=False)
     rows = [json.loads(line) for line in cfg.train_path.read_text().splitlines()]
-    assert len(rows) == len(result.train) + len(result.drills)
+    assert len(rows) == len(result.train) + len(result.drills) + len(result.openings)
     assert all(list(row) == ["messages", "ends_turn"] for row in rows)   # provenance is not in the rows
     manifest = json.loads(cfg.train_path.with_suffix(".manifest.json").read_text())
     assert len(manifest["inputs"]) == 10 and manifest["token_counts_exact"] is True

@@ -157,23 +157,27 @@ def test_plan_counts_steps(make_config):
     plan = preflight.plan(cfg, manifest)
     assert plan["training examples"] == 9 and plan["optimizer steps"] == 3   # max_steps
     assert plan["join drills"] == 36                                        # 4 per training chunk
-    assert plan["epochs"] == "3 (max_steps 3 ends the run after 0.067 epoch(s))"   # 3 of 45 rows
+    # chunk_001 -> 002 -> 003: the validation chunk between breaks two seams of nine
+    assert plan["scene openings"] == 7
+    assert plan["epochs"] == "3 (max_steps 3 ends the run after 0.058 epoch(s))"   # 3 of 52 rows
     main = load_config(make_config(max_steps=None, gradient_accumulation_steps=4))
-    # every training row is a step's share: ceil((9 + 36) / 4) x 3 epochs
-    assert preflight.plan(main, manifest)["optimizer steps"] == 12 * 3
+    # every training row is a step's share: ceil((9 + 36 + 7) / 4) x 3 epochs
+    assert preflight.plan(main, manifest)["optimizer steps"] == 13 * 3
     tokens = sum(e["total_tokens"] for e in manifest["examples"] if e["split"] == "train")
-    tokens += sum(d["total_tokens"] for d in manifest["join_drills"])
+    tokens += sum(d["total_tokens"] for d in manifest["join_drills"] + manifest["scene_openings"])
     assert preflight.plan(main, manifest)["training tokens"] == tokens * 3
-    # 36 drills among 45 rows, 4 to a step: C(36, 4) / C(45, 4) of the steps hold no example
-    assert preflight.plan(main, manifest)["steps of join drills only"].startswith("~40% expected")
+    # 36 drills among 52 rows, 4 to a step: C(36, 4) / C(52, 4) of the steps hold no example
+    # or scene opening
+    assert preflight.plan(main, manifest)["steps of join drills only"].startswith("~22% expected")
     assert preflight.drills_only_share(31, 124, 4) == pytest.approx(0.405, abs=0.001)   # a 35-chunk book
     assert preflight.drills_only_share(31, 0, 4) == 0
     # sample packing: steps count packed sequences, memory is planned for a full one
     packing = load_config(make_config(max_steps=None, gradient_accumulation_steps=4, sample_packing=True))
     packed = preflight.plan(packing, manifest)
     rows = [e["total_tokens"] for e in manifest["examples"] if e["split"] == "train"]
-    sequences = gpu_plan.sequences(rows + [d["total_tokens"] for d in manifest["join_drills"]], packing.axolotl)
-    assert len(sequences) < 9 + 36 and max(sequences) <= packing.sequence_len
+    sequences = gpu_plan.sequences(rows + [d["total_tokens"] for d in manifest["join_drills"] + manifest["scene_openings"]],
+                                   packing.axolotl)
+    assert len(sequences) < 9 + 36 + 7 and max(sequences) <= packing.sequence_len
     assert packed["optimizer steps"] == math.ceil(len(sequences) / 4) * 3 and "packed sequence" in packed["batch"]
     assert packed["training tokens"] == tokens * 3
     assert "steps of join drills only" not in packed   # packed sequences ride drills beside examples
@@ -256,7 +260,7 @@ def test_loss_falls_on_a_handful_of_examples_repeated(make_config, tmp_path, bnb
         (book / f"chunk_{i:03d}_p.txt").write_text(para + "\n")
     # the examples alone, seen again and again (join drills would be most of the rows)
     cfg = make_config({"book_dir": str(book), "validation_chunks": ["chunk_005_p.txt"],
-                       "join_drills_per_chunk": 0})
+                       "join_drills_per_chunk": 0, "scene_openings": False})
     stage1(cfg)
     proc = run_training(cfg, "--max-steps", "16", "--num-epochs", "4", "--learning-rate", "0.002",
                         "--eval-steps", "16", "--save-steps", "16")
@@ -270,7 +274,8 @@ def test_loss_falls_on_a_handful_of_examples_repeated(make_config, tmp_path, bnb
 
     # Merged in bf16 (as for the 8B model), the model keeps what it learned.
     merged_cfg = make_config({"book_dir": str(book), "validation_chunks": ["chunk_005_p.txt"],
-                              "join_drills_per_chunk": 0, "merged_dtype": "bfloat16"})
+                              "join_drills_per_chunk": 0, "scene_openings": False,
+                              "merged_dtype": "bfloat16"})
     assert MERGE.main(["--config", str(merged_cfg), "--auto"]) == 0
     merged = tmp_path / "out" / "merged"
     assert json.loads((merged / "merge_manifest.json").read_text())["verification"]["passed"]

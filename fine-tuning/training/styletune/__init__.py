@@ -21,6 +21,7 @@ data/       stages 0 and 1: from manuscript to training examples
   chunks      which files of a book folder are chunks, read without changing a word
   examples    the prefix/completion cut of each chunk, Continue's path line
   drills      join drills: short rows stopping mid-flow, trained without an end of turn
+  openings    scene openings: a chunk's opening after the end of the chunk before it
   holdout     train/validation by chunk group
   tokens      exact token counts, as Axolotl will see each example
   prepare     stage 1 (1_prepare_data.py); prepare_report: its tables and histogram

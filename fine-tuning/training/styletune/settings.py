@@ -145,6 +145,7 @@ class StylePipeline(Section):
     editor_header_share: float = Field(0.5, ge=0, le=1, description="share of prompts with the editor's file header")
     typed_join_share: float = Field(0.5, ge=0, le=1, description="share of prompts that keep the space or paragraph break typed after them")
     join_drills_per_chunk: int = Field(4, ge=0, description="short training rows per training chunk that stop mid-flow (data/drills.py)")
+    scene_openings: bool = Field(True, description="train each chunk's opening after the end of the chunk before it (data/openings.py)")
     validation_chunks: list[str] = Field([], description="chunk files to hold out instead of the share")
     exclude_chunks: list[str] = Field([], description="chunk files left out of both sets")
     tiktoken_bpe: ConfigPath | None = Field(None, description="Meta's tokenizer.model, for exact counts offline")

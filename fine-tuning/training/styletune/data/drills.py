@@ -115,8 +115,14 @@ def build_drills(chunks, punkt, counter, count: int, seed: int, chat_system: str
     drills = []
     for i, chunk in enumerate(sorted(chunks, key=lambda c: c.name)):
         drills += chunk_drills(chunk, i * count, count, seed, punkt, vocabulary)
-    for drill, chat in zip(drills, every_share(drills, CHAT_SHARE if chat_system else 0.0)):
-        drill.system = chat_system if chat else ""
-    for drill, n in zip(drills, counter.count_conversations([d.messages() for d in drills], ends_turn=False)):
-        drill.total_tokens = n
-    return drills
+    return finish_rows(drills, counter, chat_system)
+
+
+def finish_rows(rows, counter, chat_system: str = "") -> list[Drill]:
+    """`rows` (drills, or data/openings.py's rows) with CHAT_SHARE of them, spread
+    evenly, opening with `chat_system`, and each counted as training tokenises it."""
+    for row, chat in zip(rows, every_share(rows, CHAT_SHARE if chat_system else 0.0)):
+        row.system = chat_system if chat else ""
+    for row, n in zip(rows, counter.count_conversations([r.messages() for r in rows], ends_turn=False)):
+        row.total_tokens = n
+    return rows

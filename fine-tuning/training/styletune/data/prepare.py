@@ -12,12 +12,13 @@ from styletune.config import Reads, load_config
 from styletune.data import examples, tokens
 from styletune.data import prepare_report as report
 from styletune.data.chunks import LEFT_OUT, discover, load_chunks
-from styletune.data.drills import build_drills
+from styletune.data.drills import build_drills, finish_rows
+from styletune.data.openings import OPENING, opening_rows, seams
 from styletune.data.examples import build_examples, quoted_paragraph_end
 from styletune.data.tokens import load_counter
 from styletune.errors import InputError
 from styletune.fileio import sha256_bytes, write_outputs
-from styletune.settings import shipped_default
+from styletune.settings import SEGMENT_MANIFEST, shipped_default
 from styletune.stage import Files, Stage, rules_file, training_data
 from styletune.text.paragraphs import hard_wrap_advice, page_number_paragraphs, wrapped_by_hand
 from styletune.text.patterns import (
@@ -32,10 +33,12 @@ from styletune.text.patterns import (
 from styletune.text.sentences import Tier, build_punkt
 
 # Stage 1's settings.
-READS = tokens.READS + examples.READS + Reads(pipeline=("join_drills_per_chunk", "system_prompt_file"))
+READS = tokens.READS + examples.READS + Reads(pipeline=("join_drills_per_chunk", "scene_openings",
+                                                                   "system_prompt_file"))
 REPORT_FILES = ("stage1_report.*", "stage1_lengths.png")
 STAGE = Stage("1", "1_prepare_data.py", "make the training examples", READS,
-              inputs=lambda cfg, book: [Files(book.chunks, (cfg.pipeline.chunk_glob,), what="chunk files"),
+              inputs=lambda cfg, book: [Files(book.chunks, (cfg.pipeline.chunk_glob, SEGMENT_MANIFEST),
+                                              what="chunk files"),
                                         rules_file(cfg)],
               outputs=lambda cfg, book: [
                   *training_data(cfg),
@@ -56,6 +59,13 @@ class Stage1Result:
     splitter: str
     overlong_skipped: list = field(default_factory=list)
     drills: list = field(default_factory=list)     # drills.Drill, training rows beside train
+    openings: list = field(default_factory=list)   # openings.opening_rows, training rows too
+    seams: list = field(default_factory=list)      # openings.Seam: which chunks follow which
+
+    @property
+    def rows_without_end(self):
+        """The training rows whose continuation does not end the turn."""
+        return self.drills + self.openings
 
     @property
     def examples(self):
@@ -169,14 +179,16 @@ def prepare_data(config, book_dir=None, skip_overlong=False, say=lambda message:
             + left_out_note(skipped))
     say("choosing join drills")
     training_chunks = list({e.chunk.name: e.chunk for e in train}.values())
-    drills = build_drills(training_chunks, punkt, counter, s.join_drills_per_chunk, s.seed,
-                          chat.configured_system_message(config))
+    system = chat.configured_system_message(config)
+    drills = build_drills(training_chunks, punkt, counter, s.join_drills_per_chunk, s.seed, system)
+    book_seams = seams(chunks, book_dir)
+    openings = finish_rows(opening_rows(book_seams, train, s.seed), counter, system) if s.scene_openings else []
     return Stage1Result(config, book_dir, chunks, train, validation, skipped,
-                        counter.description, counter.exact, splitter, overlong, drills)
+                        counter.description, counter.exact, splitter, overlong, drills, openings, book_seams)
 
 
 def jsonl_bytes(examples, drills=()) -> bytes:
-    """One row per example, then one per join drill; every row says whether its
+    """One row per example, then one per join drill or scene opening; every row says whether its
     continuation ends the turn (train/turns.py reads it; a file of one shape loads
     as one table)."""
     rows = [{"messages": e.messages(), "ends_turn": True} for e in examples]
@@ -186,7 +198,12 @@ def jsonl_bytes(examples, drills=()) -> bytes:
 
 
 def drill_provenance(d) -> dict:
-    return {"chunk": d.chunk.name, "kind": d.kind, "prompt_char": d.start, "stop_char": d.stop,
+    """Where a row's text is: characters of its chunk, or for a scene opening of the
+    text of its two chunks with the separator between them."""
+    where = ({"chunk": d.chunk.name} if d.kind != OPENING else
+             {"chunks": [d.chunk.before.name, d.chunk.after.name], "separator": d.chunk.separator,
+              "separator_from": d.chunk.source})
+    return {**where, "kind": d.kind, "prompt_char": d.start, "stop_char": d.stop,
             "end_char": d.end, "total_tokens": d.total_tokens}
 
 
@@ -221,6 +238,7 @@ def manifest(result: Stage1Result, outputs: dict) -> dict:
         "examples": [provenance(e, "train") for e in result.train]
                     + [provenance(e, "validation") for e in result.validation],
         "join_drills": [drill_provenance(d) for d in result.drills],
+        "scene_openings": [drill_provenance(d) for d in result.openings],
     }
 
 
@@ -228,7 +246,7 @@ def planned_outputs(result) -> dict:
     cfg = result.config
     rep = report.report_dict(result)
     outputs = {
-        cfg.train_path: jsonl_bytes(result.train, result.drills),
+        cfg.train_path: jsonl_bytes(result.train, result.rows_without_end),
         cfg.validation_path: jsonl_bytes(result.validation),
     }
     rdir = cfg.pipeline.report_dir

@@ -4,6 +4,7 @@ import statistics
 
 from styletune import paths
 from styletune.data.drills import CONTINUATION_WORDS, KINDS
+from styletune.data.openings import follows
 from styletune.text.paragraphs import is_hard_wrapped, whitespace_kind
 
 
@@ -59,6 +60,20 @@ def drill_counts(drills) -> dict:
             "after_chat_system_message": sum(bool(d.system) for d in drills)}
 
 
+def opening_counts(result) -> dict:
+    """Scene openings: rows, tokens, where each row's separator came from, and the
+    neighbouring chunks no row crosses (a validation chunk on one side, a gap)."""
+    trained = {d.chunk.name for d in result.openings}
+    names = [c.name for c in result.chunks]
+    return {"rows": len(result.openings), "tokens": sum(d.total_tokens for d in result.openings),
+            "separator_from": {src: n for src in ("stage 0", "paragraph break")
+                               if (n := sum(d.chunk.source == src for d in result.openings))},
+            "after_chat_system_message": sum(bool(d.system) for d in result.openings),
+            "seams_not_trained": [s.name for s in result.seams if s.name not in trained],
+            "gaps": [f"{a} + {b}" for a, b, ca, cb in zip(names, names[1:], result.chunks, result.chunks[1:])
+                     if not follows(ca, cb)]}
+
+
 def report_dict(result) -> dict:
     ratios = [e.ratio for e in result.examples]
     lo, hi = result.config.pipeline.prefix_ratio
@@ -74,6 +89,7 @@ def report_dict(result) -> dict:
         "prefix_ratio_observed": [round(min(ratios), 4), round(max(ratios), 4)] if ratios else None,
         "joins": joins(result.examples),
         "join_drills": drill_counts(result.drills),
+        "scene_openings": opening_counts(result),
         "validation_chunks": sorted({e.chunk.name for e in result.validation}),
         "skipped": [{"file": f, "reason": r} for f, r in result.skipped],
         "skipped_overlong": [{"file": e.chunk.name, "tokens": e.total_tokens}
@@ -121,6 +137,8 @@ def markdown_body(report: dict) -> str:
         "",
         _drills_line(report["join_drills"]),
         "",
+        _openings_line(report["scene_openings"]),
+        "",
     ]
     for title, rows, header in (
         ("Skipped files", [[f"`{r['file']}`", r["reason"]] for r in report["skipped"]], ["file", "reason"]),
@@ -141,6 +159,24 @@ def _drills_line(drills: dict) -> str:
             f"(join_drills_per_chunk), each a window of the text continued {CONTINUATION_WORDS} words "
             f"with no end of turn; {drills['after_chat_system_message']} after the chat route's system "
             f"message. Where they stop: {kinds}.")
+
+
+def _openings_line(o: dict) -> str:
+    head = (f"Scene openings: {o['rows']} training rows, {o['tokens']} tokens in all (scene_openings), "
+            "each a chunk's opening up to its first cut (no example's completion holds it) after the "
+            "last words of the chunk before and the text between them"
+            + "".join(f"; {n} with {'the text stage 0 found between them' if src == 'stage 0' else 'a paragraph break (chunks cut by hand: the text between them is not recorded)'}"
+                      for src, n in o["separator_from"].items())
+            + f"; {o['after_chat_system_message']} after the chat route's system message." if o["rows"]
+            else "Scene openings: none (scene_openings: false, or no two training chunks follow each other).")
+    rest = []
+    if o["seams_not_trained"]:
+        rest.append(f"Not crossed ({len(o['seams_not_trained'])}): chunks beside a validation chunk or "
+                    "one left out: " + ", ".join(o["seams_not_trained"]) + ".")
+    if o["gaps"]:
+        rest.append("Chunks that do not follow by their numbers (a number skipped; no row crosses): "
+                    + ", ".join(o["gaps"]) + ".")
+    return " ".join([head] + rest)
 
 
 def histogram_png(result) -> bytes:

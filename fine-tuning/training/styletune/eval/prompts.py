@@ -33,7 +33,8 @@ class Prompt:
 
 
 def read_conversations(path: Path, what: str) -> list:
-    """The examples of a stage 1 file (its join drills left out: windows, not chunks)."""
+    """The examples of a stage 1 file (its join drills and scene openings left out:
+    rows that do not end the turn, windows, not chunks)."""
     if not path.is_file():
         raise EvaluationError(f"no {what} at {paths.shown(path)}: run 1_prepare_data.py first")
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

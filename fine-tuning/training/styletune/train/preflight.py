@@ -309,7 +309,8 @@ def plan(cfg, manifest, processes: int = 1) -> dict:
     Memory and time are estimates (gpu_plan), labelled so."""
     k = cfg.axolotl
     examples = [e for e in manifest["examples"] if e["split"] == "train"]
-    rows = examples + manifest.get("join_drills", [])   # every training row is a step's share
+    drills, openings = manifest.get("join_drills", []), manifest.get("scene_openings", [])
+    rows = examples + drills + openings   # every training row is a step's share
     packed = gpu_plan.sequences([e["total_tokens"] for e in rows], k)
     micro, accumulation = k.micro_batch_size, k.gradient_accumulation_steps
     batch = micro * accumulation * processes
@@ -324,7 +325,8 @@ def plan(cfg, manifest, processes: int = 1) -> dict:
     where = f"{processes} GPUs" if processes > 1 and device == "cuda" else \
         f"{processes} CPU processes" if processes > 1 else "1 GPU" if device == "cuda" else "CPU"
     out = {"training examples": len(examples),
-           "join drills": len(rows) - len(examples),
+           "join drills": len(drills),
+           "scene openings": len(openings),
            "validation examples": len(manifest["examples"]) - len(examples),
            "processes": f"{processes} ({gpu_plan.strategy(k, processes)})",
            "epochs": f"{epochs:g}" + (f" (max_steps {steps} ends the run after {steps / steps_per_epoch:.2g} epoch(s))"
@@ -334,7 +336,7 @@ def plan(cfg, manifest, processes: int = 1) -> dict:
            "optimizer steps": steps, "training tokens": tokens}
     if out["join drills"] and not k.sample_packing:
         out["steps of join drills only"] = (
-            f"~{drills_only_share(len(examples), out['join drills'], batch):.0%} expected "
+            f"~{drills_only_share(len(examples) + len(openings), len(drills), batch):.0%} expected "
             "(rows are shuffled)")
     if device == "cuda":
         mem = gpu_plan.memory_plan(shape, k, processes, longest_sequence(cfg, manifest)) if shape else None
