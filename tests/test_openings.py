@@ -9,11 +9,11 @@ from conftest import CORPUS, FT, load_script, write_config
 from styletune.config import load_config
 from styletune.data.chunks import Chunk
 from styletune.data.drills import PROMPT_WORDS
+from styletune.data.manuscript import read_manuscript
 from styletune.data.openings import OPENING, follows, paragraph_break
 from styletune.data.prepare import planned_outputs, prepare_data
 from styletune.data.tokens import IGNORE_INDEX, training_ids
 from styletune.fileio import write_outputs
-from styletune.data.manuscript import read_manuscript
 
 STAGE0 = load_script(FT / "training" / "0_segment_manuscript.py")
 

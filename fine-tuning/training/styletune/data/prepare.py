@@ -13,8 +13,8 @@ from styletune.data import examples, tokens
 from styletune.data import prepare_report as report
 from styletune.data.chunks import LEFT_OUT, discover, load_chunks
 from styletune.data.drills import build_drills, finish_rows
-from styletune.data.openings import OPENING, opening_rows, seams
 from styletune.data.examples import build_examples, quoted_paragraph_end
+from styletune.data.openings import OPENING, opening_rows, seams
 from styletune.data.tokens import load_counter
 from styletune.errors import InputError
 from styletune.fileio import sha256_bytes, write_outputs
