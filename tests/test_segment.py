@@ -1068,22 +1068,26 @@ def test_a_chunk_file_is_named_by_its_words(text, slug):
     assert _slug(text) == slug
 
 
-def test_a_tab_indented_manuscript_keeps_each_chunks_first_indent(tmp_path, make_config, capsys):
-    """A writer who starts every paragraph with a tab: each chunk file opens with its
-    first paragraph's tab, as the others keep theirs, and the body still rebuilds."""
+@pytest.mark.parametrize("indent", ["\t", "\u00a0\u00a0\u00a0", "\u3000"], ids=["tab", "no-break spaces",
+                                                                            "ideographic space"])
+def test_an_indented_manuscript_keeps_each_chunks_first_indent(tmp_path, make_config, capsys, indent):
+    """A writer who starts every paragraph with a tab (or no-break spaces, as a word
+    processor's export may, or a full-width space, as Japanese prose does): each chunk
+    file opens with its first paragraph's indent, as the others keep theirs, and the
+    body still rebuilds."""
     indented = tmp_path / "indented.txt"
     body = read_manuscript(MANUSCRIPT).body
-    indented.write_text(re.sub(r"(?m)^(?=[^\s*#~])(?=.{60})", "\t", body), encoding="utf-8")
+    indented.write_text(re.sub(r"(?m)^(?=[^\s*#~])(?=.{60})", indent, body), encoding="utf-8")
     out = tmp_path / "segmented"
     assert STAGE0.main([str(indented), "--config", str(make_config()), "--out", str(out)]) == 0
     body = read_manuscript(indented).body
     manifest = assert_conserved(out, body)
     for chunk in manifest["chunks"]:                      # each from its line's first character
         assert body[chunk["start"] - 1] == "\n", chunk["file"]
-    assert sum((out / c["file"]).read_text(encoding="utf-8").startswith("\t") for c in manifest["chunks"]) >= 5
+    assert sum((out / c["file"]).read_text(encoding="utf-8").startswith(indent) for c in manifest["chunks"]) >= 5
     # a rerun, and one over a manifest of before indents were kept (starts at first words), moves no cut
     for c in manifest["chunks"]:
-        c["start"] += len(body[c["start"]:]) - len(body[c["start"]:].lstrip("\t"))
+        c["start"] += len(body[c["start"]:]) - len(body[c["start"]:].lstrip(indent))
     (out / "segment_manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     capsys.readouterr()
     assert STAGE0.main([str(indented), "--config", str(make_config()), "--out", str(out), "--force"]) == 0

@@ -50,11 +50,12 @@ def whitespace_kind(space: str, wrapped: bool) -> str:
 
 
 def indent_before(text: str, at: int) -> int:
-    """How many spaces and tabs stand between the start of `at`'s line and `at` (0 where
-    a word comes first): a paragraph's own indent, which goes with it when it opens a
-    chunk or a part, as typed."""
+    """How many whitespace characters stand between the start of `at`'s line and `at`
+    (0 where a word comes first): a paragraph's own indent, which goes with it when it
+    opens a chunk or a part, as typed. Spaces and tabs, and the no-break spaces a word
+    processor's export may indent with or the full-width space of Japanese prose."""
     line = text.rfind("\n", 0, at) + 1
-    return at - line if not text[line:at].strip(" \t") else 0
+    return at - line if not text[line:at].strip() else 0
 
 
 def paragraph_spans(text: str):
