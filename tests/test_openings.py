@@ -34,8 +34,10 @@ def assert_rows_are_the_books_text(result):
     for row in result.openings:
         seam = row.chunk
         assert row.kind == OPENING and seam.before.name in training and seam.after.name in training
-        assert row.prompt == seam.before.text[row.start:] + seam.separator
-        assert row.continuation == seam.after.text[:first_cut(result, seam.after.name)]
+        indent = seam.after.text[:len(seam.after.text) - len(seam.after.text.lstrip())]
+        assert row.prompt == seam.before.text[row.start:] + seam.separator + indent
+        assert row.continuation == seam.after.text[len(indent):first_cut(result, seam.after.name)]
+        assert not row.continuation[0].isspace()      # the scene's first word
         assert row.start == 0 or seam.before.text[row.start - 1].isspace()   # from a word
         assert PROMPT_WORDS[0] <= len(seam.before.text[row.start:].split()) <= PROMPT_WORDS[1]
         assert row.messages()[-2:] == [{"role": "user", "content": row.prompt},
@@ -56,8 +58,9 @@ def test_every_training_chunks_opening_is_learnt_after_the_chunk_before(result):
     for row in result.openings:
         after = row.chunk.after
         first_join = min(e.join for e in result.train if e.chunk.name == after.name)
-        assert after.text.startswith(row.continuation) and len(row.continuation) <= first_join
-        assert after.text[len(row.continuation):first_join].strip() == ""
+        assert after.text.lstrip().startswith(row.continuation)
+        assert after.text.lstrip()[len(row.continuation):].strip() and \
+            after.text[after.text.index(row.continuation) + len(row.continuation):first_join].strip() == ""
 
 
 def test_rows_are_labelled_on_the_opening_alone_with_no_end_of_turn(result, hf_tokenizer):

@@ -418,6 +418,9 @@ def test_an_indented_book_keeps_every_indent_and_counts_its_joins_as_typed(make_
     assert joins["prompt_ends_with_typed_line_break"] == joins["completion_opens_with_line_break"] == 0
     preview(typed_breaks[:1], 1)
     assert "starting with a word: the prompt ends with a paragraph break, typed" in capsys.readouterr().out
+    # a scene opening's prompt ends with the break and the next chunk's indent, typed
+    assert result.openings and all(o.prompt.endswith("\n\n\t") and not o.continuation[0].isspace()
+                                   for o in result.openings)
 
 
 def test_a_join_is_named_as_its_chunks_layout_has_it():

@@ -121,8 +121,8 @@ def seams(chunks, book_dir: Path) -> list[Seam]:
 
 def opening_rows(chunk_seams, train_examples, seed: int) -> list[Drill]:
     """One row per seam whose two chunks both train: the words before the seam, the
-    text between, then the opening of the chunk after it up to the end of the sentence
-    its earliest training example's prompt stops at."""
+    text between (and the next chunk's indent), then the opening of the chunk after it
+    up to the end of the sentence its earliest training example's prompt stops at."""
     first_cut = {}
     for e in train_examples:
         first_cut[e.chunk.name] = min(first_cut.get(e.chunk.name, len(e.chunk.text)), e.cut.end)
@@ -133,6 +133,9 @@ def opening_rows(chunk_seams, train_examples, seed: int) -> list[Drill]:
         rng = random.Random(f"{seed}:{seam.name}:opening")
         words = [m.start() for m in re.finditer(r"\S+", seam.before.text)]
         start = words[max(0, len(words) - rng.randint(*PROMPT_WORDS))]
-        stop = len(seam.before.text) + len(seam.separator)
-        rows.append(Drill(seam, OPENING, start, stop, stop + first_cut[seam.after.name]))
+        # the first line's indent is typed with the break, as a drill's is: the
+        # continuation opens with the scene's first word
+        indent = len(seam.after.text) - len(seam.after.text.lstrip())
+        opening = len(seam.before.text) + len(seam.separator)
+        rows.append(Drill(seam, OPENING, start, opening + indent, opening + first_cut[seam.after.name]))
     return rows

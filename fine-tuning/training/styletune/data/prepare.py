@@ -33,8 +33,8 @@ from styletune.text.patterns import (
 from styletune.text.sentences import Tier, build_punkt
 
 # Stage 1's settings.
-READS = tokens.READS + examples.READS + Reads(pipeline=("join_drills_per_chunk", "scene_openings",
-                                                                   "system_prompt_file"))
+READS = tokens.READS + examples.READS + Reads(
+    pipeline=("join_drills_per_chunk", "scene_openings", "system_prompt_file"))
 REPORT_FILES = ("stage1_report.*", "stage1_lengths.png")
 STAGE = Stage("1", "1_prepare_data.py", "make the training examples", READS,
               inputs=lambda cfg, book: [Files(book.chunks, (cfg.pipeline.chunk_glob, SEGMENT_MANIFEST),
@@ -177,7 +177,7 @@ def prepare_data(config, book_dir=None, skip_overlong=False, say=lambda message:
             "`test_datasets` would point at an empty file. Set style_pipeline.validation_share "
             "above 0, list style_pipeline.validation_chunks, or add chunks (two at least)."
             + left_out_note(skipped))
-    say("choosing join drills")
+    say("choosing join drills and scene openings")
     training_chunks = list({e.chunk.name: e.chunk for e in train}.values())
     system = chat.configured_system_message(config)
     drills = build_drills(training_chunks, punkt, counter, s.join_drills_per_chunk, s.seed, system)
