@@ -2,6 +2,7 @@
 a target, after the end of the chunk before it and the text between them, on the
 sample book (chunks cut by hand) and on a novel cut by stage 0 (its headings kept)."""
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from styletune.data.openings import OPENING, follows, paragraph_break
 from styletune.data.prepare import planned_outputs, prepare_data
 from styletune.data.tokens import IGNORE_INDEX, training_ids
 from styletune.fileio import write_outputs
+from styletune.settings import SEGMENT_MANIFEST
 
 STAGE0 = load_script(FT / "training" / "0_segment_manuscript.py")
 
@@ -84,9 +86,11 @@ def test_openings_are_written_recorded_reported_and_the_same_every_run(result, t
     manifest = json.loads(cfg.data_manifest_path.read_text(encoding="utf-8"))
     assert [m["chunks"] for m in manifest["scene_openings"]] == \
         [[o.chunk.before.name, o.chunk.after.name] for o in result.openings]
-    assert {m["separator_from"] for m in manifest["scene_openings"]} == {"paragraph break"}
+    assert [m["separator_from"] for m in manifest["scene_openings"]].count("split") == 1   # 006a -> 006b
     report = (cfg.pipeline.report_dir / "stage1_report.md").read_text(encoding="utf-8")
-    assert "Scene openings: 7 training rows" in report and "chunk_002_the_infirmary.txt" in report
+    assert "Scene openings: 7 training rows" in report
+    assert ("Not crossed (2), a validation chunk or one left out on one side: chunk_001_prologue_the_silence.txt "
+            "+ chunk_002_the_infirmary.txt, chunk_002_the_infirmary.txt + chunk_003_the_archive_chapel.txt.") in report
     again = prepare_data(cfg)
     assert [(o.chunk.name, o.start, o.stop, o.end, o.system) for o in again.openings] == \
         [(o.chunk.name, o.start, o.stop, o.end, o.system) for o in result.openings]
@@ -95,23 +99,102 @@ def test_openings_are_written_recorded_reported_and_the_same_every_run(result, t
         planned_outputs(off)[off.config.pipeline.report_dir / "stage1_report.md"].decode()
 
 
-def test_a_book_cut_by_stage_0_opens_each_chapter_after_its_heading_as_typed(tmp_path, make_config):
-    """Stage 0 records the text between its chunks (blank lines, a chapter's heading);
-    each row carries it byte for byte: prompt + continuation is a stretch of the
-    manuscript itself."""
-    novel = CORPUS / "doyle_a_study_in_scarlet.txt"
-    out = tmp_path / "chunks"
-    cfg = make_config({"chunk_target_tokens": 700, "segment_min_tokens": 200}, sequence_len=2048)
-    assert STAGE0.main([str(novel), "--config", str(cfg), "--out", str(out)]) == 0
-    result = prepare_data(load_config(cfg), book_dir=out)
+NOVEL = CORPUS / "doyle_a_study_in_scarlet.txt"
+
+
+@pytest.fixture(scope="module")
+def doyle(tmp_path_factory):
+    """A Study in Scarlet cut by stage 0: (its chunk folder, the config, the body)."""
+    tmp = tmp_path_factory.mktemp("doyle")
+    cfg = write_config(tmp, {"chunk_target_tokens": 700, "segment_min_tokens": 200}, sequence_len=2048)
+    out = tmp / "chunks"
+    assert STAGE0.main([str(NOVEL), "--config", str(cfg), "--out", str(out)]) == 0
+    return out, load_config(cfg), read_manuscript(NOVEL).body
+
+
+def copy_of(folder, tmp_path):
+    shutil.copytree(folder, tmp_path / "book")
+    return tmp_path / "book"
+
+
+def assert_as_typed(result, body):
+    """Every row is a stretch of the manuscript itself, byte for byte."""
     assert_rows_are_the_books_text(result)
-    body = read_manuscript(novel).body
     for row in result.openings:
-        assert row.prompt + row.continuation in body
+        assert row.prompt + row.continuation in body, row.chunk.name
+
+
+def test_a_book_cut_by_stage_0_opens_each_chapter_after_its_heading_as_typed(doyle):
+    """Stage 0 records the text between its chunks (blank lines, a chapter's heading);
+    each row carries it byte for byte."""
+    out, cfg, body = doyle
+    result = prepare_data(cfg, book_dir=out)
+    assert_as_typed(result, body)
     from_stage0 = [r for r in result.openings if r.chunk.source == "stage 0"]
     assert len(from_stage0) == len(result.openings) >= 10
     headed = [r for r in from_stage0 if "CHAPTER" in r.chunk.separator]
     assert headed and all(r.prompt.rstrip().endswith(r.chunk.separator.strip()) for r in headed)
+
+
+def test_a_chunk_split_after_stage_0_keeps_the_text_before_between_and_after_its_parts(doyle, tmp_path):
+    """Parts written as the splitter writes them (the original's text up to the next
+    part's first line, the original into backup/): the seams into, between and out of
+    the parts still carry the manuscript's text."""
+    out, cfg, body = doyle
+    book = copy_of(out, tmp_path)
+    names = sorted(p.name for p in book.glob("chunk_*.txt"))
+    original = book / names[4]
+    raw = original.read_text(encoding="utf-8")
+    cut = raw.index("\n\n", len(raw) // 2) + 2
+    stem = names[4][len("chunk_005"):]
+    (book / f"chunk_005a{stem}").write_text(raw[:cut], encoding="utf-8")
+    (book / f"chunk_005b{stem}").write_text(raw[cut:], encoding="utf-8")
+    (book / "backup").mkdir(exist_ok=True)
+    original.rename(book / "backup" / original.name)
+    result = prepare_data(cfg, book_dir=book)
+    assert_as_typed(result, body)
+    sources = {r.chunk.name: r.chunk.source for r in result.openings}
+    assert sources[f"chunk_005a{stem} + chunk_005b{stem}"] == "split"
+    assert sources[f"{names[3]} + chunk_005a{stem}"] == sources[f"chunk_005b{stem} + {names[5]}"] == "stage 0"
+
+
+def test_where_the_record_no_longer_fits_no_row_crosses_and_the_report_says_why(doyle, tmp_path):
+    out, cfg, body = doyle
+    book = copy_of(out, tmp_path)
+    record = json.loads((book / SEGMENT_MANIFEST).read_text(encoding="utf-8"))
+    names = [c["file"] for c in record["chunks"]]
+    # front matter between two chunks: more than a heading
+    record["separators"][3] = "\n\n" + "A note on the text of this edition. " * 6 + "\n\n"
+    (book / SEGMENT_MANIFEST).write_text(json.dumps(record), encoding="utf-8")
+    # a heading the writer moved into the chunk after it
+    headed = next(i for i, sep in enumerate(record["separators"]) if "CHAPTER" in sep and 6 <= i < len(names) - 2)
+    after = book / names[headed]
+    after.write_text(record["separators"][headed].strip() + "\n\n" + after.read_text(encoding="utf-8"),
+                     encoding="utf-8")
+    # chunks renumbered by hand: the record names neither
+    renamed = names[-1][:len("chunk_000_")] + "renamed_by_hand.txt"
+    (book / names[-1]).rename(book / renamed)
+    result = prepare_data(cfg, book_dir=book)
+    unknown = {s.name: s.source for s in result.seams if s.separator is None}
+    words = len(record["separators"][3].split())
+    assert unknown[f"{names[2]} + {names[3]}"] == f"stage 0 found {words} words between them, not a heading"
+    assert unknown[f"{names[headed - 1]} + {names[headed]}"] == "the heading stage 0 found between them is in a chunk now"
+    assert "renamed or renumbered" in unknown[f"{names[-2]} + {renamed}"]
+    assert not {r.chunk.name for r in result.openings} & set(unknown)
+    report = planned_outputs(result)[cfg.pipeline.report_dir / "stage1_report.md"].decode()
+    assert "Not crossed, the text between unknown: " in report and f"{words} words" in report
+
+
+def test_an_excluded_chunk_leaves_a_gap_and_an_opening_ends_at_the_first_of_several_cuts(tmp_path):
+    cfg = load_config(write_config(tmp_path, {"exclude_chunks": ["chunk_005_the_captains_table.txt"],
+                                              "cuts_per_chunk": 2}))
+    result = prepare_data(cfg)
+    assert_rows_are_the_books_text(result)       # up to the earliest of the chunk's two cuts
+    assert all(sum(e.chunk.name == o.chunk.after.name for e in result.train) == 2 for o in result.openings)
+    assert not any("chunk_005" in o.chunk.name for o in result.openings)
+    report = planned_outputs(result)[cfg.pipeline.report_dir / "stage1_report.md"].decode()
+    assert ("do not follow by their numbers (a number skipped; no row crosses): "
+            "chunk_004_the_long_walk.txt + chunk_006a_the_last_burn.txt") in report
 
 
 @pytest.mark.parametrize("before, after, answer", [

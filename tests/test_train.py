@@ -166,11 +166,12 @@ def test_plan_counts_steps(make_config):
     tokens = sum(e["total_tokens"] for e in manifest["examples"] if e["split"] == "train")
     tokens += sum(d["total_tokens"] for d in manifest["join_drills"] + manifest["scene_openings"])
     assert preflight.plan(main, manifest)["training tokens"] == tokens * 3
-    # 36 drills among 52 rows, 4 to a step: C(36, 4) / C(52, 4) of the steps hold no example
-    # or scene opening
-    assert preflight.plan(main, manifest)["steps of join drills only"].startswith("~22% expected")
-    assert preflight.drills_only_share(31, 124, 4) == pytest.approx(0.405, abs=0.001)   # a 35-chunk book
-    assert preflight.drills_only_share(31, 0, 4) == 0
+    # 36 drills and 7 openings among 52 rows, 4 to a step: C(43, 4) / C(52, 4) of the steps
+    # hold no example
+    assert preflight.plan(main, manifest)["steps without an example"].startswith("~46% expected")
+    # a 35-chunk book: 31 examples, 124 drills, 26 openings
+    assert preflight.short_rows_only_share(31, 124 + 26, 4) == pytest.approx(0.468, abs=0.001)
+    assert preflight.short_rows_only_share(31, 0, 4) == 0
     # sample packing: steps count packed sequences, memory is planned for a full one
     packing = load_config(make_config(max_steps=None, gradient_accumulation_steps=4, sample_packing=True))
     packed = preflight.plan(packing, manifest)
@@ -180,7 +181,7 @@ def test_plan_counts_steps(make_config):
     assert len(sequences) < 9 + 36 + 7 and max(sequences) <= packing.sequence_len
     assert packed["optimizer steps"] == math.ceil(len(sequences) / 4) * 3 and "packed sequence" in packed["batch"]
     assert packed["training tokens"] == tokens * 3
-    assert "steps of join drills only" not in packed   # packed sequences ride drills beside examples
+    assert "steps without an example" not in packed   # packed sequences ride drills beside examples
     assert preflight.longest_sequence(packing, manifest) == packing.sequence_len
     assert preflight.longest_sequence(main, manifest) == preflight.longest_example(manifest) < main.sequence_len
 

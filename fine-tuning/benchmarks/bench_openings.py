@@ -6,15 +6,18 @@ the headings and blank lines between them recorded), its last chapters are held 
 as bench_style_transfer.py holds them out, and the first --train-chunks of the rest
 train (the others are left out, to keep the arms short). Two LoRA runs of
 SmolLM2-135M-Instruct, identical but for `scene_openings` (join drills off in both:
-bench_style_transfer.py measures those), each the repository's own stages 1 and 2.
-Then each model's loss per token on text neither run trained on:
+bench_style_transfer.py measures those), each the repository's own stages 1 and 2,
+for the same number of optimiser steps on the same schedule (--epochs of the arm with
+openings; the arm without sees its examples more often in as many steps), the final
+weights of each (one evaluation, at the end). Then each model's loss per token on
+text neither run trained on:
 
 - held-out openings: the rows stage 1 would make across the held-out chunks' seams
   (the last words of one scene or chapter, the heading or blank lines after it, the
   next one's opening up to its first cut);
 - held-out completions: the validation examples, what stage 4's perplexity reads.
 
-Run:    python fine-tuning/benchmarks/bench_openings.py [--train-chunks 40] [--epochs 2] [--work DIR]
+Run:    python fine-tuning/benchmarks/bench_openings.py [--train-chunks 40] [--epochs 1] [--work DIR]
 Output (2026-12-06, docs/benchmarks.md):
         held-out openings (20 rows, 1,123 tokens): base 3.91, without 3.62, with 3.41 nats/token ...
 """
@@ -33,15 +36,17 @@ ARMS = ("without", "with")
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--train-chunks", type=int, default=40, help="chunks trained, from the start (default 40)")
-    p.add_argument("--epochs", type=int, default=2, help="training epochs of each arm (default 2)")
+    p.add_argument("--epochs", type=int, default=1,
+                   help="epochs of the arm with openings; the other trains as many steps (default 1)")
     p.add_argument("--learning-rate", type=float, default=0.0005)
     p.add_argument("--work", help="working folder (default: a new temporary folder, kept)")
     p.add_argument("--evaluate-only", action="store_true", help="score an earlier --work folder's two arms again")
     return p.parse_args()
 
 
-def arm_config(work: Path, args, arm: str, held: list[str], excluded: list[str]) -> Path:
-    """bench_style_transfer's config in work/<arm>, reading the shared chunk folder."""
+def arm_config(work: Path, args, arm: str, held: list[str], excluded: list[str], steps: int | None = None) -> Path:
+    """bench_style_transfer's config in work/<arm>, reading the shared chunk folder;
+    with `steps`, that many optimiser steps, evaluated and saved once at the end."""
     style_args = argparse.Namespace(max_tokens=900, epochs=args.epochs, learning_rate=args.learning_rate,
                                     join_drills=0, packing=False)
     (work / arm).mkdir(parents=True, exist_ok=True)
@@ -49,8 +54,15 @@ def arm_config(work: Path, args, arm: str, held: list[str], excluded: list[str])
     cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
     cfg["style_pipeline"].update(book_dir=str(work / "chunks"), exclude_chunks=excluded,
                                  scene_openings=arm == "with")
+    if steps:
+        cfg.update(max_steps=steps, num_epochs=100, evals_per_epoch=None, saves_per_epoch=None,
+                   eval_strategy="steps", save_strategy="steps", eval_steps=steps, save_steps=steps)
     path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
     return path
+
+
+def rows_in(path: Path) -> int:
+    return sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
 
 
 def held_out_rows(cfg):
@@ -134,6 +146,12 @@ def main():
             arm_config(work, args, arm, held, excluded)
             bench.run_stage(f"{arm}: stage 1", [py, bench.TRAINING / "1_prepare_data.py", "--config",
                                                 configs[arm], "--force"], times, log)
+        batch = yaml.safe_load(configs["with"].read_text())["gradient_accumulation_steps"]
+        steps = -(-rows_in(work / "with" / "data" / "train.jsonl") // batch) * args.epochs
+        print(f"  {steps} optimiser steps each ({rows_in(work / 'without' / 'data' / 'train.jsonl')} rows "
+              f"without openings, {rows_in(work / 'with' / 'data' / 'train.jsonl')} with)", flush=True)
+        for arm in ARMS:
+            arm_config(work, args, arm, held, excluded, steps)
             bench.run_stage(f"{arm}: stage 2", ["bash", bench.TRAINING / "2_train_lora.sh", "--config",
                                                 configs[arm]], times, log)
     print()

@@ -11,8 +11,11 @@ a join drill, the row has no end of turn (the text goes on).
 
 The text between two chunks is stage 0's record where the book folder has one
 (segment_manifest.json: the manuscript's blank lines, scene-break marks and chapter
-headings, byte for byte); between chunk files cut by hand, or the parts of a split
-chunk, it is the paragraph break the chunks themselves use most.
+headings, byte for byte); between the parts of a split chunk, the whitespace the
+splitter left at the end of the earlier part's file; between chunk files cut by hand,
+the paragraph break the chunks themselves use most. Where the record no longer fits
+the folder (chunks renamed, a heading moved into a chunk, more than a heading between
+two chunks) no row crosses, and the report says why.
 """
 import json
 import random
@@ -23,6 +26,7 @@ from pathlib import Path
 
 from styletune.data.chunks import CHUNK_NAME, Chunk
 from styletune.data.drills import PROMPT_WORDS, Drill
+from styletune.fileio import read_text
 from styletune.settings import SEGMENT_MANIFEST
 from styletune.text.paragraphs import paragraph_spans
 
@@ -37,8 +41,8 @@ class Seam:
     Drill reads `text` and `name` as it would a chunk's."""
     before: Chunk
     after: Chunk
-    separator: str
-    source: str     # where the separator comes from, for the report
+    separator: str | None   # None: not known, and no row crosses the seam
+    source: str             # where the separator comes from, or why it is not known
 
     @property
     def name(self) -> str:
@@ -82,41 +86,82 @@ def paragraph_break(texts) -> str:
     return min(runs, key=lambda r: (-runs[r], len(r), r)) if runs else "\n\n"
 
 
-def stage0_separators(book_dir: Path) -> dict:
-    """{(chunk group before, chunk group after): the manuscript's text between them}
-    from stage 0's record in the book folder; {} where there is none (chunks cut by
-    hand) or it cannot be read. Groups, not file names: the parts of a chunk split
-    later (013a, 013b) sit where their original did."""
+@dataclass
+class Record:
+    """Stage 0's record of a book folder (segment_manifest.json): its chunk files in
+    order and the manuscript's text between each two."""
+    between: dict       # {(file before, file after): the text between them}
+    by_group: dict      # {chunk group: its file in the record}, for parts split later
+
+    def name_of(self, chunk) -> str | None:
+        """The record's name for `chunk`: its own, or its original's if it is a part
+        of a chunk split after stage 0 (013a of chunk_013)."""
+        if any(chunk.name in pair for pair in self.between):
+            return chunk.name
+        parts = _number_and_part(chunk)
+        return self.by_group.get(chunk.group) if parts and parts[1] else None
+
+
+def stage0_record(book_dir: Path) -> Record | None:
+    """Stage 0's record in the book folder; None where there is none (chunks cut by
+    hand) or it cannot be read."""
     try:
         record = json.loads((Path(book_dir) / SEGMENT_MANIFEST).read_text(encoding="utf-8"))
         names, seps = [c["file"] for c in record["chunks"]], record["separators"]
     except (OSError, ValueError, KeyError, TypeError):
-        return {}
-    groups = [Chunk(Path(name), "", "").group for name in names]
-    return {(a, b): sep for a, b, sep in zip(groups, groups[1:], seps[1:])}
+        return None
+    return Record({(a, b): sep for a, b, sep in zip(names, names[1:], seps[1:])},
+                  {Chunk(Path(name), "", "").group: name for name in names})
 
 
-def usable(separator) -> bool:
-    """A recorded separator a row may carry: line breaks and at most a heading or two
-    (a chapter's title, a part's, a scene-break mark). Anything longer is not what a
-    writer types between scenes (front matter stage 0 left out, an illustration's
-    caption), and the paragraph break stands in for it."""
-    return (separator is not None and "\n" in separator
-            and len(separator.split()) <= _MOST_SEPARATOR_WORDS)
+def usable(separator: str) -> bool:
+    """A recorded separator a row may carry: whitespace (a cut inside a long paragraph
+    leaves a space), or line breaks around at most a heading or two (a chapter's title,
+    a part's, a scene-break mark). Anything longer is not what a writer types between
+    scenes (front matter stage 0 left out, an illustration's caption)."""
+    return not separator.strip() or ("\n" in separator and len(separator.split()) <= _MOST_SEPARATOR_WORDS)
+
+
+def repeats(separator: str, before, after) -> bool:
+    """The recorded heading is also in a chunk's text (moved into it after stage 0):
+    carried between them too, it would be there twice."""
+    words = separator.strip()
+    return bool(words) and (before.text.rstrip().endswith(words) or after.text.lstrip().startswith(words))
+
+
+def split_separator(part, fallback: str) -> str:
+    """The text between two parts of one split chunk: the splitter writes each part as
+    the original's text up to the next part's first line, so the whitespace at the end
+    of the earlier part's file is what stood between them (an editor that trimmed it
+    to less than a paragraph break leaves `fallback`)."""
+    raw = read_text(part.path)
+    tail = raw[len(raw.rstrip()):].replace("\r\n", "\n").replace("\r", "\n")
+    return tail if tail.count("\n") >= fallback.count("\n") else fallback
+
+
+def seam_between(before, after, record: Record | None, fallback: str) -> Seam:
+    """The seam from `before` to `after` (which follows it), with the text between them,
+    or with separator None and the reason where that text cannot be known."""
+    if before.group == after.group:
+        return Seam(before, after, split_separator(before, fallback), "split")
+    if record is None:
+        return Seam(before, after, fallback, "paragraph break")
+    sep = record.between.get((record.name_of(before), record.name_of(after)))
+    if sep is None:
+        return Seam(before, after, None, "not next to each other in stage 0's record (renamed or renumbered since?)")
+    if not usable(sep):
+        return Seam(before, after, None, f"stage 0 found {len(sep.split())} words between them, not a heading")
+    if repeats(sep, before, after):
+        return Seam(before, after, None, "the heading stage 0 found between them is in a chunk now")
+    return Seam(before, after, sep, "stage 0")
 
 
 def seams(chunks, book_dir: Path) -> list[Seam]:
     """Every pair of `chunks` (the book's, in natural order) where one follows the other."""
-    recorded = stage0_separators(book_dir)
+    record = stage0_record(book_dir)
     fallback = paragraph_break(c.text for c in chunks)
-    out = []
-    for before, after in zip(chunks, chunks[1:]):
-        if not follows(before, after):
-            continue
-        sep = recorded.get((before.group, after.group))
-        out.append(Seam(before, after, sep, "stage 0") if usable(sep)
-                   else Seam(before, after, fallback, "paragraph break"))
-    return out
+    return [seam_between(before, after, record, fallback)
+            for before, after in zip(chunks, chunks[1:]) if follows(before, after)]
 
 
 def opening_rows(chunk_seams, train_examples, seed: int) -> list[Drill]:
@@ -128,7 +173,7 @@ def opening_rows(chunk_seams, train_examples, seed: int) -> list[Drill]:
         first_cut[e.chunk.name] = min(first_cut.get(e.chunk.name, len(e.chunk.text)), e.cut.end)
     rows = []
     for seam in chunk_seams:
-        if seam.before.name not in first_cut or seam.after.name not in first_cut:
+        if seam.separator is None or seam.before.name not in first_cut or seam.after.name not in first_cut:
             continue
         rng = random.Random(f"{seed}:{seam.name}:opening")
         words = [m.start() for m in re.finditer(r"\S+", seam.before.text)]

@@ -62,16 +62,21 @@ def drill_counts(drills) -> dict:
 
 def opening_counts(result) -> dict:
     """Scene openings: rows, tokens, where each row's separator came from, and the
-    neighbouring chunks no row crosses (a validation chunk on one side, a gap)."""
+    neighbouring chunks no row crosses, with why (an unknown separator, a validation
+    chunk on one side, a gap in the numbering)."""
+    on = result.config.pipeline.scene_openings
     trained = {d.chunk.name for d in result.openings}
     names = [c.name for c in result.chunks]
     return {"rows": len(result.openings), "tokens": sum(d.total_tokens for d in result.openings),
-            "separator_from": {src: n for src in ("stage 0", "paragraph break")
+            "separator_from": {src: n for src in SEPARATOR_SOURCES
                                if (n := sum(d.chunk.source == src for d in result.openings))},
             "after_chat_system_message": sum(bool(d.system) for d in result.openings),
-            "seams_not_trained": [s.name for s in result.seams if s.name not in trained],
+            "text_between_unknown": [{"seam": s.name, "why": s.source} for s in result.seams
+                                     if on and s.separator is None],
+            "beside_validation_or_left_out": [s.name for s in result.seams if on and s.separator is not None
+                                              and s.name not in trained],
             "gaps": [f"{a} + {b}" for a, b, ca, cb in zip(names, names[1:], result.chunks, result.chunks[1:])
-                     if not follows(ca, cb)]}
+                     if on and not follows(ca, cb)]}
 
 
 def report_dict(result) -> dict:
@@ -161,18 +166,25 @@ def _drills_line(drills: dict) -> str:
             f"message. Where they stop: {kinds}.")
 
 
+SEPARATOR_SOURCES = {"stage 0": "the text stage 0 found between them",
+                     "split": "the whitespace between the parts of a split chunk",
+                     "paragraph break": "a paragraph break (chunks cut by hand: the text between them is not recorded)"}
+
+
 def _openings_line(o: dict) -> str:
     head = (f"Scene openings: {o['rows']} training rows, {o['tokens']} tokens in all (scene_openings), "
             "each a chunk's opening up to its first cut (no example's completion holds it) after the "
             "last words of the chunk before and the text between them"
-            + "".join(f"; {n} with {'the text stage 0 found between them' if src == 'stage 0' else 'a paragraph break (chunks cut by hand: the text between them is not recorded)'}"
-                      for src, n in o["separator_from"].items())
+            + "".join(f"; {n} with {SEPARATOR_SOURCES[src]}" for src, n in o["separator_from"].items())
             + f"; {o['after_chat_system_message']} after the chat route's system message." if o["rows"]
             else "Scene openings: none (scene_openings: false, or no two training chunks follow each other).")
     rest = []
-    if o["seams_not_trained"]:
-        rest.append(f"Not crossed ({len(o['seams_not_trained'])}): chunks beside a validation chunk or "
-                    "one left out: " + ", ".join(o["seams_not_trained"]) + ".")
+    if o["text_between_unknown"]:
+        rest.append("Not crossed, the text between unknown: "
+                    + "; ".join(f"{u['seam']} ({u['why']})" for u in o["text_between_unknown"]) + ".")
+    if o["beside_validation_or_left_out"]:
+        rest.append(f"Not crossed ({len(o['beside_validation_or_left_out'])}), a validation chunk or one "
+                    "left out on one side: " + ", ".join(o["beside_validation_or_left_out"]) + ".")
     if o["gaps"]:
         rest.append("Chunks that do not follow by their numbers (a number skipped; no row crosses): "
                     + ", ".join(o["gaps"]) + ".")

@@ -334,10 +334,10 @@ def plan(cfg, manifest, processes: int = 1) -> dict:
            "batch": f"{micro} {'packed sequence' if k.sample_packing else 'example'}(s) x "
                     f"{accumulation} accumulation step(s) x {processes} process(es) = {batch}",
            "optimizer steps": steps, "training tokens": tokens}
-    if out["join drills"] and not k.sample_packing:
-        out["steps of join drills only"] = (
-            f"~{drills_only_share(len(examples) + len(openings), len(drills), batch):.0%} expected "
-            "(rows are shuffled)")
+    if (drills or openings) and not k.sample_packing:
+        out["steps without an example"] = (
+            f"~{short_rows_only_share(len(examples), len(drills) + len(openings), batch):.0%} expected "
+            "(join drills and scene openings alone; rows are shuffled)")
     if device == "cuda":
         mem = gpu_plan.memory_plan(shape, k, processes, longest_sequence(cfg, manifest)) if shape else None
         out["estimated peak memory per GPU"] = (
@@ -352,12 +352,13 @@ def plan(cfg, manifest, processes: int = 1) -> dict:
     return out
 
 
-def drills_only_share(examples: int, drills: int, batch: int) -> float:
+def short_rows_only_share(examples: int, short: int, batch: int) -> float:
     """The chance that a step's `batch` rows, drawn at random from the shuffled rows,
-    are all join drills: drills choose batch over rows choose batch. Adam moves the
-    adapter about as far on such a step as on one holding ~8,000 tokens of prose,
-    which is why the share is worth knowing (docs/benchmarks.md, known shortfalls)."""
-    return math.comb(drills, batch) / math.comb(examples + drills, batch)
+    are all short rows (join drills, scene openings: tens to a few hundred labelled
+    tokens each): short choose batch over rows choose batch. Adam moves the adapter
+    about as far on such a step as on one holding ~8,000 tokens of prose, which is
+    why the share is worth knowing (docs/benchmarks.md, known shortfalls)."""
+    return math.comb(short, batch) / math.comb(examples + short, batch)
 
 
 def longest_example(manifest) -> int:
