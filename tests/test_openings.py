@@ -197,6 +197,22 @@ def test_an_excluded_chunk_leaves_a_gap_and_an_opening_ends_at_the_first_of_seve
             "chunk_004_the_long_walk.txt + chunk_006a_the_last_burn.txt") in report
 
 
+def test_a_row_longer_than_sequence_len_is_left_out_and_named(tmp_path, capsys):
+    """A rules file so long that the chat route's rows (a quarter of them open with it)
+    pass sequence_len: they are left out, named on the terminal; the examples, which
+    never carry it, all stay."""
+    rules = tmp_path / "rules.md"
+    rules.write_text("Write in the voice of the book, as the writer does. " * 350, encoding="utf-8")
+    cfg = load_config(write_config(tmp_path, {"system_prompt_file": str(rules)}))
+    result = prepare_data(cfg)
+    long_rows = result.long_rows
+    assert long_rows and all(r.system and r.total_tokens > cfg.sequence_len for r in long_rows)
+    assert all(r.total_tokens <= cfg.sequence_len for r in result.rows_without_end + result.train)
+    assert len(result.train) == 9
+    warning = [w for w in result.warnings() if "longer than sequence_len left out" in w]
+    assert warning and warning[0].startswith(f"{len(long_rows)} join drill(s) or scene opening(s)")
+
+
 @pytest.mark.parametrize("before, after, answer", [
     ("chunk_001_a.txt", "chunk_002_b.txt", True),
     ("chunk_009.txt", "chunk_010.txt", True),

@@ -61,6 +61,7 @@ class Stage1Result:
     drills: list = field(default_factory=list)     # drills.Drill, training rows beside train
     openings: list = field(default_factory=list)   # openings.opening_rows, training rows too
     seams: list = field(default_factory=list)      # openings.Seam: which chunks follow which
+    long_rows: list = field(default_factory=list)  # drills and openings over sequence_len, left out
 
     @property
     def rows_without_end(self):
@@ -78,7 +79,10 @@ class Stage1Result:
         return [f"{paths.shown(self.book_dir / name)}: {reason}" for name, reason in self.skipped
                 if reason.startswith(("EMPTY", LEFT_OUT))] + ([rules] if rules else []) + (
             [hard_wrap_advice(f"{len(wrapped)} chunk file(s) ({some_of(wrapped)}) are")] if wrapped else []) + (
-            self.residue_warnings())
+            self.residue_warnings()) + ([
+                f"{len(self.long_rows)} join drill(s) or scene opening(s) longer than sequence_len left out "
+                f"({some_of([r.chunk.name for r in self.long_rows])}); their text trains in its examples"]
+                if self.long_rows else [])
 
     def residue_warnings(self) -> list[str]:
         """Footnote marks and page numbers a printed edition left in the chunk files, and
@@ -183,8 +187,12 @@ def prepare_data(config, book_dir=None, skip_overlong=False, say=lambda message:
     drills = build_drills(training_chunks, punkt, counter, s.join_drills_per_chunk, s.seed, system)
     book_seams = seams(chunks, book_dir)
     openings = finish_rows(opening_rows(book_seams, train, s.seed), counter, system) if s.scene_openings else []
-    return Stage1Result(config, book_dir, chunks, train, validation, skipped,
-                        counter.description, counter.exact, splitter, overlong, drills, openings, book_seams)
+    # a row is a stretch of an example's text plus at most ~90 words and the chat route's
+    # system message, so only a chunk whose example nearly fills sequence_len can give one
+    long_rows = [r for r in drills + openings if r.total_tokens > config.sequence_len]
+    drills, openings = ([r for r in rows if all(r is not x for x in long_rows)] for rows in (drills, openings))
+    return Stage1Result(config, book_dir, chunks, train, validation, skipped, counter.description,
+                        counter.exact, splitter, overlong, drills, openings, book_seams, long_rows)
 
 
 def jsonl_bytes(examples, drills=()) -> bytes:

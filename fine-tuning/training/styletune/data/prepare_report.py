@@ -99,6 +99,8 @@ def report_dict(result) -> dict:
         "skipped": [{"file": f, "reason": r} for f, r in result.skipped],
         "skipped_overlong": [{"file": e.chunk.name, "tokens": e.total_tokens}
                              for e in result.overlong_skipped],
+        "short_rows_left_out_over_sequence_len": [{"rows_of": r.chunk.name, "kind": r.kind, "tokens": r.total_tokens}
+                                                  for r in result.long_rows],
         "exceptions": [{"file": f, "reason": r} for f, r in result.exceptions()],
     }
 
