@@ -65,6 +65,16 @@ def test_every_training_chunks_opening_is_learnt_after_the_chunk_before(result):
             after.text[after.text.index(row.continuation) + len(row.continuation):first_join].strip() == ""
 
 
+def test_the_preview_shows_an_opening_with_its_cut(result, capsys):
+    from styletune.data.prepare import preview_opening
+    row = result.openings[0]
+    preview_opening(row)
+    out = capsys.readouterr().out
+    assert f"--- scene opening: {row.chunk.name} ({row.total_tokens} tokens" in out
+    before, after = out.split("cut: the model writes the next scene's opening from here")
+    assert row.prompt.split("\n")[0] in before and row.continuation.split("\n")[0] in after
+
+
 def test_rows_are_labelled_on_the_opening_alone_with_no_end_of_turn(result, hf_tokenizer):
     from styletune.train.models import training_template
     hf_tokenizer.chat_template = training_template(result.config)

@@ -281,6 +281,16 @@ def preview(examples, n):
         print(textwrap.indent(rest[:400] + (" [...]" if len(rest) > 400 else ""), "  "))
 
 
+def preview_opening(row) -> None:
+    """One scene opening as it trains: the end of one chunk, the text between, the cut."""
+    seam = row.chunk
+    print(f"\n--- scene opening: {seam.name} ({row.total_tokens} tokens; the text between: "
+          f"{seam.separator!r}, {seam.source}) ---")
+    print(textwrap.indent(("[...] " if row.start else "") + row.prompt, "  "))
+    print("  ✂ ──────── cut: the model writes the next scene's opening from here ────────")
+    print(textwrap.indent(row.continuation, "  "))
+
+
 def run(args) -> int:
     cfg = load_config(args.config)
     print(f"config: {paths.shown(cfg.path)}")
@@ -296,6 +306,8 @@ def run(args) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     if args.preview:
         preview(result.examples, args.preview)
+        for row in result.openings[:1]:
+            preview_opening(row)
     outputs = planned_outputs(result)
     if args.dry_run:
         print("\ndry run: nothing written. Would write:")
