@@ -11,7 +11,7 @@ from styletune.config import load_config
 from styletune.data.chunks import Chunk
 from styletune.data.drills import PROMPT_WORDS
 from styletune.data.manuscript import read_manuscript
-from styletune.data.openings import OPENING, follows, paragraph_break
+from styletune.data.openings import OPENING, follows, paragraph_break, repeats, split_separator
 from styletune.data.prepare import planned_outputs, prepare_data
 from styletune.data.tokens import IGNORE_INDEX, training_ids
 from styletune.fileio import write_outputs
@@ -48,8 +48,8 @@ def assert_rows_are_the_books_text(result):
 
 def test_every_training_chunks_opening_is_learnt_after_the_chunk_before(result):
     assert_rows_are_the_books_text(result)
-    # nine chunks, one held out (chunk_002): its two seams are not crossed, the other six are,
-    # and the split original's parts (006a -> 006b) follow each other too
+    # ten chunk files, nine seams; one chunk held out (chunk_002): its two seams are not
+    # crossed, the other seven are, the split original's parts (006a -> 006b) among them
     names = [r.chunk.name for r in result.openings]
     assert len(names) == 7 and "chunk_006a_the_last_burn.txt + chunk_006b_into_the_cistern.txt" in names
     assert not any("chunk_002" in n for n in names)
@@ -199,6 +199,7 @@ def test_an_excluded_chunk_leaves_a_gap_and_an_opening_ends_at_the_first_of_seve
     cfg = load_config(write_config(tmp_path, {"exclude_chunks": ["chunk_005_the_captains_table.txt"],
                                               "cuts_per_chunk": 2}))
     result = prepare_data(cfg)
+    assert len(result.openings) == 5              # 7, less the two seams of chunk_005
     assert_rows_are_the_books_text(result)       # up to the earliest of the chunk's two cuts
     assert all(sum(e.chunk.name == o.chunk.after.name for e in result.train) == 2 for o in result.openings)
     assert not any("chunk_005" in o.chunk.name for o in result.openings)
@@ -221,6 +222,28 @@ def test_a_row_longer_than_sequence_len_is_left_out_and_named(tmp_path, capsys):
     assert len(result.train) == 9
     warning = [w for w in result.warnings() if "longer than sequence_len left out" in w]
     assert warning and warning[0].startswith(f"{len(long_rows)} join drill(s) or scene opening(s)")
+
+
+@pytest.mark.parametrize("part_ends, between", [
+    ("It was late.\n\n", "\n\n"),
+    ("It was late.\n\n\n\n", "\n\n\n\n"),     # a scene break of blank lines, as typed
+    ("It was late. ", " "),                      # cut inside a long paragraph, at a sentence end
+    ("It was late.\n", "\n\n"),                 # an editor trimmed the file: the book's break
+])
+def test_the_text_between_split_parts_is_what_the_splitter_left(tmp_path, part_ends, between):
+    part = tmp_path / "chunk_005a_x.txt"
+    part.write_text(part_ends, encoding="utf-8")
+    assert split_separator(Chunk(part, part_ends.strip(), ""), "\n\n") == between
+
+
+def test_a_heading_counts_as_moved_into_a_chunk_only_as_whole_lines():
+    chunk = lambda name, text: Chunk(Path(name), text, "")  # noqa: E731
+    plain, next_one = chunk("chunk_001.txt", "He said *nothing*"), chunk("chunk_002.txt", "The next day.")
+    assert not repeats("\n\n*\n\n", plain, next_one)        # a scene mark, not the italics' star
+    assert repeats("\n\nCHAPTER II.\n\n", plain, chunk("chunk_002.txt", "CHAPTER II.\n\nThe next day."))
+    assert repeats("\n\nCHAPTER II.\n\n", chunk("chunk_001.txt", "The end.\n\n  CHAPTER II."), next_one)
+    assert not repeats("\n\nCHAPTER II.\n\n", chunk("chunk_001.txt", "as in CHAPTER II."), next_one)
+    assert not repeats("\n\n\n", plain, next_one)
 
 
 @pytest.mark.parametrize("before, after, answer", [

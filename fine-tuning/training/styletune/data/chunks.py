@@ -27,10 +27,16 @@ class Chunk:
         return self.path.name
 
     @property
+    def place(self) -> tuple[int, str] | None:
+        """(13, "b") for chunk_013b_the_walk.txt: its number and part letters; None for a
+        name without a number."""
+        m = CHUNK_NAME.match(self.name)
+        return (int(m.group(2)), m.group(3).lower()) if m else None
+
+    @property
     def group(self) -> str:
         """Parts of one original (013a, 013b) share a group and a side of the split."""
-        m = CHUNK_NAME.match(self.name)
-        return f"chunk_{int(m.group(2)):03d}" if m else self.path.stem
+        return f"chunk_{self.place[0]:03d}" if self.place else self.path.stem
 
 
 def natural_key(name: str):

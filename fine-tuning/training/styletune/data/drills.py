@@ -80,11 +80,17 @@ def window(text: str, stop: int, words: int) -> tuple[int, int] | None:
     """(start, end) of a drill stopping at `stop`: `words` words before it (or all
     there are, PROMPT_WORDS[0] at least), CONTINUATION_WORDS whole words after; None
     where the chunk has too few words on either side."""
-    before = [m.start() for m in re.finditer(r"\S+", text[:stop])]
     after = re.match(r"(?:\s*\S+(?!\S)){%d}" % CONTINUATION_WORDS, text[stop:])
-    if len(before) < PROMPT_WORDS[0] or not after:
+    if len(re.findall(r"\S+", text[:stop])) < PROMPT_WORDS[0] or not after:
         return None
-    return before[max(0, len(before) - words)], stop + after.end()
+    return words_back(text, stop, words), stop + after.end()
+
+
+def words_back(text: str, stop: int, words: int) -> int:
+    """Where a prompt of `words` words ending at `stop` starts (at a word; the whole
+    text before `stop` where it has fewer)."""
+    starts = [m.start() for m in re.finditer(r"\S+", text[:stop])]
+    return starts[max(0, len(starts) - words)] if starts else 0
 
 
 def chunk_drills(chunk, first_kind: int, count: int, seed: int, punkt, vocabulary) -> list[Drill]:

@@ -19,13 +19,12 @@ two chunks) no row crosses, and the report says why.
 """
 import json
 import random
-import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from styletune.data.chunks import CHUNK_NAME, Chunk
-from styletune.data.drills import PROMPT_WORDS, Drill
+from styletune.data.chunks import Chunk
+from styletune.data.drills import PROMPT_WORDS, Drill, words_back
 from styletune.fileio import read_text
 from styletune.settings import SEGMENT_MANIFEST
 from styletune.text.paragraphs import paragraph_spans
@@ -53,18 +52,12 @@ class Seam:
         return self.before.text + self.separator + self.after.text
 
 
-def _number_and_part(chunk):
-    """(13, "b") for chunk_013b_the_walk.txt; None for a name without a number."""
-    m = CHUNK_NAME.match(chunk.name)
-    return (int(m.group(2)), m.group(3).lower()) if m else None
-
-
 def follows(before, after) -> bool:
     """Whether `after` comes straight after `before` in the book, by their names: the
     next number (chunk_013 -> chunk_014, or 013b -> 014), or the next part of one
     original (013a -> 013b). A number skipped (a chunk deleted, excluded or empty)
     leaves a gap no row crosses."""
-    a, b = _number_and_part(before), _number_and_part(after)
+    a, b = before.place, after.place
     if not a or not b:
         return False
     if a[0] == b[0]:   # the splitter letters parts a, b, c, ...
@@ -98,8 +91,7 @@ class Record:
         of a chunk split after stage 0 (013a of chunk_013)."""
         if any(chunk.name in pair for pair in self.between):
             return chunk.name
-        parts = _number_and_part(chunk)
-        return self.by_group.get(chunk.group) if parts and parts[1] else None
+        return self.by_group.get(chunk.group) if chunk.place and chunk.place[1] else None
 
 
 def stage0_record(book_dir: Path) -> Record | None:
@@ -123,10 +115,14 @@ def usable(separator: str) -> bool:
 
 
 def repeats(separator: str, before, after) -> bool:
-    """The recorded heading is also in a chunk's text (moved into it after stage 0):
-    carried between them too, it would be there twice."""
+    """The recorded heading is also in a chunk's text, as whole lines (moved into it
+    after stage 0): carried between them too, it would be there twice."""
     words = separator.strip()
-    return bool(words) and (before.text.rstrip().endswith(words) or after.text.lstrip().startswith(words))
+    if not words:
+        return False
+    end, start = before.text.rstrip(), after.text.lstrip()
+    return ((end.endswith(words) and not end[:len(end) - len(words)].split("\n")[-1].strip())
+            or (start.startswith(words) and not start[len(words):].split("\n")[0].strip()))
 
 
 def split_separator(part, fallback: str) -> str:
@@ -136,6 +132,8 @@ def split_separator(part, fallback: str) -> str:
     to less than a paragraph break leaves `fallback`)."""
     raw = read_text(part.path)
     tail = raw[len(raw.rstrip()):].replace("\r\n", "\n").replace("\r", "\n")
+    if tail and "\n" not in tail:     # a cut inside a long paragraph, at a sentence end
+        return tail
     return tail if tail.count("\n") >= fallback.count("\n") else fallback
 
 
@@ -150,7 +148,8 @@ def seam_between(before, after, record: Record | None, fallback: str) -> Seam:
     if sep is None:
         return Seam(before, after, None, "not next to each other in stage 0's record (renamed or renumbered since?)")
     if not usable(sep):
-        return Seam(before, after, None, f"stage 0 found {len(sep.split())} words between them, not a heading")
+        return Seam(before, after, None, f"stage 0 found {len(sep.split())} words between them"
+                                         + (", not a heading" if "\n" in sep else " on one line"))
     if repeats(sep, before, after):
         return Seam(before, after, None, "the heading stage 0 found between them is in a chunk now")
     return Seam(before, after, sep, "stage 0")
@@ -176,8 +175,7 @@ def opening_rows(chunk_seams, train_examples, seed: int) -> list[Drill]:
         if seam.separator is None or seam.before.name not in first_cut or seam.after.name not in first_cut:
             continue
         rng = random.Random(f"{seed}:{seam.name}:opening")
-        words = [m.start() for m in re.finditer(r"\S+", seam.before.text)]
-        start = words[max(0, len(words) - rng.randint(*PROMPT_WORDS))]
+        start = words_back(seam.before.text, len(seam.before.text), rng.randint(*PROMPT_WORDS))
         # the first line's indent is typed with the break, as a drill's is: the
         # continuation opens with the scene's first word
         indent = len(seam.after.text) - len(seam.after.text.lstrip())

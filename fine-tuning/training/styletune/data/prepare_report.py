@@ -4,7 +4,7 @@ import statistics
 
 from styletune import paths
 from styletune.data.drills import CONTINUATION_WORDS, KINDS
-from styletune.data.openings import follows
+from styletune.data.openings import OPENING, follows
 from styletune.text.paragraphs import is_hard_wrapped, whitespace_kind
 
 
@@ -65,7 +65,8 @@ def opening_counts(result) -> dict:
     neighbouring chunks no row crosses, with why (an unknown separator, a validation
     chunk on one side, a gap in the numbering)."""
     on = result.config.pipeline.scene_openings
-    trained = {d.chunk.name for d in result.openings}
+    too_long = [r.chunk.name for r in result.long_rows if r.kind == OPENING]
+    trained = {d.chunk.name for d in result.openings} | set(too_long)
     names = [c.name for c in result.chunks]
     return {"rows": len(result.openings), "tokens": sum(d.total_tokens for d in result.openings),
             "separator_from": {src: n for src in SEPARATOR_SOURCES
@@ -75,6 +76,7 @@ def opening_counts(result) -> dict:
                                      if on and s.separator is None],
             "beside_validation_or_left_out": [s.name for s in result.seams if on and s.separator is not None
                                               and s.name not in trained],
+            "over_sequence_len": too_long,
             "gaps": [f"{a} + {b}" for a, b, ca, cb in zip(names, names[1:], result.chunks, result.chunks[1:])
                      if on and not follows(ca, cb)]}
 
@@ -187,6 +189,8 @@ def _openings_line(o: dict) -> str:
     if o["beside_validation_or_left_out"]:
         rest.append(f"Not crossed ({len(o['beside_validation_or_left_out'])}), a validation chunk or one "
                     "left out on one side: " + ", ".join(o["beside_validation_or_left_out"]) + ".")
+    if o["over_sequence_len"]:
+        rest.append("Left out, longer than sequence_len: " + ", ".join(o["over_sequence_len"]) + ".")
     if o["gaps"]:
         rest.append("Chunks that do not follow by their numbers (a number skipped; no row crosses): "
                     + ", ".join(o["gaps"]) + ".")

@@ -7,8 +7,9 @@ accumulation. Axolotl 0.19 turns that off for every model whose forward() takes
 num_items_in_batch, which reaches the loss through **kwargs; axolotl PR #3982), and
 each row then weighs the same whatever its length: with the main config's four rows
 a step, a 24-word join drill would weigh as much as a 2,000-token example, and the
-drills (four in five rows) would carry some 80% of what training learns instead of
-the few percent of the labelled tokens they are. The plugin gives the decision back
+drills (four rows in five before the scene openings, two in three now) would carry
+most of what training learns instead of the few percent of the labelled tokens
+they are. The plugin gives the decision back
 to transformers' own rule.
 
 QLoRAOnCPU, for QLoRA on a CPU, used by the rehearsal config:
