@@ -48,9 +48,11 @@ def test_every_drill_is_the_authors_text_stopping_at_its_kind(result):
 
 
 def test_a_drill_is_counted_and_labelled_as_training_tokenises_it(result, hf_tokenizer):
+    """Join drills and scene openings (data/openings.py) alike: the continuation alone."""
     from styletune.train.models import training_template
     hf_tokenizer.chat_template = training_template(result.config)
-    for d in result.drills:
+    assert result.openings
+    for d in result.rows_without_end:
         ids = training_ids(hf_tokenizer, d.messages(), ends_turn=False)
         assert len(ids["input_ids"]) == d.total_tokens
         labelled = [t for t, lab in zip(ids["input_ids"], ids["labels"]) if lab != IGNORE_INDEX]

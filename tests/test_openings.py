@@ -13,7 +13,6 @@ from styletune.data.drills import PROMPT_WORDS
 from styletune.data.manuscript import read_manuscript
 from styletune.data.openings import OPENING, follows, paragraph_break, repeats, split_separator
 from styletune.data.prepare import planned_outputs, prepare_data
-from styletune.data.tokens import IGNORE_INDEX, training_ids
 from styletune.fileio import write_outputs
 from styletune.settings import SEGMENT_MANIFEST
 
@@ -73,17 +72,6 @@ def test_the_preview_shows_an_opening_with_its_cut(result, capsys):
     assert f"--- scene opening: {row.chunk.name} ({row.total_tokens} tokens" in out
     before, after = out.split("cut: the model writes the next scene's opening from here")
     assert row.prompt.split("\n")[0] in before and row.continuation.split("\n")[0] in after
-
-
-def test_rows_are_labelled_on_the_opening_alone_with_no_end_of_turn(result, hf_tokenizer):
-    from styletune.train.models import training_template
-    hf_tokenizer.chat_template = training_template(result.config)
-    for row in result.openings:
-        ids = training_ids(hf_tokenizer, row.messages(), ends_turn=False)
-        assert len(ids["input_ids"]) == row.total_tokens
-        labelled = [t for t, lab in zip(ids["input_ids"], ids["labels"]) if lab != IGNORE_INDEX]
-        assert hf_tokenizer.decode(labelled) == row.continuation
-        assert ids["labels"][-1] != IGNORE_INDEX     # no end of turn after the opening
 
 
 def test_openings_are_written_recorded_reported_and_the_same_every_run(result, tmp_path):
