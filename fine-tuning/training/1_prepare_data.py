@@ -29,7 +29,11 @@ windows of 10-60 words of the chunk stopping where a writer pauses mid-flow (aft
 a typed space or paragraph break, after a comma, inside a word), continued by the
 next 24 words, with `"ends_turn": false`: no end-of-turn token is learnt from them.
 A quarter open with the system message Continue's chat sends (ours, then the rules
-file `system_prompt_file`); the examples never carry one.
+file `system_prompt_file`); the examples never carry one. Then one scene opening
+per two training chunks that follow each other (`scene_openings`, data/openings.py):
+the last words of the first, the text between them as typed (stage 0's record, or a
+paragraph break between chunks cut by hand), and the second's opening up to its
+first cut, which no example's completion holds; also without an end of turn.
 
 Exit    0 written (or dry run), 2 a problem the message names the fix for, 5 an example
         longer than sequence_len (the message names split_oversized_chunks.py).
@@ -54,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="read, cut and count, show what would be written; write nothing")
     p.add_argument("--force", action="store_true", help="overwrite outputs that differ")
     p.add_argument("--preview", type=int, default=0, metavar="N",
-                   help="print N examples with the cut marked")
+                   help="print N examples with the cut marked, and one scene opening")
     p.add_argument("--skip-overlong", action="store_true",
                    help="leave out examples longer than sequence_len (listed in the report) "
                         "instead of stopping")
