@@ -52,14 +52,18 @@ def preprocessed(request, tmp_path_factory):
 def test_axolotl_accepts_the_config_and_keeps_every_example(preprocessed):
     cfg, result, sets, _ = preprocessed
     sizes = sorted(len(s) for s in sets)
-    assert sizes == sorted([len(result.train) + len(result.rows_without_end), len(result.validation)])
-    assert result.drills and result.openings   # join drills and scene openings train beside the examples
+    assert sizes == sorted([len(result.train) + len(result.rows_without_end),
+                            len(result.validation) + len(result.validation_openings)])
+    # join drills and scene openings train beside the examples; a validation chunk's
+    # opening is held out beside its example
+    assert result.drills and result.openings and result.validation_openings
 
 
 def test_our_token_counts_equal_axolotls(preprocessed):
     _, result, sets, _ = preprocessed
     theirs = sorted(len(row["input_ids"]) for s in sets for row in s)
-    ours = sorted([e.total_tokens for e in result.examples] + [d.total_tokens for d in result.rows_without_end])
+    ours = sorted([e.total_tokens for e in result.examples]
+                  + [d.total_tokens for d in result.rows_without_end + result.validation_openings])
     assert theirs == ours
 
 
@@ -76,7 +80,8 @@ def test_only_the_continuation_and_its_end_token_are_labelled_a_drill_without_it
         user = e.messages()[:1]
         request = encode(tok.apply_chat_template(user, tokenize=False, add_generation_prompt=True))
         requests[tuple(request)] = encode(e.completion + end)
-    for d in result.rows_without_end:     # the writer's text goes on: no end of turn learnt
+    goes_on = result.rows_without_end + result.validation_openings
+    for d in goes_on:     # the writer's text goes on: no end of turn learnt
         request = encode(tok.apply_chat_template(d.messages()[:-1], tokenize=False, add_generation_prompt=True))
         requests[tuple(request)] = encode(d.continuation)
     ends = systems = 0
@@ -98,7 +103,7 @@ def test_only_the_continuation_and_its_end_token_are_labelled_a_drill_without_it
             assert chat_drill or ("system" not in opening and ("user" in opening or "assistant" in opening))
             systems += chat_drill
     assert ends == len(result.examples)        # one labelled end of turn per example, none per drill
-    assert systems == sum(bool(d.system) for d in result.rows_without_end) > 0
+    assert systems == sum(bool(d.system) for d in goes_on) > 0
     assert any(e.completion.startswith(" ") for e in result.examples)
     # typed examples: the prompt ends in the writer's space or paragraph break
     assert any(e.prefix.endswith((" ", "\n")) for e in result.examples)

@@ -43,6 +43,9 @@ def test_perplexity_counts_only_the_completion_and_its_end_token(tiny):
         logp = torch.log_softmax(model(torch.tensor([full])).logits[0].float(), -1)
     by_hand = [-logp[i - 1, full[i]].item() for i in range(start, start + len(completion) + 1)]
     assert np.allclose(nll, by_hand, atol=1e-4)
+    # a scene opening's continuation goes on: its tokens alone, no end of turn
+    opening = evaluate.completion_token_nll(model, tok, conv, ends_turn=False)
+    assert np.allclose(opening, by_hand[:-1], atol=1e-4)
 
 
 def test_perplexity_intervals_and_the_paired_ratio():
@@ -152,6 +155,11 @@ def check_report(folder):
     assert style_report.checkpoint_line(report["tuned_checkpoint"]) in md
     assert "| held-out perplexity" in md and "Cosine Delta" in md and "verdict" in md
     assert "| held-out perplexity, base in 4-bit NF4 as training saw it |" in md
+    # the held-out chunk's opening, after the end of the chunk before it (stage 1's row)
+    assert report["counts"]["validation_openings"] == 1
+    openings = report["perplexity"]["openings_ratio"]
+    assert len(openings["per_chunk"]) == 1 and openings["ci"][0] <= openings["ratio"] <= openings["ci"][1]
+    assert "| held-out scene openings, perplexity (1 validation chunk opening(s), each after" in md
     assert "| quotations in the author's style" in md and "| after a comma, space typed |" in md
     assert (f"| on {report['counts']['training_prompts']} training prompts: longest run of the author's own "
             "continuation written back (words) |") in md

@@ -24,20 +24,23 @@ def result(tmp_path_factory):
     return prepare_data(load_config(write_config(tmp_path_factory.mktemp("openings"))))
 
 
-def first_cut(result, chunk_name):
-    return min(e.cut.end for e in result.train if e.chunk.name == chunk_name)
+def first_cut(examples, chunk_name):
+    return min(e.cut.end for e in examples if e.chunk.name == chunk_name)
 
 
-def assert_rows_are_the_books_text(result):
-    """Each row: the last words of one training chunk, the text between, and the next
-    chunk's opening up to the sentence its first example's prompt stops at."""
-    training = {e.chunk.name for e in result.train}
-    for row in result.openings:
+def assert_rows_are_the_books_text(result, held_out=False):
+    """Each row: the last words of one chunk (a training chunk before a training
+    row; any before a held-out one), the text between, and the next chunk's opening up
+    to the sentence its first example's prompt stops at."""
+    examples, rows = (result.validation, result.validation_openings) if held_out else (result.train, result.openings)
+    targets = {e.chunk.name for e in examples}
+    context = {c.name for c in result.chunks} if held_out else targets
+    for row in rows:
         seam = row.chunk
-        assert row.kind == OPENING and seam.before.name in training and seam.after.name in training
+        assert row.kind == OPENING and seam.before.name in context and seam.after.name in targets
         indent = seam.after.text[:len(seam.after.text) - len(seam.after.text.lstrip())]
         assert row.prompt == seam.before.text[row.start:] + seam.separator + indent
-        assert row.continuation == seam.after.text[len(indent):first_cut(result, seam.after.name)]
+        assert row.continuation == seam.after.text[len(indent):first_cut(examples, seam.after.name)]
         assert not row.continuation[0].isspace()      # the scene's first word
         assert row.start == 0 or seam.before.text[row.start - 1].isspace()   # from a word
         assert PROMPT_WORDS[0] <= len(seam.before.text[row.start:].split()) <= PROMPT_WORDS[1]
@@ -87,14 +90,34 @@ def test_openings_are_written_recorded_reported_and_the_same_every_run(result, t
     assert [m["separator_from"] for m in manifest["scene_openings"]].count("split") == 1   # 006a -> 006b
     report = (cfg.pipeline.report_dir / "stage1_report.md").read_text(encoding="utf-8")
     assert "Scene openings: 7 training rows" in report
-    assert ("Not crossed (2), a validation chunk or one left out on one side: chunk_001_prologue_the_silence.txt "
-            "+ chunk_002_the_infirmary.txt, chunk_002_the_infirmary.txt + chunk_003_the_archive_chapel.txt.") in report
+    assert ("Held out: 1 validation chunk opening(s), "
+            f"{result.validation_openings[0].total_tokens} tokens, in validation.jsonl") in report
+    assert ("Not crossed (1), a validation chunk or one left out on one side: "
+            "chunk_002_the_infirmary.txt + chunk_003_the_archive_chapel.txt.") in report
     again = prepare_data(cfg)
     assert [(o.chunk.name, o.start, o.stop, o.end, o.system) for o in again.openings] == \
         [(o.chunk.name, o.start, o.stop, o.end, o.system) for o in result.openings]
     off = prepare_data(load_config(write_config(tmp_path, {"scene_openings": False})))
     assert off.openings == [] and "Scene openings: none" in \
         planned_outputs(off)[off.config.pipeline.report_dir / "stage1_report.md"].decode()
+    # held out either way: runs with and without openings are validated on the same rows
+    assert planned_outputs(off)[off.config.validation_path] == cfg.validation_path.read_bytes()
+
+
+def test_a_validation_chunks_opening_is_held_out_after_the_chunk_before_it(result):
+    # chunk_002 is held out: its opening follows chunk_001 (training, context only); the
+    # seam after it (002 -> 003) would make held-out text a training row's context
+    assert_rows_are_the_books_text(result, held_out=True)
+    assert [r.chunk.name for r in result.validation_openings] == \
+        ["chunk_001_prologue_the_silence.txt + chunk_002_the_infirmary.txt"]
+    write_outputs(planned_outputs(result), force=True)
+    rows = [json.loads(line) for line in result.config.validation_path.read_text(encoding="utf-8").splitlines()]
+    assert [r["messages"] for r in rows] == [e.messages() for e in result.validation] + \
+        [o.messages() for o in result.validation_openings]
+    assert [r["ends_turn"] for r in rows] == [True] * len(result.validation) + [False]
+    manifest = json.loads(result.config.data_manifest_path.read_text(encoding="utf-8"))
+    assert [m["chunks"] for m in manifest["validation_scene_openings"]] == \
+        [["chunk_001_prologue_the_silence.txt", "chunk_002_the_infirmary.txt"]]
 
 
 NOVEL = CORPUS / "doyle_a_study_in_scarlet.txt"

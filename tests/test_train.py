@@ -159,6 +159,7 @@ def test_plan_counts_steps(make_config):
     assert plan["join drills"] == 36                                        # 4 per training chunk
     # chunk_001 -> 002 -> 003: the validation chunk between breaks two seams of nine
     assert plan["scene openings"] == 7
+    assert plan["validation scene openings"] == 1   # chunk_002's, after chunk_001
     assert plan["epochs"] == "3 (max_steps 3 ends the run after 0.058 epoch(s))"   # 3 of 52 rows
     main = load_config(make_config(max_steps=None, gradient_accumulation_steps=4))
     # every training row is a step's share: ceil((9 + 36 + 7) / 4) x 3 epochs

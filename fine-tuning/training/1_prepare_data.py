@@ -33,7 +33,9 @@ file `system_prompt_file`); the examples never carry one. Then one scene opening
 per two training chunks that follow each other (`scene_openings`, data/openings.py):
 the last words of the first, the text between them as typed (stage 0's record, or a
 paragraph break between chunks cut by hand), and the second's opening up to its
-first cut, which no example's completion holds; also without an end of turn.
+first cut, which no example's completion holds; also without an end of turn. A
+validation chunk's opening is written so to validation.jsonl (held out, scored by
+the validation loss and stage 4), whether scene_openings is on or not.
 
 Exit    0 written (or dry run), 2 a problem the message names the fix for, 5 an example
         longer than sequence_len (the message names split_oversized_chunks.py).

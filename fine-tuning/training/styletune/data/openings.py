@@ -163,16 +163,19 @@ def seams(chunks, book_dir: Path) -> list[Seam]:
             for before, after in zip(chunks, chunks[1:]) if follows(before, after)]
 
 
-def opening_rows(chunk_seams, train_examples, seed: int) -> list[Drill]:
-    """One row per seam whose two chunks both train: the words before the seam, the
-    text between (and the next chunk's indent), then the opening of the chunk after it
-    up to the end of the sentence its earliest training example's prompt stops at."""
+def opening_rows(chunk_seams, examples, seed: int, context=None) -> list[Drill]:
+    """One row per seam whose chunk after it has `examples` (a split's): the words
+    before the seam, the text between (and the next chunk's indent), then the opening
+    of the chunk after it up to the end of the sentence its earliest example's prompt
+    stops at. The chunk before gives context only; it must be one of `context` (chunk
+    names; default: the chunks of `examples`, as training rows need)."""
     first_cut = {}
-    for e in train_examples:
+    for e in examples:
         first_cut[e.chunk.name] = min(first_cut.get(e.chunk.name, len(e.chunk.text)), e.cut.end)
+    context = set(first_cut) if context is None else set(context)
     rows = []
     for seam in chunk_seams:
-        if seam.separator is None or seam.before.name not in first_cut or seam.after.name not in first_cut:
+        if seam.separator is None or seam.before.name not in context or seam.after.name not in first_cut:
             continue
         rng = random.Random(f"{seed}:{seam.name}:opening")
         start = words_back(seam.before.text, len(seam.before.text), rng.randint(*PROMPT_WORDS))

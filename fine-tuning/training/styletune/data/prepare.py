@@ -60,6 +60,7 @@ class Stage1Result:
     overlong_skipped: list = field(default_factory=list)
     drills: list = field(default_factory=list)     # drills.Drill, training rows beside train
     openings: list = field(default_factory=list)   # openings.opening_rows, training rows too
+    validation_openings: list = field(default_factory=list)  # the validation chunks' openings, held out
     seams: list = field(default_factory=list)      # openings.Seam: which chunks follow which
     long_rows: list = field(default_factory=list)  # drills and openings over sequence_len, left out
 
@@ -189,12 +190,17 @@ def prepare_data(config, book_dir=None, skip_overlong=False, say=lambda message:
     drills = build_drills(training_chunks, punkt, counter, s.join_drills_per_chunk, s.seed, system)
     book_seams = seams(chunks, book_dir)
     openings = finish_rows(opening_rows(book_seams, train, s.seed), counter, system) if s.scene_openings else []
+    # Held out whether or not the openings train, so the validation loss of a run with
+    # them and one without is taken on the same rows; the chunk before may be any.
+    held_openings = finish_rows(opening_rows(book_seams, validation, s.seed, [c.name for c in chunks]),
+                                counter, system)
     # a row is a stretch of an example's text plus at most ~90 words and the chat route's
     # system message, so only a chunk whose example nearly fills sequence_len can give one
-    long_rows = [r for r in drills + openings if r.total_tokens > config.sequence_len]
-    drills, openings = ([r for r in rows if all(r is not x for x in long_rows)] for rows in (drills, openings))
+    long_rows = [r for r in drills + openings + held_openings if r.total_tokens > config.sequence_len]
+    drills, openings, held_openings = ([r for r in rows if all(r is not x for x in long_rows)]
+                                       for rows in (drills, openings, held_openings))
     return Stage1Result(config, book_dir, chunks, train, validation, skipped, counter.description,
-                        counter.exact, splitter, overlong, drills, openings, book_seams, long_rows)
+                        counter.exact, splitter, overlong, drills, openings, held_openings, book_seams, long_rows)
 
 
 def jsonl_bytes(examples, drills=()) -> bytes:
@@ -249,6 +255,7 @@ def manifest(result: Stage1Result, outputs: dict) -> dict:
                     + [provenance(e, "validation") for e in result.validation],
         "join_drills": [drill_provenance(d) for d in result.drills],
         "scene_openings": [drill_provenance(d) for d in result.openings],
+        "validation_scene_openings": [drill_provenance(d) for d in result.validation_openings],
     }
 
 
@@ -257,7 +264,7 @@ def planned_outputs(result) -> dict:
     rep = report.report_dict(result)
     outputs = {
         cfg.train_path: jsonl_bytes(result.train, result.rows_without_end),
-        cfg.validation_path: jsonl_bytes(result.validation),
+        cfg.validation_path: jsonl_bytes(result.validation, result.validation_openings),
     }
     rdir = cfg.pipeline.report_dir
     outputs[rdir / "stage1_report.json"] = (json.dumps(rep, indent=2, ensure_ascii=False) + "\n").encode()

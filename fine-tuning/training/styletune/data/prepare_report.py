@@ -66,7 +66,8 @@ def opening_counts(result) -> dict:
     chunk on one side, a gap in the numbering)."""
     on = result.config.pipeline.scene_openings
     too_long = [r.chunk.name for r in result.long_rows if r.kind == OPENING]
-    trained = {d.chunk.name for d in result.openings} | set(too_long)
+    held_out = [d.chunk.name for d in result.validation_openings]
+    trained = {d.chunk.name for d in result.openings} | set(too_long) | set(held_out)
     names = [c.name for c in result.chunks]
     return {"rows": len(result.openings), "tokens": sum(d.total_tokens for d in result.openings),
             "separator_from": {src: n for src in SEPARATOR_SOURCES
@@ -77,6 +78,8 @@ def opening_counts(result) -> dict:
             "beside_validation_or_left_out": [s.name for s in result.seams if on and s.separator is not None
                                               and s.name not in trained],
             "over_sequence_len": too_long,
+            "held_out": {"rows": len(held_out), "seams": held_out,
+                         "tokens": sum(d.total_tokens for d in result.validation_openings)},
             "gaps": [f"{a} + {b}" for a, b, ca, cb in zip(names, names[1:], result.chunks, result.chunks[1:])
                      if on and not follows(ca, cb)]}
 
@@ -183,6 +186,10 @@ def _openings_line(o: dict) -> str:
             + f"; {o['after_chat_system_message']} after the chat route's system message." if o["rows"]
             else "Scene openings: none (scene_openings: false, or no two training chunks follow each other).")
     rest = []
+    if o["held_out"]["rows"]:
+        rest.append(f"Held out: {o['held_out']['rows']} validation chunk opening(s), "
+                    f"{o['held_out']['tokens']} tokens, in validation.jsonl (the validation loss; stage 4 "
+                    "scores them): " + ", ".join(o["held_out"]["seams"]) + ".")
     if o["text_between_unknown"]:
         rest.append("Not crossed, the text between unknown: "
                     + "; ".join(f"{u['seam']} ({u['why']})" for u in o["text_between_unknown"]) + ".")

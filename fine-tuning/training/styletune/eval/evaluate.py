@@ -103,11 +103,11 @@ def _ids(tok, messages, generation_prompt: bool) -> list[int]:
     return list(out["input_ids"] if isinstance(out, dict) else out)
 
 
-def completion_token_nll(model, tok, conversation) -> np.ndarray:
-    """NLL of each token of the continuation and its end-of-turn token, tokenised
-    as training tokenised it (tokens.training_ids)."""
+def completion_token_nll(model, tok, conversation, ends_turn: bool = True) -> np.ndarray:
+    """NLL of each token of the continuation and its end-of-turn token (a scene
+    opening's has none), tokenised as training tokenised it (tokens.training_ids)."""
     import torch
-    example = tokens.training_ids(tok, conversation)
+    example = tokens.training_ids(tok, conversation, ends_turn)
     labels = example["labels"]
     scored = [i for i, label in enumerate(labels) if label != tokens.IGNORE_INDEX]
     start, end = scored[0], scored[-1] + 1
@@ -209,9 +209,10 @@ def join_measures(model, tok, prompts, classes: dict) -> list[dict]:
 
 
 def measure_model(model, tok, val, train_for_gap, prompts, other_prompts, ev, sampling, bar,
-                  join_set=(), classes=None):
+                  join_set=(), classes=None, openings=()):
     """Everything stage 4 needs from one model, so only one model is loaded at a time."""
     result = {"val_nll": [completion_token_nll(model, tok, c) for c in val],
+              "openings_nll": [completion_token_nll(model, tok, c, ends_turn=False) for c in openings],
               "train_nll": [completion_token_nll(model, tok, c) for c in train_for_gap]}
     bar.set_description("continuations")
     result["continuations"] = generate(model, tok, prompts, ev, sampling, lambda: bar.update(1))
@@ -284,6 +285,7 @@ def evaluate(cfg, tuned_dir: Path | None, adapter: Path | None, placement: Place
     ev, sampling = cfg.pipeline.evaluation, cfg.pipeline.sampling
     train = read_conversations(cfg.train_path, "training data")
     val = read_conversations(cfg.validation_path, "validation data")
+    openings = read_conversations(cfg.validation_path, "validation data", ending=False)
     check_tuned(tuned_dir, adapter)
     tok = load_tokenizer(cfg, adapter) if adapter else AutoTokenizer.from_pretrained(str(tuned_dir))
     # the author's chunks as written (the editor's path line is no part of the book)
@@ -312,7 +314,7 @@ def evaluate(cfg, tuned_dir: Path | None, adapter: Path | None, placement: Place
         say(f"{name} model: loaded {where_loaded(model)}")
         with tqdm(total=len(prompts) + len(other_prompts), desc="perplexity", unit="prompt", leave=False) as bar:
             runs[name] = measure_model(model, tok, val, gap_set, prompts, other_prompts, ev, sampling, bar,
-                                       join_set, classes)
+                                       join_set, classes, openings)
         free(model)
     nf4_nll = training_base_nll(cfg, placement, tok, val, say)
 
@@ -323,6 +325,10 @@ def evaluate(cfg, tuned_dir: Path | None, adapter: Path | None, placement: Place
     if nf4_nll is not None:
         ppl["base_nf4"] = perplexity(nf4_nll, n_boot, seed)
         ppl["ratio_nf4"] = perplexity_ratio(runs["tuned"]["val_nll"], nf4_nll, n_boot, seed)
+    if openings:
+        ppl.update({f"{n}_openings": perplexity(runs[n]["openings_nll"], n_boot, seed) for n in runs})
+        ppl["openings_ratio"] = perplexity_ratio(runs["tuned"]["openings_nll"], runs["base"]["openings_nll"],
+                                                 n_boot, seed)
     ppl["verdicts"] = style_report.perplexity_verdicts(ppl, ev)
 
     say("style measures")
@@ -341,7 +347,7 @@ def evaluate(cfg, tuned_dir: Path | None, adapter: Path | None, placement: Place
         "tuned_checkpoint": tuned_checkpoint(tuned_dir, adapter),
         "config": paths.shown(cfg.path), "config_sha256": cfg.sha256(),
         "settings": {**{k: v for k, v in ev.items() if k != "report_dir"}, "sampling": sampling},
-        "counts": {"validation_examples": len(val), "prompts": len(prompts), "training_prompts": len(other_prompts),
+        "counts": {"validation_examples": len(val), "validation_openings": len(openings), "prompts": len(prompts), "training_prompts": len(other_prompts),
                    "generation_tokens": int(ev["generation_tokens"]),
                    "reference_words": len(reference.split())},
         "perplexity": ppl, "style": style, "health": health,

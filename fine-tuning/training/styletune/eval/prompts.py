@@ -32,13 +32,13 @@ class Prompt:
     system: str = ""  # a system message before it (the chat route's), or none
 
 
-def read_conversations(path: Path, what: str) -> list:
-    """The examples of a stage 1 file (its join drills and scene openings left out:
-    rows that do not end the turn, windows, not chunks)."""
+def read_conversations(path: Path, what: str, ending: bool = True) -> list:
+    """The examples of a stage 1 file (`ending` False: its join drills and scene
+    openings instead, rows that do not end the turn, windows, not chunks)."""
     if not path.is_file():
         raise EvaluationError(f"no {what} at {paths.shown(path)}: run 1_prepare_data.py first")
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [row["messages"] for row in rows if tokens.ends_turn(row)]
+    return [row["messages"] for row in rows if tokens.ends_turn(row) == ending]
 
 
 def _words_until(text: str, n_words: int) -> str:

@@ -260,6 +260,12 @@ def markdown(report: dict) -> str:
             f"{p['tuned']['ppl']:.2f} {_fmt_ci(p['tuned']['ci'])}", "-",
             f"{p['verdicts']['verdict_nf4']}; tuned/NF4 base {p['ratio_nf4']['ratio']:.3f} "
             f"{_fmt_ci(p['ratio_nf4']['ci'])}")] if "base_nf4" in p else []),
+        *([(f"held-out scene openings, perplexity ({len(p['openings_ratio']['per_chunk'])} validation "
+            "chunk opening(s), each after the end of the chunk before it)",
+            f"{p['base_openings']['ppl']:.2f} {_fmt_ci(p['base_openings']['ci'])}",
+            f"{p['tuned_openings']['ppl']:.2f} {_fmt_ci(p['tuned_openings']['ci'])}", "-",
+            f"{ratio_verdict(p['openings_ratio'])}; tuned/base {p['openings_ratio']['ratio']:.3f} "
+            f"{_fmt_ci(p['openings_ratio']['ci'])}")] if "openings_ratio" in p else []),
         ("Cosine Delta to the author (lower is closer)",
          *(f"{s['cosine_delta'][n]['delta']:.3f} {_fmt_ci(s['cosine_delta'][n]['ci'])}" for n in POOLS),
          s["cosine_delta"]["verdict"]),

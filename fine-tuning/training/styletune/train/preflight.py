@@ -328,6 +328,7 @@ def plan(cfg, manifest, processes: int = 1) -> dict:
            "join drills": len(drills),
            "scene openings": len(openings),
            "validation examples": len(manifest["examples"]) - len(examples),
+           "validation scene openings": len(manifest.get("validation_scene_openings", [])),
            "processes": f"{processes} ({gpu_plan.strategy(k, processes)})",
            "epochs": f"{epochs:g}" + (f" (max_steps {steps} ends the run after {steps / steps_per_epoch:.2g} epoch(s))"
                                       if steps < steps_per_epoch * epochs else ""),
