@@ -70,6 +70,18 @@ def test_perplexity_intervals_and_the_paired_ratio():
     assert one["ci"][0] < one["ratio"] < one["ci"][1] < 1
 
 
+def test_held_out_openings_get_a_verdict_only_from_enough_of_them():
+    rng = np.random.default_rng(1)
+    def row(count):
+        base = [rng.exponential(2.0, 150) for _ in range(count)]
+        tuned = [b * 0.6 for b in base]
+        p = {f"{n}_openings": evaluate.perplexity(nll, 200, 0) for n, nll in (("base", base), ("tuned", tuned))}
+        return style_report.openings_row({**p, "openings_ratio": evaluate.perplexity_ratio(tuned, base, 200, 0)})
+    few, enough = row(style_report.MIN_OPENINGS_FOR_VERDICT - 1), row(style_report.MIN_OPENINGS_FOR_VERDICT)
+    assert few[-1].startswith(f"too few to judge ({style_report.MIN_OPENINGS_FOR_VERDICT - 1} opening(s), 300 tokens)")
+    assert enough[-1].startswith("tuned better; tuned/base ") and enough[-1].count(", ") >= 3   # each row's ratio
+
+
 def test_the_report_says_when_the_validation_loss_picked_the_checkpoint_it_scores():
     picked = style_report.checkpoint_line({"step": 117, "picked_among": 3})
     assert picked.startswith("The tuned model is the checkpoint at step 117, picked among 3")
@@ -160,6 +172,8 @@ def check_report(folder):
     openings = report["perplexity"]["openings_ratio"]
     assert len(openings["per_chunk"]) == 1 and openings["ci"][0] <= openings["ratio"] <= openings["ci"][1]
     assert "| held-out scene openings, perplexity (1 validation chunk opening(s), each after" in md
+    # one opening is two or three 64-token blocks of one scene: no verdict from it
+    assert f"too few to judge (1 opening(s), {report['perplexity']['tuned_openings']['tokens']} tokens)" in md
     assert "| quotations in the author's style" in md and "| after a comma, space typed |" in md
     assert (f"| on {report['counts']['training_prompts']} training prompts: longest run of the author's own "
             "continuation written back (words) |") in md

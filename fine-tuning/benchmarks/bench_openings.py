@@ -12,9 +12,9 @@ openings; the arm without sees its examples more often in as many steps), the fi
 weights of each (one evaluation, at the end). Then each model's loss per token on
 text neither run trained on:
 
-- held-out openings: the rows stage 1 would make across the held-out chunks' seams
-  (the last words of one scene or chapter, the heading or blank lines after it, the
-  next one's opening up to its first cut);
+- held-out openings: the rows stage 1 holds out with the validation examples (the
+  last words of one scene or chapter, the heading or blank lines after it, the next
+  one's opening up to its first cut);
 - held-out completions: the validation examples, what stage 4's perplexity reads.
 
 Run:    python fine-tuning/benchmarks/bench_openings.py [--train-chunks 40] [--epochs 1] [--work DIR]
@@ -69,12 +69,12 @@ def rows_in(path: Path) -> int:
 
 
 def held_out_rows(cfg):
-    """(opening rows across the held-out seams, validation examples), as stage 1 builds them."""
-    from styletune.data.openings import opening_rows, seams
+    """(the validation chunks' opening rows, validation examples), stage 1's own. The
+    chunks just before the held-out block are left out (a gap no row crosses) unless
+    --train-chunks reaches them; then the first held-out chunk's opening is a row too."""
     from styletune.data.prepare import prepare_data
     result = prepare_data(cfg)
-    rows = opening_rows(seams(result.chunks, result.book_dir), result.validation, cfg.pipeline.seed)
-    return rows, result.validation
+    return result.validation_openings, result.validation
 
 
 def nll_per_row(model, tokenizer, conversations) -> list[tuple[float, int]]:

@@ -237,6 +237,25 @@ def per_chunk_line(ratio: dict) -> str:
             f"({sum(r < 1 for r in each)} of {len(each)} below 1). The interval above resamples {how}.")
 
 
+# Fewer held-out openings than this give no verdict: each is ~100-300 tokens, so the
+# bootstrap resamples two or three 64-token blocks of one scene (none, under 65 tokens).
+MIN_OPENINGS_FOR_VERDICT = 3
+
+
+def openings_row(p: dict) -> tuple:
+    """The table's row for the validation chunks' openings (stage 1's held-out rows)."""
+    ratio = p["openings_ratio"]
+    rows = len(ratio["per_chunk"])
+    verdict = (ratio_verdict(ratio) if rows >= MIN_OPENINGS_FOR_VERDICT
+               else f"too few to judge ({rows} opening(s), {p['tuned_openings']['tokens']} tokens)")
+    return (f"held-out scene openings, perplexity ({rows} validation chunk opening(s), each after the "
+            "end of the chunk before it)",
+            f"{p['base_openings']['ppl']:.2f} {_fmt_ci(p['base_openings']['ci'])}",
+            f"{p['tuned_openings']['ppl']:.2f} {_fmt_ci(p['tuned_openings']['ci'])}", "-",
+            f"{verdict}; tuned/base {ratio['ratio']:.3f} {_fmt_ci(ratio['ci'])}, each: "
+            + ", ".join(f"{r:.3f}" for r in ratio["per_chunk"]))
+
+
 def checkpoint_line(chosen: dict) -> str:
     """Which checkpoint was measured; where the validation loss picked it among others,
     that it is scored here on the examples that picked it, which flatters it a little."""
@@ -244,7 +263,7 @@ def checkpoint_line(chosen: dict) -> str:
     if chosen.get("picked_among", 0) < 2:
         return f"The tuned model is {step}; no choice among checkpoints was made on these validation examples."
     return (f"The tuned model is {step}, picked among {chosen['picked_among']} for the lowest loss on "
-            "these same validation examples (load_best_model_at_end), so its held-out figures lean a "
+            "these same validation examples and openings (load_best_model_at_end), so its held-out figures lean a "
             "little its way. A new chapter of yours, which no step has seen, is the untouched test.")
 
 
@@ -260,12 +279,7 @@ def markdown(report: dict) -> str:
             f"{p['tuned']['ppl']:.2f} {_fmt_ci(p['tuned']['ci'])}", "-",
             f"{p['verdicts']['verdict_nf4']}; tuned/NF4 base {p['ratio_nf4']['ratio']:.3f} "
             f"{_fmt_ci(p['ratio_nf4']['ci'])}")] if "base_nf4" in p else []),
-        *([(f"held-out scene openings, perplexity ({len(p['openings_ratio']['per_chunk'])} validation "
-            "chunk opening(s), each after the end of the chunk before it)",
-            f"{p['base_openings']['ppl']:.2f} {_fmt_ci(p['base_openings']['ci'])}",
-            f"{p['tuned_openings']['ppl']:.2f} {_fmt_ci(p['tuned_openings']['ci'])}", "-",
-            f"{ratio_verdict(p['openings_ratio'])}; tuned/base {p['openings_ratio']['ratio']:.3f} "
-            f"{_fmt_ci(p['openings_ratio']['ci'])}")] if "openings_ratio" in p else []),
+        *([openings_row(p)] if "openings_ratio" in p else []),
         ("Cosine Delta to the author (lower is closer)",
          *(f"{s['cosine_delta'][n]['delta']:.3f} {_fmt_ci(s['cosine_delta'][n]['ci'])}" for n in POOLS),
          s["cosine_delta"]["verdict"]),
