@@ -14,7 +14,9 @@ Writes  into `style_pipeline.evaluation.report_dir` (default outputs/style_repor
 Measures (thresholds are fixed in the config's `evaluation:` block before the run):
   1. perplexity of the author's held-out completions in the training format
      (block-bootstrap intervals; the tuned/base ratio paired), and the
-     train/validation gap (overfitting);
+     train/validation gap (overfitting); and of the validation chunks' openings
+     after the end of the chunk before (stage 1's held-out scene openings; no
+     verdict from fewer than 3);
   2. continuations of each validation prefix and of later windows in the same
      chunks, same sampling and seed for both models;
   3. style distance to the author's training text: Cosine Delta over the most

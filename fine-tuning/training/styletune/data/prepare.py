@@ -83,8 +83,8 @@ class Stage1Result:
             self.residue_warnings()) + ([
                 f"{len(self.long_rows)} join drill(s) or scene opening(s) longer than sequence_len left out "
                 f"({some_of([r.chunk.name for r in self.long_rows])}): a drill's text still trains in its "
-                "examples, an opening's nowhere (a validation chunk's goes unscored). Shorten the rules file (system_prompt_file: a quarter of "
-                "these rows carry it) or raise sequence_len"]
+                "examples, an opening's nowhere (a validation chunk's goes unscored). Shorten the rules "
+                "file (system_prompt_file: a quarter of these rows carry it) or raise sequence_len"]
                 if self.long_rows else [])
 
     def residue_warnings(self) -> list[str]:

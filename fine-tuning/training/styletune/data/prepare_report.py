@@ -67,7 +67,7 @@ def opening_counts(result) -> dict:
     on = result.config.pipeline.scene_openings
     too_long = [r.chunk.name for r in result.long_rows if r.kind == OPENING]
     held_out = [d.chunk.name for d in result.validation_openings]
-    trained = {d.chunk.name for d in result.openings} | set(too_long) | set(held_out)
+    crossed = {d.chunk.name for d in result.openings} | set(too_long) | set(held_out)
     names = [c.name for c in result.chunks]
     return {"rows": len(result.openings), "tokens": sum(d.total_tokens for d in result.openings),
             "separator_from": {src: n for src in SEPARATOR_SOURCES
@@ -76,7 +76,7 @@ def opening_counts(result) -> dict:
             "text_between_unknown": [{"seam": s.name, "why": s.source} for s in result.seams
                                      if on and s.separator is None],
             "beside_validation_or_left_out": [s.name for s in result.seams if on and s.separator is not None
-                                              and s.name not in trained],
+                                              and s.name not in crossed],
             "over_sequence_len": too_long,
             "held_out": {"rows": len(held_out), "seams": held_out,
                          "tokens": sum(d.total_tokens for d in result.validation_openings)},
