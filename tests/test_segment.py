@@ -326,6 +326,23 @@ def test_docx_keeps_italics_and_headings(tmp_path):
     assert [s.reason for s in st.sections][1] == "scene break: 1 blank line(s)"
 
 
+def test_docx_line_and_page_breaks_inside_a_paragraph_keep_the_words_apart(tmp_path):
+    """python-docx reads a page break as nothing: "blue." and "Next" would be one word."""
+    import docx
+    from docx.enum.text import WD_BREAK
+    doc = docx.Document()
+    p = doc.add_paragraph("Roses are red,")
+    p.add_run().add_break()
+    p.add_run("violets are blue.")
+    p.add_run().add_break(WD_BREAK.PAGE)
+    p.add_run("Next came the ")
+    p.add_run("column").add_break(WD_BREAK.COLUMN)
+    p.add_run("break.")
+    src = tmp_path / "novel.docx"
+    doc.save(src)
+    assert read_manuscript(src).body == "Roses are red,\nviolets are blue.\nNext came the column\nbreak."
+
+
 W_NS = 'xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"'
 
 

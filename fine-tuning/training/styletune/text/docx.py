@@ -1,6 +1,8 @@
 """A Word manuscript (.docx) as plain text: one paragraph per line, italics as
 `*...*`, Word's heading styles as Markdown `#` headings, empty paragraphs as
-blank lines (a writer's scene-break gap). Every paragraph of the body in reading
+blank lines (a writer's scene-break gap); a line break (Shift+Enter) or a page or
+column break inside a paragraph starts a new line, so the words either side stay
+apart. Every paragraph of the body in reading
 order, table cells and text boxes included, and every run of it: those inside a
 hyperlink, a content control, a field or a smart tag too. A document with tracked
 changes still open is refused: an editor's insertions are not the writer's words
@@ -18,6 +20,9 @@ MC = "{http://schemas.openxmlformats.org/markup-compatibility/2006}"
 # for older readers (mc:Fallback repeats mc:Choice's text)
 NOT_IN_THE_TEXT = {W + "del", W + "moveFrom", W + "txbxContent", MC + "Fallback"}
 TRACKED = (W + "ins", W + "del", W + "moveFrom", W + "moveTo")
+# a run's text, in order: python-docx's own list (Run.text), whose page and column
+# breaks read as nothing, which would glue "blue." to "Next" across a page break
+RUN_TEXT = "w:br | w:cr | w:noBreakHyphen | w:ptab | w:t | w:tab"
 
 
 def _heading_level(paragraph) -> int:
@@ -51,6 +56,11 @@ def _placeholder(element) -> bool:
     return element.tag == W + "sdt" and element.find(f"{W}sdtPr/{W}showingPlcHdr") is not None
 
 
+def _run_text(run) -> str:
+    """The run's text, every break in it (line, page, column) a line break."""
+    return "".join("\n" if e.tag == W + "br" else str(e) for e in run._r.xpath(RUN_TEXT))
+
+
 def _paragraph_text(paragraph) -> str:
     """The runs' text with italic stretches wrapped in `*...*` (adjacent italic runs
     joined, the marks kept outside surrounding spaces)."""
@@ -70,10 +80,10 @@ def _paragraph_text(paragraph) -> str:
 
     for run in _runs(paragraph):
         if run.italic:
-            italic_buf.append(run.text)
+            italic_buf.append(_run_text(run))
         else:
             flush()
-            out.append(run.text)
+            out.append(_run_text(run))
     flush()
     return "".join(out).replace("\t", " ").replace("\v", "\n")
 
