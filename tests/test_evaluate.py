@@ -346,6 +346,12 @@ def test_the_joins_benchmark_reads_a_novel_as_paragraphs_and_asks_every_kind():
     assert len(mid) == 5 and all(joins.inside_word(p.text, p.truth) for p in mid)
 
 
+def test_the_joins_benchmark_tells_two_runs_merged_folders_apart(tmp_path):
+    runs = [str(tmp_path / "run_a" / "merged"), str(tmp_path / "run_b" / "merged")]
+    assert BENCH_JOINS.labels(runs) == ["run_a/merged", "run_b/merged"]
+    assert BENCH_JOINS.labels([str(SMOL), runs[0]]) == [SMOL.name, "merged"]
+
+
 @pytest.mark.slow
 def test_the_joins_benchmark_prints_a_row_for_each_kind(capsys):
     assert BENCH_JOINS.main([str(SMOL), "--prompts", "1"]) == 0

@@ -66,6 +66,17 @@ def prompt_set(texts: list[str], count: int) -> list:
     return join_prompts(ends, conversations, ev, names, stops.words_of(texts))
 
 
+def labels(models: list[str]) -> list[str]:
+    """Each model folder by the fewest trailing path parts that tell it from the others
+    (two runs' folders are both called merged)."""
+    parts = [Path(m).resolve().parts for m in models]
+    for k in range(1, max(map(len, parts)) + 1):
+        names = ["/".join(p[-k:]) for p in parts]
+        if len(set(names)) == len(names):
+            return names
+    return list(models)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     import torch
@@ -86,7 +97,7 @@ def main(argv=None) -> int:
         free(model)
     summary = joins_summary(prompts, runs)
     print(f"Joins on {args.novel.name} (first token right: mean [95% interval]; greedy right)\n")
-    print("| prompts | n | " + " | ".join(f"{Path(m).name}: first token | greedy" for m in args.models) + " |")
+    print("| prompts | n | " + " | ".join(f"{name}: first token | greedy" for name in labels(args.models)) + " |")
     print("|---|---|" + "---|---|" * len(args.models))
     for kind, row in summary.items():
         idx = [i for i, p in enumerate(prompts) if p.kind == kind]
