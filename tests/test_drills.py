@@ -33,7 +33,7 @@ SHAPES = {
 def test_every_drill_is_the_authors_text_stopping_at_its_kind(result):
     assert set(SHAPES) == set(KINDS)
     training = {c.name for c in {e.chunk.name: e.chunk for e in result.train}.values()}
-    assert len(result.drills) == 4 * len(training)           # join_drills_per_chunk: 4
+    assert len(result.drills) == result.config.pipeline.join_drills_per_chunk * len(training)
     for d in result.drills:
         assert d.chunk.name in training                       # never a validation chunk
         assert d.prompt + d.continuation == d.chunk.text[d.start:d.end]
@@ -76,7 +76,8 @@ def test_training_rows_say_which_continuations_end_the_turn(result, tmp_path):
 def test_drills_are_the_same_every_run_and_none_when_asked(result, smol_counter):
     chunks = sorted({d.chunk.name: d.chunk for d in result.drills}.values(), key=lambda c: c.name)
     punkt, _ = build_punkt([c.text for c in result.chunks])
-    again = build_drills(chunks, punkt, smol_counter, 4, result.config.pipeline.seed)
+    again = build_drills(chunks, punkt, smol_counter, result.config.pipeline.join_drills_per_chunk,
+                         result.config.pipeline.seed)
     assert [(d.chunk.name, d.kind, d.start, d.stop, d.end) for d in again] == \
         [(d.chunk.name, d.kind, d.start, d.stop, d.end) for d in result.drills]
     assert build_drills(chunks, punkt, smol_counter, 0, 42) == []

@@ -156,20 +156,20 @@ def test_plan_counts_steps(make_config):
     manifest = preflight.check_data(cfg)
     plan = preflight.plan(cfg, manifest)
     assert plan["training examples"] == 9 and plan["optimizer steps"] == 3   # max_steps
-    assert plan["join drills"] == 36                                        # 4 per training chunk
+    assert plan["join drills"] == 63                                        # 7 per training chunk
     # chunk_001 -> 002 -> 003: the validation chunk between breaks two seams of nine
     assert plan["scene openings"] == 7
     assert plan["validation scene openings"] == 1   # chunk_002's, after chunk_001
-    assert plan["epochs"] == "3 (max_steps 3 ends the run after 0.058 epoch(s))"   # 3 of 52 rows
+    assert plan["epochs"] == "3 (max_steps 3 ends the run after 0.038 epoch(s))"   # 3 of 79 rows
     main = load_config(make_config(max_steps=None, gradient_accumulation_steps=4))
-    # every training row is a step's share: ceil((9 + 36 + 7) / 4) x 3 epochs
-    assert preflight.plan(main, manifest)["optimizer steps"] == 13 * 3
+    # every training row is a step's share: ceil((9 + 63 + 7) / 4) x 3 epochs
+    assert preflight.plan(main, manifest)["optimizer steps"] == 20 * 3
     tokens = sum(e["total_tokens"] for e in manifest["examples"] if e["split"] == "train")
     tokens += sum(d["total_tokens"] for d in manifest["join_drills"] + manifest["scene_openings"])
     assert preflight.plan(main, manifest)["training tokens"] == tokens * 3
-    # 36 drills and 7 openings among 52 rows, 4 to a step: C(43, 4) / C(52, 4) of the steps
+    # 63 drills and 7 openings among 79 rows, 4 to a step: C(70, 4) / C(79, 4) of the steps
     # hold no example
-    assert preflight.plan(main, manifest)["steps without an example"].startswith("~46% expected")
+    assert preflight.plan(main, manifest)["steps without an example"].startswith("~61% expected")
     # a 35-chunk book: 31 examples, 124 drills, 26 openings
     assert preflight.short_rows_only_share(31, 124 + 26, 4) == pytest.approx(0.468, abs=0.001)
     assert preflight.short_rows_only_share(31, 0, 4) == 0
@@ -179,7 +179,7 @@ def test_plan_counts_steps(make_config):
     rows = [e["total_tokens"] for e in manifest["examples"] if e["split"] == "train"]
     sequences = gpu_plan.sequences(rows + [d["total_tokens"] for d in manifest["join_drills"] + manifest["scene_openings"]],
                                    packing.axolotl)
-    assert len(sequences) < 9 + 36 + 7 and max(sequences) <= packing.sequence_len
+    assert len(sequences) < 9 + 63 + 7 and max(sequences) <= packing.sequence_len
     assert packed["optimizer steps"] == math.ceil(len(sequences) / 4) * 3 and "packed sequence" in packed["batch"]
     assert packed["training tokens"] == tokens * 3
     assert "steps without an example" not in packed   # packed sequences ride drills beside examples
