@@ -343,6 +343,33 @@ def test_docx_line_and_page_breaks_inside_a_paragraph_keep_the_words_apart(tmp_p
     assert read_manuscript(src).body == "Roses are red,\nviolets are blue.\nNext came the column\nbreak."
 
 
+def test_docx_breaks_at_a_paragraphs_edge_italics_and_headings_across_a_break(tmp_path):
+    """A page break that opens a paragraph (as LibreOffice writes one) is no scene gap;
+    an italic stretch across a line break is marked on each line; a heading stays one."""
+    import docx
+    from docx.enum.text import WD_BREAK
+    doc = docx.Document()
+    doc.add_paragraph("The first scene ends.")
+    p = doc.add_paragraph()
+    p.add_run().add_break(WD_BREAK.PAGE)
+    p.add_run("It goes on, ")
+    poem = p.add_run("roses are red,")
+    poem.italic = True
+    poem.add_break()
+    p.add_run("violets blue").italic = True
+    p.add_run(".")
+    p.add_run().add_break(WD_BREAK.PAGE)
+    heading = doc.add_heading("Chapter One", level=1)
+    heading.runs[0].add_break()
+    heading.add_run("The Silence")
+    src = tmp_path / "novel.docx"
+    doc.save(src)
+    body = read_manuscript(src).body
+    assert body == ("The first scene ends.\nIt goes on, *roses are red,*\n*violets blue*.\n"
+                    "# Chapter One The Silence")
+    assert "\n\n" not in body        # the page break opening a paragraph left no blank line
+
+
 W_NS = 'xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"'
 
 

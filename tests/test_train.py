@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import FT, SAMPLE_BOOK, load_script
+from conftest import FT, REHEARSAL_CONFIG, SAMPLE_BOOK, load_script
 from styletune.config import load_config
 from styletune.data.prepare import planned_outputs, prepare_data
 from styletune.fileio import write_outputs
@@ -160,6 +160,10 @@ def test_plan_counts_steps(make_config):
     # chunk_001 -> 002 -> 003: the validation chunk between breaks two seams of nine
     assert plan["scene openings"] == 7
     assert plan["validation scene openings"] == 1   # chunk_002's, after chunk_001
+    # the demo's one pass: its max_steps, set by hand, is every training row once
+    rehearsal = load_config(REHEARSAL_CONFIG).data
+    assert rehearsal["max_steps"] == rehearsal["eval_steps"] == rehearsal["save_steps"] == \
+        plan["training examples"] + plan["join drills"] + plan["scene openings"]
     assert plan["epochs"] == "3 (max_steps 3 ends the run after 0.038 epoch(s))"   # 3 of 79 rows
     main = load_config(make_config(max_steps=None, gradient_accumulation_steps=4))
     # every training row is a step's share: ceil((9 + 63 + 7) / 4) x 3 epochs

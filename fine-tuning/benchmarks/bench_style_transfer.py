@@ -55,7 +55,8 @@ def parse_args():
                         "sequence_len (1024) (short rows train fast on CPU)")
     p.add_argument("--held-out", type=float, default=0.10, help="share of chunks held out, from the end")
     p.add_argument("--join-drills", type=int, default=None, metavar="N",
-                   help="join_drills_per_chunk for this run (default: the config's, 4); 0 trains on the "
+                   help="join_drills_per_chunk for this run (default: the main config's, 4: the run "
+                        "batches rows as it does, not as the rehearsal's 7 a chunk); 0 trains on the "
                         "book's examples alone, for the A/B of what the drills cost the voice")
     p.add_argument("--packing", action="store_true",
                    help="sample packing (the GPU bench's packing profile): the drills ride beside the "
@@ -90,8 +91,8 @@ def write_config(work: Path, args, validation: list[str] | None) -> Path:
                                "max_prompts": None}}    # the rehearsal config's cap of 8 is the demo's
     if validation is not None:
         pipeline["validation_chunks"] = validation
-    if args.join_drills is not None:
-        pipeline["join_drills_per_chunk"] = args.join_drills
+    pipeline["join_drills_per_chunk"] = (MAIN["style_pipeline"]["join_drills_per_chunk"]
+                                         if args.join_drills is None else args.join_drills)
     cfg = {"extends": str(FT / "configs" / "cpu_rehearsal.yaml"),
            "adapter": "lora", "load_in_4bit": False, "sequence_len": 1024,
            "datasets": [{"path": str(work / "data" / "train.jsonl")}],

@@ -1,8 +1,10 @@
 """A Word manuscript (.docx) as plain text: one paragraph per line, italics as
 `*...*`, Word's heading styles as Markdown `#` headings, empty paragraphs as
-blank lines (a writer's scene-break gap); a line break (Shift+Enter) or a page or
+blank lines (a writer's scene-break gap). A line break (Shift+Enter) or a page or
 column break inside a paragraph starts a new line, so the words either side stay
-apart. Every paragraph of the body in reading
+apart (the line after it reads as a paragraph of its own; an italic stretch is
+marked on each line, a heading's lines are joined); at either end of a paragraph
+one adds nothing, the paragraph's own end already parts it. Every paragraph of the body in reading
 order, table cells and text boxes included, and every run of it: those inside a
 hyperlink, a content control, a field or a smart tag too. A document with tracked
 changes still open is refused: an editor's insertions are not the writer's words
@@ -61,6 +63,14 @@ def _run_text(run) -> str:
     return "".join("\n" if e.tag == W + "br" else str(e) for e in run._r.xpath(RUN_TEXT))
 
 
+def _italic(text: str) -> str:
+    """`*text*`, the marks inside the surrounding spaces; whitespace alone unmarked."""
+    core = text.strip()
+    if not core:
+        return text
+    return f"{text[:len(text) - len(text.lstrip())]}*{core}*{text[len(text.rstrip()):]}"
+
+
 def _paragraph_text(paragraph) -> str:
     """The runs' text with italic stretches wrapped in `*...*` (adjacent italic runs
     joined, the marks kept outside surrounding spaces)."""
@@ -68,14 +78,8 @@ def _paragraph_text(paragraph) -> str:
 
     def flush():
         if italic_buf:
-            text = "".join(italic_buf)
-            core = text.strip()
-            if core:
-                lead = text[:len(text) - len(text.lstrip())]
-                trail = text[len(text.rstrip()):]
-                out.append(f"{lead}*{core}*{trail}")
-            else:
-                out.append(text)
+            # each line marked apart: a line reads as a paragraph, so a mark may not span two
+            out.append("\n".join(_italic(line) for line in "".join(italic_buf).split("\n")))
             italic_buf.clear()
 
     for run in _runs(paragraph):
@@ -109,10 +113,10 @@ def read_docx(path: Path) -> str:
     refuse_open_tracked_changes(path, document)
     lines = []
     for paragraph in _paragraphs(document):
-        text = _paragraph_text(paragraph).rstrip()
+        text = _paragraph_text(paragraph).strip("\n").rstrip()
         level = _heading_level(paragraph)
         if level and text.strip():
-            text = "#" * level + " " + text.strip()
+            text = "#" * level + " " + " ".join(line.strip() for line in text.split("\n") if line.strip())
         lines.append(text)
     return "\n".join(lines).strip("\n")
 
