@@ -305,6 +305,13 @@ def test_docx_that_is_not_a_word_file(tmp_path, make_config, capsys):
     assert "not a Word .docx file" in err and "Save As" in err and "Traceback" not in err
 
 
+def docx_body(doc, tmp_path) -> str:
+    """The manuscript text stage 0 reads from `doc`, saved as a .docx."""
+    src = tmp_path / "novel.docx"
+    doc.save(src)
+    return read_manuscript(src).body
+
+
 def test_docx_keeps_italics_and_headings(tmp_path):
     import docx
     doc = docx.Document()
@@ -316,9 +323,7 @@ def test_docx_keeps_italics_and_headings(tmp_path):
     doc.add_paragraph("Nobody asked her why.")
     doc.add_paragraph("")
     doc.add_paragraph("Morning came.")
-    src = tmp_path / "novel.docx"
-    doc.save(src)
-    body = read_manuscript(src).body
+    body = docx_body(doc, tmp_path)
     assert body == ("# Chapter 1\nShe read *The Odyssey* twice.\nIt took all winter.\n"
                     "Nobody asked her why.\n\nMorning came.")
     st = analyse(body)
@@ -338,9 +343,7 @@ def test_docx_line_and_page_breaks_inside_a_paragraph_keep_the_words_apart(tmp_p
     p.add_run("Next came the ")
     p.add_run("column").add_break(WD_BREAK.COLUMN)
     p.add_run("break.")
-    src = tmp_path / "novel.docx"
-    doc.save(src)
-    assert read_manuscript(src).body == "Roses are red,\nviolets are blue.\nNext came the column\nbreak."
+    assert docx_body(doc, tmp_path) == "Roses are red,\nviolets are blue.\nNext came the column\nbreak."
 
 
 def test_docx_breaks_at_a_paragraphs_edge_italics_and_headings_across_a_break(tmp_path):
@@ -362,9 +365,7 @@ def test_docx_breaks_at_a_paragraphs_edge_italics_and_headings_across_a_break(tm
     heading = doc.add_heading("Chapter One", level=1)
     heading.runs[0].add_break()
     heading.add_run("The Silence")
-    src = tmp_path / "novel.docx"
-    doc.save(src)
-    body = read_manuscript(src).body
+    body = docx_body(doc, tmp_path)
     assert body == ("The first scene ends.\nIt goes on, *roses are red,*\n*violets blue*.\n"
                     "# Chapter One The Silence")
     assert "\n\n" not in body        # the page break opening a paragraph left no blank line
@@ -400,9 +401,7 @@ def test_docx_keeps_words_word_nests_in_links_controls_fields_and_tables(tmp_pat
     table = doc.add_table(rows=1, cols=2)
     table.cell(0, 0).text, table.cell(0, 1).text = "Left cell.", "Right cell."
     doc.add_paragraph("After the table.")
-    src = tmp_path / "novel.docx"
-    doc.save(src)
-    assert read_manuscript(src).body == ("He said hello there and went on to Lyme.\nLeft cell.\n"
+    assert docx_body(doc, tmp_path) == ("He said hello there and went on to Lyme.\nLeft cell.\n"
                                          "Right cell.\nAfter the table.")
 
 
@@ -426,9 +425,7 @@ def test_docx_reads_a_text_box_once_and_leaves_out_a_template_placeholder(tmp_pa
         f'<w:sdt {W_NS}><w:sdtPr><w:showingPlcHdr/></w:sdtPr><w:sdtContent><w:r><w:t>Click or tap here '
         'to enter text.</w:t></w:r></w:sdtContent></w:sdt>'))
     doc.add_paragraph("After.")
-    src = tmp_path / "novel.docx"
-    doc.save(src)
-    assert read_manuscript(src).body == "Before.\nHost text.\nBoxed words.\nTitle:\nAfter."
+    assert docx_body(doc, tmp_path) == "Before.\nHost text.\nBoxed words.\nTitle:\nAfter."
 
 
 def test_docx_with_a_tracked_paragraph_split_is_refused(tmp_path, make_config, capsys):
