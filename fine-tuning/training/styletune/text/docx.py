@@ -4,11 +4,11 @@ blank lines (a writer's scene-break gap). A line break (Shift+Enter) or a page o
 column break inside a paragraph starts a new line, so the words either side stay
 apart (the line after it reads as a paragraph of its own; an italic stretch is
 marked on each line, a heading's lines are joined); at either end of a paragraph
-one adds nothing, the paragraph's own end already parts it. Every paragraph of the body in reading
-order, table cells and text boxes included, and every run of it: those inside a
-hyperlink, a content control, a field or a smart tag too. A document with tracked
-changes still open is refused: an editor's insertions are not the writer's words
-until the writer accepts them."""
+one adds nothing, the paragraph's own end already parts it. Every paragraph of
+the body in reading order, table cells and text boxes included, and every run of
+it: those inside a hyperlink, a content control, a field or a smart tag too. A
+document with tracked changes still open is refused: an editor's insertions are
+not the writer's words until the writer accepts them."""
 import zipfile
 from collections import Counter
 from pathlib import Path
