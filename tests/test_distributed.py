@@ -380,6 +380,11 @@ def test_checkpoint_disk_scales_with_the_adapter():
     assert lora_70b == 207_093_760
     assert preflight.checkpoint_gib(big) == pytest.approx(lora_70b * 16 * 4 / 2**30)   # ~12.3 GiB
     assert preflight.checkpoint_gib(eight) < 3
+    # without save_total_limit Axolotl keeps every save: 3 epochs x saves_per_epoch 2, + the adapter
+    eight.axolotl = eight.axolotl.model_copy(update={"save_total_limit": None})
+    per_save = gpu_plan.lora_parameters(gpu_plan.LLAMA31_8B, eight.axolotl.lora_r) * 16 / 2**30
+    assert (eight.axolotl.num_epochs, eight.data["saves_per_epoch"]) == (3, 2)
+    assert preflight.checkpoint_gib(eight) == pytest.approx(per_save * 7)
 
 
 def test_a_download_that_does_not_fit_is_refused_before_it_starts(monkeypatch, tmp_path):

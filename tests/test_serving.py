@@ -320,7 +320,8 @@ def test_stage_5_warns_when_the_sample_books_rules_would_reach_another_books_edi
     assert serving.trained_book(cfg) == cfg.pipeline.book_dir               # no manifest yet
     manifest.write_text(json.dumps({"book_dir": str(tmp_path / "my_novel")}))
     assert serving.trained_book(cfg) == tmp_path / "my_novel"
-    assert "describes the sample book" in chat.sample_rules_warning(cfg, serving.trained_book(cfg))
+    warning = serving.sample_rules_served(cfg)
+    assert "describes the sample book" in warning and "again from stage 1" in warning
     manifest.write_text(json.dumps({"book_dir": "fine-tuning/data/raw/the_quiet_orbit"}))
     assert serving.trained_book(cfg).resolve() == SAMPLE_BOOK.resolve()
-    assert chat.sample_rules_warning(cfg, serving.trained_book(cfg)) is None
+    assert serving.sample_rules_served(cfg) is None

@@ -151,6 +151,11 @@ def test_char_ngram_classifier_tells_austen_from_dickens(books):
     assert accuracy["n_author_test"] + accuracy["n_other_test"] == accuracy["n_test"]
     assert result == at.char_ngram_attribution(austen, dickens, candidates)
     assert accuracy == at.char_ngram_holdout_accuracy(austen, dickens)
+    # the config's `evaluation.bootstrap` reaches the classifier's intervals (report.py passes it)
+    # (a mixed pool, so that the interval is not a point whatever the count)
+    mixed = {"mixed": candidates["austen"][:10] + candidates["dickens"][:10]}
+    many, few = (at.char_ngram_attribution(austen, dickens, mixed, n_boot=n)["mixed"] for n in (1000, 30))
+    assert many["author_share"] == few["author_share"] and many["ci"] != few["ci"]
 
 
 def test_typography_is_not_a_style_feature():

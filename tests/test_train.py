@@ -105,7 +105,7 @@ def test_over_long_example_is_refused(make_config, tmp_path, capsys):
     ("2.13.0+cpu", None, None, "this torch (2.13.0+cpu) is a CPU-only build"),
     ("2.13.0", "13.0", "575.64.03", "the NVIDIA driver is 575.64.03, but torch 2.13.0 is built with "
                                     "CUDA 13.0, which needs driver 580 or newer"),
-    ("2.13.0", "13.0", None, "`nvidia-smi` does not answer: install the NVIDIA driver"),
+    ("2.13.0", "13.0", None, "`nvidia-smi` does not answer: install the NVIDIA driver (580 or newer for CUDA 13.0)"),
     ("2.13.0", "13.0", "580.95.05", "driver 580.95.05): check that `nvidia-smi` lists the card"),
 ])
 def test_no_gpu_names_its_likely_cause(torch_version, cuda, driver, said):

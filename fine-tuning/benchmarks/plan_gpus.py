@@ -31,7 +31,7 @@ def config_keys(names: list[str]):
 def table() -> str:
     out = []
     for title, shape, names in ROWS:
-        out.append(f"{title}; examples up to {gpu_plan.TABLE_EXAMPLE_TOKENS:,} tokens, micro-batch 1:\n")
+        out.append(f"{title}; {gpu_plan.TABLE_EXAMPLE_TOKENS:,}-token examples, micro-batch 1:\n")
         if len(names) == 2 and "offload" not in names:
             single, seq = config_keys(names[:1])
             multi, _ = config_keys(names[1:])

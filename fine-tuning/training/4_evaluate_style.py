@@ -11,7 +11,8 @@ Writes  into `style_pipeline.evaluation.report_dir` (default outputs/style_repor
           style_report.png    perplexity, Cosine Delta, sentence lengths, style shares
           continuations.md    every prompt with both models' continuations and the author's
 
-Measures (thresholds are fixed in the config's `evaluation:` block before the run):
+Measures (thresholds are fixed before the run: targets and margins in the config's
+`evaluation:` block, the floors for a verdict in styletune/eval/report.py):
   1. perplexity of the author's held-out completions in the training format
      (block-bootstrap intervals; the tuned/base ratio paired), and the
      train/validation gap (overfitting); and of the validation chunks' openings

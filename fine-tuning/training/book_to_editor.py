@@ -11,7 +11,10 @@ Writes  what each stage writes (see each script's --help), and
 Stops   (exit 3) where you must decide or act, saying what to do and how to go on:
         - a chunk is too long for one example: the splitter's proposed cuts are shown;
         - with --stop-for-review: stage 0's review lists cuts for you to decide;
-        - no GPU and the config trains on one (rehearse on CPU with the CPU config).
+        - before training on a GPU while the rules file is still the sample book's
+          and the book is yours (write your own: README step 3);
+        - no GPU and the config trains on one (rehearse on CPU with the CPU config);
+        - a chunk folder make book did not write, or edited chunks and a new manuscript.
         A stage that fails stops the run with its own message and exit code.
 
 Run     make book BOOK=~/novel/manuscript.docx

@@ -15,7 +15,7 @@ Run:    python fine-tuning/training/lock_for_gpu.py               # exit 1 if th
         python fine-tuning/training/lock_for_gpu.py --torch-pins  # torch's own CUDA pins (triton, nvidia-*)
         python fine-tuning/training/lock_for_gpu.py --gpu-only --constraints FILE
                                                                   # what that machine adds to FILE
-        (`make lock-check` runs the first; `make lock` the other two)
+        (`make lock-check` runs the first; `make lock` the other two, then the first)
 
 Output: the lock installs on Linux x86_64 + CUDA for Python 3.11 (268 packages)
 """

@@ -6,7 +6,7 @@ Reads   the seven public-domain novels in fine-tuning/data/corpus/: each one's
         boundary is labelled: was a seam here? (styletune/data/seam_training.py)
 Writes  styletune/data/seam_model.json: the logistic regression's weights and the
         chunker's settings (CHUNKER below). Deterministic: the same novels give the
-        same file, byte for byte (tests/test_seam_model.py checks the shipped one).
+        same file, byte for byte (tests/test_chunker.py checks the shipped one).
         Figures on novels the model never saw: fine-tuning/benchmarks/bench_segmentation.py.
 
 Run     python fine-tuning/training/train_seam_model.py            # rewrite the file

@@ -93,9 +93,9 @@ def markdown_table(cfg, book: Book) -> str:
 
 def readme_table() -> str:
     """The table as the README holds it, written for the main config and the sample book."""
-    from styletune import paths
+    from styletune.cli import DEFAULT_CONFIG
     from styletune.config import load_config
-    cfg = load_config(paths.CONFIG_DIR / "qlora_style_transfer.yaml")
+    cfg = load_config(DEFAULT_CONFIG)
     return markdown_table(cfg, Book(cfg.pipeline.book_dir / "manuscript.txt", cfg.pipeline.book_dir))
 
 

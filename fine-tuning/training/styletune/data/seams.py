@@ -42,7 +42,9 @@ class Lengths:
     target: int
     minimum: int
     maximum: int
-    weight: float = 4.0       # the length cost's scale (seam_model.json's length_weight)
+    # The length cost's scale. Stage 0 passes seam_model.json's length_weight (tuned
+    # with the model: segment.py); this default serves the chunker's unit tests.
+    weight: float = 4.0
 
     def cost(self, tokens):
         if tokens > self.maximum:

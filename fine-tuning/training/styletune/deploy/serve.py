@@ -36,6 +36,7 @@ from styletune.errors import ServeError
 from styletune.fileio import write_outputs
 from styletune.stage import Files, Stage, merged_model, rules_file
 from styletune.train import models
+from styletune.train.merge_output import MANIFEST
 
 # Stage 5's settings: the template and every serving key.
 READS = tokens.READS + Reads(pipeline=(EVERY,), but=("evaluation",))
@@ -54,9 +55,9 @@ QUANTIZE_LEVELS = ("q8_0", "q4_K_M", "q4_K_S")
 
 
 def merged_model_info(cfg, model_dir: Path) -> dict:
-    manifest = model_dir / "merge_manifest.json"
+    manifest = model_dir / MANIFEST
     if not manifest.is_file():
-        raise ServeError(f"no merged model at {paths.shown(model_dir)} (no merge_manifest.json): "
+        raise ServeError(f"no merged model at {paths.shown(model_dir)} (no {MANIFEST}): "
                          "run 3_merge_adapter.py --auto first")
     info = json.loads(manifest.read_text(encoding="utf-8"))
     if info.get("chat_template") != cfg.chat_template:
@@ -262,7 +263,7 @@ def run(args) -> int:
             raise llamacpp.LlamaCppError(missing)
     eos = plan.entries[0]["defaultCompletionOptions"]["stop"][0]
     print(f"model: {paths.shown(model_dir)} ({cfg.chat_template} template, EOS {eos})")
-    rules = chat.sample_rules_warning(cfg, trained_book(cfg))
+    rules = sample_rules_served(cfg)
     if rules:
         print(f"warning: {rules}", file=sys.stderr)
     print_fit(plan)
@@ -292,6 +293,14 @@ def run(args) -> int:
               "-ngl 99 puts all layers on a card that has room)")
     print(f"       then see {paths.shown(plan.files['SERVE.md'])}")
     return 0
+
+
+def sample_rules_served(cfg) -> str | None:
+    """The warning when the sample book's rules file would reach another book's editor.
+    The chat drills trained under it, so the fix is training again, not stage 5 alone."""
+    return chat.sample_rules_warning(cfg, trained_book(cfg), then=(
+        "run the book again from stage 1 (make book): the model learned its chat joins "
+        "under this text, and serving another would give it a system turn it never saw"))
 
 
 def trained_book(cfg) -> Path:

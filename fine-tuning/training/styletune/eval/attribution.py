@@ -278,15 +278,15 @@ def _fit_classifier(texts: list[str], labels: np.ndarray, ngram_range, seed: int
     return model.fit(texts, labels)
 
 
-def _share_with_ci(labels, seed: int) -> dict:
+def _share_with_ci(labels, seed: int, n_boot: int) -> dict:
     labels = np.asarray(labels, dtype=float)
-    lo, hi = bootstrap_ci(labels, seed=seed)
+    lo, hi = bootstrap_ci(labels, n_boot=n_boot, seed=seed)
     return {"author_share": float(labels.mean()), "ci": [lo, hi], "n": int(labels.size)}
 
 
 def char_ngram_attribution(author_texts: list[str], other_texts: list[str],
                            candidates: dict[str, list[str]], ngram_range=(2, 4), seed: int = 0,
-                           piece_words: int | None = None) -> dict[str, dict]:
+                           piece_words: int | None = None, n_boot: int = 1000) -> dict[str, dict]:
     """Share of each candidate's texts a char n-gram classifier (author vs other) labels author.
 
     Training texts are cut into pieces of `piece_words` words (default: the median
@@ -302,12 +302,13 @@ def char_ngram_attribution(author_texts: list[str], other_texts: list[str],
         if not cand:
             raise ValueError(f"char_ngram_attribution: candidate '{name}' has no texts")
         predicted = model.predict([normalise_typography(t) for t in cand])
-        results[name] = _share_with_ci(predicted, seed)
+        results[name] = _share_with_ci(predicted, seed, n_boot)
     return results
 
 
 def char_ngram_holdout_accuracy(author_texts: list[str], other_texts: list[str], ngram_range=(2, 4),
-                                seed: int = 0, piece_words: int = 300, test_share: float = 0.25) -> dict:
+                                seed: int = 0, piece_words: int = 300, test_share: float = 0.25,
+                                n_boot: int = 1000) -> dict:
     """How well the attribution classifier tells author from other on pieces it did not see.
 
     Texts are cut into `piece_words`-word pieces; whole source texts (not pieces)
@@ -325,12 +326,12 @@ def char_ngram_holdout_accuracy(author_texts: list[str], other_texts: list[str],
     test_x, test_y = _labelled_pieces(test_a, test_o, piece_words)
     model = _fit_classifier(train_x, train_y, ngram_range, seed)
     correct = (model.predict(test_x) == test_y).astype(float)
-    lo, hi = bootstrap_ci(correct, seed=seed)
+    lo, hi = bootstrap_ci(correct, n_boot=n_boot, seed=seed)
     by_class = correct[test_y == 1], correct[test_y == 0]
     return {
         "accuracy": float(correct.mean()), "ci": [lo, hi],
         "balanced_accuracy": float(np.mean([c.mean() for c in by_class])),
-        "balanced_ci": _balanced_ci(*by_class, seed=seed),
+        "balanced_ci": _balanced_ci(*by_class, seed=seed, n_boot=n_boot),
         "author_recall": float(by_class[0].mean()), "other_recall": float(by_class[1].mean()),
         "n_author_test": int(by_class[0].size), "n_other_test": int(by_class[1].size),
         "n_test": int(correct.size), "n_train": len(train_x),

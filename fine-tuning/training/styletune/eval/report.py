@@ -87,10 +87,11 @@ def style_figures(reference: str, pools: dict, other_texts: list, author_texts: 
     background = {"base, training prompts": other} if len(other.split()) >= segment else None
     delta = cosine_delta(reference, {n: equal[n][0] for n in POOLS}, mfw=int(ev["mfw"]),
                             segment_words=segment, seed=seed, n_boot=n_boot, background=background)
-    attribution = char_ngram_attribution(author_texts, other_texts, pools, seed=seed)
+    attribution = char_ngram_attribution(author_texts, other_texts, pools, seed=seed, n_boot=n_boot)
     piece = max(10, int(np.median([len(t.split()) for t in pools["author"]])))
     try:
-        classifier = char_ngram_holdout_accuracy(author_texts, other_texts, seed=seed, piece_words=piece)
+        classifier = char_ngram_holdout_accuracy(author_texts, other_texts, seed=seed, piece_words=piece,
+                                                 n_boot=n_boot)
     except ValueError as err:  # too little base-model text to hold some out
         classifier = {"error": str(err)}
     window = min(500, max(50, n_words // 2))

@@ -58,12 +58,17 @@ def pin_exceptions_allowed() -> set[str]:
     return {n.strip().lower() for n in os.environ.get(PIN_EXCEPTIONS_VAR, "").split(",") if n.strip()}
 
 
+def pinned_versions() -> dict[str, str]:
+    """{name: version} of every `name==version` line of requirements.txt."""
+    return dict(re.findall(r"^([A-Za-z0-9_.-]+)==([^\s#]+)", (paths.REPO_DIR / "requirements.txt")
+                           .read_text(), re.MULTILINE))
+
+
 def check_packages() -> tuple[list, dict]:
     """Installed versions match the pins in requirements.txt, except the packages
     STYLETUNE_PIN_EXCEPTIONS names. Returns (one line per package, {name: {"pinned",
     "installed"}} for each allowed difference)."""
-    pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)==([^\s#]+)", (paths.REPO_DIR / "requirements.txt")
-                           .read_text(), re.MULTILINE))
+    pins = pinned_versions()
     lines, excepted, allowed = [], {}, pin_exceptions_allowed()
     for name in PINNED:
         try:
@@ -124,7 +129,8 @@ def check_gpus(device: str, processes: int, triton: bool = True) -> list[dict]:
         raise PreflightError(
             f"{gpus[0]['name']} is {archs[0]}, but this torch build ({torch.__version__}, "
             f"CUDA {torch.version.cuda}) has kernels only for {', '.join(torch.cuda.get_arch_list())}: "
-            "install a PyTorch build with CUDA 12.8 or newer (`pip install torch==2.13.0` from PyPI)")
+            "install a PyTorch build with CUDA 12.8 or newer "
+            f"(`pip install torch=={pinned_versions().get('torch', '')}` from PyPI)")
     import bitsandbytes.cextension as bnb_ext
     if not isinstance(bnb_ext.lib, bnb_ext.CudaBNBNativeLibrary):
         raise PreflightError("bitsandbytes could not load its CUDA library: reinstall it "
@@ -164,8 +170,9 @@ def no_gpu_reason(torch_version: str, torch_cuda: str | None, driver: str | None
                 f"is built with CUDA {torch_cuda}, which needs driver {needed} or newer. Update the driver "
                 f"(Ubuntu: `sudo ubuntu-drivers install`, or nvidia-driver-{needed}), reboot, and rerun")
     if driver is None:
+        version = f" ({needed} or newer for CUDA {torch_cuda})" if needed else ""
         return (f"no GPU is visible to PyTorch (torch {torch_version}, CUDA {torch_cuda}) and `nvidia-smi` "
-                "does not answer: install the NVIDIA driver (580 or newer for CUDA 13), reboot, and "
+                f"does not answer: install the NVIDIA driver{version}, reboot, and "
                 "check that `nvidia-smi` lists the card" + rehearse)
     return (f"no GPU is visible to PyTorch (torch {torch_version}, CUDA {torch_cuda}, driver {driver}): "
             "check that `nvidia-smi` lists the card and CUDA_VISIBLE_DEVICES does not hide it" + rehearse)
@@ -414,8 +421,9 @@ def checkpoint_gib(cfg) -> float:
     if shape is None:
         return 5.0
     lora = gpu_plan.lora_parameters(shape, cfg.axolotl.lora_r)
-    # no limit: Axolotl keeps every save (an epoch's, in the shipped configs)
-    kept = (cfg.axolotl.save_total_limit or math.ceil(cfg.axolotl.num_epochs)) + 1
+    # no limit: Axolotl keeps every save, saves_per_epoch of them an epoch (one without it)
+    saves = math.ceil(cfg.axolotl.num_epochs * (cfg.data.get("saves_per_epoch") or 1))
+    kept = (cfg.axolotl.save_total_limit or saves) + 1
     return lora * gpu_plan.LORA_STATE_BYTES * kept / 2**30
 
 
