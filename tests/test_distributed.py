@@ -247,6 +247,13 @@ def test_the_plan_says_when_its_checkpointing_terms_do_not_hold(tmp_path):
     assert "checkpointing" not in on
 
 
+def test_cpu_processes_share_the_cores_so_the_planned_speed_does_not_grow():
+    """--gpus 2 on a CPU splits the same cores between two processes (cpu_threads);
+    GPUs each bring their own."""
+    assert gpu_plan.tokens_per_second("cpu", None, 2) == gpu_plan.tokens_per_second("cpu", None, 1)
+    assert gpu_plan.tokens_per_second("cuda", None, 2) == 2 * gpu_plan.tokens_per_second("cuda", None, 1)
+
+
 def test_memory_plan_for_8b_and_70b():
     main = load_config(FT / "configs" / "qlora_style_transfer.yaml").axolotl
     multi = load_config(MULTI_GPU).axolotl

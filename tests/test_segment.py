@@ -960,6 +960,34 @@ def test_a_title_case_title_under_a_chapter_number_is_part_of_its_heading():
         assert labels == [f"Chapter {n} / {under}" if title else f"Chapter {n}" for n in ("One", "Two")], under
 
 
+@pytest.mark.parametrize("style", [
+    "ONE", "One", "**Chapter One**", "**ONE**", "*One*", "__Chapter One__", "Ch. 1", "1. The Falling Star",
+    "IV: The Falling Star"])
+def test_common_heading_styles_are_chapters_with_one_blank_line_like_every_paragraph(style):
+    """The headings writers type, set apart by nothing more than a paragraph is (one blank
+    line): each starts a chapter and leaves the prose, so no prompt starts "TWO"."""
+    numbers = {"ONE": "TWO", "One": "Two", "1": "2", "IV": "V"}
+    second = style
+    for a, b in numbers.items():
+        second = second.replace(a, b, 1) if a in style and second == style else second
+    prose = random_prose(7)
+    text = f"{style}\n\n{prose(6)}\n\n{second}\n\n{prose(6)}\n"
+    st = analyse(text)
+    assert [label for _, label in st.chapters] == [style, second]
+    assert all(style not in text[p.start:p.end] and second not in text[p.start:p.end]
+               for s in st.sections for p in s.paras)
+
+
+def test_short_lines_of_prose_stay_prose():
+    """What a heading shape must not take: a one-word line of dialogue, a count in the
+    text ("Three."), a shout with its mark, a sentence in capitals, a numbered list's
+    sentence."""
+    prose = random_prose(8)
+    for line in ("“One.”", "Three.", "STOP!", "NOBODY MOVED.", "1. Take the road north.", "One more night"):
+        st = analyse(f"Chapter 1\n\n{prose(3)}\n\n{line}\n\n{prose(3)}\n")
+        assert [label for _, label in st.chapters] == ["Chapter 1"], line
+
+
 def test_stemming_strips_common_suffixes():
     from styletune.data.seam_model import _stem
     assert _stem("watched") == _stem("watching") == _stem("watches") == "watch"

@@ -71,12 +71,16 @@ _ORDINALS = ("first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|e
              "thirteenth|fourteenth|fifteenth|sixteenth|seventeenth|eighteenth|nineteenth|"
              "twentieth|last|final")
 _KEYWORD_HEADING = re.compile(
-    rf"^(chapter|chap\.|book|part|volume|vol\.|act|canto|letter|section|stave)\b[\s.:—–-]*"
+    rf"^((?:chapter|book|part|volume|act|canto|letter|section|stave)\b|(?:chap|ch|vol)\.)[\s.:—–-]*"
     rf"(\d+|[ivxlcdm]+\b|(?:{_NUMBER_WORDS})\b|the\s+(?:{_ORDINALS})\b|(?:{_ORDINALS})\b)",
     re.IGNORECASE)
 _NAMED_HEADING = re.compile(r"^(prologue|epilogue|preface|foreword|afterword|interlude|"
                             r"introduction|coda|postscript|appendix)\b", re.IGNORECASE)
-_NUMBER_HEADING = re.compile(r"^([IVXLCDM]+|\d{1,3})\.?$")
+# A numeral, or a number in words ("ONE", "Twenty-One"; no full stop, so a count in
+# the prose, "Three.", stays prose). Roman numerals in capitals only: "mix", "vivid".
+_NUMBER_HEADING = re.compile(rf"^([IVXLCDM]+|\d{{1,3}})\.?$|^(?i:(?:{_NUMBER_WORDS})(?:[-\s](?:{_NUMBER_WORDS}))?)$")
+# A numeral, a stop and a title: "1. The Falling Star", "IV: The Eve of the War".
+_NUMBERED_TITLE = re.compile(r"^(?:[IVXLCDM]+|\d{1,3})[.:]\s+(\S.*)$")
 _ORDINAL_HEADING = re.compile(rf"^((?:{_ORDINALS})|\d+(?:st|nd|rd|th))\s+\w+", re.IGNORECASE)
 _MARKDOWN_HEADING = re.compile(r"^#{1,6}\s+\S")
 _TERMINAL = re.compile(r"[.!?,;:…'\"’”)\]—–-]$")
@@ -182,19 +186,35 @@ def _is_title_case(line: str) -> bool:
         (not long or sum(w[0].isupper() for w in long) >= 0.6 * len(long))
 
 
+def _unemphasised(line: str) -> str:
+    """A line without the Markdown emphasis around all of it (**Chapter One**, *One*)."""
+    m = re.fullmatch(r"(\*\*|__|\*|_)(\S(?:.*\S)?)\1", line)
+    return m.group(2) if m else line
+
+
+def _numbered_title(line: str) -> bool:
+    m = _NUMBERED_TITLE.match(line)
+    return bool(m) and word_count(m.group(1)) <= 8 and _is_title_case(m.group(1)) \
+        and not _TERMINAL.search(line) and not _QUOTE_START.match(m.group(1))
+
+
 def heading_kind(line: str, gap: int, first: bool, loose_gap: int) -> str:
     """What makes `line` (one stripped line, alone in its paragraph) a heading, or ''.
 
-    Strong shapes (Chapter 1, CHAPTER IV., BOOK ONE, IV., Prologue, Seventh memory -
-    Mother, # Title) count wherever they stand alone; a short capitalised line only
-    when set apart (extra blank lines before it, centred, or the first line)."""
+    Strong shapes (Chapter 1, CHAPTER IV., BOOK ONE, IV., ONE, 1. The Falling Star,
+    Prologue, Seventh memory - Mother, # Title, any of them in **bold** or *italics*)
+    count wherever they stand alone; a short line in capitals or title case only when
+    set apart (extra blank lines before it, or the first line): "THE FALLING STAR"
+    with one blank line before it, as before every paragraph, may be a sign in the
+    story or a shout, and stays text."""
+    line = _unemphasised(line)
     if len(line) > 80 or word_count(line) > 12 or _QUOTE_START.match(line):
         return ""
     if _MARKDOWN_HEADING.match(line):
         return "markdown"
     if _KEYWORD_HEADING.match(line) or _NAMED_HEADING.match(line) and word_count(line) <= 8:
         return "keyword"
-    if _NUMBER_HEADING.match(line):
+    if _NUMBER_HEADING.match(line) or _numbered_title(line):
         return "number"
     # Centring is not a sign: it marks inscriptions and letters' closings too.
     set_apart = gap >= loose_gap or first
@@ -241,7 +261,7 @@ def _split_heading_lines(text: str, spans):
     out = []
     for a, b in spans:
         first_end = text.find("\n", a, b)
-        line = text[a:first_end].strip() if first_end != -1 else ""
+        line = _unemphasised(text[a:first_end].strip()) if first_end != -1 else ""
         if first_end != -1 and len(line) <= 80 and (
                 _MARKDOWN_HEADING.match(line) or _KEYWORD_HEADING.match(line)
                 or _NUMBER_HEADING.match(line)):

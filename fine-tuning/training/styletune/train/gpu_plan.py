@@ -60,7 +60,10 @@ CHECKPOINT_SHARD_GIB = 5.0
 CUDA_TOKENS_PER_SECOND_8B = 1200
 # A long chunk's example (stage 0 aims at ~2,250 tokens, up to sequence_len), for docs/gpus.md's table.
 TABLE_EXAMPLE_TOKENS = 3000
-CPU_TOKENS_PER_SECOND = 40          # measured: SmolLM2-135M, QLoRA, 2 cores
+# Measured: the CPU rehearsal (SmolLM2-135M, QLoRA, 2 cores), 79 rows of 25,683 tokens
+# in 354 s (Axolotl's train_runtime, 2026-12-06). Several CPU processes share the same
+# cores (cpu_threads splits them), so the figure does not grow with the process count.
+CPU_TOKENS_PER_SECOND = 70
 
 # Llama 3.1's shapes (config.json of meta-llama/Llama-3.1-{8B,70B}-Instruct), for
 # docs/gpus.md's table and the tests; the preflight reads the real config.json.
@@ -203,7 +206,7 @@ def memory_plan(shape: dict, keys: AxolotlKeys, processes: int, example_tokens: 
 
 def tokens_per_second(device: str, params: int | None, processes: int) -> float:
     if device == "cpu":
-        return CPU_TOKENS_PER_SECOND * processes
+        return CPU_TOKENS_PER_SECOND
     from styletune.train.model_size import parameter_count
     eight_b = parameter_count(LLAMA31_8B)
     per_gpu = CUDA_TOKENS_PER_SECOND_8B * eight_b / (params or eight_b)
