@@ -241,6 +241,22 @@ def test_a_prologue_is_text_a_contents_list_one_note_and_what_follows_the_end_ba
     assert "4 short stretches" in printed
 
 
+def test_the_end_as_the_last_chapters_title_is_no_closing_the_end(tmp_path, make_config, capsys):
+    """'The End' under 'Chapter 4' names the last chapter: its text stays in the chunks.
+    A closing THE END with the story's words after it is read as back matter, and the
+    note quotes those words, so the writer sees what was set aside."""
+    prose = random_prose(10)
+    body = "".join(f"Chapter {n}\n\n{prose(30)}\n\n" for n in (1, 2, 3))
+    text = body + f"Chapter 4\n\nThe End\n\n{prose(4)}\n"
+    printed, texts, _ = cut_generated_novel(text, tmp_path, make_config, capsys)
+    assert "back matter from" not in printed and " ".join(texts).split()[-12:] == text.split()[-12:]
+    closing = tmp_path / "closing"
+    closing.mkdir()
+    printed, texts, _ = cut_generated_novel(body + "THE END\n\n“Is that what the sign says?” she asked.\n",
+                                            closing, make_config, capsys)
+    assert "back matter from 'THE END' (line" in printed and "(8 words, from ““Is that what the sign" in printed
+
+
 def test_generated_novel_one_paragraph_per_line_never_crosses_a_chapter(tmp_path, make_config):
     rng = random.Random(3)
     words = "the sea wind house road lamp bread salt rope night morning boat".split()
@@ -305,6 +321,21 @@ def test_docx_that_is_not_a_word_file(tmp_path, make_config, capsys):
     assert "not a Word .docx file" in err and "Save As" in err and "Traceback" not in err
 
 
+def test_a_chapter_with_no_sentence_end_is_named_by_its_line_in_the_manuscript(tmp_path, make_config, capsys):
+    """A poem for a chapter: no example can be cut from it. Stage 0 names the manuscript's
+    line and the heading, and fixes it can act on; no chunk file that was never written."""
+    prose = random_prose(9)
+    poem = "\n\n".join("the rain comes down on the square\nand the lamps go out one by one" for _ in range(6))
+    src = tmp_path / "novel.txt"
+    src.write_text(f"Chapter 1\n\n{prose(8)}\n\nChapter 2\n\n{poem}\n\nChapter 3\n\n{prose(8)}\n", encoding="utf-8")
+    assert STAGE0.main([str(src), "--config", str(make_config()), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    line = src.read_text(encoding="utf-8").split("\n").index("the rain comes down on the square") + 1
+    assert f"novel.txt, line {line}: the stretch that starts “the rain comes" in err and "Chapter 2" in err
+    assert "remove the heading or scene break before it" in err and "chunk_" not in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists() or not list((tmp_path / "o").glob("chunk_*"))
+
+
 def docx_body(doc, tmp_path) -> str:
     """The manuscript text stage 0 reads from `doc`, saved as a .docx."""
     src = tmp_path / "novel.docx"
@@ -344,6 +375,14 @@ def test_docx_line_and_page_breaks_inside_a_paragraph_keep_the_words_apart(tmp_p
     p.add_run("column").add_break(WD_BREAK.COLUMN)
     p.add_run("break.")
     assert docx_body(doc, tmp_path) == "Roses are red,\nviolets are blue.\nNext came the column\nbreak."
+
+
+def test_docx_a_tab_that_indents_a_paragraph_is_no_space_before_its_first_word(tmp_path):
+    import docx
+    doc = docx.Document()
+    doc.add_paragraph("\tShe said nothing.")
+    doc.add_paragraph("He waited.\tThen he went.")
+    assert docx_body(doc, tmp_path) == "She said nothing.\nHe waited. Then he went."
 
 
 def test_docx_breaks_at_a_paragraphs_edge_italics_and_headings_across_a_break(tmp_path):
@@ -962,7 +1001,7 @@ def test_a_title_case_title_under_a_chapter_number_is_part_of_its_heading():
 
 @pytest.mark.parametrize("style", [
     "ONE", "One", "**Chapter One**", "**ONE**", "*One*", "__Chapter One__", "Ch. 1", "1. The Falling Star",
-    "IV: The Falling Star"])
+    "IV: The Falling Star", "— 1 —"])
 def test_common_heading_styles_are_chapters_with_one_blank_line_like_every_paragraph(style):
     """The headings writers type, set apart by nothing more than a paragraph is (one blank
     line): each starts a chapter and leaves the prose, so no prompt starts "TWO"."""
@@ -1074,9 +1113,9 @@ def test_page_numbers_left_from_a_printed_edition_are_counted_not_removed(tmp_pa
     pages = ["11)", "[12]", "- 13 -", "Page 14", "15."]
     blocks = ["Chapter 1"]
     for n in range(30):
-        blocks.append(para())
-        if n % 6 == 5:    # the last, "15.", a heading's shape too, where it splits a sentence
-            blocks[-1] = blocks[-1].rstrip(".") + " and the" if n == 29 else blocks[-1]
+        blocks.append(("rope was cold. " if n == 18 else "") + para())
+        if n % 6 == 5:    # "- 13 -" and "15.", headings' shapes too, where they split a sentence
+            blocks[-1] = blocks[-1].rstrip(".") + " and the" if n in (17, 29) else blocks[-1]
             blocks.append(pages[n // 6])
     blocks.append("rope was cold. " + para())
     src, out, printed = cut_paragraphs(tmp_path, make_config, capsys, blocks)
@@ -1092,8 +1131,8 @@ def test_page_numbers_left_from_a_printed_edition_are_counted_not_removed(tmp_pa
     cleaned = run_page_numbers_command(printed, crlf, tmp_path).decode("utf-8")
     assert cleaned.split() == [w for w in crlf.decode("utf-8").split() if w not in pages + ["-", "13", "Page", "14"]]
     assert "and the rope was cold." in cleaned and "\r\n\r\n" in cleaned and "\n\n" not in cleaned
-    # each number had a break either side: one stays, but none where "15." split the sentence
-    assert cleaned.count("\r\n\r\n") == crlf.count(b"\r\n\r\n") - 2 * len(pages) + len(pages) - 1
+    # each number had a break either side: one stays, but none where a number split the sentence
+    assert cleaned.count("\r\n\r\n") == crlf.count(b"\r\n\r\n") - 2 * len(pages) + len(pages) - 2
 
     # numbered chapter headings ("1.") are headings, not page numbers; two stray numbers are not a warning
     numbered = tmp_path / "numbered.txt"

@@ -121,12 +121,19 @@ def _distance(ratio, lo, hi):
     return max(lo - ratio, ratio - hi, 0.0)
 
 
+class NoSentenceEnd(InputError):
+    """A chunk with no sentence end where a prompt could stop (`chunk`: its name)."""
+    def __init__(self, message, chunk):
+        super().__init__(message)
+        self.chunk = chunk
+
+
 def _boundaries_or_error(chunk, punkt, until):
     found = boundaries(chunk.text, punkt, until)
     if not found:
-        raise InputError(f"{chunk.path}: no sentence end where a prompt could stop (no '.', '!' "
-                         "or '?' before the last paragraph). Add the missing punctuation, or "
-                         "merge this chunk with its neighbour.")
+        raise NoSentenceEnd(f"{chunk.path}: no sentence end where a prompt could stop (no '.', '!' "
+                            "or '?' before the last paragraph). Add the missing punctuation, or "
+                            "merge this chunk with its neighbour.", chunk.path.name)
     return found
 
 

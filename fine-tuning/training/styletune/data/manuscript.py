@@ -76,9 +76,11 @@ _KEYWORD_HEADING = re.compile(
     re.IGNORECASE)
 _NAMED_HEADING = re.compile(r"^(prologue|epilogue|preface|foreword|afterword|interlude|"
                             r"introduction|coda|postscript|appendix)\b", re.IGNORECASE)
-# A numeral, or a number in words ("ONE", "Twenty-One"; no full stop, so a count in
-# the prose, "Three.", stays prose). Roman numerals in capitals only: "mix", "vivid".
-_NUMBER_HEADING = re.compile(rf"^([IVXLCDM]+|\d{{1,3}})\.?$|^(?i:(?:{_NUMBER_WORDS})(?:[-\s](?:{_NUMBER_WORDS}))?)$")
+# A numeral ("IV.", "12", "— 12 —"), or a number in words ("ONE", "Twenty-One"; no
+# full stop, so a count in the prose, "Three.", stays prose). Roman numerals in
+# capitals only: "mix", "vivid".
+_NUMBER_HEADING = re.compile(rf"^([IVXLCDM]+|\d{{1,3}})\.?$|^[-–—][ \t]*(?:[IVXLCDM]+|\d{{1,3}})[ \t]*[-–—]$"
+                             rf"|^(?i:(?:{_NUMBER_WORDS})(?:[-\s](?:{_NUMBER_WORDS}))?)$")
 # A numeral, a stop and a title: "1. The Falling Star", "IV: The Eve of the War".
 _NUMBERED_TITLE = re.compile(r"^(?:[IVXLCDM]+|\d{1,3})[.:]\s+(\S.*)$")
 _ORDINAL_HEADING = re.compile(rf"^((?:{_ORDINALS})|\d+(?:st|nd|rd|th))\s+\w+", re.IGNORECASE)
@@ -448,7 +450,8 @@ def _without_back_matter(text, paras, sections):
     short stretch follows it; else (sections, None). The author's last words stay text;
     what comes after is no part of the novel."""
     late = [p for p in paras if p.start >= 0.9 * len(text)]
-    ends = [p for p in late if _THE_END.fullmatch(text[p.start:p.end])]
+    # "The End" as the title under "Chapter 30" names the last chapter; it closes nothing
+    ends = [p for p in late if _THE_END.fullmatch(text[p.start:p.end]) and p.heading_kind != "title"]
     ends = ends[-1:] or [p for p in late if _BACK_MATTER_HEADING.fullmatch(text[p.start:p.end])][:1]
     if not ends:
         return sections, None

@@ -9,7 +9,7 @@ from styletune import paths
 from styletune.config import Reads, load_config
 from styletune.data import examples, tokens
 from styletune.data.chunks import load_chunks, natural_key
-from styletune.data.examples import example_sizes, longest_example
+from styletune.data.examples import NoSentenceEnd, example_sizes, longest_example
 from styletune.data.manuscript import (
     HEADING_MATTER_MAX_WORDS,
     analyse,
@@ -165,7 +165,7 @@ def segment(cfg, manuscript_path, say=lambda m: None, decisions=(), folders=(), 
         say("counting every chunk's example exactly, as stage 1 will")
         texts = [(c.name, ms.body[c.text_start:c.end]) for c in chunks]
         punkt = punkt or build_punkt([normalise(t) for _, t in texts])[0]
-        exact = example_sizes(texts, punkt, counter, cfg.pipeline)
+        exact = sizes_or_where_not(ms, chunks, texts, punkt, counter, cfg.pipeline)
         for c in chunks:
             c.tokens = exact.get(c.name, 0)
             c.words = word_count(ms.body[c.start:c.end])
@@ -209,10 +209,12 @@ def segment(cfg, manuscript_path, say=lambda m: None, decisions=(), folders=(), 
                         "'Prologue' and rerun: it then becomes a chunk")
     if structure.back_matter:
         at, _, words = structure.back_matter
-        notes.insert(0, f"back matter from '{ms.body[at:].split(chr(10))[0].strip()}' (line "
-                        f"{ms.line_of(at)}) to the end ({words} words: a publisher's list, notes, "
-                        "errata) is not a chunk; it is kept verbatim in the manifest. If any of it is "
-                        "your novel, move it before that line (or rename that heading) and rerun")
+        heading = ms.body[at:].split(chr(10))[0]
+        notes.insert(0, f"back matter from '{heading.strip()}' (line {ms.line_of(at)}) to the end "
+                        f"({words} words, from {quoted_opening(ms.body[at + len(heading):])}: read as a "
+                        "publisher's list, notes, errata) is not a chunk; it is kept verbatim in the "
+                        "manifest. If any of it is your novel, move it before that line (or rename that "
+                        "heading) and rerun")
     notes += heading_matter_notes(structure.heading_matter)
     notes += structure.notes
     if page := page_numbers(ms, structure):
@@ -242,6 +244,23 @@ def segment(cfg, manuscript_path, say=lambda m: None, decisions=(), folders=(), 
                      f"the cut (a question and its answer, a speech and the reply): {', '.join(runs_on)}, "
                      "first in the review")
     return Segmentation(ms, structure, chunks, notes, entries, lengths, len(rules.stale))
+
+
+def sizes_or_where_not(ms, chunks, texts, punkt, counter, settings) -> dict:
+    """example_sizes of the planned chunks; where one has no sentence end a prompt can
+    stop at (a poem, a chapter left unfinished), the error names the manuscript's line,
+    not a chunk file that was never written, and fixes that stage 0 can act on."""
+    try:
+        return example_sizes(texts, punkt, counter, settings)
+    except NoSentenceEnd as err:
+        c = next(c for c in chunks if c.name == err.chunk)
+        raise InputError(
+            f"{ms.path}, line {ms.line_of(c.start)}: the stretch that starts "
+            f"{quoted_opening(ms.body[c.start:c.start + 300])} ({c.reason}) has no '.', '!' or '?' "
+            "before its last paragraph, so no example can be cut from it (a prompt stops at a "
+            "sentence end). Stage 0 changes none of your words: end one of its sentences, or, "
+            "for a poem or an unfinished chapter, remove the heading or scene break before it so "
+            "it joins the text before, then rerun") from None
 
 
 def short_by_your_cuts(chunks, forced, minimum, body) -> list[str]:

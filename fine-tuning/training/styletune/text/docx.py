@@ -89,7 +89,11 @@ def _paragraph_text(paragraph) -> str:
             flush()
             out.append(_run_text(run))
     flush()
-    return "".join(out).replace("\t", " ").replace("\v", "\n")
+    # A Tab that opens a line is the paragraph's indent, as Word's first-line indent is
+    # (which never reaches the text): not a space before the first word. Inside a line,
+    # a Tab parts two words.
+    lines = "".join(out).replace("\v", "\n").split("\n")
+    return "\n".join(line.lstrip("\t").replace("\t", " ") for line in lines)
 
 
 def read_docx(path: Path) -> str:

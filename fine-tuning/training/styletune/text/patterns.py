@@ -18,12 +18,13 @@ WORD = re.compile(r"[\w’']+")
 # A line that is only a page number: "12)", "[12]".
 PAGE_MARKER = re.compile(r"^\[?\d{1,4}[)\]]$")
 # A paragraph that is only a number, as a printed edition's page numbers are left in
-# a text copied from it: "11)", "[11]", "(11)", "- 11 -", "Page 11", and "11.", which is
-# also a numbered chapter heading's shape. Wider than PAGE_MARKER (which the chunker
+# a text copied from it: "11)", "[11]", "(11)", "Page 11", and "11." or "— 11 —", which
+# are also numbered chapter headings' shapes (a page number only where it splits a
+# sentence, is_page_number). Wider than PAGE_MARKER (which the chunker
 # treats as part of the next paragraph): stages 0 and 1 count these and warn; the chunks
 # keep them, and PAGE_NUMBERS_COMMAND writes a copy of the manuscript without them.
-_PAGE_NUMBER = r"\[\d{1,4}\]|\(\d{1,4}\)|\d{1,4}\)|[-–—][ \t]*\d{1,4}[ \t]*[-–—]|(?:page|p\.)[ \t]*\d{1,4}"
-_PAGE_OR_CHAPTER_NUMBER = r"\d{1,4}\."
+_PAGE_NUMBER = r"\[\d{1,4}\]|\(\d{1,4}\)|\d{1,4}\)|(?:page|p\.)[ \t]*\d{1,4}"
+_PAGE_OR_CHAPTER_NUMBER = r"\d{1,4}\.|[-–—][ \t]*\d{1,4}[ \t]*[-–—]"
 PAGE_NUMBER_PARAGRAPH = re.compile(rf"^(?:{_PAGE_NUMBER}|{_PAGE_OR_CHAPTER_NUMBER})$", re.IGNORECASE)
 # A footnote mark in running text: "manoeuvres [9] of", "brought. [7]" (a transcriber's
 # or an edition's; on a line of its own it is a page number, counted above).
@@ -73,8 +74,8 @@ def splits_a_sentence(before: str | None, after: str | None) -> bool:
 
 def is_page_number(paragraph: str, before: str | None, after: str | None) -> bool:
     """A paragraph that is only a page number (PAGE_NUMBER_PARAGRAPH), given the
-    paragraphs around it. "11." is also a numbered chapter's heading: a page number only
-    where it splits a sentence with a lower-case word after it."""
+    paragraphs around it. "11." and "— 11 —" are also numbered chapters' headings: a page
+    number only where it splits a sentence with a lower-case word after it."""
     shown = " ".join(paragraph.split())
     if not PAGE_NUMBER_PARAGRAPH.match(shown):
         return False
