@@ -257,6 +257,18 @@ def test_the_end_as_the_last_chapters_title_is_no_closing_the_end(tmp_path, make
     assert "back matter from 'THE END' (line" in printed and "(8 words, from ““Is that what the sign" in printed
 
 
+def test_a_markdown_comment_is_a_note_to_self_and_stage_0_says_so(tmp_path, make_config, capsys):
+    """<!-- TODO: ... --> in a Markdown manuscript: no reader sees it, the model would
+    learn it. Stage 0 keeps every character (it never edits the text) and warns with
+    the line and a command that removes comments."""
+    prose = random_prose(11)
+    text = f"Chapter 1\n\n{prose(20)}\n\n<!-- TODO: Baptiste needs a backstory -->\n\n{prose(20)}\n"
+    printed, texts, _ = cut_generated_novel(text, tmp_path, make_config, capsys)
+    line = text.split("\n").index("<!-- TODO: Baptiste needs a backstory -->") + 1
+    assert f"WARNING: 1 comment(s) <!-- ... --> in the text (line {line})" in printed and "perl -0777" in printed
+    assert any("Baptiste" in t for t in texts)
+
+
 def test_generated_novel_one_paragraph_per_line_never_crosses_a_chapter(tmp_path, make_config):
     rng = random.Random(3)
     words = "the sea wind house road lamp bread salt rope night morning boat".split()

@@ -342,6 +342,10 @@ def test_footnote_marks_in_chunk_files_are_a_warning(make_config, book_copy):
     warned = [w for w in prepare_data(load_config(make_config()), book_dir=book_copy).warnings()
               if "footnote mark(s)" in w]
     assert len(warned) == 1 and f"3 footnote mark(s) such as '[12]' in the text ({chunk.name})" in warned[0]
+    # a Markdown comment, a note to self, is a warning at the first one
+    chunk.write_text(text.replace(". ", ". <!-- check the date --> ", 1), encoding="utf-8")
+    warned = [w for w in prepare_data(load_config(make_config()), book_dir=book_copy).warnings() if "comment(s)" in w]
+    assert len(warned) == 1 and f"1 comment(s) <!-- ... --> in the text ({chunk.name})" in warned[0]
 
 
 def test_invisible_characters_in_chunk_files_are_a_warning_and_the_command_removes_only_them(

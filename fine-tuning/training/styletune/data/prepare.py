@@ -24,6 +24,8 @@ from styletune.text.paragraphs import hard_wrap_advice, page_number_paragraphs, 
 from styletune.text.patterns import (
     FOOTNOTE_MARKS_WARN,
     PAGE_NUMBERS_WARN,
+    comments,
+    comments_advice,
     footnote_marks,
     footnote_marks_advice,
     invisible_characters_advice,
@@ -92,6 +94,7 @@ class Stage1Result:
         invisible characters a conversion left."""
         warnings = []
         for find, least, advice in ((footnote_marks, FOOTNOTE_MARKS_WARN, footnote_marks_advice),
+                                    (comments, 1, comments_advice),
                                     (page_number_paragraphs, PAGE_NUMBERS_WARN, page_numbers_advice)):
             found = {c.name: len(find(c.text)) for c in self.chunks}
             found = {name: n for name, n in found.items() if n}

@@ -42,6 +42,8 @@ from styletune.text.paragraphs import hard_wrap_advice, without_page_numbers, wr
 from styletune.text.patterns import (
     FOOTNOTE_MARKS_WARN,
     PAGE_NUMBERS_WARN,
+    comments,
+    comments_advice,
     footnote_marks,
     footnote_marks_advice,
     invisible_characters,
@@ -227,6 +229,8 @@ def segment(cfg, manuscript_path, say=lambda m: None, decisions=(), folders=(), 
     marks = [a for c in chunks for a in footnote_marks(ms.body, c.start, c.end)]
     if len(marks) >= FOOTNOTE_MARKS_WARN:
         notes.insert(0, footnote_marks_advice(len(marks), [f"line {ms.line_of(a)}" for a in marks[:4]]))
+    if notes_to_self := [a for c in chunks for a in comments(ms.body, c.start, c.end)]:
+        notes.insert(0, comments_advice(len(notes_to_self), [f"line {ms.line_of(a)}" for a in notes_to_self[:4]]))
     if len(chunks) < 2:
         notes.insert(0, f"WARNING: {len(chunks)} chunk: stage 1 holds chunks out for validation and "
                         "needs two at least; a manuscript this short is too little to learn a voice from")

@@ -116,6 +116,23 @@ def footnote_marks(text: str, start: int = 0, end: int | None = None) -> list[in
     return found
 
 
+# A comment in a Markdown file, <!-- ... -->: a note to oneself no reader sees.
+COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
+COMMENTS_COMMAND = r"perl -0777 -pe 's/<!--.*?-->[ \t]*\n?//gs' IN > OUT"
+
+
+def comments(text: str, start: int = 0, end: int | None = None) -> list[int]:
+    """Offsets of the <!-- ... --> comments that start in text[start:end]."""
+    return [m.start() for m in COMMENT.finditer(text, start) if end is None or m.start() < end]
+
+
+def comments_advice(count: int, places: list[str]) -> str:
+    """What to tell a writer whose text holds Markdown comments: the model learns them."""
+    return (f"WARNING: {count} comment(s) <!-- ... --> in the text ({some_of(places)}): notes to yourself, "
+            "which no reader sees, but the model would learn to write them. Remove them, e.g. "
+            f"{COMMENTS_COMMAND}, then rerun")
+
+
 def some_of(places: list[str], shown: int = 3) -> str:
     """The first few of a list for a message: "a, b, c, ..."."""
     return ", ".join(places[:shown]) + (", ..." if len(places) > shown else "")
