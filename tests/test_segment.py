@@ -868,6 +868,25 @@ def test_a_hard_wrapped_manuscript_is_named_with_a_command_that_joins_its_lines(
     assert not wrapped_by_hand(MANUSCRIPT.read_text(encoding="utf-8"))      # one paragraph a line
 
 
+def test_print_layout_indents_open_paragraphs_with_no_blank_line_between(tmp_path):
+    """Copied from a PDF: lines wrapped at ~70 characters, each paragraph opening with an
+    indent, no blank line between paragraphs. Each paragraph is one (not the whole
+    chapter), and the joining command keeps the line break before each indent."""
+    import textwrap
+
+    from styletune.text.paragraphs import hard_wrap_advice, paragraph_spans, wrapped_by_hand
+    paragraphs = [p for p in (CORPUS / "wells_the_war_of_the_worlds.txt").read_text(encoding="utf-8-sig")
+                  .replace("\r\n", "\n").split("\n\n") if len(p.split()) > 60][:12]
+    paragraphs = [" ".join(p.split()) for p in paragraphs]
+    text = "Chapter One\n\n" + "\n".join(textwrap.fill(p, 70, initial_indent="    ") for p in paragraphs) + "\n"
+    spans = paragraph_spans(text)
+    assert [" ".join(text[a:b].split()) for a, b in spans] == ["Chapter One"] + paragraphs
+    assert wrapped_by_hand(text)
+    joined = run_printed_command(hard_wrap_advice("x"), text.encode("utf-8")).decode("utf-8")
+    assert joined.split() == text.split() and joined.count("\n    ") == len(paragraphs)
+    assert not wrapped_by_hand(joined)
+
+
 def test_a_study_in_scarlet_its_transcriber_notes_footnote_marks_and_first_chapter(tmp_path):
     """Gutenberg's *A Study in Scarlet*: the transcriber's notes after the last chapter
     are back matter, not a chapter; the 22 footnote marks ("manoeuvres [9] of") inside

@@ -1,11 +1,14 @@
-"""Paragraphs of a manuscript or chunk, in the two layouts writers use: one
-paragraph per line, or blocks between blank lines (hard-wrapped by hand, as in
-Project Gutenberg files, or not)."""
+"""Paragraphs of a manuscript or chunk, in the layouts writers use: one paragraph
+per line, blocks between blank lines (hard-wrapped by hand, as in Project Gutenberg
+files, or not), or hard-wrapped lines with no blank line between paragraphs, each
+opening with an indent (print's layout, as a copy from a PDF keeps it)."""
 import re
 
 from styletune.text.patterns import is_page_number, is_prose, splits_a_sentence
 
 _LINE_ENDS_SENTENCE = re.compile(r"[.!?…:;\-—–'\"’”)\]*_]\s*$")
+# A line break inside a blank-line block with an indent after it.
+_INDENTED_LINE = re.compile(r"\n(?=[ \t]+\S)")
 
 
 def is_hard_wrapped(text: str) -> bool:
@@ -17,6 +20,21 @@ def is_hard_wrapped(text: str) -> bool:
         return False
     ended = sum(bool(_LINE_ENDS_SENTENCE.search(line)) for line in inner)
     return ended < 0.5 * len(inner)
+
+
+def indents_open_paragraphs(text: str) -> bool:
+    """Hard-wrapped text whose paragraphs are told apart by an indent, not a blank line:
+    inside its blocks, lines that open with an indent (three at least, and one in 50
+    of the inner lines) follow a line that ends a sentence, as a paragraph's last line
+    does (four in five of them; an indented line of verse follows any line)."""
+    if not is_hard_wrapped(text):
+        return False
+    blocks = text.split("\n\n")
+    inner = sum(block.strip().count("\n") for block in blocks)
+    before = [block[:m.start()].rsplit("\n", 1)[-1] for block in blocks
+              for m in _INDENTED_LINE.finditer(block.strip("\n"))]
+    ended = sum(bool(_LINE_ENDS_SENTENCE.search(line)) for line in before)
+    return len(before) >= 3 and len(before) >= inner / 50 and ended >= 0.8 * len(before)
 
 
 def wrapped_by_hand(text: str) -> bool:
@@ -35,16 +53,16 @@ def hard_wrap_advice(what: str) -> str:
     return (f"{what} wrapped by hand (line breaks inside paragraphs, as in Project Gutenberg "
             "files): the training text keeps every break as typed, so the model "
             "will learn to break lines mid-paragraph. If you do not write so in your editor, join "
-            "each paragraph's lines into one, e.g. perl -0777 -pe 's/(?<=\\S)[ \\t]*\\r?\\n[ \\t]*(?=\\S)/ /g' "
-            "IN > OUT (blank lines stay), then rerun")
+            "each paragraph's lines into one, e.g. perl -0777 -pe 's/(?<=\\S)[ \\t]*\\r?\\n(?=\\S)/ /g' "
+            "IN > OUT (blank lines stay, and so does a line break before an indented line), then rerun")
 
 
 def whitespace_kind(space: str, wrapped: bool) -> str:
     """What a run of whitespace between two words is to the writer: "a paragraph break"
-    (a blank line, or any line break in one-paragraph-per-line text; an indent after it
-    included), "a line break" (inside a paragraph of `wrapped` text, is_hard_wrapped),
-    "a space" (spaces or tabs alone); "" for none."""
-    if "\n\n" in space or ("\n" in space and not wrapped):
+    (a blank line, any line break in one-paragraph-per-line text, or one with an indent
+    after it; an indent after it included), "a line break" (inside a paragraph of
+    `wrapped` text, is_hard_wrapped), "a space" (spaces or tabs alone); "" for none."""
+    if "\n\n" in space or ("\n" in space and (not wrapped or not space.endswith("\n"))):
         return "a paragraph break"
     return "a line break" if "\n" in space else "a space" if space else ""
 
@@ -60,15 +78,18 @@ def indent_before(text: str, at: int) -> int:
 
 def paragraph_spans(text: str):
     """(start, end) of each paragraph: every non-blank line, unless the text is
-    hard-wrapped, when a paragraph is a block between blank lines. A blank line in
+    hard-wrapped, when a paragraph is a block between blank lines (or, where indents
+    open paragraphs, also a run of lines up to the next indented one). A blank line in
     one-paragraph-per-line text (a scene break) is just an empty line."""
-    sep = "\n\n" if is_hard_wrapped(text) else "\n"
+    sep = ("\n" if not is_hard_wrapped(text) else
+           r"\n\n|\n(?=[ \t]+\S)" if indents_open_paragraphs(text) else "\n\n")
     spans, pos = [], 0
-    for part in text.split(sep):
+    for m in [*re.finditer(sep, text), None]:
+        part = text[pos:m.start() if m else len(text)]
         if part.strip():
             lead = len(part) - len(part.lstrip())
             spans.append((pos + lead, pos + len(part.rstrip())))
-        pos += len(part) + len(sep)
+        pos = m.end() if m else len(text)
     return spans
 
 
