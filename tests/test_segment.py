@@ -250,6 +250,9 @@ def test_the_end_as_the_last_chapters_title_is_no_closing_the_end(tmp_path, make
     text = body + f"Chapter 4\n\nThe End\n\n{prose(4)}\n"
     printed, texts, _ = cut_generated_novel(text, tmp_path, make_config, capsys)
     assert "back matter from" not in printed and " ".join(texts).split()[-12:] == text.split()[-12:]
+    # set apart by extra blank lines, in either layout, a closing "The End" still closes
+    assert analyse(body + "\n\nThe End\n\nReading Group Guide\n\n" + prose(1) + "\n").back_matter
+    assert analyse(body.replace("\n\n", "\n") + "\nThe End\nReading Group Guide\n" + prose(1) + "\n").back_matter
     closing = tmp_path / "closing"
     closing.mkdir()
     printed, texts, _ = cut_generated_novel(body + "THE END\n\n“Is that what the sign says?” she asked.\n",
@@ -267,6 +270,12 @@ def test_a_markdown_comment_is_a_note_to_self_and_stage_0_says_so(tmp_path, make
     line = text.split("\n").index("<!-- TODO: Baptiste needs a backstory -->") + 1
     assert f"WARNING: 1 comment(s) <!-- ... --> in the text (line {line})" in printed and "perl -0777" in printed
     assert any("Baptiste" in t for t in texts)
+    # the warning's own command: every comment gone, no paragraphs joined, no blank line
+    # left over to read as a scene break, one paragraph a line or blank-line separated
+    for text in ("Para one.\n\n<!-- a\nnote -->\n\nPara two. <!-- inline --> end.\n",
+                 "She left. <!-- x -->\nHe stayed.\n<!-- own line -->\nThey ate.\n"):
+        cleaned = run_printed_command(printed, text.encode("utf-8")).decode("utf-8")
+        assert cleaned in ("Para one.\n\nPara two. end.\n", "She left.\nHe stayed.\nThey ate.\n"), cleaned
 
 
 def test_generated_novel_one_paragraph_per_line_never_crosses_a_chapter(tmp_path, make_config):
@@ -885,6 +894,20 @@ def test_print_layout_indents_open_paragraphs_with_no_blank_line_between(tmp_pat
     joined = run_printed_command(hard_wrap_advice("x"), text.encode("utf-8")).decode("utf-8")
     assert joined.split() == text.split() and joined.count("\n    ") == len(paragraphs)
     assert not wrapped_by_hand(joined)
+    # the same after two blank lines; with short lines of dialogue between (most lines then
+    # end a sentence); and a centred scene break, the paragraph after it not indented
+    text = text.replace("Chapter One\n\n", "Chapter One\n\n\n")
+    assert [" ".join(text[a:b].split()) for a, b in paragraph_spans(text)] == ["Chapter One"] + paragraphs
+    talk = ["“Come in,” she said.", "“No.”", "“Why not?”"]
+    chatty = "Chapter One\n\n" + "\n".join(textwrap.fill(p, 70, initial_indent="    ") + "\n    " + talk[i % 3]
+                                           for i, p in enumerate(paragraphs)) + "\n"
+    assert len(paragraph_spans(chatty)) == 1 + 2 * len(paragraphs)
+    broken = ("Chapter One\n\n" + "\n".join(textwrap.fill(p, 70, initial_indent="    ") for p in paragraphs[:6])
+              + "\n                    * * *\n" + textwrap.fill(paragraphs[6], 70) + "\n"
+              + "\n".join(textwrap.fill(p, 70, initial_indent="    ") for p in paragraphs[7:]) + "\n")
+    shown = [" ".join(broken[a:b].split()) for a, b in paragraph_spans(broken)]
+    assert shown == ["Chapter One"] + paragraphs[:6] + ["* * *"] + paragraphs[6:]
+    assert [s.reason for s in analyse(broken).sections][1:] == ["scene break: * * *"]
 
 
 def test_a_study_in_scarlet_its_transcriber_notes_footnote_marks_and_first_chapter(tmp_path):
@@ -1041,7 +1064,7 @@ def test_common_heading_styles_are_chapters_with_one_blank_line_like_every_parag
     for a, b in numbers.items():
         second = second.replace(a, b, 1) if a in style and second == style else second
     prose = random_prose(7)
-    text = f"{style}\n\n{prose(6)}\n\n{second}\n\n{prose(6)}\n"
+    text = f"{style}\n\n{prose(20)}\n\n{second}\n\n{prose(20)}\n"     # chapters of 800 words
     st = analyse(text)
     assert [label for _, label in st.chapters] == [style, second]
     assert all(style not in text[p.start:p.end] and second not in text[p.start:p.end]
@@ -1053,9 +1076,24 @@ def test_short_lines_of_prose_stay_prose():
     text ("Three."), a shout with its mark, a sentence in capitals, a numbered list's
     sentence."""
     prose = random_prose(8)
-    for line in ("“One.”", "Three.", "STOP!", "NOBODY MOVED.", "1. Take the road north.", "One more night"):
-        st = analyse(f"Chapter 1\n\n{prose(3)}\n\n{line}\n\n{prose(3)}\n")
+    for line in ("“One.”", "Three.", "STOP!", "NOBODY MOVED.", "1. Take the road north.", "One more night",
+                 "Two", "one", "C. Dickens", "—I—", "_Three_", "1. Eggs\n\n2. Flour\n\n3. Salt",
+                 "Three\n\nTwo\n\nOne", "— 4 —"):
+        st = analyse(f"Chapter 1\n\n{prose(3)}\n\n{line}\n\n{prose(3)}\n\n{line}\n\n{prose(3)}\n")
         assert [label for _, label in st.chapters] == ["Chapter 1"], line
+
+
+def test_dashed_page_numbers_of_a_pdf_copy_are_page_numbers_not_chapters():
+    """'— 12 —' every ~350 words, at sentence ends and inside sentences: a printed
+    edition's pages (a number splits a sentence; and chapters run longer). None starts a
+    chapter; all are counted as page numbers."""
+    from styletune.text.paragraphs import page_number_paragraphs
+    words = (CORPUS / "wells_the_war_of_the_worlds.txt").read_text(encoding="utf-8-sig").split()[2000:9000]
+    pages = [" ".join(words[i:i + 350]) for i in range(0, len(words), 350)]
+    text = "Chapter 1\n\n" + "".join(f"{p}\n\n— {n} —\n\n" for n, p in enumerate(pages[:-1], 2)) + pages[-1] + "\n"
+    assert any(p[0].islower() for p in pages[1:])        # some page starts inside a sentence
+    assert [label for _, label in analyse(text).chapters] == ["Chapter 1"]
+    assert len(page_number_paragraphs(text)) == len(pages) - 1
 
 
 def test_stemming_strips_common_suffixes():

@@ -19,7 +19,13 @@ from styletune.errors import InputError
 from styletune.fileio import read_text
 from styletune.text.docx import read_docx
 from styletune.text.gutenberg import gutenberg_body
-from styletune.text.paragraphs import indent_before, is_hard_wrapped, page_number_paragraphs, paragraph_spans
+from styletune.text.paragraphs import (
+    dashed_numbers_are_pages,
+    indent_before,
+    is_hard_wrapped,
+    page_number_paragraphs,
+    paragraph_spans,
+)
 from styletune.text.patterns import (
     ENDS_SENTENCE,
     FOOTNOTE_MARK,
@@ -66,7 +72,8 @@ MAX_AIM = 2.0
 AIM_PLANS = 4
 
 _NUMBER_WORDS = ("one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|"
-                 "fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty")
+                 "fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|"
+                 "sixty|seventy|eighty|ninety")
 _ORDINALS = ("first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|eleventh|twelfth|"
              "thirteenth|fourteenth|fifteenth|sixteenth|seventeenth|eighteenth|nineteenth|"
              "twentieth|last|final")
@@ -76,13 +83,19 @@ _KEYWORD_HEADING = re.compile(
     re.IGNORECASE)
 _NAMED_HEADING = re.compile(r"^(prologue|epilogue|preface|foreword|afterword|interlude|"
                             r"introduction|coda|postscript|appendix)\b", re.IGNORECASE)
-# A numeral ("IV.", "12", "— 12 —"), or a number in words ("ONE", "Twenty-One"; no
-# full stop, so a count in the prose, "Three.", stays prose). Roman numerals in
-# capitals only: "mix", "vivid".
-_NUMBER_HEADING = re.compile(rf"^([IVXLCDM]+|\d{{1,3}})\.?$|^[-–—][ \t]*(?:[IVXLCDM]+|\d{{1,3}})[ \t]*[-–—]$"
-                             rf"|^(?i:(?:{_NUMBER_WORDS})(?:[-\s](?:{_NUMBER_WORDS}))?)$")
-# A numeral, a stop and a title: "1. The Falling Star", "IV: The Eve of the War".
-_NUMBERED_TITLE = re.compile(r"^(?:[IVXLCDM]+|\d{1,3})[.:]\s+(\S.*)$")
+# A numeral alone ("IV.", "12"). Roman numerals in capitals only: "mix", "vivid".
+_NUMBER_HEADING = re.compile(r"^([IVXLCDM]+|\d{1,3})\.?$")
+# Counted headings, weaker shapes that prose has too, so they count only as a series
+# (_counted_series): a number in words with a capital and no full stop ("ONE",
+# "Twenty-One"; "Two" may answer a question, "Three." counts down), a numeral between
+# dashes ("— 12 —", also a printed page's number), a numeral, a stop and a title
+# ("1. The Falling Star", "IV: The Eve of the War"; also a list's item, "1. Eggs").
+_NUMBER_WORD = re.compile(rf"^(?=[A-Z])(?i:((?:{_NUMBER_WORDS})(?:[-\s](?:{_NUMBER_WORDS}))?))$")
+_DASHED_NUMBER = re.compile(r"^[-–—][ \t]*([IVXLCDM]+|\d{1,3})[ \t]*[-–—]$")
+_NUMBERED_TITLE = re.compile(r"^([IVXLCDM]+|\d{1,3})[.:]\s+(\S.*)$")
+# Counted headings of one shape must be this many at least, each after this many words
+# of prose, their numbers going up: chapters, not a countdown, a list or a stammer.
+COUNTED_SERIES_MIN, COUNTED_PROSE_WORDS = 2, 100
 _ORDINAL_HEADING = re.compile(rf"^((?:{_ORDINALS})|\d+(?:st|nd|rd|th))\s+\w+", re.IGNORECASE)
 _MARKDOWN_HEADING = re.compile(r"^#{1,6}\s+\S")
 _TERMINAL = re.compile(r"[.!?,;:…'\"’”)\]—–-]$")
@@ -196,16 +209,58 @@ def _unemphasised(line: str) -> str:
 
 def _numbered_title(line: str) -> bool:
     m = _NUMBERED_TITLE.match(line)
-    return bool(m) and word_count(m.group(1)) <= 8 and _is_title_case(m.group(1)) \
-        and not _TERMINAL.search(line) and not _QUOTE_START.match(m.group(1))
+    return bool(m) and word_count(m.group(2)) <= 8 and _is_title_case(m.group(2)) \
+        and not _TERMINAL.search(line) and not _QUOTE_START.match(m.group(2))
+
+
+def counted_number(line: str) -> tuple[str, int] | None:
+    """(shape, number) of a counted heading's line ("ONE" -> ("word", 1), "— 12 —" ->
+    ("dash", 12), "IV: The Eve" -> ("title", 4)); None for any other line."""
+    line = _unemphasised(line)
+    for shape, pattern in (("word", _NUMBER_WORD), ("dash", _DASHED_NUMBER)):
+        if m := pattern.match(line):
+            return shape, _number_value(m.group(1))
+    if _numbered_title(line):
+        return "title", _number_value(_NUMBERED_TITLE.match(line).group(1))
+    return None
+
+
+def _number_value(token: str) -> int:
+    """12, XII or twelve (twenty-one, Twenty One) as a number."""
+    if token.isdigit():
+        return int(token)
+    if re.fullmatch(r"[IVXLCDM]+", token):
+        values = [{"I": 1, "V": 5, "X": 10, "L": 50, "C": 100, "D": 500, "M": 1000}[c] for c in token]
+        return sum(-v if v < w else v for v, w in zip(values, values[1:] + [0]))
+    words = _NUMBER_WORDS.split("|")
+    value = {w: i + 1 for i, w in enumerate(words[:19])} | {w: 20 + 10 * i for i, w in enumerate(words[19:])}
+    return sum(value[w] for w in re.split(r"[-\s]+", token.lower()))
+
+
+def _counted_series(text: str, paras) -> None:
+    """Counted headings stay headings only as a series: at least COUNTED_SERIES_MIN of
+    one shape, each after COUNTED_PROSE_WORDS words of prose, numbers going up; the
+    others are text again (a list's items, a countdown, a stammer "—I—", an answer)."""
+    for shape in ("word", "dash", "title"):
+        found = [(i, counted_number(text[p.start:p.end].strip())[1]) for i, p in enumerate(paras)
+                 if p.heading_kind == "counted" and counted_number(text[p.start:p.end].strip())[0] == shape]
+        prose = [sum(word_count(text[q.start:q.end]) for q in paras[i + 1:j] if q.kind == "text")
+                 for (i, _), (j, _) in zip(found, found[1:] + [(len(paras), 0)])]
+        series = (len(found) >= COUNTED_SERIES_MIN and all(w >= COUNTED_PROSE_WORDS for w in prose)
+                  and all(b > a for (_, a), (_, b) in zip(found, found[1:]))
+                  and not (shape == "dash" and dashed_numbers_are_pages(text, [(p.start, p.end) for p in paras])))
+        for i, _ in found:
+            paras[i].heading_kind = "number" if series else ""
+            paras[i].kind = "heading" if series else "text"
 
 
 def heading_kind(line: str, gap: int, first: bool, loose_gap: int) -> str:
     """What makes `line` (one stripped line, alone in its paragraph) a heading, or ''.
 
-    Strong shapes (Chapter 1, CHAPTER IV., BOOK ONE, IV., ONE, 1. The Falling Star,
-    Prologue, Seventh memory - Mother, # Title, any of them in **bold** or *italics*)
-    count wherever they stand alone; a short line in capitals or title case only when
+    Strong shapes (Chapter 1, CHAPTER IV., BOOK ONE, IV., Prologue, Seventh memory -
+    Mother, # Title, any of them in **bold** or *italics*) count wherever they stand
+    alone; counted ones (ONE, — 12 —, 1. The Falling Star) are "counted", headings only
+    as a series (_counted_series); a short line in capitals or title case only when
     set apart (extra blank lines before it, or the first line): "THE FALLING STAR"
     with one blank line before it, as before every paragraph, may be a sign in the
     story or a shout, and stays text."""
@@ -216,8 +271,10 @@ def heading_kind(line: str, gap: int, first: bool, loose_gap: int) -> str:
         return "markdown"
     if _KEYWORD_HEADING.match(line) or _NAMED_HEADING.match(line) and word_count(line) <= 8:
         return "keyword"
-    if _NUMBER_HEADING.match(line) or _numbered_title(line):
+    if _NUMBER_HEADING.match(line):
         return "number"
+    if counted_number(line):
+        return "counted"
     # Centring is not a sign: it marks inscriptions and letters' closings too.
     set_apart = gap >= loose_gap or first
     if _ORDINAL_HEADING.match(line) and word_count(line) <= 8 and not line.endswith((".", ",", ";")):
@@ -305,6 +362,7 @@ def _classify(text: str, spans):
         kind = heading_kind(first_line, p.gap, i == 0, loose_gap)
         if kind and (len(lines) == 1 or kind != "title"):
             p.kind, p.heading_kind = "heading", kind
+    _counted_series(text, paras)
     # A title right under a numbered heading belongs to it: one line (one paragraph per
     # line), or wrapped over a few (a chapter's summary in capitals).
     for prev, p in zip(paras, paras[1:]):
@@ -449,9 +507,11 @@ def _without_back_matter(text, paras, sections):
     "Acknowledgements"), and (its offset, the text's end, the words after it) when a
     short stretch follows it; else (sections, None). The author's last words stay text;
     what comes after is no part of the novel."""
-    late = [p for p in paras if p.start >= 0.9 * len(text)]
+    late = [(p, before) for before, p in zip([None] + paras, paras) if p.start >= 0.9 * len(text)]
     # "The End" as the title under "Chapter 30" names the last chapter; it closes nothing
-    ends = [p for p in late if _THE_END.fullmatch(text[p.start:p.end]) and p.heading_kind != "title"]
+    ends = [p for p, before in late if _THE_END.fullmatch(text[p.start:p.end])
+            and not (before and before.kind == "heading" and before.heading_kind in ("number", "keyword"))]
+    late = [p for p, _ in late]
     ends = ends[-1:] or [p for p in late if _BACK_MATTER_HEADING.fullmatch(text[p.start:p.end])][:1]
     if not ends:
         return sections, None
@@ -494,7 +554,7 @@ class PlannedChunk:
 
 
 _ROMAN = re.compile(r"m{0,4}(cm|cd|d?c{0,3})(xc|xl|l?x{0,3})(ix|iv|v?i{0,3})")
-_HEADING_WORDS = {"chapter", "book", "part"}
+_HEADING_WORDS = {"chapter", "chap", "ch", "book", "part", "volume", "vol"}
 
 
 def _slug(text: str, words: int = 5) -> str:

@@ -5,7 +5,7 @@ import statistics
 from styletune import paths
 from styletune.data.drills import CONTINUATION_WORDS, KINDS
 from styletune.data.openings import OPENING, follows
-from styletune.text.paragraphs import is_hard_wrapped, whitespace_kind
+from styletune.text.paragraphs import layout, whitespace_kind
 
 
 def summary(result) -> dict:
@@ -47,10 +47,10 @@ def _joins_line(j: dict) -> str:
 def join_kinds(example) -> tuple[str, str]:
     """(what the completion opens with, what the prompt ends with), each a
     paragraphs.whitespace_kind ("a space", "a paragraph break", ...; "" for a word)."""
-    wrapped = is_hard_wrapped(example.chunk.text)
+    text_layout = layout(example.chunk.text)
     completion, prefix = example.completion, example.prefix
-    return (whitespace_kind(completion[:len(completion) - len(completion.lstrip())], wrapped),
-            whitespace_kind(prefix[len(prefix.rstrip()):], wrapped))
+    return (whitespace_kind(completion[:len(completion) - len(completion.lstrip())], text_layout),
+            whitespace_kind(prefix[len(prefix.rstrip()):], text_layout))
 
 
 def drill_counts(drills) -> dict:

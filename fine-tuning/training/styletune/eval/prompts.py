@@ -14,7 +14,7 @@ from styletune.data.examples import join_offset, without_path_line
 from styletune.errors import EvaluationError
 from styletune.eval import joins
 from styletune.text import stops
-from styletune.text.paragraphs import is_hard_wrapped, whitespace_kind
+from styletune.text.paragraphs import layout, whitespace_kind
 from styletune.text.sentences import boundaries
 
 # The writer's own test of the editor route: typed in the editor, it ends mid-sentence,
@@ -119,7 +119,7 @@ def _sentence_end_kind(prompt: str) -> str:
     typed example's (typed_join_share) keeps the space or paragraph break (and indent),
     named as the text's layout has it (a line break inside a hard-wrapped paragraph is
     typed whitespace within the paragraph, as a space is)."""
-    typed = whitespace_kind(prompt[len(prompt.rstrip()):], is_hard_wrapped(without_path_line(prompt)))
+    typed = whitespace_kind(prompt[len(prompt.rstrip()):], layout(without_path_line(prompt)))
     if typed == "a paragraph break":
         return stops.AFTER_PARAGRAPH_BREAK
     return "sentence end, space typed" if typed else "sentence end"

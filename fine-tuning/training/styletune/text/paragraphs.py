@@ -4,37 +4,54 @@ files, or not), or hard-wrapped lines with no blank line between paragraphs, eac
 opening with an indent (print's layout, as a copy from a PDF keeps it)."""
 import re
 
-from styletune.text.patterns import is_page_number, is_prose, splits_a_sentence
+from styletune.text.patterns import (
+    DASHED_NUMBER,
+    is_page_number,
+    is_prose,
+    is_scene_break,
+    splits_a_sentence,
+    word_count,
+)
 
 _LINE_ENDS_SENTENCE = re.compile(r"[.!?…:;\-—–'\"’”)\]*_]\s*$")
-# A line break inside a blank-line block with an indent after it.
-_INDENTED_LINE = re.compile(r"\n(?=[ \t]+\S)")
+# Where a paragraph ends, by layout (layout()): a line break; a blank line; a blank
+# line or a line break before an indented line.
+_SEPARATORS = {"lines": "\n", "blocks": "\n\n", "indented": r"\n\n|\n(?=[ \t]+\S)"}
+
+
+def layout(text: str) -> str:
+    """How the text marks its paragraphs: "indented" (print's layout: hard-wrapped lines,
+    each paragraph opening with an indent, no blank line between: indents_open_paragraphs),
+    "blocks" (blank lines between paragraphs whose lines were wrapped by hand: Project
+    Gutenberg, typewriter-era files; most lines inside a block stop mid-sentence), or
+    "lines" (one paragraph a line, with or without blank lines between)."""
+    if indents_open_paragraphs(text):
+        return "indented"
+    inner = [line for block in text.split("\n\n") for line in block.strip().split("\n")[:-1]]
+    ended = sum(bool(_LINE_ENDS_SENTENCE.search(line)) for line in inner)
+    return "blocks" if inner and ended < 0.5 * len(inner) else "lines"
 
 
 def is_hard_wrapped(text: str) -> bool:
-    """True when blank-line blocks are paragraphs whose lines were wrapped by hand
-    (Project Gutenberg, typewriter-era files): most lines inside a block then stop
-    mid-sentence, while in one-paragraph-per-line text they end a paragraph."""
-    inner = [line for block in text.split("\n\n") for line in block.strip().split("\n")[:-1]]
-    if not inner:
-        return False
-    ended = sum(bool(_LINE_ENDS_SENTENCE.search(line)) for line in inner)
-    return ended < 0.5 * len(inner)
+    """True when line breaks fall inside paragraphs (layout "blocks" or "indented")."""
+    return layout(text) != "lines"
 
 
 def indents_open_paragraphs(text: str) -> bool:
-    """Hard-wrapped text whose paragraphs are told apart by an indent, not a blank line:
-    inside its blocks, lines that open with an indent (three at least, and one in 50
-    of the inner lines) follow a line that ends a sentence, as a paragraph's last line
-    does (four in five of them; an indented line of verse follows any line)."""
-    if not is_hard_wrapped(text):
-        return False
-    blocks = text.split("\n\n")
-    inner = sum(block.strip().count("\n") for block in blocks)
-    before = [block[:m.start()].rsplit("\n", 1)[-1] for block in blocks
-              for m in _INDENTED_LINE.finditer(block.strip("\n"))]
-    ended = sum(bool(_LINE_ENDS_SENTENCE.search(line)) for line in before)
-    return len(before) >= 3 and len(before) >= inner / 50 and ended >= 0.8 * len(before)
+    """Whether an indent, not a blank line, tells the paragraphs apart: inside the
+    blank-line blocks, the lines that open with an indent (three at least, one in 50 of
+    the inner lines) follow a line that ends a sentence, as a paragraph's last line does
+    (four in five of them; an indented line of verse follows any line), and the lines
+    that open without one mostly follow a line that stops mid-sentence (the wrap)."""
+    indented, plain = [], []
+    for block in text.split("\n\n"):
+        lines = block.strip("\n").split("\n")
+        for before, line in zip(lines, lines[1:]):
+            if line.strip():
+                (indented if line[:1] in " \t" else plain).append(bool(_LINE_ENDS_SENTENCE.search(before)))
+    inner = len(indented) + len(plain)
+    return (len(indented) >= 3 and len(indented) >= inner / 50 and sum(indented) >= 0.8 * len(indented)
+            and len(plain) >= 3 and sum(plain) < 0.5 * len(plain))
 
 
 def wrapped_by_hand(text: str) -> bool:
@@ -57,12 +74,14 @@ def hard_wrap_advice(what: str) -> str:
             "IN > OUT (blank lines stay, and so does a line break before an indented line), then rerun")
 
 
-def whitespace_kind(space: str, wrapped: bool) -> str:
-    """What a run of whitespace between two words is to the writer: "a paragraph break"
-    (a blank line, any line break in one-paragraph-per-line text, or one with an indent
-    after it; an indent after it included), "a line break" (inside a paragraph of
-    `wrapped` text, is_hard_wrapped), "a space" (spaces or tabs alone); "" for none."""
-    if "\n\n" in space or ("\n" in space and (not wrapped or not space.endswith("\n"))):
+def whitespace_kind(space: str, text_layout: str) -> str:
+    """What a run of whitespace between two words is to the writer, in text of this
+    layout(): "a paragraph break" (a blank line; any line break where a paragraph is a
+    line; one before an indent in print's layout; an indent after it included), "a line
+    break" (inside a paragraph of wrapped text), "a space" (spaces or tabs alone); ""
+    for none."""
+    if "\n\n" in space or ("\n" in space and (text_layout == "lines" or (
+            text_layout == "indented" and not space.endswith("\n")))):
         return "a paragraph break"
     return "a line break" if "\n" in space else "a space" if space else ""
 
@@ -77,31 +96,55 @@ def indent_before(text: str, at: int) -> int:
 
 
 def paragraph_spans(text: str):
-    """(start, end) of each paragraph: every non-blank line, unless the text is
-    hard-wrapped, when a paragraph is a block between blank lines (or, where indents
-    open paragraphs, also a run of lines up to the next indented one). A blank line in
-    one-paragraph-per-line text (a scene break) is just an empty line."""
-    sep = ("\n" if not is_hard_wrapped(text) else
-           r"\n\n|\n(?=[ \t]+\S)" if indents_open_paragraphs(text) else "\n\n")
+    """(start, end) of each paragraph, by the text's layout(): every non-blank line; a
+    block between blank lines; or, in print's layout, also a run of lines up to the next
+    indented one. A blank line in one-paragraph-per-line text (a scene break) is just an
+    empty line."""
+    kind = layout(text)
     spans, pos = [], 0
-    for m in [*re.finditer(sep, text), None]:
+    for m in [*re.finditer(_SEPARATORS[kind], text), None]:
         part = text[pos:m.start() if m else len(text)]
         if part.strip():
             lead = len(part) - len(part.lstrip())
-            spans.append((pos + lead, pos + len(part.rstrip())))
+            spans += _scene_break_apart(text, pos + lead, pos + len(part.rstrip()), kind)
         pos = m.end() if m else len(text)
     return spans
+
+
+def _scene_break_apart(text: str, a: int, b: int, kind: str) -> list:
+    """In print's layout the paragraph after a centred "* * *" opens with no indent, so
+    the mark and that paragraph come as one block: two paragraphs."""
+    nl = text.find("\n", a, b)
+    if kind != "indented" or nl == -1 or not is_scene_break(text[a:nl]):
+        return [(a, b)]
+    rest = text[nl + 1:b]
+    return [(a, a + len(text[a:nl].rstrip())), (nl + 1 + len(rest) - len(rest.lstrip()), b)]
+
+
+# Chapters run longer than this many words a number; a printed page holds fewer.
+PAGE_WORDS = 450
+
+
+def dashed_numbers_are_pages(text: str, spans) -> bool:
+    """Whether the text's "— 12 —" paragraphs number printed pages (not chapters): one
+    splits a sentence, a lower-case word going on after it, or there is one for fewer
+    than PAGE_WORDS words of text."""
+    at = [i for i, (a, b) in enumerate(spans) if DASHED_NUMBER.fullmatch(" ".join(text[a:b].split()))]
+    splits = any(0 < i < len(spans) - 1 and text[spans[i + 1][0]:spans[i + 1][0] + 1].islower()
+                 and splits_a_sentence(text[slice(*spans[i - 1])], text[slice(*spans[i + 1])]) for i in at)
+    return bool(at) and (splits or word_count(text) < PAGE_WORDS * len(at))
 
 
 def _page_number_runs(text: str, spans) -> list[tuple[int, int]]:
     """(first, last + 1) indices into spans of each run of page-number paragraphs, judged
     with the paragraphs around the run (a run of several numbers is one break)."""
-    runs, i = [], 0
+    runs, i, dashed = [], 0, dashed_numbers_are_pages(text, spans)
     while i < len(spans):
         j = i
         before = text[slice(*spans[i - 1])] if i else None
         while j < len(spans) and is_page_number(text[slice(*spans[j])], before,
-                                                text[slice(*spans[j + 1])] if j + 1 < len(spans) else None):
+                                                text[slice(*spans[j + 1])] if j + 1 < len(spans) else None,
+                                                dashed):
             j += 1
         if j > i:
             runs.append((i, j))

@@ -19,13 +19,14 @@ WORD = re.compile(r"[\w’']+")
 PAGE_MARKER = re.compile(r"^\[?\d{1,4}[)\]]$")
 # A paragraph that is only a number, as a printed edition's page numbers are left in
 # a text copied from it: "11)", "[11]", "(11)", "Page 11", and "11." or "— 11 —", which
-# are also numbered chapter headings' shapes (a page number only where it splits a
-# sentence, is_page_number). Wider than PAGE_MARKER (which the chunker
+# are also numbered chapter headings' shapes (is_page_number says which). Wider than PAGE_MARKER (which the chunker
 # treats as part of the next paragraph): stages 0 and 1 count these and warn; the chunks
 # keep them, and PAGE_NUMBERS_COMMAND writes a copy of the manuscript without them.
 _PAGE_NUMBER = r"\[\d{1,4}\]|\(\d{1,4}\)|\d{1,4}\)|(?:page|p\.)[ \t]*\d{1,4}"
-_PAGE_OR_CHAPTER_NUMBER = r"\d{1,4}\.|[-–—][ \t]*\d{1,4}[ \t]*[-–—]"
-PAGE_NUMBER_PARAGRAPH = re.compile(rf"^(?:{_PAGE_NUMBER}|{_PAGE_OR_CHAPTER_NUMBER})$", re.IGNORECASE)
+_PAGE_OR_CHAPTER_NUMBER = r"\d{1,4}\."
+DASHED_NUMBER = re.compile(r"[-–—][ \t]*\d{1,4}[ \t]*[-–—]")
+PAGE_NUMBER_PARAGRAPH = re.compile(rf"^(?:{_PAGE_NUMBER}|{_PAGE_OR_CHAPTER_NUMBER}|{DASHED_NUMBER.pattern})$",
+                                   re.IGNORECASE)
 # A footnote mark in running text: "manoeuvres [9] of", "brought. [7]" (a transcriber's
 # or an edition's; on a line of its own it is a page number, counted above).
 FOOTNOTE_MARK = re.compile(r"\[\d{1,3}\]")
@@ -72,11 +73,14 @@ def splits_a_sentence(before: str | None, after: str | None) -> bool:
     return bool(after and is_prose(last) and (stops_short or after.lstrip()[:1].islower()))
 
 
-def is_page_number(paragraph: str, before: str | None, after: str | None) -> bool:
+def is_page_number(paragraph: str, before: str | None, after: str | None, dashed_pages: bool = False) -> bool:
     """A paragraph that is only a page number (PAGE_NUMBER_PARAGRAPH), given the
-    paragraphs around it. "11." and "— 11 —" are also numbered chapters' headings: a page
-    number only where it splits a sentence with a lower-case word after it."""
+    paragraphs around it. "11." is also a numbered chapter's heading: a page number only
+    where it splits a sentence with a lower-case word after it. "— 11 —" is one or the
+    other through the whole text: `dashed_pages` (paragraphs.dashed_numbers_are_pages)."""
     shown = " ".join(paragraph.split())
+    if DASHED_NUMBER.fullmatch(shown):
+        return dashed_pages
     if not PAGE_NUMBER_PARAGRAPH.match(shown):
         return False
     return not re.fullmatch(_PAGE_OR_CHAPTER_NUMBER, shown) or (
@@ -118,12 +122,16 @@ def footnote_marks(text: str, start: int = 0, end: int | None = None) -> list[in
 
 # A comment in a Markdown file, <!-- ... -->: a note to oneself no reader sees.
 COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
-COMMENTS_COMMAND = r"perl -0777 -pe 's/<!--.*?-->[ \t]*\n?//gs' IN > OUT"
+# What removes them: a comment that is a paragraph of its own goes with the break before
+# it (no blank line left over to read as a scene break), one at a line's end with the
+# space before it, the line break kept (no two paragraphs joined).
+COMMENTS_COMMAND = (r"perl -0777 -pe 's/\n\n[ \t]*<!--.*?-->[ \t]*(?=\n)//gs; "
+                    r"s/\n[ \t]*<!--.*?-->[ \t]*(?=\n)//gs; s/(?<=\S)[ \t]*<!--.*?-->|<!--.*?-->[ \t]*//gs' IN > OUT")
 
 
 def comments(text: str, start: int = 0, end: int | None = None) -> list[int]:
     """Offsets of the <!-- ... --> comments that start in text[start:end]."""
-    return [m.start() for m in COMMENT.finditer(text, start) if end is None or m.start() < end]
+    return [m.start() for m in COMMENT.finditer(text, start, len(text) if end is None else end)]
 
 
 def comments_advice(count: int, places: list[str]) -> str:
