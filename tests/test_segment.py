@@ -945,6 +945,17 @@ def run_printed_command(printed: str, text: bytes) -> bytes:
     return subprocess.run(shlex.split(command), input=text, capture_output=True, check=True).stdout
 
 
+def test_the_copy_without_page_numbers_says_how_to_cut_it_with_the_same_config(tmp_path, capsys):
+    src = tmp_path / "novel.txt"
+    src.write_text("Chapter 1\n\nThe boat was\n\n12)\n\nlate again.\n", encoding="utf-8")
+    rehearsal = FT / "configs" / "cpu_rehearsal.yaml"
+    assert STAGE0.main([str(src), "--without-page-numbers", str(tmp_path / "a.txt"), "--config", str(rehearsal)]) == 0
+    assert "a.txt --dry-run --config fine-tuning/configs/cpu_rehearsal.yaml" in capsys.readouterr().out
+    assert STAGE0.main([str(src), "--without-page-numbers", str(tmp_path / "b.txt")]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("b.txt --dry-run")
+    assert (tmp_path / "b.txt").read_text(encoding="utf-8") == "Chapter 1\n\nThe boat was late again.\n"
+
+
 def run_page_numbers_command(printed: str, text: bytes, tmp_path) -> bytes:
     """The page-number warning's own command ('python .../0_segment_manuscript.py IN
     --without-page-numbers OUT'), run as printed on a file holding `text`."""

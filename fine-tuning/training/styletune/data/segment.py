@@ -520,10 +520,12 @@ def decisions_bytes(decisions) -> bytes:
                        indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
-def write_without_page_numbers(manuscript: Path, out: Path) -> int:
+def write_without_page_numbers(manuscript: Path, out: Path, config: Path) -> int:
     """--without-page-numbers: a copy of the manuscript less its page numbers, the
     sentences they split joined again; the manuscript itself is never rewritten. Line
-    ends and a byte-order mark stay as they were."""
+    ends and a byte-order mark stay as they were. The command it prints next names
+    `config` unless it is the default."""
+    from styletune.cli import DEFAULT_CONFIG
     if manuscript.suffix.lower() == ".docx":
         raise InputError(f"{paths.shown(manuscript)}: a .docx keeps its text inside XML, which this copy "
                          "cannot rewrite: save it as plain text (.txt, UTF-8) in your word processor and "
@@ -540,7 +542,8 @@ def write_without_page_numbers(manuscript: Path, out: Path) -> int:
     print(f"wrote {paths.shown(out)}: {removed} page number(s) removed, {joined} sentence(s) they split "
           f"joined again, every word of {paths.shown(manuscript)} kept. Compare the two (e.g. diff "
           f"{paths.shown(manuscript)} {paths.shown(out)}), then cut the copy:\n"
-          f"  python fine-tuning/training/0_segment_manuscript.py {paths.shown(out)} --dry-run")
+          f"  python fine-tuning/training/0_segment_manuscript.py {paths.shown(out)} --dry-run"
+          + ("" if config.resolve() == DEFAULT_CONFIG.resolve() else f" --config {paths.shown(config)}"))
     if hyphenated:
         print(f"{len(hyphenated)} word(s) hyphenated across a page are kept as printed, hyphen and all: "
               f"{some_of(hyphenated, 6)}. Where the hyphen is only the printer's, delete it in the copy")
@@ -550,7 +553,8 @@ def write_without_page_numbers(manuscript: Path, out: Path) -> int:
 def run(args) -> int:
     if args.without_page_numbers:
         return write_without_page_numbers(paths.resolve_cli(args.manuscript),
-                                          paths.resolve_cli(args.without_page_numbers))
+                                          paths.resolve_cli(args.without_page_numbers),
+                                          paths.resolve_cli(args.config))
     cfg = load_config(args.config)
     manuscript = paths.resolve_cli(args.manuscript)
     out_dir = paths.resolve_cli(args.out) if args.out else chunk_folder(cfg, manuscript)
