@@ -1082,6 +1082,13 @@ def test_common_heading_styles_are_chapters_with_one_blank_line_like_every_parag
                for s in st.sections for p in s.paras)
 
 
+def test_counted_chapters_start_again_in_each_part():
+    prose = random_prose(12)
+    text = "".join(f"PART {part}\n\n" + "".join(f"{n}\n\n{prose(5)}\n\n" for n in ("ONE", "TWO"))
+                   for part in ("ONE", "TWO"))
+    assert [label for _, label in analyse(text).chapters] == ["PART ONE / ONE", "TWO", "PART TWO / ONE", "TWO"]
+
+
 def test_short_lines_of_prose_stay_prose():
     """What a heading shape must not take: a one-word line of dialogue, a count in the
     text ("Three."), a shout with its mark, a sentence in capitals, a numbered list's

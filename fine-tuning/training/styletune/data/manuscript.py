@@ -239,15 +239,17 @@ def _number_value(token: str) -> int:
 
 def _counted_series(text: str, paras) -> None:
     """Counted headings stay headings only as a series: at least COUNTED_SERIES_MIN of
-    one shape, each after COUNTED_PROSE_WORDS words of prose, numbers going up; the
-    others are text again (a list's items, a countdown, a stammer "—I—", an answer)."""
+    one shape, each after COUNTED_PROSE_WORDS words of prose, numbers going up (or
+    starting again after a part's heading: PART TWO, then ONE); the others are text
+    again (a list's items, a countdown, a stammer "—I—", an answer)."""
     for shape in ("word", "dash", "title"):
         found = [(i, counted_number(text[p.start:p.end].strip())[1]) for i, p in enumerate(paras)
                  if p.heading_kind == "counted" and counted_number(text[p.start:p.end].strip())[0] == shape]
         prose = [sum(word_count(text[q.start:q.end]) for q in paras[i + 1:j] if q.kind == "text")
                  for (i, _), (j, _) in zip(found, found[1:] + [(len(paras), 0)])]
         series = (len(found) >= COUNTED_SERIES_MIN and all(w >= COUNTED_PROSE_WORDS for w in prose)
-                  and all(b > a for (_, a), (_, b) in zip(found, found[1:]))
+                  and all(b > a or any(q.heading_kind == "keyword" for q in paras[i + 1:j])
+                          for (i, a), (j, b) in zip(found, found[1:]))
                   and not (shape == "dash" and dashed_numbers_are_pages(text, [(p.start, p.end) for p in paras])))
         for i, _ in found:
             paras[i].heading_kind = "number" if series else ""
