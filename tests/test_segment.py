@@ -891,6 +891,8 @@ def test_print_layout_indents_open_paragraphs_with_no_blank_line_between(tmp_pat
     spans = paragraph_spans(text)
     assert [" ".join(text[a:b].split()) for a, b in spans] == ["Chapter One"] + paragraphs
     assert wrapped_by_hand(text)
+    from styletune.data.segment import paragraphs_shown
+    assert paragraphs_shown(analyse(text)) == "opening with an indent, no blank line between (print's layout)"
     joined = run_printed_command(hard_wrap_advice("x"), text.encode("utf-8")).decode("utf-8")
     assert joined.split() == text.split() and joined.count("\n    ") == len(paragraphs)
     assert not wrapped_by_hand(joined)

@@ -38,7 +38,7 @@ from styletune.errors import InputError, UserError
 from styletune.fileio import backed_up, normalise, read_text, sha256_bytes, write_atomic, write_outputs
 from styletune.settings import SEGMENT_MANIFEST, is_sample_book, shipped_default
 from styletune.stage import Files, Stage
-from styletune.text.paragraphs import hard_wrap_advice, without_page_numbers, wrapped_by_hand
+from styletune.text.paragraphs import hard_wrap_advice, layout, without_page_numbers, wrapped_by_hand
 from styletune.text.patterns import (
     FOOTNOTE_MARKS_WARN,
     PAGE_NUMBERS_WARN,
@@ -333,10 +333,17 @@ def report_rows(chunks):
              "starts_here_because": c.reason} for c in chunks]
 
 
+def paragraphs_shown(structure) -> str:
+    """How the manuscript's paragraphs are laid out, in words for the report."""
+    if layout(structure.text) == "indented":
+        return "opening with an indent, no blank line between (print's layout)"
+    return "one per line" if structure.one_per_line else "separated by blank lines"
+
+
 def markdown(ms, structure, chunks, notes, cfg, lengths) -> str:
     lines = [f"# Segmentation of {ms.path.name}", "",
              f"- chunks: {len(chunks)}; chapters found: {len(structure.chapters)}; "
-             f"paragraphs: {'one per line' if structure.one_per_line else 'blank-line separated'}"
+             f"paragraphs {paragraphs_shown(structure)}"
              f"{' (hard-wrapped lines)' if structure.hard_wrapped else ''}",
              f"- tokens per example: {min(c.tokens for c in chunks)}-{max(c.tokens for c in chunks)}, "
              f"median {sorted(c.tokens for c in chunks)[len(chunks) // 2]} (target {lengths.target}, "
@@ -570,7 +577,7 @@ def run(args) -> int:
     if ms.gutenberg_stripped:
         print("Project Gutenberg header and licence found and removed")
     print(f"structure: {len(structure.chapters)} chapter(s), {len(structure.sections)} scene(s), "
-          f"paragraphs {'one per line' if structure.one_per_line else 'separated by blank lines'}")
+          f"paragraphs {paragraphs_shown(structure)}")
     print(f"lengths: target {seg.lengths.target} tokens per example, minimum {seg.lengths.minimum}, "
           f"at most {seg.lengths.maximum} (sequence_len)")
     for note in seg.notes:
