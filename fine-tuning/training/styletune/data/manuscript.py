@@ -27,6 +27,7 @@ from styletune.text.paragraphs import (
     paragraph_spans,
 )
 from styletune.text.patterns import (
+    DASHED_NUMBER,
     ENDS_SENTENCE,
     FOOTNOTE_MARK,
     blank_lines_mark,
@@ -91,7 +92,6 @@ _NUMBER_HEADING = re.compile(r"^([IVXLCDM]+|\d{1,3})\.?$")
 # dashes ("— 12 —", also a printed page's number), a numeral, a stop and a title
 # ("1. The Falling Star", "IV: The Eve of the War"; also a list's item, "1. Eggs").
 _NUMBER_WORD = re.compile(rf"^(?=[A-Z])(?i:((?:{_NUMBER_WORDS})(?:[-\s](?:{_NUMBER_WORDS}))?))$")
-_DASHED_NUMBER = re.compile(r"^[-–—][ \t]*([IVXLCDM]+|\d{1,3})[ \t]*[-–—]$")
 _NUMBERED_TITLE = re.compile(r"^([IVXLCDM]+|\d{1,3})[.:]\s+(\S.*)$")
 # Counted headings of one shape must be this many at least, each after this many words
 # of prose, their numbers going up: chapters, not a countdown, a list or a stammer.
@@ -217,8 +217,8 @@ def counted_number(line: str) -> tuple[str, int] | None:
     """(shape, number) of a counted heading's line ("ONE" -> ("word", 1), "— 12 —" ->
     ("dash", 12), "IV: The Eve" -> ("title", 4)); None for any other line."""
     line = _unemphasised(line)
-    for shape, pattern in (("word", _NUMBER_WORD), ("dash", _DASHED_NUMBER)):
-        if m := pattern.match(line):
+    for shape, pattern in (("word", _NUMBER_WORD), ("dash", DASHED_NUMBER)):
+        if m := pattern.fullmatch(line):
             return shape, _number_value(m.group(1))
     if _numbered_title(line):
         return "title", _number_value(_NUMBERED_TITLE.match(line).group(1))
@@ -242,9 +242,10 @@ def _counted_series(text: str, paras) -> None:
     one shape, each after COUNTED_PROSE_WORDS words of prose, numbers going up (or
     starting again after a part's heading: PART TWO, then ONE); the others are text
     again (a list's items, a countdown, a stammer "—I—", an answer)."""
+    counted = {i: counted_number(text[p.start:p.end].strip()) for i, p in enumerate(paras)
+               if p.heading_kind == "counted"}
     for shape in ("word", "dash", "title"):
-        found = [(i, counted_number(text[p.start:p.end].strip())[1]) for i, p in enumerate(paras)
-                 if p.heading_kind == "counted" and counted_number(text[p.start:p.end].strip())[0] == shape]
+        found = [(i, number) for i, (kind, number) in counted.items() if kind == shape]
         prose = [sum(word_count(text[q.start:q.end]) for q in paras[i + 1:j] if q.kind == "text")
                  for (i, _), (j, _) in zip(found, found[1:] + [(len(paras), 0)])]
         series = (len(found) >= COUNTED_SERIES_MIN and all(w >= COUNTED_PROSE_WORDS for w in prose)
@@ -509,11 +510,11 @@ def _without_back_matter(text, paras, sections):
     "Acknowledgements"), and (its offset, the text's end, the words after it) when a
     short stretch follows it; else (sections, None). The author's last words stay text;
     what comes after is no part of the novel."""
-    late = [(p, before) for before, p in zip([None] + paras, paras) if p.start >= 0.9 * len(text)]
+    late = [p for p in paras if p.start >= 0.9 * len(text)]
     # "The End" as the title under "Chapter 30" names the last chapter; it closes nothing
-    ends = [p for p, before in late if _THE_END.fullmatch(text[p.start:p.end])
-            and not (before and before.kind == "heading" and before.heading_kind in ("number", "keyword"))]
-    late = [p for p, _ in late]
+    under_a_number = {id(p) for before, p in zip(paras, paras[1:])
+                      if before.kind == "heading" and before.heading_kind in ("number", "keyword")}
+    ends = [p for p in late if _THE_END.fullmatch(text[p.start:p.end]) and id(p) not in under_a_number]
     ends = ends[-1:] or [p for p in late if _BACK_MATTER_HEADING.fullmatch(text[p.start:p.end])][:1]
     if not ends:
         return sections, None

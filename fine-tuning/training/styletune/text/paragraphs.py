@@ -9,6 +9,7 @@ from styletune.text.patterns import (
     is_page_number,
     is_prose,
     is_scene_break,
+    sentence_goes_on,
     splits_a_sentence,
     word_count,
 )
@@ -130,8 +131,8 @@ def dashed_numbers_are_pages(text: str, spans) -> bool:
     splits a sentence, a lower-case word going on after it, or there is one for fewer
     than PAGE_WORDS words of text."""
     at = [i for i, (a, b) in enumerate(spans) if DASHED_NUMBER.fullmatch(" ".join(text[a:b].split()))]
-    splits = any(0 < i < len(spans) - 1 and text[spans[i + 1][0]:spans[i + 1][0] + 1].islower()
-                 and splits_a_sentence(text[slice(*spans[i - 1])], text[slice(*spans[i + 1])]) for i in at)
+    splits = any(0 < i < len(spans) - 1 and sentence_goes_on(text[slice(*spans[i - 1])], text[slice(*spans[i + 1])])
+                 for i in at)
     return bool(at) and (splits or word_count(text) < PAGE_WORDS * len(at))
 
 

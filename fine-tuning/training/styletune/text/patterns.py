@@ -19,14 +19,16 @@ WORD = re.compile(r"[\w’']+")
 PAGE_MARKER = re.compile(r"^\[?\d{1,4}[)\]]$")
 # A paragraph that is only a number, as a printed edition's page numbers are left in
 # a text copied from it: "11)", "[11]", "(11)", "Page 11", and "11." or "— 11 —", which
-# are also numbered chapter headings' shapes (is_page_number says which). Wider than PAGE_MARKER (which the chunker
-# treats as part of the next paragraph): stages 0 and 1 count these and warn; the chunks
-# keep them, and PAGE_NUMBERS_COMMAND writes a copy of the manuscript without them.
+# are also numbered chapter headings' shapes (is_page_number says which). Wider than
+# PAGE_MARKER (which the chunker treats as part of the next paragraph): stages 0 and 1
+# count these and warn; the chunks keep them, and PAGE_NUMBERS_COMMAND writes a copy of
+# the manuscript without them.
 _PAGE_NUMBER = r"\[\d{1,4}\]|\(\d{1,4}\)|\d{1,4}\)|(?:page|p\.)[ \t]*\d{1,4}"
 _PAGE_OR_CHAPTER_NUMBER = r"\d{1,4}\."
-DASHED_NUMBER = re.compile(r"[-–—][ \t]*\d{1,4}[ \t]*[-–—]")
-PAGE_NUMBER_PARAGRAPH = re.compile(rf"^(?:{_PAGE_NUMBER}|{_PAGE_OR_CHAPTER_NUMBER}|{DASHED_NUMBER.pattern})$",
-                                   re.IGNORECASE)
+PAGE_NUMBER_PARAGRAPH = re.compile(rf"^(?:{_PAGE_NUMBER}|{_PAGE_OR_CHAPTER_NUMBER})$", re.IGNORECASE)
+# A number between dashes, a page's or a chapter's ("— 12 —", "— IV —"; the number as
+# group 1, Roman numerals in capitals only).
+DASHED_NUMBER = re.compile(r"[-–—][ \t]*([IVXLCDM]+|\d{1,4})[ \t]*[-–—]")
 # A footnote mark in running text: "manoeuvres [9] of", "brought. [7]" (a transcriber's
 # or an edition's; on a line of its own it is a page number, counted above).
 FOOTNOTE_MARK = re.compile(r"\[\d{1,3}\]")
@@ -83,8 +85,13 @@ def is_page_number(paragraph: str, before: str | None, after: str | None, dashed
         return dashed_pages
     if not PAGE_NUMBER_PARAGRAPH.match(shown):
         return False
-    return not re.fullmatch(_PAGE_OR_CHAPTER_NUMBER, shown) or (
-        splits_a_sentence(before, after) and after.lstrip()[:1].islower())
+    return not re.fullmatch(_PAGE_OR_CHAPTER_NUMBER, shown) or sentence_goes_on(before, after)
+
+
+def sentence_goes_on(before: str | None, after: str | None) -> bool:
+    """Whether a number between these paragraphs can only be a page's: it splits a
+    sentence, and a lower-case word goes on after it (a chapter starts with a capital)."""
+    return splits_a_sentence(before, after) and after.lstrip()[:1].islower()
 
 
 def page_numbers_advice(count: int, places: list[str]) -> str:
@@ -130,7 +137,7 @@ COMMENTS_COMMAND = (r"perl -0777 -pe 's/\n\n[ \t]*<!--.*?-->[ \t]*(?=\n)//gs; "
 
 
 def comments(text: str, start: int = 0, end: int | None = None) -> list[int]:
-    """Offsets of the <!-- ... --> comments that start in text[start:end]."""
+    """Offsets of the <!-- ... --> comments within text[start:end]."""
     return [m.start() for m in COMMENT.finditer(text, start, len(text) if end is None else end)]
 
 
