@@ -218,6 +218,25 @@ def cut_generated_novel(text, tmp_path, make_config, capsys):
     return capsys.readouterr().out, [(out / n).read_text(encoding="utf-8") for n in names], names
 
 
+def test_chunk_names_carry_the_writers_chapter_numbers(tmp_path, make_config, capsys):
+    """A Chapter 4 of one short paragraph is heading matter, not a chunk: Chapter 5's file
+    still says ch05 (it said ch04, counting the chapters that have chunks), and an
+    Epilogue after it ch06. Where the numbers start again in each part, the chapters are
+    counted in order, so no two chapters share a name."""
+    prose = random_prose(6)
+    text = "".join(f"Chapter {n}\n\n{prose(1 if n == 4 else 25)}\n\n" for n in range(1, 6)) \
+        + f"Epilogue\n\n{prose(25)}\n"
+    printed, _, names = cut_generated_novel(text, tmp_path, make_config, capsys)
+    chapters = sorted({n.split("_")[2] for n in names})
+    assert chapters == ["ch01", "ch02", "ch03", "ch05", "ch06"], names
+    assert "before 'Chapter 5'" in printed        # the short chapter's words, said
+    parts = "".join(f"PART {p}\n\n" + "".join(f"CHAPTER {r}\n\n{prose(25)}\n\n" for r in ("I", "II"))
+                    for p in ("ONE", "TWO"))
+    (tmp_path / "parts").mkdir()
+    _, _, names = cut_generated_novel(parts, tmp_path / "parts", make_config, capsys)
+    assert sorted({n.split("_")[2] for n in names}) == ["ch01", "ch02", "ch03", "ch04"], names
+
+
 def test_a_prologue_is_text_a_contents_list_one_note_and_what_follows_the_end_back_matter(
         tmp_path, make_config, capsys):
     """Around the novel: a table of contents is one note, not one per entry; a short

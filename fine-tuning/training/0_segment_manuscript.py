@@ -21,7 +21,7 @@ Cuts    every chapter heading starts a chunk; inside a chapter, a dynamic progra
 Writes  into --out (default: style_pipeline.book_dir once you set it; while it is still
         the sample book's, data/raw/<manuscript name>/ beside it, which git ignores)
         chunk_NNN_<chapter>_<slug>.txt
-        files; segment_report.md (each chunk: chapter, words, tokens, why it starts
+        files (ch05 for your Chapter 5); segment_report.md (each chunk: chapter, words, tokens, why it starts
         there); segment_review.md + .json (the cuts made with no mark in the text,
         those made at a run of blank lines alone, no visible mark, and the marks
         left uncut, most doubtful first, each with its alternatives);

@@ -665,6 +665,48 @@ def plan_chunks(structure: Structure, counter, lengths, punkt=None, margin=24,
     return chunks, notes, seams
 
 
+def chapter_numbers(chunks) -> dict:
+    """Each chapter's number in the chunks' names: the writer's own ("Chapter 5", "V.",
+    "FIVE" -> 5) where every numbered heading goes up through the book, an unnumbered
+    chapter the one before's plus one, a prologue 0; so a short Chapter 4 taken for
+    heading matter leaves Chapter 5 named ch05. Where numbers start again in each part,
+    the chapters counted in order: the first chapter kept (whatever front matter came
+    before it) ch01, or ch00 when it is a prologue or preface."""
+    titles = dict((c.chapter, c.chapter_title) for c in chunks)
+    if not titles:
+        return {}
+    first = min(titles)
+    opening = 0 if _OPENING_PART.search(titles[first]) else 1
+    counted = {n: n - first + opening for n in titles}
+    numbers, before = {}, opening - 1
+    for n, title in sorted(titles.items()):
+        own = _writers_number(title) if not (n == first and opening == 0) else 0
+        numbers[n] = before = before + 1 if own is None else own
+    increasing = all(b > a for a, b in zip(list(numbers.values()), list(numbers.values())[1:]))
+    return numbers if increasing else counted
+
+
+def _writers_number(title: str) -> int | None:
+    """The chapter number a heading label says ("Book One / Chapter 5" -> 5, "IV. / The
+    Eve" -> 4, "— 12 —" -> 12); None when none of its headings after a part's has one
+    (a title alone, "Epilogue", "PART TWO": parts are not chapters)."""
+    for heading in reversed(title.split(" / ")):   # "CHAPTER IV. / THE EVE OF THE WAR."
+        line = _unemphasised(re.sub(r"^#+\s*", "", heading))
+        keyword = _KEYWORD_HEADING.match(line)
+        if keyword and re.match(r"(book|part|volume|vol|act)\b", keyword.group(1), re.IGNORECASE):
+            return None
+        if keyword or (keyword := re.match(r"()([IVXLCDM]+|\d{1,3})(?:[.:]|$)", line)):
+            token = keyword.group(2)
+            token = token.upper() if re.fullmatch(r"[ivxlcdm]+", token, re.IGNORECASE) else token
+            try:
+                return _number_value(token)
+            except KeyError:    # "the first", "last": an ordinal names no number to keep
+                return None
+        if counted := counted_number(line):
+            return counted[1]
+    return None
+
+
 def _cut_reason(cut) -> str:
     if cut.mark:
         return f"scene break: {cut.mark}"
@@ -676,12 +718,9 @@ def name_chunks(chunks, structure: Structure) -> None:
     first chunk, its title's words; otherwise the chunk's opening words."""
     width = max(3, len(str(len(chunks))))
     seen = set()
-    # The first chapter kept is ch01 (whatever front matter came before it), or ch00
-    # when it is a prologue or preface, so CHAPTER 1's files say ch01.
-    first = chunks[0].chapter if chunks else 0
-    shift = max(0, first - (0 if _OPENING_PART.search(chunks[0].chapter_title) else 1)) if first else 0
+    numbers = chapter_numbers(chunks)
     for i, c in enumerate(chunks, 1):
-        chapter = f"ch{c.chapter - shift:02d}_" if structure.chapters else ""
+        chapter = f"ch{numbers[c.chapter]:02d}_" if structure.chapters else ""
         title = c.chapter_title.split(" / ")[-1] if c.chapter_title else ""
         first_of_chapter = c.chapter and c.chapter not in seen and title
         seen.add(c.chapter)
