@@ -235,6 +235,10 @@ def test_chunk_names_carry_the_writers_chapter_numbers(tmp_path, make_config, ca
     (tmp_path / "parts").mkdir()
     _, _, names = cut_generated_novel(parts, tmp_path / "parts", make_config, capsys)
     assert sorted({n.split("_")[2] for n in names}) == ["ch01", "ch02", "ch03", "ch04"], names
+    (tmp_path / "untitled").mkdir()       # text before the first heading: ch00, as a prologue
+    _, _, names = cut_generated_novel(prose(25) + "\n\nChapter 1\n\n" + prose(25) + "\n",
+                                      tmp_path / "untitled", make_config, capsys)
+    assert sorted({n.split("_")[2] for n in names}) == ["ch00", "ch01"], names
 
 
 def test_a_prologue_is_text_a_contents_list_one_note_and_what_follows_the_end_back_matter(

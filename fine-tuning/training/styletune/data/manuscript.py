@@ -668,7 +668,7 @@ def plan_chunks(structure: Structure, counter, lengths, punkt=None, margin=24,
 def chapter_numbers(chunks) -> dict:
     """Each chapter's number in the chunks' names: the writer's own ("Chapter 5", "V.",
     "FIVE" -> 5) where every numbered heading goes up through the book, an unnumbered
-    chapter the one before's plus one, a prologue 0; so a short Chapter 4 taken for
+    chapter the one before's plus one, a prologue (or text before any heading) 0; so a short Chapter 4 taken for
     heading matter leaves Chapter 5 named ch05. Where numbers start again in each part,
     the chapters counted in order: the first chapter kept (whatever front matter came
     before it) ch01, or ch00 when it is a prologue or preface."""
@@ -676,7 +676,8 @@ def chapter_numbers(chunks) -> dict:
     if not titles:
         return {}
     first = min(titles)
-    opening = 0 if _OPENING_PART.search(titles[first]) else 1
+    # the text before any heading, or a prologue: chapter 0
+    opening = 0 if first == 0 or _OPENING_PART.search(titles[first]) else 1
     counted = {n: n - first + opening for n in titles}
     numbers, before = {}, opening - 1
     for n, title in sorted(titles.items()):
