@@ -10,11 +10,13 @@ import json
 import math
 import os
 import re
+import subprocess
 
 import pytest
 import yaml
 from conftest import FT, MAIN_CONFIG, REHEARSAL_CONFIG, load_script
 from styletune.config import load_config
+from styletune.privacy import TRACKERS_OFF
 from styletune.train import gpu_plan, preflight
 from styletune.train.model_size import parameter_count
 from test_train import MERGE, run_preflight, run_training, stage1
@@ -161,6 +163,10 @@ def test_the_preflight_writes_the_launch_and_the_scaled_batch(make_config, tmp_p
     assert f"OMP_NUM_THREADS={max(1, len(os.sched_getaffinity(0)) // 2)}\n" in env
     axolotl_yaml = yaml.safe_load((tmp_path / "out" / "logs" / "config.axolotl.yaml").read_text())
     assert axolotl_yaml["gradient_accumulation_steps"] == 2
+    # sourced as 2_train_lora.sh does, in a bare shell: Axolotl's processes get every tracker off
+    shell = subprocess.run(["env", "-i", "bash", "-c", f"source {tmp_path / 'env'}; env"],
+                           capture_output=True, text=True, check=True).stdout.splitlines()
+    assert {f"{k}={v}" for k, v in TRACKERS_OFF.items()} <= set(shell)
     assert yaml.safe_load(cfg.read_text())["gradient_accumulation_steps"] == 4   # the writer's file untouched
 
 

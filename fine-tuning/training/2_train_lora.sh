@@ -53,9 +53,10 @@ if [ ! -x "$VENV/bin/python" ] || [ ! -x "$VENV/bin/axolotl" ]; then
   echo "preflight failed: no virtual environment with Axolotl at $VENV: run \`make install\` (or set VENV=...)" >&2
   exit 3
 fi
-# Axolotl starts `accelerate` from PATH; and nothing about this run leaves the machine.
+# Axolotl starts `accelerate` from PATH. Nothing about this run leaves the machine: the
+# preflight's settings export every tracker off (styletune/privacy.py), and each Python
+# process Axolotl starts turns them off again (startup/sitecustomize.py).
 export PATH="$VENV/bin:$PATH"
-export AXOLOTL_DO_NOT_TRACK=1 DO_NOT_TRACK=1 HF_HUB_DISABLE_TELEMETRY=1 WANDB_MODE=disabled WANDB_DISABLED=true
 
 SETTINGS="$(mktemp)"
 trap 'rm -f "$SETTINGS"' EXIT

@@ -27,6 +27,7 @@ from styletune import paths
 from styletune.config import EVERY, Reads, effective_yaml, load_config
 from styletune.errors import UserError
 from styletune.fileio import sha256_bytes, write_atomic
+from styletune.privacy import TRACKERS_OFF
 from styletune.stage import Files, Stage, training_data
 from styletune.train import gpu_plan
 from styletune.train.checkpoints import newest_checkpoint
@@ -529,6 +530,9 @@ def cpu_threads(processes: int) -> int:
 
 def shell_settings(settings: dict, launch: list[str]) -> bytes:
     lines = [f"{k}={shlex.quote(str(v))}" for k, v in settings.items()]
+    # Axolotl and accelerate's processes inherit the trackers off (privacy.py: its one list;
+    # a value the writer set stays theirs, as disable_telemetry left it in this process).
+    lines += [f"export {k}={shlex.quote(os.environ.get(k, v))}" for k, v in TRACKERS_OFF.items()]
     lines.append("LAUNCH=(" + " ".join(shlex.quote(a) for a in launch) + ")")
     return ("\n".join(lines) + "\n").encode()
 
