@@ -10,7 +10,8 @@ GPU and time labelled as estimates. Writes the merged config Axolotl reads (an
 overlay `extends:` the main config; on several GPUs, with the gradient accumulation
 that keeps the config's batch) and a small shell file of settings for the script:
 AXOLOTL_CONFIG, OUTPUT_DIR, RESUME_FROM, LOG_DIR, LOCAL_MODEL, ACCELERATE_USE_CPU,
-PROCESSES, OMP_NUM_THREADS on CPU, and LAUNCH, Axolotl's own launcher arguments (gpu_plan.launch_arguments).
+PROCESSES, OMP_NUM_THREADS on CPU, LAUNCH, Axolotl's own launcher arguments
+(gpu_plan.launch_arguments), and exports of every tracker off (privacy.TRACKERS_OFF).
 """
 import json
 import math
