@@ -48,6 +48,24 @@ def test_the_sample_books_rules_stop_training_another_book_and_a_dry_run_lists_e
     assert code == 0 and "describes the sample book" not in out, out
 
 
+def test_a_card_pytorch_cannot_use_is_named_not_called_no_gpu(make_config, tmp_path, monkeypatch):
+    """nvidia-smi answers but PyTorch sees no GPU (a CPU build of torch, a driver older
+    than torch's CUDA): make book names the preflight's cause and fix on this machine,
+    not "no GPU here, copy the book to a machine with one"."""
+    import torch
+    from styletune.book import gpu_missing
+    from styletune.config import load_config
+    from styletune.train import preflight
+    cfg = load_config(gpu_config(make_config, tmp_path))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(preflight, "nvidia_driver", lambda: "570.86.15")
+    said = gpu_missing(cfg, tmp_path / "chunks")
+    assert said == preflight.no_gpu_reason(torch.__version__, torch.version.cuda, "570.86.15")
+    assert "no GPU here" not in said and ("CPU-only build" in said or "570.86.15" in said)
+    monkeypatch.setattr(preflight, "nvidia_driver", lambda: None)
+    assert gpu_missing(cfg, tmp_path / "chunks").startswith("no GPU here")
+
+
 def cuda_present():
     import torch
     return torch.cuda.is_available()

@@ -148,6 +148,9 @@ def test_tiny_merge_verifies_writes_and_reruns_identically(make_config, tiny, tm
     before = folder_hashes(merged)
     assert SCRIPT.main(["--config", str(cfg), "--auto"]) == 2
     assert "already exists: add --force" in capsys.readouterr().err
+    # a look first (the agent file's) still shows the plan, and says what the merge needs
+    assert SCRIPT.main(["--config", str(cfg), "--auto", "--dry-run"]) == 0
+    assert "(already exists: the merge needs --force to replace it)" in capsys.readouterr().out
     assert SCRIPT.main(["--config", str(cfg), "--auto", "--force"]) == 0
     assert folder_hashes(merged) == before
     assert not merged.with_name("merged.partial").exists()

@@ -186,6 +186,9 @@ def gpu_missing(cfg: Config, chunks: Path) -> str | None:
     import torch
     if torch.cuda.is_available():
         return None
+    from styletune.train.preflight import no_gpu_reason, nvidia_driver
+    if driver := nvidia_driver():   # a card is here, and PyTorch cannot use it: mend this machine
+        return no_gpu_reason(torch.__version__, torch.version.cuda, driver)
     return ("no GPU here, and this config trains on one (style_pipeline.train_device: "
             f"{cfg.pipeline.train_device}). On a machine with an NVIDIA GPU (24 GB or more): clone "
             f"the repository, copy {paths.shown(chunks)}/ (your chunks, cuts and review answers; "

@@ -114,10 +114,12 @@ def run(args) -> int:
               + "a sample of merged weights (first, middle and last layer)")
     for line in check_resources(cfg, out, route):
         print(f"  ok  {line}")
-    if out.exists() and not args.force:
+    kept = out.exists() and not args.force
+    if kept and not args.dry_run:
         raise MergeError(f"{paths.shown(out)} already exists: add --force to replace it "
                                "(the old folder stays until the new one is verified)")
-    print(f"output: {paths.shown(out)}")
+    print(f"output: {paths.shown(out)}" + (" (already exists: the merge needs --force to replace it)"
+                                             if kept else ""))
     if args.dry_run:
         print("dry run: nothing loaded or written")
         return 0
