@@ -1282,6 +1282,10 @@ def test_the_target_length_comes_from_the_writers_own_hand_cut_chunks(make_confi
     ("CHAPTER XII. The Mild Man", "mild_man"),           # heading words and numerals go, not "mild"
     ("Chapter 5", ""),                                    # nothing left: the chunk's words name it
     ("Letter, Lucy Westenra to Mina Murray", "letter_lucy_westenra_to_mina"),
+    ("STAVE ONE", ""), ("Act II", ""), ("Letter 4", ""),   # every heading word _KEYWORD_HEADING knows
+    ("Chapter Twenty-One", ""), ("Book the First: The Eve", "eve"),
+    ("Upon the reading of this letter, I made", "upon_reading_of_this_letter"),   # prose keeps its words
+    ("the events narrated in the last chapter", "events_narrated_in_last_chapter"),
 ])
 def test_a_chunk_file_is_named_by_its_words(text, slug):
     from styletune.data.manuscript import _slug

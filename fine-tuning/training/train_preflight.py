@@ -3,10 +3,9 @@
 
 Reads   the config, stage 1's files and manifest, the installed packages, the
         base model (local folder or Hugging Face cache), the GPU(s), the disk.
-Writes  the merged config Axolotl reads (fine-tuning/logs/<name>.axolotl.yaml) and
-        --env-out, a small shell file of settings for the bash script
-        (AXOLOTL_CONFIG, OUTPUT_DIR, RESUME_FROM, LOG_DIR, LOCAL_MODEL, ACCELERATE_USE_CPU,
-        PROCESSES, OMP_NUM_THREADS on CPU, and LAUNCH: Axolotl's launcher arguments for that many processes).
+Writes  the merged config Axolotl reads (<style_pipeline.log_dir>/<name>.axolotl.yaml) and
+        --env-out, a small shell file of settings for the bash script (where things
+        are, how to launch, the trackers off: styletune/train/preflight.py lists them).
 Exit    0 ready, 2 usage or config error, 3 a check failed (one line: what and the fix).
 
 Run     python fine-tuning/training/train_preflight.py --config CONFIG --env-out FILE [--resume] [--gpus N]

@@ -78,8 +78,12 @@ _NUMBER_WORDS = ("one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve
 _ORDINALS = ("first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|eleventh|twelfth|"
              "thirteenth|fourteenth|fifteenth|sixteenth|seventeenth|eighteenth|nineteenth|"
              "twentieth|last|final")
+# A heading's word, and the abbreviations that take a full stop (one list: the file
+# names' words leave them out with their numbers, _slug).
+_HEADING_KEYWORDS = ("chapter", "book", "part", "volume", "act", "canto", "letter", "section", "stave")
+_HEADING_ABBREVIATIONS = ("chap", "ch", "vol")
 _KEYWORD_HEADING = re.compile(
-    rf"^((?:chapter|book|part|volume|act|canto|letter|section|stave)\b|(?:chap|ch|vol)\.)[\s.:—–-]*"
+    rf"^((?:{'|'.join(_HEADING_KEYWORDS)})\b|(?:{'|'.join(_HEADING_ABBREVIATIONS)})\.)[\s.:—–-]*"
     rf"(\d+|[ivxlcdm]+\b|(?:{_NUMBER_WORDS})\b|the\s+(?:{_ORDINALS})\b|(?:{_ORDINALS})\b)",
     re.IGNORECASE)
 _NAMED_HEADING = re.compile(r"^(prologue|epilogue|preface|foreword|afterword|interlude|"
@@ -557,17 +561,23 @@ class PlannedChunk:
 
 
 _ROMAN = re.compile(r"m{0,4}(cm|cd|d?c{0,3})(xc|xl|l?x{0,3})(ix|iv|v?i{0,3})")
-_HEADING_WORDS = {"chapter", "chap", "ch", "book", "part", "volume", "vol"}
+_HEADING_WORDS = set(_HEADING_KEYWORDS + _HEADING_ABBREVIATIONS)
+_NUMBER_WORD_SET, _ORDINAL_SET = set(_NUMBER_WORDS.split("|")), set(_ORDINALS.split("|"))
 
 
 def _slug(text: str, words: int = 5) -> str:
-    """A file name's words: the text's first words without articles, heading words and
-    their numbers (the name has the chapter's), or roman numerals; a date's day stays
-    (Dracula's diaries: dr_sewards_diary_20_september). '' when no word is left."""
+    """A file name's words: the text's first words without articles, roman numerals, or
+    the heading's word and number it opens with ("Chapter Five", "Stave 2: ...": the
+    name has the chapter's); prose keeps its words ("the last chapter", "this letter,
+    I") and a date its day (Dracula's diaries: dr_sewards_diary_20_september). '' when
+    no word is left."""
     found = re.findall(r"[a-z0-9]+", FOOTNOTE_MARK.sub("", text.lower().replace("’", "").replace("'", "")))
-    keep = [w for n, w in enumerate(found)
-            if w not in _HEADING_WORDS | {"the", "a", "an"} and not _ROMAN.fullmatch(w)
-            and not (w.isdigit() and n and found[n - 1] in _HEADING_WORDS)]
+    if found and found[0] in _HEADING_WORDS:     # "Chapter Twenty-One", "Book the First"
+        number = next((n for n, w in enumerate(found[1:], 1) if not (
+            w.isdigit() or w in _NUMBER_WORD_SET or _ROMAN.fullmatch(w) or w == "the"
+            or w in _ORDINAL_SET)), len(found))
+        found = found[number:] if set(found[1:number]) - {"the"} else found
+    keep = [w for w in found if w not in {"the", "a", "an"} and not _ROMAN.fullmatch(w)]
     name = ""
     for w in keep[:words]:                      # whole words, up to 40 characters
         if len(name) + 1 + len(w) > 40:
