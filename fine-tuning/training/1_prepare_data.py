@@ -3,7 +3,9 @@
 
 Reads   the chunk files in `style_pipeline.book_dir` (default
         data/raw/the_quiet_orbit/, the sample book): chunk_001_*.txt, chunk_013a_*.txt, ...
-        Everything else in the folder is skipped and listed.
+        Everything else in the folder is skipped and listed; stage 0's
+        segment_manifest.json there (the text between chunks, for scene openings), and
+        the rules file (`style_pipeline.system_prompt_file`) a quarter of the drills open with.
 Writes  where the config's `datasets[0].path` and `test_datasets[0].path` point
         (data/processed/training.jsonl, data/processed/validation.jsonl),
         a provenance manifest beside the training file (<name>.manifest.json),

@@ -3,7 +3,8 @@
 
 Reads   stage 1's validation and training files, the base model (`base_model`)
         and the tuned model: the merged folder from stage 3
-        (`style_pipeline.merged_dir`), or base + adapter with --adapter PATH.
+        (`style_pipeline.merged_dir`), or base + adapter with --adapter PATH; the
+        rules file (`style_pipeline.system_prompt_file`) for the chat route's row.
 Writes  into `style_pipeline.evaluation.report_dir` (default outputs/style_report/):
           style_report.md     one table: each measure for base, tuned and the
                               author's own held-out text, with intervals and a verdict
