@@ -4,7 +4,8 @@
 Builds a model with random weights shaped like Llama-3.1-8B-Instruct (hidden
 4096, 32 layers, 8 KV heads, MLP 14336, vocabulary 128256; ~16 GB in bf16 on
 disk; `--model DIR` keeps it there for the next run), a book of 40 chunks of about 2,300 tokens from a public-domain novel
-(the writer's 36 + 4 examples), runs stage 1 and then `2_train_lora.sh` with the
+(36 + 4 examples: a little more than the writer's book, 35 chunks of ~2,000 tokens,
+whose 31 examples the preflight's notes count), runs stage 1 and then `2_train_lora.sh` with the
 main config (only the model, its tokenizer-driven keys and the file locations
 overridden) for --steps optimiser steps, and prints trainable tokens/s, peak GPU
 memory (allocated and reserved; over 28 GiB flagged) and the projected time for

@@ -38,12 +38,14 @@ Run     python fine-tuning/training/0_segment_manuscript.py MANUSCRIPT --out dat
         ... --config configs/cpu_rehearsal.yaml
         python fine-tuning/training/0_segment_manuscript.py MANUSCRIPT --without-page-numbers COPY.txt
 
-Output  lengths: target 1653 tokens per example, minimum 500, at most 4096 (sequence_len)
+Output  (the sample manuscript with --config configs/cpu_rehearsal.yaml)
+        lengths: target 1647 tokens per example, minimum 500, at most 4096 (sequence_len)
         | chunk | words | tokens | starts here because |
-        | chunk_001_afterwards_when_consortiums_inquiry.txt | 1828 | 2475 | after the title: The Quiet Orbit |
-        | chunk_002_captain_came_in_at.txt | 2330 | 3209 | scene break: * * * |
-        | chunk_005_on_morning_of_seventh.txt | 1284 | 1849 | seam: time phrase ('On the morning of...') |
-        review: 1 seam(s) to look at (cuts with no mark in the text, 0 of them at blank lines alone; marks left uncut), 0 decision(s) of yours applied
+        | chunk_001_afterwards_when_consortiums_inquiry.txt | 1828 | 2470 | after the title: The Quiet Orbit |
+        | chunk_002_captain_came_in_at_ten.txt | 2330 | 3205 | scene break: * * * |
+        | chunk_005_on_morning_of_seventh_day.txt | 1284 | 1846 | seam: time phrase ('On the morning of...'); vocabulary changes |
+        review: 1 cut(s) guessed with no visible mark in the text (0 of them at blank lines alone),
+        then 0 mark(s) left uncut; 0 decision(s) of yours applied
 """
 import argparse
 import sys

@@ -23,9 +23,10 @@ Run     python fine-tuning/training/split_oversized_chunks.py --dry-run   # show
         ... --config configs/cpu_rehearsal.yaml  --book data/raw/my_book  --limit 3000
         ... --cut-before "The next morning the rain"                      # your cut instead
 
-Output  parts aim at 1653 tokens each (minimum 500)
-        chunk_004_the_long_walk.txt: 3349 tokens -> 3 parts
-          cut at character 4484: scene break '* * *'
+Output  (the sample book, --config configs/cpu_rehearsal.yaml --limit 3000 --dry-run)
+        parts aim at 1568 tokens each (minimum 500)
+        chunk_004_the_long_walk.txt: 3350 tokens -> 3 parts
+          cut at character 3530: scene break '* * *'
             or instead: --cut-before 'She had seen it every day' (time phrase ...)
         | original chunk | words | split into | words | description |
         | chunk_004_the_long_walk.txt | 2429 | chunk_004a_the_long_walk.txt | 661 | They met in ... |

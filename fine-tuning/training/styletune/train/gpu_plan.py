@@ -46,14 +46,15 @@ OVERHEAD_GIB = 1.5
 FSDP_OVERHEAD_GIB = 1.6
 # What bench_gpu_training.py measured, per (config file, GPUs), for the 8B shape with
 # examples of MEASURED_TOKENS tokens: the plan prints it beside its estimate.
-MEASURED_ON = "NVIDIA H200, 2026-12-04, bench_gpu_training.py"
+MEASURED_DEVICE, MEASURED_DATE = "NVIDIA H200", "2026-12-04"
+MEASURED_ON = f"{MEASURED_DEVICE}, {MEASURED_DATE}, bench_gpu_training.py"
 MEASURED_TOKENS = 2400
 MEASURED = {("qlora_style_transfer.yaml", 1): {"peak_gib": 10.3, "tokens_per_second": 4450},
             ("multi_gpu.yaml", 1): {"peak_gib": 13.0, "tokens_per_second": 2239}}
 # One safetensors file of the checkpoint, read at a time by the sharded loader.
 CHECKPOINT_SHARD_GIB = 5.0
 # Training throughput of the 8B on one RTX 5090, a planning figure: an H200 ran
-# 4,398 tokens/s (bench_gpu_training.py), and a 5090 has about a quarter of its
+# ~4,400 tokens/s (MEASURED), and a 5090 has about a quarter of its
 # dense bf16 throughput on the spec sheets, so ~1,000-1,500 (docs/benchmarks.md). Other sizes
 # scale by parameter count; N GPUs multiply it by N, an upper bound, since this
 # figure does not count the time FSDP spends gathering weights.
@@ -241,9 +242,12 @@ def launch_arguments(processes: int, keys: AxolotlKeys | None = None) -> list[st
 
 # FSDP in one process against the main config on one GPU, as measured: the preflight
 # quotes it when a config with fsdp_config is started on one GPU.
-FSDP_ONE_GPU_MEASURED = ("measured on an NVIDIA H200 on 2026-12-04 (bench_gpu_training.py, an "
-                         "8B-shaped model, ~2,400-token examples): the main config 4,450 tokens/s "
-                         "and 10.3 GiB at peak, FSDP in one process 2,239 tokens/s and 13.0 GiB")
+_MAIN, _FSDP = MEASURED[("qlora_style_transfer.yaml", 1)], MEASURED[("multi_gpu.yaml", 1)]
+FSDP_ONE_GPU_MEASURED = (f"measured on an {MEASURED_DEVICE} on {MEASURED_DATE} "
+                         f"(bench_gpu_training.py, an 8B-shaped model, ~{MEASURED_TOKENS:,}-token "
+                         f"examples): the main config {_MAIN['tokens_per_second']:,} tokens/s and "
+                         f"{_MAIN['peak_gib']} GiB at peak, FSDP in one process "
+                         f"{_FSDP['tokens_per_second']:,} tokens/s and {_FSDP['peak_gib']} GiB")
 
 
 def measured(config_name: str, shape: dict, processes: int) -> dict | None:
