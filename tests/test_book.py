@@ -66,6 +66,22 @@ def test_a_card_pytorch_cannot_use_is_named_not_called_no_gpu(make_config, tmp_p
     assert gpu_missing(cfg, tmp_path / "chunks").startswith("no GPU here")
 
 
+def test_stage_2_trains_in_the_venv_the_other_stages_run_in(tmp_path, monkeypatch):
+    """book_to_editor.py run by another venv's python: 2_train_lora.sh gets that VENV,
+    not its default ~/.venvs/finetune; a VENV the writer set stays theirs."""
+    from styletune.book import stage_environment
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "axolotl").write_text("")
+    monkeypatch.delenv("VENV", raising=False)
+    monkeypatch.setattr(sys, "prefix", str(tmp_path))
+    assert stage_environment()["VENV"] == str(tmp_path)
+    monkeypatch.setenv("VENV", "/somewhere/else")
+    assert stage_environment()["VENV"] == "/somewhere/else"
+    monkeypatch.delenv("VENV")
+    monkeypatch.setattr(sys, "prefix", str(tmp_path / "no_axolotl_here"))
+    assert "VENV" not in stage_environment()
+
+
 def cuda_present():
     import torch
     return torch.cuda.is_available()

@@ -24,6 +24,7 @@ Where it stops (exit 3, the message says what to do and the command to go on):
 """
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -306,7 +307,16 @@ def shown_files(files: list) -> str:
 
 def run_stage(stage: BookStage) -> int:
     print(f"\n=== stage {stage.number}: {stage.name}\n$ {shown_command(stage.command)}", flush=True)
-    return subprocess.run([str(a) for a in stage.command], cwd=paths.REPO_DIR).returncode
+    return subprocess.run([str(a) for a in stage.command], cwd=paths.REPO_DIR, env=stage_environment()).returncode
+
+
+def stage_environment() -> dict:
+    """The stages' environment: 2_train_lora.sh trains in the virtual environment the
+    Python stages run in (make book VENV=..., or another venv's python), not its default."""
+    env = dict(os.environ)
+    if "VENV" not in env and (Path(sys.prefix) / "bin" / "axolotl").exists():
+        env["VENV"] = sys.prefix
+    return env
 
 
 def run(args) -> int:
