@@ -137,6 +137,9 @@ def test_ollama_and_vllm_render_what_training_rendered(served, case):
     assert tok(vllm_text, add_special_tokens=False)["input_ids"] == train_ids
     assert f"--chat-template {cfg.pipeline.merged_dir / 'chat_template.jinja'}" in \
         serving.vllm_command(cfg, cfg.pipeline.merged_dir)
+    # vLLM binds every interface by default: this one listens where Continue looks, locally
+    assert "--host 127.0.0.1 --port 8000 " in serving.vllm_command(cfg, cfg.pipeline.merged_dir)
+    assert continue_files.VLLM_URL == "http://127.0.0.1:8000/v1"
 
 
 def test_whitespace_at_the_turn_edges_reaches_the_model_as_trained(served):

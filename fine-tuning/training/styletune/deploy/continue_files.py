@@ -12,9 +12,13 @@ from styletune.deploy.templates import AUTOCOMPLETE, stop_tokens
 from styletune.errors import ServeError
 from styletune.fileio import write_atomic
 
+# Where each server listens (this machine only: the servers' commands bind there too)
+# and where Continue finds it. Ollama listens on 127.0.0.1:11434 by itself.
 OLLAMA_URL = "http://localhost:11434"
-VLLM_URL = "http://localhost:8000/v1"
-LLAMACPP_URL = "http://127.0.0.1:8080"
+VLLM_HOST, VLLM_PORT = "127.0.0.1", 8000
+VLLM_URL = f"http://{VLLM_HOST}:{VLLM_PORT}/v1"
+LLAMACPP_HOST, LLAMACPP_PORT = "127.0.0.1", 8080
+LLAMACPP_URL = f"http://{LLAMACPP_HOST}:{LLAMACPP_PORT}"
 # Continue's autocomplete is built for code; these make it serve prose.
 AUTOCOMPLETE_OPTIONS = {
     # Off: the code filters (stop at a blank line, drop lines that look like paths or

@@ -95,7 +95,9 @@ def ollama_create_command(cfg, modelfile_path: Path, quantize: str | None) -> st
 
 
 def vllm_command(cfg, model_dir: Path) -> str:
+    # vLLM listens on every interface unless told: the writer's model stays on this machine.
     return (f"vllm serve {model_dir} --served-model-name {cfg.pipeline.serve_model_name} "
+            f"--host {continue_files.VLLM_HOST} --port {continue_files.VLLM_PORT} "
             f"--chat-template {model_dir / 'chat_template.jinja'} "
             f"--max-model-len {cfg.pipeline.serve_context_length} --generation-config auto")
 
@@ -115,7 +117,8 @@ def llama_server_command(cfg, gguf: Path, ngl: int | None = None) -> str:
     """ngl: the layers on the GPU, fit.server_layers' estimate when the GGUF does not
     fit one RTX 5090; None: all of them (99)."""
     # --jinja: the chat endpoint renders the GGUF's own template, which is training's.
-    return (f"{server_program()} -m {gguf} --jinja --host 127.0.0.1 --port 8080 "
+    return (f"{server_program()} -m {gguf} --jinja --host {continue_files.LLAMACPP_HOST} "
+            f"--port {continue_files.LLAMACPP_PORT} "
             f"-c {cfg.pipeline.serve_context_length} -ngl {99 if ngl is None else ngl} "
             f"--alias {cfg.pipeline.serve_model_name} "
             + " ".join(llamacpp.sampling_flags(cfg.pipeline.sampling)))
