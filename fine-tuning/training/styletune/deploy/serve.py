@@ -36,7 +36,9 @@ from styletune.errors import ServeError
 from styletune.fileio import write_outputs
 from styletune.stage import Files, Stage, merged_model, rules_file, validation_data
 from styletune.train import models
+from styletune.train.gpu_plan import LLAMA31_8B
 from styletune.train.merge_output import MANIFEST
+from styletune.train.model_size import parameter_count
 
 # Stage 5's settings: the template and every serving key.
 READS = tokens.READS + Reads(pipeline=(EVERY,), but=("evaluation",))
@@ -135,9 +137,10 @@ def layers_note(table: fit.FitTable | None, gguf_type: str) -> str:
             f"`-ngl 99` puts all layers on it.")
 
 
+_8B_GB = {t: fit.file_bytes(parameter_count(LLAMA31_8B), t) / 1e9 for t in ("bf16", "q8_0", "q4_K_M")}
 SERVERS = {
-    "ollama": "Ollama (imports the safetensors folder: about 16 GB for an 8B model in bf16; "
-              "`--quantize q8_0` / `q4_K_M` give 8.5 / 4.9 GB)",
+    "ollama": f"Ollama (imports the safetensors folder: about {_8B_GB['bf16']:.0f} GB for an 8B model in "
+              f"bf16; `--quantize q8_0` / `q4_K_M` give {_8B_GB['q8_0']:.1f} / {_8B_GB['q4_K_M']:.1f} GB)",
     "llamacpp": "llama.cpp's llama-server (the GGUF this script wrote; `make llama-server` "
                 "built it for this machine, or use a CUDA build of llama.cpp on the GPU machine)",
     "vllm": f"vLLM (OpenAI-compatible endpoint at {continue_files.VLLM_URL}; the training chat template)",

@@ -14,7 +14,7 @@ import json
 import numpy as np
 
 from styletune.eval import stylometry as sm
-from styletune.eval.attribution import char_ngram_attribution, char_ngram_holdout_accuracy, cosine_delta
+from styletune.eval.attribution import EDER_MIN_WORDS, char_ngram_attribution, char_ngram_holdout_accuracy, cosine_delta
 from styletune.eval.health import ends_cleanly, memorisation, repetition
 from styletune.text.quotes import opening_styles
 
@@ -218,7 +218,7 @@ def _delta_line(delta: dict) -> str:
     words = delta["author"]["words"]
     short = any(delta[n].get("short_sample") for n in POOLS)
     return (f"Cosine Delta: {words} words per pool in {delta['segment_words']}-word segments"
-            + (" - SHORT: Delta is reliable from about 2,500-5,000 words a sample (Eder 2015); "
+            + (f" - SHORT: Delta is reliable from about {EDER_MIN_WORDS:,}-5,000 words a sample (Eder 2015); "
                "raise prompts_per_chunk or generation_tokens for a firmer figure." if short else "."))
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from styletune import paths
 from styletune.config import EVERY, Reads, effective_yaml, load_config
+from styletune.data.drills import CONTINUATION_WORDS
 from styletune.errors import UserError
 from styletune.fileio import sha256_bytes, write_atomic
 from styletune.privacy import TRACKERS_OFF
@@ -567,7 +568,7 @@ def run(args) -> int:
               f"qlora_style_transfer.yaml, which fits one GPU: {gpu_plan.FSDP_ONE_GPU_MEASURED}")
     if TOKEN_MEAN_PLUGIN not in cfg.axolotl.plugins and run_cfg.axolotl.gradient_accumulation_steps * processes > 1:
         print(f"  note: `plugins:` lacks {TOKEN_MEAN_PLUGIN}: each row of a step weighs the same "
-              "whatever its length, so a 24-word join drill counts as much as a whole example "
+              f"whatever its length, so a {CONTINUATION_WORDS}-word join drill counts as much as a whole example "
               "(a config's own `plugins:` list replaces the one it extends; add it there)")
     if batch_of(run_cfg.axolotl, processes) != batch_of(cfg.axolotl, 1):
         print(f"  note: the config's batch of {batch_of(cfg.axolotl, 1)} becomes {batch_of(run_cfg.axolotl, processes)} "
