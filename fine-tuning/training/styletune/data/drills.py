@@ -28,8 +28,8 @@ from styletune.text.sentences import Tier, boundaries
 # typed paragraph break comes twice: a tokenizer that splits "\n\n" before a word
 # (SmolLM2's) has never seen its fused token followed by text (the demo: 58% right
 # with one turn in the rotation, 98% with two).
-KINDS = ("sentence end, space typed", "after a paragraph break", "mid-word", "after a comma, space typed",
-         "after a paragraph break", "after a comma")
+KINDS = (stops.TYPED_SPACE[stops.SENTENCE_END], stops.AFTER_PARAGRAPH_BREAK, "mid-word",
+         stops.TYPED_SPACE["after a comma"], stops.AFTER_PARAGRAPH_BREAK, "after a comma")
 # A window's words before the stop, drawn between these (a writer's request may hold a
 # whole file or a line), and the words continued after it.
 PROMPT_WORDS = (10, 60)
@@ -68,10 +68,10 @@ class Drill:
 def stops_of_kind(text: str, kind: str, punkt, vocabulary) -> list[int]:
     """Where in `text` a prompt of this kind ends: the whitespace the writer typed
     stays in the prompt, so the continuation opens with the next word."""
-    if kind == "sentence end, space typed":
+    if kind == stops.TYPED_SPACE[stops.SENTENCE_END]:
         return [b.start for b in boundaries(text, punkt)
                 if b.tier < Tier.IN_QUOTATION and text[b.end:b.start] == " "]
-    if kind == "after a comma, space typed":
+    if kind == stops.TYPED_SPACE["after a comma"]:
         return [p + 1 for p in stops.stops(text, "after a comma")]
     return stops.stops(text, kind, vocabulary)
 

@@ -11,13 +11,15 @@ inserted too, a doubled space, and counts as no join.
 """
 import re
 
-# Kinds measured with the space the writer typed before pausing (the prompt of the
-# named kind plus " "): now a word must come first.
-TYPED_SPACE = {"sentence end": "sentence end, space typed", "after a comma": "after a comma, space typed"}
+from styletune.text.stops import AFTER_PARAGRAPH_BREAK, SENTENCE_END, TYPED_SPACE
+
+# The writer's own prompt (prompts.SEED_PROMPT): as it stands, with a space typed, and
+# after the chat route's system message.
+SEED, SEED_TYPED, SEED_CHAT = "seed", "seed, space typed", "seed, chat"
 # The Joins table's rows, in order.
-ROWS = ("sentence end", "sentence end, space typed", "after a comma", "after a comma, space typed",
-        "after a dash", "after an opening quote", "mid-word", "after a paragraph break",
-        "seed", "seed, space typed", "seed, chat")
+ROWS = (SENTENCE_END, TYPED_SPACE[SENTENCE_END], "after a comma", TYPED_SPACE["after a comma"],
+        "after a dash", "after an opening quote", "mid-word", AFTER_PARAGRAPH_BREAK,
+        SEED, SEED_TYPED, SEED_CHAT)
 
 
 def char_class(text: str) -> str:

@@ -122,12 +122,12 @@ def _sentence_end_kind(prompt: str) -> str:
     typed = whitespace_kind(prompt[len(prompt.rstrip()):], layout(without_path_line(prompt)))
     if typed == "a paragraph break":
         return stops.AFTER_PARAGRAPH_BREAK
-    return "sentence end, space typed" if typed else "sentence end"
+    return stops.TYPED_SPACE[stops.SENTENCE_END] if typed else stops.SENTENCE_END
 
 
 def _typed(prompts) -> list[Prompt]:
-    """The prompts with the space the writer typed before pausing (joins.TYPED_SPACE)."""
-    return [Prompt(p.chunk, joins.TYPED_SPACE[p.kind], p.text + " ", p.truth[1:]) for p in prompts]
+    """The prompts with the space the writer typed before pausing (stops.TYPED_SPACE)."""
+    return [Prompt(p.chunk, stops.TYPED_SPACE[p.kind], p.text + " ", p.truth[1:]) for p in prompts]
 
 
 def join_prompts(prompts, conversations, ev: dict, chunk_names, vocabulary=frozenset(),
@@ -139,13 +139,13 @@ def join_prompts(prompts, conversations, ev: dict, chunk_names, vocabulary=froze
     route's system message (`chat_system`), which no example carries (a quarter of the
     join drills do: data/drills.CHAT_SHARE)."""
     ends = [replace(p, kind=_sentence_end_kind(p.text)) for p in prompts]
-    out = ends + _typed(p for p in ends if p.kind == "sentence end" and p.truth.startswith(" "))
+    out = ends + _typed(p for p in ends if p.kind == stops.SENTENCE_END and p.truth.startswith(" "))
     for kind in stops.KINDS:
         found = spread(stop_prompts(conversations, ev, chunk_names, kind, vocabulary), ev.get("max_prompts"))
-        out += found + (_typed(found) if kind in joins.TYPED_SPACE else [])
-    return out + [Prompt("writer", "seed", SEED_PROMPT, " “"),
-                  Prompt("writer", "seed, space typed", SEED_PROMPT + " ", "“"),
-                  Prompt("writer", "seed, chat", SEED_PROMPT, " “", chat_system)]
+        out += found + (_typed(found) if kind in stops.TYPED_SPACE else [])
+    return out + [Prompt("writer", joins.SEED, SEED_PROMPT, " “"),
+                  Prompt("writer", joins.SEED_TYPED, SEED_PROMPT + " ", "“"),
+                  Prompt("writer", joins.SEED_CHAT, SEED_PROMPT, " “", chat_system)]
 
 
 def example_chunk_names(cfg, split: str, count: int) -> list[str]:

@@ -21,6 +21,10 @@ STOPS = {
 # layout the text has: a blank line between paragraphs, one per line, hard-wrapped.
 AFTER_PARAGRAPH_BREAK = "after a paragraph break"
 KINDS = (*STOPS, AFTER_PARAGRAPH_BREAK)
+# A sentence's end (the splitter's), and the kinds measured (stage 4) and drilled (stage 1)
+# with the space the writer typed before pausing: now a word must come first.
+SENTENCE_END = "sentence end"
+TYPED_SPACE = {SENTENCE_END: "sentence end, space typed", "after a comma": "after a comma, space typed"}
 
 
 def words_of(texts) -> set[str]:
