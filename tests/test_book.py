@@ -67,11 +67,13 @@ def test_a_card_pytorch_cannot_use_is_named_not_called_no_gpu(make_config, tmp_p
 
 
 def test_stage_2_trains_in_the_venv_the_other_stages_run_in(tmp_path, monkeypatch):
-    """book_to_editor.py run by another venv's python: 2_train_lora.sh gets that VENV,
-    not its default ~/.venvs/finetune; a VENV the writer set stays theirs."""
+    """book_to_editor.py run by another venv's python (make book passes its VENV
+    already): 2_train_lora.sh gets that VENV, not its default ~/.venvs/finetune; a VENV
+    the writer set stays theirs."""
     from styletune.book import stage_environment
     (tmp_path / "bin").mkdir()
     (tmp_path / "bin" / "axolotl").write_text("")
+    (tmp_path / "bin" / "python").write_text("")
     monkeypatch.delenv("VENV", raising=False)
     monkeypatch.setattr(sys, "prefix", str(tmp_path))
     assert stage_environment()["VENV"] == str(tmp_path)

@@ -152,6 +152,8 @@ def test_the_preflight_writes_the_launch_and_the_scaled_batch(make_config, tmp_p
     cfg = make_config(gradient_accumulation_steps=4)
     stage1(cfg)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    for key in TRACKERS_OFF:                  # as a shell that set none of them has it
+        monkeypatch.delenv(key, raising=False)
     assert run_preflight(cfg, tmp_path, "--gpus", "2") == 0
     out = capsys.readouterr().out
     assert "processes: 2 (ddp)" in out
@@ -167,6 +169,10 @@ def test_the_preflight_writes_the_launch_and_the_scaled_batch(make_config, tmp_p
     shell = subprocess.run(["env", "-i", "bash", "-c", f"source {tmp_path / 'env'}; env"],
                            capture_output=True, text=True, check=True).stdout.splitlines()
     assert {f"{k}={v}" for k, v in TRACKERS_OFF.items()} <= set(shell)
+    # a tracker the writer turned on in their own shell stays theirs (privacy.disable_telemetry)
+    monkeypatch.setenv("WANDB_MODE", "online")
+    assert run_preflight(cfg, tmp_path, "--gpus", "2") == 0
+    assert "export WANDB_MODE=online\n" in (tmp_path / "env").read_text()
     assert yaml.safe_load(cfg.read_text())["gradient_accumulation_steps"] == 4   # the writer's file untouched
 
 

@@ -241,6 +241,21 @@ def test_chunk_names_carry_the_writers_chapter_numbers(tmp_path, make_config, ca
     assert sorted({n.split("_")[2] for n in names}) == ["ch00", "ch01"], names
 
 
+@pytest.mark.parametrize("titles, numbers", [
+    (["Chapter 1 / The Prelude to War", "Chapter 2", "Chapter 3"], [1, 2, 3]),   # a title, no prologue
+    (["Chapter Nineteen", "Chapter Twenty-One", "Chapter Twenty Two"], [19, 21, 22]),
+    (["Prologue", "Chapter 1", "Epilogue"], [0, 1, 2]),
+    (["BOOK ONE / CHAPTER I. / THE EVE", "CHAPTER II.", "PART TWO", "CHAPTER IV."], [1, 2, 3, 4]),
+    (["Chapter 3", "Chapter 2"], [1, 2]),                          # going down: counted in order
+])
+def test_chapter_numbers_read_the_writers_own(titles, numbers):
+    from types import SimpleNamespace
+
+    from styletune.data.manuscript import chapter_numbers
+    chunks = [SimpleNamespace(chapter=n, chapter_title=t) for n, t in enumerate(titles, 1)]
+    assert list(chapter_numbers(chunks).values()) == numbers
+
+
 def test_a_prologue_is_text_a_contents_list_one_note_and_what_follows_the_end_back_matter(
         tmp_path, make_config, capsys):
     """Around the novel: a table of contents is one note, not one per entry; a short
@@ -1107,6 +1122,43 @@ def test_common_heading_styles_are_chapters_with_one_blank_line_like_every_parag
                for s in st.sections for p in s.paras)
 
 
+@pytest.mark.parametrize("titles", [
+    ("THE FALLING STAR", "THE LONG WALK", "INTO THE CISTERN", "WHAT WAS KEPT"),
+    ("The Falling Star", "The Long Walk", "Into the Cistern"),
+    ("**The Falling Star**", "**The Long Walk**", "**Into the Cistern**")])
+def test_titles_alone_with_one_blank_line_are_chapters_as_a_series(titles):
+    """Chapters headed by a title alone, typed as every paragraph is (one blank line
+    before): with no other heading in the book, three or more of one style, each with
+    chapter-length prose after it, are chapters, and leave the prose."""
+    prose = random_prose(9)
+    text = "".join(f"{t}\n\n{prose(10)}\n\n" for t in titles)       # chapters of 400 words
+    st = analyse(text)
+    assert [label for _, label in st.chapters] == list(titles)
+    assert not any(t in text[p.start:p.end] for t in titles for s in st.sections for p in s.paras)
+
+
+@pytest.mark.parametrize("lines", [
+    ("NO ENTRY", "THE LONG WALK"),                       # two: a sign, a shout, not a series
+    ("NO ENTRY", "NO ENTRY", "NO ENTRY", "KEEP OUT"),    # a sign a few lines from another
+    ("The Falling Star", "The Long Walk", "Into the Cistern")])
+def test_title_shaped_lines_stay_text_unless_they_head_chapters(lines):
+    """Two such lines, a sign repeated in one scene, or titles in a book that has chapter
+    headings of its own, stay the story's text."""
+    prose = random_prose(10)
+    if lines[0] == "The Falling Star":                   # the book's own headings come first
+        text = f"Chapter 1\n\n{prose(12)}\n\n" + "".join(f"{t}\n\n{prose(10)}\n\n" for t in lines)
+        expected = ["Chapter 1"]
+    elif len(lines) == 2:
+        text = "".join(f"{prose(10)}\n\n{t}\n\n" for t in lines) + prose(10) + "\n"
+        expected = []
+    else:
+        text = f"{prose(10)}\n\n" + "".join(f"{t}\n\n{prose(1)}\n\n" for t in lines) + prose(10) + "\n"
+        expected = []
+    st = analyse(text)
+    assert [label for _, label in st.chapters] == expected
+    assert all(any(t in text[p.start:p.end] for s in st.sections for p in s.paras) for t in lines)
+
+
 def test_counted_chapters_start_again_in_each_part():
     prose = random_prose(12)
     text = "".join(f"PART {part}\n\n" + "".join(f"{n}\n\n{prose(5)}\n\n" for n in ("ONE", "TWO"))
@@ -1284,6 +1336,7 @@ def test_the_target_length_comes_from_the_writers_own_hand_cut_chunks(make_confi
     ("Letter, Lucy Westenra to Mina Murray", "letter_lucy_westenra_to_mina"),
     ("STAVE ONE", ""), ("Act II", ""), ("Letter 4", ""),   # every heading word _KEYWORD_HEADING knows
     ("Chapter Twenty-One", ""), ("Book the First: The Eve", "eve"),
+    ("Chapter 1: First Light", "first_light"), ("Chapter 3: The Last Stand", "last_stand"),   # the title's own
     ("Upon the reading of this letter, I made", "upon_reading_of_this_letter"),   # prose keeps its words
     ("the events narrated in the last chapter", "events_narrated_in_last_chapter"),
 ])

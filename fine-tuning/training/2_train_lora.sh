@@ -55,8 +55,9 @@ if [ ! -x "$VENV/bin/python" ] || [ ! -x "$VENV/bin/axolotl" ]; then
   exit 3
 fi
 # Axolotl starts `accelerate` from PATH. Nothing about this run leaves the machine: the
-# preflight's settings export every tracker off (styletune/privacy.py), and each Python
-# process Axolotl starts turns them off again (startup/sitecustomize.py).
+# preflight's settings export every tracker off (styletune/privacy.py; a tracker you
+# turned on yourself in this shell, WANDB_MODE=online, stays on), and each Python
+# process Axolotl starts turns unset ones off (startup/sitecustomize.py).
 export PATH="$VENV/bin:$PATH"
 
 SETTINGS="$(mktemp)"

@@ -314,7 +314,7 @@ def stage_environment() -> dict:
     """The stages' environment: 2_train_lora.sh trains in the virtual environment the
     Python stages run in (make book VENV=..., or another venv's python), not its default."""
     env = dict(os.environ)
-    if "VENV" not in env and (Path(sys.prefix) / "bin" / "axolotl").exists():
+    if "VENV" not in env and all((Path(sys.prefix) / "bin" / name).exists() for name in ("python", "axolotl")):
         env["VENV"] = sys.prefix
     return env
 

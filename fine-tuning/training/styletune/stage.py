@@ -61,12 +61,7 @@ class Stage:
 
 def training_data(cfg) -> list[Files]:
     """Stage 1's training and validation files, which stages 2 and 4 read."""
-    return [Files(cfg.train_path, what="training JSONL"), validation_data(cfg)]
-
-
-def validation_data(cfg) -> Files:
-    """Stage 1's validation file: stages 3 and 5 check the model on one of its examples."""
-    return Files(cfg.validation_path, what="validation JSONL")
+    return [Files(cfg.train_path, what="training JSONL"), Files(cfg.validation_path, what="validation JSONL")]
 
 
 def rules_file(cfg) -> Files:

@@ -78,13 +78,13 @@ _NUMBER_WORDS = ("one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve
 _ORDINALS = ("first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|eleventh|twelfth|"
              "thirteenth|fourteenth|fifteenth|sixteenth|seventeenth|eighteenth|nineteenth|"
              "twentieth|last|final")
-# A heading's word, and the abbreviations that take a full stop (one list: the file
-# names' words leave them out with their numbers, _slug).
+# A heading's word, and the abbreviations that take a full stop (a file name leaves out
+# the heading and its number it opens with, _slug).
 _HEADING_KEYWORDS = ("chapter", "book", "part", "volume", "act", "canto", "letter", "section", "stave")
 _HEADING_ABBREVIATIONS = ("chap", "ch", "vol")
 _KEYWORD_HEADING = re.compile(
     rf"^((?:{'|'.join(_HEADING_KEYWORDS)})\b|(?:{'|'.join(_HEADING_ABBREVIATIONS)})\.)[\s.:—–-]*"
-    rf"(\d+|[ivxlcdm]+\b|(?:{_NUMBER_WORDS})\b|the\s+(?:{_ORDINALS})\b|(?:{_ORDINALS})\b)",
+    rf"(\d+|[ivxlcdm]+\b|(?:{_NUMBER_WORDS})(?:[-\s](?:{_NUMBER_WORDS}))?\b|the\s+(?:{_ORDINALS})\b|(?:{_ORDINALS})\b)",
     re.IGNORECASE)
 _NAMED_HEADING = re.compile(r"^(prologue|epilogue|preface|foreword|afterword|interlude|"
                             r"introduction|coda|postscript|appendix)\b", re.IGNORECASE)
@@ -100,6 +100,10 @@ _NUMBERED_TITLE = re.compile(r"^([IVXLCDM]+|\d{1,3})[.:]\s+(\S.*)$")
 # Counted headings of one shape must be this many at least, each after this many words
 # of prose, their numbers going up: chapters, not a countdown, a list or a stammer.
 COUNTED_SERIES_MIN, COUNTED_PROSE_WORDS = 2, 100
+# Titles alone with one blank line before them, as before every paragraph ("THE FALLING
+# STAR", "The Long Walk"): chapters only where no other heading is found, as a series of
+# one style, this many at least, each followed by this many words of prose.
+TITLED_SERIES_MIN, TITLED_PROSE_WORDS = 3, 300
 _ORDINAL_HEADING = re.compile(rf"^((?:{_ORDINALS})|\d+(?:st|nd|rd|th))\s+\w+", re.IGNORECASE)
 _MARKDOWN_HEADING = re.compile(r"^#{1,6}\s+\S")
 _TERMINAL = re.compile(r"[.!?,;:…'\"’”)\]—–-]$")
@@ -261,6 +265,38 @@ def _counted_series(text: str, paras) -> None:
             paras[i].kind = "heading" if series else "text"
 
 
+def _titled_series(text: str, paras) -> None:
+    """A manuscript whose chapters have titles alone, typed with one blank line before
+    them as every paragraph is: where no other chapter heading was found (the first line
+    may be the book's title), the short lines in capitals ("THE FALLING STAR"), or else
+    in title case ("The Long Walk"), with no sentence's end, are chapters as a series:
+    TITLED_SERIES_MIN of one style at least, each followed by TITLED_PROSE_WORDS words of
+    prose before the next. A sign or a shout in the story ("NO ENTRY") is one or two,
+    or stands in a scene a few lines from another, and the lines stay text. They become
+    "titled" headings: chapters, the first line too when prose follows it."""
+    first_line_title = bool(paras) and paras[0].heading_kind in ("caps", "title")
+    if any(p.kind == "heading" for p in paras[first_line_title:]):
+        return
+
+    def style(p) -> str:
+        line = _unemphasised(text[p.start:p.end].strip())
+        if "\n" in line or word_count(line) > 8 or _TERMINAL.search(line):
+            return ""
+        return "caps" if _is_caps_line(line) else "title" if _is_title_case(line) else ""
+
+    def prose_after(found):
+        return [sum(word_count(text[q.start:q.end]) for q in paras[i + 1:j] if q.kind == "text")
+                for i, j in zip(found, found[1:] + [len(paras)])]
+    for shape in ("caps", "title"):
+        found = [i for i, p in enumerate(paras) if (p.kind == "text" or i == 0) and style(p) == shape]
+        if found[:1] == [0] and prose_after(found)[0] < TITLED_PROSE_WORDS:
+            found = found[1:]          # the book's title, above the first chapter's
+        if len(found) >= TITLED_SERIES_MIN and min(prose_after(found)) >= TITLED_PROSE_WORDS:
+            for i in found:
+                paras[i].kind, paras[i].heading_kind = "heading", "titled"
+            return
+
+
 def heading_kind(line: str, gap: int, first: bool, loose_gap: int) -> str:
     """What makes `line` (one stripped line, alone in its paragraph) a heading, or ''.
 
@@ -270,7 +306,7 @@ def heading_kind(line: str, gap: int, first: bool, loose_gap: int) -> str:
     as a series (_counted_series); a short line in capitals or title case only when
     set apart (extra blank lines before it, or the first line): "THE FALLING STAR"
     with one blank line before it, as before every paragraph, may be a sign in the
-    story or a shout, and stays text."""
+    story or a shout, and is a chapter only in a series of them (_titled_series)."""
     line = _unemphasised(line)
     if len(line) > 80 or word_count(line) > 12 or _QUOTE_START.match(line):
         return ""
@@ -370,6 +406,7 @@ def _classify(text: str, spans):
         if kind and (len(lines) == 1 or kind != "title"):
             p.kind, p.heading_kind = "heading", kind
     _counted_series(text, paras)
+    _titled_series(text, paras)
     # A title right under a numbered heading belongs to it: one line (one paragraph per
     # line), or wrapped over a few (a chapter's summary in capitals).
     for prev, p in zip(paras, paras[1:]):
@@ -561,8 +598,6 @@ class PlannedChunk:
 
 
 _ROMAN = re.compile(r"m{0,4}(cm|cd|d?c{0,3})(xc|xl|l?x{0,3})(ix|iv|v?i{0,3})")
-_HEADING_WORDS = set(_HEADING_KEYWORDS + _HEADING_ABBREVIATIONS)
-_NUMBER_WORD_SET, _ORDINAL_SET = set(_NUMBER_WORDS.split("|")), set(_ORDINALS.split("|"))
 
 
 def _slug(text: str, words: int = 5) -> str:
@@ -571,12 +606,10 @@ def _slug(text: str, words: int = 5) -> str:
     name has the chapter's); prose keeps its words ("the last chapter", "this letter,
     I") and a date its day (Dracula's diaries: dr_sewards_diary_20_september). '' when
     no word is left."""
+    line = _unemphasised(re.sub(r"^#+\s*", "", text.strip()))
+    if heading := _KEYWORD_HEADING.match(line):   # "Chapter Twenty-One: ", "Book the First"
+        text = line[heading.end():]
     found = re.findall(r"[a-z0-9]+", FOOTNOTE_MARK.sub("", text.lower().replace("’", "").replace("'", "")))
-    if found and found[0] in _HEADING_WORDS:     # "Chapter Twenty-One", "Book the First"
-        number = next((n for n, w in enumerate(found[1:], 1) if not (
-            w.isdigit() or w in _NUMBER_WORD_SET or _ROMAN.fullmatch(w) or w == "the"
-            or w in _ORDINAL_SET)), len(found))
-        found = found[number:] if set(found[1:number]) - {"the"} else found
     keep = [w for w in found if w not in {"the", "a", "an"} and not _ROMAN.fullmatch(w)]
     name = ""
     for w in keep[:words]:                      # whole words, up to 40 characters
@@ -686,8 +719,9 @@ def chapter_numbers(chunks) -> dict:
     if not titles:
         return {}
     first = min(titles)
-    # the text before any heading, or a prologue: chapter 0
-    opening = 0 if first == 0 or _OPENING_PART.search(titles[first]) else 1
+    # the text before any heading, or a prologue ("Chapter 1 / The Prelude" is chapter 1): 0
+    opening = 0 if first == 0 or (_OPENING_PART.search(titles[first])
+                                  and _writers_number(titles[first]) is None) else 1
     counted = {n: n - first + opening for n in titles}
     numbers, before = {}, opening - 1
     for n, title in sorted(titles.items()):

@@ -34,7 +34,7 @@ from styletune.data import tokens
 from styletune.deploy import continue_files, fit, llamacpp, templates
 from styletune.errors import ServeError
 from styletune.fileio import write_outputs
-from styletune.stage import Files, Stage, merged_model, rules_file, validation_data
+from styletune.stage import Files, Stage, merged_model, rules_file
 from styletune.train import models
 from styletune.train.gpu_plan import LLAMA31_8B
 from styletune.train.merge_output import MANIFEST
@@ -43,7 +43,8 @@ from styletune.train.model_size import parameter_count
 # Stage 5's settings: the template and every serving key.
 READS = tokens.READS + Reads(pipeline=(EVERY,), but=("evaluation",))
 STAGE = Stage("5", "5_configure_continue.py", "set up Continue and the local server", READS,
-              inputs=lambda cfg, book: [merged_model(cfg), rules_file(cfg), validation_data(cfg)],
+              # the validation file it checks a GGUF with changes only with a new merged model
+              inputs=lambda cfg, book: [merged_model(cfg), rules_file(cfg)],
               outputs=lambda cfg, book: [Files(cfg.pipeline.serve_dir,
                                                what="Continue's config, a checked GGUF, the serving commands")])
 

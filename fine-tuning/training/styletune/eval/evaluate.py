@@ -220,7 +220,7 @@ def measure_model(model, tok, val, train_for_gap, prompts, other_prompts, ev, sa
         result["other"] = generate(model, tok, other_prompts, ev, sampling, lambda: bar.update(1))
     bar.set_description("joins")
     result["join"] = join_measures(model, tok, join_set, classes)
-    seed = Prompt("writer", "seed", SEED_PROMPT, " ")
+    seed = Prompt("writer", joins.SEED, SEED_PROMPT, " ")
     result["seed"] = generate(model, tok, [seed], ev, sampling)[0]
     return result
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from styletune import paths
 from styletune.config import EVERY, Reads, load_config
 from styletune.errors import MergeError
-from styletune.stage import Files, Stage, merged_model, validation_data
+from styletune.stage import Files, Stage, merged_model
 from styletune.train.adapter import AdapterChoice, adapter_by_hand, check_adapter_base, choose_adapter
 from styletune.train.merge_output import finish, fresh_partial, manifest_for, method_of, save_tokenizer_and_generation
 from styletune.train.models import (
@@ -50,7 +50,9 @@ from styletune.train.resources import check_resources, choose_route
 # Stage 3's settings: the training config (adapter, quantisation, template) and how to save.
 READS = Reads(axolotl=(EVERY,), pipeline=("merged_dtype", "merge_into", "sampling"))
 STAGE = Stage("3", "3_merge_adapter.py", "merge the adapter into the base model, and verify it", READS,
-              inputs=lambda cfg, book: [Files(cfg.output_dir, what="the adapter"), validation_data(cfg)],
+              # The validation file (probe text) is not declared: it changes only with stage 1's
+              # outputs, which retrain the adapter, and a declared one would rerun every recorded merge.
+              inputs=lambda cfg, book: [Files(cfg.output_dir, what="the adapter")],
               outputs=lambda cfg, book: [merged_model(cfg)])
 
 
