@@ -1137,6 +1137,24 @@ def test_titles_alone_with_one_blank_line_are_chapters_as_a_series(titles):
     assert not any(t in text[p.start:p.end] for t in titles for s in st.sections for p in s.paras)
 
 
+def test_a_novel_whose_chapters_have_titles_alone_is_cut_at_them():
+    """The War of the Worlds as a writer's file might hold it: each chapter headed by its
+    title alone ("THE FALLING STAR"), one blank line between all paragraphs, the book's
+    title first. 25 of its 27 titles head chapters; the two left in the text are a title
+    of ten words and one that ends in a quotation mark, as a line of dialogue does."""
+    text = (CORPUS / "wells_the_war_of_the_worlds.txt").read_text(encoding="utf-8-sig").replace("\r\n", "\n")
+    body = text[text.index("THE COMING OF THE MARTIANS\n\n\n\n\nI.\n"):text.index("*** END OF")]
+    body = re.sub(r"^(BOOK (ONE|TWO)\.?\n.*|THE COMING OF THE MARTIANS|THE EARTH UNDER THE MARTIANS)\n", "",
+                  body, flags=re.M)
+    titles = re.findall(r"\n[IVXL]+\.\n([A-Z][^\n]+)\n", "\n" + body)
+    body = re.sub(r"\n[IVXL]+\.\n([A-Z][^\n]+)\n", lambda m: "\n\n" + m.group(1).rstrip(".") + "\n\n", "\n" + body)
+    st = analyse("The War of the Worlds\n\n" + re.sub(r"\n{3,}", "\n\n", body).strip() + "\n")
+    labels = [label.split(" / ")[-1] for _, label in st.chapters]
+    assert len(titles) == 27 and len(labels) == 25
+    assert [t.rstrip(".") for t in titles if t.rstrip(".") not in labels] == [
+        "WHAT I SAW OF THE DESTRUCTION OF WEYBRIDGE AND SHEPPERTON", "THE “THUNDER CHILD”"]
+
+
 @pytest.mark.parametrize("lines", [
     ("NO ENTRY", "THE LONG WALK"),                       # two: a sign, a shout, not a series
     ("NO ENTRY", "NO ENTRY", "NO ENTRY", "KEEP OUT"),    # a sign a few lines from another
