@@ -253,7 +253,7 @@ def joins_summary(join_set, runs) -> dict:
 
 def check_tuned(tuned_dir: Path | None, adapter: Path | None) -> None:
     """The model to compare with the base is there: a merged folder, or an adapter."""
-    if adapter is not None and not (adapter / "adapter_config.json").is_file():
+    if adapter is not None and not (adapter / adapters.ADAPTER_CONFIG).is_file():
         raise EvaluationError(f"no adapter at {paths.shown(adapter)} (an adapter folder holds "
                               "adapter_config.json): name stage 2's output_dir or one of its "
                               "checkpoint-N folders")

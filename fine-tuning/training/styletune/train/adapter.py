@@ -10,6 +10,7 @@ from styletune.errors import MergeError
 from styletune.train.checkpoints import checkpoint_step, checkpoints
 
 ADAPTER_FILE = "adapter_model.safetensors"
+ADAPTER_CONFIG = "adapter_config.json"      # PEFT's names for a saved adapter
 
 
 @dataclass
@@ -92,7 +93,7 @@ def choose_adapter(output_dir: Path) -> AdapterChoice:
 
 
 def adapter_by_hand(path: Path) -> AdapterChoice:
-    if not (path / "adapter_config.json").is_file() or not (path / ADAPTER_FILE).is_file():
+    if not (path / ADAPTER_CONFIG).is_file() or not (path / ADAPTER_FILE).is_file():
         raise MergeError(f"--adapter {paths.shown(path)}: no adapter_config.json and "
                          f"{ADAPTER_FILE} there; name a training output folder or a checkpoint-N in it")
     step = checkpoint_step(path)
@@ -102,7 +103,7 @@ def adapter_by_hand(path: Path) -> AdapterChoice:
 
 def check_adapter_base(cfg, choice: AdapterChoice) -> None:
     """An adapter only fits the base it was trained on."""
-    meta = json.loads((choice.path / "adapter_config.json").read_text(encoding="utf-8"))
+    meta = json.loads((choice.path / ADAPTER_CONFIG).read_text(encoding="utf-8"))
     trained_on = str(meta.get("base_model_name_or_path") or "")
     if trained_on and Path(trained_on).name != Path(cfg.base_model).name:
         raise MergeError(f"the adapter in {paths.shown(choice.path)} was trained on {trained_on!r}, "

@@ -11,7 +11,7 @@ from pathlib import Path
 from styletune import paths
 from styletune.errors import MergeError
 from styletune.train import model_size
-from styletune.train.adapter import ADAPTER_FILE
+from styletune.train.adapter import ADAPTER_CONFIG, ADAPTER_FILE
 
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
@@ -62,7 +62,7 @@ class StreamedAdapter:
     def __init__(self, folder: Path):
         from safetensors import safe_open
         self.folder = folder
-        self.meta = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+        self.meta = json.loads((folder / ADAPTER_CONFIG).read_text(encoding="utf-8"))
         refuse_unsupported(self.meta, folder)
         self._file = safe_open(str(folder / ADAPTER_FILE), framework="pt")
         self.targets = self._pair_keys(list(self._file.keys()))
