@@ -4,10 +4,11 @@ input refused with one line."""
 import json
 import random
 import re
+from types import SimpleNamespace
 
 import pytest
 from conftest import CORPUS, FT, SAMPLE_BOOK, load_script
-from styletune.data.manuscript import analyse, read_manuscript, rebuild
+from styletune.data.manuscript import analyse, chapter_numbers, read_manuscript, rebuild
 from styletune.data.seam_model import candidates, units
 from styletune.data.seams import Lengths, plan
 from styletune.text.patterns import word_count
@@ -249,9 +250,6 @@ def test_chunk_names_carry_the_writers_chapter_numbers(tmp_path, make_config, ca
     (["Chapter 3", "Chapter 2"], [1, 2]),                          # going down: counted in order
 ])
 def test_chapter_numbers_read_the_writers_own(titles, numbers):
-    from types import SimpleNamespace
-
-    from styletune.data.manuscript import chapter_numbers
     chunks = [SimpleNamespace(chapter=n, chapter_title=t) for n, t in enumerate(titles, 1)]
     assert list(chapter_numbers(chunks).values()) == numbers
 
@@ -1155,26 +1153,57 @@ def test_a_novel_whose_chapters_have_titles_alone_is_cut_at_them():
         "WHAT I SAW OF THE DESTRUCTION OF WEYBRIDGE AND SHEPPERTON", "THE “THUNDER CHILD”"]
 
 
+def _titled_book(prose, titles, under=None, before="", after=""):
+    """Chapters headed by titles alone, 400 words each; `under`: a line under each title."""
+    return before + "".join(f"{t}\n\n" + (f"{under}\n\n" if under else "") + f"{prose(10)}\n\n"
+                            for t in titles) + after
+
+
+@pytest.mark.parametrize("case", ["byline", "the end", "prologue", "dateline", "sign", "vivid"])
+def test_a_series_of_titles_stands_with_what_books_put_around_it(case):
+    """Title-only chapters with what writers put beside them: the book's title and a
+    byline above the first, a closing The End, a prologue's heading, a dateline under
+    each title, a sign in the story, a title that spells a Roman numeral's letters."""
+    prose = random_prose(14)
+    titles = ["The Crossing", "A Room Above the Harbour", "Salt and Iron", "What Remains"]
+    text = {"byline": lambda: _titled_book(prose, titles, before="The Glass Harbour\n\nBy Anna Kerr\n\n"),
+            "the end": lambda: _titled_book(prose, titles, after="The End\n"),
+            "prologue": lambda: _titled_book(prose, titles, before=f"Prologue\n\n{prose(10)}\n\n"),
+            "dateline": lambda: _titled_book(prose, titles, under="Dover, 1943"),
+            "sign": lambda: _titled_book(prose, titles).replace(
+                "Salt and Iron\n\n", f"Salt and Iron\n\n{prose(2)}\n\nCLOSED FOR THE SEASON\n\n"),
+            "vivid": lambda: _titled_book(prose, ["THE CROSSING", "VIVID", "SALT AND IRON"])}[case]()
+    st = analyse(text)
+    labels = [label.split(" / ")[0 if case == "dateline" else -1] for _, label in st.chapters]
+    expected = {"prologue": ["Prologue"] + titles, "vivid": ["THE CROSSING", "VIVID", "SALT AND IRON"]}
+    assert labels == expected.get(case, titles)
+    if case == "sign":                                   # the sign stays the story's text
+        assert any("CLOSED FOR THE SEASON" in text[q.start:q.end] for s_ in st.sections for q in s_.paras)
+    if case == "vivid":
+        assert chapter_numbers([SimpleNamespace(chapter=n, chapter_title=t) for n, t in st.chapters]) == \
+            {1: 1, 2: 2, 3: 3}                           # not ch508
+
+
 @pytest.mark.parametrize("lines", [
     ("NO ENTRY", "THE LONG WALK"),                       # two: a sign, a shout, not a series
-    ("NO ENTRY", "NO ENTRY", "NO ENTRY", "KEEP OUT"),    # a sign a few lines from another
-    ("The Falling Star", "The Long Walk", "Into the Cistern")])
-def test_title_shaped_lines_stay_text_unless_they_head_chapters(lines):
-    """Two such lines, a sign repeated in one scene, or titles in a book that has chapter
-    headings of its own, stay the story's text."""
+    ("NO VACANCIES", "NO VACANCIES", "NO VACANCIES"),    # a sign repeated through the story
+    ("BANG", "THUD", "CRACK", "CRASH"),                  # sounds, after pages of prose
+])
+def test_lines_in_the_story_stay_text(lines):
+    """A book with no headings: capitalised lines that come after pages of prose, or
+    repeat one text, are the story's (a sign, a shout, a sound), not chapter titles."""
     prose = random_prose(10)
-    if lines[0] == "The Falling Star":                   # the book's own headings come first
-        text = f"Chapter 1\n\n{prose(12)}\n\n" + "".join(f"{t}\n\n{prose(10)}\n\n" for t in lines)
-        expected = ["Chapter 1"]
-    elif len(lines) == 2:
-        text = "".join(f"{prose(10)}\n\n{t}\n\n" for t in lines) + prose(10) + "\n"
-        expected = []
-    else:
-        text = f"{prose(10)}\n\n" + "".join(f"{t}\n\n{prose(1)}\n\n" for t in lines) + prose(10) + "\n"
-        expected = []
+    text = "".join(f"{prose(10)}\n\n{t}\n\n" for t in lines) + prose(10) + "\n"
     st = analyse(text)
-    assert [label for _, label in st.chapters] == expected
+    assert st.chapters == []
     assert all(any(t in text[p.start:p.end] for s in st.sections for p in s.paras) for t in lines)
+
+
+def test_titles_in_a_book_with_numbered_chapters_stay_text():
+    prose = random_prose(11)
+    text = "".join(f"Chapter {n}\n\n{prose(12)}\n\n{t}\n\n{prose(10)}\n\n"
+                   for n, t in enumerate(("The Falling Star", "The Long Walk", "Into the Cistern"), 1))
+    assert [label for _, label in analyse(text).chapters] == ["Chapter 1", "Chapter 2", "Chapter 3"]
 
 
 def test_counted_chapters_start_again_in_each_part():

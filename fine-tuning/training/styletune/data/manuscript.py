@@ -88,15 +88,17 @@ _KEYWORD_HEADING = re.compile(
     re.IGNORECASE)
 _NAMED_HEADING = re.compile(r"^(prologue|epilogue|preface|foreword|afterword|interlude|"
                             r"introduction|coda|postscript|appendix)\b", re.IGNORECASE)
+# A chapter's Roman numeral, I to CCCXCIX, well formed: "VIVID", "MIX", "CIVIL" are words.
+_ROMAN_CHAPTER = r"(?=[IVXLC])C{0,3}(?:XC|XL|L?X{0,3})(?:IX|IV|V?I{0,3})"
 # A numeral alone ("IV.", "12"). Roman numerals in capitals only: "mix", "vivid".
-_NUMBER_HEADING = re.compile(r"^([IVXLCDM]+|\d{1,3})\.?$")
+_NUMBER_HEADING = re.compile(rf"^({_ROMAN_CHAPTER}|\d{{1,3}})\.?$")
 # Counted headings, weaker shapes that prose has too, so they count only as a series
 # (_counted_series): a number in words with a capital and no full stop ("ONE",
 # "Twenty-One"; "Two" may answer a question, "Three." counts down), a numeral between
 # dashes ("— 12 —", also a printed page's number), a numeral, a stop and a title
 # ("1. The Falling Star", "IV: The Eve of the War"; also a list's item, "1. Eggs").
 _NUMBER_WORD = re.compile(rf"^(?=[A-Z])(?i:((?:{_NUMBER_WORDS})(?:[-\s](?:{_NUMBER_WORDS}))?))$")
-_NUMBERED_TITLE = re.compile(r"^([IVXLCDM]+|\d{1,3})[.:]\s+(\S.*)$")
+_NUMBERED_TITLE = re.compile(rf"^({_ROMAN_CHAPTER}|\d{{1,3}})[.:]\s+(\S.*)$")
 # Counted headings of one shape must be this many at least, each after this many words
 # of prose, their numbers going up: chapters, not a countdown, a list or a stammer.
 COUNTED_SERIES_MIN, COUNTED_PROSE_WORDS = 2, 100
@@ -267,34 +269,71 @@ def _counted_series(text: str, paras) -> None:
 
 def _titled_series(text: str, paras) -> None:
     """A manuscript whose chapters have titles alone, typed with one blank line before
-    them as every paragraph is: where no other chapter heading was found (the first line
-    may be the book's title), the short lines in capitals ("THE FALLING STAR"), or else
-    in title case ("The Long Walk"), with no sentence's end, are chapters as a series:
-    TITLED_SERIES_MIN of one style at least, each followed by TITLED_PROSE_WORDS words of
-    prose before the next. A sign or a shout in the story ("NO ENTRY") is one or two,
-    or stands in a scene a few lines from another, and the lines stay text. They become
-    "titled" headings: chapters, the first line too when prose follows it."""
-    first_line_title = bool(paras) and paras[0].heading_kind in ("caps", "title")
-    if any(p.kind == "heading" for p in paras[first_line_title:]):
+    them as every paragraph is ("THE FALLING STAR", "The Long Walk"): short lines in
+    capitals, or else in title case, with no sentence's end, are chapters as a series.
+    Lines with nothing between them are one heading (a title and its dateline, the
+    book's title, its author and the first chapter's); such a heading is the series'
+    when TITLED_PROSE_WORDS words of prose follow it. The series stands when it is
+    TITLED_SERIES_MIN of them at least, two in three of the headings of that style,
+    more than one text (a sign repeated is no title), and the book starts with it
+    (under TITLED_PROSE_WORDS words of prose before, or a prologue's or a part's
+    heading): a sign, a shout or a sound in the story stays text, and so does a short
+    chapter's title. Not where the book numbers its chapters (two numbered headings)."""
+    numbered = [p for p in paras[1:] if p.heading_kind in ("number", "markdown")
+                or p.heading_kind == "keyword" and not _part_or_named(text[p.start:p.end])]
+    if len(numbered) >= 2:
+        return
+    for shape in ("caps", "title"):
+        groups = _title_groups(text, paras, shape)
+        prose = [sum(word_count(text[q.start:q.end]) for q in paras[g[-1] + 1:h[0]] if q.kind == "text")
+                 for g, h in zip(groups, groups[1:] + [[len(paras)]])]
+        members = [g for g, w in zip(groups, prose) if w >= TITLED_PROSE_WORDS]
+        lines = {_unemphasised(text[paras[i].start:paras[i].end].strip()).lower() for g in members for i in g}
+        if (len(members) < TITLED_SERIES_MIN or 3 * len(members) < 2 * len(groups) or len(lines) < 2
+                or not _starts_the_book(text, paras, members[0][0])):
+            continue
+        for i in (i for g in members for i in g):
+            paras[i].kind, paras[i].heading_kind = "heading", "titled"
         return
 
+
+def _title_groups(text: str, paras, shape: str) -> list[list[int]]:
+    """The paragraphs that may be chapter titles of this shape ("caps", "title"), those
+    with nothing between them as one group: text, or a heading of a weak shape (a
+    capitalised line set apart, an ordinal's "First Light"); not "THE END", a back
+    matter's heading, a prologue's."""
     def style(p) -> str:
-        line = _unemphasised(text[p.start:p.end].strip())
-        if "\n" in line or word_count(line) > 8 or _TERMINAL.search(line):
+        line = _unemphasised(re.sub(r"^#+\s*", "", text[p.start:p.end].strip()))
+        if "\n" in line or word_count(line) > 8 or _TERMINAL.search(line) or _THE_END.fullmatch(line) \
+                or _BACK_MATTER_HEADING.fullmatch(line) or _NAMED_HEADING.match(line):
             return ""
         return "caps" if _is_caps_line(line) else "title" if _is_title_case(line) else ""
+    groups = []
+    for i, p in enumerate(paras):
+        if (p.kind == "text" or p.heading_kind in ("caps", "title", "ordinal")) and style(p) == shape:
+            if groups and groups[-1][-1] == i - 1:
+                groups[-1].append(i)
+            else:
+                groups.append([i])
+    return groups
 
-    def prose_after(found):
-        return [sum(word_count(text[q.start:q.end]) for q in paras[i + 1:j] if q.kind == "text")
-                for i, j in zip(found, found[1:] + [len(paras)])]
-    for shape in ("caps", "title"):
-        found = [i for i, p in enumerate(paras) if (p.kind == "text" or i == 0) and style(p) == shape]
-        if found[:1] == [0] and prose_after(found)[0] < TITLED_PROSE_WORDS:
-            found = found[1:]          # the book's title, above the first chapter's
-        if len(found) >= TITLED_SERIES_MIN and min(prose_after(found)) >= TITLED_PROSE_WORDS:
-            for i in found:
-                paras[i].kind, paras[i].heading_kind = "heading", "titled"
-            return
+
+def _part_or_named(line: str) -> bool:
+    """A part's heading (PART ONE, BOOK II) or a named one (Prologue, Interlude): it may
+    stand among chapters headed by titles alone."""
+    line = _unemphasised(re.sub(r"^#+\s*", "", line.strip()))
+    keyword = _KEYWORD_HEADING.match(line)
+    return bool(_NAMED_HEADING.match(line)) or bool(keyword) and bool(
+        re.match(r"(book|part|volume|vol|act)\b", keyword.group(1), re.IGNORECASE))
+
+
+def _starts_the_book(text: str, paras, first: int) -> bool:
+    """Whether the first chapter title comes where a book's first chapter does: after
+    under TITLED_PROSE_WORDS words of prose, or after a prologue's or a part's heading
+    (a sign in the story comes after pages of it)."""
+    if any(p.kind == "heading" and _part_or_named(text[p.start:p.end]) for p in paras[:first]):
+        return True
+    return sum(word_count(text[p.start:p.end]) for p in paras[:first] if p.kind == "text") < TITLED_PROSE_WORDS
 
 
 def heading_kind(line: str, gap: int, first: bool, loose_gap: int) -> str:
@@ -740,7 +779,7 @@ def _writers_number(title: str) -> int | None:
         keyword = _KEYWORD_HEADING.match(line)
         if keyword and re.match(r"(book|part|volume|vol|act)\b", keyword.group(1), re.IGNORECASE):
             return None
-        if keyword or (keyword := re.match(r"()([IVXLCDM]+|\d{1,3})(?:[.:]|$)", line)):
+        if keyword or (keyword := re.match(rf"()({_ROMAN_CHAPTER}|\d{{1,3}})(?:[.:]|$)", line)):
             token = keyword.group(2)
             token = token.upper() if re.fullmatch(r"[ivxlcdm]+", token, re.IGNORECASE) else token
             try:
