@@ -1184,6 +1184,22 @@ def test_a_series_of_titles_stands_with_what_books_put_around_it(case):
             {1: 1, 2: 2, 3: 3}                           # not ch508
 
 
+def test_chapters_from_titles_alone_are_said_and_the_writers_marks_settle_them():
+    """Stage 0 says the chapters came from titles alone and how to mend one that is a
+    line of the story; the mend it names, '# ' before each real title, works: a sign
+    that passed for a title (three chapters' worth of prose after it) is text again."""
+    prose = random_prose(15)
+    titles = ["THE CROSSING", "SALT AND IRON", "WHAT REMAINS"]
+    text = _titled_book(prose, titles).replace("SALT AND IRON\n\n", f"SALT AND IRON\n\n{prose(10)}\n\n"
+                                                                     "THE CROWN AND ANCHOR\n\n")
+    st = analyse(text)
+    assert "THE CROWN AND ANCHOR" in [label for _, label in st.chapters]      # taken for a title
+    assert any("4 chapter(s) found from their titles alone" in n and "put '# ' before each" in n
+               for n in st.notes)
+    marked = re.sub(rf"^({'|'.join(titles)})$", r"# \1", text, flags=re.M)
+    assert [label for _, label in analyse(marked).chapters] == [f"# {t}" for t in titles]
+
+
 @pytest.mark.parametrize("lines", [
     ("NO ENTRY", "THE LONG WALK"),                       # two: a sign, a shout, not a series
     ("NO VACANCIES", "NO VACANCIES", "NO VACANCIES"),    # a sign repeated through the story

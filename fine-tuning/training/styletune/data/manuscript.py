@@ -574,6 +574,13 @@ def analyse(text: str) -> Structure:
     # Page numbers left from a printed edition ("11)", "[11]", "Page 11"): counted, never
     # removed here ("11." only where it splits a sentence: elsewhere it heads a chapter).
     pages = page_number_paragraphs(text)
+    titled = [_slug_title(text[p.start:p.end]) for i, p in enumerate(paras)
+              if p.heading_kind == "titled" and not (i and paras[i - 1].heading_kind == "titled")]
+    if titled:
+        notes.append(f"{len(titled)} chapter(s) found from their titles alone ('{titled[0]}', ...: short "
+                     "lines in capitals or title case, no heading word or number). If one is a line of "
+                     "your story (a sign, a date), put '# ' before each real chapter title and rerun: "
+                     "then only those are chapters")
     return Structure(text, hard, one_per_line, sections, chapters, front, heading_matter, notes, pages,
                      back_matter=back)
 

@@ -201,7 +201,9 @@ def segment(cfg, manuscript_path, say=lambda m: None, decisions=(), folders=(), 
                          for d in rules.stale[:3]))
     if not structure.chapters and not structure.has_scene_breaks:
         notes.insert(0, "no chapter headings and no scene breaks found: the text was cut at the "
-                        "paragraph boundaries that read most like a scene change (check the review)")
+                        "paragraph boundaries that read most like a scene change (check the review). If "
+                        "your chapters have headings stage 0 did not take for them, put '# ' before each "
+                        "and rerun")
     if wrapped_by_hand(ms.body):
         notes.insert(0, hard_wrap_advice("the manuscript's lines are"))
     if structure.front_matter:
