@@ -1215,6 +1215,41 @@ def test_lines_in_the_story_stay_text(lines):
     assert all(any(t in text[p.start:p.end] for s in st.sections for p in s.paras) for t in lines)
 
 
+def test_a_sign_repeated_from_the_start_is_no_series_of_titles():
+    """NO VACANCIES three times, the first near the book's start: one text, no titles."""
+    prose = random_prose(16)
+    text = prose(1) + "\n\n" + "".join(f"NO VACANCIES\n\n{prose(10)}\n\n" for _ in range(3))
+    assert analyse(text).chapters == []
+
+
+def test_lines_in_a_book_with_its_own_headings_stay_text():
+    """Chapters headed with extra blank lines before them (capitals set apart), and two
+    signs in capitals, each with pages after it: the signs stay the story's."""
+    prose = random_prose(17)
+    titles = ["THE CROSSING", "SALT AND IRON", "WHAT REMAINS"]
+    text = "".join(f"\n\n\n{t}\n\n{prose(8)}\n\n" + ("NO ENTRY\n\n" if t != "WHAT REMAINS" else "")
+                   + f"{prose(8)}\n\n" for t in titles).lstrip()
+    assert [label for _, label in analyse(text).chapters] == titles
+
+
+def test_a_short_first_chapter_under_a_title_alone_is_a_chapter_not_front_matter():
+    prose = random_prose(18)
+    text = f"THE CROSSING\n\n{prose(5)}\n\n" + _titled_book(prose, ["SALT AND IRON", "WHAT REMAINS", "THE LONG WALK"])
+    st = analyse(text)
+    assert st.front_matter is None
+    assert [label for _, label in st.chapters] == ["THE CROSSING", "SALT AND IRON", "WHAT REMAINS", "THE LONG WALK"]
+
+
+def test_titles_not_taken_for_chapters_are_said_with_the_mend():
+    """The first chapter's title ends in a question mark: the rest would start pages
+    into the story, so none is taken; stage 0 names them and the mark that settles it."""
+    prose = random_prose(19)
+    st = analyse(_titled_book(prose, ["Who Killed the Harbourmaster?", "Salt and Iron", "What Remains",
+                                      "The Long Walk"]))
+    assert st.chapters == []
+    assert any("3 line(s) look like chapter titles" in n and "put '# ' before each" in n for n in st.notes)
+
+
 def test_titles_in_a_book_with_numbered_chapters_stay_text():
     prose = random_prose(11)
     text = "".join(f"Chapter {n}\n\n{prose(12)}\n\n{t}\n\n{prose(10)}\n\n"

@@ -89,7 +89,7 @@ _KEYWORD_HEADING = re.compile(
 _NAMED_HEADING = re.compile(r"^(prologue|epilogue|preface|foreword|afterword|interlude|"
                             r"introduction|coda|postscript|appendix)\b", re.IGNORECASE)
 # A chapter's Roman numeral, I to CCCXCIX, well formed: "VIVID", "MIX", "CIVIL" are words.
-_ROMAN_CHAPTER = r"(?=[IVXLC])C{0,3}(?:XC|XL|L?X{0,3})(?:IX|IV|V?I{0,3})"
+_ROMAN_CHAPTER = r"(?=[IVXLC])C{0,3}(?:XC|XL|L?X{0,3})(?:IX|IV|V?I{0,4})"     # IIII as on a clock
 # A numeral alone ("IV.", "12"). Roman numerals in capitals only: "mix", "vivid".
 _NUMBER_HEADING = re.compile(rf"^({_ROMAN_CHAPTER}|\d{{1,3}})\.?$")
 # Counted headings, weaker shapes that prose has too, so they count only as a series
@@ -103,8 +103,9 @@ _NUMBERED_TITLE = re.compile(rf"^({_ROMAN_CHAPTER}|\d{{1,3}})[.:]\s+(\S.*)$")
 # of prose, their numbers going up: chapters, not a countdown, a list or a stammer.
 COUNTED_SERIES_MIN, COUNTED_PROSE_WORDS = 2, 100
 # Titles alone with one blank line before them, as before every paragraph ("THE FALLING
-# STAR", "The Long Walk"): chapters only where no other heading is found, as a series of
-# one style, this many at least, each followed by this many words of prose.
+# STAR", "The Long Walk"): chapters only in a book with no chapter headings of its own,
+# as a series of one style, this many at least followed by this many words of prose
+# (_titled_series).
 TITLED_SERIES_MIN, TITLED_PROSE_WORDS = 3, 300
 _ORDINAL_HEADING = re.compile(rf"^((?:{_ORDINALS})|\d+(?:st|nd|rd|th))\s+\w+", re.IGNORECASE)
 _MARKDOWN_HEADING = re.compile(r"^#{1,6}\s+\S")
@@ -278,15 +279,15 @@ def _titled_series(text: str, paras) -> None:
     more than one text (a sign repeated is no title), and the book starts with it
     (under TITLED_PROSE_WORDS words of prose before, or a prologue's or a part's
     heading): a sign, a shout or a sound in the story stays text, and so does a short
-    chapter's title. Not where the book numbers its chapters (two numbered headings)."""
-    numbered = [p for p in paras[1:] if p.heading_kind in ("number", "markdown")
-                or p.heading_kind == "keyword" and not _part_or_named(text[p.start:p.end])]
-    if len(numbered) >= 2:
+    chapter's title. Not where the book heads its chapters otherwise (two headings that
+    are no part's or prologue's, the first line aside: one stray "First Light" may be a
+    title of the series)."""
+    headed = [p for p in paras[1:] if p.kind == "heading" and not _part_or_named(text[p.start:p.end])]
+    if len(headed) >= 2:
         return
     for shape in ("caps", "title"):
         groups = _title_groups(text, paras, shape)
-        prose = [sum(word_count(text[q.start:q.end]) for q in paras[g[-1] + 1:h[0]] if q.kind == "text")
-                 for g, h in zip(groups, groups[1:] + [[len(paras)]])]
+        prose = _prose_after(text, paras, groups)
         members = [g for g, w in zip(groups, prose) if w >= TITLED_PROSE_WORDS]
         lines = {_unemphasised(text[paras[i].start:paras[i].end].strip()).lower() for g in members for i in g}
         if (len(members) < TITLED_SERIES_MIN or 3 * len(members) < 2 * len(groups) or len(lines) < 2
@@ -316,6 +317,26 @@ def _title_groups(text: str, paras, shape: str) -> list[list[int]]:
             else:
                 groups.append([i])
     return groups
+
+
+def _title_lines_not_taken(text: str, paras) -> list[str]:
+    """Title-shaped lines (_title_groups' last lines) with TITLED_PROSE_WORDS words of
+    prose after them, where _titled_series made no series: said to the writer when the
+    book has no chapters, at least TITLED_SERIES_MIN of them."""
+    for shape in ("caps", "title"):
+        groups = _title_groups(text, paras, shape)
+        prose = _prose_after(text, paras, groups)
+        lines = [_slug_title(text[paras[g[-1]].start:paras[g[-1]].end]) for g, w in zip(groups, prose)
+                 if w >= TITLED_PROSE_WORDS]
+        if len(lines) >= TITLED_SERIES_MIN:
+            return lines
+    return []
+
+
+def _prose_after(text: str, paras, groups) -> list[int]:
+    """The words of prose after each group of lines, up to the next group."""
+    return [sum(word_count(text[q.start:q.end]) for q in paras[g[-1] + 1:h[0]] if q.kind == "text")
+            for g, h in zip(groups, groups[1:] + [[len(paras)]])]
 
 
 def _part_or_named(line: str) -> bool:
@@ -528,7 +549,9 @@ def analyse(text: str) -> Structure:
                 notes.append(f"headings at the end with no text after them: {label}")
             if not is_book_title:
                 chapter_no += 1
-                if any(q.heading_kind not in ("caps", "title") for q in label_paras):
+                # a capitalised or title-only heading is a weak sign of a chapter: a short first
+                # chapter under one is no front matter
+                if any(q.heading_kind not in ("caps", "title", "titled") for q in label_paras):
                     strong_chapters.add(chapter_no)
                 chapter_title = label
                 chapters.append((chapter_no, label))
@@ -574,13 +597,17 @@ def analyse(text: str) -> Structure:
     # Page numbers left from a printed edition ("11)", "[11]", "Page 11"): counted, never
     # removed here ("11." only where it splits a sentence: elsewhere it heads a chapter).
     pages = page_number_paragraphs(text)
-    titled = [_slug_title(text[p.start:p.end]) for i, p in enumerate(paras)
-              if p.heading_kind == "titled" and not (i and paras[i - 1].heading_kind == "titled")]
+    titled = [_slug_title(text[p.start:p.end]) for i, p in enumerate(paras) if p.heading_kind == "titled"
+              and not (i + 1 < len(paras) and paras[i + 1].heading_kind == "titled")]
     if titled:
         notes.append(f"{len(titled)} chapter(s) found from their titles alone ('{titled[0]}', ...: short "
                      "lines in capitals or title case, no heading word or number). If one is a line of "
                      "your story (a sign, a date), put '# ' before each real chapter title and rerun: "
                      "then only those are chapters")
+    if not chapters and (unsure := _title_lines_not_taken(text, paras)):
+        notes.append(f"{len(unsure)} line(s) look like chapter titles but were not taken for them "
+                     f"('{unsure[0]}', ...: too few, or too much of the story before the first). If they "
+                     "are your chapters' titles, put '# ' before each and rerun")
     return Structure(text, hard, one_per_line, sections, chapters, front, heading_matter, notes, pages,
                      back_matter=back)
 
