@@ -242,6 +242,15 @@ def test_chunk_names_carry_the_writers_chapter_numbers(tmp_path, make_config, ca
     assert sorted({n.split("_")[2] for n in names}) == ["ch00", "ch01"], names
 
 
+@pytest.mark.parametrize("label, line", [
+    ("BOOK ONE / CHAPTER I.", "CHAPTER I."), ("The Glass Harbour / The Crossing", "The Crossing"),
+    ("The Crossing / Dover, 1943", "The Crossing"), ("Salt and Iron / 14 March 1897", "Salt and Iron"),
+    ("Chapter 3 / A Little Night Music", "A Little Night Music"), ("", "")])
+def test_a_chunk_is_named_for_the_title_not_the_dateline_under_it(label, line):
+    from styletune.data.manuscript import _naming_line
+    assert _naming_line(label) == line
+
+
 @pytest.mark.parametrize("titles, numbers", [
     (["Chapter 1 / The Prelude to War", "Chapter 2", "Chapter 3"], [1, 2, 3]),   # a title, no prologue
     (["Chapter Nineteen", "Chapter Twenty-One", "Chapter Twenty Two"], [19, 21, 22]),

@@ -781,6 +781,17 @@ def plan_chunks(structure: Structure, counter, lengths, punkt=None, margin=24,
     return chunks, notes, seams
 
 
+# A dateline under a chapter's title ("Dover, 1943", "14 March 1897"): the title names it.
+_DATELINE = re.compile(r"(,\s*\d{3,4}|\b\d{1,2}(?:st|nd|rd|th)?\s+[A-Z][a-z]+,?\s+\d{4})\.?$")
+
+
+def _naming_line(label: str) -> str:
+    """The line of a heading label that names its chunk: the last ("BOOK ONE / CHAPTER
+    I", the book's title above the first chapter's), or the one above a dateline."""
+    lines = label.split(" / ") if label else [""]
+    return lines[-2] if len(lines) > 1 and _DATELINE.search(lines[-1]) else lines[-1]
+
+
 def chapter_numbers(chunks) -> dict:
     """Each chapter's number in the chunks' names: the writer's own ("Chapter 5", "V.",
     "FIVE" -> 5) where every numbered heading goes up through the book, an unnumbered
@@ -839,7 +850,7 @@ def name_chunks(chunks, structure: Structure) -> None:
     numbers = chapter_numbers(chunks)
     for i, c in enumerate(chunks, 1):
         chapter = f"ch{numbers[c.chapter]:02d}_" if structure.chapters else ""
-        title = c.chapter_title.split(" / ")[-1] if c.chapter_title else ""
+        title = _naming_line(c.chapter_title)
         first_of_chapter = c.chapter and c.chapter not in seen and title
         seen.add(c.chapter)
         # a title that is only "CHAPTER V" names nothing: the chunk's first words do
