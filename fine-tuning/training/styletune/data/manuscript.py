@@ -218,6 +218,17 @@ def _unemphasised(line: str) -> str:
     return m.group(2) if m else line
 
 
+def _heading_words(line: str) -> str:
+    """A heading line without Markdown's marks around it ("# Chapter 3", "**ONE**")."""
+    return _unemphasised(re.sub(r"^#+\s*", "", line.strip()))
+
+
+def _is_part(keyword) -> bool:
+    """Whether a _KEYWORD_HEADING match names a part of the book (PART TWO, BOOK II),
+    not a chapter: parts are not numbered as chapters are."""
+    return bool(re.match(r"(book|part|volume|vol|act)\b", keyword.group(1), re.IGNORECASE))
+
+
 def _numbered_title(line: str) -> bool:
     m = _NUMBERED_TITLE.match(line)
     return bool(m) and word_count(m.group(2)) <= 8 and _is_title_case(m.group(2)) \
@@ -304,7 +315,7 @@ def _title_groups(text: str, paras, shape: str) -> list[list[int]]:
     capitalised line set apart, an ordinal's "First Light"); not "THE END", a back
     matter's heading, a prologue's."""
     def style(p) -> str:
-        line = _unemphasised(re.sub(r"^#+\s*", "", text[p.start:p.end].strip()))
+        line = _heading_words(text[p.start:p.end])
         if "\n" in line or word_count(line) > 8 or _TERMINAL.search(line) or _THE_END.fullmatch(line) \
                 or _BACK_MATTER_HEADING.fullmatch(line) or _NAMED_HEADING.match(line):
             return ""
@@ -342,10 +353,9 @@ def _prose_after(text: str, paras, groups) -> list[int]:
 def _part_or_named(line: str) -> bool:
     """A part's heading (PART ONE, BOOK II) or a named one (Prologue, Interlude): it may
     stand among chapters headed by titles alone."""
-    line = _unemphasised(re.sub(r"^#+\s*", "", line.strip()))
+    line = _heading_words(line)
     keyword = _KEYWORD_HEADING.match(line)
-    return bool(_NAMED_HEADING.match(line)) or bool(keyword) and bool(
-        re.match(r"(book|part|volume|vol|act)\b", keyword.group(1), re.IGNORECASE))
+    return bool(_NAMED_HEADING.match(line)) or bool(keyword) and _is_part(keyword)
 
 
 def _starts_the_book(text: str, paras, first: int) -> bool:
@@ -679,7 +689,7 @@ def _slug(text: str, words: int = 5) -> str:
     name has the chapter's); prose keeps its words ("the last chapter", "this letter,
     I") and a date its day (Dracula's diaries: dr_sewards_diary_20_september). '' when
     no word is left."""
-    line = _unemphasised(re.sub(r"^#+\s*", "", text.strip()))
+    line = _heading_words(text)
     if heading := _KEYWORD_HEADING.match(line):   # "Chapter Twenty-One: ", "Book the First"
         text = line[heading.end():]
     found = re.findall(r"[a-z0-9]+", FOOTNOTE_MARK.sub("", text.lower().replace("’", "").replace("'", "")))
@@ -795,10 +805,10 @@ def _naming_line(label: str) -> str:
 def chapter_numbers(chunks) -> dict:
     """Each chapter's number in the chunks' names: the writer's own ("Chapter 5", "V.",
     "FIVE" -> 5) where every numbered heading goes up through the book, an unnumbered
-    chapter the one before's plus one, a prologue (or text before any heading) 0; so a short Chapter 4 taken for
-    heading matter leaves Chapter 5 named ch05. Where numbers start again in each part,
-    the chapters counted in order: the first chapter kept (whatever front matter came
-    before it) ch01, or ch00 when it is a prologue or preface."""
+    chapter the one before's plus one, a prologue (or text before any heading) 0; so a
+    short Chapter 4 taken for heading matter leaves Chapter 5 named ch05. Where numbers
+    start again in each part, the chapters counted in order: the first chapter kept
+    (whatever front matter came before it) ch01, or ch00 when it is a prologue."""
     titles = dict((c.chapter, c.chapter_title) for c in chunks)
     if not titles:
         return {}
@@ -820,9 +830,9 @@ def _writers_number(title: str) -> int | None:
     Eve" -> 4, "— 12 —" -> 12); None when none of its headings after a part's has one
     (a title alone, "Epilogue", "PART TWO": parts are not chapters)."""
     for heading in reversed(title.split(" / ")):   # "CHAPTER IV. / THE EVE OF THE WAR."
-        line = _unemphasised(re.sub(r"^#+\s*", "", heading))
+        line = _heading_words(heading)
         keyword = _KEYWORD_HEADING.match(line)
-        if keyword and re.match(r"(book|part|volume|vol|act)\b", keyword.group(1), re.IGNORECASE):
+        if keyword and _is_part(keyword):
             return None
         if keyword or (keyword := re.match(rf"()({_ROMAN_CHAPTER}|\d{{1,3}})(?:[.:]|$)", line)):
             token = keyword.group(2)
