@@ -3,8 +3,10 @@
 
 Reads   one manuscript: .txt or .md (UTF-8), or .docx (italics kept as *...*).
         Finds chapter headings (Chapter 1, CHAPTER IV., BOOK ONE + I., Prologue,
-        Seventh memory - Mother, # headings), scene breaks (***, * * *, #, ~, §,
-        extra blank lines) and paragraphs (blank-line separated or one per line).
+        Seventh memory - Mother, # headings; ONE, 1. The Falling Star, and titles
+        alone such as THE FALLING STAR only as a series: docs/stages.md), scene breaks
+        (***, * * *, #, ~, §, extra blank lines) and paragraphs (blank-line separated,
+        one per line, or print's indented layout).
         Project Gutenberg's header and licence are removed when present; front
         matter (title page, contents) and back matter (after THE END, or from a
         heading such as Acknowledgements or Transcriber's Notes) are no chunk.
