@@ -352,6 +352,15 @@ def test_a_steps_loss_is_the_mean_over_its_tokens_not_its_rows(tmp_path):
     fixed = trainer("plugin")
     TokenMeanLoss().post_trainer_create(None, fixed)
     assert step_loss(fixed) == pytest.approx(token_mean, abs=1e-5)
+    # and the validation loss is the mean over its tokens too (rows evaluated one by one)
+    import datasets
+    import transformers
+    fixed.eval_dataset = datasets.Dataset.from_list([{k: v[0].tolist() for k, v in r.items()} for r in rows])
+    fixed.args.per_device_eval_batch_size = 1
+    fixed.eval_data_collator = transformers.default_data_collator
+    assert fixed.evaluate()["eval_loss"] == pytest.approx(row_mean, abs=1e-5)     # Axolotl's as it was
+    TokenMeanLoss().post_trainer_create(None, fixed)
+    assert fixed.evaluate()["eval_loss"] == pytest.approx(token_mean, abs=1e-5)
     # and every shipped config trains with it
     for name in ("qlora_style_transfer", "cpu_rehearsal", "multi_gpu", "llama31_70b"):
         assert TOKEN_MEAN_PLUGIN in load_config(FT / "configs" / f"{name}.yaml").axolotl.plugins, name

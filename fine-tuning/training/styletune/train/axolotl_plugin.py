@@ -8,9 +8,18 @@ num_items_in_batch, which reaches the loss through **kwargs; axolotl PR #3982), 
 each row then weighs the same whatever its length: with the main config's four rows
 a step, a 24-word join drill would weigh as much as a 2,000-token example, and the
 drills (four rows in five before the scene openings, two in three now) would carry
-most of what training learns instead of the few percent of the labelled tokens
-they are. The plugin gives the decision back
-to transformers' own rule.
+most of a step that holds an example. The plugin gives the decision back to
+transformers' own rule. (Across steps the rule is silent: a step of drills and
+scene openings alone, about half of them, still moves the adapter about as far as
+one of prose; docs/stages.md says what that costs.)
+
+It weighs the validation loss the same way. The Trainer evaluates one row at a time
+(Axolotl's eval batch is micro_batch_size, 1) and reports the mean of the rows'
+means (trainer.py, evaluation_loop), so a 100-token scene opening would count as
+much as a 2,000-token example in the figure that picks the checkpoint
+(load_best_model_at_end, stage 3's choice) while stage 4 weighs every token alike.
+Each row's loss is divided by the validation set's mean labelled tokens per row
+instead of its own count: the mean over rows is then the mean over tokens.
 
 QLoRAOnCPU, for QLoRA on a CPU, used by the rehearsal config:
 
@@ -92,6 +101,32 @@ def loss_takes_token_count(model) -> bool:
                for p in inspect.signature(inner.forward).parameters.values())
 
 
+def labelled_tokens_per_row(dataset) -> float:
+    """The mean count of tokens a row's loss covers: its labels after the first (a
+    causal model's loss predicts each token from the ones before it)."""
+    counts = [sum(label != -100 for label in labels[1:]) for labels in dataset["labels"]]
+    return sum(counts) / max(len(counts), 1)
+
+
+def weigh_validation_by_tokens(trainer) -> float:
+    """Every validation token weighs alike in eval_loss (see the module's docstring):
+    the count the Trainer's evaluation hands compute_loss, each batch's own labelled
+    tokens, becomes its rows times the set's mean."""
+    per_row = labelled_tokens_per_row(trainer.eval_dataset)
+    # Counts are summed over the processes, as the Trainer sums them (it then
+    # multiplies each process's loss by their number).
+    processes = trainer.accelerator.num_processes if trainer.args.average_tokens_across_devices else 1
+    compute_loss = trainer.compute_loss
+
+    def compute_loss_per_token(model, inputs, return_outputs=False, num_items_in_batch=None):
+        if not model.training and "labels" in inputs:
+            num_items_in_batch = torch.tensor(per_row * len(inputs["labels"]) * processes)
+        return compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+
+    trainer.compute_loss = compute_loss_per_token
+    return per_row
+
+
 class TokenMeanLoss(BasePlugin):
 
     def post_trainer_create(self, cfg, trainer):
@@ -101,3 +136,7 @@ class TokenMeanLoss(BasePlugin):
             trainer.model_accepts_loss_kwargs = True
             LOG.info("styletune: each step's loss averages over all its labelled tokens "
                      "(Axolotl had it average each row apart)")
+        if trainer.model_accepts_loss_kwargs and trainer.eval_dataset is not None:
+            per_row = weigh_validation_by_tokens(trainer)
+            LOG.info("styletune: eval_loss averages over all validation tokens (%.0f a row "
+                     "on average), not over rows", per_row)
