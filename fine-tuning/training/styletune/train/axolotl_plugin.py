@@ -136,7 +136,10 @@ class TokenMeanLoss(BasePlugin):
             trainer.model_accepts_loss_kwargs = True
             LOG.info("styletune: each step's loss averages over all its labelled tokens "
                      "(Axolotl had it average each row apart)")
-        if trainer.model_accepts_loss_kwargs and trainer.eval_dataset is not None:
+        # Packed batches hold several rows in one (each batch's own count is then
+        # close to the mean already); the count per row is for rows apart.
+        packed = bool(cfg and (cfg.sample_packing if cfg.eval_sample_packing is None else cfg.eval_sample_packing))
+        if trainer.model_accepts_loss_kwargs and trainer.eval_dataset is not None and not packed:
             per_row = weigh_validation_by_tokens(trainer)
             LOG.info("styletune: eval_loss averages over all validation tokens (%.0f a row "
                      "on average), not over rows", per_row)
