@@ -287,3 +287,17 @@ def test_the_editor_docs_stage_5_table_is_what_the_code_computes():
         said = re.sub(r"[*()]|RTX 5090", "", where)
         assert (f"one {one} GB card" in said if one else "one" not in said), (name, where)
         assert f"two {two} GB" in said, (name, where)
+
+
+def test_a_4bit_export_of_a_merge_into_nf4_says_it_rounds_twice():
+    """Merged into the NF4-rounded base (the default), the weights are rounded once
+    already: q4_K_M rounds them again, and stage 5 says so and what rounds once; q8_0,
+    bf16 and a merge into the original weights say nothing."""
+    from styletune.deploy.serve import rounded_twice
+    from styletune.train.merge_output import NF4_METHOD
+    nf4, original = {"merge_method": NF4_METHOD}, {"merge_method": "QLoRA: adapter added to the original"}
+    for chosen in ("q4_K_M", "q4_K_S", "q3_K_M", "q2_K"):
+        note = rounded_twice(nf4, chosen)
+        assert note and f"{chosen} rounds them again" in note and "merge_into: original" in note
+        assert rounded_twice(original, chosen) is None
+    assert rounded_twice(nf4, "q8_0") is rounded_twice(nf4, "bf16") is rounded_twice(nf4, "Q8_0") is None

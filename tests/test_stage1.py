@@ -201,7 +201,7 @@ def test_empty_validation_set_is_an_error(make_config, tmp_path):
     book.mkdir()
     shutil.copy(SAMPLE_BOOK / "chunk_001_prologue_the_silence.txt", book)
     shutil.copy(SAMPLE_BOOK / "chunk_002_the_infirmary.txt", book / "chunk_002_the_infirmary.md")
-    with pytest.raises(InputError, match=r"Left out, named like chunks .*: chunk_002_the_infirmary\.md"):
+    with pytest.raises(InputError, match=r"Left out: chunk_002_the_infirmary\.md \(named like a chunk, but not"):
         prepare_data(load_config(make_config()), book_dir=book)
 
 
@@ -370,6 +370,31 @@ def test_invisible_characters_in_chunk_files_are_a_warning_and_the_command_remov
     assert "save the manuscript as plain text" in invisible_characters_advice({"line 3": "\u00ad"}, word_file=True)
     copy = tmp_path / "copy.txt"
     subprocess.run(INVISIBLE_COMMAND.replace("IN", str(chunk)).replace("OUT", str(copy)), shell=True, check=True)
+    assert copy.read_text(encoding="utf-8") == text
+
+
+def garbled(text: str) -> str:
+    """UTF-8 read as Windows-1252 (its five undefined bytes as their control characters)."""
+    return "".join(bytes([b]).decode("cp1252", errors="ignore") or chr(b) for b in text.encode("utf-8"))
+
+
+def test_text_garbled_by_a_second_encoding_is_a_warning_and_the_command_restores_it(
+        make_config, book_copy, tmp_path):
+    """UTF-8 opened as Windows-1252 and saved again: "—" becomes "â€”", "”" "â€\x9d".
+    Stage 1 names the chunk and the command, which gives the writer's text back
+    byte for byte (the sample book has none)."""
+    import subprocess
+
+    from styletune.text.patterns import DOUBLE_ENCODED_COMMAND
+    assert not [w for w in prepare_data(load_config(make_config())).warnings() if "garbled character" in w]
+    chunk = sorted(book_copy.glob("chunk_*.txt"))[2]
+    text = chunk.read_text(encoding="utf-8")
+    assert {"“", "”", "’"} <= set(text)
+    chunk.write_text(garbled(text), encoding="utf-8")
+    warned = [w for w in prepare_data(load_config(make_config()), book_dir=book_copy).warnings() if "garbled character" in w]
+    assert len(warned) == 1 and f"in the text ({chunk.name}): UTF-8 text that was read as Windows-1252" in warned[0]
+    copy = tmp_path / "copy.txt"
+    subprocess.run(DOUBLE_ENCODED_COMMAND.replace("IN", str(chunk)).replace("OUT", str(copy)), shell=True, check=True)
     assert copy.read_text(encoding="utf-8") == text
 
 

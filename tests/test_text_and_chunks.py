@@ -1,6 +1,6 @@
 """Reading chunk files: encodings, line endings, which files count, order, duplicates."""
 import pytest
-from styletune.data.chunks import discover, load_chunks, natural_key
+from styletune.data.chunks import LEFT_OUT, discover, load_chunks, natural_key
 from styletune.errors import InputError
 from styletune.fileio import normalise, read_text, write_atomic
 
@@ -64,8 +64,18 @@ def test_outputs_get_ordinary_permissions(tmp_path):
 
 def test_binary_file_is_refused(tmp_path):
     binary = tmp_path / "chunk_002_x.txt"
-    binary.write_bytes(b"PK\x03\x04\x00\x00binary")
-    with pytest.raises(InputError, match="chunk_002_x.txt: looks like a binary file"):
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x01\x00\x00\x00\x8d\x9d")
+    with pytest.raises(InputError, match=r"chunk_002_x.txt: not a text file \(8 NUL bytes"):
+        read_text(binary)
+    binary.write_bytes(b"PK\x03\x04\x00\x00content.xml")
+    with pytest.raises(InputError, match=r"chunk_002_x.txt: a zipped document \(an .odt"):
+        read_text(binary)
+    # rich text and PDF under a .txt name: their markup would train as prose
+    binary.write_bytes(b"{\\rtf1\\ansi\\ansicpg1252\\cocoartf2709\n\\f0 It took all winter.}")
+    with pytest.raises(InputError, match=r"chunk_002_x.txt: an RTF document .* Make Plain Text"):
+        read_text(binary)
+    binary.write_bytes(b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj")
+    with pytest.raises(InputError, match=r"chunk_002_x.txt: a PDF under a text file's name"):
         read_text(binary)
     # a real Word file renamed .txt is named for what it is
     import docx
@@ -74,6 +84,26 @@ def test_binary_file_is_refused(tmp_path):
     doc.save(binary)
     with pytest.raises(InputError, match=r"chunk_002_x.txt: a Word document \(.docx\) under another name"):
         read_text(binary)
+
+
+def test_nul_bytes_in_a_text_file_are_located_and_the_command_removes_only_them(tmp_path):
+    """A crashed save leaves NUL bytes after the text (invisible in an editor): the
+    message names the line and the command, which keeps every other byte; the path
+    in the command is quoted for the shell (it has a space)."""
+    import shlex
+    import subprocess
+    text = "It took all winter.\n\nThe ice held.\n"
+    damaged = tmp_path / "my book" / "chunk_001_a.txt"
+    damaged.parent.mkdir()
+    damaged.write_bytes(text.encode() + b"\x00" * 64)
+    with pytest.raises(InputError) as err:
+        read_text(damaged)
+    message = str(err.value)
+    assert "64 NUL byte(s), invisible in an editor" in message and "the first on line 4, byte 35" in message
+    command = message.split("`")[1]
+    assert shlex.quote(str(damaged)) in command
+    subprocess.run(command, shell=True, check=True, cwd=tmp_path)
+    assert (tmp_path / "fixed.txt").read_text() == text
 
 
 def test_write_atomic_leaves_no_temporary_files(tmp_path):
@@ -108,15 +138,32 @@ def test_only_chunk_files_are_used_in_natural_order_and_the_rest_is_listed(tmp_p
         "draft.docx": b"PK\x03\x04",
         ".DS_Store": b"\x00\x01",
         "backup/chunk_013_original.txt": "Thirteen a. It ends.\n\nThirteen b. It ends.",
+        "notes/plan.txt": "Who knows what, when.",
+        "chunk_014_c.txt~": "Fourteen. It ends.",
+        "chunk_012.bak": "Twelve. It ends.",
     })
     found, skipped = discover(book, "chunk_*.txt")
     assert [p.name for p in found] == ["chunk_013a_a.txt", "chunk_013b_b.txt", "chunk_014_c.txt",
                                        "chunk_99_y.txt", "chunk_100_z.txt"]
     reasons = dict(skipped)
     assert set(reasons) == {"README.md", "CURATION_REPORT.md", "metadata.json",
-                            "novel_full_manuscript.txt", "draft.docx", ".DS_Store", "backup/"}
+                            "novel_full_manuscript.txt", "draft.docx", ".DS_Store", "backup/", "notes/",
+                            "chunk_014_c.txt~", "chunk_012.bak"}
     assert reasons[".DS_Store"] == "hidden file"
-    assert "backups" in reasons["backup/"]
+    assert "backups" in reasons["backup/"] and reasons["notes/"] == "folder"
+    assert reasons["chunk_014_c.txt~"] == reasons["chunk_012.bak"] == "an editor's backup copy (not read)"
+
+
+def test_chunk_files_in_a_folder_of_the_book_folder_are_left_out_aloud(tmp_path):
+    """A writer who files chunks by part (Part One/, Part Two/) would lose them quietly:
+    the folder is LEFT OUT, said with how many and what to do."""
+    book = _book(tmp_path, {"chunk_001_a.txt": "One. It ends.",
+                            "Part Two/chunk_002_b.txt": "Two. It ends.",
+                            "Part Two/Chapter 3/chunk_003_c.txt": "Three. It ends."})
+    found, skipped = discover(book, "chunk_*.txt")
+    assert [p.name for p in found] == ["chunk_001_a.txt"]
+    assert dict(skipped)["Part Two/"].startswith(f"{LEFT_OUT}: a folder holding 2 chunk file(s), which stage 1 "
+                                                  "does not read")
 
 
 def test_a_chunk_saved_as_docx_is_an_error_not_a_silent_skip(tmp_path):

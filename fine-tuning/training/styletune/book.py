@@ -194,7 +194,7 @@ def gpu_missing(cfg: Config, chunks: Path) -> str | None:
             f"{cfg.pipeline.train_device}). On a machine with an NVIDIA GPU (24 GB or more): clone "
             f"the repository, copy {paths.shown(chunks)}/ (your chunks, cuts and review answers; "
             "git leaves it out) and your config and rules file into the same places, and run\n"
-            f"  make book BOOK={paths.shown(chunks)}" + _config_argument(cfg) + "\n"
+            f"  make book BOOK={paths.typed(chunks)}" + _config_argument(cfg) + "\n"
             "there (stage 0 is skipped for a folder of chunks). Or rehearse every stage on this "
             "CPU with the small model first:\n"
             "  make book BOOK=... CONFIG=fine-tuning/configs/cpu_rehearsal.yaml")
@@ -202,7 +202,7 @@ def gpu_missing(cfg: Config, chunks: Path) -> str | None:
 
 def _config_argument(cfg: Config) -> str:
     from styletune.cli import DEFAULT_CONFIG
-    return "" if cfg.path.resolve() == DEFAULT_CONFIG.resolve() else f" CONFIG={paths.shown(cfg.path)}"
+    return "" if cfg.path.resolve() == DEFAULT_CONFIG.resolve() else f" CONFIG={paths.typed(cfg.path)}"
 
 
 def not_ready_to_train(cfg: Config, book: Path, chunks: Path) -> str:
@@ -233,7 +233,7 @@ def stage0_plan(manifest: dict, stage: BookStage, state: dict, outputs: dict, gl
     ours = record is not None and record["outputs"].keys() == outputs.keys()
     if not ours:
         return (f"{paths.shown(folder)} already holds chunk files that make book did not write. "
-                f"To use them as they are: make book BOOK={paths.shown(folder)}. To cut this manuscript "
+                f"To use them as they are: make book BOOK={paths.typed(folder)}. To cut this manuscript "
                 "afresh: move that folder away (or rename the manuscript), then run the same command again.")
     if outputs == record["outputs"]:
         return "force"
@@ -241,7 +241,7 @@ def stage0_plan(manifest: dict, stage: BookStage, state: dict, outputs: dict, gl
         return "keep"
     return (f"the manuscript (or the config) changed, and so did the chunk files in {paths.shown(folder)} "
             "since stage 0 wrote them; recutting would replace those edits.\n"
-            f"  To keep the edits: make book BOOK={paths.shown(folder)}\n"
+            f"  To keep the edits: make book BOOK={paths.typed(folder)}\n"
             "  To cut the new manuscript afresh: move that folder away, then run the same command again.")
 
 
@@ -264,8 +264,8 @@ def show_splitter(cfg: Config, chunks: Path) -> None:
              "--config", str(cfg.path), "--book", str(chunks)]
     print("\n=== the splitter's proposal (nothing written yet)", flush=True)
     proposed = subprocess.run(split + ["--dry-run"], cwd=paths.REPO_DIR).returncode == 0
-    shown = f"python fine-tuning/training/split_oversized_chunks.py --config {paths.shown(cfg.path)} " \
-            f"--book {paths.shown(chunks)}"
+    shown = f"python fine-tuning/training/split_oversized_chunks.py --config {paths.typed(cfg.path)} " \
+            f"--book {paths.typed(chunks)}"
     if proposed:
         print(f"\nstopped: a chunk is too long for one example, and where to cut it is yours to decide.\n"
               f"Read the proposal above, then apply it:\n  {shown}\n"
@@ -296,7 +296,7 @@ def prepare_training(cfg: Config, stage: BookStage, manifest: dict, state: dict)
 
 def shown_command(argv: list) -> str:
     """The command as a writer would type it from the repository root."""
-    return " ".join("python" if a == sys.executable else paths.shown(a) if isinstance(a, Path) else a
+    return " ".join("python" if a == sys.executable else paths.typed(a) if isinstance(a, Path) else a
                     for a in argv)
 
 

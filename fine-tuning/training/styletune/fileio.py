@@ -29,18 +29,51 @@ def read_text(path: Path) -> str:
     data = Path(path).read_bytes()
     if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
         raise InputError(f"{path}: saved as UTF-16 (Notepad's 'Unicode'). Re-save it as UTF-8 "
-                         f"(e.g. `iconv -f utf-16 -t utf-8 '{path}' > fixed.txt`, then replace the file).")
+                         f"(e.g. `iconv -f utf-16 -t utf-8 {paths.typed(path)} > fixed.txt`, then replace the file).")
     if data[:4] == b"PK\x03\x04" and b"word/document.xml" in data:
         raise InputError(f"{path}: a Word document (.docx) under another name. Save it as plain "
                          "UTF-8 text (.txt); for a whole manuscript, stage 0 also reads it named .docx.")
+    if data[:4] == b"PK\x03\x04":
+        raise InputError(f"{path}: a zipped document (an .odt, .pages or .epub?) under another name. "
+                         "Export it from the program that wrote it as plain UTF-8 text (.txt).")
+    document = _document_format(data)
+    if document:
+        raise InputError(f"{path}: {document} under a text file's name, so its markup would train as "
+                         "your prose. Save it as plain UTF-8 text (.txt): TextEdit's Format > Make Plain "
+                         "Text, Word's Save As 'Plain Text (.txt)' with UTF-8, or export it from the "
+                         "program that wrote it.")
     if b"\x00" in data:
-        raise InputError(f"{path}: looks like a binary file (it contains NUL bytes). "
-                         "Save it as plain UTF-8 text (.txt) or move it out of the folder.")
+        raise InputError(_nul_bytes(path, data))
     body = data[3:] if data.startswith(b"\xef\xbb\xbf") else data
     try:
         return body.decode("utf-8")
     except UnicodeDecodeError:
         raise InputError(not_utf8(path, data)) from None
+
+
+def _document_format(data: bytes) -> str | None:
+    """A rich-text or PDF file saved or renamed .txt: its first bytes say so."""
+    head = data.lstrip(b"\xef\xbb\xbf \t\r\n")[:8]
+    if head.startswith(b"{\\rtf"):
+        return "an RTF document (rich text: TextEdit's or WordPad's)"
+    if head.startswith(b"%PDF-"):
+        return "a PDF"
+    return None
+
+
+def _nul_bytes(path: Path, data: bytes) -> str:
+    """NUL bytes: a few in a text file (a crashed save, a bad copy) are removed into a
+    copy; a file made of them (a picture, a program) is no text at all."""
+    count, first = data.count(b"\x00"), data.index(b"\x00")
+    rest = data.replace(b"\x00", b"").decode("utf-8", errors="replace")
+    if not rest.strip() or sum(c.isprintable() or c.isspace() for c in rest) < 0.99 * len(rest):
+        return (f"{path}: not a text file ({count} NUL bytes: a picture, a program or a document "
+                "format?). Save your text as plain UTF-8 text (.txt), or move this file out of the folder.")
+    line = data.count(b"\n", 0, first) + 1
+    return (f"{path}: {count} NUL byte(s), invisible in an editor (a crashed save or a bad copy leaves "
+            f"them), the first on line {line}, byte {first}; the rest is text. Remove them into a copy: "
+            f"`tr -d '\\000' < {paths.typed(path)} > fixed.txt`, check fixed.txt, then put it in the "
+            "original's place.")
 
 
 def not_utf8(path: Path, data: bytes) -> str:
@@ -67,7 +100,7 @@ def not_utf8(path: Path, data: bytes) -> str:
     encoding = "cp1252" if _decodes(data, "cp1252") else "latin1"
     return (f"{path}: {where}; it looks saved as {'Windows-1252' if encoding == 'cp1252' else 'Latin-1'}. "
             "Re-save it as UTF-8 (your editor's 'Save with encoding: UTF-8'), or convert a copy: "
-            f"`iconv -f {encoding} -t utf-8 '{path}' > fixed.txt`; read fixed.txt's accents and "
+            f"`iconv -f {encoding} -t utf-8 {paths.typed(path)} > fixed.txt`; read fixed.txt's accents and "
             "quotes, then put it in the original's place (keep the original elsewhere).")
 
 

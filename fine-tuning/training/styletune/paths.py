@@ -1,4 +1,5 @@
 """Where things live: every relative path in the YAML resolves against fine-tuning/."""
+import shlex
 from pathlib import Path
 
 TRAINING_DIR = Path(__file__).resolve().parent.parent
@@ -23,6 +24,12 @@ def shown(path) -> str:
         return str(p.relative_to(REPO_DIR))
     except ValueError:
         return str(p)
+
+
+def typed(path) -> str:
+    """A path as a command the user copies needs it: shown(), quoted for the shell
+    where it holds a space, a quote or another character the shell reads."""
+    return shlex.quote(shown(path))
 
 
 def resolve_cli(path) -> Path:

@@ -9,6 +9,8 @@ from styletune.fileio import normalise, read_text, sha256_bytes
 from styletune.text.paragraphs import paragraph_spans
 
 DOCUMENT_SUFFIXES = {".docx", ".doc", ".odt", ".rtf", ".pdf", ".pages"}
+# What editors leave beside a file they save ("chunk_004.txt~" too).
+BACKUP_SUFFIXES = {".bak", ".orig", ".swp", ".tmp"}
 # chunk_013b_the_long_walk.txt: (chunk_013)(013)(b)(_the_long_walk.txt); the splitter names parts by it
 CHUNK_NAME = re.compile(r"^(chunk_(\d+))([a-z]*)(.*)$", re.IGNORECASE)
 # Shared paragraphs shorter than this are ordinary repetition (a refrain, "Yes."),
@@ -53,7 +55,14 @@ def _skip_reason(path: Path, glob: str) -> str | None:
     if name.startswith("."):
         return "hidden file"
     if path.is_dir():
-        return "folder (backups: chunks replaced by a recut or a split)" if name == "backup" else "folder"
+        if name == "backup":
+            return "folder (backups: chunks replaced by a recut or a split)"
+        inside = [p for p in path.rglob(glob) if p.is_file()]
+        return (f"{LEFT_OUT}: a folder holding {len(inside)} chunk file(s), which stage 1 does not read "
+                "(it reads the book folder's own files): to train on them, move them up beside the "
+                "others, numbered in the book's order" if inside else "folder")
+    if name.endswith("~") or path.suffix.lower() in BACKUP_SUFFIXES:
+        return "an editor's backup copy (not read)"
     if fnmatch.fnmatch(name, glob):
         return None
     if name.lower().startswith("chunk_") and path.suffix.lower() in DOCUMENT_SUFFIXES:

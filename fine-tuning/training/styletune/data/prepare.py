@@ -22,10 +22,13 @@ from styletune.settings import SEGMENT_MANIFEST, shipped_default
 from styletune.stage import Files, Stage, rules_file, training_data
 from styletune.text.paragraphs import hard_wrap_advice, page_number_paragraphs, wrapped_by_hand
 from styletune.text.patterns import (
+    DOUBLE_ENCODED_WARN,
     FOOTNOTE_MARKS_WARN,
     PAGE_NUMBERS_WARN,
     comments,
     comments_advice,
+    double_encoded,
+    double_encoded_advice,
     footnote_marks,
     footnote_marks_advice,
     invisible_characters_advice,
@@ -93,7 +96,8 @@ class Stage1Result:
         """Footnote marks and page numbers a printed edition left in the chunk files, and
         invisible characters a conversion left."""
         warnings = []
-        for find, least, advice in ((footnote_marks, FOOTNOTE_MARKS_WARN, footnote_marks_advice),
+        for find, least, advice in ((double_encoded, DOUBLE_ENCODED_WARN, double_encoded_advice),
+                                    (footnote_marks, FOOTNOTE_MARKS_WARN, footnote_marks_advice),
                                     (comments, 1, comments_advice),
                                     (page_number_paragraphs, PAGE_NUMBERS_WARN, page_numbers_advice)):
             found = {c.name: len(find(c.text)) for c in self.chunks}
@@ -139,7 +143,7 @@ def _overlong_message(examples, seq_len, config=None, book_dir=None) -> str:
     lines += [f"  {e.chunk.name}: {e.total_tokens} tokens" for e in examples]
     command = "python fine-tuning/training/split_oversized_chunks.py"
     if config is not None:
-        command += f" --config {paths.shown(config.path)} --book {paths.shown(book_dir)}"
+        command += f" --config {paths.typed(config.path)} --book {paths.typed(book_dir)}"
     lines.append(f"Fix: split each at its scene breaks with\n  {command} --dry-run\n"
                  "(look at the cuts, then run it without --dry-run: parts chunk_013a_..., "
                  "chunk_013b_..., original into backup/), raise sequence_len, or "
@@ -149,9 +153,9 @@ def _overlong_message(examples, seq_len, config=None, book_dir=None) -> str:
 
 def left_out_note(skipped) -> str:
     """For an error about too few chunks: the files that look like chunks but were left out."""
-    names = [name for name, reason in skipped if reason.startswith(LEFT_OUT)]
-    return (f" Left out, named like chunks but not matching style_pipeline.chunk_glob: "
-            f"{', '.join(names)} (rename them chunk_NNN_<name>.txt)." if names else "")
+    left = [f"{name} ({reason.removeprefix(LEFT_OUT + ': ')})" for name, reason in skipped
+            if reason.startswith(LEFT_OUT)]
+    return f" Left out: {'; '.join(left)}." if left else ""
 
 
 def prepare_data(config, book_dir=None, skip_overlong=False, say=lambda message: None) -> Stage1Result:

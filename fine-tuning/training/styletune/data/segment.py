@@ -40,10 +40,13 @@ from styletune.settings import SEGMENT_MANIFEST, is_sample_book, shipped_default
 from styletune.stage import Files, Stage
 from styletune.text.paragraphs import hard_wrap_advice, layout, without_page_numbers, wrapped_by_hand
 from styletune.text.patterns import (
+    DOUBLE_ENCODED_WARN,
     FOOTNOTE_MARKS_WARN,
     PAGE_NUMBERS_WARN,
     comments,
     comments_advice,
+    double_encoded,
+    double_encoded_advice,
     footnote_marks,
     footnote_marks_advice,
     invisible_characters,
@@ -228,6 +231,10 @@ def segment(cfg, manuscript_path, say=lambda m: None, decisions=(), folders=(), 
         by_line[f"line {ms.line_of(a)}"] = by_line.get(f"line {ms.line_of(a)}", "") + ms.body[a]
     if invisible := invisible_characters_advice(by_line, word_file=ms.path.suffix.lower() == ".docx"):
         notes.insert(0, invisible)
+    garbled = [a for c in chunks for a in double_encoded(ms.body, c.start, c.end)]
+    if len(garbled) >= DOUBLE_ENCODED_WARN:
+        lines = list(dict.fromkeys(f"line {ms.line_of(a)}" for a in garbled))
+        notes.insert(0, double_encoded_advice(len(garbled), lines))
     marks = [a for c in chunks for a in footnote_marks(ms.body, c.start, c.end)]
     if len(marks) >= FOOTNOTE_MARKS_WARN:
         notes.insert(0, footnote_marks_advice(len(marks), [f"line {ms.line_of(a)}" for a in marks[:4]]))
@@ -551,8 +558,8 @@ def write_without_page_numbers(manuscript: Path, out: Path, config: Path) -> int
     print(f"wrote {paths.shown(out)}: {removed} page number(s) removed, {joined} sentence(s) they split "
           f"joined again, every word of {paths.shown(manuscript)} kept. Compare the two (e.g. diff "
           f"{paths.shown(manuscript)} {paths.shown(out)}), then cut the copy:\n"
-          f"  python fine-tuning/training/0_segment_manuscript.py {paths.shown(out)} --dry-run"
-          + ("" if config.resolve() == DEFAULT_CONFIG.resolve() else f" --config {paths.shown(config)}"))
+          f"  python fine-tuning/training/0_segment_manuscript.py {paths.typed(out)} --dry-run"
+          + ("" if config.resolve() == DEFAULT_CONFIG.resolve() else f" --config {paths.typed(config)}"))
     if hyphenated:
         print(f"{len(hyphenated)} word(s) hyphenated across a page are kept as printed, hyphen and all: "
               f"{some_of(hyphenated, 6)}. Where the hyphen is only the printer's, delete it in the copy")
@@ -588,8 +595,8 @@ def run(args) -> int:
     print("| chunk | words | tokens | starts here because |\n|---|---|---|---|")
     for c in chunks:
         print(f"| {c.name} | {c.words} | {c.tokens} | {c.reason[:90]} |")
-    command = (f"python fine-tuning/training/0_segment_manuscript.py {paths.shown(ms.path)} "
-               f"--config {paths.shown(cfg.path)} --out {paths.shown(out_dir)} --force")
+    command = (f"python fine-tuning/training/0_segment_manuscript.py {paths.typed(ms.path)} "
+               f"--config {paths.typed(cfg.path)} --out {paths.typed(out_dir)} --force")
     outputs = planned_outputs(cfg, seg, out_dir, command, earlier_seams(out_dir, seg.review))
     if decisions:
         outputs[out_dir / DECISIONS] = decisions_bytes(decisions)
@@ -631,5 +638,5 @@ def run(args) -> int:
               f"  {command} --decide {seg.review[0]['id']}=keep\n"
               "(keep, drop, cut or altN after each ID, as the review says; one --decide per answer)")
     print(f"\nnext: read the report, then\n  python fine-tuning/training/1_prepare_data.py "
-          f"--config {paths.shown(cfg.path)} --book {paths.shown(out_dir)}")
+          f"--config {paths.typed(cfg.path)} --book {paths.typed(out_dir)}")
     return 0

@@ -37,7 +37,7 @@ from styletune.fileio import write_outputs
 from styletune.stage import Files, Stage, merged_model, rules_file
 from styletune.train import models
 from styletune.train.gpu_plan import LLAMA31_8B
-from styletune.train.merge_output import MANIFEST
+from styletune.train.merge_output import MANIFEST, NF4_METHOD
 from styletune.train.model_size import parameter_count
 
 # Stage 5's settings: the template and every serving key.
@@ -158,16 +158,27 @@ def export_type(backend: str, quantize: str | None, gguf_type: str | None) -> st
     return "bf16"
 
 
-def fit_section(cfg, table: fit.FitTable | None, chosen: str) -> str:
-    """SERVE.md's "which GGUF fits which card", with the warning when chosen does not fit."""
+def rounded_twice(info: dict, chosen: str) -> str | None:
+    """A 4-bit or smaller export of weights merged into the NF4-rounded base rounds them
+    a second time, onto another grid: say so, and what rounds once."""
+    if info.get("merge_method") != NF4_METHOD or not chosen.lower().startswith(("q4", "q3", "q2")):
+        return None
+    return (f"these weights are the base as training saw it, rounded to 4 bits (NF4), plus the adapter "
+            f"(style_pipeline.merge_into: nf4); {chosen} rounds them again, onto its own 4-bit grid, and the "
+            "two roundings add up. q8_0 or bf16 keep NF4's rounding alone. For a 4-bit file, merging into "
+            "the original weights (merge_into: original, then stage 3 with --force) rounds once; "
+            "neither has been measured against the other, and stage 4 judged the unquantised weights.")
+
+
+def fit_section(cfg, table: fit.FitTable | None, chosen: str, warning: list[str]) -> str:
+    """SERVE.md's "which GGUF fits which card", with the warnings (Plan.warnings)."""
     if table is None:
         return ("No estimate: the merged folder's config.json is missing or is not a Llama-style "
-                "decoder's.\n")
+                "decoder's.\n" + ("\n**Warning:** " + "\n\n".join(warning) + "\n" if warning else ""))
     text = (f"Estimates from file sizes, not measured VRAM: the GGUF's size (llama.cpp's bits per "
             f"weight for each type), the f16 KV cache at `serve_context_length` "
             f"({cfg.pipeline.serve_context_length} tokens) and ~{fit.RUNTIME_GIB:g} GiB runtime. "
             f"This export: **{chosen}**.\n\n{fit.format_table(table, markdown=True)}\n")
-    warning = fit.advice(table, chosen)
     if warning:
         text += "\n**Warning:** " + "\n\n".join(warning) + "\n"
     return text + "\nAnother type: rerun stage 5 with `--backend llamacpp --gguf TYPE`.\n"
@@ -208,7 +219,7 @@ Copy the model entries from `{files['continue/config.yaml'].name}` into the `mod
 list of `~/.continue/config.yaml`, and `{files['rules'].name}` into `~/.continue/rules/`;
 or let the script do both, with a backup of your config first:
 
-    python fine-tuning/training/5_configure_continue.py --config {paths.shown(cfg.path)} --backend {backend} --install
+    python fine-tuning/training/5_configure_continue.py --config {paths.typed(cfg.path)} --backend {backend} --install
 
 ## 3. Write
 
@@ -236,6 +247,9 @@ class Plan:
         self.gguf = gguf_path(cfg, gguf_type)
         self.fit = fit.model_table(model_dir, cfg.pipeline.serve_context_length)
         self.export_type = export_type(backend, quantize, gguf_type)
+        # when the export does not fit one RTX 5090 or loses much, and when it rounds twice
+        self.warnings = ((fit.advice(self.fit, self.export_type) if self.fit else [])
+                         + [w for w in [rounded_twice(info, self.export_type)] if w])
         self.gpu_layers = fit.server_layers(self.fit, gguf_type) if self.fit else None
         self.commands = {"ollama": ollama_create_command(cfg, self.files["Modelfile"], quantize),
                          "llamacpp": llama_server_command(cfg, self.gguf, self.gpu_layers),
@@ -246,7 +260,7 @@ class Plan:
             "continue/config.yaml": continue_files.dump_yaml(continue_files.continue_config(cfg, eos, backend)),
             "rules": chat.rules_file_text(cfg),
             "SERVE.md": instructions(cfg, self.files, model_dir, backend, self.commands,
-                                     fit_section(cfg, self.fit, self.export_type),
+                                     fit_section(cfg, self.fit, self.export_type, self.warnings),
                                      layers_note(self.fit, gguf_type) if backend == "llamacpp" else ""),
         }
 
@@ -319,15 +333,15 @@ def trained_book(cfg) -> Path:
 
 
 def print_fit(plan) -> None:
-    """The fit table on the terminal, and the warning when this export needs more than one 5090."""
+    """The fit table on the terminal, and the plan's warnings (Plan.warnings)."""
     if plan.fit is None:
         print("fit: no estimate of which GGUF fits which card (the merged config.json is "
               "missing or not a Llama-style decoder's)")
-        return
-    print(f"which GGUF fits which card (estimates from file sizes, not measured VRAM; "
-          f"this export: {plan.export_type}):")
-    print(fit.format_table(plan.fit))
-    for line in fit.advice(plan.fit, plan.export_type):
+    else:
+        print(f"which GGUF fits which card (estimates from file sizes, not measured VRAM; "
+              f"this export: {plan.export_type}):")
+        print(fit.format_table(plan.fit))
+    for line in plan.warnings:
         print(f"warning: {line}")
 
 

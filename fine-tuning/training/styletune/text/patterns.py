@@ -37,6 +37,15 @@ FOOTNOTE_MARKS_COMMAND = r"perl -pe 's/(?<=\S) \[\d{1,3}\]|\[\d{1,3}\] ?//g' IN 
 # This many marks, or paragraphs only a page number, make a stage warn.
 FOOTNOTE_MARKS_WARN = 3
 PAGE_NUMBERS_WARN = 3
+# UTF-8 read as Windows-1252 and saved again ("mojibake"): "â€”" for "—", "Ã©" for "é",
+# "Â " for a no-break space. Two such marks make a stage warn; what undoes it:
+DOUBLE_ENCODED = re.compile(r"â€|Ã[\u0080-\u00bf]|Â[\u00a0-\u00bf]")
+DOUBLE_ENCODED_WARN = 2
+# (Windows-1252 leaves five bytes undefined, read as the control characters of their
+# numbers: those go back as themselves, "”" among them.)
+DOUBLE_ENCODED_COMMAND = ("python3 -c \"import sys; t = open(sys.argv[1], encoding='utf-8').read(); "
+                          "sys.stdout.write(b''.join(bytes([ord(c)]) if ord(c) < 256 else c.encode('cp1252') "
+                          "for c in t).decode('utf-8'))\" IN > OUT")
 
 
 # What writes a copy of a manuscript without its page numbers (text/paragraphs.py's
@@ -114,6 +123,20 @@ def blank_lines_mark(n: int) -> str:
 def is_blank_lines_mark(mark: str) -> bool:
     """True for a scene break that is only blank lines (blank_lines_mark), no visible mark."""
     return bool(_BLANK_LINES_MARK.match(mark))
+
+
+def double_encoded(text: str, start: int = 0, end: int | None = None) -> list[int]:
+    """Offsets of the characters in text[start:end] garbled by a second encoding."""
+    return [m.start() for m in DOUBLE_ENCODED.finditer(text, start, len(text) if end is None else end)]
+
+
+def double_encoded_advice(count: int, places: list[str]) -> str:
+    """What to tell a writer whose accents and quotes were garbled by a second encoding."""
+    return (f"WARNING: {count} garbled character(s) such as 'â€”' or 'Ã©' in the text ({some_of(places)}): "
+            "UTF-8 text that was read as Windows-1252 and saved again, so the model would learn the "
+            "garble for your dashes, quotes and accents. Restore them into a copy, e.g. "
+            f"{DOUBLE_ENCODED_COMMAND} (it stops with an error where some of the text was right: then "
+            "mend those lines by hand), then rerun")
 
 
 def footnote_marks(text: str, start: int = 0, end: int | None = None) -> list[int]:

@@ -133,5 +133,5 @@ def run(args) -> int:
     size = sum(p.stat().st_size for p in out.iterdir()) / 2**30
     print(f"wrote {paths.shown(out)} ({size:.1f} GiB)")
     print(f"next: measure the style transfer, then serve it:\n  python fine-tuning/training/4_evaluate_style.py "
-          f"--config {paths.shown(cfg.path)}")
+          f"--config {paths.typed(cfg.path)}")
     return 0

@@ -27,9 +27,13 @@ def save_tokenizer_and_generation(cfg, tok, partial: Path) -> None:
     generation_config(cfg, tok, cfg.base_model).save_pretrained(partial)
 
 
+# The merge method a manifest records when the adapter went into the 4-bit-rounded base.
+NF4_METHOD = "QLoRA: base loaded in NF4 as in training (bitsandbytes), dequantised, adapter added"
+
+
 def method_of(cfg) -> str:
     if merges_into_nf4(cfg):
-        return "QLoRA: base loaded in NF4 as in training (bitsandbytes), dequantised, adapter added"
+        return NF4_METHOD
     if is_qlora(cfg):
         return "QLoRA: adapter added to the original, unquantised base (style_pipeline.merge_into: original)"
     return "LoRA: adapter added to the unquantised base"

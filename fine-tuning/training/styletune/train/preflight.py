@@ -252,7 +252,7 @@ def check_data(cfg) -> dict:
     for path in (train, val, manifest_path):
         if not path.is_file() or path.stat().st_size == 0:
             raise PreflightError(f"no training data at {paths.shown(path)}: run "
-                                 f"1_prepare_data.py --config {paths.shown(cfg.path)} first")
+                                 f"1_prepare_data.py --config {paths.typed(cfg.path)} first")
     manifest = json.loads(manifest_path.read_text())
     for out, digest in manifest["outputs"].items():
         path = paths.REPO_DIR / out
