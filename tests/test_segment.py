@@ -4,6 +4,7 @@ input refused with one line."""
 import json
 import random
 import re
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -195,6 +196,15 @@ def test_a_recut_never_puts_a_chunk_the_writer_edited_into_backup(tmp_path, make
                         "--decide", "cut:It should be explained, for those"]) == 2
     assert "answer(s) above were not recorded" in capsys.readouterr().err
     assert every_file(out) == before
+    # a chunk emptied by mistake: stage 1 says how many words stage 0 wrote there, and how to get them back
+    edited.write_text("")
+    stage1 = load_script(FT / "training" / "1_prepare_data.py")
+    assert stage1.main(["--config", str(config), "--book", str(out), "--dry-run"]) == 0
+    record = json.loads((out / "segment_manifest.json").read_text())
+    words = next(c["words"] for c in record["chunks"] if c["file"] == edited.name)
+    assert Path(record["manuscript"]).resolve() == MANUSCRIPT.resolve()
+    assert (f"{edited.name}: EMPTY, though stage 0 wrote {words:,} words here from "
+            f"{record['manuscript']}: if they went by mistake, cut the manuscript again") in capsys.readouterr().err
     # an edit undone (or a recut that writes the file as it now is) recuts as before
     edited.write_bytes(before[edited.relative_to(out)].replace(b"A line the writer added.\n", b""))
     assert STAGE0.main([str(MANUSCRIPT), "--config", str(config), "--out", str(out), "--force"]) == 0

@@ -158,6 +158,21 @@ def left_out_note(skipped) -> str:
     return f" Left out: {'; '.join(left)}." if left else ""
 
 
+def emptied_since_stage0(book_dir: Path, skipped):
+    """An empty chunk file stage 0 wrote with text in it: how many words went, and how
+    to get them back (a recut refuses a folder whose chunks changed since it cut them)."""
+    try:
+        record = json.loads((Path(book_dir) / SEGMENT_MANIFEST).read_text(encoding="utf-8"))
+        written = {c["file"]: c["words"] for c in record["chunks"]}
+        manuscript = record["manuscript"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return skipped
+    return [(name, f"EMPTY, though stage 0 wrote {written[name]:,} words here from {manuscript}: if they "
+                   "went by mistake, cut the manuscript again into a new folder (--out) and copy this "
+                   "file back from it; if you meant to leave the scene out, delete the file")
+            if reason.startswith("EMPTY") and written.get(name) else (name, reason) for name, reason in skipped]
+
+
 def prepare_data(config, book_dir=None, skip_overlong=False, say=lambda message: None) -> Stage1Result:
     """Read, cut, count and split. Writes nothing; `say` reports each phase."""
     s = config.pipeline
@@ -165,7 +180,7 @@ def prepare_data(config, book_dir=None, skip_overlong=False, say=lambda message:
     found, skipped = discover(book_dir, s.chunk_glob)
     say(f"reading {len(found)} chunk files")
     chunks, empty = load_chunks(found, exclude=set(s.exclude_chunks))
-    skipped += empty
+    skipped += emptied_since_stage0(book_dir, empty)
     if not chunks:
         raise InputError(f"every chunk file in {book_dir} is empty or excluded: nothing to train on"
                          + left_out_note(skipped))
