@@ -373,6 +373,19 @@ def test_invisible_characters_in_chunk_files_are_a_warning_and_the_command_remov
     assert copy.read_text(encoding="utf-8") == text
 
 
+def test_chunks_whose_quotation_marks_differ_from_the_books_are_a_warning(make_config):
+    """The sample book is typed as drafts are: one chunk with straight quotes, one with
+    single curly ones, in a book of curly doubles. Stage 1 names both, with the counts;
+    without them the book is of one style and nothing is said."""
+    warned = [w for w in prepare_data(load_config(make_config())).warnings() if "quotation marks differ" in w]
+    assert len(warned) == 1
+    assert "most of the book's quotations open with “ (curly double, 217 of 283)" in warned[0]
+    assert ('chunk_005_the_captains_table.txt (" straight double, 35 of 36), '
+            "chunk_007_the_shout.txt (‘ curly single, 30 of 30)") in warned[0]
+    alike = load_config(make_config({"exclude_chunks": ["chunk_005_the_captains_table.txt", "chunk_007_the_shout.txt"]}))
+    assert not [w for w in prepare_data(alike).warnings() if "quotation marks differ" in w]
+
+
 def garbled(text: str) -> str:
     """UTF-8 read as Windows-1252 (its five undefined bytes as their control characters)."""
     return "".join(bytes([b]).decode("cp1252", errors="ignore") or chr(b) for b in text.encode("utf-8"))

@@ -35,6 +35,7 @@ from styletune.text.patterns import (
     page_numbers_advice,
     some_of,
 )
+from styletune.text.quotes import mixed_styles_advice
 from styletune.text.sentences import Tier, build_punkt
 
 # Stage 1's settings.
@@ -104,8 +105,8 @@ class Stage1Result:
             found = {name: n for name, n in found.items() if n}
             if sum(found.values()) >= least:
                 warnings.append(advice(sum(found.values()), list(found)))
-        invisible = invisible_characters_advice({c.name: c.text for c in self.chunks})
-        return warnings + ([invisible] if invisible else [])
+        text_of = {c.name: c.text for c in self.chunks}
+        return warnings + [w for w in (invisible_characters_advice(text_of), mixed_styles_advice(text_of)) if w]
 
     def exceptions(self):
         """Cuts a person should look at: out of the ratio range, or beside a speech tag."""

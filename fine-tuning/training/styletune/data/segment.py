@@ -55,6 +55,7 @@ from styletune.text.patterns import (
     some_of,
     word_count,
 )
+from styletune.text.quotes import mixed_styles_advice
 from styletune.text.sentences import build_punkt
 
 # Stage 0's settings: it sizes chunks with stage 1's example builder.
@@ -235,6 +236,8 @@ def segment(cfg, manuscript_path, say=lambda m: None, decisions=(), folders=(), 
     if len(garbled) >= DOUBLE_ENCODED_WARN:
         lines = list(dict.fromkeys(f"line {ms.line_of(a)}" for a in garbled))
         notes.insert(0, double_encoded_advice(len(garbled), lines))
+    if quotes := mixed_styles_advice({c.name: ms.body[c.text_start:c.end] for c in chunks}):
+        notes.insert(0, quotes)
     marks = [a for c in chunks for a in footnote_marks(ms.body, c.start, c.end)]
     if len(marks) >= FOOTNOTE_MARKS_WARN:
         notes.insert(0, footnote_marks_advice(len(marks), [f"line {ms.line_of(a)}" for a in marks[:4]]))

@@ -171,3 +171,33 @@ def opening_styles(text: str) -> dict:
             for start, _ in finder(text[a:b])[0]:
                 counts[QUOTATION_STYLES[text[a + start]]] += 1
     return counts
+
+
+# A chunk's own style counts against the book's from this many quotations in it.
+MIXED_STYLE_MIN_QUOTATIONS = 3
+
+
+def mixed_styles_advice(text_of: dict) -> str | None:
+    """A warning naming the places ({place: text}) whose quotations mostly open with
+    another mark than the book's (a chapter typed with straight quotes in a book of
+    curly ones), or None: the model would learn both marks."""
+    from collections import Counter
+    counts = {place: Counter(opening_styles(text)) for place, text in text_of.items()}
+    book = sum(counts.values(), Counter())
+    if not book:
+        return None
+    style, n = book.most_common(1)[0]
+    mark = {name: m for m, name in QUOTATION_STYLES.items()}
+    odd = []
+    for place, here in counts.items():
+        own, k = here.most_common(1)[0] if here else (style, 0)
+        if sum(here.values()) >= MIXED_STYLE_MIN_QUOTATIONS and own != style and k > here[style]:
+            odd.append(f"{place} ({mark[own]} {own}, {k} of {sum(here.values())})")
+    if not odd:
+        return None
+    return (f"WARNING: quotation marks differ from place to place: most of the book's quotations open "
+            f"with {mark[style]} ({style}, {n} of {sum(book.values())}), but {len(odd)} place(s) mostly "
+            f"with another: {', '.join(odd[:4])}{', ...' if len(odd) > 4 else ''}. The model would learn "
+            "both and open some quotations with the mark you do not use. Unless a place is meant to "
+            "read differently (a letter, another voice), make them one style (your editor's smart "
+            "quotes, or find and replace), then rerun")
