@@ -163,6 +163,12 @@ def test_bad_inputs_give_one_line_errors_not_tracebacks(make_config, book_copy, 
     res = run_script("--config", make_config(), "--book", book_copy)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "chunk_010_bad.txt: not valid UTF-8 at byte 12" in res.stderr
+    # every file that cannot be read is named in one run, not one a run
+    (book_copy / "chunk_011_bad.txt").write_bytes(b"{\\rtf1\\ansi It ends.}")
+    res = run_script("--config", make_config(), "--book", book_copy)
+    assert res.returncode == 2 and "error: 2 chunk files cannot be read as text:" in res.stderr
+    assert "chunk_010_bad.txt: not valid UTF-8" in res.stderr and "chunk_011_bad.txt: an RTF document" in res.stderr
+    (book_copy / "chunk_011_bad.txt").unlink()
 
     (book_copy / "chunk_010_bad.txt").write_text("a chunk with no sentence end at all\n\nnor here")
     res = run_script("--config", make_config(), "--book", book_copy)

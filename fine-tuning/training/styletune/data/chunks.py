@@ -97,17 +97,25 @@ def discover(book_dir: Path, glob: str):
 
 def load_chunks(paths, exclude=()):
     """Read and normalise chunk files. Returns (chunks, skipped) with empty files skipped."""
-    chunks, skipped = [], []
+    chunks, skipped, unreadable = [], [], []
     for path in paths:
         if path.name in exclude:
             skipped.append((path.name, "excluded by style_pipeline.exclude_chunks"))
             continue
         data = path.read_bytes()
-        text = normalise(read_text(path))
+        try:
+            text = normalise(read_text(path))
+        except InputError as err:     # every file that cannot be read, in one run
+            unreadable.append(str(err))
+            continue
         if not text:
             skipped.append((path.name, "EMPTY: no text in this chunk file; delete it or fill it"))
             continue
         chunks.append(Chunk(path=path, text=text, sha256=sha256_bytes(data)))
+    if len(unreadable) > 1:
+        raise InputError(f"{len(unreadable)} chunk files cannot be read as text:\n  " + "\n  ".join(unreadable))
+    if unreadable:
+        raise InputError(unreadable[0])
     check_no_duplicates(chunks)
     return chunks, skipped
 
