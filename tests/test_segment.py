@@ -273,6 +273,25 @@ def test_chapter_numbers_read_the_writers_own(titles, numbers):
     assert list(chapter_numbers(chunks).values()) == numbers
 
 
+@pytest.mark.parametrize("contents, titles, line", [
+    ("CONTENTS\n\nTHE SALT ROAD\n\nTHE LAMP\n\nTHE BOAT", ("THE SALT ROAD", "THE LAMP", "THE BOAT"), 3),
+    ("CONTENTS\n\nCHAPTER I ........ 1\nCHAPTER II ........ 9\nCHAPTER III ........ 20",   # page numbers
+     ("CHAPTER I", "CHAPTER II", "CHAPTER III"), 5),
+])
+def test_a_contents_list_is_named_and_kept_out_of_the_first_chapters_heading(contents, titles, line, tmp_path,
+                                                                                make_config, capsys):
+    """A contents list runs straight into the first chapter's heading (nothing but
+    headings between them): the chapter is headed by its own, and the list is one
+    note with its count, kept out of the chunks (every word in the manifest)."""
+    prose = random_prose(5)
+    text = f"THE TIDE BOOK\n\n{contents}\n\n" + "".join(f"{title}\n\n{prose(30)}\n\n" for title in titles)
+    printed, texts, names = cut_generated_novel(text, tmp_path, make_config, capsys)
+    assert f"a contents list (3 entries, line {line}) is not a chunk" in printed
+    assert f"chapter heading: {titles[0]} |" in printed and "CONTENTS /" not in printed.upper()
+    assert [name.split("_ch")[1][:2] for name in names] == ["01", "02", "03"]
+    assert not any("........" in t or "CONTENTS" in t.upper() for t in texts)
+
+
 def test_a_prologue_is_text_a_contents_list_one_note_and_what_follows_the_end_back_matter(
         tmp_path, make_config, capsys):
     """Around the novel: a table of contents is one note, not one per entry; a short

@@ -552,6 +552,10 @@ def analyse(text: str) -> Structure:
                         break
                     continue
                 label_paras.insert(0, q)
+            label_paras, entries, listed_at = _without_contents_list(text, label_paras)
+            if entries:
+                notes.append(f"a contents list ({entries} entries, line {text.count(chr(10), 0, listed_at) + 1}) "
+                             "is not a chunk; it is kept verbatim in the manifest")
             label = " / ".join(_slug_title(text[q.start:q.end]) for q in label_paras)
             is_book_title = len(group) == 1 and group[0].heading_kind == "title" and i == 0 \
                 and not chapters
@@ -681,6 +685,31 @@ class PlannedChunk:
 
 
 _ROMAN = re.compile(r"m{0,4}(cm|cd|d?c{0,3})(xc|xl|l?x{0,3})(ix|iv|v?i{0,3})")
+
+
+_CONTENTS = re.compile(r"(?:table of )?contents", re.IGNORECASE)
+# A contents entry's page number after leader dots or a wide space ("CHAPTER 1 ...... 19").
+_ENTRY_PAGE = re.compile(r"(?:\s*[.·…]{2,}\s*|\s{2,}|\t+)\d+$")
+
+
+def _without_contents_list(text: str, heads: list) -> tuple[list, int, int | None]:
+    """A run of headings that holds a contents list ("CONTENTS", its entries, then the
+    first chapter's own heading): the chapter's heading alone, the entries' count and
+    where the list starts. Entries with page numbers ("CHAPTER 1 ...... 19") are
+    entries wherever they stand; after a "Contents" line, the list ends where its first
+    entry comes again (as the chapter's heading), or, failing that, before the run's
+    last heading."""
+    lines = [_heading_words(text[q.start:q.end]).splitlines() for q in heads]
+    paged = [bool(ls) and all(_ENTRY_PAGE.search(line.rstrip()) for line in ls) for ls in lines]
+    entries = sum(len(ls) for ls, is_entry in zip(lines, paged) if is_entry)
+    start = next((q.start for q, is_entry in zip(heads, paged) if is_entry), None)
+    heads = [q for q, is_entry in zip(heads, paged) if not is_entry]
+    names = [_ENTRY_PAGE.sub("", _heading_words(text[q.start:q.end])).strip().lower() for q in heads]
+    at = next((i for i, name in enumerate(names) if _CONTENTS.fullmatch(name)), None)
+    if at is None or at + 2 >= len(names):
+        return heads, entries, start
+    again = next((i for i in range(at + 2, len(names)) if names[i] == names[at + 1]), len(names) - 1)
+    return heads[again:], entries + again - at - 1, heads[at].start
 
 
 def _slug(text: str, words: int = 5) -> str:
