@@ -70,6 +70,19 @@ def test_perplexity_intervals_and_the_paired_ratio():
     assert one["ci"][0] < one["ratio"] < one["ci"][1] < 1
 
 
+def test_the_perplexity_verdict_on_few_held_out_chunks_says_it_is_not_yet_the_books():
+    rng = np.random.default_rng(2)
+    def verdict(chunks):
+        base = [rng.exponential(2.0, 600) for _ in range(chunks)]
+        tuned = [b * 0.8 for b in base]
+        ppl = {name: evaluate.perplexity(nll, 200, 0) for name, nll in
+               (("base", base), ("tuned", tuned), ("base_train", base), ("tuned_train", tuned))}
+        ppl["ratio"] = evaluate.perplexity_ratio(tuned, base, 200, 0)
+        return style_report.perplexity_verdicts(ppl, {"ppl_ratio_target": 0.8, "overfit_gap": 1.5})["verdict"]
+    assert verdict(1) == "tuned better on 1 held-out chunk(s), not yet the book"
+    assert verdict(style_report.CHUNKS_FOR_THE_BOOK) == "tuned better"
+
+
 def test_held_out_openings_get_a_verdict_only_from_enough_of_them():
     rng = np.random.default_rng(1)
     def row(count):
