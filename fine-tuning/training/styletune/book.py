@@ -25,6 +25,7 @@ Where it stops (exit 3, the message says what to do and the command to go on):
 import hashlib
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -296,8 +297,8 @@ def prepare_training(cfg: Config, stage: BookStage, manifest: dict, state: dict)
 
 def shown_command(argv: list) -> str:
     """The command as a writer would type it from the repository root."""
-    return " ".join("python" if a == sys.executable else paths.typed(a) if isinstance(a, Path) else a
-                    for a in argv)
+    return " ".join("python" if a == sys.executable else paths.typed(a) if isinstance(a, Path)
+                    else shlex.quote(str(a)) for a in argv)
 
 
 def shown_files(files: list) -> str:
