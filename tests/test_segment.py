@@ -292,6 +292,16 @@ def test_a_contents_list_is_named_and_kept_out_of_the_first_chapters_heading(con
     assert not any("........" in t or "CONTENTS" in t.upper() for t in texts)
 
 
+def test_a_heading_with_a_wide_space_before_its_number_is_no_contents_entry(tmp_path, make_config, capsys):
+    """'Chapter  1' (two spaces, or a tab) reads as an entry and its page only under
+    a Contents line; alone it heads its chapter."""
+    prose = random_prose(6)
+    text = "".join(f"Chapter{gap}{n}\n\n{prose(30)}\n\n" for n, gap in ((1, "  "), (2, "\t"), (3, "  ")))
+    printed, texts, names = cut_generated_novel(text, tmp_path, make_config, capsys)
+    assert "contents list" not in printed and "chapter heading:  |" not in printed
+    assert [name.split("_ch")[1][:2] for name in names] == ["01", "02", "03"]
+
+
 def test_a_prologue_is_text_a_contents_list_one_note_and_what_follows_the_end_back_matter(
         tmp_path, make_config, capsys):
     """Around the novel: a table of contents is one note, not one per entry; a short

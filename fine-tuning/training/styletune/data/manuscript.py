@@ -688,8 +688,10 @@ _ROMAN = re.compile(r"m{0,4}(cm|cd|d?c{0,3})(xc|xl|l?x{0,3})(ix|iv|v?i{0,3})")
 
 
 _CONTENTS = re.compile(r"(?:table of )?contents", re.IGNORECASE)
-# A contents entry's page number after leader dots or a wide space ("CHAPTER 1 ...... 19").
-_ENTRY_PAGE = re.compile(r"(?:\s*[.·…]{2,}\s*|\s{2,}|\t+)\d+$")
+# A contents entry's page number after leader dots ("CHAPTER 1 ...... 19"), and after
+# a wide space or a tab too under a "Contents" line ("Chapter  1" alone is a heading).
+_ENTRY_PAGE = re.compile(r"\s*[.·…]{2,}\s*\d+$")
+_LISTED_PAGE = re.compile(r"(?:\s*[.·…]{2,}\s*|\s{2,}|\t+)\d+$")
 
 
 def _without_contents_list(text: str, heads: list) -> tuple[list, int, int | None]:
@@ -703,8 +705,10 @@ def _without_contents_list(text: str, heads: list) -> tuple[list, int, int | Non
     paged = [bool(ls) and all(_ENTRY_PAGE.search(line.rstrip()) for line in ls) for ls in lines]
     entries = sum(len(ls) for ls, is_entry in zip(lines, paged) if is_entry)
     start = next((q.start for q, is_entry in zip(heads, paged) if is_entry), None)
+    if all(paged):             # a label is never emptied
+        return heads, 0, None
     heads = [q for q, is_entry in zip(heads, paged) if not is_entry]
-    names = [_ENTRY_PAGE.sub("", _heading_words(text[q.start:q.end])).strip().lower() for q in heads]
+    names = [_LISTED_PAGE.sub("", _heading_words(text[q.start:q.end])).strip().lower() for q in heads]
     at = next((i for i, name in enumerate(names) if _CONTENTS.fullmatch(name)), None)
     if at is None or at + 2 >= len(names):
         return heads, entries, start
