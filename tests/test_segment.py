@@ -203,8 +203,15 @@ def test_a_recut_never_puts_a_chunk_the_writer_edited_into_backup(tmp_path, make
     record = json.loads((out / "segment_manifest.json").read_text())
     words = next(c["words"] for c in record["chunks"] if c["file"] == edited.name)
     assert Path(record["manuscript"]).resolve() == MANUSCRIPT.resolve()
-    assert (f"{edited.name}: EMPTY, though stage 0 wrote {words:,} words here from "
-            f"{record['manuscript']}: if they went by mistake, cut the manuscript again") in capsys.readouterr().err
+    start, end = (next(c[k] for c in record["chunks"] if c["file"] == edited.name) for k in ("start", "end"))
+    body = read_manuscript(MANUSCRIPT)
+    lines = f"lines {body.line_of(start)}-{body.line_of(end - 1)}"
+    assert (f"{edited.name}: EMPTY, though stage 0 wrote {words:,} words here from {lines} of "
+            f"{record['manuscript']}: if they went by mistake, copy them back from there") in capsys.readouterr().err
+    # those lines hold the chunk's words
+    written = before[edited.relative_to(out)].decode().replace("A line the writer added.\n", "")
+    assert " ".join(written.split()) in " ".join(
+        "".join(MANUSCRIPT.read_text().splitlines(keepends=True)[body.line_of(start) - 1:body.line_of(end - 1)]).split())
     # an edit undone (or a recut that writes the file as it now is) recuts as before
     edited.write_bytes(before[edited.relative_to(out)].replace(b"A line the writer added.\n", b""))
     assert STAGE0.main([str(MANUSCRIPT), "--config", str(config), "--out", str(out), "--force"]) == 0

@@ -415,6 +415,10 @@ def test_text_garbled_by_a_second_encoding_is_a_warning_and_the_command_restores
     copy = tmp_path / "copy.txt"
     subprocess.run(DOUBLE_ENCODED_COMMAND.replace("IN", str(chunk)).replace("OUT", str(copy)), shell=True, check=True)
     assert copy.read_text(encoding="utf-8") == text
+    # saved again by old Notepad: a byte-order mark before the garble, Windows line ends, both of which it keeps
+    chunk.write_bytes(b"\xef\xbb\xbf" + garbled(text).replace("\n", "\r\n").encode("utf-8"))
+    subprocess.run(DOUBLE_ENCODED_COMMAND.replace("IN", str(chunk)).replace("OUT", str(copy)), shell=True, check=True)
+    assert copy.read_bytes() == text.replace("\n", "\r\n").encode("utf-8")
 
 
 def test_page_numbers_in_chunk_files_are_a_warning_with_the_command_that_removes_them(

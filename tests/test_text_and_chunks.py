@@ -106,6 +106,24 @@ def test_nul_bytes_in_a_text_file_are_located_and_the_command_removes_only_them(
     assert (tmp_path / "fixed.txt").read_text() == text
 
 
+def test_utf16_without_a_byte_order_mark_and_a_zeroed_file_are_named_for_what_they_are(tmp_path):
+    """Every other byte NUL is UTF-16 saved with no byte-order mark (removing the NULs
+    would garble each curly quote): the iconv command restores it; a file of NULs
+    alone is a crash's blank, not a picture."""
+    import subprocess
+    text = "It’s done, “she said”.\n\nThe ice held.\n" * 20
+    for encoding in ("utf-16-le", "utf-16-be"):
+        saved = tmp_path / "chunk_001_a.txt"
+        saved.write_bytes(text.encode(encoding))
+        with pytest.raises(InputError, match="saved as UTF-16 without a byte-order mark") as err:
+            read_text(saved)
+        subprocess.run(str(err.value).split("`")[1], shell=True, check=True, cwd=tmp_path)
+        assert (tmp_path / "fixed.txt").read_text(encoding="utf-8") == text
+    saved.write_bytes(b"\x00" * 4096)
+    with pytest.raises(InputError, match="every one of its 4096 bytes is NUL: a crash while saving left it blank"):
+        read_text(saved)
+
+
 def test_write_atomic_leaves_no_temporary_files(tmp_path):
     target = tmp_path / "sub" / "out.jsonl"
     write_atomic(target, b"one\n")
@@ -164,6 +182,10 @@ def test_chunk_files_in_a_folder_of_the_book_folder_are_left_out_aloud(tmp_path)
     assert [p.name for p in found] == ["chunk_001_a.txt"]
     assert dict(skipped)["Part Two/"].startswith(f"{LEFT_OUT}: a folder holding 2 chunk file(s), which stage 1 "
                                                   "does not read")
+    # every chunk in a folder: the error says where they are, not how to name them
+    (book / "chunk_001_a.txt").rename(book / "Part Two" / "chunk_001_a.txt")
+    with pytest.raises(InputError, match=r"Left out: Part Two/ \(a folder holding 3 chunk file\(s\)"):
+        discover(book, "chunk_*.txt")
 
 
 def test_a_chunk_saved_as_docx_is_an_error_not_a_silent_skip(tmp_path):

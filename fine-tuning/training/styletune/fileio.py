@@ -61,10 +61,30 @@ def _document_format(data: bytes) -> str | None:
     return None
 
 
+def _utf16_without_bom(data: bytes) -> str | None:
+    """'utf-16le' or 'utf-16be' for text saved so with no byte-order mark: the NULs of
+    its Latin letters fall on every odd byte (little-endian) or every even one."""
+    odd, even = data[1::2].count(0), data[0::2].count(0)
+    half = len(data) // 2
+    if half and odd >= 0.6 * half and even <= 0.05 * half and _decodes(data[:len(data) // 2 * 2], "utf-16-le"):
+        return "utf-16le"
+    if half and even >= 0.6 * half and odd <= 0.05 * half and _decodes(data[:len(data) // 2 * 2], "utf-16-be"):
+        return "utf-16be"
+    return None
+
+
 def _nul_bytes(path: Path, data: bytes) -> str:
     """NUL bytes: a few in a text file (a crashed save, a bad copy) are removed into a
     copy; a file made of them (a picture, a program) is no text at all."""
     count, first = data.count(b"\x00"), data.index(b"\x00")
+    if count == len(data):
+        return (f"{path}: every one of its {count} bytes is NUL: a crash while saving left it blank, "
+                "and its text is not in it. Restore it from a backup or your editor's history; a chunk "
+                "stage 0 cut holds text of your manuscript, which is still there.")
+    if utf16 := _utf16_without_bom(data):
+        return (f"{path}: saved as UTF-16 without a byte-order mark (every other byte is NUL). Re-save "
+                f"it as UTF-8, or convert a copy: `iconv -f {utf16} -t utf-8 {paths.typed(path)} > fixed.txt`, "
+                "then put fixed.txt in the original's place.")
     rest = data.replace(b"\x00", b"").decode("utf-8", errors="replace")
     if not rest.strip() or sum(c.isprintable() or c.isspace() for c in rest) < 0.99 * len(rest):
         return (f"{path}: not a text file ({count} NUL bytes: a picture, a program or a document "

@@ -91,8 +91,15 @@ def discover(book_dir: Path, glob: str):
             found.append(path)
     if not found:
         raise InputError(f"no chunk files matching '{glob}' in {book_dir}: name them like "
-                         "chunk_001_opening.txt, or change style_pipeline.chunk_glob")
+                         "chunk_001_opening.txt, or change style_pipeline.chunk_glob." + left_out_note(skipped))
     return found, skipped
+
+
+def left_out_note(skipped) -> str:
+    """For an error about too few chunks: the files and folders left out that look like chunks."""
+    left = [f"{name} ({reason.removeprefix(LEFT_OUT + ': ')})" for name, reason in skipped
+            if reason.startswith(LEFT_OUT)]
+    return f" Left out: {'; '.join(left)}." if left else ""
 
 
 def load_chunks(paths, exclude=()):

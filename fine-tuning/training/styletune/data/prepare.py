@@ -11,12 +11,12 @@ from styletune import chat, paths
 from styletune.config import Reads, load_config
 from styletune.data import examples, tokens
 from styletune.data import prepare_report as report
-from styletune.data.chunks import LEFT_OUT, discover, load_chunks
+from styletune.data.chunks import LEFT_OUT, discover, left_out_note, load_chunks
 from styletune.data.drills import build_drills, finish_rows
 from styletune.data.examples import build_examples, quoted_paragraph_end
 from styletune.data.openings import OPENING, opening_rows, seams
 from styletune.data.tokens import load_counter
-from styletune.errors import InputError
+from styletune.errors import InputError, UserError
 from styletune.fileio import sha256_bytes, write_outputs
 from styletune.settings import SEGMENT_MANIFEST, shipped_default
 from styletune.stage import Files, Stage, rules_file, training_data
@@ -152,26 +152,33 @@ def _overlong_message(examples, seq_len, config=None, book_dir=None) -> str:
     return "\n".join(lines)
 
 
-def left_out_note(skipped) -> str:
-    """For an error about too few chunks: the files that look like chunks but were left out."""
-    left = [f"{name} ({reason.removeprefix(LEFT_OUT + ': ')})" for name, reason in skipped
-            if reason.startswith(LEFT_OUT)]
-    return f" Left out: {'; '.join(left)}." if left else ""
-
-
 def emptied_since_stage0(book_dir: Path, skipped):
-    """An empty chunk file stage 0 wrote with text in it: how many words went, and how
-    to get them back (a recut refuses a folder whose chunks changed since it cut them)."""
+    """An empty chunk file stage 0 wrote with text in it: how many words went, and
+    where they are in the manuscript (a recut would not give this file back as it
+    was: the writer's answers to its review may have moved the cuts)."""
     try:
         record = json.loads((Path(book_dir) / SEGMENT_MANIFEST).read_text(encoding="utf-8"))
-        written = {c["file"]: c["words"] for c in record["chunks"]}
-        manuscript = record["manuscript"]
+        written = {c["file"]: c for c in record["chunks"]}
     except (OSError, ValueError, KeyError, TypeError):
         return skipped
-    return [(name, f"EMPTY, though stage 0 wrote {written[name]:,} words here from {manuscript}: if they "
-                   "went by mistake, cut the manuscript again into a new folder (--out) and copy this "
-                   "file back from it; if you meant to leave the scene out, delete the file")
-            if reason.startswith("EMPTY") and written.get(name) else (name, reason) for name, reason in skipped]
+    return [(name, f"EMPTY, though stage 0 wrote {written[name]['words']:,} words here from "
+                   f"{_lines_of(record, written[name])}: if they went by mistake, copy them back from "
+                   "there; if you meant to leave the scene out, delete the file")
+            if reason.startswith("EMPTY") and written.get(name, {}).get("words") else (name, reason)
+            for name, reason in skipped]
+
+
+def _lines_of(record: dict, chunk: dict) -> str:
+    """'lines 40-95 of <manuscript>' where the manuscript is still as stage 0 read it,
+    else the manuscript's name."""
+    from styletune.data.manuscript import read_manuscript
+    try:
+        ms = read_manuscript(record["manuscript"])
+        if sha256_bytes(ms.body.encode("utf-8")) == record.get("body_sha256"):
+            return f"lines {ms.line_of(chunk['start'])}-{ms.line_of(chunk['end'] - 1)} of {record['manuscript']}"
+    except (UserError, OSError, KeyError, TypeError):
+        pass
+    return record.get("manuscript", "the manuscript")
 
 
 def prepare_data(config, book_dir=None, skip_overlong=False, say=lambda message: None) -> Stage1Result:

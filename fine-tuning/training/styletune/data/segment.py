@@ -235,7 +235,7 @@ def segment(cfg, manuscript_path, say=lambda m: None, decisions=(), folders=(), 
     garbled = [a for c in chunks for a in double_encoded(ms.body, c.start, c.end)]
     if len(garbled) >= DOUBLE_ENCODED_WARN:
         lines = list(dict.fromkeys(f"line {ms.line_of(a)}" for a in garbled))
-        notes.insert(0, double_encoded_advice(len(garbled), lines))
+        notes.insert(0, double_encoded_advice(len(garbled), lines, word_file=ms.path.suffix.lower() == ".docx"))
     if quotes := mixed_styles_advice({c.name: ms.body[c.text_start:c.end] for c in chunks}):
         notes.insert(0, quotes)
     marks = [a for c in chunks for a in footnote_marks(ms.body, c.start, c.end)]
@@ -560,7 +560,7 @@ def write_without_page_numbers(manuscript: Path, out: Path, config: Path) -> int
     write_atomic(out, (b"\xef\xbb\xbf" if raw.startswith(b"\xef\xbb\xbf") else b"") + cleaned.encode("utf-8"))
     print(f"wrote {paths.shown(out)}: {removed} page number(s) removed, {joined} sentence(s) they split "
           f"joined again, every word of {paths.shown(manuscript)} kept. Compare the two (e.g. diff "
-          f"{paths.shown(manuscript)} {paths.shown(out)}), then cut the copy:\n"
+          f"{paths.typed(manuscript)} {paths.typed(out)}), then cut the copy:\n"
           f"  python fine-tuning/training/0_segment_manuscript.py {paths.typed(out)} --dry-run"
           + ("" if config.resolve() == DEFAULT_CONFIG.resolve() else f" --config {paths.typed(config)}"))
     if hyphenated:

@@ -164,7 +164,7 @@ def rounded_twice(info: dict, chosen: str) -> str | None:
     if info.get("merge_method") != NF4_METHOD or not chosen.lower().startswith(("q4", "q3", "q2")):
         return None
     return (f"these weights are the base as training saw it, rounded to 4 bits (NF4), plus the adapter "
-            f"(style_pipeline.merge_into: nf4); {chosen} rounds them again, onto its own 4-bit grid, and the "
+            f"(style_pipeline.merge_into: nf4); {chosen} rounds them again, onto its own grid, and the "
             "two roundings add up. q8_0 or bf16 keep NF4's rounding alone. For a 4-bit file, merging into "
             "the original weights (merge_into: original, then stage 3 with --force) rounds once; "
             "neither has been measured against the other, and stage 4 judged the unquantised weights.")

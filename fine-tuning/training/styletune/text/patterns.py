@@ -43,9 +43,10 @@ DOUBLE_ENCODED = re.compile(r"â€|Ã[\u0080-\u00bf]|Â[\u00a0-\u00bf]")
 DOUBLE_ENCODED_WARN = 2
 # (Windows-1252 leaves five bytes undefined, read as the control characters of their
 # numbers: those go back as themselves, "”" among them.)
-DOUBLE_ENCODED_COMMAND = ("python3 -c \"import sys; t = open(sys.argv[1], encoding='utf-8').read(); "
-                          "sys.stdout.write(b''.join(bytes([ord(c)]) if ord(c) < 256 else c.encode('cp1252') "
-                          "for c in t).decode('utf-8'))\" IN > OUT")
+# A byte-order mark the second save added goes; line ends stay as they are.
+DOUBLE_ENCODED_COMMAND = ("python3 -c \"import sys; t = open(sys.argv[1], encoding='utf-8-sig', newline='').read(); "
+                          "b = b''.join(bytes([ord(c)]) if ord(c) < 256 else c.encode('cp1252') for c in t); "
+                          "b.decode('utf-8'); sys.stdout.buffer.write(b)\" IN > OUT")
 
 
 # What writes a copy of a manuscript without its page numbers (text/paragraphs.py's
@@ -130,13 +131,17 @@ def double_encoded(text: str, start: int = 0, end: int | None = None) -> list[in
     return [m.start() for m in DOUBLE_ENCODED.finditer(text, start, len(text) if end is None else end)]
 
 
-def double_encoded_advice(count: int, places: list[str]) -> str:
-    """What to tell a writer whose accents and quotes were garbled by a second encoding."""
+def double_encoded_advice(count: int, places: list[str], word_file: bool = False) -> str:
+    """What to tell a writer whose accents and quotes were garbled by a second encoding;
+    for a .docx (a zip the command cannot read), by way of a plain-text copy."""
+    how = (f"save the manuscript as plain text (.txt, UTF-8), restore that into a copy with "
+           f"{DOUBLE_ENCODED_COMMAND}, and give stage 0 the copy" if word_file else
+           f"restore them into a copy, e.g. {DOUBLE_ENCODED_COMMAND}, then rerun")
     return (f"WARNING: {count} garbled character(s) such as 'â€”' or 'Ã©' in the text ({some_of(places)}): "
             "UTF-8 text that was read as Windows-1252 and saved again, so the model would learn the "
-            "garble for your dashes, quotes and accents. Restore them into a copy, e.g. "
-            f"{DOUBLE_ENCODED_COMMAND} (it stops with an error where some of the text was right: then "
-            "mend those lines by hand), then rerun")
+            f"garble for your dashes, quotes and accents. To train on them as you typed them, {how} (the "
+            "command stops with an error, at a position in the file, where some of the text was "
+            "right: mend the garbled lines by hand there)")
 
 
 def footnote_marks(text: str, start: int = 0, end: int | None = None) -> list[int]:
