@@ -74,8 +74,11 @@ def _utf16_without_bom(data: bytes) -> str | None:
 
 
 def _nul_bytes(path: Path, data: bytes) -> str:
-    """NUL bytes: a few in a text file (a crashed save, a bad copy) are removed into a
-    copy; a file made of them (a picture, a program) is no text at all."""
+    """What NUL bytes in a file mean, and the fix: nothing but NULs is a crash's blank;
+    every other byte NUL is UTF-16 with no byte-order mark (converted, not stripped:
+    stripping garbles each curly quote); a few in text (a crashed save, a bad copy) are
+    removed into a copy; among bytes that are no text (a picture, a program) the file
+    is not one."""
     count, first = data.count(b"\x00"), data.index(b"\x00")
     if count == len(data):
         return (f"{path}: every one of its {count} bytes is NUL: a crash while saving left it blank, "
