@@ -64,19 +64,16 @@ def test_outputs_get_ordinary_permissions(tmp_path):
 
 def test_binary_file_is_refused(tmp_path):
     binary = tmp_path / "chunk_002_x.txt"
-    binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x01\x00\x00\x00\x8d\x9d")
-    with pytest.raises(InputError, match=r"chunk_002_x.txt: not a text file \(8 NUL bytes"):
-        read_text(binary)
-    binary.write_bytes(b"PK\x03\x04\x00\x00content.xml")
-    with pytest.raises(InputError, match=r"chunk_002_x.txt: a zipped document \(an .odt"):
-        read_text(binary)
-    # rich text and PDF under a .txt name: their markup would train as prose
-    binary.write_bytes(b"{\\rtf1\\ansi\\ansicpg1252\\cocoartf2709\n\\f0 It took all winter.}")
-    with pytest.raises(InputError, match=r"chunk_002_x.txt: an RTF document .* Make Plain Text"):
-        read_text(binary)
-    binary.write_bytes(b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj")
-    with pytest.raises(InputError, match=r"chunk_002_x.txt: a PDF under a text file's name"):
-        read_text(binary)
+    for data, message in [
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x01\x00\x00\x00\x8d\x9d", r"not a text file \(8 NUL bytes"),
+        (b"PK\x03\x04\x00\x00content.xml", r"a zipped document \(an .odt"),
+        # rich text and PDF under a .txt name: their markup would train as prose
+        (b"{\\rtf1\\ansi\\ansicpg1252\\cocoartf2709\n\\f0 It took all winter.}", r"an RTF document .* Make Plain Text"),
+        (b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj", r"a PDF under a text file's name"),
+    ]:
+        binary.write_bytes(data)
+        with pytest.raises(InputError, match=rf"chunk_002_x.txt: {message}"):
+            read_text(binary)
     # a real Word file renamed .txt is named for what it is
     import docx
     doc = docx.Document()
