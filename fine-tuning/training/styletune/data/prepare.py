@@ -342,7 +342,7 @@ def run(args) -> int:
     print(f"sentences: {rep['sentence_splitter']}")
     print(report.markdown_body(rep))
     for warning in result.warnings():
-        print(f"warning: {warning}", file=sys.stderr)
+        print(f"warning: {warning.removeprefix('WARNING: ')}", file=sys.stderr)
     if args.preview:
         preview(result.examples, args.preview)
         for row in result.openings[:1]:
@@ -359,5 +359,5 @@ def run(args) -> int:
         print(f"{'wrote' if p in changed else 'unchanged'}: {paths.shown(p)}")
     print(f"\nnext: read {paths.shown(cfg.pipeline.report_dir / 'stage1_report.md')} (look at every "
           f"exception listed), then train:\n  fine-tuning/training/2_train_lora.sh --config "
-          f"{paths.shown(cfg.path)}")
+          f"{paths.typed(cfg.path)}")
     return 0
