@@ -153,6 +153,15 @@ def test_verdicts_need_separate_intervals():
     mean_length = lambda t: float(np.mean([len(s.split()) for s in t.split(".") if s.strip()]))  # noqa: E731
     result = style_report.closeness(mean_length, pools, 100, 0)
     assert result["verdict"] == "tuned closer to the author"
+    # paired by prompt: prompts that differ widely, the tuned model two words nearer the
+    # author on each, is a firm verdict (resampled apart, the prompts' spread hid it)
+    lengths = [4, 30, 8, 25, 12, 40, 6, 18]
+    pools = {"author": [" ".join(["w"] * (n + 6)) + "." for n in lengths],
+             "base": [" ".join(["w"] * n) + "." for n in lengths],
+             "tuned": [" ".join(["w"] * (n + 2)) + "." for n in lengths]}
+    result = style_report.closeness(mean_length, pools, 200, 0)
+    assert result["gap_difference_ci"] == [pytest.approx(-2.0), pytest.approx(-2.0)]
+    assert result["verdict"] == "tuned closer to the author"
 
 
 def stage1_for(cfg_path):

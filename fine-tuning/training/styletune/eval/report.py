@@ -47,15 +47,19 @@ def _gap_verdict(diff_ci) -> str:
 
 def closeness(metric, pools: dict, n_boot: int, seed: int) -> dict:
     """A pooled-text metric for each pool, and whether tuned or base is closer to the
-    author's value, bootstrapped over continuations (resampled within each pool)."""
+    author's value, bootstrapped over the prompts: each draw takes the same prompts'
+    continuations from both models and the author's own text after them (the pools
+    are paired by prompt), so a hard prompt weighs on both sides alike and the
+    author's value varies with the draw too."""
     values = {name: metric(PARAGRAPH.join(texts)) for name, texts in pools.items()}
     rng = np.random.default_rng(seed)
+    count = len(pools["author"])
+    assert all(len(pools[n]) == count for n in ("base", "tuned")), "pools are paired by prompt"
     diffs = []
     for _ in range(n_boot):
-        sample = {n: PARAGRAPH.join(pools[n][i] for i in rng.integers(0, len(pools[n]), len(pools[n])))
-                  for n in ("base", "tuned")}
-        diffs.append(abs(metric(sample["tuned"]) - values["author"])
-                     - abs(metric(sample["base"]) - values["author"]))
+        drawn = rng.integers(0, count, count)
+        value = {n: metric(PARAGRAPH.join(pools[n][i] for i in drawn)) for n in ("author", "base", "tuned")}
+        diffs.append(abs(value["tuned"] - value["author"]) - abs(value["base"] - value["author"]))
     ci = [float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))]
     return {**{k: float(v) for k, v in values.items()}, "gap_difference_ci": ci,
             "verdict": _gap_verdict(ci)}
