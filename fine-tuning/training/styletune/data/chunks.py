@@ -1,11 +1,13 @@
 """Which files in a book folder are chunks, in what order, and read safely."""
 import fnmatch
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from styletune.errors import InputError
 from styletune.fileio import normalise, read_text, sha256_bytes
+from styletune.settings import SEGMENT_MANIFEST
 from styletune.text.paragraphs import paragraph_spans
 
 DOCUMENT_SUFFIXES = {".docx", ".doc", ".odt", ".rtf", ".pdf", ".pages"}
@@ -93,6 +95,16 @@ def discover(book_dir: Path, glob: str):
         raise InputError(f"no chunk files matching '{glob}' in {book_dir}: name them like "
                          "chunk_001_opening.txt, or change style_pipeline.chunk_glob." + left_out_note(skipped))
     return found, skipped
+
+
+def stage0_manifest(folder: Path) -> dict | None:
+    """The manifest stage 0 last wrote in a book folder (its chunk files, their spans
+    of the manuscript, the text between them), None when there is none to read."""
+    try:
+        record = json.loads((Path(folder) / SEGMENT_MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and isinstance(record.get("chunks"), list) else None
 
 
 def left_out_note(skipped) -> str:

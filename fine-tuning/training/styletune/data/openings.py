@@ -17,16 +17,14 @@ the paragraph break the chunks themselves use most. Where the record no longer f
 the folder (chunks renamed, a heading moved into a chunk, more than a heading between
 two chunks) no row crosses, and the report says why.
 """
-import json
 import random
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from styletune.data.chunks import Chunk
+from styletune.data.chunks import Chunk, stage0_manifest
 from styletune.data.drills import PROMPT_WORDS, Drill, words_back
 from styletune.fileio import read_text
-from styletune.settings import SEGMENT_MANIFEST
 from styletune.text.paragraphs import paragraph_spans
 
 OPENING = "scene opening"
@@ -98,9 +96,9 @@ def stage0_record(book_dir: Path) -> Record | None:
     """Stage 0's record in the book folder; None where there is none (chunks cut by
     hand) or it cannot be read."""
     try:
-        record = json.loads((Path(book_dir) / SEGMENT_MANIFEST).read_text(encoding="utf-8"))
+        record = stage0_manifest(book_dir)
         names, seps = [c["file"] for c in record["chunks"]], record["separators"]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (KeyError, TypeError):
         return None
     return Record({(a, b): sep for a, b, sep in zip(names, names[1:], seps[1:])},
                   {Chunk(Path(name), "", "").group: name for name in names})

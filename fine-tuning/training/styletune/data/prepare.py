@@ -11,7 +11,7 @@ from styletune import chat, paths
 from styletune.config import Reads, load_config
 from styletune.data import examples, tokens
 from styletune.data import prepare_report as report
-from styletune.data.chunks import LEFT_OUT, discover, left_out_note, load_chunks
+from styletune.data.chunks import LEFT_OUT, discover, left_out_note, load_chunks, stage0_manifest
 from styletune.data.drills import build_drills, finish_rows
 from styletune.data.examples import build_examples, quoted_paragraph_end
 from styletune.data.openings import OPENING, opening_rows, seams
@@ -94,8 +94,9 @@ class Stage1Result:
                 if self.long_rows else [])
 
     def residue_warnings(self) -> list[str]:
-        """Footnote marks and page numbers a printed edition left in the chunk files, and
-        invisible characters a conversion left."""
+        """What an edition or a conversion left in the chunk files (footnote marks, page
+        numbers, garbled or invisible characters), notes to self, and chunks whose
+        quotation marks differ from the book's."""
         warnings = []
         for find, least, advice in ((double_encoded, DOUBLE_ENCODED_WARN, double_encoded_advice),
                                     (footnote_marks, FOOTNOTE_MARKS_WARN, footnote_marks_advice),
@@ -157,9 +158,9 @@ def emptied_since_stage0(book_dir: Path, skipped):
     where they are in the manuscript (a recut would not give this file back as it
     was: the writer's answers to its review may have moved the cuts)."""
     try:
-        record = json.loads((Path(book_dir) / SEGMENT_MANIFEST).read_text(encoding="utf-8"))
+        record = stage0_manifest(book_dir)
         written = {c["file"]: c for c in record["chunks"]}
-    except (OSError, ValueError, KeyError, TypeError):
+    except (KeyError, TypeError):
         return skipped
     return [(name, f"EMPTY, though stage 0 wrote {written[name]['words']:,} words here from "
                    f"{_lines_of(record, written[name])}: if they went by mistake, copy them back from "

@@ -8,7 +8,7 @@ from pathlib import Path
 from styletune import paths
 from styletune.config import Reads, load_config
 from styletune.data import examples, tokens
-from styletune.data.chunks import load_chunks, natural_key
+from styletune.data.chunks import load_chunks, natural_key, stage0_manifest
 from styletune.data.examples import NoSentenceEnd, example_sizes, longest_example
 from styletune.data.manuscript import (
     HEADING_MATTER_MAX_WORDS,
@@ -232,17 +232,17 @@ def segment(cfg, manuscript_path, say=lambda m: None, decisions=(), folders=(), 
         by_line[f"line {ms.line_of(a)}"] = by_line.get(f"line {ms.line_of(a)}", "") + ms.body[a]
     if invisible := invisible_characters_advice(by_line, word_file=ms.path.suffix.lower() == ".docx"):
         notes.insert(0, invisible)
-    garbled = [a for c in chunks for a in double_encoded(ms.body, c.start, c.end)]
-    if len(garbled) >= DOUBLE_ENCODED_WARN:
-        lines = list(dict.fromkeys(f"line {ms.line_of(a)}" for a in garbled))
-        notes.insert(0, double_encoded_advice(len(garbled), lines, word_file=ms.path.suffix.lower() == ".docx"))
     if quotes := mixed_styles_advice({c.name: ms.body[c.text_start:c.end] for c in chunks}):
         notes.insert(0, quotes)
-    marks = [a for c in chunks for a in footnote_marks(ms.body, c.start, c.end)]
-    if len(marks) >= FOOTNOTE_MARKS_WARN:
-        notes.insert(0, footnote_marks_advice(len(marks), [f"line {ms.line_of(a)}" for a in marks[:4]]))
-    if notes_to_self := [a for c in chunks for a in comments(ms.body, c.start, c.end)]:
-        notes.insert(0, comments_advice(len(notes_to_self), [f"line {ms.line_of(a)}" for a in notes_to_self[:4]]))
+    # what a conversion or an edition left in the text, each warned of with the lines it is on
+    word_file = ms.path.suffix.lower() == ".docx"
+    for find, least, advice in ((double_encoded, DOUBLE_ENCODED_WARN,
+                                 lambda n, lines: double_encoded_advice(n, lines, word_file=word_file)),
+                                (footnote_marks, FOOTNOTE_MARKS_WARN, footnote_marks_advice),
+                                (comments, 1, comments_advice)):
+        found = [a for c in chunks for a in find(ms.body, c.start, c.end)]
+        if len(found) >= least:
+            notes.insert(0, advice(len(found), list(dict.fromkeys(f"line {ms.line_of(a)}" for a in found))))
     if len(chunks) < 2:
         notes.insert(0, f"WARNING: {len(chunks)} chunk: stage 1 holds chunks out for validation and "
                         "needs two at least; a manuscript this short is too little to learn a voice from")
@@ -412,19 +412,10 @@ def planned_outputs(cfg, seg, out_dir, review_command, earlier=()) -> dict:
     return outputs
 
 
-def last_manifest(folder: Path) -> dict | None:
-    """The manifest stage 0 last wrote in `folder`, None when there is none to read."""
-    try:
-        record = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-        return record if isinstance(record.get("chunks"), list) else None
-    except (FileNotFoundError, NotADirectoryError, ValueError, AttributeError):
-        return None
-
-
 def edited_since_written(folder: Path, glob: str) -> list | None:
     """The chunk files in `folder` that are not as stage 0 wrote them (edited since, or
     added by hand), by its manifest's hashes; None when no manifest records them."""
-    if (record := last_manifest(folder)) is None:
+    if (record := stage0_manifest(folder)) is None:
         return None
     written = {c["file"]: c["sha256"] for c in record["chunks"]}
     found = sorted((f for f in folder.glob(glob) if f.is_file()), key=lambda p: natural_key(p.name))
@@ -508,7 +499,7 @@ def changed_cuts(out_dir, body, chunks, entries=()) -> list[str]:
     """Lines saying which cuts differ from the last run's on the same manuscript body,
     with the review id of each place where one has it (`entries`, newest first), so
     an answer that moves other cuts (the chunker re-plans around it) never does so unseen."""
-    record = last_manifest(out_dir)
+    record = stage0_manifest(out_dir)
     if record is None or record.get("body_sha256") != sha256_bytes(body.encode("utf-8")):
         return []
     # by first words: a manifest's "start" is the file's first character (an indent

@@ -161,7 +161,8 @@ def export_type(backend: str, quantize: str | None, gguf_type: str | None) -> st
 def rounded_twice(info: dict, chosen: str) -> str | None:
     """A 4-bit or smaller export of weights merged into the NF4-rounded base rounds them
     a second time, onto another grid: say so, and what rounds once."""
-    if info.get("merge_method") != NF4_METHOD or not chosen.lower().startswith(("q4", "q3", "q2")):
+    bits = {k.lower(): v for k, v in fit.BITS_PER_WEIGHT.items()}.get(chosen.lower(), 16)
+    if info.get("merge_method") != NF4_METHOD or bits >= 5:
         return None
     return (f"these weights are the base as training saw it, rounded to 4 bits (NF4), plus the adapter "
             f"(style_pipeline.merge_into: nf4); {chosen} rounds them again, onto its own grid, and the "
@@ -172,16 +173,15 @@ def rounded_twice(info: dict, chosen: str) -> str | None:
 
 def fit_section(cfg, table: fit.FitTable | None, chosen: str, warning: list[str]) -> str:
     """SERVE.md's "which GGUF fits which card", with the warnings (Plan.warnings)."""
+    warned = "\n**Warning:** " + "\n\n".join(warning) + "\n" if warning else ""
     if table is None:
         return ("No estimate: the merged folder's config.json is missing or is not a Llama-style "
-                "decoder's.\n" + ("\n**Warning:** " + "\n\n".join(warning) + "\n" if warning else ""))
-    text = (f"Estimates from file sizes, not measured VRAM: the GGUF's size (llama.cpp's bits per "
+                "decoder's.\n" + warned)
+    return (f"Estimates from file sizes, not measured VRAM: the GGUF's size (llama.cpp's bits per "
             f"weight for each type), the f16 KV cache at `serve_context_length` "
             f"({cfg.pipeline.serve_context_length} tokens) and ~{fit.RUNTIME_GIB:g} GiB runtime. "
-            f"This export: **{chosen}**.\n\n{fit.format_table(table, markdown=True)}\n")
-    if warning:
-        text += "\n**Warning:** " + "\n\n".join(warning) + "\n"
-    return text + "\nAnother type: rerun stage 5 with `--backend llamacpp --gguf TYPE`.\n"
+            f"This export: **{chosen}**.\n\n{fit.format_table(table, markdown=True)}\n{warned}"
+            "\nAnother type: rerun stage 5 with `--backend llamacpp --gguf TYPE`.\n")
 
 
 def instructions(cfg, files: dict, model_dir: Path, backend: str, commands: dict,

@@ -38,12 +38,13 @@ FOOTNOTE_MARKS_COMMAND = r"perl -pe 's/(?<=\S) \[\d{1,3}\]|\[\d{1,3}\] ?//g' IN 
 FOOTNOTE_MARKS_WARN = 3
 PAGE_NUMBERS_WARN = 3
 # UTF-8 read as Windows-1252 and saved again ("mojibake"): "â€”" for "—", "Ã©" for "é",
-# "Â " for a no-break space. Two such marks make a stage warn; what undoes it:
+# "Â " for a no-break space. Two such marks make a stage warn.
 DOUBLE_ENCODED = re.compile(r"â€|Ã[\u0080-\u00bf]|Â[\u00a0-\u00bf]")
 DOUBLE_ENCODED_WARN = 2
-# (Windows-1252 leaves five bytes undefined, read as the control characters of their
-# numbers: those go back as themselves, "”" among them.)
-# A byte-order mark the second save added goes; line ends stay as they are.
+# What undoes it: each character back to its Windows-1252 byte (the five bytes that
+# code page leaves undefined were read as the control characters of their numbers, and
+# go back as themselves: "”" holds one), read again as UTF-8. A byte-order mark the
+# second save added goes; line ends stay as they are.
 DOUBLE_ENCODED_COMMAND = ("python3 -c \"import sys; t = open(sys.argv[1], encoding='utf-8-sig', newline='').read(); "
                           "b = b''.join(bytes([ord(c)]) if ord(c) < 256 else c.encode('cp1252') for c in t); "
                           "b.decode('utf-8'); sys.stdout.buffer.write(b)\" IN > OUT")
