@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import support.continue_port as cp
 from conftest import FT, SAMPLE_BOOK, SMOL, build_adapter, load_script
 from styletune import chat
 from styletune.config import load_config
@@ -13,7 +14,7 @@ from styletune.data.prepare import planned_outputs, prepare_data
 from styletune.errors import ConfigError
 from styletune.eval import evaluate, joins
 from styletune.eval import report as style_report
-from styletune.eval.prompts import Prompt, join_prompts, stop_prompts, validation_prompts
+from styletune.eval.prompts import Prompt, in_the_editor, join_prompts, stop_prompts, validation_prompts
 from styletune.fileio import write_outputs
 from styletune.text.sentences import build_punkt
 
@@ -275,10 +276,33 @@ def test_join_prompts_add_the_typed_space_and_the_seed_both_ways():
         typed = [p for p in found[3:] if p.kind == typed_kind]
         assert plain and [p.text for p in typed] == [p.text + " " for p in plain]
         assert [p.truth for p in typed] == [p.truth[1:] for p in plain]
-    assert [p.kind for p in found[-3:]] == ["seed", "seed, space typed", "seed, chat"]
+    assert [p.kind for p in found[-5:]] == ["seed", "seed", "seed, space typed", "seed, space typed", "seed, chat"]
     # the chat route: the writer's prompt under Continue's system message, which training never has
-    assert found[-1].text == found[-3].text and found[-1].system == chat.BASE_SYSTEM_MESSAGE
+    assert found[-1].text == found[-5].text and found[-1].system == chat.BASE_SYSTEM_MESSAGE
     assert not any(p.system for p in found[:-1])
+
+
+def test_every_prompt_reaches_the_model_as_continues_autocomplete_sends_it():
+    """Stage 4 asks the models what the editor asks: the user turn is Continue's
+    prefix (its path line, then the text; tests/support/continue_port.py, ported from
+    Continue's source), for a Markdown and a .txt file in turn; a validation example
+    stage 1 headed is asked on its text, not twice headed; the chat route's prompt
+    keeps its system message and no path line."""
+    text = (SAMPLE_BOOK / "chunk_002_the_infirmary.txt").read_text(encoding="utf-8")
+    headed = "\n the_quiet_orbit/chunk_002_the_infirmary.md\nAn opening line."
+    conv = [{"role": "user", "content": headed}, {"role": "assistant", "content": text}]
+    punkt, _ = build_punkt([text])
+    ev = {"generation_tokens": 40, "prompts_per_chunk": 3, "prompt_words": 30}
+    prompts = validation_prompts([conv], punkt, ev, ["chunk_002_the_infirmary.txt"])
+    assert prompts[0].text == "An opening line."
+    chat_prompt = Prompt("writer", joins.SEED_CHAT, "Haji said,", " “", chat.BASE_SYSTEM_MESSAGE)
+    sent = in_the_editor(prompts + [chat_prompt], "the_quiet_orbit")
+    for p, form in zip(sent[:-1], ("md", "md", "txt")):   # in turn within each kind: example, windows
+        path = f"the_quiet_orbit/chunk_002_the_infirmary.{form}"
+        assert p.messages() == [{"role": "user", "content": cp.autocomplete_prefix(p.text, path)}]
+    assert sent[-1].messages() == [{"role": "system", "content": chat.BASE_SYSTEM_MESSAGE},
+                                   {"role": "user", "content": "Haji said,"}]
+    assert in_the_editor(sent, "elsewhere") == sent   # a headed prompt keeps its header
 
 
 def test_the_chat_routes_system_message_is_ours_then_the_writers_rules():
@@ -361,9 +385,12 @@ BENCH_JOINS = load_script(FT / "benchmarks" / "bench_joins.py")
 def test_the_joins_benchmark_reads_a_novel_as_paragraphs_and_asks_every_kind():
     windows = BENCH_JOINS.segments(BENCH_JOINS.NOVEL)
     assert len(windows) > 50 and not any("\n" in p for w in windows for p in w.split("\n\n"))
-    found = BENCH_JOINS.prompt_set(windows[:30], 5)
+    found = BENCH_JOINS.prompt_set(windows[:30], 5, "wells")
     kinds = {p.kind for p in found}
     assert set(joins.ROWS) <= kinds
+    assert all(p.header.startswith("\n") for p in found if not p.system)   # as the editor sends them
+    seeds = [p.header for p in found if p.kind == joins.SEED]
+    assert seeds == ["\n wells/writer.md\n", "\n// wells/writer.txt\n"]   # the writer's prompt in both files
     mid = [p for p in found if p.kind == "mid-word"]
     assert len(mid) == 5 and all(joins.inside_word(p.text, p.truth) for p in mid)
 

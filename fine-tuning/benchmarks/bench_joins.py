@@ -27,7 +27,7 @@ from corpus_chunks import paragraph_chunks  # noqa: E402  (beside this script)
 from styletune.eval import joins  # noqa: E402
 from styletune.eval.attribution import bootstrap_ci  # noqa: E402
 from styletune.eval.evaluate import free, join_measures, joins_summary  # noqa: E402
-from styletune.eval.prompts import join_prompts, spread, validation_prompts  # noqa: E402
+from styletune.eval.prompts import in_the_editor, join_prompts, spread, validation_prompts  # noqa: E402
 from styletune.fileio import normalise, read_text  # noqa: E402
 from styletune.text import stops  # noqa: E402
 from styletune.text.gutenberg import gutenberg_body  # noqa: E402
@@ -55,15 +55,16 @@ def segments(novel: Path) -> list[str]:
                             WINDOW_CHARS)
 
 
-def prompt_set(texts: list[str], count: int) -> list:
+def prompt_set(texts: list[str], count: int, folder: str) -> list:
     """Stage 4's join prompts from these texts, `count` of each kind at most (the
-    sentence ends without the empty prefix a window has no use for)."""
+    sentence ends without the empty prefix a window has no use for), as the editor
+    sends them: each window a file of `folder` on Continue's path line."""
     conversations = [[{"role": "user", "content": ""}, {"role": "assistant", "content": t}] for t in texts]
-    names = [f"window {i + 1}" for i in range(len(texts))]
+    names = [f"window_{i + 1:03d}" for i in range(len(texts))]
     ev = {"generation_tokens": 48, "prompts_per_chunk": 2, "prompt_words": 100, "max_prompts": count}
     punkt, _ = build_punkt(texts)
     ends = spread([p for p in validation_prompts(conversations, punkt, ev, names) if p.text.strip()], count)
-    return join_prompts(ends, conversations, ev, names, stops.words_of(texts))
+    return in_the_editor(join_prompts(ends, conversations, ev, names, stops.words_of(texts)), folder)
 
 
 def labels(models: list[str]) -> list[str]:
@@ -86,7 +87,7 @@ def main(argv=None) -> int:
         print(f"not found: {', '.join(missing) or args.novel} (a model folder with config.json; "
               "make demo leaves fine-tuning/outputs/rehearsal/merged)", file=sys.stderr)
         return 2
-    prompts = prompt_set(segments(args.novel), args.prompts)
+    prompts = prompt_set(segments(args.novel), args.prompts, args.novel.stem)
     tok = AutoTokenizer.from_pretrained(args.models[-1])
     classes = joins.token_classes(tok.batch_decode([[i] for i in range(len(tok))]), set(tok.all_special_ids))
     runs = {}

@@ -25,7 +25,9 @@ from styletune.eval import report as style_report
 from styletune.eval.prompts import (
     SEED_PROMPT,
     Prompt,
+    book_folder,
     example_chunk_names,
+    in_the_editor,
     join_prompts,
     read_conversations,
     spread,
@@ -172,7 +174,7 @@ def generate(model, tok, prompts, ev: dict, sampling: dict, progress=None) -> li
     eos = set(eos if isinstance(eos, list) else [eos]) | {tok.eos_token_id}
     out = []
     for i, prompt in enumerate(prompts):
-        ids = _ids(tok, [{"role": "user", "content": prompt.text}], True)
+        ids = _ids(tok, prompt.messages(), True)
         torch.manual_seed(int(ev["seed"]) + i)
         with torch.no_grad():
             gen = model.generate(torch.tensor([ids], device=device), **sampler.generate_kwargs(sampling),
@@ -195,8 +197,7 @@ def join_measures(model, tok, prompts, classes: dict) -> list[dict]:
     device = next(model.parameters()).device
     out = []
     for prompt in prompts:
-        system = [{"role": "system", "content": prompt.system}] if prompt.system else []
-        ids = _ids(tok, system + [{"role": "user", "content": prompt.text}], True)
+        ids = _ids(tok, prompt.messages(), True)
         with torch.no_grad():
             logits = model(torch.tensor([ids], device=device)).logits[0, -1].float()
             greedy = model.generate(torch.tensor([ids], device=device), do_sample=False,
@@ -209,7 +210,7 @@ def join_measures(model, tok, prompts, classes: dict) -> list[dict]:
 
 
 def measure_model(model, tok, val, train_for_gap, prompts, other_prompts, ev, sampling, bar,
-                  join_set=(), classes=None, openings=()):
+                  join_set, classes, openings, seed_prompt):
     """Everything stage 4 needs from one model, so only one model is loaded at a time."""
     result = {"val_nll": [completion_token_nll(model, tok, c) for c in val],
               "openings_nll": [completion_token_nll(model, tok, c, ends_turn=False) for c in openings],
@@ -220,8 +221,7 @@ def measure_model(model, tok, val, train_for_gap, prompts, other_prompts, ev, sa
         result["other"] = generate(model, tok, other_prompts, ev, sampling, lambda: bar.update(1))
     bar.set_description("joins")
     result["join"] = join_measures(model, tok, join_set, classes)
-    seed = Prompt("writer", joins.SEED, SEED_PROMPT, " ")
-    result["seed"] = generate(model, tok, [seed], ev, sampling)[0]
+    result["seed"] = generate(model, tok, [seed_prompt], ev, sampling)[0]
     return result
 
 
@@ -291,14 +291,17 @@ def evaluate(cfg, tuned_dir: Path | None, adapter: Path | None, placement: Place
     # the author's chunks as written (the editor's path line is no part of the book)
     texts = [without_path_line(c[0]["content"]) + c[1]["content"] for c in train]
     punkt, _ = build_punkt(texts)
-    prompts = spread(validation_prompts(val, punkt, ev, example_chunk_names(cfg, "validation", len(val))),
-                     ev["max_prompts"])
+    names, folder = example_chunk_names(cfg, "validation", len(val)), book_folder(cfg)
+    # every prompt as the editor's autocomplete sends it (Continue's path line first)
+    prompts = in_the_editor(spread(validation_prompts(val, punkt, ev, names), ev["max_prompts"]), folder)
     # training prompts, with the author's own continuation: the base's continuations are the
     # classifier's "not the author" class; both models' show whether tuning learnt them by heart
-    other_prompts = [Prompt("train", "example", c[0]["content"], c[1]["content"])
-                     for c in train[:int(ev["train_prompts"])]]
-    names = example_chunk_names(cfg, "validation", len(val))
-    join_set = join_prompts(prompts, val, ev, names, stops.words_of(texts), chat.configured_system_message(cfg))
+    other_prompts = in_the_editor([Prompt(name, "example", without_path_line(c[0]["content"]), c[1]["content"])
+                                   for c, name in zip(train, example_chunk_names(cfg, "train", len(train)))
+                                   ][:int(ev["train_prompts"])], folder)
+    join_set = in_the_editor(join_prompts(prompts, val, ev, names, stops.words_of(texts),
+                                          chat.configured_system_message(cfg)), folder)
+    seed_prompt = in_the_editor([Prompt("writer", joins.SEED, SEED_PROMPT, " ")], folder)[0]
     classes = joins.token_classes(tok.batch_decode([[i] for i in range(len(tok))]), set(tok.all_special_ids))
     gap_set = train[:int(ev["train_examples_for_gap"])]
     say(f"{len(val)} validation example(s), {len(prompts)} prompts, "
@@ -314,7 +317,7 @@ def evaluate(cfg, tuned_dir: Path | None, adapter: Path | None, placement: Place
         say(f"{name} model: loaded {where_loaded(model)}")
         with tqdm(total=len(prompts) + len(other_prompts), desc="perplexity", unit="prompt", leave=False) as bar:
             runs[name] = measure_model(model, tok, val, gap_set, prompts, other_prompts, ev, sampling, bar,
-                                       join_set, classes, openings)
+                                       join_set, classes, openings, seed_prompt)
         free(model)
     nf4_nll = training_base_nll(cfg, placement, tok, val, say)
 

@@ -2,15 +2,18 @@
 go on, and what the author wrote there. Each validation example's own prefix and
 later windows ending at sentence ends (the perplexity and style measures), and, for
 the Joins table, every kind of place a writer pauses (text/stops.py) and the
-writer's own seed prompt on each route."""
+writer's own seed prompt on each route. Each is asked as the editor asks it
+(in_the_editor): after Continue's path line, or on the chat route after its system
+message."""
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from styletune import chat, paths
 from styletune.data import tokens
-from styletune.data.examples import join_offset, without_path_line
+from styletune.data.examples import continue_path_line, join_offset, without_path_line
 from styletune.errors import EvaluationError
 from styletune.eval import joins
 from styletune.text import stops
@@ -22,14 +25,24 @@ from styletune.text.sentences import boundaries
 SEED_PROMPT = ("Haji and Alan walked along the street. It was night, Alan was worried about "
                "his future. Haji said,")
 
+# The files a writer types in: Markdown, and .txt, which Continue takes for TypeScript
+# (its path line behind "//"). Stage 1 heads its examples with both, in turn.
+EDITOR_FILES = ("md", "txt")
+
 
 @dataclass
 class Prompt:
     chunk: str        # which validation example it comes from
     kind: str         # "example" (the training-format prefix) or "window" (a later cut)
-    text: str         # the user turn
+    text: str         # the writer's text before the cursor
     truth: str        # the author's own continuation, as long as a generation
     system: str = ""  # a system message before it (the chat route's), or none
+    header: str = ""  # Continue's path line before the text (the autocomplete route's), or none
+
+    def messages(self) -> list[dict]:
+        """The conversation the model is asked to go on from."""
+        system = [{"role": "system", "content": self.system}] if self.system else []
+        return system + [{"role": "user", "content": self.header + self.text}]
 
 
 def read_conversations(path: Path, what: str, ending: bool = True) -> list:
@@ -62,7 +75,7 @@ def validation_prompts(conversations, punkt, ev: dict, chunk_names) -> list[Prom
     truth_words = max(10, int(ev["generation_tokens"] * 0.75))
     prompts = []
     for conv, name in zip(conversations, chunk_names):
-        user, completion = conv[0]["content"], conv[1]["content"]
+        user, completion = without_path_line(conv[0]["content"]), conv[1]["content"]
         first_truth = _words_until(completion, truth_words)
         prompts.append(Prompt(name, "example", user, first_truth))
         cuts = boundaries(completion, punkt)
@@ -119,7 +132,7 @@ def _sentence_end_kind(prompt: str) -> str:
     typed example's (typed_join_share) keeps the space or paragraph break (and indent),
     named as the text's layout has it (a line break inside a hard-wrapped paragraph is
     typed whitespace within the paragraph, as a space is)."""
-    typed = whitespace_kind(prompt[len(prompt.rstrip()):], layout(without_path_line(prompt)))
+    typed = whitespace_kind(prompt[len(prompt.rstrip()):], layout(prompt))
     if typed == "a paragraph break":
         return stops.AFTER_PARAGRAPH_BREAK
     return stops.TYPED_SPACE[stops.SENTENCE_END] if typed else stops.SENTENCE_END
@@ -127,7 +140,7 @@ def _sentence_end_kind(prompt: str) -> str:
 
 def _typed(prompts) -> list[Prompt]:
     """The prompts with the space the writer typed before pausing (stops.TYPED_SPACE)."""
-    return [Prompt(p.chunk, stops.TYPED_SPACE[p.kind], p.text + " ", p.truth[1:]) for p in prompts]
+    return [replace(p, kind=stops.TYPED_SPACE[p.kind], text=p.text + " ", truth=p.truth[1:]) for p in prompts]
 
 
 def join_prompts(prompts, conversations, ev: dict, chunk_names, vocabulary=frozenset(),
@@ -135,17 +148,43 @@ def join_prompts(prompts, conversations, ev: dict, chunk_names, vocabulary=froze
     """Every kind of place a writer stops, for the Joins table: the sentence-end
     prompts, each kind of stops.KINDS (mid-word stops are never a whole word of
     `vocabulary`, the book's words), the sentence-end and comma prompts with the
-    space typed, and the writer's own seed prompt both ways, and under the chat
-    route's system message (`chat_system`), which no example carries (a quarter of the
-    join drills do: data/drills.CHAT_SHARE)."""
+    space typed, and the writer's own seed prompt both ways, each twice (in_the_editor
+    sends one from a Markdown file, one from a .txt file), and under the chat route's
+    system message (`chat_system`), which no example carries (a quarter of the join
+    drills do: data/drills.CHAT_SHARE)."""
     ends = [replace(p, kind=_sentence_end_kind(p.text)) for p in prompts]
     out = ends + _typed(p for p in ends if p.kind == stops.SENTENCE_END and p.truth.startswith(" "))
     for kind in stops.KINDS:
         found = spread(stop_prompts(conversations, ev, chunk_names, kind, vocabulary), ev.get("max_prompts"))
         out += found + (_typed(found) if kind in stops.TYPED_SPACE else [])
-    return out + [Prompt("writer", joins.SEED, SEED_PROMPT, " “"),
-                  Prompt("writer", joins.SEED_TYPED, SEED_PROMPT + " ", "“"),
-                  Prompt("writer", joins.SEED_CHAT, SEED_PROMPT, " “", chat_system)]
+    seeds = [Prompt("writer", joins.SEED, SEED_PROMPT, " “"), Prompt("writer", joins.SEED_TYPED, SEED_PROMPT + " ", "“")]
+    return out + [seed for seed in seeds for _ in EDITOR_FILES] + [
+        Prompt("writer", joins.SEED_CHAT, SEED_PROMPT, " “", chat_system)]
+
+
+
+def in_the_editor(prompts, folder: str) -> list[Prompt]:
+    """Each prompt as the editor sends it. Continue's autocomplete puts the file's path
+    line before the text (data/examples.continue_path_line); here the path is the
+    prompt's chunk in the book's folder, a Markdown and a .txt file in turn within each
+    kind of prompt, so every row of the report holds both. A prompt of the chat route
+    (a system message) and one already headed stay as they are. Nothing the editor
+    sends is a bare user turn."""
+    out, seen = [], Counter()
+    for p in prompts:
+        if not (p.system or p.header):
+            path = f"{folder}/{Path(p.chunk).stem}.{EDITOR_FILES[seen[p.kind] % 2]}"
+            p, seen[p.kind] = replace(p, header=continue_path_line(path)), seen[p.kind] + 1
+        out.append(p)
+    return out
+
+
+def book_folder(cfg) -> str:
+    """The book's folder name, as stage 1 read it (its manifest), for the path line."""
+    manifest = cfg.data_manifest_path
+    if manifest.is_file():
+        return Path(json.loads(manifest.read_text())["book_dir"]).name
+    return cfg.pipeline.book_dir.name
 
 
 def example_chunk_names(cfg, split: str, count: int) -> list[str]:
