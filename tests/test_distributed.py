@@ -629,6 +629,25 @@ def test_the_gpu_check_runs_and_the_bench_peaks_at_the_longest_example(tmp_path)
     assert not (out / "model").exists()   # the 8B-sized model is not left behind
 
 
+def test_the_gpu_check_keeps_to_its_time_limit(tmp_path):
+    """A device lease stops a command at its limit and keeps only what was written:
+    --time-limit runs each step under the time left (the bench prints each profile as
+    it ends; a manual run cut at 45 s on CPU left no process behind) and lists a step
+    it has no time for as not run, building nothing."""
+    import subprocess
+    import sys
+    script, env = str(FT / "benchmarks" / "gpu_check.sh"), {**os.environ, "PYTHON": sys.executable}
+    proc = subprocess.run(["bash", script, str(tmp_path / "check"), "--cpu", "--time-limit", "20"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
+    summary = (tmp_path / "check" / "summary.md").read_text()
+    assert proc.returncode == 1 and summary.count("not run: the --time-limit of 20 s was spent") == 2, summary
+    assert "- triton " in summary and "- bitsandbytes " in summary   # what the image brought
+    assert not (tmp_path / "check" / "model").exists()
+    bad = subprocess.run(["bash", script, str(tmp_path / "x"), "--cpu", "--time-limit", "10m"],
+                         capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert bad.returncode == 2 and "seconds" in bad.stderr
+
+
 def test_axolotl_runs_its_lora_kernels_in_the_main_config_already():
     """Why the GPU bench has no LoRA-kernel profile: Axolotl turns its Triton LoRA
     kernels on by itself for the main config (which leaves them unset, so that the

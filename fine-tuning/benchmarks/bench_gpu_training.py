@@ -9,7 +9,13 @@ whose 31 examples the preflight's notes count), runs stage 1 and then `2_train_l
 main config (only the model, its tokenizer-driven keys and the file locations
 overridden) for --steps optimiser steps, and prints trainable tokens/s, peak GPU
 memory (allocated and reserved; over 28 GiB flagged) and the projected time for
-the full 36 x 3-epoch run.
+the full 36 x 3-epoch run. The book's examples alone: stage 1's join drills and
+scene openings are off here. They are most of a real run's rows but about a tenth
+of its tokens, and a step holding drills alone (about half the steps, the longest
+rows first) times the per-step overhead, not the speed on prose, which is what the
+profiles change; the projection counts the examples' tokens, so a real run's drill
+steps come on top of it. Each profile's figures print as soon as it has run, so a
+run cut short by a time limit keeps those before it.
 
 Peak memory is taken at the longest example sequence_len allows: one of the 36
 training chunks ends at the sentence that makes stage 1's longest example of it
@@ -48,6 +54,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -90,13 +97,18 @@ CARD_GIB = 28   # a profile must fit the writer's 32 GB card with room (issue 23
 # (CHANGES_ROWS_PER_STEP).
 PROFILES = {
     "main": {},
-    # Liger's fused kernels: RMSNorm, SwiGLU, RoPE, and a cross-entropy fused with
-    # lm_head that never builds the 128k-vocabulary logits in full
+    # Liger's fused kernels: RMSNorm and a cross-entropy fused with lm_head that never
+    # builds the 128k-vocabulary logits in full. Its SwiGLU and RoPE are asked for but
+    # do not run beside Axolotl's Triton LoRA kernels, which Axolotl 0.19 turns on by
+    # itself on one GPU (tests/test_distributed.py): those replace each MLP's forward,
+    # and the attention patch copies the rotary function before Liger swaps it.
     "liger": {"plugins": [TOKEN_MEAN_PLUGIN, "axolotl.integrations.liger.LigerPlugin"], "liger_rms_norm": True,
               "liger_glu_activation": True, "liger_rope": True, "liger_fused_linear_cross_entropy": True},
-    # (Axolotl's Triton LoRA kernels are no profile: Axolotl 0.19 turns them on by
-    # itself for the main config on one GPU, so main runs them already;
-    # tests/test_distributed.py checks it)
+    # all four of Liger's kernels, Axolotl's LoRA kernels off: which set is faster
+    "liger-no-lora-kernels": {"plugins": [TOKEN_MEAN_PLUGIN, "axolotl.integrations.liger.LigerPlugin"],
+                              "liger_rms_norm": True, "liger_glu_activation": True, "liger_rope": True,
+                              "liger_fused_linear_cross_entropy": True,
+                              "lora_mlp_kernel": False, "lora_qkv_kernel": False, "lora_o_kernel": False},
     # 4 examples a step, of similar lengths (less padding), same global batch
     "batch4-grouped": {"micro_batch_size": 4, "gradient_accumulation_steps": 1, "group_by_length": True},
     # memory for speed: no recomputation in the backward pass
@@ -273,7 +285,9 @@ def bench_config(tmp: Path, model: Path, args, profile: str = "main") -> Path:
         "eval_strategy": "no", "save_strategy": "no", "load_best_model_at_end": False,
         "eval_steps": None, "save_steps": None, "evals_per_epoch": None, "saves_per_epoch": None,
         "style_pipeline": {"book_dir": str(tmp / "book"), "report_dir": str(out / "report"),
-                           "log_dir": str(out / "logs"), "validation_chunks": VALIDATION},
+                           "log_dir": str(out / "logs"), "validation_chunks": VALIDATION,
+                           # the examples alone: the speed on prose (the docstring says why)
+                           "join_drills_per_chunk": 0, "scene_openings": False},
         # rows in length order within random groups, the longest first: the first
         # (untimed) step holds the longest example, so the peak covers it. With one
         # row a micro-batch nothing is padded; packing profiles pack their own way
@@ -340,7 +354,9 @@ def covers(run: dict) -> str:
             f"{first:,.0f} token slots in {steps} micro-batch{'es' if steps > 1 else ''}: ")
     if first < rows * run["longest"]:
         return said + "NOT in the first step, the peak may be under it"
-    return said + ("the peak covers it" if steps == 1 else
+    if steps == 1:
+        return said + "the peak covers it"
+    return said + ("consistent with it (packed rows: the packer's own order)" if run.get("packed") else
                    "consistent with it (rows grouped by length, the longest first)")
 
 
@@ -355,46 +371,62 @@ def loss_gap(run: dict, profile: str, base: dict, base_profile: str) -> float | 
     return max((abs(a - b) for a, b in pairs), default=None)
 
 
-def report(runs: dict, args, torch) -> None:
-    """Each profile's figures, its speed relative to the first profile and how far its
-    loss curve strays from that profile's."""
-    device = "CPU" if args.cpu else torch.cuda.get_device_name(0)
-    print(f"device: {device} | shape: {args.shape} | steps: {args.steps} | config: "
+def device_name(args, torch) -> str:
+    return "CPU" if args.cpu else torch.cuda.get_device_name(0)
+
+
+def report_header(args, torch) -> None:
+    print(f"device: {device_name(args, torch)} | shape: {args.shape} | steps: {args.steps} | config: "
           f"{args.config or ('configs/cpu_rehearsal.yaml' if args.cpu else 'the main config')} | processes: {args.gpus or 'default'} | "
-          f"--set: {args.overrides or 'none'}")
-    first = baseline = None
-    for profile, run in runs.items():
-        if "failed" in run:
-            print(f"[{profile}] FAILED, {run['failed']}" + ("" if "not installed" in run["failed"]
-                                                            else " (the log's tail is printed above)"))
-            print(json.dumps({"profile": profile, "device": device, "failed": run["failed"]}))
-            continue
-        rate = statistics.median(run["rates"][1:] or run["rates"])
-        first, baseline = first or rate, baseline or profile   # the first profile that ran
-        gap = loss_gap(run, profile, runs[baseline], baseline)
-        peak, reserved = max(run["memory"], default=0), max(run["reserved"], default=0)
-        print(f"[{profile}] tokens/s: median {rate:,.0f} ({rate / first:.2f}x {baseline}; per step: "
-              f"{', '.join(f'{r:,.0f}' for r in run['rates'])})")
-        over = f" - OVER the {CARD_GIB} GiB a 32 GB card allows with room" if max(peak, reserved) > CARD_GIB else ""
-        plan = f"{run['plan']:.1f} GiB" if run["plan"] else "none, it assumes gradient checkpointing"
-        print(f"[{profile}] peak GPU memory: {peak:.1f} GiB allocated, {reserved:.1f} GiB reserved{over} "
-              f"(the plan: {plan})" if not args.cpu else f"[{profile}] peak GPU memory: n/a on CPU")
-        print(f"[{profile}] longest example: {covers(run)}")
-        print(f"[{profile}] loss per step: {', '.join(f'{x:.3f}' for x in run['losses'])}")
-        if profile != baseline:
-            print(f"[{profile}] loss vs {baseline}: " + (
-                f"largest difference at a step {gap:.3f} over {len(run['losses'])} steps" if gap is not None
-                else "not comparable step by step (the steps hold other rows)"))
-        print(f"[{profile}] full run ({WRITER['train']} examples x {WRITER['epochs']} epochs, "
-              f"{run['full']:,.0f} tokens): ~{run['full'] / rate / 60:.1f} min")
-        print(json.dumps({"profile": profile, "device": device, "tokens_per_s": rate, "peak_gib": peak,
-                          "reserved_gib": reserved, "plan_gib": run["plan"], "longest_example": run["longest"],
-                          "first_step_slots": (run["slots"] or [0])[0], "relative_to": baseline, "relative_speed": rate / first, "losses": run["losses"], "loss_gap": gap,
-                          "full_run_min": run["full"] / rate / 60}))
+          f"--set: {args.overrides or 'none'}", flush=True)
+
+
+def report(profile: str, runs: dict, args, torch) -> None:
+    """One profile's figures, as soon as it has run: its speed relative to the first
+    profile that ran and how far its loss curve strays from that profile's."""
+    device, run = device_name(args, torch), runs[profile]
+    if "failed" in run:
+        print(f"[{profile}] FAILED, {run['failed']}" + ("" if "not installed" in run["failed"]
+                                                        else " (the log's tail is printed above)"))
+        print(json.dumps({"profile": profile, "device": device, "failed": run["failed"]}), flush=True)
+        return
+    baseline = next(name for name, r in runs.items() if "failed" not in r)   # the first profile that ran
+    first = median_rate(runs[baseline])
+    rate = median_rate(run)
+    gap = loss_gap(run, profile, runs[baseline], baseline)
+    peak, reserved = max(run["memory"], default=0), max(run["reserved"], default=0)
+    print(f"[{profile}] tokens/s: median {rate:,.0f} ({rate / first:.2f}x {baseline}; per step: "
+          f"{', '.join(f'{r:,.0f}' for r in run['rates'])})")
+    over = f" - OVER the {CARD_GIB} GiB a 32 GB card allows with room" if max(peak, reserved) > CARD_GIB else ""
+    plan = f"{run['plan']:.1f} GiB" if run["plan"] else "none, it assumes gradient checkpointing"
+    print(f"[{profile}] peak GPU memory: {peak:.1f} GiB allocated, {reserved:.1f} GiB reserved{over} "
+          f"(the plan: {plan})" if not args.cpu else f"[{profile}] peak GPU memory: n/a on CPU")
+    print(f"[{profile}] longest example: {covers(run)}")
+    print(f"[{profile}] loss per step: {', '.join(f'{x:.3f}' for x in run['losses'])}")
+    if profile != baseline:
+        print(f"[{profile}] loss vs {baseline}: " + (
+            f"largest difference at a step {gap:.3f} over {len(run['losses'])} steps" if gap is not None
+            else "not comparable step by step (the steps hold other rows)"))
+    print(f"[{profile}] full run ({WRITER['train']} examples x {WRITER['epochs']} epochs, "
+          f"{run['full']:,.0f} tokens): ~{run['full'] / rate / 60:.1f} min")
+    print(json.dumps({"profile": profile, "device": device, "tokens_per_s": rate, "peak_gib": peak,
+                      "reserved_gib": reserved, "plan_gib": run["plan"], "longest_example": run["longest"],
+                      "first_step_slots": (run["slots"] or [0])[0], "relative_to": baseline, "relative_speed": rate / first, "losses": run["losses"], "loss_gap": gap,
+                      "full_run_min": run["full"] / rate / 60}), flush=True)
+
+
+def median_rate(run: dict) -> float:
+    """The median tokens/s of the timed steps: Axolotl gives the first step none, and
+    the second (warm-up: kernels compiled, the allocator growing) is left out when
+    there are more."""
+    return statistics.median(run["rates"][1:] or run["rates"])
 
 
 def main():
     args = parse_args()
+    # a time limit's SIGTERM (gpu_check.sh --time-limit) ends the run through `finally`,
+    # so the temporary folder goes with it
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     import torch
     if not args.cpu and not torch.cuda.is_available():
         print("no GPU here: this benchmark needs one (a smoke run of the same path on CPU: "
@@ -419,10 +451,12 @@ def main():
         writer_sized_book(tmp / "book", args.chars_per_chunk,
                           load_config(bench_config(tmp, model, args, args.compare[0])))
         runs = {}
+        report_header(args, torch)
         for profile in args.compare:
             if profile in unrunnable:   # reported with the others; no model load spent on it
                 runs[profile] = {"failed": f"not run: {', '.join(unrunnable[profile])} is not installed "
                                            "(the README's 'On a GPU machine' says how to carry it)"}
+                report(profile, runs, args, torch)
                 continue
             cfg_path = bench_config(tmp, model, args, profile)
             result = prepare_data(load_config(cfg_path))
@@ -436,8 +470,8 @@ def main():
             runs[profile].update(full=sum(lengths) / len(lengths) * WRITER["train"] * WRITER["epochs"],
                                  longest=max(lengths), sequence_len=result.config.sequence_len,
                                  micro_batch=keys.micro_batch_size, accumulation=keys.gradient_accumulation_steps,
-                                 plan=planned_peak(result.config, max(lengths), args))
-        report(runs, args, torch)
+                                 packed=bool(keys.sample_packing), plan=planned_peak(result.config, max(lengths), args))
+            report(profile, runs, args, torch)
         if any("failed" in run for run in runs.values()):
             return 1
     finally:

@@ -4,6 +4,7 @@
 #
 # Usage: fine-tuning/benchmarks/gpu_check.sh [OUT_DIR] [--steps N] [--profiles "liger packing ..."]
 #                                            [--only "profiles multi_gpu merge"] [--model DIR] [--cpu]
+#                                            [--time-limit SECONDS]
 #
 #   profiles   the main config's bench (bench_gpu_training.py: 8B-shaped random model,
 #              writer-sized data, peak memory at the longest example sequence_len
@@ -15,7 +16,10 @@
 # --model DIR keeps the random model there for the next call (default: OUT_DIR/model,
 # deleted at the end); --cpu is a smoke run of the same script on CPU (tiny model,
 # rehearsal config, the main profile unless --profiles names others; no multi_gpu:
-# FSDP needs CUDA).
+# FSDP needs CUDA). --time-limit SECONDS stops the check after that long (a lease's
+# command limit, less a margin): each step runs under what is left, a step cut short
+# keeps the profiles it finished (the bench prints each as it ends), and a step with
+# no time left is listed as not run.
 # Writes OUT_DIR/summary.md (each step's command, exit status, minutes and figures;
 # a second call into the same folder adds to it) and each step's full log beside it.
 # Default OUT_DIR: gpu_check_<date>/.
@@ -35,6 +39,7 @@ PROFILES=""      # default: every profile in bench_gpu_training.py (with --cpu: 
 ONLY="profiles multi_gpu merge"
 MODEL=""         # default: OUT_DIR/model, deleted at the end; one named is kept
 CPU=""
+TIME_LIMIT=""    # seconds for the whole check; default: none
 value() {  # the option's value, or exit 2
   [ $# -ge 2 ] && [ -n "$2" ] || { echo "$1 needs a value (see --help)" >&2; exit 2; }
 }
@@ -45,11 +50,14 @@ while [ $# -gt 0 ]; do
     --only) value "$@"; ONLY="$2"; shift 2 ;;
     --model) value "$@"; MODEL="$2"; shift 2 ;;
     --cpu) CPU=1; shift ;;
+    --time-limit) value "$@"; TIME_LIMIT="$2"; shift 2 ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; exit 0 ;;
     -*) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
     *) OUT="$1"; shift ;;
   esac
 done
+case "$TIME_LIMIT" in ""|*[!0-9]*) [ -z "$TIME_LIMIT" ] || { echo "--time-limit: seconds, a whole number" >&2; exit 2; } ;; esac
+DEADLINE=$(( $(date +%s) + ${TIME_LIMIT:-0} ))
 for s in $ONLY; do
   case "$s" in profiles|multi_gpu|merge) ;; *) echo "--only: no step '$s' (profiles, multi_gpu, merge)" >&2; exit 2 ;; esac
 done
@@ -67,6 +75,9 @@ SUMMARY="$OUT/summary.md"
   echo
   echo "- GPU: $("$PY" -c 'import torch; print(torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none (--cpu smoke run)")')"
   echo "- torch $("$PY" -c 'import torch; print(torch.__version__, "CUDA", torch.version.cuda)')"
+  # the kernels' compiler and the 4-bit library the image brought (no pin covers them there)
+  echo "- triton $("$PY" -c 'import triton; print(triton.__version__)' 2>/dev/null || echo 'not installed')"
+  echo "- bitsandbytes $("$PY" -c 'import bitsandbytes as b, bitsandbytes.cextension as c; print(b.__version__, c.lib._lib._name)' 2>/dev/null | tail -1 || echo 'not importable')"
   echo "- commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
   echo "- STYLETUNE_PIN_EXCEPTIONS: ${STYLETUNE_PIN_EXCEPTIONS:-none}"
   echo
@@ -75,11 +86,22 @@ failed=0
 
 step() {  # name, then the command
   local name="$1"; shift
-  local log="$OUT/$name.log" start end status
-  echo "== $name: $*"
+  local log="$OUT/$name.log" start end status left limit=()
   start=$(date +%s)
-  (cd "$ROOT" && "$@") > "$log" 2>&1
+  if [ -n "$TIME_LIMIT" ]; then
+    left=$(( DEADLINE - start ))
+    if [ "$left" -le 30 ]; then
+      failed=1
+      printf '## %s\n\nnot run: the --time-limit of %s s was spent\n\n' "$name" "$TIME_LIMIT" >> "$SUMMARY"
+      echo "== $name: not run, no time left"
+      return
+    fi
+    limit=(timeout --kill-after=20 "$left")   # the whole process group: no trainer left holding the GPU
+  fi
+  echo "== $name: $*"
+  (cd "$ROOT" && "${limit[@]}" "$@") > "$log" 2>&1
   status=$?
+  [ "$status" -ne 124 ] || [ -z "$TIME_LIMIT" ] || echo "(stopped by --time-limit: the figures above are the profiles it finished)" >> "$log"
   end=$(date +%s)
   [ "$status" -eq 0 ] || failed=1
   {
@@ -104,7 +126,7 @@ KEEP_MODEL=1
 parent="$(mkdir -p "$(dirname "$MODEL")" && cd "$(dirname "$MODEL")" && pwd)" ||
   { echo "--model $MODEL: cannot make its folder" >&2; exit 2; }
 MODEL="$parent/$(basename "$MODEL")"
-BENCH=(env HF_HUB_OFFLINE=1 "$PY" fine-tuning/benchmarks/bench_gpu_training.py --steps "$STEPS"
+BENCH=(env HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 "$PY" fine-tuning/benchmarks/bench_gpu_training.py --steps "$STEPS"
        --model "$MODEL" ${CPU:+--shape tiny --cpu})
 # Liger's and torch.compile's kernels need CUDA: on CPU the main profile alone, unless named
 [ -n "$PROFILES" ] || { [ -n "$CPU" ] && PROFILES="main" || PROFILES="all"; }
