@@ -264,7 +264,8 @@ def longest_fitting(text: str, cfg) -> str:
 
 def bench_config(tmp: Path, model: Path, args, profile: str = "main") -> Path:
     """The benchmark's config: the chosen config with the model, the files, the
-    profile's overlay and --set on top. Each profile gets its own output folders."""
+    profile's overlay and --set on top. Stage 1's files are shared (no profile
+    changes them: tests/test_distributed.py), each profile gets its own output folders."""
     base = FT / (args.config or "configs/" + ("cpu_rehearsal.yaml" if args.cpu
                                                else "qlora_style_transfer.yaml"))
     out = tmp / "out" / profile
@@ -277,8 +278,8 @@ def bench_config(tmp: Path, model: Path, args, profile: str = "main") -> Path:
         "chat_template": rehearsal["chat_template"],
         "chat_template_jinja": rehearsal["chat_template_jinja"],
         "special_tokens": {"pad_token": "<|im_end|>", "eos_token": "<|im_end|>"},
-        "datasets": [{"path": str(out / "train.jsonl")}],
-        "test_datasets": [{"path": str(out / "val.jsonl")}],
+        "datasets": [{"path": str(tmp / "data" / "train.jsonl")}],
+        "test_datasets": [{"path": str(tmp / "data" / "val.jsonl")}],
         "dataset_prepared_path": str(out / "prepared"),
         "output_dir": str(out / "adapter"),
         "max_steps": args.steps,
@@ -448,8 +449,13 @@ def main():
             random_model(model, SHAPES[args.shape])
         else:
             print(f"the random {args.shape} model in {model}, reused", flush=True)
-        writer_sized_book(tmp / "book", args.chars_per_chunk,
-                          load_config(bench_config(tmp, model, args, args.compare[0])))
+        first = load_config(bench_config(tmp, model, args, args.compare[0]))
+        writer_sized_book(tmp / "book", args.chars_per_chunk, first)
+        result = prepare_data(first)   # once: every profile trains on the same files
+        write_outputs(planned_outputs(result), force=True)
+        lengths = [e.total_tokens for e in result.train]
+        print(f"data: {len(result.train)} training examples, median {statistics.median(lengths)} tokens "
+              f"(max {max(lengths)} of sequence_len {result.config.sequence_len})", flush=True)
         runs = {}
         report_header(args, torch)
         for profile in args.compare:
@@ -459,18 +465,14 @@ def main():
                 report(profile, runs, args, torch)
                 continue
             cfg_path = bench_config(tmp, model, args, profile)
-            result = prepare_data(load_config(cfg_path))
-            write_outputs(planned_outputs(result), force=True)
-            lengths = [e.total_tokens for e in result.train]
-            print(f"[{profile}] data: {len(result.train)} training examples, median "
-                  f"{statistics.median(lengths)} tokens (max {max(lengths)} of sequence_len "
-                  f"{result.config.sequence_len}); training ...", flush=True)
+            print(f"[{profile}] training ...", flush=True)
             runs[profile] = train_once(cfg_path, args)
-            keys = result.config.axolotl
+            cfg = load_config(cfg_path)
+            keys = cfg.axolotl
             runs[profile].update(full=sum(lengths) / len(lengths) * WRITER["train"] * WRITER["epochs"],
                                  longest=max(lengths), sequence_len=result.config.sequence_len,
                                  micro_batch=keys.micro_batch_size, accumulation=keys.gradient_accumulation_steps,
-                                 packed=bool(keys.sample_packing), plan=planned_peak(result.config, max(lengths), args))
+                                 packed=bool(keys.sample_packing), plan=planned_peak(cfg, max(lengths), args))
             report(profile, runs, args, torch)
         if any("failed" in run for run in runs.values()):
             return 1

@@ -112,7 +112,7 @@ step() {  # name, then the command
     echo '```'
     # the figures the steps print: bench lines, pytest's result line
     # (a profile's own lines only: a failed run's log tail is printed in the log too)
-    grep -E '^(\[[a-z0-9-]+\] (data|tokens/s|peak GPU|longest example|loss|full run|FAILED)|device:|[0-9]+ (passed|failed)|=+ .*(passed|failed))' "$log"
+    grep -E '^(\[[a-z0-9-]+\] (tokens/s|peak GPU|longest example|loss|full run|FAILED)|data:|device:|[0-9]+ (passed|failed)|=+ .*(passed|failed))' "$log"
     [ "$status" -eq 0 ] || tail -15 "$log"
     echo '```'
     echo
