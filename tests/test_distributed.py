@@ -651,6 +651,27 @@ def test_the_gpu_check_keeps_to_its_time_limit(tmp_path):
     assert bad.returncode == 2 and "seconds" in bad.stderr
 
 
+@pytest.mark.slow
+def test_a_step_cut_by_the_time_limit_says_so_and_leaves_nothing_running(tmp_path):
+    """The bench under a limit shorter than it needs (on CPU, about a minute of a
+    200-step run of several): the step ends with timeout's status, its log says the
+    time limit stopped it, the step after it is listed as not run, and no process of
+    it is left."""
+    import subprocess
+    import sys
+    out = tmp_path / "check"
+    proc = subprocess.run(["bash", str(FT / "benchmarks" / "gpu_check.sh"), str(out), "--cpu", "--steps", "200",
+                           "--only", "profiles merge", "--time-limit", "120"],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env={**os.environ, "PYTHON": sys.executable})
+    summary = (out / "summary.md").read_text()
+    assert proc.returncode == 1 and "- exit 124," in summary, summary
+    assert "stopped by --time-limit" in (out / "main_and_profiles.log").read_text()
+    assert "## merge_tests_cpu\n\nnot run: the --time-limit of 120 s was spent" in summary
+    left = subprocess.run(["pgrep", "-f", str(out)], capture_output=True, text=True).stdout
+    assert not left.strip(), left
+
+
 def test_axolotl_runs_its_lora_kernels_in_the_main_config_already():
     """Why the GPU bench has no LoRA-kernel profile: Axolotl turns its Triton LoRA
     kernels on by itself for the main config (which leaves them unset, so that the

@@ -40,6 +40,7 @@ ONLY="profiles multi_gpu merge"
 MODEL=""         # default: OUT_DIR/model, deleted at the end; one named is kept
 CPU=""
 TIME_LIMIT=""    # seconds for the whole check; default: none
+GRACE=45         # seconds a step stopped by --time-limit may take to end
 value() {  # the option's value, or exit 2
   [ $# -ge 2 ] && [ -n "$2" ] || { echo "$1 needs a value (see --help)" >&2; exit 2; }
 }
@@ -89,19 +90,22 @@ step() {  # name, then the command
   local log="$OUT/$name.log" start end status left limit=()
   start=$(date +%s)
   if [ -n "$TIME_LIMIT" ]; then
-    left=$(( DEADLINE - start ))
+    # what is left, less the grace a stopped step may take: torchrun gives its workers
+    # (in sessions of their own, out of timeout's reach) 30 s to end before it kills them
+    left=$(( DEADLINE - start - GRACE ))
     if [ "$left" -le 30 ]; then
       failed=1
       printf '## %s\n\nnot run: the --time-limit of %s s was spent\n\n' "$name" "$TIME_LIMIT" >> "$SUMMARY"
       echo "== $name: not run, no time left"
       return
     fi
-    limit=(timeout --kill-after=20 "$left")   # the whole process group: no trainer left holding the GPU
+    limit=(timeout --kill-after="$GRACE" "$left")   # the step's process group; torchrun ends its own
   fi
   echo "== $name: $*"
-  (cd "$ROOT" && "${limit[@]}" "$@") > "$log" 2>&1
+  (cd "$ROOT" && ${limit[@]+"${limit[@]}"} "$@") > "$log" 2>&1   # (an empty array under set -u: bash 4.3)
   status=$?
-  [ "$status" -ne 124 ] || [ -z "$TIME_LIMIT" ] || echo "(stopped by --time-limit: the figures above are the profiles it finished)" >> "$log"
+  case "$status" in 124|137) [ -z "$TIME_LIMIT" ] ||
+    echo "(stopped by --time-limit: the figures above are the profiles it finished)" >> "$log" ;; esac
   end=$(date +%s)
   [ "$status" -eq 0 ] || failed=1
   {
