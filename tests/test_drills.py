@@ -8,11 +8,19 @@ from conftest import write_config
 from styletune.config import load_config
 from styletune.data import drills as drill_module
 from styletune.data.drills import CONTINUATION_WORDS, KINDS, PROMPT_WORDS, Drill, build_drills, stops_of_kind
+from styletune.data.openings import OPENING
 from styletune.data.prepare import jsonl_bytes, planned_outputs, prepare_data
 from styletune.data.tokens import IGNORE_INDEX, training_ids
 from styletune.eval.prompts import read_conversations
 from styletune.fileio import write_outputs
 from styletune.text.sentences import build_punkt
+
+
+def planned_manifest(result) -> list:
+    """The join drills and scene openings of the training manifest stage 1 would write."""
+    manifest = next(json.loads(data) for path, data in planned_outputs(result).items()
+                    if path.name.endswith(".manifest.json"))
+    return manifest["join_drills"] + manifest["scene_openings"]
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +124,41 @@ def test_a_quarter_of_the_drills_open_as_the_chat_route_does(result):
     assert [m["role"] for m in system[0].messages()] == ["system", "user", "assistant"]
     # the examples never carry one
     assert all(m["role"] != "system" for e in result.examples for m in e.messages())
+
+
+def test_the_other_drills_and_openings_open_as_the_editors_autocomplete_does(result):
+    """Autocomplete, where a writer pauses mid-flow most, sends Continue's path line
+    before the text: editor_header_share of the rows of each kind without the chat
+    route's system message carry it, as the examples do, a Markdown and a .txt file in
+    turn, named for the row's chunk (a scene opening's: the chunk it opens). The text
+    after it is the author's, and the manifest records it."""
+    import support.continue_port as cp
+    share = result.config.pipeline.editor_header_share
+    manifest = {(e["kind"], e["prompt_char"], e.get("chunk") or " + ".join(e["chunks"])): e["editor_header"]
+                for e in planned_manifest(result)}
+    for rows in (result.drills, result.openings):
+        for kind in {d.kind for d in rows}:
+            plain = [d for d in rows if not d.system and d.kind == kind]
+            headed = [d for d in plain if d.header]
+            assert len(headed) == round(share * len(plain)), kind
+            for d, form in zip(headed, ("md", "txt") * len(headed)):
+                chunk = d.chunk.after if d.kind == OPENING else d.chunk
+                path = f"{chunk.path.parent.name}/{chunk.path.stem}.{form}"
+                assert d.messages()[0] == {"role": "user", "content": cp.autocomplete_prefix(d.prompt, path)}
+        assert not any(d.header for d in rows if d.system)
+        assert all(manifest[(d.kind, d.start, d.chunk.name)] == d.header for d in rows)
+    assert sum(bool(d.header) for d in result.drills) >= 10 and any(d.header for d in result.openings)
+
+
+def test_the_examples_path_line_falls_on_typed_and_untyped_prompts_alike(result):
+    """The path line and a prompt ending in typed whitespace are chosen apart (both by
+    position at the same share, they fell on the same examples, so stage 4's untyped
+    sentence ends, asked after the path line as the editor sends them, met a pairing no
+    example trained)."""
+    examples = result.train + result.validation
+    for typed in (True, False):
+        group = [e for e in examples if e.prefix[-1:].isspace() == typed]
+        assert any(e.header for e in group) and not all(e.header for e in group), typed
 
 
 @pytest.mark.parametrize("layout, text", [

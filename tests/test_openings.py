@@ -44,7 +44,7 @@ def assert_rows_are_the_books_text(result, held_out=False):
         assert not row.continuation[0].isspace()      # the scene's first word
         assert row.start == 0 or seam.before.text[row.start - 1].isspace()   # from a word
         assert PROMPT_WORDS[0] <= len(seam.before.text[row.start:].split()) <= PROMPT_WORDS[1]
-        assert row.messages()[-2:] == [{"role": "user", "content": row.prompt},
+        assert row.messages()[-2:] == [{"role": "user", "content": row.header + row.prompt},
                                        {"role": "assistant", "content": row.continuation}]
 
 

@@ -19,7 +19,8 @@ line ends and blank lines around the text dropped; indents and blank lines betwe
 paragraphs kept as typed): the space or paragraph break
 at the cut opens the completion, or, in `typed_join_share` of the examples
 (default half), ends the prompt as a writer who typed it before pausing leaves
-it. `editor_header_share` of the examples (default half) start the user turn
+it. `editor_header_share` of the examples (default half), and of the join drills and
+scene openings without the chat route's system message, start the user turn
 with the path line Continue's autocomplete sends before the text, so both editor
 routes see the training format. Tokens are counted exactly, as Axolotl sees them
 through styletune's prompt strategy (styletune/train/turns.py): the rendered chat

@@ -142,7 +142,8 @@ class StylePipeline(Section):
     seed: int = Field(42, description="seeds the cut points and the validation choice")
     cuts_per_chunk: Count = Field(1, description="cut points per training chunk")
     validation_share: float = Field(0.10, ge=0, lt=1, description="share of chunks held out for validation")
-    editor_header_share: float = Field(0.5, ge=0, le=1, description="share of prompts with the editor's file header")
+    editor_header_share: float = Field(0.5, ge=0, le=1, description="share of user turns that start with Continue's path line "
+                                       "(examples; drills and openings without the chat system message)")
     typed_join_share: float = Field(0.5, ge=0, le=1, description="share of prompts that keep the space or paragraph break typed after them")
     join_drills_per_chunk: int = Field(4, ge=0, description="short training rows per training chunk that stop mid-flow (data/drills.py)")
     scene_openings: bool = Field(True, description="train each chunk's opening after the end of the chunk before it (data/openings.py)")

@@ -15,7 +15,7 @@ import random
 import re
 from dataclasses import dataclass
 
-from styletune.data.examples import every_share
+from styletune.data.examples import add_editor_headers, every_share
 from styletune.text import stops
 from styletune.text.sentences import Tier, boundaries
 
@@ -50,6 +50,7 @@ class Drill:
     end: int        # the continuation is chunk.text[stop:end]
     total_tokens: int = 0
     system: str = ""  # the chat route's system message, on CHAT_SHARE of the drills
+    header: str = ""  # Continue's path line (autocomplete's), on editor_header_share of the others
 
     @property
     def prompt(self) -> str:
@@ -61,7 +62,7 @@ class Drill:
 
     def messages(self):
         system = [{"role": "system", "content": self.system}] if self.system else []
-        return system + [{"role": "user", "content": self.prompt},
+        return system + [{"role": "user", "content": self.header + self.prompt},
                          {"role": "assistant", "content": self.continuation}]
 
 
@@ -113,22 +114,27 @@ def chunk_drills(chunk, first_kind: int, count: int, seed: int, punkt, vocabular
     return drills
 
 
-def build_drills(chunks, punkt, counter, count: int, seed: int, chat_system: str = "") -> list[Drill]:
+def build_drills(chunks, punkt, counter, count: int, seed: int, chat_system: str = "",
+                 header_share: float = 0.0) -> list[Drill]:
     """`count` drills per chunk of `chunks` (the training chunks), counted as training
-    tokenises them; kinds rotate across chunks so the mix is even, and CHAT_SHARE of
-    them, spread evenly, open with `chat_system` (the chat route's system message)."""
+    tokenises them; kinds rotate across chunks so the mix is even; the routes as
+    finish_rows gives them."""
     vocabulary = stops.words_of(c.text for c in chunks)
     drills = []
     for i, chunk in enumerate(sorted(chunks, key=lambda c: c.name)):
         drills += chunk_drills(chunk, i * count, count, seed, punkt, vocabulary)
-    return finish_rows(drills, counter, chat_system)
+    return finish_rows(drills, counter, chat_system, header_share)
 
 
-def finish_rows(rows, counter, chat_system: str = "") -> list[Drill]:
-    """`rows` (drills, or data/openings.py's rows) with CHAT_SHARE of them, spread
-    evenly, opening with `chat_system`, and each counted as training tokenises it."""
+def finish_rows(rows, counter, chat_system: str = "", header_share: float = 0.0) -> list[Drill]:
+    """`rows` (drills, or data/openings.py's rows) as the editor sends text, each
+    counted as training tokenises it: CHAT_SHARE of them, spread evenly, open with
+    `chat_system` (the chat route's system message), and `header_share` of the others
+    of each kind (editor_header_share, as the examples) with the path line Continue's
+    autocomplete puts before the text, the route where a writer pauses mid-flow most."""
     for row, chat in zip(rows, every_share(rows, CHAT_SHARE if chat_system else 0.0)):
         row.system = chat_system if chat else ""
+    add_editor_headers([row for row in rows if not row.system], header_share, kind=lambda row: row.kind)
     for row, n in zip(rows, counter.count_conversations([r.messages() for r in rows], ends_turn=False)):
         row.total_tokens = n
     return rows

@@ -53,6 +53,11 @@ class Example:
                 {"role": "assistant", "content": self.completion}]
 
 
+# The files a writer types in: Markdown, and .txt, which Continue takes for TypeScript
+# (its path line behind "//"). Headed rows take them in turn.
+EDITOR_FILES = ("md", "txt")
+
+
 def continue_path_line(path: str) -> str:
     """What Continue's autocomplete puts before the text of the file being written
     (core/autocomplete/templating/formatting.ts, formatSnippets, with no snippets):
@@ -64,7 +69,7 @@ def continue_path_line(path: str) -> str:
 
 # continue_path_line's shape, at the start of a user turn (a chunk's own text never
 # starts with a line break: chunks are normalised).
-_PATH_LINE = re.compile(r"\n(?://)? [^\n]*\.(?:md|txt)\n")
+_PATH_LINE = re.compile(r"\n(?://)? [^\n]*\.(?:%s)\n" % "|".join(EDITOR_FILES))
 
 
 def without_path_line(user: str) -> str:
@@ -74,20 +79,32 @@ def without_path_line(user: str) -> str:
     return user[found.end():] if found else user
 
 
-def editor_header(example, form: str) -> str:
-    """Continue's path line for the example's chunk, as if it were a .md or .txt file."""
-    return continue_path_line(f"{example.chunk.path.parent.name}/{example.chunk.path.stem}.{form}")
+def editor_path_line(folder: str, name: str, form: str) -> str:
+    """Continue's path line for the file `name` of `folder` (a chunk's; its stem) as
+    a file of `form` (EDITOR_FILES). Stage 1 heads its rows with it, and stage 4
+    sends every prompt after it."""
+    return continue_path_line(f"{folder}/{Path(name).stem}.{form}")
 
 
-def add_editor_headers(examples, share: float) -> None:
-    """Give `share` of the examples Continue's autocomplete header, so the model
-    learns to continue the text after it as well as text alone (the chat route).
-    Chosen by position in a fixed order, alternating Markdown and .txt forms:
-    the same examples every run."""
-    ordered = sorted(examples, key=lambda e: (e.chunk.name, e.cut.end))
-    headed = [e for e, chosen in zip(ordered, every_share(ordered, share)) if chosen]
-    for i, example in enumerate(headed):
-        example.header = editor_header(example, ("md", "txt")[i % 2])
+def editor_header(row, form: str) -> str:
+    """The path line for the row's chunk (an example's, a drill's)."""
+    return editor_path_line(row.chunk.path.parent.name, row.chunk.path.name, form)
+
+
+def add_editor_headers(rows, share: float, kind=lambda row: None) -> None:
+    """Give `share` of the rows of each `kind` (in a fixed order) Continue's
+    autocomplete header, so the model learns to continue the text after it, as the
+    editor sends it, as well as text alone. Chosen by position within each kind, so
+    the header stands for no kind of pause (an example's prompt ending in typed
+    whitespace or not, a drill's kind), alternating Markdown and .txt forms within it:
+    the same rows every run."""
+    groups = {}
+    for row in rows:
+        groups.setdefault(kind(row), []).append(row)
+    for group in groups.values():
+        headed = [row for row, chosen in zip(group, every_share(group, share)) if chosen]
+        for i, row in enumerate(headed):
+            row.header = editor_header(row, EDITOR_FILES[i % len(EDITOR_FILES)])
 
 
 def join_offset(cut: Boundary, typed: bool = False) -> int:
@@ -208,7 +225,8 @@ def build_examples(chunks, punkt, counter, settings):
     # Validation keeps one fixed cut per chunk, so its loss is comparable across runs.
     examples = cut_chunks(chunks, punkt, counter, s.prefix_ratio, s.seed,
                           lambda c: 1 if c.group in held_out else s.cuts_per_chunk, s.typed_join_share)
-    add_editor_headers(examples, s.editor_header_share)
+    add_editor_headers(sorted(examples, key=lambda e: (e.chunk.name, e.cut.end)), s.editor_header_share,
+                       kind=lambda e: e.prefix[-1:].isspace())   # typed whitespace at the cut or not
     count_rendered(examples, counter)
     return examples, held_out
 
@@ -228,7 +246,7 @@ def longest_example(chunks, punkt, counter, settings) -> dict:
     for e in examples:
         out[e.chunk.name] = max(out.get(e.chunk.name, 0), e.total_tokens)
     if settings.editor_header_share > 0:
-        headed = [replace(e, header=editor_header(e, form)) for e in examples for form in ("md", "txt")]
+        headed = [replace(e, header=editor_header(e, form)) for e in examples for form in EDITOR_FILES]
         count_rendered(headed, counter)
         for e in headed:
             out[e.chunk.name] = max(out[e.chunk.name], e.total_tokens)

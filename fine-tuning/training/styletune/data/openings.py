@@ -49,6 +49,11 @@ class Seam:
     def text(self) -> str:
         return self.before.text + self.separator + self.after.text
 
+    @property
+    def path(self):
+        """The file the row's continuation is in (its path line names it)."""
+        return self.after.path
+
 
 def follows(before, after) -> bool:
     """Whether `after` comes straight after `before` in the book, by their names: the

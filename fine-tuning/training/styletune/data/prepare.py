@@ -218,13 +218,14 @@ def prepare_data(config, book_dir=None, skip_overlong=False, say=lambda message:
     say("choosing join drills and scene openings")
     training_chunks = list({e.chunk.name: e.chunk for e in train}.values())
     system = chat.configured_system_message(config)
-    drills = build_drills(training_chunks, punkt, counter, s.join_drills_per_chunk, s.seed, system)
+    share = s.editor_header_share
+    drills = build_drills(training_chunks, punkt, counter, s.join_drills_per_chunk, s.seed, system, share)
     book_seams = seams(chunks, book_dir)
-    openings = finish_rows(opening_rows(book_seams, train, s.seed), counter, system) if s.scene_openings else []
+    openings = finish_rows(opening_rows(book_seams, train, s.seed), counter, system, share) if s.scene_openings else []
     # Held out whether or not the openings train, so the validation loss of a run with
     # them and one without is taken on the same rows; the chunk before may be any.
     held_openings = finish_rows(opening_rows(book_seams, validation, s.seed, [c.name for c in chunks]),
-                                counter, system)
+                                counter, system, share)
     # a row is a stretch of an example's text plus at most ~90 words and the chat route's
     # system message, so only a chunk whose example nearly fills sequence_len can give one
     long_rows = [r for r in drills + openings + held_openings if r.total_tokens > config.sequence_len]
@@ -251,7 +252,7 @@ def drill_provenance(d) -> dict:
              {"chunks": [d.chunk.before.name, d.chunk.after.name], "separator": d.chunk.separator,
               "separator_from": d.chunk.source})
     return {**where, "kind": d.kind, "prompt_char": d.start, "stop_char": d.stop,
-            "end_char": d.end, "total_tokens": d.total_tokens}
+            "end_char": d.end, "editor_header": d.header, "total_tokens": d.total_tokens}
 
 
 def provenance(e, split) -> dict:
@@ -324,7 +325,9 @@ def preview(examples, n):
 def preview_opening(row) -> None:
     """One scene opening as it trains: the end of one chunk, the text between, the cut."""
     seam = row.chunk
-    print(f"\n--- scene opening: {seam.name} ({row.total_tokens} tokens; the text between: "
+    route = (" after the chat route's system message" if row.system else
+             f" after Continue's path line {row.header.strip()!r}" if row.header else "")
+    print(f"\n--- scene opening: {seam.name} ({row.total_tokens} tokens{route}; the text between: "
           f"{seam.separator!r}, {seam.source}) ---")
     print(textwrap.indent(("[...] " if row.start else "") + row.prompt, "  "))
     print("  ✂ ──────── cut: the model writes the next scene's opening from here ────────")

@@ -41,7 +41,7 @@ def _joins_line(j: dict) -> str:
             f"{j['prompt_ends_with_typed_space']} prompt(s) end with the space typed and "
             f"{j['prompt_ends_with_typed_paragraph_break']} with the paragraph break typed (typed_join_share); "
             + (f"{wrapped} at a line break inside a hard-wrapped paragraph; " if wrapped else "")
-            + f"{j['continue_path_line']} user turn(s) start with Continue's autocomplete path line.")
+            + f"{j['continue_path_line']} example(s) start with Continue's autocomplete path line.")
 
 
 def join_kinds(example) -> tuple[str, str]:
@@ -57,7 +57,8 @@ def drill_counts(drills) -> dict:
     """Join drills by kind, in drills.KINDS order, and their tokens in all."""
     return {"by_kind": {k: n for k in KINDS if (n := sum(d.kind == k for d in drills))},
             "rows": len(drills), "tokens": sum(d.total_tokens for d in drills),
-            "after_chat_system_message": sum(bool(d.system) for d in drills)}
+            "after_chat_system_message": sum(bool(d.system) for d in drills),
+            "after_continue_path_line": sum(bool(d.header) for d in drills)}
 
 
 def opening_counts(result) -> dict:
@@ -73,6 +74,7 @@ def opening_counts(result) -> dict:
             "separator_from": {src: n for src in SEPARATOR_SOURCES
                                if (n := sum(d.chunk.source == src for d in result.openings))},
             "after_chat_system_message": sum(bool(d.system) for d in result.openings),
+            "after_continue_path_line": sum(bool(d.header) for d in result.openings),
             "text_between_unknown": [{"seam": s.name, "why": s.source} for s in result.seams
                                      if on and s.separator is None],
             "beside_validation_or_left_out": [s.name for s in result.seams if on and s.separator is not None
@@ -170,7 +172,8 @@ def _drills_line(drills: dict) -> str:
     return (f"Join drills: {drills['rows']} training rows, {drills['tokens']} tokens in all "
             f"(join_drills_per_chunk), each a window of the text continued {CONTINUATION_WORDS} words "
             f"with no end of turn; {drills['after_chat_system_message']} after the chat route's system "
-            f"message. Where they stop: {kinds}.")
+            f"message, {drills['after_continue_path_line']} after Continue's autocomplete path line. "
+            f"Where they stop: {kinds}.")
 
 
 SEPARATOR_SOURCES = {"stage 0": "the text stage 0 found between them",
@@ -183,7 +186,8 @@ def _openings_line(o: dict) -> str:
             "each a chunk's opening up to its first cut (no example's completion holds it) after the "
             "last words of the chunk before and the text between them"
             + "".join(f"; {n} with {SEPARATOR_SOURCES[src]}" for src, n in o["separator_from"].items())
-            + f"; {o['after_chat_system_message']} after the chat route's system message." if o["rows"]
+            + f"; {o['after_chat_system_message']} after the chat route's system message, "
+              f"{o['after_continue_path_line']} after Continue's autocomplete path line." if o["rows"]
             else "Scene openings: none (scene_openings: false, or no two training chunks follow each other).")
     rest = []
     if o["held_out"]["rows"]:

@@ -292,14 +292,16 @@ def evaluate(cfg, tuned_dir: Path | None, adapter: Path | None, placement: Place
     texts = [without_path_line(c[0]["content"]) + c[1]["content"] for c in train]
     punkt, _ = build_punkt(texts)
     names, folder = example_chunk_names(cfg, "validation", len(val)), book_folder(cfg)
-    # every prompt as the editor's autocomplete sends it (Continue's path line first)
-    prompts = in_the_editor(spread(validation_prompts(val, punkt, ev, names), ev["max_prompts"]), folder)
+    # every prompt as the editor's autocomplete sends it (Continue's path line first),
+    # each row of the Joins table with both files (in_the_editor after the rows are known)
+    plain = spread(validation_prompts(val, punkt, ev, names), ev["max_prompts"])
+    prompts = in_the_editor(plain, folder)
     # training prompts, with the author's own continuation: the base's continuations are the
     # classifier's "not the author" class; both models' show whether tuning learnt them by heart
     other_prompts = in_the_editor([Prompt(name, "example", without_path_line(c[0]["content"]), c[1]["content"])
                                    for c, name in zip(train, example_chunk_names(cfg, "train", len(train)))
                                    ][:int(ev["train_prompts"])], folder)
-    join_set = in_the_editor(join_prompts(prompts, val, ev, names, stops.words_of(texts),
+    join_set = in_the_editor(join_prompts(plain, val, ev, names, stops.words_of(texts),
                                           chat.configured_system_message(cfg)), folder)
     seed_prompt = in_the_editor([Prompt("writer", joins.SEED, SEED_PROMPT, " ")], folder)[0]
     classes = joins.token_classes(tok.batch_decode([[i] for i in range(len(tok))]), set(tok.all_special_ids))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from styletune import chat, paths
 from styletune.data import tokens
-from styletune.data.examples import continue_path_line, join_offset, without_path_line
+from styletune.data.examples import EDITOR_FILES, editor_path_line, join_offset, without_path_line
 from styletune.errors import EvaluationError
 from styletune.eval import joins
 from styletune.text import stops
@@ -24,10 +24,6 @@ from styletune.text.sentences import boundaries
 # as writers' prompts do, and needs a continuation that starts with a space.
 SEED_PROMPT = ("Haji and Alan walked along the street. It was night, Alan was worried about "
                "his future. Haji said,")
-
-# The files a writer types in: Markdown, and .txt, which Continue takes for TypeScript
-# (its path line behind "//"). Stage 1 heads its examples with both, in turn.
-EDITOR_FILES = ("md", "txt")
 
 
 @dataclass
@@ -165,7 +161,7 @@ def join_prompts(prompts, conversations, ev: dict, chunk_names, vocabulary=froze
 
 def in_the_editor(prompts, folder: str) -> list[Prompt]:
     """Each prompt as the editor sends it. Continue's autocomplete puts the file's path
-    line before the text (data/examples.continue_path_line); here the path is the
+    line before the text (data/examples.editor_path_line); here the path is the
     prompt's chunk in the book's folder, a Markdown and a .txt file in turn within each
     kind of prompt, so every row of the report holds both. A prompt of the chat route
     (a system message) and one already headed stay as they are. Nothing the editor
@@ -173,8 +169,8 @@ def in_the_editor(prompts, folder: str) -> list[Prompt]:
     out, seen = [], Counter()
     for p in prompts:
         if not (p.system or p.header):
-            path = f"{folder}/{Path(p.chunk).stem}.{EDITOR_FILES[seen[p.kind] % 2]}"
-            p, seen[p.kind] = replace(p, header=continue_path_line(path)), seen[p.kind] + 1
+            form = EDITOR_FILES[seen[p.kind] % len(EDITOR_FILES)]
+            p, seen[p.kind] = replace(p, header=editor_path_line(folder, p.chunk, form)), seen[p.kind] + 1
         out.append(p)
     return out
 
