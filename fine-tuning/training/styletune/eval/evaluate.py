@@ -6,7 +6,9 @@ format, as training's loss was. Intervals come from a two-level bootstrap: the
 held-out chunks drawn with replacement, then 64-token blocks within each drawn
 chunk (tokens next to each other are not independent, and the blocks of one scene
 are more alike than two scenes are), paired between the two models because both
-read the same tokens.
+read the same tokens. The tuned/base ratio from report.CHUNKS_FOR_THE_BOOK chunks
+on takes the chunks as its units instead (chunk_ratio_interval): a bootstrap of a
+handful of chunks is too narrow.
 """
 import gc
 import json
@@ -53,6 +55,12 @@ STAGE = Stage("4", "4_evaluate_style.py", "measure the style transfer: the tuned
                                                what="a style report (md, json, png)")])
 
 BLOCK_TOKENS = 64
+# Student's t, the 97.5% quantile (a two-sided 95% interval) for 1-30 degrees of
+# freedom; beyond 30 the 30's, a little wide (tests/test_evaluate.py checks it
+# against scipy)
+T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+         2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+         2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
 # Tokens of greedy continuation that decide how a join looks in the editor.
 JOIN_TOKENS = 6
 
@@ -152,13 +160,33 @@ def perplexity(nll_lists, n_boot: int, seed: int) -> dict:
             "per_example": [math.exp(float(n.mean())) for n in nll_lists]}
 
 
+def chunk_ratio_interval(tuned_nll, base_nll) -> list[float]:
+    """A 95% interval for tuned / base perplexity with the held-out chunks as the
+    units: the ratio estimator's linearised variance over chunks (each chunk's summed
+    NLL difference against the pooled log-ratio times its tokens, the chunks-1
+    correction) and Student's t on chunks-1 degrees of freedom. A bootstrap of k
+    chunks takes them for the whole book and comes out too narrow for a handful."""
+    pairs = [(t, b) for t, b in zip(tuned_nll, base_nll) if len(t)]
+    diff = np.array([float(np.sum(t) - np.sum(b)) for t, b in pairs])
+    tokens = np.array([len(t) for t, _ in pairs], dtype=float)
+    k, log_ratio = len(diff), diff.sum() / tokens.sum()
+    se = math.sqrt(k / (k - 1) * float(((diff - log_ratio * tokens) ** 2).sum())) / tokens.sum()
+    t = T_975[min(k - 1, len(T_975)) - 1]
+    return [math.exp(log_ratio - t * se), math.exp(log_ratio + t * se)]
+
+
 def perplexity_ratio(tuned_nll, base_nll, n_boot: int, seed: int) -> dict:
-    """tuned / base perplexity, bootstrapped over the same chunks and blocks for both (paired)."""
+    """tuned / base perplexity, bootstrapped over the same chunks and blocks for both
+    (paired); from report.CHUNKS_FOR_THE_BOOK chunks on, the interval takes the chunks
+    as units (chunk_ratio_interval)."""
     t, b = _blocks(tuned_nll), _blocks(base_nll)
-    boot = [np.exp((t[i, 0].sum() - b[i, 0].sum()) / t[i, 1].sum())
-            for i in _resampled_blocks(tuned_nll, n_boot, seed)]
+    by_chunk = sum(len(n) > 0 for n in tuned_nll) >= style_report.CHUNKS_FOR_THE_BOOK
+    boot = [] if by_chunk else [np.exp((t[i, 0].sum() - b[i, 0].sum()) / t[i, 1].sum())
+                                for i in _resampled_blocks(tuned_nll, n_boot, seed)]
     return {"ratio": math.exp((t[:, 0].sum() - b[:, 0].sum()) / t[:, 1].sum()),
-            "ci": [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))],
+            "ci": chunk_ratio_interval(tuned_nll, base_nll) if by_chunk else
+            [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))],
+            "interval": "chunks, Student's t" if by_chunk else "bootstrap of chunks and 64-token blocks",
             # scenes differ more than the blocks of one scene: the ratio chunk by chunk
             "per_chunk": [math.exp(float(tn.mean() - bn.mean())) for tn, bn in zip(tuned_nll, base_nll)]}
 

@@ -187,12 +187,14 @@ def ratio_verdict(ratio: dict) -> str:
             else "same (interval includes 1)")
 
 
-# Fewer held-out chunks than this and the ratio's interval speaks for those scenes,
-# not for the book: scenes differ more than the blocks of one scene, and with one to
-# four chunks a bootstrap of them covers the book's ratio well under 95% of the time
-# (a simulation through perplexity_ratio, 2,000 tokens a chunk, the chunks' log-ratios
-# 0.05 apart in standard deviation: 47% with one chunk, 87% with four, 93% with ten).
-CHUNKS_FOR_THE_BOOK = 5
+# From this many held-out chunks the ratio's interval takes the chunks as units
+# (evaluate.chunk_ratio_interval) and speaks for the book's scenes; with one, only its
+# blocks can be resampled, and it speaks for that scene. Scenes differ more than the
+# blocks of one scene: in a simulation (2,000 tokens a chunk, the chunks' log-ratios
+# 0.05 apart in standard deviation, 1,000 books a row) the two-level bootstrap held
+# the book's ratio 34% of the time with one chunk, 65% with two, 84% with four or
+# five, 90% with ten; the chunk interval 95.0-95.7% from two chunks to ten.
+CHUNKS_FOR_THE_BOOK = 2
 
 
 def perplexity_verdicts(ppl: dict, ev: dict) -> dict:
@@ -242,18 +244,19 @@ def _share_of(quotation: dict, name: str) -> str:
 
 
 def per_chunk_line(ratio: dict) -> str:
-    """The ratio held-out chunk by held-out chunk: the interval resamples these chunks and
-    their 64-token blocks, so with few chunks it speaks for them, not for scenes unlike them."""
+    """The ratio held-out chunk by held-out chunk, and what the interval above speaks for."""
     each = ratio["per_chunk"]
-    how = ("this chunk's 64-token blocks: it speaks for this scene, not for scenes unlike it" if len(each) == 1
-           else f"these {len(each)} chunks, then 64-token blocks within each: with few chunks it speaks "
-                "for them, not for scenes unlike them")
+    how = ("resamples this chunk's 64-token blocks: it speaks for this scene, not for scenes unlike it"
+           if len(each) < CHUNKS_FOR_THE_BOOK else
+           f"takes these {len(each)} chunks as a draw of the book's scenes (Student's t over the chunks): "
+           "with few it is wide, and a verdict that holds in every chunk is the firmer one")
     return (f"Tuned/base perplexity, each held-out chunk: {', '.join(f'{r:.3f}' for r in each)} "
-            f"({sum(r < 1 for r in each)} of {len(each)} below 1). The interval above resamples {how}.")
+            f"({sum(r < 1 for r in each)} of {len(each)} below 1). The interval above {how}.")
 
 
-# Fewer held-out openings than this give no verdict: each is ~100-300 tokens, so the
-# bootstrap resamples two or three 64-token blocks of one scene (none, under 65 tokens).
+# Fewer held-out openings than this give no verdict: one opening's ~100-300 tokens are
+# two or three 64-token blocks to resample, and two give Student's t one degree of
+# freedom (an interval 12.7 standard errors wide each side).
 MIN_OPENINGS_FOR_VERDICT = 3
 
 
@@ -341,7 +344,8 @@ def markdown(report: dict) -> str:
               _classifier_line(s["attribution"]["classifier"]), "",
               _delta_line(s["cosine_delta"]), "",
               *joins_lines(report), "",
-              "Intervals are 95% bootstrap intervals. Continuations: `continuations.md`. "
+              "Intervals are 95%: bootstrap intervals, the tuned/base perplexity ratios' over the held-out "
+              "chunks (Student's t) from two of them. Continuations: `continuations.md`. "
               "Every figure: `style_report.json`. How to read this: docs/stages.md, 'Reading the style report'."]
     return "\n".join(lines) + "\n"
 
