@@ -8,10 +8,12 @@ pipeline table is written from them (`python -m styletune.stage`, checked curren
 by tests/test_docs.py). tests/test_stage_reads.py fails when a stage reads a setting
 or writes a file it did not declare."""
 import importlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from styletune import paths
 from styletune.config import Reads
 
 # The stage modules, in the order the stages run.
@@ -68,6 +70,15 @@ def rules_file(cfg) -> Files:
     """The writer's rules file: Continue's chat sends it, so the chat drills (stage 1)
     and the chat row of stage 4 read it too."""
     return Files(cfg.pipeline.system_prompt_file, what="your rules file")
+
+
+def trained_book(cfg) -> Path:
+    """The book stage 1 made the training data from (its manifest), else the config's:
+    stage 4 names its path line after it, stage 5 checks the rules file against it."""
+    try:
+        return paths.REPO_DIR / json.loads(cfg.data_manifest_path.read_text(encoding="utf-8"))["book_dir"]
+    except (OSError, ValueError, KeyError):
+        return cfg.pipeline.book_dir
 
 
 def merged_model(cfg) -> Files:

@@ -34,7 +34,7 @@ from styletune.data import tokens
 from styletune.deploy import continue_files, fit, llamacpp, templates
 from styletune.errors import ServeError
 from styletune.fileio import write_outputs
-from styletune.stage import Files, Stage, merged_model, rules_file
+from styletune.stage import Files, Stage, merged_model, rules_file, trained_book
 from styletune.train import models
 from styletune.train.gpu_plan import LLAMA31_8B
 from styletune.train.merge_output import MANIFEST, NF4_METHOD
@@ -322,14 +322,6 @@ def sample_rules_served(cfg) -> str | None:
     return chat.sample_rules_warning(cfg, trained_book(cfg), then=(
         "run the book again from stage 1 (make book): the model learned its chat joins "
         "under this text, and serving another would give it a system turn it never saw"))
-
-
-def trained_book(cfg) -> Path:
-    """The book stage 1 made the training data from (its manifest), else the config's."""
-    try:
-        return paths.REPO_DIR / json.loads(cfg.data_manifest_path.read_text(encoding="utf-8"))["book_dir"]
-    except (OSError, ValueError, KeyError):
-        return cfg.pipeline.book_dir
 
 
 def print_fit(plan) -> None:

@@ -27,7 +27,6 @@ from styletune.eval import report as style_report
 from styletune.eval.prompts import (
     SEED_PROMPT,
     Prompt,
-    book_folder,
     example_chunk_names,
     in_the_editor,
     join_prompts,
@@ -36,7 +35,7 @@ from styletune.eval.prompts import (
     validation_prompts,
 )
 from styletune.fileio import write_atomic
-from styletune.stage import Files, Stage, merged_model, rules_file, training_data
+from styletune.stage import Files, Stage, merged_model, rules_file, trained_book, training_data
 from styletune.text import stops
 from styletune.text.sentences import build_punkt
 from styletune.train import adapter as adapters
@@ -319,7 +318,7 @@ def evaluate(cfg, tuned_dir: Path | None, adapter: Path | None, placement: Place
     # the author's chunks as written (the editor's path line is no part of the book)
     texts = [without_path_line(c[0]["content"]) + c[1]["content"] for c in train]
     punkt, _ = build_punkt(texts)
-    names, folder = example_chunk_names(cfg, "validation", len(val)), book_folder(cfg)
+    names, folder = example_chunk_names(cfg, "validation", len(val)), trained_book(cfg).name
     # every prompt as the editor's autocomplete sends it (Continue's path line first),
     # each row of the Joins table with both files (in_the_editor after the rows are known)
     plain = spread(validation_prompts(val, punkt, ev, names), ev["max_prompts"])
@@ -327,8 +326,8 @@ def evaluate(cfg, tuned_dir: Path | None, adapter: Path | None, placement: Place
     # training prompts, with the author's own continuation: the base's continuations are the
     # classifier's "not the author" class; both models' show whether tuning learnt them by heart
     other_prompts = in_the_editor([Prompt(name, "example", without_path_line(c[0]["content"]), c[1]["content"])
-                                   for c, name in zip(train, example_chunk_names(cfg, "train", len(train)))
-                                   ][:int(ev["train_prompts"])], folder)
+                                   for c, name in zip(train[:int(ev["train_prompts"])],
+                                                      example_chunk_names(cfg, "train", len(train)))], folder)
     join_set = in_the_editor(join_prompts(plain, val, ev, names, stops.words_of(texts),
                                           chat.configured_system_message(cfg)), folder)
     seed_prompt = in_the_editor([Prompt("writer", joins.SEED, SEED_PROMPT, " ")], folder)[0]

@@ -158,7 +158,6 @@ def join_prompts(prompts, conversations, ev: dict, chunk_names, vocabulary=froze
         Prompt("writer", joins.SEED_CHAT, SEED_PROMPT, " “", chat_system)]
 
 
-
 def in_the_editor(prompts, folder: str) -> list[Prompt]:
     """Each prompt as the editor sends it. Continue's autocomplete puts the file's path
     line before the text (data/examples.editor_path_line); here the path is the
@@ -173,14 +172,6 @@ def in_the_editor(prompts, folder: str) -> list[Prompt]:
             p, seen[p.kind] = replace(p, header=editor_path_line(folder, p.chunk, form)), seen[p.kind] + 1
         out.append(p)
     return out
-
-
-def book_folder(cfg) -> str:
-    """The book's folder name, as stage 1 read it (its manifest), for the path line."""
-    manifest = cfg.data_manifest_path
-    if manifest.is_file():
-        return Path(json.loads(manifest.read_text())["book_dir"]).name
-    return cfg.pipeline.book_dir.name
 
 
 def example_chunk_names(cfg, split: str, count: int) -> list[str]:
