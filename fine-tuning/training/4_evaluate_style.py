@@ -15,7 +15,8 @@ Writes  into `style_pipeline.evaluation.report_dir` (default outputs/style_repor
 Measures (thresholds are fixed before the run: targets and margins in the config's
 `evaluation:` block, the floors for a verdict in styletune/eval/report.py):
   1. perplexity of the author's held-out completions in the training format
-     (block-bootstrap intervals; the tuned/base ratio paired), and the
+     (the tuned/base ratio's interval over the held-out chunks, Student's t, from two
+     chunks on; with one, a block bootstrap, the ratio paired), and the
      train/validation gap (overfitting); and of the validation chunks' openings
      after the end of the chunk before (stage 1's held-out scene openings; no
      verdict from fewer than 3);

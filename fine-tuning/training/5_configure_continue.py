@@ -44,7 +44,7 @@ Run     python fine-tuning/training/5_configure_continue.py
         ... --install [--continue-dir DIR]   --dry-run   --force
         ... --backend llamacpp --try "Haji and Alan walked along the street. ... Haji said,"
 
-What it prints and writes, stage by stage: docs/stages.md.
+What it prints and writes, and the editor's side: docs/editor.md.
 """
 import argparse
 import sys
