@@ -259,6 +259,26 @@ def test_chunk_names_carry_the_writers_chapter_numbers(tmp_path, make_config, ca
     assert sorted({n.split("_")[2] for n in names}) == ["ch00", "ch01"], names
 
 
+def test_a_journals_label_inside_a_chapter_is_its_text_not_a_chapter(tmp_path, make_config, capsys):
+    """In a book whose chapters have numbered headings, a label set apart on its own
+    line ("_Lucy's Diary_", two blank lines before it, its entry right under it) stays
+    in the chunk with the entry, and the chapters after it keep their own numbers (taken
+    for a chapter, it named Dracula's CHAPTER X ch11). A title under a chapter's
+    number is still that chapter's title."""
+    prose = random_prose(7)
+    text = (f"CHAPTER I\n\n_Jonathan's Journal_\n\n{prose(25)}\n\n\n_Lucy's Diary_\n\n{prose(25)}\n\n"
+            f"CHAPTER II\n\n{prose(25)}\n\nCHAPTER III\n\n{prose(25)}\n")
+    structure = analyse(text)
+    assert [t for _, t in structure.chapters] == ["CHAPTER I / _Jonathan's Journal_", "CHAPTER II", "CHAPTER III"]
+    _, texts, names = cut_generated_novel(text, tmp_path, make_config, capsys)
+    assert sorted({n.split("_")[2] for n in names}) == ["ch01", "ch02", "ch03"], names
+    holding = [n for n, t in zip(names, texts) if "_Lucy's Diary_" in t]
+    assert len(holding) == 1 and holding[0].split("_")[2] == "ch01"
+    # Dracula: 27 chapters and the closing NOTE; its journals' labels are no chapters
+    titles = [t for _, t in analyse(read_manuscript(CORPUS / "stoker_dracula.txt").body).chapters]
+    assert len(titles) == 28 and titles[-1] == "NOTE" and titles[9] == "CHAPTER X"
+
+
 @pytest.mark.parametrize("label, line", [
     ("BOOK ONE / CHAPTER I.", "CHAPTER I."), ("The Glass Harbour / The Crossing", "The Crossing"),
     ("The Crossing / Dover, 1943", "The Crossing"), ("Salt and Iron / 14 March 1897", "Salt and Iron"),

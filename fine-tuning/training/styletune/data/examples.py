@@ -148,9 +148,10 @@ class NoSentenceEnd(InputError):
 def _boundaries_or_error(chunk, punkt, until):
     found = boundaries(chunk.text, punkt, until)
     if not found:
-        raise NoSentenceEnd(f"{chunk.path}: no sentence end where a prompt could stop (no '.', '!' "
-                            "or '?' before the last paragraph). Add the missing punctuation, or "
-                            "merge this chunk with its neighbour.", chunk.path.name)
+        raise NoSentenceEnd(f"{chunk.path}: no sentence end where a prompt could stop (a '.', '!' "
+                            "or '?' with more of the text after it: one sentence alone has nothing "
+                            "to continue). Add the missing punctuation, or merge this chunk with its "
+                            "neighbour.", chunk.path.name)
     return found
 
 

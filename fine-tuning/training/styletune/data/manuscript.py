@@ -309,6 +309,29 @@ def _titled_series(text: str, paras) -> None:
         return
 
 
+def _labels_inside_chapters(text: str, paras, usual: int) -> None:
+    """In a book whose chapters have headings of their own (Chapter 1, IV., # Title: two
+    at least, a part's or a prologue's aside), a line in capitals or title case set
+    apart on its own after the first of them, the words it labels following it as one
+    paragraph follows another ("_Lucy Westenra's Diary_", a letter's or a journal's
+    label), heads a stretch of a chapter, not a chapter: it is text again, in the chunk
+    with those words, and the blank lines before it may still cut a scene there. Taken
+    for a chapter, one such label shifted the number of every chapter after it
+    (Dracula's CHAPTER X was named ch11). A line next to a heading stays a part of that
+    heading's label; "THE END", a back matter's heading and what comes before the first
+    chapter (a title page, "THE PREFACE") stay as they were."""
+    strong = [p for p in paras if p.kind == "heading" and p.heading_kind in ("keyword", "number", "markdown")
+              and not _part_or_named(text[p.start:p.end])]
+    if len(strong) < 2:
+        return
+    for before, p, after in zip(paras, paras[1:], paras[2:] + [None]):
+        line = _heading_words(text[p.start:p.end])
+        if (p.heading_kind in ("caps", "title") and p.start > strong[0].start and before.kind != "heading"
+                and after is not None and after.kind != "heading" and after.gap <= usual
+                and not _THE_END.fullmatch(line) and not _BACK_MATTER_HEADING.fullmatch(line)):
+            p.kind, p.heading_kind = "text", ""
+
+
 def _title_groups(text: str, paras, shape: str) -> list[list[int]]:
     """The paragraphs that may be chapter titles of this shape ("caps", "title"), those
     with nothing between them as one group: text, or a heading of a weak shape (a
@@ -477,6 +500,7 @@ def _classify(text: str, spans):
             p.kind, p.heading_kind = "heading", kind
     _counted_series(text, paras)
     _titled_series(text, paras)
+    _labels_inside_chapters(text, paras, usual)
     # A title right under a numbered heading belongs to it: one line (one paragraph per
     # line), or wrapped over a few (a chapter's summary in capitals).
     for prev, p in zip(paras, paras[1:]):

@@ -272,11 +272,12 @@ def sizes_or_where_not(ms, chunks, texts, punkt, counter, settings) -> dict:
         c = next(c for c in chunks if c.name == err.chunk)
         raise InputError(
             f"{ms.path}, line {ms.line_of(c.start)}: the stretch that starts "
-            f"{quoted_opening(ms.body[c.start:c.start + 300])} ({c.reason}) has no '.', '!' or '?' "
-            "before its last paragraph, so no example can be cut from it (a prompt stops at a "
-            "sentence end). Stage 0 changes none of your words: end one of its sentences, or, "
-            "for a poem or an unfinished chapter, remove the heading or scene break before it so "
-            "it joins the text before, then rerun") from None
+            f"{quoted_opening(ms.body[c.start:c.start + 300])} ({c.reason}) has no sentence end "
+            "with more of its text after it (a '.', '!' or '?', then another sentence), so no "
+            "example can be cut from it (a prompt stops at a sentence end, and the model learns "
+            "what follows). Stage 0 changes none of your words: for a line or two, a poem or an "
+            "unfinished chapter, remove the heading or scene break before it so it joins the text "
+            "before; else end one of its sentences; then rerun") from None
 
 
 def short_by_your_cuts(chunks, forced, minimum, body) -> list[str]:
