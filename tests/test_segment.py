@@ -1512,6 +1512,7 @@ def test_the_target_length_comes_from_the_writers_own_hand_cut_chunks(make_confi
     ("Chapter 1: First Light", "first_light"), ("Chapter 3: The Last Stand", "last_stand"),   # the title's own
     ("Upon the reading of this letter, I made", "upon_reading_of_this_letter"),   # prose keeps its words
     ("the events narrated in the last chapter", "events_narrated_in_last_chapter"),
+    ("Café naïve, Renée", "cafe_naive_renee"), ("Chapitre 3 : L’Été à Montréal", "chapitre_3_lete_montreal"),
 ])
 def test_a_chunk_file_is_named_by_its_words(text, slug):
     from styletune.data.manuscript import _slug

@@ -10,6 +10,7 @@ marks, blank lines, front matter) is kept verbatim in the manifest, so
 """
 import re
 import statistics
+import unicodedata
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -744,11 +745,12 @@ def _slug(text: str, words: int = 5) -> str:
     """A file name's words: the text's first words without articles, roman numerals, or
     the heading's word and number it opens with ("Chapter Five", "Stave 2: ...": the
     name has the chapter's); prose keeps its words ("the last chapter", "this letter,
-    I") and a date its day (Dracula's diaries: dr_sewards_diary_20_september). '' when
-    no word is left."""
+    I") and a date its day (Dracula's diaries: dr_sewards_diary_20_september), its
+    letters without their accents ("Café Renée": cafe_renee). '' when no word is left."""
     line = _heading_words(text)
     if heading := _KEYWORD_HEADING.match(line):   # "Chapter Twenty-One: ", "Book the First"
         text = line[heading.end():]
+    text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
     found = re.findall(r"[a-z0-9]+", FOOTNOTE_MARK.sub("", text.lower().replace("’", "").replace("'", "")))
     keep = [w for w in found if w not in {"the", "a", "an"} and not _ROMAN.fullmatch(w)]
     name = ""
