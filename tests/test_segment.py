@@ -988,6 +988,26 @@ def test_a_hard_wrapped_manuscript_is_named_with_a_command_that_joins_its_lines(
     assert not wrapped_by_hand(MANUSCRIPT.read_text(encoding="utf-8"))      # one paragraph a line
 
 
+def test_stage_1_tells_a_writer_of_stage_0_chunks_to_join_the_manuscripts_lines_once(tmp_path, make_config,
+                                                                                      capsys):
+    """Chunks stage 0 cut from a hard-wrapped manuscript: stage 1's advice names that
+    manuscript, to join once and cut again, rather than a command for each chunk file."""
+    import textwrap
+    prose = random_prose(12)
+    text = "".join(f"Chapter {n}\n\n" + "\n\n".join(textwrap.fill(p, 70) for p in prose(20).split("\n\n")) + "\n\n"
+                   for n in (1, 2, 3))
+    src, out = tmp_path / "novel.txt", tmp_path / "out"
+    src.write_text(text, encoding="utf-8")
+    cfg = make_config({"chunk_target_tokens": 900, "segment_min_tokens": 100}, sequence_len=2048)
+    assert STAGE0.main([str(src), "--config", str(cfg), "--out", str(out)]) == 0
+    capsys.readouterr()
+    stage1 = load_script(FT / "training" / "1_prepare_data.py")
+    assert stage1.main(["--config", str(cfg), "--book", str(out), "--dry-run"]) == 0
+    said = " ".join(capsys.readouterr().err.split())
+    assert (f"these chunks are stage 0's cut of {src}: join that file's lines once (it is IN) and cut the "
+            "joined copy again with 0_segment_manuscript.py --force, then rerun") in said
+
+
 def test_print_layout_indents_open_paragraphs_with_no_blank_line_between(tmp_path):
     """Copied from a PDF: lines wrapped at ~70 characters, each paragraph opening with an
     indent, no blank line between paragraphs. Each paragraph is one (not the whole

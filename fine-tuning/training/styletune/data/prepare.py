@@ -85,7 +85,8 @@ class Stage1Result:
         wrapped = [c.name for c in self.chunks if wrapped_by_hand(c.text)]
         return [f"{paths.shown(self.book_dir / name)}: {reason}" for name, reason in self.skipped
                 if reason.startswith(("EMPTY", LEFT_OUT))] + ([rules] if rules else []) + (
-            [hard_wrap_advice(f"{len(wrapped)} chunk file(s) ({some_of(wrapped)}) are")] if wrapped else []) + (
+            [hard_wrap_advice(f"{len(wrapped)} chunk file(s) ({some_of(wrapped)}) are",
+                              (stage0_manifest(self.book_dir) or {}).get("manuscript", ""))] if wrapped else []) + (
             self.residue_warnings()) + ([
                 f"{len(self.long_rows)} join drill(s) or scene opening(s) longer than sequence_len left out "
                 f"({some_of([r.chunk.name for r in self.long_rows])}): a drill's text still trains in its "

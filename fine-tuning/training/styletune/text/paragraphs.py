@@ -65,14 +65,17 @@ def wrapped_by_hand(text: str) -> bool:
     return bool(prose) and sum("\n" in b.strip() for b in prose) >= 0.5 * len(prose)
 
 
-def hard_wrap_advice(what: str) -> str:
+def hard_wrap_advice(what: str, manuscript: str = "") -> str:
     """What to tell a writer whose text breaks lines inside its paragraphs: every
-    character is kept as typed, so the model learns those breaks too."""
+    character is kept as typed, so the model learns those breaks too. `manuscript`:
+    the file stage 0 cut the chunks from, joined once instead of every chunk."""
+    once = (f"; these chunks are stage 0's cut of {manuscript}: join that file's lines once (it is IN) "
+            "and cut the joined copy again with 0_segment_manuscript.py --force" if manuscript else "")
     return (f"{what} wrapped by hand (line breaks inside paragraphs, as in Project Gutenberg "
             "files): the training text keeps every break as typed, so the model "
             "will learn to break lines mid-paragraph. If you do not write so in your editor, join "
             "each paragraph's lines into one, e.g. perl -0777 -pe 's/(?<=\\S)[ \\t]*\\r?\\n(?=\\S)/ /g' "
-            "IN > OUT (blank lines stay, and so does a line break before an indented line), then rerun")
+            f"IN > OUT (blank lines stay, and so does a line break before an indented line){once}, then rerun")
 
 
 def whitespace_kind(space: str, text_layout: str) -> str:
