@@ -287,7 +287,7 @@ def llama3(tmp_path_factory):
     and the main config's template, as stage 3 would leave it merged; stage 5 with
     --backend llamacpp converts it and checks the GGUF in a real server."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
     assert LLAMA3_TOKENIZER.is_dir(), f"{LLAMA3_TOKENIZER} is missing: run `make test-npm`"
     tmp = tmp_path_factory.mktemp("llama3")
     main = load_config(FT / "configs" / "qlora_style_transfer.yaml")
@@ -300,6 +300,8 @@ def llama3(tmp_path_factory):
     (merged / "tokenizer_config.json").write_text(json.dumps({
         "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<|begin_of_text|>",
         "eos_token": "<|eot_id|>", "clean_up_tokenization_spaces": False}))
+    # stage 3 states the BOS the tokenizer adds, as here
+    merge_output.state_special_tokens_added(AutoTokenizer.from_pretrained(merged), merged)
     (merged / "chat_template.jinja").write_text(main.data["chat_template_jinja"])
     (merged / merge_output.MANIFEST).write_text(json.dumps({"chat_template": "jinja", "eos_token": "<|eot_id|>"}))
     cfg_path = write_config(tmp, {"merged_dir": str(merged), "serve_dir": str(tmp / "serve")},

@@ -156,6 +156,42 @@ def test_tiny_merge_verifies_writes_and_reruns_identically(make_config, tiny, tm
     assert not merged.with_name("merged.partial").exists()
 
 
+@pytest.mark.parametrize("which", ["llama3", "smollm2"])
+def test_the_merged_tokenizer_states_the_bos_it_adds_for_ollamas_importer(tmp_path, which):
+    """Llama 3's tokenizer adds BOS in tokenizer.json's post-processor only, and
+    transformers saves no add_bos_token; Ollama's importer reads that key alone (before
+    2026-05 it took a missing one for false: no BOS at serving). Stage 3 states it, as
+    the tokenizer behaves, and transformers reads the same ids from the saved folder."""
+    import sys
+    from pathlib import Path
+
+    from conftest import SMOL
+    from transformers import AutoTokenizer
+    source = tmp_path / "source"
+    source.mkdir()
+    if which == "llama3":
+        npm = Path(sys.prefix) / "test-npm" / "node_modules" / "@lenml" / "tokenizer-llama3_1" / "models"
+        assert npm.is_dir(), f"{npm} is missing: run `make test-npm`"
+        shutil.copy(npm / "tokenizer.json", source)
+        (source / "tokenizer_config.json").write_text(json.dumps({
+            "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<|begin_of_text|>",
+            "eos_token": "<|eot_id|>"}))
+    else:
+        for name in ("tokenizer.json", "tokenizer_config.json"):
+            shutil.copy(SMOL / name, source)
+    tok = AutoTokenizer.from_pretrained(source)
+    saved = tmp_path / "merged"
+    tok.save_pretrained(saved)
+    assert "add_bos_token" not in json.loads((saved / "tokenizer_config.json").read_text())
+    merge_output.state_special_tokens_added(tok, saved)
+    stated = json.loads((saved / "tokenizer_config.json").read_text())
+    assert (stated["add_bos_token"], stated["add_eos_token"]) == ((True, False) if which == "llama3" else (False, False))
+    again = AutoTokenizer.from_pretrained(saved)
+    for text in ("Haji said,", "\n book/chapter_01.md\nIt was night. ", ""):
+        assert again(text).input_ids == tok(text).input_ids
+    assert (again("x").input_ids[0] == again.bos_token_id) == stated["add_bos_token"]
+
+
 def test_merge_into_picks_the_base_the_adapter_is_added_to(make_config, tiny, tmp_path):
     """original: the merged weights are the original ones plus the adapter's delta, as
     PEFT merges into the unquantised base; nf4: the NF4-rounded ones plus it."""

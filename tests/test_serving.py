@@ -62,6 +62,15 @@ def test_go_template_port_trim_markers_conditionals_and_collation():
         render_ollama('{{ if ne .Role "user" }}x{{ end }}', two_users)
 
 
+def ollama_ids(merged, tok, text) -> list:
+    """The ids Ollama feeds the model for a rendered TEMPLATE: BOS first only where the
+    merged tokenizer_config.json says add_bos_token: true. Its importer reads that key
+    alone (convert/tokenizer.go), and releases before 2026-05 took a missing one for
+    false; the tokenizer.json post-processor, which transformers follows, it ignores."""
+    stated = json.loads((merged / "tokenizer_config.json").read_text()).get("add_bos_token") is True
+    return [tok.bos_token_id] * stated + tok(text, add_special_tokens=False)["input_ids"]
+
+
 def axolotl_rendering(tok, cfg, conversation):
     """Axolotl's template, applied the way Axolotl's chat_template strategy applies it."""
     from axolotl.utils.chat_templates import get_chat_template
@@ -107,6 +116,7 @@ def served(request, tmp_path_factory, tiny):
         # tiny adapter was trained on another vocabulary, so no weights are merged.
         tok = models.load_tokenizer(cfg, tmp / "no_adapter")
         tok.save_pretrained(tmp / "merged")
+        merge_output.state_special_tokens_added(tok, tmp / "merged")
         (tmp / "merged" / merge_output.MANIFEST).write_text(json.dumps({"chat_template": "jinja",
                                                                  "eos_token": tok.eos_token}))
     else:
@@ -122,12 +132,11 @@ def test_ollama_and_vllm_render_what_training_rendered(served, case):
     conversation = CONVERSATIONS[case]
     train_text, train_ids = axolotl_rendering(tok, cfg, conversation)
 
-    # Ollama: the Modelfile's TEMPLATE; its tokenizer adds BOS where the model wants one.
+    # Ollama: the Modelfile's TEMPLATE; BOS added where stage 3's tokenizer_config says so.
     ollama_text = render_ollama(modelfile_template(cfg.pipeline.serve_dir / "Modelfile"), conversation)
-    ollama_ids = tok(ollama_text, add_special_tokens=True)["input_ids"]
     bos = tok.bos_token if name.startswith("llama3") else ""
     assert bos + ollama_text == train_text
-    assert ollama_ids == train_ids
+    assert ollama_ids(cfg.pipeline.merged_dir, tok, ollama_text) == train_ids
 
     # vLLM: the merged folder's chat_template.jinja, prompt tokenised without added specials.
     jinja = (cfg.pipeline.merged_dir / "chat_template.jinja").read_text()
@@ -328,3 +337,25 @@ def test_stage_5_warns_when_the_sample_books_rules_would_reach_another_books_edi
     manifest.write_text(json.dumps({"book_dir": "fine-tuning/data/raw/the_quiet_orbit"}))
     assert serving.trained_book(cfg).resolve() == SAMPLE_BOOK.resolve()
     assert serving.sample_rules_served(cfg) is None
+
+
+def test_stage_5_warns_when_a_merged_folder_does_not_state_the_bos_its_tokenizer_adds(served, tmp_path, capsys):
+    """A folder merged before stage 3 stated add_bos_token: the Ollama route says to
+    merge again (Ollama would import it without BOS); once stated, nothing is said."""
+    name, cfg, _ = served
+    merged = cfg.pipeline.merged_dir
+    stated = json.loads((merged / "tokenizer_config.json").read_text())
+    assert stated["add_bos_token"] is name.startswith("llama3")
+    assert serving.bos_unstated(cfg, merged) is None
+    old = tmp_path / "old_merge"
+    shutil.copytree(merged, old)
+    (old / "tokenizer_config.json").write_text(json.dumps({k: v for k, v in stated.items()
+                                                           if k not in ("add_bos_token", "add_eos_token")}))
+    warning = serving.bos_unstated(cfg, old)
+    if not name.startswith("llama3"):          # SmolLM2's tokenizer adds no BOS: nothing to state
+        assert warning is None
+        return
+    assert "does not say that the tokenizer adds <|im_start|> (add_bos_token)" in warning
+    assert "3_merge_adapter.py --auto --force" in warning
+    assert SCRIPT.main(["--config", str(cfg.path), "--model", str(old), "--dry-run"]) == 0
+    assert warning in capsys.readouterr().err

@@ -12,8 +12,9 @@ How Continue reaches the model (read in Continue's source, commit d0a3c0b6):
 
 Ollama's TEMPLATE is Go text/template, not Jinja, so it is written by hand per
 training template and tested for parity with Axolotl's rendering (text and
-token ids; tests/test_serving.py). Ollama's tokenizer adds BOS itself, so the
-TEMPLATE leaves it out where the Jinja writes it.
+token ids; tests/test_serving.py). Ollama adds BOS itself where the merged
+tokenizer_config.json says add_bos_token (stage 3 states it), so the TEMPLATE leaves
+it out where the Jinja writes it.
 
 Which export fits the writer's card: deploy/fit.py estimates, for the merged model
 and each GGUF type, the file, the KV cache at serve_context_length and the runtime
@@ -77,7 +78,8 @@ def modelfile(cfg, model_dir: Path, eos_token: str) -> str:
         raise ServeError("the TEMPLATE contains triple quotes, which a Modelfile cannot hold")
     lines = [f"# Ollama Modelfile for {p.serve_model_name}, written by 5_configure_continue.py.",
              "# TEMPLATE renders exactly what training rendered (Axolotl's "
-             f"'{cfg.chat_template}' template); BOS, where the tokenizer wants one, is added by Ollama.",
+             f"'{cfg.chat_template}' template); BOS, where tokenizer_config.json's add_bos_token "
+             "asks for one, is added by Ollama.",
              f"FROM {model_dir}",
              f'TEMPLATE """{template}"""']
     lines += [f'PARAMETER stop "{t}"' for t in templates.stop_tokens(cfg, eos_token)]
@@ -287,6 +289,8 @@ def run(args) -> int:
     rules = sample_rules_served(cfg)
     if rules:
         print(f"warning: {rules}", file=sys.stderr)
+    if args.backend == "ollama" and (unstated := bos_unstated(cfg, model_dir)):
+        print(f"warning: {unstated}", file=sys.stderr)
     print_fit(plan)
     if args.dry_run:
         for path in list(plan.files.values()) + ([plan.gguf] if gguf_type else []):
@@ -322,6 +326,24 @@ def sample_rules_served(cfg) -> str | None:
     return chat.sample_rules_warning(cfg, trained_book(cfg), then=(
         "run the book again from stage 1 (make book): the model learned its chat joins "
         "under this text, and serving another would give it a system turn it never saw"))
+
+
+def bos_unstated(cfg, model_dir: Path) -> str | None:
+    """The warning for a folder merged before stage 3 stated the BOS its tokenizer adds
+    (merge_output.state_special_tokens_added): Ollama's importer reads that key alone."""
+    try:
+        record = json.loads((model_dir / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if "add_bos_token" in record:
+        return None
+    tok = models.load_tokenizer(cfg, model_dir)
+    if tok.bos_token_id is None or tok("x").input_ids[:1] != [tok.bos_token_id]:
+        return None
+    return (f"{paths.shown(model_dir / 'tokenizer_config.json')} does not say that the tokenizer adds "
+            f"{tok.bos_token} (add_bos_token), and Ollama releases before 2026-05 then import the model "
+            "without it, though every training row opens with it: merge again "
+            "(3_merge_adapter.py --auto --force states it), then rerun this script")
 
 
 def print_fit(plan) -> None:
