@@ -706,6 +706,22 @@ def test_the_review_puts_cuts_inside_a_conversation_first_and_uncut_marks_last(t
     assert md.index(f"## {cuts[-1]['id']}:") < md.index("# Scene-break marks left uncut")
 
 
+def test_the_review_puts_the_planners_unmarked_cuts_before_cuts_at_blank_lines(tmp_path, make_config, capsys):
+    """A cut at a run of blank lines the writer typed has a sign behind it; one where
+    the text has no mark at all is the planner's alone, and is read first (their
+    margins are on different scales: the blank-line cut is scored as if its lines
+    were not there)."""
+    rng = random.Random(5)
+    words = "harbour lamp bread salt rope gull tide net mast oar cabin deck".split()
+    paras = [" ".join(rng.choices(words, k=40)).capitalize() + "." for _ in range(120)]
+    paras[40] = "\n" + paras[40]                    # two blank lines before it, once in the book
+    _, out, _ = cut_paragraphs(tmp_path, make_config, capsys, paras)
+    cuts = [e for e in review_ids(out).values() if e["was_cut"] and not e["dialogue_runs_on"]]
+    kinds = ["blank" if e.get("blank_lines") else "unmarked" for e in cuts]
+    assert "blank" in kinds and "unmarked" in kinds, kinds
+    assert kinds == sorted(kinds, key=lambda k: k == "blank"), kinds
+
+
 def test_stage_0_cuts_where_the_talk_pauses_not_between_a_question_and_its_answer(tmp_path, make_config, capsys):
     """A chapter of conversation with a paragraph of narration every so often: every cut
     goes where narration takes over, none between a question and its answer

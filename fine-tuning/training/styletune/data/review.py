@@ -158,12 +158,15 @@ def review_entries(body, seams, chunks, measure, lengths, decided=(), known_ids=
     `known_ids`: (id_key -> id, ids used), from earlier reviews and decisions
     (assign_ids).
 
-    Doubt, in three tiers: a cut with no visible mark where the dialogue runs on
+    Doubt, in four tiers: a cut with no visible mark where the dialogue runs on
     across it (seam_model.dialogue_runs_on: a question and its answer, a speech and
-    the reply); then the other cuts with no visible mark, by margin, how little the
-    cut beats the best other place (a blank-line cut scored by the seam model as if
-    the blank lines were not there); last the marks left uncut, which only put two
-    scenes in one chunk."""
+    the reply); then the cuts where the text has no mark at all, by margin, how
+    little the cut beats the best other place; then the cuts at a run of blank lines
+    alone, by margin too (scored by the seam model as if the blank lines were not
+    there, so the two margins are not on one scale): the writer typed those lines,
+    where an unmarked cut is the planner's alone (in Dracula the blank-line cuts fell
+    at a new letter or journal, the unmarked ones mid-scene); last the marks left
+    uncut, which only put two scenes in one chunk."""
     starts = sorted(c.start for c in chunks)
     paragraphs = [(a, b) for a, b, _ in units(body)]
     entries = []
@@ -204,8 +207,8 @@ def review_entries(body, seams, chunks, measure, lengths, decided=(), known_ids=
                               "tokens_before": measure.tokens(lo, p.offset),
                               "tokens_after": measure.tokens(p.offset, hi)} for p in alts],
         })
-    entries.sort(key=lambda e: (0 if e.get("dialogue_runs_on") else 1 if e["was_cut"] else 2,
-                                e["margin"], e["seam"]["after"]))
+    entries.sort(key=lambda e: (0 if e.get("dialogue_runs_on") else 3 if not e["was_cut"]
+                                else 2 if e.get("blank_lines") else 1, e["margin"], e["seam"]["after"]))
     assign_ids(entries, *(known_ids or ({}, ())))
     return entries
 
