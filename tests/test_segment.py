@@ -274,6 +274,17 @@ def test_a_journals_label_inside_a_chapter_is_its_text_not_a_chapter(tmp_path, m
     assert sorted({n.split("_")[2] for n in names}) == ["ch01", "ch02", "ch03"], names
     holding = [n for n, t in zip(names, texts) if "_Lucy's Diary_" in t]
     assert len(holding) == 1 and holding[0].split("_")[2] == "ch01"
+    # a label soon after a chapter's heading (after its epigraph) is still that chapter's title
+    epigraph = (f"CHAPTER I\n\n“The sea is not for the likes of us.”\n\n— A Sailor\n\n\nThe Storm Comes\n\n"
+                f"{prose(5)}\n\nCHAPTER II\n\n{prose(5)}\n\nCHAPTER III\n\n{prose(5)}\n")
+    titles = [t for _, t in analyse(epigraph).chapters]
+    assert len(titles) == 3 and titles[0].endswith("The Storm Comes"), titles
+    # a book whose chapters are titles in capitals keeps them, a stray "Letter 1" or two among them
+    days = ["THE FIRST DAY", "THE SECOND DAY", "THE THIRD DAY", "THE FOURTH DAY", "THE FIFTH DAY"]
+    caps_book = (f"{days[0]}\n\n{prose(3)}\n\nLetter 1\n\n{prose(2)}\n\nLetter 2\n\n{prose(2)}\n\n\n"
+                 + "\n\n\n".join(f"{day}\n\n{prose(5)}" for day in days[1:]) + "\n")
+    titles = [t for _, t in analyse(caps_book).chapters]
+    assert [t for t in titles if "DAY" in t] == days[1:], titles     # the first, 120 words, front matter as before
     # Dracula: 27 chapters and the closing NOTE; its journals' labels are no chapters
     titles = [t for _, t in analyse(read_manuscript(CORPUS / "stoker_dracula.txt").body).chapters]
     assert len(titles) == 28 and titles[-1] == "NOTE" and titles[9] == "CHAPTER X"
@@ -1022,6 +1033,12 @@ def test_stage_1_tells_a_writer_of_stage_0_chunks_to_join_the_manuscripts_lines_
     said = " ".join(capsys.readouterr().err.split())
     assert (f"these chunks are stage 0's cut of {src}: join that file's lines once (it is IN) and cut the "
             "joined copy again with 0_segment_manuscript.py --force, then rerun") in said
+    # cut from a .docx (a line break inside a Word paragraph), no text command is aimed at the document
+    record = json.loads((out / "segment_manifest.json").read_text(encoding="utf-8"))
+    (out / "segment_manifest.json").write_text(json.dumps({**record, "manuscript": str(tmp_path / "novel.docx")}))
+    assert stage1.main(["--config", str(cfg), "--book", str(out), "--dry-run"]) == 0
+    said = " ".join(capsys.readouterr().err.split())
+    assert "wrapped by hand" in said and "stage 0's cut of" not in said
 
 
 def test_print_layout_indents_open_paragraphs_with_no_blank_line_between(tmp_path):

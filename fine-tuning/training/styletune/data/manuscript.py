@@ -312,25 +312,33 @@ def _titled_series(text: str, paras) -> None:
 
 def _labels_inside_chapters(text: str, paras, usual: int) -> None:
     """In a book whose chapters have headings of their own (Chapter 1, IV., # Title: two
-    at least, a part's or a prologue's aside), a line in capitals or title case set
-    apart on its own after the first of them, the words it labels following it as one
-    paragraph follows another ("_Lucy Westenra's Diary_", a letter's or a journal's
-    label), heads a stretch of a chapter, not a chapter: it is text again, in the chunk
-    with those words, and the blank lines before it may still cut a scene there. Taken
-    for a chapter, one such label shifted the number of every chapter after it
-    (Dracula's CHAPTER X was named ch11). A line next to a heading stays a part of that
-    heading's label; "THE END", a back matter's heading and what comes before the first
-    chapter (a title page, "THE PREFACE") stay as they were."""
+    at least, more than the lines below, a part's, a prologue's or back matter's aside),
+    a line in capitals or title case set apart on its own after over
+    HEADING_MATTER_MAX_WORDS words of its chapter's prose, the words it labels following
+    it as one paragraph follows another ("_Lucy Westenra's Diary_", a letter's or a
+    journal's label), heads a stretch of a chapter, not a chapter: it is text again, in
+    the chunk with those words, and the blank lines before it may still cut a scene
+    there. Taken for a chapter, one such label shifted the number of every chapter after
+    it (Dracula's CHAPTER X was named ch11). A line soon after a heading (its title, an
+    epigraph's source), "THE END", a back matter's heading and what comes before the
+    first chapter (a title page, "THE PREFACE") stay as they were; so does a book whose
+    chapters are such lines, with a stray "Letter 1" or "# Acknowledgements" among them.
+    What this costs: an unnumbered chapter in capitals with its text right under it
+    ("AFTERWARDS") is read as a part of the chapter before."""
+    def line(p) -> str:
+        return _heading_words(text[p.start:p.end])
     strong = [p for p in paras if p.kind == "heading" and p.heading_kind in ("keyword", "number", "markdown")
-              and not _part_or_named(text[p.start:p.end])]
-    if len(strong) < 2:
+              and not _part_or_named(text[p.start:p.end]) and not _BACK_MATTER_HEADING.fullmatch(line(p))]
+    weak = [p for p in paras[1:] if p.heading_kind in ("caps", "title")]
+    if len(strong) < 2 or len(strong) <= len(weak):
         return
-    for before, p, after in zip(paras, paras[1:], paras[2:] + [None]):
-        line = _heading_words(text[p.start:p.end])
-        if (p.heading_kind in ("caps", "title") and p.start > strong[0].start and before.kind != "heading"
+    prose = 0               # words of text since the last heading
+    for p, after in zip(paras, paras[1:] + [None]):
+        if (p.heading_kind in ("caps", "title") and p.start > strong[0].start and prose > HEADING_MATTER_MAX_WORDS
                 and after is not None and after.kind != "heading" and after.gap <= usual
-                and not _THE_END.fullmatch(line) and not _BACK_MATTER_HEADING.fullmatch(line)):
+                and not _THE_END.fullmatch(line(p)) and not _BACK_MATTER_HEADING.fullmatch(line(p))):
             p.kind, p.heading_kind = "text", ""
+        prose = 0 if p.kind == "heading" else prose + (word_count(text[p.start:p.end]) if p.kind == "text" else 0)
 
 
 def _title_groups(text: str, paras, shape: str) -> list[list[int]]:
@@ -589,8 +597,9 @@ def analyse(text: str) -> Structure:
             if not is_book_title:
                 chapter_no += 1
                 # a capitalised or title-only heading is a weak sign of a chapter: a short first
-                # chapter under one is no front matter
-                if any(q.heading_kind not in ("caps", "title", "titled") for q in label_paras):
+                # chapter under one is no front matter; a strong one opening the run counts
+                # too ("CHAPTER I", an epigraph, then the title: its prose was front matter)
+                if any(q.heading_kind not in ("caps", "title", "titled") for q in label_paras + group[:1]):
                     strong_chapters.add(chapter_no)
                 chapter_title = label
                 chapters.append((chapter_no, label))
@@ -745,12 +754,13 @@ def _slug(text: str, words: int = 5) -> str:
     """A file name's words: the text's first words without articles, roman numerals, or
     the heading's word and number it opens with ("Chapter Five", "Stave 2: ...": the
     name has the chapter's); prose keeps its words ("the last chapter", "this letter,
-    I") and a date its day (Dracula's diaries: dr_sewards_diary_20_september), its
-    letters without their accents ("Café Renée": cafe_renee). '' when no word is left."""
+    I") and a date its day (Dracula's diaries: dr_sewards_diary_20_september), a letter
+    with an accent without it ("Café Renée": cafe_renee; "ø" and "ß" have none to take
+    off, and go). '' when no word is left."""
     line = _heading_words(text)
     if heading := _KEYWORD_HEADING.match(line):   # "Chapter Twenty-One: ", "Book the First"
         text = line[heading.end():]
-    text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    text = "".join(c for c in unicodedata.normalize("NFD", text) if not unicodedata.combining(c))
     found = re.findall(r"[a-z0-9]+", FOOTNOTE_MARK.sub("", text.lower().replace("’", "").replace("'", "")))
     keep = [w for w in found if w not in {"the", "a", "an"} and not _ROMAN.fullmatch(w)]
     name = ""

@@ -85,14 +85,21 @@ class Stage1Result:
         wrapped = [c.name for c in self.chunks if wrapped_by_hand(c.text)]
         return [f"{paths.shown(self.book_dir / name)}: {reason}" for name, reason in self.skipped
                 if reason.startswith(("EMPTY", LEFT_OUT))] + ([rules] if rules else []) + (
-            [hard_wrap_advice(f"{len(wrapped)} chunk file(s) ({some_of(wrapped)}) are",
-                              (stage0_manifest(self.book_dir) or {}).get("manuscript", ""))] if wrapped else []) + (
+            [hard_wrap_advice(f"{len(wrapped)} chunk file(s) ({some_of(wrapped)}) are", self.plain_manuscript())]
+            if wrapped else []) + (
             self.residue_warnings()) + ([
                 f"{len(self.long_rows)} join drill(s) or scene opening(s) longer than sequence_len left out "
                 f"({some_of([r.chunk.name for r in self.long_rows])}): a drill's text still trains in its "
                 "examples, an opening's nowhere (a validation chunk's goes unscored). Shorten the rules "
                 "file (system_prompt_file: a quarter of these rows carry it) or raise sequence_len"]
                 if self.long_rows else [])
+
+    def plain_manuscript(self) -> str:
+        """The plain-text manuscript stage 0 cut these chunks from ('' for none, or for a
+        .docx, which a text command would corrupt): its lines are joined once, not each
+        chunk's."""
+        manuscript = (stage0_manifest(self.book_dir) or {}).get("manuscript", "")
+        return manuscript if str(manuscript).lower().endswith((".txt", ".md")) else ""
 
     def residue_warnings(self) -> list[str]:
         """What an edition or a conversion left in the chunk files (footnote marks, page
