@@ -731,6 +731,9 @@ def test_the_review_puts_the_planners_unmarked_cuts_before_cuts_at_blank_lines(t
     kinds = ["blank" if e.get("blank_lines") else "unmarked" for e in cuts]
     assert "blank" in kinds and "unmarked" in kinds, kinds
     assert kinds == sorted(kinds, key=lambda k: k == "blank"), kinds
+    md = " ".join((out / "segment_review.md").read_text(encoding="utf-8").split())
+    assert (f"the {kinds.count('unmarked')} with no mark at all before the {kinds.count('blank')} at a run "
+            "of blank lines alone") in md
 
 
 def test_stage_0_cuts_where_the_talk_pauses_not_between_a_question_and_its_answer(tmp_path, make_config, capsys):

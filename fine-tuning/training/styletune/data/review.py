@@ -261,9 +261,12 @@ def assign_ids(entries, known: dict, used=()) -> None:
 def review_markdown(entries, command) -> str:
     cuts = [e for e in entries if e["was_cut"]]
     runs_on = sum(bool(e.get("dialogue_runs_on")) for e in cuts)
+    blank = sum(bool(e.get("blank_lines")) for e in cuts)
     lines = ["# Stage 0's review: the cuts to look at", "",
              f"{len(cuts)} cut(s) the tool guessed, with no visible mark in the text"
              + (f" ({runs_on} where the dialogue runs on across the cut, first)" if runs_on else "")
+             + (f", the {len(cuts) - blank} with no mark at all before the {blank} at a run of blank "
+                "lines alone" if blank and blank < len(cuts) else "")
              + f", most doubtful first; then {len(entries) - len(cuts)} scene-break mark(s) it left uncut "
              "(two scenes in one chunk: harmless for training, cut one if you want it apart). Your "
              "sense of where a beat ends wins: answer each with one command (it records the answer in "
