@@ -321,6 +321,9 @@ def test_the_sample_books_rules_file_with_another_book_is_a_warning(make_config,
     assert not [w for w in prepare_data(load_config(make_config())).warnings() if "sample book" in w]
     other = prepare_data(load_config(make_config()), book_dir=book_copy).warnings()
     assert any("describes the sample book" in w and "system_prompt_file" in w for w in other)
+    # the config given extends the rehearsal's, which extends the main one: that is where it reaches every run
+    main = FT / "configs" / "qlora_style_transfer.yaml"
+    assert any(f"(or in {paths.shown(main)}, which it extends, for every config built on it)" in w for w in other)
     rules = tmp_path / "my_book.md"
     rules.write_text("---\nname: My book\n---\n\nA quiet novel of a fishing village.\n")
     own = prepare_data(load_config(make_config({"system_prompt_file": str(rules)})), book_dir=book_copy)

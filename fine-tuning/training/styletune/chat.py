@@ -13,14 +13,18 @@ def sample_rules_warning(cfg, book, then="rerun with --force") -> str | None:
     manuscript or a folder of chunks: settings.is_sample_book) is another:
     its description would train (the chat drills carry it) and reach the editor (stage 5)."""
     from styletune import paths
+    from styletune.config import root_config
     from styletune.settings import is_sample_book, shipped_default
     if (cfg.pipeline.system_prompt_file.resolve() != shipped_default("system_prompt_file")
             or is_sample_book(book)):
         return None
+    root = root_config(cfg.path)
+    where = paths.shown(cfg.path) + (f" (or in {paths.shown(root)}, which it extends, for every config "
+                                     "built on it)" if root != cfg.path.resolve() else "")
     return (f"{paths.shown(cfg.pipeline.system_prompt_file)} describes the sample book (a "
             "science-fiction novel), and the chat drills and stage 5's Continue rules carry it: "
             "write a few lines about your own book in fine-tuning/configs/prompts/<name>.md, set "
-            f"style_pipeline.system_prompt_file: configs/prompts/<name>.md in {paths.shown(cfg.path)} "
+            f"style_pipeline.system_prompt_file: configs/prompts/<name>.md in {where} "
             f"(a path there counts from fine-tuning/), and {then}")
 
 

@@ -53,6 +53,24 @@ def _read_yaml(path: Path, chain=()) -> dict:
     return merge_yaml(_read_yaml(_parent_config(path, parent), chain + (path,)), data)
 
 
+def root_config(path: Path) -> Path:
+    """The config at the end of `path`'s `extends:` chain (itself when it extends none):
+    a key set there reaches every config built on it."""
+    seen = [Path(path).resolve()]
+    while True:
+        try:
+            data = yaml.safe_load(seen[-1].read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError):
+            return seen[-1]
+        parent = data.get("extends") if isinstance(data, dict) else None
+        if not parent:
+            return seen[-1]
+        found = _parent_config(seen[-1], parent)
+        if found in seen:
+            return seen[-1]
+        seen.append(found)
+
+
 def _parent_config(path: Path, parent: str) -> Path:
     """`extends:` beside the config, else among the repository's configs: a copy of a
     shipped config (cpu_rehearsal.yaml elsewhere) still finds the config it extends."""
