@@ -329,3 +329,14 @@ def test_a_copied_config_finds_the_shipped_one_it_extends(tmp_path):
     copy.write_text("extends: nothere.yaml\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"`extends: nothere.yaml` names no file"):
         load_config(copy)
+
+
+def test_the_extends_chain_ends_at_its_root_and_a_loop_is_an_error(tmp_path):
+    """root_config: where a key reaches every config built on it (the rules-file warning
+    names it); a chain that comes back on itself is a ConfigError, not a hang."""
+    from styletune.config import root_config
+    assert root_config(REHEARSAL_CONFIG) == MAIN_CONFIG.resolve() == root_config(MAIN_CONFIG)
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
+    with pytest.raises(ConfigError, match="loops back on itself"):
+        load_config(tmp_path / "a.yaml")

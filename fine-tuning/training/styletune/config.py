@@ -36,39 +36,40 @@ def merge_yaml(base, overlay):
     return overlay
 
 
-def _read_yaml(path: Path, chain=()) -> dict:
-    if path in chain:
-        raise ConfigError(f"{path}: `extends:` loops back on itself")
-    if not path.is_file():
-        raise ConfigError(f"config not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({err})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
-    parent = data.pop("extends", None)
-    if parent is None:
-        return data
-    return merge_yaml(_read_yaml(_parent_config(path, parent), chain + (path,)), data)
+def _config_chain(path: Path) -> list[tuple[Path, dict]]:
+    """The config's keys, then those of each config it `extends:` in turn (each without
+    its `extends:`): the last is the root, whose keys reach every config built on it."""
+    chain = []
+    while True:
+        if any(path.resolve() == seen.resolve() for seen, _ in chain):
+            raise ConfigError(f"{path}: `extends:` loops back on itself")
+        if not path.is_file():
+            raise ConfigError(f"config not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML ({err})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+        parent = data.pop("extends", None)
+        chain.append((path, data))
+        if parent is None:
+            return chain
+        path = _parent_config(path, parent)
+
+
+def _read_yaml(path: Path) -> dict:
+    """The config's keys over those of the configs it extends, the root's underneath."""
+    merged = {}
+    for _, data in reversed(_config_chain(path)):
+        merged = merge_yaml(merged, data)
+    return merged
 
 
 def root_config(path: Path) -> Path:
     """The config at the end of `path`'s `extends:` chain (itself when it extends none):
     a key set there reaches every config built on it."""
-    seen = [Path(path).resolve()]
-    while True:
-        try:
-            data = yaml.safe_load(seen[-1].read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError):
-            return seen[-1]
-        parent = data.get("extends") if isinstance(data, dict) else None
-        if not parent:
-            return seen[-1]
-        found = _parent_config(seen[-1], parent)
-        if found in seen:
-            return seen[-1]
-        seen.append(found)
+    return _config_chain(Path(path))[-1][0].resolve()
 
 
 def _parent_config(path: Path, parent: str) -> Path:

@@ -38,7 +38,7 @@ from styletune.fileio import write_outputs
 from styletune.stage import Files, Stage, merged_model, rules_file, trained_book
 from styletune.train import models
 from styletune.train.gpu_plan import LLAMA31_8B
-from styletune.train.merge_output import MANIFEST, NF4_METHOD
+from styletune.train.merge_output import MANIFEST, NF4_METHOD, special_tokens_added
 from styletune.train.model_size import parameter_count
 
 # Stage 5's settings: the template and every serving key.
@@ -338,7 +338,7 @@ def bos_unstated(cfg, model_dir: Path) -> str | None:
     if "add_bos_token" in record:
         return None
     tok = models.load_tokenizer(cfg, model_dir)
-    if tok.bos_token_id is None or tok("x").input_ids[:1] != [tok.bos_token_id]:
+    if not special_tokens_added(tok)["add_bos_token"]:
         return None
     return (f"{paths.shown(model_dir / 'tokenizer_config.json')} does not say that the tokenizer adds "
             f"{tok.bos_token} (add_bos_token), and Ollama releases before 2026-05 then import the model "

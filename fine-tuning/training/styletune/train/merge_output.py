@@ -28,19 +28,24 @@ def save_tokenizer_and_generation(cfg, tok, partial: Path) -> None:
     generation_config(cfg, tok, cfg.base_model).save_pretrained(partial)
 
 
+def special_tokens_added(tok) -> dict:
+    """{"add_bos_token": ..., "add_eos_token": ...}: whether the tokenizer puts BOS
+    before, and EOS after, what it encodes, as it behaves (not as its config says)."""
+    ids = tok("x").input_ids
+    return {"add_bos_token": tok.bos_token_id is not None and ids[:1] == [tok.bos_token_id],
+            "add_eos_token": tok.eos_token_id is not None and ids[-1:] == [tok.eos_token_id]}
+
+
 def state_special_tokens_added(tok, folder: Path) -> None:
     """Write into tokenizer_config.json whether the tokenizer puts BOS (and EOS) around
     what it encodes. Llama 3's tokenizer says so only in tokenizer.json's post-processor,
     and transformers 5 saves no add_bos_token; Ollama's importer reads only that key,
     and before its 2026-05 release (ollama/ollama 9db4bdb) wrote a missing one as false,
     so a model imported from this folder got no BOS, which every training row opens with.
-    Stated, every Ollama adds exactly one, as training did (transformers reads the same
-    ids either way: tests/test_merge.py)."""
-    ids = tok("x").input_ids
+    Stated, Ollama adds exactly one before and after that release, as training did
+    (read in its source; transformers reads the same ids either way: tests/test_merge.py)."""
     path = folder / "tokenizer_config.json"
-    record = json.loads(path.read_text(encoding="utf-8"))
-    record["add_bos_token"] = tok.bos_token_id is not None and ids[:1] == [tok.bos_token_id]
-    record["add_eos_token"] = tok.eos_token_id is not None and ids[-1:] == [tok.eos_token_id]
+    record = {**json.loads(path.read_text(encoding="utf-8")), **special_tokens_added(tok)}
     write_atomic(path, (json.dumps(record, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
 
 
