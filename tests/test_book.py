@@ -208,3 +208,20 @@ def test_hashes_follow_content_and_reuse_a_recorded_hash_only_for_the_same_size_
     (folder / "backup" / "chunk_001.txt").write_text("old")
     assert Hashes({}).files(chunks) == before
     assert Hashes({}).files(Files(folder)) != before
+
+
+def test_a_stage_whose_code_writes_something_new_reruns_once_for_an_older_record(make_config, tmp_path):
+    """Stage 3 at revision 2 states add_bos_token for Ollama: a merge recorded before it is
+    stale, though its adapter and settings are unchanged; the other stages stay fresh."""
+    from styletune.book import Hashes, is_fresh, stages
+    from styletune.config import load_config
+    cfg = load_config(make_config({}))
+    found = {s.number: s for s in stages(cfg, SAMPLE_BOOK, "ollama")}
+    merge = found["3"]
+    assert merge.settings["stage revision"] == 2
+    assert all("stage revision" not in s.settings for n, s in found.items() if n != "3")
+    hashes = Hashes({})
+    now, outputs = hashes.state(merge), hashes.outputs(merge)
+    merge.settings.pop("stage revision")
+    older = {**hashes.state(merge), "outputs": outputs}     # as a run before revision 2 recorded it
+    assert not is_fresh(older, now, outputs)

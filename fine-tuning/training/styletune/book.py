@@ -4,7 +4,7 @@ decide, skipping a stage whose outputs are fresh.
 
 Fresh means: the stage ran from here before, and its inputs (the files and settings
 it reads, as its module's STAGE declares them: stage.py) and its outputs still hash
-as they did then. The hashes live in one manifest per config,
+as they did then, and its code is at the revision it was then (Stage.revision). The hashes live in one manifest per config,
 `<output_dir>/../book_manifest.<config name>.json`; a file whose size and
 modification time are unchanged keeps its recorded hash (as make and git do), so a
 16 GB merged folder is hashed once. A stage that reruns and writes identical files
@@ -85,7 +85,7 @@ def stages(cfg: Config, book: Path, backend: str) -> list:
         script = TRAINING / declared.script
         command = ([script] if script.suffix == ".sh" else [sys.executable, script])
         command += book_arguments(declared.number, book, where, backend) + ["--config", cfg.path]
-        settings = declared.reads.values(cfg)
+        settings = declared.recorded_settings(declared.reads.values(cfg))
         name = declared.does
         if declared.number == "5":
             settings, name = {**settings, "backend": backend}, f"{name} ({backend})"

@@ -59,6 +59,14 @@ class Stage:
     reads: Reads        # the settings
     inputs: Callable    # (Config, Book) -> [Files]
     outputs: Callable   # (Config, Book) -> [Files]
+    # Raised when the stage writes something new from the same inputs (stage 3's
+    # tokenizer_config.json stating BOS: revision 2), so make book reruns an older run's
+    # stage. Revision 1 is not recorded: raising one stage reruns that stage alone.
+    revision: int = 1
+
+    def recorded_settings(self, values: dict) -> dict:
+        """The settings make book records for this stage: the values it reads, and its revision."""
+        return values if self.revision == 1 else {**values, "stage revision": self.revision}
 
 
 def training_data(cfg) -> list[Files]:

@@ -53,7 +53,8 @@ STAGE = Stage("3", "3_merge_adapter.py", "merge the adapter into the base model,
               # The validation file (probe text) is not declared: it changes only with stage 1's
               # outputs, which retrain the adapter, and a declared one would rerun every recorded merge.
               inputs=lambda cfg, book: [Files(cfg.output_dir, what="the adapter")],
-              outputs=lambda cfg, book: [merged_model(cfg)])
+              outputs=lambda cfg, book: [merged_model(cfg)],
+              revision=2)       # 2: tokenizer_config.json states add_bos_token (Ollama reads it)
 
 
 def merge(cfg, choice: AdapterChoice, out: Path, device: str, dtype: str, say=print) -> dict:
