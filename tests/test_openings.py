@@ -44,6 +44,10 @@ def assert_rows_are_the_books_text(result, held_out=False):
         assert not row.continuation[0].isspace()      # the scene's first word
         assert row.start == 0 or seam.before.text[row.start - 1].isspace()   # from a word
         assert PROMPT_WORDS[0] <= len(seam.before.text[row.start:].split()) <= PROMPT_WORDS[1]
+        # the path line names the file before the seam, never the one the opening is
+        # in (stage 0 names a chunk after its first words: the row's own target)
+        assert Path(seam.before.path).stem in row.header or not row.header
+        assert Path(seam.after.path).stem not in row.header
         assert row.messages()[-2:] == [{"role": "user", "content": row.header + row.prompt},
                                        {"role": "assistant", "content": row.continuation}]
 

@@ -51,8 +51,10 @@ class Seam:
 
     @property
     def path(self):
-        """The file the row's continuation is in (its path line names it)."""
-        return self.after.path
+        """The file its path line names: the one before the seam, where the writer is
+        typing when a scene ends and the next begins. Not the next chunk's: stage 0
+        names a chunk after its first words, the very words the row teaches."""
+        return self.before.path
 
 
 def follows(before, after) -> bool:
