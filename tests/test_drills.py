@@ -130,7 +130,8 @@ def test_the_other_drills_and_openings_open_as_the_editors_autocomplete_does(res
     """Autocomplete, where a writer pauses mid-flow most, sends Continue's path line
     before the text: editor_header_share of the rows of each kind without the chat
     route's system message carry it, as the examples do, a Markdown and a .txt file in
-    turn, named for the row's chunk (a scene opening's: the chunk it opens). The text
+    turn, named for the row's chunk (a scene opening's: the chunk before the seam, not the
+    one it opens, which stage 0 names after the very words the row teaches). The text
     after it is the author's, and the manifest records it."""
     import support.continue_port as cp
     share = result.config.pipeline.editor_header_share
@@ -142,7 +143,7 @@ def test_the_other_drills_and_openings_open_as_the_editors_autocomplete_does(res
             headed = [d for d in plain if d.header]
             assert len(headed) == round(share * len(plain)), kind
             for d, form in zip(headed, ("md", "txt") * len(headed)):
-                chunk = d.chunk.after if d.kind == OPENING else d.chunk
+                chunk = d.chunk.before if d.kind == OPENING else d.chunk
                 path = f"{chunk.path.parent.name}/{chunk.path.stem}.{form}"
                 assert d.messages()[0] == {"role": "user", "content": cp.autocomplete_prefix(d.prompt, path)}
         assert not any(d.header for d in rows if d.system)
