@@ -54,11 +54,11 @@ def assert_rows_are_the_books_text(result, held_out=False):
 
 def test_every_training_chunks_opening_is_learnt_after_the_chunk_before(result):
     assert_rows_are_the_books_text(result)
-    # ten chunk files, nine seams; one chunk held out (chunk_002): its two seams are not
+    # ten chunk files, nine seams; one chunk held out (chunk_003): its two seams are not
     # crossed, the other seven are, the split original's parts (006a -> 006b) among them
     names = [r.chunk.name for r in result.openings]
     assert len(names) == 7 and "chunk_006a_the_last_burn.txt + chunk_006b_into_the_cistern.txt" in names
-    assert not any("chunk_002" in n for n in names)
+    assert not any("chunk_003" in n for n in names)
     # chunks cut by hand: the text between them is the paragraph break the book uses
     assert {r.chunk.separator for r in result.openings} == {"\n\n"}
     # every character of a training chunk after a seam is a target somewhere: its
@@ -97,7 +97,7 @@ def test_openings_are_written_recorded_reported_and_the_same_every_run(result, t
     assert ("Held out: 1 validation chunk opening(s), "
             f"{result.validation_openings[0].total_tokens} tokens, in validation.jsonl") in report
     assert ("Not crossed (1), a validation chunk or one left out on one side: "
-            "chunk_002_the_infirmary.txt + chunk_003_the_archive_chapel.txt.") in report
+            "chunk_003_the_archive_chapel.txt + chunk_004_the_long_walk.txt.") in report
     again = prepare_data(cfg)
     assert [(o.chunk.name, o.start, o.stop, o.end, o.system) for o in again.openings] == \
         [(o.chunk.name, o.start, o.stop, o.end, o.system) for o in result.openings]
@@ -109,11 +109,11 @@ def test_openings_are_written_recorded_reported_and_the_same_every_run(result, t
 
 
 def test_a_validation_chunks_opening_is_held_out_after_the_chunk_before_it(result):
-    # chunk_002 is held out: its opening follows chunk_001 (training, context only); the
-    # seam after it (002 -> 003) would make held-out text a training row's context
+    # chunk_003 is held out: its opening follows chunk_002 (training, context only); the
+    # seam after it (003 -> 004) would make held-out text a training row's context
     assert_rows_are_the_books_text(result, held_out=True)
     assert [r.chunk.name for r in result.validation_openings] == \
-        ["chunk_001_prologue_the_silence.txt + chunk_002_the_infirmary.txt"]
+        ["chunk_002_the_infirmary.txt + chunk_003_the_archive_chapel.txt"]
     write_outputs(planned_outputs(result), force=True)
     rows = [json.loads(line) for line in result.config.validation_path.read_text(encoding="utf-8").splitlines()]
     assert [r["messages"] for r in rows] == [e.messages() for e in result.validation] + \
@@ -121,7 +121,7 @@ def test_a_validation_chunks_opening_is_held_out_after_the_chunk_before_it(resul
     assert [r["ends_turn"] for r in rows] == [True] * len(result.validation) + [False]
     manifest = json.loads(result.config.data_manifest_path.read_text(encoding="utf-8"))
     assert [m["chunks"] for m in manifest["validation_scene_openings"]] == \
-        [["chunk_001_prologue_the_silence.txt", "chunk_002_the_infirmary.txt"]]
+        [["chunk_002_the_infirmary.txt", "chunk_003_the_archive_chapel.txt"]]
 
 
 NOVEL = CORPUS / "doyle_a_study_in_scarlet.txt"
@@ -189,7 +189,7 @@ def test_where_the_record_no_longer_fits_no_row_crosses_and_the_report_says_why(
     record = json.loads((book / SEGMENT_MANIFEST).read_text(encoding="utf-8"))
     names = [c["file"] for c in record["chunks"]]
     # front matter between two chunks: more than a heading
-    record["separators"][3] = "\n\n" + "A note on the text of this edition. " * 6 + "\n\n"
+    record["separators"][3] = "\n\n" + "A note on the text of this edition. " * 15 + "\n\n"
     (book / SEGMENT_MANIFEST).write_text(json.dumps(record), encoding="utf-8")
     # a heading the writer moved into the chunk after it
     headed = next(i for i, sep in enumerate(record["separators"]) if "CHAPTER" in sep and 6 <= i < len(names) - 2)
@@ -249,6 +249,16 @@ def test_the_text_between_split_parts_is_what_the_splitter_left(tmp_path, part_e
     part = tmp_path / "chunk_005a_x.txt"
     part.write_text(part_ends, encoding="utf-8")
     assert split_separator(Chunk(part, part_ends.strip(), ""), "\n\n") == between
+
+
+def test_a_long_chapter_title_is_a_heading_between_chunks_and_a_page_of_notes_is_not():
+    from styletune.data.openings import usable
+    title = ("IS A VERY SHORT ONE, AND MAY APPEAR OF NO GREAT IMPORTANCE IN ITS\nPLACE, BUT IT SHOULD "
+             "BE READ NOTWITHSTANDING, AS A SEQUEL TO THE LAST,\nAND A KEY TO ONE THAT WILL FOLLOW "
+             "WHEN ITS TIME ARRIVES")      # Oliver Twist, chapter XXXVI: 41 words with its number
+    assert usable("\n\n\n\nCHAPTER XXXVI\n\n" + title + "\n\n\n\n")
+    assert not usable("\n\n" + "A note on the text of this edition. " * 15 + "\n\n")
+    assert usable("\n\n") and usable(" ") and not usable("and so")
 
 
 def test_a_heading_counts_as_moved_into_a_chunk_only_as_whole_lines():

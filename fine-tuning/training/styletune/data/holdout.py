@@ -1,15 +1,26 @@
-"""Train/validation split by chunk group: deterministic, spread across the book."""
-import random
+"""Train/validation split by chunk group: deterministic, spread across the book, and
+stable as the book grows."""
+import hashlib
 
 from styletune.errors import ConfigError
+
+# The words of a group's opening that name it to the split: its identity survives a
+# renumbering recut, a split into parts (013a keeps the original's opening) and edits
+# further in.
+IDENTITY_WORDS = 40
 
 
 def choose_validation_groups(chunks, share, seed, explicit=()):
     """Return the set of chunk groups held out for validation.
 
     Parts of one original (013a, 013b) form one group and stay on one side.
-    Without an explicit list, the book is cut into equal stretches and one group
-    is drawn from each, so validation samples the whole story, not its ending.
+    Without an explicit list, the book is read in stretches of round(1 / share)
+    groups from its start (the last takes the rest, at least half a stretch), and
+    each stretch holds out the group whose opening words, with the seed, hash
+    lowest. So validation samples the whole story, not its ending, and it stays
+    put as the writer adds chapters: one added at the end changes at most the last
+    stretch's choice, where drawing from equal shares of the book moved most of
+    them and trained on the chunks held out before.
     """
     groups = list(dict.fromkeys(c.group for c in chunks))
     if explicit:
@@ -21,10 +32,11 @@ def choose_validation_groups(chunks, share, seed, explicit=()):
         return {by_name[name] for name in explicit}
     if share <= 0 or len(groups) < 2:
         return set()
-    n = min(len(groups) - 1, max(1, round(share * len(groups))))
-    rng = random.Random(f"{seed}:validation")
-    picked = set()
-    for i in range(n):
-        stretch = groups[i * len(groups) // n:(i + 1) * len(groups) // n]
-        picked.add(rng.choice(stretch))
-    return picked
+    size = max(2, round(1 / share))
+    n = min(len(groups) - 1, max(1, round(len(groups) / size)))
+    opening = {}
+    for c in chunks:
+        opening.setdefault(c.group, " ".join(c.text.split()[:IDENTITY_WORDS]))
+    rank = lambda g: hashlib.sha256(f"{seed}:{opening[g]}".encode()).hexdigest()  # noqa: E731
+    stretches = [groups[k * size:(k + 1) * size] for k in range(n - 1)] + [groups[(n - 1) * size:]]
+    return {min(stretch, key=rank) for stretch in stretches}
