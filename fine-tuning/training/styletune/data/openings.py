@@ -28,8 +28,10 @@ from styletune.fileio import read_text
 from styletune.text.paragraphs import paragraph_spans
 
 OPENING = "scene opening"
-# A recorded separator of more words than this is not a heading (usable()).
-_MOST_SEPARATOR_WORDS = 30
+# A recorded separator of more words than this is not a heading (usable()): room for a
+# chapter's heading lines (Oliver Twist's longest title, with its number, is 41 words)
+# and the short matter stage 0 keeps under them (HEADING_MATTER_MAX_WORDS, an epigraph).
+_MOST_SEPARATOR_WORDS = 100
 
 
 @dataclass
