@@ -89,7 +89,11 @@ def test_stale_data_is_refused(make_config, book_copy, tmp_path, capsys):
     chunk = book_copy / "chunk_003_the_archive_chapel.txt"
     chunk.write_text(chunk.read_text() + "\nA sentence added later.\n")
     assert run_preflight(cfg, tmp_path) == 3
-    assert "stale data: chunk_003_the_archive_chapel.txt changed" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "stale data: chunk_003_the_archive_chapel.txt changed" in err
+    # the command remakes this book's data, not the config's default book's
+    from styletune import paths
+    assert f"1_prepare_data.py --config {paths.typed(cfg)} --book {paths.typed(book_copy)} --force" in err
 
 
 def test_over_long_example_is_refused(make_config, tmp_path, capsys):

@@ -147,6 +147,13 @@ class OverlongError(InputError):
     exit_code = OVERLONG_EXIT
 
 
+def stage1_command(config, book_dir, force=False) -> str:
+    """The command that makes this book's training data: with its --book, or stage 1
+    would read the config's book_dir (the sample book's, until the writer sets it)."""
+    return (f"python fine-tuning/training/1_prepare_data.py --config {paths.typed(config.path)} "
+            f"--book {paths.typed(book_dir)}" + (" --force" if force else ""))
+
+
 def _overlong_message(examples, seq_len, config=None, book_dir=None) -> str:
     lines = [f"{len(examples)} example(s) longer than sequence_len = {seq_len} tokens "
              "(Axolotl would drop or truncate them without a word):"]

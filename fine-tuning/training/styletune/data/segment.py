@@ -19,6 +19,7 @@ from styletune.data.manuscript import (
     read_manuscript,
     rebuild,
 )
+from styletune.data.prepare import stage1_command
 from styletune.data.review import (
     constraints,
     decide,
@@ -632,6 +633,5 @@ def run(args) -> int:
         print(f"\nreview the cuts in {paths.shown(out_dir / 'segment_review.md')}; answer each with\n"
               f"  {command} --decide {seg.review[0]['id']}=keep\n"
               "(keep, drop, cut or altN after each ID, as the review says; one --decide per answer)")
-    print(f"\nnext: read the report, then\n  python fine-tuning/training/1_prepare_data.py "
-          f"--config {paths.typed(cfg.path)} --book {paths.typed(out_dir)}")
+    print(f"\nnext: read the report, then\n  {stage1_command(cfg, out_dir)}")
     return 0

@@ -27,6 +27,7 @@ from pathlib import Path
 from styletune import paths
 from styletune.config import EVERY, Reads, effective_yaml, load_config
 from styletune.data.drills import CONTINUATION_WORDS
+from styletune.data.prepare import stage1_command
 from styletune.errors import UserError
 from styletune.fileio import sha256_bytes, write_atomic
 from styletune.privacy import TRACKERS_OFF
@@ -254,20 +255,20 @@ def check_data(cfg) -> dict:
             raise PreflightError(f"no training data at {paths.shown(path)}: run "
                                  f"1_prepare_data.py --config {paths.typed(cfg.path)} first")
     manifest = json.loads(manifest_path.read_text())
+    book = paths.REPO_DIR / manifest["book_dir"]
+    rerun = stage1_command(cfg, book, force=True)      # the same book: not the config's default
     for out, digest in manifest["outputs"].items():
         path = paths.REPO_DIR / out
         if path.suffix == ".jsonl" and (not path.is_file() or sha256_bytes(path.read_bytes()) != digest):
-            raise PreflightError(f"{out} changed after stage 1 wrote it: rerun 1_prepare_data.py")
-    book = paths.REPO_DIR / manifest["book_dir"]
+            raise PreflightError(f"{out} changed after stage 1 wrote it: rerun\n  {rerun}")
     for entry in manifest["inputs"]:
         chunk = book / entry["file"]
         if not chunk.is_file() or sha256_bytes(chunk.read_bytes()) != entry["sha256"]:
-            raise PreflightError(f"stale data: {entry['file']} changed after stage 1 ran: rerun "
-                                 "1_prepare_data.py (with --force)")
+            raise PreflightError(f"stale data: {entry['file']} changed after stage 1 ran: rerun\n  {rerun}")
     longest = longest_example(manifest)
     if longest > cfg.sequence_len:
         raise PreflightError(f"an example has {longest} tokens, over sequence_len "
-                             f"{cfg.sequence_len}: rerun 1_prepare_data.py, which names the chunk")
+                             f"{cfg.sequence_len}: rerun\n  {rerun}\nwhich names the chunk")
     return manifest
 
 
