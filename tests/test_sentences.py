@@ -99,3 +99,30 @@ def test_a_letter_is_cut_in_range_at_one_of_its_paragraph_ends(smol_counter):
     [example] = cut_chunks([chunk], punkt, smol_counter, (0.05, 0.10), seed=1, cuts_for=lambda c: 1)
     assert example.in_range and quoted_paragraph_end(text, example.cut)
     assert example.prefix.endswith("Nothing more happened that day.")
+
+
+def test_a_single_quote_closed_before_a_dash_leaves_the_paragraph_unquoted():
+    """Dickens's 'upon liking'--a phrase...: the closing mark before Gutenberg's dash
+    closes the quotation, so the paragraph's end is a clean cut (it read as inside a
+    quotation that runs on, and stage 1 reported it so)."""
+    text = ("It was arranged that Oliver should go to him that evening 'upon\nliking'--a phrase "
+            "which means that he shall have him for a term of years.\n\n"
+            "When little Oliver was taken before 'the gentlemen' that evening, he wept.\n\n"
+            "It was late.")
+    tiers = {p.rsplit(None, 1)[-1]: t for p, _, t in cuts(text)}
+    assert tiers["years."] == Tier.CLEAN and tiers["wept."] == Tier.CLEAN
+
+
+def test_in_lines_wrapped_by_hand_a_line_break_inside_a_speech_is_no_paragraph_end():
+    """A cut inside a quotation at a line break of a hard-wrapped paragraph is not at
+    one of the speech's paragraph ends (stage 1's report said it was)."""
+    from styletune.data.examples import quoted_paragraph_end
+    text = ('"I know what you must suffer.\nBut where were you? I waited all the\nevening, '
+            'and you never came. It was very late when\nI went home."\n\n'
+            '"You were right to wait. I was kept at\nthe theatre till the end of the play.\n\n'
+            '"And then the carriage would not come. It\nwas a dreadful night."\n\nHe was silent.')
+    punkt = build_punkt([text])[0]
+    quoted = [b for b in boundaries(text, punkt) if b.tier == Tier.IN_QUOTATION]
+    at = {text[:b.end].rsplit(None, 1)[-1]: quoted_paragraph_end(text, b) for b in quoted}
+    assert at["suffer."] is False             # a line break inside the speech
+    assert at["play."] is True                # the speech runs on into a new paragraph

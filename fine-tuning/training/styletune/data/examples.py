@@ -1,5 +1,6 @@
 """Prefix-completion examples: where each chunk is cut, and the exact counts."""
 import bisect
+import functools
 import random
 import re
 from dataclasses import dataclass, replace
@@ -10,6 +11,7 @@ from styletune.data.chunks import Chunk
 from styletune.data.holdout import choose_validation_groups
 from styletune.errors import InputError
 from styletune.fileio import normalise
+from styletune.text.paragraphs import layout, whitespace_kind
 from styletune.text.sentences import Boundary, Tier, boundaries, build_punkt
 
 # What decides the examples (stage 1 builds them; stage 0 and the splitter size chunks with them).
@@ -157,8 +159,13 @@ def _boundaries_or_error(chunk, punkt, until):
 
 def quoted_paragraph_end(text, cut) -> bool:
     """A cut inside a quotation at a paragraph's end: the quotation runs on into the
-    next paragraph, as a letter or a long speech does."""
-    return cut.tier == Tier.IN_QUOTATION and "\n" in text[cut.end:cut.start]
+    next paragraph, as a letter or a long speech does. In lines wrapped by hand a
+    line break is no paragraph's end (the text's layout says which is)."""
+    return (cut.tier == Tier.IN_QUOTATION
+            and whitespace_kind(text[cut.end:cut.start], _layout(text)) == "a paragraph break")
+
+
+_layout = functools.lru_cache(maxsize=8)(layout)    # asked once per candidate cut of a chunk
 
 
 def _pick(chunk, cands, total, lo, hi, seed, k):
