@@ -325,14 +325,15 @@ def evaluate(cfg, tuned_dir: Path | None, adapter: Path | None, placement: Place
     prompts = in_the_editor(plain, folder)
     # training prompts, with the author's own continuation: the base's continuations are the
     # classifier's "not the author" class; both models' show whether tuning learnt them by heart
+    # spread across the book, as the validation prompts are (the first rows are its opening chapter)
+    named_train = list(zip(train, example_chunk_names(cfg, "train", len(train))))
     other_prompts = in_the_editor([Prompt(name, "example", without_path_line(c[0]["content"]), c[1]["content"])
-                                   for c, name in zip(train[:int(ev["train_prompts"])],
-                                                      example_chunk_names(cfg, "train", len(train)))], folder)
+                                   for c, name in spread(named_train, int(ev["train_prompts"]))], folder)
     join_set = in_the_editor(join_prompts(plain, val, ev, names, stops.words_of(texts),
                                           chat.configured_system_message(cfg)), folder)
     seed_prompt = in_the_editor([Prompt("writer", joins.SEED, SEED_PROMPT, " ")], folder)[0]
     classes = joins.token_classes(tok.batch_decode([[i] for i in range(len(tok))]), set(tok.all_special_ids))
-    gap_set = train[:int(ev["train_examples_for_gap"])]
+    gap_set = spread(train, int(ev["train_examples_for_gap"]))
     say(f"{len(val)} validation example(s), {len(prompts)} prompts, "
         f"{int(ev['generation_tokens'])} tokens each; device_map {placement.device_map}, {placement.dtype}")
 
