@@ -90,28 +90,29 @@ def test_plan_obeys_the_writer_forced_and_forbidden_places():
 
 
 def test_the_chunks_median_moves_to_the_target_where_marks_make_short_chunks(smol_counter):
-    """Jekyll and Hyde as written: its marks make chunks shorter than the target that
-    no length cost can lengthen, and a plan aimed at the target itself cuts the
-    longer scenes down to it too (median 0.68 of it). plan_to_target aims higher
-    (at most MAX_AIM times), every chapter still a chunk's start; a plan whose
-    median is near the target already is left as it was, and so is a text with no
-    heading or mark (Dorian Gray with them removed)."""
+    """The War of the Worlds as written: its chapter headings and marks make chunks
+    shorter than the target that no length cost can lengthen, and a plan aimed at the
+    target itself cuts the longer scenes down to it too (median 0.81 of it).
+    plan_to_target aims higher (at most MAX_AIM times), every chapter still a chunk's
+    start; a plan whose median is near the target already is left as it was (Jekyll
+    and Hyde), and so is a text with no heading or mark (Dorian Gray with them removed)."""
     import statistics
 
     from conftest import CORPUS
     from styletune.data.manuscript import MAX_AIM, MEDIAN_SHORT, analyse, plan_chunks, plan_to_target
     from styletune.data.seam_training import labelled_novel
     from styletune.data.seams import Measure
-    structure = analyse(read_manuscript(CORPUS / "stevenson_jekyll_and_hyde.txt").body)
+    structure = analyse(read_manuscript(CORPUS / "wells_the_war_of_the_worlds.txt").body)
     measure = Measure(smol_counter, structure.text, margin=24)
     median = lambda chunks: statistics.median(measure.tokens(c.start, c.end) for c in chunks)  # noqa: E731
     lengths = Lengths(2900, 500, 8192, 2.0)
     plain, *_ = plan_chunks(structure, smol_counter, lengths)
     aimed_chunks, _, _, aimed = plan_to_target(structure, smol_counter, lengths)
-    assert median(plain) < 0.7 * lengths.target < 0.8 * lengths.target < median(aimed_chunks) <= lengths.target
+    assert median(plain) < 0.85 * lengths.target < median(aimed_chunks) <= lengths.target
     assert lengths.target < aimed.target <= MAX_AIM * lengths.target and len(aimed_chunks) < len(plain)
     chapters = {c.start for c in plain if c.reason.startswith("chapter heading")}
-    assert len(chapters) == 10 and chapters <= {c.start for c in aimed_chunks}
+    assert len(chapters) == len(structure.chapters) and chapters <= {c.start for c in aimed_chunks}
+    structure = analyse(read_manuscript(CORPUS / "stevenson_jekyll_and_hyde.txt").body)
     near = Lengths(1800, 500, 8192, 2.0)
     plain, *_ = plan_chunks(structure, smol_counter, near)
     again, _, _, same = plan_to_target(structure, smol_counter, near)
@@ -254,9 +255,11 @@ def _blank_line_book(tmp_path):
 
 
 def test_a_cut_at_blank_lines_alone_is_a_guess_in_the_review(tmp_path, make_config, capsys):
-    """Extra blank lines with no visible mark: stage 0 still cuts there, but lists the
-    cut in the review, the one that splits a question from its answer first, and
-    `=drop` undoes it; a cut at '* * *' stays the writer's own, unlisted."""
+    """Extra blank lines with no visible mark: stage 0 cuts there (before a new morning)
+    but lists the cut in the review, and `=drop` undoes it; where the blank lines split
+    a question from its answer they are layout, not cut, and the review lists them as
+    a mark left uncut, saying why (`=cut` cuts there); a cut at '* * *' stays the
+    writer's own, unlisted."""
     src = _blank_line_book(tmp_path)
     out = tmp_path / "cut"
     cfg = make_config({"chunk_target_tokens": 600, "segment_min_tokens": 150}, sequence_len=2048)
@@ -266,27 +269,25 @@ def test_a_cut_at_blank_lines_alone_is_a_guess_in_the_review(tmp_path, make_conf
     body = read_manuscript(src).body
     assert_conserved(out, body)
     openings = current_openings(out)
-    assert any(o.startswith('"No, never," replied Tom.') for o in openings)
+    assert not any(o.startswith('"No, never," replied Tom.') for o in openings)
+    assert any(o.startswith("The next morning") for o in openings)
     assert any(o.startswith("In the orchard") for o in openings)
     review = json.loads((out / "segment_review.json").read_text(encoding="utf-8"))["seams"]
     blank = [e for e in review if e.get("blank_lines")]
-    assert len(blank) == 2 and all(e["was_cut"] for e in blank)
-    first = review[0]
-    assert first["id"] == "s01" and first["seam"]["after"].startswith('"No, never,"')
-    assert first["dialogue_runs_on"] and any("dialogue runs on" in s for s in first["signals"])
+    assert [e["seam"]["after"][:16] for e in blank] == ["The next morning"] and blank[0]["was_cut"]
+    talk = next(e for e in review if e["seam"]["after"].startswith('"No, never,"'))
+    assert not talk["was_cut"] and any("but the dialogue runs on" in s for s in talk["signals"])
     assert not any(e["seam"]["after"].startswith("In the orchard") for e in review)
-    assert "2 cut(s) made at a run of blank lines alone" in printed
-    assert "2 of them at blank lines alone" in printed
-    assert "s01: cut at 3 blank line(s) alone" in (out / "segment_review.md").read_text(encoding="utf-8")
+    assert "1 cut(s) made at a run of blank lines alone" in printed
+    assert "1 of them at blank lines alone" in printed
 
-    assert STAGE0.main(args + ["--decide", "s01=drop"]) == 0
+    assert STAGE0.main(args + ["--decide", f"{blank[0]['id']}=drop", "--decide", f"{talk['id']}=cut"]) == 0
     capsys.readouterr()
     assert_conserved(out, body)
     openings = current_openings(out)
-    assert not any(o.startswith('"No, never,"') for o in openings)
+    assert not any(o.startswith("The next morning") for o in openings)
+    assert any(o.startswith('"No, never,"') for o in openings)
     assert any(o.startswith("In the orchard") for o in openings)
-    review = json.loads((out / "segment_review.json").read_text(encoding="utf-8"))["seams"]
-    assert not any(e["seam"]["after"].startswith('"No, never,"') for e in review)
 
 
 def test_a_paragraph_is_found_by_its_words_as_typed():

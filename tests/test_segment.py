@@ -1609,3 +1609,54 @@ def test_split_gives_each_part_its_first_paragraphs_indent(book_copy, make_confi
     parts = sorted(book_copy.glob("chunk_004?_*.txt"))
     assert len(parts) > 1 and b"".join(p.read_bytes() for p in parts) == original
     assert all(p.read_text(encoding="utf-8").startswith("\t") for p in parts)
+
+
+@pytest.mark.parametrize("paragraph, shown", [
+    ('He shook his head. "To-night she is Imogen," he answered.', "time phrase ('night')"),
+    ("She did not answer for some time.", "time phrase ('some time')"),
+    ("The next day, came the news from the coast.", "time phrase ('The next day')"),
+    ("Meanwhile the others waited in the hall.", "time phrase ('Meanwhile')"),
+])
+def test_a_time_phrase_reason_quotes_the_words_that_made_it(paragraph, shown):
+    """The review and the report say which words read as a time change (helper-38:
+    'He shook his head....' was shown, and looked a wrong reason)."""
+    from styletune.data.seam_model import model
+    features = {k: model().mean[k] for k in model().features}
+    features["time"] = 1.0
+    assert shown in model().signals(features, paragraph)
+
+
+def test_a_reply_that_opens_with_a_gesture_runs_the_dialogue_on():
+    """A question, or speech answered within a few words, before the seam: a cut there
+    splits a conversation even when the reply opens with narration."""
+    from styletune.data.seam_model import boundary_features, units
+    text = ('"With an actress," said Dorian Gray, blushing.\n\n'
+            'Lord Henry shrugged his shoulders. "That is a rather commonplace debut."\n\n'
+            '"Are you very much in love with him?" he asked.\n\n'
+            'She did not answer for some time. The fire had burned low.\n\n'
+            'The carriage came at nine. They drove through the dark streets in silence.\n\n'
+            'Nobody spoke of the play again.')
+    feats = boundary_features(text, units(text))
+    runs_on = [bool(feats[i]["dialogue_runs_on"]) for i in sorted(feats)]
+    assert runs_on == [True, True, True, False, False]
+
+
+def test_blank_lines_where_the_text_plainly_goes_on_are_layout_not_a_scene_break():
+    """A run of blank lines after 'the letter which I read to him----', or across a
+    question and its answer, scores as any paragraph start (the review lists it as a
+    mark left uncut, with the reason); a run between two scenes keeps a mark's score."""
+    from styletune.data.seam_model import model
+    para = "It was a long day and the rain came down over the moor without a pause. " * 3
+    text = (para + "\n\n" + "This is the letter which I read to him----\n\n\n"
+            "“MY DEAR MR. HOLMES,--There has been a bad business during the night.”\n\n\n"
+            "“Are you coming?” he asked.\n\n\n"
+            "He shook his head. “Not to-night,” he said.\n\n" + para + "\n\n\n"
+            "The next morning the village was quiet again, and the snow lay deep.\n\n" + para)
+    runs = {m.end() for m in re.finditer("\n\n\n", text)}        # as stage 0 finds them
+    found = {text[c.offset:c.offset + 12]: c
+             for c in candidates(text, {at: "1 blank line(s)" for at in runs})}
+    mark = model().data["mark_score"]
+    letter, question, morning = found["“MY DEAR MR."], found["He shook his"], found["The next mor"]
+    assert letter.mark and letter.score < mark and "announces what follows" in letter.signals[-1]
+    assert question.mark and question.score < mark and "question asked before" in question.signals[-1]
+    assert morning.mark and morning.score == mark
