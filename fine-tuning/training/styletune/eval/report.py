@@ -329,7 +329,10 @@ def markdown(report: dict) -> str:
              f"Validation examples: {report['counts']['validation_examples']}; prompts: "
              f"{report['counts']['prompts']} ({report['counts']['generation_tokens']} tokens generated "
              f"each, same sampling and seed for both models); author reference: "
-             f"{report['counts']['reference_words']} words of training text.", "",
+             f"{report['counts']['reference_words']} words of training text. Both models get each "
+             "prompt as the editor sends it to the tuned model (its chat template, the text in the "
+             "assistant's turn after Continue's path line): the base column is the base model in "
+             "your editor, not the base at its best with an instruction to continue.", "",
              "| measure | base | tuned | author (held out) | verdict |", "|---|---|---|---|---|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     lines += ["", f"Train/validation perplexity ratio: base {gap['base']:.2f}, tuned {gap['tuned']:.2f}"
