@@ -1660,3 +1660,21 @@ def test_blank_lines_where_the_text_plainly_goes_on_are_layout_not_a_scene_break
     assert letter.mark and letter.score < mark and "announces what follows" in letter.signals[-1]
     assert question.mark and question.score < mark and "question asked before" in question.signals[-1]
     assert morning.mark and morning.score == mark
+
+
+def test_blank_lines_before_a_new_scene_stay_a_break_after_a_closing_question():
+    """A scene that ends on a spoken question, then blank lines, then 'The next morning':
+    the writer's break stands (a time or place opening is a new scene's sign); a
+    question inside a speech that goes on is no question ending it."""
+    from styletune.data.seam_model import model
+    para = "It was a long day and the rain came down over the moor without a pause. " * 3
+    text = (para + "\n\n" + "“Will you come with me tomorrow?” she asked him.\n\n\n"
+            "The next morning the village was quiet again, and the snow lay deep.\n\n" + para + "\n\n"
+            "“Who knows? I shall go to London in the spring,” he said.\n\n\n"
+            "She shook her head. “Not I,” she said.\n\n" + para)
+    runs = {m.end() for m in re.finditer("\n\n\n", text)}
+    found = {text[c.offset:c.offset + 12]: c
+             for c in candidates(text, {at: "1 blank line(s)" for at in runs})}
+    assert found["The next mor"].score == model().data["mark_score"]
+    reply = found["She shook he"]
+    assert reply.score < model().data["mark_score"] and "a reply after" in reply.signals[-1]

@@ -111,6 +111,9 @@ def test_a_single_quote_closed_before_a_dash_leaves_the_paragraph_unquoted():
             "It was late.")
     tiers = {p.rsplit(None, 1)[-1]: t for p, _, t in cuts(text)}
     assert tiers["years."] == Tier.CLEAN and tiers["wept."] == Tier.CLEAN
+    # one hyphen after an apostrophe is a word's (jack-o'-lantern): the speech stays open
+    speech = "'Fetch the jack-o'-lantern. Then come back,' he said. It was late."
+    assert all(not p.endswith("lantern.") for p in prefixes(speech))
 
 
 def test_in_lines_wrapped_by_hand_a_line_break_inside_a_speech_is_no_paragraph_end():

@@ -78,33 +78,34 @@ def test_parts_of_one_chunk_stay_on_one_side(make_config):
 
 
 def test_the_validation_split_stays_put_as_the_book_grows_and_spreads_across_it():
-    """A chapter added at the end leaves the chunks held out before held out, one
-    inserted and the rest renumbered all but one at most (drawing one from each of n
-    equal shares moved most of them into training); they sample every tenth of the book."""
+    """A chapter added at the end leaves the chunks held out before held out; one
+    inserted and the rest renumbered leaves those of the stretches before it (drawing
+    one from each of n equal shares moved most of them into training); they sample
+    each tenth of the book, and validation_share is honoured, not rounded to 1/k."""
     from styletune.data.chunks import Chunk
     from styletune.data.holdout import choose_validation_groups
     paragraphs = [p for p in (CORPUS / "doyle_a_study_in_scarlet.txt").read_text(encoding="utf-8").split("\n\n")
                   if len(p.split()) > 40]
 
-    def book(texts):
-        return [Chunk(Path(f"chunk_{i:03d}_x.txt"), t, "") for i, t in enumerate(texts, 1)]
-
-    def held(texts, seed=42):
-        chunks = book(texts)
-        return {c.text for c in chunks if c.group in choose_validation_groups(chunks, 0.1, seed)}
+    def held(texts, seed=42, share=0.1):
+        chunks = [Chunk(Path(f"chunk_{i:03d}_x.txt"), t, "") for i, t in enumerate(texts, 1)]
+        return {c.text for c in chunks if c.group in choose_validation_groups(chunks, share, seed)}
 
     texts = paragraphs[:35]
     before = held(texts)
     assert len(before) == 4
     assert held(texts + paragraphs[35:36]) >= before                      # a chapter added at the end
-    for at in (5, 12, 27):         # one inserted, the rest renumbered: a stretch's edge moves
-        assert len(held(texts[:at] + paragraphs[40:41] + texts[at:]) & before) >= len(before) - 1
-    assert held(texts, seed=43) != before                                  # the seed draws another set
+    for at in (5, 12, 27):                                                # one inserted, the rest renumbered
+        kept = {t for t in before if texts.index(t) < 10 * (at // 10)}
+        assert held(texts[:at] + paragraphs[40:41] + texts[at:]) >= kept
+    assert held(texts, seed=43) != before                                 # the seed draws another set
     for n in (35, 60, 100):
-        order = {t: i for i, t in enumerate(paragraphs[:n])}
-        places = sorted(order[t] for t in held(paragraphs[:n]))
+        places = sorted(paragraphs.index(t) for t in held(paragraphs[:n]))
         assert len(places) == round(n / 10)
-        assert all(10 * k <= at < 10 * (k + 1) or k == len(places) - 1 for k, at in enumerate(places))
+        assert all(10 * k <= at < 10 * (k + 1) for k, at in enumerate(places[:-1]))
+        assert places[-1] >= 10 * (len(places) - 1)
+    for share, n in ((0.15, 40), (0.3, 20), (0.5, 36)):
+        assert len(held(paragraphs[:n], share=share)) == round(share * n)
 
 
 def test_explicit_validation_list_overrides(make_config):

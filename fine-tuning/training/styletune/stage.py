@@ -61,7 +61,8 @@ class Stage:
     outputs: Callable   # (Config, Book) -> [Files]
     # Raised when the stage writes something new from the same inputs (stage 3's
     # tokenizer_config.json stating BOS: revision 2), so make book reruns an older run's
-    # stage. Revision 1 is not recorded: raising one stage reruns that stage alone.
+    # stage. Revision 1 is not recorded: raising one stage reruns that stage, and the
+    # stages after it only where its outputs change.
     revision: int = 1
 
     def recorded_settings(self, values: dict) -> dict:

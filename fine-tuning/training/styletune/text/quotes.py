@@ -21,9 +21,9 @@ _QUOTE_EVENTS = (
     re.compile(r"(“)|(”)"),
     # single quotes: an opening mark starts the paragraph or follows a space or
     # dash; a closing mark ends a word and is followed by a space, punctuation, a
-    # dash (Gutenberg's "--": 'upon liking'--a phrase) or a double quote (so the
-    # apostrophe in "don’t" is neither)
-    re.compile(r"((?:^|(?<=[\s(—–-]))[‘'](?=\S))|((?<=\S)[’'](?=$|[\s,.;:!?—–)\-\"”]))"),
+    # dash (Gutenberg's "--": 'upon liking'--a phrase; not one hyphen, as in
+    # jack-o'-lantern) or a double quote (so the apostrophe in "don’t" is neither)
+    re.compile(r"((?:^|(?<=[\s(—–-]))[‘'](?=\S))|((?<=\S)[’'](?=$|[\s,.;:!?—–)\"”]|--))"),
 )
 
 
