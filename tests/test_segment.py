@@ -1678,3 +1678,11 @@ def test_blank_lines_before_a_new_scene_stay_a_break_after_a_closing_question():
     assert found["The next mor"].score == model().data["mark_score"]
     reply = found["She shook he"]
     assert reply.score < model().data["mark_score"] and "a reply after" in reply.signals[-1]
+
+
+def test_a_new_place_reason_quotes_the_words_that_made_it():
+    """The words the place feature fired on, as the time phrase's are (the shipped
+    model's place weight is too small for the reason to show on its own)."""
+    from styletune.data.seam_model import _place_phrase
+    assert _place_phrase("At the house of Mr. Brownlow the lamps were lit.") == "At the house"
+    assert _place_phrase("He sat down.") == "He sat down...."

@@ -304,8 +304,9 @@ def boundary_features(text, paras=None, keep=()):
         }
         # a question and its answer, a speech and the reply: 1.7% of the seven novels'
         # seams, 53% of their other paragraph starts (the chunker's talk_penalty)
-        out[i]["opens_speech"] = float(dialogue[i] and not _ITALIC_LINE.match(para))
-        out[i]["replies_soon"] = float(not _ITALIC_LINE.match(para) and _quotes_within(para, REPLY_WITHIN_CHARS))
+        italic_line = bool(_ITALIC_LINE.match(para))       # a dateline or a document's heading
+        out[i]["opens_speech"] = float(dialogue[i] and not italic_line)
+        out[i]["replies_soon"] = float(not italic_line and _quotes_within(para, REPLY_WITHIN_CHARS))
         out[i]["dialogue_runs_on"] = float(bool(dialogue_runs_on(out[i], prev_text)))
     return out
 
@@ -404,7 +405,7 @@ class SeamModel:
         """The features that speak for this seam most, in words, for the report."""
         said = {
             "time": f"time phrase ('{_time_phrase(para)}')",
-            "place": f"new place ('{' '.join(_PLACE.search(para[:80]).group(0).split()) if _PLACE.search(para[:80]) else ''}')",
+            "place": f"new place ('{_place_phrase(para)}')",
             "caps_opening": "opens with a word in capitals (a chapter-opening habit)",
             "heading_like": "a line in capitals (a title left in the text)",
             "names_change": "other people named after it",
@@ -429,6 +430,12 @@ def _time_phrase(para: str) -> str:
         return " ".join(w for w in (m.group(1), m.group(2)) if w)
     m = _TIME_WORDS.search(para[:80])
     return " ".join(m.group(0).split()).strip(" \"“‘'_") if m else " ".join(para.split()[:4]) + "..."
+
+
+def _place_phrase(para: str) -> str:
+    """The words that made the place feature fire ('At the house')."""
+    m = _PLACE.search(para[:80])
+    return " ".join(m.group(0).split()) if m else " ".join(para.split()[:4]) + "..."
 
 
 _MODEL = None
