@@ -388,6 +388,12 @@ def test_footnote_marks_in_chunk_files_are_a_warning(make_config, book_copy):
     chunk.write_text(text.replace(". ", ". <!-- check the date --> ", 1), encoding="utf-8")
     warned = [w for w in prepare_data(load_config(make_config()), book_dir=book_copy).warnings() if "comment(s)" in w]
     assert len(warned) == 1 and f"1 comment(s) <!-- ... --> in the text ({chunk.name})" in warned[0]
+    # so is a bracketed note, an edition's or a writer's to self (none in the sample book)
+    assert not [w for w in prepare_data(load_config(make_config())).warnings() if "bracketed note(s)" in w]
+    chunk.write_text(text.replace(". ", ". [TODO: the ferry's name] ", 1), encoding="utf-8")
+    warned = [w for w in prepare_data(load_config(make_config()), book_dir=book_copy).warnings()
+              if "bracketed note(s)" in w]
+    assert len(warned) == 1 and f"1 bracketed note(s) such as '[Footnote: ...]' or '[TK: ...]' in the text ({chunk.name})" in warned[0]
 
 
 def test_invisible_characters_in_chunk_files_are_a_warning_and_the_command_removes_only_them(

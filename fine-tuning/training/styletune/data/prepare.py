@@ -25,6 +25,8 @@ from styletune.text.patterns import (
     DOUBLE_ENCODED_WARN,
     FOOTNOTE_MARKS_WARN,
     PAGE_NUMBERS_WARN,
+    bracketed_notes,
+    bracketed_notes_advice,
     comments,
     comments_advice,
     double_encoded,
@@ -109,6 +111,7 @@ class Stage1Result:
         for find, least, advice in ((double_encoded, DOUBLE_ENCODED_WARN, double_encoded_advice),
                                     (footnote_marks, FOOTNOTE_MARKS_WARN, footnote_marks_advice),
                                     (comments, 1, comments_advice),
+                                    (bracketed_notes, 1, bracketed_notes_advice),
                                     (page_number_paragraphs, PAGE_NUMBERS_WARN, page_numbers_advice)):
             found = {c.name: len(find(c.text)) for c in self.chunks}
             found = {name: n for name, n in found.items() if n}

@@ -44,6 +44,8 @@ from styletune.text.patterns import (
     DOUBLE_ENCODED_WARN,
     FOOTNOTE_MARKS_WARN,
     PAGE_NUMBERS_WARN,
+    bracketed_notes,
+    bracketed_notes_advice,
     comments,
     comments_advice,
     double_encoded,
@@ -240,7 +242,8 @@ def segment(cfg, manuscript_path, say=lambda m: None, decisions=(), folders=(), 
     for find, least, advice in ((double_encoded, DOUBLE_ENCODED_WARN,
                                  lambda n, lines: double_encoded_advice(n, lines, word_file=word_file)),
                                 (footnote_marks, FOOTNOTE_MARKS_WARN, footnote_marks_advice),
-                                (comments, 1, comments_advice)):
+                                (comments, 1, comments_advice),
+                                (bracketed_notes, 1, bracketed_notes_advice)):
         found = [a for c in chunks for a in find(ms.body, c.start, c.end)]
         if len(found) >= least:
             notes.insert(0, advice(len(found), list(dict.fromkeys(f"line {ms.line_of(a)}" for a in found))))

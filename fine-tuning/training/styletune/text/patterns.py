@@ -214,6 +214,32 @@ def invisible_characters_advice(text_of: dict, word_file: bool = False) -> str |
             f"train on your words alone, {how}")
 
 
+# A note in square brackets that is not the story, named by the word that opens it: an
+# edition's ("[Footnote: Or were virtually, then.]", "[Illustration: ...]", "[Editor's
+# Note: ...]") or a writer's to self ("[TK]", "[TODO: check the date]", "[research:
+# trains in 1910]"). The seven novels' prose has no such brackets; their editions' notes
+# are all found.
+_NOTE_WORDS = ("footnote", "foot-note", "note", "illustration", "sidenote", "transcriber", "editor",
+               "tk", "tktk", "todo", "to do", "fixme", "xxx", "tbd", "check", "fix", "research", "insert",
+               "add", "cut")
+BRACKETED_NOTE = re.compile(rf"\[[ \t]*(?:{'|'.join(_NOTE_WORDS)})\b[^\[\]]{{0,2000}}\]", re.IGNORECASE)
+# What lists them, each with its line number (the opening bracket's line).
+BRACKETED_NOTES_COMMAND = rf"grep -n -i -E '\[ *({'|'.join(_NOTE_WORDS)})\b' IN"
+
+
+def bracketed_notes(text: str, start: int = 0, end: int | None = None) -> list[int]:
+    """Offsets of the BRACKETED_NOTEs within text[start:end]."""
+    return [m.start() for m in BRACKETED_NOTE.finditer(text, start, len(text) if end is None else end)]
+
+
+def bracketed_notes_advice(count: int, places: list[str]) -> str:
+    """What to tell a writer whose text holds bracketed notes: the model learns them."""
+    return (f"WARNING: {count} bracketed note(s) such as '[Footnote: ...]' or '[TK: ...]' in the text "
+            f"({some_of(places)}): an edition's notes or notes to yourself, not the story, and the model "
+            "would learn to write them. Delete each, or write the passage it stands for (list them: "
+            f"{BRACKETED_NOTES_COMMAND}), then rerun")
+
+
 def footnote_marks_advice(count: int, places: list[str]) -> str:
     """What to tell a writer whose text holds footnote marks: the model learns them."""
     return (f"WARNING: {count} footnote mark(s) such as '[12]' in the text ({some_of(places)}): the model "
