@@ -355,3 +355,24 @@ def test_the_books_cast_does_not_count_as_its_voice(books):
     plain = at.cosine_delta(reference, {"dickens": dickens}, background=others)["dickens"]["delta"]
     named = at.cosine_delta(reference, {"dickens": cast}, background=others)["dickens"]["delta"]
     assert named == pytest.approx(plain, abs=1e-12)      # with the names among the MFW: 1.310 vs 1.354
+
+
+def test_the_paired_difference_sees_what_two_overlapping_intervals_hide():
+    """tuned and base continue the same prompts: the i-th labels of each belong together.
+    Tuned is labelled the author's on 6 of 20 prompts more than base and never less, so
+    the paired interval of the difference excludes 0, while the two share intervals
+    (0.30 and 0.60 on 20 texts) overlap; shuffling one side breaks the pairing and the
+    verdict goes back to 'same'. Unequal lists are refused."""
+    from styletune.eval.report import compare, paired_verdict
+    base = [1] * 6 + [0] * 14
+    tuned = [1] * 12 + [0] * 8
+    shares = {name: at._share_with_ci(x, seed=0, n_boot=1000) for name, x in (("base", base), ("tuned", tuned))}
+    assert compare(shares["tuned"]["ci"], shares["base"]["ci"], higher_is_better=True).startswith("same")
+    paired = at.paired_share_difference(tuned, base)
+    assert paired["difference"] == pytest.approx(0.30) and paired["ci"][0] > 0 and paired["n"] == 20
+    assert paired_verdict(paired["ci"]) == "tuned better"
+    assert paired_verdict(at.paired_share_difference(base, tuned)["ci"]) == "tuned worse"
+    swapped = [0] * 6 + [1] * 12 + [0] * 2  # 12 of 20 again, none on base's six
+    assert paired_verdict(at.paired_share_difference(swapped, base)["ci"]).startswith("same")
+    with pytest.raises(ValueError, match="same prompts"):
+        at.paired_share_difference(tuned, base[:-1])

@@ -5,8 +5,10 @@ continuations, the tuned model's, and the author's own continuations of the
 same prompts (the floor: what the author's text scores against the author's
 training text). The author's training chunks are the reference.
 
-Verdicts compare intervals: "better" or "worse" only when the 95% intervals
-(or the bootstrap interval of the difference) exclude a tie; otherwise "same".
+Verdicts compare intervals: "better" or "worse" only when the 95% interval of the
+difference, bootstrapped over the prompts both models continued (paired), excludes a
+tie; otherwise "same". Cosine Delta alone compares two separate intervals (its
+segments are cut from pooled text, not one per prompt), which is conservative.
 """
 import io
 import json
@@ -14,7 +16,13 @@ import json
 import numpy as np
 
 from styletune.eval import stylometry as sm
-from styletune.eval.attribution import EDER_MIN_WORDS, char_ngram_attribution, char_ngram_holdout_accuracy, cosine_delta
+from styletune.eval.attribution import (
+    EDER_MIN_WORDS,
+    char_ngram_attribution,
+    char_ngram_holdout_accuracy,
+    cosine_delta,
+    paired_share_difference,
+)
 from styletune.eval.health import ends_cleanly, memorisation, repetition
 from styletune.text.quotes import opening_styles
 
@@ -34,6 +42,16 @@ def compare(tuned_ci, base_ci, higher_is_better=False) -> str:
     if tuned_ci[0] > base_ci[1]:
         return "tuned better" if higher_is_better else "tuned worse"
     return "same (intervals overlap)"
+
+
+def paired_verdict(diff_ci) -> str:
+    """diff = tuned - base, paired by prompt, higher is better: 'tuned better/worse'
+    only when its 95% interval excludes 0."""
+    if diff_ci[0] > 0:
+        return "tuned better"
+    if diff_ci[1] < 0:
+        return "tuned worse"
+    return "same (paired interval of the difference includes 0)"
 
 
 def _gap_verdict(diff_ci) -> str:
@@ -92,6 +110,8 @@ def style_figures(reference: str, pools: dict, other_texts: list, author_texts: 
     delta = cosine_delta(reference, {n: equal[n][0] for n in POOLS}, mfw=int(ev["mfw"]),
                             segment_words=segment, seed=seed, n_boot=n_boot, background=background)
     attribution = char_ngram_attribution(author_texts, other_texts, pools, seed=seed, n_boot=n_boot)
+    paired = paired_share_difference(attribution["tuned"]["labels"], attribution["base"]["labels"],
+                                     seed=seed, n_boot=n_boot)
     piece = max(10, int(np.median([len(t.split()) for t in pools["author"]])))
     try:
         classifier = char_ngram_holdout_accuracy(author_texts, other_texts, seed=seed, piece_words=piece,
@@ -102,9 +122,8 @@ def style_figures(reference: str, pools: dict, other_texts: list, author_texts: 
     profiles = {n: sm.style_profile(PARAGRAPH.join(t), window=window) for n, t in pools.items()}
     return {
         "cosine_delta": {**delta, "segment_words": segment, "verdict": _delta_verdict(delta)},
-        "attribution": {**attribution, "classifier": classifier,
-                        "verdict": compare(attribution["tuned"]["ci"], attribution["base"]["ci"],
-                                           higher_is_better=True)},
+        "attribution": {**attribution, "classifier": classifier, "tuned_minus_base": paired,
+                        "verdict": paired_verdict(paired["ci"])},
         "sentence_length": closeness(lambda t: np.mean([len(sm.words(x)) for x in sm.sentences(t)] or [0]),
                                      pools, n_boot, seed),
         "dialogue_share": closeness(sm.dialogue_share, pools, n_boot, seed),
@@ -303,7 +322,8 @@ def markdown(report: dict) -> str:
          s["cosine_delta"]["verdict"]),
         ("char n-gram classifier: share labelled the author's",
          *(f"{s['attribution'][n]['author_share']:.2f} {_fmt_ci(s['attribution'][n]['ci'])}" for n in POOLS),
-         s["attribution"]["verdict"]),
+         f"{s['attribution']['verdict']}; tuned - base {s['attribution']['tuned_minus_base']['difference']:+.2f} "
+         f"{_fmt_ci(s['attribution']['tuned_minus_base']['ci'])}, paired by prompt"),
         ("mean sentence length (words)", *(f"{s['sentence_length'][n]:.1f}" for n in POOLS),
          s["sentence_length"]["verdict"]),
         ("dialogue share of words", *(f"{s['dialogue_share'][n]:.2f}" for n in POOLS),
