@@ -21,8 +21,10 @@ LLAMA_SERVER := $(VENV)/llama.cpp/bin/llama-server
 LLAMA_QUANTIZE := $(VENV)/llama.cpp/bin/llama-quantize
 TEST_NPM := $(VENV)/test-npm/node_modules/.package-lock.json
 # Nothing in the demo or the tests may reach a model hub or a tracker.
+# (styletune/privacy.py's OFFLINE_AND_UNTRACKED: tests/test_docs.py checks they agree)
 OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
-	HF_HUB_DISABLE_TELEMETRY=1 AXOLOTL_DO_NOT_TRACK=1 DO_NOT_TRACK=1 WANDB_MODE=disabled
+	HF_HUB_DISABLE_TELEMETRY=1 AXOLOTL_DO_NOT_TRACK=1 DO_NOT_TRACK=1 WANDB_MODE=disabled \
+	WANDB_DISABLED=true DISABLE_MLFLOW_INTEGRATION=TRUE
 
 .PHONY: install model llama-server test-npm book demo lint test test-fast lock lock-check clean-outputs
 

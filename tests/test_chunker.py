@@ -101,9 +101,9 @@ def test_the_chunks_median_moves_to_the_target_where_marks_make_short_chunks(smo
     from conftest import CORPUS
     from styletune.data.manuscript import MAX_AIM, MEDIAN_SHORT, analyse, plan_chunks, plan_to_target
     from styletune.data.seam_training import labelled_novel
-    from styletune.data.seams import Measure
+    from styletune.data.seams import MARGINS, Measure
     structure = analyse(read_manuscript(CORPUS / "wells_the_war_of_the_worlds.txt").body)
-    measure = Measure(smol_counter, structure.text, margin=24)
+    measure = Measure(smol_counter, structure.text, margin=MARGINS[0])
     median = lambda chunks: statistics.median(measure.tokens(c.start, c.end) for c in chunks)  # noqa: E731
     lengths = Lengths(2900, 500, 8192, 2.0)
     plain, *_ = plan_chunks(structure, smol_counter, lengths)

@@ -103,6 +103,15 @@ def test_make_targets_exist():
             assert re.search(rf"^{target}:", makefile, re.MULTILINE), target
 
 
+def test_the_makefiles_offline_environment_is_privacys():
+    """make demo and make test run with every hub and tracker off: the Makefile's OFFLINE
+    holds exactly styletune/privacy.py's variables, so a tracker added there is off here."""
+    from styletune.privacy import OFFLINE_AND_UNTRACKED
+    makefile = (REPO / "Makefile").read_text()
+    block = re.search(r"^OFFLINE := (.*?)\n(?!\t)", makefile, re.MULTILINE | re.DOTALL).group(1)
+    assert dict(pair.split("=", 1) for pair in block.replace("\\", " ").split()) == OFFLINE_AND_UNTRACKED
+
+
 def test_output_dir_named_in_the_agent_file_is_the_configs():
     from conftest import MAIN_CONFIG
     from styletune.config import load_config
@@ -133,3 +142,41 @@ def test_the_config_reference_is_generated_from_the_settings_schema():
     from styletune.settings import reference_markdown
     assert (REPO / "docs" / "config.md").read_text() == reference_markdown(), \
         "docs/config.md is stale: python -m styletune.settings > docs/config.md"
+
+
+WORDS_FOR_SHARES = {"quarter": 0.25, "half": 0.5}
+
+
+def prose_claims():
+    """(pattern, the owner's value) for each default the prose states in words: each
+    match's groups, read as numbers or WORDS_FOR_SHARES, must be the owner's."""
+    from styletune.data.drills import CHAT_SHARE, CONTINUATION_WORDS, PROMPT_WORDS
+    from styletune.settings import DEFAULT_TARGET_SHARE, StylePipeline
+    default = lambda key: StylePipeline.model_fields[key].default  # noqa: E731
+    return {
+        r"(\d+)% of `?sequence_len": (round(DEFAULT_TARGET_SHARE * 100),),
+        r"join_drills_per_chunk`?[^.(]{0,40}\(default (\d+)": (default("join_drills_per_chunk"),),
+        r"(\d+)-(\d+) words": PROMPT_WORDS,
+        r"next (\d+)\s+words": (CONTINUATION_WORDS,),
+        r"\b(quarter) (?:of (?:them|the (?:join )?drills|stage 1's join drills)|open with)": (CHAT_SHARE,),
+        r"first (\d+)-(\d+)%": tuple(round(100 * x) for x in default("prefix_ratio")),
+        r"`typed_join_share` of the examples\s+\(default (half)\)": (default("typed_join_share"),),
+        r"`editor_header_share` of the examples\s+\(default (half)\)": (default("editor_header_share"),),
+    }
+
+
+def test_the_defaults_the_prose_states_are_their_owners():
+    """A default said in words (a script's --help, the docs, the config's comments) is the
+    value its owner holds (settings.py, drills.py): change one and this names the rest.
+    Each claim is found at least once, so the test cannot pass by matching nothing."""
+    files = [*DOCS, *sorted((FT / "training").glob("*.py")), *sorted((FT / "configs").glob("*.yaml")),
+             *sorted((FT / "training" / "styletune").rglob("*.py"))]
+    texts = {path: path.read_text(encoding="utf-8") for path in files}
+    for pattern, owner in prose_claims().items():
+        found = [(path, m) for path, text in texts.items() for m in re.finditer(pattern, text)]
+        assert found, f"no prose states {pattern!r}: update the claim"
+        for path, m in found:
+            said = tuple(WORDS_FOR_SHARES.get(g, None) or float(g) for g in m.groups())
+            line = texts[path][:m.start()].count("\n") + 1
+            assert said == tuple(float(x) for x in owner), \
+                f"{path.relative_to(REPO)}:{line} says {m.group()!r}; the owner holds {owner}"

@@ -1562,8 +1562,9 @@ def test_the_target_length_comes_from_the_writers_own_hand_cut_chunks(make_confi
     """book_dir's chunks set the target only when they are this book's: the sample book's
     (book_dir's default) say nothing of another manuscript, so its default target holds."""
     from styletune.config import load_config
-    from styletune.data.segment import DEFAULT_TARGET_SHARE, hand_cut_folders, lengths_for
+    from styletune.data.segment import hand_cut_folders, lengths_for
     from styletune.data.tokens import load_counter
+    from styletune.settings import DEFAULT_TARGET_SHARE
     cfg, out, novel = load_config(make_config()), tmp_path / "out", tmp_path / "novel.txt"
     assert hand_cut_folders(cfg, out, novel) == [out]
     assert hand_cut_folders(cfg, out, SAMPLE_BOOK / "the_quiet_orbit_full_manuscript.txt") == \

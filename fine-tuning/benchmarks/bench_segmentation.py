@@ -49,8 +49,8 @@ from styletune.data.manuscript import analyse, chapters_of, plan_to_target, read
 from styletune.data.review import constraints, decide, opening, reference_answers, review_entries  # noqa: E402
 from styletune.data.seam_model import SeamModel, boundary_features, dialogue_runs_on, units  # noqa: E402
 from styletune.data.seam_training import fit, labelled_novel, novel_weights, rows  # noqa: E402
-from styletune.data.seams import Lengths, Measure, cut_to_fit  # noqa: E402
-from styletune.data.segment import MARGINS, chunk_lengths  # noqa: E402
+from styletune.data.seams import MARGINS, Lengths, Measure, cut_to_fit  # noqa: E402
+from styletune.data.segment import chunk_lengths  # noqa: E402
 from styletune.data.tokens import load_counter  # noqa: E402
 from styletune.text.sentences import build_punkt  # noqa: E402
 
@@ -59,7 +59,9 @@ TEST_NOVELS = ("wells_the_war_of_the_worlds", "stevenson_jekyll_and_hyde", "doyl
 DEV_NOVELS = ("austen_pride_and_prejudice", "dickens_oliver_twist", "stoker_dracula",
               "wilde_the_picture_of_dorian_gray")
 BASELINE_COMMIT = "481a036"   # the chunker before the seam model and the length cost
-MINIMUM = 500
+# The rehearsal's settings: its sequence_len and the default minimum chunk.
+CONFIG = load_config(paths.CONFIG_DIR / "cpu_rehearsal.yaml")
+MINIMUM = CONFIG.pipeline.segment_min_tokens
 
 
 def parse_args():
@@ -157,11 +159,11 @@ def run_chunker(kind, text, counter, lengths, old=None):
 
 def measure_one(kind, novel, text, cues, counter, old=None, review=False):
     seams, unsure = reference(novel, text, cues)
-    measure = Measure(counter, text, margin=24)     # the margin plan_chunks keeps
+    measure = Measure(counter, text, margin=MARGINS[0])     # the margin plan_chunks keeps
     bounds = [0] + sorted(seams) + [len(text)]
     ref_lengths = [measure.tokens(a, b) for a, b in zip(bounds, bounds[1:])]
     target = int(statistics.median(ref_lengths))
-    lengths = Lengths(target, MINIMUM, max(4096, max(ref_lengths) + 100),
+    lengths = Lengths(target, MINIMUM, max(CONFIG.sequence_len, max(ref_lengths) + 100),
                       seam_model.model().data["length_weight"])
     start = time.perf_counter()
     chunks = run_chunker(kind, text, counter, lengths, old)
@@ -231,7 +233,7 @@ def review_decisions(text, seams, counter, lengths):
         current = [opening(text, c.start) for c in chunks]
         if current == reference:
             return count, len(reference), True
-        review = review_entries(text, found, chunks, Measure(counter, text, margin=24), aimed,
+        review = review_entries(text, found, chunks, Measure(counter, text, margin=MARGINS[0]), aimed,
                                 rules.forced | rules.forbidden)
         answers = reference_answers(review, reference, current)
         if not answers:
@@ -387,7 +389,7 @@ def timing(counter, cfg):
 
 def main():
     args = parse_args()
-    cfg = load_config(paths.CONFIG_DIR / "cpu_rehearsal.yaml")
+    cfg = CONFIG
     counter = load_counter(cfg)
     print("... labelling the corpus and computing features", file=sys.stderr, flush=True)
     novels = [labelled_novel(p) for p in sorted(CORPUS.glob("*.txt"))]

@@ -21,13 +21,14 @@ import time
 from pathlib import Path
 
 import yaml
+from styletune.privacy import OFFLINE_AND_UNTRACKED
 
 HERE = Path(__file__).resolve().parent
 FT = HERE.parent
 from corpus_chunks import write_novel_as_chunks  # noqa: E402  (beside this script)
 
 CORPUS = FT / "data" / "corpus"
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "AXOLOTL_DO_NOT_TRACK": "1", "WANDB_MODE": "disabled"}
+ENV = {**os.environ, **OFFLINE_AND_UNTRACKED}
 
 
 def parse_args():

@@ -133,6 +133,11 @@ class Evaluation(Section):
     memorisation_margin: float = Field(0.02, ge=0, le=1, description="copied 8-gram share allowed over the author's own")
 
 
+# The chunk length stage 0 aims at, in example tokens, when neither the config nor the
+# writer's own hand-cut chunks say: this share of sequence_len (~2,250 of 4096, a scene).
+DEFAULT_TARGET_SHARE = 0.55
+
+
 class StylePipeline(Section):
     """The pipeline's own keys (Axolotl ignores the block)."""
     book_dir: ConfigPath = Field("data/raw/the_quiet_orbit", description="folder of curated chunk files")
@@ -169,7 +174,8 @@ class StylePipeline(Section):
     sampling: Annotated[Sampling, KeptAsDict] = Field({}, description="sampling defaults when serving")
     chunk_target_tokens: Annotated[int, at_least(200)] | None = Field(
         None, description="stage 0 and the splitter: the chunk length aimed at, in example tokens "
-                          "(null: the median of chunks you cut by hand, else 55% of sequence_len)")
+                          "(null: the median of chunks you cut by hand, else "
+                          f"{DEFAULT_TARGET_SHARE:.0%} of sequence_len)")
     segment_min_tokens: Annotated[int, at_least(0)] = Field(
         500, description="stage 0 and the splitter: no shorter chunk unless a whole chapter is")
     evaluation: Annotated[Evaluation, KeptAsDict] = Field({}, description="stage 4's settings and thresholds")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from styletune.data.seam_model import candidates
-from styletune.data.seams import Measure, cut_to_fit
+from styletune.data.seams import MARGINS, Measure, cut_to_fit
 from styletune.errors import InputError
 from styletune.fileio import read_text
 from styletune.text.docx import read_docx
@@ -790,7 +790,7 @@ def _trimmed(text, x, y):
     return x, x + len(seg)
 
 
-def plan_to_target(structure: Structure, counter, lengths, margin=24, **decisions):
+def plan_to_target(structure: Structure, counter, lengths, margin=MARGINS[0], **decisions):
     """(chunks, notes, seams, aimed): plan_chunks, its length cost aiming higher than
     lengths.target (up to MAX_AIM times, and lengths.maximum) while the chunks' median
     falls under MEDIAN_SHORT of it, in a book with headings or marks; `aimed` is the
@@ -815,7 +815,7 @@ def plan_to_target(structure: Structure, counter, lengths, margin=24, **decision
     return chunks, notes, seams, aimed
 
 
-def plan_chunks(structure: Structure, counter, lengths, punkt=None, margin=24,
+def plan_chunks(structure: Structure, counter, lengths, punkt=None, margin=MARGINS[0],
                 forced=(), forbidden=(), extra=(), scored=None, measure=None):
     """Chunks for the whole book: every chapter heading starts one; inside a
     chapter, `seams.cut_to_fit` chooses the cuts (scene-break marks first, seam

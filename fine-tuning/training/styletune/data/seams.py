@@ -29,6 +29,9 @@ from styletune.data.seam_model import Candidate, candidates, units
 from styletune.errors import InputError
 from styletune.text.sentences import Tier, boundaries
 
+# Tokens the search keeps free below sequence_len, for Continue's path line and slack:
+# the first is stage 0's; the splitter tries the larger ones where a chunk will not fit.
+MARGINS = (24, 64, 160)
 # A chunk under the minimum: allowed only when nothing else fits (a short chapter)
 # or the writer asked for the cut.
 SHORT_COST = 1000.0

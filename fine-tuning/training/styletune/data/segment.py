@@ -33,11 +33,11 @@ from styletune.data.review import (
     seam_key,
 )
 from styletune.data.seam_model import model
-from styletune.data.seams import Lengths, Measure, as_typed
+from styletune.data.seams import MARGINS, Lengths, Measure, as_typed
 from styletune.data.tokens import load_counter
 from styletune.errors import InputError, UserError
 from styletune.fileio import backed_up, normalise, read_text, sha256_bytes, write_atomic, write_outputs
-from styletune.settings import SEGMENT_MANIFEST, is_sample_book, shipped_default
+from styletune.settings import DEFAULT_TARGET_SHARE, SEGMENT_MANIFEST, is_sample_book, shipped_default
 from styletune.stage import Files, Stage
 from styletune.text.paragraphs import hard_wrap_advice, layout, without_page_numbers, wrapped_by_hand
 from styletune.text.patterns import (
@@ -75,8 +75,6 @@ STAGE = Stage("0", "0_segment_manuscript.py", "cut the manuscript into chunk fil
                                                              "segment_review.*", DECISIONS),
                                                what="chunk files, a report, a review of its guesses")])
 
-DEFAULT_TARGET_SHARE = 0.55     # of sequence_len: ~2,250 tokens for 4096, a scene
-MARGINS = (24, 64, 160)         # tokens the search keeps free for Continue's path line and slack
 
 
 def hand_cut_sizes(cfg, counter, folders):

@@ -8,8 +8,8 @@ from styletune import paths
 from styletune.config import load_config
 from styletune.data.chunks import CHUNK_NAME, discover, load_chunks
 from styletune.data.examples import example_sizes
-from styletune.data.seams import Measure, alternatives, cut_before_text, cut_to_fit, writer_cuts
-from styletune.data.segment import MARGINS, chunk_lengths
+from styletune.data.seams import MARGINS, Measure, alternatives, cut_before_text, cut_to_fit, writer_cuts
+from styletune.data.segment import chunk_lengths
 from styletune.data.tokens import load_counter
 from styletune.errors import InputError
 from styletune.fileio import read_text, write_outputs
