@@ -60,12 +60,13 @@ def write_config(tmp_path: Path, pipeline=None, **top) -> Path:
     return path
 
 
-def run_axolotl(cfg, tmp: Path, command) -> str:
+def run_axolotl(cfg, tmp: Path, command, succeed: bool = True) -> str:
     """`command(path)` (an argv) with the config Axolotl reads for `cfg` written at
     tmp/axolotl.yaml, run from fine-tuning/ (Axolotl resolves relative paths against
     the working directory) with every Python process under the network guard; it must
-    succeed. Returns the connections it attempted ('' for none). Stage 1's files are
-    the caller's to write first."""
+    succeed (or, with succeed=False, fail). Returns the connections it attempted (''
+    for none), or with succeed=False its output. Stage 1's files are the caller's to
+    write first."""
     import subprocess
 
     from styletune.config import effective_yaml
@@ -75,8 +76,8 @@ def run_axolotl(cfg, tmp: Path, command) -> str:
     net_log = tmp / "network_attempts.log"
     env = guarded_env(net_log, {**os.environ, "HF_HUB_OFFLINE": "1", "AXOLOTL_DO_NOT_TRACK": "1"})
     proc = subprocess.run(command(axo_cfg), cwd=FT, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return attempts(net_log)
+    assert (proc.returncode == 0) == succeed, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return attempts(net_log) if succeed else proc.stdout + proc.stderr
 
 
 @pytest.fixture

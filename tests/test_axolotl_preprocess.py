@@ -113,3 +113,21 @@ def test_only_the_continuation_and_its_end_token_are_labelled_a_drill_without_it
 def test_no_tracker_or_hub_connection_attempted(preprocessed):
     network_attempts = preprocessed[3]
     assert network_attempts == "", "axolotl preprocess tried to reach the network:\n" + network_attempts
+
+
+def test_a_row_longer_than_sequence_len_stops_axolotl_instead_of_vanishing(tmp_path):
+    """Stage 1 refuses a row over sequence_len, but a sequence_len lowered after it ran
+    (on stage 2's command line) would hand Axolotl one, and Axolotl's default drops it
+    without a word: the main config's excess_length_strategy: raise (the rehearsal's by
+    extends) makes preprocessing stop instead, naming the length."""
+    from conftest import write_config
+    cfg = load_config(write_config(tmp_path))
+    assert cfg.data["excess_length_strategy"] == "raise"
+    result = prepare_data(cfg)
+    write_outputs(planned_outputs(result), force=False)
+    longest = max(e.total_tokens for e in result.train)
+    lowered = load_config(write_config(tmp_path, sequence_len=longest - 1))
+    axolotl = Path(sys.executable).with_name("axolotl")
+    said = run_axolotl(lowered, tmp_path, lambda axo_cfg: [str(axolotl), "preprocess", str(axo_cfg)],
+                       succeed=False)
+    assert f"Sequence encountered with {longest} tokens, which exceeds the maximum {longest - 1}" in said

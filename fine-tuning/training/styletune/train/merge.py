@@ -5,9 +5,11 @@ A QLoRA adapter was trained on the NF4-rounded base. Two merges are defensible:
 - `style_pipeline.merge_into: nf4` (the default): the base loaded exactly as
   Axolotl loads it for training (bitsandbytes NF4, double quantisation, the
   config's `bnb_config_kwargs`), dequantised, and the adapter added to that: the
-  very function training optimised (Axolotl's "NF4 simulation");
+  very function training optimised (Axolotl's "NF4 simulation", which its
+  `merge-lora` does by default for a QLoRA config, as of Axolotl 0.19);
 - `original`: the adapter added to the original weights, as Axolotl's `merge-lora`
-  does by default: the base's full precision, with a correction learnt on another.
+  does with `merge_method: legacy`: the base's full precision, with a correction
+  learnt on another.
 Measured on the rehearsal model (SmolLM2-135M, QLoRA, 45 steps; 2026-12-05,
 fine-tuning/benchmarks/bench_merge_into.py and bench_joins.py): `original` reads
 held-out perplexity 0.931 [0.917, 0.948] of the nf4 merge's (three held-out chunks,
