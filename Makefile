@@ -92,11 +92,12 @@ demo: $(MODEL) $(LLAMA_SERVER) $(LLAMA_QUANTIZE)
 	@echo "GGUF, llama-server command, Continue config, Ollama Modelfile: fine-tuning/outputs/rehearsal/serve/ (see SERVE.md there)"
 
 CONFIG ?= fine-tuning/configs/qlora_style_transfer.yaml
-BACKEND ?= ollama
+# (empty: book_to_editor.py's default, styletune/deploy/serve.py's DEFAULT_BACKEND)
+BACKEND ?=
 # The rehearsal's small model, and llama-server for BACKEND=llamacpp, only when asked for.
 book: $(STAMP) $(if $(findstring cpu_rehearsal,$(CONFIG)),$(MODEL)) $(if $(filter llamacpp,$(BACKEND)),$(LLAMA_SERVER) $(LLAMA_QUANTIZE))
 	@test -n "$(BOOK)" || { echo "usage: make book BOOK=<manuscript .txt/.md/.docx, or a folder of chunk files> [CONFIG=fine-tuning/configs/cpu_rehearsal.yaml]"; exit 2; }
-	VENV=$(VENV) $(PY) fine-tuning/training/book_to_editor.py "$(BOOK)" --config "$(CONFIG)" --backend $(BACKEND) \
+	VENV=$(VENV) $(PY) fine-tuning/training/book_to_editor.py "$(BOOK)" --config "$(CONFIG)" $(if $(BACKEND),--backend $(BACKEND)) \
 		$(if $(filter stop,$(REVIEW)),--stop-for-review)
 
 # pyflakes and pycodestyle's error rules, import order (pyproject.toml): zero findings

@@ -12,6 +12,7 @@ FT = REPO / "fine-tuning"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+from styletune import paths  # noqa: E402
 from styletune.startup import PLAIN_PATH_ENV, setup_process  # noqa: E402
 
 setup_process()
@@ -19,7 +20,7 @@ setup_process()
 MAIN_CONFIG = FT / "configs" / "qlora_style_transfer.yaml"
 REHEARSAL_CONFIG = FT / "configs" / "cpu_rehearsal.yaml"
 SAMPLE_BOOK = FT / "data" / "raw" / "the_quiet_orbit"
-SMOL = FT / "models" / "SmolLM2-135M-Instruct"
+SMOL = paths.REHEARSAL_MODEL
 CORPUS = FT / "data" / "corpus"
 
 

@@ -96,6 +96,22 @@ def test_a_command_shown_uses_its_own_scripts_flags():
     assert checked > 10  # the docs show commands with flags: a regex that found none is broken
 
 
+def test_a_command_the_code_prints_names_a_script_and_flags_that_exist():
+    """The stages print the next command to run ('python fine-tuning/training/1_prepare_data.py
+    --config ... --book ...'): a renamed script or flag would leave them pointing at
+    nothing, so each names an existing script, and only its flags."""
+    flags = script_flags()
+    checked = 0
+    for source in sorted((FT / "training" / "styletune").rglob("*.py")):
+        for m in re.finditer(r"fine-tuning/training/(\w+\.(?:py|sh))([^\"\n]*)", source.read_text()):
+            script, rest = m.groups()
+            assert (FT / "training" / script).exists(), f"{source.name} names {script}"
+            for flag in re.findall(r"(?<![\w-])(--[a-z][a-z-]+)", rest):
+                assert flag in flags.get(script, ()), f"{source.name}: {script} has no {flag}"
+                checked += 1
+    assert checked >= 8  # the stages print commands with flags: a regex that found none is broken
+
+
 def test_make_targets_exist():
     makefile = (REPO / "Makefile").read_text()
     for doc in DOCS:

@@ -62,6 +62,7 @@ import tempfile
 from pathlib import Path
 
 import yaml
+from styletune import paths
 from styletune.config import load_config
 from styletune.data.examples import example_sizes
 from styletune.data.prepare import planned_outputs, prepare_data
@@ -77,7 +78,7 @@ FT = HERE.parent
 
 from corpus_chunks import paragraph_chunks  # noqa: E402  (beside this script)
 
-SMOL = FT / "models" / "SmolLM2-135M-Instruct"
+SMOL = paths.REHEARSAL_MODEL
 NOVEL = FT / "data" / "corpus" / "stoker_dracula.txt"  # long enough for 40 chunks
 SHAPES = {
     "llama-3.1-8b": gpu_plan.LLAMA31_8B,   # the plan's shape: its estimate prints beside the peak

@@ -20,12 +20,10 @@ On a CPU without AVX512-BF16 the two paths are one, and the script says so.
 """
 import argparse
 import sys
-from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-FT = HERE.parent
-from styletune.startup import setup_process  # noqa: E402
-from styletune.train import bnb_cpu  # noqa: E402
+from styletune import paths
+from styletune.startup import setup_process
+from styletune.train import bnb_cpu
 
 TEXT = ("The station turned slowly above the clouds. Nobody aboard had slept for two days, "
         "and the captain had stopped pretending that she would. In the archive chapel the "
@@ -111,7 +109,7 @@ def diagnose(model_dir, guard: bool) -> None:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", default=str(FT / "models" / "SmolLM2-135M-Instruct"))
+    p.add_argument("--model", default=str(paths.REHEARSAL_MODEL))
     args = p.parse_args()
     setup_process()
     import bitsandbytes

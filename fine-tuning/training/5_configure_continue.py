@@ -60,11 +60,11 @@ def gguf_type(text: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     from styletune.deploy.llamacpp import GGUF_TYPES
-    from styletune.deploy.serve import BACKENDS, QUANTIZE_LEVELS
+    from styletune.deploy.serve import BACKENDS, DEFAULT_BACKEND, DEFAULT_GGUF, QUANTIZE_LEVELS
     p = cli.parser(__doc__)
     p.add_argument("--model", metavar="DIR", help="merged folder (default: style_pipeline.merged_dir)")
-    p.add_argument("--backend", choices=BACKENDS, default="ollama",
-                   help="which server the Continue entries talk to (default: ollama)")
+    p.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND,
+                   help=f"which server the Continue entries talk to (default: {DEFAULT_BACKEND})")
     p.add_argument("--quantize", choices=QUANTIZE_LEVELS,
                    help="let `ollama create` quantise (default: keep the merged dtype)")
     p.add_argument("--install", action="store_true",
@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gguf", type=gguf_type, choices=GGUF_TYPES, metavar="TYPE",
                    help=f"write a GGUF for llama-server, one of {', '.join(GGUF_TYPES)}: bf16 and "
                         "q8_0 from llama.cpp's converter, the others through a temporary bf16 GGUF "
-                        "and llama.cpp's llama-quantize (--backend llamacpp: always, q8_0 unless "
+                        f"and llama.cpp's llama-quantize (--backend llamacpp: always, {DEFAULT_GGUF} unless "
                         "given). The table stage 5 prints says which fits which card.")
     p.add_argument("--try", dest="try_text", metavar="TEXT",
                    help="with a GGUF: send TEXT (the end of a scene) through each route as Continue "

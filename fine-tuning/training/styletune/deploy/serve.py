@@ -55,6 +55,10 @@ STAGE = Stage("5", "5_configure_continue.py", "set up Continue and the local ser
 # Q8_0, Q4_K_S and Q4_K_M (alias Q4_K) and refuses every other level; F32/F16/BF16
 # are not quantisations. Smaller types (q3_K_M, q2_K): --backend llamacpp --gguf.
 BACKENDS = ("ollama", "llamacpp", "vllm")
+# The server stage 5 (and make book) sets Continue up for unless told otherwise, and the
+# GGUF it writes for llama.cpp: 8 bits keep NF4's rounding alone (a 4-bit file adds its own).
+DEFAULT_BACKEND = "ollama"
+DEFAULT_GGUF = "q8_0"
 QUANTIZE_LEVELS = ("q8_0", "q4_K_M", "q4_K_S")
 
 
@@ -154,7 +158,7 @@ def export_type(backend: str, quantize: str | None, gguf_type: str | None) -> st
     """The type the chosen server serves: the GGUF for llama.cpp, Ollama's --quantize
     level, else the merged weights in 16 bits (Ollama's import, vLLM)."""
     if backend == "llamacpp":
-        return gguf_type or "q8_0"
+        return gguf_type or DEFAULT_GGUF
     if backend == "ollama" and quantize:
         return quantize
     return "bf16"
@@ -275,10 +279,10 @@ class Plan:
 def run(args) -> int:
     cfg = load_config(paths.resolve_cli(args.config))
     model_dir = paths.resolve_cli(args.model) if args.model else cfg.pipeline.merged_dir
-    gguf_type = args.gguf or ("q8_0" if args.backend == "llamacpp" else None)
+    gguf_type = args.gguf or (DEFAULT_GGUF if args.backend == "llamacpp" else None)
     if args.try_text and not gguf_type:
-        raise ServeError("--try needs a GGUF to serve: add --backend llamacpp or --gguf q8_0")
-    plan = Plan(cfg, model_dir, args.backend, args.quantize, gguf_type or "q8_0")
+        raise ServeError(f"--try needs a GGUF to serve: add --backend llamacpp or --gguf {DEFAULT_GGUF}")
+    plan = Plan(cfg, model_dir, args.backend, args.quantize, gguf_type or DEFAULT_GGUF)
     if gguf_type:
         check_disk(plan, gguf_type)         # first: it needs no tools, and building them takes minutes
         missing = llamacpp.missing_tools(gguf_type)
