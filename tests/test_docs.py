@@ -196,3 +196,22 @@ def test_the_defaults_the_prose_states_are_their_owners():
             line = texts[path][:m.start()].count("\n") + 1
             assert said == tuple(float(x) for x in owner), \
                 f"{path.relative_to(REPO)}:{line} says {m.group()!r}; the owner holds {owner}"
+
+
+def test_a_config_key_named_with_its_default_states_the_schemas_default():
+    """'`style_pipeline.merged_dir` (default outputs/merged/)' in a script's --help or a
+    doc is the settings schema's default for that key: change the schema and this names
+    every place that still says the old one."""
+    from styletune.settings import Evaluation, StylePipeline
+    sections = {"style_pipeline": StylePipeline, "style_pipeline.evaluation": Evaluation}
+    files = [*DOCS, *sorted((FT / "training").glob("*.py"))]
+    checked = 0
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        for m in re.finditer(r"`(style_pipeline(?:\.evaluation)?)\.(\w+)`\s+\(default\s+([^)\s:;,]+)", text):
+            section, key, said = m.groups()
+            owner = sections[section].model_fields[key].default
+            assert said.rstrip("/") == str(owner).rstrip("/"), \
+                f"{path.relative_to(REPO)}: {m.group()!r}; the schema's default is {owner!r}"
+            checked += 1
+    assert checked >= 4
