@@ -1685,6 +1685,31 @@ def test_blank_lines_where_the_text_plainly_goes_on_are_layout_not_a_scene_break
     assert morning.mark and morning.score == mark
 
 
+def test_blank_lines_after_a_block_set_in_from_the_margin_are_layout_unless_a_title_follows():
+    """A Study in Scarlet sets "RACHE." (and Holmes's list) in from the margin, then two
+    blank lines, then the scene goes on: layout, scored as any paragraph start and
+    listed as a mark left uncut. The same run before a title line of its own (Dracula's
+    "_Dr. Seward's Diary._" after a telegram) is a new document, and one after a
+    paragraph at the margin keeps a mark's score."""
+    from styletune.data.seam_model import model
+    para = "It was a long day and the rain came down over the moor without a pause. " * 3
+    text = (para + "\n\nAcross the bare plaster there was scrawled a single word.\n\n"
+            "                         RACHE.\n\n\n"
+            "The detective stood back from the wall, pleased with himself and his find.\n\n" + para + "\n\n"
+            "    _Czarina Catherine_ reported entering Galatz at one o'clock\n    to-day.\n\n\n"
+            "_Dr. Seward's Diary._\n\n" + para + "\n\n"
+            "He left the room without another word.\n\n\n"
+            "The others sat on by the fire and talked of the weather.\n\n" + para)
+    runs = {m.end() for m in re.finditer("\n\n\n", text)}
+    found = {text[c.offset:c.offset + 12]: c
+             for c in candidates(text, {at: "2 blank line(s)" for at in runs})}
+    mark = model().data["mark_score"]
+    rache, diary, margin = found["The detectiv"], found["_Dr. Seward'"], found["The others s"]
+    assert rache.mark and rache.score < mark and "set in from the margin" in rache.signals[-1]
+    assert diary.mark and diary.score == mark
+    assert margin.mark and margin.score == mark
+
+
 def test_blank_lines_before_a_new_scene_stay_a_break_after_a_closing_question():
     """A scene that ends on a spoken question, then blank lines, then 'The next morning':
     the writer's break stands (a time or place opening is a new scene's sign); a

@@ -14,8 +14,9 @@ Reads   one manuscript: .txt or .md (UTF-8), or .docx (italics kept as *...*).
 Cuts    every chapter heading starts a chunk; inside a chapter, a dynamic program
         chooses the cuts: scene-break marks first (unless the scenes on both sides
         are short; extra blank lines alone count as layout where the text plainly
-        runs on across them: a colon or dash before, or dialogue, and no time or
-        place opening after), elsewhere the paragraph starts the seam model scores highest,
+        runs on across them: a colon or dash or a block set in from the margin
+        before, or dialogue, and no time or place opening after), elsewhere the
+        paragraph starts the seam model scores highest,
         chunk lengths near style_pipeline.chunk_target_tokens (default: the median
         of chunk files you cut by hand in --out or book_dir, not the sample book's
         for another manuscript, else 55% of sequence_len), none over sequence_len, none under segment_min_tokens unless

@@ -340,21 +340,51 @@ def dialogue_runs_on(features, previous) -> str:
     return ""
 
 
-def blank_lines_only_layout(mark: str, features, previous: str) -> str:
+def blank_lines_only_layout(mark: str, features, previous: str, after_display: bool = False,
+                            following: str = "") -> str:
     """Why a run of blank lines alone reads as layout, not a scene break ('' when it
     does not): the paragraph before announces what follows (it ends with a colon or a
     dash: "the letter which I read to him----", "startled London with enormous
-    headlines:"), or the dialogue runs on across it (1.7% of the seven novels' seams,
-    53% of their other paragraph starts), unless the paragraph after opens with a time
-    or a place, as a new scene does. There the run scores as any paragraph start,
-    so the chunker cuts a set-apart letter, list or headline from its scene only where
-    the lengths leave no other place. A visible mark (* * *) always counts."""
+    headlines:"); or it is a display block set in from the margin (`after_display`:
+    Scarlet's "RACHE." and Holmes's list, a letter's signature in Jekyll, Wilde's
+    verse) and the text goes on after it, not under a title line of its own (Dracula's
+    "_Dr. Seward's Diary._" after a telegram is a new document); or the dialogue runs
+    on across it (1.7% of the seven novels' seams, 53% of their other paragraph
+    starts). Not where the paragraph after opens with a time or a place, as a new scene
+    does. There the run scores as any paragraph start, so the chunker cuts a set-apart
+    letter, list or headline from its scene only where the lengths leave no other
+    place. A visible mark (* * *) always counts."""
     if not is_blank_lines_mark(mark) or features.get("time") or features.get("place"):
         return ""       # a visible mark, or the next opens as a new scene does ("The next morning")
     if _INTRODUCES.search(previous.strip()):
         return "but the paragraph before announces what follows (it ends with a colon or a dash)"
+    if after_display and not _title_line(following):
+        return ("but the paragraph before is set in from the margin (a list, an inscription, verse, "
+                "a letter's close) and the text goes on after it")
     runs_on = dialogue_runs_on(features, previous)
     return f"but {runs_on}" if runs_on else ""
+
+
+# A title line: one line of at most this many words ("_Dr. Seward's Diary._",
+# "_Varna to Whitby._"), as a new document or section opens in an epistolary novel.
+_TITLE_WORDS = 8
+
+
+def _title_line(paragraph: str) -> bool:
+    shown = paragraph.strip()
+    return "\n" not in shown and len(shown.split()) <= _TITLE_WORDS
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" \t"))
+
+
+def set_in_from_margin(text: str, start: int, end: int, usual: float) -> bool:
+    """Every line of the paragraph text[start:end] is set in further than the text's
+    paragraphs usually start (`usual`, their median first-line indent) by two or more:
+    a display block, as a printed copy sets a list, an inscription or verse."""
+    lines = [line for line in text[text.rfind("\n", 0, start) + 1:end].split("\n") if line.strip()]
+    return bool(lines) and min(_indent(line) for line in lines) >= usual + 2
 
 
 def _last_speech(paragraph: str) -> str | None:
@@ -469,11 +499,14 @@ def candidates(text, marks=None, seam_model=None):
                 marks[paras[i][0]] = f"'{text[paras[i - 1][0]:paras[i - 1][1]].strip()}'"
             elif gap >= scene_gap + 1:
                 marks[paras[i][0]] = blank_lines_mark(gap - 1)
+    usual = sorted(_indent(text[text.rfind("\n", 0, a) + 1:b]) for a, b, _ in paras)[len(paras) // 2]
     out = []
     for i, f in feats.items():
         a = paras[i][0]
         para = text[a:paras[i][1]].strip()
-        layout = a in marks and blank_lines_only_layout(marks[a], f, text[paras[i - 1][0]:paras[i - 1][1]])
+        layout = a in marks and blank_lines_only_layout(
+            marks[a], f, text[paras[i - 1][0]:paras[i - 1][1]],
+            after_display=set_in_from_margin(text, *paras[i - 1][:2], usual), following=para)
         if layout:      # the review lists it as a mark left uncut, with the reason
             out.append(Candidate(a, m.seam_score(f), [f"scene break {marks[a]}", layout], features=f,
                                  mark=marks[a]))
