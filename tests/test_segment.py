@@ -403,22 +403,24 @@ def test_a_markdown_comment_is_a_note_to_self_and_stage_0_says_so(tmp_path, make
 def test_bracketed_notes_are_an_editions_or_a_writers_and_stage_0_lists_them(tmp_path, make_config, capsys):
     """'[Footnote: ...]' left by an edition (Oliver Twist has one inline) and '[TK: ...]' a
     writer left to fill are not the story: stage 0 keeps every character and warns with
-    the lines and a grep that lists each note, which the writer decides (no command can
-    write the passage a TK stands for). Brackets that open with another word are prose."""
+    the lines and a command that lists the lines they open on, which the writer decides
+    (no command can write the passage a TK stands for). Brackets that open with another
+    word are prose, and so is a sign's '[Check one box]' (no colon after the word)."""
     import re
     import shlex
     import subprocess
     prose = random_prose(12)
     text = (f"Chapter 1\n\n{prose(20)} The press.[Footnote:  Or were\nvirtually, then.] Mr. Fang sat.\n\n"
-            f"{prose(20)} She sailed in [TK: year] at dawn, and [Tkachenko] waved.\n")
+            f"{prose(20)} She sailed in [TK: year] at dawn, and [Tkachenko] waved.\n\n"
+            f"{prose(20)} The form said [Check one box] in red.\n")
     printed, texts, _ = cut_generated_novel(text, tmp_path, make_config, capsys)
     lines = text.split("\n")
     first = next(i for i, line in enumerate(lines) if "[Footnote" in line) + 1
     second = next(i for i, line in enumerate(lines) if "[TK" in line) + 1
     assert f"WARNING: 2 bracketed note(s) such as '[Footnote: ...]' or '[TK: ...]' in the text (line {first}, line {second})" in printed
     assert "".join(texts).count("[Footnote:  Or were") == 1 and "[TK: year]" in "".join(texts)
-    grep = re.search(r"list them: (grep .*?) IN\)", printed).group(1)
-    listed = subprocess.run(shlex.split(grep), input=text.encode("utf-8"), capture_output=True).stdout.decode()
+    lister = re.search(r"list them: (perl .*?) IN\)", printed).group(1)
+    listed = subprocess.run(shlex.split(lister), input=text.encode("utf-8"), capture_output=True).stdout.decode()
     assert [int(row.split(":")[0]) for row in listed.splitlines()] == [first, second]
 
 

@@ -241,7 +241,8 @@ def segment(cfg, manuscript_path, say=lambda m: None, decisions=(), folders=(), 
                                  lambda n, lines: double_encoded_advice(n, lines, word_file=word_file)),
                                 (footnote_marks, FOOTNOTE_MARKS_WARN, footnote_marks_advice),
                                 (comments, 1, comments_advice),
-                                (bracketed_notes, 1, bracketed_notes_advice)):
+                                (bracketed_notes, 1,
+                                 lambda n, lines: bracketed_notes_advice(n, lines, word_file=word_file))):
         found = [a for c in chunks for a in find(ms.body, c.start, c.end)]
         if len(found) >= least:
             notes.insert(0, advice(len(found), list(dict.fromkeys(f"line {ms.line_of(a)}" for a in found))))

@@ -214,30 +214,39 @@ def invisible_characters_advice(text_of: dict, word_file: bool = False) -> str |
             f"train on your words alone, {how}")
 
 
-# A note in square brackets that is not the story, named by the word that opens it: an
-# edition's ("[Footnote: Or were virtually, then.]", "[Illustration: ...]", "[Editor's
-# Note: ...]") or a writer's to self ("[TK]", "[TODO: check the date]", "[research:
-# trains in 1910]"). The seven novels' prose has no such brackets; their editions' notes
-# are all found.
-_NOTE_WORDS = ("footnote", "foot-note", "note", "illustration", "sidenote", "transcriber", "editor",
-               "tk", "tktk", "todo", "to do", "fixme", "xxx", "tbd", "check", "fix", "research", "insert",
-               "add", "cut")
-BRACKETED_NOTE = re.compile(rf"\[[ \t]*(?:{'|'.join(_NOTE_WORDS)})\b[^\[\]]{{0,2000}}\]", re.IGNORECASE)
-# What lists them, each with its line number (the opening bracket's line).
-BRACKETED_NOTES_COMMAND = rf"grep -n -i -E '\[ *({'|'.join(_NOTE_WORDS)})\b' IN"
+# A note in square brackets that is not the story, known by the word that opens it
+# (Markdown's * or _ around it allowed): an edition's ("[Footnote: Or were virtually,
+# then.]", "[Illustration: ...]", "[Ed.: ...]") or a writer's to self ("[TK]", "[TODO:
+# the ferry's name]", "[check: 1910?]"). Words a story's brackets also open with (a
+# sign's "[Check one box]", "[Cut to: the ship]") count only with a colon or the
+# closing bracket straight after. The opening alone is matched, so a note left
+# unclosed, or holding brackets, is found too. The seven novels' prose has none; their
+# editions' notes are all found. (\x27 is the apostrophe: the perl command below is
+# in single quotes.)
+_NOTE_WORDS = ("foot-?notes?", "side-?notes?", "illustrations?", "transcriber", "editor", "translator",
+               "author(?:\\x27|’)s note", "todo", "to do", "fixme", "xxx", "tbd", "tk(?:tk)?")
+_NOTE_VERBS = ("notes?", "check", "fix", "research", "insert", "add", "cut")
+_NOTE_OPENING = (rf"\[[ \t*_]*(?:(?:{'|'.join(_NOTE_WORDS)})(?![\w-])|ed\."
+                 rf"|(?:{'|'.join(_NOTE_VERBS)})[ \t*_]*[:\]])")
+BRACKETED_NOTE = re.compile(_NOTE_OPENING, re.IGNORECASE)
+# What lists the lines they open on, numbered (perl: on Linux and macOS alike).
+BRACKETED_NOTES_COMMAND = f"perl -ne 'print \"$.: $_\" if /{_NOTE_OPENING}/i' IN"
 
 
 def bracketed_notes(text: str, start: int = 0, end: int | None = None) -> list[int]:
-    """Offsets of the BRACKETED_NOTEs within text[start:end]."""
+    """Offsets of the bracketed notes' openings within text[start:end]."""
     return [m.start() for m in BRACKETED_NOTE.finditer(text, start, len(text) if end is None else end)]
 
 
-def bracketed_notes_advice(count: int, places: list[str]) -> str:
-    """What to tell a writer whose text holds bracketed notes: the model learns them."""
+def bracketed_notes_advice(count: int, places: list[str], word_file: bool = False) -> str:
+    """What to tell a writer whose text holds bracketed notes: the model learns them.
+    No command can write the passage a note stands for; for a .docx, Word's own search
+    finds them."""
+    how = ("find them with Word's search for '['" if word_file else
+           f"list them: {BRACKETED_NOTES_COMMAND}")
     return (f"WARNING: {count} bracketed note(s) such as '[Footnote: ...]' or '[TK: ...]' in the text "
             f"({some_of(places)}): an edition's notes or notes to yourself, not the story, and the model "
-            "would learn to write them. Delete each, or write the passage it stands for (list them: "
-            f"{BRACKETED_NOTES_COMMAND}), then rerun")
+            f"would learn to write them. Delete each, or write the passage it stands for ({how}), then rerun")
 
 
 def footnote_marks_advice(count: int, places: list[str]) -> str:
