@@ -169,16 +169,18 @@ def prose_claims():
     from styletune.data.drills import CHAT_SHARE, CONTINUATION_WORDS, PROMPT_WORDS
     from styletune.settings import DEFAULT_TARGET_SHARE, StylePipeline
     default = lambda key: StylePipeline.model_fields[key].default  # noqa: E731
-    return {
+    claims = {
         r"(\d+)% of `?sequence_len": (round(DEFAULT_TARGET_SHARE * 100),),
         r"join_drills_per_chunk`?[^.(]{0,40}\(default (\d+)": (default("join_drills_per_chunk"),),
         r"(\d+)-(\d+) words": PROMPT_WORDS,
-        r"next (\d+)\s+words": (CONTINUATION_WORDS,),
-        r"\b(quarter) (?:of (?:them|the (?:join )?drills|stage 1's join drills)|open with)": (CHAT_SHARE,),
+        r"next (\d+) words": (CONTINUATION_WORDS,),
+        r"\b(quarter) (?:of (?:them|these rows|the (?:join )?drills|stage 1's join drills)|open with)": (CHAT_SHARE,),
         r"first (\d+)-(\d+)%": tuple(round(100 * x) for x in default("prefix_ratio")),
-        r"`typed_join_share` of the examples\s+\(default (half)\)": (default("typed_join_share"),),
-        r"`editor_header_share` of the examples\s+\(default (half)\)": (default("editor_header_share"),),
+        r"`typed_join_share` of the examples \(default (half)\)": (default("typed_join_share"),),
+        r"`editor_header_share` of the examples \(default (half)\)": (default("editor_header_share"),),
     }
+    # a space may be a line break, in a YAML comment or a docstring alike
+    return {pattern.replace(" ", r"[\s#]+"): owner for pattern, owner in claims.items()}
 
 
 def test_the_defaults_the_prose_states_are_their_owners():

@@ -79,7 +79,8 @@ def test_the_ratio_interval_over_chunks_holds_the_books_ratio_95_times_in_100():
     the book's ratio about 95% of the time (the two-level bootstrap: 65-85%, the
     comment on report.CHUNKS_FOR_THE_BOOK). And the t table is Student's."""
     from scipy.stats import t as student
-    assert evaluate.T_975 == pytest.approx([student.ppf(0.975, df) for df in range(1, 31)], abs=5e-4)
+    from styletune.eval.attribution import T_975
+    assert T_975 == pytest.approx([student.ppf(0.975, df) for df in range(1, 31)], abs=5e-4)
     rng, mu = np.random.default_rng(3), -0.15
     for chunks in (2, 4, 6):
         hits = 0
@@ -172,8 +173,8 @@ def test_verdicts_need_separate_intervals():
              "base": ["Short. Short. Short."] * 5,
              "tuned": ["A long sentence with many words in it too."] * 5}
     mean_length = lambda t: float(np.mean([len(s.split()) for s in t.split(".") if s.strip()]))  # noqa: E731
-    result = style_report.closeness(mean_length, pools, 100, 0)
-    assert result["verdict"] == "tuned closer to the author"
+    result = style_report.closeness(mean_length, pools, 100, 0)     # one chunk: its prompts resampled
+    assert result["verdict"] == "tuned closer to the author on 1 held-out chunk(s), not yet the book"
     # paired by prompt: prompts that differ widely, the tuned model two words nearer the
     # author on each, is a firm verdict (resampled apart, the prompts' spread hid it)
     lengths = [4, 30, 8, 25, 12, 40, 6, 18]
@@ -182,7 +183,29 @@ def test_verdicts_need_separate_intervals():
              "tuned": [" ".join(["w"] * (n + 2)) + "." for n in lengths]}
     result = style_report.closeness(mean_length, pools, 200, 0)
     assert result["gap_difference_ci"] == [pytest.approx(-2.0), pytest.approx(-2.0)]
+    assert result["verdict"].startswith("tuned closer to the author on 1 held-out chunk")
+    # four chunks of two prompts, two words nearer in each: the chunks are the units
+    result = style_report.closeness(mean_length, pools, 200, 0, groups=["a", "a", "b", "b", "c", "c", "d", "d"])
+    assert result["gap_difference_ci"] == [pytest.approx(-2.0), pytest.approx(-2.0)]
     assert result["verdict"] == "tuned closer to the author"
+
+
+def test_a_chunks_prompts_are_one_unit_not_eight_votes():
+    """Prompts of one held-out chunk move together (its scene suits one model): tuned
+    labelled the author's on all 8 prompts of one chunk and on none of two others, where
+    base is never, is a firm 'better' if the 24 prompts are resampled alone, but three
+    chunks of which one moved: the interval over chunks (Student's t) includes 0. The
+    same figures spread over the chunks give the firm verdict back."""
+    from styletune.eval.attribution import paired_share_difference
+    groups = [c for c in "abc" for _ in range(8)]
+    tuned, base = [1] * 8 + [0] * 16, [0] * 24
+    alone = paired_share_difference(tuned, base, seed=0)
+    assert alone["ci"][0] > 0 and alone["interval"] == "bootstrap of prompts"
+    by_chunk = paired_share_difference(tuned, base, groups=groups, seed=0)
+    assert by_chunk["difference"] == pytest.approx(1 / 3) and by_chunk["chunks"] == 3
+    assert style_report.paired_verdict(by_chunk["ci"]).startswith("same") and by_chunk["interval"] == "chunks, Student's t"
+    spread = [1, 1, 1, 0, 0, 0, 0, 0] * 3
+    assert style_report.paired_verdict(paired_share_difference(spread, base, groups=groups)["ci"]) == "tuned better"
 
 
 def stage1_for(cfg_path):

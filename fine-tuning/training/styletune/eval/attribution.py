@@ -75,7 +75,31 @@ import numpy as np
 
 from styletune.eval.stylometry import WORD, words
 
-# ---------------------------------------------------------------- bootstrap
+# ---------------------------------------------------------------- intervals
+
+# Student's t, the 97.5% quantile (a two-sided 95% interval) for 1-30 degrees of
+# freedom; beyond 30 the 30's, a little wide (tests/test_evaluate.py checks it
+# against scipy)
+T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+         2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+         2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+
+def grouped_mean_interval(sums, counts) -> tuple[float, float]:
+    """The pooled mean sum(sums) / sum(counts) of values that come in groups (a
+    held-out chunk's tokens, or its prompts), and the half-width of its 95% interval
+    with the groups as the units: the ratio estimator's linearised variance (each
+    group's sum against the pooled mean times its count, the k-1 correction) and
+    Student's t on k-1 degrees of freedom. Values of one chunk move together, so a
+    bootstrap of them (or of a handful of chunks) comes out too narrow. Two groups at
+    least."""
+    sums, counts = np.asarray(sums, dtype=float), np.asarray(counts, dtype=float)
+    k, mean = sums.size, float(sums.sum() / counts.sum())
+    if k < 2:
+        raise ValueError("an interval over groups needs two groups at least")
+    se = float(np.sqrt(k / (k - 1) * ((sums - mean * counts) ** 2).sum()) / counts.sum())
+    return mean, T_975[min(k - 1, len(T_975)) - 1] * se
+
 
 def bootstrap_ci(values, statistic=np.mean, n_boot: int = 1000, seed: int = 0,
                  level: float = 0.95) -> tuple[float, float]:
@@ -287,18 +311,27 @@ def _share_with_ci(labels, seed: int, n_boot: int) -> dict:
             "labels": [int(x) for x in labels]}
 
 
-def paired_share_difference(labels: list[int], other_labels: list[int], seed: int = 0,
-                            n_boot: int = 1000) -> dict:
-    """One candidate's share labelled the author's minus another's, with a bootstrap over
-    the prompts: the i-th texts of both are continuations of the same prompt and are
-    drawn together, so a prompt that leads both towards the author's voice (or away)
-    weighs on both sides alike. Tighter than comparing two separate intervals, and the
-    test that matches how the texts were made."""
+def paired_share_difference(labels: list[int], other_labels: list[int], groups: list | None = None,
+                            seed: int = 0, n_boot: int = 1000) -> dict:
+    """One candidate's share labelled the author's minus another's, paired: the i-th
+    texts of both are continuations of the same prompt, so a prompt that leads both
+    towards the author's voice (or away) weighs on both sides alike. `groups` names
+    each prompt's chunk: prompts of one chunk move together, so from two chunks on the
+    interval takes the chunks as units (grouped_mean_interval); with one, a bootstrap
+    over its prompts, which speaks for that chunk alone."""
     a, b = np.asarray(labels, dtype=float), np.asarray(other_labels, dtype=float)
     if a.size != b.size or not a.size:
         raise ValueError(f"a paired difference needs texts of the same prompts ({a.size} and {b.size})")
-    lo, hi = bootstrap_ci(a - b, n_boot=n_boot, seed=seed)
-    return {"difference": float((a - b).mean()), "ci": [lo, hi], "n": int(a.size)}
+    diff, groups = a - b, list(groups) if groups is not None else [0] * a.size
+    names = list(dict.fromkeys(groups))
+    if len(names) >= 2:
+        in_group = [np.array([g == name for g in groups]) for name in names]
+        mean, half = grouped_mean_interval([diff[m].sum() for m in in_group], [m.sum() for m in in_group])
+        ci, interval = [mean - half, mean + half], "chunks, Student's t"
+    else:
+        ci, interval = list(bootstrap_ci(diff, n_boot=n_boot, seed=seed)), "bootstrap of prompts"
+    return {"difference": float(diff.mean()), "ci": [float(x) for x in ci], "n": int(a.size),
+            "chunks": len(names), "interval": interval}
 
 
 def char_ngram_attribution(author_texts: list[str], other_texts: list[str],

@@ -24,6 +24,7 @@ from styletune.data.examples import without_path_line
 from styletune.errors import EvaluationError
 from styletune.eval import joins
 from styletune.eval import report as style_report
+from styletune.eval.attribution import grouped_mean_interval
 from styletune.eval.prompts import (
     SEED_PROMPT,
     Prompt,
@@ -54,12 +55,6 @@ STAGE = Stage("4", "4_evaluate_style.py", "measure the style transfer: the tuned
                                                what="a style report (md, json, png)")])
 
 BLOCK_TOKENS = 64
-# Student's t, the 97.5% quantile (a two-sided 95% interval) for 1-30 degrees of
-# freedom; beyond 30 the 30's, a little wide (tests/test_evaluate.py checks it
-# against scipy)
-T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
-         2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
-         2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
 # Tokens of greedy continuation that decide how a join looks in the editor.
 JOIN_TOKENS = 6
 
@@ -166,12 +161,9 @@ def chunk_ratio_interval(tuned_nll, base_nll) -> list[float]:
     correction) and Student's t on chunks-1 degrees of freedom. A bootstrap of k
     chunks takes them for the whole book and comes out too narrow for a handful."""
     pairs = [(t, b) for t, b in zip(tuned_nll, base_nll) if len(t)]
-    diff = np.array([float(np.sum(t) - np.sum(b)) for t, b in pairs])
-    tokens = np.array([len(t) for t, _ in pairs], dtype=float)
-    k, log_ratio = len(diff), diff.sum() / tokens.sum()
-    se = math.sqrt(k / (k - 1) * float(((diff - log_ratio * tokens) ** 2).sum())) / tokens.sum()
-    t = T_975[min(k - 1, len(T_975)) - 1]
-    return [math.exp(log_ratio - t * se), math.exp(log_ratio + t * se)]
+    log_ratio, half = grouped_mean_interval([float(np.sum(t) - np.sum(b)) for t, b in pairs],
+                                            [len(t) for t, _ in pairs])
+    return [math.exp(log_ratio - half), math.exp(log_ratio + half)]
 
 
 def perplexity_ratio(tuned_nll, base_nll, n_boot: int, seed: int) -> dict:
@@ -370,7 +362,7 @@ def evaluate(cfg, tuned_dir: Path | None, adapter: Path | None, placement: Place
              "author": [p.truth for p in prompts]}
     reference = "\n\n".join(texts)
     style = style_report.style_figures(reference, pools, [c["text"] for c in runs["base"]["other"]],
-                                       texts, ev)
+                                       texts, ev, groups=[p.chunk for p in prompts])
     health = style_report.health(pools, {n: runs[n]["continuations"] for n in runs}, reference, ev,
                                  {n: [(c["text"], p.truth) for c, p in zip(runs[n]["other"], other_prompts)]
                                   for n in runs})

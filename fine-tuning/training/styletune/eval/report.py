@@ -6,9 +6,12 @@ same prompts (the floor: what the author's text scores against the author's
 training text). The author's training chunks are the reference.
 
 Verdicts compare intervals: "better" or "worse" only when the 95% interval of the
-difference, bootstrapped over the prompts both models continued (paired), excludes a
-tie; otherwise "same". Cosine Delta alone compares two separate intervals (its
-segments are cut from pooled text, not one per prompt), which is conservative.
+difference over the prompts both models continued (paired) excludes a tie; otherwise
+"same". A held-out chunk's prompts move together, so from two chunks on the interval
+takes the chunks as units (Student's t), as the perplexity ratio's does; with one, a
+bootstrap of its prompts, and the verdict says it speaks for that chunk. Cosine
+Delta alone compares two separate intervals (its segments are cut from pooled text,
+not one per prompt), which is conservative.
 """
 import io
 import json
@@ -21,6 +24,7 @@ from styletune.eval.attribution import (
     char_ngram_attribution,
     char_ngram_holdout_accuracy,
     cosine_delta,
+    grouped_mean_interval,
     paired_share_difference,
 )
 from styletune.eval.health import ends_cleanly, memorisation, repetition
@@ -63,24 +67,40 @@ def _gap_verdict(diff_ci) -> str:
     return "same (interval of the difference includes 0)"
 
 
-def closeness(metric, pools: dict, n_boot: int, seed: int) -> dict:
+def _gap_difference(metric, pools: dict, drawn) -> float:
+    """|tuned - author| - |base - author| of the metric on the drawn prompts' texts."""
+    value = {n: metric(PARAGRAPH.join(pools[n][i] for i in drawn)) for n in ("author", "base", "tuned")}
+    return abs(value["tuned"] - value["author"]) - abs(value["base"] - value["author"])
+
+
+def closeness(metric, pools: dict, n_boot: int, seed: int, groups: list | None = None) -> dict:
     """A pooled-text metric for each pool, and whether tuned or base is closer to the
-    author's value, bootstrapped over the prompts: each draw takes the same prompts'
-    continuations from both models and the author's own text after them (the pools
-    are paired by prompt), so a hard prompt weighs on both sides alike and the
-    author's value varies with the draw too."""
+    author's value. The pools are paired by prompt: the same prompts' continuations
+    from both models and the author's own text after them, so a hard prompt weighs on
+    both sides alike and the author's value varies too. `groups` names each prompt's
+    chunk: from two chunks on, the difference is measured chunk by chunk and its
+    interval takes the chunks as units (a chunk's prompts move together); with one, a
+    bootstrap over its prompts."""
     values = {name: metric(PARAGRAPH.join(texts)) for name, texts in pools.items()}
-    rng = np.random.default_rng(seed)
     count = len(pools["author"])
     assert all(len(pools[n]) == count for n in ("base", "tuned")), "pools are paired by prompt"
-    diffs = []
-    for _ in range(n_boot):
-        drawn = rng.integers(0, count, count)
-        value = {n: metric(PARAGRAPH.join(pools[n][i] for i in drawn)) for n in ("author", "base", "tuned")}
-        diffs.append(abs(value["tuned"] - value["author"]) - abs(value["base"] - value["author"]))
-    ci = [float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))]
-    return {**{k: float(v) for k, v in values.items()}, "gap_difference_ci": ci,
-            "verdict": _gap_verdict(ci)}
+    groups = list(groups) if groups is not None else [0] * count
+    names = list(dict.fromkeys(groups))
+    if len(names) >= 2:
+        gaps = [_gap_difference(metric, pools, [i for i, g in enumerate(groups) if g == name]) for name in names]
+        mean, half = grouped_mean_interval(gaps, [1] * len(gaps))
+        ci = [mean - half, mean + half]
+    else:
+        rng = np.random.default_rng(seed)
+        diffs = [_gap_difference(metric, pools, rng.integers(0, count, count)) for _ in range(n_boot)]
+        ci = [float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))]
+    return {**{k: float(v) for k, v in values.items()}, "gap_difference_ci": [float(x) for x in ci],
+            "verdict": _gap_verdict(ci) + _one_chunk(len(names))}
+
+
+def _one_chunk(chunks: int) -> str:
+    """What a verdict adds when its interval speaks for fewer chunks than the book needs."""
+    return f" on {chunks} held-out chunk(s), not yet the book" if chunks < CHUNKS_FOR_THE_BOOK else ""
 
 
 def _equal_length(pools: dict) -> tuple[dict, int]:
@@ -98,7 +118,8 @@ def _delta_verdict(delta: dict) -> str:
     return compare(delta["tuned"]["ci"], delta["base"]["ci"])
 
 
-def style_figures(reference: str, pools: dict, other_texts: list, author_texts: list, ev: dict) -> dict:
+def style_figures(reference: str, pools: dict, other_texts: list, author_texts: list, ev: dict,
+                  groups: list | None = None) -> dict:
     """Cosine Delta, the classifier and the style profile of each pool. Pools are cut
     to the same number of words first: a pooled distance shrinks as a sample grows."""
     seed, n_boot = int(ev["seed"]), int(ev["bootstrap"])
@@ -111,7 +132,7 @@ def style_figures(reference: str, pools: dict, other_texts: list, author_texts: 
                             segment_words=segment, seed=seed, n_boot=n_boot, background=background)
     attribution = char_ngram_attribution(author_texts, other_texts, pools, seed=seed, n_boot=n_boot)
     paired = paired_share_difference(attribution["tuned"]["labels"], attribution["base"]["labels"],
-                                     seed=seed, n_boot=n_boot)
+                                     groups=groups, seed=seed, n_boot=n_boot)
     piece = max(10, int(np.median([len(t.split()) for t in pools["author"]])))
     try:
         classifier = char_ngram_holdout_accuracy(author_texts, other_texts, seed=seed, piece_words=piece,
@@ -123,10 +144,10 @@ def style_figures(reference: str, pools: dict, other_texts: list, author_texts: 
     return {
         "cosine_delta": {**delta, "segment_words": segment, "verdict": _delta_verdict(delta)},
         "attribution": {**attribution, "classifier": classifier, "tuned_minus_base": paired,
-                        "verdict": paired_verdict(paired["ci"])},
+                        "verdict": paired_verdict(paired["ci"]) + _one_chunk(paired["chunks"])},
         "sentence_length": closeness(lambda t: np.mean([len(sm.words(x)) for x in sm.sentences(t)] or [0]),
-                                     pools, n_boot, seed),
-        "dialogue_share": closeness(sm.dialogue_share, pools, n_boot, seed),
+                                     pools, n_boot, seed, groups),
+        "dialogue_share": closeness(sm.dialogue_share, pools, n_boot, seed, groups),
         "quotation_style": quotation_style(reference, pools),
         "mattr": {**{n: sm.mattr(sm.words(equal[n][0]), window) for n in POOLS},
                   "window": window, "words_per_pool": n_words},
@@ -323,7 +344,8 @@ def markdown(report: dict) -> str:
         ("char n-gram classifier: share labelled the author's",
          *(f"{s['attribution'][n]['author_share']:.2f} {_fmt_ci(s['attribution'][n]['ci'])}" for n in POOLS),
          f"{s['attribution']['verdict']}; tuned - base {s['attribution']['tuned_minus_base']['difference']:+.2f} "
-         f"{_fmt_ci(s['attribution']['tuned_minus_base']['ci'])}, paired by prompt"),
+         f"{_fmt_ci(s['attribution']['tuned_minus_base']['ci'])}, paired by prompt "
+         f"({s['attribution']['tuned_minus_base']['interval']})"),
         ("mean sentence length (words)", *(f"{s['sentence_length'][n]:.1f}" for n in POOLS),
          s["sentence_length"]["verdict"]),
         ("dialogue share of words", *(f"{s['dialogue_share'][n]:.2f}" for n in POOLS),
