@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import FT, REHEARSAL_CONFIG, SAMPLE_BOOK, load_script
+from conftest import FT, REHEARSAL_CONFIG, SAMPLE_BOOK, SMOL, load_script
 from styletune.config import load_config
 from styletune.data.prepare import planned_outputs, prepare_data
 from styletune.fileio import write_outputs
@@ -289,7 +289,7 @@ def test_loss_falls_on_a_handful_of_examples_repeated(make_config, tmp_path, bnb
     assert MERGE.main(["--config", str(merged_cfg), "--auto"]) == 0
     merged = tmp_path / "out" / "merged"
     assert json.loads((merged / "merge_manifest.json").read_text())["verification"]["passed"]
-    base_loss, merged_loss = (passage_loss(m, paras[0]) for m in (FT / "models" / "SmolLM2-135M-Instruct", merged))
+    base_loss, merged_loss = (passage_loss(m, paras[0]) for m in (SMOL, merged))
     print(f"loss on a training passage: base {base_loss:.2f}, merged {merged_loss:.2f}")
     assert merged_loss < 0.7 * base_loss
 
