@@ -424,6 +424,27 @@ def test_bracketed_notes_are_an_editions_or_a_writers_and_stage_0_lists_them(tmp
     assert [int(row.split(":")[0]) for row in listed.splitlines()] == [first, second]
 
 
+def test_a_markdown_metadata_block_is_no_chunk_and_a_story_opening_on_a_break_is_no_metadata(
+        tmp_path, make_config, capsys):
+    """A Markdown manuscript that opens with its metadata ('---', 'title: ...', '---', as
+    Pandoc, Jekyll and Obsidian write it) and has no chapter headings: the block is kept
+    verbatim before the first chunk, said so, and no chunk holds 'title:'; its '---' is
+    no scene break. A story that opens on a '---' break with prose after it, no 'key:'
+    line, keeps its text in the chunks."""
+    from styletune.data.manuscript import metadata_block_end
+    prose = random_prose(13)
+    meta = "---\ntitle: The Salt Road\nauthor: A. Writer\ntags:\n  - draft\n---\n\n"
+    opening = prose(25)
+    text = meta + f"{opening}\n\n---\n\n{prose(25)}\n"
+    printed, texts, _ = cut_generated_novel(text, tmp_path, make_config, capsys)
+    assert "the metadata block at the top ('---' ... '---', 6 lines" in printed
+    assert not any("title:" in t or "A. Writer" in t for t in texts)
+    assert texts[0].startswith(opening[:40])
+    assert metadata_block_end(text) == len(meta.rstrip("\n"))
+    assert metadata_block_end(f"---\n\n{prose(3)}\n\n---\n\n{prose(3)}\n") == 0
+    assert metadata_block_end("---\nShe said: no.\n---\n") == 0      # a line of the story, not a key
+
+
 def test_generated_novel_one_paragraph_per_line_never_crosses_a_chapter(tmp_path, make_config):
     rng = random.Random(3)
     words = "the sea wind house road lamp bread salt rope night morning boat".split()

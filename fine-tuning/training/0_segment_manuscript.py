@@ -8,8 +8,9 @@ Reads   one manuscript: .txt or .md (UTF-8), or .docx (italics kept as *...*).
         (***, * * *, #, ~, §, extra blank lines) and paragraphs (blank-line separated,
         one per line, or print's indented layout).
         Project Gutenberg's header and licence are removed when present; front
-        matter (title page, contents) and back matter (after THE END, or from a
-        heading such as Acknowledgements or Transcriber's Notes) are no chunk.
+        matter (title page, contents; a Markdown file's metadata block, --- title:
+        ... ---) and back matter (after THE END, or from a heading such as
+        Acknowledgements or Transcriber's Notes) are no chunk.
         --out's segment_decisions.json: your answers to earlier reviews.
 Cuts    every chapter heading starts a chunk; inside a chapter, a dynamic program
         chooses the cuts: scene-break marks first (unless the scenes on both sides

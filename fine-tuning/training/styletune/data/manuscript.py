@@ -523,10 +523,26 @@ def _slug_title(text: str) -> str:
     return " ".join(text.split())
 
 
+# A Markdown file's metadata block at its very top (Pandoc, Jekyll, Obsidian): "---",
+# lines of "key: value" (a list's "- item", indented continuation lines, blank lines),
+# then "---" or "...". Its "---" would read as scene breaks and its lines as the story.
+_METADATA_BLOCK = re.compile(r"---[ \t]*\n((?:(?:[\w-]+[ \t]*:.*|[ \t]*-[ \t].*|[ \t]+\S.*|[ \t]*)\n){1,80}?)"
+                             r"(?:---|\.\.\.)[ \t]*(?=\n|$)")
+
+
+def metadata_block_end(text: str) -> int:
+    """Where a metadata block opening the text ends (0 for none): it must hold a
+    "key:" line, so a story that opens with a "---" scene break is no metadata."""
+    m = _METADATA_BLOCK.match(text)
+    return m.end() if m and re.search(r"^[\w-]+[ \t]*:", m.group(1), re.MULTILINE) else 0
+
+
 def analyse(text: str) -> Structure:
     """Chapters, scenes and paragraphs of a manuscript body."""
     hard = is_hard_wrapped(text)
     paras, usual = _classify(text, paragraph_spans(text))
+    metadata = metadata_block_end(text)
+    paras = [p for p in paras if p.start >= metadata]     # kept verbatim before the first chunk
     one_per_line = usual == 0
     scene_gap = usual + 1  # one blank line in one-per-line text, two in blank-line text
     # Extra blank lines count as a scene break only where the writer uses them
@@ -535,6 +551,9 @@ def analyse(text: str) -> Structure:
     gap_breaks = wide <= max(3, 0.2 * len(paras))
 
     sections, chapters, heading_matter, notes = [], [], [], []
+    if metadata:
+        notes.append(f"the metadata block at the top ('---' ... '---', {text.count(chr(10), 0, metadata) + 1} "
+                     "lines: title, author, ...) is not a chunk; it is kept verbatim in the manifest")
     current, reason = [], "start of the manuscript"
     chapter_no, chapter_title = 0, ""
     strong_chapters = set()
