@@ -424,6 +424,34 @@ def test_bracketed_notes_are_an_editions_or_a_writers_and_stage_0_lists_them(tmp
     assert [int(row.split(":")[0]) for row in listed.splitlines()] == [first, second]
 
 
+NOTES = {  # text: bracketed notes that open in it
+    "[TK: year": 1, "[TODO: see [ref] page]": 1, "[**TODO**: x]": 1, "[*TK*]": 1, "[Notes: a]": 1,
+    "[Ed.: x]": 1, "[Author's note: x]": 1, "[Author’s note: x]": 1, "[Translator's note]": 1,
+    "press.[Footnote:  Or were": 1, "[Footnote 1: Front": 1, "[Illustration]": 1, "[check: 1910?]": 1,
+    "[note]": 1, "[Cut]": 1, "the harbour.[^1] She": 1, "[^1]: Built in 1843.": 1,
+    # the story's own brackets
+    "[Check one box]": 0, "[Add to cart]": 0, "[Cut to: the ship]": 0, "[TK-421 saluted]": 0,
+    "[Notebook]": 0, "[Tkachenko]": 0, "[1]": 0, "[^ x]": 0,
+}
+
+
+def test_the_bracketed_notes_count_and_the_listing_command_agree():
+    """Each opening of an edition's note, a writer's note to self or a Markdown footnote
+    is counted once, and the perl command the warning prints lists exactly those lines;
+    the story's own brackets are neither."""
+    import re
+    import shlex
+    import subprocess
+
+    from styletune.text.patterns import BRACKETED_NOTES_COMMAND, bracketed_notes
+    assert {text: len(bracketed_notes(text)) for text in NOTES} == NOTES
+    lister = re.search(r"(perl .*?) IN$", BRACKETED_NOTES_COMMAND).group(1)
+    listed = subprocess.run(shlex.split(lister), input="\n".join(NOTES).encode("utf-8"),
+                            capture_output=True, check=True).stdout.decode("utf-8")
+    assert [int(row.split(":")[0]) for row in listed.splitlines()] == \
+        [n for n, found in enumerate(NOTES.values(), 1) if found]
+
+
 def test_a_markdown_metadata_block_is_no_chunk_and_a_story_opening_on_a_break_is_no_metadata(
         tmp_path, make_config, capsys):
     """A Markdown manuscript that opens with its metadata ('---', 'title: ...', '---', as

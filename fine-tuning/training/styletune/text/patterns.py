@@ -219,15 +219,16 @@ def invisible_characters_advice(text_of: dict, word_file: bool = False) -> str |
 # then.]", "[Illustration: ...]", "[Ed.: ...]") or a writer's to self ("[TK]", "[TODO:
 # the ferry's name]", "[check: 1910?]"). Words a story's brackets also open with (a
 # sign's "[Check one box]", "[Cut to: the ship]") count only with a colon or the
-# closing bracket straight after. The opening alone is matched, so a note left
+# closing bracket straight after. A Markdown footnote counts too, its mark "[^1]" and
+# its text "[^1]: ..." alike. The opening alone is matched, so a note left
 # unclosed, or holding brackets, is found too. The seven novels' prose has none; their
 # editions' notes are all found. (\x27 is the apostrophe: the perl command below is
 # in single quotes.)
 _NOTE_WORDS = ("foot-?notes?", "side-?notes?", "illustrations?", "transcriber", "editor", "translator",
                "author(?:\\x27|’)s note", "todo", "to do", "fixme", "xxx", "tbd", "tk(?:tk)?")
 _NOTE_VERBS = ("notes?", "check", "fix", "research", "insert", "add", "cut")
-_NOTE_OPENING = (rf"\[[ \t*_]*(?:(?:{'|'.join(_NOTE_WORDS)})(?![\w-])|ed\."
-                 rf"|(?:{'|'.join(_NOTE_VERBS)})[ \t*_]*[:\]])")
+_NOTE_OPENING = (rf"\[(?:\^[\w-]+\]|[ \t*_]*(?:(?:{'|'.join(_NOTE_WORDS)})(?![\w-])|ed\."
+                 rf"|(?:{'|'.join(_NOTE_VERBS)})[ \t*_]*[:\]]))")
 BRACKETED_NOTE = re.compile(_NOTE_OPENING, re.IGNORECASE)
 # What lists the lines they open on, numbered (perl: on Linux and macOS alike).
 BRACKETED_NOTES_COMMAND = f"perl -ne 'print \"$.: $_\" if /{_NOTE_OPENING}/i' IN"
