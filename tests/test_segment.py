@@ -1715,6 +1715,13 @@ def test_a_reply_that_opens_with_a_gesture_runs_the_dialogue_on():
     assert runs_on == [True, True, True, False, False]
 
 
+def candidates_at_blank_lines(text):
+    """The seam candidates of `text`, each run of two blank lines a mark as stage 0 finds
+    it, by their first 12 characters."""
+    runs = {m.end() for m in re.finditer("\n\n\n", text)}
+    return {text[c.offset:c.offset + 12]: c for c in candidates(text, {at: "2 blank line(s)" for at in runs})}
+
+
 def test_blank_lines_where_the_text_plainly_goes_on_are_layout_not_a_scene_break():
     """A run of blank lines after 'the letter which I read to him----', or across a
     question and its answer, scores as any paragraph start (the review lists it as a
@@ -1726,9 +1733,7 @@ def test_blank_lines_where_the_text_plainly_goes_on_are_layout_not_a_scene_break
             "“Are you coming?” he asked.\n\n\n"
             "He shook his head. “Not to-night,” he said.\n\n" + para + "\n\n\n"
             "The next morning the village was quiet again, and the snow lay deep.\n\n" + para)
-    runs = {m.end() for m in re.finditer("\n\n\n", text)}        # as stage 0 finds them
-    found = {text[c.offset:c.offset + 12]: c
-             for c in candidates(text, {at: "1 blank line(s)" for at in runs})}
+    found = candidates_at_blank_lines(text)
     mark = model().data["mark_score"]
     letter, question, morning = found["“MY DEAR MR."], found["He shook his"], found["The next mor"]
     assert letter.mark and letter.score < mark and "announces what follows" in letter.signals[-1]
@@ -1751,9 +1756,7 @@ def test_blank_lines_after_a_block_set_in_from_the_margin_are_layout_unless_a_ti
             "_Dr. Seward's Diary._\n\n" + para + "\n\n"
             "He left the room without another word.\n\n\n"
             "The others sat on by the fire and talked of the weather.\n\n" + para)
-    runs = {m.end() for m in re.finditer("\n\n\n", text)}
-    found = {text[c.offset:c.offset + 12]: c
-             for c in candidates(text, {at: "2 blank line(s)" for at in runs})}
+    found = candidates_at_blank_lines(text)
     mark = model().data["mark_score"]
     rache, diary, margin = found["The detectiv"], found["_Dr. Seward'"], found["The others s"]
     assert rache.mark and rache.score < mark and "set in from the margin" in rache.signals[-1]
@@ -1771,9 +1774,7 @@ def test_blank_lines_before_a_new_scene_stay_a_break_after_a_closing_question():
             "The next morning the village was quiet again, and the snow lay deep.\n\n" + para + "\n\n"
             "“Who knows? I shall go to London in the spring,” he said.\n\n\n"
             "She shook her head. “Not I,” she said.\n\n" + para)
-    runs = {m.end() for m in re.finditer("\n\n\n", text)}
-    found = {text[c.offset:c.offset + 12]: c
-             for c in candidates(text, {at: "1 blank line(s)" for at in runs})}
+    found = candidates_at_blank_lines(text)
     assert found["The next mor"].score == model().data["mark_score"]
     reply = found["She shook he"]
     assert reply.score < model().data["mark_score"] and "a reply after" in reply.signals[-1]
