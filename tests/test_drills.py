@@ -126,6 +126,25 @@ def test_a_quarter_of_the_drills_open_as_the_chat_route_does(result):
     assert all(m["role"] != "system" for e in result.examples for m in e.messages())
 
 
+def test_a_chat_drill_holds_the_text_as_continues_chat_input_sends_it(result):
+    """Continue's chat input makes each line a paragraph, drops the empty ones, trims
+    their starts and joins them with one line break: a chat drill's user turn is its
+    window so (no blank line, no indent), its continuation the writer's text as typed;
+    the autocomplete rows keep the window exactly. Some chat rows of the sample book span
+    a paragraph break, so the rule is exercised."""
+    from styletune.chat import as_chat_sends
+    assert as_chat_sends("  The boat was late.\n\n\tHe waited.\n   \nShe said, ") == \
+        "The boat was late.\nHe waited.\nShe said, "
+    rows = result.drills + result.openings
+    on_chat = [d for d in rows if d.system]
+    assert any("\n\n" in d.prompt for d in on_chat)
+    for d in on_chat:
+        _, user, assistant = d.messages()
+        assert user["content"] == as_chat_sends(d.prompt) and "\n\n" not in user["content"]
+        assert assistant["content"] == d.continuation
+    assert all(d.messages()[0]["content"] == d.header + d.prompt for d in rows if not d.system)
+
+
 def test_the_other_drills_and_openings_open_as_the_editors_autocomplete_does(result):
     """Autocomplete, where a writer pauses mid-flow most, sends Continue's path line
     before the text: editor_header_share of the rows of each kind without the chat

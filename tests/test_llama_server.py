@@ -234,9 +234,9 @@ def route_join_prompts(route) -> list:
     return prompts + [Prompt("writer", "seed", SEED_PROMPT, " “")]
 
 
-def greedy(server, prompt: str) -> str:
+def greedy(server, prompt: str, entry: dict) -> str:
     return server.complete(prompt, n_predict=evaluate.JOIN_TOKENS, temperature=0,
-                           stop=cp.AUTOCOMPLETE_STOPS)["content"]
+                           stop=cp.autocomplete_options(entry)["stop"])["content"]
 
 
 @pytest.mark.parametrize("way", ["autocomplete", "chat", "ollama", "vllm"])
@@ -259,16 +259,19 @@ def test_continuations_join_the_writers_text_on_every_route(route, way):
         if way == "autocomplete":
             shown = greedy(server, run_continue_js("render", stdin=json.dumps({
                 "template": route["entries"]["autocomplete"]["promptTemplates"]["autocomplete"],
-                "vars": {"prefix": cp.autocomplete_prefix(p.text, "book/chapter_01.md")}}))["prompt"])
+                "vars": {"prefix": cp.autocomplete_prefix(p.text, "book/chapter_01.md")}}))["prompt"],
+                           route["entries"]["autocomplete"])
         elif way == "chat":
             shown = server.post("/v1/chat/completions", {
                 "messages": messages, "max_tokens": evaluate.JOIN_TOKENS, "temperature": 0,
             })["choices"][0]["message"]["content"]
         elif way == "ollama":   # Ollama's own TEMPLATE, rendered as Go's text/template does
-            shown = greedy(server, render_ollama(templates.ollama_template(cfg), messages))
+            shown = greedy(server, render_ollama(templates.ollama_template(cfg), messages),
+                           route["entries"]["autocomplete"])
         else:                   # vLLM renders the merged folder's chat_template.jinja
             shown = greedy(server, tok.apply_chat_template(messages, chat_template=template,
-                                                           tokenize=False, add_generation_prompt=True))
+                                                           tokenize=False, add_generation_prompt=True),
+                           route["entries"]["autocomplete"])
         shown = joins.editor_insert(shown)
         if not (shown[:1] and not shown[:1].isspace() if p.kind == "mid-word"
                 else joins.joins_right(shown, p.truth, p.text)):

@@ -14,6 +14,7 @@ these files when Continue is upgraded:
   core/llm/llms/LlamaCpp.ts                    the /completion request body
   core/llm/rules/getSystemMessageWithRules.ts  system = base + "\\n\\n" + each rule
 """
+from styletune.chat import as_chat_sends
 from styletune.eval.joins import editor_insert
 
 CONTINUE_COMMIT = "d0a3c0b626b5bebc3bef4742eec05a0242be0bab"
@@ -56,17 +57,19 @@ def llamacpp_completion_body(prompt: str, options: dict) -> dict:
 
 def autocomplete_options(entry: dict) -> dict:
     """The completion options an autocomplete request carries: the model's defaults,
-    with `stop` replaced by getStopTokens' list (the template sets none)."""
+    its `stop` list joined by getStopTokens' (BaseLLM._parseCompletionOptions merges
+    them with mergeJson, which concatenates arrays; the template sets none)."""
     defaults = entry.get("defaultCompletionOptions", {})
-    return {**defaults, "model": entry["model"], "stop": list(AUTOCOMPLETE_STOPS)}
+    return {**defaults, "model": entry["model"], "stop": list(defaults.get("stop", [])) + AUTOCOMPLETE_STOPS}
 
 
 def chat_messages(base_system_message: str, rules: list[str], text: str) -> list[dict]:
-    """Chat mode: getSystemMessageWithRules, then the writer's message."""
+    """Chat mode: getSystemMessageWithRules, then the writer's message as the chat input
+    sends it (processEditorContent, ported once in styletune.chat.as_chat_sends)."""
     system = base_system_message
     for rule in rules:
         system += ("\n\n" if system else "") + rule
-    return [{"role": "system", "content": system}, {"role": "user", "content": text}]
+    return [{"role": "system", "content": system}, {"role": "user", "content": as_chat_sends(text)}]
 
 
 def insert_completion(text_before_cursor: str, completion: str) -> str:

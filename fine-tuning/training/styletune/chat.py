@@ -8,6 +8,15 @@ BASE_SYSTEM_MESSAGE = ("Continue the author's manuscript in the author's own voi
                        "Write only the prose that comes next.")
 
 
+def as_chat_sends(text: str) -> str:
+    """The writer's text as Continue's chat input sends it: pasted or typed, each line
+    becomes a paragraph of its editor, and processEditorContent drops the empty ones,
+    trims each one's start and joins them with one line break. So a blank line between
+    paragraphs and an indent never reach the model by chat; a typed space at the end
+    does. The chat drills are trained on it, and --try and stage 4 send it."""
+    return "\n".join(line.lstrip() for line in text.split("\n") if line.strip())
+
+
 def sample_rules_warning(cfg, book, then="rerun with --force") -> str | None:
     """A warning when the rules file is still the sample book's and the book (a
     manuscript or a folder of chunks: settings.is_sample_book) is another:

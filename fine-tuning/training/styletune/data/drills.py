@@ -15,6 +15,7 @@ import random
 import re
 from dataclasses import dataclass
 
+from styletune import chat
 from styletune.data.examples import add_editor_headers, every_share
 from styletune.text import stops
 from styletune.text.sentences import Tier, boundaries
@@ -61,9 +62,15 @@ class Drill:
         return self.chunk.text[self.stop:self.end]
 
     def messages(self):
-        system = [{"role": "system", "content": self.system}] if self.system else []
-        return system + [{"role": "user", "content": self.header + self.prompt},
-                         {"role": "assistant", "content": self.continuation}]
+        """The conversation trained: on the chat route, its system message and the text
+        as Continue's chat input sends it (chat.as_chat_sends); else the text as typed,
+        after the path line where it has one."""
+        if self.system:
+            return [{"role": "system", "content": self.system},
+                    {"role": "user", "content": chat.as_chat_sends(self.prompt)},
+                    {"role": "assistant", "content": self.continuation}]
+        return [{"role": "user", "content": self.header + self.prompt},
+                {"role": "assistant", "content": self.continuation}]
 
 
 def stops_of_kind(text: str, kind: str, punkt, vocabulary) -> list[int]:
@@ -132,8 +139,8 @@ def finish_rows(rows, counter, chat_system: str = "", header_share: float = 0.0)
     `chat_system` (the chat route's system message), and `header_share` of the others
     of each kind (editor_header_share, as the examples) with the path line Continue's
     autocomplete puts before the text, the route where a writer pauses mid-flow most."""
-    for row, chat in zip(rows, every_share(rows, CHAT_SHARE if chat_system else 0.0)):
-        row.system = chat_system if chat else ""
+    for row, on_chat in zip(rows, every_share(rows, CHAT_SHARE if chat_system else 0.0)):
+        row.system = chat_system if on_chat else ""
     add_editor_headers([row for row in rows if not row.system], header_share, kind=lambda row: row.kind)
     for row, n in zip(rows, counter.count_conversations([r.messages() for r in rows], ends_turn=False)):
         row.total_tokens = n

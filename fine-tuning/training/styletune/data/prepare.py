@@ -51,7 +51,8 @@ STAGE = Stage("1", "1_prepare_data.py", "make the training examples", READS,
               outputs=lambda cfg, book: [
                   *training_data(cfg),
                   Files(cfg.data_manifest_path, what="their manifest"),
-                  Files(cfg.pipeline.report_dir, REPORT_FILES, what="a report (md, json, png)")])
+                  Files(cfg.pipeline.report_dir, REPORT_FILES, what="a report (md, json, png)")],
+              revision=2)       # 2: the chat rows hold the text as Continue's chat input sends it
 
 
 @dataclass

@@ -25,11 +25,14 @@ AUTOCOMPLETE_OPTIONS = {
     # comments, cut at 2.5 x modelTimeout) and single-line guesses. On: whole paragraphs.
     # Off also skips postprocessCompletion: the completion is inserted as it came, a
     # space after a typed one included (eval/joins.editor_insert, which the Joins use).
+    # (modelTimeout is read only with transform on: nothing cuts a completion short.)
     "transform": False,
-    "modelTimeout": 10000,      # ms; Continue's 150 assumes a code model answering in a blink
     "debounceDelay": 600,       # ms after the last keystroke; a writer pauses to think
-    "maxPromptTokens": 1024,
-    "prefixPercentage": 0.5,    # up to ~500 tokens of the text before the cursor (training: 100-300)
+    # The text before the cursor, cut by whole lines from the top (pruneLinesFromTop): a
+    # line longer than the budget leaves nothing but the path line, and in a Markdown
+    # file a paragraph is one line. 0.8 x 2048: a paragraph of ~1,200 words still fits.
+    "maxPromptTokens": 2048,
+    "prefixPercentage": 0.8,
     # No snippets of other files before the text: only the one path line stays, which
     # Continue always sends and stage 1 trains on.
     "useRecentlyEdited": False, "useRecentlyOpened": False, "useImports": False,
@@ -64,7 +67,8 @@ def _chat_entry(cfg, eos_token: str, provider: str, api_base: str) -> dict:
                                          "temperature": s["temperature"], "topP": s["top_p"],
                                          "stop": stop_tokens(cfg, eos_token)},
             # Continue's own system messages are about code and tools, one per mode;
-            # each is replaced (the writer's rules file is added to it).
+            # each is replaced (the writer's rules file is added to it; Agent and Plan
+            # still add their tool instructions, so the writer uses Chat mode).
             "chatOptions": {"baseSystemMessage": BASE_SYSTEM_MESSAGE,
                             "baseAgentSystemMessage": BASE_SYSTEM_MESSAGE,
                             "basePlanSystemMessage": BASE_SYSTEM_MESSAGE}}

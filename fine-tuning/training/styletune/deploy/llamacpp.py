@@ -27,6 +27,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from styletune import chat
 from styletune.data.examples import continue_path_line
 from styletune.data.tokens import tokenizer_turn_texts, training_ids
 from styletune.errors import UserError
@@ -313,8 +314,9 @@ def _same(tokenizer, served: list[int], trained: list[int], gguf: Path, what: st
         "do not serve this GGUF.")
 
 
-# What Continue's autocomplete sends as `stop` (getStopTokens' commonStops, pinned commit
-# d0a3c0b6; tests/support/continue_port.py): it replaces the model's own stop list.
+# What Continue's autocomplete adds to the model's own `stop` list (getStopTokens'
+# commonStops, pinned commit d0a3c0b6; BaseLLM's mergeJson joins the two arrays;
+# tests/support/continue_port.py).
 AUTOCOMPLETE_STOPS = ["/src/", "#- coding: utf-8", "```"]
 
 
@@ -332,10 +334,12 @@ def try_routes(gguf: Path, tokenizer, entries: list[dict], system: str, text: st
             if "autocomplete" in entry["roles"]:
                 prompt = entry["promptTemplates"]["autocomplete"].replace(
                     "{{{prefix}}}", continue_path_line(path) + text)
-                reply = server.complete(prompt, n_predict=max_tokens, stop=AUTOCOMPLETE_STOPS, **sampling)
+                reply = server.complete(prompt, n_predict=max_tokens, stop=opts["stop"] + AUTOCOMPLETE_STOPS,
+                                        **sampling)
                 out["autocomplete"] = reply["content"]
             if "chat" in entry["roles"]:
-                messages = [{"role": "system", "content": system}, {"role": "user", "content": text}]
+                messages = [{"role": "system", "content": system},
+                            {"role": "user", "content": chat.as_chat_sends(text)}]
                 reply = server.post("/v1/chat/completions", {"messages": messages, "max_tokens": max_tokens,
                                                              "stop": opts["stop"], **sampling})
                 out["chat"] = reply["choices"][0]["message"]["content"]

@@ -197,14 +197,19 @@ def instructions(cfg, files: dict, model_dir: Path, backend: str, commands: dict
     others = " or ".join(f"`--backend {b}`" for b in BACKENDS if b != backend)
     write = ["- **Chat**, in Continue's *Chat* mode (the mode menu under the input box; "
              "Agent and Plan add tools the model was not trained for): paste or type the last "
-             "paragraph or two of your scene, nothing else. The model carries on from the "
-             "last word, starting with the space or paragraph break it needs. What reaches "
-             "the model: the system message below plus your rules file, then your text."]
+             "paragraph or two of your scene, nothing else, and send it with plain Enter "
+             "(Cmd/Alt+Enter adds the whole open file; Cmd+L sends a selection as a code "
+             "block). The model carries on from the last word. What reaches the model: the "
+             "system message below plus your rules file (and any rules of your own Continue "
+             "loads, such as an AGENTS.md in the workspace), then your text as Continue's chat "
+             "box sends it: its lines joined by single line breaks, blank lines and indents "
+             "gone (the chat drills trained on that)."]
     if autocomplete:
         write.append("- **Autocomplete**, in a Markdown (`.md`) or text file: stop typing and the "
-                     "continuation appears at the cursor as grey text; Tab accepts it. Continue "
-                     "sends a line with the file's path, then up to ~500 tokens before the "
-                     "cursor, in the training format (stage 1 trained on that path line too).")
+                     "continuation appears at the cursor as grey text once it is written; Tab "
+                     "accepts it. Continue sends a line with the file's path, then up to ~1,600 "
+                     "tokens before the cursor, in the training format (stage 1 trained on that "
+                     "path line too).")
     else:
         write.append("- Autocomplete is not set up for this server (see docs/editor.md).")
     return f"""# Serving {p.serve_model_name} in VS Code through Continue
@@ -226,6 +231,10 @@ list of `~/.continue/config.yaml`, and `{files['rules'].name}` into `~/.continue
 or let the script do both, with a backup of your config first:
 
     python fine-tuning/training/5_configure_continue.py --config {paths.typed(cfg.path)} --backend {backend} --install
+
+Then choose it: Continue keeps the models it already uses. Pick
+"{p.serve_model_name} (your voice)" in the model menu under the chat box, and as the
+autocomplete model in Continue's settings (Models, Autocomplete).
 
 ## 3. Write
 

@@ -37,8 +37,10 @@ class Prompt:
 
     def messages(self) -> list[dict]:
         """The conversation the model is asked to go on from."""
-        system = [{"role": "system", "content": self.system}] if self.system else []
-        return system + [{"role": "user", "content": self.header + self.text}]
+        if self.system:     # the chat route: its text as Continue's chat input sends it
+            return [{"role": "system", "content": self.system},
+                    {"role": "user", "content": chat.as_chat_sends(self.text)}]
+        return [{"role": "user", "content": self.header + self.text}]
 
 
 def read_conversations(path: Path, what: str, ending: bool = True) -> list:
