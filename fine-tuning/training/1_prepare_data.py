@@ -32,7 +32,8 @@ windows of 10-60 words of the chunk stopping where a writer pauses mid-flow (aft
 a typed space or paragraph break, after a comma, inside a word), continued by the
 next 24 words, with `"ends_turn": false`: no end-of-turn token is learnt from them.
 A quarter open with the system message Continue's chat sends (ours, then the rules
-file `system_prompt_file`); the examples never carry one. Then one scene opening
+file `system_prompt_file`), the text as its chat box sends it (lines joined by one
+line break, no blank lines or indents); the examples never carry one. Then one scene opening
 per two training chunks that follow each other (`scene_openings`, data/openings.py):
 the last words of the first, the text between them as typed (stage 0's record, or a
 paragraph break between chunks cut by hand), and the second's opening up to its
