@@ -148,23 +148,27 @@ def test_continue_reads_every_entry_stage_5_writes(route, tmp_path):
 
 
 def test_chat_renders_the_training_format_token_for_token(route):
-    """Chat mode: Continue's system message (ours + the rules file), then a training
-    example's prompt. The server's rendering is the training template's, and from
-    the user turn on, its tokens are the training example's."""
+    """Chat mode: Continue's system message (ours + the rules file), then the writer's
+    text as its chat box sends it. For the text of a chat drill, that is the drill's
+    own system and user turns, character for character (the rows with a line break
+    among them included); the server's rendering is the training template's, and its
+    tokens are the drill's, token for token, up to the continuation."""
     tok, entry = route["tok"], route["entries"]["chat"]
     rule = run_continue_js("rule", str(route["cfg"].pipeline.serve_dir / "continue" / "rules" / "scifi_writer.md"))
-    for conversation in [c for c in route["examples"] if not c[0]["content"].startswith("\n")][:3]:
+    drills = [c for c in read_conversations(route["cfg"].train_path, "drills", ending=False) if c[0]["role"] == "system"]
+    chosen = [c for c in drills if "\n" in c[1]["content"]][:1] + [c for c in drills if "\n" not in c[1]["content"]][:2]
+    assert len(chosen) == 3
+    for conversation in chosen:
         messages = cp.chat_messages(entry["chatOptions"]["baseSystemMessage"], [rule["rule"]],
-                                    conversation[0]["content"])
+                                    conversation[1]["content"])
+        assert messages == conversation[:2]
         prompt = route["server"].apply_template(messages)
         assert prompt == tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         ids = server_ids(route, prompt)
         assert ids == tok(prompt, add_special_tokens=False)["input_ids"]
         fed = route["server"].post("/v1/chat/completions", {"messages": messages, "max_tokens": 1})
         assert fed["usage"]["prompt_tokens"] == len(ids)
-        trained = training_ids(tok, conversation)
-        system_turn = len(server_ids(route, tok.apply_chat_template(messages[:1], tokenize=False)))
-        assert ids[system_turn:] == trained[:len(ids) - system_turn]
+        assert ids == training_ids(tok, conversation)[:len(ids)]
 
 
 @pytest.mark.parametrize("form", ["md", "txt"])
