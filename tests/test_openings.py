@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from conftest import CORPUS, FT, load_script, write_config
+from styletune.chat import as_chat_sends
 from styletune.config import load_config
 from styletune.data.chunks import Chunk
 from styletune.data.drills import PROMPT_WORDS
@@ -48,7 +49,9 @@ def assert_rows_are_the_books_text(result, held_out=False):
         # in (stage 0 names a chunk after its first words: the row's own target)
         assert Path(seam.before.path).stem in row.header or not row.header
         assert Path(seam.after.path).stem not in row.header
-        assert row.messages()[-2:] == [{"role": "user", "content": row.header + row.prompt},
+        # on the chat route, the text as Continue's chat box sends it (chat.as_chat_sends)
+        sent = as_chat_sends(row.prompt) if row.system else row.header + row.prompt
+        assert row.messages()[-2:] == [{"role": "user", "content": sent},
                                        {"role": "assistant", "content": row.continuation}]
 
 
