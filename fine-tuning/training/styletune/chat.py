@@ -17,6 +17,15 @@ def as_chat_sends(text: str) -> str:
     return "\n".join(line.lstrip() for line in text.split("\n") if line.strip())
 
 
+def request_turns(system: str, header: str, text: str) -> list[dict]:
+    """What a route sends before the model goes on: on the chat route (a system message),
+    that and the text as the chat box sends it; on autocomplete, the path line (or none)
+    and the text as typed. Training rows and stage 4's prompts are built so alike."""
+    if system:
+        return [{"role": "system", "content": system}, {"role": "user", "content": as_chat_sends(text)}]
+    return [{"role": "user", "content": header + text}]
+
+
 def sample_rules_warning(cfg, book, then="rerun with --force") -> str | None:
     """A warning when the rules file is still the sample book's and the book (a
     manuscript or a folder of chunks: settings.is_sample_book) is another:

@@ -62,15 +62,10 @@ class Drill:
         return self.chunk.text[self.stop:self.end]
 
     def messages(self):
-        """The conversation trained: on the chat route, its system message and the text
-        as Continue's chat input sends it (chat.as_chat_sends); else the text as typed,
-        after the path line where it has one."""
-        if self.system:
-            return [{"role": "system", "content": self.system},
-                    {"role": "user", "content": chat.as_chat_sends(self.prompt)},
-                    {"role": "assistant", "content": self.continuation}]
-        return [{"role": "user", "content": self.header + self.prompt},
-                {"role": "assistant", "content": self.continuation}]
+        """The conversation trained: the request as its route sends it (chat.request_turns),
+        then the continuation as typed."""
+        return chat.request_turns(self.system, self.header, self.prompt) + [
+            {"role": "assistant", "content": self.continuation}]
 
 
 def stops_of_kind(text: str, kind: str, punkt, vocabulary) -> list[int]:

@@ -31,7 +31,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from styletune.text.paragraphs import paragraph_spans
+from styletune.text.paragraphs import indent_before, paragraph_spans
 from styletune.text.patterns import CLOSERS, blank_lines_mark, is_blank_lines_mark, is_page_marker, is_scene_break
 from styletune.text.quotes import quote_depths, quoted_spans
 from styletune.text.sentences import Tier, paragraph_sentences
@@ -375,16 +375,12 @@ def _title_line(paragraph: str) -> bool:
     return "\n" not in shown and len(shown.split()) <= _TITLE_WORDS
 
 
-def _indent(line: str) -> int:
-    return len(line) - len(line.lstrip(" \t"))
-
-
 def set_in_from_margin(text: str, start: int, end: int, usual: float) -> bool:
     """Every line of the paragraph text[start:end] is set in further than the text's
-    paragraphs usually start (`usual`, their median first-line indent) by two or more:
-    a display block, as a printed copy sets a list, an inscription or verse."""
+    paragraphs usually start (`usual`, their median indent_before) by two or more: a
+    display block, as a printed copy sets a list, an inscription or verse."""
     lines = [line for line in text[text.rfind("\n", 0, start) + 1:end].split("\n") if line.strip()]
-    return bool(lines) and min(_indent(line) for line in lines) >= usual + 2
+    return bool(lines) and min(len(line) - len(line.lstrip()) for line in lines) >= usual + 2
 
 
 def _last_speech(paragraph: str) -> str | None:
@@ -499,7 +495,7 @@ def candidates(text, marks=None, seam_model=None):
                 marks[paras[i][0]] = f"'{text[paras[i - 1][0]:paras[i - 1][1]].strip()}'"
             elif gap >= scene_gap + 1:
                 marks[paras[i][0]] = blank_lines_mark(gap - 1)
-    usual = sorted(_indent(text[text.rfind("\n", 0, a) + 1:b]) for a, b, _ in paras)[len(paras) // 2]
+    usual = sorted(indent_before(text, a) for a, _, _ in paras)[len(paras) // 2]
     out = []
     for i, f in feats.items():
         a = paras[i][0]

@@ -76,7 +76,6 @@ STAGE = Stage("0", "0_segment_manuscript.py", "cut the manuscript into chunk fil
                                                what="chunk files, a report, a review of its guesses")])
 
 
-
 def hand_cut_sizes(cfg, counter, folders):
     """(example tokens of each chunk file a writer cut by hand, folder) in the first of
     `folders` that holds three or more (files stage 0 wrote, by its manifest, do not

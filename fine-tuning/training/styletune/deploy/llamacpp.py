@@ -338,8 +338,7 @@ def try_routes(gguf: Path, tokenizer, entries: list[dict], system: str, text: st
                                         **sampling)
                 out["autocomplete"] = reply["content"]
             if "chat" in entry["roles"]:
-                messages = [{"role": "system", "content": system},
-                            {"role": "user", "content": chat.as_chat_sends(text)}]
+                messages = chat.request_turns(system, "", text)
                 reply = server.post("/v1/chat/completions", {"messages": messages, "max_tokens": max_tokens,
                                                              "stop": opts["stop"], **sampling})
                 out["chat"] = reply["choices"][0]["message"]["content"]

@@ -85,6 +85,13 @@ T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
          2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
 
 
+def group_members(groups, count: int) -> list[list[int]]:
+    """The indices of each group's items (a held-out chunk's prompts), in the order the
+    groups first appear; one group of all `count` items when `groups` is None."""
+    groups = list(groups) if groups is not None else [0] * count
+    return [[i for i, g in enumerate(groups) if g == name] for name in dict.fromkeys(groups)]
+
+
 def grouped_mean_interval(sums, counts) -> tuple[float, float]:
     """The pooled mean sum(sums) / sum(counts) of values that come in groups (a
     held-out chunk's tokens, or its prompts), and the half-width of its 95% interval
@@ -322,16 +329,14 @@ def paired_share_difference(labels: list[int], other_labels: list[int], groups: 
     a, b = np.asarray(labels, dtype=float), np.asarray(other_labels, dtype=float)
     if a.size != b.size or not a.size:
         raise ValueError(f"a paired difference needs texts of the same prompts ({a.size} and {b.size})")
-    diff, groups = a - b, list(groups) if groups is not None else [0] * a.size
-    names = list(dict.fromkeys(groups))
-    if len(names) >= 2:
-        in_group = [np.array([g == name for g in groups]) for name in names]
-        mean, half = grouped_mean_interval([diff[m].sum() for m in in_group], [m.sum() for m in in_group])
+    diff, members = a - b, group_members(groups, a.size)
+    if len(members) >= 2:
+        mean, half = grouped_mean_interval([diff[m].sum() for m in members], [len(m) for m in members])
         ci, interval = [mean - half, mean + half], "chunks, Student's t"
     else:
         ci, interval = list(bootstrap_ci(diff, n_boot=n_boot, seed=seed)), "bootstrap of prompts"
     return {"difference": float(diff.mean()), "ci": [float(x) for x in ci], "n": int(a.size),
-            "chunks": len(names), "interval": interval}
+            "chunks": len(members), "interval": interval}
 
 
 def char_ngram_attribution(author_texts: list[str], other_texts: list[str],

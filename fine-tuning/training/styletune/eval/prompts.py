@@ -37,10 +37,7 @@ class Prompt:
 
     def messages(self) -> list[dict]:
         """The conversation the model is asked to go on from."""
-        if self.system:     # the chat route: its text as Continue's chat input sends it
-            return [{"role": "system", "content": self.system},
-                    {"role": "user", "content": chat.as_chat_sends(self.text)}]
-        return [{"role": "user", "content": self.header + self.text}]
+        return chat.request_turns(self.system, self.header, self.text)
 
 
 def read_conversations(path: Path, what: str, ending: bool = True) -> list:

@@ -24,6 +24,7 @@ from styletune.eval.attribution import (
     char_ngram_attribution,
     char_ngram_holdout_accuracy,
     cosine_delta,
+    group_members,
     grouped_mean_interval,
     paired_share_difference,
 )
@@ -84,10 +85,9 @@ def closeness(metric, pools: dict, n_boot: int, seed: int, groups: list | None =
     values = {name: metric(PARAGRAPH.join(texts)) for name, texts in pools.items()}
     count = len(pools["author"])
     assert all(len(pools[n]) == count for n in ("base", "tuned")), "pools are paired by prompt"
-    groups = list(groups) if groups is not None else [0] * count
-    names = list(dict.fromkeys(groups))
-    if len(names) >= 2:
-        gaps = [_gap_difference(metric, pools, [i for i, g in enumerate(groups) if g == name]) for name in names]
+    members = group_members(groups, count)
+    if len(members) >= 2:
+        gaps = [_gap_difference(metric, pools, m) for m in members]
         mean, half = grouped_mean_interval(gaps, [1] * len(gaps))
         ci = [mean - half, mean + half]
     else:
@@ -95,7 +95,7 @@ def closeness(metric, pools: dict, n_boot: int, seed: int, groups: list | None =
         diffs = [_gap_difference(metric, pools, rng.integers(0, count, count)) for _ in range(n_boot)]
         ci = [float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))]
     return {**{k: float(v) for k, v in values.items()}, "gap_difference_ci": [float(x) for x in ci],
-            "verdict": _gap_verdict(ci) + _one_chunk(len(names))}
+            "verdict": _gap_verdict(ci) + _one_chunk(len(members))}
 
 
 def _one_chunk(chunks: int) -> str:
