@@ -1746,22 +1746,32 @@ def test_blank_lines_after_a_block_set_in_from_the_margin_are_layout_unless_a_ti
     blank lines, then the scene goes on: layout, scored as any paragraph start and
     listed as a mark left uncut. The same run before a title line of its own (Dracula's
     "_Dr. Seward's Diary._" after a telegram) is a new document, and one after a
-    paragraph at the margin keeps a mark's score."""
+    paragraph at the margin keeps a mark's score. A clause looking back after the block
+    ("When I had got so far in my list", Holmes's list) goes on too; after a paragraph at
+    the margin, or where it names a time ("When I had slept that night"), the break stands."""
     from styletune.data.seam_model import model
     para = "It was a long day and the rain came down over the moor without a pause. " * 3
+    listed = "  1. Knowledge of Literature.--Nil.\n  2.     Philosophy.--Nil.\n\n\n"
     text = (para + "\n\nAcross the bare plaster there was scrawled a single word.\n\n"
             "                         RACHE.\n\n\n"
             "The detective stood back from the wall, pleased with himself and his find.\n\n" + para + "\n\n"
             "    _Czarina Catherine_ reported entering Galatz at one o'clock\n    to-day.\n\n\n"
             "_Dr. Seward's Diary._\n\n" + para + "\n\n"
             "He left the room without another word.\n\n\n"
-            "The others sat on by the fire and talked of the weather.\n\n" + para)
+            "The others sat on by the fire and talked of the weather.\n\n" + para + "\n\n" + listed +
+            "When I had got so far in my list I threw it into the fire in despair.\n\n" + para + "\n\n" +
+            listed.replace("Nil", "Feeble") + "When I had slept that night I went out early.\n\n" + para +
+            "\n\nHe left the house at once.\n\n\nWhen we had gone a mile the road turned.\n\n" + para)
     found = candidates_at_blank_lines(text)
     mark = model().data["mark_score"]
     rache, diary, margin = found["The detectiv"], found["_Dr. Seward'"], found["The others s"]
     assert rache.mark and rache.score < mark and "set in from the margin" in rache.signals[-1]
     assert diary.mark and diary.score == mark
     assert margin.mark and margin.score == mark
+    so_far, night, mile = found["When I had g"], found["When I had s"], found["When we had "]
+    assert so_far.mark and so_far.score < mark and "looks back at it ('When I had')" in so_far.signals[-1]
+    assert night.mark and night.score == mark
+    assert mile.mark and mile.score == mark
 
 
 def test_blank_lines_before_a_new_scene_stay_a_break_after_a_closing_question():

@@ -68,6 +68,10 @@ _TIME_WORDS = re.compile(r"^\W*(meanwhile|afterwards|later|next day|the next|tha
                          r"early|nearly|past|not until)|nearly a|a (?:week|month|year|fortnight)|"
                          r"some (?:days|weeks|months|years|time)|(?:when|after) (?:i|we|he|she|they) "
                          r"(?:had|got|reached|returned|came|awoke|woke))", re.IGNORECASE)
+# "When I had got so far in my list...", "After he had read it through...": a clause
+# in the past perfect looks back at what was just done, so after a display block (the
+# list, the letter) it resumes the scene; "The next morning" still opens a new one.
+_LOOKS_BACK = re.compile(r"^\W*(?:when|after) (?:i|we|he|she|they) had\b", re.IGNORECASE)
 _PLACE = re.compile(r"^\W*(?:at|in|inside|outside|back at|back in|on board|aboard|across|"
                     r"beyond)\s+(?:the|a|an|his|her|their|my|our)?\s*[A-Za-z’']+", re.IGNORECASE)
 # "THE papers", "I CONFESS", "A FORTNIGHT later", "MR. UTTERSON the lawyer"
@@ -348,16 +352,20 @@ def blank_lines_only_layout(mark: str, features, previous: str, after_display: b
     headlines:"); or it is a display block set in from the margin (`after_display`:
     Scarlet's "RACHE." and Holmes's list, a letter's signature in Jekyll, Wilde's
     verse) and the text goes on after it, not under a title line of its own (Dracula's
-    "_Dr. Seward's Diary._" after a telegram is a new document); or the dialogue runs
-    on across it (1.7% of the seven novels' seams, 53% of their other paragraph
-    starts). Not where the paragraph after opens with a time or a place, as a new scene
-    does. There the run scores as any paragraph start, so the chunker cuts a set-apart
+    "_Dr. Seward's Diary._" after a telegram is a new document), or looks back at it
+    ("When I had got so far in my list"); or the dialogue runs on across it (1.7% of
+    the seven novels' seams, 53% of their other paragraph starts). Not where the
+    paragraph after opens otherwise with a time or a place, as a new scene does. There the run scores as any paragraph start, so the chunker cuts a set-apart
     letter, list or headline from its scene only where the lengths leave no other
     place. A visible mark (* * *) always counts."""
-    if not is_blank_lines_mark(mark) or features.get("time") or features.get("place"):
+    resumes = after_display and bool(_LOOKS_BACK.search(following)) and not _TIME.search(following[:60])
+    if not is_blank_lines_mark(mark) or features.get("place") or (features.get("time") and not resumes):
         return ""       # a visible mark, or the next opens as a new scene does ("The next morning")
     if _INTRODUCES.search(previous.strip()):
         return "but the paragraph before announces what follows (it ends with a colon or a dash)"
+    if resumes:
+        return ("but the paragraph before is set in from the margin (a list, an inscription, verse, "
+                f"a letter's close) and the text looks back at it ('{_time_phrase(following)}')")
     if after_display and not _title_line(following):
         return ("but the paragraph before is set in from the margin (a list, an inscription, verse, "
                 "a letter's close) and the text goes on after it")
