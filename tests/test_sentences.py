@@ -21,9 +21,11 @@ def test_never_after_a_title(title):
 
 
 def test_never_after_an_initial_or_common_abbreviation():
-    text = "He met J. Smith at 5 a.m. Then they left, e.g. Smith did. Later it rained."
+    text = ("He met J. Smith at 5 a.m. Then they left, e.g. Smith did. Later it rained. "
+            "A.J. Fenn arrived with J.R.R. Hale. Nobody spoke.")
     for p in prefixes(text):
-        assert not p.endswith(("J.", "a.m.", "e.g."))
+        assert not p.endswith(("J.", "a.m.", "e.g.", "A.J.", "J.R.R."))
+    assert any(p.endswith("Hale.") for p in prefixes(text))
 
 
 def test_inside_an_open_quotation_only_as_a_last_resort():

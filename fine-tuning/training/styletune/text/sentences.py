@@ -49,6 +49,8 @@ _END_CANDIDATE = re.compile(rf"([.!?…]+)({CLOSERS}*)(?=\s|$)")
 # The word a final "." closes; the s of "Paul’s." is no initial.
 _WORD_BEFORE_DOT = re.compile(r"(?<!['’])([\w.]+)$")
 _TAG_MAX_WORDS = 8
+# An initial or a run of them, its last dot taken off: "J", "A.J", "J.R.R"
+_INITIALS = re.compile(r"(?:[^\W\d_]\.)*[^\W\d_]")
 
 
 class Tier(IntEnum):
@@ -107,19 +109,17 @@ def _without_repeats(text: str) -> str:
 
 
 def build_punkt(texts):
-    """(tokenizer, description): pretrained English Punkt if installed, else trained here."""
-    try:
-        from nltk.tokenize.punkt import PunktTokenizer
-        tokenizer = PunktTokenizer("english")
-        source = "nltk Punkt, pretrained English model"
-    except (LookupError, ImportError, OSError):
-        sample = _training_sample(texts)
-        trainer = PunktTrainer()
-        trainer.INCLUDE_ALL_COLLOCS = True
-        trainer.train("\n\n".join(_without_repeats(t) for t in sample), finalize=True)
-        tokenizer = PunktSentenceTokenizer(trainer.get_params())
-        source = f"nltk Punkt trained on the author's {len(sample)} chunk(s)" + \
-            (f" (an even sample of {len(texts)})" if len(sample) < len(texts) else "")
+    """(tokenizer, description): Punkt trained on the author's own chunks, which learns
+    their abbreviations. Never nltk's pretrained model, even where its data is
+    installed: the same book then gives the same cuts on every machine (that download
+    is optional and outside the lock), and the one the tests and benchmarks measure."""
+    sample = _training_sample(texts)
+    trainer = PunktTrainer()
+    trainer.INCLUDE_ALL_COLLOCS = True
+    trainer.train("\n\n".join(_without_repeats(t) for t in sample), finalize=True)
+    tokenizer = PunktSentenceTokenizer(trainer.get_params())
+    source = f"nltk Punkt trained on the author's {len(sample)} chunk(s)" + \
+        (f" (an even sample of {len(texts)})" if len(sample) < len(texts) else "")
     tokenizer._params.abbrev_types.update(a for a in GUARDED_ABBREVIATIONS)
     return tokenizer, source
 
@@ -127,14 +127,15 @@ def build_punkt(texts):
 def ends_on_abbreviation(before: str, punct: str) -> bool:
     """True when `punct` after `before` closes a title, abbreviation or initial, not a
     sentence. Only a single '.' can: an ellipsis or a '!' ends a sentence even after
-    "etc". "I." is the pronoun ("said I."), not an initial."""
+    "etc". An initial may come in a run ("A.J. Fenn", "J.R.R."); "I." is the pronoun
+    ("said I."), not an initial."""
     if punct != ".":
         return False
     m = _WORD_BEFORE_DOT.search(before)
     if not m:
         return False
     word = m.group(1).lower().rstrip(".")
-    return word in GUARDED_ABBREVIATIONS or (len(word) == 1 and word.isalpha() and word != "i")
+    return word in GUARDED_ABBREVIATIONS or (bool(_INITIALS.fullmatch(word)) and word != "i")
 
 
 def _guarded(sentence: str) -> bool:
