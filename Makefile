@@ -108,7 +108,7 @@ test: lint $(MODEL) $(LLAMA_SERVER) $(LLAMA_QUANTIZE) $(TEST_NPM)
 	$(OFFLINE) $(PY) -m pytest tests
 
 # The unit tests: everything not marked slow (real Axolotl runs, real servers, model merges).
-test-fast: lint $(MODEL)
+test-fast: lint $(MODEL) $(TEST_NPM)
 	$(OFFLINE) $(PY) -m pytest tests -m "not slow" -q
 
 LOCK_VENV ?= /tmp/styletune-lock-venv

@@ -212,15 +212,15 @@ def test_hashes_follow_content_and_reuse_a_recorded_hash_only_for_the_same_size_
 
 def test_a_stage_whose_code_writes_something_new_reruns_once_for_an_older_record(make_config, tmp_path):
     """Stage 3 at revision 2 states add_bos_token for Ollama: a merge recorded before it is
-    stale, though its adapter and settings are unchanged (stage 1 at revision 2 writes
-    the chat rows as Continue's chat input sends them); the other stages stay fresh."""
+    stale, though its adapter and settings are unchanged (stage 1 at revision 3 reads the
+    rules file as Continue does); the other stages stay fresh."""
     from styletune.book import Hashes, is_fresh, stages
     from styletune.config import load_config
     cfg = load_config(make_config({}))
     found = {s.number: s for s in stages(cfg, SAMPLE_BOOK, "ollama")}
     merge = found["3"]
     assert merge.settings["stage revision"] == 2
-    assert found["1"].settings["stage revision"] == 2
+    assert found["1"].settings["stage revision"] == 3
     assert all("stage revision" not in s.settings for n, s in found.items() if n not in ("1", "3"))
     hashes = Hashes({})
     now, outputs = hashes.state(merge), hashes.outputs(merge)

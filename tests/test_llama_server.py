@@ -11,7 +11,6 @@ import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import support.continue_port as cp
@@ -25,6 +24,7 @@ from styletune.eval import evaluate, joins
 from styletune.eval.prompts import SEED_PROMPT, Prompt, read_conversations, stop_prompts
 from styletune.text import stops
 from styletune.train import merge_output, models
+from support.continue_js import TEST_NPM, run_continue_js
 from support.gotemplate import render_ollama
 
 # A real llama-server per route, models converted to GGUF: minutes, so not in make test-fast.
@@ -33,17 +33,6 @@ pytestmark = pytest.mark.slow
 STAGE1 = load_script(FT / "training" / "1_prepare_data.py")
 MERGE = load_script(FT / "training" / "3_merge_adapter.py")
 STAGE5 = load_script(FT / "training" / "5_configure_continue.py")
-TEST_NPM = Path(sys.prefix) / "test-npm" / "node_modules"
-TOOLS = Path(__file__).parent / "npm" / "continue_tools.cjs"
-
-
-def run_continue_js(*args, stdin=None) -> dict:
-    """Run Continue's own npm packages (make test-npm installs them)."""
-    assert TEST_NPM.is_dir(), f"{TEST_NPM} is missing: run `make test-npm`"
-    out = subprocess.run(["node", str(TOOLS), *args], input=stdin, capture_output=True, text=True,
-                         env={"NODE_PATH": str(TEST_NPM), "PATH": "/usr/bin:/bin:/usr/local/bin"})
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
 
 
 @pytest.fixture(scope="module")
@@ -285,7 +274,7 @@ def test_continuations_join_the_writers_text_on_every_route(route, way):
 
 # --- Llama 3's vocabulary: what the writer's 8B model serves with ----------------------
 
-LLAMA3_TOKENIZER = Path(sys.prefix) / "test-npm" / "node_modules" / "@lenml" / "tokenizer-llama3_1" / "models"
+LLAMA3_TOKENIZER = TEST_NPM / "@lenml" / "tokenizer-llama3_1" / "models"
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from styletune.config import load_config
 from styletune.deploy import continue_files, templates
 from styletune.deploy import serve as serving
 from styletune.train import merge_output, models
+from support.continue_js import run_continue_js
 from support.gotemplate import collate, render_ollama
 
 SCRIPT = load_script(FT / "training" / "5_configure_continue.py")
@@ -359,3 +360,39 @@ def test_stage_5_warns_when_a_merged_folder_does_not_state_the_bos_its_tokenizer
     assert "3_merge_adapter.py --auto --force" in warning
     assert SCRIPT.main(["--config", str(cfg.path), "--model", str(old), "--dry-run"]) == 0
     assert warning in capsys.readouterr().err
+
+
+RULES_FILES = {
+    "front matter": "---\nname: My book\nalwaysApply: true\n---\n\nWrite in the past tense.\n",
+    "none": "Write in the past tense.\nKeep the names.\n",
+    "an em dash typed as ---": "Write tersely.\nThe years 1990---2000 matter.\n",
+    "a rule between paragraphs": "Write tersely.\n\n---\n\nThe book: a thriller.\n",
+    "text before front matter": "Write tersely.\n\n---\nname: x\n---\nThe book: a thriller.\n---\nMore.\n",
+    "no YAML between": "Intro.\n---\n: : [unclosed\n---\nThe rest.\n",
+    "Windows line ends": "---\r\nname: x\r\n---\r\n\r\nWrite in the past tense.\r\n",
+    "dashes with spaces after": "---  \nname: x\n---\t\nBody.\n",
+}
+
+
+@pytest.mark.parametrize("shape", RULES_FILES)
+def test_the_rule_trained_under_is_the_rule_continue_reads(shape, tmp_path):
+    """chat.rules_body, which the chat drills train under, equals the rule Continue's
+    own markdownToRule reads from the same file, whatever its --- lines (an em dash
+    typed as three hyphens, a rule between paragraphs, text before front matter)."""
+    path = tmp_path / "rules.md"
+    path.write_bytes(RULES_FILES[shape].encode("utf-8"))
+    assert chat.rules_body(path.read_text(encoding="utf-8")) == run_continue_js("rule", str(path))["rule"]
+
+
+def test_stage1_warns_when_continue_would_drop_the_start_of_the_rules_file(tmp_path):
+    """Text before a pair of --- lines never reaches the model: the writer hears so,
+    with the file and the fix; a file that opens with its settings block does not."""
+    from types import SimpleNamespace
+    path = tmp_path / "rules.md"
+    path.write_text(RULES_FILES["text before front matter"], encoding="utf-8")
+    cfg = SimpleNamespace(pipeline=SimpleNamespace(system_prompt_file=path))
+    warning = chat.dropped_rules_warning(cfg)
+    assert "rules.md" in warning and "(Write tersely....)" in warning and "--force" in warning
+    for shape in ("front matter", "none", "a rule between paragraphs", "an em dash typed as ---"):
+        path.write_text(RULES_FILES[shape], encoding="utf-8")
+        assert chat.dropped_rules_warning(cfg) is None, shape

@@ -4,6 +4,10 @@ matter left out), as Continue joins them. Stage 5 writes both into Continue's fi
 stage 4 measures the join of the writer's seed prompt under them, as the chat route
 renders it."""
 
+import re
+
+import yaml
+
 BASE_SYSTEM_MESSAGE = ("Continue the author's manuscript in the author's own voice. "
                        "Write only the prose that comes next.")
 
@@ -46,9 +50,49 @@ def sample_rules_warning(cfg, book, then="rerun with --force") -> str | None:
             f"(a path there counts from fine-tuning/), and {then}")
 
 
+# A line of three dashes alone, as Continue's parseMarkdownRule splits a rules file
+_DASHES_LINE = re.compile(r"^---\s*$", re.MULTILINE)
+
+
+def _rules_parts(rules_file_text: str) -> tuple[str, list[str], bool]:
+    """The file with Windows line ends made \\n, its pieces between `---` lines, and
+    whether Continue takes the piece between the first two as front matter (YAML it
+    can parse)."""
+    text = rules_file_text.replace("\r\n", "\n")
+    parts = _DASHES_LINE.split(text)
+    if len(parts) < 3:
+        return text, parts, False
+    try:
+        yaml.safe_load(parts[1])
+    except yaml.YAMLError:
+        return text, parts, False
+    return text, parts, True
+
+
 def rules_body(rules_file_text: str) -> str:
-    """A Continue rules file without its `---` front matter."""
-    return rules_file_text.split("---", 2)[-1].strip()
+    """The rule Continue appends to the system message from a rules file, as its
+    parseMarkdownRule (@continuedev/config-yaml) reads one: split at lines of `---`
+    alone; with three parts or more, the second is front matter and what follows the
+    second `---` line is the rule, trimmed (what stands before the first is dropped);
+    otherwise, or where the front matter is no YAML, the whole file as it is. A `---`
+    inside a line (an em dash typed as three hyphens) is text."""
+    text, parts, front_matter = _rules_parts(rules_file_text)
+    # rejoined with bare dashes, as Continue does: a later --- line loses its line end
+    return "---".join(parts[2:]).strip() if front_matter else text
+
+
+def dropped_rules_warning(cfg) -> str | None:
+    """A warning when Continue would drop the start of the writer's rules file: text
+    before a `---` line that a second one follows reads as what comes before front
+    matter, and the lines between them as its settings, so neither reaches the model."""
+    from styletune import paths
+    _, parts, front_matter = _rules_parts(rules_file_text(cfg))
+    if not front_matter or not parts[0].strip():
+        return None
+    return (f"{paths.shown(cfg.pipeline.system_prompt_file)}: Continue reads the lines between its first two "
+            "lines of --- as the rule's settings and leaves them, and the text before them, out of what it "
+            f"sends ({' '.join(parts[0].split()[:6])}...). Open the file with its --- settings block (as "
+            "configs/prompts/scifi_writer.md does) or remove the --- lines, then rerun with --force")
 
 
 def rules_file_text(cfg) -> str:

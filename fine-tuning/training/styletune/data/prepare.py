@@ -52,7 +52,10 @@ STAGE = Stage("1", "1_prepare_data.py", "make the training examples", READS,
                   *training_data(cfg),
                   Files(cfg.data_manifest_path, what="their manifest"),
                   Files(cfg.pipeline.report_dir, REPORT_FILES, what="a report (md, json, png)")],
-              revision=2)       # 2: the chat rows hold the text as Continue's chat input sends it
+              # 2: the chat rows hold the text as Continue's chat input sends it; 3: the rules
+              # as Continue reads the file (only its own --- lines end front matter), and no
+              # cut after a run of initials ("A.J. Fenn")
+              revision=3)
 
 
 @dataclass
@@ -84,10 +87,11 @@ class Stage1Result:
 
     def warnings(self):
         """Things the writer must hear about on the terminal, not only in the report."""
-        rules = chat.sample_rules_warning(self.config, self.book_dir)
+        rules = [w for w in (chat.sample_rules_warning(self.config, self.book_dir),
+                             chat.dropped_rules_warning(self.config)) if w]
         wrapped = [c.name for c in self.chunks if wrapped_by_hand(c.text)]
         return [f"{paths.shown(self.book_dir / name)}: {reason}" for name, reason in self.skipped
-                if reason.startswith(("EMPTY", LEFT_OUT))] + ([rules] if rules else []) + (
+                if reason.startswith(("EMPTY", LEFT_OUT))] + rules + (
             [hard_wrap_advice(f"{len(wrapped)} chunk file(s) ({some_of(wrapped)}) are", self.plain_manuscript())]
             if wrapped else []) + (
             self.residue_warnings()) + ([
