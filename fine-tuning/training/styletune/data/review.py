@@ -40,8 +40,21 @@ ACTIONS = ("keep", "drop", "cut", "move", "whole")
 
 
 def seam_key(body, offset) -> dict:
-    return {"before": " ".join(body[:offset].split()[-KEY_WORDS:]),
-            "after": " ".join(body[offset:].split()[:KEY_WORDS])}
+    return {"before": " ".join(_words_beside(body, offset, -KEY_WORDS)),
+            "after": " ".join(_words_beside(body, offset, KEY_WORDS))}
+
+
+def _words_beside(body, offset, n) -> list[str]:
+    """The |n| words before `offset` (n < 0) or after it, read from a window that widens
+    until it holds one word more than asked (so a word the window cut is never one of
+    them), not from the whole book: a review asks for hundreds of keys."""
+    span = 40 * abs(n)
+    while True:
+        lo, hi = (max(0, offset - span), offset) if n < 0 else (offset, min(len(body), offset + span))
+        words = body[lo:hi].split()
+        if len(words) > abs(n) or (lo == 0 if n < 0 else hi == len(body)):
+            return words[n:] if n < 0 else words[:n]
+        span *= 4
 
 
 def find_seam(body, key, starts) -> int | None:
