@@ -1796,3 +1796,17 @@ def test_a_new_place_reason_quotes_the_words_that_made_it():
     from styletune.data.seam_model import _place_phrase
     assert _place_phrase("At the house of Mr. Brownlow the lamps were lit.") == "At the house"
     assert _place_phrase("He sat down.") == "He sat down...."
+
+
+def test_a_seams_key_words_are_the_words_beside_it_in_the_whole_book():
+    """seam_key reads a window beside the seam (a review asks for hundreds of keys), and
+    gives what splitting the whole book would: the 12 words either side, never a word
+    the window cut, however long the words or the gaps between them."""
+    from styletune.data.review import KEY_WORDS, seam_key
+    rng = random.Random(7)
+    pieces = ["a", "bb", "dddd-dddd", "e" * 70, "f\n\n", "g  ", "“Quite,”", "\t"]
+    for _ in range(500):
+        body = " ".join(rng.choice(pieces) for _ in range(rng.randint(0, 60)))
+        offset = rng.randint(0, len(body))
+        assert seam_key(body, offset) == {"before": " ".join(body[:offset].split()[-KEY_WORDS:]),
+                                          "after": " ".join(body[offset:].split()[:KEY_WORDS])}
