@@ -1810,3 +1810,15 @@ def test_a_seams_key_words_are_the_words_beside_it_in_the_whole_book():
         offset = rng.randint(0, len(body))
         assert seam_key(body, offset) == {"before": " ".join(body[:offset].split()[-KEY_WORDS:]),
                                           "after": " ".join(body[offset:].split()[:KEY_WORDS])}
+
+
+def test_an_answer_to_a_review_that_lists_no_seam_says_so(tmp_path):
+    """--decide s01=keep after a review with no seam to answer: the writer hears that
+    nothing is listed, and how to cut by hand, not to run stage 0 again."""
+    from styletune.data.segment import REVIEW_JSON, record_decisions
+    from styletune.errors import InputError
+    with pytest.raises(InputError, match="needs the last review"):
+        record_decisions(tmp_path, ["s01=keep"])
+    (tmp_path / REVIEW_JSON).write_text(json.dumps({"seams": []}), encoding="utf-8")
+    with pytest.raises(InputError, match=r"lists no seam to answer.*'cut:First words of a paragraph'"):
+        record_decisions(tmp_path, ["s01=keep"])

@@ -129,6 +129,25 @@ def test_write_atomic_leaves_no_temporary_files(tmp_path):
     assert [p.name for p in target.parent.iterdir()] == ["out.jsonl"]
 
 
+def test_a_folder_that_cannot_be_written_is_named_with_the_fix(tmp_path, monkeypatch):
+    """A read-only mount refuses the temporary file: the writer hears the file they
+    asked for (not '.out.jsonl.x8f2'), that the mount is read-only, and where to go."""
+    import errno
+    import tempfile
+
+    from styletune.cli import file_system_problem
+
+    def read_only(prefix, dir):
+        raise OSError(errno.EROFS, "Read-only file system", f"{dir}/{prefix}x8f2")
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    target = tmp_path / "out.jsonl"
+    with pytest.raises(OSError) as raised:
+        write_atomic(target, b"one\n")
+    message = file_system_problem(raised.value)
+    assert message.startswith(f"Read-only file system: {target}: ") and ".out.jsonl." not in message
+    assert "read-only disk or mount: choose a folder on a writable one (stage 0's --out" in message
+
+
 def _book(tmp_path, files):
     book = tmp_path / "book"
     book.mkdir()
@@ -196,6 +215,11 @@ def test_missing_or_empty_book_folder(tmp_path):
         discover(tmp_path / "nope", "chunk_*.txt")
     with pytest.raises(InputError, match="no chunk files matching"):
         discover(_book(tmp_path, {"notes.md": "x"}), "chunk_*.txt")
+    manuscript = tmp_path / "novel.txt"
+    manuscript.write_text("Chapter 1\n\nIt was cold.\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"novel.txt is a file: stage 1 reads a folder of chunk files.*"
+                                         r"0_segment_manuscript.py .*novel.txt.*make book BOOK="):
+        discover(manuscript, "chunk_*.txt")
 
 
 def test_empty_chunk_is_skipped_with_a_reason(tmp_path):

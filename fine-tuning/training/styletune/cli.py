@@ -62,6 +62,8 @@ def file_system_problem(err: OSError) -> str:
     where = " -> ".join(str(f) for f in (err.filename, err.filename2) if f) or "a file"
     fix = {errno.ENOSPC: "free some disk space and rerun",
            errno.EACCES: "this user cannot write or read there: choose another folder or fix its permissions",
+           errno.EROFS: "that folder is on a read-only disk or mount: choose a folder on a writable one "
+                        "(stage 0's --out, or the paths in the config)",
            errno.EEXIST: "that path is a file: give a folder (a new one or an existing one)",
            errno.ENOTDIR: "part of that path is a file, not a folder: give another path",
            errno.ENOENT: "it does not exist (a broken link, or a file moved while running): fix the "

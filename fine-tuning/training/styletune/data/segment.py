@@ -304,7 +304,7 @@ def heading_matter_notes(heading_matter) -> list[str]:
     runs = {}
     for title, words in heading_matter:
         runs.setdefault(title, []).append(words)
-    what = lambda w: ("a subtitle, a contents list or a note" if len(w) == 1  # noqa: E731
+    what = lambda w: ("a subtitle, an epigraph, a note, or a chapter of a few lines" if len(w) == 1  # noqa: E731
                       else f"{len(w)} short stretches: a table of contents, subtitles or notes")
     return [f"{sum(w)} word(s) between the headings before '{title}' ({what(w)}) are not a chunk; "
             f"kept in the manifest (a chapter needs over {HEADING_MATTER_MAX_WORDS} words of prose to be "
@@ -489,7 +489,12 @@ def record_decisions(out_dir, answers) -> tuple[list, list]:
     new = []
     for answer in answers:
         if not entries and not decisions and not answer.startswith(("cut:", "drop:", "whole:")):
-            raise InputError(f"--decide {answer!r} needs the last review ({paths.shown(out_dir / REVIEW_JSON)}): "
+            review = paths.shown(out_dir / REVIEW_JSON)
+            if (out_dir / REVIEW_JSON).exists():
+                raise InputError(f"--decide {answer!r}: the last review ({review}) lists no seam to answer, "
+                                 "so there is nothing to keep or drop. To cut or join by hand, give 'cut:First words "
+                                 "of a paragraph', 'drop:...' or 'whole:First...|Next...' (see --help)")
+            raise InputError(f"--decide {answer!r} needs the last review ({review}): "
                              "run stage 0 without --decide first")
         one = decide(entries, answer, decisions)
         decisions = [d for d in decisions if not same_place(d, one)]
