@@ -1265,6 +1265,8 @@ def test_the_copy_without_page_numbers_never_replaces_a_file_and_asks_for_text_n
         existing.touch()
         assert STAGE0.main([str(src), "--without-page-numbers", str(existing)]) == 2
         assert "that file exists; name a new one" in capsys.readouterr().err
+    assert STAGE0.main([str(src), "--without-page-numbers", str(tmp_path)]) == 2
+    assert "that is a folder; name a new file" in capsys.readouterr().err
     assert src.read_text(encoding="utf-8") == "It was cold and\n\n14)\n\nwet.\n"
     copy.unlink()
     assert STAGE0.main([str(src), "--without-page-numbers", str(copy)]) == 0

@@ -154,7 +154,9 @@ def segment(cfg, manuscript_path, say=lambda m: None, decisions=(), folders=(), 
     ms = read_manuscript(manuscript_path)
     structure = analyse(ms.body)
     if not structure.sections:
-        raise InputError(f"{ms.path}: only headings and front matter, no text to cut into chunks")
+        raise InputError(f"{ms.path}: no text to cut into chunks: every line reads as a heading or as "
+                         "front matter (a title page, a contents list). Stage 0 wants the story's "
+                         "paragraphs; a manuscript of a few words is too short to learn a voice from")
     say("loading the tokenizer")
     counter = load_counter(cfg)
     lengths = lengths_for(cfg, counter, folders, say)
@@ -549,8 +551,10 @@ def write_without_page_numbers(manuscript: Path, out: Path, config: Path) -> int
                          "cannot rewrite: save it as plain text (.txt, UTF-8) in your word processor and "
                          "run this on that file")
     if out.exists():
-        raise UserError(f"--without-page-numbers {paths.shown(out)}: that file exists; name a new one "
-                        "(your manuscript is never rewritten)")
+        what = "that is a folder; name a new file (e.g. inside it)" if out.is_dir() else \
+            "that file exists; name a new one"
+        raise UserError(f"--without-page-numbers {paths.shown(out)}: {what} (your manuscript is never "
+                        "rewritten)")
     raw = manuscript.read_bytes()
     text = read_text(manuscript)
     crlf = "\r\n" in text
