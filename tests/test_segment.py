@@ -1763,7 +1763,9 @@ def test_blank_lines_after_a_block_set_in_from_the_margin_are_layout_unless_a_ti
             "The others sat on by the fire and talked of the weather.\n\n" + para + "\n\n" + listed +
             "When I had got so far in my list I threw it into the fire in despair.\n\n" + para + "\n\n" +
             listed.replace("Nil", "Feeble") + "When I had slept that night I went out early.\n\n" + para +
-            "\n\nHe left the house at once.\n\n\nWhen we had gone a mile the road turned.\n\n" + para)
+            "\n\nHe left the house at once.\n\n\nWhen we had gone a mile the road turned.\n\n" + para +
+            "\n\n" + listed.replace("Nil", "Poor") + "When they had reached Whitby the storm broke.\n\n" + para +
+            "\n\n" + listed.replace("Nil", "Fair") + "When he had read it through he laughed.\n\n" + para)
     found = candidates_at_blank_lines(text)
     mark = model().data["mark_score"]
     rache, diary, margin = found["The detectiv"], found["_Dr. Seward'"], found["The others s"]
@@ -1771,9 +1773,12 @@ def test_blank_lines_after_a_block_set_in_from_the_margin_are_layout_unless_a_ti
     assert diary.mark and diary.score == mark
     assert margin.mark and margin.score == mark
     so_far, night, mile = found["When I had g"], found["When I had s"], found["When we had "]
+    whitby, read = found["When they ha"], found["When he had "]
     assert so_far.mark and so_far.score < mark and "looks back at it ('When I had')" in so_far.signals[-1]
+    assert read.mark and read.score < mark and "looks back at it" in read.signals[-1]
     assert night.mark and night.score == mark
     assert mile.mark and mile.score == mark
+    assert whitby.mark and whitby.score == mark     # a journey's end after the block: a new scene
 
 
 def test_blank_lines_before_a_new_scene_stay_a_break_after_a_closing_question():

@@ -371,28 +371,45 @@ RULES_FILES = {
     "no YAML between": "Intro.\n---\n: : [unclosed\n---\nThe rest.\n",
     "Windows line ends": "---\r\nname: x\r\n---\r\n\r\nWrite in the past tense.\r\n",
     "dashes with spaces after": "---  \nname: x\n---\t\nBody.\n",
+    "a byte-order mark": "\ufeff---\nname: x\n---\n\nYou are continuing a novel.\n",
+    "a key twice": "---\nname: x\ndescription: one\ndescription: two\n---\nBody.\n",
+    "a tag": "---\nname: !mine x\n---\nBody.\n",
+    "empty front matter": "---\n---\nBody.\n",
+    "prose under a divider": "---\nThe book is a thriller.\n---\nWrite tersely.\n",
 }
+
+
+def read_rules(path):
+    """The rules file as stages 1 and 5 read it."""
+    from types import SimpleNamespace
+    return chat.rules_file_text(SimpleNamespace(pipeline=SimpleNamespace(system_prompt_file=path)))
 
 
 @pytest.mark.parametrize("shape", RULES_FILES)
 def test_the_rule_trained_under_is_the_rule_continue_reads(shape, tmp_path):
-    """chat.rules_body, which the chat drills train under, equals the rule Continue's
-    own markdownToRule reads from the same file, whatever its --- lines (an em dash
-    typed as three hyphens, a rule between paragraphs, text before front matter)."""
+    """chat.rules_body of the file as stage 1 reads it, which the chat drills train
+    under, equals the rule Continue's own markdownToRule reads from the same file as
+    VS Code decodes it, whatever its --- lines (an em dash typed as three hyphens, a
+    rule between paragraphs, text before front matter), its line ends, a byte-order
+    mark, or YAML the two parsers might read apart (a key twice, a tag)."""
     path = tmp_path / "rules.md"
     path.write_bytes(RULES_FILES[shape].encode("utf-8"))
-    assert chat.rules_body(path.read_text(encoding="utf-8")) == run_continue_js("rule", str(path))["rule"]
+    assert chat.rules_body(read_rules(path)) == run_continue_js("rule", str(path))["rule"]
 
 
-def test_stage1_warns_when_continue_would_drop_the_start_of_the_rules_file(tmp_path):
-    """Text before a pair of --- lines never reaches the model: the writer hears so,
-    with the file and the fix; a file that opens with its settings block does not."""
+def test_stage1_warns_when_continue_would_drop_the_writers_text_from_the_rules_file(tmp_path):
+    """Text before a pair of --- lines, or prose between them, never reaches the model:
+    the writer hears so, with the words, the file and the fix; a file that opens with
+    its settings block, or has no such pair, does not."""
     from types import SimpleNamespace
     path = tmp_path / "rules.md"
-    path.write_text(RULES_FILES["text before front matter"], encoding="utf-8")
     cfg = SimpleNamespace(pipeline=SimpleNamespace(system_prompt_file=path))
-    warning = chat.dropped_rules_warning(cfg)
-    assert "rules.md" in warning and "(Write tersely....)" in warning and "--force" in warning
-    for shape in ("front matter", "none", "a rule between paragraphs", "an em dash typed as ---"):
+    for shape, words in (("text before front matter", "('Write tersely.')"),
+                         ("prose under a divider", "('The book is a thriller.')")):
+        path.write_text(RULES_FILES[shape], encoding="utf-8")
+        warning = chat.dropped_rules_warning(cfg)
+        assert "rules.md" in warning and words in warning and "--force" in warning, shape
+    for shape in ("front matter", "none", "a rule between paragraphs", "an em dash typed as ---",
+                  "a byte-order mark", "a key twice", "empty front matter"):
         path.write_text(RULES_FILES[shape], encoding="utf-8")
         assert chat.dropped_rules_warning(cfg) is None, shape

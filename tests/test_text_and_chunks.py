@@ -215,10 +215,11 @@ def test_missing_or_empty_book_folder(tmp_path):
         discover(tmp_path / "nope", "chunk_*.txt")
     with pytest.raises(InputError, match="no chunk files matching"):
         discover(_book(tmp_path, {"notes.md": "x"}), "chunk_*.txt")
-    manuscript = tmp_path / "novel.txt"
+    manuscript = tmp_path / "My Novel.txt"
     manuscript.write_text("Chapter 1\n\nIt was cold.\n", encoding="utf-8")
-    with pytest.raises(InputError, match=r"novel.txt is a file: stage 1 reads a folder of chunk files.*"
-                                         r"0_segment_manuscript.py .*novel.txt.*make book BOOK="):
+    with pytest.raises(InputError, match=r"My Novel.txt is a file, and a folder of chunk files is wanted here.*"
+                                         r"python fine-tuning/training/0_segment_manuscript.py '.*/My Novel.txt'.*"
+                                         r"style_pipeline.book_dir.*make book BOOK='.*/My Novel.txt'"):
         discover(manuscript, "chunk_*.txt")
 
 

@@ -5,8 +5,9 @@
 //       parseConfigYaml + validateConfigYaml from @continuedev/config-yaml; prints JSON
 //       {errors, dropped}: dropped = keys in the file that the schema did not keep.
 //   node continue_tools.cjs rule RULES.md
-//       markdownToRule from @continuedev/config-yaml: prints JSON {rule, alwaysApply}; the
-//       rule text is what Continue appends to the system message.
+//       the file read as VS Code's Continue reads it, then markdownToRule from
+//       @continuedev/config-yaml: prints JSON {rule, alwaysApply}; the rule text is what
+//       Continue appends to the system message.
 //   node continue_tools.cjs render   (stdin: {"template": ..., "vars": {...}})
 //       renders an autocomplete template with Handlebars, as Continue's
 //       core/autocomplete/templating/index.ts renderStringTemplate does; prints JSON {prompt}.
@@ -35,7 +36,9 @@ if (cmd === "validate") {
   console.log(JSON.stringify({ errors, dropped: droppedKeys(YAML.parse(text), parsed) }));
 } else if (cmd === "rule") {
   const { markdownToRule } = require("@continuedev/config-yaml");
-  const rule = markdownToRule(fs.readFileSync(file, "utf8"), { uriType: "file", fileUri: file });
+  // decoded as VS Code's readFile (extensions/vscode/src/VsCodeIde.ts) does: TextDecoder drops a BOM
+  const text = new TextDecoder().decode(fs.readFileSync(file));
+  const rule = markdownToRule(text, { uriType: "file", fileUri: file });
   console.log(JSON.stringify({ rule: rule.rule, alwaysApply: rule.alwaysApply }));
 } else if (cmd === "render") {
   const Handlebars = require("handlebars");

@@ -54,19 +54,32 @@ def sample_rules_warning(cfg, book, then="rerun with --force") -> str | None:
 _DASHES_LINE = re.compile(r"^---\s*$", re.MULTILINE)
 
 
-def _rules_parts(rules_file_text: str) -> tuple[str, list[str], bool]:
+def _rules_parts(rules_file_text: str) -> tuple[str, list[str], yaml.Node | None]:
     """The file with Windows line ends made \\n, its pieces between `---` lines, and
-    whether Continue takes the piece between the first two as front matter (YAML it
-    can parse)."""
+    the piece between the first two as YAML where Continue takes it for front matter
+    (None where it does not)."""
     text = rules_file_text.replace("\r\n", "\n")
     parts = _DASHES_LINE.split(text)
-    if len(parts) < 3:
-        return text, parts, False
+    return text, parts, _front_matter(parts[1]) if len(parts) >= 3 else None
+
+
+def _front_matter(piece: str) -> yaml.Node | None:
+    """`piece` composed as YAML, or None where Continue's parser (the npm yaml package)
+    refuses it: no YAML, or a key twice in one mapping (a second `description:` line),
+    which PyYAML would take. Composed, not loaded, since a tag it does not know (`!x`)
+    is only a warning there."""
     try:
-        yaml.safe_load(parts[1])
+        node = yaml.compose(piece, Loader=yaml.SafeLoader)
     except yaml.YAMLError:
-        return text, parts, False
-    return text, parts, True
+        return None
+    return None if _repeats_a_key(node) else (node or yaml.ScalarNode("tag:yaml.org,2002:null", ""))
+
+
+def _repeats_a_key(node) -> bool:
+    if isinstance(node, yaml.MappingNode):
+        keys = [k.value for k, _ in node.value if isinstance(k, yaml.ScalarNode)]
+        return len(keys) != len(set(keys)) or any(_repeats_a_key(v) for _, v in node.value)
+    return isinstance(node, yaml.SequenceNode) and any(_repeats_a_key(v) for v in node.value)
 
 
 def rules_body(rules_file_text: str) -> str:
@@ -78,20 +91,26 @@ def rules_body(rules_file_text: str) -> str:
     inside a line (an em dash typed as three hyphens) is text."""
     text, parts, front_matter = _rules_parts(rules_file_text)
     # rejoined with bare dashes, as Continue does: a later --- line loses its line end
-    return "---".join(parts[2:]).strip() if front_matter else text
+    return "---".join(parts[2:]).strip() if front_matter is not None else text
 
 
 def dropped_rules_warning(cfg) -> str | None:
-    """A warning when Continue would drop the start of the writer's rules file: text
-    before a `---` line that a second one follows reads as what comes before front
-    matter, and the lines between them as its settings, so neither reaches the model."""
+    """A warning when Continue would drop some of the writer's own text from the rules
+    file: text before a `---` line that a second one follows (read as what comes before
+    front matter), or lines between the two that are no `key: value` settings (prose
+    under a --- used as a divider), since neither reaches the model."""
     from styletune import paths
     _, parts, front_matter = _rules_parts(rules_file_text(cfg))
-    if not front_matter or not parts[0].strip():
+    if front_matter is None:
         return None
+    dropped = " ".join(parts[0].split()) or (
+        "" if isinstance(front_matter, yaml.MappingNode) else " ".join(parts[1].split()))
+    if not dropped:
+        return None
+    shown = " ".join(dropped.split()[:6]) + ("..." if len(dropped.split()) > 6 else "")
     return (f"{paths.shown(cfg.pipeline.system_prompt_file)}: Continue reads the lines between its first two "
-            "lines of --- as the rule's settings and leaves them, and the text before them, out of what it "
-            f"sends ({' '.join(parts[0].split()[:6])}...). Open the file with its --- settings block (as "
+            "lines of --- as the rule's settings and leaves them, and any text before them, out of what "
+            f"it sends ('{shown}'). Open the file with a --- block of key: value settings (as "
             "configs/prompts/scifi_writer.md does) or remove the --- lines, then rerun with --force")
 
 
@@ -107,7 +126,9 @@ def rules_file_text(cfg) -> str:
                           "in the config counts from fine-tuning/, e.g. configs/prompts/my_book.md). "
                           "Write a few lines about your book there (configs/prompts/scifi_writer.md "
                           "is the sample book's), or correct the path")
-    return path.read_text(encoding="utf-8")
+    # utf-8-sig: a byte-order mark at the start is dropped, as VS Code's decoder does
+    # before Continue reads the file (else its first --- line would not stand alone)
+    return path.read_text(encoding="utf-8-sig")
 
 
 def configured_system_message(cfg) -> str:

@@ -81,9 +81,12 @@ def discover(book_dir: Path, glob: str):
     """Return (chunk paths in natural order, [(name, reason)] for everything skipped)."""
     book_dir = Path(book_dir)
     if book_dir.is_file():
-        raise InputError(f"{book_dir} is a file: stage 1 reads a folder of chunk files. To cut a whole "
-                         f"manuscript into one, run stage 0 on it (0_segment_manuscript.py {book_dir}), "
-                         f"or run every stage: make book BOOK={book_dir}")
+        from styletune import paths
+        raise InputError(f"{paths.shown(book_dir)} is a file, and a folder of chunk files is wanted here. "
+                         "To cut a whole manuscript into one, run stage 0 on it: python "
+                         f"fine-tuning/training/0_segment_manuscript.py {paths.typed(book_dir)} (then give "
+                         "the folder it writes, or set style_pipeline.book_dir to it); or run every stage: "
+                         f"make book BOOK={paths.typed(book_dir)}")
     if not book_dir.is_dir():
         raise InputError(f"no book folder at {book_dir}: put your chunk files in "
                          "fine-tuning/data/raw/<book>/ and set style_pipeline.book_dir "

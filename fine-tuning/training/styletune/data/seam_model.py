@@ -69,9 +69,12 @@ _TIME_WORDS = re.compile(r"^\W*(meanwhile|afterwards|later|next day|the next|tha
                          r"some (?:days|weeks|months|years|time)|(?:when|after) (?:i|we|he|she|they) "
                          r"(?:had|got|reached|returned|came|awoke|woke))", re.IGNORECASE)
 # "When I had got so far in my list...", "After he had read it through...": a clause
-# in the past perfect looks back at what was just done, so after a display block (the
-# list, the letter) it resumes the scene; "The next morning" still opens a new one.
-_LOOKS_BACK = re.compile(r"^\W*(?:when|after) (?:i|we|he|she|they) had\b", re.IGNORECASE)
+# in the past perfect whose verb is reading or writing the block just shown looks
+# back at it, so after a display block (the list, the letter) the scene goes on;
+# "When we had reached Whitby", "After we had breakfasted" still open a new one.
+_LOOKS_BACK = re.compile(r"^\W*(?:when|after) (?:i|we|he|she|they) had (?:got so far|come to the end|"
+                         r"(?:re-?)?read|finished|written|copied|signed|sealed|deciphered|glanced|looked "
+                         r"(?:at|over|through)|scanned|studied|perused)\b", re.IGNORECASE)
 _PLACE = re.compile(r"^\W*(?:at|in|inside|outside|back at|back in|on board|aboard|across|"
                     r"beyond)\s+(?:the|a|an|his|her|their|my|our)?\s*[A-Za-z’']+", re.IGNORECASE)
 # "THE papers", "I CONFESS", "A FORTNIGHT later", "MR. UTTERSON the lawyer"

@@ -12,8 +12,8 @@ Tokens
     its Punkt one, which is built to find cut points and trains a model): a
     sentence ends after . ! ? … and any closing quotes or brackets, when what
     follows is not a lower-case word (`"Where?" she asked.` is one sentence), never
-    after a title or abbreviation from `sentences.GUARDED_ABBREVIATIONS` or a
-    single capital initial; a paragraph break always ends one. Good enough for
+    after a title or abbreviation from `sentences.GUARDED_ABBREVIATIONS` or an
+    initial or run of them ("J.", "A.J."); a paragraph break always ends one. Good enough for
     length statistics, not for cutting text.
 
 Profile (`style_profile`)

@@ -1,8 +1,8 @@
 """Sentence boundaries a cut may use, from nltk Punkt plus guards for fiction.
 
-Punkt comes pretrained for English when nltk's `punkt_tab` data is installed;
-otherwise it is trained on the author's own chunks (no download), which also
-teaches it their abbreviations. Punkt alone still splits "Dr. | Watson" before
+Punkt is trained on the author's own chunks (no download, and never nltk's
+pretrained model, so every machine cuts alike), which teaches it their
+abbreviations. Punkt alone still splits "Dr. | Watson" before
 a capitalised name, so titles and initials get a guard of their own, and three
 rules specific to fiction rank the boundaries:
 - never before a lower-case word (`"Where?" | she asked.` is one sentence);
