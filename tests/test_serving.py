@@ -413,3 +413,13 @@ def test_stage1_warns_when_continue_would_drop_the_writers_text_from_the_rules_f
                   "a byte-order mark", "a key twice", "empty front matter"):
         path.write_text(RULES_FILES[shape], encoding="utf-8")
         assert chat.dropped_rules_warning(cfg) is None, shape
+
+
+def test_a_rules_file_in_another_encoding_gets_the_chunks_clear_error(tmp_path):
+    """Read by fileio's reader, as the chunks are: a Windows-1252 rules file is named,
+    with its line and the fix, not a UnicodeDecodeError."""
+    from styletune.errors import InputError
+    path = tmp_path / "rules.md"
+    path.write_bytes("---\nname: x\n---\nCafé au lait.\n".encode("cp1252"))
+    with pytest.raises(InputError, match=r"rules.md: not valid UTF-8 at byte \d+, line 4.*Windows-1252"):
+        read_rules(path)

@@ -120,15 +120,17 @@ def rules_file_text(cfg) -> str:
     there would otherwise leave the chat drills without the rules the editor sends."""
     from styletune import paths
     from styletune.errors import ConfigError
+    from styletune.fileio import read_text
     path = cfg.pipeline.system_prompt_file
     if not path.is_file():
         raise ConfigError(f"style_pipeline.system_prompt_file: no file at {paths.shown(path)} (a path "
                           "in the config counts from fine-tuning/, e.g. configs/prompts/my_book.md). "
                           "Write a few lines about your book there (configs/prompts/scifi_writer.md "
                           "is the sample book's), or correct the path")
-    # utf-8-sig: a byte-order mark at the start is dropped, as VS Code's decoder does
-    # before Continue reads the file (else its first --- line would not stand alone)
-    return path.read_text(encoding="utf-8-sig")
+    # fileio's reader, as for the chunks: a byte-order mark is dropped, as VS Code's
+    # decoder drops it before Continue reads the file, and a file saved in another
+    # encoding gets the same clear error
+    return read_text(path)
 
 
 def configured_system_message(cfg) -> str:

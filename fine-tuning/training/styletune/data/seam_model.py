@@ -358,9 +358,9 @@ def blank_lines_only_layout(mark: str, features, previous: str, after_display: b
     "_Dr. Seward's Diary._" after a telegram is a new document), or looks back at it
     ("When I had got so far in my list"); or the dialogue runs on across it (1.7% of
     the seven novels' seams, 53% of their other paragraph starts). Not where the
-    paragraph after opens otherwise with a time or a place, as a new scene does. There the run scores as any paragraph start, so the chunker cuts a set-apart
-    letter, list or headline from its scene only where the lengths leave no other
-    place. A visible mark (* * *) always counts."""
+    paragraph after opens otherwise with a time or a place, as a new scene does. There
+    the run scores as any paragraph start, so the chunker cuts a set-apart letter, list
+    or headline from its scene only where the lengths leave no other place. A visible mark (* * *) always counts."""
     resumes = after_display and bool(_LOOKS_BACK.search(following)) and not _TIME.search(following[:60])
     if not is_blank_lines_mark(mark) or features.get("place") or (features.get("time") and not resumes):
         return ""       # a visible mark, or the next opens as a new scene does ("The next morning")
